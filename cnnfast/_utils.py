@@ -1,0 +1,76 @@
+"""Argument normalisation shared by cnnfast.functional and cnnfast.nn."""
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+__all__ = ["_pair", "_is_tensor", "_any_tensor", "_result_dtype", "_as_float"]
+
+
+def _pair(value, name: str = "value", op: str = "op") -> tuple[int, int]:
+    """``3 -> (3, 3)``, ``(2, 3) -> (2, 3)``; rejects non-integers with a clear TypeError."""
+    if isinstance(value, (tuple, list)):
+        if len(value) == 1:
+            value = (value[0], value[0])
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        items = value
+    else:
+        items = (value, value)
+    out = []
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        out.append(operator.index(v))
+    return out[0], out[1]
+
+
+def _is_tensor(x) -> bool:
+    """True for a cnnfast autograd Tensor (checked without importing the autograd package)."""
+    return getattr(type(x), "_cnnfast_tensor", False)
+
+
+def _any_tensor(*xs) -> bool:
+    return any(_is_tensor(x) for x in xs)
+
+
+_REAL_KINDS = "biuf"  # bool, signed, unsigned, floating
+
+
+def _check_real(a: np.ndarray, op: str, name: str) -> None:
+    if a.dtype.kind not in _REAL_KINDS:
+        raise TypeError(f"{op}: expected a real numeric array for {name}, got dtype {a.dtype}")
+
+
+def _result_dtype(*arrays) -> np.dtype:
+    """cnnfast's casting rule: float64 if any operand is float64 (or wider), otherwise float32.
+
+    float32 inputs compute in float32; integer, bool and float16 inputs are converted to float32.
+    """
+    for a in arrays:
+        if a is not None and a.dtype.kind == "f" and a.dtype.itemsize >= 8:
+            return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def _as_float(op: str, **named):
+    """Convert named array-likes to C-contiguous arrays of one float dtype (see _result_dtype).
+
+    Returns the arrays in the order given (None stays None). Raises TypeError naming the argument
+    for non-numeric input.
+    """
+    arrays = {}
+    for name, x in named.items():
+        if x is None:
+            arrays[name] = None
+            continue
+        try:
+            a = np.asarray(x)
+        except Exception as e:  # ragged lists and the like
+            raise TypeError(f"{op}: {name} could not be converted to an array: {e}") from None
+        _check_real(a, op, name)
+        arrays[name] = a
+    dt = _result_dtype(*arrays.values())
+    return tuple(None if a is None else np.ascontiguousarray(a, dtype=dt) for a in arrays.values())

@@ -1,0 +1,87 @@
+#include <pybind11/stl.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "common/check.h"
+#include "common/isa.h"
+#include "common/parallel.h"
+#include "dispatch/dispatch.h"
+
+namespace py = pybind11;
+using namespace py::literals;
+
+namespace {
+
+void set_num_threads(int n) {
+  CNNFAST_CHECK(n >= 1, "set_num_threads: the number of threads must be a positive integer, got ", n);
+  cnnfast::num_threads_override().store(n);
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+}
+
+py::dict runtime_info() {
+  using namespace cnnfast;
+  py::dict d;
+  py::list compiled, available;
+  for (Isa i : compiled_isas()) compiled.append(isa_name(i));
+  for (Isa i : available_isas()) available.append(isa_name(i));
+  d["compiled_isas"] = compiled;
+  d["available_isas"] = available;
+  d["selected_isa"] = isa_name(current_isa());
+  const CpuFeatures& f = cpu_features();
+  d["cpu_features"] = py::dict("avx2"_a = f.avx2, "fma"_a = f.fma, "avx512f"_a = f.avx512f, "avx512bw"_a = f.avx512bw,
+                               "avx512dq"_a = f.avx512dq, "avx512vl"_a = f.avx512vl);
+#ifdef _OPENMP
+  d["openmp"] = true;
+  d["openmp_version"] = _OPENMP;
+#else
+  d["openmp"] = false;
+  d["openmp_version"] = 0;
+#endif
+  d["num_threads"] = max_threads();
+  py::dict kernels;
+  kernels["conv2d_fwd_f32"] = selected_kernel_isa<float>(&KernelTable<float>::conv2d_fwd);
+  kernels["conv2d_bwd_input_f32"] = selected_kernel_isa<float>(&KernelTable<float>::conv2d_bwd_input);
+  kernels["conv2d_bwd_weight_f32"] = selected_kernel_isa<float>(&KernelTable<float>::conv2d_bwd_weight);
+  kernels["maxpool2d_fwd_f32"] = selected_kernel_isa<float>(&KernelTable<float>::maxpool2d_fwd);
+  kernels["maxpool2d_bwd_f32"] = selected_kernel_isa<float>(&KernelTable<float>::maxpool2d_bwd);
+  kernels["relu_fwd_f32"] = selected_kernel_isa<float>(&KernelTable<float>::relu_fwd);
+  kernels["relu_bwd_f32"] = selected_kernel_isa<float>(&KernelTable<float>::relu_bwd);
+  d["kernels"] = kernels;
+#ifdef CNNFAST_SANITIZED
+  d["sanitized"] = true;
+#else
+  d["sanitized"] = false;
+#endif
+  return d;
+}
+
+py::list kernel_list() {
+  py::list l;
+#define CNNFAST_KERNEL(op, dir, dtype, isa) l.append(py::make_tuple(#op, #dir, #dtype, #isa));
+#include "kernels/kernels.inc"
+#undef CNNFAST_KERNEL
+  return l;
+}
+
+}  // namespace
+
+void bind_runtime(py::module_& m) {
+  m.def("set_num_threads", &set_num_threads, "n"_a, "Set the number of OpenMP threads cnnfast kernels use (process-wide).");
+  m.def("get_num_threads", &cnnfast::max_threads, "Number of threads a cnnfast kernel will use.");
+  m.def("set_isa", &cnnfast::set_isa, "name"_a, "Force a kernel path: 'ref', 'avx2' or 'avx512'.");
+  m.def("get_isa", [] { return std::string(cnnfast::isa_name(cnnfast::current_isa())); }, "The selected kernel path.");
+  m.def("runtime_info", &runtime_info, "Compiled/available ISAs, selected ISA, CPU features, OpenMP, threads.");
+  m.def("_kernel_list", &kernel_list, "Every (op, dir, dtype, isa) in kernels.inc.");
+  // Read environment overrides once, at import: a bad CNNFAST_ISA / CNNFAST_NUM_THREADS raises here.
+  if (const char* nt = std::getenv("CNNFAST_NUM_THREADS"); nt && *nt) {
+    char* end = nullptr;
+    const long n = std::strtol(nt, &end, 10);
+    CNNFAST_CHECK(end && *end == '\0' && n >= 1 && n <= 4096,
+                  "CNNFAST_NUM_THREADS must be a positive integer, got '", nt, "'");
+    set_num_threads(static_cast<int>(n));
+  }
+  (void)cnnfast::current_isa();
+}

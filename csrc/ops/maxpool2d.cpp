@@ -1,0 +1,74 @@
+#include "dispatch/dispatch.h"
+#include "ops/array_util.h"
+#include "ops/maxpool2d_checks.h"
+#include "ops/ops.h"
+
+namespace cnnfast {
+namespace {
+
+template <typename T>
+py::object fwd(const py::array& x_, Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode, bool return_indices) {
+  carray<T> x(x_);
+  const Pool2dShape p = maxpool2d_shape(shape_of(x), kernel, stride, padding, dilation, ceil_mode);
+  carray<T> y(maxpool2d_output_size(p));
+  std::optional<py::array_t<int64_t>> idx;
+  if (return_indices) idx = py::array_t<int64_t>(maxpool2d_output_size(p));
+  const T* xp = x.data();
+  T* yp = y.mutable_data();
+  int64_t* ip = idx ? idx->mutable_data() : nullptr;
+  {
+    // Safe to drop the GIL: local py::array handles keep the buffers alive; kernels touch no Python objects.
+    py::gil_scoped_release release;
+    if (p.N > 0) dispatch<T>(&KernelTable<T>::maxpool2d_fwd, p, xp, yp, ip);
+  }
+  if (return_indices) return py::make_tuple(y, *idx);
+  return std::move(y);
+}
+
+template <typename T>
+py::array bwd(const py::array& gy_, const std::vector<int64_t>& input_size, const py::array& idx_, Pair kernel, Pair stride,
+              Pair padding, Pair dilation, bool ceil_mode) {
+  carray<T> gy(gy_);
+  const Pool2dShape p = maxpool2d_shape(input_size, kernel, stride, padding, dilation, ceil_mode);
+  const auto osz = maxpool2d_output_size(p);
+  CNNFAST_CHECK(shape_of(gy) == osz, "max_pool2d_backward: expected grad_output of size ", shape_str(osz),
+                " (the forward output for input ", shape_str(input_size), "), but got grad_output of size ", shape_str(shape_of(gy)));
+  CNNFAST_CHECK(shape_of(idx_) == osz, "max_pool2d_backward: expected indices of size ", shape_str(osz), ", but got indices of size ",
+                shape_str(shape_of(idx_)));
+  CNNFAST_CHECK(idx_.dtype().kind() == 'i' || idx_.dtype().kind() == 'u', "max_pool2d_backward: indices must be an integer array, got dtype ",
+                std::string(py::str(idx_.dtype())));
+  carray<int64_t> idx(idx_);
+  carray<T> gx(input_size);
+  const T* gyp = gy.data();
+  const int64_t* ip = idx.data();
+  T* gxp = gx.mutable_data();
+  const int64_t n = idx.size(), plane = p.H * p.W;
+  bool ok = true;
+  {
+    py::gil_scoped_release release;  // see fwd()
+    // Indices come from the user: an out-of-range one would write outside gx, so check them all
+    // (one pass, memory-bound, negligible next to the scatter itself).
+    for (int64_t i = 0; i < n; ++i) ok &= (ip[i] >= 0) & (ip[i] < plane);
+    if (ok && p.N > 0) dispatch<T>(&KernelTable<T>::maxpool2d_bwd, p, gyp, ip, gxp);
+  }
+  CNNFAST_CHECK(ok, "max_pool2d_backward: indices must lie in [0, H*W) = [0, ", plane, ") for input ", shape_str(input_size));
+  return std::move(gx);
+}
+
+}  // namespace
+
+py::object max_pool2d_forward(const py::array& x, Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode,
+                              bool return_indices) {
+  check_float(x, "max_pool2d", "input");
+  return is_f64(x) ? fwd<double>(x, kernel, stride, padding, dilation, ceil_mode, return_indices)
+                   : fwd<float>(x, kernel, stride, padding, dilation, ceil_mode, return_indices);
+}
+
+py::array max_pool2d_backward(const py::array& gy, const std::vector<int64_t>& input_size, const py::array& indices,
+                              Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode) {
+  check_float(gy, "max_pool2d_backward", "grad_output");
+  return is_f64(gy) ? bwd<double>(gy, input_size, indices, kernel, stride, padding, dilation, ceil_mode)
+                    : bwd<float>(gy, input_size, indices, kernel, stride, padding, dilation, ceil_mode);
+}
+
+}  // namespace cnnfast
