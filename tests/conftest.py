@@ -1,0 +1,42 @@
+"""Shared fixtures: run kernel tests on every compiled ISA this CPU supports."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import cnnfast
+
+_INFO = cnnfast.runtime_info()
+COMPILED_ISAS = list(_INFO["compiled_isas"])
+AVAILABLE_ISAS = list(_INFO["available_isas"])
+
+
+def isa_params():
+    """pytest params for every compiled ISA; those this CPU lacks are skipped with the reason."""
+    return [
+        pytest.param(isa, id=f"isa={isa}", marks=() if isa in AVAILABLE_ISAS else pytest.mark.skip(
+            reason=f"this CPU does not support {isa} (features: {_INFO['cpu_features']})"))
+        for isa in COMPILED_ISAS
+    ]
+
+
+@pytest.fixture(params=isa_params())
+def isa(request):
+    """Select a kernel path for the duration of a test, then restore the previous one."""
+    prev = cnnfast.get_isa()
+    cnnfast.set_isa(request.param)
+    yield request.param
+    cnnfast.set_isa(prev)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def pytest_report_header(config):
+    return (f"cnnfast {cnnfast.__version__}: compiled ISAs {COMPILED_ISAS}, available {AVAILABLE_ISAS}, "
+            f"selected {_INFO['selected_isa']}, threads {_INFO['num_threads']}, "
+            f"CNNFAST_ISA={os.environ.get('CNNFAST_ISA', '')!r}, sanitized={_INFO.get('sanitized')}")
