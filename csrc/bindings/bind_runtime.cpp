@@ -60,8 +60,10 @@ py::dict runtime_info() {
 
 py::list kernel_list() {
   py::list l;
-#define CNNFAST_KERNEL(op, dir, dtype, isa) l.append(py::make_tuple(#op, #dir, #dtype, #isa));
+#define CNNFAST_KERNEL(op, dir, dtype, isa) l.append(py::make_tuple(#op, #dir, #dtype, #isa, ""));
+#define CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, variant) l.append(py::make_tuple(#op, #dir, #dtype, #isa, #variant));
 #include "kernels/kernels.inc"
+#undef CNNFAST_KERNEL_VARIANT
 #undef CNNFAST_KERNEL
   return l;
 }
@@ -74,7 +76,7 @@ void bind_runtime(py::module_& m) {
   m.def("set_isa", &cnnfast::set_isa, "name"_a, "Force a kernel path: 'ref', 'avx2' or 'avx512'.");
   m.def("get_isa", [] { return std::string(cnnfast::isa_name(cnnfast::current_isa())); }, "The selected kernel path.");
   m.def("runtime_info", &runtime_info, "Compiled/available ISAs, selected ISA, CPU features, OpenMP, threads.");
-  m.def("_kernel_list", &kernel_list, "Every (op, dir, dtype, isa) in kernels.inc.");
+  m.def("_kernel_list", &kernel_list, "Every (op, dir, dtype, isa, variant) in kernels.inc.");
   // Read environment overrides once, at import: a bad CNNFAST_ISA / CNNFAST_NUM_THREADS raises here.
   if (const char* nt = std::getenv("CNNFAST_NUM_THREADS"); nt && *nt) {
     char* end = nullptr;

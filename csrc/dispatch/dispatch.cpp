@@ -1,5 +1,6 @@
 #include "dispatch/dispatch.h"
 
+#include <cstdlib>
 #include <type_traits>
 
 namespace cnnfast {
@@ -13,10 +14,18 @@ struct Tables {
 template <typename T>
 Tables<T> build() {
   Tables<T> tabs;
-#define CNNFAST_KERNEL(op, dir, dtype, isa)                                                   \
+  // Append each kernel to its slot's list, in kernels.inc order.
+  auto add = [](auto& list, auto* fn) {
+    for (auto& slot : list)
+      if (!slot) { slot = fn; return; }
+    std::abort();  // more than kMaxImpls implementations for one slot: raise kMaxImpls
+  };
+#define CNNFAST_KERNEL(op, dir, dtype, isa) CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, )
+#define CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, variant)                                   \
   if constexpr (std::is_same_v<T, dtype##_t>)                                                 \
-    tabs.t[static_cast<int>(Isa::isa)].op##_##dir = &op##_##dir##_##dtype##_##isa;
+    add(tabs.t[static_cast<int>(Isa::isa)].op##_##dir, &op##_##dir##_##dtype##_##isa##variant);
 #include "kernels/kernels.inc"
+#undef CNNFAST_KERNEL_VARIANT
 #undef CNNFAST_KERNEL
   return tabs;
 }

@@ -1,44 +1,51 @@
 // Runtime kernel dispatch. The table is built once from kernels.inc; each (op, dir, dtype) has
-// an ordered list of implementations: the selected ISA's kernel first, then `ref`, which accepts
-// every configuration. A kernel that returns false declines and the next one runs.
+// an ordered list of implementations: the selected ISA's kernels in the order kernels.inc lists
+// them (specialised ones such as depthwise first), then `ref`, which accepts every
+// configuration. A kernel that returns false declines and the next one runs.
 #pragma once
+#include <array>
+
 #include "common/isa.h"
 #include "dispatch/kernels.h"
 
 namespace cnnfast {
 
+// Up to kMaxImpls implementations per (op, dir, dtype, isa), tried in order; unused slots are null.
+constexpr int kMaxImpls = 4;
+template <typename Sig>
+using ImplList = std::array<Sig*, kMaxImpls>;
+
 template <typename T>
 struct KernelTable {
-  conv2d_fwd_sig<T>* conv2d_fwd = nullptr;
-  conv2d_bwd_input_sig<T>* conv2d_bwd_input = nullptr;
-  conv2d_bwd_weight_sig<T>* conv2d_bwd_weight = nullptr;
-  maxpool2d_fwd_sig<T>* maxpool2d_fwd = nullptr;
-  maxpool2d_bwd_sig<T>* maxpool2d_bwd = nullptr;
-  relu_fwd_sig<T>* relu_fwd = nullptr;
-  relu_bwd_sig<T>* relu_bwd = nullptr;
+  ImplList<conv2d_fwd_sig<T>> conv2d_fwd{};
+  ImplList<conv2d_bwd_input_sig<T>> conv2d_bwd_input{};
+  ImplList<conv2d_bwd_weight_sig<T>> conv2d_bwd_weight{};
+  ImplList<maxpool2d_fwd_sig<T>> maxpool2d_fwd{};
+  ImplList<maxpool2d_bwd_sig<T>> maxpool2d_bwd{};
+  ImplList<relu_fwd_sig<T>> relu_fwd{};
+  ImplList<relu_bwd_sig<T>> relu_bwd{};
 };
 
-// The kernels compiled for `isa` (null where that ISA has no kernel of its own).
+// The kernels compiled for `isa` (empty lists where that ISA has no kernel of its own).
 template <typename T>
 const KernelTable<T>& kernel_table(Isa isa);
 
 // Runs the kernel `member` for the currently selected ISA, falling back to ref if it is missing
 // or declines. Example: dispatch<float>(&KernelTable<float>::relu_fwd, n, x, y);
 template <typename T, typename Fn, typename... Args>
-void dispatch(Fn* KernelTable<T>::*member, Args&&... args) {
+void dispatch(ImplList<Fn> KernelTable<T>::*member, Args&&... args) {
   const Isa isa = current_isa();
-  if (isa != Isa::ref) {
-    Fn* f = kernel_table<T>(isa).*member;
-    if (f && f(args...)) return;
-  }
-  (kernel_table<T>(Isa::ref).*member)(args...);
+  if (isa != Isa::ref)
+    for (Fn* f : kernel_table<T>(isa).*member)
+      if (f && f(args...)) return;
+  (kernel_table<T>(Isa::ref).*member)[0](args...);
 }
 
-// Name of the kernel that handles `member` for the selected ISA ("conv2d_fwd_f32_avx512"), for show_runtime.
+// ISA whose kernels handle `member` first for the selected ISA ("avx2", or "ref"), for show_runtime.
 template <typename T, typename Fn>
-const char* selected_kernel_isa(Fn* KernelTable<T>::*member) {
+const char* selected_kernel_isa(ImplList<Fn> KernelTable<T>::*member) {
   const Isa isa = current_isa();
-  return (kernel_table<T>(isa).*member) ? isa_name(isa) : isa_name(Isa::ref);
+  return (kernel_table<T>(isa).*member)[0] ? isa_name(isa) : isa_name(Isa::ref);
 }
 
 }  // namespace cnnfast

@@ -10,6 +10,9 @@ using f32_t = float;
 using f64_t = double;
 
 #define CNNFAST_KERNEL(op, dir, dtype, isa) op##_##dir##_sig<dtype##_t> op##_##dir##_##dtype##_##isa;
+#define CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, variant) \
+  op##_##dir##_sig<dtype##_t> op##_##dir##_##dtype##_##isa##variant;
 #include "kernels/kernels.inc"
+#undef CNNFAST_KERNEL_VARIANT
 #undef CNNFAST_KERNEL
 }  // namespace cnnfast
