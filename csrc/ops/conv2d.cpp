@@ -1,4 +1,5 @@
 #include "dispatch/dispatch.h"
+#include "common/allocator.h"
 #include "ops/array_util.h"
 #include "ops/ops.h"
 
@@ -17,7 +18,7 @@ py::array fwd(const py::array& x_, const py::array& w_, const std::optional<py::
     b = carray<T>(*b_);
   }
   const Conv2dShape p = conv2d_shape(shape_of(x), shape_of(w), b ? b->shape(0) : -1, stride, padding, dilation, groups);
-  carray<T> y(conv2d_output_size(p));
+  carray<T> y = new_array<T>(conv2d_output_size(p));
   const T* xp = x.data();
   const T* wp = w.data();
   const T* bp = b ? b->data() : nullptr;
