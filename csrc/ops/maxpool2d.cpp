@@ -1,5 +1,8 @@
-#include "dispatch/dispatch.h"
+#include <atomic>
+
 #include "common/allocator.h"
+#include "common/parallel.h"
+#include "dispatch/dispatch.h"
 #include "ops/array_util.h"
 #include "ops/maxpool2d_checks.h"
 #include "ops/ops.h"
@@ -48,8 +51,14 @@ py::array bwd(const py::array& gy_, const std::vector<int64_t>& input_size, cons
   {
     py::gil_scoped_release release;  // see fwd()
     // Indices come from the user: an out-of-range one would write outside gx, so check them all
-    // (one pass, memory-bound, negligible next to the scatter itself).
-    for (int64_t i = 0; i < n; ++i) ok &= (ip[i] >= 0) & (ip[i] < plane);
+    // (one pass, memory-bound; run on all threads so it stays small next to the scatter).
+    std::atomic<bool> all_ok{true};
+    parallel_for(n, 1, [&](int64_t b, int64_t e) {
+      bool chunk_ok = true;
+      for (int64_t i = b; i < e; ++i) chunk_ok &= static_cast<uint64_t>(ip[i]) < static_cast<uint64_t>(plane);
+      if (!chunk_ok) all_ok.store(false, std::memory_order_relaxed);
+    });
+    ok = all_ok.load();
     if (ok && p.N > 0) dispatch<T>(&KernelTable<T>::maxpool2d_bwd, p, gyp, ip, gxp);
   }
   CNNFAST_CHECK(ok, "max_pool2d_backward: indices must lie in [0, H*W) = [0, ", plane, ") for input ", shape_str(input_size));

@@ -1,5 +1,5 @@
-#include "dispatch/dispatch.h"
 #include "common/allocator.h"
+#include "dispatch/dispatch.h"
 #include "ops/array_util.h"
 #include "ops/ops.h"
 
