@@ -54,9 +54,19 @@ py::array bwd(const py::array& gy_, const std::vector<int64_t>& input_size, cons
     // (one pass, memory-bound; run on all threads so it stays small next to the scatter).
     std::atomic<bool> all_ok{true};
     parallel_for(n, 1, [&](int64_t b, int64_t e) {
-      bool chunk_ok = true;
-      for (int64_t i = b; i < e; ++i) chunk_ok &= static_cast<uint64_t>(ip[i]) < static_cast<uint64_t>(plane);
-      if (!chunk_ok) all_ok.store(false, std::memory_order_relaxed);
+      // v is valid iff v >= 0 and v - plane < 0: OR up v | ~(v - plane) and test the sign bit
+      // (branch-free; four independent accumulators so the loop is not one dependency chain).
+      auto bad = [plane](int64_t v) { return v | ~static_cast<int64_t>(static_cast<uint64_t>(v) - static_cast<uint64_t>(plane)); };
+      int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, i = b;
+      for (; i + 4 <= e; i += 4) {
+        a0 |= bad(ip[i]);
+        a1 |= bad(ip[i + 1]);
+        a2 |= bad(ip[i + 2]);
+        a3 |= bad(ip[i + 3]);
+      }
+      for (; i < e; ++i) a0 |= bad(ip[i]);
+      const int64_t acc = a0 | a1 | a2 | a3;
+      if (acc < 0) all_ok.store(false, std::memory_order_relaxed);
     });
     ok = all_ok.load();
     if (ok && p.N > 0) dispatch<T>(&KernelTable<T>::maxpool2d_bwd, p, gyp, ip, gxp);
