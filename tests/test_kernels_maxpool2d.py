@@ -231,3 +231,10 @@ def test_large_outputs_reuse_cached_buffers(isa, rng):
     assert gx.sum() == y2.size and gx.shape == x.shape
     np.testing.assert_array_equal(cnnfast.max_pool2d(x, 2, 2), y1c)
     assert np.array_equal(run("ref", x, 2, 2)[1], i1c)
+
+
+@pytest.mark.parametrize("W", [256, 254], ids=["aligned-rows", "odd-rows"])
+def test_streaming_outputs(isa, rng, W):
+    # outputs (values + indices) above 8 MiB are written with nontemporal stores where aligned
+    x = rng.standard_normal((4, 16, 256, W)).astype(np.float32)
+    check_fwd(isa, x, 2, 2)

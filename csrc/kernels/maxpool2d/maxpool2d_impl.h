@@ -88,10 +88,18 @@ struct Avx2F32 {
     even = _mm256_castps_si256(e);
     odd = _mm256_castps_si256(o);
   }
+  static void stream(T* p, V v) { _mm256_stream_ps(p, v); }
+  template <bool NT>
   static void store_idx(int64_t* p, I i, IT sentinel) {
     i = _mm256_or_si256(i, _mm256_cmpeq_epi32(i, _mm256_set1_epi32(sentinel)));  // sentinel | ~0 = -1
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 4), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1)));
+    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i)), hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1));
+    if (NT) {
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(p), lo);
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(p + 4), hi);
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 4), hi);
+    }
   }
 };
 
@@ -137,9 +145,12 @@ struct Avx2F64 {
     even = _mm256_castpd_si256(e);
     odd = _mm256_castpd_si256(o);
   }
+  static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
+  template <bool NT>
   static void store_idx(int64_t* p, I i, IT sentinel) {
     i = _mm256_or_si256(i, _mm256_cmpeq_epi64(i, _mm256_set1_epi64x(sentinel)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), i);
+    if (NT) _mm256_stream_si256(reinterpret_cast<__m256i*>(p), i);
+    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), i);
   }
 };
 #endif
@@ -182,10 +193,18 @@ struct Avx512F32 {
     even = _mm512_permutex2var_epi32(a, ie, b);
     odd = _mm512_permutex2var_epi32(a, _mm512_add_epi32(ie, _mm512_set1_epi32(1)), b);
   }
+  static void stream(T* p, V v) { _mm512_stream_ps(p, v); }
+  template <bool NT>
   static void store_idx(int64_t* p, I i, IT sentinel) {
     i = _mm512_mask_mov_epi32(i, _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(sentinel)), _mm512_set1_epi32(-1));
-    _mm512_storeu_si512(p, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i)));
-    _mm512_storeu_si512(p + 8, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1)));
+    const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i)), hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1));
+    if (NT) {
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(p), lo);
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(p + 8), hi);
+    } else {
+      _mm512_storeu_si512(p, lo);
+      _mm512_storeu_si512(p + 8, hi);
+    }
   }
 };
 
@@ -226,9 +245,12 @@ struct Avx512F64 {
     even = _mm512_permutex2var_epi64(a, ie, b);
     odd = _mm512_permutex2var_epi64(a, _mm512_add_epi64(ie, _mm512_set1_epi64(1)), b);
   }
+  static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
+  template <bool NT>
   static void store_idx(int64_t* p, I i, IT sentinel) {
     i = _mm512_mask_mov_epi64(i, _mm512_cmpeq_epi64_mask(i, _mm512_set1_epi64(sentinel)), _mm512_set1_epi64(-1));
-    _mm512_storeu_si512(p, i);
+    if (NT) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), i);
+    else _mm512_storeu_si512(p, i);
   }
 };
 #endif
@@ -245,6 +267,10 @@ inline bool better_tie(T v, IT iv, T best, IT ib) {
 // Output rows between a row's input prefetch and its use (chosen from bench/: 2-4 all hide the
 // DRAM latency for VGG-sized rows; more only evicts useful lines for small planes).
 constexpr int64_t kPrefetchRows = 3;
+// Outputs (values + indices) at least this large are written with nontemporal stores: they do
+// not stay in cache for the next layer anyway, and streaming skips the read-for-ownership of
+// each output line (same reasoning and threshold as relu_impl.h).
+constexpr int64_t kStreamBytes = int64_t(8) << 20;
 
 template <class S, bool WithIdx>
 void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, int64_t* idx) {
@@ -263,6 +289,9 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
   // Offsets of window column j in the phase buffer: phase (j*dw) % sw, shift (j*dw) / sw.
   std::vector<int64_t> coff(static_cast<size_t>(p.kw));
   for (int64_t j = 0; j < p.kw; ++j) coff[j] = (j * p.dw) % sw * P + (j * p.dw) / sw;
+
+  const int64_t out_bytes = p.N * p.C * OH * OW * static_cast<int64_t>(sizeof(T) + (WithIdx ? sizeof(int64_t) : 0));
+  const bool stream = out_bytes >= kStreamBytes;
 
   parallel_for(p.N * p.C * OH, OW * p.kh * p.kw, [&](int64_t b, int64_t e) {
     std::vector<T> rb(static_cast<size_t>(L), ninf), ph(sw == 1 ? 0 : static_cast<size_t>(sw * P), ninf);
@@ -367,18 +396,24 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
           }
         }
         if (ow + N <= OW) {
-          S::store(yr + ow, acc);
-          if (WithIdx) S::store_idx(ir + ow, ia, kNoIndex);
+          // streaming only where the store is vector-aligned (rows of odd byte length are not)
+          if (stream && reinterpret_cast<std::uintptr_t>(yr + ow) % sizeof(typename S::V) == 0) S::stream(yr + ow, acc);
+          else S::store(yr + ow, acc);
+          if (WithIdx) {
+            if (stream && reinterpret_cast<std::uintptr_t>(ir + ow) % sizeof(typename S::V) == 0) S::template store_idx<true>(ir + ow, ia, kNoIndex);
+            else S::template store_idx<false>(ir + ow, ia, kNoIndex);
+          }
         } else {
           S::store(tv, acc);
           std::memcpy(yr + ow, tv, static_cast<size_t>(OW - ow) * sizeof(T));
           if (WithIdx) {
-            S::store_idx(ti, ia, kNoIndex);
+            S::template store_idx<false>(ti, ia, kNoIndex);
             std::memcpy(ir + ow, ti, static_cast<size_t>(OW - ow) * sizeof(int64_t));
           }
         }
       }
     }
+    if (stream) _mm_sfence();  // order the streaming stores before the parallel region's join
   });
 }
 
