@@ -117,18 +117,24 @@ def load(path):
     path = os.fspath(path)
     with open(path, "rb") as f:  # FileNotFoundError etc. propagate unchanged
         magic = f.read(6)
-    if not magic.startswith(b"PK\x03\x04"):
-        if magic.startswith(b"\x93NUMPY"):
-            raise _bad(path, "it is a single-array .npy file, not a .npz archive")
-        if magic[:1] == b"\x80":
-            raise _bad(path, "it looks like a pickle (e.g. from torch.save or pickle.dump); cnnfast never unpickles")
-        if not magic:
-            raise _bad(path, "the file is empty")
-        raise _bad(path, f"not a .npz (zip) archive (starts with {magic!r})")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise _bad(path, f"the file is corrupt or truncated ({type(e).__name__}: {e})") from None
+        if not magic.startswith(b"PK\x03\x04"):
+            if magic.startswith(b"\x93NUMPY"):
+                raise _bad(path, "it is a single-array .npy file, not a .npz archive")
+            if magic[:1] == b"\x80":
+                raise _bad(path, "it looks like a pickle (e.g. from torch.save or pickle.dump); cnnfast never unpickles")
+            if not magic:
+                raise _bad(path, "the file is empty")
+            raise _bad(path, f"not a .npz (zip) archive (starts with {magic!r})")
+        f.seek(0)
+        # We own the file object, so it is closed on every path, including a corrupt archive.
+        try:
+            archive = np.load(f, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise _bad(path, f"the file is corrupt or truncated ({type(e).__name__}: {e})") from None
+        return _read_archive(path, archive)
+
+
+def _read_archive(path, archive):
     with archive:
         try:
             if _META_KEY not in archive.files:
