@@ -217,8 +217,8 @@ def plot_convolution(image=None, kernel=None, stride=1, padding=0, highlight=(0,
 # plot_kernels
 # ----------------------------------------------------------------------------------------------
 
-def plot_kernels(conv_layer_or_weight, *, max_kernels=64, ncols=None, annotate=None, title=None, path=None,
-                 dpi=100):
+def plot_kernels(conv_layer_or_weight, *, max_kernels=64, ncols=None, annotate=None, names=None, title=None,
+                 path=None, dpi=100):
     """Grid of a conv layer's kernels, one panel per output channel.
 
     Accepts an ``nn.Conv2d`` (its ``.weight``), a Tensor, or an ndarray ``(K, C, kH, kW)`` (also
@@ -226,7 +226,8 @@ def plot_kernels(conv_layer_or_weight, *, max_kernels=64, ncols=None, annotate=N
     min-max scaled per kernel, as for a first layer on colour images); otherwise the channels are
     averaged and drawn on one blue-white-red scale shared by all kernels (white = 0), with a
     colour bar. ``annotate`` writes the weights into the cells (default: when there are at most 16
-    kernels of at most 5x5). At most ``max_kernels`` are drawn.
+    kernels of at most 5x5). ``names`` labels the panels (default ``#0, #1, ...``). At most
+    ``max_kernels`` are drawn.
     """
     op = "plot_kernels"
     w = getattr(conv_layer_or_weight, "weight", conv_layer_or_weight)
@@ -241,6 +242,8 @@ def plot_kernels(conv_layer_or_weight, *, max_kernels=64, ncols=None, annotate=N
         raise ValueError(f"{op}: the weight contains NaN or infinity")
     k_all, c, kh, kw = w.shape
     k = min(k_all, int(max_kernels))
+    if names is not None and len(names) < k:
+        raise ValueError(f"{op}: got {len(names)} names for {k} kernels")
     ncols = int(ncols) if ncols else min(k, 8 if k > 16 else max(1, math.ceil(math.sqrt(k))))
     nrows = math.ceil(k / ncols)
     rgb = c == 3
@@ -267,7 +270,7 @@ def plot_kernels(conv_layer_or_weight, *, max_kernels=64, ncols=None, annotate=N
             if annotate:
                 for (a, b), v in np.ndenumerate(maps[i]):
                     ax.text(b, a, f"{v:.2f}", ha="center", va="center", fontsize=max(6, 11 - max(kh, kw)))
-        ax.set_title(f"#{i}", fontsize=8, pad=2)
+        ax.set_title(f"#{i}" if names is None else str(names[i]), fontsize=8 if names is None else 10, pad=2)
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
     how = "RGB" if rgb else ("channels averaged" if c > 1 else "")
@@ -329,17 +332,15 @@ def plot_feature_maps(model, image, layers=None, *, max_channels=8, path=None, d
     except ImportError:  # autograd not available: layers on ndarrays record nothing anyway
         no_grad = contextlib.nullcontext
     rows = [("input", x)]
-    out = x
-    with no_grad():
-        for i, layer in enumerate(children):
-            out = layer(out)
-            out = np.asarray(getattr(out, "data", out))
-            wanted = (i in layers) if layers is not None else out.ndim == 4
-            if wanted:
-                if out.ndim != 4:
-                    raise ValueError(f"{op}: layer {i} ({_describe(layer)}) outputs shape {out.shape}, not feature "
-                                     f"maps (1, C, H, W)")
-                rows.append((f"{i}: {_describe(layer)}", out))
+    was_training = getattr(model, "training", None)
+    if was_training and hasattr(model, "eval"):
+        model.eval()  # show what the model computes at inference: dropout off
+    try:
+        with no_grad():
+            rows.extend(_run_layers(op, children, x, layers))
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train(True)
     ncols = min(max(r[1].shape[1] for r in rows), int(max_channels))
     fig = _figure((1.3 * ncols + 2.4, 1.35 * len(rows) + 0.5), dpi)
     axes = fig.subplots(len(rows), ncols, squeeze=False)
@@ -357,6 +358,22 @@ def plot_feature_maps(model, image, layers=None, *, max_channels=8, path=None, d
                               va="center")
     fig.suptitle(f"feature maps, one row per layer (first {ncols} channels)", fontsize=11)
     return _finish(fig, path)
+
+
+def _run_layers(op, children, x, layers):
+    """Call each layer on the previous output; return (label, maps) for the layers to show."""
+    rows = []
+    out = x
+    for i, layer in enumerate(children):
+        out = layer(out)
+        out = np.asarray(getattr(out, "data", out))
+        wanted = (i in layers) if layers is not None else out.ndim == 4
+        if wanted:
+            if out.ndim != 4:
+                raise ValueError(f"{op}: layer {i} ({_describe(layer)}) outputs shape {out.shape}, not feature "
+                                 f"maps (1, C, H, W)")
+            rows.append((f"{i}: {_describe(layer)}", out))
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
