@@ -55,15 +55,18 @@ def _result_dtype(*arrays) -> np.dtype:
     return np.dtype(np.float32)
 
 
+_OPTIONAL = frozenset({"bias"})  # arguments that may be None
+
+
 def _as_float(op: str, **named):
     """Convert named array-likes to C-contiguous arrays of one float dtype (see _result_dtype).
 
-    Returns the arrays in the order given (None stays None). Raises TypeError naming the argument
+    Returns the arrays in the order given (an optional argument such as bias may be None). Raises TypeError naming the argument
     for non-numeric input.
     """
     arrays = {}
     for name, x in named.items():
-        if x is None:
+        if x is None and name in _OPTIONAL:
             arrays[name] = None
             continue
         try:

@@ -80,6 +80,5 @@ def max_pool2d_output_shape(input_shape, kernel_size, stride=None, padding=0, di
     full = (1,) + shape if unbatched else shape
     if len(full) != 4:
         raise ValueError(f"{op}: Expected 3D or 4D (batch mode) input, but got input of size {shape}")
-    x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (0,) + full[1:], (0,) * 4)
-    out = (full[0],) + _core.max_pool2d_forward(x, k, s, p, d, bool(ceil_mode), False).shape[1:]
+    out = tuple(_core.max_pool2d_output_size(list(full), k, s, p, d, bool(ceil_mode)))
     return out[1:] if unbatched else out

@@ -8,15 +8,15 @@ namespace {
 template <typename T>
 py::array fwd(const py::array& x_, const py::array& w_, const std::optional<py::array>& b_, Pair stride, Pair padding,
               Pair dilation, int64_t groups, bool relu) {
+  // Check shapes first, then convert: a bad call never allocates or copies anything.
+  if (b_)
+    CNNFAST_CHECK(b_->ndim() == 1, "conv2d: Given weight of size ", shape_str(shape_of(w_)),
+                  ", expected bias to be 1-dimensional with ", w_.ndim() > 0 ? w_.shape(0) : 0,
+                  " elements, but got bias of size ", shape_str(shape_of(*b_)), " instead");
+  const Conv2dShape p = conv2d_shape(shape_of(x_), shape_of(w_), b_ ? b_->shape(0) : -1, stride, padding, dilation, groups);
   carray<T> x(x_), w(w_);
   std::optional<carray<T>> b;
-  if (b_) {
-    CNNFAST_CHECK(b_->ndim() == 1, "conv2d: Given weight of size ", shape_str(shape_of(w)),
-                  ", expected bias to be 1-dimensional with ", w.ndim() > 0 ? w.shape(0) : 0,
-                  " elements, but got bias of size ", shape_str(shape_of(*b_)), " instead");
-    b = carray<T>(*b_);
-  }
-  const Conv2dShape p = conv2d_shape(shape_of(x), shape_of(w), b ? b->shape(0) : -1, stride, padding, dilation, groups);
+  if (b_) b = carray<T>(*b_);
   carray<T> y(conv2d_output_size(p));
   const T* xp = x.data();
   const T* wp = w.data();
@@ -34,9 +34,9 @@ py::array fwd(const py::array& x_, const py::array& w_, const std::optional<py::
 template <typename T>
 py::array bwd_input(const std::vector<int64_t>& input_size, const py::array& gy_, const py::array& w_, Pair stride,
                     Pair padding, Pair dilation, int64_t groups) {
+  const Conv2dShape p = conv2d_shape(input_size, shape_of(w_), -1, stride, padding, dilation, groups);
+  conv2d_check_grad_output(p, shape_of(gy_));
   carray<T> gy(gy_), w(w_);
-  const Conv2dShape p = conv2d_shape(input_size, shape_of(w), -1, stride, padding, dilation, groups);
-  conv2d_check_grad_output(p, shape_of(gy));
   carray<T> gx(input_size);
   const T* gyp = gy.data();
   const T* wp = w.data();
@@ -51,9 +51,9 @@ py::array bwd_input(const std::vector<int64_t>& input_size, const py::array& gy_
 template <typename T>
 py::tuple bwd_weight(const py::array& x_, const std::vector<int64_t>& weight_size, const py::array& gy_, Pair stride,
                      Pair padding, Pair dilation, int64_t groups, bool bias) {
+  const Conv2dShape p = conv2d_shape(shape_of(x_), weight_size, -1, stride, padding, dilation, groups);
+  conv2d_check_grad_output(p, shape_of(gy_));
   carray<T> x(x_), gy(gy_);
-  const Conv2dShape p = conv2d_shape(shape_of(x), weight_size, -1, stride, padding, dilation, groups);
-  conv2d_check_grad_output(p, shape_of(gy));
   carray<T> gw(weight_size);
   std::optional<carray<T>> gb;
   if (bias) gb = carray<T>(std::vector<int64_t>{p.K});

@@ -8,8 +8,8 @@ namespace {
 
 template <typename T>
 py::object fwd(const py::array& x_, Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode, bool return_indices) {
+  const Pool2dShape p = maxpool2d_shape(shape_of(x_), kernel, stride, padding, dilation, ceil_mode);
   carray<T> x(x_);
-  const Pool2dShape p = maxpool2d_shape(shape_of(x), kernel, stride, padding, dilation, ceil_mode);
   carray<T> y(maxpool2d_output_size(p));
   std::optional<py::array_t<int64_t>> idx;
   if (return_indices) idx = py::array_t<int64_t>(maxpool2d_output_size(p));
@@ -28,15 +28,15 @@ py::object fwd(const py::array& x_, Pair kernel, Pair stride, Pair padding, Pair
 template <typename T>
 py::array bwd(const py::array& gy_, const std::vector<int64_t>& input_size, const py::array& idx_, Pair kernel, Pair stride,
               Pair padding, Pair dilation, bool ceil_mode) {
-  carray<T> gy(gy_);
   const Pool2dShape p = maxpool2d_shape(input_size, kernel, stride, padding, dilation, ceil_mode);
   const auto osz = maxpool2d_output_size(p);
-  CNNFAST_CHECK(shape_of(gy) == osz, "max_pool2d_backward: expected grad_output of size ", shape_str(osz),
-                " (the forward output for input ", shape_str(input_size), "), but got grad_output of size ", shape_str(shape_of(gy)));
+  CNNFAST_CHECK(shape_of(gy_) == osz, "max_pool2d_backward: expected grad_output of size ", shape_str(osz),
+                " (the forward output for input ", shape_str(input_size), "), but got grad_output of size ", shape_str(shape_of(gy_)));
   CNNFAST_CHECK(shape_of(idx_) == osz, "max_pool2d_backward: expected indices of size ", shape_str(osz), ", but got indices of size ",
                 shape_str(shape_of(idx_)));
   CNNFAST_CHECK(idx_.dtype().kind() == 'i' || idx_.dtype().kind() == 'u', "max_pool2d_backward: indices must be an integer array, got dtype ",
                 std::string(py::str(idx_.dtype())));
+  carray<T> gy(gy_);
   carray<int64_t> idx(idx_);
   carray<T> gx(input_size);
   const T* gyp = gy.data();

@@ -1,0 +1,161 @@
+"""Runtime: ISA selection (CNNFAST_ISA), show_runtime, threads (OMP_NUM_THREADS, threadpoolctl), GIL release."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import cnnfast
+import reference as ref
+
+
+def _run(code, **env):
+    e = dict(os.environ)
+    for k in ("CNNFAST_ISA", "CNNFAST_NUM_THREADS", "OMP_NUM_THREADS"):
+        e.pop(k, None)
+    e.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, cwd=os.path.dirname(__file__))
+
+
+def test_cnnfast_isa_env_forces_a_path():
+    r = _run("import cnnfast; print(cnnfast.get_isa())", CNNFAST_ISA="ref")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ref"
+
+
+def test_cnnfast_isa_env_unknown_value_lists_valid_ones():
+    r = _run("import cnnfast", CNNFAST_ISA="neon9")
+    assert r.returncode != 0
+    assert "unknown ISA 'neon9'; valid values are ref, avx2, avx512" in r.stderr
+
+
+def test_unsupported_isa_is_refused():
+    info = cnnfast.runtime_info()
+    missing = [i for i in info["compiled_isas"] if i not in info["available_isas"]]
+    if not missing:
+        pytest.skip("this CPU supports every compiled ISA")
+    with pytest.raises(ValueError, match=f"this CPU does not support '{missing[0]}'"):
+        cnnfast.set_isa(missing[0])
+    r = _run("import cnnfast", CNNFAST_ISA=missing[0])
+    assert r.returncode != 0 and "does not support" in r.stderr
+
+
+def test_default_isa_is_the_best_available():
+    r = _run("import cnnfast; print(cnnfast.get_isa())")
+    assert r.stdout.strip() == cnnfast.runtime_info()["available_isas"][-1]
+
+
+def test_show_runtime_reports_everything():
+    buf = io.StringIO()
+    cnnfast.show_runtime(file=buf)
+    text = buf.getvalue()
+    for needle in ["compiled ISAs", "selected ISA", "OpenMP", "threads", "conv2d_fwd_f32", "CPU features"]:
+        assert needle in text
+    assert cnnfast.get_isa() in text
+
+
+def test_thread_environment_variables():
+    assert _run("import cnnfast; print(cnnfast.get_num_threads())", OMP_NUM_THREADS="1").stdout.strip() == "1"
+    assert _run("import cnnfast; print(cnnfast.get_num_threads())", CNNFAST_NUM_THREADS="3").stdout.strip() == "3"
+    bad = _run("import cnnfast", CNNFAST_NUM_THREADS="zero")
+    assert bad.returncode != 0 and "CNNFAST_NUM_THREADS must be a positive integer, got 'zero'" in bad.stderr
+
+
+def test_threadpoolctl_sees_and_caps_openmp():
+    pytest.importorskip("threadpoolctl")
+    code = (
+        "import cnnfast, threadpoolctl\n"
+        "info = [p for p in threadpoolctl.threadpool_info() if p['user_api'] == 'openmp']\n"
+        "assert info, threadpoolctl.threadpool_info()\n"
+        "with threadpoolctl.threadpool_limits(1, user_api='openmp'):\n"
+        "    print(cnnfast.get_num_threads())\n"
+        "print(cnnfast.get_num_threads())\n"
+    )
+    r = _run(code, OMP_NUM_THREADS="2")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", "2"]
+
+
+def test_set_num_threads_roundtrip_and_results_independent_of_threads(rng):
+    prev = cnnfast.get_num_threads()
+    x = rng.standard_normal((3, 8, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            cnnfast.set_num_threads(n)
+            assert cnnfast.get_num_threads() == n
+            y = cnnfast.conv2d(x, w, padding=1)
+            gi, gw, gb = cnnfast.conv2d_backward(y, x, w, padding=1)
+            p, idx = cnnfast.max_pool2d(y, 3, 2, 1, return_indices=True)
+            outs.append((y, gi, gw, gb, p, idx))
+    finally:
+        cnnfast.set_num_threads(prev)
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_python_threads_get_single_thread_answers(rng):
+    """Several Python threads calling kernels concurrently give the sequential answers."""
+    xs = [rng.standard_normal((2, 4, 16, 16)).astype(np.float32) for _ in range(6)]
+    w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+
+    def work(x):
+        y = cnnfast.conv2d_relu(x, w, padding=1)
+        p, idx = cnnfast.max_pool2d(y, 2, return_indices=True)
+        gi, gw, _ = cnnfast.conv2d_backward(cnnfast.max_pool2d_backward(p, y, idx, 2), x, w, padding=1)
+        return y, p, gi, gw
+
+    expected = [work(x) for x in xs]
+    results = [None] * len(xs)
+    errors = []
+
+    def run(i):
+        try:
+            for _ in range(3):
+                results[i] = work(xs[i])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got, want in zip(results, expected):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_kernels_release_the_gil(rng):
+    """While one thread is inside a long kernel, another Python thread keeps running."""
+    x = rng.standard_normal((4, 16, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 5, 5)).astype(np.float32)
+    counter = [0]
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            counter[0] += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        progress = []
+        for _ in range(3):
+            c0 = counter[0]
+            cnnfast.conv2d(x, w, padding=2)  # tens of milliseconds of C++ on any path
+            progress.append(counter[0] - c0)
+    finally:
+        stop.set()
+        t.join()
+    # Holding the GIL would freeze the spinner for the whole call (a handful of increments at most).
+    assert max(progress) > 1000, progress
+    np.testing.assert_allclose(cnnfast.conv2d(x[:1], w, padding=2), ref.conv2d(x[:1], w, padding=2), rtol=1e-3, atol=1e-3)
