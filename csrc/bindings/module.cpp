@@ -7,6 +7,7 @@ void bind_conv2d(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_activation(py::module_& m);
 void bind_runtime(py::module_& m);
+void bind_bench(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "cnnfast compiled kernels (private; use the cnnfast package)";
@@ -14,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
   bind_conv2d(m);
   bind_pool(m);
   bind_activation(m);
+  bind_bench(m);
 }
