@@ -284,23 +284,25 @@ struct RowCache {
   }
 };
 
-// Padded, phase-split copy of one input row: dst[q*plen + j] = x[j*sw + q - pw], 0 outside [0, W).
+// Padded, phase-split copy of one input row: dst[q*plen + j] = x[j*sw + q - pw], 0 outside [0, W),
+// for j < need (rounded up to N at most); the rest of each phase is left as it is (zeroed once).
 // Stride 2 (every strided MobileNet/ResNet layer) deinterleaves with vector shuffles: a scalar
 // copy would cost more than the convolution itself for a 3x3 kernel.
 template <class V>
-void fill_phased(typename V::T* dst, const typename V::T* src, int64_t W, int64_t pw, int64_t sw, int64_t plen) {
+void fill_phased(typename V::T* dst, const typename V::T* src, int64_t W, int64_t pw, int64_t sw, int64_t plen,
+                 int64_t need) {
   using T = typename V::T;
   if (sw == 2) {
     constexpr int N = V::N;
     T* even = dst;
     T* odd = dst + plen;
     int64_t j = 0;
-    for (; j < plen && 2 * j - pw < 0; ++j) {  // left padding
+    for (; j < need && 2 * j - pw < 0; ++j) {  // left padding
       even[j] = T(0);
       odd[j] = 2 * j + 1 - pw >= 0 && 2 * j + 1 - pw < W ? src[2 * j + 1 - pw] : T(0);
     }
-    for (; j + N <= plen && 2 * (j + N) - pw <= W; j += N) V::deinterleave2(src + 2 * j - pw, even + j, odd + j);
-    for (; j < plen; ++j) {
+    for (; j < need && 2 * (j + N) - pw <= W; j += N) V::deinterleave2(src + 2 * j - pw, even + j, odd + j);
+    for (; j < need; ++j) {
       const int64_t i = 2 * j - pw;
       even[j] = i < W ? src[i] : T(0);
       odd[j] = i + 1 < W ? src[i + 1] : T(0);
@@ -308,17 +310,17 @@ void fill_phased(typename V::T* dst, const typename V::T* src, int64_t W, int64_
     return;
   }
   if (sw == 1) {
-    const int64_t lead = imin(pw, plen);
-    const int64_t n = imax(0, imin(W, plen - pw));
+    const int64_t lead = imin(pw, need);
+    const int64_t n = imax(0, imin(W, need - pw));
     fill_zero(dst, lead);
     if (n > 0) std::memcpy(dst + pw, src, static_cast<size_t>(n) * sizeof(T));
     const int64_t tail0 = imax(lead, pw + n);
-    fill_zero(dst + tail0, plen - tail0);
+    fill_zero(dst + tail0, need - tail0);
     return;
   }
   for (int64_t q = 0; q < sw; ++q) {
     T* d = dst + q * plen;
-    for (int64_t j = 0; j < plen; ++j) {
+    for (int64_t j = 0; j < need; ++j) {
       const int64_t iw = j * sw + q - pw;
       d[j] = (iw >= 0 && iw < W) ? src[iw] : T(0);
     }
@@ -449,14 +451,16 @@ inline bool is_depthwise(const Conv2dShape& p) {
 // Geometry of the padded, phase-split input rows shared by the forward and weight passes.
 struct XRows {
   int64_t smax;  // largest in-phase offset (S-1)*dw / sw
-  int64_t plen;  // elements per phase: enough for ceil(OW/N)*N columns at any tap
+  int64_t need;  // columns per phase that ceil(OW/N)*N output columns read at any tap
+  int64_t plen;  // elements per phase: need + overrun
   int64_t rowlen;
   int64_t L;  // ring size: rows under one kernel window
   template <class V>
   static XRows make(const Conv2dShape& p) {
     XRows g;
     g.smax = (p.S - 1) * p.dw / p.sw;
-    g.plen = round_up(p.OW, V::N) + round_up(g.smax, V::N) + kOverrun<V>;
+    g.need = round_up(p.OW, V::N) + g.smax;
+    g.plen = round_up(g.need, V::N) + kOverrun<V>;
     g.rowlen = g.plen * p.sw;
     g.L = ring_size((p.R - 1) * p.dh + 1);
     return g;
@@ -503,6 +507,7 @@ bool dw_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w
     layout(a, cache.buf, cache.tags, src, wt);
     cache.L = g.L;
     cache.stride = g.rowlen;
+    fill_zero(cache.buf, g.L * g.rowlen);
     for (int64_t u = b; u < e; ++u) {
       const int64_t plane = u / rc, chunk = u % rc;
       const int64_t n = plane / p.K, k = plane % p.K, c = k / M;
@@ -511,7 +516,7 @@ bool dw_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w
       const T* wk = w + k * RS;
       T* yp = y + plane * p.OH * p.OW;
       const T bk[1] = {bias ? bias[k] : T(0)};
-      auto fill = [&](T* dst, int64_t ih) { fill_phased<V>(dst, xp + ih * p.W, p.W, p.pw, p.sw, g.plen); };
+      auto fill = [&](T* dst, int64_t ih) { fill_phased<V>(dst, xp + ih * p.W, p.W, p.pw, p.sw, g.plen, g.need); };
       cache.reset();
       for (int64_t oh = oh0; oh < oh1; ++oh) {
         int64_t ntaps = 0;
@@ -597,6 +602,7 @@ bool dw_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename 
     layout(a, cache.buf, cache.tags, src, wt, tmp, rtap);
     cache.L = L;
     cache.stride = glen;
+    fill_zero(cache.buf, L * glen);
     const T zero[1] = {T(0)};
     for (int64_t u = b; u < e; ++u) {
       const int64_t plane = u / rc, chunk = u % rc;
@@ -604,7 +610,7 @@ bool dw_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename 
       const int64_t ih0 = chunk * p.H / rc, ih1 = (chunk + 1) * p.H / rc;
       auto fill = [&](T* dst, int64_t key) {
         const int64_t oh = key / M, m = key % M;
-        fill_padded(dst, gy + ((n * p.K + c * M + m) * p.OH + oh) * p.OW, smax, p.OW, glen);
+        fill_padded(dst, gy + ((n * p.K + c * M + m) * p.OH + oh) * p.OW, smax, p.OW, glen - kOverrun<V>);
       };
       cache.reset();
       for (int64_t ih = ih0; ih < ih1; ++ih) {
@@ -717,6 +723,7 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
     layout(a, cache.buf, cache.tags, gyrow, ones, zeros, src, slot, acc);
     cache.L = g.L;
     cache.stride = g.rowlen;
+    fill_zero(cache.buf, g.L * g.rowlen);
     for (int64_t i = 0; i < vlen; ++i) ones[i] = T(1), zeros[i] = T(0);
     for (int64_t u = b; u < e; ++u) {
       const int64_t k = u / splits, sp = u % splits, c = k / M;
@@ -724,7 +731,7 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
       fill_zero(acc, tslots * N);
       cache.reset();
       auto fill = [&](T* dst, int64_t key) {  // key = n*H + ih
-        fill_phased<V>(dst, x + ((key / p.H) * p.C + c) * p.H * p.W + (key % p.H) * p.W, p.W, p.pw, p.sw, g.plen);
+        fill_phased<V>(dst, x + ((key / p.H) * p.C + c) * p.H * p.W + (key % p.H) * p.W, p.W, p.pw, p.sw, g.plen, g.need);
       };
       for (int64_t row = r0; row < r1; ++row) {
         const int64_t n = row / p.OH, oh = row % p.OH;
@@ -817,6 +824,7 @@ bool sc_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V:
     int64_t *tags, *tfull;
     const T **src, **wt;
     layout(a, rows, tags, src, tfull, wt);
+    fill_zero(rows, p.C * g.L * g.rowlen);
     RowCache<T> cache[kSmallCMaxChannels];
     for (int64_t c = 0; c < p.C; ++c) {
       cache[c].buf = rows + c * g.L * g.rowlen;
@@ -832,7 +840,7 @@ bool sc_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V:
         int64_t ntaps = 0;
         for (int64_t c = 0; c < p.C; ++c) {
           const T* xc = x + (n * p.C + c) * p.H * p.W;
-          auto fill = [&](T* dst, int64_t ih) { fill_phased<V>(dst, xc + ih * p.W, p.W, p.pw, p.sw, g.plen); };
+          auto fill = [&](T* dst, int64_t ih) { fill_phased<V>(dst, xc + ih * p.W, p.W, p.pw, p.sw, g.plen, g.need); };
           for (int64_t r = 0; r < p.R; ++r) {
             const int64_t ih = oh * p.sh - p.ph + r * p.dh;
             if (ih < 0 || ih >= p.H) continue;
@@ -911,6 +919,7 @@ bool sc_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const type
     int64_t *tags, *slot;
     const T** src;
     layout(a, xrows, tags, gyrows, ones, zeros, src, slot, acc);
+    fill_zero(xrows, p.C * g.L * g.rowlen);
     RowCache<T> cache[kSmallCMaxChannels];
     for (int64_t c = 0; c < p.C; ++c) {
       cache[c].buf = xrows + c * g.L * g.rowlen;
@@ -932,7 +941,7 @@ bool sc_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const type
         for (int64_t c = 0; c < p.C; ++c) {
           const T* xc = x + (n * p.C + c) * p.H * p.W;
           auto fill = [&](T* dst, int64_t key) {  // key = n*H + ih
-            fill_phased<V>(dst, xc + (key % p.H) * p.W, p.W, p.pw, p.sw, g.plen);
+            fill_phased<V>(dst, xc + (key % p.H) * p.W, p.W, p.pw, p.sw, g.plen, g.need);
           };
           for (int64_t r = 0; r < p.R; ++r) {
             const int64_t ih = oh * p.sh - p.ph + r * p.dh;
