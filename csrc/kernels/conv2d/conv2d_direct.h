@@ -650,7 +650,10 @@ bool dw_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename 
             const int64_t j = (iw + p.pw) >> 1;
             V::interleave2(t0 + j, t1 + j, gxrow + iw);
           }
-          for (; iw < p.W; ++iw) gxrow[iw] = ((iw + p.pw) & 1 ? t1 : t0)[(iw + p.pw) >> 1];
+          for (; iw < p.W; ++iw) {
+            const int64_t P = iw + p.pw;
+            gxrow[iw] = (P & 1) ? t1[P >> 1] : t0[P >> 1];
+          }
         } else if (sw > 2) {  // column j of phase q is iw = j*sw + q - pw
           for (int64_t q = 0; q < sw; ++q) {
             const T* tq = tmp + q * tlen;
