@@ -22,7 +22,7 @@ TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol
 # NumPy oracle (einsum, another summation order again): a little looser for float32.
 REF_TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _all_passes(x, w, b, stride, padding, dilation, groups, relu, gy_seed=7):
@@ -99,11 +99,15 @@ def test_small_channels_matches_ref_and_reference(isa, geo, N, C, K, bias, relu,
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("W", [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33])
 @pytest.mark.parametrize("kind", ["depthwise", "smallc"])
-def test_row_width_edges(isa, rng, dtype, W, kind):
+@pytest.mark.parametrize("stride", [1, 2, 3])  # 2: the vector (de)interleave paths
+def test_row_width_edges(isa, rng, dtype, W, kind, stride):
     C = 3
     w_shape = (2 * C, 1, 3, 3) if kind == "depthwise" else (5, C, 3, 3)
-    x, w, b = _arrays(rng, dtype, (2, C, 4, W), w_shape, True)
-    _check(isa, x, w, b, 1, 1, 1, C if kind == "depthwise" else 1)
+    x, w, b = _arrays(rng, dtype, (2, C, 5, W), w_shape, True)
+    _check(isa, x, w, b, (1, stride), 1, 1, C if kind == "depthwise" else 1)
+    # Wider rows too: several vector blocks, then the short-row tail blocks.
+    x, w, b = _arrays(rng, dtype, (1, C, 3, 4 * W + 40), w_shape, False)
+    _check(isa, x, w, b, stride, 1, 1, C if kind == "depthwise" else 1)
 
 
 @pytest.mark.parametrize("kind", ["depthwise", "smallc"])

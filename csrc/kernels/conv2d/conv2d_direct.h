@@ -64,6 +64,20 @@ struct F32x8 {
   // max(0, v) keeping NaN and -0.0 exactly as `v < 0 ? 0 : v` does (vmaxps returns its second
   // operand when either is NaN or both are zeros).
   static R relu(R v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
+  // p[0, 2N) -> even[0, N) = p[0], p[2], ...; odd[0, N) = p[1], p[3], ...
+  static void deinterleave2(const T* p, T* even, T* odd) {
+    const R a = load(p), b = load(p + N);  // a0..a7, b0..b7
+    const __m256 e = _mm256_shuffle_ps(a, b, 0x88), o = _mm256_shuffle_ps(a, b, 0xDD);  // a0 a2 b0 b2 | a4 a6 b4 b6
+    store(even, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
+    store(odd, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8)));
+  }
+  // The inverse: p[0, 2N) = even[0], odd[0], even[1], odd[1], ...
+  static void interleave2(const T* even, const T* odd, T* p) {
+    const R e = load(even), o = load(odd);
+    const R lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);  // e0 o0 e1 o1 | e4 o4 e5 o5 ...
+    store(p, _mm256_permute2f128_ps(lo, hi, 0x20));
+    store(p + N, _mm256_permute2f128_ps(lo, hi, 0x31));
+  }
 };
 struct F64x4 {
   using T = double;
@@ -79,6 +93,17 @@ struct F64x4 {
   }
   static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
   static R relu(R v) { return _mm256_max_pd(_mm256_setzero_pd(), v); }
+  static void deinterleave2(const T* p, T* even, T* odd) {
+    const R a = load(p), b = load(p + N);
+    store(even, _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), 0xD8));  // a0 b0 a2 b2 -> a0 a2 b0 b2
+    store(odd, _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, b), 0xD8));
+  }
+  static void interleave2(const T* even, const T* odd, T* p) {
+    const R e = load(even), o = load(odd);
+    const R lo = _mm256_unpacklo_pd(e, o), hi = _mm256_unpackhi_pd(e, o);  // e0 o0 e2 o2, e1 o1 e3 o3
+    store(p, _mm256_permute2f128_pd(lo, hi, 0x20));
+    store(p + N, _mm256_permute2f128_pd(lo, hi, 0x31));
+  }
 };
 #endif
 
@@ -94,6 +119,18 @@ struct F32x16 {
   static void store_n(T* p, R v, int n) { _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static R relu(R v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }
+  static void deinterleave2(const T* p, T* even, T* odd) {
+    const R a = load(p), b = load(p + N);
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    store(even, _mm512_permutex2var_ps(a, ie, b));
+    store(odd, _mm512_permutex2var_ps(a, _mm512_add_epi32(ie, _mm512_set1_epi32(1)), b));
+  }
+  static void interleave2(const T* even, const T* odd, T* p) {
+    const R e = load(even), o = load(odd);
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    store(p, _mm512_permutex2var_ps(e, lo, o));
+    store(p + N, _mm512_permutex2var_ps(e, _mm512_add_epi32(lo, _mm512_set1_epi32(8)), o));
+  }
 };
 struct F64x8 {
   using T = double;
@@ -106,6 +143,18 @@ struct F64x8 {
   static void store_n(T* p, R v, int n) { _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1u), v); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
   static R relu(R v) { return _mm512_max_pd(_mm512_setzero_pd(), v); }
+  static void deinterleave2(const T* p, T* even, T* odd) {
+    const R a = load(p), b = load(p + N);
+    const __m512i ie = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    store(even, _mm512_permutex2var_pd(a, ie, b));
+    store(odd, _mm512_permutex2var_pd(a, _mm512_add_epi64(ie, _mm512_set1_epi64(1)), b));
+  }
+  static void interleave2(const T* even, const T* odd, T* p) {
+    const R e = load(even), o = load(odd);
+    const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    store(p, _mm512_permutex2var_pd(e, lo, o));
+    store(p + N, _mm512_permutex2var_pd(e, _mm512_add_epi64(lo, _mm512_set1_epi64(4)), o));
+  }
 };
 #endif
 
@@ -156,6 +205,12 @@ class Workspace {
   void* mem_ = nullptr;
 };
 
+// Pointer into the shared part of a Workspace, from an offset taken by a measuring Arena.
+template <typename U>
+U* rebase(const Workspace& ws, U* measured) {
+  return reinterpret_cast<U*>(ws.shared() + reinterpret_cast<uintptr_t>(measured));
+}
+
 // Threads a region over `units` work items would use: as parallel_for decides (max_threads(),
 // at most one per unit, serial below kMinParallelWork or inside another parallel region).
 inline int plan_threads(int64_t units, int64_t total_work) {
@@ -201,19 +256,25 @@ inline int64_t row_chunks(int64_t planes, int64_t rows) {
   return imax(1, imin(rows, ceil_div(want, planes)));
 }
 
-// Ring of `L` row buffers indexed by key % L. A pass needs at most L consecutive keys at once
-// (the rows under one kernel window), which then occupy distinct slots.
+// Ring of L row buffers indexed by key mod L. A pass needs at most `window` consecutive keys at
+// once (the rows under one kernel window), which then occupy distinct slots. L is `window`
+// rounded up to a power of two so the slot is a mask, not a division.
+inline int64_t ring_size(int64_t window) {
+  int64_t L = 1;
+  while (L < window) L *= 2;
+  return L;
+}
 template <typename T>
 struct RowCache {
   T* buf = nullptr;
   int64_t* tags = nullptr;
-  int64_t L = 1, stride = 0;
+  int64_t L = 1, stride = 0;  // L: a power of two
   void reset() {
     for (int64_t i = 0; i < L; ++i) tags[i] = -1;
   }
   template <typename Fill>
   const T* get(int64_t key, const Fill& fill) {
-    const int64_t s = key % L;
+    const int64_t s = key & (L - 1);
     T* p = buf + s * stride;
     if (tags[s] != key) {
       fill(p, key);
@@ -223,21 +284,43 @@ struct RowCache {
   }
 };
 
-// Padded, phase-split copy of one input row: dst[q*plen + j] = x[j*sw + q - pw], 0 outside [0, W).
-template <typename T>
-void fill_phased(T* dst, const T* src, int64_t W, int64_t pw, int64_t sw, int64_t plen) {
+// Padded, phase-split copy of one input row: dst[q*plen + j] = x[j*sw + q - pw], 0 outside [0, W),
+// for j < need (rounded up to N at most); the rest of each phase is left as it is (zeroed once).
+// Stride 2 (every strided MobileNet/ResNet layer) deinterleaves with vector shuffles: a scalar
+// copy would cost more than the convolution itself for a 3x3 kernel.
+template <class V>
+void fill_phased(typename V::T* dst, const typename V::T* src, int64_t W, int64_t pw, int64_t sw, int64_t plen,
+                 int64_t need) {
+  using T = typename V::T;
+  if (sw == 2) {
+    constexpr int N = V::N;
+    T* even = dst;
+    T* odd = dst + plen;
+    int64_t j = 0;
+    for (; j < need && 2 * j - pw < 0; ++j) {  // left padding
+      even[j] = T(0);
+      odd[j] = 2 * j + 1 - pw >= 0 && 2 * j + 1 - pw < W ? src[2 * j + 1 - pw] : T(0);
+    }
+    for (; j < need && 2 * (j + N) - pw <= W; j += N) V::deinterleave2(src + 2 * j - pw, even + j, odd + j);
+    for (; j < need; ++j) {
+      const int64_t i = 2 * j - pw;
+      even[j] = i < W ? src[i] : T(0);
+      odd[j] = i + 1 < W ? src[i + 1] : T(0);
+    }
+    return;
+  }
   if (sw == 1) {
-    const int64_t lead = imin(pw, plen);
-    const int64_t n = imax(0, imin(W, plen - pw));
+    const int64_t lead = imin(pw, need);
+    const int64_t n = imax(0, imin(W, need - pw));
     fill_zero(dst, lead);
     if (n > 0) std::memcpy(dst + pw, src, static_cast<size_t>(n) * sizeof(T));
     const int64_t tail0 = imax(lead, pw + n);
-    fill_zero(dst + tail0, plen - tail0);
+    fill_zero(dst + tail0, need - tail0);
     return;
   }
   for (int64_t q = 0; q < sw; ++q) {
     T* d = dst + q * plen;
-    for (int64_t j = 0; j < plen; ++j) {
+    for (int64_t j = 0; j < need; ++j) {
       const int64_t iw = j * sw + q - pw;
       d[j] = (iw >= 0 && iw < W) ? src[iw] : T(0);
     }
@@ -256,13 +339,17 @@ void fill_padded(T* dst, const T* src, int64_t lead, int64_t n, int64_t len) {
 // Microkernels.
 // ------------------------------------------------------------------------------------------
 
+// Source rows are readable this far past the last column a pass needs (ceil(J/N)*N): a row's
+// last block may compute up to NV-1 <= 7 vectors more than it stores (see engine_cols).
+template <class V>
+constexpr int64_t kOverrun = 8 * V::N;
+
 // KB output rows x NV vectors of columns starting at j:
-//   dst[kb][j + i] = act(bias[kb] + sum_t wt[t][kb] * src[t][j + i]).
-// Reads src[t][j, j + NV*N) (the callers' buffers are padded so that is always in bounds);
-// writes only `tail` lanes of the last vector when tail > 0. dst[kb] == nullptr: not stored.
+//   dst[kb][j + i] = act(bias[kb] + sum_t wt[t][kb] * src[t][j + i])   for i < cols <= NV*N.
+// Reads src[t][j, j + NV*N); dst[kb] == nullptr: not stored.
 template <class V, int KB, int NV>
 inline void engine_block(int64_t nt, const typename V::T* const* src, const typename V::T* const* wt,
-                         const typename V::T* bias, bool relu, typename V::T* const* dst, int64_t j, int tail) {
+                         const typename V::T* bias, bool relu, typename V::T* const* dst, int64_t j, int64_t cols) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int N = V::N;
@@ -286,26 +373,38 @@ inline void engine_block(int64_t nt, const typename V::T* const* src, const type
     T* d = dst[kb] + j;
     for (int v = 0; v < NV; ++v) {
       const R a = relu ? V::relu(acc[kb][v]) : acc[kb][v];
-      if (tail > 0 && v == NV - 1)
-        V::store_n(d + v * N, a, tail);
-      else
+      if ((v + 1) * N <= cols)
         V::store(d + v * N, a);
+      else if (v * N < cols)
+        V::store_n(d + v * N, a, static_cast<int>(cols - v * N));
     }
   }
 }
 
+// Columns [j, J): full blocks of NV vectors, then the remaining `rem` vectors (the last maybe
+// partial) in one block of NV if rem > NV/2 (computing at most NV/2 - 1 unused vectors), else
+// recursively with NV/2. A short row (a 56-wide MobileNet map: 7 vectors) thus still runs as one
+// block of 8 independent accumulator chains instead of latency-bound chains of 4, 2 and 1.
+template <class V, int KB, int NV>
+void engine_cols(int64_t nt, const typename V::T* const* src, const typename V::T* const* wt,
+                 const typename V::T* bias, bool relu, typename V::T* const* dst, int64_t j, int64_t J) {
+  constexpr int N = V::N;
+  for (; j + NV * N <= J; j += NV * N) engine_block<V, KB, NV>(nt, src, wt, bias, relu, dst, j, NV * N);
+  if (j >= J) return;
+  if (ceil_div(J - j, N) * 2 > NV || NV == 1)
+    engine_block<V, KB, NV>(nt, src, wt, bias, relu, dst, j, J - j);
+  else if constexpr (NV > 1)
+    engine_cols<V, KB, NV / 2>(nt, src, wt, bias, relu, dst, j, J);
+}
+
 // A whole row of J columns for KB output rows. Register budget (AVX2, 16 registers): KB*NV
-// accumulators + NV inputs + 1 broadcast weight; 8 accumulators for KB == 1 hide the 4-cycle FMA
+// accumulators + inputs + 1 broadcast weight; 8 accumulators for KB == 1 hide the 4-cycle FMA
 // latency on two FMA pipes, 12 for KB = 4 or 6 load each input once per 4-6 FMAs.
 template <class V, int KB>
 void row_engine(int64_t nt, const typename V::T* const* src, const typename V::T* const* wt,
                 const typename V::T* bias, bool relu, typename V::T* const* dst, int64_t J) {
-  constexpr int N = V::N;
   constexpr int NV = KB == 1 ? 8 : 12 / KB;
-  int64_t j = 0;
-  for (; j + NV * N <= J; j += NV * N) engine_block<V, KB, NV>(nt, src, wt, bias, relu, dst, j, 0);
-  for (; j + N <= J; j += N) engine_block<V, KB, 1>(nt, src, wt, bias, relu, dst, j, 0);
-  if (j < J) engine_block<V, KB, 1>(nt, src, wt, bias, relu, dst, j, static_cast<int>(J - j));
+  engine_cols<V, KB, NV>(nt, src, wt, bias, relu, dst, 0, J);
 }
 
 // acc[(ka*tslots + slot[tb])*N + lane] += a[ka][i] * b[tb][i] summed over i in [0, nvec*N),
@@ -352,23 +451,23 @@ inline bool is_depthwise(const Conv2dShape& p) {
 // Geometry of the padded, phase-split input rows shared by the forward and weight passes.
 struct XRows {
   int64_t smax;  // largest in-phase offset (S-1)*dw / sw
-  int64_t plen;  // elements per phase: enough for ceil(OW/N)*N columns at any tap
+  int64_t need;  // columns per phase that ceil(OW/N)*N output columns read at any tap
+  int64_t plen;  // elements per phase: need + overrun
   int64_t rowlen;
   int64_t L;  // ring size: rows under one kernel window
   template <class V>
   static XRows make(const Conv2dShape& p) {
     XRows g;
     g.smax = (p.S - 1) * p.dw / p.sw;
-    g.plen = round_up(round_up(p.OW, V::N) + g.smax, V::N);
+    g.need = round_up(p.OW, V::N) + g.smax;
+    g.plen = round_up(g.need, V::N) + kOverrun<V>;
     g.rowlen = g.plen * p.sw;
-    g.L = (p.R - 1) * p.dh + 1;
+    g.L = ring_size((p.R - 1) * p.dh + 1);
     return g;
   }
-  // Source pointer of tap s in a phased row.
-  template <typename T>
-  const T* tap(const T* row, const Conv2dShape& p, int64_t s) const {
-    const int64_t off = s * p.dw;
-    return row + (off % p.sw) * plen + off / p.sw;
+  // soff[s]: offset of tap s in a phased row (phase (s*dw) % sw, index (s*dw) / sw).
+  void tap_offsets(const Conv2dShape& p, int64_t* soff) const {
+    for (int64_t s = 0; s < p.S; ++s) soff[s] = (s * p.dw % p.sw) * plen + s * p.dw / p.sw;
   }
 };
 
@@ -393,8 +492,12 @@ bool dw_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w
     T* r; int64_t* tg; const T** s; const T** wp;
     layout(measure, r, tg, s, wp);
   }
-  Workspace ws(0, measure.off, nt);
+  Arena shared;
+  int64_t* soff = shared.take<int64_t>(p.S);
+  Workspace ws(shared.off, measure.off, nt);
   if (!ws.ok()) return false;
+  soff = rebase(ws, soff);
+  g.tap_offsets(p, soff);
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
@@ -404,6 +507,7 @@ bool dw_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w
     layout(a, cache.buf, cache.tags, src, wt);
     cache.L = g.L;
     cache.stride = g.rowlen;
+    fill_zero(cache.buf, g.L * g.rowlen);
     for (int64_t u = b; u < e; ++u) {
       const int64_t plane = u / rc, chunk = u % rc;
       const int64_t n = plane / p.K, k = plane % p.K, c = k / M;
@@ -412,7 +516,7 @@ bool dw_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w
       const T* wk = w + k * RS;
       T* yp = y + plane * p.OH * p.OW;
       const T bk[1] = {bias ? bias[k] : T(0)};
-      auto fill = [&](T* dst, int64_t ih) { fill_phased(dst, xp + ih * p.W, p.W, p.pw, p.sw, g.plen); };
+      auto fill = [&](T* dst, int64_t ih) { fill_phased<V>(dst, xp + ih * p.W, p.W, p.pw, p.sw, g.plen, g.need); };
       cache.reset();
       for (int64_t oh = oh0; oh < oh1; ++oh) {
         int64_t ntaps = 0;
@@ -421,7 +525,7 @@ bool dw_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w
           if (ih < 0 || ih >= p.H) continue;
           const T* row = cache.get(ih, fill);
           for (int64_t s = 0; s < p.S; ++s) {
-            src[ntaps] = g.tap(row, p, s);
+            src[ntaps] = row + soff[s];
             wt[ntaps++] = wk + r * p.S + s;
           }
         }
@@ -441,37 +545,52 @@ template <class V>
 bool dw_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
   if (!is_depthwise(p)) return false;
-  const int64_t M = p.K / p.C, RS = p.R * p.S, N = V::N;
-  const int64_t smax = (p.S - 1) * p.dw / p.sw;
-  // Phase q covers padded columns P = j*sw + q for j in [jlo[q], jhi[q]], i.e. iw in [0, W).
-  // sw is at most the padded width, but can be large: keep the per-phase data in the workspace.
+  const int64_t M = p.K / p.C, RS = p.R * p.S, N = V::N, sw = p.sw;
+  const int64_t smax = (p.S - 1) * p.dw / sw;
+  // Phase q covers padded columns P = j*sw + q for j in [jlo(q), jhi(q)], i.e. iw in [0, W).
+  auto jlo = [&](int64_t q) { return p.pw >= q ? ceil_div(p.pw - q, sw) : int64_t(0); };
+  auto jhi = [&](int64_t q) { return floor_div(p.pw + p.W - 1 - q, sw); };
   int64_t jhi_max = 0, jmax = 0;
-  for (int64_t q = 0; q < p.sw; ++q) {
-    const int64_t jlo = p.pw >= q ? ceil_div(p.pw - q, p.sw) : 0;
-    const int64_t jhi = floor_div(p.pw + p.W - 1 - q, p.sw);
-    jhi_max = imax(jhi_max, jhi);
-    jmax = imax(jmax, jhi - jlo + 1);
-  }
-  const int64_t glen = round_up(imax(smax + jhi_max + N, smax + p.OW), N);
-  const int64_t L = ((p.R - 1) * p.dh / p.sh + 1) * M;  // gy rows (oh, m) under one window
-  const int64_t tlen = p.sw > 1 ? jmax : 0;
+  for (int64_t q = 0; q < sw; ++q) jhi_max = imax(jhi_max, jhi(q)), jmax = imax(jmax, jhi(q) - jlo(q) + 1);
+  const int64_t glen = round_up(imax(smax + jhi_max + N, smax + p.OW), N) + kOverrun<V>;
+  const int64_t L = ring_size(((p.R - 1) * p.dh / p.sh + 1) * M);  // gy rows (oh, m) under one window
+  const int64_t tlen = sw > 1 ? jmax : 0;
   const int64_t planes = p.N * p.C, rc = row_chunks(planes, p.H), units = planes * rc;
   const int nt = plan_threads(units, p.N * p.K * p.OH * p.OW * RS);
 
-  auto layout = [&](Arena& a, T*& rows, int64_t*& tags, const T**& src, const T**& wt, T*& tmp) {
+  auto layout = [&](Arena& a, T*& rows, int64_t*& tags, const T**& src, const T**& wt, T*& tmp, int64_t*& rtap) {
     rows = a.take<T>(L * glen);
     tags = a.take<int64_t>(L);
     src = a.take<const T*>(M * RS);
     wt = a.take<const T*>(M * RS);
-    tmp = a.take<T>(p.sw * tlen);
+    tmp = a.take<T>(sw * tlen);
+    rtap = a.take<int64_t>(2 * p.R);
   };
   Arena measure;
   {
-    T* r; int64_t* tg; const T** s; const T** wp; T* tm;
-    layout(measure, r, tg, s, wp, tm);
+    T *r, *tm; int64_t *tg, *rt; const T** s; const T** wp;
+    layout(measure, r, tg, s, wp, tm, rt);
   }
-  Workspace ws(0, measure.off, nt);
+  // Per phase q: its column range and its taps s (in order), with their shifts (s*dw) / sw.
+  Arena shared;
+  int64_t* qlo = shared.take<int64_t>(sw);
+  int64_t* qlen = shared.take<int64_t>(sw);
+  int64_t* qbeg = shared.take<int64_t>(sw + 1);
+  int64_t* qs = shared.take<int64_t>(p.S);
+  int64_t* qshift = shared.take<int64_t>(p.S);
+  Workspace ws(shared.off, measure.off, nt);
   if (!ws.ok()) return false;
+  qlo = rebase(ws, qlo), qlen = rebase(ws, qlen), qbeg = rebase(ws, qbeg);
+  qs = rebase(ws, qs), qshift = rebase(ws, qshift);
+  {
+    for (int64_t q = 0; q <= sw; ++q) qbeg[q] = 0;
+    for (int64_t s = 0; s < p.S; ++s) ++qbeg[s * p.dw % sw + 1];
+    for (int64_t q = 0; q < sw; ++q) qbeg[q + 1] += qbeg[q], qlo[q] = jlo(q), qlen[q] = jhi(q) - jlo(q) + 1;
+    // counting sort of the taps by phase (stable: s ascending within a phase)
+    for (int64_t q = 0, i = 0; q < sw; ++q)
+      for (int64_t s = 0; s < p.S; ++s)
+        if (s * p.dw % sw == q) qs[i] = s, qshift[i++] = s * p.dw / sw;
+  }
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
@@ -479,9 +598,11 @@ bool dw_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename 
     const T** src;
     const T** wt;
     T* tmp;
-    layout(a, cache.buf, cache.tags, src, wt, tmp);
+    int64_t* rtap;  // valid (r, oh) pairs of the current row
+    layout(a, cache.buf, cache.tags, src, wt, tmp, rtap);
     cache.L = L;
     cache.stride = glen;
+    fill_zero(cache.buf, L * glen);
     const T zero[1] = {T(0)};
     for (int64_t u = b; u < e; ++u) {
       const int64_t plane = u / rc, chunk = u % rc;
@@ -489,40 +610,55 @@ bool dw_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename 
       const int64_t ih0 = chunk * p.H / rc, ih1 = (chunk + 1) * p.H / rc;
       auto fill = [&](T* dst, int64_t key) {
         const int64_t oh = key / M, m = key % M;
-        fill_padded(dst, gy + ((n * p.K + c * M + m) * p.OH + oh) * p.OW, smax, p.OW, glen);
+        fill_padded(dst, gy + ((n * p.K + c * M + m) * p.OH + oh) * p.OW, smax, p.OW, glen - kOverrun<V>);
       };
       cache.reset();
       for (int64_t ih = ih0; ih < ih1; ++ih) {
         T* gxrow = gx + (plane * p.H + ih) * p.W;
-        for (int64_t q = 0; q < p.sw; ++q) {
-          const int64_t jlo = p.pw >= q ? ceil_div(p.pw - q, p.sw) : 0;
-          const int64_t J = floor_div(p.pw + p.W - 1 - q, p.sw) - jlo + 1;
-          if (J <= 0) continue;
+        int64_t nr = 0;
+        for (int64_t r = 0; r < p.R; ++r) {
+          const int64_t t = ih + p.ph - r * p.dh;  // = oh * sh
+          if (t < 0) continue;
+          const int64_t oh = p.sh == 1 ? t : t / p.sh;  // (divisions cost as much as a short row)
+          if (oh * p.sh != t || oh >= p.OH) continue;
+          rtap[2 * nr] = r, rtap[2 * nr + 1] = oh, ++nr;
+        }
+        for (int64_t q = 0; q < sw; ++q) {
+          if (qlen[q] <= 0) continue;
           int64_t ntaps = 0;
-          for (int64_t r = 0; r < p.R; ++r) {
-            const int64_t t = ih + p.ph - r * p.dh;  // = oh * sh
-            if (t < 0 || t % p.sh) continue;
-            const int64_t oh = t / p.sh;
-            if (oh >= p.OH) continue;
+          for (int64_t i = 0; i < nr; ++i) {
+            const int64_t r = rtap[2 * i], oh = rtap[2 * i + 1];
             for (int64_t m = 0; m < M; ++m) {
-              const T* row = cache.get(oh * M + m, fill);
+              const T* row = cache.get(oh * M + m, fill) + smax + qlo[q];
               const T* wk = w + (c * M + m) * RS + r * p.S;
-              for (int64_t s = 0; s < p.S; ++s) {
-                const int64_t off = s * p.dw;
-                if (off % p.sw != q) continue;
-                src[ntaps] = row + smax - off / p.sw + jlo;
-                wt[ntaps++] = wk + s;
+              for (int64_t k = qbeg[q]; k < qbeg[q + 1]; ++k) {
+                src[ntaps] = row - qshift[k];
+                wt[ntaps++] = wk + qs[k];
               }
             }
           }
-          T* d[1] = {p.sw == 1 ? gxrow : tmp + q * tlen};
-          row_engine<V, 1>(ntaps, src, wt, zero, false, d, J);
+          T* d[1] = {sw == 1 ? gxrow : tmp + q * tlen};
+          row_engine<V, 1>(ntaps, src, wt, zero, false, d, qlen[q]);
         }
-        if (p.sw > 1) {
-          for (int64_t iw = 0; iw < p.W; ++iw) {
-            const int64_t P = iw + p.pw, q = P % p.sw;
-            const int64_t jlo = p.pw >= q ? ceil_div(p.pw - q, p.sw) : 0;
-            gxrow[iw] = tmp[q * tlen + P / p.sw - jlo];
+        if (sw == 2) {  // interleave the phases back: iw = 2j + q - pw holds phase q, column j
+          // Vector part: iw = 2j - pw .. 2j - pw + 2N from phase columns j .. j+N of both phases.
+          const T* t0 = tmp - qlo[0];
+          const T* t1 = tmp + tlen - qlo[1];
+          int64_t iw = 0;
+          for (; iw < p.W && ((iw + p.pw) & 1); ++iw) gxrow[iw] = t1[(iw + p.pw) >> 1];
+          for (; iw + 2 * N <= p.W; iw += 2 * N) {
+            const int64_t j = (iw + p.pw) >> 1;
+            V::interleave2(t0 + j, t1 + j, gxrow + iw);
+          }
+          for (; iw < p.W; ++iw) {
+            const int64_t P = iw + p.pw;
+            gxrow[iw] = (P & 1) ? t1[P >> 1] : t0[P >> 1];
+          }
+        } else if (sw > 2) {  // column j of phase q is iw = j*sw + q - pw
+          for (int64_t q = 0; q < sw; ++q) {
+            const T* tq = tmp + q * tlen;
+            T* g0 = gxrow + qlo[q] * sw + q - p.pw;
+            for (int64_t j = 0; j < qlen[q]; ++j) g0[j * sw] = tq[j];
           }
         }
       }
@@ -574,9 +710,12 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
   }
   Arena shared;
   T* partial = shared.take<T>(units * ntap);
+  int64_t* soff = shared.take<int64_t>(p.S);
   Workspace ws(shared.off, measure.off, nt);
   if (!ws.ok()) return false;
-  partial = reinterpret_cast<T*>(ws.shared() + reinterpret_cast<uintptr_t>(partial));
+  partial = rebase(ws, partial);
+  soff = rebase(ws, soff);
+  g.tap_offsets(p, soff);
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
@@ -587,6 +726,7 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
     layout(a, cache.buf, cache.tags, gyrow, ones, zeros, src, slot, acc);
     cache.L = g.L;
     cache.stride = g.rowlen;
+    fill_zero(cache.buf, g.L * g.rowlen);
     for (int64_t i = 0; i < vlen; ++i) ones[i] = T(1), zeros[i] = T(0);
     for (int64_t u = b; u < e; ++u) {
       const int64_t k = u / splits, sp = u % splits, c = k / M;
@@ -594,7 +734,7 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
       fill_zero(acc, tslots * N);
       cache.reset();
       auto fill = [&](T* dst, int64_t key) {  // key = n*H + ih
-        fill_phased(dst, x + ((key / p.H) * p.C + c) * p.H * p.W + (key % p.H) * p.W, p.W, p.pw, p.sw, g.plen);
+        fill_phased<V>(dst, x + ((key / p.H) * p.C + c) * p.H * p.W + (key % p.H) * p.W, p.W, p.pw, p.sw, g.plen, g.need);
       };
       for (int64_t row = r0; row < r1; ++row) {
         const int64_t n = row / p.OH, oh = row % p.OH;
@@ -605,7 +745,7 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
           if (ih < 0 || ih >= p.H) continue;
           const T* xr = cache.get(n * p.H + ih, fill);
           for (int64_t s = 0; s < p.S; ++s) {
-            src[ntaps] = g.tap(xr, p, s);
+            src[ntaps] = xr + soff[s];
             slot[ntaps++] = r * p.S + s;
           }
         }
@@ -669,10 +809,13 @@ bool sc_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V:
   Arena shared;
   T* wpk = shared.take<T>(nkb * CRS * KB);  // [block][c*R*S + r*S + s][kb]
   T* bpk = shared.take<T>(Kpad);
+  int64_t* soff = shared.take<int64_t>(p.S);
   Workspace ws(shared.off, measure.off, nt);
   if (!ws.ok()) return false;
-  wpk = reinterpret_cast<T*>(ws.shared() + reinterpret_cast<uintptr_t>(wpk));
-  bpk = reinterpret_cast<T*>(ws.shared() + reinterpret_cast<uintptr_t>(bpk));
+  wpk = rebase(ws, wpk);
+  bpk = rebase(ws, bpk);
+  soff = rebase(ws, soff);
+  g.tap_offsets(p, soff);
   for (int64_t k = 0; k < Kpad; ++k) {
     bpk[k] = (bias && k < p.K) ? bias[k] : T(0);
     for (int64_t t = 0; t < CRS; ++t) wpk[((k / KB) * CRS + t) * KB + k % KB] = k < p.K ? w[k * CRS + t] : T(0);
@@ -684,6 +827,7 @@ bool sc_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V:
     int64_t *tags, *tfull;
     const T **src, **wt;
     layout(a, rows, tags, src, tfull, wt);
+    fill_zero(rows, p.C * g.L * g.rowlen);
     RowCache<T> cache[kSmallCMaxChannels];
     for (int64_t c = 0; c < p.C; ++c) {
       cache[c].buf = rows + c * g.L * g.rowlen;
@@ -699,13 +843,13 @@ bool sc_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V:
         int64_t ntaps = 0;
         for (int64_t c = 0; c < p.C; ++c) {
           const T* xc = x + (n * p.C + c) * p.H * p.W;
-          auto fill = [&](T* dst, int64_t ih) { fill_phased(dst, xc + ih * p.W, p.W, p.pw, p.sw, g.plen); };
+          auto fill = [&](T* dst, int64_t ih) { fill_phased<V>(dst, xc + ih * p.W, p.W, p.pw, p.sw, g.plen, g.need); };
           for (int64_t r = 0; r < p.R; ++r) {
             const int64_t ih = oh * p.sh - p.ph + r * p.dh;
             if (ih < 0 || ih >= p.H) continue;
             const T* row = cache[c].get(ih, fill);
             for (int64_t s = 0; s < p.S; ++s) {
-              src[ntaps] = g.tap(row, p, s);
+              src[ntaps] = row + soff[s];
               tfull[ntaps++] = (c * p.R + r) * p.S + s;
             }
           }
@@ -765,9 +909,12 @@ bool sc_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const type
   }
   Arena shared;
   T* partial = shared.take<T>(units * p.K * ntap);
+  int64_t* soff = shared.take<int64_t>(p.S);
   Workspace ws(shared.off, measure.off, nt);
   if (!ws.ok()) return false;
-  partial = reinterpret_cast<T*>(ws.shared() + reinterpret_cast<uintptr_t>(partial));
+  partial = rebase(ws, partial);
+  soff = rebase(ws, soff);
+  g.tap_offsets(p, soff);
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
@@ -775,6 +922,7 @@ bool sc_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const type
     int64_t *tags, *slot;
     const T** src;
     layout(a, xrows, tags, gyrows, ones, zeros, src, slot, acc);
+    fill_zero(xrows, p.C * g.L * g.rowlen);
     RowCache<T> cache[kSmallCMaxChannels];
     for (int64_t c = 0; c < p.C; ++c) {
       cache[c].buf = xrows + c * g.L * g.rowlen;
@@ -796,14 +944,14 @@ bool sc_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const type
         for (int64_t c = 0; c < p.C; ++c) {
           const T* xc = x + (n * p.C + c) * p.H * p.W;
           auto fill = [&](T* dst, int64_t key) {  // key = n*H + ih
-            fill_phased(dst, xc + (key % p.H) * p.W, p.W, p.pw, p.sw, g.plen);
+            fill_phased<V>(dst, xc + (key % p.H) * p.W, p.W, p.pw, p.sw, g.plen, g.need);
           };
           for (int64_t r = 0; r < p.R; ++r) {
             const int64_t ih = oh * p.sh - p.ph + r * p.dh;
             if (ih < 0 || ih >= p.H) continue;
             const T* xr = cache[c].get(n * p.H + ih, fill);
             for (int64_t s = 0; s < p.S; ++s) {
-              src[ntaps] = g.tap(xr, p, s);
+              src[ntaps] = xr + soff[s];
               slot[ntaps++] = (c * p.R + r) * p.S + s;
             }
           }
