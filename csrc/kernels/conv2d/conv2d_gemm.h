@@ -360,6 +360,225 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
   return ok;
 }
 
+// c[i*ldc + 0..NV*N) (+)= acc[i] for the first mrows rows (add: accumulate, else overwrite).
+template <class V, int MR, int NV>
+CNNFAST_ALWAYS_INLINE void acc_to_buffer(typename V::R (&acc)[MR][NV], int mrows, typename V::T* c, int64_t ldc,
+                                         bool add) {
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    if (i >= mrows) break;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      typename V::T* dst = c + i * ldc + v * V::N;
+      V::store(dst, add ? V::add(acc[i][v], V::load(dst)) : acc[i][v]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward, weight: gW^T[CRS x Kg] = col[CRS x N*P] * gY^T[N*P x Kg] per group, bias = sum of gY.
+// Threads split the CRS rows (each owns its rows of gW for the whole reduction), so there is no
+// cross-thread reduction and the summation order is the same for any thread count.
+// ---------------------------------------------------------------------------------------------
+
+template <class V, int MR>
+bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
+                typename V::T* gb) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int NR = 2 * V::N;
+  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
+  const int64_t P = p.OH * p.OW, cols = p.N * P;
+  if (gb) {
+    parallel_for(p.K, cols, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) {
+        T sum = T(0);
+        for (int64_t n = 0; n < p.N; ++n) {
+          const T* src = gy + (n * p.K + k) * P;
+          T part = T(0);
+          for (int64_t i = 0; i < P; ++i) part += src[i];
+          sum += part;
+        }
+        gb[k] = sum;
+      }
+    });
+  }
+  if (cols == 0) {
+    std::fill(gw, gw + p.K * CRS, T(0));
+    return true;
+  }
+  if (Kg == 0 || CRS == 0) return true;
+  const int nt = max_threads();
+  const int64_t kc = even_block(cols, kKc);  // reduction block (columns of col / rows of gY^T)
+  const int64_t ldc = round_up(Kg, NR), npan = ldc / NR;
+  constexpr int64_t mc = 16 * MR;  // rows of the im2col block generated at a time (~100 KB, L2)
+  int64_t rsplit = 1;
+  if (G < nt) rsplit = std::min<int64_t>(ceil_div(nt, G), ceil_div(CRS, MR));
+  const int64_t rchunk = round_up(ceil_div(CRS, rsplit), MR);
+  rsplit = ceil_div(CRS, rchunk);
+  const int64_t items = G * rsplit;
+
+  std::atomic<bool> ok{true};
+  parallel_for(items, rchunk * Kg * cols, [&](int64_t b, int64_t e) {
+    // Per thread: gW^T rows (rchunk x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
+    T* cblk = thread_scratch_of<T>(size_t(rchunk * ldc + kc * ldc + mc * kc));
+    if (!cblk) {
+      ok = false;
+      return;
+    }
+    T* bp = cblk + rchunk * ldc;
+    T* abuf = bp + kc * ldc;
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t g = it / rsplit, r0 = (it % rsplit) * rchunk, r1 = std::min(CRS, r0 + rchunk);
+      std::fill(cblk, cblk + (r1 - r0) * ldc, T(0));
+      for (int64_t q0 = 0; q0 < cols; q0 += kc) {
+        const int64_t kcur = std::min(kc, cols - q0);
+        // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels.
+        for (int64_t q = q0; q < q0 + kcur;) {
+          const int64_t n = q / P, pp = q % P, seg = std::min(P - pp, q0 + kcur - q);
+          for (int64_t k = 0; k < Kg; ++k) {
+            const T* src = gy + (n * p.K + g * Kg + k) * P + pp;
+            T* dst = bp + (k / NR) * kcur * NR + (q - q0) * NR + k % NR;
+            for (int64_t t = 0; t < seg; ++t) dst[t * NR] = src[t];
+          }
+          for (int64_t k = Kg; k < ldc; ++k) {
+            T* dst = bp + (k / NR) * kcur * NR + (q - q0) * NR + k % NR;
+            for (int64_t t = 0; t < seg; ++t) dst[t * NR] = T(0);
+          }
+          q += seg;
+        }
+        for (int64_t mb0 = r0; mb0 < r1; mb0 += mc) {
+          const int64_t mrows_blk = std::min(mc, r1 - mb0);
+          int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
+          for (int64_t i = 0; i < mrows_blk; ++i) {
+            im2col_row(p, x, g, c, r, s, q0, kcur, abuf + i * kcur);
+            if (++s == p.S) {
+              s = 0;
+              if (++r == p.R) {
+                r = 0;
+                ++c;
+              }
+            }
+          }
+          for (int64_t m = 0; m < mrows_blk; m += MR) {
+            const int mr = int(std::min<int64_t>(MR, mrows_blk - m));
+            const T* a[MR];
+#pragma GCC unroll 16
+            for (int i = 0; i < MR; ++i) a[i] = abuf + (m + std::min(i, mr - 1)) * kcur;
+            T* crow = cblk + (mb0 - r0 + m) * ldc;
+            for (int64_t jp = 0; jp < npan; ++jp) {
+              R acc[MR][2];
+              ukernel_rows<V, MR, 2, NR>(kcur, a, bp + jp * kcur * NR, acc);
+              acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, true);
+            }
+          }
+        }
+      }
+      for (int64_t k = 0; k < Kg; ++k) {
+        T* dst = gw + (g * Kg + k) * CRS;
+        for (int64_t i = r0; i < r1; ++i) dst[i] = cblk[(i - r0) * ldc + k];
+      }
+    }
+  });
+  return ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward, input: per image and group, col[CRS x P] = W^T[CRS x Kg] * gY[Kg x P] tile by tile,
+// each tile scattered into gx (col2im). Threads own whole gx planes (image, channel range), so
+// the scatter-adds never race and their order does not depend on the thread count.
+// ---------------------------------------------------------------------------------------------
+
+template <class V, int MR>
+bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int NR = 2 * V::N;
+  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS, HW = p.H * p.W;
+  const int64_t P = p.OH * p.OW;
+  if (P == 0 || Kg == 0) {
+    std::fill(gx, gx + p.N * p.C * HW, T(0));
+    return true;
+  }
+  const int nt = max_threads();
+  const int64_t nc_max = std::max<int64_t>(NR, kTileBytes / int64_t(sizeof(T)) / Kg / NR * NR);
+  const int64_t nc = round_up(even_block(P, nc_max), NR);  // spatial tile (B pack is Kg x nc)
+  const int64_t kc = even_block(Kg, kKc);
+  const int64_t mc = std::max<int64_t>(MR, kTileBytes / int64_t(sizeof(T)) / nc / MR * MR);  // col rows
+  const int64_t NG = p.N * G;
+  int64_t csplit = 1;
+  if (NG < nt) csplit = std::min<int64_t>(ceil_div(nt, NG), Cg);
+  const int64_t cchunk = ceil_div(Cg, csplit);
+  csplit = ceil_div(Cg, cchunk);
+  const int64_t items = NG * csplit;
+
+  std::atomic<bool> ok{true};
+  parallel_for(items, cchunk * RS * Kg * P, [&](int64_t b, int64_t e) {
+    // Per thread: packed gY tile (Kg x nc), col tile (mc x nc), padded copy of an edge A panel.
+    T* bp = thread_scratch_of<T>(size_t(Kg * nc + mc * nc + kc * MR));
+    if (!bp) {
+      ok = false;
+      return;
+    }
+    T* colbuf = bp + Kg * nc;
+    T* aedge = colbuf + mc * nc;
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t cs = it % csplit, g = (it / csplit) % G, n = it / (csplit * G);
+      const int64_t c0 = cs * cchunk, c1 = std::min(Cg, c0 + cchunk), r0 = c0 * RS, r1 = c1 * RS;
+      T* gxn = gx + (n * p.C + g * Cg) * HW;
+      std::fill(gxn + c0 * HW, gxn + c1 * HW, T(0));
+      for (int64_t p0 = 0; p0 < P; p0 += nc) {
+        const int64_t ncur = std::min(nc, P - p0), npan = ceil_div(ncur, NR);
+        for (int64_t k = 0; k < Kg; ++k)
+          scatter_row_to_panels<V, NR>(gy + (n * p.K + g * Kg + k) * P + p0, ncur, bp + k * NR, Kg * NR);
+        for (int64_t mb0 = r0; mb0 < r1; mb0 += mc) {
+          const int64_t mrows_blk = std::min(mc, r1 - mb0);
+          for (int64_t k0 = 0; k0 < Kg; k0 += kc) {
+            const int64_t kcur = std::min(kc, Kg - k0);
+            for (int64_t m = mb0; m < mb0 + mrows_blk; m += MR) {
+              const int mr = int(std::min<int64_t>(MR, mb0 + mrows_blk - m));
+              const T* a = w + (g * Kg + k0) * CRS + m;
+              int64_t lda = CRS;
+              // The MR-wide read of the very last weight row must not run past the end of w.
+              if (g == G - 1 && k0 + kcur == Kg && m + MR > CRS) {
+                for (int64_t kk = 0; kk < kcur; ++kk)
+                  for (int i = 0; i < MR; ++i) aedge[kk * MR + i] = i < mr ? a[kk * CRS + i] : T(0);
+                a = aedge;
+                lda = MR;
+              }
+              T* crow = colbuf + (m - mb0) * nc;
+              for (int64_t jp = 0; jp < npan; ++jp) {
+                const T* bpp = bp + jp * Kg * NR + k0 * NR;
+                if (ncur - jp * NR > V::N) {
+                  R acc[MR][2];
+                  ukernel_cols<V, MR, 2, NR>(kcur, a, lda, bpp, acc);
+                  acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, nc, k0 > 0);
+                } else {
+                  R acc[MR][1];
+                  ukernel_cols<V, MR, 1, NR>(kcur, a, lda, bpp, acc);
+                  acc_to_buffer<V, MR, 1>(acc, mr, crow + jp * NR, nc, k0 > 0);
+                }
+              }
+            }
+          }
+          int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
+          for (int64_t i = 0; i < mrows_blk; ++i) {
+            col2im_row_add(p, gx, n, g * Cg + c, r, s, p0, ncur, colbuf + i * nc);
+            if (++s == p.S) {
+              s = 0;
+              if (++r == p.R) {
+                r = 0;
+                ++c;
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+  return ok;
+}
+
 }  // namespace convgemm
 }  // namespace
 }  // namespace cnnfast
