@@ -425,65 +425,77 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
   rsplit = ceil_div(CRS, rchunk);
   const int64_t items = G * rsplit;
 
+  // gW^T rows are accumulated in L2-sized sub-blocks (~512 KB) carried through the whole
+  // reduction, so a large weight (512x512x3x3) never round-trips through memory per block.
+  const int64_t mrb = std::min(rchunk, std::max<int64_t>(mc, 2 * kTileBytes / int64_t(sizeof(T)) / ldc / mc * mc));
+  const bool one_block = cols <= kc;  // gY^T then needs packing only once per item
+
   std::atomic<bool> ok{true};
   parallel_for(items, rchunk * Kg * cols, [&](int64_t b, int64_t e) {
-    // Per thread: gW^T rows (rchunk x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
-    T* cblk = thread_scratch_of<T>(size_t(rchunk * ldc + kc * ldc + mc * kc));
+    // Per thread: gW^T sub-block (mrb x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
+    T* cblk = thread_scratch_of<T>(size_t(mrb * ldc + kc * ldc + mc * kc));
     if (!cblk) {
       ok = false;
       return;
     }
-    T* bp = cblk + rchunk * ldc;
+    T* bp = cblk + mrb * ldc;
     T* abuf = bp + kc * ldc;
-    for (int64_t it = b; it < e; ++it) {
-      const int64_t g = it / rsplit, r0 = (it % rsplit) * rchunk, r1 = std::min(CRS, r0 + rchunk);
-      std::fill(cblk, cblk + (r1 - r0) * ldc, T(0));
-      for (int64_t q0 = 0; q0 < cols; q0 += kc) {
-        const int64_t kcur = std::min(kc, cols - q0);
-        // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels.
-        for (int64_t q = q0; q < q0 + kcur;) {
-          const int64_t n = q / P, pp = q % P, seg = std::min(P - pp, q0 + kcur - q);
-          for (int64_t k = 0; k < Kg; ++k) {
+    // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels.
+    auto pack_gyt = [&](int64_t g, int64_t q0, int64_t kcur) {
+      for (int64_t q = q0; q < q0 + kcur;) {
+        const int64_t n = q / P, pp = q % P, seg = std::min(P - pp, q0 + kcur - q);
+        for (int64_t k = 0; k < ldc; ++k) {
+          T* dst = bp + (k / NR) * kcur * NR + (q - q0) * NR + k % NR;
+          if (k < Kg) {
             const T* src = gy + (n * p.K + g * Kg + k) * P + pp;
-            T* dst = bp + (k / NR) * kcur * NR + (q - q0) * NR + k % NR;
             for (int64_t t = 0; t < seg; ++t) dst[t * NR] = src[t];
-          }
-          for (int64_t k = Kg; k < ldc; ++k) {
-            T* dst = bp + (k / NR) * kcur * NR + (q - q0) * NR + k % NR;
+          } else {
             for (int64_t t = 0; t < seg; ++t) dst[t * NR] = T(0);
           }
-          q += seg;
         }
-        for (int64_t mb0 = r0; mb0 < r1; mb0 += mc) {
-          const int64_t mrows_blk = std::min(mc, r1 - mb0);
-          int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
-          for (int64_t i = 0; i < mrows_blk; ++i) {
-            im2col_row(p, x, g, c, r, s, q0, kcur, abuf + i * kcur);
-            if (++s == p.S) {
-              s = 0;
-              if (++r == p.R) {
-                r = 0;
-                ++c;
+        q += seg;
+      }
+    };
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t g = it / rsplit, r0 = (it % rsplit) * rchunk, r1 = std::min(CRS, r0 + rchunk);
+      if (one_block) pack_gyt(g, 0, cols);
+      for (int64_t sb0 = r0; sb0 < r1; sb0 += mrb) {
+        const int64_t sb1 = std::min(r1, sb0 + mrb);
+        std::fill(cblk, cblk + (sb1 - sb0) * ldc, T(0));
+        for (int64_t q0 = 0; q0 < cols; q0 += kc) {
+          const int64_t kcur = std::min(kc, cols - q0);
+          if (!one_block) pack_gyt(g, q0, kcur);
+          for (int64_t mb0 = sb0; mb0 < sb1; mb0 += mc) {
+            const int64_t mrows_blk = std::min(mc, sb1 - mb0);
+            int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
+            for (int64_t i = 0; i < mrows_blk; ++i) {
+              im2col_row(p, x, g, c, r, s, q0, kcur, abuf + i * kcur);
+              if (++s == p.S) {
+                s = 0;
+                if (++r == p.R) {
+                  r = 0;
+                  ++c;
+                }
+              }
+            }
+            for (int64_t m = 0; m < mrows_blk; m += MR) {
+              const int mr = int(std::min<int64_t>(MR, mrows_blk - m));
+              const T* a[MR];
+#pragma GCC unroll 16
+              for (int i = 0; i < MR; ++i) a[i] = abuf + (m + std::min(i, mr - 1)) * kcur;
+              T* crow = cblk + (mb0 - sb0 + m) * ldc;
+              for (int64_t jp = 0; jp < npan; ++jp) {
+                R acc[MR][2];
+                ukernel_rows<V, MR, 2, NR>(kcur, a, bp + jp * kcur * NR, acc);
+                acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, true);
               }
             }
           }
-          for (int64_t m = 0; m < mrows_blk; m += MR) {
-            const int mr = int(std::min<int64_t>(MR, mrows_blk - m));
-            const T* a[MR];
-#pragma GCC unroll 16
-            for (int i = 0; i < MR; ++i) a[i] = abuf + (m + std::min(i, mr - 1)) * kcur;
-            T* crow = cblk + (mb0 - r0 + m) * ldc;
-            for (int64_t jp = 0; jp < npan; ++jp) {
-              R acc[MR][2];
-              ukernel_rows<V, MR, 2, NR>(kcur, a, bp + jp * kcur * NR, acc);
-              acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, true);
-            }
-          }
         }
-      }
-      for (int64_t k = 0; k < Kg; ++k) {
-        T* dst = gw + (g * Kg + k) * CRS;
-        for (int64_t i = r0; i < r1; ++i) dst[i] = cblk[(i - r0) * ldc + k];
+        for (int64_t k = 0; k < Kg; ++k) {
+          T* dst = gw + (g * Kg + k) * CRS;
+          for (int64_t i = sb0; i < sb1; ++i) dst[i] = cblk[(i - sb0) * ldc + k];
+        }
       }
     }
   });
