@@ -492,10 +492,13 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
             }
           }
         }
-        for (int64_t k = 0; k < Kg; ++k) {
-          T* dst = gw + (g * Kg + k) * CRS;
-          for (int64_t i = sb0; i < sb1; ++i) dst[i] = cblk[(i - sb0) * ldc + k];
-        }
+        // Transposed write-out in 16 x 16 blocks so both sides stay within a few cache lines.
+        for (int64_t i0 = sb0; i0 < sb1; i0 += 16)
+          for (int64_t k0 = 0; k0 < Kg; k0 += 16)
+            for (int64_t k = k0; k < std::min(Kg, k0 + 16); ++k) {
+              T* dst = gw + (g * Kg + k) * CRS;
+              for (int64_t i = i0; i < std::min(sb1, i0 + 16); ++i) dst[i] = cblk[(i - sb0) * ldc + k];
+            }
       }
     }
   });
