@@ -18,4 +18,17 @@ bool conv2d_fwd_f64_avx512(const Conv2dShape& p, const double* x, const double* 
   return convgemm::fwd<Avx512F64, kMR>(p, x, w, b, y, relu);
 }
 
+bool conv2d_bwd_input_f32_avx512(const Conv2dShape& p, const float* gy, const float* w, float* gx) {
+  return convgemm::bwd_input<Avx512F32, kMR>(p, gy, w, gx);
+}
+bool conv2d_bwd_input_f64_avx512(const Conv2dShape& p, const double* gy, const double* w, double* gx) {
+  return convgemm::bwd_input<Avx512F64, kMR>(p, gy, w, gx);
+}
+bool conv2d_bwd_weight_f32_avx512(const Conv2dShape& p, const float* x, const float* gy, float* gw, float* gb) {
+  return convgemm::bwd_weight<Avx512F32, kMR>(p, x, gy, gw, gb);
+}
+bool conv2d_bwd_weight_f64_avx512(const Conv2dShape& p, const double* x, const double* gy, double* gw, double* gb) {
+  return convgemm::bwd_weight<Avx512F64, kMR>(p, x, gy, gw, gb);
+}
+
 }  // namespace cnnfast

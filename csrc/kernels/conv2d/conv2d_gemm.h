@@ -38,6 +38,10 @@ namespace convgemm {
 // Reduction block: the packed B block (KC x NR) stays in L1 across one microkernel call and the
 // A micro-panel (MR x KC) too; 256 is the usual BLIS choice for Zen's 32 KB L1d.
 constexpr int64_t kKc = 256;
+// Forward reduces over up to 640 (C*R*S) in one block: every extra block costs a read-modify-write
+// of the output tile, which measured ~5% on 3x3x64 layers; the weight rows (6 x 640 floats) still
+// fit L1 and the im2col block streams from L2.
+constexpr int64_t kKcFwd = 640;
 // Bytes of one packed B tile (KC x NC): about a quarter of Zen 4's 1 MB L2, leaving room for the
 // weights streamed next to it.
 constexpr int64_t kTileBytes = 256 * 1024;
@@ -244,7 +248,7 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
   if (cols == 0 || Kg == 0) return true;
   const int nt = max_threads();
 
-  const int64_t kc = even_block(CRS, kKc);
+  const int64_t kc = even_block(CRS, kKcFwd);
   const int64_t nc_max = std::max<int64_t>(NR, kTileBytes / int64_t(sizeof(T)) / kc / NR * NR);
   int64_t ntiles = ceil_div(cols, nc_max);
   int64_t msplit = 1;
@@ -295,62 +299,299 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
           }
         }
         const bool first = k0 == 0, last = k0 + kcur == CRS;
-        for (int64_t m = m0; m < m1; m += MR) {
+        // One MR x (up to NR) block of y: rows m.., panel jp of the packed B block.
+        auto block = [&](int64_t m, int64_t jp) {
           const int mrows = int(std::min<int64_t>(MR, m1 - m));
-          const T* a[MR];
+          const int64_t ncols = std::min<int64_t>(NR, ncur - jp * NR);
+          const T* bpp = bp + jp * kcur * NR;
+          const int64_t q = q0 + jp * NR, n = q / P, pp = q % P;
+          const T* a[MR];  // weight rows, read in place (rows past the edge repeat the last one)
 #pragma GCC unroll 16
           for (int i = 0; i < MR; ++i) a[i] = w + (g * Kg + m + std::min(i, mrows - 1)) * CRS + k0;
           T bias_row[MR];
           for (int i = 0; i < MR; ++i) bias_row[i] = (bias && i < mrows) ? bias[g * Kg + m + i] : T(0);
-          for (int64_t jp = 0; jp < npan; ++jp) {
-            const int64_t ncols = std::min<int64_t>(NR, ncur - jp * NR);
-            const T* bpp = bp + jp * kcur * NR;
-            const int64_t q = q0 + jp * NR, n = q / P, pp = q % P;
-            // Epilogue: y = (first ? bias : y) + acc, ReLU after the last reduction block.
-            auto store = [&](auto& acc, auto nv_tag) {
-              constexpr int NVv = decltype(nv_tag)::value;
-              if (ncols == NVv * V::N && pp + ncols <= P) {
-                T* yrow = y + (n * p.K + g * Kg + m) * P + pp;
+          // Epilogue: y = (first ? bias : y) + acc, ReLU after the last reduction block.
+          auto store = [&](auto& acc, auto nv_tag) {
+            constexpr int NVv = decltype(nv_tag)::value;
+            if (ncols == NVv * V::N && pp + ncols <= P) {
+              T* yrow = y + (n * p.K + g * Kg + m) * P + pp;
 #pragma GCC unroll 16
-                for (int i = 0; i < MR; ++i) {
-                  if (i >= mrows) break;
+              for (int i = 0; i < MR; ++i) {
+                if (i >= mrows) break;
 #pragma GCC unroll 4
-                  for (int v = 0; v < NVv; ++v) {
-                    T* dst = yrow + i * P + v * V::N;
-                    R c = V::add(acc[i][v], first ? V::set1(bias_row[i]) : V::load(dst));
-                    if (last && relu) c = V::max(V::zero(), c);  // max(0, NaN) = NaN, as in ref
-                    V::store(dst, c);
-                  }
-                }
-              } else {  // tile edge or image boundary inside the panel: go through a buffer
-                alignas(64) T tmp[MR * NVv * V::N];
-#pragma GCC unroll 16
-                for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-                  for (int v = 0; v < NVv; ++v) V::store(tmp + i * NVv * V::N + v * V::N, acc[i][v]);
-                int64_t nn = n, ppp = pp;
-                for (int64_t j = 0; j < ncols; ++j) {
-                  T* col = y + (nn * p.K + g * Kg + m) * P + ppp;
-                  for (int i = 0; i < mrows; ++i) {
-                    T c = tmp[i * NVv * V::N + j] + (first ? bias_row[i] : col[i * P]);
-                    if (last && relu && c < T(0)) c = T(0);
-                    col[i * P] = c;
-                  }
-                  if (++ppp == P) {
-                    ppp = 0;
-                    ++nn;
-                  }
+                for (int v = 0; v < NVv; ++v) {
+                  T* dst = yrow + i * P + v * V::N;
+                  R c = V::add(acc[i][v], first ? V::set1(bias_row[i]) : V::load(dst));
+                  if (last && relu) c = V::max(V::zero(), c);  // max(0, NaN) = NaN, as in ref
+                  V::store(dst, c);
                 }
               }
-            };
-            if (ncols > V::N) {
-              R acc[MR][2];
-              ukernel_rows<V, MR, 2, NR>(kcur, a, bpp, acc);
-              store(acc, std::integral_constant<int, 2>{});
-            } else {
-              R acc[MR][1];
-              ukernel_rows<V, MR, 1, NR>(kcur, a, bpp, acc);
-              store(acc, std::integral_constant<int, 1>{});
+            } else {  // tile edge or image boundary inside the panel: go through a buffer
+              alignas(64) T tmp[MR * NVv * V::N];
+#pragma GCC unroll 16
+              for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+                for (int v = 0; v < NVv; ++v) V::store(tmp + i * NVv * V::N + v * V::N, acc[i][v]);
+              int64_t nn = n, ppp = pp;
+              for (int64_t j = 0; j < ncols; ++j) {
+                T* col = y + (nn * p.K + g * Kg + m) * P + ppp;
+                for (int i = 0; i < mrows; ++i) {
+                  T c = tmp[i * NVv * V::N + j] + (first ? bias_row[i] : col[i * P]);
+                  if (last && relu && c < T(0)) c = T(0);
+                  col[i * P] = c;
+                }
+                if (++ppp == P) {
+                  ppp = 0;
+                  ++nn;
+                }
+              }
+            }
+          };
+          if (ncols > V::N) {
+            R acc[MR][2];
+            ukernel_rows<V, MR, 2, NR>(kcur, a, bpp, acc);
+            store(acc, std::integral_constant<int, 2>{});
+          } else {
+            R acc[MR][1];
+            ukernel_rows<V, MR, 1, NR>(kcur, a, bpp, acc);
+            store(acc, std::integral_constant<int, 1>{});
+          }
+        };
+        // The MR weight rows stay in L1 while the packed B block streams from L2. (Packing the
+        // weights BLIS-style and swapping these loops measured no faster on Zen 4.)
+        for (int64_t m = m0; m < m1; m += MR)
+          for (int64_t jp = 0; jp < npan; ++jp) block(m, jp);
+      }
+    }
+  });
+  return ok;
+}
+
+// c[i*ldc + 0..NV*N) (+)= acc[i] for the first mrows rows (add: accumulate, else overwrite).
+template <class V, int MR, int NV>
+CNNFAST_ALWAYS_INLINE void acc_to_buffer(typename V::R (&acc)[MR][NV], int mrows, typename V::T* c, int64_t ldc,
+                                         bool add) {
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    if (i >= mrows) break;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      typename V::T* dst = c + i * ldc + v * V::N;
+      V::store(dst, add ? V::add(acc[i][v], V::load(dst)) : acc[i][v]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward, weight: gW^T[CRS x Kg] = col[CRS x N*P] * gY^T[N*P x Kg] per group, bias = sum of gY.
+// Threads split the CRS rows (each owns its rows of gW for the whole reduction), so there is no
+// cross-thread reduction and the summation order is the same for any thread count.
+// ---------------------------------------------------------------------------------------------
+
+template <class V, int MR>
+bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
+                typename V::T* gb) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int NR = 2 * V::N;
+  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
+  const int64_t P = p.OH * p.OW, cols = p.N * P;
+  if (gb) {
+    parallel_for(p.K, cols, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) {
+        T sum = T(0);
+        for (int64_t n = 0; n < p.N; ++n) {
+          const T* src = gy + (n * p.K + k) * P;
+          T part = T(0);
+          for (int64_t i = 0; i < P; ++i) part += src[i];
+          sum += part;
+        }
+        gb[k] = sum;
+      }
+    });
+  }
+  if (cols == 0) {
+    std::fill(gw, gw + p.K * CRS, T(0));
+    return true;
+  }
+  if (Kg == 0 || CRS == 0) return true;
+  const int nt = max_threads();
+  const int64_t kc = even_block(cols, kKc);  // reduction block (columns of col / rows of gY^T)
+  const int64_t ldc = round_up(Kg, NR), npan = ldc / NR;
+  constexpr int64_t mc = 16 * MR;  // rows of the im2col block generated at a time (~100 KB, L2)
+  int64_t rsplit = 1;
+  if (G < nt) rsplit = std::min<int64_t>(ceil_div(nt, G), ceil_div(CRS, MR));
+  const int64_t rchunk = round_up(ceil_div(CRS, rsplit), MR);
+  rsplit = ceil_div(CRS, rchunk);
+  const int64_t items = G * rsplit;
+
+  // gW^T rows are accumulated in L2-sized sub-blocks (~512 KB) carried through the whole
+  // reduction, so a large weight (512x512x3x3) never round-trips through memory per block.
+  const int64_t mrb = std::min(rchunk, std::max<int64_t>(mc, 2 * kTileBytes / int64_t(sizeof(T)) / ldc / mc * mc));
+  const bool one_block = cols <= kc;  // gY^T then needs packing only once per item
+
+  std::atomic<bool> ok{true};
+  parallel_for(items, rchunk * Kg * cols, [&](int64_t b, int64_t e) {
+    // Per thread: gW^T sub-block (mrb x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
+    T* cblk = thread_scratch_of<T>(size_t(mrb * ldc + kc * ldc + mc * kc));
+    if (!cblk) {
+      ok = false;
+      return;
+    }
+    T* bp = cblk + mrb * ldc;
+    T* abuf = bp + kc * ldc;
+    // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels.
+    auto pack_gyt = [&](int64_t g, int64_t q0, int64_t kcur) {
+      for (int64_t q = q0; q < q0 + kcur;) {
+        const int64_t n = q / P, pp = q % P, seg = std::min(P - pp, q0 + kcur - q);
+        for (int64_t k = 0; k < ldc; ++k) {
+          T* dst = bp + (k / NR) * kcur * NR + (q - q0) * NR + k % NR;
+          if (k < Kg) {
+            const T* src = gy + (n * p.K + g * Kg + k) * P + pp;
+            for (int64_t t = 0; t < seg; ++t) dst[t * NR] = src[t];
+          } else {
+            for (int64_t t = 0; t < seg; ++t) dst[t * NR] = T(0);
+          }
+        }
+        q += seg;
+      }
+    };
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t g = it / rsplit, r0 = (it % rsplit) * rchunk, r1 = std::min(CRS, r0 + rchunk);
+      if (one_block) pack_gyt(g, 0, cols);
+      for (int64_t sb0 = r0; sb0 < r1; sb0 += mrb) {
+        const int64_t sb1 = std::min(r1, sb0 + mrb);
+        std::fill(cblk, cblk + (sb1 - sb0) * ldc, T(0));
+        for (int64_t q0 = 0; q0 < cols; q0 += kc) {
+          const int64_t kcur = std::min(kc, cols - q0);
+          if (!one_block) pack_gyt(g, q0, kcur);
+          for (int64_t mb0 = sb0; mb0 < sb1; mb0 += mc) {
+            const int64_t mrows_blk = std::min(mc, sb1 - mb0);
+            int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
+            for (int64_t i = 0; i < mrows_blk; ++i) {
+              im2col_row(p, x, g, c, r, s, q0, kcur, abuf + i * kcur);
+              if (++s == p.S) {
+                s = 0;
+                if (++r == p.R) {
+                  r = 0;
+                  ++c;
+                }
+              }
+            }
+            for (int64_t m = 0; m < mrows_blk; m += MR) {
+              const int mr = int(std::min<int64_t>(MR, mrows_blk - m));
+              const T* a[MR];
+#pragma GCC unroll 16
+              for (int i = 0; i < MR; ++i) a[i] = abuf + (m + std::min(i, mr - 1)) * kcur;
+              T* crow = cblk + (mb0 - sb0 + m) * ldc;
+              for (int64_t jp = 0; jp < npan; ++jp) {
+                R acc[MR][2];
+                ukernel_rows<V, MR, 2, NR>(kcur, a, bp + jp * kcur * NR, acc);
+                acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, true);
+              }
+            }
+          }
+        }
+        // Transposed write-out in 16 x 16 blocks so both sides stay within a few cache lines.
+        for (int64_t i0 = sb0; i0 < sb1; i0 += 16)
+          for (int64_t k0 = 0; k0 < Kg; k0 += 16)
+            for (int64_t k = k0; k < std::min(Kg, k0 + 16); ++k) {
+              T* dst = gw + (g * Kg + k) * CRS;
+              for (int64_t i = i0; i < std::min(sb1, i0 + 16); ++i) dst[i] = cblk[(i - sb0) * ldc + k];
+            }
+      }
+    }
+  });
+  return ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward, input: per image and group, col[CRS x P] = W^T[CRS x Kg] * gY[Kg x P] tile by tile,
+// each tile scattered into gx (col2im). Threads own whole gx planes (image, channel range), so
+// the scatter-adds never race and their order does not depend on the thread count.
+// ---------------------------------------------------------------------------------------------
+
+template <class V, int MR>
+bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int NR = 2 * V::N;
+  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS, HW = p.H * p.W;
+  const int64_t P = p.OH * p.OW;
+  if (P == 0 || Kg == 0) {
+    std::fill(gx, gx + p.N * p.C * HW, T(0));
+    return true;
+  }
+  const int nt = max_threads();
+  const int64_t nc_max = std::max<int64_t>(NR, kTileBytes / int64_t(sizeof(T)) / Kg / NR * NR);
+  const int64_t nc = round_up(even_block(P, nc_max), NR);  // spatial tile (B pack is Kg x nc)
+  const int64_t kc = even_block(Kg, kKc);
+  const int64_t mc = std::max<int64_t>(MR, kTileBytes / int64_t(sizeof(T)) / nc / MR * MR);  // col rows
+  const int64_t NG = p.N * G;
+  int64_t csplit = 1;
+  if (NG < nt) csplit = std::min<int64_t>(ceil_div(nt, NG), Cg);
+  const int64_t cchunk = ceil_div(Cg, csplit);
+  csplit = ceil_div(Cg, cchunk);
+  const int64_t items = NG * csplit;
+
+  std::atomic<bool> ok{true};
+  parallel_for(items, cchunk * RS * Kg * P, [&](int64_t b, int64_t e) {
+    // Per thread: packed gY tile (Kg x nc), col tile (mc x nc), padded copy of an edge A panel.
+    T* bp = thread_scratch_of<T>(size_t(Kg * nc + mc * nc + kc * MR));
+    if (!bp) {
+      ok = false;
+      return;
+    }
+    T* colbuf = bp + Kg * nc;
+    T* aedge = colbuf + mc * nc;
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t cs = it % csplit, g = (it / csplit) % G, n = it / (csplit * G);
+      const int64_t c0 = cs * cchunk, c1 = std::min(Cg, c0 + cchunk), r0 = c0 * RS, r1 = c1 * RS;
+      T* gxn = gx + (n * p.C + g * Cg) * HW;
+      std::fill(gxn + c0 * HW, gxn + c1 * HW, T(0));
+      for (int64_t p0 = 0; p0 < P; p0 += nc) {
+        const int64_t ncur = std::min(nc, P - p0), npan = ceil_div(ncur, NR);
+        for (int64_t k = 0; k < Kg; ++k)
+          scatter_row_to_panels<V, NR>(gy + (n * p.K + g * Kg + k) * P + p0, ncur, bp + k * NR, Kg * NR);
+        for (int64_t mb0 = r0; mb0 < r1; mb0 += mc) {
+          const int64_t mrows_blk = std::min(mc, r1 - mb0);
+          for (int64_t k0 = 0; k0 < Kg; k0 += kc) {
+            const int64_t kcur = std::min(kc, Kg - k0);
+            for (int64_t m = mb0; m < mb0 + mrows_blk; m += MR) {
+              const int mr = int(std::min<int64_t>(MR, mb0 + mrows_blk - m));
+              const T* a = w + (g * Kg + k0) * CRS + m;
+              int64_t lda = CRS;
+              // The MR-wide read of the very last weight row must not run past the end of w.
+              if (g == G - 1 && k0 + kcur == Kg && m + MR > CRS) {
+                for (int64_t kk = 0; kk < kcur; ++kk)
+                  for (int i = 0; i < MR; ++i) aedge[kk * MR + i] = i < mr ? a[kk * CRS + i] : T(0);
+                a = aedge;
+                lda = MR;
+              }
+              T* crow = colbuf + (m - mb0) * nc;
+              for (int64_t jp = 0; jp < npan; ++jp) {
+                const T* bpp = bp + jp * Kg * NR + k0 * NR;
+                if (ncur - jp * NR > V::N) {
+                  R acc[MR][2];
+                  ukernel_cols<V, MR, 2, NR>(kcur, a, lda, bpp, acc);
+                  acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, nc, k0 > 0);
+                } else {
+                  R acc[MR][1];
+                  ukernel_cols<V, MR, 1, NR>(kcur, a, lda, bpp, acc);
+                  acc_to_buffer<V, MR, 1>(acc, mr, crow + jp * NR, nc, k0 > 0);
+                }
+              }
+            }
+          }
+          int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
+          for (int64_t i = 0; i < mrows_blk; ++i) {
+            col2im_row_add(p, gx, n, g * Cg + c, r, s, p0, ncur, colbuf + i * nc);
+            if (++s == p.S) {
+              s = 0;
+              if (++r == p.R) {
+                r = 0;
+                ++c;
+              }
             }
           }
         }

@@ -1,0 +1,214 @@
+"""conv2d kernels on every compiled ISA vs the scalar `ref` kernels and the NumPy reference.
+
+The kernels are called through the raw `_core` bindings (no Python-level argument handling), so a
+failure here points at a kernel. Each configuration runs all three passes (forward with and
+without bias / fused ReLU, backward-input, backward-weight + bias) in float32 and float64.
+
+Tolerances: float32 rtol 1e-4 and atol 1e-4 * sqrt(reduction length) (inputs are standard
+normal, so a sum of L products has magnitude ~sqrt(L)); float64 the same with 1e-10.
+"""
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cnnfast
+from cnnfast import _core
+
+_spec = importlib.util.spec_from_file_location("cnnfast_test_reference", pathlib.Path(__file__).with_name("reference.py"))
+reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reference)
+
+DTYPES = [np.float32, np.float64]
+
+
+def _tol(dtype):
+    return 1e-4 if dtype == np.float32 else 1e-10
+
+
+def _passes(x, w, b, gy, stride, padding, dilation, groups, relu):
+    """All kernel outputs for one configuration on the currently selected ISA."""
+    args = (stride, padding, dilation, groups)
+    y = _core.conv2d_forward(x, w, b, *args, relu)
+    gx = _core.conv2d_backward_input(list(x.shape), gy, w, *args)
+    gw, gb = _core.conv2d_backward_weight(x, list(w.shape), gy, *args, b is not None)
+    return {"y": y, "gx": gx, "gw": gw, "gb": gb}
+
+
+def _on_isa(isa, fn, *args):
+    prev = cnnfast.get_isa()
+    cnnfast.set_isa(isa)
+    try:
+        return fn(*args)
+    finally:
+        cnnfast.set_isa(prev)
+
+
+def _reductions(x, w, gy, groups):
+    """Reduction length of each pass (for the atol scaling)."""
+    N, _, _, _ = x.shape
+    K, Cg, R, S = w.shape
+    OH, OW = gy.shape[2:]
+    return {"y": Cg * R * S, "gx": K // groups * R * S, "gw": N * OH * OW, "gb": N * OH * OW}
+
+
+def _make(rng, dtype, N, C, H, W, K, R, S, stride, padding, dilation, groups, bias=True):
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C // groups, R, S)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype) if bias else None
+    OH = reference.conv_out_size(H, R, stride[0], padding[0], dilation[0])
+    OW = reference.conv_out_size(W, S, stride[1], padding[1], dilation[1])
+    gy = rng.standard_normal((N, K, OH, OW)).astype(dtype)
+    return x, w, b, gy
+
+
+def _check(isa, rng, dtype, N, C, H, W, K, R, S, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
+           bias=True, relu=False, numpy_oracle=True):
+    x, w, b, gy = _make(rng, dtype, N, C, H, W, K, R, S, stride, padding, dilation, groups, bias)
+    got = _passes(x, w, b, gy, stride, padding, dilation, groups, relu)
+    want = _on_isa("ref", _passes, x, w, b, gy, stride, padding, dilation, groups, relu)
+    red = _reductions(x, w, gy, groups)
+    tol = _tol(dtype)
+    for key in ("y", "gx", "gw", "gb"):
+        if want[key] is None:
+            assert got[key] is None
+            continue
+        assert got[key].dtype == dtype and got[key].shape == want[key].shape, key
+        np.testing.assert_allclose(got[key], want[key], rtol=tol, atol=tol * np.sqrt(red[key]),
+                                   err_msg=f"{key} differs from ref on isa={isa}")
+    if numpy_oracle:
+        y = reference.conv2d(x, w, b, stride, padding, dilation, groups)
+        if relu:
+            y = np.maximum(y, 0)
+        gx, gw, gb = reference.conv2d_backward(gy, x, w, stride, padding, dilation, groups)
+        for key, val in (("y", y), ("gx", gx), ("gw", gw), ("gb", gb if bias else None)):
+            if val is not None:
+                np.testing.assert_allclose(got[key], val, rtol=tol, atol=tol * np.sqrt(red[key]),
+                                           err_msg=f"{key} differs from tests/reference.py on isa={isa}")
+
+
+# (N, C, H, W, K, R, S, stride, padding, dilation, groups)
+EDGE_CASES = {
+    "c7": (2, 7, 9, 9, 7, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "c8": (2, 8, 8, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "c9": (2, 9, 7, 7, 9, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "c15-k17": (1, 15, 6, 10, 17, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "c16-k15": (3, 16, 5, 5, 15, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "c17-k16": (1, 17, 11, 5, 16, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "odd-hw": (3, 4, 13, 11, 6, 3, 3, (1, 1), (0, 0), (1, 1), 1),
+    "pad-half-5x5": (2, 3, 9, 9, 5, 5, 5, (1, 1), (2, 2), (1, 1), 1),
+    "stride-gt-kernel": (2, 5, 13, 13, 6, 2, 2, (3, 3), (0, 0), (1, 1), 1),
+    "stride2-pad1": (2, 6, 10, 9, 10, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+    "pointwise": (2, 19, 7, 6, 21, 1, 1, (1, 1), (0, 0), (1, 1), 1),
+    "pointwise-s2": (3, 10, 9, 9, 12, 1, 1, (2, 2), (0, 0), (1, 1), 1),
+    "pointwise-padded": (1, 4, 5, 5, 5, 1, 1, (1, 1), (1, 1), (1, 1), 1),
+    "kernel-eq-padded-input": (2, 3, 5, 4, 7, 7, 6, (1, 1), (1, 1), (1, 1), 1),
+    "even-4x4": (2, 5, 10, 10, 6, 4, 4, (2, 2), (1, 1), (1, 1), 1),
+    "rect-2x5": (1, 6, 8, 12, 5, 2, 5, (1, 2), (0, 2), (1, 1), 1),
+    "dilation": (2, 4, 12, 12, 5, 3, 3, (1, 1), (2, 2), (2, 2), 1),
+    "dilation-rect": (1, 3, 10, 13, 4, 2, 3, (2, 1), (1, 3), (3, 2), 1),
+    "groups2": (2, 8, 7, 7, 6, 3, 3, (1, 1), (1, 1), (1, 1), 2),
+    "groups3-strided": (3, 9, 9, 8, 12, 3, 2, (2, 1), (1, 0), (1, 1), 3),
+    "depthwise": (2, 6, 8, 8, 6, 3, 3, (1, 1), (1, 1), (1, 1), 6),
+    "depthwise-mult2": (1, 4, 7, 7, 8, 3, 3, (2, 2), (1, 1), (1, 1), 4),
+    "lenet-c1": (3, 1, 28, 28, 6, 5, 5, (1, 1), (0, 0), (1, 1), 1),
+    "stem-like": (1, 3, 23, 23, 8, 7, 7, (2, 2), (3, 3), (1, 1), 1),
+    "single-pixel": (3, 5, 1, 1, 4, 1, 1, (1, 1), (0, 0), (1, 1), 1),
+    "output-1x1": (5, 3, 4, 4, 7, 4, 4, (1, 1), (0, 0), (1, 1), 1),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(EDGE_CASES), ids=list(EDGE_CASES))
+def test_edge_cases(isa, rng, case, dtype):
+    _check(isa, rng, dtype, *EDGE_CASES[case])
+
+
+@pytest.mark.parametrize("bias", [False, True], ids=["no-bias", "bias"])
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_bias_and_fused_relu(isa, rng, dtype, bias, relu):
+    _check(isa, rng, dtype, 3, 6, 9, 8, 11, 3, 3, (1, 1), (1, 1), bias=bias, relu=relu)
+
+
+# Shapes that cross the blocking thresholds of the GEMM kernels: C*R*S above one reduction block
+# (640), K/groups above one backward-input block (256), output planes split into several tiles
+# with tiles straddling images (P = 49 is not a multiple of the 16-wide panels), many images.
+BLOCKING_CASES = {
+    "crs-over-one-block": (2, 80, 6, 6, 7, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "k-over-one-block": (1, 3, 6, 6, 300, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "tiles-straddle-images": (5, 16, 7, 7, 20, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "many-columns": (2, 4, 40, 40, 13, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "grouped-large": (2, 64, 8, 8, 64, 3, 3, (2, 2), (1, 1), (1, 1), 2),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(BLOCKING_CASES), ids=list(BLOCKING_CASES))
+def test_blocking_boundaries(isa, rng, case, dtype):
+    _check(isa, rng, dtype, *BLOCKING_CASES[case], numpy_oracle=False)
+
+
+@st.composite
+def conv_configs(draw):
+    groups = draw(st.sampled_from([1, 1, 1, 2, 3]))
+    Cg, Kg = draw(st.integers(1, 10)), draw(st.integers(1, 10))
+    R, S = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H = draw(st.integers(max(1, dh * (R - 1) + 1 - 2 * ph), 14))
+    W = draw(st.integers(max(1, dw * (S - 1) + 1 - 2 * pw), 14))
+    N = draw(st.integers(1, 4))
+    return (N, Cg * groups, H, W, Kg * groups, R, S, (sh, sw), (ph, pw), (dh, dw), groups)
+
+
+# The `isa` fixture only selects the kernel path for the whole test, so sharing it across the
+# generated examples is intended.
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=conv_configs(), dtype=st.sampled_from(DTYPES), bias=st.booleans(), relu=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_random_configs(isa, cfg, dtype, bias, relu, seed):
+    _check(isa, np.random.default_rng(seed), dtype, *cfg, bias=bias, relu=relu, numpy_oracle=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("N", [1, 3], ids=["N=1", "N=3"])
+def test_independent_of_thread_count(isa, rng, dtype, N):
+    x, w, b, gy = _make(rng, dtype, N, 24, 12, 12, 20, 3, 3, (1, 1), (1, 1), (1, 1), 1)
+    prev = cnnfast.get_num_threads()
+    try:
+        cnnfast.set_num_threads(1)
+        one = _passes(x, w, b, gy, (1, 1), (1, 1), (1, 1), 1, True)
+        cnnfast.set_num_threads(2)
+        two = _passes(x, w, b, gy, (1, 1), (1, 1), (1, 1), 1, True)
+    finally:
+        cnnfast.set_num_threads(prev)
+    tol = _tol(dtype)
+    for key in one:
+        np.testing.assert_allclose(two[key], one[key], rtol=tol, atol=tol, err_msg=key)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_empty_batch_weight_gradient_is_zero(isa, dtype):
+    x = np.zeros((0, 4, 6, 6), dtype)
+    gy = np.zeros((0, 5, 4, 4), dtype)
+    gw, gb = _core.conv2d_backward_weight(x, [5, 4, 3, 3], gy, (1, 1), (0, 0), (1, 1), 1, True)
+    assert gw.shape == (5, 4, 3, 3) and gb.shape == (5,)
+    assert not gw.any() and not gb.any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_relu_keeps_nan(isa, dtype):
+    """Fused ReLU is max(y, 0) with NaN propagated, as torch.relu and the ref kernel do."""
+    x = np.ones((1, 2, 4, 4), dtype)
+    x[0, 0, 1, 1] = np.nan
+    w = -np.ones((3, 2, 1, 1), dtype)
+    y = _core.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1), 1, True)
+    assert np.isnan(y[0, :, 1, 1]).all()
+    assert (y[~np.isnan(y)] == 0).all()
