@@ -443,3 +443,18 @@ def test_calculate_gain_matches_torch():
         assert nn.init.calculate_gain(nl, p) == pytest.approx(torch.nn.init.calculate_gain(nl, p))
     with pytest.raises(ValueError, match="unsupported"):
         nn.init.calculate_gain("swish")
+
+
+def test_summary_with_tensor_methods_in_forward():
+    class ViewNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.fc = nn.Linear(4 * 4 * 4, 2)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).view(x.shape[0], -1).relu())
+
+    s = ViewNet().summary((3, 1, 6, 6), file=False)
+    assert [r["output_shape"] for r in s["layers"]] == [(3, 4, 4, 4), (3, 2)]
+    assert s["total_params"] == conv_params(1, 4, 3) + linear_params(64, 2)
