@@ -99,15 +99,21 @@ def _fmt_logs(logs):
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items() if v is not None and not (isinstance(v, float) and math.isnan(v)))
 
 
+def _stdout_isatty():
+    return hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+
+
 class _Progress:
-    """One progress line per epoch: tqdm when installed (and verbose=1), else plain text on stdout."""
+    """One progress line per epoch. On a terminal (verbose=1): a live tqdm bar when tqdm is
+    installed, else a plain-text line redrawn in place. Otherwise (a pipe, a log file, verbose=2):
+    one plain line per epoch on stdout, so logs are not flooded with redraws."""
 
     def __init__(self, verbose, epoch, epochs, steps):
         self.verbose, self.steps, self.bar = verbose, steps, None
         self.prefix = f"Epoch {epoch + 1}/{epochs}"
-        self.tty = verbose == 1 and hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+        self.tty = verbose == 1 and _stdout_isatty()
         self._last = 0.0
-        if verbose == 1:
+        if self.tty:
             try:
                 from tqdm import tqdm
             except ImportError:
@@ -183,7 +189,8 @@ def fit(model, X, y, *, epochs, batch_size=64, optimizer=None, loss=None, valida
         Seeds the shuffling, so two runs with the same seed see the same batches in the same
         order (the batch order is ``numpy.random.default_rng(seed).permutation(n)`` per epoch).
     verbose : 0, 1 or 2
-        0 silent; 1 a progress bar per epoch (tqdm if installed, else plain text); 2 one line
+        0 silent; 1 a live progress bar per epoch on a terminal (tqdm if installed, else plain
+        text redrawn in place) and one line per epoch when stdout is not a terminal; 2 one line
         per epoch.
     callbacks : list, optional
         Callables ``cb(epoch, logs)`` or objects with ``on_epoch_end(epoch, logs)``, called after
@@ -249,7 +256,7 @@ def fit(model, X, y, *, epochs, batch_size=64, optimizer=None, loss=None, valida
             if c is not None:
                 correct += c
                 counted += n
-            if verbose == 1:
+            if progress.tty:
                 progress.update(step, {"loss": total_loss / seen, "accuracy": correct / counted if counted else None})
         seconds = time.perf_counter() - t0
         logs = {"loss": total_loss / max(seen, 1), "accuracy": correct / counted if counted else float("nan")}

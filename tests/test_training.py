@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import cnnfast
-from cnnfast import nn, optim
+from cnnfast import nn, optim, training
 from cnnfast.training import History, evaluate, fit, predict
 
 
@@ -90,21 +90,30 @@ def test_callbacks_and_early_stopping():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
 
 
-def test_plain_text_progress_without_tqdm(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tqdm", None)  # makes `import tqdm` raise ImportError
+def test_plain_lines_when_stdout_is_not_a_terminal(capsys):
     X, y = _blobs(100)
-    fit(_mlp(), X, y, epochs=2, batch_size=50, verbose=1)
+    fit(_mlp(), X, y, epochs=2, batch_size=50, verbose=1)  # capsys: not a tty, so no tqdm redraws
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and out[0].startswith("Epoch 1/2 - 2/2 - ") and "loss: " in out[0] and "accuracy: " in out[1]
     assert "img/s" in out[1]
 
 
-def test_tqdm_progress(capsys):
+def test_plain_text_progress_on_a_terminal_without_tqdm(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # makes `import tqdm` raise ImportError
+    monkeypatch.setattr(training, "_stdout_isatty", lambda: True)
+    X, y = _blobs(100)
+    fit(_mlp(), X, y, epochs=2, batch_size=50, verbose=1)
+    out = capsys.readouterr().out
+    assert "\rEpoch 1/2 - 2/2 - " in out and out.count("\n") == 2 and "img/s" in out
+
+
+def test_tqdm_progress_on_a_terminal(capsys, monkeypatch):
     pytest.importorskip("tqdm")
+    monkeypatch.setattr(training, "_stdout_isatty", lambda: True)
     X, y = _blobs(100)
     fit(_mlp(), X, y, epochs=1, batch_size=25, verbose=1)
     out = capsys.readouterr().out
-    assert "Epoch 1/1" in out and "4/4" in out and "loss" in out
+    assert "Epoch 1/1" in out and "4/4" in out and "batch" in out and "img/s" in out
 
 
 def test_verbose_0_is_silent_and_verbose_2_one_line_per_epoch(capsys):
