@@ -34,3 +34,32 @@ __all__ += [
     "linear", "avg_pool2d", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout", "flatten",
     "one_hot", "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits",
 ]
+
+# optim, data, datasets, save/load, training helpers and gradcheck: imported on first use
+# (PEP 562), so ``import cnnfast`` stays fast; ``cnnfast.optim.SGD`` etc. work as attributes.
+_LAZY = {
+    "optim": ("cnnfast.optim", None), "data": ("cnnfast.data", None), "datasets": ("cnnfast.datasets", None),
+    "save": ("cnnfast.serialization", "save"), "load": ("cnnfast.serialization", "load"),
+    "fit": ("cnnfast.training", "fit"), "evaluate": ("cnnfast.training", "evaluate"),
+    "predict": ("cnnfast.training", "predict"), "History": ("cnnfast.training", "History"),
+}
+# Imported eagerly (NumPy only, microseconds): the function must shadow the submodule of the same
+# name, which would otherwise win if someone imported ``cnnfast.gradcheck`` as a module first.
+from .gradcheck import GradcheckError, gradcheck  # noqa: E402
+__all__ += list(_LAZY) + ["gradcheck", "GradcheckError"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        value = importlib.import_module(module)
+        if attr is not None:
+            value = getattr(value, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnfast' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -269,7 +269,8 @@ def plot_kernels(conv_layer_or_weight, *, max_kernels=64, ncols=None, annotate=N
             im = ax.imshow(maps[i], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
             if annotate:
                 for (a, b), v in np.ndenumerate(maps[i]):
-                    ax.text(b, a, f"{v:.2f}", ha="center", va="center", fontsize=max(6, 11 - max(kh, kw)))
+                    ax.text(b, a, f"{v:.2f}", ha="center", va="center", fontsize=max(7, 11 - max(kh, kw)),
+                            color="white" if abs(v) > 0.6 * vmax else "black")  # readable on dark cells
         ax.set_title(f"#{i}" if names is None else str(names[i]), fontsize=8 if names is None else 10, pad=2)
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.8, label="weight")

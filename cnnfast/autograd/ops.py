@@ -20,7 +20,7 @@ from .tensor import Tensor
 def _unbroadcast(g, shape):
     """Sum ``g`` over the axes that broadcasting added or stretched, to get back ``shape``."""
     if g.shape == shape:
-        return g
+        return g if type(g) is np.ndarray else np.asarray(g)
     nd = g.ndim - len(shape)
     if nd:
         g = g.sum(axis=tuple(range(nd)))
@@ -609,7 +609,7 @@ class MSELoss(Function):
     def backward(ctx, g):
         (diff,) = ctx.saved_tensors
         gd = _loss._reduce_backward(g, diff.shape, ctx.reduction) * (2 * diff)
-        nx, nt = ctx.needs_input_grad
+        nx, nt = ctx.needs_input_grad[:2]
         return (gd if nx else None), (-gd if nt else None)
 
 

@@ -3,7 +3,12 @@
 Layers take NumPy arrays and return NumPy arrays; given a ``cnnfast.Tensor`` they record for
 backward. ``cnnfast.nn.functional`` is ``cnnfast.functional``.
 """
+import sys as _sys
+
 from .. import functional
+
+# ``import cnnfast.nn.functional as F`` works as in torch, and is the same module as cnnfast.functional.
+_sys.modules[__name__ + ".functional"] = functional
 from . import init
 from .activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .container import ModuleList, Sequential

@@ -66,7 +66,8 @@ def summary(model, input_shape, file=None, dtype=np.float32):
     model.eval()  # no dropout; the shapes are the same either way
     try:
         with no_grad():
-            model(x)
+            # a Tensor, so a custom forward may use Tensor methods (x.view, x.flatten(1), ...)
+            model(Tensor(x))
     finally:
         for h in handles:
             h.remove()
