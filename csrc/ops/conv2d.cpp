@@ -1,4 +1,5 @@
 #include "dispatch/dispatch.h"
+#include "common/allocator.h"
 #include "ops/array_util.h"
 #include "ops/ops.h"
 
@@ -17,7 +18,7 @@ py::array fwd(const py::array& x_, const py::array& w_, const std::optional<py::
   carray<T> x(x_), w(w_);
   std::optional<carray<T>> b;
   if (b_) b = carray<T>(*b_);
-  carray<T> y(conv2d_output_size(p));
+  carray<T> y = new_array<T>(conv2d_output_size(p));
   const T* xp = x.data();
   const T* wp = w.data();
   const T* bp = b ? b->data() : nullptr;

@@ -1,4 +1,5 @@
 #include "dispatch/dispatch.h"
+#include "common/allocator.h"
 #include "ops/array_util.h"
 #include "ops/maxpool2d_checks.h"
 #include "ops/ops.h"
@@ -10,9 +11,9 @@ template <typename T>
 py::object fwd(const py::array& x_, Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode, bool return_indices) {
   const Pool2dShape p = maxpool2d_shape(shape_of(x_), kernel, stride, padding, dilation, ceil_mode);
   carray<T> x(x_);
-  carray<T> y(maxpool2d_output_size(p));
+  carray<T> y = new_array<T>(maxpool2d_output_size(p));
   std::optional<py::array_t<int64_t>> idx;
-  if (return_indices) idx = py::array_t<int64_t>(maxpool2d_output_size(p));
+  if (return_indices) idx = new_array<int64_t>(maxpool2d_output_size(p));
   const T* xp = x.data();
   T* yp = y.mutable_data();
   int64_t* ip = idx ? idx->mutable_data() : nullptr;
@@ -38,7 +39,7 @@ py::array bwd(const py::array& gy_, const std::vector<int64_t>& input_size, cons
                 std::string(py::str(idx_.dtype())));
   carray<T> gy(gy_);
   carray<int64_t> idx(idx_);
-  carray<T> gx(input_size);
+  carray<T> gx = new_array<T>(input_size);
   const T* gyp = gy.data();
   const int64_t* ip = idx.data();
   T* gxp = gx.mutable_data();

@@ -1,4 +1,5 @@
 #include "dispatch/dispatch.h"
+#include "common/allocator.h"
 #include "ops/array_util.h"
 #include "ops/ops.h"
 
@@ -9,7 +10,7 @@ template <typename T>
 py::array fwd(const py::array& x_, const std::optional<py::array>& out) {
   carray<T> x(x_);
   const auto shape = shape_of(x);
-  carray<T> y = out ? check_out<T>(*out, shape, "relu") : carray<T>(shape);
+  carray<T> y = out ? check_out<T>(*out, shape, "relu") : new_array<T>(shape);
   const T* xp = x.data();
   T* yp = y.mutable_data();
   const int64_t n = x.size();
@@ -27,7 +28,7 @@ py::array bwd(const py::array& gy_, const py::array& x_, const std::optional<py:
   CNNFAST_CHECK(shape_of(gy) == shape_of(x), "relu_backward: grad_output of size ", shape_str(shape_of(gy)),
                 " does not match input of size ", shape_str(shape_of(x)));
   const auto shape = shape_of(x);
-  carray<T> gx = out ? check_out<T>(*out, shape, "relu_backward") : carray<T>(shape);
+  carray<T> gx = out ? check_out<T>(*out, shape, "relu_backward") : new_array<T>(shape);
   const T* gyp = gy.data();
   const T* xp = x.data();
   T* gxp = gx.mutable_data();

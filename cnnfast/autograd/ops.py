@@ -1,0 +1,656 @@
+"""The differentiable operations: one ``Function`` (forward + backward on ndarrays) per op.
+
+The public entry points are the Tensor methods and ``cnnfast.functional``; the functional ops
+call the ``conv2d`` / ``max_pool2d`` / ``relu`` / ... wrappers at the bottom of this file when
+given a Tensor. Array math that is shared with the ndarray path lives in ``cnnfast.functional``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from ..functional import loss as _loss
+from ..functional import misc as _misc
+from .function import Function
+from .tensor import Tensor
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _unbroadcast(g, shape):
+    """Sum ``g`` over the axes that broadcasting added or stretched, to get back ``shape``."""
+    if g.shape == shape:
+        return g
+    nd = g.ndim - len(shape)
+    if nd:
+        g = g.sum(axis=tuple(range(nd)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return np.asarray(g)
+
+
+def _shape(x):
+    return x.shape if isinstance(x, np.ndarray) else np.shape(x)
+
+
+def _as_input(x):
+    """Tensor or array-like -> something Function.apply accepts (array-likes become arrays)."""
+    if isinstance(x, (Tensor, np.ndarray)) or x is None:
+        return x
+    return np.asarray(x)
+
+
+# ---------------------------------------------------------------------------- arithmetic
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (_shape(a), _shape(b))
+        return np.add(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        na, nb = ctx.needs_input_grad
+        sa, sb = ctx.shapes
+        return (_unbroadcast(g, sa) if na else None), (_unbroadcast(g, sb) if nb else None)
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (_shape(a), _shape(b))
+        return np.subtract(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        na, nb = ctx.needs_input_grad
+        sa, sb = ctx.shapes
+        return (_unbroadcast(g, sa) if na else None), (_unbroadcast(-g, sb) if nb else None)
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.multiply(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        return (_unbroadcast(g * b, _shape(a)) if na else None), (_unbroadcast(g * a, _shape(b)) if nb else None)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.true_divide(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = _unbroadcast(g / b, _shape(a)) if na else None
+        gb = _unbroadcast(-g * a / (b * b), _shape(b)) if nb else None
+        return ga, gb
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        out = np.power(a, b)
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = gb = None
+        if na:
+            ga = _unbroadcast(g * b * np.power(a, b - 1), _shape(a))
+        if nb:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # d(a^b)/db = a^b log(a); where a == 0 PyTorch uses 0 (the limit for b > 0)
+                la = np.where(np.asarray(a) == 0, 0, np.log(np.where(np.asarray(a) == 0, 1, a)))
+            gb = _unbroadcast(g * out * la, _shape(b))
+        return ga, gb
+
+
+class MatMul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        a = np.asarray(a)
+        b = np.asarray(b)
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
+                             f"({a.shape[-1]} != {b.shape[-2 if b.ndim > 1 else 0]})")
+        ctx.save_for_backward(a, b)
+        return np.matmul(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        a2 = a[None] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        ga = gb = None
+        if na:
+            ga = _unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if nb:
+            gb = _unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+        return ga, gb
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return np.negative(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class Clone(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return np.array(a, copy=True)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class Cast(Function):
+    @staticmethod
+    def forward(ctx, a, dtype):
+        ctx.dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.astype(ctx.dtype)
+
+
+# ---------------------------------------------------------------------------- elementwise
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.saved_tensors[0]
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.log(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g / ctx.saved_tensors[0]
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return g / (2 * ctx.saved_tensors[0])
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.tanh(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        out = ctx.saved_tensors[0]
+        return g * (1 - out * out)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = _misc._sigmoid(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        out = ctx.saved_tensors[0]
+        return g * out * (1 - out)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.abs(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * np.sign(ctx.saved_tensors[0])
+
+
+class Clip(Function):
+    @staticmethod
+    def forward(ctx, a, lo=None, hi=None):
+        ctx.save_for_backward(a)
+        ctx.lo, ctx.hi = lo, hi
+        return np.clip(a, lo, hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        a = ctx.saved_tensors[0]
+        mask = np.ones(a.shape, dtype=bool)
+        if ctx.lo is not None:
+            mask &= a >= ctx.lo
+        if ctx.hi is not None:
+            mask &= a <= ctx.hi
+        return g * mask
+
+
+class ReLU(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = F.relu(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return F.relu_backward(g, ctx.saved_tensors[0])
+
+
+class LeakyReLU(Function):
+    @staticmethod
+    def forward(ctx, a, negative_slope=0.01):
+        ctx.save_for_backward(a)
+        ctx.slope = negative_slope
+        return _misc._leaky_relu(a, negative_slope)
+
+    @staticmethod
+    def backward(ctx, g):
+        a = ctx.saved_tensors[0]
+        return np.where(a > 0, g, g * np.asarray(ctx.slope, dtype=g.dtype))
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, a, dim):
+        out = _misc._softmax(a, dim)
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        out = ctx.saved_tensors[0]
+        return out * (g - (g * out).sum(axis=ctx.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, a, dim):
+        out = _misc._log_softmax(a, dim)
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        out = ctx.saved_tensors[0]
+        return g - np.exp(out) * g.sum(axis=ctx.dim, keepdims=True)
+
+
+class Dropout(Function):
+    @staticmethod
+    def forward(ctx, a, mask):
+        ctx.mask = mask
+        return a * mask
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.mask, None
+
+
+# ---------------------------------------------------------------------------- reductions
+
+
+def _norm_axes(axis, ndim, op):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    out = []
+    for a in axes:
+        if not -max(ndim, 1) <= a < max(ndim, 1):
+            raise IndexError(f"{op}: dim {a} out of range for a tensor of {ndim} dimensions")
+        out.append(a % max(ndim, 1))
+    return tuple(out)
+
+
+def _expand_back(g, in_shape, axes, keepdims):
+    """Broadcast a reduced gradient back to the input shape (a read-only view)."""
+    if not keepdims:
+        g = np.expand_dims(g, axes) if axes else g
+    return np.broadcast_to(g, in_shape)
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, a, axis=None, keepdims=False):
+        a = np.asarray(a)
+        ctx.shape = a.shape
+        ctx.axes = _norm_axes(axis, a.ndim, "sum") if a.ndim else ()
+        ctx.keepdims = keepdims
+        return np.asarray(np.sum(a, axis=ctx.axes, keepdims=keepdims))
+
+    @staticmethod
+    def backward(ctx, g):
+        return _expand_back(g, ctx.shape, ctx.axes, ctx.keepdims)
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, a, axis=None, keepdims=False):
+        a = np.asarray(a)
+        ctx.shape = a.shape
+        ctx.axes = _norm_axes(axis, a.ndim, "mean") if a.ndim else ()
+        ctx.keepdims = keepdims
+        out = np.mean(a, axis=ctx.axes, keepdims=keepdims)
+        ctx.count = max(a.size // max(out.size, 1), 1) if a.size else 1
+        return np.asarray(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _expand_back(g / g.dtype.type(ctx.count), ctx.shape, ctx.axes, ctx.keepdims)
+
+
+class Max(Function):
+    @staticmethod
+    def forward(ctx, a, axis=None, keepdims=False, sign=1):
+        a = np.asarray(a)
+        if a.size == 0:
+            raise ValueError(f"{'max' if sign > 0 else 'min'}: cannot reduce an empty tensor of shape {a.shape}")
+        axes = _norm_axes(axis, a.ndim, "max") if a.ndim else ()
+        red = np.max if sign > 0 else np.min
+        out = red(a, axis=axes, keepdims=True)
+        ctx.save_for_backward(a, out)
+        ctx.axes, ctx.keepdims = axes, keepdims
+        return np.asarray(out if keepdims else np.squeeze(out, axis=axes))
+
+    @staticmethod
+    def backward(ctx, g):
+        a, out = ctx.saved_tensors
+        mask = a == out
+        count = mask.sum(axis=ctx.axes, keepdims=True)
+        if not ctx.keepdims:
+            g = np.expand_dims(g, ctx.axes) if ctx.axes else g
+        return mask * (g / count).astype(g.dtype, copy=False)
+
+
+# ---------------------------------------------------------------------------- shape
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = np.shape(a)
+        try:
+            return np.reshape(a, shape)
+        except ValueError:
+            raise ValueError(f"reshape: shape {tuple(shape)} is invalid for a tensor of shape {ctx.shape} "
+                             f"({int(np.prod(ctx.shape))} elements)") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape)
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, a, perm):
+        a = np.asarray(a)
+        if len(perm) != a.ndim or sorted(p % max(a.ndim, 1) for p in perm) != list(range(a.ndim)):
+            raise ValueError(f"permute: {perm} is not a permutation of the {a.ndim} dimensions of shape {a.shape}")
+        ctx.inv = tuple(np.argsort([p % a.ndim for p in perm])) if a.ndim else ()
+        return np.transpose(a, perm)
+
+    @staticmethod
+    def backward(ctx, g):
+        return np.transpose(g, ctx.inv)
+
+
+def _is_basic_index(index):
+    items = index if isinstance(index, tuple) else (index,)
+    for i in items:
+        if not (i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer))) or isinstance(i, bool):
+            return False
+    return True
+
+
+def _unwrap_index(index):
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+class GetItem(Function):
+    @staticmethod
+    def forward(ctx, a, index):
+        index = _unwrap_index(index)
+        ctx.index = index
+        ctx.shape = a.shape
+        ctx.dtype = a.dtype
+        return np.asarray(a[index])
+
+    @staticmethod
+    def backward(ctx, g):
+        gx = np.zeros(ctx.shape, dtype=g.dtype)
+        if _is_basic_index(ctx.index):
+            gx[ctx.index] = g
+        else:  # repeated integer indices must accumulate
+            np.add.at(gx, ctx.index, g)
+        return gx
+
+
+# ---------------------------------------------------------------------------- layers
+
+
+class Linear(Function):
+    @staticmethod
+    def forward(ctx, x, w, b=None):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return _misc._linear(x, w, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        nx, nw, nb = ctx.needs_input_grad
+        gx = (g @ w).astype(x.dtype, copy=False) if nx else None
+        g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
+        gw = gb = None
+        if nw:
+            x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+            gw = (g2.T @ x2).astype(w.dtype, copy=False)
+        if nb:
+            gb = g2.sum(axis=0)
+        return gx, gw, gb
+
+
+class Conv2d(Function):
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, dilation, groups, relu):
+        fn = F.conv2d_relu if relu else F.conv2d
+        out = fn(x, w, b, stride, padding, dilation, groups)
+        ctx.save_for_backward(x, w, out if relu else None)
+        ctx.args = (stride, padding, dilation, groups)
+        ctx.has_bias = b is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, out = ctx.saved_tensors
+        nx, nw, nb = ctx.needs_input_grad[:3]
+        if out is not None:
+            g = F.relu_backward(g, out)
+        stride, padding, dilation, groups = ctx.args
+        gx, gw, gb = F.conv2d_backward(g, x, w, stride, padding, dilation, groups,
+                                       output_mask=(nx, nw, nb and ctx.has_bias))
+        # The kernels compute in the promoted dtype; hand back each input's own dtype.
+        if gx is not None and gx.dtype != x.dtype:
+            gx = gx.astype(x.dtype)
+        if gw is not None and gw.dtype != w.dtype:
+            gw = gw.astype(w.dtype)
+        return gx, gw, gb
+
+
+class MaxPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
+        out, idx = F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+        ctx.indices = idx
+        ctx.shape = x.shape
+        ctx.dtype = x.dtype
+        ctx.args = (kernel_size, stride, padding, dilation, ceil_mode)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        gx = F.max_pool2d_backward(g, tuple(ctx.shape), ctx.indices, *ctx.args)
+        return gx if gx.dtype == ctx.dtype else gx.astype(ctx.dtype)
+
+
+class AvgPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+        out, plan = _misc._avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                              divisor_override)
+        ctx.plan = plan
+        ctx.dtype = np.asarray(x).dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        gx = _misc._avg_pool2d_backward(g, ctx.plan)
+        return gx if gx.dtype == ctx.dtype else gx.astype(ctx.dtype)
+
+
+# ---------------------------------------------------------------------------- losses
+
+
+class CrossEntropy(Function):
+    """Softmax + cross entropy in one node: grad = (softmax * sum(A) - A) * scale."""
+
+    @staticmethod
+    def forward(ctx, x, target, weight, ignore_index, reduction, label_smoothing):
+        loss, saved = _loss._cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing)
+        ctx.saved = saved
+        ctx.reduction = reduction
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        gx, gt = _loss._cross_entropy_backward(g, ctx.saved, ctx.reduction, ctx.needs_input_grad[1])
+        return gx, gt, None
+
+
+class NLLLoss(Function):
+    @staticmethod
+    def forward(ctx, x, target, weight, ignore_index, reduction):
+        loss, saved = _loss._nll_forward(x, target, weight, ignore_index, reduction)
+        ctx.saved = saved
+        ctx.reduction = reduction
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        return _loss._nll_backward(g, ctx.saved, ctx.reduction), None, None
+
+
+class MSELoss(Function):
+    @staticmethod
+    def forward(ctx, x, target, reduction):
+        diff = np.subtract(x, target)
+        ctx.save_for_backward(diff)
+        ctx.reduction = reduction
+        return _loss._reduce(diff * diff, reduction)
+
+    @staticmethod
+    def backward(ctx, g):
+        (diff,) = ctx.saved_tensors
+        gd = _loss._reduce_backward(g, diff.shape, ctx.reduction) * (2 * diff)
+        nx, nt = ctx.needs_input_grad
+        return (gd if nx else None), (-gd if nt else None)
+
+
+class BCEWithLogits(Function):
+    @staticmethod
+    def forward(ctx, x, target, weight, pos_weight, reduction):
+        loss, saved = _loss._bce_logits_forward(x, target, weight, pos_weight, reduction)
+        ctx.saved = saved
+        ctx.reduction = reduction
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        gx, gt = _loss._bce_logits_backward(g, ctx.saved, ctx.reduction, ctx.needs_input_grad[1])
+        return gx, gt, None, None
+
+
+# ---------------------------------------------------------------------------- entry points
+# Called by cnnfast.functional when an argument is a Tensor.
+
+
+def conv2d(input, weight, bias, stride, padding, dilation, groups, relu=False):
+    return Conv2d.apply(_as_input(input), _as_input(weight), _as_input(bias), stride, padding, dilation, groups, relu)
+
+
+def max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
+    out, ctx = MaxPool2d._apply_ctx((input, kernel_size, stride, padding, dilation, ceil_mode), {})
+    return (out, ctx.indices) if return_indices else out
+
+
+def relu(input, inplace=False):
+    """relu on a Tensor. ``inplace`` overwrites the data only when nothing is recorded (no_grad or
+    no grad needed); while recording it computes out of place, since saved arrays may alias it."""
+    if inplace and not (input.requires_grad and _grad_enabled()):
+        F.relu(input.data, inplace=True) if input.data.dtype.kind == "f" and input.data.flags.c_contiguous \
+            else np.maximum(input.data, 0, out=input.data)
+        return input
+    return ReLU.apply(input)
+
+
+def _grad_enabled():
+    from .grad_mode import is_grad_enabled
+
+    return is_grad_enabled()

@@ -1,0 +1,454 @@
+"""``Tensor``: a NumPy array plus what autograd needs (``grad``, ``requires_grad``, ``grad_fn``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .grad_mode import _state
+
+__all__ = ["Tensor"]
+
+
+def _axis(axis, dim, op):
+    """Accept NumPy's ``axis`` or PyTorch's ``dim`` (not both)."""
+    if dim is not None:
+        if axis is not None:
+            raise TypeError(f"{op}: pass axis= or dim=, not both")
+        axis = dim
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    return axis
+
+
+def _keep(keepdims, keepdim):
+    return bool(keepdims or keepdim)
+
+
+class Tensor:
+    """An n-dimensional array recorded for automatic differentiation.
+
+    ``Tensor(data, requires_grad=False, dtype=None)`` wraps ``data`` without copying when it is
+    already an ndarray: ``t.data`` *is* that array (edit it in place to change the tensor without
+    recording). Python floats/lists become float32 (PyTorch's default); ndarrays keep their dtype,
+    except that a tensor requiring grad must be floating point, so integer/bool data is converted
+    to float32. ``t.grad`` is None until ``backward()`` fills it with an ndarray of ``t.shape``.
+
+    Arithmetic (``+ - * / @ **``, reflected, broadcasting), reductions, reshaping, indexing and the
+    elementwise functions return Tensors; ndarrays and numbers mixed in are constants. As in
+    PyTorch, ``.grad`` is kept for leaves only (tensors created by the user), unless
+    :meth:`retain_grad` is called on an intermediate result.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
+    _cnnfast_tensor = True
+    # Make ``ndarray + Tensor`` call Tensor.__radd__ instead of converting the Tensor to an array.
+    __array_ufunc__ = None
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        from_python = not isinstance(data, np.ndarray)
+        arr = np.asarray(data, dtype=dtype)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"Tensor: expected real numeric data, got dtype {arr.dtype}")
+        if dtype is None and from_python and arr.dtype == np.float64 and not isinstance(data, np.generic):
+            arr = arr.astype(np.float32)
+        if requires_grad and (arr.dtype.kind != "f" or arr.dtype.itemsize < 4):
+            if dtype is not None:
+                raise TypeError(f"Tensor: only float32/float64 tensors can require grad, got dtype {arr.dtype}")
+            arr = arr.astype(np.float32)
+        self.data = arr
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._ctx = None
+        self._retains_grad = False
+
+    @classmethod
+    def _make(cls, data, ctx):
+        """Fast internal constructor for op results (no checks, no conversion)."""
+        t = object.__new__(Tensor)
+        t.data = data if type(data) is np.ndarray else np.asarray(data)
+        t.grad = None
+        t.requires_grad = ctx is not None
+        t._ctx = ctx
+        t._retains_grad = False
+        return t
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    @property
+    def grad_fn(self):
+        """The Function that produced this tensor (None for leaves)."""
+        return self._ctx
+
+    @property
+    def is_leaf(self):
+        return self._ctx is None
+
+    def numel(self):
+        return self.data.size
+
+    def dim(self):
+        return self.data.ndim
+
+    # ------------------------------------------------------------------ conversion
+    def numpy(self):
+        """The underlying ndarray (shared, not copied)."""
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and dtype != self.data.dtype:
+            return self.data.astype(dtype)
+        return self.data.copy() if copy else self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: only a tensor with one element can be converted to a Python scalar, "
+                             f"got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return len(self.data)
+
+    def __iter__(self):
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self.data)))
+
+    def __bool__(self):
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.data.dtype.kind not in "iub":
+            raise TypeError(f"only integer tensors of a single element can be converted to an index, got {self.dtype}")
+        return int(self.item())
+
+    def __repr__(self):
+        body = np.array2string(self.data, separator=", ", prefix="Tensor(")
+        extra = []
+        if self.data.dtype != np.float32:
+            extra.append(f"dtype={self.data.dtype}")
+        if self._ctx is not None:
+            extra.append(f"grad_fn={self._ctx!r}")
+        elif self.requires_grad:
+            extra.append("requires_grad=True")
+        return "Tensor(" + body + "".join(", " + e for e in extra) + ")"
+
+    __hash__ = object.__hash__
+
+    # ------------------------------------------------------------------ autograd
+    def backward(self, gradient=None, retain_graph=False):
+        """Accumulate gradients of this tensor into the ``.grad`` of the leaves it depends on.
+
+        ``gradient`` is d(loss)/d(self); it may be omitted only for a one-element tensor.
+        """
+        _function.backward(self, gradient, retain_graph)
+
+    def detach(self):
+        """A new leaf Tensor sharing this data, cut off from the graph."""
+        return Tensor._make(self.data, None)
+
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self.data.dtype.kind != "f":
+            raise RuntimeError(f"requires_grad_: only floating point tensors can require gradients, got {self.dtype}")
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad_(False): only leaves can stop requiring grad; use detach() here")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self):
+        """Keep ``.grad`` for this non-leaf tensor during backward."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: can't retain_grad on a Tensor that has requires_grad=False")
+        self._retains_grad = True
+        return self
+
+    def zero_(self):
+        self._check_inplace("zero_")
+        self.data[...] = 0
+        return self
+
+    def fill_(self, value):
+        self._check_inplace("fill_")
+        self.data[...] = value
+        return self
+
+    def copy_(self, src):
+        self._check_inplace("copy_")
+        src = src.data if isinstance(src, Tensor) else np.asarray(src)
+        try:
+            np.copyto(self.data, np.broadcast_to(src, self.data.shape), casting="same_kind")
+        except ValueError:
+            raise ValueError(f"copy_: source of shape {src.shape} cannot be broadcast to {self.shape}") from None
+        return self
+
+    def clone(self):
+        return _ops.Clone.apply(self)
+
+    def _check_inplace(self, op):
+        if self.requires_grad and _state.enabled:
+            what = "a leaf Tensor that requires grad" if self._ctx is None else "a Tensor recorded for autograd"
+            raise RuntimeError(f"{op}: in-place operation on {what}; wrap the update in cnnfast.no_grad() or "
+                               f"use the out-of-place form")
+
+    # ------------------------------------------------------------------ dtype
+    def astype(self, dtype):
+        dtype = np.dtype(dtype)
+        if dtype == self.data.dtype:
+            return self
+        return _ops.Cast.apply(self, dtype=dtype)
+
+    def float(self):
+        return self.astype(np.float32)
+
+    def double(self):
+        return self.astype(np.float64)
+
+    # ------------------------------------------------------------------ arithmetic
+    def __add__(self, other):
+        return _ops.Add.apply(self, other)
+
+    def __radd__(self, other):
+        return _ops.Add.apply(other, self)
+
+    def __sub__(self, other):
+        return _ops.Sub.apply(self, other)
+
+    def __rsub__(self, other):
+        return _ops.Sub.apply(other, self)
+
+    def __mul__(self, other):
+        return _ops.Mul.apply(self, other)
+
+    def __rmul__(self, other):
+        return _ops.Mul.apply(other, self)
+
+    def __truediv__(self, other):
+        return _ops.Div.apply(self, other)
+
+    def __rtruediv__(self, other):
+        return _ops.Div.apply(other, self)
+
+    def __pow__(self, other):
+        return _ops.Pow.apply(self, other)
+
+    def __rpow__(self, other):
+        return _ops.Pow.apply(other, self)
+
+    def __matmul__(self, other):
+        return _ops.MatMul.apply(self, other)
+
+    def __rmatmul__(self, other):
+        return _ops.MatMul.apply(other, self)
+
+    def __neg__(self):
+        return _ops.Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    def _inplace(self, op, other, ufunc):
+        self._check_inplace(op)
+        ufunc(self.data, other.data if isinstance(other, Tensor) else other, out=self.data)
+        return self
+
+    def __iadd__(self, other):
+        return self._inplace("+=", other, np.add)
+
+    def __isub__(self, other):
+        return self._inplace("-=", other, np.subtract)
+
+    def __imul__(self, other):
+        return self._inplace("*=", other, np.multiply)
+
+    def __itruediv__(self, other):
+        return self._inplace("/=", other, np.true_divide)
+
+    def add_(self, other, alpha=1):
+        return self._inplace("add_", other if alpha == 1 else (other.data if isinstance(other, Tensor) else other) * alpha,
+                             np.add)
+
+    def mul_(self, other):
+        return self._inplace("mul_", other, np.multiply)
+
+    # comparisons: not differentiable, return bool Tensors
+    def _cmp(self, other, ufunc):
+        return Tensor._make(ufunc(self.data, other.data if isinstance(other, Tensor) else other), None)
+
+    def __eq__(self, other):
+        return self._cmp(other, np.equal)
+
+    def __ne__(self, other):
+        return self._cmp(other, np.not_equal)
+
+    def __lt__(self, other):
+        return self._cmp(other, np.less)
+
+    def __le__(self, other):
+        return self._cmp(other, np.less_equal)
+
+    def __gt__(self, other):
+        return self._cmp(other, np.greater)
+
+    def __ge__(self, other):
+        return self._cmp(other, np.greater_equal)
+
+    # ------------------------------------------------------------------ reductions
+    def sum(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
+        return _ops.Sum.apply(self, axis=_axis(axis, dim, "sum"), keepdims=_keep(keepdims, keepdim))
+
+    def mean(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
+        return _ops.Mean.apply(self, axis=_axis(axis, dim, "mean"), keepdims=_keep(keepdims, keepdim))
+
+    def max(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
+        """Maximum over ``axis`` (values only). The gradient is shared equally between tied maxima."""
+        return _ops.Max.apply(self, axis=_axis(axis, dim, "max"), keepdims=_keep(keepdims, keepdim), sign=1)
+
+    def min(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
+        return _ops.Max.apply(self, axis=_axis(axis, dim, "min"), keepdims=_keep(keepdims, keepdim), sign=-1)
+
+    def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
+        return Tensor._make(np.argmax(self.data, axis=_axis(axis, dim, "argmax"), keepdims=_keep(keepdims, keepdim)), None)
+
+    def argmin(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
+        return Tensor._make(np.argmin(self.data, axis=_axis(axis, dim, "argmin"), keepdims=_keep(keepdims, keepdim)), None)
+
+    # ------------------------------------------------------------------ shape
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _ops.Reshape.apply(self, shape=shape)
+
+    view = reshape
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        from ..functional.misc import _flat_shape
+
+        return self.reshape(_flat_shape(self.shape, start_dim, end_dim))
+
+    def squeeze(self, axis=None, *, dim=None):
+        """Remove size-1 axes (all of them, or ``axis`` if it has size 1, as torch)."""
+        axis = _axis(axis, dim, "squeeze")
+        if axis is None:
+            shape = tuple(s for s in self.shape if s != 1)
+        else:
+            axes = {a % self.data.ndim for a in (axis if isinstance(axis, tuple) else (axis,))}
+            shape = tuple(s for i, s in enumerate(self.shape) if not (i in axes and s == 1))
+        return self.reshape(shape)
+
+    def unsqueeze(self, dim):
+        nd = self.data.ndim + 1
+        if not -nd <= dim < nd:
+            raise IndexError(f"unsqueeze: dim {dim} out of range for a tensor of {self.data.ndim} dimensions")
+        dim %= nd
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def transpose(self, *axes):
+        """No argument reverses the axes (NumPy, ``.T``); ``transpose(d0, d1)`` swaps two axes (PyTorch);
+        a longer tuple is a full permutation (NumPy)."""
+        n = self.data.ndim
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        if not axes:
+            perm = tuple(range(n - 1, -1, -1))
+        elif len(axes) == 2:
+            if not all(-n <= a < n for a in axes):
+                raise IndexError(f"transpose: dims {axes} out of range for a tensor of {n} dimensions")
+            d0, d1 = (a % n for a in axes)
+            perm = list(range(n))
+            perm[d0], perm[d1] = perm[d1], perm[d0]
+            perm = tuple(perm)
+        else:
+            perm = tuple(axes)
+        return _ops.Permute.apply(self, perm=perm)
+
+    def permute(self, *dims):
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        return _ops.Permute.apply(self, perm=tuple(dims))
+
+    def __getitem__(self, index):
+        return _ops.GetItem.apply(self, index=index)
+
+    def __setitem__(self, index, value):
+        self._check_inplace("__setitem__")
+        if isinstance(index, Tensor):
+            index = index.data
+        self.data[index] = value.data if isinstance(value, Tensor) else value
+
+    # ------------------------------------------------------------------ elementwise
+    def exp(self):
+        return _ops.Exp.apply(self)
+
+    def log(self):
+        return _ops.Log.apply(self)
+
+    def sqrt(self):
+        return _ops.Sqrt.apply(self)
+
+    def tanh(self):
+        return _ops.Tanh.apply(self)
+
+    def sigmoid(self):
+        return _ops.Sigmoid.apply(self)
+
+    def relu(self):
+        return _ops.relu(self)
+
+    def abs(self):
+        return _ops.Abs.apply(self)
+
+    def __abs__(self):
+        return _ops.Abs.apply(self)
+
+    def clip(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clip: at least one of min and max must be given")
+        return _ops.Clip.apply(self, lo=min, hi=max)
+
+    clamp = clip
+
+    def pow(self, exponent):
+        return _ops.Pow.apply(self, exponent)
+
+    def matmul(self, other):
+        return _ops.MatMul.apply(self, other)
+
+    def softmax(self, dim):
+        return _ops.Softmax.apply(self, dim=dim)
+
+    def log_softmax(self, dim):
+        return _ops.LogSoftmax.apply(self, dim=dim)
+
+
+from . import function as _function  # noqa: E402  (circular: function and ops need Tensor)
+from . import ops as _ops  # noqa: E402

@@ -1,0 +1,73 @@
+"""``MaxPool2d`` and ``AvgPool2d``."""
+from __future__ import annotations
+
+from .. import functional as F
+from .module import Module
+
+__all__ = ["MaxPool2d", "AvgPool2d"]
+
+
+class MaxPool2d(Module):
+    """2-D max pooling (``torch.nn.MaxPool2d``); ``stride`` defaults to ``kernel_size``.
+
+    Arguments are validated here, at construction, with the same checks the kernel applies.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__()
+        # Validate now rather than at the first forward: a 1x1 dummy input is never too small
+        # for these checks to run, and any error names the bad argument.
+        from ..functional.pooling import _pool_args
+
+        k, st, p, d = _pool_args("MaxPool2d", kernel_size, stride, padding, dilation)
+        for name, v in (("kernel_size", k), ("stride", st), ("dilation", d)):
+            if min(v) <= 0:
+                raise ValueError(f"MaxPool2d: {name} must be positive, got {v}")
+        if min(p) < 0 or any(p[i] > (d[i] * (k[i] - 1) + 1) // 2 for i in range(2)):
+            raise ValueError(f"MaxPool2d: pad should be non-negative and at most half of effective kernel size, "
+                             f"but got padding={padding}, kernel_size={kernel_size}, dilation={dilation}")
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
+        self.dilation = dilation
+        self.return_indices = bool(return_indices)
+        self.ceil_mode = bool(ceil_mode)
+
+    def forward(self, input):
+        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                            self.return_indices)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(Module):
+    """2-D average pooling (``torch.nn.AvgPool2d``); ``stride`` defaults to ``kernel_size``."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__()
+        from ..functional.misc import _avg_pool_args
+
+        _avg_pool_args("AvgPool2d", kernel_size, stride, padding)
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
+        self.ceil_mode = bool(ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+        self.divisor_override = divisor_override
+
+    def forward(self, input):
+        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
+
+    def extra_repr(self):
+        s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        if self.ceil_mode:
+            s += ", ceil_mode=True"
+        if not self.count_include_pad:
+            s += ", count_include_pad=False"
+        if self.divisor_override is not None:
+            s += f", divisor_override={self.divisor_override}"
+        return s

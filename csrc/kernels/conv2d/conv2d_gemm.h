@@ -1,0 +1,365 @@
+// conv2d as register-blocked GEMM with implicit (tiled) im2col, written once for any vector type
+// V from common/simd.h and instantiated per ISA in conv2d_avx2.cpp / conv2d_avx512.cpp.
+//
+// Per group g, with CRS = Cg*R*S, P = OH*OW and "columns" q = n*P + p running over the batch:
+//   forward     Y[Kg x N*P]   = W[Kg x CRS] * col[CRS x N*P]           (+ bias, ReLU at the store)
+//   bwd_weight  gW^T[CRS x Kg] = col[CRS x N*P] * gY^T[N*P x Kg]       (reduction over batch+space)
+//   bwd_input   col[CRS x P]  = W^T[CRS x Kg] * gY[Kg x P], then col2im scatter-add, per image
+// col is never materialised whole: each thread builds the tile it needs (a few hundred KB, sized
+// for L2) in its own scratch buffer (common/scratch.h).
+//
+// The microkernel computes an MR x (NV*V::N) block of C in registers: per reduction step it loads
+// NV vectors of a packed B panel and broadcasts MR values of A (BLIS-style; AVX2 f32 MR=6, NV=2
+// is 12 ymm accumulators). A is read in place (weights row-major for forward, column-major for
+// bwd_input, a generated im2col block for bwd_weight), so no per-call weight packing is needed.
+//
+// Determinism: every output element is reduced in an order that depends on the shape only (the
+// reduction blocking never depends on the thread count), so results are bitwise identical for
+// any number of threads.
+//
+// Internal linkage (anonymous namespace): see common/simd.h.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+
+#include "common/parallel.h"
+#include "common/scratch.h"
+#include "common/simd.h"
+#include "kernels/conv2d/conv2d.h"
+
+#define CNNFAST_ALWAYS_INLINE inline __attribute__((always_inline))
+
+namespace cnnfast {
+namespace {
+namespace convgemm {
+
+// Reduction block: the packed B block (KC x NR) stays in L1 across one microkernel call and the
+// A micro-panel (MR x KC) too; 256 is the usual BLIS choice for Zen's 32 KB L1d.
+constexpr int64_t kKc = 256;
+// Bytes of one packed B tile (KC x NC): about a quarter of Zen 4's 1 MB L2, leaving room for the
+// weights streamed next to it.
+constexpr int64_t kTileBytes = 256 * 1024;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Splits `total` into ceil(total / max) nearly equal blocks; returns the block size.
+inline int64_t even_block(int64_t total, int64_t max) {
+  if (total <= 0) return max;
+  return ceil_div(total, ceil_div(total, max));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Microkernels. acc[i][v] = sum_k A(i, k) * B(k, v*N .. v*N+N), B packed with row stride NR.
+// ---------------------------------------------------------------------------------------------
+
+// A given as MR row pointers, unit stride along k.
+template <class V, int MR, int NV, int NR>
+CNNFAST_ALWAYS_INLINE void ukernel_rows(int64_t kc, const typename V::T* const (&a)[MR], const typename V::T* b,
+                                        typename V::R (&acc)[MR][NV]) {
+  using R = typename V::R;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    R bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * NR + v * V::N);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const R av = V::set1(a[i][k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
+    }
+  }
+}
+
+// A column-major: the MR values of step k are contiguous at a + k * lda.
+template <class V, int MR, int NV, int NR>
+CNNFAST_ALWAYS_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int64_t lda, const typename V::T* b,
+                                        typename V::R (&acc)[MR][NV]) {
+  using R = typename V::R;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    R bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * NR + v * V::N);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const R av = V::set1(a[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
+    }
+    a += lda;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// im2col / col2im rows. Row (c, r, s) of group g, columns q = n*P + oh*OW + ow (may cross images).
+// ---------------------------------------------------------------------------------------------
+
+struct ColCursor {  // position of column q
+  int64_t n, oh, ow;
+  ColCursor(const Conv2dShape& p, int64_t q) {
+    const int64_t P = p.OH * p.OW;
+    n = q / P;
+    const int64_t rem = q % P;
+    oh = rem / p.OW;
+    ow = rem % p.OW;
+  }
+  void advance(const Conv2dShape& p, int64_t len) {  // len never crosses an output row
+    ow += len;
+    if (ow == p.OW) {
+      ow = 0;
+      if (++oh == p.OH) {
+        oh = 0;
+        ++n;
+      }
+    }
+  }
+};
+
+// Pointwise stride-1 unpadded conv: the im2col row is the input plane itself.
+inline bool is_plain_1x1(const Conv2dShape& p) {
+  return p.R == 1 && p.S == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0;
+}
+
+// line[0..len) = im2col row (c, r, s) of group g (c within the group) for columns q0..q0+len.
+template <typename T>
+void im2col_row(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int64_t r, int64_t s, int64_t q0,
+                int64_t len, T* line) {
+  const int64_t HW = p.H * p.W, P = p.OH * p.OW;
+  const int64_t plane_off = g * p.Cg() + c;
+  if (is_plain_1x1(p)) {  // contiguous runs of whole planes
+    int64_t n = q0 / P, pp = q0 % P, done = 0;
+    while (done < len) {
+      const int64_t seg = std::min(P - pp, len - done);
+      std::memcpy(line + done, x + (n * p.C + plane_off) * HW + pp, seg * sizeof(T));
+      done += seg;
+      pp = 0;
+      ++n;
+    }
+    return;
+  }
+  const int64_t roff = r * p.dh - p.ph, soff = s * p.dw - p.pw;
+  ColCursor cur(p, q0);
+  int64_t done = 0;
+  while (done < len) {
+    const int64_t seg = std::min(p.OW - cur.ow, len - done);
+    T* dst = line + done;
+    const int64_t ih = cur.oh * p.sh + roff;
+    if (ih < 0 || ih >= p.H) {
+      std::fill(dst, dst + seg, T(0));
+    } else {
+      const T* src = x + (cur.n * p.C + plane_off) * HW + ih * p.W;
+      if (p.sw == 1) {
+        const int64_t iw0 = cur.ow + soff;  // dst[t] = src[iw0 + t] where 0 <= iw0 + t < W
+        const int64_t lo = std::clamp<int64_t>(-iw0, 0, seg), hi = std::clamp<int64_t>(p.W - iw0, lo, seg);
+        std::fill(dst, dst + lo, T(0));
+        std::memcpy(dst + lo, src + iw0 + lo, (hi - lo) * sizeof(T));
+        std::fill(dst + hi, dst + seg, T(0));
+      } else {
+        int64_t iw = cur.ow * p.sw + soff;
+        for (int64_t t = 0; t < seg; ++t, iw += p.sw) dst[t] = (iw >= 0 && iw < p.W) ? src[iw] : T(0);
+      }
+    }
+    done += seg;
+    cur.advance(p, seg);
+  }
+}
+
+// gx[n, ci] += col2im of row (c, r, s) for columns p0..p0+len of image n (ci = g*Cg + c).
+template <typename T>
+void col2im_row_add(const Conv2dShape& p, T* gx, int64_t n, int64_t ci, int64_t r, int64_t s, int64_t p0,
+                    int64_t len, const T* line) {
+  T* plane = gx + (n * p.C + ci) * p.H * p.W;
+  if (is_plain_1x1(p)) {
+    for (int64_t t = 0; t < len; ++t) plane[p0 + t] += line[t];
+    return;
+  }
+  const int64_t roff = r * p.dh - p.ph, soff = s * p.dw - p.pw;
+  int64_t oh = p0 / p.OW, ow = p0 % p.OW, done = 0;
+  while (done < len) {
+    const int64_t seg = std::min(p.OW - ow, len - done);
+    const T* src = line + done;
+    const int64_t ih = oh * p.sh + roff;
+    if (ih >= 0 && ih < p.H) {
+      T* dst = plane + ih * p.W;
+      if (p.sw == 1) {
+        const int64_t iw0 = ow + soff;
+        const int64_t lo = std::clamp<int64_t>(-iw0, 0, seg), hi = std::clamp<int64_t>(p.W - iw0, lo, seg);
+        T* d = dst + iw0;
+        for (int64_t t = lo; t < hi; ++t) d[t] += src[t];
+      } else {
+        int64_t iw = ow * p.sw + soff;
+        for (int64_t t = 0; t < seg; ++t, iw += p.sw)
+          if (iw >= 0 && iw < p.W) dst[iw] += src[t];
+      }
+    }
+    done += seg;
+    ow += seg;
+    if (ow == p.OW) {
+      ow = 0;
+      ++oh;
+    }
+  }
+}
+
+// Copies a contiguous row of `len` values into NR-wide panels: panel j, row kk of a packed block
+// whose panels are `panel_stride` elements apart. Columns len..round_up(len, NR) become zero.
+template <class V, int NR>
+CNNFAST_ALWAYS_INLINE void scatter_row_to_panels(const typename V::T* line, int64_t len, typename V::T* dst,
+                                                 int64_t panel_stride) {
+  using T = typename V::T;
+  const int64_t full = len / NR;
+  for (int64_t j = 0; j < full; ++j) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NR / V::N; ++v) V::store(dst + j * panel_stride + v * V::N, V::load(line + j * NR + v * V::N));
+  }
+  if (full * NR < len) {
+    T* d = dst + full * panel_stride;
+    const int64_t rem = len - full * NR;
+    for (int64_t t = 0; t < NR; ++t) d[t] = t < rem ? line[full * NR + t] : T(0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+// ---------------------------------------------------------------------------------------------
+
+template <class V, int MR>
+bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
+         typename V::T* y, bool relu) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int NR = 2 * V::N;
+  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
+  const int64_t P = p.OH * p.OW, cols = p.N * P;
+  if (cols == 0 || Kg == 0) return true;
+  const int nt = max_threads();
+
+  const int64_t kc = even_block(CRS, kKc);
+  const int64_t nc_max = std::max<int64_t>(NR, kTileBytes / int64_t(sizeof(T)) / kc / NR * NR);
+  int64_t ntiles = ceil_div(cols, nc_max);
+  int64_t msplit = 1;
+  if (nt > 1) {
+    if (G * ntiles >= nt) {
+      // Few tiles: make their count a multiple of the thread count so no core idles at the end.
+      if (G * ntiles < 16 * nt && (G * ntiles) % nt) ntiles = std::min(ceil_div(cols, NR), ceil_div(round_up(G * ntiles, nt), G));
+    } else {
+      // Not enough column tiles (batch 1, small planes): split the output channels instead.
+      msplit = std::min<int64_t>(ceil_div(nt, G * ntiles), ceil_div(Kg, MR));
+    }
+  }
+  const int64_t nc = round_up(ceil_div(cols, ntiles), NR);
+  ntiles = ceil_div(cols, nc);
+  const int64_t mchunk = round_up(ceil_div(Kg, msplit), MR);
+  msplit = ceil_div(Kg, mchunk);
+  const int64_t items = G * ntiles * msplit;
+
+  std::atomic<bool> ok{true};
+  parallel_for(items, nc * mchunk * CRS, [&](int64_t b, int64_t e) {
+    // Per thread: packed B block (kc x nc) and one im2col line.
+    T* bp = thread_scratch_of<T>(size_t(kc * nc + nc + NR));
+    if (!bp) {
+      ok = false;
+      return;
+    }
+    T* line = bp + kc * nc;
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t ms = it % msplit, t = (it / msplit) % ntiles, g = it / (msplit * ntiles);
+      const int64_t q0 = t * nc, ncur = std::min(nc, cols - q0);
+      const int64_t m0 = ms * mchunk, m1 = std::min(Kg, m0 + mchunk);
+      const int64_t npan = ceil_div(ncur, NR);
+      for (int64_t k0 = 0; k0 < CRS; k0 += kc) {
+        const int64_t kcur = std::min(kc, CRS - k0);
+        // Pack B = im2col rows k0..k0+kcur, columns q0..q0+ncur, into NR-wide panels.
+        {
+          int64_t c = k0 / RS, r = (k0 % RS) / p.S, s = k0 % p.S;
+          for (int64_t kk = 0; kk < kcur; ++kk) {
+            im2col_row(p, x, g, c, r, s, q0, ncur, line);
+            scatter_row_to_panels<V, NR>(line, ncur, bp + kk * NR, kcur * NR);
+            if (++s == p.S) {
+              s = 0;
+              if (++r == p.R) {
+                r = 0;
+                ++c;
+              }
+            }
+          }
+        }
+        const bool first = k0 == 0, last = k0 + kcur == CRS;
+        for (int64_t m = m0; m < m1; m += MR) {
+          const int mrows = int(std::min<int64_t>(MR, m1 - m));
+          const T* a[MR];
+#pragma GCC unroll 16
+          for (int i = 0; i < MR; ++i) a[i] = w + (g * Kg + m + std::min(i, mrows - 1)) * CRS + k0;
+          T bias_row[MR];
+          for (int i = 0; i < MR; ++i) bias_row[i] = (bias && i < mrows) ? bias[g * Kg + m + i] : T(0);
+          for (int64_t jp = 0; jp < npan; ++jp) {
+            const int64_t ncols = std::min<int64_t>(NR, ncur - jp * NR);
+            const T* bpp = bp + jp * kcur * NR;
+            const int64_t q = q0 + jp * NR, n = q / P, pp = q % P;
+            // Epilogue: y = (first ? bias : y) + acc, ReLU after the last reduction block.
+            auto store = [&](auto& acc, auto nv_tag) {
+              constexpr int NVv = decltype(nv_tag)::value;
+              if (ncols == NVv * V::N && pp + ncols <= P) {
+                T* yrow = y + (n * p.K + g * Kg + m) * P + pp;
+#pragma GCC unroll 16
+                for (int i = 0; i < MR; ++i) {
+                  if (i >= mrows) break;
+#pragma GCC unroll 4
+                  for (int v = 0; v < NVv; ++v) {
+                    T* dst = yrow + i * P + v * V::N;
+                    R c = V::add(acc[i][v], first ? V::set1(bias_row[i]) : V::load(dst));
+                    if (last && relu) c = V::max(V::zero(), c);  // max(0, NaN) = NaN, as in ref
+                    V::store(dst, c);
+                  }
+                }
+              } else {  // tile edge or image boundary inside the panel: go through a buffer
+                alignas(64) T tmp[MR * NVv * V::N];
+#pragma GCC unroll 16
+                for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+                  for (int v = 0; v < NVv; ++v) V::store(tmp + i * NVv * V::N + v * V::N, acc[i][v]);
+                int64_t nn = n, ppp = pp;
+                for (int64_t j = 0; j < ncols; ++j) {
+                  T* col = y + (nn * p.K + g * Kg + m) * P + ppp;
+                  for (int i = 0; i < mrows; ++i) {
+                    T c = tmp[i * NVv * V::N + j] + (first ? bias_row[i] : col[i * P]);
+                    if (last && relu && c < T(0)) c = T(0);
+                    col[i * P] = c;
+                  }
+                  if (++ppp == P) {
+                    ppp = 0;
+                    ++nn;
+                  }
+                }
+              }
+            };
+            if (ncols > V::N) {
+              R acc[MR][2];
+              ukernel_rows<V, MR, 2, NR>(kcur, a, bpp, acc);
+              store(acc, std::integral_constant<int, 2>{});
+            } else {
+              R acc[MR][1];
+              ukernel_rows<V, MR, 1, NR>(kcur, a, bpp, acc);
+              store(acc, std::integral_constant<int, 1>{});
+            }
+          }
+        }
+      }
+    }
+  });
+  return ok;
+}
+
+}  // namespace convgemm
+}  // namespace
+}  // namespace cnnfast

@@ -1,0 +1,173 @@
+"""Direct conv2d kernels (csrc/kernels/conv2d/conv2d_direct.h) on every compiled ISA.
+
+They take two domains before the general kernels: depthwise (groups == C, any depth multiplier)
+and small-C dense (groups == 1, C <= 4). Each shape here is computed three ways: on the ISA under
+test (where the direct kernels run), on the scalar `ref` path, and by the NumPy oracle
+tests/reference.py. Forward (+bias, +fused ReLU), grad_input, grad_weight and grad_bias.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import cnnfast
+import reference as ref
+
+F = cnnfast.functional
+
+# Tolerances: kernel vs ref differ only in summation order (vector lanes, FMA contraction).
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+# NumPy oracle (einsum, another summation order again): a little looser for float32.
+REF_TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _all_passes(x, w, b, stride, padding, dilation, groups, relu, gy_seed=7):
+    """(y, grad_input, grad_weight, grad_bias) on the currently selected ISA."""
+    fn = F.conv2d_relu if relu else F.conv2d
+    y = fn(x, w, b, stride, padding, dilation, groups)
+    gy = np.random.default_rng(gy_seed).standard_normal(y.shape).astype(x.dtype)
+    gi, gw, gb = F.conv2d_backward(gy, x, w, stride, padding, dilation, groups)
+    return (y, gi, gw, gb), gy
+
+
+def _check(isa, x, w, b, stride, padding, dilation, groups, relu=False):
+    dt = x.dtype.type
+    got, gy = _all_passes(x, w, b, stride, padding, dilation, groups, relu)
+    cnnfast.set_isa("ref")
+    try:
+        want, _ = _all_passes(x, w, b, stride, padding, dilation, groups, relu)
+    finally:
+        cnnfast.set_isa(isa)
+    for name, g, r in zip(("output", "grad_input", "grad_weight", "grad_bias"), got, want):
+        assert g.shape == r.shape and g.dtype == r.dtype, name
+        np.testing.assert_allclose(g, r, **TOL[dt], err_msg=f"{name} on {isa} vs ref")
+
+    y = ref.conv2d(x, w, b, stride, padding, dilation, groups)
+    if relu:
+        y = ref.relu(y)
+    gi, gw, gb = ref.conv2d_backward(gy, x, w, stride, padding, dilation, groups)
+    for name, g, r in zip(("output", "grad_input", "grad_weight", "grad_bias"), got, (y, gi, gw, gb)):
+        np.testing.assert_allclose(g, r, **REF_TOL[dt], err_msg=f"{name} on {isa} vs reference.py")
+
+
+def _arrays(rng, dtype, x_shape, w_shape, bias):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else None
+    return x, w, b
+
+
+@st.composite
+def conv_geometry(draw, max_hw=14):
+    """Kernel 1..7 per axis (even and rectangular included), stride 1-3, dilation 1-2, padding up
+    to kernel-1 (so it may exceed half the kernel), and an input at least the effective kernel."""
+    R, S = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, R - 1)), draw(st.integers(0, S - 1)))
+    H, W = draw(st.integers(1, max_hw)), draw(st.integers(1, max_hw + 6))
+    assume(H + 2 * padding[0] >= dilation[0] * (R - 1) + 1)
+    assume(W + 2 * padding[1] >= dilation[1] * (S - 1) + 1)
+    return (R, S), stride, padding, dilation, (H, W)
+
+
+@SETTINGS
+@given(geo=conv_geometry(), N=st.integers(1, 2), C=st.integers(1, 17), mult=st.integers(1, 3),
+       bias=st.booleans(), relu=st.booleans(), f64=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_depthwise_matches_ref_and_reference(isa, geo, N, C, mult, bias, relu, f64, seed):
+    (R, S), stride, padding, dilation, (H, W) = geo
+    x, w, b = _arrays(np.random.default_rng(seed), np.float64 if f64 else np.float32,
+                      (N, C, H, W), (C * mult, 1, R, S), bias)
+    _check(isa, x, w, b, stride, padding, dilation, C, relu)
+
+
+@SETTINGS
+@given(geo=conv_geometry(), N=st.integers(1, 2), C=st.integers(1, 4), K=st.integers(1, 13),
+       bias=st.booleans(), relu=st.booleans(), f64=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_small_channels_matches_ref_and_reference(isa, geo, N, C, K, bias, relu, f64, seed):
+    (R, S), stride, padding, dilation, (H, W) = geo
+    x, w, b = _arrays(np.random.default_rng(seed), np.float64 if f64 else np.float32,
+                      (N, C, H, W), (K, C, R, S), bias)
+    _check(isa, x, w, b, stride, padding, dilation, 1, relu)
+
+
+# Row widths around the vector widths (8/16 float32 lanes, 4/8 float64 lanes) and below them.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("W", [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33])
+@pytest.mark.parametrize("kind", ["depthwise", "smallc"])
+def test_row_width_edges(isa, rng, dtype, W, kind):
+    C = 3
+    w_shape = (2 * C, 1, 3, 3) if kind == "depthwise" else (5, C, 3, 3)
+    x, w, b = _arrays(rng, dtype, (2, C, 4, W), w_shape, True)
+    _check(isa, x, w, b, 1, 1, 1, C if kind == "depthwise" else 1)
+
+
+@pytest.mark.parametrize("kind", ["depthwise", "smallc"])
+def test_single_image_bias_none_and_relu(isa, rng, kind):
+    C = 3
+    w_shape = (C, 1, 5, 5) if kind == "depthwise" else (6, C, 5, 5)
+    groups = C if kind == "depthwise" else 1
+    x, w, _ = _arrays(rng, np.float32, (C, 19, 23), w_shape, False)
+    y = F.conv2d_relu(x, w, None, 1, 2, 1, groups)  # unbatched (C, H, W) input
+    want = ref.relu(ref.conv2d(x[None], w, None, 1, 2, 1, groups))[0]
+    assert y.shape == want.shape
+    assert (y >= 0).all() and (y == 0).any() and (y > 0).any()
+    np.testing.assert_allclose(y, want, **REF_TOL[np.float32])
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    gi = F.conv2d_input(x.shape, w, gy, 1, 2, 1, groups)
+    gw = F.conv2d_weight(x, w.shape, gy, 1, 2, 1, groups)
+    rgi, rgw, _ = ref.conv2d_backward(gy[None], x[None], w, 1, 2, 1, groups)
+    np.testing.assert_allclose(gi, rgi[0], **REF_TOL[np.float32])
+    np.testing.assert_allclose(gw, rgw, **REF_TOL[np.float32])
+
+
+@pytest.mark.parametrize("groups", [3, 1])
+def test_relu_keeps_nan_like_ref(isa, rng, groups):
+    x, w, b = _arrays(rng, np.float32, (1, 3, 6, 21), (3, 3 // groups, 3, 3), True)
+    x[0, 1, 2, 10] = np.nan
+    got = F.conv2d_relu(x, w, b, 1, 1, 1, groups)
+    cnnfast.set_isa("ref")
+    try:
+        want = F.conv2d_relu(x, w, b, 1, 1, 1, groups)
+    finally:
+        cnnfast.set_isa(isa)
+    assert np.isnan(got).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, **TOL[np.float32])  # NaNs compare equal here
+
+
+def test_padding_wider_than_the_image(isa, rng):
+    # Padding 6 on a 2-pixel image: whole output rows see only zeros (then just the bias).
+    x, w, b = _arrays(rng, np.float64, (1, 2, 2, 3), (4, 1, 7, 7), True)
+    _check(isa, x, w, b, (1, 2), 6, 1, 2, relu=False)
+    x, w, b = _arrays(rng, np.float64, (1, 2, 2, 3), (3, 2, 7, 7), True)
+    _check(isa, x, w, b, (2, 1), 6, 1, 1, relu=True)
+
+
+# Big enough to be split over threads (rows of one image for the depthwise filter, a fixed
+# number of reduction parts for grad_weight): the results must be bit-identical for 1 and 2.
+@pytest.mark.parametrize("case", [
+    dict(x=(1, 3, 96, 70), w=(3, 1, 5, 5), stride=1, padding=2, groups=3),     # image filter
+    dict(x=(2, 8, 33, 30), w=(16, 1, 3, 3), stride=2, padding=1, groups=8),    # MobileNet-like
+    dict(x=(1, 3, 64, 64), w=(16, 3, 7, 7), stride=2, padding=3, groups=1),    # ResNet-stem-like
+    dict(x=(8, 1, 28, 28), w=(6, 1, 5, 5), stride=1, padding=0, groups=1),     # LeNet c1
+])
+def test_results_do_not_depend_on_thread_count(isa, rng, case):
+    x, w, b = _arrays(rng, np.float32, case["x"], case["w"], True)
+    args = (case["stride"], case["padding"], 1, case["groups"])
+    prev = cnnfast.get_num_threads()
+    try:
+        cnnfast.set_num_threads(1)
+        one, _ = _all_passes(x, w, b, *args, relu=True)
+        cnnfast.set_num_threads(2)
+        two, _ = _all_passes(x, w, b, *args, relu=True)
+    finally:
+        cnnfast.set_num_threads(prev)
+    for name, a, c in zip(("output", "grad_input", "grad_weight", "grad_bias"), one, two):
+        np.testing.assert_array_equal(a, c, err_msg=name)
+    y = ref.relu(ref.conv2d(x, w, b, *args))
+    np.testing.assert_allclose(two[0], y, **REF_TOL[np.float32])
