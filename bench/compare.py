@@ -92,13 +92,12 @@ def _target(op, pass_, case, ratio, pct, value_s, nbytes=None):
             return f">={CONV_CASE_MIN}x, >={CONV3X3_PEAK_MIN:.0f}% peak", ok
         return f">={CONV_CASE_MIN}x", None if ratio is None else ratio >= CONV_CASE_MIN
     if op == "maxpool2d":
-        if pass_.startswith("forward") and (nbytes or 0) < DRAM_BYTES_MIN:
+        if not pass_.startswith("forward"):
+            return f">={POOL_BWD_RATIO_MIN:g}x", None if ratio is None else ratio >= POOL_BWD_RATIO_MIN
+        if (nbytes or 0) < DRAM_BYTES_MIN:
             return f">={POOL_FWD_RATIO_MIN:g}x", None if ratio is None else ratio >= POOL_FWD_RATIO_MIN
-        if pass_.startswith("forward"):
-            if ratio is None or pct is None:
-                return f">={POOL_FWD_RATIO_MIN:g}x, >={POOL_FWD_BW_MIN:.0f}% bw", None
-            return f">={POOL_FWD_RATIO_MIN:g}x, >={POOL_FWD_BW_MIN:.0f}% bw", ratio >= POOL_FWD_RATIO_MIN and pct >= POOL_FWD_BW_MIN
-        return f">={POOL_BWD_RATIO_MIN:g}x", None if ratio is None else ratio >= POOL_BWD_RATIO_MIN
+        ok = None if ratio is None or pct is None else (ratio >= POOL_FWD_RATIO_MIN and pct >= POOL_FWD_BW_MIN)
+        return f">={POOL_FWD_RATIO_MIN:g}x, >={POOL_FWD_BW_MIN:.0f}% bw", ok
     if op == "relu":
         if pass_ in ("forward", "backward"):
             return f">={RELU_RATIO_MIN:g}x", None if ratio is None else ratio >= RELU_RATIO_MIN
