@@ -7,7 +7,8 @@ __version__ = "0.1.0"
 
 from . import _core  # noqa: E402  (the compiled kernels; importing it reads CNNFAST_ISA)
 from ._runtime import (  # noqa: E402
-    available_isas, get_isa, get_num_threads, runtime_info, set_isa, set_num_threads, show_runtime,
+    available_isas, cache_info, empty_cache, get_isa, get_num_threads, runtime_info, set_cache_limit, set_isa,
+    set_num_threads, show_runtime,
 )
 from .functional import (  # noqa: E402
     conv2d, conv2d_backward, conv2d_input, conv2d_output_shape, conv2d_relu, conv2d_weight,
@@ -25,6 +26,7 @@ from . import nn  # noqa: E402
 __all__ = [
     "__version__", "functional",
     "show_runtime", "runtime_info", "get_num_threads", "set_num_threads", "get_isa", "set_isa", "available_isas",
+    "empty_cache", "set_cache_limit", "cache_info",
     "conv2d", "conv2d_relu", "conv2d_backward", "conv2d_input", "conv2d_weight", "conv2d_output_shape",
     "max_pool2d", "max_pool2d_backward", "max_pool2d_output_shape", "relu", "relu_", "relu_backward",
 ]
@@ -42,6 +44,7 @@ _LAZY = {
     "save": ("cnnfast.serialization", "save"), "load": ("cnnfast.serialization", "load"),
     "fit": ("cnnfast.training", "fit"), "evaluate": ("cnnfast.training", "evaluate"),
     "predict": ("cnnfast.training", "predict"), "History": ("cnnfast.training", "History"),
+    "filters": ("cnnfast.filters", None), "viz": ("cnnfast.viz", None),
 }
 # Imported eagerly (NumPy only, microseconds): the function must shadow the submodule of the same
 # name, which would otherwise win if someone imported ``cnnfast.gradcheck`` as a module first.

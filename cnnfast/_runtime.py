@@ -5,7 +5,8 @@ import sys
 
 from . import _core
 
-__all__ = ["show_runtime", "runtime_info", "get_num_threads", "set_num_threads", "get_isa", "set_isa", "available_isas"]
+__all__ = ["show_runtime", "runtime_info", "get_num_threads", "set_num_threads", "get_isa", "set_isa", "available_isas",
+           "empty_cache", "set_cache_limit", "cache_info"]
 
 
 def get_num_threads() -> int:
@@ -60,3 +61,21 @@ def show_runtime(file=None) -> None:
     if info.get("sanitized"):
         lines.append("  build         : AddressSanitizer + UBSan")
     print("\n".join(lines), file=out)
+
+
+def empty_cache() -> int:
+    """Release the cached output buffers (large outputs are reused across calls to avoid page
+    faults); returns the number of bytes freed."""
+    return int(_core.empty_cache())
+
+
+def set_cache_limit(nbytes: int) -> None:
+    """Bound the bytes of freed output buffers kept for reuse (default 256 MiB, env CNNFAST_CACHE_MB; 0 disables)."""
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+        raise ValueError(f"set_cache_limit: expected a non-negative int number of bytes, got {nbytes!r}")
+    _core.set_cache_limit(nbytes)
+
+
+def cache_info() -> dict:
+    """Statistics of the output-buffer cache (cached bytes, limit, hits, misses, ...)."""
+    return dict(_core.cache_info())

@@ -159,3 +159,25 @@ def test_kernels_release_the_gil(rng):
     # Holding the GIL would freeze the spinner for the whole call (a handful of increments at most).
     assert max(progress) > 1000, progress
     np.testing.assert_allclose(cnnfast.conv2d(x[:1], w, padding=2), ref.conv2d(x[:1], w, padding=2), rtol=1e-3, atol=1e-3)
+
+
+def test_output_buffer_cache_controls(rng):
+    x = rng.standard_normal((4, 64, 64, 64)).astype(np.float32)  # 4 MiB: cached size class
+    prev = cnnfast.cache_info()["limit"]
+    try:
+        cnnfast.set_cache_limit(64 << 20)
+        cnnfast.empty_cache()
+        del_me = cnnfast.relu(x)
+        del del_me  # the block goes back to the cache ...
+        assert cnnfast.cache_info()["cached_bytes"] >= x.nbytes
+        hits = cnnfast.cache_info()["hits"]
+        y = cnnfast.relu(x)  # ... and is handed out again, fully overwritten
+        assert cnnfast.cache_info()["hits"] == hits + 1
+        np.testing.assert_array_equal(y, np.maximum(x, 0))
+        del y
+        assert cnnfast.empty_cache() >= x.nbytes
+        assert cnnfast.cache_info()["cached_bytes"] == 0
+        with pytest.raises(ValueError, match="non-negative int"):
+            cnnfast.set_cache_limit(-1)
+    finally:
+        cnnfast.set_cache_limit(prev)
