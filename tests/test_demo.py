@@ -70,3 +70,12 @@ def test_default_demo_reaches_the_accuracy_bar(capsys):
     if compare:
         assert abs(result["torch"]["test_accuracy"] - result["test_accuracy"]) <= 0.015, out
         assert "accuracy gap" in out
+
+
+def test_python_dash_m_cnnfast(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "cnnfast"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "selected ISA" in r.stdout and "python -m cnnfast.demo" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "cnnfast", "bogus"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "unknown command 'bogus'" in r.stderr
