@@ -16,7 +16,7 @@ import reference as ref
 
 def _run(code, **env):
     e = dict(os.environ)
-    for k in ("CNNFAST_ISA", "CNNFAST_NUM_THREADS", "OMP_NUM_THREADS"):
+    for k in ("CNNFAST_ISA", "CNNFAST_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY"):
         e.pop(k, None)
     e.update(env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, cwd=os.path.dirname(__file__))
@@ -181,3 +181,9 @@ def test_output_buffer_cache_controls(rng):
             cnnfast.set_cache_limit(-1)
     finally:
         cnnfast.set_cache_limit(prev)
+
+
+def test_openmp_waits_passively_unless_the_user_chose():
+    code = "import os, cnnfast; print(os.environ['OMP_WAIT_POLICY'])"
+    assert _run(code).stdout.strip() == "PASSIVE"
+    assert _run(code, OMP_WAIT_POLICY="active").stdout.strip() == "active"
