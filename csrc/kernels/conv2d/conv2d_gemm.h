@@ -169,8 +169,18 @@ void im2col_row(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int64_t 
         std::memcpy(dst + lo, src + iw0 + lo, (hi - lo) * sizeof(T));
         std::fill(dst + hi, dst + seg, T(0));
       } else {
-        int64_t iw = cur.ow * p.sw + soff;
-        for (int64_t t = 0; t < seg; ++t, iw += p.sw) dst[t] = (iw >= 0 && iw < p.W) ? src[iw] : T(0);
+        // dst[t] = src[iw0 + t * sw] where 0 <= iw0 + t * sw < W: zero-fill both ends and keep the
+        // strided copy branch-free so the compiler vectorises it (loads + de-interleave).
+        const int64_t iw0 = cur.ow * p.sw + soff, sw = p.sw;
+        const int64_t lo = std::clamp<int64_t>(iw0 >= 0 ? 0 : ceil_div(-iw0, sw), 0, seg);
+        const int64_t hi = std::clamp<int64_t>(p.W > iw0 ? ceil_div(p.W - iw0, sw) : 0, lo, seg);
+        std::fill(dst, dst + lo, T(0));
+        if (sw == 2) {
+          for (int64_t t = lo; t < hi; ++t) dst[t] = src[iw0 + 2 * t];
+        } else {
+          for (int64_t t = lo; t < hi; ++t) dst[t] = src[iw0 + t * sw];
+        }
+        std::fill(dst + hi, dst + seg, T(0));
       }
     }
     done += seg;
@@ -440,18 +450,19 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
     }
     T* bp = cblk + mrb * ldc;
     T* abuf = bp + kc * ldc;
-    // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels.
+    // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels:
+    // V::N x V::N register transposes, a scalar loop for the ragged edges.
     auto pack_gyt = [&](int64_t g, int64_t q0, int64_t kcur) {
       for (int64_t q = q0; q < q0 + kcur;) {
         const int64_t n = q / P, pp = q % P, seg = std::min(P - pp, q0 + kcur - q);
-        for (int64_t k = 0; k < ldc; ++k) {
-          T* dst = bp + (k / NR) * kcur * NR + (q - q0) * NR + k % NR;
-          if (k < Kg) {
-            const T* src = gy + (n * p.K + g * Kg + k) * P + pp;
-            for (int64_t t = 0; t < seg; ++t) dst[t * NR] = src[t];
-          } else {
-            for (int64_t t = 0; t < seg; ++t) dst[t * NR] = T(0);
-          }
+        for (int64_t k0 = 0; k0 < ldc; k0 += V::N) {  // ldc is a multiple of NR, NR of V::N
+          T* dst = bp + (k0 / NR) * kcur * NR + (q - q0) * NR + k0 % NR;
+          const T* src = gy + (n * p.K + g * Kg + k0) * P + pp;  // row k0 + i at src + i * P
+          int64_t t = 0;
+          if (k0 + V::N <= Kg)
+            for (; t + V::N <= seg; t += V::N) V::transpose(src + t, P, dst + t * NR, NR);
+          for (; t < seg; ++t)
+            for (int i = 0; i < V::N; ++i) dst[t * NR + i] = k0 + i < Kg ? src[i * P + t] : T(0);
         }
         q += seg;
       }
@@ -511,6 +522,44 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
 // the scatter-adds never race and their order does not depend on the thread count.
 // ---------------------------------------------------------------------------------------------
 
+// For stride 1, gx is itself a forward convolution: gx = conv(gy, w'), w'[c, k, r, s] =
+// w[k, c, R-1-r, S-1-s] per group (output and input channels swapped, kernel rotated by 180
+// degrees), same dilation, padding d*(R-1) - p. That needs no col2im and reuses the fast forward
+// path (each gy value is read contiguously along output rows); it applies while d*(R-1) >= p,
+// i.e. while the padding is not larger than the dilated kernel's reach.
+inline bool bwd_input_as_fwd(const Conv2dShape& p) {
+  return p.sh == 1 && p.sw == 1 && p.ph <= p.dh * (p.R - 1) && p.pw <= p.dw * (p.S - 1);
+}
+
+inline Conv2dShape bwd_input_fwd_shape(const Conv2dShape& p) {
+  Conv2dShape q = p;
+  q.C = p.K;
+  q.H = p.OH;
+  q.W = p.OW;
+  q.K = p.C;
+  q.OH = p.H;
+  q.OW = p.W;
+  q.ph = p.dh * (p.R - 1) - p.ph;
+  q.pw = p.dw * (p.S - 1) - p.pw;
+  return q;
+}
+
+// w'[g*Cg + c, k, r, s] = w[g*Kg + k, c, R-1-r, S-1-s]. Parallel over output rows (g, c); each
+// row gathers Kg runs of R*S values, which share cache lines with the neighbouring c rows.
+template <typename T>
+void rotate_transpose_weights(const Conv2dShape& p, const T* w, T* wt) {
+  const int64_t Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S;
+  parallel_for(p.C, Kg * RS, [&](int64_t b, int64_t e) {
+    for (int64_t gc = b; gc < e; ++gc) {
+      const int64_t g = gc / Cg, c = gc % Cg;
+      T* dst = wt + gc * Kg * RS;
+      const T* src = w + (g * Kg * Cg + c) * RS;
+      for (int64_t k = 0; k < Kg; ++k, dst += RS, src += Cg * RS)
+        for (int64_t i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
+    }
+  });
+}
+
 template <class V, int MR>
 bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
@@ -521,6 +570,15 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
   if (P == 0 || Kg == 0) {
     std::fill(gx, gx + p.N * p.C * HW, T(0));
     return true;
+  }
+  if (bwd_input_as_fwd(p)) {
+    // The rotated weights live in the calling thread's second scratch slot (the forward pass
+    // uses slot 0 of every thread).
+    T* wt = thread_scratch_of<T, 1>(size_t(p.K * CRS));
+    if (wt) {
+      rotate_transpose_weights(p, w, wt);
+      return fwd<V, MR>(bwd_input_fwd_shape(p), gy, wt, nullptr, gx, false);
+    }
   }
   const int nt = max_threads();
   const int64_t nc_max = std::max<int64_t>(NR, kTileBytes / int64_t(sizeof(T)) / Kg / NR * NR);
