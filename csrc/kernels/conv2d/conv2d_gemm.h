@@ -472,7 +472,8 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
       if (one_block) pack_gyt(g, 0, cols);
       for (int64_t sb0 = r0; sb0 < r1; sb0 += mrb) {
         const int64_t sb1 = std::min(r1, sb0 + mrb);
-        std::fill(cblk, cblk + (sb1 - sb0) * ldc, T(0));
+        // The first reduction block overwrites the accumulators (every row and panel of the
+        // sub-block is written), later ones add.
         for (int64_t q0 = 0; q0 < cols; q0 += kc) {
           const int64_t kcur = std::min(kc, cols - q0);
           if (!one_block) pack_gyt(g, q0, kcur);
@@ -498,18 +499,23 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
               for (int64_t jp = 0; jp < npan; ++jp) {
                 R acc[MR][2];
                 ukernel_rows<V, MR, 2, NR>(kcur, a, bp + jp * kcur * NR, acc);
-                acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, true);
+                acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, q0 > 0);
               }
             }
           }
         }
-        // Transposed write-out in 16 x 16 blocks so both sides stay within a few cache lines.
-        for (int64_t i0 = sb0; i0 < sb1; i0 += 16)
-          for (int64_t k0 = 0; k0 < Kg; k0 += 16)
-            for (int64_t k = k0; k < std::min(Kg, k0 + 16); ++k) {
-              T* dst = gw + (g * Kg + k) * CRS;
-              for (int64_t i = i0; i < std::min(sb1, i0 + 16); ++i) dst[i] = cblk[(i - sb0) * ldc + k];
+        // Transposed write-out in V::N x V::N register transposes (scalar at the ragged edges).
+        for (int64_t i0 = sb0; i0 < sb1; i0 += V::N)
+          for (int64_t k0 = 0; k0 < Kg; k0 += V::N) {
+            const T* src = cblk + (i0 - sb0) * ldc + k0;
+            T* dst = gw + (g * Kg + k0) * CRS + i0;
+            if (i0 + V::N <= sb1 && k0 + V::N <= Kg) {
+              V::transpose(src, ldc, dst, CRS);
+            } else {
+              for (int64_t k = 0; k < std::min<int64_t>(V::N, Kg - k0); ++k)
+                for (int64_t i = 0; i < std::min<int64_t>(V::N, sb1 - i0); ++i) dst[k * CRS + i] = src[i * ldc + k];
             }
+          }
       }
     }
   });
