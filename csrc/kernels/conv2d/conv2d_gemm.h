@@ -134,8 +134,23 @@ inline bool is_plain_1x1(const Conv2dShape& p) {
   return p.R == 1 && p.S == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0;
 }
 
+// dst[0..n) = src[0..n), or zeros if src is null. Inline vector copies: im2col segments are one
+// output row long (8 floats for LeNet's 5x5 layer), where a memcpy call costs more than the copy.
+template <class V>
+CNNFAST_ALWAYS_INLINE void copy_run(typename V::T* dst, const typename V::T* src, int64_t n) {
+  using T = typename V::T;
+  int64_t t = 0;
+  if (src) {
+    for (; t + V::N <= n; t += V::N) V::store(dst + t, V::load(src + t));
+    for (; t < n; ++t) dst[t] = src[t];
+  } else {
+    for (; t + V::N <= n; t += V::N) V::store(dst + t, V::zero());
+    for (; t < n; ++t) dst[t] = T(0);
+  }
+}
+
 // line[0..len) = im2col row (c, r, s) of group g (c within the group) for columns q0..q0+len.
-template <typename T>
+template <class V, typename T = typename V::T>
 void im2col_row(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int64_t r, int64_t s, int64_t q0,
                 int64_t len, T* line) {
   const int64_t HW = p.H * p.W, P = p.OH * p.OW;
@@ -159,15 +174,15 @@ void im2col_row(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int64_t 
     T* dst = line + done;
     const int64_t ih = cur.oh * p.sh + roff;
     if (ih < 0 || ih >= p.H) {
-      std::fill(dst, dst + seg, T(0));
+      copy_run<V>(dst, nullptr, seg);
     } else {
       const T* src = x + (cur.n * p.C + plane_off) * HW + ih * p.W;
       if (p.sw == 1) {
         const int64_t iw0 = cur.ow + soff;  // dst[t] = src[iw0 + t] where 0 <= iw0 + t < W
         const int64_t lo = std::clamp<int64_t>(-iw0, 0, seg), hi = std::clamp<int64_t>(p.W - iw0, lo, seg);
-        std::fill(dst, dst + lo, T(0));
-        std::memcpy(dst + lo, src + iw0 + lo, (hi - lo) * sizeof(T));
-        std::fill(dst + hi, dst + seg, T(0));
+        copy_run<V>(dst, nullptr, lo);
+        copy_run<V>(dst + lo, src + iw0 + lo, hi - lo);
+        copy_run<V>(dst + hi, nullptr, seg - hi);
       } else {
         // dst[t] = src[iw0 + t * sw] where 0 <= iw0 + t * sw < W: zero-fill both ends and keep the
         // strided copy branch-free so the compiler vectorises it (loads + de-interleave).
@@ -185,6 +200,64 @@ void im2col_row(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int64_t 
     }
     done += seg;
     cur.advance(p, seg);
+  }
+}
+
+// The columns q0..q0+len of a tile cut into output-row segments, computed once per tile and
+// shared by all its im2col rows: for short output rows (LeNet: 8 wide) the per-segment cursor
+// arithmetic of im2col_row otherwise costs more than the copies.
+struct ColSegments {
+  int64_t count = 0;
+  int64_t* img;  // image offset n * C * H * W
+  int64_t* oh;
+  int64_t* ow;
+  int64_t* len;
+  void build(const Conv2dShape& p, int64_t q0, int64_t total) {
+    ColCursor cur(p, q0);
+    count = 0;
+    for (int64_t done = 0; done < total; ++count) {
+      const int64_t seg = std::min(p.OW - cur.ow, total - done);
+      img[count] = cur.n * p.C * p.H * p.W;
+      oh[count] = cur.oh;
+      ow[count] = cur.ow;
+      len[count] = seg;
+      done += seg;
+      cur.advance(p, seg);
+    }
+  }
+};
+
+// line = im2col row (c, r, s) of group g over the columns described by `segs` (not plain 1x1).
+template <class V, typename T = typename V::T>
+void im2col_row_segs(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int64_t r, int64_t s,
+                     const ColSegments& segs, T* line) {
+  const int64_t H = p.H, W = p.W, sh = p.sh, sw = p.sw;
+  const int64_t roff = r * p.dh - p.ph, soff = s * p.dw - p.pw;
+  const T* xc = x + (g * p.Cg() + c) * H * W;
+  T* dst = line;
+  for (int64_t i = 0; i < segs.count; ++i) {
+    const int64_t seg = segs.len[i], ih = segs.oh[i] * sh + roff, iw0 = segs.ow[i] * sw + soff;
+    if (ih < 0 || ih >= H) {
+      copy_run<V>(dst, nullptr, seg);
+    } else {
+      const T* src = xc + segs.img[i] + ih * W;
+      if (sw == 1 && iw0 >= 0 && iw0 + seg <= W) {  // interior: one contiguous run
+        copy_run<V>(dst, src + iw0, seg);
+      } else {
+        const int64_t lo = std::clamp<int64_t>(iw0 >= 0 ? 0 : ceil_div(-iw0, sw), 0, seg);
+        const int64_t hi = std::clamp<int64_t>(W > iw0 ? ceil_div(W - iw0, sw) : 0, lo, seg);
+        copy_run<V>(dst, nullptr, lo);
+        if (sw == 1) {
+          copy_run<V>(dst + lo, src + iw0 + lo, hi - lo);
+        } else if (sw == 2) {
+          for (int64_t t = lo; t < hi; ++t) dst[t] = src[iw0 + 2 * t];
+        } else {
+          for (int64_t t = lo; t < hi; ++t) dst[t] = src[iw0 + t * sw];
+        }
+        copy_run<V>(dst + hi, nullptr, seg - hi);
+      }
+    }
+    dst += seg;
   }
 }
 
@@ -279,13 +352,24 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
 
   std::atomic<bool> ok{true};
   parallel_for(items, nc * mchunk * CRS, [&](int64_t b, int64_t e) {
-    // Per thread: packed B block (kc x nc) and one im2col line.
-    T* bp = thread_scratch_of<T>(size_t(kc * nc + nc + NR));
-    if (!bp) {
+    // Per thread: packed B block (kc x nc), one im2col line, the tile's segment table (at most
+    // one segment per column plus one).
+    const size_t seg_bytes = size_t(4 * (nc + 1)) * sizeof(int64_t);
+    const size_t bp_bytes = size_t(kc * nc + nc + NR) * sizeof(T);
+    char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(bp_bytes), 64) + seg_bytes));
+    if (!mem) {
       ok = false;
       return;
     }
+    T* bp = reinterpret_cast<T*>(mem);
     T* line = bp + kc * nc;
+    int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(bp_bytes), 64));
+    ColSegments segs;
+    segs.img = seg_mem;
+    segs.oh = seg_mem + (nc + 1);
+    segs.ow = seg_mem + 2 * (nc + 1);
+    segs.len = seg_mem + 3 * (nc + 1);
+    const bool plain = is_plain_1x1(p);
     for (int64_t it = b; it < e; ++it) {
       const int64_t ms = it % msplit, t = (it / msplit) % ntiles, g = it / (msplit * ntiles);
       const int64_t q0 = t * nc, ncur = std::min(nc, cols - q0);
@@ -295,9 +379,13 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
         const int64_t kcur = std::min(kc, CRS - k0);
         // Pack B = im2col rows k0..k0+kcur, columns q0..q0+ncur, into NR-wide panels.
         {
+          if (!plain) segs.build(p, q0, ncur);
           int64_t c = k0 / RS, r = (k0 % RS) / p.S, s = k0 % p.S;
           for (int64_t kk = 0; kk < kcur; ++kk) {
-            im2col_row(p, x, g, c, r, s, q0, ncur, line);
+            if (plain)
+              im2col_row<V>(p, x, g, c, r, s, q0, ncur, line);
+            else
+              im2col_row_segs<V>(p, x, g, c, r, s, segs, line);
             scatter_row_to_panels<V, NR>(line, ncur, bp + kk * NR, kcur * NR);
             if (++s == p.S) {
               s = 0;
@@ -481,7 +569,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
             const int64_t mrows_blk = std::min(mc, sb1 - mb0);
             int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
             for (int64_t i = 0; i < mrows_blk; ++i) {
-              im2col_row(p, x, g, c, r, s, q0, kcur, abuf + i * kcur);
+              im2col_row<V>(p, x, g, c, r, s, q0, kcur, abuf + i * kcur);
               if (++s == p.S) {
                 s = 0;
                 if (++r == p.R) {
