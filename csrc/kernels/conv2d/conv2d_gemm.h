@@ -531,13 +531,23 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
   std::atomic<bool> ok{true};
   parallel_for(items, rchunk * Kg * cols, [&](int64_t b, int64_t e) {
     // Per thread: gW^T sub-block (mrb x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
-    T* cblk = thread_scratch_of<T>(size_t(mrb * ldc + kc * ldc + mc * kc));
-    if (!cblk) {
+    // Then the segment table of the current column block (ColSegments).
+    const size_t buf_bytes = size_t(mrb * ldc + kc * ldc + mc * kc) * sizeof(T);
+    char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (kc + 1)) * sizeof(int64_t)));
+    if (!mem) {
       ok = false;
       return;
     }
+    T* cblk = reinterpret_cast<T*>(mem);
     T* bp = cblk + mrb * ldc;
     T* abuf = bp + kc * ldc;
+    int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(buf_bytes), 64));
+    ColSegments segs;
+    segs.img = seg_mem;
+    segs.oh = seg_mem + (kc + 1);
+    segs.ow = seg_mem + 2 * (kc + 1);
+    segs.len = seg_mem + 3 * (kc + 1);
+    const bool plain = is_plain_1x1(p);
     // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels:
     // V::N x V::N register transposes, a scalar loop for the ragged edges.
     auto pack_gyt = [&](int64_t g, int64_t q0, int64_t kcur) {
@@ -565,11 +575,15 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
         for (int64_t q0 = 0; q0 < cols; q0 += kc) {
           const int64_t kcur = std::min(kc, cols - q0);
           if (!one_block) pack_gyt(g, q0, kcur);
+          if (!plain) segs.build(p, q0, kcur);
           for (int64_t mb0 = sb0; mb0 < sb1; mb0 += mc) {
             const int64_t mrows_blk = std::min(mc, sb1 - mb0);
             int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
             for (int64_t i = 0; i < mrows_blk; ++i) {
-              im2col_row<V>(p, x, g, c, r, s, q0, kcur, abuf + i * kcur);
+              if (plain)
+                im2col_row<V>(p, x, g, c, r, s, q0, kcur, abuf + i * kcur);
+              else
+                im2col_row_segs<V>(p, x, g, c, r, s, segs, abuf + i * kcur);
               if (++s == p.S) {
                 s = 0;
                 if (++r == p.R) {
