@@ -261,6 +261,32 @@ void im2col_row_segs(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int
   }
 }
 
+// gx[n, ci] += col2im of row (c, r, s) over the columns described by `segs` (not plain 1x1).
+template <class V, typename T = typename V::T>
+void col2im_row_add_segs(const Conv2dShape& p, T* gx, int64_t ci, int64_t r, int64_t s, const ColSegments& segs,
+                         const T* line) {
+  const int64_t H = p.H, W = p.W, sh = p.sh, sw = p.sw;
+  const int64_t roff = r * p.dh - p.ph, soff = s * p.dw - p.pw;
+  T* gc = gx + ci * H * W;
+  const T* src = line;
+  for (int64_t i = 0; i < segs.count; ++i) {
+    const int64_t seg = segs.len[i], ih = segs.oh[i] * sh + roff, iw0 = segs.ow[i] * sw + soff;
+    if (ih >= 0 && ih < H) {
+      T* d = gc + segs.img[i] + ih * W + iw0;  // column t adds into d[t * sw] where in range
+      const int64_t lo = std::clamp<int64_t>(iw0 >= 0 ? 0 : ceil_div(-iw0, sw), 0, seg);
+      const int64_t hi = std::clamp<int64_t>(W > iw0 ? ceil_div(W - iw0, sw) : 0, lo, seg);
+      if (sw == 1) {
+        int64_t t = lo;
+        for (; t + V::N <= hi; t += V::N) V::store(d + t, V::add(V::load(d + t), V::load(src + t)));
+        for (; t < hi; ++t) d[t] += src[t];
+      } else {
+        for (int64_t t = lo; t < hi; ++t) d[t * sw] += src[t];
+      }
+    }
+    src += seg;
+  }
+}
+
 // gx[n, ci] += col2im of row (c, r, s) for columns p0..p0+len of image n (ci = g*Cg + c).
 template <typename T>
 void col2im_row_add(const Conv2dShape& p, T* gx, int64_t n, int64_t ci, int64_t r, int64_t s, int64_t p0,
@@ -711,13 +737,23 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
   std::atomic<bool> ok{true};
   parallel_for(items, cchunk * RS * Kg * P, [&](int64_t b, int64_t e) {
     // Per thread: packed gY tile (Kg x nc), col tile (mc x nc), padded copy of an edge A panel.
-    T* bp = thread_scratch_of<T>(size_t(Kg * nc + mc * nc + kc * MR));
-    if (!bp) {
+    // Then the segment table of the current spatial tile (ColSegments).
+    const size_t buf_bytes = size_t(Kg * nc + mc * nc + kc * MR) * sizeof(T);
+    char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (nc + 1)) * sizeof(int64_t)));
+    if (!mem) {
       ok = false;
       return;
     }
+    T* bp = reinterpret_cast<T*>(mem);
     T* colbuf = bp + Kg * nc;
     T* aedge = colbuf + mc * nc;
+    int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(buf_bytes), 64));
+    ColSegments segs;
+    segs.img = seg_mem;
+    segs.oh = seg_mem + (nc + 1);
+    segs.ow = seg_mem + 2 * (nc + 1);
+    segs.len = seg_mem + 3 * (nc + 1);
+    const bool plain = is_plain_1x1(p);
     for (int64_t it = b; it < e; ++it) {
       const int64_t cs = it % csplit, g = (it / csplit) % G, n = it / (csplit * G);
       const int64_t c0 = cs * cchunk, c1 = std::min(Cg, c0 + cchunk), r0 = c0 * RS, r1 = c1 * RS;
@@ -757,9 +793,13 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
               }
             }
           }
+          if (!plain) segs.build(p, n * P + p0, ncur);
           int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
           for (int64_t i = 0; i < mrows_blk; ++i) {
-            col2im_row_add(p, gx, n, g * Cg + c, r, s, p0, ncur, colbuf + i * nc);
+            if (plain)
+              col2im_row_add(p, gx, n, g * Cg + c, r, s, p0, ncur, colbuf + i * nc);
+            else
+              col2im_row_add_segs<V>(p, gx, g * Cg + c, r, s, segs, colbuf + i * nc);
             if (++s == p.S) {
               s = 0;
               if (++r == p.R) {
