@@ -139,13 +139,19 @@ inline bool is_plain_1x1(const Conv2dShape& p) {
 template <class V>
 CNNFAST_ALWAYS_INLINE void copy_run(typename V::T* dst, const typename V::T* src, int64_t n) {
   using T = typename V::T;
-  int64_t t = 0;
-  if (src) {
-    for (; t + V::N <= n; t += V::N) V::store(dst + t, V::load(src + t));
-    for (; t < n; ++t) dst[t] = src[t];
+  if (n >= V::N) {  // whole vectors; a ragged end is one more vector overlapping the previous one
+    const int64_t last = n - V::N;
+    if (src) {
+      for (int64_t t = 0; t < last; t += V::N) V::store(dst + t, V::load(src + t));
+      V::store(dst + last, V::load(src + last));
+    } else {
+      for (int64_t t = 0; t < last; t += V::N) V::store(dst + t, V::zero());
+      V::store(dst + last, V::zero());
+    }
+  } else if (src) {
+    for (int64_t t = 0; t < n; ++t) dst[t] = src[t];
   } else {
-    for (; t + V::N <= n; t += V::N) V::store(dst + t, V::zero());
-    for (; t < n; ++t) dst[t] = T(0);
+    for (int64_t t = 0; t < n; ++t) dst[t] = T(0);
   }
 }
 
