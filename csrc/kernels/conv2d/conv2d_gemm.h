@@ -4,7 +4,9 @@
 // Per group g, with CRS = Cg*R*S, P = OH*OW and "columns" q = n*P + p running over the batch:
 //   forward     Y[Kg x N*P]   = W[Kg x CRS] * col[CRS x N*P]           (+ bias, ReLU at the store)
 //   bwd_weight  gW^T[CRS x Kg] = col[CRS x N*P] * gY^T[N*P x Kg]       (reduction over batch+space)
-//   bwd_input   col[CRS x P]  = W^T[CRS x Kg] * gY[Kg x P], then col2im scatter-add, per image
+//   bwd_input   col[CRS x P]  = W^T[CRS x Kg] * gY[Kg x P], then col2im scatter-add, per image;
+//               for stride 1 with enough channels and columns, a forward conv of gY with the
+//               rotated, channel-swapped weights instead (bwd_input_as_fwd)
 // col is never materialised whole: each thread builds the tile it needs (a few hundred KB, sized
 // for L2) in its own scratch buffer (common/scratch.h).
 //
