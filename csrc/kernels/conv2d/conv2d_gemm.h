@@ -672,8 +672,8 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
 // It pays off only with enough rows and columns (measured on the ResNet-18 3x3 layers, Zen 4):
 // the forward path packs each gy value once for Cg output rows, so few input channels per group
 // leave it packing-bound (LeNet's C = 6: 4x slower than col2im), and the rotated weight copy
-// (K*Cg*R*S values) must be amortised over N*OH*OW columns (C = 512 at 7x7, N = 1: 1.5x slower;
-// C >= 128 with N*OH*OW >= 784: 10-25% faster; C = 64: no gain either way).
+// (K*Cg*R*S values) must be amortised over N*OH*OW columns (C = 512 at 7x7, N = 1: 1.2x slower;
+// C = 256 at 14x14, N = 1: even; C >= 128 with N*OH*OW >= 784: 10-25% faster; C = 64: even).
 constexpr int64_t kBwdInputFwdMinCg = 96;
 constexpr int64_t kBwdInputFwdMinCols = 512;
 inline bool bwd_input_as_fwd(const Conv2dShape& p) {
