@@ -154,6 +154,41 @@ def test_blocking_boundaries(isa, rng, case, dtype):
     _check(isa, rng, dtype, *BLOCKING_CASES[case], numpy_oracle=False)
 
 
+# Stride-1 backward-input runs as a forward conv of gy with rotated, channel-swapped weights and
+# padding d*(R-1) - p, when C/groups >= 96 and N*OH*OW >= 512 (conv2d_gemm.h, kBwdInputFwdMin*).
+# These shapes take that path (first six) or sit just outside it (last two: padding beyond the
+# dilated kernel's reach, stride 2), where the col2im path must still run.
+BWD_INPUT_AS_FWD_CASES = {
+    "3x3-pad1": (2, 96, 16, 16, 8, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "5x3-pad-below-reach": (1, 96, 26, 24, 5, 5, 3, (1, 1), (0, 1), (1, 1), 1),
+    "dilated-rect-pad": (1, 96, 28, 28, 6, 3, 3, (1, 1), (2, 3), (2, 2), 1),
+    "groups2": (2, 192, 16, 16, 10, 3, 3, (1, 1), (1, 1), (1, 1), 2),
+    "pointwise": (2, 96, 16, 16, 7, 1, 1, (1, 1), (0, 0), (1, 1), 1),
+    "k-over-one-block": (1, 96, 24, 24, 80, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "pad-beyond-reach": (2, 96, 16, 16, 4, 3, 3, (1, 1), (3, 3), (1, 1), 1),
+    "stride2": (2, 96, 33, 33, 4, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(BWD_INPUT_AS_FWD_CASES), ids=list(BWD_INPUT_AS_FWD_CASES))
+def test_bwd_input_as_forward(isa, rng, case, dtype):
+    _check(isa, rng, dtype, *BWD_INPUT_AS_FWD_CASES[case], numpy_oracle=False)
+
+
+def test_bwd_input_as_forward_independent_of_thread_count(isa, rng):
+    x, w, b, gy = _make(rng, np.float32, 2, 96, 16, 16, 12, 3, 3, (1, 1), (1, 1), (1, 1), 1)
+    prev = cnnfast.get_num_threads()
+    try:
+        cnnfast.set_num_threads(1)
+        one = _core.conv2d_backward_input(list(x.shape), gy, w, (1, 1), (1, 1), (1, 1), 1)
+        cnnfast.set_num_threads(2)
+        two = _core.conv2d_backward_input(list(x.shape), gy, w, (1, 1), (1, 1), (1, 1), 1)
+    finally:
+        cnnfast.set_num_threads(prev)
+    np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-5)
+
+
 @st.composite
 def conv_configs(draw):
     groups = draw(st.sampled_from([1, 1, 1, 2, 3]))

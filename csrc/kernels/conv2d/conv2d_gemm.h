@@ -4,7 +4,9 @@
 // Per group g, with CRS = Cg*R*S, P = OH*OW and "columns" q = n*P + p running over the batch:
 //   forward     Y[Kg x N*P]   = W[Kg x CRS] * col[CRS x N*P]           (+ bias, ReLU at the store)
 //   bwd_weight  gW^T[CRS x Kg] = col[CRS x N*P] * gY^T[N*P x Kg]       (reduction over batch+space)
-//   bwd_input   col[CRS x P]  = W^T[CRS x Kg] * gY[Kg x P], then col2im scatter-add, per image
+//   bwd_input   col[CRS x P]  = W^T[CRS x Kg] * gY[Kg x P], then col2im scatter-add, per image;
+//               for stride 1 with enough channels and columns, a forward conv of gY with the
+//               rotated, channel-swapped weights instead (bwd_input_as_fwd)
 // col is never materialised whole: each thread builds the tile it needs (a few hundred KB, sized
 // for L2) in its own scratch buffer (common/scratch.h).
 //
@@ -134,8 +136,29 @@ inline bool is_plain_1x1(const Conv2dShape& p) {
   return p.R == 1 && p.S == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0;
 }
 
+// dst[0..n) = src[0..n), or zeros if src is null. Inline vector copies: im2col segments are one
+// output row long (8 floats for LeNet's 5x5 layer), where a memcpy call costs more than the copy.
+template <class V>
+CNNFAST_ALWAYS_INLINE void copy_run(typename V::T* dst, const typename V::T* src, int64_t n) {
+  using T = typename V::T;
+  if (n >= V::N) {  // whole vectors; a ragged end is one more vector overlapping the previous one
+    const int64_t last = n - V::N;
+    if (src) {
+      for (int64_t t = 0; t < last; t += V::N) V::store(dst + t, V::load(src + t));
+      V::store(dst + last, V::load(src + last));
+    } else {
+      for (int64_t t = 0; t < last; t += V::N) V::store(dst + t, V::zero());
+      V::store(dst + last, V::zero());
+    }
+  } else if (src) {
+    for (int64_t t = 0; t < n; ++t) dst[t] = src[t];
+  } else {
+    for (int64_t t = 0; t < n; ++t) dst[t] = T(0);
+  }
+}
+
 // line[0..len) = im2col row (c, r, s) of group g (c within the group) for columns q0..q0+len.
-template <typename T>
+template <class V, typename T = typename V::T>
 void im2col_row(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int64_t r, int64_t s, int64_t q0,
                 int64_t len, T* line) {
   const int64_t HW = p.H * p.W, P = p.OH * p.OW;
@@ -159,22 +182,116 @@ void im2col_row(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int64_t 
     T* dst = line + done;
     const int64_t ih = cur.oh * p.sh + roff;
     if (ih < 0 || ih >= p.H) {
-      std::fill(dst, dst + seg, T(0));
+      copy_run<V>(dst, nullptr, seg);
     } else {
       const T* src = x + (cur.n * p.C + plane_off) * HW + ih * p.W;
       if (p.sw == 1) {
         const int64_t iw0 = cur.ow + soff;  // dst[t] = src[iw0 + t] where 0 <= iw0 + t < W
         const int64_t lo = std::clamp<int64_t>(-iw0, 0, seg), hi = std::clamp<int64_t>(p.W - iw0, lo, seg);
-        std::fill(dst, dst + lo, T(0));
-        std::memcpy(dst + lo, src + iw0 + lo, (hi - lo) * sizeof(T));
-        std::fill(dst + hi, dst + seg, T(0));
+        copy_run<V>(dst, nullptr, lo);
+        copy_run<V>(dst + lo, src + iw0 + lo, hi - lo);
+        copy_run<V>(dst + hi, nullptr, seg - hi);
       } else {
-        int64_t iw = cur.ow * p.sw + soff;
-        for (int64_t t = 0; t < seg; ++t, iw += p.sw) dst[t] = (iw >= 0 && iw < p.W) ? src[iw] : T(0);
+        // dst[t] = src[iw0 + t * sw] where 0 <= iw0 + t * sw < W: zero-fill both ends and keep the
+        // strided copy branch-free so the compiler vectorises it (loads + de-interleave).
+        const int64_t iw0 = cur.ow * p.sw + soff, sw = p.sw;
+        const int64_t lo = std::clamp<int64_t>(iw0 >= 0 ? 0 : ceil_div(-iw0, sw), 0, seg);
+        const int64_t hi = std::clamp<int64_t>(p.W > iw0 ? ceil_div(p.W - iw0, sw) : 0, lo, seg);
+        std::fill(dst, dst + lo, T(0));
+        if (sw == 2) {
+          for (int64_t t = lo; t < hi; ++t) dst[t] = src[iw0 + 2 * t];
+        } else {
+          for (int64_t t = lo; t < hi; ++t) dst[t] = src[iw0 + t * sw];
+        }
+        std::fill(dst + hi, dst + seg, T(0));
       }
     }
     done += seg;
     cur.advance(p, seg);
+  }
+}
+
+// The columns q0..q0+len of a tile cut into output-row segments, computed once per tile and
+// shared by all its im2col rows: for short output rows (LeNet: 8 wide) the per-segment cursor
+// arithmetic of im2col_row otherwise costs more than the copies.
+struct ColSegments {
+  int64_t count = 0;
+  int64_t* img;  // image offset n * C * H * W
+  int64_t* oh;
+  int64_t* ow;
+  int64_t* len;
+  void build(const Conv2dShape& p, int64_t q0, int64_t total) {
+    ColCursor cur(p, q0);
+    count = 0;
+    for (int64_t done = 0; done < total; ++count) {
+      const int64_t seg = std::min(p.OW - cur.ow, total - done);
+      img[count] = cur.n * p.C * p.H * p.W;
+      oh[count] = cur.oh;
+      ow[count] = cur.ow;
+      len[count] = seg;
+      done += seg;
+      cur.advance(p, seg);
+    }
+  }
+};
+
+// line = im2col row (c, r, s) of group g over the columns described by `segs` (not plain 1x1).
+template <class V, typename T = typename V::T>
+void im2col_row_segs(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int64_t r, int64_t s,
+                     const ColSegments& segs, T* line) {
+  const int64_t H = p.H, W = p.W, sh = p.sh, sw = p.sw;
+  const int64_t roff = r * p.dh - p.ph, soff = s * p.dw - p.pw;
+  const T* xc = x + (g * p.Cg() + c) * H * W;
+  T* dst = line;
+  for (int64_t i = 0; i < segs.count; ++i) {
+    const int64_t seg = segs.len[i], ih = segs.oh[i] * sh + roff, iw0 = segs.ow[i] * sw + soff;
+    if (ih < 0 || ih >= H) {
+      copy_run<V>(dst, nullptr, seg);
+    } else {
+      const T* src = xc + segs.img[i] + ih * W;
+      if (sw == 1 && iw0 >= 0 && iw0 + seg <= W) {  // interior: one contiguous run
+        copy_run<V>(dst, src + iw0, seg);
+      } else {
+        const int64_t lo = std::clamp<int64_t>(iw0 >= 0 ? 0 : ceil_div(-iw0, sw), 0, seg);
+        const int64_t hi = std::clamp<int64_t>(W > iw0 ? ceil_div(W - iw0, sw) : 0, lo, seg);
+        copy_run<V>(dst, nullptr, lo);
+        if (sw == 1) {
+          copy_run<V>(dst + lo, src + iw0 + lo, hi - lo);
+        } else if (sw == 2) {
+          for (int64_t t = lo; t < hi; ++t) dst[t] = src[iw0 + 2 * t];
+        } else {
+          for (int64_t t = lo; t < hi; ++t) dst[t] = src[iw0 + t * sw];
+        }
+        copy_run<V>(dst + hi, nullptr, seg - hi);
+      }
+    }
+    dst += seg;
+  }
+}
+
+// gx[n, ci] += col2im of row (c, r, s) over the columns described by `segs` (not plain 1x1).
+template <class V, typename T = typename V::T>
+void col2im_row_add_segs(const Conv2dShape& p, T* gx, int64_t ci, int64_t r, int64_t s, const ColSegments& segs,
+                         const T* line) {
+  const int64_t H = p.H, W = p.W, sh = p.sh, sw = p.sw;
+  const int64_t roff = r * p.dh - p.ph, soff = s * p.dw - p.pw;
+  T* gc = gx + ci * H * W;
+  const T* src = line;
+  for (int64_t i = 0; i < segs.count; ++i) {
+    const int64_t seg = segs.len[i], ih = segs.oh[i] * sh + roff, iw0 = segs.ow[i] * sw + soff;
+    if (ih >= 0 && ih < H) {
+      T* d = gc + segs.img[i] + ih * W + iw0;  // column t adds into d[t * sw] where in range
+      const int64_t lo = std::clamp<int64_t>(iw0 >= 0 ? 0 : ceil_div(-iw0, sw), 0, seg);
+      const int64_t hi = std::clamp<int64_t>(W > iw0 ? ceil_div(W - iw0, sw) : 0, lo, seg);
+      if (sw == 1) {
+        int64_t t = lo;
+        for (; t + V::N <= hi; t += V::N) V::store(d + t, V::add(V::load(d + t), V::load(src + t)));
+        for (; t < hi; ++t) d[t] += src[t];
+      } else {
+        for (int64_t t = lo; t < hi; ++t) d[t * sw] += src[t];
+      }
+    }
+    src += seg;
   }
 }
 
@@ -269,13 +386,24 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
 
   std::atomic<bool> ok{true};
   parallel_for(items, nc * mchunk * CRS, [&](int64_t b, int64_t e) {
-    // Per thread: packed B block (kc x nc) and one im2col line.
-    T* bp = thread_scratch_of<T>(size_t(kc * nc + nc + NR));
-    if (!bp) {
+    // Per thread: packed B block (kc x nc), one im2col line, the tile's segment table (at most
+    // one segment per column plus one).
+    const size_t seg_bytes = size_t(4 * (nc + 1)) * sizeof(int64_t);
+    const size_t bp_bytes = size_t(kc * nc + nc + NR) * sizeof(T);
+    char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(bp_bytes), 64) + seg_bytes));
+    if (!mem) {
       ok = false;
       return;
     }
+    T* bp = reinterpret_cast<T*>(mem);
     T* line = bp + kc * nc;
+    int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(bp_bytes), 64));
+    ColSegments segs;
+    segs.img = seg_mem;
+    segs.oh = seg_mem + (nc + 1);
+    segs.ow = seg_mem + 2 * (nc + 1);
+    segs.len = seg_mem + 3 * (nc + 1);
+    const bool plain = is_plain_1x1(p);
     for (int64_t it = b; it < e; ++it) {
       const int64_t ms = it % msplit, t = (it / msplit) % ntiles, g = it / (msplit * ntiles);
       const int64_t q0 = t * nc, ncur = std::min(nc, cols - q0);
@@ -285,9 +413,13 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
         const int64_t kcur = std::min(kc, CRS - k0);
         // Pack B = im2col rows k0..k0+kcur, columns q0..q0+ncur, into NR-wide panels.
         {
+          if (!plain) segs.build(p, q0, ncur);
           int64_t c = k0 / RS, r = (k0 % RS) / p.S, s = k0 % p.S;
           for (int64_t kk = 0; kk < kcur; ++kk) {
-            im2col_row(p, x, g, c, r, s, q0, ncur, line);
+            if (plain)
+              im2col_row<V>(p, x, g, c, r, s, q0, ncur, line);
+            else
+              im2col_row_segs<V>(p, x, g, c, r, s, segs, line);
             scatter_row_to_panels<V, NR>(line, ncur, bp + kk * NR, kcur * NR);
             if (++s == p.S) {
               s = 0;
@@ -433,25 +565,36 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
   std::atomic<bool> ok{true};
   parallel_for(items, rchunk * Kg * cols, [&](int64_t b, int64_t e) {
     // Per thread: gW^T sub-block (mrb x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
-    T* cblk = thread_scratch_of<T>(size_t(mrb * ldc + kc * ldc + mc * kc));
-    if (!cblk) {
+    // Then the segment table of the current column block (ColSegments).
+    const size_t buf_bytes = size_t(mrb * ldc + kc * ldc + mc * kc) * sizeof(T);
+    char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (kc + 1)) * sizeof(int64_t)));
+    if (!mem) {
       ok = false;
       return;
     }
+    T* cblk = reinterpret_cast<T*>(mem);
     T* bp = cblk + mrb * ldc;
     T* abuf = bp + kc * ldc;
-    // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels.
+    int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(buf_bytes), 64));
+    ColSegments segs;
+    segs.img = seg_mem;
+    segs.oh = seg_mem + (kc + 1);
+    segs.ow = seg_mem + 2 * (kc + 1);
+    segs.len = seg_mem + 3 * (kc + 1);
+    const bool plain = is_plain_1x1(p);
+    // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels:
+    // V::N x V::N register transposes, a scalar loop for the ragged edges.
     auto pack_gyt = [&](int64_t g, int64_t q0, int64_t kcur) {
       for (int64_t q = q0; q < q0 + kcur;) {
         const int64_t n = q / P, pp = q % P, seg = std::min(P - pp, q0 + kcur - q);
-        for (int64_t k = 0; k < ldc; ++k) {
-          T* dst = bp + (k / NR) * kcur * NR + (q - q0) * NR + k % NR;
-          if (k < Kg) {
-            const T* src = gy + (n * p.K + g * Kg + k) * P + pp;
-            for (int64_t t = 0; t < seg; ++t) dst[t * NR] = src[t];
-          } else {
-            for (int64_t t = 0; t < seg; ++t) dst[t * NR] = T(0);
-          }
+        for (int64_t k0 = 0; k0 < ldc; k0 += V::N) {  // ldc is a multiple of NR, NR of V::N
+          T* dst = bp + (k0 / NR) * kcur * NR + (q - q0) * NR + k0 % NR;
+          const T* src = gy + (n * p.K + g * Kg + k0) * P + pp;  // row k0 + i at src + i * P
+          int64_t t = 0;
+          if (k0 + V::N <= Kg)
+            for (; t + V::N <= seg; t += V::N) V::transpose(src + t, P, dst + t * NR, NR);
+          for (; t < seg; ++t)
+            for (int i = 0; i < V::N; ++i) dst[t * NR + i] = k0 + i < Kg ? src[i * P + t] : T(0);
         }
         q += seg;
       }
@@ -461,15 +604,20 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
       if (one_block) pack_gyt(g, 0, cols);
       for (int64_t sb0 = r0; sb0 < r1; sb0 += mrb) {
         const int64_t sb1 = std::min(r1, sb0 + mrb);
-        std::fill(cblk, cblk + (sb1 - sb0) * ldc, T(0));
+        // The first reduction block overwrites the accumulators (every row and panel of the
+        // sub-block is written), later ones add.
         for (int64_t q0 = 0; q0 < cols; q0 += kc) {
           const int64_t kcur = std::min(kc, cols - q0);
           if (!one_block) pack_gyt(g, q0, kcur);
+          if (!plain) segs.build(p, q0, kcur);
           for (int64_t mb0 = sb0; mb0 < sb1; mb0 += mc) {
             const int64_t mrows_blk = std::min(mc, sb1 - mb0);
             int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
             for (int64_t i = 0; i < mrows_blk; ++i) {
-              im2col_row(p, x, g, c, r, s, q0, kcur, abuf + i * kcur);
+              if (plain)
+                im2col_row<V>(p, x, g, c, r, s, q0, kcur, abuf + i * kcur);
+              else
+                im2col_row_segs<V>(p, x, g, c, r, s, segs, abuf + i * kcur);
               if (++s == p.S) {
                 s = 0;
                 if (++r == p.R) {
@@ -487,18 +635,23 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
               for (int64_t jp = 0; jp < npan; ++jp) {
                 R acc[MR][2];
                 ukernel_rows<V, MR, 2, NR>(kcur, a, bp + jp * kcur * NR, acc);
-                acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, true);
+                acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, q0 > 0);
               }
             }
           }
         }
-        // Transposed write-out in 16 x 16 blocks so both sides stay within a few cache lines.
-        for (int64_t i0 = sb0; i0 < sb1; i0 += 16)
-          for (int64_t k0 = 0; k0 < Kg; k0 += 16)
-            for (int64_t k = k0; k < std::min(Kg, k0 + 16); ++k) {
-              T* dst = gw + (g * Kg + k) * CRS;
-              for (int64_t i = i0; i < std::min(sb1, i0 + 16); ++i) dst[i] = cblk[(i - sb0) * ldc + k];
+        // Transposed write-out in V::N x V::N register transposes (scalar at the ragged edges).
+        for (int64_t i0 = sb0; i0 < sb1; i0 += V::N)
+          for (int64_t k0 = 0; k0 < Kg; k0 += V::N) {
+            const T* src = cblk + (i0 - sb0) * ldc + k0;
+            T* dst = gw + (g * Kg + k0) * CRS + i0;
+            if (i0 + V::N <= sb1 && k0 + V::N <= Kg) {
+              V::transpose(src, ldc, dst, CRS);
+            } else {
+              for (int64_t k = 0; k < std::min<int64_t>(V::N, Kg - k0); ++k)
+                for (int64_t i = 0; i < std::min<int64_t>(V::N, sb1 - i0); ++i) dst[k * CRS + i] = src[i * ldc + k];
             }
+          }
       }
     }
   });
@@ -511,6 +664,58 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
 // the scatter-adds never race and their order does not depend on the thread count.
 // ---------------------------------------------------------------------------------------------
 
+// For stride 1, gx is itself a forward convolution: gx = conv(gy, w'), w'[c, k, r, s] =
+// w[k, c, R-1-r, S-1-s] per group (output and input channels swapped, kernel rotated by 180
+// degrees), same dilation, padding d*(R-1) - p. That needs no col2im and reuses the fast forward
+// path (each gy value is read contiguously along output rows); it applies while d*(R-1) >= p,
+// i.e. while the padding is not larger than the dilated kernel's reach.
+// It pays off only with enough rows and columns (measured on the ResNet-18 3x3 layers, Zen 4):
+// the forward path packs each gy value once for Cg output rows, so few input channels per group
+// leave it packing-bound (LeNet's C = 6: 4x slower than col2im), and the rotated weight copy
+// (K*Cg*R*S values) must be amortised over N*OH*OW columns (C = 512 at 7x7, N = 1: 1.2x slower;
+// C = 256 at 14x14, N = 1: even; C >= 128 with N*OH*OW >= 784: 10-25% faster; C = 64: even).
+constexpr int64_t kBwdInputFwdMinCg = 96;
+constexpr int64_t kBwdInputFwdMinCols = 512;
+inline bool bwd_input_as_fwd(const Conv2dShape& p) {
+  return p.sh == 1 && p.sw == 1 && p.ph <= p.dh * (p.R - 1) && p.pw <= p.dw * (p.S - 1) &&
+         p.Cg() >= kBwdInputFwdMinCg && p.N * p.OH * p.OW >= kBwdInputFwdMinCols;
+}
+
+inline Conv2dShape bwd_input_fwd_shape(const Conv2dShape& p) {
+  Conv2dShape q = p;
+  q.C = p.K;
+  q.H = p.OH;
+  q.W = p.OW;
+  q.K = p.C;
+  q.OH = p.H;
+  q.OW = p.W;
+  q.ph = p.dh * (p.R - 1) - p.ph;
+  q.pw = p.dw * (p.S - 1) - p.pw;
+  return q;
+}
+
+// w'[g*Cg + c, k, r, s] = w[g*Kg + k, c, R-1-r, S-1-s]. Blocks of kRotCBlock output rows (g, c):
+// for each k the block reads one contiguous run of w and appends to kRotCBlock sequential write
+// streams. (Row by row, the reads stride by Cg*R*S values, e.g. 9 KB at C = 256, which maps the
+// Kg rows onto a few L1 sets and thrashes it: ~5 cycles per value instead of ~1.)
+constexpr int64_t kRotCBlock = 16;
+template <typename T>
+void rotate_transpose_weights(const Conv2dShape& p, const T* w, T* wt) {
+  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S;
+  const int64_t cblocks = ceil_div(Cg, kRotCBlock);
+  parallel_for(G * cblocks, kRotCBlock * Kg * RS, [&](int64_t b, int64_t e) {
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t g = it / cblocks, c0 = (it % cblocks) * kRotCBlock, c1 = std::min(Cg, c0 + kRotCBlock);
+      for (int64_t k = 0; k < Kg; ++k) {
+        const T* src = w + ((g * Kg + k) * Cg + c0) * RS;
+        T* dst = wt + ((g * Cg + c0) * Kg + k) * RS;
+        for (int64_t c = c0; c < c1; ++c, src += RS, dst += Kg * RS)
+          for (int64_t i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
+      }
+    }
+  });
+}
+
 template <class V, int MR>
 bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
@@ -521,6 +726,15 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
   if (P == 0 || Kg == 0) {
     std::fill(gx, gx + p.N * p.C * HW, T(0));
     return true;
+  }
+  if (bwd_input_as_fwd(p)) {
+    // The rotated weights live in the calling thread's second scratch slot (the forward pass
+    // uses slot 0 of every thread).
+    T* wt = thread_scratch_of<T, 1>(size_t(p.K * CRS));
+    if (wt) {
+      rotate_transpose_weights(p, w, wt);
+      return fwd<V, MR>(bwd_input_fwd_shape(p), gy, wt, nullptr, gx, false);
+    }
   }
   const int nt = max_threads();
   const int64_t nc_max = std::max<int64_t>(NR, kTileBytes / int64_t(sizeof(T)) / Kg / NR * NR);
@@ -537,13 +751,23 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
   std::atomic<bool> ok{true};
   parallel_for(items, cchunk * RS * Kg * P, [&](int64_t b, int64_t e) {
     // Per thread: packed gY tile (Kg x nc), col tile (mc x nc), padded copy of an edge A panel.
-    T* bp = thread_scratch_of<T>(size_t(Kg * nc + mc * nc + kc * MR));
-    if (!bp) {
+    // Then the segment table of the current spatial tile (ColSegments).
+    const size_t buf_bytes = size_t(Kg * nc + mc * nc + kc * MR) * sizeof(T);
+    char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (nc + 1)) * sizeof(int64_t)));
+    if (!mem) {
       ok = false;
       return;
     }
+    T* bp = reinterpret_cast<T*>(mem);
     T* colbuf = bp + Kg * nc;
     T* aedge = colbuf + mc * nc;
+    int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(buf_bytes), 64));
+    ColSegments segs;
+    segs.img = seg_mem;
+    segs.oh = seg_mem + (nc + 1);
+    segs.ow = seg_mem + 2 * (nc + 1);
+    segs.len = seg_mem + 3 * (nc + 1);
+    const bool plain = is_plain_1x1(p);
     for (int64_t it = b; it < e; ++it) {
       const int64_t cs = it % csplit, g = (it / csplit) % G, n = it / (csplit * G);
       const int64_t c0 = cs * cchunk, c1 = std::min(Cg, c0 + cchunk), r0 = c0 * RS, r1 = c1 * RS;
@@ -583,9 +807,13 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
               }
             }
           }
+          if (!plain) segs.build(p, n * P + p0, ncur);
           int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
           for (int64_t i = 0; i < mrows_blk; ++i) {
-            col2im_row_add(p, gx, n, g * Cg + c, r, s, p0, ncur, colbuf + i * nc);
+            if (plain)
+              col2im_row_add(p, gx, n, g * Cg + c, r, s, p0, ncur, colbuf + i * nc);
+            else
+              col2im_row_add_segs<V>(p, gx, g * Cg + c, r, s, segs, colbuf + i * nc);
             if (++s == p.S) {
               s = 0;
               if (++r == p.R) {
