@@ -1592,6 +1592,102 @@ bool dw_bwd_input_any(const Conv2dShape& p, const typename V::T* gy, const typen
   return (dw_short_rows(p.W, V::N) && dw_plane_bwd_input<V>(p, gy, w, gx)) || dw_bwd_input<V>(p, gy, w, gx);
 }
 
+
+// Depthwise weight gradient on whole planes (short rows): per output channel, TB tap
+// accumulators (all 9 of a 3x3 filter) stay in registers over every vector of the plane.
+template <class V, int TB>
+bool dw_plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy,
+                              typename V::T* gw, typename V::T* gb) {
+  using T = typename V::T;
+  using R = typename V::R;
+  Conv2dShape q = p;
+  q.C = 1, q.K = 1, q.groups = 1;
+  if (plane_bytes(q, V::N, sizeof(T), p.OH) > kPlaneMaxBytes) return false;
+  const int64_t M = p.K / p.C, RS = p.R * p.S, RSpad = round_up(RS, TB), N = V::N;
+  const int64_t nvec = ceil_div(p.OW, N), npos = p.OH * nvec;
+  const PlaneGeo g = PlaneGeo::make<V>(q, p.OH);
+  const int64_t splits = weight_splits(p.K, p.N), units = p.K * splits;
+  const int nt = plan_threads(units, p.N * p.K * p.OH * p.OW * RS);
+  auto layout = [&](Arena& a, T*& plane, T*& gyp, T*& acc) {
+    plane = a.take<T>(g.chan);
+    gyp = a.take<T>(npos * N);
+    acc = a.take<T>((RSpad + 1) * N);  // taps, then grad_bias
+  };
+  Arena measure;
+  {
+    T *pl, *gp, *ac;
+    layout(measure, pl, gp, ac);
+  }
+  Arena shared;
+  int64_t* toff = shared.take<int64_t>(RSpad);
+  int64_t* pos = shared.take<int64_t>(npos);
+  T* partial = shared.take<T>(units * (RS + 1));
+  Workspace ws(shared.off, measure.off, nt);
+  if (!ws.ok()) return false;
+  toff = rebase(ws, toff), pos = rebase(ws, pos), partial = rebase(ws, partial);
+  g.tap_offsets(q, toff);
+  for (int64_t t = RS; t < RSpad; ++t) toff[t] = 0;  // padding taps: any valid offset
+  for (int64_t oh = 0; oh < p.OH; ++oh)
+    for (int64_t v = 0; v < nvec; ++v) pos[oh * nvec + v] = oh * p.sh * g.rowlen + v * N;
+
+  run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
+    Arena a{ws.thread(tid), 0};
+    T *plane, *gyp, *acc;
+    layout(a, plane, gyp, acc);
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t k = u / splits, sp = u % splits, c = k / M;
+      const int64_t n0 = sp * p.N / splits, n1 = (sp + 1) * p.N / splits;
+      fill_zero(acc, (RSpad + 1) * N);
+      for (int64_t n = n0; n < n1; ++n) {
+        g.fill<V>(q, x + (n * p.C + c) * p.H * p.W, 0, plane);
+        const T* gk = gy + (n * p.K + k) * p.OH * p.OW;
+        for (int64_t oh = 0; oh < p.OH; ++oh) fill_padded(gyp + oh * nvec * N, gk + oh * p.OW, 0, p.OW, nvec * N);
+        {
+          R s = V::load(acc + RSpad * N);
+          const R one = V::set1(T(1));
+          for (int64_t i = 0; i < npos; ++i) s = V::fma(one, V::load(gyp + i * N), s);
+          V::store(acc + RSpad * N, s);
+        }
+        for (int64_t t0 = 0; t0 < RSpad; t0 += TB) {
+          R cacc[TB];
+          const T* xb[TB];
+          for (int tb = 0; tb < TB; ++tb) cacc[tb] = V::load(acc + (t0 + tb) * N), xb[tb] = plane + toff[t0 + tb];
+          for (int64_t i = 0; i < npos; ++i) {
+            const R av = V::load(gyp + i * N);
+            const int64_t o = pos[i];
+            for (int tb = 0; tb < TB; ++tb) cacc[tb] = V::fma(av, V::load(xb[tb] + o), cacc[tb]);
+          }
+          for (int tb = 0; tb < TB; ++tb) V::store(acc + (t0 + tb) * N, cacc[tb]);
+        }
+      }
+      reduce_lanes<V>(acc, RS, partial + u * (RS + 1));
+      reduce_lanes<V>(acc + RSpad * N, 1, partial + u * (RS + 1) + RS);
+    }
+  });
+  for (int64_t k = 0; k < p.K; ++k)  // sum the parts in order (fixed by weight_splits)
+    for (int64_t t = 0; t <= RS; ++t) {
+      T s = 0;
+      for (int64_t sp = 0; sp < splits; ++sp) s += partial[(k * splits + sp) * (RS + 1) + t];
+      if (t < RS)
+        gw[k * RS + t] = s;
+      else if (gb)
+        gb[k] = s;
+    }
+  return true;
+}
+
+// 9 accumulators for a 3x3 filter (no padding taps), else blocks of 8.
+template <class V>
+bool dw_bwd_weight_any(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
+                       typename V::T* gb) {
+  if (is_depthwise(p) && dw_short_rows(p.OW, V::N)) {
+    const bool done = p.R * p.S == 9 ? dw_plane_bwd_weight_impl<V, 9>(p, x, gy, gw, gb)
+                                     : dw_plane_bwd_weight_impl<V, 8>(p, x, gy, gw, gb);
+    if (done) return true;
+  }
+  return dw_bwd_weight<V>(p, x, gy, gw, gb);
+}
+
 }  // namespace
 }  // namespace direct
 }  // namespace cnnfast
