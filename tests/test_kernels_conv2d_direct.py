@@ -1,7 +1,9 @@
 """Direct conv2d kernels (csrc/kernels/conv2d/conv2d_direct.h) on every compiled ISA.
 
-They take two domains before the general kernels: depthwise (groups == C, any depth multiplier)
-and small-C dense (groups == 1, C <= 4). Each shape here is computed three ways: on the ISA under
+They take three domains before the general kernels: depthwise (groups == C, any depth
+multiplier), small-C dense (groups == 1, C <= 4) and small-plane dense (groups == 1, a whole padded
+image in 64 KiB, K <= 32, C*R*S <= 512; grad_input only for column stride 1, and for K < 8 only
+for stride 1 with padding <= dilation*(kernel-1)). Each shape here is computed three ways: on the ISA under
 test (where the direct kernels run), on the scalar `ref` path, and by the NumPy oracle
 tests/reference.py. Forward (+bias, +fused ReLU), grad_input, grad_weight and grad_bias.
 """
@@ -95,14 +97,41 @@ def test_small_channels_matches_ref_and_reference(isa, geo, N, C, K, bias, relu,
     _check(isa, x, w, b, stride, padding, dilation, 1, relu)
 
 
+@SETTINGS
+@given(geo=conv_geometry(max_hw=12), N=st.integers(1, 3), C=st.integers(5, 12), K=st.integers(1, 20),
+       bias=st.booleans(), relu=st.booleans(), f64=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_small_plane_matches_ref_and_reference(isa, geo, N, C, K, bias, relu, f64, seed):
+    (R, S), stride, padding, dilation, (H, W) = geo
+    assume(C * R * S <= 512)
+    x, w, b = _arrays(np.random.default_rng(seed), np.float64 if f64 else np.float32,
+                      (N, C, H, W), (K, C, R, S), bias)
+    _check(isa, x, w, b, stride, padding, dilation, 1, relu)
+
+
+# Small-plane shapes at the edges of its domain: LeNet c2, the largest K and C*R*S it takes, a
+# plane near 64 KiB, K around the grad_input threshold (8), row strides > 1 with column stride 1.
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation", [
+    ((3, 6, 12, 12), (16, 6, 5, 5), 1, 0, 1),
+    ((2, 8, 9, 10), (32, 8, 3, 3), 1, 1, 1),
+    ((1, 20, 7, 9), (12, 20, 5, 5), 1, 2, 1),
+    ((1, 5, 40, 60), (8, 5, 3, 3), 1, 1, 1),
+    ((2, 6, 11, 13), (7, 6, 3, 3), (2, 1), (0, 2), (1, 2)),
+    ((2, 6, 11, 13), (9, 6, 3, 2), (3, 1), 1, 2),
+])
+def test_small_plane_domain_edges(isa, rng, x_shape, w_shape, stride, padding, dilation):
+    for dtype in (np.float32, np.float64):
+        x, w, b = _arrays(rng, dtype, x_shape, w_shape, True)
+        _check(isa, x, w, b, stride, padding, dilation, 1, relu=True)
+
+
 # Row widths around the vector widths (8/16 float32 lanes, 4/8 float64 lanes) and below them.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("W", [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33])
-@pytest.mark.parametrize("kind", ["depthwise", "smallc"])
+@pytest.mark.parametrize("kind", ["depthwise", "smallc", "plane"])
 @pytest.mark.parametrize("stride", [1, 2, 3])  # 2: the vector (de)interleave paths
 def test_row_width_edges(isa, rng, dtype, W, kind, stride):
-    C = 3
-    w_shape = (2 * C, 1, 3, 3) if kind == "depthwise" else (5, C, 3, 3)
+    C = 6 if kind == "plane" else 3
+    w_shape = {"depthwise": (2 * C, 1, 3, 3), "smallc": (5, C, 3, 3), "plane": (10, C, 3, 3)}[kind]
     x, w, b = _arrays(rng, dtype, (2, C, 5, W), w_shape, True)
     _check(isa, x, w, b, (1, stride), 1, 1, C if kind == "depthwise" else 1)
     # Wider rows too: several vector blocks, then the short-row tail blocks.
@@ -159,6 +188,8 @@ def test_padding_wider_than_the_image(isa, rng):
     dict(x=(2, 8, 33, 30), w=(16, 1, 3, 3), stride=2, padding=1, groups=8),    # MobileNet-like
     dict(x=(1, 3, 64, 64), w=(16, 3, 7, 7), stride=2, padding=3, groups=1),    # ResNet-stem-like
     dict(x=(8, 1, 28, 28), w=(6, 1, 5, 5), stride=1, padding=0, groups=1),     # LeNet c1
+    dict(x=(20, 6, 12, 12), w=(16, 6, 5, 5), stride=1, padding=0, groups=1),   # LeNet c2
+    dict(x=(1, 8, 30, 30), w=(16, 8, 3, 3), stride=1, padding=1, groups=1),    # small plane, N=1
 ])
 def test_results_do_not_depend_on_thread_count(isa, rng, case):
     x, w, b = _arrays(rng, np.float32, case["x"], case["w"], True)
