@@ -30,7 +30,6 @@ from .functional import (  # noqa: E402
 )
 from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
 from ._random import manual_seed  # noqa: E402
-from . import nn  # noqa: E402
 
 __all__ = [
     "__version__", "functional",
@@ -41,7 +40,7 @@ __all__ = [
 ]
 # autograd, nn and the functional ops beyond the kernels
 __all__ += [
-    "Tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "manual_seed", "nn",
+    "Tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "manual_seed",
     "linear", "avg_pool2d", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout", "flatten",
     "one_hot", "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits",
 ]
@@ -53,7 +52,7 @@ _LAZY = {
     "save": ("cnnfast.serialization", "save"), "load": ("cnnfast.serialization", "load"),
     "fit": ("cnnfast.training", "fit"), "evaluate": ("cnnfast.training", "evaluate"),
     "predict": ("cnnfast.training", "predict"), "History": ("cnnfast.training", "History"),
-    "filters": ("cnnfast.filters", None), "viz": ("cnnfast.viz", None),
+    "filters": ("cnnfast.filters", None), "viz": ("cnnfast.viz", None), "nn": ("cnnfast.nn", None),
 }
 # Imported eagerly (NumPy only, microseconds): the function must shadow the submodule of the same
 # name, which would otherwise win if someone imported ``cnnfast.gradcheck`` as a module first.

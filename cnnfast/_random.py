@@ -7,7 +7,14 @@ import numpy as np
 
 __all__ = ["manual_seed", "default_generator", "_get_generator"]
 
-_default = np.random.default_rng()
+_default = None  # created on first use: importing numpy.random costs ~14 ms of `import cnnfast`
+
+
+def _default_rng() -> np.random.Generator:
+    global _default
+    if _default is None:
+        _default = np.random.default_rng()
+    return _default
 
 
 def manual_seed(seed: int) -> np.random.Generator:
@@ -25,13 +32,13 @@ def manual_seed(seed: int) -> np.random.Generator:
 
 def default_generator() -> np.random.Generator:
     """The current default generator."""
-    return _default
+    return _default_rng()
 
 
 def _get_generator(generator, op: str = "") -> np.random.Generator:
     """``None`` -> the default generator; an int -> a fresh seeded one; a Generator as is."""
     if generator is None:
-        return _default
+        return _default_rng()
     if isinstance(generator, np.random.Generator):
         return generator
     if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
