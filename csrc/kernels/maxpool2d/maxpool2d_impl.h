@@ -345,8 +345,10 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
         for (int64_t i = 0; i < p.kh; ++i) {
           const int64_t ih = oh2 * p.sh - p.ph + i * p.dh;
           if (ih < 0 || ih >= H) continue;
-          const char* r = x2 + ih * W * static_cast<int64_t>(sizeof(T));
-          for (int64_t off = 0; off < W * static_cast<int64_t>(sizeof(T)); off += 64) _mm_prefetch(r + off, _MM_HINT_T0);
+          // every line the row touches, from the one holding its first byte to the one holding its last
+          const std::uintptr_t r0 = reinterpret_cast<std::uintptr_t>(x2 + ih * W * static_cast<int64_t>(sizeof(T)));
+          const std::uintptr_t r1 = r0 + static_cast<std::uintptr_t>(W) * sizeof(T);
+          for (std::uintptr_t a = r0 & ~std::uintptr_t(63); a < r1; a += 64) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
         }
       }
       if (nr == 0) {
