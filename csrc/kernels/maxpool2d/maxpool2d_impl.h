@@ -18,8 +18,11 @@
 // index sentinel kNoIndex (larger than any real index, so a real element wins every tie with
 // padding); it is stored as -1.
 //
-// Allocation: each thread allocates its row buffers (a few rows of W + padding elements) once
-// per call. Declines (returns false) when a plane has 2^31 - 1 or more elements in float32
+// Rows are software-pipelined (the vertical pass runs one row ahead of steps 2-3) so the row
+// buffer stores have drained before steps 2-3 read them back; see the comment at the loop.
+//
+// Allocation: each thread allocates its row buffers (a few rows of W + padding elements, 64-byte
+// aligned) once per call. Declines (returns false) when a plane has 2^31 - 1 or more elements in float32
 // (indices are carried as int32 lanes next to the float lanes).
 //
 // Backward: threads own whole planes, so the scatter-add through (user-supplied, possibly
