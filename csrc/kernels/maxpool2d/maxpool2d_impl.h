@@ -18,8 +18,11 @@
 // index sentinel kNoIndex (larger than any real index, so a real element wins every tie with
 // padding); it is stored as -1.
 //
-// Allocation: each thread allocates its row buffers (a few rows of W + padding elements) once
-// per call. Declines (returns false) when a plane has 2^31 - 1 or more elements in float32
+// Rows are software-pipelined (the vertical pass runs one row ahead of steps 2-3) so the row
+// buffer stores have drained before steps 2-3 read them back; see the comment at the loop.
+//
+// Allocation: each thread allocates its row buffers (a few rows of W + padding elements, 64-byte
+// aligned) once per call. Declines (returns false) when a plane has 2^31 - 1 or more elements in float32
 // (indices are carried as int32 lanes next to the float lanes).
 //
 // Backward: threads own whole planes, so the scatter-add through (user-supplied, possibly
@@ -294,12 +297,25 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
   const bool stream = out_bytes >= kStreamBytes;
 
   parallel_for(p.N * p.C * OH, OW * p.kh * p.kw, [&](int64_t b, int64_t e) {
-    std::vector<T> rb(static_cast<size_t>(L), ninf), ph(sw == 1 ? 0 : static_cast<size_t>(sw * P), ninf);
-    std::vector<IT> rbi(WithIdx ? static_cast<size_t>(L) : 0, kNoIndex), phi(WithIdx && sw != 1 ? static_cast<size_t>(sw * P) : 0, kNoIndex);
-    T* const rv = rb.data() + p.pw;  // rv[w] = column w of the input row
-    IT* const ri = WithIdx ? rbi.data() + p.pw : nullptr;
-    const T* pv = sw == 1 ? rb.data() : ph.data();
-    const IT* pi = WithIdx ? (sw == 1 ? rbi.data() : phi.data()) : nullptr;
+    // Row buffers: two vertical-pass rows (rows are software-pipelined, see below) and the phase
+    // rows, in one block with every buffer 64-byte aligned.
+    auto seg = [](int64_t elems, size_t sz) { return (static_cast<size_t>(elems) * sz + 63) / 64 * 64; };
+    const size_t s_rb = seg(L, sizeof(T)), s_ph = sw == 1 ? 0 : seg(sw * P, sizeof(T));
+    const size_t s_rbi = WithIdx ? seg(L, sizeof(IT)) : 0, s_phi = WithIdx && sw != 1 ? seg(sw * P, sizeof(IT)) : 0;
+    std::vector<unsigned char> block(2 * s_rb + s_ph + 2 * s_rbi + s_phi + 64);
+    unsigned char* const base = block.data() + (64 - reinterpret_cast<std::uintptr_t>(block.data()) % 64) % 64;
+    T* const rbs[2] = {reinterpret_cast<T*>(base), reinterpret_cast<T*>(base + s_rb)};
+    T* const ph = reinterpret_cast<T*>(base + 2 * s_rb);
+    IT* const rbis[2] = {reinterpret_cast<IT*>(base + 2 * s_rb + s_ph), reinterpret_cast<IT*>(base + 2 * s_rb + s_ph + s_rbi)};
+    IT* const phi = reinterpret_cast<IT*>(base + 2 * s_rb + s_ph + 2 * s_rbi);
+    for (int u = 0; u < 2; ++u) {
+      std::fill(rbs[u], rbs[u] + L, ninf);
+      if (WithIdx) std::fill(rbis[u], rbis[u] + L, kNoIndex);
+    }
+    if (sw != 1) {
+      std::fill(ph, ph + sw * P, ninf);
+      if (WithIdx) std::fill(phi, phi + sw * P, kNoIndex);
+    }
     const typename S::I iota = S::iota();
     int64_t rows[64];
     std::vector<int64_t> rows_big(p.kh > 64 ? static_cast<size_t>(p.kh) : 0);
@@ -307,7 +323,15 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
     T tv[N];
     int64_t ti[N];
 
-    for (int64_t t = b; t < e; ++t) {
+    // Software pipeline: iteration t runs the vertical pass of row t and then the phase split and
+    // horizontal pass of row t - 1. The vertical pass's loads miss cache and hold up retirement,
+    // so its row-buffer stores sit in the store queue for long; a later load that only partly
+    // overlaps one of them (the phase split after padding pw = 1, the horizontal shifts) cannot
+    // be forwarded and must wait for it. One row of lag lets those stores drain first.
+    for (int64_t t = b; t <= e; ++t) {
+     if (t < e) {
+      T* const rv = rbs[(t - b) & 1] + p.pw;  // rv[w] = column w of the input row
+      IT* const ri = WithIdx ? rbis[(t - b) & 1] + p.pw : nullptr;
       const int64_t nc = t / OH, oh = t % OH;
       const T* xp = x + nc * H * W;
       // 1. vertical pass over the window's valid rows (top-down: first row wins ties)
@@ -324,8 +348,10 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
         for (int64_t i = 0; i < p.kh; ++i) {
           const int64_t ih = oh2 * p.sh - p.ph + i * p.dh;
           if (ih < 0 || ih >= H) continue;
-          const char* r = x2 + ih * W * static_cast<int64_t>(sizeof(T));
-          for (int64_t off = 0; off < W * static_cast<int64_t>(sizeof(T)); off += 64) _mm_prefetch(r + off, _MM_HINT_T0);
+          // every line the row touches, from the one holding its first byte to the one holding its last
+          const std::uintptr_t r0 = reinterpret_cast<std::uintptr_t>(x2 + ih * W * static_cast<int64_t>(sizeof(T)));
+          const std::uintptr_t r1 = r0 + static_cast<std::uintptr_t>(W) * sizeof(T);
+          for (std::uintptr_t a = r0 & ~std::uintptr_t(63); a < r1; a += 64) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
         }
       }
       if (nr == 0) {
@@ -356,18 +382,25 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
           if (WithIdx) ri[w] = bi;
         }
       }
+     }
+     if (t > b) {
+      const int64_t tp = t - 1;
+      const T* const rb = rbs[(tp - b) & 1];
+      const IT* const rbi = WithIdx ? rbis[(tp - b) & 1] : nullptr;
+      const T* const pv = sw == 1 ? rb : ph;
+      const IT* const pi = WithIdx ? (sw == 1 ? rbi : phi) : nullptr;
       // 2. phase split
       if (sw == 2) {
         for (int64_t k = 0; k < L; k += 2 * N) {
           typename S::V ev, od;
-          S::deint(S::load(rb.data() + k), S::load(rb.data() + k + N), ev, od);
-          S::store(ph.data() + k / 2, ev);
-          S::store(ph.data() + P + k / 2, od);
+          S::deint(S::load(rb + k), S::load(rb + k + N), ev, od);
+          S::store(ph + k / 2, ev);
+          S::store(ph + P + k / 2, od);
           if (WithIdx) {
             typename S::I ei, oi;
-            S::ideint(S::iload(rbi.data() + k), S::iload(rbi.data() + k + N), ei, oi);
-            S::istore(phi.data() + k / 2, ei);
-            S::istore(phi.data() + P + k / 2, oi);
+            S::ideint(S::iload(rbi + k), S::iload(rbi + k + N), ei, oi);
+            S::istore(phi + k / 2, ei);
+            S::istore(phi + P + k / 2, oi);
           }
         }
       } else if (sw > 2) {
@@ -378,8 +411,8 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
           }
       }
       // 3. horizontal pass
-      T* yr = y + t * OW;
-      int64_t* ir = WithIdx ? idx + t * OW : nullptr;
+      T* yr = y + tp * OW;
+      int64_t* ir = WithIdx ? idx + tp * OW : nullptr;
       for (int64_t ow = 0; ow < OW; ow += N) {
         auto acc = S::load(pv + ow + coff[0]);
         typename S::I ia{};
@@ -412,6 +445,7 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
           }
         }
       }
+     }
     }
     if (stream) _mm_sfence();  // order the streaming stores before the parallel region's join
   });
