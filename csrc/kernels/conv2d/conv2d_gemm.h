@@ -220,6 +220,15 @@ struct ColSegments {
   int64_t* oh;
   int64_t* ow;
   int64_t* len;
+  // Carve the four tables out of `mem`, which holds 4 * (cap + 1) int64 (cap = columns per tile).
+  static ColSegments in(int64_t* mem, int64_t cap) {
+    ColSegments s;
+    s.img = mem;
+    s.oh = mem + (cap + 1);
+    s.ow = mem + 2 * (cap + 1);
+    s.len = mem + 3 * (cap + 1);
+    return s;
+  }
   void build(const Conv2dShape& p, int64_t q0, int64_t total) {
     ColCursor cur(p, q0);
     count = 0;
@@ -398,11 +407,7 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
     T* bp = reinterpret_cast<T*>(mem);
     T* line = bp + kc * nc;
     int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(bp_bytes), 64));
-    ColSegments segs;
-    segs.img = seg_mem;
-    segs.oh = seg_mem + (nc + 1);
-    segs.ow = seg_mem + 2 * (nc + 1);
-    segs.len = seg_mem + 3 * (nc + 1);
+    ColSegments segs = ColSegments::in(seg_mem, nc);
     const bool plain = is_plain_1x1(p);
     for (int64_t it = b; it < e; ++it) {
       const int64_t ms = it % msplit, t = (it / msplit) % ntiles, g = it / (msplit * ntiles);
@@ -576,11 +581,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
     T* bp = cblk + mrb * ldc;
     T* abuf = bp + kc * ldc;
     int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(buf_bytes), 64));
-    ColSegments segs;
-    segs.img = seg_mem;
-    segs.oh = seg_mem + (kc + 1);
-    segs.ow = seg_mem + 2 * (kc + 1);
-    segs.len = seg_mem + 3 * (kc + 1);
+    ColSegments segs = ColSegments::in(seg_mem, kc);
     const bool plain = is_plain_1x1(p);
     // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels:
     // V::N x V::N register transposes, a scalar loop for the ragged edges.
@@ -762,11 +763,7 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
     T* colbuf = bp + Kg * nc;
     T* aedge = colbuf + mc * nc;
     int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(buf_bytes), 64));
-    ColSegments segs;
-    segs.img = seg_mem;
-    segs.oh = seg_mem + (nc + 1);
-    segs.ow = seg_mem + 2 * (nc + 1);
-    segs.len = seg_mem + 3 * (nc + 1);
+    ColSegments segs = ColSegments::in(seg_mem, nc);
     const bool plain = is_plain_1x1(p);
     for (int64_t it = b; it < e; ++it) {
       const int64_t cs = it % csplit, g = (it / csplit) % G, n = it / (csplit * G);
