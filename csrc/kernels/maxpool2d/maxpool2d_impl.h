@@ -64,37 +64,45 @@ struct Avx2F32 {
   static I iset1(IT v) { return _mm256_set1_epi32(v); }
   static I iota() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
   static I iadd(I a, I b) { return _mm256_add_epi32(a, b); }
-  static M take(V v, V acc) {
-    const M gt = _mm256_cmp_ps(v, acc, _CMP_GT_OQ);
-    const M nan_v = _mm256_cmp_ps(v, v, _CMP_UNORD_Q), num_acc = _mm256_cmp_ps(acc, acc, _CMP_ORD_Q);
-    return _mm256_or_ps(gt, _mm256_and_ps(nan_v, num_acc));
-  }
+  // !(v <= acc) is "v > acc, or either is NaN"; masking out a NaN acc leaves exactly "better".
+  static M take(V v, V acc) { return _mm256_andnot_ps(_mm256_cmp_ps(acc, acc, _CMP_UNORD_Q), _mm256_cmp_ps(v, acc, _CMP_NLE_UQ)); }
+  // better, or "not worse" (v >= acc, or v NaN) with a smaller index: "not worse and not better"
+  // is exactly "same", and where v is better the second term does not matter.
   static M take_tie(V v, I iv, V acc, I ia) {
-    const M nan_v = _mm256_cmp_ps(v, v, _CMP_UNORD_Q), nan_acc = _mm256_cmp_ps(acc, acc, _CMP_UNORD_Q);
-    const M better = _mm256_or_ps(_mm256_cmp_ps(v, acc, _CMP_GT_OQ), _mm256_andnot_ps(nan_acc, nan_v));
-    const M same = _mm256_or_ps(_mm256_cmp_ps(v, acc, _CMP_EQ_OQ), _mm256_and_ps(nan_v, nan_acc));
-    const M earlier = _mm256_castsi256_ps(_mm256_cmpgt_epi32(ia, iv));
-    return _mm256_or_ps(better, _mm256_and_ps(same, earlier));
+    const M not_worse = _mm256_or_ps(_mm256_cmp_ps(v, acc, _CMP_GE_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    return _mm256_or_ps(take(v, acc), _mm256_and_ps(not_worse, _mm256_castsi256_ps(_mm256_cmpgt_epi32(ia, iv))));
   }
   static V blend(V a, V b, M m) { return _mm256_blendv_ps(a, b, m); }
   static I iblend(I a, I b, M m) {
     return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), m));
   }
-  static void deint(V a, V b, V& even, V& odd) {
-    // shuffle gives [a0 a2 b0 b2 | a4 a6 b4 b6]; the 64-bit permute puts the a pairs first.
-    even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
-    odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
-  }
-  static void ideint(I a, I b, I& even, I& odd) {
-    V e, o;
-    deint(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), e, o);
-    even = _mm256_castps_si256(e);
-    odd = _mm256_castps_si256(o);
-  }
+  // Even / odd lanes of the 2N-lane row a:b in a fixed lane order of the ISA's choosing (here
+  // [a0 a2 b0 b2 | a4 a6 b4 b6]: one in-lane shuffle); lane-wise max / argmax work in any order,
+  // and unzip_fix / iunzip_fix restore the natural order once per output vector.
+  static V even(V a, V b) { return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)); }
+  static V odd(V a, V b) { return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)); }
+  static I ieven(I a, I b) { return _mm256_castps_si256(even(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b))); }
+  static I iodd(I a, I b) { return _mm256_castps_si256(odd(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b))); }
+  static V unzip_fix(V v) { return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0))); }
+  static I iunzip_fix(I v) { return _mm256_permute4x64_epi64(v, _MM_SHUFFLE(3, 1, 2, 0)); }
   static void stream(T* p, V v) { _mm256_stream_ps(p, v); }
-  template <bool NT>
+  static M gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+  static M ge(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+  static M unord(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_UNORD_Q); }  // a or b NaN
+  static M isnan(V a) { return unord(a, a); }
+  static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
+  static M mand(M a, M b) { return _mm256_and_ps(a, b); }
+  static M mor(M a, M b) { return _mm256_or_ps(a, b); }
+  static M ilt(I a, I b) { return _mm256_castsi256_ps(_mm256_cmpgt_epi32(b, a)); }
+  static M ieq(I a, I b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
+  // Lanes lo <= k < hi (0 <= lo, hi <= N) of p, the others -inf; masked-off lanes are not read.
+  static V load_clip(const T* p, int lo, int hi) {
+    const I k = iota(), m = _mm256_and_si256(_mm256_cmpgt_epi32(k, iset1(lo - 1)), _mm256_cmpgt_epi32(iset1(hi), k));
+    return _mm256_blendv_ps(set1(-std::numeric_limits<T>::infinity()), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+  }
+  template <bool NT, bool Sentinel = true>
   static void store_idx(int64_t* p, I i, IT sentinel) {
-    i = _mm256_or_si256(i, _mm256_cmpeq_epi32(i, _mm256_set1_epi32(sentinel)));  // sentinel | ~0 = -1
+    if (Sentinel) i = _mm256_or_si256(i, _mm256_cmpeq_epi32(i, _mm256_set1_epi32(sentinel)));  // sentinel | ~0 = -1
     const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i)), hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1));
     if (NT) {
       _mm256_stream_si256(reinterpret_cast<__m256i*>(p), lo);
@@ -121,37 +129,42 @@ struct Avx2F64 {
   static I iset1(IT v) { return _mm256_set1_epi64x(v); }
   static I iota() { return _mm256_setr_epi64x(0, 1, 2, 3); }
   static I iadd(I a, I b) { return _mm256_add_epi64(a, b); }
-  static M take(V v, V acc) {
-    const M gt = _mm256_cmp_pd(v, acc, _CMP_GT_OQ);
-    const M nan_v = _mm256_cmp_pd(v, v, _CMP_UNORD_Q), num_acc = _mm256_cmp_pd(acc, acc, _CMP_ORD_Q);
-    return _mm256_or_pd(gt, _mm256_and_pd(nan_v, num_acc));
-  }
+  // !(v <= acc) is "v > acc, or either is NaN"; masking out a NaN acc leaves exactly "better".
+  static M take(V v, V acc) { return _mm256_andnot_pd(_mm256_cmp_pd(acc, acc, _CMP_UNORD_Q), _mm256_cmp_pd(v, acc, _CMP_NLE_UQ)); }
+  // better, or "not worse" (v >= acc, or v NaN) with a smaller index: "not worse and not better"
+  // is exactly "same", and where v is better the second term does not matter.
   static M take_tie(V v, I iv, V acc, I ia) {
-    const M nan_v = _mm256_cmp_pd(v, v, _CMP_UNORD_Q), nan_acc = _mm256_cmp_pd(acc, acc, _CMP_UNORD_Q);
-    const M better = _mm256_or_pd(_mm256_cmp_pd(v, acc, _CMP_GT_OQ), _mm256_andnot_pd(nan_acc, nan_v));
-    const M same = _mm256_or_pd(_mm256_cmp_pd(v, acc, _CMP_EQ_OQ), _mm256_and_pd(nan_v, nan_acc));
-    const M earlier = _mm256_castsi256_pd(_mm256_cmpgt_epi64(ia, iv));
-    return _mm256_or_pd(better, _mm256_and_pd(same, earlier));
+    const M not_worse = _mm256_or_pd(_mm256_cmp_pd(v, acc, _CMP_GE_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+    return _mm256_or_pd(take(v, acc), _mm256_and_pd(not_worse, _mm256_castsi256_pd(_mm256_cmpgt_epi64(ia, iv))));
   }
   static V blend(V a, V b, M m) { return _mm256_blendv_pd(a, b, m); }
   static I iblend(I a, I b, M m) {
     return _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(a), _mm256_castsi256_pd(b), m));
   }
-  static void deint(V a, V b, V& even, V& odd) {
-    // unpacklo gives [a0 b0 | a2 b2]; the permute reorders to [a0 a2 b0 b2].
-    even = _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
-    odd = _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
-  }
-  static void ideint(I a, I b, I& even, I& odd) {
-    V e, o;
-    deint(_mm256_castsi256_pd(a), _mm256_castsi256_pd(b), e, o);
-    even = _mm256_castpd_si256(e);
-    odd = _mm256_castpd_si256(o);
-  }
+  // as Avx2F32: unpacklo gives [a0 b0 | a2 b2], the fix reorders to [a0 a2 b0 b2]
+  static V even(V a, V b) { return _mm256_unpacklo_pd(a, b); }
+  static V odd(V a, V b) { return _mm256_unpackhi_pd(a, b); }
+  static I ieven(I a, I b) { return _mm256_unpacklo_epi64(a, b); }
+  static I iodd(I a, I b) { return _mm256_unpackhi_epi64(a, b); }
+  static V unzip_fix(V v) { return _mm256_permute4x64_pd(v, _MM_SHUFFLE(3, 1, 2, 0)); }
+  static I iunzip_fix(I v) { return _mm256_permute4x64_epi64(v, _MM_SHUFFLE(3, 1, 2, 0)); }
   static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
-  template <bool NT>
+  static M gt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+  static M ge(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
+  static M unord(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_UNORD_Q); }
+  static M isnan(V a) { return unord(a, a); }
+  static bool any(M m) { return _mm256_movemask_pd(m) != 0; }
+  static M mand(M a, M b) { return _mm256_and_pd(a, b); }
+  static M mor(M a, M b) { return _mm256_or_pd(a, b); }
+  static M ilt(I a, I b) { return _mm256_castsi256_pd(_mm256_cmpgt_epi64(b, a)); }
+  static M ieq(I a, I b) { return _mm256_castsi256_pd(_mm256_cmpeq_epi64(a, b)); }
+  static V load_clip(const T* p, int lo, int hi) {  // as Avx2F32
+    const I k = iota(), m = _mm256_and_si256(_mm256_cmpgt_epi64(k, iset1(lo - 1)), _mm256_cmpgt_epi64(iset1(hi), k));
+    return _mm256_blendv_pd(set1(-std::numeric_limits<T>::infinity()), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+  }
+  template <bool NT, bool Sentinel = true>
   static void store_idx(int64_t* p, I i, IT sentinel) {
-    i = _mm256_or_si256(i, _mm256_cmpeq_epi64(i, _mm256_set1_epi64x(sentinel)));
+    if (Sentinel) i = _mm256_or_si256(i, _mm256_cmpeq_epi64(i, _mm256_set1_epi64x(sentinel)));
     if (NT) _mm256_stream_si256(reinterpret_cast<__m256i*>(p), i);
     else _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), i);
   }
@@ -174,32 +187,39 @@ struct Avx512F32 {
   static I iset1(IT v) { return _mm512_set1_epi32(v); }
   static I iota() { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
   static I iadd(I a, I b) { return _mm512_add_epi32(a, b); }
-  static M take(V v, V acc) {
-    return _mm512_cmp_ps_mask(v, acc, _CMP_GT_OQ) |
-           (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(acc, acc, _CMP_ORD_Q));
-  }
+  // as the AVX2 versions, with mask registers
+  static M take(V v, V acc) { return _mm512_cmp_ps_mask(v, acc, _CMP_NLE_UQ) & _mm512_cmp_ps_mask(acc, acc, _CMP_ORD_Q); }
   static M take_tie(V v, I iv, V acc, I ia) {
-    const M nan_v = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), nan_acc = _mm512_cmp_ps_mask(acc, acc, _CMP_UNORD_Q);
-    const M better = _mm512_cmp_ps_mask(v, acc, _CMP_GT_OQ) | (nan_v & static_cast<M>(~nan_acc));
-    const M same = _mm512_cmp_ps_mask(v, acc, _CMP_EQ_OQ) | (nan_v & nan_acc);
-    return better | (same & _mm512_cmpgt_epi32_mask(ia, iv));
+    const M not_worse = _mm512_cmp_ps_mask(v, acc, _CMP_GE_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return take(v, acc) | (not_worse & _mm512_cmpgt_epi32_mask(ia, iv));
   }
   static V blend(V a, V b, M m) { return _mm512_mask_blend_ps(m, a, b); }
   static I iblend(I a, I b, M m) { return _mm512_mask_blend_epi32(m, a, b); }
-  static void deint(V a, V b, V& even, V& odd) {
-    const I ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    even = _mm512_permutex2var_ps(a, ie, b);
-    odd = _mm512_permutex2var_ps(a, _mm512_add_epi32(ie, _mm512_set1_epi32(1)), b);
-  }
-  static void ideint(I a, I b, I& even, I& odd) {
-    const I ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    even = _mm512_permutex2var_epi32(a, ie, b);
-    odd = _mm512_permutex2var_epi32(a, _mm512_add_epi32(ie, _mm512_set1_epi32(1)), b);
-  }
+  // Even / odd lanes of a:b, already in natural order (two-source permute): the fix is a no-op.
+  static I even_lanes() { return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30); }
+  static V even(V a, V b) { return _mm512_permutex2var_ps(a, even_lanes(), b); }
+  static V odd(V a, V b) { return _mm512_permutex2var_ps(a, _mm512_add_epi32(even_lanes(), _mm512_set1_epi32(1)), b); }
+  static I ieven(I a, I b) { return _mm512_permutex2var_epi32(a, even_lanes(), b); }
+  static I iodd(I a, I b) { return _mm512_permutex2var_epi32(a, _mm512_add_epi32(even_lanes(), _mm512_set1_epi32(1)), b); }
+  static V unzip_fix(V v) { return v; }
+  static I iunzip_fix(I v) { return v; }
   static void stream(T* p, V v) { _mm512_stream_ps(p, v); }
-  template <bool NT>
+  static M gt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static M ge(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+  static M unord(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q); }
+  static M isnan(V a) { return unord(a, a); }
+  static bool any(M m) { return m != 0; }
+  static M mand(M a, M b) { return static_cast<M>(a & b); }
+  static M mor(M a, M b) { return static_cast<M>(a | b); }
+  static M ilt(I a, I b) { return _mm512_cmplt_epi32_mask(a, b); }
+  static M ieq(I a, I b) { return _mm512_cmpeq_epi32_mask(a, b); }
+  static V load_clip(const T* p, int lo, int hi) {  // as Avx2F32: bits lo..hi-1 of the mask
+    const M m = static_cast<M>(((1u << hi) - 1) & ~((1u << lo) - 1));
+    return _mm512_mask_loadu_ps(set1(-std::numeric_limits<T>::infinity()), m, p);
+  }
+  template <bool NT, bool Sentinel = true>
   static void store_idx(int64_t* p, I i, IT sentinel) {
-    i = _mm512_mask_mov_epi32(i, _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(sentinel)), _mm512_set1_epi32(-1));
+    if (Sentinel) i = _mm512_mask_mov_epi32(i, _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(sentinel)), _mm512_set1_epi32(-1));
     const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i)), hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1));
     if (NT) {
       _mm512_stream_si512(reinterpret_cast<__m512i*>(p), lo);
@@ -226,32 +246,38 @@ struct Avx512F64 {
   static I iset1(IT v) { return _mm512_set1_epi64(v); }
   static I iota() { return _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7); }
   static I iadd(I a, I b) { return _mm512_add_epi64(a, b); }
-  static M take(V v, V acc) {
-    return _mm512_cmp_pd_mask(v, acc, _CMP_GT_OQ) |
-           (_mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_pd_mask(acc, acc, _CMP_ORD_Q));
-  }
+  // as the AVX2 versions, with mask registers
+  static M take(V v, V acc) { return _mm512_cmp_pd_mask(v, acc, _CMP_NLE_UQ) & _mm512_cmp_pd_mask(acc, acc, _CMP_ORD_Q); }
   static M take_tie(V v, I iv, V acc, I ia) {
-    const M nan_v = _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q), nan_acc = _mm512_cmp_pd_mask(acc, acc, _CMP_UNORD_Q);
-    const M better = _mm512_cmp_pd_mask(v, acc, _CMP_GT_OQ) | (nan_v & static_cast<M>(~nan_acc));
-    const M same = _mm512_cmp_pd_mask(v, acc, _CMP_EQ_OQ) | (nan_v & nan_acc);
-    return better | (same & _mm512_cmpgt_epi64_mask(ia, iv));
+    const M not_worse = _mm512_cmp_pd_mask(v, acc, _CMP_GE_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
+    return take(v, acc) | (not_worse & _mm512_cmpgt_epi64_mask(ia, iv));
   }
   static V blend(V a, V b, M m) { return _mm512_mask_blend_pd(m, a, b); }
   static I iblend(I a, I b, M m) { return _mm512_mask_blend_epi64(m, a, b); }
-  static void deint(V a, V b, V& even, V& odd) {
-    const I ie = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-    even = _mm512_permutex2var_pd(a, ie, b);
-    odd = _mm512_permutex2var_pd(a, _mm512_add_epi64(ie, _mm512_set1_epi64(1)), b);
-  }
-  static void ideint(I a, I b, I& even, I& odd) {
-    const I ie = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-    even = _mm512_permutex2var_epi64(a, ie, b);
-    odd = _mm512_permutex2var_epi64(a, _mm512_add_epi64(ie, _mm512_set1_epi64(1)), b);
-  }
+  static I even_lanes() { return _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14); }
+  static V even(V a, V b) { return _mm512_permutex2var_pd(a, even_lanes(), b); }
+  static V odd(V a, V b) { return _mm512_permutex2var_pd(a, _mm512_add_epi64(even_lanes(), _mm512_set1_epi64(1)), b); }
+  static I ieven(I a, I b) { return _mm512_permutex2var_epi64(a, even_lanes(), b); }
+  static I iodd(I a, I b) { return _mm512_permutex2var_epi64(a, _mm512_add_epi64(even_lanes(), _mm512_set1_epi64(1)), b); }
+  static V unzip_fix(V v) { return v; }
+  static I iunzip_fix(I v) { return v; }
   static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
-  template <bool NT>
+  static M gt(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+  static M ge(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
+  static M unord(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_UNORD_Q); }
+  static M isnan(V a) { return unord(a, a); }
+  static bool any(M m) { return m != 0; }
+  static M mand(M a, M b) { return static_cast<M>(a & b); }
+  static M mor(M a, M b) { return static_cast<M>(a | b); }
+  static M ilt(I a, I b) { return _mm512_cmplt_epi64_mask(a, b); }
+  static M ieq(I a, I b) { return _mm512_cmpeq_epi64_mask(a, b); }
+  static V load_clip(const T* p, int lo, int hi) {  // as Avx2F32: bits lo..hi-1 of the mask
+    const M m = static_cast<M>(((1u << hi) - 1) & ~((1u << lo) - 1));
+    return _mm512_mask_loadu_pd(set1(-std::numeric_limits<T>::infinity()), m, p);
+  }
+  template <bool NT, bool Sentinel = true>
   static void store_idx(int64_t* p, I i, IT sentinel) {
-    i = _mm512_mask_mov_epi64(i, _mm512_cmpeq_epi64_mask(i, _mm512_set1_epi64(sentinel)), _mm512_set1_epi64(-1));
+    if (Sentinel) i = _mm512_mask_mov_epi64(i, _mm512_cmpeq_epi64_mask(i, _mm512_set1_epi64(sentinel)), _mm512_set1_epi64(-1));
     if (NT) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), i);
     else _mm512_storeu_si512(p, i);
   }
@@ -300,8 +326,8 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
     // Row buffers: two vertical-pass rows (rows are software-pipelined, see below) and the phase
     // rows, in one block with every buffer 64-byte aligned.
     auto seg = [](int64_t elems, size_t sz) { return (static_cast<size_t>(elems) * sz + 63) / 64 * 64; };
-    const size_t s_rb = seg(L, sizeof(T)), s_ph = sw == 1 ? 0 : seg(sw * P, sizeof(T));
-    const size_t s_rbi = WithIdx ? seg(L, sizeof(IT)) : 0, s_phi = WithIdx && sw != 1 ? seg(sw * P, sizeof(IT)) : 0;
+    const size_t s_rb = seg(L, sizeof(T)), s_ph = sw <= 2 ? 0 : seg(sw * P, sizeof(T));
+    const size_t s_rbi = WithIdx ? seg(L, sizeof(IT)) : 0, s_phi = WithIdx && sw > 2 ? seg(sw * P, sizeof(IT)) : 0;
     std::vector<unsigned char> block(2 * s_rb + s_ph + 2 * s_rbi + s_phi + 64);
     unsigned char* const base = block.data() + (64 - reinterpret_cast<std::uintptr_t>(block.data()) % 64) % 64;
     T* const rbs[2] = {reinterpret_cast<T*>(base), reinterpret_cast<T*>(base + s_rb)};
@@ -312,14 +338,14 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
       std::fill(rbs[u], rbs[u] + L, ninf);
       if (WithIdx) std::fill(rbis[u], rbis[u] + L, kNoIndex);
     }
-    if (sw != 1) {
+    if (sw > 2) {
       std::fill(ph, ph + sw * P, ninf);
       if (WithIdx) std::fill(phi, phi + sw * P, kNoIndex);
     }
     const typename S::I iota = S::iota();
-    int64_t rows[64];
-    std::vector<int64_t> rows_big(p.kh > 64 ? static_cast<size_t>(p.kh) : 0);
-    int64_t* rowlist = p.kh > 64 ? rows_big.data() : rows;
+    // the window's valid input rows: pointers and flat offsets (row * W) of their first elements
+    std::vector<const T*> rowp(static_cast<size_t>(p.kh));
+    std::vector<IT> rowoff(static_cast<size_t>(p.kh));
     T tv[N];
     int64_t ti[N];
 
@@ -338,7 +364,10 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
       int64_t nr = 0;
       for (int64_t i = 0; i < p.kh; ++i) {
         const int64_t ih = oh * p.sh - p.ph + i * p.dh;
-        if (ih >= 0 && ih < H) rowlist[nr++] = ih;
+        if (ih >= 0 && ih < H) {
+          rowp[nr] = xp + ih * W;
+          rowoff[nr++] = static_cast<IT>(ih * W);
+        }
       }
       // Prefetch the input rows of the output row kPrefetchRows ahead: each output row reads
       // only a few short row segments, too little for the hardware prefetcher to ramp up.
@@ -358,28 +387,32 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
         std::fill(rv, rv + W, ninf);
         if (WithIdx) std::fill(ri, ri + W, kNoIndex);
       } else {
+        // The lanes track the winning row's offset; adding the column vector col = w + iota
+        // at the store gives the flat index.
         int64_t w = 0;
+        auto col = iota;
         for (; w + N <= W; w += N) {
-          auto acc = S::load(xp + rowlist[0] * W + w);
-          auto ia = S::iadd(iota, S::iset1(static_cast<IT>(rowlist[0] * W + w)));
+          auto acc = S::load(rowp[0] + w);
+          auto ia = S::iset1(rowoff[0]);
           for (int64_t r = 1; r < nr; ++r) {
-            const auto v = S::load(xp + rowlist[r] * W + w);
+            const auto v = S::load(rowp[r] + w);
             const auto m = S::take(v, acc);
             acc = S::blend(acc, v, m);
-            if (WithIdx) ia = S::iblend(ia, S::iadd(iota, S::iset1(static_cast<IT>(rowlist[r] * W + w))), m);
+            if (WithIdx) ia = S::iblend(ia, S::iset1(rowoff[r]), m);
           }
           S::store(rv + w, acc);
-          if (WithIdx) S::istore(ri + w, ia);
+          if (WithIdx) S::istore(ri + w, S::iadd(ia, col));
+          col = S::iadd(col, S::iset1(N));
         }
         for (; w < W; ++w) {
-          T best = xp[rowlist[0] * W + w];
-          IT bi = static_cast<IT>(rowlist[0] * W + w);
+          T best = rowp[0][w];
+          IT bi = rowoff[0];
           for (int64_t r = 1; r < nr; ++r) {
-            const T v = xp[rowlist[r] * W + w];
-            if (better(v, best)) { best = v; bi = static_cast<IT>(rowlist[r] * W + w); }
+            const T v = rowp[r][w];
+            if (better(v, best)) { best = v; bi = rowoff[r]; }
           }
           rv[w] = best;
-          if (WithIdx) ri[w] = bi;
+          if (WithIdx) ri[w] = static_cast<IT>(bi + w);
         }
       }
      }
@@ -387,47 +420,10 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
       const int64_t tp = t - 1;
       const T* const rb = rbs[(tp - b) & 1];
       const IT* const rbi = WithIdx ? rbis[(tp - b) & 1] : nullptr;
-      const T* const pv = sw == 1 ? rb : ph;
-      const IT* const pi = WithIdx ? (sw == 1 ? rbi : phi) : nullptr;
-      // 2. phase split
-      if (sw == 2) {
-        for (int64_t k = 0; k < L; k += 2 * N) {
-          typename S::V ev, od;
-          S::deint(S::load(rb + k), S::load(rb + k + N), ev, od);
-          S::store(ph + k / 2, ev);
-          S::store(ph + P + k / 2, od);
-          if (WithIdx) {
-            typename S::I ei, oi;
-            S::ideint(S::iload(rbi + k), S::iload(rbi + k + N), ei, oi);
-            S::istore(phi + k / 2, ei);
-            S::istore(phi + P + k / 2, oi);
-          }
-        }
-      } else if (sw > 2) {
-        for (int64_t r = 0; r < sw; ++r)
-          for (int64_t q = 0; q < P && q * sw + r < L; ++q) {
-            ph[r * P + q] = rb[q * sw + r];
-            if (WithIdx) phi[r * P + q] = rbi[q * sw + r];
-          }
-      }
-      // 3. horizontal pass
-      T* yr = y + tp * OW;
-      int64_t* ir = WithIdx ? idx + tp * OW : nullptr;
-      for (int64_t ow = 0; ow < OW; ow += N) {
-        auto acc = S::load(pv + ow + coff[0]);
-        typename S::I ia{};
-        if (WithIdx) ia = S::iload(pi + ow + coff[0]);
-        for (int64_t j = 1; j < p.kw; ++j) {
-          const auto v = S::load(pv + ow + coff[j]);
-          if (WithIdx) {
-            const auto iv = S::iload(pi + ow + coff[j]);
-            const auto m = S::take_tie(v, iv, acc, ia);
-            acc = S::blend(acc, v, m);
-            ia = S::iblend(ia, iv, m);
-          } else {
-            acc = S::blend(acc, v, S::take(v, acc));
-          }
-        }
+      T* const yr = y + tp * OW;
+      int64_t* const ir = WithIdx ? idx + tp * OW : nullptr;
+      // Writes output columns [ow, ow + N) of the row (clipped at OW).
+      auto emit = [&](int64_t ow, typename S::V acc, typename S::I ia) {
         if (ow + N <= OW) {
           // streaming only where the store is vector-aligned (rows of odd byte length are not)
           if (stream && reinterpret_cast<std::uintptr_t>(yr + ow) % sizeof(typename S::V) == 0) S::stream(yr + ow, acc);
@@ -444,8 +440,369 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
             std::memcpy(ir + ow, ti, static_cast<size_t>(OW - ow) * sizeof(int64_t));
           }
         }
+      };
+      // Folds window column v (indices iv) into the running maximum.
+      auto fold = [](typename S::V v, typename S::I iv, typename S::V& acc, typename S::I& ia) {
+        if (WithIdx) {
+          const auto m = S::take_tie(v, iv, acc, ia);
+          acc = S::blend(acc, v, m);
+          ia = S::iblend(ia, iv, m);
+        } else {
+          acc = S::blend(acc, v, S::take(v, acc));
+        }
+      };
+      if (sw == 2) {
+        // 2-3. stride 2: window column j of outputs [ow, ow + N) is the even (j*dw even) or odd
+        // lanes of rb[2 * (ow + j*dw/2) ...], deinterleaved in registers. (Going through a phase
+        // buffer stored just before costs a store-forwarding stall on every shifted load.)
+        for (int64_t ow = 0; ow < OW; ow += N) {
+          typename S::V acc{};
+          typename S::I ia{};
+          for (int64_t j = 0; j < p.kw; ++j) {
+            const int64_t jd = j * p.dw, o = 2 * (ow + jd / 2);
+            const auto va = S::load(rb + o), vb = S::load(rb + o + N);
+            const auto v = jd & 1 ? S::odd(va, vb) : S::even(va, vb);
+            typename S::I iv{};
+            if (WithIdx) {
+              const auto ja = S::iload(rbi + o), jb = S::iload(rbi + o + N);
+              iv = jd & 1 ? S::iodd(ja, jb) : S::ieven(ja, jb);
+            }
+            if (j == 0) {
+              acc = v;
+              ia = iv;
+            } else {
+              fold(v, iv, acc, ia);
+            }
+          }
+          emit(ow, S::unzip_fix(acc), WithIdx ? S::iunzip_fix(ia) : ia);
+        }
+      } else {
+        const T* const pv = sw == 1 ? rb : ph;
+        const IT* const pi = WithIdx ? (sw == 1 ? rbi : phi) : nullptr;
+        // 2. phase split (strides above 2: scalar, rare)
+        if (sw > 2) {
+          for (int64_t r = 0; r < sw; ++r)
+            for (int64_t q = 0; q < P && q * sw + r < L; ++q) {
+              ph[r * P + q] = rb[q * sw + r];
+              if (WithIdx) phi[r * P + q] = rbi[q * sw + r];
+            }
+        }
+        // 3. horizontal pass
+        for (int64_t ow = 0; ow < OW; ow += N) {
+          auto acc = S::load(pv + ow + coff[0]);
+          typename S::I ia{};
+          if (WithIdx) ia = S::iload(pi + ow + coff[0]);
+          for (int64_t j = 1; j < p.kw; ++j) fold(S::load(pv + ow + coff[j]), WithIdx ? S::iload(pi + ow + coff[j]) : ia, acc, ia);
+          emit(ow, acc, ia);
+        }
       }
      }
+    }
+    if (stream) _mm_sfence();  // order the streaming stores before the parallel region's join
+  });
+}
+
+// Stride-2 forward, horizontal pass first (the ResNet / VGG downsampling pools). Each input row
+// is reduced across the window columns once, into a ring of row results (slot ih % span), and an
+// output row is the vertical fold of its kh rows' results. In this order the first maximum of a
+// row is the leftmost (columns are folded left to right) and the first row wins across rows, which
+// is the scan order of the reference with plain "better" tests: no index comparisons, unlike the
+// vertical-first order of fwd_impl, whose column fold must break ties between rows by index.
+// Window column j of N outputs is the even lanes of the 2N inputs from column 2*ow - pw + j*dw,
+// loaded straight from x (S::even: one in-lane shuffle; row results stay in its lane order until
+// the output store). Blocks reaching past either end of the row load with S::load_clip: outside
+// columns read as -inf with index kNoIndex, and a padding accumulator is replaced by the next
+// column whatever its value, so padding never wins.
+
+// The stride-2 passes below have a fast form for rows without NaN: "better" is then one ordered
+// compare (v > acc). The horizontal pass checks the columns it loads for NaN (one unordered compare
+// per pair of vectors) and redoes a row that has one with the NaN-aware test; the vertical pass
+// uses the NaN-aware test when any of its rows had NaN. Plain compare, as take() for NaN-free input.
+template <class S, bool NanSafe>
+inline typename S::M take_s2(typename S::V v, typename S::V acc) {
+  if (NanSafe) return S::take(v, acc);
+  return S::gt(v, acc);
+}
+
+// One block of N outputs of a horizontal row pass at a row edge (columns outside [0, W) read as
+// -inf with index kNoIndex; a padding accumulator is replaced by the next column whatever its
+// value). Always NaN-aware; returns whether the result has NaN. Kept out of line: the interior
+// loop stays small enough for its registers.
+template <class S, bool WithIdx>
+__attribute__((noinline)) bool hblock_s2_edge(const typename S::T* row, int64_t ihW, int64_t W, int64_t c0, int64_t kw, int64_t dw,
+                                             typename S::T* hvs, typename S::IT* his) {
+  using T = typename S::T;
+  using IT = typename S::IT;
+  using V = typename S::V;
+  using I = typename S::I;
+  using M = typename S::M;
+  constexpr int N = S::N;
+  constexpr IT kNoIndex = std::numeric_limits<IT>::max();
+  const I lane2 = S::ieven(S::iota(), S::iadd(S::iota(), S::iset1(N)));  // 2 * lane, in S::even's lane order
+  auto clip = [&](int64_t c) {  // row[c .. c + N) with columns outside [0, W) as -inf
+    const int64_t lo = c < 0 ? -c : 0, hi = W - c;
+    const int l = static_cast<int>(lo < N ? lo : N), h = static_cast<int>(hi < l ? l : hi < N ? hi : N);
+    // address arithmetic in integers: c may lie before the row (those lanes are not read)
+    return S::load_clip(reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + c * static_cast<int64_t>(sizeof(T))), l, h);
+  };
+  V acc{};
+  I ia{};
+  for (int64_t j = 0; j < kw; ++j) {
+    const int64_t cj = c0 + j * dw;
+    const V v = S::even(clip(cj), clip(cj + N));
+    I iv{};
+    if (WithIdx) {
+      const I col = S::iadd(lane2, S::iset1(static_cast<IT>(cj)));
+      const M valid = S::mand(S::ilt(S::iset1(-1), col), S::ilt(col, S::iset1(static_cast<IT>(W))));
+      iv = S::iblend(S::iset1(kNoIndex), S::iadd(col, S::iset1(static_cast<IT>(ihW))), valid);
+    }
+    if (j == 0) {
+      acc = v;
+      ia = iv;
+    } else {
+      // (without indices a padding accumulator is -inf, which a real value replaces or equals)
+      const M m = WithIdx ? S::mor(S::take(v, acc), S::ieq(ia, S::iset1(kNoIndex))) : S::take(v, acc);
+      acc = S::blend(acc, v, m);
+      if (WithIdx) ia = S::iblend(ia, iv, m);
+    }
+  }
+  S::store(hvs, acc);
+  if (WithIdx) S::istore(his, ia);
+  return S::any(S::isnan(acc));
+}
+
+// One block of N outputs of the horizontal pass for kw = 2 or 3, dw = 1, from the 2N (+ 2)
+// input columns starting at c0 = 2 * ow - pw: window columns 0 and 1 are the even and odd lanes
+// of the pair at c0, column 2 the even lanes of the pair at c0 + 2. Clip: load through
+// S::load_clip (the block reaches past the row or x). Left: pw = 1 and this is block 0, so lane 0's
+// column 0 is padding: the fold starts from column 1 and column 0 then wins ties in the other
+// lanes (it comes first). Without NanSafe, "better" is v > acc and nanm collects NaN in the loads.
+template <class S, bool WithIdx, int KW, bool NanSafe, bool Left, bool Clip>
+inline __attribute__((always_inline)) void hblock_s2(const typename S::T* row, int64_t c0, int64_t W, typename S::I first,
+                                                     typename S::T* hvs, typename S::IT* his, typename S::M& nanm) {
+  using T = typename S::T;
+  using V = typename S::V;
+  using I = typename S::I;
+  using M = typename S::M;
+  constexpr int N = S::N;
+  auto ld = [&](int64_t c) {
+    if (!Clip) return S::load(row + c);
+    const int64_t lo = c < 0 ? -c : 0, hi = W - c;  // lanes [lo, hi) lie in the row
+    const int l = static_cast<int>(lo < N ? lo : N), h = static_cast<int>(hi < l ? l : hi < N ? hi : N);
+    // address arithmetic in integers: c may lie before the row (those lanes are not read)
+    return S::load_clip(reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + c * static_cast<int64_t>(sizeof(T))), l, h);
+  };
+  const V a = ld(c0), b = ld(c0 + N);
+  const V v0 = S::even(a, b), v1 = S::odd(a, b);
+  if (!NanSafe) nanm = S::mor(nanm, S::unord(a, b));
+  V acc;
+  I ia{};
+  if (Left) {
+    acc = v1;
+    if (WithIdx) ia = S::iadd(first, S::iset1(1));
+    const M m = S::mand(S::mor(S::ge(v0, acc), S::isnan(v0)), S::ilt(S::iset1(0), S::iota()));  // not worse, lanes >= 1
+    acc = S::blend(acc, v0, m);
+    if (WithIdx) ia = S::iblend(ia, first, m);
+  } else {
+    acc = v0;
+    ia = first;
+    const M m = take_s2<S, NanSafe>(v1, acc);
+    acc = S::blend(acc, v1, m);
+    if (WithIdx) ia = S::iblend(ia, S::iadd(first, S::iset1(1)), m);
+  }
+  if (KW == 3) {
+    const V c = ld(c0 + 2), d = ld(c0 + 2 + N);
+    const V v2 = S::even(c, d);
+    if (!NanSafe) nanm = S::mor(nanm, S::unord(c, d));
+    const M m = take_s2<S, NanSafe>(v2, acc);
+    acc = S::blend(acc, v2, m);
+    if (WithIdx) ia = S::iblend(ia, S::iadd(first, S::iset1(2)), m);
+  }
+  if (NanSafe) nanm = S::mor(nanm, S::isnan(acc));
+  S::store(hvs, acc);
+  if (WithIdx) S::istore(reinterpret_cast<typename S::IT*>(his), ia);
+}
+
+// Horizontal pass of one input row (flat offset ihW of its first element) into hvs / his.
+// KW = 2 or 3 (dw = 1, pw <= 1): hblock_s2 over the row, interior blocks [ob, oe) loaded
+// directly; KW = 0: runtime kw / dw, interior blocks directly, the others through the generic
+// hblock_s2_edge, always NaN-aware. Returns whether the row result may hold NaN: without NanSafe,
+// whether the row must be redone with it; with it, whether the vertical pass must be NaN-aware.
+template <class S, bool WithIdx, int KW, bool NanSafe>
+bool hrow_s2(const typename S::T* row, bool left_direct, int64_t ihW, int64_t W, int64_t owv, int64_t ob, int64_t oe, int64_t pw,
+             int64_t kw_rt, int64_t dw, typename S::T* hvs, typename S::IT* his) {
+  using IT = typename S::IT;
+  using V = typename S::V;
+  using I = typename S::I;
+  using M = typename S::M;
+  constexpr int N = S::N;
+  static_assert(KW == 0 || KW == 2 || KW == 3, "fast horizontal pass for kw = 2, 3");
+  const I lane2 = S::ieven(S::iota(), S::iadd(S::iota(), S::iset1(N)));  // 2 * lane, in S::even's lane order
+  const I step = S::iset1(2 * N);
+  I first = S::iadd(lane2, S::iset1(static_cast<IT>(ihW - pw)));  // flat index of window column 0, per lane
+  M nanm = S::gt(S::set1(0), S::set1(0));                         // all false
+  bool nan = false;
+  if (KW != 0) {
+    int64_t ow = 0;
+    if (pw > 0) {  // block 0 holds the left padding (pw = 1); its loads start one before the row
+      if (left_direct) hblock_s2<S, WithIdx, KW, NanSafe, true, false>(row, -pw, W, first, hvs, his, nanm);
+      else hblock_s2<S, WithIdx, KW, NanSafe, true, true>(row, -pw, W, first, hvs, his, nanm);
+      ow = N;
+      first = S::iadd(first, step);
+    }
+    for (; ow < oe; ow += N, first = S::iadd(first, step))
+      hblock_s2<S, WithIdx, KW, NanSafe, false, false>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
+    for (; ow < owv; ow += N, first = S::iadd(first, step))
+      hblock_s2<S, WithIdx, KW, NanSafe, false, true>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
+    return S::any(nanm);
+  }
+  const int64_t kw = kw_rt;
+  for (int64_t ow = 0; ow < ob; ow += N) nan |= hblock_s2_edge<S, WithIdx>(row, ihW, W, 2 * ow - pw, kw, dw, hvs + ow, his + ow);
+  first = S::iadd(first, S::iset1(static_cast<IT>(2 * ob)));
+  for (int64_t ow = ob; ow < oe; ow += N, first = S::iadd(first, step)) {
+    const typename S::T* q = row + 2 * ow - pw;
+    V acc = S::even(S::load(q), S::load(q + N));
+    I ia = first;
+    for (int64_t j = 1; j < kw; ++j) {
+      const V v = S::even(S::load(q + j * dw), S::load(q + j * dw + N));
+      const M m = S::take(v, acc);
+      acc = S::blend(acc, v, m);
+      if (WithIdx) ia = S::iblend(ia, S::iadd(first, S::iset1(static_cast<IT>(j * dw))), m);
+    }
+    nanm = S::mor(nanm, S::isnan(acc));
+    S::store(hvs + ow, acc);
+    if (WithIdx) S::istore(his + ow, ia);
+  }
+  nan |= S::any(nanm);
+  for (int64_t ow = oe > ob ? oe : ob; ow < owv; ow += N) nan |= hblock_s2_edge<S, WithIdx>(row, ihW, W, 2 * ow - pw, kw, dw, hvs + ow, his + ow);
+  return nan;
+}
+
+template <class S, bool WithIdx, int KW>
+void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, int64_t* idx) {
+  using T = typename S::T;
+  using IT = typename S::IT;
+  using V = typename S::V;
+  using I = typename S::I;
+  using M = typename S::M;
+  constexpr int N = S::N;
+  constexpr IT kNoIndex = std::numeric_limits<IT>::max();
+  const int64_t H = p.H, W = p.W, OH = p.OH, OW = p.OW, kh = p.kh, kw = p.kw, sh = p.sh, ph = p.ph, pw = p.pw, dh = p.dh, dw = p.dw;
+  const T* const x_end = x + p.N * p.C * H * W;
+  const int64_t owv = (OW + N - 1) / N * N;  // row result length (whole vectors)
+  const int64_t span = (kh - 1) * dh + 1;    // input rows one window spans = ring slots
+  const int64_t out_bytes = p.N * p.C * OH * OW * static_cast<int64_t>(sizeof(T) + (WithIdx ? sizeof(int64_t) : 0));
+  const bool stream = out_bytes >= kStreamBytes;
+  // Interior blocks [ob, oe) of a row: every used column (even lanes) inside the row, every loaded
+  // element inside x. A block loads columns [c0, c0 + reach), c0 = 2 * ow - pw, and uses all but
+  // the last; that one may be the next row's first element, except after the last row of x (oe1).
+  const int64_t reach = (kw - 1) * dw + 2 * N;
+  int64_t ob = 0, oe = 0, oe1 = 0;
+  while (ob < owv && 2 * ob - pw < 0) ob += N;
+  for (int64_t ow = ob; ow < owv; ow += N) {
+    if (2 * ow - pw + reach - 1 <= W) oe = ow + N;
+    if (2 * ow - pw + reach <= W) oe1 = ow + N;
+  }
+  if (oe < ob) oe = ob;
+  if (oe1 < ob) oe1 = ob;
+  // the same for block 0 when it starts before the row (pw = 1 in the fast form)
+  const bool l0 = -pw + reach - 1 <= W, l01 = -pw + reach <= W;
+
+  parallel_for(p.N * p.C * OH, OW * kh * kw, [=](int64_t b, int64_t e) {
+    // ring slot s: values hv + s * owv, indices hi + s * owv (64-byte aligned block)
+    const size_t s_hv = (static_cast<size_t>(span * owv) * sizeof(T) + 63) / 64 * 64;
+    const size_t s_hi = WithIdx ? static_cast<size_t>(span * owv) * sizeof(IT) : 0;
+    std::vector<unsigned char> block(s_hv + s_hi + 64);
+    unsigned char* const base = block.data() + (64 - reinterpret_cast<std::uintptr_t>(block.data()) % 64) % 64;
+    T* const hv = reinterpret_cast<T*>(base);
+    IT* const hi = reinterpret_cast<IT*>(base + s_hv);
+    std::vector<int64_t> tag(static_cast<size_t>(span), -1);  // plane * H + input row held by each slot
+    std::vector<char> rnan(static_cast<size_t>(span), 0);     // whether that row result holds NaN
+    std::vector<const T*> rv(static_cast<size_t>(kh));        // row results of the window's valid rows
+    std::vector<const IT*> ri(static_cast<size_t>(kh));
+    T tv[N];
+    int64_t ti[N];
+
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t nc = t / OH, oh = t % OH;
+      const T* const xp = x + nc * H * W;
+      // Prefetch the input rows of the output row kPrefetchRows ahead (see fwd_impl).
+      if (t + kPrefetchRows < e) {
+        const int64_t t2 = t + kPrefetchRows, oh2 = t2 % OH;
+        const char* x2 = reinterpret_cast<const char*>(x + t2 / OH * H * W);
+        for (int64_t i = 0; i < kh; ++i) {
+          const int64_t ih = oh2 * sh - ph + i * dh;
+          if (ih < 0 || ih >= H) continue;
+          const std::uintptr_t r0 = reinterpret_cast<std::uintptr_t>(x2 + ih * W * static_cast<int64_t>(sizeof(T)));
+          const std::uintptr_t r1 = r0 + static_cast<std::uintptr_t>(W) * sizeof(T);
+          for (std::uintptr_t a = r0 & ~std::uintptr_t(63); a < r1; a += 64) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
+        }
+      }
+      // horizontal pass of the window's valid rows not already in the ring
+      int64_t nr = 0;
+      bool nan = false;
+      for (int64_t i = 0; i < kh; ++i) {
+        const int64_t ih = oh * sh - ph + i * dh;
+        if (ih < 0 || ih >= H) continue;
+        const int64_t s = ih % span;
+        T* const hvs = hv + s * owv;
+        IT* const his = WithIdx ? hi + s * owv : nullptr;
+        if (tag[s] != nc * H + ih) {
+          const T* row = xp + ih * W;
+          const int64_t oer = row + W < x_end ? oe : oe1;
+          const bool left = row > x && (row + W < x_end ? l0 : l01);  // block 0 may load directly
+          bool rn = hrow_s2<S, WithIdx, KW, KW == 0>(row, left, ih * W, W, owv, ob, oer, pw, kw, dw, hvs, his);
+          if (KW != 0 && rn) rn = hrow_s2<S, WithIdx, KW, true>(row, left, ih * W, W, owv, ob, oer, pw, kw, dw, hvs, his);
+          tag[s] = nc * H + ih;
+          rnan[s] = rn;
+        }
+        nan |= rnan[s] != 0;
+        rv[nr] = hvs;
+        ri[nr] = his;
+        ++nr;
+      }
+      // vertical pass (top-down: the first row wins ties) and the output row
+      T* const yr = y + t * OW;
+      int64_t* const ir = WithIdx ? idx + t * OW : nullptr;
+      // whole-vector stores stay aligned along the row when its start is
+      const bool ys = stream && reinterpret_cast<std::uintptr_t>(yr) % sizeof(V) == 0;
+      const bool is = stream && WithIdx && reinterpret_cast<std::uintptr_t>(ir) % sizeof(V) == 0;
+      auto vpass = [&](auto safe) {
+        constexpr bool Safe = decltype(safe)::value;
+        for (int64_t ow = 0; ow < OW; ow += N) {
+          V acc = S::set1(-std::numeric_limits<T>::infinity());
+          I ia = S::iset1(kNoIndex);
+          if (nr > 0) {
+            acc = S::load(rv[0] + ow);
+            if (WithIdx) ia = S::iload(ri[0] + ow);
+          }
+          for (int64_t r = 1; r < nr; ++r) {
+            const V v = S::load(rv[r] + ow);
+            const M m = take_s2<S, Safe>(v, acc);
+            acc = S::blend(acc, v, m);
+            if (WithIdx) ia = S::iblend(ia, S::iload(ri[r] + ow), m);
+          }
+          acc = S::unzip_fix(acc);
+          if (WithIdx) ia = S::iunzip_fix(ia);
+          if (ow + N <= OW) {
+            if (ys) S::stream(yr + ow, acc);
+            else S::store(yr + ow, acc);
+            if (WithIdx) {
+              if (is) S::template store_idx<true>(ir + ow, ia, kNoIndex);
+              else S::template store_idx<false>(ir + ow, ia, kNoIndex);
+            }
+          } else {
+            S::store(tv, acc);
+            std::memcpy(yr + ow, tv, static_cast<size_t>(OW - ow) * sizeof(T));
+            if (WithIdx) {
+              S::template store_idx<false>(ti, ia, kNoIndex);
+              std::memcpy(ir + ow, ti, static_cast<size_t>(OW - ow) * sizeof(int64_t));
+            }
+          }
+        }
+      };
+      if (nan) vpass(std::true_type{});
+      else vpass(std::false_type{});
     }
     if (stream) _mm_sfence();  // order the streaming stores before the parallel region's join
   });
@@ -454,7 +811,13 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
 template <class S>
 bool fwd(const Pool2dShape& p, const typename S::T* x, typename S::T* y, int64_t* idx) {
   if (p.H * p.W >= static_cast<int64_t>(std::numeric_limits<typename S::IT>::max())) return false;  // index lanes too narrow
-  if (idx) fwd_impl<S, true>(p, x, y, idx);
+  if (idx && p.sw == 2) {
+    // the fast horizontal form: kw = 2 or 3 with dw = 1 (then pw <= 1)
+    if (p.kw == 3 && p.dw == 1) fwd_s2_impl<S, true, 3>(p, x, y, idx);
+    else if (p.kw == 2 && p.dw == 1) fwd_s2_impl<S, true, 2>(p, x, y, idx);
+    else fwd_s2_impl<S, true, 0>(p, x, y, idx);
+  }
+  else if (idx) fwd_impl<S, true>(p, x, y, idx);
   else fwd_impl<S, false>(p, x, y, idx);
   return true;
 }
