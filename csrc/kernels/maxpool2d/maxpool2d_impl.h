@@ -35,6 +35,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
+#include <algorithm>
 #include <vector>
 
 #include "common/parallel.h"
@@ -73,9 +75,9 @@ struct Avx2F32 {
     return _mm256_or_ps(take(v, acc), _mm256_and_ps(not_worse, _mm256_castsi256_ps(_mm256_cmpgt_epi32(ia, iv))));
   }
   static V blend(V a, V b, M m) { return _mm256_blendv_ps(a, b, m); }
-  static I iblend(I a, I b, M m) {
-    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), m));
-  }
+  // Byte blend (m is all-ones or all-zeros per lane): a float blend of integers makes GCC 12
+  // recompute the mask's sign with an extra compare.
+  static I iblend(I a, I b, M m) { return _mm256_blendv_epi8(a, b, _mm256_castps_si256(m)); }
   // Even / odd lanes of the 2N-lane row a:b in a fixed lane order of the ISA's choosing (here
   // [a0 a2 b0 b2 | a4 a6 b4 b6]: one in-lane shuffle); lane-wise max / argmax work in any order,
   // and unzip_fix / iunzip_fix restore the natural order once per output vector.
@@ -138,9 +140,7 @@ struct Avx2F64 {
     return _mm256_or_pd(take(v, acc), _mm256_and_pd(not_worse, _mm256_castsi256_pd(_mm256_cmpgt_epi64(ia, iv))));
   }
   static V blend(V a, V b, M m) { return _mm256_blendv_pd(a, b, m); }
-  static I iblend(I a, I b, M m) {
-    return _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(a), _mm256_castsi256_pd(b), m));
-  }
+  static I iblend(I a, I b, M m) { return _mm256_blendv_epi8(a, b, _mm256_castpd_si256(m)); }  // as Avx2F32
   // as Avx2F32: unpacklo gives [a0 b0 | a2 b2], the fix reorders to [a0 a2 b0 b2]
   static V even(V a, V b) { return _mm256_unpacklo_pd(a, b); }
   static V odd(V a, V b) { return _mm256_unpackhi_pd(a, b); }
@@ -594,33 +594,32 @@ inline __attribute__((always_inline)) void hblock_s2(const typename S::T* row, i
   };
   const V a = ld(c0), b = ld(c0 + N);
   const V v0 = S::even(a, b), v1 = S::odd(a, b);
+  // NaN check of columns [c0, c0 + 2N): the blocks together cover the row but for the column
+  // after the last block's pair, which hrow_s2 checks
   if (!NanSafe) nanm = S::mor(nanm, S::unord(a, b));
+  const I zero = S::iset1(0), one = S::iset1(1);
   V acc;
-  I ia{};
+  I code{};  // the winner's window column
   if (Left) {
     acc = v1;
-    if (WithIdx) ia = S::iadd(first, S::iset1(1));
-    const M m = S::mand(S::mor(S::ge(v0, acc), S::isnan(v0)), S::ilt(S::iset1(0), S::iota()));  // not worse, lanes >= 1
+    const M m = S::mand(S::mor(S::ge(v0, acc), S::isnan(v0)), S::ilt(zero, S::iota()));  // not worse, lanes >= 1
     acc = S::blend(acc, v0, m);
-    if (WithIdx) ia = S::iblend(ia, first, m);
+    if (WithIdx) code = S::iblend(one, zero, m);
   } else {
     acc = v0;
-    ia = first;
     const M m = take_s2<S, NanSafe>(v1, acc);
     acc = S::blend(acc, v1, m);
-    if (WithIdx) ia = S::iblend(ia, S::iadd(first, S::iset1(1)), m);
+    if (WithIdx) code = S::iblend(zero, one, m);
   }
   if (KW == 3) {
-    const V c = ld(c0 + 2), d = ld(c0 + 2 + N);
-    const V v2 = S::even(c, d);
-    if (!NanSafe) nanm = S::mor(nanm, S::unord(c, d));
+    const V v2 = S::even(ld(c0 + 2), ld(c0 + 2 + N));
     const M m = take_s2<S, NanSafe>(v2, acc);
     acc = S::blend(acc, v2, m);
-    if (WithIdx) ia = S::iblend(ia, S::iadd(first, S::iset1(2)), m);
+    if (WithIdx) code = S::iblend(code, S::iset1(2), m);
   }
   if (NanSafe) nanm = S::mor(nanm, S::isnan(acc));
   S::store(hvs, acc);
-  if (WithIdx) S::istore(reinterpret_cast<typename S::IT*>(his), ia);
+  if (WithIdx) S::istore(his, S::iadd(first, code));
 }
 
 // Horizontal pass of one input row (flat offset ihW of its first element) into hvs / his.
@@ -654,7 +653,8 @@ bool hrow_s2(const typename S::T* row, bool left_direct, int64_t ihW, int64_t W,
       hblock_s2<S, WithIdx, KW, NanSafe, false, false>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
     for (; ow < owv; ow += N, first = S::iadd(first, step))
       hblock_s2<S, WithIdx, KW, NanSafe, false, true>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
-    return S::any(nanm);
+    const int64_t c_last = 2 * owv - pw;  // used by the last block (kw = 3), after its checked pair
+    return S::any(nanm) || (!NanSafe && KW == 3 && c_last < W && std::isnan(row[c_last]));
   }
   const int64_t kw = kw_rt;
   for (int64_t ow = 0; ow < ob; ow += N) nan |= hblock_s2_edge<S, WithIdx>(row, ihW, W, 2 * ow - pw, kw, dw, hvs + ow, his + ow);
@@ -690,7 +690,9 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
   const int64_t H = p.H, W = p.W, OH = p.OH, OW = p.OW, kh = p.kh, kw = p.kw, sh = p.sh, ph = p.ph, pw = p.pw, dh = p.dh, dw = p.dw;
   const T* const x_end = x + p.N * p.C * H * W;
   const int64_t owv = (OW + N - 1) / N * N;  // row result length (whole vectors)
-  const int64_t span = (kh - 1) * dh + 1;    // input rows one window spans = ring slots
+  const int64_t span = (kh - 1) * dh + 1;    // input rows one window spans
+  int64_t ring = 1;                          // ring slots: a power of two >= span (slot = row & (ring - 1))
+  while (ring < span) ring *= 2;
   const int64_t out_bytes = p.N * p.C * OH * OW * static_cast<int64_t>(sizeof(T) + (WithIdx ? sizeof(int64_t) : 0));
   const bool stream = out_bytes >= kStreamBytes;
   // Interior blocks [ob, oe) of a row: every used column (even lanes) inside the row, every loaded
@@ -710,29 +712,32 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
 
   parallel_for(p.N * p.C * OH, OW * kh * kw, [=](int64_t b, int64_t e) {
     // ring slot s: values hv + s * owv, indices hi + s * owv (64-byte aligned block)
-    const size_t s_hv = (static_cast<size_t>(span * owv) * sizeof(T) + 63) / 64 * 64;
-    const size_t s_hi = WithIdx ? static_cast<size_t>(span * owv) * sizeof(IT) : 0;
+    const size_t s_hv = (static_cast<size_t>(ring * owv) * sizeof(T) + 63) / 64 * 64;
+    const size_t s_hi = WithIdx ? static_cast<size_t>(ring * owv) * sizeof(IT) : 0;
     std::vector<unsigned char> block(s_hv + s_hi + 64);
     unsigned char* const base = block.data() + (64 - reinterpret_cast<std::uintptr_t>(block.data()) % 64) % 64;
     T* const hv = reinterpret_cast<T*>(base);
     IT* const hi = reinterpret_cast<IT*>(base + s_hv);
-    std::vector<int64_t> tag(static_cast<size_t>(span), -1);  // plane * H + input row held by each slot
-    std::vector<char> rnan(static_cast<size_t>(span), 0);     // whether that row result holds NaN
+    std::vector<int64_t> tag(static_cast<size_t>(ring), -1);  // plane * H + input row held by each slot
+    std::vector<char> rnan(static_cast<size_t>(ring), 0);     // whether that row result holds NaN
     std::vector<const T*> rv(static_cast<size_t>(kh));        // row results of the window's valid rows
     std::vector<const IT*> ri(static_cast<size_t>(kh));
     T tv[N];
     int64_t ti[N];
 
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t nc = t / OH, oh = t % OH;
+    int64_t nc = b / OH, oh = b % OH, nc2 = (b + kPrefetchRows) / OH, oh2 = (b + kPrefetchRows) % OH;
+    for (int64_t t = b; t < e; ++t, ++oh, ++oh2) {
+      if (oh == OH) oh = 0, ++nc;
+      if (oh2 == OH) oh2 = 0, ++nc2;
       const T* const xp = x + nc * H * W;
-      // Prefetch the input rows of the output row kPrefetchRows ahead (see fwd_impl).
+      // Prefetch the input rows of the output row kPrefetchRows ahead (see fwd_impl), only those
+      // that the row before it (prefetched one iteration earlier) does not read.
       if (t + kPrefetchRows < e) {
-        const int64_t t2 = t + kPrefetchRows, oh2 = t2 % OH;
-        const char* x2 = reinterpret_cast<const char*>(x + t2 / OH * H * W);
+        const char* x2 = reinterpret_cast<const char*>(x + nc2 * H * W);
+        const int64_t seen = oh2 > 0 && t > b ? (oh2 - 1) * sh - ph + (kh - 1) * dh : -1;  // its last row
         for (int64_t i = 0; i < kh; ++i) {
           const int64_t ih = oh2 * sh - ph + i * dh;
-          if (ih < 0 || ih >= H) continue;
+          if (ih < 0 || ih >= H || (ih <= seen && dh == 1)) continue;
           const std::uintptr_t r0 = reinterpret_cast<std::uintptr_t>(x2 + ih * W * static_cast<int64_t>(sizeof(T)));
           const std::uintptr_t r1 = r0 + static_cast<std::uintptr_t>(W) * sizeof(T);
           for (std::uintptr_t a = r0 & ~std::uintptr_t(63); a < r1; a += 64) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
@@ -744,7 +749,7 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
       for (int64_t i = 0; i < kh; ++i) {
         const int64_t ih = oh * sh - ph + i * dh;
         if (ih < 0 || ih >= H) continue;
-        const int64_t s = ih % span;
+        const int64_t s = ih & (ring - 1);
         T* const hvs = hv + s * owv;
         IT* const his = WithIdx ? hi + s * owv : nullptr;
         if (tag[s] != nc * H + ih) {
@@ -767,42 +772,63 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
       // whole-vector stores stay aligned along the row when its start is
       const bool ys = stream && reinterpret_cast<std::uintptr_t>(yr) % sizeof(V) == 0;
       const bool is = stream && WithIdx && reinterpret_cast<std::uintptr_t>(ir) % sizeof(V) == 0;
-      auto vpass = [&](auto safe) {
+      if (nr == 0) {  // the window misses every input row (dilation): -inf, index -1
+        std::fill(yr, yr + OW, -std::numeric_limits<T>::infinity());
+        if (WithIdx) std::fill(ir, ir + OW, int64_t(-1));
+        continue;
+      }
+      // KW != 0 (dw = 1, pw <= kw / 2): every output has a real column, no kNoIndex to map to -1
+      constexpr bool kSentinel = KW == 0;
+      // NR: the number of rows when fixed at compile time (unrolled), 0 = nr
+      auto vpass = [&](auto safe, auto nrc) {
         constexpr bool Safe = decltype(safe)::value;
+        constexpr int NR = decltype(nrc)::value;
+        const T* const v0 = rv[0];
+        const T* const v1 = NR >= 2 ? rv[1] : nullptr;
+        const T* const v2 = NR >= 3 ? rv[2] : nullptr;
+        const IT* const i0 = ri[0];
+        const IT* const i1 = NR >= 2 ? ri[1] : nullptr;
+        const IT* const i2 = NR >= 3 ? ri[2] : nullptr;
+        auto fold = [&](const T* vr, const IT* ir_, int64_t ow, V& acc, I& ia) {
+          const V v = S::load(vr + ow);
+          const M m = take_s2<S, Safe>(v, acc);
+          acc = S::blend(acc, v, m);
+          if (WithIdx) ia = S::iblend(ia, S::iload(ir_ + ow), m);
+        };
         for (int64_t ow = 0; ow < OW; ow += N) {
-          V acc = S::set1(-std::numeric_limits<T>::infinity());
-          I ia = S::iset1(kNoIndex);
-          if (nr > 0) {
-            acc = S::load(rv[0] + ow);
-            if (WithIdx) ia = S::iload(ri[0] + ow);
-          }
-          for (int64_t r = 1; r < nr; ++r) {
-            const V v = S::load(rv[r] + ow);
-            const M m = take_s2<S, Safe>(v, acc);
-            acc = S::blend(acc, v, m);
-            if (WithIdx) ia = S::iblend(ia, S::iload(ri[r] + ow), m);
-          }
+          V acc = S::load(v0 + ow);
+          I ia{};
+          if (WithIdx) ia = S::iload(i0 + ow);
+          if (NR >= 2) fold(v1, i1, ow, acc, ia);
+          if (NR >= 3) fold(v2, i2, ow, acc, ia);
+          if (NR == 0)
+            for (int64_t r = 1; r < nr; ++r) fold(rv[r], ri[r], ow, acc, ia);
           acc = S::unzip_fix(acc);
           if (WithIdx) ia = S::iunzip_fix(ia);
           if (ow + N <= OW) {
             if (ys) S::stream(yr + ow, acc);
             else S::store(yr + ow, acc);
             if (WithIdx) {
-              if (is) S::template store_idx<true>(ir + ow, ia, kNoIndex);
-              else S::template store_idx<false>(ir + ow, ia, kNoIndex);
+              if (is) S::template store_idx<true, kSentinel>(ir + ow, ia, kNoIndex);
+              else S::template store_idx<false, kSentinel>(ir + ow, ia, kNoIndex);
             }
           } else {
             S::store(tv, acc);
             std::memcpy(yr + ow, tv, static_cast<size_t>(OW - ow) * sizeof(T));
             if (WithIdx) {
-              S::template store_idx<false>(ti, ia, kNoIndex);
+              S::template store_idx<false, kSentinel>(ti, ia, kNoIndex);
               std::memcpy(ir + ow, ti, static_cast<size_t>(OW - ow) * sizeof(int64_t));
             }
           }
         }
       };
-      if (nan) vpass(std::true_type{});
-      else vpass(std::false_type{});
+      using C3 = std::integral_constant<int, 3>;
+      using C2 = std::integral_constant<int, 2>;
+      using C0 = std::integral_constant<int, 0>;
+      if (nan) vpass(std::true_type{}, C0{});
+      else if (nr == 3) vpass(std::false_type{}, C3{});
+      else if (nr == 2) vpass(std::false_type{}, C2{});
+      else vpass(std::false_type{}, C0{});
     }
     if (stream) _mm_sfence();  // order the streaming stores before the parallel region's join
   });
