@@ -238,3 +238,78 @@ def test_streaming_outputs(isa, rng, W):
     # outputs (values + indices) above 8 MiB are written with nontemporal stores where aligned
     x = rng.standard_normal((4, 16, 256, W)).astype(np.float32)
     check_fwd(isa, x, 2, 2)
+
+
+# --- stride 2, kernel width 2 or 3: the horizontal-first kernel (maxpool2d_impl.h fwd_s2_impl),
+# used once a row has more than two vectors of outputs (OW > 16 floats / 8 doubles with AVX2).
+# Widths 34..49 cross every remainder of its 2N-column blocks for N = 4 and 8; 66..69 reach it
+# with 16 lanes. Configs: with / without the left padding column, and ceil_mode (a window past
+# the right edge).
+S2_CONFIGS = [
+    dict(kernel_size=2, stride=2),
+    dict(kernel_size=2, stride=2, padding=1),
+    dict(kernel_size=3, stride=2),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    dict(kernel_size=(3, 2), stride=(1, 2), padding=(1, 0)),  # overlapping rows: the row ring is reused
+]
+
+
+def _specials(rng, shape, dtype):
+    """Plain values, many ties, NaN sprinkled in, mostly -inf (ties with the padding)."""
+    x = rng.standard_normal(shape).astype(dtype)
+    ties = rng.integers(-2, 2, shape).astype(dtype)
+    nan = x.copy()
+    nan[rng.random(shape) < 0.02] = np.nan  # rows with a single NaN, and rows with several
+    ninf = np.where(rng.random(shape) < 0.7, -np.inf, ties).astype(dtype)
+    return [x, ties, nan, ninf]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("W", list(range(34, 50)) + [66, 67, 68, 69])
+def test_stride2_wide_rows_match_ref(isa, rng, dtype, W):
+    for x in _specials(rng, (2, 2, 7, W), dtype):
+        for cfg in S2_CONFIGS:
+            check_fwd(isa, x, **cfg)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg, W", [(S2_CONFIGS[1], 46), (S2_CONFIGS[2], 49), (S2_CONFIGS[3], 48), (S2_CONFIGS[3], 37)],
+                         ids=["2x2p1", "3x3p0", "3x3p1", "3x3p1-odd"])
+def test_stride2_nan_at_every_column(isa, rng, dtype, cfg, W):
+    # One NaN at a time, in every column of the first, a middle and the last row of the whole
+    # input (the first and last rows of x are loaded without reading outside it): NaN must win
+    # its windows with its own index, whether it sits in a loaded vector pair, at a block edge or
+    # in the column after the last pair (the last column when OW fills whole vectors: W = 48 and
+    # 49), and a NaN in the next row must not leak into this one.
+    H = 5
+    base = rng.standard_normal((1, 1, H, W)).astype(dtype)
+    for r in (0, 2, H - 1):
+        for c in range(W):
+            x = base.copy()
+            x[0, 0, r, c] = np.nan
+            y, idx = check_fwd(isa, x, **cfg)
+            assert np.isnan(y).any() and (idx[np.isnan(y)] == r * W + c).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    h=st.integers(1, 9), w=st.integers(33, 80), kh=st.integers(1, 4), kw=st.integers(2, 3), sh=st.integers(1, 3),
+    dh=st.integers(1, 2), fh=st.floats(0, 1), pw=st.integers(0, 1), ceil_mode=st.booleans(), f64=st.booleans(),
+    special=st.integers(0, 3), seed=st.integers(0, 2**16),
+)
+def test_hypothesis_stride2_wide_rows(h, w, kh, kw, sh, dh, fh, pw, ceil_mode, f64, special, seed):
+    ph = int(fh * (((kh - 1) * dh + 1) // 2))
+    if h + 2 * ph < dh * (kh - 1) + 1:
+        return
+    r = np.random.default_rng(seed)
+    x = _specials(r, (1, 2, h, w), np.float64 if f64 else np.float32)[special]
+    args = ((kh, kw), (sh, 2), (ph, pw), (dh, 1), ceil_mode)
+    prev = cnnfast.get_isa()
+    try:
+        for isa in cnnfast.available_isas():
+            if isa != "ref":
+                cnnfast.set_isa(isa)
+                check_fwd(isa, x, *args)
+    finally:
+        cnnfast.set_isa(prev)

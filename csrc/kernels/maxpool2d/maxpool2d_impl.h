@@ -96,7 +96,6 @@ struct Avx2F32 {
   static M mand(M a, M b) { return _mm256_and_ps(a, b); }
   static M mor(M a, M b) { return _mm256_or_ps(a, b); }
   static M ilt(I a, I b) { return _mm256_castsi256_ps(_mm256_cmpgt_epi32(b, a)); }
-  static M ieq(I a, I b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
   // Lanes lo <= k < hi (0 <= lo, hi <= N) of p, the others -inf; masked-off lanes are not read.
   static V load_clip(const T* p, int lo, int hi) {
     const I k = iota(), m = _mm256_and_si256(_mm256_cmpgt_epi32(k, iset1(lo - 1)), _mm256_cmpgt_epi32(iset1(hi), k));
@@ -157,7 +156,6 @@ struct Avx2F64 {
   static M mand(M a, M b) { return _mm256_and_pd(a, b); }
   static M mor(M a, M b) { return _mm256_or_pd(a, b); }
   static M ilt(I a, I b) { return _mm256_castsi256_pd(_mm256_cmpgt_epi64(b, a)); }
-  static M ieq(I a, I b) { return _mm256_castsi256_pd(_mm256_cmpeq_epi64(a, b)); }
   static V load_clip(const T* p, int lo, int hi) {  // as Avx2F32
     const I k = iota(), m = _mm256_and_si256(_mm256_cmpgt_epi64(k, iset1(lo - 1)), _mm256_cmpgt_epi64(iset1(hi), k));
     return _mm256_blendv_pd(set1(-std::numeric_limits<T>::infinity()), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
@@ -212,7 +210,6 @@ struct Avx512F32 {
   static M mand(M a, M b) { return static_cast<M>(a & b); }
   static M mor(M a, M b) { return static_cast<M>(a | b); }
   static M ilt(I a, I b) { return _mm512_cmplt_epi32_mask(a, b); }
-  static M ieq(I a, I b) { return _mm512_cmpeq_epi32_mask(a, b); }
   static V load_clip(const T* p, int lo, int hi) {  // as Avx2F32: bits lo..hi-1 of the mask
     const M m = static_cast<M>(((1u << hi) - 1) & ~((1u << lo) - 1));
     return _mm512_mask_loadu_ps(set1(-std::numeric_limits<T>::infinity()), m, p);
@@ -270,7 +267,6 @@ struct Avx512F64 {
   static M mand(M a, M b) { return static_cast<M>(a & b); }
   static M mor(M a, M b) { return static_cast<M>(a | b); }
   static M ilt(I a, I b) { return _mm512_cmplt_epi64_mask(a, b); }
-  static M ieq(I a, I b) { return _mm512_cmpeq_epi64_mask(a, b); }
   static V load_clip(const T* p, int lo, int hi) {  // as Avx2F32: bits lo..hi-1 of the mask
     const M m = static_cast<M>(((1u << hi) - 1) & ~((1u << lo) - 1));
     return _mm512_mask_loadu_pd(set1(-std::numeric_limits<T>::infinity()), m, p);
@@ -524,60 +520,16 @@ inline typename S::M take_s2(typename S::V v, typename S::V acc) {
   return S::gt(v, acc);
 }
 
-// One block of N outputs of a horizontal row pass at a row edge (columns outside [0, W) read as
-// -inf with index kNoIndex; a padding accumulator is replaced by the next column whatever its
-// value). Always NaN-aware; returns whether the result has NaN. Kept out of line: the interior
-// loop stays small enough for its registers.
-template <class S, bool WithIdx>
-__attribute__((noinline)) bool hblock_s2_edge(const typename S::T* row, int64_t ihW, int64_t W, int64_t c0, int64_t kw, int64_t dw,
-                                             typename S::T* hvs, typename S::IT* his) {
-  using T = typename S::T;
-  using IT = typename S::IT;
-  using V = typename S::V;
-  using I = typename S::I;
-  using M = typename S::M;
-  constexpr int N = S::N;
-  constexpr IT kNoIndex = std::numeric_limits<IT>::max();
-  const I lane2 = S::ieven(S::iota(), S::iadd(S::iota(), S::iset1(N)));  // 2 * lane, in S::even's lane order
-  auto clip = [&](int64_t c) {  // row[c .. c + N) with columns outside [0, W) as -inf
-    const int64_t lo = c < 0 ? -c : 0, hi = W - c;
-    const int l = static_cast<int>(lo < N ? lo : N), h = static_cast<int>(hi < l ? l : hi < N ? hi : N);
-    // address arithmetic in integers: c may lie before the row (those lanes are not read)
-    return S::load_clip(reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + c * static_cast<int64_t>(sizeof(T))), l, h);
-  };
-  V acc{};
-  I ia{};
-  for (int64_t j = 0; j < kw; ++j) {
-    const int64_t cj = c0 + j * dw;
-    const V v = S::even(clip(cj), clip(cj + N));
-    I iv{};
-    if (WithIdx) {
-      const I col = S::iadd(lane2, S::iset1(static_cast<IT>(cj)));
-      const M valid = S::mand(S::ilt(S::iset1(-1), col), S::ilt(col, S::iset1(static_cast<IT>(W))));
-      iv = S::iblend(S::iset1(kNoIndex), S::iadd(col, S::iset1(static_cast<IT>(ihW))), valid);
-    }
-    if (j == 0) {
-      acc = v;
-      ia = iv;
-    } else {
-      // (without indices a padding accumulator is -inf, which a real value replaces or equals)
-      const M m = WithIdx ? S::mor(S::take(v, acc), S::ieq(ia, S::iset1(kNoIndex))) : S::take(v, acc);
-      acc = S::blend(acc, v, m);
-      if (WithIdx) ia = S::iblend(ia, iv, m);
-    }
-  }
-  S::store(hvs, acc);
-  if (WithIdx) S::istore(his, ia);
-  return S::any(S::isnan(acc));
-}
-
 // One block of N outputs of the horizontal pass for kw = 2 or 3, dw = 1, from the 2N (+ 2)
 // input columns starting at c0 = 2 * ow - pw: window columns 0 and 1 are the even and odd lanes
-// of the pair at c0, column 2 the even lanes of the pair at c0 + 2. Clip: load through
-// S::load_clip (the block reaches past the row or x). Left: pw = 1 and this is block 0, so lane 0's
-// column 0 is padding: the fold starts from column 1 and column 0 then wins ties in the other
-// lanes (it comes first). Without NanSafe, "better" is v > acc and nanm collects NaN in the loads.
-template <class S, bool WithIdx, int KW, bool NanSafe, bool Left, bool Clip>
+// of the pair at c0, column 2 the even lanes of the pair at c0 + 2. Edge: 0 = every loaded column
+// in the row (but maybe the last, unused); 1 = the block reaches past the row but not past x: plain
+// loads, columns >= W then set to -inf; 2 = it reaches past x: loads through S::load_clip. Left:
+// pw = 1 and this is block 0, so lane 0's column 0 is padding: the fold starts from column 1 and
+// column 0 then wins ties in the other lanes (it comes first). Without NanSafe, "better" is
+// v > acc and nanm collects NaN in the loads (columns past the row too: a false alarm only costs
+// the NaN-aware redo).
+template <class S, bool WithIdx, int KW, bool NanSafe, bool Left, int Edge>
 inline __attribute__((always_inline)) void hblock_s2(const typename S::T* row, int64_t c0, int64_t W, typename S::I first,
                                                      typename S::T* hvs, typename S::IT* his, typename S::M& nanm) {
   using T = typename S::T;
@@ -585,6 +537,7 @@ inline __attribute__((always_inline)) void hblock_s2(const typename S::T* row, i
   using I = typename S::I;
   using M = typename S::M;
   constexpr int N = S::N;
+  constexpr bool Clip = Edge == 2;
   auto ld = [&](int64_t c) {
     if (!Clip) return S::load(row + c);
     const int64_t lo = c < 0 ? -c : 0, hi = W - c;  // lanes [lo, hi) lie in the row
@@ -593,10 +546,17 @@ inline __attribute__((always_inline)) void hblock_s2(const typename S::T* row, i
     return S::load_clip(reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + c * static_cast<int64_t>(sizeof(T))), l, h);
   };
   const V a = ld(c0), b = ld(c0 + N);
-  const V v0 = S::even(a, b), v1 = S::odd(a, b);
+  V v0 = S::even(a, b), v1 = S::odd(a, b);
   // NaN check of columns [c0, c0 + 2N): the blocks together cover the row but for the column
   // after the last block's pair, which hrow_s2 checks
   if (!NanSafe) nanm = S::mor(nanm, S::unord(a, b));
+  const I col = Edge == 1 ? S::iadd(S::ieven(S::iota(), S::iadd(S::iota(), S::iset1(N))), S::iset1(static_cast<typename S::IT>(c0))) : I{};
+  const V ninf = S::set1(-std::numeric_limits<T>::infinity());
+  auto past = [&](int j) { return S::ilt(S::iset1(static_cast<typename S::IT>(W - 1 - j)), col); };  // lanes whose column j is >= W
+  if (Edge == 1) {
+    v0 = S::blend(v0, ninf, past(0));
+    v1 = S::blend(v1, ninf, past(1));
+  }
   const I zero = S::iset1(0), one = S::iset1(1);
   V acc;
   I code{};  // the winner's window column
@@ -612,7 +572,8 @@ inline __attribute__((always_inline)) void hblock_s2(const typename S::T* row, i
     if (WithIdx) code = S::iblend(zero, one, m);
   }
   if (KW == 3) {
-    const V v2 = S::even(ld(c0 + 2), ld(c0 + 2 + N));
+    V v2 = S::even(ld(c0 + 2), ld(c0 + 2 + N));
+    if (Edge == 1) v2 = S::blend(v2, ninf, past(2));
     const M m = take_s2<S, NanSafe>(v2, acc);
     acc = S::blend(acc, v2, m);
     if (WithIdx) code = S::iblend(code, S::iset1(2), m);
@@ -622,60 +583,46 @@ inline __attribute__((always_inline)) void hblock_s2(const typename S::T* row, i
   if (WithIdx) S::istore(his, S::iadd(first, code));
 }
 
-// Horizontal pass of one input row (flat offset ihW of its first element) into hvs / his.
-// KW = 2 or 3 (dw = 1, pw <= 1): hblock_s2 over the row, interior blocks [ob, oe) loaded
-// directly; KW = 0: runtime kw / dw, interior blocks directly, the others through the generic
-// hblock_s2_edge, always NaN-aware. Returns whether the row result may hold NaN: without NanSafe,
-// whether the row must be redone with it; with it, whether the vertical pass must be NaN-aware.
+// Horizontal pass of one input row (flat offset ihW of its first element) into hvs / his:
+// hblock_s2 over the row, interior blocks [0 or N, oe) loaded directly. Returns whether the row
+// result may hold NaN: without NanSafe, whether the row must be redone with it; with it, whether
+// the vertical pass must be NaN-aware.
 template <class S, bool WithIdx, int KW, bool NanSafe>
-bool hrow_s2(const typename S::T* row, bool left_direct, int64_t ihW, int64_t W, int64_t owv, int64_t ob, int64_t oe, int64_t pw,
-             int64_t kw_rt, int64_t dw, typename S::T* hvs, typename S::IT* his) {
+bool hrow_s2(const typename S::T* row, const typename S::T* x, const typename S::T* x_end, int64_t ihW, int64_t W, int64_t owv,
+             int64_t oe, int64_t pw, typename S::T* hvs, typename S::IT* his) {
+  using T = typename S::T;
   using IT = typename S::IT;
-  using V = typename S::V;
   using I = typename S::I;
   using M = typename S::M;
   constexpr int N = S::N;
-  static_assert(KW == 0 || KW == 2 || KW == 3, "fast horizontal pass for kw = 2, 3");
+  constexpr int64_t reach = (KW - 1) + 2 * N;  // a block loads columns [c0, c0 + reach), c0 = 2 * ow - pw
   const I lane2 = S::ieven(S::iota(), S::iadd(S::iota(), S::iset1(N)));  // 2 * lane, in S::even's lane order
   const I step = S::iset1(2 * N);
   I first = S::iadd(lane2, S::iset1(static_cast<IT>(ihW - pw)));  // flat index of window column 0, per lane
   M nanm = S::gt(S::set1(0), S::set1(0));                         // all false
-  bool nan = false;
-  if (KW != 0) {
-    int64_t ow = 0;
-    if (pw > 0) {  // block 0 holds the left padding (pw = 1); its loads start one before the row
-      if (left_direct) hblock_s2<S, WithIdx, KW, NanSafe, true, false>(row, -pw, W, first, hvs, his, nanm);
-      else hblock_s2<S, WithIdx, KW, NanSafe, true, true>(row, -pw, W, first, hvs, his, nanm);
-      ow = N;
-      first = S::iadd(first, step);
-    }
-    for (; ow < oe; ow += N, first = S::iadd(first, step))
-      hblock_s2<S, WithIdx, KW, NanSafe, false, false>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
-    for (; ow < owv; ow += N, first = S::iadd(first, step))
-      hblock_s2<S, WithIdx, KW, NanSafe, false, true>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
-    const int64_t c_last = 2 * owv - pw;  // used by the last block (kw = 3), after its checked pair
-    return S::any(nanm) || (!NanSafe && KW == 3 && c_last < W && std::isnan(row[c_last]));
+  // the Edge of a block that is not interior (see hblock_s2); addresses compared as integers (the
+  // block's may lie outside x)
+  auto edge = [&](int64_t c0) {
+    const std::uintptr_t lo = reinterpret_cast<std::uintptr_t>(row) + c0 * static_cast<int64_t>(sizeof(T));
+    return lo >= reinterpret_cast<std::uintptr_t>(x) && lo + reach * sizeof(T) <= reinterpret_cast<std::uintptr_t>(x_end) ? 1 : 2;
+  };
+  int64_t ow = 0;
+  if (pw > 0) {  // block 0 holds the left padding (pw = 1); its loads start one before the row
+    const int e0 = edge(-pw) == 1 && -pw + reach - 1 <= W ? 0 : edge(-pw);
+    if (e0 == 0) hblock_s2<S, WithIdx, KW, NanSafe, true, 0>(row, -pw, W, first, hvs, his, nanm);
+    else if (e0 == 1) hblock_s2<S, WithIdx, KW, NanSafe, true, 1>(row, -pw, W, first, hvs, his, nanm);
+    else hblock_s2<S, WithIdx, KW, NanSafe, true, 2>(row, -pw, W, first, hvs, his, nanm);
+    ow = N;
+    first = S::iadd(first, step);
   }
-  const int64_t kw = kw_rt;
-  for (int64_t ow = 0; ow < ob; ow += N) nan |= hblock_s2_edge<S, WithIdx>(row, ihW, W, 2 * ow - pw, kw, dw, hvs + ow, his + ow);
-  first = S::iadd(first, S::iset1(static_cast<IT>(2 * ob)));
-  for (int64_t ow = ob; ow < oe; ow += N, first = S::iadd(first, step)) {
-    const typename S::T* q = row + 2 * ow - pw;
-    V acc = S::even(S::load(q), S::load(q + N));
-    I ia = first;
-    for (int64_t j = 1; j < kw; ++j) {
-      const V v = S::even(S::load(q + j * dw), S::load(q + j * dw + N));
-      const M m = S::take(v, acc);
-      acc = S::blend(acc, v, m);
-      if (WithIdx) ia = S::iblend(ia, S::iadd(first, S::iset1(static_cast<IT>(j * dw))), m);
-    }
-    nanm = S::mor(nanm, S::isnan(acc));
-    S::store(hvs + ow, acc);
-    if (WithIdx) S::istore(his + ow, ia);
+  for (; ow < oe; ow += N, first = S::iadd(first, step))
+    hblock_s2<S, WithIdx, KW, NanSafe, false, 0>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
+  for (; ow < owv; ow += N, first = S::iadd(first, step)) {
+    if (edge(2 * ow - pw) == 1) hblock_s2<S, WithIdx, KW, NanSafe, false, 1>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
+    else hblock_s2<S, WithIdx, KW, NanSafe, false, 2>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
   }
-  nan |= S::any(nanm);
-  for (int64_t ow = oe > ob ? oe : ob; ow < owv; ow += N) nan |= hblock_s2_edge<S, WithIdx>(row, ihW, W, 2 * ow - pw, kw, dw, hvs + ow, his + ow);
-  return nan;
+  const int64_t c_last = 2 * owv - pw;  // used by the last block (kw = 3), after its checked pair
+  return S::any(nanm) || (!NanSafe && KW == 3 && c_last < W && std::isnan(row[c_last]));
 }
 
 template <class S, bool WithIdx, int KW>
@@ -687,7 +634,8 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
   using M = typename S::M;
   constexpr int N = S::N;
   constexpr IT kNoIndex = std::numeric_limits<IT>::max();
-  const int64_t H = p.H, W = p.W, OH = p.OH, OW = p.OW, kh = p.kh, kw = p.kw, sh = p.sh, ph = p.ph, pw = p.pw, dh = p.dh, dw = p.dw;
+  static_assert(KW == 2 || KW == 3, "kw = 2 or 3 (dw = 1)");
+  const int64_t H = p.H, W = p.W, OH = p.OH, OW = p.OW, kh = p.kh, sh = p.sh, ph = p.ph, pw = p.pw, dh = p.dh;
   const T* const x_end = x + p.N * p.C * H * W;
   const int64_t owv = (OW + N - 1) / N * N;  // row result length (whole vectors)
   const int64_t span = (kh - 1) * dh + 1;    // input rows one window spans
@@ -695,22 +643,17 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
   while (ring < span) ring *= 2;
   const int64_t out_bytes = p.N * p.C * OH * OW * static_cast<int64_t>(sizeof(T) + (WithIdx ? sizeof(int64_t) : 0));
   const bool stream = out_bytes >= kStreamBytes;
-  // Interior blocks [ob, oe) of a row: every used column (even lanes) inside the row, every loaded
-  // element inside x. A block loads columns [c0, c0 + reach), c0 = 2 * ow - pw, and uses all but
+  // Interior blocks of a row end at oe: every used column (the even lanes) inside the row, every
+  // loaded one inside x. A block loads columns [c0, c0 + reach), c0 = 2 * ow - pw, and uses all but
   // the last; that one may be the next row's first element, except after the last row of x (oe1).
-  const int64_t reach = (kw - 1) * dw + 2 * N;
-  int64_t ob = 0, oe = 0, oe1 = 0;
-  while (ob < owv && 2 * ob - pw < 0) ob += N;
-  for (int64_t ow = ob; ow < owv; ow += N) {
-    if (2 * ow - pw + reach - 1 <= W) oe = ow + N;
-    if (2 * ow - pw + reach <= W) oe1 = ow + N;
+  const int64_t reach = (KW - 1) + 2 * N;
+  int64_t oe = 0, oe1 = 0;
+  for (int64_t ow = 0; ow < owv; ow += N) {
+    if (2 * ow - pw >= 0 && 2 * ow - pw + reach - 1 <= W) oe = ow + N;
+    if (2 * ow - pw >= 0 && 2 * ow - pw + reach <= W) oe1 = ow + N;
   }
-  if (oe < ob) oe = ob;
-  if (oe1 < ob) oe1 = ob;
-  // the same for block 0 when it starts before the row (pw = 1 in the fast form)
-  const bool l0 = -pw + reach - 1 <= W, l01 = -pw + reach <= W;
 
-  parallel_for(p.N * p.C * OH, OW * kh * kw, [=](int64_t b, int64_t e) {
+  parallel_for(p.N * p.C * OH, OW * kh * KW, [=](int64_t b, int64_t e) {
     // ring slot s: values hv + s * owv, indices hi + s * owv (64-byte aligned block)
     const size_t s_hv = (static_cast<size_t>(ring * owv) * sizeof(T) + 63) / 64 * 64;
     const size_t s_hi = WithIdx ? static_cast<size_t>(ring * owv) * sizeof(IT) : 0;
@@ -755,9 +698,8 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
         if (tag[s] != nc * H + ih) {
           const T* row = xp + ih * W;
           const int64_t oer = row + W < x_end ? oe : oe1;
-          const bool left = row > x && (row + W < x_end ? l0 : l01);  // block 0 may load directly
-          bool rn = hrow_s2<S, WithIdx, KW, KW == 0>(row, left, ih * W, W, owv, ob, oer, pw, kw, dw, hvs, his);
-          if (KW != 0 && rn) rn = hrow_s2<S, WithIdx, KW, true>(row, left, ih * W, W, owv, ob, oer, pw, kw, dw, hvs, his);
+          bool rn = hrow_s2<S, WithIdx, KW, false>(row, x, x_end, ih * W, W, owv, oer, pw, hvs, his);
+          if (rn) rn = hrow_s2<S, WithIdx, KW, true>(row, x, x_end, ih * W, W, owv, oer, pw, hvs, his);
           tag[s] = nc * H + ih;
           rnan[s] = rn;
         }
@@ -777,9 +719,12 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
         if (WithIdx) std::fill(ir, ir + OW, int64_t(-1));
         continue;
       }
-      // KW != 0 (dw = 1, pw <= kw / 2): every output has a real column, no kNoIndex to map to -1
-      constexpr bool kSentinel = KW == 0;
+      // dw = 1 and pw <= kw / 2: every output has a real column, no kNoIndex to map to -1
+      constexpr bool kSentinel = false;
       // NR: the number of rows when fixed at compile time (unrolled), 0 = nr
+      // A row's last, partial vector may be stored whole when the next row is this thread's too
+      // and wide enough to take the excess (it overwrites it later).
+      const bool spill = t + 1 < e && OW >= N;
       auto vpass = [&](auto safe, auto nrc) {
         constexpr bool Safe = decltype(safe)::value;
         constexpr int NR = decltype(nrc)::value;
@@ -812,6 +757,9 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
               if (is) S::template store_idx<true, kSentinel>(ir + ow, ia, kNoIndex);
               else S::template store_idx<false, kSentinel>(ir + ow, ia, kNoIndex);
             }
+          } else if (spill) {  // the lanes past the row land in the next row, written after this one
+            S::store(yr + ow, acc);
+            if (WithIdx) S::template store_idx<false, kSentinel>(ir + ow, ia, kNoIndex);
           } else {
             S::store(tv, acc);
             std::memcpy(yr + ow, tv, static_cast<size_t>(OW - ow) * sizeof(T));
@@ -837,14 +785,20 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
 template <class S>
 bool fwd(const Pool2dShape& p, const typename S::T* x, typename S::T* y, int64_t* idx) {
   if (p.H * p.W >= static_cast<int64_t>(std::numeric_limits<typename S::IT>::max())) return false;  // index lanes too narrow
-  if (idx && p.sw == 2) {
-    // the fast horizontal form: kw = 2 or 3 with dw = 1 (then pw <= 1)
-    if (p.kw == 3 && p.dw == 1) fwd_s2_impl<S, true, 3>(p, x, y, idx);
-    else if (p.kw == 2 && p.dw == 1) fwd_s2_impl<S, true, 2>(p, x, y, idx);
-    else fwd_s2_impl<S, true, 0>(p, x, y, idx);
+  // fwd_s2_impl: stride 2, kw = 2 or 3 (dw = 1), rows of 3 or more vectors (chosen from bench/:
+  // below that its per-row work outweighs the vertical-first pass of fwd_impl)
+  const bool s2 = p.sw == 2 && p.dw == 1 && (p.kw == 2 || p.kw == 3) && p.OW > 2 * S::N;
+  if (s2 && p.kw == 3) {
+    if (idx) fwd_s2_impl<S, true, 3>(p, x, y, idx);
+    else fwd_s2_impl<S, false, 3>(p, x, y, idx);
+  } else if (s2) {
+    if (idx) fwd_s2_impl<S, true, 2>(p, x, y, idx);
+    else fwd_s2_impl<S, false, 2>(p, x, y, idx);
+  } else if (idx) {
+    fwd_impl<S, true>(p, x, y, idx);
+  } else {
+    fwd_impl<S, false>(p, x, y, idx);
   }
-  else if (idx) fwd_impl<S, true>(p, x, y, idx);
-  else fwd_impl<S, false>(p, x, y, idx);
   return true;
 }
 
