@@ -27,6 +27,61 @@ struct Avx2F32 {
   static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }  // a * b + c
   static R add(R a, R b) { return _mm256_add_ps(a, b); }
   static R max(R a, R b) { return _mm256_max_ps(a, b); }
+  // ---- masks, blends, index lanes, lane shuffles (max_pool2d, relu) ----
+  // M: a lane mask, as compares return it (all-ones / all-zeros lanes). I: index lanes of
+  // type IT, one per value lane (int32 next to float).
+  using M = __m256;
+  using IT = int32_t;
+  using I = __m256i;
+  static void stream(T* p, R v) { _mm256_stream_ps(p, v); }              // nontemporal; p 32-byte aligned
+  static M gt(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }       // a > b (false if either is NaN)
+  static M ge(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }       // a >= b (false if either is NaN)
+  static M nle(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_NLE_UQ); }     // !(a <= b): a > b, or either is NaN
+  static M unord(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_UNORD_Q); }  // a or b is NaN
+  static M is_nan(R a) { return unord(a, a); }
+  static M mand(M a, M b) { return _mm256_and_ps(a, b); }
+  static M mor(M a, M b) { return _mm256_or_ps(a, b); }
+  static M mandnot(M a, M b) { return _mm256_andnot_ps(a, b); }  // b and not a
+  static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
+  static R blend(R a, R b, M m) { return _mm256_blendv_ps(a, b, m); }  // b where m, else a
+  static R keep(R a, M m) { return _mm256_and_ps(m, a); }             // a where m, else 0
+  // p[lo, hi) into lanes lo .. hi - 1 (0 <= lo <= hi <= N), fill in the others, which are not read.
+  static R load_part(const T* p, int lo, int hi, T fill) {
+    const I k = iota(), m = _mm256_and_si256(_mm256_cmpgt_epi32(k, iset1(lo - 1)), _mm256_cmpgt_epi32(iset1(hi), k));
+    return _mm256_blendv_ps(set1(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+  }
+  // Even / odd lanes of the 2N-lane row a:b in a fixed lane order of the ISA's choosing (here
+  // [a0 a2 b0 b2 | a4 a6 b4 b6]: one in-lane shuffle). Lane-wise operations work in any order;
+  // unzip_fix puts their result in natural order ([a0 a2 a4 a6 | b0 b2 b4 b6]).
+  static R even(R a, R b) { return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)); }
+  static R odd(R a, R b) { return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)); }
+  static R unzip_fix(R v) { return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0))); }
+  static I iload(const IT* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static void istore(IT* p, I v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+  static I iset1(IT v) { return _mm256_set1_epi32(v); }
+  static I iota() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
+  static I iadd(I a, I b) { return _mm256_add_epi32(a, b); }
+  // Byte blend (m is all-ones or all-zeros per lane): a float blend of integers makes GCC 12
+  // recompute the mask's sign with an extra compare.
+  static I iblend(I a, I b, M m) { return _mm256_blendv_epi8(a, b, _mm256_castps_si256(m)); }
+  static M ilt(I a, I b) { return _mm256_castsi256_ps(_mm256_cmpgt_epi32(b, a)); }
+  static M ieq(I a, I b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
+  static I ieven(I a, I b) { return _mm256_castps_si256(even(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b))); }
+  static I iodd(I a, I b) { return _mm256_castps_si256(odd(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b))); }
+  static I iunzip_fix(I v) { return _mm256_permute4x64_epi64(v, _MM_SHUFFLE(3, 1, 2, 0)); }
+  // The index lanes widened to int64 at p[0, N) (NT: nontemporal, p 32-byte aligned).
+  template <bool NT>
+  static void store_i64(int64_t* p, I i) {
+    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i)), hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1));
+    if (NT) {
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(p), lo);
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(p + 4), hi);
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 4), hi);
+    }
+  }
+  // ---- end of the max_pool2d / relu block ----
   // dst[j * ldd + i] = src[i * lds + j] for an N x N block (8 x 8: unpack, shuffle, lane swap).
   static void transpose(const T* src, int64_t lds, T* dst, int64_t ldd) {
     R r[8], t[8];
@@ -59,6 +114,49 @@ struct Avx2F64 {
   static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
   static R add(R a, R b) { return _mm256_add_pd(a, b); }
   static R max(R a, R b) { return _mm256_max_pd(a, b); }
+  // ---- masks, blends, index lanes, lane shuffles (max_pool2d, relu) ----
+  // M: a lane mask, as compares return it (all-ones / all-zeros lanes). I: index lanes of
+  // type IT, one per value lane (int64 next to double).
+  using M = __m256d;
+  using IT = int64_t;
+  using I = __m256i;
+  static void stream(T* p, R v) { _mm256_stream_pd(p, v); }  // as Avx2F32
+  static M gt(R a, R b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+  static M ge(R a, R b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
+  static M nle(R a, R b) { return _mm256_cmp_pd(a, b, _CMP_NLE_UQ); }
+  static M unord(R a, R b) { return _mm256_cmp_pd(a, b, _CMP_UNORD_Q); }
+  static M is_nan(R a) { return unord(a, a); }
+  static M mand(M a, M b) { return _mm256_and_pd(a, b); }
+  static M mor(M a, M b) { return _mm256_or_pd(a, b); }
+  static M mandnot(M a, M b) { return _mm256_andnot_pd(a, b); }
+  static bool any(M m) { return _mm256_movemask_pd(m) != 0; }
+  static R blend(R a, R b, M m) { return _mm256_blendv_pd(a, b, m); }
+  static R keep(R a, M m) { return _mm256_and_pd(m, a); }
+  static R load_part(const T* p, int lo, int hi, T fill) {
+    const I k = iota(), m = _mm256_and_si256(_mm256_cmpgt_epi64(k, iset1(lo - 1)), _mm256_cmpgt_epi64(iset1(hi), k));
+    return _mm256_blendv_pd(set1(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+  }
+  // unpacklo gives [a0 b0 | a2 b2]; the fix reorders to [a0 a2 b0 b2]
+  static R even(R a, R b) { return _mm256_unpacklo_pd(a, b); }
+  static R odd(R a, R b) { return _mm256_unpackhi_pd(a, b); }
+  static R unzip_fix(R v) { return _mm256_permute4x64_pd(v, _MM_SHUFFLE(3, 1, 2, 0)); }
+  static I iload(const IT* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static void istore(IT* p, I v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+  static I iset1(IT v) { return _mm256_set1_epi64x(v); }
+  static I iota() { return _mm256_setr_epi64x(0, 1, 2, 3); }
+  static I iadd(I a, I b) { return _mm256_add_epi64(a, b); }
+  static I iblend(I a, I b, M m) { return _mm256_blendv_epi8(a, b, _mm256_castpd_si256(m)); }
+  static M ilt(I a, I b) { return _mm256_castsi256_pd(_mm256_cmpgt_epi64(b, a)); }
+  static M ieq(I a, I b) { return _mm256_castsi256_pd(_mm256_cmpeq_epi64(a, b)); }
+  static I ieven(I a, I b) { return _mm256_unpacklo_epi64(a, b); }
+  static I iodd(I a, I b) { return _mm256_unpackhi_epi64(a, b); }
+  static I iunzip_fix(I v) { return _mm256_permute4x64_epi64(v, _MM_SHUFFLE(3, 1, 2, 0)); }
+  template <bool NT>
+  static void store_i64(int64_t* p, I i) {
+    if (NT) _mm256_stream_si256(reinterpret_cast<__m256i*>(p), i);
+    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), i);
+  }
+  // ---- end of the max_pool2d / relu block ----
   static void transpose(const T* src, int64_t lds, T* dst, int64_t ldd) {  // as Avx2F32, 4 x 4
     const R r0 = load(src), r1 = load(src + lds), r2 = load(src + 2 * lds), r3 = load(src + 3 * lds);
     const R t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);  // a0 b0 | a2 b2; a1 b1 | a3 b3
@@ -83,6 +181,55 @@ struct Avx512F32 {
   static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
   static R max(R a, R b) { return _mm512_max_ps(a, b); }
+  // ---- masks, blends, index lanes, lane shuffles (max_pool2d, relu) ----
+  // M: a lane mask, as compares return it (a k-mask). I: index lanes of
+  // type IT, one per value lane (int32 next to float).
+  using M = __mmask16;
+  using IT = int32_t;
+  using I = __m512i;
+  static void stream(T* p, R v) { _mm512_stream_ps(p, v); }  // as Avx2F32 (p 64-byte aligned)
+  static M gt(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static M ge(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+  static M nle(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_NLE_UQ); }
+  static M unord(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q); }
+  static M is_nan(R a) { return unord(a, a); }
+  static M mand(M a, M b) { return static_cast<M>(a & b); }
+  static M mor(M a, M b) { return static_cast<M>(a | b); }
+  static M mandnot(M a, M b) { return static_cast<M>(~a & b); }
+  static bool any(M m) { return m != 0; }
+  static R blend(R a, R b, M m) { return _mm512_mask_blend_ps(m, a, b); }
+  static R keep(R a, M m) { return _mm512_maskz_mov_ps(m, a); }
+  static R load_part(const T* p, int lo, int hi, T fill) {  // mask bits lo .. hi - 1
+    return _mm512_mask_loadu_ps(set1(fill), static_cast<M>(((1u << hi) - 1) & ~((1u << lo) - 1)), p);
+  }
+  // Two-source permutes give the even / odd lanes in natural order: the fix is a no-op.
+  static I even_lanes() { return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30); }
+  static R even(R a, R b) { return _mm512_permutex2var_ps(a, even_lanes(), b); }
+  static R odd(R a, R b) { return _mm512_permutex2var_ps(a, _mm512_add_epi32(even_lanes(), iset1(1)), b); }
+  static R unzip_fix(R v) { return v; }
+  static I iload(const IT* p) { return _mm512_loadu_si512(p); }
+  static void istore(IT* p, I v) { _mm512_storeu_si512(p, v); }
+  static I iset1(IT v) { return _mm512_set1_epi32(v); }
+  static I iota() { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+  static I iadd(I a, I b) { return _mm512_add_epi32(a, b); }
+  static I iblend(I a, I b, M m) { return _mm512_mask_blend_epi32(m, a, b); }
+  static M ilt(I a, I b) { return _mm512_cmplt_epi32_mask(a, b); }
+  static M ieq(I a, I b) { return _mm512_cmpeq_epi32_mask(a, b); }
+  static I ieven(I a, I b) { return _mm512_permutex2var_epi32(a, even_lanes(), b); }
+  static I iodd(I a, I b) { return _mm512_permutex2var_epi32(a, _mm512_add_epi32(even_lanes(), iset1(1)), b); }
+  static I iunzip_fix(I v) { return v; }
+  template <bool NT>
+  static void store_i64(int64_t* p, I i) {
+    const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i)), hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1));
+    if (NT) {
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(p), lo);
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(p + 8), hi);
+    } else {
+      _mm512_storeu_si512(p, lo);
+      _mm512_storeu_si512(p + 8, hi);
+    }
+  }
+  // ---- end of the max_pool2d / relu block ----
   // Plain loop: this path cannot be tested on the development CPU (no AVX-512), so it stays
   // obviously correct rather than shuffle-optimised; the compiler vectorises the stores.
   static void transpose(const T* src, int64_t lds, T* dst, int64_t ldd) {
@@ -102,6 +249,49 @@ struct Avx512F64 {
   static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
   static R add(R a, R b) { return _mm512_add_pd(a, b); }
   static R max(R a, R b) { return _mm512_max_pd(a, b); }
+  // ---- masks, blends, index lanes, lane shuffles (max_pool2d, relu) ----
+  // M: a lane mask, as compares return it (a k-mask). I: index lanes of
+  // type IT, one per value lane (int64 next to double).
+  using M = __mmask8;
+  using IT = int64_t;
+  using I = __m512i;
+  static void stream(T* p, R v) { _mm512_stream_pd(p, v); }  // as Avx2F32 (p 64-byte aligned)
+  static M gt(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+  static M ge(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
+  static M nle(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_NLE_UQ); }
+  static M unord(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_UNORD_Q); }
+  static M is_nan(R a) { return unord(a, a); }
+  static M mand(M a, M b) { return static_cast<M>(a & b); }
+  static M mor(M a, M b) { return static_cast<M>(a | b); }
+  static M mandnot(M a, M b) { return static_cast<M>(~a & b); }
+  static bool any(M m) { return m != 0; }
+  static R blend(R a, R b, M m) { return _mm512_mask_blend_pd(m, a, b); }
+  static R keep(R a, M m) { return _mm512_maskz_mov_pd(m, a); }
+  static R load_part(const T* p, int lo, int hi, T fill) {  // mask bits lo .. hi - 1
+    return _mm512_mask_loadu_pd(set1(fill), static_cast<M>(((1u << hi) - 1) & ~((1u << lo) - 1)), p);
+  }
+  // Two-source permutes give the even / odd lanes in natural order: the fix is a no-op.
+  static I even_lanes() { return _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14); }
+  static R even(R a, R b) { return _mm512_permutex2var_pd(a, even_lanes(), b); }
+  static R odd(R a, R b) { return _mm512_permutex2var_pd(a, _mm512_add_epi64(even_lanes(), iset1(1)), b); }
+  static R unzip_fix(R v) { return v; }
+  static I iload(const IT* p) { return _mm512_loadu_si512(p); }
+  static void istore(IT* p, I v) { _mm512_storeu_si512(p, v); }
+  static I iset1(IT v) { return _mm512_set1_epi64(v); }
+  static I iota() { return _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7); }
+  static I iadd(I a, I b) { return _mm512_add_epi64(a, b); }
+  static I iblend(I a, I b, M m) { return _mm512_mask_blend_epi64(m, a, b); }
+  static M ilt(I a, I b) { return _mm512_cmplt_epi64_mask(a, b); }
+  static M ieq(I a, I b) { return _mm512_cmpeq_epi64_mask(a, b); }
+  static I ieven(I a, I b) { return _mm512_permutex2var_epi64(a, even_lanes(), b); }
+  static I iodd(I a, I b) { return _mm512_permutex2var_epi64(a, _mm512_add_epi64(even_lanes(), iset1(1)), b); }
+  static I iunzip_fix(I v) { return v; }
+  template <bool NT>
+  static void store_i64(int64_t* p, I i) {
+    if (NT) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), i);
+    else _mm512_storeu_si512(p, i);
+  }
+  // ---- end of the max_pool2d / relu block ----
   // Plain loop: this path cannot be tested on the development CPU (no AVX-512), so it stays
   // obviously correct rather than shuffle-optimised; the compiler vectorises the stores.
   static void transpose(const T* src, int64_t lds, T* dst, int64_t ldd) {

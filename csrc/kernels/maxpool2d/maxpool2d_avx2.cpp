@@ -5,10 +5,10 @@
 namespace cnnfast {
 
 bool maxpool2d_fwd_f32_avx2(const Pool2dShape& p, const float* x, float* y, int64_t* idx) {
-  return pool_simd::fwd<pool_simd::Avx2F32>(p, x, y, idx);
+  return pool_simd::fwd<Avx2F32>(p, x, y, idx);
 }
 bool maxpool2d_fwd_f64_avx2(const Pool2dShape& p, const double* x, double* y, int64_t* idx) {
-  return pool_simd::fwd<pool_simd::Avx2F64>(p, x, y, idx);
+  return pool_simd::fwd<Avx2F64>(p, x, y, idx);
 }
 bool maxpool2d_bwd_f32_avx2(const Pool2dShape& p, const float* gy, const int64_t* idx, float* gx) {
   return pool_simd::bwd(p, gy, idx, gx);

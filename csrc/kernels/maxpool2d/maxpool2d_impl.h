@@ -1,29 +1,38 @@
 // Width-generic max_pool2d forward/backward (NCHW), written once and instantiated per ISA
-// (maxpool2d_avx2.cpp, maxpool2d_avx512.cpp) with one of the small vector types below. Include
-// only from a file compiled with the matching ISA flags. Semantics exactly as maxpool2d_ref.cpp:
-// NaN propagates, the first maximum in row-major scan order wins, padding never wins (an
+// (maxpool2d_avx2.cpp, maxpool2d_avx512.cpp) with a vector type of common/simd.h. Include only
+// from a file compiled with the matching ISA flags. Semantics exactly as maxpool2d_ref.cpp: NaN
+// propagates, the first maximum in row-major scan order wins, padding never wins (an
 // all-padding window gives -inf and index -1), indices are flat h * W + w per plane.
 //
-// Forward, per output row (one task = one (plane, output row); threads split the N*C*OH rows):
+// Two forward kernels; threads split the N*C*OH output rows (one task = one (plane, output row)).
+//
+// fwd_s2_impl, stride 2 with kernel width 2 or 3 (the ResNet / VGG downsampling pools) on rows of
+// more than two vectors: horizontal pass first. Each input row is reduced across the window
+// columns once, straight from x (stride-2 columns deinterleaved in registers), into a small ring
+// of row results; an output row is the vertical fold of its rows' results. Left to right, then
+// top to bottom, a strict "better" test keeps the first maximum in scan order without comparing
+// indices, and rows without NaN use a one-compare test. Details below, before take_s2.
+//
+// fwd_impl, everything else, vertical pass first, per output row:
 //  1. vertical pass: rb[pw + w] = max over the window's valid input rows of x[ih][w], with the
 //     flat index of the winner (rows scanned top-down with a strict "better" test, so the first
 //     row wins ties). rb has -inf / "no index" padding on both sides.
-//  2. phase split: for stride sw, rb is split into sw phase rows ph[r][q] = rb[q * sw + r]
-//     (SIMD deinterleave for sw = 2, none for sw = 1), so the horizontal pass reads contiguously:
-//     window column j of output ow is ph[(j*dw) % sw][ow + (j*dw) / sw].
+//  2. phase split: for stride sw > 2, rb is split into sw phase rows ph[r][q] = rb[q * sw + r],
+//     so the horizontal pass reads contiguously: window column j of output ow is
+//     ph[(j*dw) % sw][ow + (j*dw) / sw]. Stride 2 deinterleaves rb in registers instead, stride 1
+//     reads rb directly.
 //  3. horizontal pass: combine the kw columns. Two columns can tie with the later column holding
 //     the earlier row, so ties are settled by comparing flat indices (smaller = first in scan
 //     order), which makes the separable result identical to the scan of the reference.
 // "Better" is `v > best || (isnan(v) && !isnan(best))`, as in the reference. Padding carries the
 // index sentinel kNoIndex (larger than any real index, so a real element wins every tie with
-// padding); it is stored as -1.
-//
-// Rows are software-pipelined (the vertical pass runs one row ahead of steps 2-3) so the row
-// buffer stores have drained before steps 2-3 read them back; see the comment at the loop.
+// padding); it is stored as -1. Rows are software-pipelined (the vertical pass runs one row ahead
+// of steps 2-3) so the row buffer stores have drained before steps 2-3 read them back; see the
+// comment at the loop.
 //
 // Allocation: each thread allocates its row buffers (a few rows of W + padding elements, 64-byte
-// aligned) once per call. Declines (returns false) when a plane has 2^31 - 1 or more elements in float32
-// (indices are carried as int32 lanes next to the float lanes).
+// aligned) once per call. Declines (returns false) when a plane has 2^31 - 1 or more elements in
+// float32 (indices are carried as int32 lanes next to the float lanes).
 //
 // Backward: threads own whole planes, so the scatter-add through (user-supplied, possibly
 // repeated) indices never races; each plane is zeroed just before its scatter, while it is in
@@ -31,263 +40,46 @@
 #pragma once
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <type_traits>
-#include <algorithm>
 #include <vector>
 
 #include "common/parallel.h"
+#include "common/simd.h"
 #include "kernels/maxpool2d/maxpool2d.h"
 
 namespace cnnfast {
 namespace pool_simd {
+// Internal linkage, as everything in common/simd.h: each ISA file compiles its own copy.
+namespace {
 
-// Vector interface: T (value), IT (index lane: int32 for float, int64 for double, same lane
-// count N), V / I / M (value, index and mask vectors), and:
-//   load/store/set1, iload/istore/iset1/iota/iadd, take(v, acc) ("v is better"),
-//   take_tie(v, iv, acc, ia) (better, or equal/both-NaN with a smaller index), blend/iblend
-//   (b where m), deint/ideint (even and odd lanes of a:b), store_idx (widen to int64, sentinel -> -1).
-#if defined(__AVX2__)
-struct Avx2F32 {
-  using T = float;
-  using IT = int32_t;
-  using V = __m256;
-  using I = __m256i;
-  using M = __m256;
-  static constexpr int N = 8;
-  static V load(const T* p) { return _mm256_loadu_ps(p); }
-  static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
-  static V set1(T v) { return _mm256_set1_ps(v); }
-  static I iload(const IT* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  static void istore(IT* p, I v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
-  static I iset1(IT v) { return _mm256_set1_epi32(v); }
-  static I iota() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
-  static I iadd(I a, I b) { return _mm256_add_epi32(a, b); }
-  // !(v <= acc) is "v > acc, or either is NaN"; masking out a NaN acc leaves exactly "better".
-  static M take(V v, V acc) { return _mm256_andnot_ps(_mm256_cmp_ps(acc, acc, _CMP_UNORD_Q), _mm256_cmp_ps(v, acc, _CMP_NLE_UQ)); }
-  // better, or "not worse" (v >= acc, or v NaN) with a smaller index: "not worse and not better"
-  // is exactly "same", and where v is better the second term does not matter.
-  static M take_tie(V v, I iv, V acc, I ia) {
-    const M not_worse = _mm256_or_ps(_mm256_cmp_ps(v, acc, _CMP_GE_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    return _mm256_or_ps(take(v, acc), _mm256_and_ps(not_worse, _mm256_castsi256_ps(_mm256_cmpgt_epi32(ia, iv))));
-  }
-  static V blend(V a, V b, M m) { return _mm256_blendv_ps(a, b, m); }
-  // Byte blend (m is all-ones or all-zeros per lane): a float blend of integers makes GCC 12
-  // recompute the mask's sign with an extra compare.
-  static I iblend(I a, I b, M m) { return _mm256_blendv_epi8(a, b, _mm256_castps_si256(m)); }
-  // Even / odd lanes of the 2N-lane row a:b in a fixed lane order of the ISA's choosing (here
-  // [a0 a2 b0 b2 | a4 a6 b4 b6]: one in-lane shuffle); lane-wise max / argmax work in any order,
-  // and unzip_fix / iunzip_fix restore the natural order once per output vector.
-  static V even(V a, V b) { return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)); }
-  static V odd(V a, V b) { return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)); }
-  static I ieven(I a, I b) { return _mm256_castps_si256(even(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b))); }
-  static I iodd(I a, I b) { return _mm256_castps_si256(odd(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b))); }
-  static V unzip_fix(V v) { return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0))); }
-  static I iunzip_fix(I v) { return _mm256_permute4x64_epi64(v, _MM_SHUFFLE(3, 1, 2, 0)); }
-  static void stream(T* p, V v) { _mm256_stream_ps(p, v); }
-  static M gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
-  static M ge(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
-  static M unord(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_UNORD_Q); }  // a or b NaN
-  static M isnan(V a) { return unord(a, a); }
-  static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
-  static M mand(M a, M b) { return _mm256_and_ps(a, b); }
-  static M mor(M a, M b) { return _mm256_or_ps(a, b); }
-  static M ilt(I a, I b) { return _mm256_castsi256_ps(_mm256_cmpgt_epi32(b, a)); }
-  // Lanes lo <= k < hi (0 <= lo, hi <= N) of p, the others -inf; masked-off lanes are not read.
-  static V load_clip(const T* p, int lo, int hi) {
-    const I k = iota(), m = _mm256_and_si256(_mm256_cmpgt_epi32(k, iset1(lo - 1)), _mm256_cmpgt_epi32(iset1(hi), k));
-    return _mm256_blendv_ps(set1(-std::numeric_limits<T>::infinity()), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
-  }
-  template <bool NT, bool Sentinel = true>
-  static void store_idx(int64_t* p, I i, IT sentinel) {
-    if (Sentinel) i = _mm256_or_si256(i, _mm256_cmpeq_epi32(i, _mm256_set1_epi32(sentinel)));  // sentinel | ~0 = -1
-    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i)), hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1));
-    if (NT) {
-      _mm256_stream_si256(reinterpret_cast<__m256i*>(p), lo);
-      _mm256_stream_si256(reinterpret_cast<__m256i*>(p + 4), hi);
-    } else {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), lo);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 4), hi);
-    }
-  }
-};
+// The vector types are common/simd.h's (Avx2F32, ...): T, R (values), M (lane masks), IT / I
+// (index lanes, as many as value lanes: int32 next to float, int64 next to double).
 
-struct Avx2F64 {
-  using T = double;
-  using IT = int64_t;
-  using V = __m256d;
-  using I = __m256i;
-  using M = __m256d;
-  static constexpr int N = 4;
-  static V load(const T* p) { return _mm256_loadu_pd(p); }
-  static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
-  static V set1(T v) { return _mm256_set1_pd(v); }
-  static I iload(const IT* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  static void istore(IT* p, I v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
-  static I iset1(IT v) { return _mm256_set1_epi64x(v); }
-  static I iota() { return _mm256_setr_epi64x(0, 1, 2, 3); }
-  static I iadd(I a, I b) { return _mm256_add_epi64(a, b); }
-  // !(v <= acc) is "v > acc, or either is NaN"; masking out a NaN acc leaves exactly "better".
-  static M take(V v, V acc) { return _mm256_andnot_pd(_mm256_cmp_pd(acc, acc, _CMP_UNORD_Q), _mm256_cmp_pd(v, acc, _CMP_NLE_UQ)); }
-  // better, or "not worse" (v >= acc, or v NaN) with a smaller index: "not worse and not better"
-  // is exactly "same", and where v is better the second term does not matter.
-  static M take_tie(V v, I iv, V acc, I ia) {
-    const M not_worse = _mm256_or_pd(_mm256_cmp_pd(v, acc, _CMP_GE_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
-    return _mm256_or_pd(take(v, acc), _mm256_and_pd(not_worse, _mm256_castsi256_pd(_mm256_cmpgt_epi64(ia, iv))));
-  }
-  static V blend(V a, V b, M m) { return _mm256_blendv_pd(a, b, m); }
-  static I iblend(I a, I b, M m) { return _mm256_blendv_epi8(a, b, _mm256_castpd_si256(m)); }  // as Avx2F32
-  // as Avx2F32: unpacklo gives [a0 b0 | a2 b2], the fix reorders to [a0 a2 b0 b2]
-  static V even(V a, V b) { return _mm256_unpacklo_pd(a, b); }
-  static V odd(V a, V b) { return _mm256_unpackhi_pd(a, b); }
-  static I ieven(I a, I b) { return _mm256_unpacklo_epi64(a, b); }
-  static I iodd(I a, I b) { return _mm256_unpackhi_epi64(a, b); }
-  static V unzip_fix(V v) { return _mm256_permute4x64_pd(v, _MM_SHUFFLE(3, 1, 2, 0)); }
-  static I iunzip_fix(I v) { return _mm256_permute4x64_epi64(v, _MM_SHUFFLE(3, 1, 2, 0)); }
-  static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
-  static M gt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
-  static M ge(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
-  static M unord(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_UNORD_Q); }
-  static M isnan(V a) { return unord(a, a); }
-  static bool any(M m) { return _mm256_movemask_pd(m) != 0; }
-  static M mand(M a, M b) { return _mm256_and_pd(a, b); }
-  static M mor(M a, M b) { return _mm256_or_pd(a, b); }
-  static M ilt(I a, I b) { return _mm256_castsi256_pd(_mm256_cmpgt_epi64(b, a)); }
-  static V load_clip(const T* p, int lo, int hi) {  // as Avx2F32
-    const I k = iota(), m = _mm256_and_si256(_mm256_cmpgt_epi64(k, iset1(lo - 1)), _mm256_cmpgt_epi64(iset1(hi), k));
-    return _mm256_blendv_pd(set1(-std::numeric_limits<T>::infinity()), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
-  }
-  template <bool NT, bool Sentinel = true>
-  static void store_idx(int64_t* p, I i, IT sentinel) {
-    if (Sentinel) i = _mm256_or_si256(i, _mm256_cmpeq_epi64(i, _mm256_set1_epi64x(sentinel)));
-    if (NT) _mm256_stream_si256(reinterpret_cast<__m256i*>(p), i);
-    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), i);
-  }
-};
-#endif
+// "v is better than acc": v > acc, or v is NaN and acc is not (!(v <= acc) is "v > acc, or either
+// is NaN"; masking out a NaN acc leaves exactly "better").
+template <class S>
+inline typename S::M take(typename S::R v, typename S::R acc) { return S::mandnot(S::is_nan(acc), S::nle(v, acc)); }
+// Better, or "not worse" (v >= acc, or v NaN) with a smaller index: "not worse and not better" is
+// exactly "same", and where v is better the second term does not matter.
+template <class S>
+inline typename S::M take_tie(typename S::R v, typename S::I iv, typename S::R acc, typename S::I ia) {
+  return S::mor(take<S>(v, acc), S::mand(S::mor(S::ge(v, acc), S::is_nan(v)), S::ilt(iv, ia)));
+}
+// Index lanes widened to int64 at p (NT: nontemporal); Sentinel: lanes equal to sentinel become -1.
+template <class S, bool NT, bool Sentinel = true>
+inline void store_idx(int64_t* p, typename S::I i, typename S::IT sentinel) {
+  if (Sentinel) i = S::iblend(i, S::iset1(-1), S::ieq(i, S::iset1(sentinel)));
+  S::template store_i64<NT>(p, i);
+}
 
-#if defined(__AVX512F__)
-struct Avx512F32 {
-  using T = float;
-  using IT = int32_t;
-  using V = __m512;
-  using I = __m512i;
-  using M = __mmask16;
-  static constexpr int N = 16;
-  static V load(const T* p) { return _mm512_loadu_ps(p); }
-  static void store(T* p, V v) { _mm512_storeu_ps(p, v); }
-  static V set1(T v) { return _mm512_set1_ps(v); }
-  static I iload(const IT* p) { return _mm512_loadu_si512(p); }
-  static void istore(IT* p, I v) { _mm512_storeu_si512(p, v); }
-  static I iset1(IT v) { return _mm512_set1_epi32(v); }
-  static I iota() { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
-  static I iadd(I a, I b) { return _mm512_add_epi32(a, b); }
-  // as the AVX2 versions, with mask registers
-  static M take(V v, V acc) { return _mm512_cmp_ps_mask(v, acc, _CMP_NLE_UQ) & _mm512_cmp_ps_mask(acc, acc, _CMP_ORD_Q); }
-  static M take_tie(V v, I iv, V acc, I ia) {
-    const M not_worse = _mm512_cmp_ps_mask(v, acc, _CMP_GE_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-    return take(v, acc) | (not_worse & _mm512_cmpgt_epi32_mask(ia, iv));
-  }
-  static V blend(V a, V b, M m) { return _mm512_mask_blend_ps(m, a, b); }
-  static I iblend(I a, I b, M m) { return _mm512_mask_blend_epi32(m, a, b); }
-  // Even / odd lanes of a:b, already in natural order (two-source permute): the fix is a no-op.
-  static I even_lanes() { return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30); }
-  static V even(V a, V b) { return _mm512_permutex2var_ps(a, even_lanes(), b); }
-  static V odd(V a, V b) { return _mm512_permutex2var_ps(a, _mm512_add_epi32(even_lanes(), _mm512_set1_epi32(1)), b); }
-  static I ieven(I a, I b) { return _mm512_permutex2var_epi32(a, even_lanes(), b); }
-  static I iodd(I a, I b) { return _mm512_permutex2var_epi32(a, _mm512_add_epi32(even_lanes(), _mm512_set1_epi32(1)), b); }
-  static V unzip_fix(V v) { return v; }
-  static I iunzip_fix(I v) { return v; }
-  static void stream(T* p, V v) { _mm512_stream_ps(p, v); }
-  static M gt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
-  static M ge(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
-  static M unord(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q); }
-  static M isnan(V a) { return unord(a, a); }
-  static bool any(M m) { return m != 0; }
-  static M mand(M a, M b) { return static_cast<M>(a & b); }
-  static M mor(M a, M b) { return static_cast<M>(a | b); }
-  static M ilt(I a, I b) { return _mm512_cmplt_epi32_mask(a, b); }
-  static V load_clip(const T* p, int lo, int hi) {  // as Avx2F32: bits lo..hi-1 of the mask
-    const M m = static_cast<M>(((1u << hi) - 1) & ~((1u << lo) - 1));
-    return _mm512_mask_loadu_ps(set1(-std::numeric_limits<T>::infinity()), m, p);
-  }
-  template <bool NT, bool Sentinel = true>
-  static void store_idx(int64_t* p, I i, IT sentinel) {
-    if (Sentinel) i = _mm512_mask_mov_epi32(i, _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(sentinel)), _mm512_set1_epi32(-1));
-    const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i)), hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1));
-    if (NT) {
-      _mm512_stream_si512(reinterpret_cast<__m512i*>(p), lo);
-      _mm512_stream_si512(reinterpret_cast<__m512i*>(p + 8), hi);
-    } else {
-      _mm512_storeu_si512(p, lo);
-      _mm512_storeu_si512(p + 8, hi);
-    }
-  }
-};
-
-struct Avx512F64 {
-  using T = double;
-  using IT = int64_t;
-  using V = __m512d;
-  using I = __m512i;
-  using M = __mmask8;
-  static constexpr int N = 8;
-  static V load(const T* p) { return _mm512_loadu_pd(p); }
-  static void store(T* p, V v) { _mm512_storeu_pd(p, v); }
-  static V set1(T v) { return _mm512_set1_pd(v); }
-  static I iload(const IT* p) { return _mm512_loadu_si512(p); }
-  static void istore(IT* p, I v) { _mm512_storeu_si512(p, v); }
-  static I iset1(IT v) { return _mm512_set1_epi64(v); }
-  static I iota() { return _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7); }
-  static I iadd(I a, I b) { return _mm512_add_epi64(a, b); }
-  // as the AVX2 versions, with mask registers
-  static M take(V v, V acc) { return _mm512_cmp_pd_mask(v, acc, _CMP_NLE_UQ) & _mm512_cmp_pd_mask(acc, acc, _CMP_ORD_Q); }
-  static M take_tie(V v, I iv, V acc, I ia) {
-    const M not_worse = _mm512_cmp_pd_mask(v, acc, _CMP_GE_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
-    return take(v, acc) | (not_worse & _mm512_cmpgt_epi64_mask(ia, iv));
-  }
-  static V blend(V a, V b, M m) { return _mm512_mask_blend_pd(m, a, b); }
-  static I iblend(I a, I b, M m) { return _mm512_mask_blend_epi64(m, a, b); }
-  static I even_lanes() { return _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14); }
-  static V even(V a, V b) { return _mm512_permutex2var_pd(a, even_lanes(), b); }
-  static V odd(V a, V b) { return _mm512_permutex2var_pd(a, _mm512_add_epi64(even_lanes(), _mm512_set1_epi64(1)), b); }
-  static I ieven(I a, I b) { return _mm512_permutex2var_epi64(a, even_lanes(), b); }
-  static I iodd(I a, I b) { return _mm512_permutex2var_epi64(a, _mm512_add_epi64(even_lanes(), _mm512_set1_epi64(1)), b); }
-  static V unzip_fix(V v) { return v; }
-  static I iunzip_fix(I v) { return v; }
-  static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
-  static M gt(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
-  static M ge(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
-  static M unord(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_UNORD_Q); }
-  static M isnan(V a) { return unord(a, a); }
-  static bool any(M m) { return m != 0; }
-  static M mand(M a, M b) { return static_cast<M>(a & b); }
-  static M mor(M a, M b) { return static_cast<M>(a | b); }
-  static M ilt(I a, I b) { return _mm512_cmplt_epi64_mask(a, b); }
-  static V load_clip(const T* p, int lo, int hi) {  // as Avx2F32: bits lo..hi-1 of the mask
-    const M m = static_cast<M>(((1u << hi) - 1) & ~((1u << lo) - 1));
-    return _mm512_mask_loadu_pd(set1(-std::numeric_limits<T>::infinity()), m, p);
-  }
-  template <bool NT, bool Sentinel = true>
-  static void store_idx(int64_t* p, I i, IT sentinel) {
-    if (Sentinel) i = _mm512_mask_mov_epi64(i, _mm512_cmpeq_epi64_mask(i, _mm512_set1_epi64(sentinel)), _mm512_set1_epi64(-1));
-    if (NT) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), i);
-    else _mm512_storeu_si512(p, i);
-  }
-};
-#endif
-
-// Scalar "v is better than best" (the reference's test) and its tie-aware form.
+// Scalar "v is better than best" (the reference's test).
 template <typename T>
 inline bool better(T v, T best) { return v > best || (std::isnan(v) && !std::isnan(best)); }
-template <typename T, typename IT>
-inline bool better_tie(T v, IT iv, T best, IT ib) {
-  const bool same = v == best || (std::isnan(v) && std::isnan(best));
-  return better(v, best) || (same && iv < ib);
-}
 
 // Output rows between a row's input prefetch and its use (chosen from bench/: 2-4 all hide the
 // DRAM latency for VGG-sized rows; more only evicts useful lines for small planes).
@@ -392,7 +184,7 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
           auto ia = S::iset1(rowoff[0]);
           for (int64_t r = 1; r < nr; ++r) {
             const auto v = S::load(rowp[r] + w);
-            const auto m = S::take(v, acc);
+            const auto m = take<S>(v, acc);
             acc = S::blend(acc, v, m);
             if (WithIdx) ia = S::iblend(ia, S::iset1(rowoff[r]), m);
           }
@@ -419,32 +211,32 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
       T* const yr = y + tp * OW;
       int64_t* const ir = WithIdx ? idx + tp * OW : nullptr;
       // Writes output columns [ow, ow + N) of the row (clipped at OW).
-      auto emit = [&](int64_t ow, typename S::V acc, typename S::I ia) {
+      auto emit = [&](int64_t ow, typename S::R acc, typename S::I ia) {
         if (ow + N <= OW) {
           // streaming only where the store is vector-aligned (rows of odd byte length are not)
-          if (stream && reinterpret_cast<std::uintptr_t>(yr + ow) % sizeof(typename S::V) == 0) S::stream(yr + ow, acc);
+          if (stream && reinterpret_cast<std::uintptr_t>(yr + ow) % sizeof(typename S::R) == 0) S::stream(yr + ow, acc);
           else S::store(yr + ow, acc);
           if (WithIdx) {
-            if (stream && reinterpret_cast<std::uintptr_t>(ir + ow) % sizeof(typename S::V) == 0) S::template store_idx<true>(ir + ow, ia, kNoIndex);
-            else S::template store_idx<false>(ir + ow, ia, kNoIndex);
+            if (stream && reinterpret_cast<std::uintptr_t>(ir + ow) % sizeof(typename S::R) == 0) store_idx<S, true>(ir + ow, ia, kNoIndex);
+            else store_idx<S, false>(ir + ow, ia, kNoIndex);
           }
         } else {
           S::store(tv, acc);
           std::memcpy(yr + ow, tv, static_cast<size_t>(OW - ow) * sizeof(T));
           if (WithIdx) {
-            S::template store_idx<false>(ti, ia, kNoIndex);
+            store_idx<S, false>(ti, ia, kNoIndex);
             std::memcpy(ir + ow, ti, static_cast<size_t>(OW - ow) * sizeof(int64_t));
           }
         }
       };
       // Folds window column v (indices iv) into the running maximum.
-      auto fold = [](typename S::V v, typename S::I iv, typename S::V& acc, typename S::I& ia) {
+      auto fold = [](typename S::R v, typename S::I iv, typename S::R& acc, typename S::I& ia) {
         if (WithIdx) {
-          const auto m = S::take_tie(v, iv, acc, ia);
+          const auto m = take_tie<S>(v, iv, acc, ia);
           acc = S::blend(acc, v, m);
           ia = S::iblend(ia, iv, m);
         } else {
-          acc = S::blend(acc, v, S::take(v, acc));
+          acc = S::blend(acc, v, take<S>(v, acc));
         }
       };
       if (sw == 2) {
@@ -452,7 +244,7 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
         // lanes of rb[2 * (ow + j*dw/2) ...], deinterleaved in registers. (Going through a phase
         // buffer stored just before costs a store-forwarding stall on every shifted load.)
         for (int64_t ow = 0; ow < OW; ow += N) {
-          typename S::V acc{};
+          typename S::R acc{};
           typename S::I ia{};
           for (int64_t j = 0; j < p.kw; ++j) {
             const int64_t jd = j * p.dw, o = 2 * (ow + jd / 2);
@@ -498,25 +290,24 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
   });
 }
 
-// Stride-2 forward, horizontal pass first (the ResNet / VGG downsampling pools). Each input row
-// is reduced across the window columns once, into a ring of row results (slot ih % span), and an
-// output row is the vertical fold of its kh rows' results. In this order the first maximum of a
-// row is the leftmost (columns are folded left to right) and the first row wins across rows, which
-// is the scan order of the reference with plain "better" tests: no index comparisons, unlike the
-// vertical-first order of fwd_impl, whose column fold must break ties between rows by index.
-// Window column j of N outputs is the even lanes of the 2N inputs from column 2*ow - pw + j*dw,
-// loaded straight from x (S::even: one in-lane shuffle; row results stay in its lane order until
-// the output store). Blocks reaching past either end of the row load with S::load_clip: outside
-// columns read as -inf with index kNoIndex, and a padding accumulator is replaced by the next
-// column whatever its value, so padding never wins.
-
+// Stride-2 forward, horizontal pass first (fwd_s2_impl; kernel width 2 or 3, dw = 1, so pw <= 1).
+// Each input row is reduced across the window columns once, into a ring of row results (slot
+// ih & (ring - 1)), and an output row is the vertical fold of its rows' results. In this order the
+// first maximum of a row is the leftmost (columns are folded left to right) and the first row wins
+// across rows, which is the scan order of the reference with plain "better" tests: no index
+// comparisons, unlike the vertical-first order of fwd_impl, whose column fold must break ties
+// between rows by index. Window columns 0 and 1 of N outputs are the even and odd lanes of the 2N
+// inputs from column 2*ow - pw, column 2 the even lanes from 2*ow - pw + 2, loaded straight from
+// x (S::even / odd: one in-lane shuffle each; row results stay in that lane order until the output
+// store). Padding never wins: the left padding column by the order of the fold (hblock_s2's
+// Left), columns past the right edge by reading as -inf at the end of the window.
 // The stride-2 passes below have a fast form for rows without NaN: "better" is then one ordered
 // compare (v > acc). The horizontal pass checks the columns it loads for NaN (one unordered compare
 // per pair of vectors) and redoes a row that has one with the NaN-aware test; the vertical pass
 // uses the NaN-aware test when any of its rows had NaN. Plain compare, as take() for NaN-free input.
 template <class S, bool NanSafe>
-inline typename S::M take_s2(typename S::V v, typename S::V acc) {
-  if (NanSafe) return S::take(v, acc);
+inline typename S::M take_s2(typename S::R v, typename S::R acc) {
+  if (NanSafe) return take<S>(v, acc);
   return S::gt(v, acc);
 }
 
@@ -524,7 +315,7 @@ inline typename S::M take_s2(typename S::V v, typename S::V acc) {
 // input columns starting at c0 = 2 * ow - pw: window columns 0 and 1 are the even and odd lanes
 // of the pair at c0, column 2 the even lanes of the pair at c0 + 2. Edge: 0 = every loaded column
 // in the row (but maybe the last, unused); 1 = the block reaches past the row but not past x: plain
-// loads, columns >= W then set to -inf; 2 = it reaches past x: loads through S::load_clip. Left:
+// loads, columns >= W then set to -inf; 2 = it reaches past x: loads through S::load_part. Left:
 // pw = 1 and this is block 0, so lane 0's column 0 is padding: the fold starts from column 1 and
 // column 0 then wins ties in the other lanes (it comes first). Without NanSafe, "better" is
 // v > acc and nanm collects NaN in the loads (columns past the row too: a false alarm only costs
@@ -533,7 +324,7 @@ template <class S, bool WithIdx, int KW, bool NanSafe, bool Left, int Edge>
 inline __attribute__((always_inline)) void hblock_s2(const typename S::T* row, int64_t c0, int64_t W, typename S::I first,
                                                      typename S::T* hvs, typename S::IT* his, typename S::M& nanm) {
   using T = typename S::T;
-  using V = typename S::V;
+  using V = typename S::R;
   using I = typename S::I;
   using M = typename S::M;
   constexpr int N = S::N;
@@ -543,7 +334,8 @@ inline __attribute__((always_inline)) void hblock_s2(const typename S::T* row, i
     const int64_t lo = c < 0 ? -c : 0, hi = W - c;  // lanes [lo, hi) lie in the row
     const int l = static_cast<int>(lo < N ? lo : N), h = static_cast<int>(hi < l ? l : hi < N ? hi : N);
     // address arithmetic in integers: c may lie before the row (those lanes are not read)
-    return S::load_clip(reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + c * static_cast<int64_t>(sizeof(T))), l, h);
+    return S::load_part(reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + c * static_cast<int64_t>(sizeof(T))), l, h,
+                        -std::numeric_limits<T>::infinity());
   };
   const V a = ld(c0), b = ld(c0 + N);
   V v0 = S::even(a, b), v1 = S::odd(a, b);
@@ -562,7 +354,7 @@ inline __attribute__((always_inline)) void hblock_s2(const typename S::T* row, i
   I code{};  // the winner's window column
   if (Left) {
     acc = v1;
-    const M m = S::mand(S::mor(S::ge(v0, acc), S::isnan(v0)), S::ilt(zero, S::iota()));  // not worse, lanes >= 1
+    const M m = S::mand(S::mor(S::ge(v0, acc), S::is_nan(v0)), S::ilt(zero, S::iota()));  // not worse, lanes >= 1
     acc = S::blend(acc, v0, m);
     if (WithIdx) code = S::iblend(one, zero, m);
   } else {
@@ -578,7 +370,7 @@ inline __attribute__((always_inline)) void hblock_s2(const typename S::T* row, i
     acc = S::blend(acc, v2, m);
     if (WithIdx) code = S::iblend(code, S::iset1(2), m);
   }
-  if (NanSafe) nanm = S::mor(nanm, S::isnan(acc));
+  if (NanSafe) nanm = S::mor(nanm, S::is_nan(acc));
   S::store(hvs, acc);
   if (WithIdx) S::istore(his, S::iadd(first, code));
 }
@@ -629,7 +421,7 @@ template <class S, bool WithIdx, int KW>
 void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, int64_t* idx) {
   using T = typename S::T;
   using IT = typename S::IT;
-  using V = typename S::V;
+  using V = typename S::R;
   using I = typename S::I;
   using M = typename S::M;
   constexpr int N = S::N;
@@ -754,17 +546,17 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
             if (ys) S::stream(yr + ow, acc);
             else S::store(yr + ow, acc);
             if (WithIdx) {
-              if (is) S::template store_idx<true, kSentinel>(ir + ow, ia, kNoIndex);
-              else S::template store_idx<false, kSentinel>(ir + ow, ia, kNoIndex);
+              if (is) store_idx<S, true, kSentinel>(ir + ow, ia, kNoIndex);
+              else store_idx<S, false, kSentinel>(ir + ow, ia, kNoIndex);
             }
           } else if (spill) {  // the lanes past the row land in the next row, written after this one
             S::store(yr + ow, acc);
-            if (WithIdx) S::template store_idx<false, kSentinel>(ir + ow, ia, kNoIndex);
+            if (WithIdx) store_idx<S, false, kSentinel>(ir + ow, ia, kNoIndex);
           } else {
             S::store(tv, acc);
             std::memcpy(yr + ow, tv, static_cast<size_t>(OW - ow) * sizeof(T));
             if (WithIdx) {
-              S::template store_idx<false, kSentinel>(ti, ia, kNoIndex);
+              store_idx<S, false, kSentinel>(ti, ia, kNoIndex);
               std::memcpy(ir + ow, ti, static_cast<size_t>(OW - ow) * sizeof(int64_t));
             }
           }
@@ -817,5 +609,6 @@ bool bwd(const Pool2dShape& p, const T* gy, const int64_t* idx, T* gx) {
   return true;
 }
 
+}  // namespace
 }  // namespace pool_simd
 }  // namespace cnnfast

@@ -1,6 +1,6 @@
 // Width-generic relu forward/backward, written once and instantiated per ISA (relu_avx2.cpp,
-// relu_avx512.cpp) with one of the small vector types below. Include only from a file compiled
-// with the matching ISA flags. Semantics as relu_ref.cpp: y = x < 0 ? 0 : x (NaN and -0.0 kept),
+// relu_avx512.cpp) with a vector type of common/simd.h. Include only from a file compiled with
+// the matching ISA flags. Semantics as relu_ref.cpp: y = x < 0 ? 0 : x (NaN and -0.0 kept),
 // gx = x <= 0 ? 0 : gy (NaN x passes the gradient, as torch's threshold_backward).
 #pragma once
 #include <immintrin.h>
@@ -9,9 +9,12 @@
 #include <cstdint>
 
 #include "common/parallel.h"
+#include "common/simd.h"
 
 namespace cnnfast {
 namespace relu_simd {
+// Internal linkage, as everything in common/simd.h: each ISA file compiles its own copy.
+namespace {
 
 // Outputs at least this large are written with nontemporal stores (out-of-place only): they do
 // not fit the last-level cache anyway, and streaming skips the read-for-ownership of every output
@@ -21,53 +24,12 @@ constexpr std::size_t kStreamBytes = std::size_t(8) << 20;
 // Elements per parallel task unit: keeps chunk boundaries cache-line aligned for every dtype.
 constexpr int64_t kAlign = 64;
 
-// The vector interface: T, N, V, load/store/stream, relu(x), grad(gy, x).
-#if defined(__AVX2__)
-struct Avx2F32 {
-  using T = float;
-  using V = __m256;
-  static constexpr int N = 8;
-  static V load(const T* p) { return _mm256_loadu_ps(p); }
-  static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
-  static void stream(T* p, V v) { _mm256_stream_ps(p, v); }
-  // maxps returns its *second* operand when either is NaN: x second keeps NaN (and -0.0).
-  static V relu(V x) { return _mm256_max_ps(_mm256_setzero_ps(), x); }
-  // !(x <= 0), unordered-true: NaN x keeps the gradient.
-  static V grad(V gy, V x) { return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NLE_UQ), gy); }
-};
-struct Avx2F64 {
-  using T = double;
-  using V = __m256d;
-  static constexpr int N = 4;
-  static V load(const T* p) { return _mm256_loadu_pd(p); }
-  static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
-  static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
-  static V relu(V x) { return _mm256_max_pd(_mm256_setzero_pd(), x); }
-  static V grad(V gy, V x) { return _mm256_and_pd(_mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_NLE_UQ), gy); }
-};
-#endif
-#if defined(__AVX512F__)
-struct Avx512F32 {
-  using T = float;
-  using V = __m512;
-  static constexpr int N = 16;
-  static V load(const T* p) { return _mm512_loadu_ps(p); }
-  static void store(T* p, V v) { _mm512_storeu_ps(p, v); }
-  static void stream(T* p, V v) { _mm512_stream_ps(p, v); }
-  static V relu(V x) { return _mm512_max_ps(_mm512_setzero_ps(), x); }
-  static V grad(V gy, V x) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NLE_UQ), gy); }
-};
-struct Avx512F64 {
-  using T = double;
-  using V = __m512d;
-  static constexpr int N = 8;
-  static V load(const T* p) { return _mm512_loadu_pd(p); }
-  static void store(T* p, V v) { _mm512_storeu_pd(p, v); }
-  static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
-  static V relu(V x) { return _mm512_max_pd(_mm512_setzero_pd(), x); }
-  static V grad(V gy, V x) { return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(x, _mm512_setzero_pd(), _CMP_NLE_UQ), gy); }
-};
-#endif
+// maxps returns its *second* operand when either is NaN: x second keeps NaN (and -0.0).
+template <class S>
+inline typename S::R relu(typename S::R x) { return S::max(S::zero(), x); }
+// !(x <= 0), unordered-true: NaN x keeps the gradient.
+template <class S>
+inline typename S::R grad(typename S::R gy, typename S::R x) { return S::keep(gy, S::nle(x, S::zero())); }
 
 template <typename T>
 inline T relu1(T x) { return x < T(0) ? T(0) : x; }
@@ -108,7 +70,7 @@ template <class S>
 bool fwd(int64_t n, const typename S::T* x, typename S::T* y) {
   using T = typename S::T;
   const bool stream = x != y && static_cast<std::size_t>(n) * sizeof(T) >= kStreamBytes;
-  auto f = [x](int64_t i) { return S::relu(S::load(x + i)); };
+  auto f = [x](int64_t i) { return relu<S>(S::load(x + i)); };
   auto f1 = [x](int64_t i) { return relu1(x[i]); };
   parallel_elems(n, [&](int64_t b, int64_t e) {
     if (stream) run_range<S, true>(b, e, y, f, f1);
@@ -121,7 +83,7 @@ template <class S>
 bool bwd(int64_t n, const typename S::T* gy, const typename S::T* x, typename S::T* gx) {
   using T = typename S::T;
   const bool stream = gx != gy && gx != x && static_cast<std::size_t>(n) * sizeof(T) >= kStreamBytes;
-  auto f = [gy, x](int64_t i) { return S::grad(S::load(gy + i), S::load(x + i)); };
+  auto f = [gy, x](int64_t i) { return grad<S>(S::load(gy + i), S::load(x + i)); };
   auto f1 = [gy, x](int64_t i) { return grad1(gy[i], x[i]); };
   parallel_elems(n, [&](int64_t b, int64_t e) {
     if (stream) run_range<S, true>(b, e, gx, f, f1);
@@ -130,5 +92,6 @@ bool bwd(int64_t n, const typename S::T* gy, const typename S::T* x, typename S:
   return true;
 }
 
+}  // namespace
 }  // namespace relu_simd
 }  // namespace cnnfast
