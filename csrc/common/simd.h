@@ -1,6 +1,9 @@
 // A small vector abstraction over AVX2 / AVX-512 for float and double, so SIMD algorithms are
 // written once (templated on the vector type) and instantiated per ISA file. Each struct wraps
 // one register type: V::T (scalar), V::R (register), V::N (lanes), and static load/store/fma/...
+// A second block in each struct adds lane masks (V::M: compares, blends), index lanes next to the
+// values (V::I of V::IT: int32 beside float, int64 beside double) and even / odd lane shuffles,
+// for max_pool2d (argmax) and relu.
 //
 // Everything here has internal linkage (anonymous namespace): the same header is compiled into
 // *_avx2.cpp and *_avx512.cpp with different ISA flags, and an inline function with external
