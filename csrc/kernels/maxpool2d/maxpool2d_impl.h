@@ -513,10 +513,10 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
       }
       // dw = 1 and pw <= kw / 2: every output has a real column, no kNoIndex to map to -1
       constexpr bool kSentinel = false;
-      // NR: the number of rows when fixed at compile time (unrolled), 0 = nr
       // A row's last, partial vector may be stored whole when the next row is this thread's too
       // and wide enough to take the excess (it overwrites it later).
       const bool spill = t + 1 < e && OW >= N;
+      // Safe: NaN-aware compares; NR: the number of rows when fixed at compile time (unrolled), 0 = nr
       auto vpass = [&](auto safe, auto nrc) {
         constexpr bool Safe = decltype(safe)::value;
         constexpr int NR = decltype(nrc)::value;
