@@ -46,6 +46,9 @@ struct Avx2F32 {
       store(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
     }
   }
+  // Appended for the Winograd transforms (conv2d_winograd.h).
+  static R sub(R a, R b) { return _mm256_sub_ps(a, b); }  // a - b
+  static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
 };
 
 struct Avx2F64 {
@@ -68,6 +71,9 @@ struct Avx2F64 {
     store(dst + 2 * ldd, _mm256_permute2f128_pd(t0, t2, 0x31));
     store(dst + 3 * ldd, _mm256_permute2f128_pd(t1, t3, 0x31));
   }
+  // Appended for the Winograd transforms (conv2d_winograd.h).
+  static R sub(R a, R b) { return _mm256_sub_pd(a, b); }  // a - b
+  static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
 };
 #endif
 
@@ -89,6 +95,9 @@ struct Avx512F32 {
     for (int j = 0; j < N; ++j)
       for (int i = 0; i < N; ++i) dst[j * ldd + i] = src[i * lds + j];
   }
+  // Appended for the Winograd transforms (conv2d_winograd.h).
+  static R sub(R a, R b) { return _mm512_sub_ps(a, b); }  // a - b
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
 };
 
 struct Avx512F64 {
@@ -108,6 +117,9 @@ struct Avx512F64 {
     for (int j = 0; j < N; ++j)
       for (int i = 0; i < N; ++i) dst[j * ldd + i] = src[i * lds + j];
   }
+  // Appended for the Winograd transforms (conv2d_winograd.h).
+  static R sub(R a, R b) { return _mm512_sub_pd(a, b); }  // a - b
+  static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
 };
 #endif
 
