@@ -16,13 +16,16 @@
 // channels; the channel range is split only when there are fewer tile blocks than threads
 // (batch 1, small planes). An item transforms its block's input for all C (redundantly per
 // channel range: that is O(C) per tile against O(C*K) for the GEMMs), runs the 36 GEMMs for its
-// channels and transforms the result into y.
+// channels and transforms the result into y. With several blocks the weight transform U is
+// computed once up front (parallel) and shared; with a single block each item transforms the
+// weight rows it needs right before using them (see "fused" in conv()).
 //
-// Vectorisation: both transforms run across V::N neighbouring tiles of one tile row. The patch
-// rows are first copied into a zero-padded line, so borders and padding need no branches, and a
-// V::N x V::N register transpose with source stride 4 turns the line into the V::N-tile vectors
-// of patch columns 0..5 (patch s of tile l is line[4l + s]). The output side goes the other way:
-// the 16 result vectors are transposed back into rows of 4 values per tile.
+// Vectorisation: both transforms run across V::N consecutive tiles of a block (which may sit in
+// different tile rows or images). Each tile's six patch rows are copied into 8-float slots (one
+// vector copy per row inside the image, zero-filled scalar copies at the borders), and a V::N x
+// V::N register transpose turns the slots into the V::N-tile vectors of each patch element. The
+// output side goes the other way: the 16 result vectors are transposed back into rows of 4
+// values per tile and copied into y, clipped at the image edge (partial tiles).
 //
 // Determinism: every output sums its C products in one sequence (the microkernel runs the
 // whole reduction), and a tile's transforms do not depend on which block or lane it lands in,
@@ -54,6 +57,8 @@ constexpr int kXi = 36;  // 6 x 6 transformed domain
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+// n floats rounded up to an odd number of 64-byte lines (see xs_u in conv()).
+inline int64_t pad_lines(int64_t n) { return (ceil_div(n, 16) | 1) * 16; }
 
 // A stride-1 3x3 convolution in the terms of the algorithm: Cin input planes of H x W, Cout
 // output planes of OH x OW, zero padding ph/pw (0..2), and TH x TW output tiles per image.
@@ -110,46 +115,45 @@ CNNFAST_WINO_INLINE void at4(const typename V::R (&m)[6], typename V::R (&o)[4])
 }
 
 // ---------------------------------------------------------------------------------------------
-// Weight transform: U[(xi * Cout + o) * ldu + i] for all o, i (columns Cin..ldu are zero).
+// Weight transform: U[xi * xs_u + (o - o0) * ldu + i] for o0 <= o < o1 and all i (columns Cin..ldu are zero).
 // Forward: g = w[o][i] (w is Cout x Cin x 3 x 3). rotate (backward-input as forward): w is
 // Cin x Cout x 3 x 3 (the layer's K x C) and g = w[i][o] rotated by 180 degrees, so the rotated,
 // channel-swapped weights are never materialised.
 // ---------------------------------------------------------------------------------------------
 
 template <class V>
-void transform_weights(const Geometry& g, const typename V::T* w, bool rotate, typename V::T* U, int64_t ldu) {
+void transform_weight_rows(const Geometry& g, const typename V::T* w, bool rotate, int64_t o0, int64_t o1,
+                           typename V::T* U, int64_t ldu, int64_t xs_u) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int N = V::N;
   const int64_t Cout = g.Cout, Cin = g.Cin;
-  parallel_for(Cout, 40 * ldu, [&](int64_t b, int64_t e) {
-    alignas(64) T tmp[9 * N];
-    for (int64_t o = b; o < e; ++o) {
-      for (int64_t i0 = 0; i0 < ldu; i0 += N) {
-        // Gather the 9 taps of N input channels (zero beyond Cin) into tmp[tap][lane].
-        for (int l = 0; l < N; ++l) {
-          const int64_t i = i0 + l;
-          if (i >= Cin) {
-            for (int t = 0; t < 9; ++t) tmp[t * N + l] = T(0);
-          } else if (rotate) {
-            const T* src = w + (i * Cout + o) * 9;
-            for (int t = 0; t < 9; ++t) tmp[t * N + l] = src[8 - t];
-          } else {
-            const T* src = w + (o * Cin + i) * 9;
-            for (int t = 0; t < 9; ++t) tmp[t * N + l] = src[t];
-          }
-        }
-        R col[3][6];  // G applied to each column s of g: col[s][a]
-        for (int s = 0; s < 3; ++s)
-          g6<V>(V::load(tmp + s * N), V::load(tmp + (3 + s) * N), V::load(tmp + (6 + s) * N), col[s]);
-        for (int a = 0; a < 6; ++a) {  // row a of G g, times G^T
-          R u[6];
-          g6<V>(col[0][a], col[1][a], col[2][a], u);
-          for (int bb = 0; bb < 6; ++bb) V::store(U + ((a * 6 + bb) * Cout + o) * ldu + i0, u[bb]);
+  alignas(64) T tmp[9 * N];
+  for (int64_t o = o0; o < o1; ++o) {
+    for (int64_t i0 = 0; i0 < ldu; i0 += N) {
+      // Gather the 9 taps of N input channels (zero beyond Cin) into tmp[tap][lane].
+      for (int l = 0; l < N; ++l) {
+        const int64_t i = i0 + l;
+        if (i >= Cin) {
+          for (int t = 0; t < 9; ++t) tmp[t * N + l] = T(0);
+        } else if (rotate) {
+          const T* src = w + (i * Cout + o) * 9;
+          for (int t = 0; t < 9; ++t) tmp[t * N + l] = src[8 - t];
+        } else {
+          const T* src = w + (o * Cin + i) * 9;
+          for (int t = 0; t < 9; ++t) tmp[t * N + l] = src[t];
         }
       }
+      R col[3][6];  // G applied to each column s of g: col[s][a]
+      for (int s = 0; s < 3; ++s)
+        g6<V>(V::load(tmp + s * N), V::load(tmp + (3 + s) * N), V::load(tmp + (6 + s) * N), col[s]);
+      for (int a = 0; a < 6; ++a) {  // row a of G g, times G^T
+        R u[6];
+        g6<V>(col[0][a], col[1][a], col[2][a], u);
+        for (int bb = 0; bb < 6; ++bb) V::store(U + (a * 6 + bb) * xs_u + (o - o0) * ldu + i0, u[bb]);
+      }
     }
-  });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -179,30 +183,20 @@ CNNFAST_WINO_INLINE void ukernel(int64_t kc, const typename V::T* const (&a)[MR]
   }
 }
 
-// Segments of a tile block: runs of consecutive tiles in one tile row of one image.
-struct Segment {
-  int64_t n, th, tw, len, j0;  // image, tile row, first tile column, tiles, first block column
-};
-template <typename F>
-CNNFAST_WINO_INLINE void for_each_segment(const Geometry& g, int64_t t0, int64_t t1, const F& f) {
-  const int64_t per_image = g.TH * g.TW;
-  for (int64_t t = t0; t < t1;) {
-    const int64_t n = t / per_image, rem = t % per_image, th = rem / g.TW, tw = rem % g.TW;
-    const int64_t len = std::min(g.TW - tw, t1 - t);
-    f(Segment{n, th, tw, len, t - t0});
-    t += len;
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The whole convolution. x is N x Cin x H x W; w as for transform_weights; y is N x Cout x OH x OW.
 // ---------------------------------------------------------------------------------------------
 
-// Tiles per block: at most this many input-transform floats (36 * Cin * TB) per block, so the
-// block's V (and M) stay in L2 while the 36 GEMMs sweep them. Chosen because ...
-constexpr int64_t kBlockFloats = 36 * 64 * 128;
-constexpr int64_t kMinBlockTiles = 16;
+// Tiles per block: 36 * Cin * TB floats of V per block (and 36 * K * TB of M) at most
+// kBlockFloats (4.7 MB: the per-xi slices the GEMMs sweep, Cin x TB, stay in L2), but at least 64
+// tiles, since every block streams all of U (36 * C * K floats, 9.4 MB at 256 x 256) from memory
+// once: 16-tile blocks left 16x512x7x7 memory-bound at a third of the FMA rate.
+constexpr int64_t kBlockFloats = 36 * 256 * 128;
+constexpr int64_t kMinBlockTiles = 64;
 constexpr int64_t kMaxBlockTiles = 128;
+// Fused weight transform: U rows of kb output channels at a time, kb chosen so that one U_xi
+// slice (kb x Cin) and one V_xi (Cin x ldv) fit in this many floats (384 KB, within the 1 MB L2).
+constexpr int64_t kFusedFloats = 96 * 1024;
 
 template <class V, int MR>
 bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, bool rotate, const typename V::T* bias,
@@ -229,152 +223,207 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
   const int64_t items = nblocks * ksplit;
 
   const int64_t ldu = round_up(Cin, N);
-  const int64_t ldv = round_up(tb, NR) + NR;  // + NR: a last vector group may spill past the block
-  const int64_t seg_max = std::min(tb, g.TW);
-  const int64_t groups_max = ceil_div(seg_max, N);
-  const int64_t line_len = 4 * (groups_max * N) + 2 * N;  // covers 4*(last group + N - 1) + N reads
+  const int64_t ldv = round_up(tb, NR);
+  // Distance between the 36 matrices of U, V and M: padded to an odd number of cache lines, since
+  // the transforms touch all 36 at once and power-of-two distances (e.g. 512 x 512 floats) would
+  // map them onto one cache set (measured: the 512x512 weight transform ran 5x slower).
+  const int64_t xs_u = pad_lines(Cout * ldu), xs_v = pad_lines(Cin * ldv), xs_m = pad_lines(kchunk * ldv);
 
-  // U lives in the calling thread's second scratch slot (slot 0 is each worker's block scratch).
-  T* U = thread_scratch_of<T, 1>(size_t(kXi * Cout * ldu));
-  if (!U) return false;
-  transform_weights<V>(g, w, rotate, U, ldu);
+  // Weight transform. With several tile blocks, U is computed once into shared scratch (the
+  // calling thread's second slot; slot 0 is each worker's block scratch) and read by every block.
+  // With one block (few tiles: batch 1 or small planes, threads splitting K), each U row is used
+  // once, so writing all of U to memory and reading it back is pure traffic (37.7 MB at 512 x 512,
+  // measured ~4 ms of 6): then each item transforms its own rows, kb at a time, into L2/L3-sized
+  // thread scratch right before using them ("fused").
+  const bool fused = nblocks == 1;
+  const int64_t kb = fused ? std::clamp((kFusedFloats - Cin * ldv) / Cin / MR * MR, int64_t(MR), kchunk) : kchunk;
+  const int64_t xs_ub = pad_lines(kb * ldu);
+  T* U = nullptr;
+  if (!fused) {
+    U = thread_scratch_of<T, 1>(size_t(kXi * xs_u));
+    if (!U) return false;
+    parallel_for(Cout, 40 * ldu, [&](int64_t b, int64_t e) { transform_weight_rows<V>(g, w, rotate, b, e, U + b * ldu, ldu, xs_u); });
+  }
 
-  // Per worker: the block's V and M, the patch vectors of one segment (6 N x N transposes per
-  // vector group), the output vectors of one group, one zero-padded input line.
-  const size_t v_floats = size_t(kXi * Cin * ldv), m_floats = size_t(kXi * kchunk * ldv);
-  const size_t d_floats = size_t(groups_max * 6 * N * N), o_floats = size_t(16 * N);
-  const size_t scratch_floats = v_floats + m_floats + d_floats + o_floats + size_t(line_len);
+  // Per worker: the block's V and M; the patch rows of one vector group (8 floats per tile and
+  // row, + slack for the N-wide reads of the transpose) and their transpose; the output vectors of
+  // one group and their transpose; the tile table of the block; fused: kb rows of U.
+  const size_t v_floats = size_t(kXi * xs_v), m_floats = size_t(kXi * xs_m);
+  const size_t g_floats = size_t(6 * N * 8 + N), d_floats = size_t(6 * N * N), o_floats = size_t(16 * N + N * N);
+  const size_t ub_floats = fused ? size_t(kXi * xs_ub) : 0;
+  const size_t scratch_floats = v_floats + m_floats + g_floats + d_floats + o_floats + ub_floats + 16;
+  const size_t scratch_bytes = scratch_floats * sizeof(T) + size_t(3 * ldv) * sizeof(int64_t);
   std::atomic<bool> ok{true};
 
   parallel_for(items, tb * kchunk * Cin * kXi, [&](int64_t b, int64_t e) {
-    T* Vb = thread_scratch_of<T>(scratch_floats);
-    if (!Vb) {  // declining after a partial write is safe: every fallback overwrites all of y
+    char* mem = static_cast<char*>(thread_scratch(scratch_bytes));
+    if (!mem) {  // declining after a partial write is safe: every fallback overwrites all of y
       ok = false;
       return;
     }
+    T* Vb = reinterpret_cast<T*>(mem);
     T* Mb = Vb + v_floats;
-    T* dbuf = Mb + m_floats;
+    T* gbuf = Mb + m_floats;
+    T* dbuf = gbuf + g_floats;
     T* obuf = dbuf + d_floats;
-    T* line = obuf + o_floats;
+    T* Ub = obuf + o_floats;  // fused: the transformed weights of kb output channels
+    int64_t* tn = reinterpret_cast<int64_t*>(mem + scratch_floats * sizeof(T));  // tile j: image,
+    int64_t* toh = tn + ldv;                                                      // first output row
+    int64_t* tow = toh + ldv;                                                     // and column
+    const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
     for (int64_t it = b; it < e; ++it) {
       const int64_t blk = it / ksplit, ks = it % ksplit;
       const int64_t t0 = blk * tb, t1 = std::min(T_, t0 + tb), nvalid = t1 - t0;
       const int64_t k0 = ks * kchunk, k1 = std::min(Cout, k0 + kchunk);
       const int64_t npan = ceil_div(nvalid, NR);
-
-      // 1. Input transform of the block, all input channels: Vb[(xi * Cin + c) * ldv + j].
-      for_each_segment(g, t0, t1, [&](const Segment& sg) {
-        const int64_t ngroups = ceil_div(sg.len, N);
-        const int64_t col0 = 4 * sg.tw - g.pw;  // input column of line[0]
-        const int64_t lcount = 4 * (ngroups * N) + 2 * N;
-        // line[u] = x[ih][col0 + u] for 0 <= col0 + u < W, else 0.
-        const int64_t lo = std::clamp<int64_t>(-col0, 0, lcount), hi = std::clamp<int64_t>(g.W - col0, lo, lcount);
-        for (int64_t c = 0; c < Cin; ++c) {
-          const T* plane = x + (sg.n * Cin + c) * g.H * g.W;
-          for (int r = 0; r < 6; ++r) {
-            const int64_t ih = 4 * sg.th - g.ph + r;
-            if (ih < 0 || ih >= g.H) {
-              std::fill(line, line + lcount, T(0));
-            } else {
-              std::fill(line, line + lo, T(0));
-              std::memcpy(line + lo, plane + ih * g.W + col0 + lo, size_t(hi - lo) * sizeof(T));
-              std::fill(line + hi, line + lcount, T(0));
-            }
-            // dbuf[((gi * 6 + r) * N + s) * N + l] = patch (r, s) of tile gi*N + l (s < 6 used).
-            for (int64_t gi = 0; gi < ngroups; ++gi) V::transpose(line + 4 * gi * N, 4, dbuf + (gi * 6 + r) * N * N, N);
-          }
-          for (int64_t gi = 0; gi < ngroups; ++gi) {
-            const T* d = dbuf + gi * 6 * N * N;
-            R t[6][6];  // t[i][s] = (B^T d)[i][s]
-            for (int s = 0; s < 6; ++s) {
-              R z[6], o[6];
-              for (int r = 0; r < 6; ++r) z[r] = V::load(d + (r * N + s) * N);
-              bt6<V>(z, o);
-              for (int i = 0; i < 6; ++i) t[i][s] = o[i];
-            }
-            T* dst = Vb + c * ldv + sg.j0 + gi * N;
-            for (int i = 0; i < 6; ++i) {
-              R o[6];
-              bt6<V>(t[i], o);
-              for (int j = 0; j < 6; ++j) V::store(dst + (i * 6 + j) * Cin * ldv, o[j]);
-            }
-          }
-        }
-      });
-      // Columns past the block up to the panel edge: zero, so the GEMMs never see stale data.
-      if (npan * NR > nvalid)
-        for (int64_t row = 0; row < kXi * Cin; ++row) std::fill(Vb + row * ldv + nvalid, Vb + row * ldv + npan * NR, T(0));
-
-      // 2. The 36 GEMMs: Mb[(xi * kchunk + k - k0) * ldv + j] = sum_c U[xi][k][c] * Vb[xi][c][j].
-      for (int xi = 0; xi < kXi; ++xi) {
-        const T* Ux = U + xi * Cout * ldu;
-        const T* Vx = Vb + xi * Cin * ldv;
-        T* Mx = Mb + xi * kchunk * ldv;
-        for (int64_t k = k0; k < k1; k += MR) {
-          const int mr = int(std::min<int64_t>(MR, k1 - k));
-          const T* a[MR];  // rows past the edge repeat the last one (computed, not stored)
-#pragma GCC unroll 16
-          for (int i = 0; i < MR; ++i) a[i] = Ux + (k + std::min(i, mr - 1)) * ldu;
-          for (int64_t jp = 0; jp < npan; ++jp) {
-            R acc[MR][2];
-            ukernel<V, MR, 2>(Cin, a, Vx + jp * NR, ldv, acc);
-            T* dst = Mx + (k - k0) * ldv + jp * NR;
-#pragma GCC unroll 16
-            for (int i = 0; i < MR; ++i) {
-              if (i >= mr) break;
-              V::store(dst + i * ldv, acc[i][0]);
-              V::store(dst + i * ldv + N, acc[i][1]);
+      {
+        const int64_t per_image = g.TH * g.TW;
+        int64_t n = t0 / per_image, th = (t0 % per_image) / g.TW, tw = t0 % g.TW;
+        for (int64_t j = 0; j < nvalid; ++j) {
+          tn[j] = n;
+          toh[j] = 4 * th;
+          tow[j] = 4 * tw;
+          if (++tw == g.TW) {
+            tw = 0;
+            if (++th == g.TH) {
+              th = 0;
+              ++n;
             }
           }
         }
       }
 
-      // 3. Output transform into y, with bias and ReLU.
-      for_each_segment(g, t0, t1, [&](const Segment& sg) {
-        const int64_t ngroups = ceil_div(sg.len, N);
-        const int64_t oh0 = 4 * sg.th, rows = std::min<int64_t>(4, g.OH - oh0);
-        for (int64_t k = k0; k < k1; ++k) {
-          const R bv = V::set1(bias ? bias[k] : T(0));
-          T* yk = y + ((sg.n * Cout + k) * g.OH + oh0) * g.OW;
-          for (int64_t gi = 0; gi < ngroups; ++gi) {
-            const T* src = Mb + (k - k0) * ldv + sg.j0 + gi * N;
-            R t[4][6];  // t[i][j] = (A^T M)[i][j]
-            for (int j = 0; j < 6; ++j) {
-              R m[6], o[4];
-              for (int i = 0; i < 6; ++i) m[i] = V::load(src + (i * 6 + j) * kchunk * ldv);
-              at4<V>(m, o);
-              for (int i = 0; i < 4; ++i) t[i][j] = o[i];
+      // 1. Input transform of the block, all input channels: Vb[xi * xs_v + c * ldv + j], V::N
+      //    tiles at a time (any tiles: a group may span tile rows and images). Each tile's 6 patch
+      //    rows go to 8-float slots, gbuf[(r * N + l) * 8 + s], one vector copy per row inside
+      //    the image and a zero-filling scalar copy at the borders; a transpose with source
+      //    stride 8 then gives the vectors of patch (r, s) over the N tiles.
+      for (int64_t c = 0; c < Cin; ++c) {
+        const T* xc = x + c * HW;
+        for (int64_t j0 = 0; j0 < nvalid; j0 += N) {
+          for (int l = 0; l < N; ++l) {
+            const int64_t j = j0 + l;
+            T* slot = gbuf + l * 8;
+            if (j >= nvalid) {
+              for (int r = 0; r < 6; ++r) std::fill(slot + r * N * 8, slot + r * N * 8 + 8, T(0));
+              continue;
             }
-            for (int i = 0; i < 4; ++i) {  // obuf[(i * 4 + j) * N + l] = output (i, j) of tile l
-              R o[4];
-              at4<V>(t[i], o);
-              for (int j = 0; j < 4; ++j) {
-                R v = V::add(o[j], bv);
-                if (relu) v = V::max(V::zero(), v);  // max(0, NaN) = NaN, as in ref
-                V::store(obuf + (i * 4 + j) * N, v);
-              }
-            }
-            // Back to rows: after transposing N rows (i, j) at a time, tr[l][(i - i0) * 4 + j].
-            const int64_t tiles = std::min<int64_t>(N, sg.len - gi * N);
-            const int64_t tw = sg.tw + gi * N;
-            for (int i0 = 0; i0 < 4; i0 += N / 4) {
-              if (i0 >= rows) break;
-              alignas(64) T tr[N * N];
-              V::transpose(obuf + i0 * 4 * N, N, tr, N);
-              for (int ii = 0; ii < N / 4 && i0 + ii < rows; ++ii) {
-                T* yrow = yk + (i0 + ii) * g.OW + 4 * tw;
-                for (int64_t l = 0; l < tiles; ++l) {
-                  const int64_t cols = std::min<int64_t>(4, g.OW - 4 * (tw + l));
-                  if (cols == 4)
-                    std::memcpy(yrow + 4 * l, tr + l * N + ii * 4, 4 * sizeof(T));
-                  else
-                    for (int64_t j = 0; j < cols; ++j) yrow[4 * l + j] = tr[l * N + ii * 4 + j];
+            const int64_t ih0 = toh[j] - g.ph, iw0 = tow[j] - g.pw;
+            const T* src = xc + tn[j] * Cin * HW;
+            if (ih0 >= 0 && ih0 + 6 <= g.H && iw0 >= 0 && iw0 + 8 <= g.W) {
+              for (int r = 0; r < 6; ++r) std::memcpy(slot + r * N * 8, src + (ih0 + r) * g.W + iw0, 8 * sizeof(T));
+            } else {
+              for (int r = 0; r < 6; ++r) {
+                T* d = slot + r * N * 8;
+                const int64_t ih = ih0 + r;
+                if (ih < 0 || ih >= g.H) {
+                  std::fill(d, d + 8, T(0));
+                  continue;
+                }
+                const T* row = src + ih * g.W;
+                for (int s = 0; s < 6; ++s) {
+                  const int64_t iw = iw0 + s;
+                  d[s] = (iw >= 0 && iw < g.W) ? row[iw] : T(0);
                 }
               }
             }
           }
+          for (int r = 0; r < 6; ++r) V::transpose(gbuf + r * N * 8, 8, dbuf + r * N * N, N);
+          R t[6][6];  // t[i][s] = (B^T d)[i][s]
+          for (int s = 0; s < 6; ++s) {
+            R z[6], o[6];
+            for (int r = 0; r < 6; ++r) z[r] = V::load(dbuf + (r * N + s) * N);
+            bt6<V>(z, o);
+            for (int i = 0; i < 6; ++i) t[i][s] = o[i];
+          }
+          T* dst = Vb + c * ldv + j0;
+          for (int i = 0; i < 6; ++i) {
+            R o[6];
+            bt6<V>(t[i], o);
+            for (int jj = 0; jj < 6; ++jj) V::store(dst + (i * 6 + jj) * xs_v, o[jj]);
+          }
         }
-      });
+      }
+      // Columns past the last group up to the panel edge: zero, so the GEMMs never see stale data.
+      const int64_t written = round_up(nvalid, N);
+      if (npan * NR > written)
+        for (int xi = 0; xi < kXi; ++xi)
+          for (int64_t c = 0; c < Cin; ++c) std::fill(Vb + xi * xs_v + c * ldv + written, Vb + xi * xs_v + c * ldv + npan * NR, T(0));
+
+      // 2. The 36 GEMMs: Mb[xi * xs_m + (k - k0) * ldv + j] = sum_c U[xi][k][c] * Vb[xi][c][j],
+      //    kb output channels at a time (all of them unless fused).
+      for (int64_t kb0 = k0; kb0 < k1; kb0 += kb) {
+        const int64_t kb1 = std::min(k1, kb0 + kb);
+        const T* Uk = U ? U + kb0 * ldu : Ub;  // row kb0 of every U_xi
+        const int64_t xs = U ? xs_u : xs_ub;
+        if (!U) transform_weight_rows<V>(g, w, rotate, kb0, kb1, Ub, ldu, xs_ub);
+        for (int xi = 0; xi < kXi; ++xi) {
+          const T* Ux = Uk + xi * xs;
+          const T* Vx = Vb + xi * xs_v;
+          T* Mx = Mb + xi * xs_m;
+          for (int64_t k = kb0; k < kb1; k += MR) {
+            const int mr = int(std::min<int64_t>(MR, kb1 - k));
+            const T* a[MR];  // rows past the edge repeat the last one (computed, not stored)
+#pragma GCC unroll 16
+            for (int i = 0; i < MR; ++i) a[i] = Ux + (k - kb0 + std::min(i, mr - 1)) * ldu;
+            for (int64_t jp = 0; jp < npan; ++jp) {
+              R acc[MR][2];
+              ukernel<V, MR, 2>(Cin, a, Vx + jp * NR, ldv, acc);
+              T* dst = Mx + (k - k0) * ldv + jp * NR;
+#pragma GCC unroll 16
+              for (int i = 0; i < MR; ++i) {
+                if (i >= mr) break;
+                V::store(dst + i * ldv, acc[i][0]);
+                V::store(dst + i * ldv + N, acc[i][1]);
+              }
+            }
+          }
+        }
+      }
+
+      // 3. Output transform into y, with bias and ReLU, V::N tiles at a time; the 16 result
+      //    vectors are transposed N rows at a time into tr[l][(i - i0) * 4 + j] (tile l, row i,
+      //    column j), then each tile's rows are copied out (clipped at the image edge).
+      for (int64_t k = k0; k < k1; ++k) {
+        const R bv = V::set1(bias ? bias[k] : T(0));
+        for (int64_t j0 = 0; j0 < nvalid; j0 += N) {
+          const T* src = Mb + (k - k0) * ldv + j0;
+          R t[4][6];  // t[i][j] = (A^T M)[i][j]
+          for (int j = 0; j < 6; ++j) {
+            R m[6], o[4];
+            for (int i = 0; i < 6; ++i) m[i] = V::load(src + (i * 6 + j) * xs_m);
+            at4<V>(m, o);
+            for (int i = 0; i < 4; ++i) t[i][j] = o[i];
+          }
+          for (int i = 0; i < 4; ++i) {  // obuf[(i * 4 + j) * N + l] = output (i, j) of tile l
+            R o[4];
+            at4<V>(t[i], o);
+            for (int j = 0; j < 4; ++j) {
+              R v = V::add(o[j], bv);
+              if (relu) v = V::max(V::zero(), v);  // max(0, NaN) = NaN, as in ref
+              V::store(obuf + (i * 4 + j) * N, v);
+            }
+          }
+          const int64_t tiles = std::min<int64_t>(N, nvalid - j0);
+          T* tr = obuf + 16 * N;
+          for (int i0 = 0; i0 < 4; i0 += N / 4) {
+            V::transpose(obuf + i0 * 4 * N, N, tr, N);
+            for (int64_t l = 0; l < tiles; ++l) {
+              const int64_t j = j0 + l;
+              const int64_t rows = std::min<int64_t>(4, g.OH - toh[j]), cols = std::min<int64_t>(4, g.OW - tow[j]);
+              T* yt = y + (tn[j] * Cout + k) * OHW + toh[j] * g.OW + tow[j];
+              for (int ii = 0; ii < N / 4 && i0 + ii < rows; ++ii) {
+                const T* v = tr + l * N + ii * 4;
+                T* yrow = yt + (i0 + ii) * g.OW;
+                if (cols == 4)
+                  std::memcpy(yrow, v, 4 * sizeof(T));
+                else
+                  for (int64_t jj = 0; jj < cols; ++jj) yrow[jj] = v[jj];
+              }
+            }
+          }
+        }
+      }
     }
   });
   return ok;
@@ -384,13 +433,33 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
 // Entry points: what Winograd takes, and the two passes.
 // ---------------------------------------------------------------------------------------------
 
-// Minimum channel counts and work for Winograd to beat the GEMM path. Chosen by measurement ...
-constexpr int64_t kMinChannels = 8;
+// Where Winograd beats the GEMM path (measured forward, 2 threads, Zen 4; speedup = GEMM time /
+// Winograd time):
+// * Cin >= 16 input channels of the equivalent forward conv (K for backward-input): with 8 the
+//   transforms are not amortised (0.91-0.99x at 56x56, 28x28, 16x16 and 7x7 planes with K = 64;
+//   Cin = 16: 1.08-1.44x). Below 5 channels or at small K the direct kernels run first anyway.
+// * Cout >= 8 (Cin = 64, K = 8: 1.26-1.93x).
+// * Enough tiles to fill the vector lanes: a tile gives 16 outputs for 36 multiplies per channel
+//   pair, but the GEMMs compute whole panels of NR tiles, so Winograd does 36 * round_up(T, NR)
+//   multiplies per channel pair against 9 * N * OH * OW. At more than 1/2 of the direct count it
+//   loses on large layers (N=2 7x7, 512 x 512: 0.87x; 256 x 256: 1.30x, 64 x 8..64: 1.25-1.93x);
+//   above the direct count it always loses (N=1 7x7: 0.49x at 1024 x 1024, 0.68x at 256 x 256,
+//   0.92x at 64 x 64). So: decline above 1, and above 1/2 when Cin * Cout > 256 * 256.
+constexpr int64_t kMinCin = 16;
+constexpr int64_t kMinCout = 8;
+constexpr int64_t kLargeLayer = 256 * 256;
 
 inline bool shape_ok(const Conv2dShape& p) {
   return winograd_enabled().load(std::memory_order_relaxed) && p.R == 3 && p.S == 3 && p.sh == 1 && p.sw == 1 &&
          p.dh == 1 && p.dw == 1 && p.groups == 1 && p.ph >= 0 && p.ph <= 2 && p.pw >= 0 && p.pw <= 2 &&
-         p.C >= kMinChannels && p.K >= kMinChannels && p.OH >= 1 && p.OW >= 1;
+         p.OH >= 1 && p.OW >= 1 && p.N >= 1;
+}
+
+template <class V>
+bool pays_off(const Geometry& g) {
+  if (g.Cin < kMinCin || g.Cout < kMinCout) return false;
+  const int64_t wino = 4 * round_up(g.T, 2 * V::N), direct = g.N * g.OH * g.OW;  // multiplies / 9 per channel pair
+  return wino <= direct && (2 * wino <= direct || g.Cin * g.Cout <= kLargeLayer);
 }
 
 inline Geometry geometry(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t OH, int64_t OW,
@@ -404,7 +473,8 @@ template <class V, int MR>
 bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
          typename V::T* y, bool relu) {
   if (!shape_ok(p)) return false;
-  return conv<V, MR>(geometry(p.N, p.C, p.H, p.W, p.K, p.OH, p.OW, p.ph, p.pw), x, w, false, bias, y, relu);
+  const Geometry g = geometry(p.N, p.C, p.H, p.W, p.K, p.OH, p.OW, p.ph, p.pw);
+  return pays_off<V>(g) && conv<V, MR>(g, x, w, false, bias, y, relu);
 }
 
 // gx = conv(gy, w') with w' the rotated, channel-swapped weights and padding 2 - p (stride 1;
@@ -412,8 +482,8 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
 template <class V, int MR>
 bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   if (!shape_ok(p)) return false;
-  return conv<V, MR>(geometry(p.N, p.K, p.OH, p.OW, p.C, p.H, p.W, 2 - p.ph, 2 - p.pw), gy, w, true, nullptr, gx,
-                     false);
+  const Geometry g = geometry(p.N, p.K, p.OH, p.OW, p.C, p.H, p.W, 2 - p.ph, 2 - p.pw);
+  return pays_off<V>(g) && conv<V, MR>(g, gy, w, true, nullptr, gx, false);
 }
 
 }  // namespace wino
