@@ -32,7 +32,8 @@
 // so results are bitwise identical for any thread count and blocking.
 //
 // Contract (conv2d.h): raw pointers, never throw; scratch comes from common/scratch.h and a
-// failed allocation declines (returns false) before anything is written.
+// failed allocation declines (returns false). A worker's failure can come after other workers
+// wrote parts of y; that is safe because every fallback overwrites all of y.
 //
 // Internal linkage (anonymous namespace): see common/simd.h.
 #pragma once
