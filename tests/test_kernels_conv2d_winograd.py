@@ -19,6 +19,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import cnnfast
 from cnnfast import _core
@@ -101,6 +103,32 @@ def test_forward_and_grad_input(isa, rng, case, bias):
                                      (1, 1), pad, (1, 1), 1)
     np.testing.assert_allclose(y, y64, rtol=RTOL, atol=_atol(C * 9), err_msg=f"forward vs reference.py on {isa}")
     np.testing.assert_allclose(gx, gx64, rtol=RTOL, atol=_atol(K * 9), err_msg=f"grad_input vs reference.py on {isa}")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(N=st.integers(1, 4), C=st.integers(16, 24), K=st.integers(8, 40), H=st.integers(1, 14),
+       W=st.integers(1, 18), ph=st.integers(0, 2), pw=st.integers(0, 2), relu=st.booleans(),
+       threads=st.integers(1, 3))
+def test_random_geometries(rng, N, C, K, H, W, ph, pw, relu, threads):
+    """Any geometry Winograd may take (1-row images, every padding, tiles cut on both edges),
+    whichever kernel ends up running, against the NumPy oracle."""
+    if H + 2 * ph < 3 or W + 2 * pw < 3:
+        return
+    pad = (ph, pw)
+    x, w, b, gy = _arrays(rng, N, C, H, W, K, pad)
+    prev = cnnfast.get_num_threads()
+    cnnfast.set_num_threads(threads)
+    try:
+        y, gx = _fwd(x, w, b, pad, relu=relu), _bwd(x, w, gy, pad)
+    finally:
+        cnnfast.set_num_threads(prev)
+    y64 = ref.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (1, 1), pad, (1, 1), 1)
+    if relu:
+        y64 = np.maximum(y64, 0)
+    gx64, _, _ = ref.conv2d_backward(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                                     (1, 1), pad, (1, 1), 1)
+    np.testing.assert_allclose(y, y64, rtol=RTOL, atol=_atol(C * 9))
+    np.testing.assert_allclose(gx, gx64, rtol=RTOL, atol=_atol(K * 9))
 
 
 def test_fused_relu(isa, rng):
