@@ -1,7 +1,7 @@
 """Winograd F(4x4,3x3) conv2d kernels (csrc/kernels/conv2d/conv2d_winograd.h) on every compiled ISA.
 
 They take float32 3x3 convolutions with stride 1, dilation 1, groups 1 and padding 0..2, forward
-and grad_input, where they pay (input channels of the equivalent forward conv >= 16, output
+and grad_input, where they pay (16..512 input channels of the equivalent forward conv, output
 channels >= 8, enough 4x4 tiles to fill the vector lanes). The shapes below are chosen to select
 them (asserted through runtime_info()["last_kernels"]) and exercise partial tiles (H, W not
 multiples of 4), every padding, channel counts off the vector width, tiles of one vector group
@@ -9,7 +9,8 @@ spanning images, several tile blocks (shared weight transform) and one block spl
 channels (fused weight transform). Each result is checked against the scalar `ref` kernels and the
 NumPy oracle tests/reference.py with the tolerances of test_kernels_conv2d.py: rtol 1e-4, atol
 1e-4 * sqrt(reduction length). (Winograd rounds differently from a direct sum: on standard-normal
-data its max error is 3-9e-5 * sqrt(C*9) on the ResNet-18 layers, see README "Runtime".)
+data its max error is 3e-5 to 1.1e-4 * sqrt(C*9) on the ResNet-18 layers, up to 0.86 of this
+tolerance at C = 512, which is why C > 512 declines; see README "Runtime".)
 """
 from __future__ import annotations
 
@@ -215,6 +216,7 @@ DECLINED = {
     "padding3": (3, 17, 13, 9, 41, 3, 3, (1, 1), (3, 3), (1, 1), 1, np.float32),
     "few-channels": (3, 8, 13, 9, 41, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float32),
     "few-tiles": (1, 40, 7, 7, 40, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float32),
+    "over-512-channels": (1, 520, 6, 6, 40, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float32),
 }
 
 
@@ -231,7 +233,8 @@ def test_declined_configurations_still_right(isa, rng, case):
     gx = _bwd(x, w, gy, pad, stride=stride, dilation=dil, groups=groups)
     tag = "f32" if dtype == np.float32 else "f64"
     for key in (f"conv2d_fwd_{tag}", f"conv2d_bwd_input_{tag}"):
-        if case != "few-channels" or key.startswith("conv2d_fwd"):  # grad_input there has 41 channels
+        # grad_input of these reduces over the 41 / 40 output channels: Winograd may take it
+        if case not in ("few-channels", "over-512-channels") or key.startswith("conv2d_fwd"):
             assert not _last(key).endswith("_winograd"), f"{case}: {_last(key)} ran"
     tol = 1e-4 if dtype == np.float32 else 1e-10
     y_ref = ref.conv2d(x, w, b, stride, pad, dil, groups)
