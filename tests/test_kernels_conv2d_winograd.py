@@ -5,8 +5,8 @@ and grad_input, where they pay (16..512 input channels of the equivalent forward
 channels >= 8, enough 4x4 tiles to fill the vector lanes). The shapes below are chosen to select
 them (asserted through runtime_info()["last_kernels"]) and exercise partial tiles (H, W not
 multiples of 4), every padding, channel counts off the vector width, tiles of one vector group
-spanning images, several tile blocks (shared weight transform) and one block split over output
-channels (fused weight transform). Each result is checked against the scalar `ref` kernels and the
+spanning images, several tile blocks (shared weight transform), one block split over output
+channels (fused weight transform) and the few-tiles mode (GEMMs along output channels). Each result is checked against the scalar `ref` kernels and the
 NumPy oracle tests/reference.py with the tolerances of test_kernels_conv2d.py: rtol 1e-4, atol
 1e-4 * sqrt(reduction length). (Winograd rounds differently from a direct sum: on standard-normal
 data its max error is 3e-5 to 1.1e-4 * sqrt(C*9) on the ResNet-18 layers, up to 0.86 of this
@@ -82,6 +82,10 @@ CASES = {
     "pad1x0-5x7": (4, 24, 5, 7, 40, (1, 0)),
     "pad2x1-9x9": (2, 16, 9, 9, 36, (2, 1)),
     "several-blocks": (3, 16, 28, 28, 40, (1, 1)),  # 147 tiles: two blocks, shared weight transform
+    # At most 8 tiles: GEMMs along output channels (partial channel panels, several weight slices).
+    "few-tiles-7x7": (1, 20, 7, 7, 40, (1, 1)),
+    "few-tiles-pad0": (1, 18, 5, 9, 37, (0, 0)),
+    "few-tiles-slices": (2, 70, 5, 5, 24, (1, 1)),
 }
 
 
@@ -141,7 +145,7 @@ def test_fused_relu(isa, rng):
     np.testing.assert_allclose(y, _on_ref(_fwd, x, w, b, pad, relu=True), rtol=RTOL, atol=_atol(C * 9))
 
 
-@pytest.mark.parametrize("case", ["pad1-13x9", "several-blocks"])
+@pytest.mark.parametrize("case", ["pad1-13x9", "several-blocks", "few-tiles-slices"])
 def test_independent_of_thread_count(isa, rng, case):
     """Bitwise: the C reduction is one sequence whatever the blocking (one block split over output
     channels with 2 threads, whole blocks per thread otherwise)."""
@@ -215,7 +219,7 @@ DECLINED = {
     "5x5": (3, 17, 13, 9, 41, 5, 5, (1, 1), (2, 2), (1, 1), 1, np.float32),
     "padding3": (3, 17, 13, 9, 41, 3, 3, (1, 1), (3, 3), (1, 1), 1, np.float32),
     "few-channels": (3, 8, 13, 9, 41, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float32),
-    "few-tiles": (1, 40, 7, 7, 40, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float32),
+    "few-tiles": (1, 256, 5, 5, 256, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float32),
     "over-512-channels": (1, 520, 6, 6, 40, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float32),
 }
 

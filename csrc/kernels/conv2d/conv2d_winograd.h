@@ -18,7 +18,9 @@
 // channel range: that is O(C) per tile against O(C*K) for the GEMMs), runs the 36 GEMMs for its
 // channels and transforms the result into y. With several blocks the weight transform U is
 // computed once up front (parallel) and shared; with a single block each item transforms the
-// weight rows it needs right before using them (see "fused" in conv()).
+// weight rows it needs right before using them (see "fused" in conv()). With at most half a
+// panel of tiles (N=1 7x7 planes: 4 tiles) the GEMMs run along output channels instead and the
+// weights are transformed slice by slice next to them (see "Few tiles").
 //
 // Vectorisation: both transforms run across V::N consecutive tiles of a block (which may sit in
 // different tile rows or images). Each tile's six patch rows are copied into 8-float slots (one
@@ -116,17 +118,33 @@ CNNFAST_WINO_INLINE void at4(const typename V::R (&m)[6], typename V::R (&o)[4])
 }
 
 // ---------------------------------------------------------------------------------------------
-// Weight transform: U[xi * xs_u + (o - o0) * ldu + i] for o0 <= o < o1 and all i (columns Cin..ldu are zero).
+// Weight transform U = G g G^T for every pair (output channel o, input channel i).
 // Forward: g = w[o][i] (w is Cout x Cin x 3 x 3). rotate (backward-input as forward): w is
 // Cin x Cout x 3 x 3 (the layer's K x C) and g = w[i][o] rotated by 180 degrees, so the rotated,
 // channel-swapped weights are never materialised.
 // ---------------------------------------------------------------------------------------------
 
+// U = G g G^T of the N channel pairs in tmp[t * N + lane], stored as dst[xi * xs + lane].
+template <class V>
+CNNFAST_WINO_INLINE void transform_taps(const typename V::T* tmp, typename V::T* dst, int64_t xs) {
+  using R = typename V::R;
+  constexpr int N = V::N;
+  R col[3][6];  // G applied to each column s of g: col[s][a]
+  for (int s = 0; s < 3; ++s)
+    g6<V>(V::load(tmp + s * N), V::load(tmp + (3 + s) * N), V::load(tmp + (6 + s) * N), col[s]);
+  for (int a = 0; a < 6; ++a) {  // row a of G g, times G^T
+    R u[6];
+    g6<V>(col[0][a], col[1][a], col[2][a], u);
+    for (int bb = 0; bb < 6; ++bb) V::store(dst + (a * 6 + bb) * xs, u[bb]);
+  }
+}
+
+// U[xi * xs_u + (o - o0) * ldu + i] for o0 <= o < o1 and all i (columns Cin..ldu are zero), lanes
+// along input channels (the tile-panel GEMMs).
 template <class V>
 void transform_weight_rows(const Geometry& g, const typename V::T* w, bool rotate, int64_t o0, int64_t o1,
                            typename V::T* U, int64_t ldu, int64_t xs_u) {
   using T = typename V::T;
-  using R = typename V::R;
   constexpr int N = V::N;
   const int64_t Cout = g.Cout, Cin = g.Cin;
   alignas(64) T tmp[9 * N];
@@ -145,14 +163,7 @@ void transform_weight_rows(const Geometry& g, const typename V::T* w, bool rotat
           for (int t = 0; t < 9; ++t) tmp[t * N + l] = src[t];
         }
       }
-      R col[3][6];  // G applied to each column s of g: col[s][a]
-      for (int s = 0; s < 3; ++s)
-        g6<V>(V::load(tmp + s * N), V::load(tmp + (3 + s) * N), V::load(tmp + (6 + s) * N), col[s]);
-      for (int a = 0; a < 6; ++a) {  // row a of G g, times G^T
-        R u[6];
-        g6<V>(col[0][a], col[1][a], col[2][a], u);
-        for (int bb = 0; bb < 6; ++bb) V::store(U + (a * 6 + bb) * xs_u + (o - o0) * ldu + i0, u[bb]);
-      }
+      transform_taps<V>(tmp, U + (o - o0) * ldu + i0, xs_u);
     }
   }
 }
@@ -181,6 +192,85 @@ CNNFAST_WINO_INLINE void ukernel(int64_t kc, const typename V::T* const (&a)[MR]
       for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
     }
     b += ldb;
+  }
+}
+
+// The same with A column-major: the MR values of step c are contiguous at a + c * lda.
+template <class V, int MR, int NV>
+CNNFAST_WINO_INLINE void ukernel_cm(int64_t kc, const typename V::T* a, int64_t lda, const typename V::T* b,
+                                    int64_t ldb, typename V::R (&acc)[MR][NV]) {
+  using R = typename V::R;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    R bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * V::N);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const R av = V::set1(a[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
+    }
+    a += lda;
+    b += ldb;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Few tiles (at most half a panel, e.g. N=1 7x7 planes: 4 tiles). The tile-panel GEMMs would leave
+// most lanes idle, so the GEMMs run along output channels instead: for each panel of NR output
+// channels and each slice of kFewCc input channels, the weights are transformed into an L2-sized
+// buffer, Up[xi][c][lane], and used at once: M[xi][t][lane] (+)= sum_c V[xi][c][t] Up[xi][c][lane]
+// with kFewMR tiles x NR channels per register tile. The slices are added in a fixed order, so
+// results still do not depend on the thread count.
+// ---------------------------------------------------------------------------------------------
+
+constexpr int kFewMR = 4;          // tiles per register tile (4 x 2 vectors: 8 accumulators)
+constexpr int64_t kFewCc = 64;     // input channels per weight slice (36 x 64 x NR floats: 147 KB)
+
+// Up[xi * xs + (i - i0) * NR + (o - o0)] = U of (o, i) for o0 <= o < o1 (zero up to o0 + NR),
+// i0 <= i < i1. Lanes along output channels; with 8 lanes the taps of 8 output channels come out
+// of one 8 x 8 register transpose (tap 8 separately).
+template <class V>
+void transform_weight_panel(const Geometry& g, const typename V::T* w, bool rotate, int64_t o0, int64_t o1,
+                            int64_t i0, int64_t i1, typename V::T* Up, int64_t xs) {
+  using T = typename V::T;
+  constexpr int N = V::N, NR = 2 * N;
+  const int64_t Cout = g.Cout, Cin = g.Cin;
+  alignas(64) T tmp[9 * N], tr[N * N];
+  auto one = [&](int64_t og, int64_t i) {
+    const bool full = og + N <= o1;
+    {
+      if (N == 8 && full && !rotate) {  // rows: the 9 taps of (og + l, i), 9 * Cin apart
+        const T* src = w + (og * Cin + i) * 9;
+        V::transpose(src, Cin * 9, tmp, N);
+        for (int l = 0; l < N; ++l) tmp[8 * N + l] = src[l * Cin * 9 + 8];
+      } else if (N == 8 && full) {  // rotate: the taps of (og + l, i) are adjacent, 9 apart
+        const T* src = w + (i * Cout + og) * 9;
+        V::transpose(src, 9, tr, N);  // tr[t * N + l] = unrotated tap t of lane l, t < 8
+        for (int l = 0; l < N; ++l) tmp[l] = src[l * 9 + 8];
+        for (int t = 1; t < 9; ++t) V::store(tmp + t * N, V::load(tr + (8 - t) * N));
+      } else {
+        for (int l = 0; l < N; ++l) {
+          const int64_t o = og + l;
+          for (int t = 0; t < 9; ++t)
+            tmp[t * N + l] = o >= o1 ? T(0) : rotate ? w[(i * Cout + o) * 9 + 8 - t] : w[(o * Cin + i) * 9 + t];
+        }
+      }
+      transform_taps<V>(tmp, Up + (i - i0) * NR + (og - o0), xs);
+    }
+  };
+  // Read w along its contiguous runs: forward, each lane's input channels (og outer); rotate,
+  // the NR output channels of one input channel (i outer).
+  if (rotate) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t og = o0; og < o0 + NR; og += N) one(og, i);
+  } else {
+    for (int64_t og = o0; og < o0 + NR; og += N)
+      for (int64_t i = i0; i < i1; ++i) one(og, i);
   }
 }
 
@@ -217,9 +307,11 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
   if (nt > 1 && nblocks >= nt && nblocks < 16 * nt && nblocks % nt) nblocks = std::min(T_, round_up(nblocks, nt));
   const int64_t tb = ceil_div(T_, nblocks);
   nblocks = ceil_div(T_, tb);
+  const bool few = T_ <= NR / 2;  // see "Few tiles" above
+  const int64_t kq = few ? NR : MR;  // output channel granularity of the GEMMs
   int64_t ksplit = 1;
-  if (nblocks < nt) ksplit = std::min<int64_t>(ceil_div(nt, nblocks), ceil_div(Cout, MR));
-  const int64_t kchunk = round_up(ceil_div(Cout, ksplit), MR);
+  if (nblocks < nt) ksplit = std::min<int64_t>(ceil_div(nt, nblocks), ceil_div(Cout, kq));
+  const int64_t kchunk = round_up(ceil_div(Cout, ksplit), kq);
   ksplit = ceil_div(Cout, kchunk);
   const int64_t items = nblocks * ksplit;
 
@@ -236,11 +328,11 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
   // once, so writing all of U to memory and reading it back is pure traffic (37.7 MB at 512 x 512,
   // measured ~4 ms of 6): then each item transforms its own rows, kb at a time, into L2/L3-sized
   // thread scratch right before using them ("fused").
-  const bool fused = nblocks == 1;
+  const bool fused = nblocks == 1 && !few;
   const int64_t kb = fused ? std::clamp((kFusedFloats - Cin * ldv) / Cin / MR * MR, int64_t(MR), kchunk) : kchunk;
   const int64_t xs_ub = pad_lines(kb * ldu);
   T* U = nullptr;
-  if (!fused) {
+  if (!fused && !few) {
     U = thread_scratch_of<T, 1>(size_t(kXi * xs_u));
     if (!U) return false;
     parallel_for(Cout, 40 * ldu, [&](int64_t b, int64_t e) { transform_weight_rows<V>(g, w, rotate, b, e, U + b * ldu, ldu, xs_u); });
@@ -249,9 +341,10 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
   // Per worker: the block's V and M; the patch rows of one vector group (8 floats per tile and
   // row, + slack for the N-wide reads of the transpose) and their transpose; the output vectors of
   // one group and their transpose; the tile table of the block; fused: kb rows of U.
-  const size_t v_floats = size_t(kXi * xs_v), m_floats = size_t(kXi * xs_m);
+  const int64_t xs_p = pad_lines(kFewCc * NR), xs_mp = pad_lines(round_up(T_, kFewMR) * NR);  // few tiles
+  const size_t v_floats = size_t(kXi * xs_v), m_floats = size_t(kXi * (few ? xs_mp : xs_m));
   const size_t g_floats = size_t(6 * N * 8 + N), d_floats = size_t(6 * N * N), o_floats = size_t(16 * N + N * N);
-  const size_t ub_floats = fused ? size_t(kXi * xs_ub) : 0;
+  const size_t ub_floats = fused ? size_t(kXi * xs_ub) : few ? size_t(kXi * xs_p) : 0;
   const size_t scratch_floats = v_floats + m_floats + g_floats + d_floats + o_floats + ub_floats + 16;
   const size_t scratch_bytes = scratch_floats * sizeof(T) + size_t(3 * ldv) * sizeof(int64_t);
   std::atomic<bool> ok{true};
@@ -353,6 +446,59 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
 
       // 2. The 36 GEMMs: Mb[xi * xs_m + (k - k0) * ldv + j] = sum_c U[xi][k][c] * Vb[xi][c][j],
       //    kb output channels at a time (all of them unless fused).
+      // 2'+3'. Few tiles: per panel of NR output channels, GEMMs over weight slices, then the
+      //       output transform with vectors along output channels.
+      for (int64_t kp0 = k0; kp0 < k1 && few; kp0 += NR) {
+        const int64_t kp1 = std::min(k1, kp0 + NR);
+        for (int64_t c0 = 0; c0 < Cin; c0 += kFewCc) {
+          const int64_t c1 = std::min(Cin, c0 + kFewCc);
+          transform_weight_panel<V>(g, w, rotate, kp0, kp1, c0, c1, Ub, xs_p);
+          for (int xi = 0; xi < kXi; ++xi)
+            for (int64_t tr = 0; tr < nvalid; tr += kFewMR) {  // rows past nvalid read zeroed V columns
+              R acc[kFewMR][2];
+              ukernel_cm<V, kFewMR, 2>(c1 - c0, Vb + xi * xs_v + c0 * ldv + tr, ldv, Ub + xi * xs_p, NR, acc);
+              T* dst = Mb + xi * xs_mp + tr * NR;
+              for (int i = 0; i < kFewMR; ++i)
+                for (int v = 0; v < 2; ++v) {
+                  T* d = dst + i * NR + v * N;
+                  V::store(d, c0 == 0 ? acc[i][v] : V::add(V::load(d), acc[i][v]));
+                }
+            }
+        }
+        for (int64_t j = 0; j < nvalid; ++j) {
+          const int64_t rows = std::min<int64_t>(4, g.OH - toh[j]), cols = std::min<int64_t>(4, g.OW - tow[j]);
+          for (int64_t kv = kp0; kv < kp1; kv += N) {
+            const int64_t lanes = std::min<int64_t>(N, kp1 - kv);
+            alignas(64) T bl[N];
+            for (int l = 0; l < N; ++l) bl[l] = (bias && l < lanes) ? bias[kv + l] : T(0);
+            const R bv = V::load(bl);
+            const T* src = Mb + j * NR + (kv - kp0);
+            R t[4][6];  // t[i][jj] = (A^T M)[i][jj]
+            for (int jj = 0; jj < 6; ++jj) {
+              R m[6], o[4];
+              for (int i = 0; i < 6; ++i) m[i] = V::load(src + (i * 6 + jj) * xs_mp);
+              at4<V>(m, o);
+              for (int i = 0; i < 4; ++i) t[i][jj] = o[i];
+            }
+            for (int i = 0; i < 4; ++i) {  // obuf[(i * 4 + jj) * N + l] = output (i, jj) of channel kv + l
+              R o[4];
+              at4<V>(t[i], o);
+              for (int jj = 0; jj < 4; ++jj) {
+                R v = V::add(o[jj], bv);
+                if (relu) v = V::max(V::zero(), v);  // max(0, NaN) = NaN, as in ref
+                V::store(obuf + (i * 4 + jj) * N, v);
+              }
+            }
+            for (int64_t l = 0; l < lanes; ++l) {
+              T* yt = y + (tn[j] * Cout + kv + l) * OHW + toh[j] * g.OW + tow[j];
+              for (int64_t i = 0; i < rows; ++i)
+                for (int64_t jj = 0; jj < cols; ++jj) yt[i * g.OW + jj] = obuf[(i * 4 + jj) * N + l];
+            }
+          }
+        }
+      }
+      if (few) continue;
+
       for (int64_t kb0 = k0; kb0 < k1; kb0 += kb) {
         const int64_t kb1 = std::min(k1, kb0 + kb);
         const T* Uk = U ? U + kb0 * ldu : Ub;  // row kb0 of every U_xi
@@ -441,11 +587,13 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
 //   Cin = 16: 1.08-1.44x). Below 5 channels or at small K the direct kernels run first anyway.
 // * Cout >= 8 (Cin = 64, K = 8: 1.26-1.93x).
 // * Enough tiles to fill the vector lanes: a tile gives 16 outputs for 36 multiplies per channel
-//   pair, but the GEMMs compute whole panels of NR tiles, so Winograd does 36 * round_up(T, NR)
-//   multiplies per channel pair against 9 * N * OH * OW. At more than 1/2 of the direct count it
-//   loses on large layers (N=2 7x7, 512 x 512: 0.87x; 256 x 256: 1.30x, 64 x 8..64: 1.25-1.93x);
-//   above the direct count it always loses (N=1 7x7: 0.49x at 1024 x 1024, 0.68x at 256 x 256,
-//   0.92x at 64 x 64). So: decline above 1, and above 1/2 when Cin * Cout > 256 * 256.
+//   pair, but the GEMMs compute whole register tiles (NR tiles, or kFewMR in the few-tiles mode),
+//   so Winograd does 36 * round_up(T, NR or kFewMR) multiplies per channel pair against
+//   9 * N * OH * OW. Above the direct count it loses (N=1 5x5 planes, 4 tiles for 25 outputs:
+//   0.73-0.78x at 256 x 256); above 1/2 of it, large layers lose (N=2 7x7 in tile panels, before
+//   the few-tiles mode: 0.87x at 512 x 512, 1.30x at 256 x 256) and small ones still win (5x5 at
+//   64 x 64: 1.02-1.07x; few tiles, N=1 7x7: 1.2x at 512 x 512 in the bench, 1.27x at 256 x 256,
+//   2.3x at 64 x 64). So: decline above 1, and above 1/2 when Cin * Cout >= 256 * 256.
 // * Cin <= 512, for accuracy rather than speed: the error grows with the reduction length faster
 //   than the tests' float32 tolerance (rtol 1e-4, atol 1e-4 * sqrt(9 * Cin)); the worst element
 //   used 0.7 of it at Cin = 768 and 0.97 at Cin = 1024 (N=1, 14x14, standard-normal data).
@@ -463,8 +611,9 @@ inline bool shape_ok(const Conv2dShape& p) {
 template <class V>
 bool pays_off(const Geometry& g) {
   if (g.Cin < kMinCin || g.Cin > kMaxCin || g.Cout < kMinCout) return false;
-  const int64_t wino = 4 * round_up(g.T, 2 * V::N), direct = g.N * g.OH * g.OW;  // multiplies / 9 per channel pair
-  return wino <= direct && (2 * wino <= direct || g.Cin * g.Cout <= kLargeLayer);
+  const int64_t NR = 2 * V::N, lanes = g.T <= NR / 2 ? round_up(g.T, kFewMR) : round_up(g.T, NR);  // see conv()
+  const int64_t wino = 4 * lanes, direct = g.N * g.OH * g.OW;  // multiplies / 9 per channel pair
+  return wino <= direct && (2 * wino <= direct || g.Cin * g.Cout < kLargeLayer);
 }
 
 inline Geometry geometry(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t OH, int64_t OW,
