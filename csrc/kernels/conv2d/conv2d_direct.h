@@ -567,6 +567,23 @@ void reduce_lanes(const typename V::T* acc, int64_t ntap, typename V::T* out) {
   }
 }
 
+// Shared by the weight-gradient kernels: gw[k * taps + t] (and gb[k], the bias "tap" t == taps)
+// = the sum over the parts u = 0, 1, ... in that order of partial[u * part_stride + k * k_stride + t],
+// so the result never depends on how the parts were spread over threads.
+template <typename T>
+void sum_parts(const T* partial, int64_t parts, int64_t part_stride, int64_t k_stride, int64_t K, int64_t taps, T* gw,
+               T* gb) {
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t t = 0; t <= taps; ++t) {
+      T s = 0;
+      for (int64_t u = 0; u < parts; ++u) s += partial[u * part_stride + k * k_stride + t];
+      if (t < taps)
+        gw[k * taps + t] = s;
+      else if (gb)
+        gb[k] = s;
+    }
+}
+
 template <class V>
 bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
                    typename V::T* gb) {
@@ -647,16 +664,7 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
     }
   });
   // Sum the parts in order (fixed by weight_splits, not by the thread count).
-  for (int64_t k = 0; k < p.K; ++k) {
-    for (int64_t t = 0; t < ntap; ++t) {
-      T s = 0;
-      for (int64_t sp = 0; sp < splits; ++sp) s += partial[(k * splits + sp) * ntap + t];
-      if (t < RS)
-        gw[k * RS + t] = s;
-      else if (gb)
-        gb[k] = s;
-    }
-  }
+  sum_parts(partial, splits, ntap, splits * ntap, p.K, RS, gw, gb);
   return true;
 }
 
@@ -857,15 +865,7 @@ bool sc_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const type
       for (int64_t k = 0; k < p.K; ++k) reduce_lanes<V>(acc + k * tslots * N, ntap, partial + (u * p.K + k) * ntap);
     }
   });
-  for (int64_t k = 0; k < p.K; ++k)
-    for (int64_t t = 0; t < ntap; ++t) {
-      T s = 0;
-      for (int64_t u = 0; u < units; ++u) s += partial[(u * p.K + k) * ntap + t];
-      if (t < CRS)
-        gw[k * CRS + t] = s;
-      else if (gb)
-        gb[k] = s;
-    }
+  sum_parts(partial, units, p.K * ntap, ntap, p.K, CRS, gw, gb);
   return true;
 }
 
@@ -1334,15 +1334,7 @@ bool plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const t
       }
     }
   });
-  for (int64_t k = 0; k < p.K; ++k)
-    for (int64_t t = 0; t <= CRS; ++t) {
-      T s = 0;
-      for (int64_t u = 0; u < parts; ++u) s += partial[(u * p.K + k) * (CRS + 1) + t];
-      if (t < CRS)
-        gw[k * CRS + t] = s;
-      else if (gb)
-        gb[k] = s;
-    }
+  sum_parts(partial, parts, p.K * (CRS + 1), CRS + 1, p.K, CRS, gw, gb);
   return true;
 }
 
@@ -1554,15 +1546,7 @@ bool dw_plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, cons
       reduce_lanes<V>(acc + RSpad * N, 1, partial + u * (RS + 1) + RS);
     }
   });
-  for (int64_t k = 0; k < p.K; ++k)  // sum the parts in order (fixed by weight_splits)
-    for (int64_t t = 0; t <= RS; ++t) {
-      T s = 0;
-      for (int64_t sp = 0; sp < splits; ++sp) s += partial[(k * splits + sp) * (RS + 1) + t];
-      if (t < RS)
-        gw[k * RS + t] = s;
-      else if (gb)
-        gb[k] = s;
-    }
+  sum_parts(partial, splits, RS + 1, splits * (RS + 1), p.K, RS, gw, gb);  // in order (fixed by weight_splits)
   return true;
 }
 
