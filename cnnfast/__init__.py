@@ -16,8 +16,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import _core  # noqa: E402  (the compiled kernels; importing it reads CNNFAST_ISA)
 from ._runtime import (  # noqa: E402
-    available_isas, cache_info, empty_cache, get_isa, get_num_threads, runtime_info, set_cache_limit, set_isa,
-    set_num_threads, show_runtime,
+    available_isas, cache_info, empty_cache, get_isa, get_num_threads, get_winograd, runtime_info, set_cache_limit,
+    set_isa, set_num_threads, set_winograd, show_runtime,
 )
 from .functional import (  # noqa: E402
     conv2d, conv2d_backward, conv2d_input, conv2d_output_shape, conv2d_relu, conv2d_weight,
@@ -34,7 +34,7 @@ from ._random import manual_seed  # noqa: E402
 __all__ = [
     "__version__", "functional",
     "show_runtime", "runtime_info", "get_num_threads", "set_num_threads", "get_isa", "set_isa", "available_isas",
-    "empty_cache", "set_cache_limit", "cache_info",
+    "empty_cache", "set_cache_limit", "cache_info", "get_winograd", "set_winograd",
     "conv2d", "conv2d_relu", "conv2d_backward", "conv2d_input", "conv2d_weight", "conv2d_output_shape",
     "max_pool2d", "max_pool2d_backward", "max_pool2d_output_shape", "relu", "relu_", "relu_backward",
 ]

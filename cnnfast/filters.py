@@ -53,7 +53,7 @@ from ._utils import _pair
 from .functional.conv import conv2d
 
 __all__ = [
-    "MODES", "correlate", "correlate_separable", "sobel", "sobel_direction", "prewitt", "laplace",
+    "MODES", "correlate", "convolve", "correlate_separable", "sobel", "sobel_direction", "prewitt", "laplace",
     "box_blur", "gaussian_blur", "sharpen", "emboss", "to_uint8", "kernels",
 ]
 
@@ -374,6 +374,22 @@ def correlate(image, kernel, mode="constant", cval=0.0, stride=1, *, channels_fi
     """
     k = _kernel2d("correlate", kernel)
     return _filter("correlate", image, [k.astype(np.float64)], mode, cval, stride, channels_first)
+
+
+def convolve(image, kernel, mode="constant", cval=0.0, stride=1, *, channels_first=False):
+    """Convolve every channel of ``image`` with a 2-D ``kernel``: the textbook (flipped) convolution.
+
+    Same result as ``scipy.ndimage.convolve`` applied to each channel: the kernel is flipped in
+    both axes and then correlated, ``out[i, j] = sum_{a, b} kernel[a, b] * padded[i - a + kh//2,
+    j - b + kw//2]``. CNN layers (and the lecture) compute :func:`correlate`; for a symmetric kernel
+    such as a box or Gaussian blur the two are the same. Arguments and result as :func:`correlate`.
+    """
+    k = _kernel2d("convolve", kernel).astype(np.float64)[::-1, ::-1]
+    # Flipping an even-sized kernel moves its centre from index k//2 to k//2 - 1; one leading zero
+    # row/column puts it back at the centre index (k+1)//2 of the now odd-sized kernel, which is
+    # where scipy.ndimage.convolve centres it. One extra tap per even axis, all zeros.
+    k = np.pad(k, ((1 - k.shape[0] % 2, 0), (1 - k.shape[1] % 2, 0)))
+    return _filter("convolve", image, [k], mode, cval, stride, channels_first)
 
 
 def correlate_separable(image, kernel_rows, kernel_cols, mode="constant", cval=0.0, stride=1, *,

@@ -128,6 +128,33 @@ def test_stride_samples_the_full_result(mode, stride, rng):
                                F.gaussian_blur(img, 1.0, mode=mode)[::s[0], ::s[1]], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("ksize", [(3, 3), (2, 2), (4, 3), (1, 4)], ids=["3x3", "2x2", "4x3", "1x4"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_convolve_is_correlate_with_the_flipped_kernel(mode, ksize, stride, rng):
+    """convolve == scipy.ndimage.convolve, including where even-sized flipped kernels are centred."""
+    img = _image(rng, (9, 10, 2), np.float64)
+    k = rng.standard_normal(ksize)
+    got = F.convolve(img, k, mode=mode, stride=stride)
+    assert got.shape == (-(-9 // stride), -(-10 // stride), 2)
+    # independent of scipy: the definition, out[i] = sum_a k[a] * padded[i - a + k//2]
+    kh, kw = ksize
+    want = np.zeros((9, 10, 2))
+    for a in range(kh):
+        for b in range(kw):
+            one = np.zeros((2 * kh - 1, 2 * kw - 1))  # a single tap at offset (kh//2 - a, kw//2 - b)
+            one[kh - 1 + kh // 2 - a, kw - 1 + kw // 2 - b] = 1.0
+            want += k[a, b] * ref_layout(img, one, mode=mode)
+    np.testing.assert_allclose(got, want[::stride, ::stride], rtol=1e-12, atol=1e-12)
+    if ndi is not None:
+        for ch in range(2):
+            np.testing.assert_allclose(got[..., ch], ndi.convolve(img[..., ch], k, mode=mode)[::stride, ::stride],
+                                       rtol=1e-12, atol=1e-12)
+    if ksize == (3, 3):
+        sym = k + k[::-1, ::-1]  # point-symmetric: convolution and correlation agree
+        np.testing.assert_allclose(F.convolve(img, sym, mode=mode), F.correlate(img, sym, mode=mode), rtol=1e-12)
+
+
 def test_channels_first_matches_channels_last(rng):
     img = _image(rng, (2, 8, 9, 3), np.float64)
     k = rng.standard_normal((3, 2))

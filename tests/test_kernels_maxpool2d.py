@@ -216,7 +216,7 @@ def test_thread_count_independent(isa, rng, shape):
 
 
 def test_large_outputs_reuse_cached_buffers(isa, rng):
-    # outputs above the cache threshold (1 MiB) come from the buffer cache; results must not
+    # outputs above the cache threshold (128 KiB) come from the buffer cache; results must not
     # depend on what the reused memory held before
     x = rng.standard_normal((4, 16, 96, 96)).astype(np.float32)
     y1, i1 = cnnfast.max_pool2d(x, 2, 2, return_indices=True)

@@ -183,6 +183,27 @@ def test_output_buffer_cache_controls(rng):
         cnnfast.set_cache_limit(prev)
 
 
+@pytest.mark.parametrize("shape, cached", [((64, 6, 24, 24), True),  # 884 KB: LeNet activations
+                                            ((64, 16, 8, 8), True),   # 256 KB
+                                            ((64, 16, 4, 4), False)])  # 64 KB: left to malloc
+def test_mid_sized_outputs_are_cached_too(rng, shape, cached):
+    """Training-step activations (128 KiB .. 1 MiB) are reused instead of page-faulted in again."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    prev = cnnfast.cache_info()["limit"]
+    try:
+        cnnfast.set_cache_limit(64 << 20)
+        cnnfast.empty_cache()
+        del_me = cnnfast.relu(x)
+        del del_me
+        assert (cnnfast.cache_info()["cached_bytes"] >= x.nbytes) == cached
+        hits = cnnfast.cache_info()["hits"]
+        y = cnnfast.relu(x)
+        assert cnnfast.cache_info()["hits"] == hits + cached
+        np.testing.assert_array_equal(y, np.maximum(x, 0))
+    finally:
+        cnnfast.set_cache_limit(prev)
+
+
 def test_openmp_waits_passively_unless_the_user_chose():
     code = "import os, cnnfast; print(os.environ['OMP_WAIT_POLICY'])"
     assert _run(code).stdout.strip() == "PASSIVE"

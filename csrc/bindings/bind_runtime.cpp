@@ -8,6 +8,7 @@
 #include "common/isa.h"
 #include "common/parallel.h"
 #include "dispatch/dispatch.h"
+#include "kernels/conv2d/winograd_switch.h"
 
 namespace py = pybind11;
 using namespace py::literals;
@@ -20,6 +21,21 @@ void set_num_threads(int n) {
 #ifdef _OPENMP
   omp_set_num_threads(n);
 #endif
+}
+
+// Full name of the implementation that last ran for (op, dir, dtype), e.g.
+// "conv2d_fwd_f32_avx2_winograd", or None before the first call.
+py::object last_kernel_name(const std::string& key) {
+  using namespace cnnfast;
+#define CNNFAST_KERNEL(op, dir, dtype, isa) CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, )
+#define CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, variant)                                        \
+  if (key == #op "_" #dir "_" #dtype &&                                                             \
+      last_kernel<op##_##dir##_sig<dtype##_t>>().load() == &op##_##dir##_##dtype##_##isa##variant) \
+    return py::str(#op "_" #dir "_" #dtype "_" #isa #variant);
+#include "kernels/kernels.inc"
+#undef CNNFAST_KERNEL_VARIANT
+#undef CNNFAST_KERNEL
+  return py::none();
 }
 
 py::dict runtime_info() {
@@ -51,6 +67,12 @@ py::dict runtime_info() {
   kernels["relu_fwd_f32"] = selected_kernel_isa<float>(&KernelTable<float>::relu_fwd);
   kernels["relu_bwd_f32"] = selected_kernel_isa<float>(&KernelTable<float>::relu_bwd);
   d["kernels"] = kernels;
+  py::dict last;
+  for (const char* key : {"conv2d_fwd_f32", "conv2d_fwd_f64", "conv2d_bwd_input_f32", "conv2d_bwd_input_f64",
+                          "conv2d_bwd_weight_f32", "conv2d_bwd_weight_f64"})
+    last[key] = last_kernel_name(key);
+  d["last_kernels"] = last;
+  d["winograd"] = winograd_enabled().load();
 #ifdef CNNFAST_SANITIZED
   d["sanitized"] = true;
 #else
@@ -76,6 +98,9 @@ void bind_runtime(py::module_& m) {
   m.def("get_num_threads", &cnnfast::max_threads, "Number of threads a cnnfast kernel will use.");
   m.def("set_isa", &cnnfast::set_isa, "name"_a, "Force a kernel path: 'ref', 'avx2' or 'avx512'.");
   m.def("get_isa", [] { return std::string(cnnfast::isa_name(cnnfast::current_isa())); }, "The selected kernel path.");
+  m.def("set_winograd", [](bool on) { cnnfast::winograd_enabled().store(on); }, "enabled"_a,
+        "Allow (True) or forbid (False) the Winograd F(4x4,3x3) conv2d kernels (process-wide).");
+  m.def("get_winograd", [] { return cnnfast::winograd_enabled().load(); }, "Whether the Winograd kernels may run.");
   m.def("runtime_info", &runtime_info, "Compiled/available ISAs, selected ISA, CPU features, OpenMP, threads.");
   m.def("_kernel_list", &kernel_list, "Every (op, dir, dtype, isa, variant) in kernels.inc.");
   m.def("empty_cache", &cnnfast::empty_cache, "Free the cached output buffers (see common/allocator.h); returns bytes freed.");
@@ -88,6 +113,11 @@ void bind_runtime(py::module_& m) {
     CNNFAST_CHECK(end && *end == '\0' && n >= 1 && n <= 4096,
                   "CNNFAST_NUM_THREADS must be a positive integer, got '", nt, "'");
     set_num_threads(static_cast<int>(n));
+  }
+  if (const char* wg = std::getenv("CNNFAST_WINOGRAD"); wg && *wg) {
+    const std::string v(wg);
+    CNNFAST_CHECK(v == "0" || v == "1", "CNNFAST_WINOGRAD must be 0 or 1, got '", wg, "'");
+    cnnfast::winograd_enabled().store(v == "1");
   }
   (void)cnnfast::current_isa();
 }

@@ -4,6 +4,7 @@
 // configuration. A kernel that returns false declines and the next one runs.
 #pragma once
 #include <array>
+#include <atomic>
 
 #include "common/isa.h"
 #include "dispatch/kernels.h"
@@ -30,6 +31,15 @@ struct KernelTable {
 template <typename T>
 const KernelTable<T>& kernel_table(Isa isa);
 
+// The implementation that last completed a dispatch() with signature Fn (one per (op, dir,
+// dtype): the signatures differ), null before the first call. For runtime_info()["last_kernels"],
+// which names it, so users and tests can see which variant (e.g. _winograd) ran.
+template <typename Fn>
+std::atomic<Fn*>& last_kernel() {
+  static std::atomic<Fn*> f{nullptr};
+  return f;
+}
+
 // Runs the kernel `member` for the currently selected ISA, falling back to ref if it is missing
 // or declines. Example: dispatch<float>(&KernelTable<float>::relu_fwd, n, x, y);
 template <typename T, typename Fn, typename... Args>
@@ -37,8 +47,13 @@ void dispatch(ImplList<Fn> KernelTable<T>::*member, Args&&... args) {
   const Isa isa = current_isa();
   if (isa != Isa::ref)
     for (Fn* f : kernel_table<T>(isa).*member)
-      if (f && f(args...)) return;
-  (kernel_table<T>(Isa::ref).*member)[0](args...);
+      if (f && f(args...)) {
+        last_kernel<Fn>().store(f, std::memory_order_relaxed);
+        return;
+      }
+  Fn* ref = (kernel_table<T>(Isa::ref).*member)[0];
+  ref(args...);
+  last_kernel<Fn>().store(ref, std::memory_order_relaxed);
 }
 
 // ISA whose kernels handle `member` first for the selected ISA ("avx2", or "ref"), for show_runtime.

@@ -7,8 +7,8 @@
 //   * small-plane dense: groups == 1 and a padded image small enough to copy whole (LeNet c2),
 //     see "Small-plane dense" below; its forward pass also takes every small-C layer.
 //
-// Everything here is written once, templated on a small vector type V (F32x8/F64x4 for AVX2,
-// F32x16/F64x8 for AVX-512), and instantiated by the thin files conv2d_direct_<isa>.cpp, so the
+// Everything here is written once, templated on a small vector type V (Avx2F32/Avx2F64 or Avx512F32/Avx512F64
+// from common/simd.h), and instantiated by the thin files conv2d_direct_<isa>.cpp, so the
 // AVX2 build and its tests validate the algorithm the AVX-512 build runs.
 //
 // The one idea behind all passes: vectorise along a row (W), and never branch on borders in the
@@ -40,125 +40,12 @@
 #include <cstring>
 
 #include "common/parallel.h"
+#include "common/simd.h"
 #include "kernels/conv2d/conv2d.h"
 
 namespace cnnfast {
 namespace direct {
 namespace {
-
-// ------------------------------------------------------------------------------------------
-// Vector types: just what the algorithms below need.
-// ------------------------------------------------------------------------------------------
-#if defined(__AVX2__) && defined(__FMA__)
-struct F32x8 {
-  using T = float;
-  using R = __m256;
-  static constexpr int N = 8;
-  static R zero() { return _mm256_setzero_ps(); }
-  static R set1(T v) { return _mm256_set1_ps(v); }
-  static R load(const T* p) { return _mm256_loadu_ps(p); }
-  static void store(T* p, R v) { _mm256_storeu_ps(p, v); }
-  static void store_n(T* p, R v, int n) {  // first n lanes, 0 < n < N
-    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    _mm256_maskstore_ps(p, m, v);
-  }
-  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
-  // max(0, v) keeping NaN and -0.0 exactly as `v < 0 ? 0 : v` does (vmaxps returns its second
-  // operand when either is NaN or both are zeros).
-  static R relu(R v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
-  // p[0, 2N) -> even[0, N) = p[0], p[2], ...; odd[0, N) = p[1], p[3], ...
-  static void deinterleave2(const T* p, T* even, T* odd) {
-    const R a = load(p), b = load(p + N);  // a0..a7, b0..b7
-    const __m256 e = _mm256_shuffle_ps(a, b, 0x88), o = _mm256_shuffle_ps(a, b, 0xDD);  // a0 a2 b0 b2 | a4 a6 b4 b6
-    store(even, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
-    store(odd, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8)));
-  }
-  // The inverse: p[0, 2N) = even[0], odd[0], even[1], odd[1], ...
-  static void interleave2(const T* even, const T* odd, T* p) {
-    const R e = load(even), o = load(odd);
-    const R lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);  // e0 o0 e1 o1 | e4 o4 e5 o5 ...
-    store(p, _mm256_permute2f128_ps(lo, hi, 0x20));
-    store(p + N, _mm256_permute2f128_ps(lo, hi, 0x31));
-  }
-};
-struct F64x4 {
-  using T = double;
-  using R = __m256d;
-  static constexpr int N = 4;
-  static R zero() { return _mm256_setzero_pd(); }
-  static R set1(T v) { return _mm256_set1_pd(v); }
-  static R load(const T* p) { return _mm256_loadu_pd(p); }
-  static void store(T* p, R v) { _mm256_storeu_pd(p, v); }
-  static void store_n(T* p, R v, int n) {
-    const __m256i m = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
-    _mm256_maskstore_pd(p, m, v);
-  }
-  static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
-  static R relu(R v) { return _mm256_max_pd(_mm256_setzero_pd(), v); }
-  static void deinterleave2(const T* p, T* even, T* odd) {
-    const R a = load(p), b = load(p + N);
-    store(even, _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), 0xD8));  // a0 b0 a2 b2 -> a0 a2 b0 b2
-    store(odd, _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, b), 0xD8));
-  }
-  static void interleave2(const T* even, const T* odd, T* p) {
-    const R e = load(even), o = load(odd);
-    const R lo = _mm256_unpacklo_pd(e, o), hi = _mm256_unpackhi_pd(e, o);  // e0 o0 e2 o2, e1 o1 e3 o3
-    store(p, _mm256_permute2f128_pd(lo, hi, 0x20));
-    store(p + N, _mm256_permute2f128_pd(lo, hi, 0x31));
-  }
-};
-#endif
-
-#if defined(__AVX512F__)
-struct F32x16 {
-  using T = float;
-  using R = __m512;
-  static constexpr int N = 16;
-  static R zero() { return _mm512_setzero_ps(); }
-  static R set1(T v) { return _mm512_set1_ps(v); }
-  static R load(const T* p) { return _mm512_loadu_ps(p); }
-  static void store(T* p, R v) { _mm512_storeu_ps(p, v); }
-  static void store_n(T* p, R v, int n) { _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v); }
-  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
-  static R relu(R v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }
-  static void deinterleave2(const T* p, T* even, T* odd) {
-    const R a = load(p), b = load(p + N);
-    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    store(even, _mm512_permutex2var_ps(a, ie, b));
-    store(odd, _mm512_permutex2var_ps(a, _mm512_add_epi32(ie, _mm512_set1_epi32(1)), b));
-  }
-  static void interleave2(const T* even, const T* odd, T* p) {
-    const R e = load(even), o = load(odd);
-    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    store(p, _mm512_permutex2var_ps(e, lo, o));
-    store(p + N, _mm512_permutex2var_ps(e, _mm512_add_epi32(lo, _mm512_set1_epi32(8)), o));
-  }
-};
-struct F64x8 {
-  using T = double;
-  using R = __m512d;
-  static constexpr int N = 8;
-  static R zero() { return _mm512_setzero_pd(); }
-  static R set1(T v) { return _mm512_set1_pd(v); }
-  static R load(const T* p) { return _mm512_loadu_pd(p); }
-  static void store(T* p, R v) { _mm512_storeu_pd(p, v); }
-  static void store_n(T* p, R v, int n) { _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1u), v); }
-  static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
-  static R relu(R v) { return _mm512_max_pd(_mm512_setzero_pd(), v); }
-  static void deinterleave2(const T* p, T* even, T* odd) {
-    const R a = load(p), b = load(p + N);
-    const __m512i ie = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-    store(even, _mm512_permutex2var_pd(a, ie, b));
-    store(odd, _mm512_permutex2var_pd(a, _mm512_add_epi64(ie, _mm512_set1_epi64(1)), b));
-  }
-  static void interleave2(const T* even, const T* odd, T* p) {
-    const R e = load(even), o = load(odd);
-    const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
-    store(p, _mm512_permutex2var_pd(e, lo, o));
-    store(p + N, _mm512_permutex2var_pd(e, _mm512_add_epi64(lo, _mm512_set1_epi64(4)), o));
-  }
-};
-#endif
 
 // ------------------------------------------------------------------------------------------
 // Small helpers (local, so no std:: template is instantiated with two different ISA flag sets).
@@ -680,6 +567,23 @@ void reduce_lanes(const typename V::T* acc, int64_t ntap, typename V::T* out) {
   }
 }
 
+// Shared by the weight-gradient kernels: gw[k * taps + t] (and gb[k], the bias "tap" t == taps)
+// = the sum over the parts u = 0, 1, ... in that order of partial[u * part_stride + k * k_stride + t],
+// so the result never depends on how the parts were spread over threads.
+template <typename T>
+void sum_parts(const T* partial, int64_t parts, int64_t part_stride, int64_t k_stride, int64_t K, int64_t taps, T* gw,
+               T* gb) {
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t t = 0; t <= taps; ++t) {
+      T s = 0;
+      for (int64_t u = 0; u < parts; ++u) s += partial[u * part_stride + k * k_stride + t];
+      if (t < taps)
+        gw[k * taps + t] = s;
+      else if (gb)
+        gb[k] = s;
+    }
+}
+
 template <class V>
 bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
                    typename V::T* gb) {
@@ -760,16 +664,7 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
     }
   });
   // Sum the parts in order (fixed by weight_splits, not by the thread count).
-  for (int64_t k = 0; k < p.K; ++k) {
-    for (int64_t t = 0; t < ntap; ++t) {
-      T s = 0;
-      for (int64_t sp = 0; sp < splits; ++sp) s += partial[(k * splits + sp) * ntap + t];
-      if (t < RS)
-        gw[k * RS + t] = s;
-      else if (gb)
-        gb[k] = s;
-    }
-  }
+  sum_parts(partial, splits, ntap, splits * ntap, p.K, RS, gw, gb);
   return true;
 }
 
@@ -970,15 +865,7 @@ bool sc_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const type
       for (int64_t k = 0; k < p.K; ++k) reduce_lanes<V>(acc + k * tslots * N, ntap, partial + (u * p.K + k) * ntap);
     }
   });
-  for (int64_t k = 0; k < p.K; ++k)
-    for (int64_t t = 0; t < ntap; ++t) {
-      T s = 0;
-      for (int64_t u = 0; u < units; ++u) s += partial[(u * p.K + k) * ntap + t];
-      if (t < CRS)
-        gw[k * CRS + t] = s;
-      else if (gb)
-        gb[k] = s;
-    }
+  sum_parts(partial, units, p.K * ntap, ntap, p.K, CRS, gw, gb);
   return true;
 }
 
@@ -1447,15 +1334,7 @@ bool plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const t
       }
     }
   });
-  for (int64_t k = 0; k < p.K; ++k)
-    for (int64_t t = 0; t <= CRS; ++t) {
-      T s = 0;
-      for (int64_t u = 0; u < parts; ++u) s += partial[(u * p.K + k) * (CRS + 1) + t];
-      if (t < CRS)
-        gw[k * CRS + t] = s;
-      else if (gb)
-        gb[k] = s;
-    }
+  sum_parts(partial, parts, p.K * (CRS + 1), CRS + 1, p.K, CRS, gw, gb);
   return true;
 }
 
@@ -1667,15 +1546,7 @@ bool dw_plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, cons
       reduce_lanes<V>(acc + RSpad * N, 1, partial + u * (RS + 1) + RS);
     }
   });
-  for (int64_t k = 0; k < p.K; ++k)  // sum the parts in order (fixed by weight_splits)
-    for (int64_t t = 0; t <= RS; ++t) {
-      T s = 0;
-      for (int64_t sp = 0; sp < splits; ++sp) s += partial[(k * splits + sp) * (RS + 1) + t];
-      if (t < RS)
-        gw[k * RS + t] = s;
-      else if (gb)
-        gb[k] = s;
-    }
+  sum_parts(partial, splits, RS + 1, splits * (RS + 1), p.K, RS, gw, gb);  // in order (fixed by weight_splits)
   return true;
 }
 

@@ -24,10 +24,8 @@ constexpr std::size_t kStreamBytes = std::size_t(8) << 20;
 // Elements per parallel task unit: keeps chunk boundaries cache-line aligned for every dtype.
 constexpr int64_t kAlign = 64;
 
-// maxps returns its *second* operand when either is NaN: x second keeps NaN (and -0.0).
-template <class S>
-inline typename S::R relu(typename S::R x) { return S::max(S::zero(), x); }
-// !(x <= 0), unordered-true: NaN x keeps the gradient.
+// y = S::relu(x) (common/simd.h: keeps NaN and -0.0). gx = gy where !(x <= 0), which is
+// unordered-true: NaN x keeps the gradient.
 template <class S>
 inline typename S::R grad(typename S::R gy, typename S::R x) { return S::keep(gy, S::nle(x, S::zero())); }
 
@@ -70,7 +68,7 @@ template <class S>
 bool fwd(int64_t n, const typename S::T* x, typename S::T* y) {
   using T = typename S::T;
   const bool stream = x != y && static_cast<std::size_t>(n) * sizeof(T) >= kStreamBytes;
-  auto f = [x](int64_t i) { return relu<S>(S::load(x + i)); };
+  auto f = [x](int64_t i) { return S::relu(S::load(x + i)); };
   auto f1 = [x](int64_t i) { return relu1(x[i]); };
   parallel_elems(n, [&](int64_t b, int64_t e) {
     if (stream) run_range<S, true>(b, e, y, f, f1);

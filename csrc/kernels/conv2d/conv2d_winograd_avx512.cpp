@@ -1,0 +1,21 @@
+// Winograd F(4x4, 3x3) conv2d for AVX-512F: the width-generic algorithm of conv2d_winograd.h
+// instantiated with 512-bit vectors. 8 x 32 register tiles (8 output channels x 32 tiles): 16 zmm
+// accumulators, MR as in the GEMM path (conv2d_avx512.cpp). Registered in conv2d.inc. This CPU
+// lacks AVX-512, so the path is compiled but untested here; the AVX2 run validates the algorithm.
+#include "dispatch/kernels.h"
+#include "kernels/conv2d/conv2d_winograd.h"
+
+namespace cnnfast {
+namespace {
+constexpr int kMR = 8;  // output channels per register tile (see above)
+}  // namespace
+
+bool conv2d_fwd_f32_avx512_winograd(const Conv2dShape& p, const float* x, const float* w, const float* b, float* y,
+                                    bool relu) {
+  return wino::fwd<Avx512F32, kMR>(p, x, w, b, y, relu);
+}
+bool conv2d_bwd_input_f32_avx512_winograd(const Conv2dShape& p, const float* gy, const float* w, float* gx) {
+  return wino::bwd_input<Avx512F32, kMR>(p, gy, w, gx);
+}
+
+}  // namespace cnnfast

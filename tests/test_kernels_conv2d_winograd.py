@@ -1,0 +1,247 @@
+"""Winograd F(4x4,3x3) conv2d kernels (csrc/kernels/conv2d/conv2d_winograd.h) on every compiled ISA.
+
+They take float32 3x3 convolutions with stride 1, dilation 1, groups 1 and padding 0..2, forward
+and grad_input, where they pay (16..512 input channels of the equivalent forward conv, output
+channels >= 8, enough 4x4 tiles to fill the vector lanes). The shapes below are chosen to select
+them (asserted through runtime_info()["last_kernels"]) and exercise partial tiles (H, W not
+multiples of 4), every padding, channel counts off the vector width, tiles of one vector group
+spanning images, several tile blocks (shared weight transform), one block split over output
+channels (fused weight transform) and the few-tiles mode (GEMMs along output channels). Each result is checked against the scalar `ref` kernels and the
+NumPy oracle tests/reference.py with the tolerances of test_kernels_conv2d.py: rtol 1e-4, atol
+1e-4 * sqrt(reduction length). (Winograd rounds differently from a direct sum: on standard-normal
+data its max error is 3e-5 to 1.1e-4 * sqrt(C*9) on the ResNet-18 layers, up to 0.86 of this
+tolerance at C = 512, which is why C > 512 declines; see README "Runtime".)
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cnnfast
+from cnnfast import _core
+import reference as ref
+
+RTOL = 1e-4
+
+
+def _atol(length):
+    return 1e-4 * np.sqrt(length)
+
+
+def _last(key):
+    return cnnfast.runtime_info()["last_kernels"][key]
+
+
+def _expect_winograd(isa, name, key):
+    """The kernel that ran must be the Winograd one on avx2 (this machine's path). On avx512 the
+    panels are twice as wide, so small shapes may legitimately decline there; on ref it never runs."""
+    if isa == "avx2":
+        assert name == f"{key}_avx2_winograd", f"expected the Winograd kernel, {name} ran"
+    elif isa == "ref":
+        assert name == f"{key}_ref"
+
+
+def _arrays(rng, N, C, H, W, K, pad, bias=True, dtype=np.float32):
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C, 3, 3)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype) if bias else None
+    OH, OW = H + 2 * pad[0] - 2, W + 2 * pad[1] - 2
+    gy = rng.standard_normal((N, K, OH, OW)).astype(dtype)
+    return x, w, b, gy
+
+
+def _fwd(x, w, b, pad, relu=False, stride=(1, 1), dilation=(1, 1), groups=1):
+    return _core.conv2d_forward(x, w, b, stride, pad, dilation, groups, relu)
+
+
+def _bwd(x, w, gy, pad, stride=(1, 1), dilation=(1, 1), groups=1):
+    return _core.conv2d_backward_input(list(x.shape), gy, w, stride, pad, dilation, groups)
+
+
+def _on_ref(fn, *args, **kw):
+    prev = cnnfast.get_isa()
+    cnnfast.set_isa("ref")
+    try:
+        return fn(*args, **kw)
+    finally:
+        cnnfast.set_isa(prev)
+
+
+# (N, C, H, W, K, padding): partial tiles everywhere (H, W in 5, 7, 9, 13), C and K off the vector
+# width, tiles crossing images within a vector group.
+CASES = {
+    "pad1-13x9": (3, 17, 13, 9, 41, (1, 1)),
+    "pad0-9x13": (2, 19, 9, 13, 35, (0, 0)),
+    "pad2-7x5": (3, 20, 7, 5, 33, (2, 2)),
+    "pad1x0-5x7": (4, 24, 5, 7, 40, (1, 0)),
+    "pad2x1-9x9": (2, 16, 9, 9, 36, (2, 1)),
+    "several-blocks": (3, 16, 28, 28, 40, (1, 1)),  # 147 tiles: two blocks, shared weight transform
+    # At most 8 tiles: GEMMs along output channels (partial channel panels, several weight slices).
+    "few-tiles-7x7": (1, 20, 7, 7, 40, (1, 1)),
+    "few-tiles-pad0": (1, 18, 5, 9, 37, (0, 0)),
+    "few-tiles-slices": (2, 70, 5, 5, 24, (1, 1)),
+}
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_forward_and_grad_input(isa, rng, case, bias):
+    N, C, H, W, K, pad = CASES[case]
+    x, w, b, gy = _arrays(rng, N, C, H, W, K, pad, bias)
+    y = _fwd(x, w, b, pad)
+    _expect_winograd(isa, _last("conv2d_fwd_f32"), "conv2d_fwd_f32")
+    gx = _bwd(x, w, gy, pad)
+    _expect_winograd(isa, _last("conv2d_bwd_input_f32"), "conv2d_bwd_input_f32")
+
+    y_ref, gx_ref = _on_ref(_fwd, x, w, b, pad), _on_ref(_bwd, x, w, gy, pad)
+    np.testing.assert_allclose(y, y_ref, rtol=RTOL, atol=_atol(C * 9), err_msg=f"forward vs ref on {isa}")
+    np.testing.assert_allclose(gx, gx_ref, rtol=RTOL, atol=_atol(K * 9), err_msg=f"grad_input vs ref on {isa}")
+    y64 = ref.conv2d(x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64),
+                     (1, 1), pad, (1, 1), 1)
+    gx64, _, _ = ref.conv2d_backward(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                                     (1, 1), pad, (1, 1), 1)
+    np.testing.assert_allclose(y, y64, rtol=RTOL, atol=_atol(C * 9), err_msg=f"forward vs reference.py on {isa}")
+    np.testing.assert_allclose(gx, gx64, rtol=RTOL, atol=_atol(K * 9), err_msg=f"grad_input vs reference.py on {isa}")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(N=st.integers(1, 4), C=st.integers(16, 24), K=st.integers(8, 40), H=st.integers(1, 14),
+       W=st.integers(1, 18), ph=st.integers(0, 2), pw=st.integers(0, 2), relu=st.booleans(),
+       threads=st.integers(1, 3))
+def test_random_geometries(rng, N, C, K, H, W, ph, pw, relu, threads):
+    """Any geometry Winograd may take (1-row images, every padding, tiles cut on both edges),
+    whichever kernel ends up running, against the NumPy oracle."""
+    if H + 2 * ph < 3 or W + 2 * pw < 3:
+        return
+    pad = (ph, pw)
+    x, w, b, gy = _arrays(rng, N, C, H, W, K, pad)
+    prev = cnnfast.get_num_threads()
+    cnnfast.set_num_threads(threads)
+    try:
+        y, gx = _fwd(x, w, b, pad, relu=relu), _bwd(x, w, gy, pad)
+    finally:
+        cnnfast.set_num_threads(prev)
+    y64 = ref.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (1, 1), pad, (1, 1), 1)
+    if relu:
+        y64 = np.maximum(y64, 0)
+    gx64, _, _ = ref.conv2d_backward(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                                     (1, 1), pad, (1, 1), 1)
+    np.testing.assert_allclose(y, y64, rtol=RTOL, atol=_atol(C * 9))
+    np.testing.assert_allclose(gx, gx64, rtol=RTOL, atol=_atol(K * 9))
+
+
+def test_fused_relu(isa, rng):
+    N, C, H, W, K, pad = CASES["pad1-13x9"]
+    x, w, b, _ = _arrays(rng, N, C, H, W, K, pad)
+    y = _fwd(x, w, b, pad, relu=True)
+    _expect_winograd(isa, _last("conv2d_fwd_f32"), "conv2d_fwd_f32")
+    assert (y >= 0).all() and (y == 0).any()
+    np.testing.assert_allclose(y, _on_ref(_fwd, x, w, b, pad, relu=True), rtol=RTOL, atol=_atol(C * 9))
+
+
+@pytest.mark.parametrize("case", ["pad1-13x9", "several-blocks", "few-tiles-slices"])
+def test_independent_of_thread_count(isa, rng, case):
+    """Bitwise: the C reduction is one sequence whatever the blocking (one block split over output
+    channels with 2 threads, whole blocks per thread otherwise)."""
+    N, C, H, W, K, pad = CASES[case]
+    x, w, b, gy = _arrays(rng, N, C, H, W, K, pad)
+    prev = cnnfast.get_num_threads()
+    try:
+        out = {}
+        for nt in (1, 2, 3):
+            cnnfast.set_num_threads(nt)
+            out[nt] = (_fwd(x, w, b, pad), _bwd(x, w, gy, pad))
+            _expect_winograd(isa, _last("conv2d_fwd_f32"), "conv2d_fwd_f32")
+    finally:
+        cnnfast.set_num_threads(prev)
+    for nt in (2, 3):
+        np.testing.assert_array_equal(out[nt][0], out[1][0])
+        np.testing.assert_array_equal(out[nt][1], out[1][1])
+
+
+def test_switch_selects_the_gemm_path(rng):
+    if "avx2" not in cnnfast.available_isas():
+        pytest.skip("the Winograd kernels need avx2 on this CPU")
+    N, C, H, W, K, pad = CASES["pad1-13x9"]
+    x, w, b, gy = _arrays(rng, N, C, H, W, K, pad)
+    prev_isa = cnnfast.get_isa()
+    cnnfast.set_isa("avx2")
+    assert cnnfast.get_winograd() is True
+    try:
+        y_on, gx_on = _fwd(x, w, b, pad), _bwd(x, w, gy, pad)
+        assert _last("conv2d_fwd_f32") == "conv2d_fwd_f32_avx2_winograd"
+        cnnfast.set_winograd(False)
+        assert cnnfast.get_winograd() is False and cnnfast.runtime_info()["winograd"] is False
+        y_off, gx_off = _fwd(x, w, b, pad), _bwd(x, w, gy, pad)
+        assert _last("conv2d_fwd_f32") == "conv2d_fwd_f32_avx2"
+        assert _last("conv2d_bwd_input_f32") == "conv2d_bwd_input_f32_avx2"
+    finally:
+        cnnfast.set_winograd(True)
+        cnnfast.set_isa(prev_isa)
+    # Same answers to the tolerance, different rounding.
+    assert not np.array_equal(y_on, y_off) and not np.array_equal(gx_on, gx_off)
+    np.testing.assert_allclose(y_on, y_off, rtol=RTOL, atol=_atol(C * 9))
+    np.testing.assert_allclose(gx_on, gx_off, rtol=RTOL, atol=_atol(K * 9))
+    with pytest.raises(TypeError):
+        cnnfast.set_winograd(0)
+
+
+def _run(code, **env):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("CNNFAST_")}
+    e.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e,
+                          cwd=os.path.dirname(__file__))
+
+
+def test_environment_variable():
+    code = "import cnnfast; print(cnnfast.get_winograd()); cnnfast.show_runtime()"
+    off = _run(code, CNNFAST_WINOGRAD="0")
+    assert off.returncode == 0 and off.stdout.startswith("False") and "winograd      : off" in off.stdout
+    on = _run(code, CNNFAST_WINOGRAD="1")
+    assert on.returncode == 0 and on.stdout.startswith("True") and "winograd      : on" in on.stdout
+    bad = _run("import cnnfast", CNNFAST_WINOGRAD="yes")
+    assert bad.returncode != 0 and "CNNFAST_WINOGRAD must be 0 or 1, got 'yes'" in bad.stderr
+
+
+# Configurations Winograd declines (the next kernel runs): each differs from an accepted shape
+# in one respect. (N, C, H, W, K, R, S, stride, padding, dilation, groups, dtype)
+DECLINED = {
+    "stride2": (3, 17, 13, 9, 41, 3, 3, (2, 2), (1, 1), (1, 1), 1, np.float32),
+    "dilation2": (3, 17, 13, 9, 41, 3, 3, (1, 1), (2, 2), (2, 2), 1, np.float32),
+    "groups2": (3, 34, 13, 9, 42, 3, 3, (1, 1), (1, 1), (1, 1), 2, np.float32),
+    "float64": (3, 17, 13, 9, 41, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float64),
+    "5x5": (3, 17, 13, 9, 41, 5, 5, (1, 1), (2, 2), (1, 1), 1, np.float32),
+    "padding3": (3, 17, 13, 9, 41, 3, 3, (1, 1), (3, 3), (1, 1), 1, np.float32),
+    "few-channels": (3, 8, 13, 9, 41, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float32),
+    "few-tiles": (1, 256, 5, 5, 256, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float32),
+    "over-512-channels": (1, 520, 6, 6, 40, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float32),
+}
+
+
+@pytest.mark.parametrize("case", list(DECLINED), ids=list(DECLINED))
+def test_declined_configurations_still_right(isa, rng, case):
+    N, C, H, W, K, R, S, stride, pad, dil, groups, dtype = DECLINED[case]
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C // groups, R, S)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    OH = ref.conv_out_size(H, R, stride[0], pad[0], dil[0])
+    OW = ref.conv_out_size(W, S, stride[1], pad[1], dil[1])
+    gy = rng.standard_normal((N, K, OH, OW)).astype(dtype)
+    y = _fwd(x, w, b, pad, stride=stride, dilation=dil, groups=groups)
+    gx = _bwd(x, w, gy, pad, stride=stride, dilation=dil, groups=groups)
+    tag = "f32" if dtype == np.float32 else "f64"
+    for key in (f"conv2d_fwd_{tag}", f"conv2d_bwd_input_{tag}"):
+        # grad_input of these reduces over the 41 / 40 output channels: Winograd may take it
+        if case not in ("few-channels", "over-512-channels") or key.startswith("conv2d_fwd"):
+            assert not _last(key).endswith("_winograd"), f"{case}: {_last(key)} ran"
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    y_ref = ref.conv2d(x, w, b, stride, pad, dil, groups)
+    gx_ref, _, _ = ref.conv2d_backward(gy, x, w, stride, pad, dil, groups)
+    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol * np.sqrt(C // groups * R * S))
+    np.testing.assert_allclose(gx, gx_ref, rtol=tol, atol=tol * np.sqrt(K // groups * R * S))
