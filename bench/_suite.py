@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+import cnnfast
+
 BENCH_DIR = Path(__file__).resolve().parent
 TESTS_DIR = BENCH_DIR.parent / "tests"
 if str(TESTS_DIR) not in sys.path:  # pytest's pythonpath setting does this too; _memprobe.py does not
@@ -312,4 +314,25 @@ def run_benchmark(benchmark, fn, *, op, pass_, case, impl, threads, **info):
     benchmark.extra_info.update(op=op, pass_=pass_, case=case, impl=impl, threads=threads, **info)
     if not getattr(benchmark, "disabled", False):
         fn()
-    return benchmark(fn)
+    out = benchmark(fn)
+    if impl == "cnnfast":
+        kernel = _last_kernel(op, pass_)
+        if kernel:
+            benchmark.extra_info["kernel"] = kernel
+    return out
+
+
+_DIRS = {"forward": "fwd", "backward_input": "bwd_input", "backward_weight": "bwd_weight"}
+
+
+def _last_kernel(op: str, pass_: str):
+    """Which cnnfast implementation ran, e.g. 'winograd' for conv2d_fwd_f32_avx2_winograd, 'gemm'
+    for the plain AVX2 GEMM kernel (runtime_info()['last_kernels'], where the op reports it)."""
+    info = getattr(cnnfast, "runtime_info", None)
+    last = (info() if info else {}).get("last_kernels") or {}
+    name = last.get(f"{op}_{_DIRS.get(pass_, pass_)}_f32")
+    if not name:
+        return None
+    tail = name.split("_f32_", 1)[-1]  # "avx2_winograd", "avx2", "ref"
+    isa, _, variant = tail.partition("_")
+    return variant or ("gemm" if op == "conv2d" and isa != "ref" else isa)

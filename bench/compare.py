@@ -215,7 +215,7 @@ def build_table(data: dict, threads: int = 2) -> str:
         rate, pct = "", None
         if cs and "flops" in (c or {}):
             g = c["flops"] / cs / 1e9
-            rate = f"{g:.1f} GFLOP/s"
+            rate = f"{g:.1f} GFLOP/s" + (f" ({c['kernel']})" if c.get("kernel") else "")
             pct = 100 * g / peak if peak else None
         elif cs and "bytes" in (c or {}):
             gbs = c["bytes"] / cs / 1e9
@@ -238,7 +238,10 @@ def build_table(data: dict, threads: int = 2) -> str:
     met = sum(1 for v in verdicts if v)
     lines.append(f"**Targets met: {met} of {len(verdicts)}** (rows without a PyTorch timing are not judged). "
                  "Ratio = PyTorch median / cnnfast median (> 1: cnnfast faster). % of peak: conv against the "
-                 f"{threads}-thread FMA peak; pool/ReLU GB/s (bytes read + written once) against the {threads}-thread "
+                 f"{threads}-thread FMA peak, counting the direct algorithm's 2*N*K*C*R*S*OH*OW FLOPs whatever "
+                 "the kernel (in brackets: the cnnfast kernel that ran; Winograd does 4x fewer multiplications, so "
+                 "its effective rate can pass 100%); "
+                 f"pool/ReLU GB/s (bytes read + written once) against the {threads}-thread "
                  "STREAM copy bandwidth. Import: NumPy column = `import numpy`, which cnnfast includes.")
     if other:
         lines.append("")
