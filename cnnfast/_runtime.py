@@ -84,8 +84,10 @@ def show_runtime(file=None) -> None:
 
 
 def empty_cache() -> int:
-    """Release the cached output buffers (large outputs are reused across calls to avoid page
-    faults); returns the number of bytes freed."""
+    """Release the cached output buffers (outputs of 128 KiB or more are reused across calls to
+    avoid page faults) and the kernels' per-thread scratch (e.g. Winograd's transformed tiles);
+    returns the number of bytes freed. Scratch in use by a kernel running in another thread is
+    left alone."""
     return int(_core.empty_cache())
 
 

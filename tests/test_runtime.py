@@ -204,6 +204,41 @@ def test_mid_sized_outputs_are_cached_too(rng, shape, cached):
         cnnfast.set_cache_limit(prev)
 
 
+def test_empty_cache_releases_kernel_scratch(rng):
+    """Kernel scratch (here the Winograd kernel's transformed tiles) goes back on empty_cache, and
+    the next call allocates it again and gets the same answer."""
+    x = rng.standard_normal((2, 64, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    cnnfast.empty_cache()  # start with no cached output buffers: what is freed below is scratch
+    y1 = cnnfast.conv2d(x, w, padding=1)
+    freed = cnnfast.empty_cache()
+    assert freed >= 36 * 64 * 16 * 4, freed  # at least one block of transformed input tiles
+    assert cnnfast.empty_cache() == 0  # nothing left to free
+    np.testing.assert_array_equal(cnnfast.conv2d(x, w, padding=1), y1)
+
+
+def test_empty_cache_keeps_scratch_of_a_running_kernel(rng):
+    """empty_cache from one thread while another runs kernels: no crash, answers unchanged."""
+    x = rng.standard_normal((4, 64, 28, 28)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    want = cnnfast.conv2d(x, w, padding=1)
+    stop, results = threading.Event(), []
+
+    def work():
+        while not stop.is_set():
+            results.append(np.array_equal(cnnfast.conv2d(x, w, padding=1), want))
+
+    t = threading.Thread(target=work)
+    t.start()
+    try:
+        for _ in range(200):
+            cnnfast.empty_cache()
+    finally:
+        stop.set()
+        t.join()
+    assert results and all(results)
+
+
 def test_openmp_waits_passively_unless_the_user_chose():
     code = "import os, cnnfast; print(os.environ['OMP_WAIT_POLICY'])"
     assert _run(code).stdout.strip() == "PASSIVE"

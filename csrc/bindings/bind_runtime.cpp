@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/allocator.h"
+#include "common/scratch.h"
 #include "common/check.h"
 #include "common/isa.h"
 #include "common/parallel.h"
@@ -103,7 +104,9 @@ void bind_runtime(py::module_& m) {
   m.def("get_winograd", [] { return cnnfast::winograd_enabled().load(); }, "Whether the Winograd kernels may run.");
   m.def("runtime_info", &runtime_info, "Compiled/available ISAs, selected ISA, CPU features, OpenMP, threads.");
   m.def("_kernel_list", &kernel_list, "Every (op, dir, dtype, isa, variant) in kernels.inc.");
-  m.def("empty_cache", &cnnfast::empty_cache, "Free the cached output buffers (see common/allocator.h); returns bytes freed.");
+  m.def("empty_cache", [] { return cnnfast::empty_cache() + cnnfast::scratch_registry::release_all(); },
+        "Free the cached output buffers (common/allocator.h) and, between kernel calls, the kernels' scratch "
+        "(common/scratch.h); returns bytes freed.");
   m.def("set_cache_limit", &cnnfast::set_cache_limit, "bytes"_a, "Bound the output-buffer cache (bytes, 0 disables it); returns the old bound.");
   m.def("cache_info", [] { const auto s = cnnfast::cache_stats(); return py::dict("cached_bytes"_a = s.cached_bytes, "cached_blocks"_a = s.cached_blocks, "hits"_a = s.hits, "misses"_a = s.misses, "limit"_a = cnnfast::cache_limit()); }, "Output-buffer cache statistics.");
   // Read environment overrides once, at import: a bad CNNFAST_ISA / CNNFAST_NUM_THREADS raises here.

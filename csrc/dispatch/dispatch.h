@@ -7,6 +7,7 @@
 #include <atomic>
 
 #include "common/isa.h"
+#include "common/scratch.h"
 #include "dispatch/kernels.h"
 
 namespace cnnfast {
@@ -44,6 +45,7 @@ std::atomic<Fn*>& last_kernel() {
 // or declines. Example: dispatch<float>(&KernelTable<float>::relu_fwd, n, x, y);
 template <typename T, typename Fn, typename... Args>
 void dispatch(ImplList<Fn> KernelTable<T>::*member, Args&&... args) {
+  const scratch_registry::KernelScope running;  // empty_cache() frees scratch only between kernels
   const Isa isa = current_isa();
   if (isa != Isa::ref)
     for (Fn* f : kernel_table<T>(isa).*member)
