@@ -263,12 +263,14 @@ void few_columns(const Geometry& g, const typename V::T* w, bool rotate, int64_t
   using R = typename V::R;
   constexpr int N = V::N;
   alignas(64) T tmp[9 * N], tr[N * N];
-  for (int64_t i = 0; i < g.Cin; ++i) {
+  const int64_t Cin = g.Cin, as = Cin * 3 * N;  // locals: stores through Cp may alias g
+  for (int64_t i = 0; i < Cin; ++i) {
     gather_taps<V>(g, w, rotate, og, o1, i, tmp, tr);
+    T* dst = Cp + i * 3 * N;
     for (int s = 0; s < 3; ++s) {
       R col[6];
       gp6<V>(V::load(tmp + s * N), V::load(tmp + (3 + s) * N), V::load(tmp + (6 + s) * N), col);
-      for (int a = 0; a < 6; ++a) V::store(Cp + (a * g.Cin + i) * 3 * N + s * N, col[a]);
+      for (int a = 0; a < 6; ++a) V::store(dst + a * as + s * N, col[a]);
     }
   }
 }
