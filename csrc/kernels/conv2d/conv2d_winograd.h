@@ -204,7 +204,7 @@ CNNFAST_WINO_INLINE void ukernel(int64_t kc, const typename V::T* const (&a)[MR]
 // so U[a][b] = D[a] D[b] (G' g G'^T)[a][b], and D[a] D[b] is applied to the sums M[xi] instead of
 // to every U (one multiply per output frequency instead of per channel pair). Per group of V::N
 // output channels:
-//   1. the columns C'[a][c][s] = (G' g_c)[a][s] of all input channels c go to L2 scratch (the
+//   1. the columns C'[c][a][s] = (G' g_c)[a][s] of all input channels c go to L2 scratch (the
 //      only pass over w; 18 vectors per channel, 295 KB at 512 channels);
 //   2. per row a of the 6x6 domain and half h of its columns, a register tile of 3 frequencies
 //      x kFewMR tiles sums over c: the 3 values u = (C' G'^T)[a][3h..3h+2] come from the 3 loaded
@@ -261,26 +261,27 @@ CNNFAST_WINO_INLINE void gather_taps(const Geometry& g, const typename V::T* w, 
   }
 }
 
-// Step 1: Cp[(a * Cin + i) * 3 * N + s * N + l] = (G' g)[a][s] of the pair (og + l, i), all i.
+// Step 1: Cp[(i * 6 + a) * 3 * N + s * N + l] = (G' g)[a][s] of the pair (og + l, i), all i (one
+// channel's 18 vectors together: one store pointer).
 template <class V>
 void few_columns(const Geometry& g, const typename V::T* w, bool rotate, int64_t og, int64_t o1, typename V::T* Cp) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int N = V::N;
   alignas(64) T tmp[9 * N], tr[N * N];
-  const int64_t Cin = g.Cin, as = Cin * 3 * N;  // locals: stores through Cp may alias g
+  const int64_t Cin = g.Cin;  // a local: stores through Cp may alias g
   for (int64_t i = 0; i < Cin; ++i) {
     gather_taps<V>(g, w, rotate, og, o1, i, tmp, tr);
-    T* dst = Cp + i * 3 * N;
+    T* dst = Cp + i * 18 * N;
     for (int s = 0; s < 3; ++s) {
       R col[6];
       gp6<V>(V::load(tmp + s * N), V::load(tmp + (3 + s) * N), V::load(tmp + (6 + s) * N), col);
-      for (int a = 0; a < 6; ++a) V::store(dst + a * as + s * N, col[a]);
+      for (int a = 0; a < 6; ++a) V::store(dst + a * 3 * N + s * N, col[a]);
     }
   }
 }
 
-// Step 2 for one row a and half H: acc[b][t] = sum_c (C'[a][c] G'^T)[3H + b] * Vr[c][b][t].
+// Step 2 for one row a and half H: acc[b][t] = sum_c (C'[c][a] G'^T)[3H + b] * Vr[c][b][t] (cp: C'[0][a]).
 template <class V, int H>
 CNNFAST_WINO_INLINE void few_row(int64_t Cin, const typename V::T* cp, const typename V::T* vr,
                                  typename V::R (&acc)[3][kFewMR]) {
@@ -306,7 +307,7 @@ CNNFAST_WINO_INLINE void few_row(int64_t Cin, const typename V::T* cp, const typ
     for (int b = 0; b < 3; ++b)
 #pragma GCC unroll 4
       for (int t = 0; t < kFewMR; ++t) acc[b][t] = V::fma(u[b], V::set1(vr[b * kFewMR + t]), acc[b][t]);
-    cp += 3 * N;
+    cp += 18 * N;
     vr += 3 * kFewMR;
   }
 }
@@ -507,14 +508,14 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
             for (int a = 0; a < 6; ++a)
               for (int h = 0; h < 2; ++h) {
                 R acc[3][kFewMR], part[3][kFewMR];
-                const T* cp = Cp + a * Cin * 3 * N;
+                const T* cp = Cp + a * 3 * N;
                 const T* vr = Vr + ((tg * 6 + a) * 2 + h) * Cin * 3 * kFewMR;
                 for (int64_t c0 = 0; c0 < Cin; c0 += kFewCc) {
                   const int64_t cc = std::min(kFewCc, Cin - c0);
                   if (h == 0)
-                    few_row<V, 0>(cc, cp + c0 * 3 * N, vr + c0 * 3 * kFewMR, part);
+                    few_row<V, 0>(cc, cp + c0 * 18 * N, vr + c0 * 3 * kFewMR, part);
                   else
-                    few_row<V, 1>(cc, cp + c0 * 3 * N, vr + c0 * 3 * kFewMR, part);
+                    few_row<V, 1>(cc, cp + c0 * 18 * N, vr + c0 * 3 * kFewMR, part);
                   for (int bb = 0; bb < 3; ++bb)
                     for (int t = 0; t < kFewMR; ++t) acc[bb][t] = c0 == 0 ? part[bb][t] : V::add(acc[bb][t], part[bb][t]);
                 }
