@@ -654,8 +654,9 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
 //   9 * N * OH * OW. Above the direct count it loses (N=1 5x5 planes, 4 tiles for 25 outputs:
 //   0.73-0.78x at 256 x 256); above 1/2 of it, large layers lose (N=2 7x7 in tile panels, before
 //   the few-tiles mode: 0.87x at 512 x 512, 1.30x at 256 x 256) and small ones still win (5x5 at
-//   64 x 64: 1.02-1.07x; few tiles, N=1 7x7: 1.2x at 512 x 512 in the bench, 1.27x at 256 x 256,
-//   2.3x at 64 x 64). So: decline above 1, and above 1/2 when Cin * Cout >= 256 * 256.
+//   64 x 64: 1.02-1.07x; few tiles with the fused weight transform, N=1 7x7: 1.6x at 512 x 512 and
+//   at 256 x 256, 1.2x at 64 x 64; these thresholds predate that mode and were not re-tuned). So:
+//   decline above 1, and above 1/2 when Cin * Cout >= 256 * 256.
 // * Cin <= 512, for accuracy rather than speed: the error grows with the reduction length faster
 //   than the tests' float32 tolerance (rtol 1e-4, atol 1e-4 * sqrt(9 * Cin)); the worst element
 //   used 0.7 of it at Cin = 768 and 0.97 at Cin = 1024 (N=1, 14x14, standard-normal data).
