@@ -496,9 +496,8 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
             for (int h = 0; h < 2; ++h) {
               T* dst = Vr + ((tg * 6 + a) * 2 + h) * Cin * 3 * kFewMR;
               for (int64_t c = 0; c < Cin; ++c)
-                for (int bb = 0; bb < 3; ++bb)
-                  for (int t = 0; t < kFewMR; ++t)
-                    *dst++ = Vb[(a * 6 + 3 * h + bb) * xs_v + c * ldv + tg * kFewMR + t];
+                for (int bb = 0; bb < 3; ++bb, dst += kFewMR)
+                  std::memcpy(dst, Vb + (a * 6 + 3 * h + bb) * xs_v + c * ldv + tg * kFewMR, kFewMR * sizeof(T));
             }
       for (int64_t kp0 = k0; kp0 < k1 && few; kp0 += NR) {
         const int64_t kp1 = std::min(k1, kp0 + NR);
