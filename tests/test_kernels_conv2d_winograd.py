@@ -6,7 +6,8 @@ channels >= 8, enough 4x4 tiles to fill the vector lanes). The shapes below are 
 them (asserted through runtime_info()["last_kernels"]) and exercise partial tiles (H, W not
 multiples of 4), every padding, channel counts off the vector width, tiles of one vector group
 spanning images, several tile blocks (shared weight transform), one block split over output
-channels (fused weight transform) and the few-tiles mode (GEMMs along output channels). Each result is checked against the scalar `ref` kernels and the
+channels (fused weight transform) and the few-tiles mode (GEMMs along output channels). Each
+result is checked against the scalar `ref` kernels and the
 NumPy oracle tests/reference.py with the tolerances of test_kernels_conv2d.py: rtol 1e-4, atol
 1e-4 * sqrt(reduction length). (Winograd rounds differently from a direct sum: on standard-normal
 data its max error is 3e-5 to 1.1e-4 * sqrt(C*9) on the ResNet-18 layers, up to 0.86 of this
@@ -82,10 +83,11 @@ CASES = {
     "pad1x0-5x7": (4, 24, 5, 7, 40, (1, 0)),
     "pad2x1-9x9": (2, 16, 9, 9, 36, (2, 1)),
     "several-blocks": (3, 16, 28, 28, 40, (1, 1)),  # 147 tiles: two blocks, shared weight transform
-    # At most 8 tiles: GEMMs along output channels (partial channel panels, several weight slices).
+    # At most 8 tiles: GEMMs along output channels with the weight transform fused in (partial
+    # channel groups, 1-4 tiles in a register tile, two tile groups).
     "few-tiles-7x7": (1, 20, 7, 7, 40, (1, 1)),
     "few-tiles-pad0": (1, 18, 5, 9, 37, (0, 0)),
-    "few-tiles-slices": (2, 70, 5, 5, 24, (1, 1)),
+    "few-tiles-2-groups": (2, 70, 5, 5, 24, (1, 1)),
 }
 
 
@@ -145,7 +147,7 @@ def test_fused_relu(isa, rng):
     np.testing.assert_allclose(y, _on_ref(_fwd, x, w, b, pad, relu=True), rtol=RTOL, atol=_atol(C * 9))
 
 
-@pytest.mark.parametrize("case", ["pad1-13x9", "several-blocks", "few-tiles-slices"])
+@pytest.mark.parametrize("case", ["pad1-13x9", "several-blocks", "few-tiles-2-groups"])
 def test_independent_of_thread_count(isa, rng, case):
     """Bitwise: the C reduction is one sequence whatever the blocking (one block split over output
     channels with 2 threads, whole blocks per thread otherwise)."""

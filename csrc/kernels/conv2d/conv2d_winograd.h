@@ -19,8 +19,8 @@
 // channels and transforms the result into y. With several blocks the weight transform U is
 // computed once up front (parallel) and shared; with a single block each item transforms the
 // weight rows it needs right before using them (see "fused" in conv()). With at most half a
-// panel of tiles (N=1 7x7 planes: 4 tiles) the GEMMs run along output channels instead and the
-// weights are transformed slice by slice next to them (see "Few tiles").
+// panel of tiles (N=1 7x7 planes: 4 tiles) the GEMMs run along output channels instead, with the
+// weight transform fused into their registers (see "Few tiles").
 //
 // Vectorisation: both transforms run across V::N consecutive tiles of a block (which may sit in
 // different tile rows or images). Each tile's six patch rows are copied into 8-float slots (one
@@ -195,82 +195,120 @@ CNNFAST_WINO_INLINE void ukernel(int64_t kc, const typename V::T* const (&a)[MR]
   }
 }
 
-// The same with A column-major: the MR values of step c are contiguous at a + c * lda.
-template <class V, int MR, int NV>
-CNNFAST_WINO_INLINE void ukernel_cm(int64_t kc, const typename V::T* a, int64_t lda, const typename V::T* b,
-                                    int64_t ldb, typename V::R (&acc)[MR][NV]) {
+// ---------------------------------------------------------------------------------------------
+// Few tiles (at most half a panel, e.g. N=1 7x7 planes: 4 tiles). The tile-panel GEMMs would leave
+// most lanes idle, and the cost is the weight transform (36 values per channel pair against 36 x T
+// multiply-adds), so lanes run along V::N output channels and the transform is fused into the
+// GEMM registers. G = D G' with D = diag(1/4, -1/6, -1/6, 1/24, 1/24, 1) and
+//   G' = [1 0 0; 1 1 1; 1 -1 1; 1 2 4; 1 -2 4; 0 0 1],
+// so U[a][b] = D[a] D[b] (G' g G'^T)[a][b], and D[a] D[b] is applied to the sums M[xi] instead of
+// to every U (one multiply per output frequency instead of per channel pair). Per group of V::N
+// output channels:
+//   1. the columns C'[c][a][s] = (G' g_c)[a][s] of all input channels c go to L2 scratch (the
+//      only pass over w; 18 vectors per channel, 295 KB at 512 channels);
+//   2. per row a of the 6x6 domain and half h of its columns, a register tile of 3 frequencies
+//      x kFewMR tiles sums over c: the 3 values u = (C' G'^T)[a][3h..3h+2] come from the 3 loaded
+//      column values with 2-3 adds, then 12 multiply-adds with the (broadcast) transformed inputs,
+//      repacked so that one step reads 12 consecutive floats, Vr[a][h][c][b][t]; partial sums
+//      over kFewCc channels at a time, added in order.
+// Every M sums its Cin products in one sequence: results do not depend on the thread count.
+// ---------------------------------------------------------------------------------------------
+
+constexpr int kFewMR = 4;  // tiles per register tile (3 frequencies x 4 tiles: 12 accumulators)
+// Input channels per partial sum; the partial sums are added in order. One 512-long sum per
+// output had 2.4-4x the worst error (0.4-0.5 of the tests' tolerance at 512 x 512, 7x7) of the
+// sums of 64 (0.13-0.17).
+constexpr int64_t kFewCc = 64;
+constexpr float kFewScale[6] = {0.25f, -1.0f / 6, -1.0f / 6, 1.0f / 24, 1.0f / 24, 1.0f};  // D
+
+// o = G' z (3 -> 6), the unscaled G (see above).
+template <class V>
+CNNFAST_WINO_INLINE void gp6(typename V::R z0, typename V::R z1, typename V::R z2, typename V::R (&o)[6]) {
   using R = typename V::R;
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
-  for (int64_t k = 0; k < kc; ++k) {
-    R bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * V::N);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const R av = V::set1(a[i]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
+  const R s = V::add(z0, z2), p = V::fma(V::set1(4), z2, z0), q = V::add(z1, z1);
+  o[0] = z0;
+  o[1] = V::add(s, z1);
+  o[2] = V::sub(s, z1);
+  o[3] = V::add(p, q);
+  o[4] = V::sub(p, q);
+  o[5] = z2;
+}
+
+// tmp[t * N + l] = tap t of the pair (output channel og + l, input channel i), zero for og + l >= o1.
+// With 8 lanes the taps come out of one 8 x 8 register transpose (tap 8 separately).
+template <class V>
+CNNFAST_WINO_INLINE void gather_taps(const Geometry& g, const typename V::T* w, bool rotate, int64_t og, int64_t o1,
+                                     int64_t i, typename V::T* tmp, typename V::T* tr) {
+  using T = typename V::T;
+  constexpr int N = V::N;
+  const int64_t Cout = g.Cout, Cin = g.Cin;
+  const bool full = og + N <= o1;
+  if (N == 8 && full && !rotate) {  // rows: the 9 taps of (og + l, i), 9 * Cin apart
+    const T* src = w + (og * Cin + i) * 9;
+    V::transpose(src, Cin * 9, tmp, N);
+    for (int l = 0; l < N; ++l) tmp[8 * N + l] = src[l * Cin * 9 + 8];
+  } else if (N == 8 && full) {  // rotate: the taps of (og + l, i) are adjacent, 9 apart
+    const T* src = w + (i * Cout + og) * 9;
+    V::transpose(src, 9, tr, N);  // tr[t * N + l] = unrotated tap t of lane l, t < 8
+    for (int l = 0; l < N; ++l) tmp[l] = src[l * 9 + 8];
+    for (int t = 1; t < 9; ++t) V::store(tmp + t * N, V::load(tr + (8 - t) * N));
+  } else {
+    for (int l = 0; l < N; ++l) {
+      const int64_t o = og + l;
+      for (int t = 0; t < 9; ++t)
+        tmp[t * N + l] = o >= o1 ? T(0) : rotate ? w[(i * Cout + o) * 9 + 8 - t] : w[(o * Cin + i) * 9 + t];
     }
-    a += lda;
-    b += ldb;
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Few tiles (at most half a panel, e.g. N=1 7x7 planes: 4 tiles). The tile-panel GEMMs would leave
-// most lanes idle, so the GEMMs run along output channels instead: for each panel of NR output
-// channels and each slice of kFewCc input channels, the weights are transformed into an L2-sized
-// buffer, Up[xi][c][lane], and used at once: M[xi][t][lane] (+)= sum_c V[xi][c][t] Up[xi][c][lane]
-// with kFewMR tiles x NR channels per register tile. The slices are added in a fixed order, so
-// results still do not depend on the thread count.
-// ---------------------------------------------------------------------------------------------
-
-constexpr int kFewMR = 4;          // tiles per register tile (4 x 2 vectors: 8 accumulators)
-constexpr int64_t kFewCc = 64;     // input channels per weight slice (36 x 64 x NR floats: 147 KB)
-
-// Up[xi * xs + (i - i0) * NR + (o - o0)] = U of (o, i) for o0 <= o < o1 (zero up to o0 + NR),
-// i0 <= i < i1. Lanes along output channels; with 8 lanes the taps of 8 output channels come out
-// of one 8 x 8 register transpose (tap 8 separately).
+// Step 1: Cp[(i * 6 + a) * 3 * N + s * N + l] = (G' g)[a][s] of the pair (og + l, i), all i (one
+// channel's 18 vectors together: one store pointer).
 template <class V>
-void transform_weight_panel(const Geometry& g, const typename V::T* w, bool rotate, int64_t o0, int64_t o1,
-                            int64_t i0, int64_t i1, typename V::T* Up, int64_t xs) {
+void few_columns(const Geometry& g, const typename V::T* w, bool rotate, int64_t og, int64_t o1, typename V::T* Cp) {
   using T = typename V::T;
-  constexpr int N = V::N, NR = 2 * N;
-  const int64_t Cout = g.Cout, Cin = g.Cin;
+  using R = typename V::R;
+  constexpr int N = V::N;
   alignas(64) T tmp[9 * N], tr[N * N];
-  auto one = [&](int64_t og, int64_t i) {
-    const bool full = og + N <= o1;
-    {
-      if (N == 8 && full && !rotate) {  // rows: the 9 taps of (og + l, i), 9 * Cin apart
-        const T* src = w + (og * Cin + i) * 9;
-        V::transpose(src, Cin * 9, tmp, N);
-        for (int l = 0; l < N; ++l) tmp[8 * N + l] = src[l * Cin * 9 + 8];
-      } else if (N == 8 && full) {  // rotate: the taps of (og + l, i) are adjacent, 9 apart
-        const T* src = w + (i * Cout + og) * 9;
-        V::transpose(src, 9, tr, N);  // tr[t * N + l] = unrotated tap t of lane l, t < 8
-        for (int l = 0; l < N; ++l) tmp[l] = src[l * 9 + 8];
-        for (int t = 1; t < 9; ++t) V::store(tmp + t * N, V::load(tr + (8 - t) * N));
-      } else {
-        for (int l = 0; l < N; ++l) {
-          const int64_t o = og + l;
-          for (int t = 0; t < 9; ++t)
-            tmp[t * N + l] = o >= o1 ? T(0) : rotate ? w[(i * Cout + o) * 9 + 8 - t] : w[(o * Cin + i) * 9 + t];
-        }
-      }
-      transform_taps<V>(tmp, Up + (i - i0) * NR + (og - o0), xs);
+  const int64_t Cin = g.Cin;  // a local: stores through Cp may alias g
+  for (int64_t i = 0; i < Cin; ++i) {
+    gather_taps<V>(g, w, rotate, og, o1, i, tmp, tr);
+    T* dst = Cp + i * 18 * N;
+    for (int s = 0; s < 3; ++s) {
+      R col[6];
+      gp6<V>(V::load(tmp + s * N), V::load(tmp + (3 + s) * N), V::load(tmp + (6 + s) * N), col);
+      for (int a = 0; a < 6; ++a) V::store(dst + a * 3 * N + s * N, col[a]);
     }
-  };
-  // Read w along its contiguous runs: forward, each lane's input channels (og outer); rotate,
-  // the NR output channels of one input channel (i outer).
-  if (rotate) {
-    for (int64_t i = i0; i < i1; ++i)
-      for (int64_t og = o0; og < o0 + NR; og += N) one(og, i);
-  } else {
-    for (int64_t og = o0; og < o0 + NR; og += N)
-      for (int64_t i = i0; i < i1; ++i) one(og, i);
+  }
+}
+
+// Step 2 for one row a and half H: acc[b][t] = sum_c (C'[c][a] G'^T)[3H + b] * Vr[c][b][t] (cp: C'[0][a]).
+template <class V, int H>
+CNNFAST_WINO_INLINE void few_row(int64_t Cin, const typename V::T* cp, const typename V::T* vr,
+                                 typename V::R (&acc)[3][kFewMR]) {
+  using R = typename V::R;
+  constexpr int N = V::N;
+  for (int b = 0; b < 3; ++b)
+    for (int t = 0; t < kFewMR; ++t) acc[b][t] = V::zero();
+  for (int64_t c = 0; c < Cin; ++c) {
+    const R z0 = V::load(cp), z1 = V::load(cp + N), z2 = V::load(cp + 2 * N);
+    R u[3];
+    if (H == 0) {
+      const R s = V::add(z0, z2);
+      u[0] = z0;
+      u[1] = V::add(s, z1);
+      u[2] = V::sub(s, z1);
+    } else {
+      const R p = V::fma(V::set1(4), z2, z0), q = V::add(z1, z1);
+      u[0] = V::add(p, q);
+      u[1] = V::sub(p, q);
+      u[2] = z2;
+    }
+#pragma GCC unroll 3
+    for (int b = 0; b < 3; ++b)
+#pragma GCC unroll 4
+      for (int t = 0; t < kFewMR; ++t) acc[b][t] = V::fma(u[b], V::set1(vr[b * kFewMR + t]), acc[b][t]);
+    cp += 18 * N;
+    vr += 3 * kFewMR;
   }
 }
 
@@ -341,10 +379,11 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
   // Per worker: the block's V and M; the patch rows of one vector group (8 floats per tile and
   // row, + slack for the N-wide reads of the transpose) and their transpose; the output vectors of
   // one group and their transpose; the tile table of the block; fused: kb rows of U.
-  const int64_t xs_p = pad_lines(kFewCc * NR), xs_mp = pad_lines(round_up(T_, kFewMR) * NR);  // few tiles
+  // Few tiles: M of NR channels per tile; the columns C' of V::N channels and the repacked V.
+  const int64_t ntg = ceil_div(T_, kFewMR), xs_mp = pad_lines(ntg * kFewMR * NR);
   const size_t v_floats = size_t(kXi * xs_v), m_floats = size_t(kXi * (few ? xs_mp : xs_m));
   const size_t g_floats = size_t(6 * N * 8 + N), d_floats = size_t(6 * N * N), o_floats = size_t(16 * N + N * N);
-  const size_t ub_floats = fused ? size_t(kXi * xs_ub) : few ? size_t(kXi * xs_p) : 0;
+  const size_t ub_floats = fused ? size_t(kXi * xs_ub) : few ? size_t(18 * Cin * N + ntg * kXi * Cin * kFewMR) : 0;
   const size_t scratch_floats = v_floats + m_floats + g_floats + d_floats + o_floats + ub_floats + 16;
   const size_t scratch_bytes = scratch_floats * sizeof(T) + size_t(3 * ldv) * sizeof(int64_t);
   std::atomic<bool> ok{true};
@@ -446,24 +485,46 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
 
       // 2. The 36 GEMMs: Mb[xi * xs_m + (k - k0) * ldv + j] = sum_c U[xi][k][c] * Vb[xi][c][j],
       //    kb output channels at a time (all of them unless fused).
-      // 2'+3'. Few tiles: per panel of NR output channels, GEMMs over weight slices, then the
+      // 2'+3'. Few tiles: per group of V::N output channels, the weight columns C' and the GEMMs
+      //       with the row transform fused in (see "Few tiles"); per panel of NR channels, the
       //       output transform with vectors along output channels.
+      T* Cp = Ub;                        // few tiles: C' of V::N output channels
+      T* Vr = Ub + 18 * Cin * N;         // and the repacked V (columns past nvalid are zero)
+      if (few)
+        for (int64_t tg = 0; tg < ntg; ++tg)
+          for (int a = 0; a < 6; ++a)
+            for (int h = 0; h < 2; ++h) {
+              T* dst = Vr + ((tg * 6 + a) * 2 + h) * Cin * 3 * kFewMR;
+              for (int64_t c = 0; c < Cin; ++c)
+                for (int bb = 0; bb < 3; ++bb, dst += kFewMR)
+                  std::memcpy(dst, Vb + (a * 6 + 3 * h + bb) * xs_v + c * ldv + tg * kFewMR, kFewMR * sizeof(T));
+            }
       for (int64_t kp0 = k0; kp0 < k1 && few; kp0 += NR) {
         const int64_t kp1 = std::min(k1, kp0 + NR);
-        for (int64_t c0 = 0; c0 < Cin; c0 += kFewCc) {
-          const int64_t c1 = std::min(Cin, c0 + kFewCc);
-          transform_weight_panel<V>(g, w, rotate, kp0, kp1, c0, c1, Ub, xs_p);
-          for (int xi = 0; xi < kXi; ++xi)
-            for (int64_t tr = 0; tr < nvalid; tr += kFewMR) {  // rows past nvalid read zeroed V columns
-              R acc[kFewMR][2];
-              ukernel_cm<V, kFewMR, 2>(c1 - c0, Vb + xi * xs_v + c0 * ldv + tr, ldv, Ub + xi * xs_p, NR, acc);
-              T* dst = Mb + xi * xs_mp + tr * NR;
-              for (int i = 0; i < kFewMR; ++i)
-                for (int v = 0; v < 2; ++v) {
-                  T* d = dst + i * NR + v * N;
-                  V::store(d, c0 == 0 ? acc[i][v] : V::add(V::load(d), acc[i][v]));
+        for (int64_t og = kp0; og < kp1; og += N) {
+          few_columns<V>(g, w, rotate, og, kp1, Cp);
+          for (int64_t tg = 0; tg < ntg; ++tg)
+            for (int a = 0; a < 6; ++a)
+              for (int h = 0; h < 2; ++h) {
+                R acc[3][kFewMR], part[3][kFewMR];
+                const T* cp = Cp + a * 3 * N;
+                const T* vr = Vr + ((tg * 6 + a) * 2 + h) * Cin * 3 * kFewMR;
+                for (int64_t c0 = 0; c0 < Cin; c0 += kFewCc) {
+                  const int64_t cc = std::min(kFewCc, Cin - c0);
+                  if (h == 0)
+                    few_row<V, 0>(cc, cp + c0 * 18 * N, vr + c0 * 3 * kFewMR, part);
+                  else
+                    few_row<V, 1>(cc, cp + c0 * 18 * N, vr + c0 * 3 * kFewMR, part);
+                  for (int bb = 0; bb < 3; ++bb)
+                    for (int t = 0; t < kFewMR; ++t) acc[bb][t] = c0 == 0 ? part[bb][t] : V::add(acc[bb][t], part[bb][t]);
                 }
-            }
+                for (int bb = 0; bb < 3; ++bb) {
+                  const int b6 = 3 * h + bb;
+                  const R sc = V::set1(kFewScale[a] * kFewScale[b6]);
+                  for (int t = 0; t < kFewMR; ++t)
+                    V::store(Mb + (a * 6 + b6) * xs_mp + (tg * kFewMR + t) * NR + (og - kp0), V::mul(acc[bb][t], sc));
+                }
+              }
         }
         for (int64_t j = 0; j < nvalid; ++j) {
           const int64_t rows = std::min<int64_t>(4, g.OH - toh[j]), cols = std::min<int64_t>(4, g.OW - tow[j]);
@@ -592,8 +653,9 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
 //   9 * N * OH * OW. Above the direct count it loses (N=1 5x5 planes, 4 tiles for 25 outputs:
 //   0.73-0.78x at 256 x 256); above 1/2 of it, large layers lose (N=2 7x7 in tile panels, before
 //   the few-tiles mode: 0.87x at 512 x 512, 1.30x at 256 x 256) and small ones still win (5x5 at
-//   64 x 64: 1.02-1.07x; few tiles, N=1 7x7: 1.2x at 512 x 512 in the bench, 1.27x at 256 x 256,
-//   2.3x at 64 x 64). So: decline above 1, and above 1/2 when Cin * Cout >= 256 * 256.
+//   64 x 64: 1.02-1.07x; few tiles with the fused weight transform, N=1 7x7: 1.6x at 512 x 512 and
+//   at 256 x 256, 1.2x at 64 x 64; these thresholds predate that mode and were not re-tuned). So:
+//   decline above 1, and above 1/2 when Cin * Cout >= 256 * 256.
 // * Cin <= 512, for accuracy rather than speed: the error grows with the reduction length faster
 //   than the tests' float32 tolerance (rtol 1e-4, atol 1e-4 * sqrt(9 * Cin)); the worst element
 //   used 0.7 of it at Cin = 768 and 0.97 at Cin = 1024 (N=1, 14x14, standard-normal data).
