@@ -14,7 +14,40 @@ import os as _os
 # be set before the OpenMP runtime loads with _core; it has no effect if libgomp is already loaded.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import _core  # noqa: E402  (the compiled kernels; importing it reads CNNFAST_ISA)
+
+
+def _load_core():
+    """Import the compiled kernels (importing them reads CNNFAST_ISA).
+
+    ``python -m cnnfast.demo`` run in the repository root right after ``pip install .`` (the Quick
+    start) imports this package from the source tree, which Python puts first on sys.path and
+    which holds no compiled ``_core``. The installed copy's extension, built from the same source,
+    is then used: its directory is added to this package's ``__path__``.
+    """
+    try:
+        from . import _core as core
+        return core
+    except ImportError as e:
+        first = e
+    import importlib.machinery
+    import sys
+
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    for entry in sys.path:
+        pkg = _os.path.abspath(_os.path.join(entry or _os.getcwd(), "cnnfast"))
+        if pkg == here:
+            continue
+        if any(_os.path.isfile(_os.path.join(pkg, "_core" + suffix))
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+            __path__.append(pkg)
+            from . import _core as core
+            return core
+    raise ImportError(f"cnnfast: the compiled kernels (cnnfast._core) are not in {here} and no installed cnnfast "
+                      f"was found on sys.path; install the package with `pip install .` in the repository "
+                      f"(error: {first})") from first
+
+
+_core = _load_core()
 from ._runtime import (  # noqa: E402
     available_isas, cache_info, empty_cache, get_isa, get_num_threads, get_winograd, runtime_info, set_cache_limit,
     set_isa, set_num_threads, set_winograd, show_runtime,

@@ -243,3 +243,16 @@ def test_openmp_waits_passively_unless_the_user_chose():
     code = "import os, cnnfast; print(os.environ['OMP_WAIT_POLICY'])"
     assert _run(code).stdout.strip() == "PASSIVE"
     assert _run(code, OMP_WAIT_POLICY="active").stdout.strip() == "active"
+
+
+def test_import_from_the_repository_root_uses_the_installed_kernels():
+    """The Quick start runs `python -m cnnfast.demo` in the repository root right after
+    `pip install .`: Python then imports the source tree, which has no compiled _core."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isfile(os.path.join(root, "cnnfast", "__init__.py")):
+        pytest.skip("the tests are not running from a source checkout")
+    code = ("import cnnfast, numpy as np; "
+            "print(cnnfast.__file__); print(cnnfast.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2))).sum())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "16.0", r.stdout
