@@ -67,6 +67,25 @@ def test_conv2d_hypothesis(data):
         np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, args", [
+    # grouped layers whose per-group reduction C/g*R*S is shorter than the GEMM register tile:
+    # the tile's weight reads once ran past the end of w (found by the ASan run in CI)
+    ((3, 6, 1, 1), (3, 2, 1, 1), ((3, 1), (0, 3), (2, 2), 3)),
+    ((2, 4, 5, 5), (4, 1, 1, 1), (1, 0, 1, 4)),
+    ((2, 6, 4, 4), (9, 2, 1, 2), (1, 1, 1, 3)),
+])
+def test_conv2d_backward_short_grouped_reductions(dtype, x_shape, w_shape, args, rng):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    y = cnnfast.conv2d(x, w, None, *args)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    got = cnnfast.conv2d_backward(gy, x, w, *args, output_mask=(True, True, False))[:2]
+    for g, want in zip(got, ref.conv2d_backward(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                                                *args)[:2]):
+        np.testing.assert_allclose(g, want, **TOL[dtype])
+
+
 def test_lecture_worked_example():
     """Slides 7-9: the 4x4 image and the 1..9 kernel give 142, 189, 225, 230 (stride 1)."""
     image = np.array([[4, 2, 0, 0], [3, 2, 3, 8], [2, 1, 8, 5], [4, 6, 8, 2]])

@@ -782,8 +782,9 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
               const int mr = int(std::min<int64_t>(MR, mb0 + mrows_blk - m));
               const T* a = w + (g * Kg + k0) * CRS + m;
               int64_t lda = CRS;
-              // The MR-wide read of the very last weight row must not run past the end of w.
-              if (g == G - 1 && k0 + kcur == Kg && m + MR > CRS) {
+              // The MR-wide reads must not run past the end of w: with CRS < MR (e.g. grouped 1x1
+              // layers) even rows of earlier groups reach it, so check the last element read.
+              if ((g * Kg + k0 + kcur - 1) * CRS + m + MR > p.K * CRS) {
                 for (int64_t kk = 0; kk < kcur; ++kk)
                   for (int i = 0; i < MR; ++i) aedge[kk * MR + i] = i < mr ? a[kk * CRS + i] : T(0);
                 a = aedge;
