@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 import cnnfast
 from cnnfast import _core
 import reference as ref
+from isa_util import on_ref
 
 RTOL = 1e-4
 
@@ -65,15 +66,6 @@ def _bwd(x, w, gy, pad, stride=(1, 1), dilation=(1, 1), groups=1):
     return _core.conv2d_backward_input(list(x.shape), gy, w, stride, pad, dilation, groups)
 
 
-def _on_ref(fn, *args, **kw):
-    prev = cnnfast.get_isa()
-    cnnfast.set_isa("ref")
-    try:
-        return fn(*args, **kw)
-    finally:
-        cnnfast.set_isa(prev)
-
-
 # (N, C, H, W, K, padding): partial tiles everywhere (H, W in 5, 7, 9, 13), C and K off the vector
 # width, tiles crossing images within a vector group.
 CASES = {
@@ -101,7 +93,7 @@ def test_forward_and_grad_input(isa, rng, case, bias):
     gx = _bwd(x, w, gy, pad)
     _expect_winograd(isa, _last("conv2d_bwd_input_f32"), "conv2d_bwd_input_f32")
 
-    y_ref, gx_ref = _on_ref(_fwd, x, w, b, pad), _on_ref(_bwd, x, w, gy, pad)
+    y_ref, gx_ref = on_ref(_fwd, x, w, b, pad), on_ref(_bwd, x, w, gy, pad)
     np.testing.assert_allclose(y, y_ref, rtol=RTOL, atol=_atol(C * 9), err_msg=f"forward vs ref on {isa}")
     np.testing.assert_allclose(gx, gx_ref, rtol=RTOL, atol=_atol(K * 9), err_msg=f"grad_input vs ref on {isa}")
     y64 = ref.conv2d(x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64),
@@ -144,7 +136,7 @@ def test_fused_relu(isa, rng):
     y = _fwd(x, w, b, pad, relu=True)
     _expect_winograd(isa, _last("conv2d_fwd_f32"), "conv2d_fwd_f32")
     assert (y >= 0).all() and (y == 0).any()
-    np.testing.assert_allclose(y, _on_ref(_fwd, x, w, b, pad, relu=True), rtol=RTOL, atol=_atol(C * 9))
+    np.testing.assert_allclose(y, on_ref(_fwd, x, w, b, pad, relu=True), rtol=RTOL, atol=_atol(C * 9))
 
 
 @pytest.mark.parametrize("case", ["pad1-13x9", "several-blocks", "few-tiles-2-groups"])

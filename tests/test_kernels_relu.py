@@ -10,20 +10,12 @@ import pytest
 import cnnfast
 import reference as ref
 from cnnfast import _core
+from isa_util import on_ref
 
 DTYPES = [np.float32, np.float64]
 # around the vector widths and the 4x unroll (4, 8, 16 lanes; 16..64 per unrolled step), the
 # 64-element parallel unit, and one size above the 8 MiB streaming-store threshold (float32)
 SIZES = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 1000, 40_001, 2_100_003]
-
-
-def on_ref(fn, *args, **kw):
-    prev = cnnfast.get_isa()
-    cnnfast.set_isa("ref")
-    try:
-        return fn(*args, **kw)
-    finally:
-        cnnfast.set_isa(prev)
 
 
 def special_values(rng, n, dtype):
