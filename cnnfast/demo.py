@@ -29,21 +29,13 @@ DEFAULT_LR = 3e-3
 ACCURACY_BAR = 0.95
 
 
-def build_lenet():
-    """The lecture's LeNet-5 variant for 1x28x28 inputs (ReLU and max-pooling), 61,706 parameters."""
-    from . import nn
-    return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
-        nn.Linear(120, 84), nn.ReLU(),
-        nn.Linear(84, 10),
-    )
+def build_lenet(nn=None):
+    """The lecture's LeNet-5 variant for 1x28x28 inputs (ReLU and max-pooling), 61,706 parameters.
 
-
-def _torch_lenet(torch):
-    nn = torch.nn
+    ``nn`` is the layer namespace: ``cnnfast.nn`` by default, or ``torch.nn`` for the comparison.
+    """
+    if nn is None:
+        from . import nn
     return nn.Sequential(
         nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(6, 16, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2),
@@ -92,7 +84,7 @@ def train_torch(initial_state, X, y, Xt, yt, *, epochs, batch_size, lr, seed, th
         raise SystemExit("--compare-torch needs PyTorch: pip install torch==2.13.0 "
                          "(exactly this version: it is the CPU build)") from None
     torch.set_num_threads(threads)
-    model = _torch_lenet(torch)
+    model = build_lenet(torch.nn)
     model.load_state_dict({k: torch.from_numpy(np.array(v, copy=True)) for k, v in initial_state.items()})
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
