@@ -10,7 +10,7 @@
 // col is never materialised whole: each thread builds the tile it needs (a few hundred KB, sized
 // for L2) in its own scratch buffer (common/scratch.h).
 //
-// The microkernel computes an MR x (NV*V::N) block of C in registers: per reduction step it loads
+// The microkernel (conv2d_ukernel.h) computes an MR x (NV*V::N) block of C in registers: per reduction step it loads
 // NV vectors of a packed B panel and broadcasts MR values of A (BLIS-style; AVX2 f32 MR=6, NV=2
 // is 12 ymm accumulators). A is read in place (weights row-major for forward, column-major for
 // bwd_input, a generated im2col block for bwd_weight), so no per-call weight packing is needed.
@@ -30,6 +30,7 @@
 #include "common/scratch.h"
 #include "common/simd.h"
 #include "kernels/conv2d/conv2d.h"
+#include "kernels/conv2d/conv2d_ukernel.h"
 
 #define CNNFAST_ALWAYS_INLINE inline __attribute__((always_inline))
 
@@ -55,55 +56,6 @@ inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 inline int64_t even_block(int64_t total, int64_t max) {
   if (total <= 0) return max;
   return ceil_div(total, ceil_div(total, max));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Microkernels. acc[i][v] = sum_k A(i, k) * B(k, v*N .. v*N+N), B packed with row stride NR.
-// ---------------------------------------------------------------------------------------------
-
-// A given as MR row pointers, unit stride along k.
-template <class V, int MR, int NV, int NR>
-CNNFAST_ALWAYS_INLINE void ukernel_rows(int64_t kc, const typename V::T* const (&a)[MR], const typename V::T* b,
-                                        typename V::R (&acc)[MR][NV]) {
-  using R = typename V::R;
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
-  for (int64_t k = 0; k < kc; ++k) {
-    R bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * NR + v * V::N);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const R av = V::set1(a[i][k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
-    }
-  }
-}
-
-// A column-major: the MR values of step k are contiguous at a + k * lda.
-template <class V, int MR, int NV, int NR>
-CNNFAST_ALWAYS_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int64_t lda, const typename V::T* b,
-                                        typename V::R (&acc)[MR][NV]) {
-  using R = typename V::R;
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
-  for (int64_t k = 0; k < kc; ++k) {
-    R bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * NR + v * V::N);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const R av = V::set1(a[i]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
-    }
-    a += lda;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -486,11 +438,11 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
           };
           if (ncols > V::N) {
             R acc[MR][2];
-            ukernel_rows<V, MR, 2, NR>(kcur, a, bpp, acc);
+            ukernel_rows<V, MR, 2>(kcur, a, bpp, NR, acc);
             store(acc, std::integral_constant<int, 2>{});
           } else {
             R acc[MR][1];
-            ukernel_rows<V, MR, 1, NR>(kcur, a, bpp, acc);
+            ukernel_rows<V, MR, 1>(kcur, a, bpp, NR, acc);
             store(acc, std::integral_constant<int, 1>{});
           }
         };
@@ -635,7 +587,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
               T* crow = cblk + (mb0 - sb0 + m) * ldc;
               for (int64_t jp = 0; jp < npan; ++jp) {
                 R acc[MR][2];
-                ukernel_rows<V, MR, 2, NR>(kcur, a, bp + jp * kcur * NR, acc);
+                ukernel_rows<V, MR, 2>(kcur, a, bp + jp * kcur * NR, NR, acc);
                 acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, q0 > 0);
               }
             }
@@ -795,11 +747,11 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
                 const T* bpp = bp + jp * Kg * NR + k0 * NR;
                 if (ncur - jp * NR > V::N) {
                   R acc[MR][2];
-                  ukernel_cols<V, MR, 2, NR>(kcur, a, lda, bpp, acc);
+                  ukernel_cols<V, MR, 2>(kcur, a, lda, bpp, NR, acc);
                   acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, nc, k0 > 0);
                 } else {
                   R acc[MR][1];
-                  ukernel_cols<V, MR, 1, NR>(kcur, a, lda, bpp, acc);
+                  ukernel_cols<V, MR, 1>(kcur, a, lda, bpp, NR, acc);
                   acc_to_buffer<V, MR, 1>(acc, mr, crow + jp * NR, nc, k0 > 0);
                 }
               }

@@ -48,6 +48,7 @@
 #include "common/scratch.h"
 #include "common/simd.h"
 #include "kernels/conv2d/conv2d.h"
+#include "kernels/conv2d/conv2d_ukernel.h"
 #include "kernels/conv2d/winograd_switch.h"
 
 #define CNNFAST_WINO_INLINE inline __attribute__((always_inline))
@@ -165,33 +166,6 @@ void transform_weight_rows(const Geometry& g, const typename V::T* w, bool rotat
       }
       transform_taps<V>(tmp, U + (o - o0) * ldu + i0, xs_u);
     }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Microkernel: acc[i][v] = sum_c A(i, c) * B(c, v*N .. v*N+N); A given as MR rows (unit stride
-// along c, ldu apart), B rows ldb apart. One sequence over the whole reduction.
-// ---------------------------------------------------------------------------------------------
-
-template <class V, int MR, int NV>
-CNNFAST_WINO_INLINE void ukernel(int64_t kc, const typename V::T* const (&a)[MR], const typename V::T* b, int64_t ldb,
-                                 typename V::R (&acc)[MR][NV]) {
-  using R = typename V::R;
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
-  for (int64_t k = 0; k < kc; ++k) {
-    R bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * V::N);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const R av = V::set1(a[i][k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
-    }
-    b += ldb;
   }
 }
 
@@ -576,7 +550,7 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
             for (int i = 0; i < MR; ++i) a[i] = Ux + (k - kb0 + std::min(i, mr - 1)) * ldu;
             for (int64_t jp = 0; jp < npan; ++jp) {
               R acc[MR][2];
-              ukernel<V, MR, 2>(Cin, a, Vx + jp * NR, ldv, acc);
+              convgemm::ukernel_rows<V, MR, 2>(Cin, a, Vx + jp * NR, ldv, acc);
               T* dst = Mx + (k - k0) * ldv + jp * NR;
 #pragma GCC unroll 16
               for (int i = 0; i < MR; ++i) {

@@ -1,0 +1,68 @@
+// Register-blocked GEMM microkernels shared by the im2col+GEMM (conv2d_gemm.h) and Winograd
+// (conv2d_winograd.h) conv kernels, written once for any vector type V of common/simd.h.
+//
+// acc[i][v] = sum_k A(i, k) * B(k, v*N .. v*N+N) over k < kc: per step, NV vectors of a B row are
+// loaded and MR values of A broadcast (BLIS-style; AVX2 f32 MR=6, NV=2 is 12 ymm accumulators).
+// B rows are ldb elements apart (the packed panel width NR for the GEMM, callers pass it as a
+// constant so the inlined loop is the same as with a compile-time stride).
+//
+// Internal linkage (anonymous namespace): see common/simd.h.
+#pragma once
+#include <cstdint>
+
+#include "common/simd.h"
+
+#define CNNFAST_UKERNEL_INLINE inline __attribute__((always_inline))
+
+namespace cnnfast {
+namespace {
+namespace convgemm {
+
+// A given as MR row pointers, unit stride along k.
+template <class V, int MR, int NV>
+CNNFAST_UKERNEL_INLINE void ukernel_rows(int64_t kc, const typename V::T* const (&a)[MR], const typename V::T* b,
+                                         int64_t ldb, typename V::R (&acc)[MR][NV]) {
+  using R = typename V::R;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    R bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * ldb + v * V::N);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const R av = V::set1(a[i][k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
+    }
+  }
+}
+
+// A column-major: the MR values of step k are contiguous at a + k * lda.
+template <class V, int MR, int NV>
+CNNFAST_UKERNEL_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int64_t lda, const typename V::T* b,
+                                         int64_t ldb, typename V::R (&acc)[MR][NV]) {
+  using R = typename V::R;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    R bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * ldb + v * V::N);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const R av = V::set1(a[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
+    }
+    a += lda;
+  }
+}
+
+}  // namespace convgemm
+}  // namespace
+}  // namespace cnnfast
