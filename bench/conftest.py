@@ -123,7 +123,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "version": cnnfast.__version__,
         "selected_isa": info["selected_isa"],
         "available_isas": info["available_isas"],
-        "openmp": info["openmp"],
+        "threading": info["threading"],
         "kernels": info["kernels"],
     }
     machine_info["bench_threads"] = _thread_counts(config)

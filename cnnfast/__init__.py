@@ -1,20 +1,11 @@
 """cnnfast: fast convolutional neural networks on the CPU.
 
-Hand-written C++ kernels (SIMD + OpenMP) for conv2d, max_pool2d and ReLU, a NumPy functional API
+Hand-written C++ kernels (SIMD, on cnnfast's own thread pool) for conv2d, max_pool2d and ReLU, a NumPy functional API
 with PyTorch's names, and a small autograd for training.
 """
 __version__ = "0.1.0"
 
 import os as _os
-
-# OpenMP worker threads that busy-wait after each kernel steal the cores from the Python thread
-# and from NumPy's BLAS threads between kernels (measured on the LeNet demo, 2 cores: 554 -> ~2,000+
-# training images/s with passive waiting). A CNN step is a chain of millisecond kernels with
-# Python in between, so cnnfast asks for passive waiting unless the user chose otherwise. It must
-# be set before the OpenMP runtime loads with _core; it has no effect if libgomp is already loaded.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 
 def _load_core():
     """Import the compiled kernels (importing them reads CNNFAST_ISA).

@@ -53,7 +53,7 @@ def set_winograd(enabled: bool) -> None:
 
 
 def runtime_info() -> dict:
-    """Dict with compiled/available/selected ISAs, CPU features, OpenMP status and threads."""
+    """Dict with compiled/available/selected ISAs, CPU features, threading and threads."""
     return dict(_core.runtime_info())
 
 
@@ -70,7 +70,7 @@ def show_runtime(file=None) -> None:
         f"  CPU features  : {feats}",
         f"  available ISAs: {', '.join(info['available_isas'])}",
         f"  selected ISA  : {info['selected_isa']}  (override with CNNFAST_ISA=ref|avx2|avx512)",
-        f"  OpenMP        : {'yes (' + str(info['openmp_version']) + ')' if info['openmp'] else 'NO (single-threaded build)'}",
+        f"  threading     : {info['threading']}",
         f"  threads       : {info['num_threads']}",
         "  kernels       : " + ", ".join(f"{k}={v}" for k, v in info["kernels"].items()),
         f"  winograd      : {'on' if info['winograd'] else 'off'}  (3x3 stride-1 float32 conv2d; CNNFAST_WINOGRAD=0|1, set_winograd)",

@@ -1,4 +1,5 @@
-"""Runtime: ISA selection (CNNFAST_ISA), show_runtime, threads (OMP_NUM_THREADS, threadpoolctl), GIL release."""
+"""Runtime: ISA selection (CNNFAST_ISA), show_runtime, threads (OMP_NUM_THREADS, the thread pool), GIL release,
+and being a good guest in the host process (environment, OpenMP runtimes, PyTorch, fork)."""
 from __future__ import annotations
 
 import io
@@ -54,7 +55,7 @@ def test_show_runtime_reports_everything():
     buf = io.StringIO()
     cnnfast.show_runtime(file=buf)
     text = buf.getvalue()
-    for needle in ["compiled ISAs", "selected ISA", "OpenMP", "threads", "conv2d_fwd_f32", "CPU features"]:
+    for needle in ["compiled ISAs", "selected ISA", "threading", "threads", "conv2d_fwd_f32", "CPU features"]:
         assert needle in text
     assert cnnfast.get_isa() in text
 
@@ -66,19 +67,19 @@ def test_thread_environment_variables():
     assert bad.returncode != 0 and "CNNFAST_NUM_THREADS must be a positive integer, got 'zero'" in bad.stderr
 
 
-def test_threadpoolctl_sees_and_caps_openmp():
+def test_threadpoolctl_blas_limits_do_not_touch_cnnfast_threads():
+    """cnnfast loads no OpenMP runtime, so BLAS/OpenMP caps set through threadpoolctl leave it alone;
+    cnnfast.set_num_threads is its one knob (besides CNNFAST_NUM_THREADS / OMP_NUM_THREADS at import)."""
     pytest.importorskip("threadpoolctl")
     code = (
         "import cnnfast, threadpoolctl\n"
-        "info = [p for p in threadpoolctl.threadpool_info() if p['user_api'] == 'openmp']\n"
-        "assert info, threadpoolctl.threadpool_info()\n"
-        "with threadpoolctl.threadpool_limits(1, user_api='openmp'):\n"
+        "assert not [p for p in threadpoolctl.threadpool_info() if p['user_api'] == 'openmp'], threadpoolctl.threadpool_info()\n"
+        "with threadpoolctl.threadpool_limits(1):\n"
         "    print(cnnfast.get_num_threads())\n"
-        "print(cnnfast.get_num_threads())\n"
     )
     r = _run(code, OMP_NUM_THREADS="2")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["1", "2"]
+    assert r.stdout.split() == ["2"]
 
 
 def test_set_num_threads_roundtrip_and_results_independent_of_threads(rng):
@@ -239,10 +240,102 @@ def test_empty_cache_keeps_scratch_of_a_running_kernel(rng):
     assert results and all(results)
 
 
-def test_openmp_waits_passively_unless_the_user_chose():
-    code = "import os, cnnfast; print(os.environ['OMP_WAIT_POLICY'])"
-    assert _run(code).stdout.strip() == "PASSIVE"
-    assert _run(code, OMP_WAIT_POLICY="active").stdout.strip() == "active"
+_FIRST_USE = ("import numpy as np\n"
+              "x = np.random.default_rng(0).standard_normal((4, 8, 32, 32)).astype(np.float32)\n"
+              "w = np.random.default_rng(1).standard_normal((16, 8, 3, 3)).astype(np.float32)\n"
+              "y = cnnfast.conv2d(x, w, padding=1); cnnfast.conv2d_backward(y, x, w, padding=1)\n"
+              "cnnfast.max_pool2d(cnnfast.relu(y), 2)\n")
+
+
+def test_import_and_first_use_leave_the_environment_alone():
+    code = ("import os\nbefore = dict(os.environ)\nimport cnnfast\n" + _FIRST_USE +
+            "after = dict(os.environ)\n"
+            "print(sorted(set(before.items()) ^ set(after.items())))\n")
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_no_openmp_runtime_is_loaded():
+    """Threads come from cnnfast's own pool: no libgomp/libomp to clash with PyTorch's bundled copy."""
+    code = ("import cnnfast\n" + _FIRST_USE +
+            "libs = {l.split()[-1] for l in open('/proc/self/maps') if l.count('/')}\n"
+            "print([l for l in libs if any(k in l.rsplit('/', 1)[-1] for k in ('libgomp', 'libomp', 'libiomp'))])\n"
+            "print(cnnfast.runtime_info()['pool_workers_started'])\n")
+    r = _run(code, CNNFAST_NUM_THREADS="2")
+    assert r.returncode == 0, r.stderr
+    libs, workers = r.stdout.split("\n")[:2]
+    assert libs == "[]"
+    assert workers == "1"  # two threads: the caller and one pool worker
+
+
+def test_idle_workers_sleep():
+    """After a kernel the pool spins ~100 us, then sleeps: an idle process burns no CPU."""
+    code = ("import time, cnnfast\n" + _FIRST_USE +
+            "time.sleep(0.05)\nc0 = time.process_time(); time.sleep(0.5); print(time.process_time() - c0)\n")
+    r = _run(code, CNNFAST_NUM_THREADS="2")
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) < 0.1, f"{r.stdout} s of CPU time in 0.5 s of idling: the workers spin"
+
+
+def test_pytorch_imported_first_and_used_in_between():
+    """torch's wheel ships its own libgomp.so.1; cnnfast does not use it and both give right answers."""
+    pytest.importorskip("torch")
+    code = ("import torch, numpy as np\n"
+            "torch.set_num_threads(2)\n"
+            "t = torch.nn.functional.conv2d(torch.ones(2, 3, 16, 16), torch.ones(4, 3, 3, 3))\n"
+            "import cnnfast\ncnnfast.set_num_threads(2)\n" + _FIRST_USE +
+            "for _ in range(3):\n"
+            "    yt = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()\n"
+            "    yc = cnnfast.conv2d(x, w, padding=1)\n"
+            "    assert np.allclose(yt, yc, rtol=1e-4, atol=1e-3), abs(yt - yc).max()\n"
+            "print(cnnfast.runtime_info()['pool_workers_started'], torch.get_num_threads())\n")
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", "2"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_kernels_work_in_a_forked_child():
+    """A child forked after the pool started has no workers of its own: it starts a fresh pool."""
+    import multiprocessing as mp
+    code = ("import multiprocessing as mp, numpy as np, cnnfast\ncnnfast.set_num_threads(2)\n" + _FIRST_USE +
+            "def child(q):\n"
+            "    q.put(float(np.abs(cnnfast.conv2d(x, w, padding=1) - y).max()))\n"
+            "ctx = mp.get_context('fork'); q = ctx.Queue(); p = ctx.Process(target=child, args=(q,))\n"
+            "p.start(); print(q.get(timeout=60)); p.join(60); print(p.exitcode)\n")
+    assert mp is not None
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0.0", "0"]
+
+
+def test_concurrent_callers_share_the_pool(rng):
+    """Kernels called from several Python threads at once (GIL released): a caller that finds the pool
+    busy runs its region on its own thread; every result is right."""
+    x = rng.standard_normal((8, 16, 24, 24)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    want = cnnfast.conv2d(x, w, padding=1)
+    errors = []
+
+    def work():
+        for _ in range(20):
+            got = cnnfast.conv2d(x, w, padding=1)
+            if not np.array_equal(got, want):
+                errors.append(float(np.abs(got - want).max()))
+
+    prev = cnnfast.get_num_threads()
+    cnnfast.set_num_threads(2)
+    try:
+        ts = [threading.Thread(target=work) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        cnnfast.set_num_threads(prev)
+    assert errors == []
 
 
 def test_import_from_the_repository_root_uses_the_installed_kernels():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
+from .._gemm import mm as _mm
 from ..functional import loss as _loss
 from ..functional import misc as _misc
 from .function import Function
@@ -496,12 +497,14 @@ class Linear(Function):
     def backward(ctx, g):
         x, w = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad
-        gx = (g @ w).astype(x.dtype, copy=False) if nx else None
         g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
-        gw = gb = None
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        same = g2.dtype == w.dtype == x2.dtype  # then cnnfast's GEMM (see _gemm.py), else NumPy
+        gx = gw = gb = None
+        if nx:
+            gx = (_mm(g2, w) if same else g2 @ w).reshape(x.shape).astype(x.dtype, copy=False)
         if nw:
-            x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
-            gw = (g2.T @ x2).astype(w.dtype, copy=False)
+            gw = (_mm(np.ascontiguousarray(g2.T), x2) if same else g2.T @ x2).astype(w.dtype, copy=False)
         if nb:
             gb = g2.sum(axis=0)
         return gx, gw, gb

@@ -9,6 +9,7 @@ import numbers
 
 import numpy as np
 
+from .._gemm import mm as _mm
 from .._utils import _any_tensor, _as_float, _is_tensor, _pair
 
 __all__ = ["linear", "avg_pool2d", "avg_pool2d_output_shape", "leaky_relu", "sigmoid", "tanh", "softmax",
@@ -40,7 +41,10 @@ def _linear(x, w, b):
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"linear: bias of size {b.shape} does not match weight of size {w.shape}: expected "
                          f"({w.shape[0]},)")
-    out = np.matmul(x, w.T)
+    if x.ndim == 2 and x.dtype == w.dtype:
+        out = _mm(x, np.ascontiguousarray(w.T))  # cnnfast's GEMM: see _gemm.py for why not NumPy's BLAS
+    else:
+        out = np.matmul(x, w.T)
     if b is not None:
         out += b
     return out

@@ -16,20 +16,11 @@ namespace {
 // every call, so each thread touches the pages it first-touched).
 template <typename F>
 void split(int threads, int64_t n, const F& f) {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-  {
-    const int t = thread_id();
-#ifdef _OPENMP
-    const int T = omp_get_num_threads();  // the runtime may grant fewer threads than asked
-#else
-    const int T = 1;
-#endif
+  run_region(threads, [&](int t, int T) {  // the pool may grant fewer threads than asked
     const int64_t chunk = (n + T - 1) / T;
     const int64_t b = std::min<int64_t>(n, t * chunk), e = std::min<int64_t>(n, b + chunk);
     f(b, e);
-  }
+  });
 }
 
 template <typename F>

@@ -45,11 +45,7 @@ double fma_peak(int threads, double seconds) {
   volatile float mv = 0.99999f, cv = 1e-6f;
   const auto t0 = clock::now();
   const auto deadline = t0 + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(seconds));
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-  {
-    const int t = thread_id();
+  run_region(threads, [&](int t, int) {
     const typename V::reg m = V::set1(mv), c = V::set1(cv);
     typename V::reg acc[kChains];
     for (int j = 0; j < kChains; ++j) acc[j] = V::set1(0.001f * static_cast<float>(j + 1));
@@ -66,7 +62,7 @@ double fma_peak(int threads, double seconds) {
     for (int j = 0; j < kChains; ++j) s += V::sum(acc[j]);
     iters[static_cast<size_t>(t)] = n;
     sink[static_cast<size_t>(t)] = s;
-  }
+  });
   const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
   double flops = 0.0;
   float keep = 0.0f;

@@ -18,10 +18,8 @@ namespace {
 
 void set_num_threads(int n) {
   CNNFAST_CHECK(n >= 1, "set_num_threads: the number of threads must be a positive integer, got ", n);
+  CNNFAST_CHECK(n <= 4096, "set_num_threads: at most 4096 threads, got ", n);
   cnnfast::num_threads_override().store(n);
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-#endif
 }
 
 // Full name of the implementation that last ran for (op, dir, dtype), e.g.
@@ -51,13 +49,9 @@ py::dict runtime_info() {
   const CpuFeatures& f = cpu_features();
   d["cpu_features"] = py::dict("avx2"_a = f.avx2, "fma"_a = f.fma, "avx512f"_a = f.avx512f, "avx512bw"_a = f.avx512bw,
                                "avx512dq"_a = f.avx512dq, "avx512vl"_a = f.avx512vl);
-#ifdef _OPENMP
-  d["openmp"] = true;
-  d["openmp_version"] = _OPENMP;
-#else
-  d["openmp"] = false;
-  d["openmp_version"] = 0;
-#endif
+  // Threads come from cnnfast's own pool (common/threadpool.h): no OpenMP runtime is loaded.
+  d["threading"] = "cnnfast thread pool (spin 100 us, then sleep)";
+  d["pool_workers_started"] = cnnfast::pool::workers_started();
   d["num_threads"] = max_threads();
   py::dict kernels;
   kernels["conv2d_fwd_f32"] = selected_kernel_isa<float>(&KernelTable<float>::conv2d_fwd);
@@ -95,14 +89,14 @@ py::list kernel_list() {
 }  // namespace
 
 void bind_runtime(py::module_& m) {
-  m.def("set_num_threads", &set_num_threads, "n"_a, "Set the number of OpenMP threads cnnfast kernels use (process-wide).");
+  m.def("set_num_threads", &set_num_threads, "n"_a, "Set the number of threads cnnfast kernels use (process-wide).");
   m.def("get_num_threads", &cnnfast::max_threads, "Number of threads a cnnfast kernel will use.");
   m.def("set_isa", &cnnfast::set_isa, "name"_a, "Force a kernel path: 'ref', 'avx2' or 'avx512'.");
   m.def("get_isa", [] { return std::string(cnnfast::isa_name(cnnfast::current_isa())); }, "The selected kernel path.");
   m.def("set_winograd", [](bool on) { cnnfast::winograd_enabled().store(on); }, "enabled"_a,
         "Allow (True) or forbid (False) the Winograd F(4x4,3x3) conv2d kernels (process-wide).");
   m.def("get_winograd", [] { return cnnfast::winograd_enabled().load(); }, "Whether the Winograd kernels may run.");
-  m.def("runtime_info", &runtime_info, "Compiled/available ISAs, selected ISA, CPU features, OpenMP, threads.");
+  m.def("runtime_info", &runtime_info, "Compiled/available ISAs, selected ISA, CPU features, threading, threads.");
   m.def("_kernel_list", &kernel_list, "Every (op, dir, dtype, isa, variant) in kernels.inc.");
   m.def("empty_cache", [] { return cnnfast::empty_cache() + cnnfast::scratch_registry::release_all(); },
         "Free the cached output buffers (common/allocator.h) and, between kernel calls, the kernels' scratch "

@@ -100,40 +100,7 @@ U* rebase(const Workspace& ws, U* measured) {
   return reinterpret_cast<U*>(ws.shared() + reinterpret_cast<uintptr_t>(measured));
 }
 
-// Threads a region over `units` work items would use: as parallel_for decides (max_threads(),
-// at most one per unit, serial below kMinParallelWork or inside another parallel region).
-inline int plan_threads(int64_t units, int64_t total_work) {
-#ifdef _OPENMP
-  if (omp_in_parallel() || total_work < kMinParallelWork) return 1;
-  return static_cast<int>(imax(1, imin(max_threads(), units)));
-#else
-  (void)units;
-  (void)total_work;
-  return 1;
-#endif
-}
-
-// parallel_for with the thread index passed along (for the per-thread workspace): f(b, e, tid)
-// on contiguous, statically scheduled chunks of [0, units); tid < nt.
-template <typename F>
-void run_parallel(int nt, int64_t units, const F& f) {
-#ifdef _OPENMP
-  if (nt > 1) {
-#pragma omp parallel num_threads(nt)
-    {
-      const int t = omp_get_thread_num();
-      const int64_t T = omp_get_num_threads();
-      const int64_t chunk = ceil_div(units, T);
-      const int64_t b = t * chunk, e = imin(b + chunk, units);
-      if (b < e) f(b, e, t);
-    }
-    return;
-  }
-#else
-  (void)nt;
-#endif
-  f(0, units, 0);
-}
+// plan_threads / run_parallel (the per-thread-workspace form of parallel_for): common/parallel.h.
 
 // How many row chunks to cut each of `planes` planes of `rows` rows into, so that there are
 // enough work units to balance the threads (a single 3-channel image must use both cores).
