@@ -2,7 +2,7 @@
 
 The lecture's "hand-designed kernels" (Sobel edge detectors, box blur, ...) applied to real images.
 Every filter here is a depthwise :func:`cnnfast.conv2d` (``groups=C``: each channel filtered on its
-own), so it runs on the same SIMD/OpenMP kernels as the network layers, and the results match
+own), so it runs on the same SIMD kernels and thread pool as the network layers, and the results match
 ``scipy.ndimage`` exactly (up to float rounding) for every border mode.
 
 Image layout (channel last, as image files and ``cnnfast.datasets.sample_image`` use):
