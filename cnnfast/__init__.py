@@ -18,8 +18,12 @@ def _load_core():
     try:
         from . import _core as core
         return core
-    except ImportError as e:
+    except ModuleNotFoundError as e:
         first = e
+    except ImportError as e:
+        # The module was found but refused to load: a bad CNNFAST_* setting (the message names the
+        # variable, its value and the valid values) -- say exactly that and nothing else.
+        raise ValueError(str(e)) from None
     import importlib.machinery
     import sys
 

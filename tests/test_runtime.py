@@ -349,3 +349,23 @@ def test_import_from_the_repository_root_uses_the_installed_kernels():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-1] == "16.0", r.stdout
+
+
+@pytest.mark.parametrize("var,value,expected", [
+    ("CNNFAST_ISA", "auto", "CNNFAST_ISA: unknown ISA 'auto'; valid values are ref, avx2, avx512"),
+    ("CNNFAST_NUM_THREADS", "0", "CNNFAST_NUM_THREADS must be a positive integer, got '0'"),
+    ("CNNFAST_CACHE_MB", "lots", "CNNFAST_CACHE_MB must be a non-negative integer (MiB; 0 disables the cache), got 'lots'"),
+    ("CNNFAST_WINOGRAD", "yes", "CNNFAST_WINOGRAD must be 0 or 1, got 'yes'"),
+])
+def test_bad_environment_settings_say_exactly_what_is_wrong(var, value, expected):
+    r = _run("import cnnfast", **{var: value})
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last == f"ValueError: {expected}", r.stderr
+    assert "compiled kernels" not in r.stderr
+
+
+def test_cache_limit_from_the_environment():
+    r = _run("import cnnfast; print(cnnfast.cache_info()['limit'])", CNNFAST_CACHE_MB="3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(3 << 20)

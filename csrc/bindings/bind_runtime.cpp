@@ -111,6 +111,13 @@ void bind_runtime(py::module_& m) {
                   "CNNFAST_NUM_THREADS must be a positive integer, got '", nt, "'");
     set_num_threads(static_cast<int>(n));
   }
+  if (const char* cm = std::getenv("CNNFAST_CACHE_MB"); cm && *cm) {
+    char* end = nullptr;
+    const long long mb = std::strtoll(cm, &end, 10);
+    CNNFAST_CHECK(end && *end == '\0' && mb >= 0 && mb <= (1LL << 30),
+                  "CNNFAST_CACHE_MB must be a non-negative integer (MiB; 0 disables the cache), got '", cm, "'");
+    cnnfast::set_cache_limit(static_cast<std::size_t>(mb) << 20);
+  }
   if (const char* wg = std::getenv("CNNFAST_WINOGRAD"); wg && *wg) {
     const std::string v(wg);
     CNNFAST_CHECK(v == "0" || v == "1", "CNNFAST_WINOGRAD must be 0 or 1, got '", wg, "'");

@@ -65,13 +65,7 @@ struct Cache {
   std::vector<Entry> free;  // oldest first
   std::size_t bytes = 0, limit = kDefaultLimit, hits = 0, misses = 0;
 
-  Cache() {
-    if (const char* e = std::getenv("CNNFAST_CACHE_MB"); e && *e) {
-      char* end = nullptr;
-      const long long mb = std::strtoll(e, &end, 10);
-      if (end && *end == '\0' && mb >= 0) limit = static_cast<std::size_t>(mb) << 20;
-    }
-  }
+  // CNNFAST_CACHE_MB is read (and validated) at import, in bindings/bind_runtime.cpp.
   // Drops the oldest blocks until `bytes` <= target; returns them (freed outside the lock).
   std::vector<Entry> evict_to(std::size_t target) {
     std::vector<Entry> out;
