@@ -9,7 +9,7 @@
 // so that even first touches fault once per 2 MiB rather than once per 4 KiB.
 //
 // Bound: the cache keeps at most cache_limit() bytes of *free* blocks (default 256 MiB, or
-// CNNFAST_CACHE_MB, read and validated at import (bindings/bind_runtime.cpp); set_cache_limit() changes it, 0 disables
+// CNNFAST_CACHE_MB, read and validated at import; set_cache_limit() changes it, 0 disables
 // caching). Blocks held by live arrays are not counted: they belong to their arrays. When the
 // cache would exceed the bound, the oldest free blocks are returned to the OS. empty_cache()
 // returns them all. Thread-safe (one mutex; it is taken once per allocation and per free).
