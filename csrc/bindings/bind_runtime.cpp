@@ -50,7 +50,7 @@ py::dict runtime_info() {
   d["cpu_features"] = py::dict("avx2"_a = f.avx2, "fma"_a = f.fma, "avx512f"_a = f.avx512f, "avx512bw"_a = f.avx512bw,
                                "avx512dq"_a = f.avx512dq, "avx512vl"_a = f.avx512vl);
   // Threads come from cnnfast's own pool (common/threadpool.h): no OpenMP runtime is loaded.
-  d["threading"] = "cnnfast thread pool (spin 100 us, then sleep)";
+  d["threading"] = "cnnfast thread pool (spin " + std::to_string(cnnfast::pool::spin_time_us()) + " us, then sleep)";
   d["pool_workers_started"] = cnnfast::pool::workers_started();
   d["num_threads"] = max_threads();
   py::dict kernels;
@@ -97,6 +97,9 @@ void bind_runtime(py::module_& m) {
         "Allow (True) or forbid (False) the Winograd F(4x4,3x3) conv2d kernels (process-wide).");
   m.def("get_winograd", [] { return cnnfast::winograd_enabled().load(); }, "Whether the Winograd kernels may run.");
   m.def("runtime_info", &runtime_info, "Compiled/available ISAs, selected ISA, CPU features, threading, threads.");
+  m.def("_set_pool_spin_us", [](int64_t us) { CNNFAST_CHECK(us >= 0 && us <= 1000000, "_set_pool_spin_us: 0..1000000, got ", us); cnnfast::pool::set_spin_time_us(us); }, "us"_a,
+        "How long idle pool workers spin before sleeping, in microseconds (default 100; for measurements).");
+  m.def("_get_pool_spin_us", &cnnfast::pool::spin_time_us, "How long idle pool workers spin before sleeping (us).");
   m.def("_kernel_list", &kernel_list, "Every (op, dir, dtype, isa, variant) in kernels.inc.");
   m.def("empty_cache", [] { return cnnfast::empty_cache() + cnnfast::scratch_registry::release_all(); },
         "Free the cached output buffers (common/allocator.h) and, between kernel calls, the kernels' scratch "

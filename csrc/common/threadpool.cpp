@@ -31,7 +31,7 @@ namespace {
 // on the 2-core dev VMs); and it is short against a millisecond Linear layer on NumPy's BLAS threads,
 // which libgomp's default spin (hundreds of microseconds to milliseconds) starved (issue 9: a LeNet
 // step 1.9x slower with PyTorch's libgomp bound first).
-constexpr std::chrono::nanoseconds kSpinTime{100000};
+std::atomic<int64_t> g_spin_ns{100000};
 // The caller waiting for its workers spins this many pauses, then yields its core on each check, so a
 // worker descheduled on an oversubscribed machine is not kept from running by our own spinning.
 constexpr int kCallerSpins = 4096;
@@ -100,7 +100,7 @@ void Pool::worker_main(int tid, uint64_t seen) {
       int spins = 0;
       while ((s = state.load(std::memory_order_acquire)) == seen) {
         CNNFAST_PAUSE();
-        if ((++spins & 63) == 0 && std::chrono::steady_clock::now() - t0 > kSpinTime) {
+        if ((++spins & 63) == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::nanoseconds(g_spin_ns.load(std::memory_order_relaxed))) {
           // Sleep. sleepers is raised before the state is re-checked, and the caller publishes the
           // state before it reads sleepers (both sequentially consistent): either this thread sees
           // the new region, or the caller sees a sleeper and notifies under the mutex.
@@ -224,6 +224,9 @@ void run(int nt, RegionFn fn, void* ctx) {
 }
 
 bool in_region() { return tls_in_region; }
+
+void set_spin_time_us(int64_t us) { g_spin_ns.store(us * 1000, std::memory_order_relaxed); }
+int64_t spin_time_us() { return g_spin_ns.load(std::memory_order_relaxed) / 1000; }
 
 int workers_started() {
   Pool* p = g_pool.load(std::memory_order_acquire);

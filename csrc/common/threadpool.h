@@ -31,6 +31,10 @@ void run(int nt, RegionFn fn, void* ctx);
 // True on a thread that is executing a region (a worker, or the caller while it runs tid 0).
 bool in_region();
 
+// How long idle workers spin before they sleep (default 100 us; for measurements: _core._set_pool_spin_us).
+void set_spin_time_us(int64_t us);
+int64_t spin_time_us();
+
 // Number of workers started so far (for tests and runtime_info).
 int workers_started();
 
