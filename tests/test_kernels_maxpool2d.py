@@ -313,3 +313,23 @@ def test_hypothesis_stride2_wide_rows(h, w, kh, kw, sh, dh, fh, pw, ceil_mode, f
                 check_fwd(isa, x, *args)
     finally:
         cnnfast.set_isa(prev)
+
+
+# 2x2/s2 without padding on short rows (the LeNet pools: fwd_k2s2_short in maxpool2d_impl.h takes
+# OW <= 2 vectors): every output count from 1 to past two vectors of both widths, odd H and W (the
+# last row / column is dropped), with ties, NaN and -inf, values and indices equal to ref's.
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("special", ["none", "ties", "nan", "-inf"])
+def test_2x2_stride2_short_rows(isa, rng, dtype, special):
+    for W in list(range(2, 40)) + [56, 63, 64, 65, 66, 67]:
+        x = rng.standard_normal((2, 3, 7, W)).astype(dtype)
+        if special == "ties":
+            x = rng.integers(-1, 2, x.shape).astype(dtype)
+        elif special == "nan":
+            x[rng.random(x.shape) < 0.1] = np.nan
+        elif special == "-inf":
+            x[rng.random(x.shape) < 0.6] = -np.inf
+        y, idx = check_fwd(isa, x, 2, 2)
+        y_np, idx_np = ref.max_pool2d(x, 2, 2)
+        np.testing.assert_array_equal(y, y_np, err_msg=f"W={W}")
+        np.testing.assert_array_equal(idx, idx_np, err_msg=f"W={W}")

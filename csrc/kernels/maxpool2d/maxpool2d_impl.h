@@ -100,7 +100,7 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
   // Buffer geometry (see the header comment): phase rows of length P cover every horizontal load.
   const int64_t owv = (OW + N - 1) / N * N, qmax = (p.kw - 1) * p.dw / sw;
   int64_t L = (owv + qmax + 1) * sw;
-  if (L < p.pw + W) L = p.pw + W;
+  if (L < p.pw + W + N) L = p.pw + W + N;  // + N: the vertical pass stores whole vectors
   L = (L + 2 * N - 1) / (2 * N) * (2 * N);
   const int64_t P = (L + sw - 1) / sw;  // phase row length
   // Offsets of window column j in the phase buffer: phase (j*dw) % sw, shift (j*dw) / sw.
@@ -192,15 +192,18 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
           if (WithIdx) S::istore(ri + w, S::iadd(ia, col));
           col = S::iadd(col, S::iset1(N));
         }
-        for (; w < W; ++w) {
-          T best = rowp[0][w];
-          IT bi = rowoff[0];
+        if (w < W) {  // the last, partial vector: lanes past the row load -inf and store "no index"
+          const int hi = static_cast<int>(W - w);
+          auto acc = S::load_part(rowp[0] + w, 0, hi, ninf);
+          auto ia = S::iset1(rowoff[0]);
           for (int64_t r = 1; r < nr; ++r) {
-            const T v = rowp[r][w];
-            if (better(v, best)) { best = v; bi = rowoff[r]; }
+            const auto v = S::load_part(rowp[r] + w, 0, hi, ninf);
+            const auto m = take<S>(v, acc);
+            acc = S::blend(acc, v, m);
+            if (WithIdx) ia = S::iblend(ia, S::iset1(rowoff[r]), m);
           }
-          rv[w] = best;
-          if (WithIdx) ri[w] = static_cast<IT>(bi + w);
+          S::store(rv + w, acc);  // the buffer has N - 1 columns of room past pw + W (L below)
+          if (WithIdx) S::istore(ri + w, S::iblend(S::iadd(ia, col), S::iset1(kNoIndex), S::ilt(S::iset1(static_cast<IT>(hi - 1)), S::iota())));
         }
       }
      }
@@ -574,13 +577,88 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
   });
 }
 
+// 2x2 window, stride 2, no padding, no dilation (LeNet's pools) on short rows (OW <= 2N: 28-, 24-
+// and 10-wide maps). Per output row and N outputs: the two input rows' 2N columns are loaded with
+// lane masks (no scalar tail: on AVX-512 a 28-wide row is one vector of 16 and 12 scalar columns
+// in fwd_impl, which made this pool 2-3x slower than on AVX2), split into even / odd lanes, and the
+// four window elements are folded in scan order (0,0), (0,1), (1,0), (1,1) with the strict
+// "better" test: the first maximum wins and NaN propagates, exactly as the reference, with no index
+// comparisons. The winner's offset in the window (0, 1, W, W + 1) is tracked per lane.
+template <class S, bool WithIdx>
+void fwd_k2s2_short(const Pool2dShape& p, const typename S::T* x, typename S::T* y, int64_t* idx) {
+  using T = typename S::T;
+  using IT = typename S::IT;
+  using V = typename S::R;
+  using I = typename S::I;
+  constexpr int N = S::N;
+  const int64_t H = p.H, W = p.W, OH = p.OH, OW = p.OW;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  parallel_for(p.N * p.C * OH, OW * 4, [=](int64_t b, int64_t e) {
+    const I lane2 = S::ieven(S::iota(), S::iadd(S::iota(), S::iset1(N)));  // 2 * lane, in S::even's lane order
+    const I c1 = S::iset1(1), cW = S::iset1(static_cast<IT>(W)), cW1 = S::iset1(static_cast<IT>(W + 1));
+    int64_t ti[N];
+    int64_t nc = b / OH, oh = b % OH;
+    for (int64_t t = b; t < e; ++t, ++oh) {
+      if (oh == OH) oh = 0, ++nc;
+      const T* const r0 = x + (nc * H + 2 * oh) * W;
+      const T* const r1 = r0 + W;
+      T* const yr = y + t * OW;
+      for (int64_t ow = 0; ow < OW; ow += N) {
+        const int64_t n = OW - ow < N ? OW - ow : N;  // outputs in this block: input columns [2ow, 2ow + 2n)
+        const int64_t c0 = 2 * ow;
+        V a0, b0, a1, b1;
+        if (n == N) {
+          a0 = S::load(r0 + c0), b0 = S::load(r0 + c0 + N), a1 = S::load(r1 + c0), b1 = S::load(r1 + c0 + N);
+        } else {
+          const int ha = static_cast<int>(2 * n < N ? 2 * n : N), hb = static_cast<int>(2 * n > N ? 2 * n - N : 0);
+          a0 = S::load_part(r0 + c0, 0, ha, ninf), a1 = S::load_part(r1 + c0, 0, ha, ninf);
+          if (hb > 0) {
+            b0 = S::load_part(r0 + c0 + N, 0, hb, ninf), b1 = S::load_part(r1 + c0 + N, 0, hb, ninf);
+          } else {
+            b0 = b1 = S::set1(ninf);
+          }
+        }
+        V acc = S::even(a0, b0);
+        I code = S::iset1(0);
+        auto fold = [&](V v, I c) {
+          const auto m = take<S>(v, acc);
+          acc = S::blend(acc, v, m);
+          if (WithIdx) code = S::iblend(code, c, m);
+        };
+        fold(S::odd(a0, b0), c1);
+        fold(S::even(a1, b1), cW);
+        fold(S::odd(a1, b1), cW1);
+        acc = S::unzip_fix(acc);
+        I iv{};
+        if (WithIdx) iv = S::iunzip_fix(S::iadd(S::iadd(code, lane2), S::iset1(static_cast<IT>((2 * oh) * W + c0))));
+        if (n == N) {
+          S::store(yr + ow, acc);
+          if (WithIdx) S::template store_i64<false>(idx + t * OW + ow, iv);
+        } else {
+          S::store_n(yr + ow, acc, static_cast<int>(n));
+          if (WithIdx) {
+            S::template store_i64<false>(ti, iv);
+            std::memcpy(idx + t * OW + ow, ti, static_cast<size_t>(n) * sizeof(int64_t));
+          }
+        }
+      }
+    }
+  });
+}
+
 template <class S>
 bool fwd(const Pool2dShape& p, const typename S::T* x, typename S::T* y, int64_t* idx) {
   if (p.H * p.W >= static_cast<int64_t>(std::numeric_limits<typename S::IT>::max())) return false;  // index lanes too narrow
   // fwd_s2_impl: stride 2, kw = 2 or 3 (dw = 1), rows of 3 or more vectors (chosen from bench/:
   // below that its per-row work outweighs the vertical-first pass of fwd_impl)
   const bool s2 = p.sw == 2 && p.dw == 1 && (p.kw == 2 || p.kw == 3) && p.OW > 2 * S::N;
-  if (s2 && p.kw == 3) {
+  // fwd_k2s2_short: 2x2/s2 without padding or dilation on rows of at most 2 vectors of outputs
+  const bool k2s2 = p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0 && p.dh == 1 &&
+                    p.dw == 1 && p.OW <= 2 * S::N && 2 * p.OW <= p.W && 2 * p.OH <= p.H;  // (ceil_mode may add a window)
+  if (k2s2) {
+    if (idx) fwd_k2s2_short<S, true>(p, x, y, idx);
+    else fwd_k2s2_short<S, false>(p, x, y, idx);
+  } else if (s2 && p.kw == 3) {
     if (idx) fwd_s2_impl<S, true, 3>(p, x, y, idx);
     else fwd_s2_impl<S, false, 3>(p, x, y, idx);
   } else if (s2) {
