@@ -137,6 +137,54 @@ def test_blocking_boundaries(isa, rng, case, dtype):
     _check(isa, rng, dtype, *BLOCKING_CASES[case], numpy_oracle=False)
 
 
+# The GEMM path's register tiles per ISA (conv2d_avx2.cpp, conv2d_avx512.cpp): AVX-512 packs the
+# weights for the forward pass once N*OH*OW >= 256 and cuts the output channels into balanced blocks
+# of at most 14 rows (13 -> 13; 15 -> 8 + 7; 29 -> 10 + 10 + 9; 64 -> 5 x 13 or 12), and runs
+# bwd_weight in 14-row tiles over C*R*S (27 -> 14 + 13, 360 -> 25 x 14 + 10). These shapes reach
+# the GEMM kernels (not the direct or Winograd ones: groups, dilation, K > 32 or C*R*S > 512) with
+# output channels 1, 13, 14, 15, 29, 64 per group, column counts with a ragged last panel (361:
+# 9 columns, one vector on AVX-512; 324: 4), reduction blocks (C*R*S = 720 > 640) and several
+# bwd_weight column blocks (392 > 256).
+GEMM_TILE_CASES = {
+    "k13-cols361": (1, 60, 19, 19, 13, 3, 3, (1, 1), (2, 2), (2, 2), 1),
+    "k15-groups2": (2, 10, 12, 12, 30, 3, 3, (1, 1), (1, 1), (1, 1), 2),
+    "k29-groups2-5x5": (1, 6, 20, 16, 58, 5, 5, (1, 1), (2, 2), (1, 1), 2),
+    "k64-crs720": (1, 80, 16, 16, 64, 3, 3, (1, 1), (2, 2), (2, 2), 1),
+    "k1-5x5": (2, 24, 16, 16, 1, 5, 5, (1, 1), (0, 0), (1, 1), 1),
+    "k14-stride2-groups2": (4, 16, 17, 17, 28, 3, 3, (2, 2), (1, 1), (1, 1), 2),
+    "crs360-cols392": (2, 40, 14, 14, 40, 3, 3, (1, 1), (2, 2), (2, 2), 1),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(GEMM_TILE_CASES), ids=list(GEMM_TILE_CASES))
+def test_gemm_register_tiles(isa, rng, case, dtype):
+    _check(isa, rng, dtype, *GEMM_TILE_CASES[case], numpy_oracle=False)
+    if isa != "ref":  # the shapes must reach the GEMM kernels, or the test checks nothing new
+        N, C, H, W, K, R, S, stride, padding, dilation, groups = GEMM_TILE_CASES[case]
+        x, w, b, gy = _make(rng, dtype, N, C, H, W, K, R, S, stride, padding, dilation, groups)
+        _passes(x, w, b, gy, stride, padding, dilation, groups, False)
+        dt = "f32" if dtype == np.float32 else "f64"
+        last = cnnfast.runtime_info()["last_kernels"]
+        for key in ("fwd", "bwd_weight"):
+            assert last[f"conv2d_{key}_{dt}"] == f"conv2d_{key}_{dt}_{isa}", (key, last)
+
+
+def test_gemm_register_tiles_independent_of_thread_count(isa, rng):
+    """Packed forward with the output channels split across threads (N=1: one column tile)."""
+    x, w, b, gy = _make(rng, np.float32, *GEMM_TILE_CASES["k64-crs720"][:-4], (1, 1), (2, 2), (2, 2), 1)
+    prev = cnnfast.get_num_threads()
+    try:
+        cnnfast.set_num_threads(1)
+        one = _passes(x, w, b, gy, (1, 1), (2, 2), (2, 2), 1, True)
+        cnnfast.set_num_threads(2)
+        two = _passes(x, w, b, gy, (1, 1), (2, 2), (2, 2), 1, True)
+    finally:
+        cnnfast.set_num_threads(prev)
+    for key in one:
+        np.testing.assert_array_equal(two[key], one[key], err_msg=key)
+
+
 # Stride-1 backward-input runs as a forward conv of gy with rotated, channel-swapped weights and
 # padding d*(R-1) - p, when C/groups >= 96 and N*OH*OW >= 512 (conv2d_gemm.h, kBwdInputFwdMin*).
 # These shapes take that path (first six) or sit just outside it (last two: padding beyond the

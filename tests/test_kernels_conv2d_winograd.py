@@ -87,6 +87,9 @@ CASES = {
     "few-tiles-7x7": (1, 20, 7, 7, 40, (1, 1)),
     "few-tiles-pad0": (1, 18, 5, 9, 37, (0, 0)),
     "few-tiles-2-groups": (2, 70, 5, 5, 24, (1, 1)),
+    # Whole 16-channel lane groups (the AVX-512 weight gather: two 8 x 8 transposes), forward 48 =
+    # 3 x 16, backward-input 33 = 2 x 16 + 1.
+    "few-tiles-16-lanes": (1, 33, 6, 6, 48, (1, 1)),
 }
 
 

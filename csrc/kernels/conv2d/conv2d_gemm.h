@@ -49,6 +49,15 @@ constexpr int64_t kKcFwd = 640;
 // weights streamed next to it.
 constexpr int64_t kTileBytes = 256 * 1024;
 
+// Per-ISA blocking: each ISA file (conv2d_avx2.cpp, conv2d_avx512.cpp) passes a struct B with
+//   MR             rows of the register tile where A is read in place (row pointers / columns)
+//   MRP            forward: at most this many rows when the weights are packed (0: never packed)
+//   pack_min_cols  forward: pack the weights when N*OH*OW >= this (the packing pass is ~1 cycle
+//                  per weight, the GEMM N*OH*OW / (2 * vector width) cycles per weight)
+//   kc_fwd         forward reduction block
+//   tile_bytes     bytes of one packed B block (kc x nc) of the forward and bwd_input GEMMs
+// The AVX2 values are the ones above (kKcFwd, kTileBytes, MR = 6, no packing).
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
@@ -315,19 +324,102 @@ CNNFAST_ALWAYS_INLINE void scatter_row_to_panels(const typename V::T* line, int6
 // Forward
 // ---------------------------------------------------------------------------------------------
 
-template <class V, int MR>
-bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
-         typename V::T* y, bool relu) {
+// w'[g*Cg + c, k, r, s] = w[g*Kg + k, c, R-1-r, S-1-s]. Blocks of kRotCBlock output rows (g, c):
+// for each k the block reads one contiguous run of w and appends to kRotCBlock sequential write
+// streams. (Row by row, the reads stride by Cg*R*S values, e.g. 9 KB at C = 256, which maps the
+// Kg rows onto a few L1 sets and thrashes it: ~5 cycles per value instead of ~1.)
+constexpr int64_t kRotCBlock = 16;
+template <typename T>
+void rotate_transpose_weights(const Conv2dShape& p, const T* w, T* wt) {
+  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S;
+  const int64_t cblocks = ceil_div(Cg, kRotCBlock);
+  parallel_for(G * cblocks, kRotCBlock * Kg * RS, [&](int64_t b, int64_t e) {
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t g = it / cblocks, c0 = (it % cblocks) * kRotCBlock, c1 = std::min(Cg, c0 + kRotCBlock);
+      for (int64_t k = 0; k < Kg; ++k) {
+        const T* src = w + ((g * Kg + k) * Cg + c0) * RS;
+        T* dst = wt + ((g * Cg + c0) * Kg + k) * RS;
+        for (int64_t c = c0; c < c1; ++c, src += RS, dst += Kg * RS)
+          for (int64_t i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
+      }
+    }
+  });
+}
+
+// Weights packed for the forward GEMM: per group, blocks of `mrb` output rows (the last one may be
+// shorter), block b at ap + (g * nmb + b) * mrb * CRS holding the block's rows column by column:
+// ap[k * rows + i] = A(b * mrb + i, k) with rows = the block's row count, so a register tile as
+// tall as its block reads its A values at constant offsets (conv2d_ukernel.h, ukernel_cols).
+// rotated: A is the forward matrix of bwd_input_as_fwd, read from the layer's weights (q is the
+// rotated shape, w the layer's K x C/g x R x S weights), so the rotated copy is never written.
+template <typename T>
+void pack_weights(const Conv2dShape& q, const T* w, bool rotated, int64_t mrb, T* ap) {
+  const int64_t G = q.groups, Cg = q.Cg(), Kg = q.Kg(), RS = q.R * q.S, CRS = Cg * RS;
+  const int64_t nmb = ceil_div(Kg, mrb);
+  parallel_for(G * nmb, mrb * CRS, [&](int64_t b, int64_t e) {
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t g = it / nmb, m0 = (it % nmb) * mrb, rows = std::min(mrb, Kg - m0);
+      T* dst = ap + it * mrb * CRS;
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t m = g * Kg + m0 + i;  // output row of the forward GEMM
+        if (!rotated) {
+          const T* src = w + m * CRS;
+          for (int64_t k = 0; k < CRS; ++k) dst[k * rows + i] = src[k];
+        } else {
+          // Row m is input channel c = m % Kg of the layer (group g); reduction index k = (k', r, s)
+          // over the layer's output channels k' of group g: w[g*Cg + k', c, R-1-r, S-1-s].
+          // (Here Cg, Kg are the rotated shape's: Cg = the layer's K/groups, Kg = its C/groups.)
+          const int64_t c = m0 + i;
+          for (int64_t kk = 0; kk < Cg; ++kk) {
+            const T* src = w + ((g * Cg + kk) * Kg + c) * RS;
+            T* d = dst + kk * RS * rows + i;
+            for (int64_t t = 0; t < RS; ++t) d[t * rows] = src[RS - 1 - t];
+          }
+        }
+      }
+    }
+  });
+}
+
+// y = conv(x, w) + bias, ReLU. `rotated`: w is a layer's weights and the forward matrix is their
+// rotated, channel-swapped copy (bwd_input_as_fwd; p is then the rotated shape and bias null).
+template <class V, class B>
+bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, bool rotated,
+              const typename V::T* bias, typename V::T* y, bool relu) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int NR = 2 * V::N;
+  constexpr int MR = B::MR;
   const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
   const int64_t P = p.OH * p.OW, cols = p.N * P;
   if (cols == 0 || Kg == 0) return true;
   const int nt = max_threads();
 
-  const int64_t kc = even_block(CRS, kKcFwd);
-  const int64_t nc_max = std::max<int64_t>(NR, kTileBytes / int64_t(sizeof(T)) / kc / NR * NR);
+  // Packed weights (B::MRP > 0): once per call, worth it when each weight is used by enough
+  // columns (see B::pack_min_cols); the row blocks are balanced (64 rows: 5 x 13 rows, not
+  // 4 x 14 + 8) since a short tile wastes the broadcasts and loads of a full one.
+  const bool pack = B::MRP > 0 && cols >= B::pack_min_cols;
+  const T* wsrc = w;
+  if (rotated && !pack) {  // the rows path reads the rotated copy in place
+    T* wt = thread_scratch_of<T, 1>(size_t(p.K * CRS));
+    if (!wt) return false;
+    Conv2dShape layer = p;  // the layer the rotated shape came from
+    layer.C = p.K;
+    layer.K = p.C;
+    rotate_transpose_weights(layer, w, wt);
+    wsrc = wt;
+  }
+  const int64_t mrb = pack ? even_block(Kg, B::MRP) : MR;  // rows per register tile
+  const int64_t nmb = ceil_div(Kg, mrb);
+  T* ap = nullptr;
+  if (pack) {
+    ap = thread_scratch_of<T, 2>(size_t(G * nmb * mrb * CRS));
+    if (!ap) return false;
+    pack_weights(p, w, rotated, mrb, ap);
+  }
+
+  const int64_t kc = even_block(CRS, B::kc_fwd);
+  const int64_t nc_max = std::max<int64_t>(NR, B::tile_bytes / int64_t(sizeof(T)) / kc / NR * NR);
   int64_t ntiles = ceil_div(cols, nc_max);
   int64_t msplit = 1;
   if (nt > 1) {
@@ -336,12 +428,12 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
       if (G * ntiles < 16 * nt && (G * ntiles) % nt) ntiles = std::min(ceil_div(cols, NR), ceil_div(round_up(G * ntiles, nt), G));
     } else {
       // Not enough column tiles (batch 1, small planes): split the output channels instead.
-      msplit = std::min<int64_t>(ceil_div(nt, G * ntiles), ceil_div(Kg, MR));
+      msplit = std::min<int64_t>(ceil_div(nt, G * ntiles), nmb);
     }
   }
   const int64_t nc = round_up(ceil_div(cols, ntiles), NR);
   ntiles = ceil_div(cols, nc);
-  const int64_t mchunk = round_up(ceil_div(Kg, msplit), MR);
+  const int64_t mchunk = ceil_div(nmb, msplit) * mrb;
   msplit = ceil_div(Kg, mchunk);
   const int64_t items = G * ntiles * msplit;
 
@@ -388,72 +480,108 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
           }
         }
         const bool first = k0 == 0, last = k0 + kcur == CRS;
-        // One MR x (up to NR) block of y: rows m.., panel jp of the packed B block.
-        auto block = [&](int64_t m, int64_t jp) {
-          const int mrows = int(std::min<int64_t>(MR, m1 - m));
+        // Epilogue of an M x (up to NR) block of y at rows m.., panel jp:
+        // y = (first ? bias : y) + acc, ReLU after the last reduction block.
+        auto store = [&](auto& acc, int64_t m, int mrows, int64_t jp) {
+          constexpr int M = int(std::extent_v<std::remove_reference_t<decltype(acc)>, 0>);
+          constexpr int NVv = int(std::extent_v<std::remove_reference_t<decltype(acc)>, 1>);
           const int64_t ncols = std::min<int64_t>(NR, ncur - jp * NR);
-          const T* bpp = bp + jp * kcur * NR;
           const int64_t q = q0 + jp * NR, n = q / P, pp = q % P;
-          const T* a[MR];  // weight rows, read in place (rows past the edge repeat the last one)
+          T bias_row[M];
+          for (int i = 0; i < M; ++i) bias_row[i] = (bias && i < mrows) ? bias[g * Kg + m + i] : T(0);
+          if (ncols == NVv * V::N && pp + ncols <= P) {
+            T* yrow = y + (n * p.K + g * Kg + m) * P + pp;
 #pragma GCC unroll 16
-          for (int i = 0; i < MR; ++i) a[i] = w + (g * Kg + m + std::min(i, mrows - 1)) * CRS + k0;
-          T bias_row[MR];
-          for (int i = 0; i < MR; ++i) bias_row[i] = (bias && i < mrows) ? bias[g * Kg + m + i] : T(0);
-          // Epilogue: y = (first ? bias : y) + acc, ReLU after the last reduction block.
-          auto store = [&](auto& acc, auto nv_tag) {
-            constexpr int NVv = decltype(nv_tag)::value;
-            if (ncols == NVv * V::N && pp + ncols <= P) {
-              T* yrow = y + (n * p.K + g * Kg + m) * P + pp;
-#pragma GCC unroll 16
-              for (int i = 0; i < MR; ++i) {
-                if (i >= mrows) break;
+            for (int i = 0; i < M; ++i) {
+              if (i >= mrows) break;
 #pragma GCC unroll 4
-                for (int v = 0; v < NVv; ++v) {
-                  T* dst = yrow + i * P + v * V::N;
-                  R c = V::add(acc[i][v], first ? V::set1(bias_row[i]) : V::load(dst));
-                  if (last && relu) c = V::max(V::zero(), c);  // max(0, NaN) = NaN, as in ref
-                  V::store(dst, c);
-                }
-              }
-            } else {  // tile edge or image boundary inside the panel: go through a buffer
-              alignas(64) T tmp[MR * NVv * V::N];
-#pragma GCC unroll 16
-              for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-                for (int v = 0; v < NVv; ++v) V::store(tmp + i * NVv * V::N + v * V::N, acc[i][v]);
-              int64_t nn = n, ppp = pp;
-              for (int64_t j = 0; j < ncols; ++j) {
-                T* col = y + (nn * p.K + g * Kg + m) * P + ppp;
-                for (int i = 0; i < mrows; ++i) {
-                  T c = tmp[i * NVv * V::N + j] + (first ? bias_row[i] : col[i * P]);
-                  if (last && relu && c < T(0)) c = T(0);
-                  col[i * P] = c;
-                }
-                if (++ppp == P) {
-                  ppp = 0;
-                  ++nn;
-                }
+              for (int v = 0; v < NVv; ++v) {
+                T* dst = yrow + i * P + v * V::N;
+                R c = V::add(acc[i][v], first ? V::set1(bias_row[i]) : V::load(dst));
+                if (last && relu) c = V::max(V::zero(), c);  // max(0, NaN) = NaN, as in ref
+                V::store(dst, c);
               }
             }
-          };
-          if (ncols > V::N) {
-            R acc[MR][2];
-            ukernel_rows<V, MR, 2>(kcur, a, bpp, NR, acc);
-            store(acc, std::integral_constant<int, 2>{});
-          } else {
-            R acc[MR][1];
-            ukernel_rows<V, MR, 1>(kcur, a, bpp, NR, acc);
-            store(acc, std::integral_constant<int, 1>{});
+          } else {  // tile edge or image boundary inside the panel: go through a buffer
+            alignas(64) T tmp[M * NVv * V::N];
+#pragma GCC unroll 16
+            for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+              for (int v = 0; v < NVv; ++v) V::store(tmp + i * NVv * V::N + v * V::N, acc[i][v]);
+            int64_t nn = n, ppp = pp;
+            for (int64_t j = 0; j < ncols; ++j) {
+              T* col = y + (nn * p.K + g * Kg + m) * P + ppp;
+              for (int i = 0; i < mrows; ++i) {
+                T c = tmp[i * NVv * V::N + j] + (first ? bias_row[i] : col[i * P]);
+                if (last && relu && c < T(0)) c = T(0);
+                col[i * P] = c;
+              }
+              if (++ppp == P) {
+                ppp = 0;
+                ++nn;
+              }
+            }
           }
         };
-        // The MR weight rows stay in L1 while the packed B block streams from L2. (Packing the
-        // weights BLIS-style and swapping these loops measured no faster on Zen 4.)
-        for (int64_t m = m0; m < m1; m += MR)
-          for (int64_t jp = 0; jp < npan; ++jp) block(m, jp);
+        bool packed = false;
+        if constexpr (B::MRP > 0) {
+          if (pack) {
+            // One packed row block at a time: its A panel (rows x kcur) stays in L1 while the
+            // packed B block streams from L2.
+            for (int64_t m = m0; m < m1; m += mrb) {
+              const int mrows = int(std::min<int64_t>(mrb, m1 - m));
+              const T* a = ap + ((g * nmb + m / mrb) * mrb * CRS) + k0 * mrows;
+              with_mr<B::MRP>(mrows, [&](auto mc) {
+                constexpr int M = decltype(mc)::value;
+                for (int64_t jp = 0; jp < npan; ++jp) {
+                  const T* bpp = bp + jp * kcur * NR;
+                  if (ncur - jp * NR > V::N) {
+                    R acc[M][2];
+                    ukernel_cols<V, M, 2>(kcur, a, M, bpp, NR, acc);
+                    store(acc, m, M, jp);
+                  } else {
+                    R acc[M][1];
+                    ukernel_cols<V, M, 1>(kcur, a, M, bpp, NR, acc);
+                    store(acc, m, M, jp);
+                  }
+                }
+              });
+            }
+            packed = true;
+          }
+        }
+        if (!packed) {
+          // The MR weight rows stay in L1 while the packed B block streams from L2. (Packing the
+          // weights BLIS-style and swapping these loops measured no faster on Zen 4 at MR = 6.)
+          for (int64_t m = m0; m < m1; m += MR) {
+            const int mrows = int(std::min<int64_t>(MR, m1 - m));
+            const T* a[MR];  // weight rows, read in place (rows past the edge repeat the last one)
+#pragma GCC unroll 16
+            for (int i = 0; i < MR; ++i) a[i] = wsrc + (g * Kg + m + std::min(i, mrows - 1)) * CRS + k0;
+            for (int64_t jp = 0; jp < npan; ++jp) {
+              const T* bpp = bp + jp * kcur * NR;
+              if (ncur - jp * NR > V::N) {
+                R acc[MR][2];
+                ukernel_rows<V, MR, 2>(kcur, a, bpp, NR, acc);
+                store(acc, m, mrows, jp);
+              } else {
+                R acc[MR][1];
+                ukernel_rows<V, MR, 1>(kcur, a, bpp, NR, acc);
+                store(acc, m, mrows, jp);
+              }
+            }
+          }
+        }
       }
     }
   });
   return ok;
+}
+
+template <class V, class B>
+bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
+         typename V::T* y, bool relu) {
+  return fwd_impl<V, B>(p, x, w, false, bias, y, relu);
 }
 
 // c[i*ldc + 0..NV*N) (+)= acc[i] for the first mrows rows (add: accumulate, else overwrite).
@@ -477,12 +605,16 @@ CNNFAST_ALWAYS_INLINE void acc_to_buffer(typename V::R (&acc)[MR][NV], int mrows
 // cross-thread reduction and the summation order is the same for any thread count.
 // ---------------------------------------------------------------------------------------------
 
-template <class V, int MR>
+template <class V, class B>
 bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
                 typename V::T* gb) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int NR = 2 * V::N;
+  // Register tile rows: B::MRW with the im2col block at a fixed row stride LDA (one pointer, the
+  // rows at constant offsets), else B::MR row pointers (LDA = 0: rows kcur apart).
+  constexpr int MR = B::MRW > 0 ? B::MRW : B::MR;
+  constexpr int64_t LDA = B::MRW > 0 ? B::kc_bww + 16 : 0;  // +16: rows not 2^k bytes apart
   const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
   const int64_t P = p.OH * p.OW, cols = p.N * P;
   if (gb) {
@@ -505,7 +637,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
   }
   if (Kg == 0 || CRS == 0) return true;
   const int nt = max_threads();
-  const int64_t kc = even_block(cols, kKc);  // reduction block (columns of col / rows of gY^T)
+  const int64_t kc = even_block(cols, B::MRW > 0 ? B::kc_bww : kKc);  // reduction block (columns of col / rows of gY^T)
   const int64_t ldc = round_up(Kg, NR), npan = ldc / NR;
   constexpr int64_t mc = 16 * MR;  // rows of the im2col block generated at a time (~100 KB, L2)
   int64_t rsplit = 1;
@@ -523,7 +655,8 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
   parallel_for(items, rchunk * Kg * cols, [&](int64_t b, int64_t e) {
     // Per thread: gW^T sub-block (mrb x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
     // Then the segment table of the current column block (ColSegments).
-    const size_t buf_bytes = size_t(mrb * ldc + kc * ldc + mc * kc) * sizeof(T);
+    const int64_t lda = LDA > 0 ? LDA : kc;
+    const size_t buf_bytes = size_t(mrb * ldc + kc * ldc + mc * lda) * sizeof(T);
     char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (kc + 1)) * sizeof(int64_t)));
     if (!mem) {
       ok = false;
@@ -563,14 +696,15 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
           const int64_t kcur = std::min(kc, cols - q0);
           if (!one_block) pack_gyt(g, q0, kcur);
           if (!plain) segs.build(p, q0, kcur);
+          const int64_t ars = LDA > 0 ? LDA : kcur;  // im2col row stride
           for (int64_t mb0 = sb0; mb0 < sb1; mb0 += mc) {
             const int64_t mrows_blk = std::min(mc, sb1 - mb0);
             int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
             for (int64_t i = 0; i < mrows_blk; ++i) {
               if (plain)
-                im2col_row<V>(p, x, g, c, r, s, q0, kcur, abuf + i * kcur);
+                im2col_row<V>(p, x, g, c, r, s, q0, kcur, abuf + i * ars);
               else
-                im2col_row_segs<V>(p, x, g, c, r, s, segs, abuf + i * kcur);
+                im2col_row_segs<V>(p, x, g, c, r, s, segs, abuf + i * ars);
               if (++s == p.S) {
                 s = 0;
                 if (++r == p.R) {
@@ -579,16 +713,30 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
                 }
               }
             }
-            for (int64_t m = 0; m < mrows_blk; m += MR) {
-              const int mr = int(std::min<int64_t>(MR, mrows_blk - m));
-              const T* a[MR];
+            if constexpr (LDA > 0) {
+              for (int64_t m = 0; m < mrows_blk; m += MR) {
+                T* crow = cblk + (mb0 - sb0 + m) * ldc;
+                with_mr<MR>(int(std::min<int64_t>(MR, mrows_blk - m)), [&](auto mc) {
+                  constexpr int M = decltype(mc)::value;
+                  for (int64_t jp = 0; jp < npan; ++jp) {
+                    R acc[M][2];
+                    ukernel_rows_lda<V, M, 2, LDA>(kcur, abuf + m * LDA, bp + jp * kcur * NR, NR, acc);
+                    acc_to_buffer<V, M, 2>(acc, M, crow + jp * NR, ldc, q0 > 0);
+                  }
+                });
+              }
+            } else {
+              for (int64_t m = 0; m < mrows_blk; m += MR) {
+                const int mr = int(std::min<int64_t>(MR, mrows_blk - m));
+                const T* a[MR];
 #pragma GCC unroll 16
-              for (int i = 0; i < MR; ++i) a[i] = abuf + (m + std::min(i, mr - 1)) * kcur;
-              T* crow = cblk + (mb0 - sb0 + m) * ldc;
-              for (int64_t jp = 0; jp < npan; ++jp) {
-                R acc[MR][2];
-                ukernel_rows<V, MR, 2>(kcur, a, bp + jp * kcur * NR, NR, acc);
-                acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, q0 > 0);
+                for (int i = 0; i < MR; ++i) a[i] = abuf + (m + std::min(i, mr - 1)) * kcur;
+                T* crow = cblk + (mb0 - sb0 + m) * ldc;
+                for (int64_t jp = 0; jp < npan; ++jp) {
+                  R acc[MR][2];
+                  ukernel_rows<V, MR, 2>(kcur, a, bp + jp * kcur * NR, NR, acc);
+                  acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, q0 > 0);
+                }
               }
             }
           }
@@ -647,33 +795,12 @@ inline Conv2dShape bwd_input_fwd_shape(const Conv2dShape& p) {
   return q;
 }
 
-// w'[g*Cg + c, k, r, s] = w[g*Kg + k, c, R-1-r, S-1-s]. Blocks of kRotCBlock output rows (g, c):
-// for each k the block reads one contiguous run of w and appends to kRotCBlock sequential write
-// streams. (Row by row, the reads stride by Cg*R*S values, e.g. 9 KB at C = 256, which maps the
-// Kg rows onto a few L1 sets and thrashes it: ~5 cycles per value instead of ~1.)
-constexpr int64_t kRotCBlock = 16;
-template <typename T>
-void rotate_transpose_weights(const Conv2dShape& p, const T* w, T* wt) {
-  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S;
-  const int64_t cblocks = ceil_div(Cg, kRotCBlock);
-  parallel_for(G * cblocks, kRotCBlock * Kg * RS, [&](int64_t b, int64_t e) {
-    for (int64_t it = b; it < e; ++it) {
-      const int64_t g = it / cblocks, c0 = (it % cblocks) * kRotCBlock, c1 = std::min(Cg, c0 + kRotCBlock);
-      for (int64_t k = 0; k < Kg; ++k) {
-        const T* src = w + ((g * Kg + k) * Cg + c0) * RS;
-        T* dst = wt + ((g * Cg + c0) * Kg + k) * RS;
-        for (int64_t c = c0; c < c1; ++c, src += RS, dst += Kg * RS)
-          for (int64_t i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
-      }
-    }
-  });
-}
-
-template <class V, int MR>
+template <class V, class B>
 bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int NR = 2 * V::N;
+  constexpr int MR = B::MR;
   const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS, HW = p.H * p.W;
   const int64_t P = p.OH * p.OW;
   if (P == 0 || Kg == 0) {
@@ -681,13 +808,8 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
     return true;
   }
   if (bwd_input_as_fwd(p)) {
-    // The rotated weights live in the calling thread's second scratch slot (the forward pass
-    // uses slot 0 of every thread).
-    T* wt = thread_scratch_of<T, 1>(size_t(p.K * CRS));
-    if (wt) {
-      rotate_transpose_weights(p, w, wt);
-      return fwd<V, MR>(bwd_input_fwd_shape(p), gy, wt, nullptr, gx, false);
-    }
+    // Falls through to col2im only if its scratch cannot be allocated.
+    if (fwd_impl<V, B>(bwd_input_fwd_shape(p), gy, w, true, nullptr, gx, false)) return true;
   }
   const int nt = max_threads();
   const int64_t nc_max = std::max<int64_t>(NR, kTileBytes / int64_t(sizeof(T)) / Kg / NR * NR);

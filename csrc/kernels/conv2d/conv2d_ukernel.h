@@ -9,6 +9,7 @@
 // Internal linkage (anonymous namespace): see common/simd.h.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "common/simd.h"
 
@@ -40,7 +41,33 @@ CNNFAST_UKERNEL_INLINE void ukernel_rows(int64_t kc, const typename V::T* const 
   }
 }
 
-// A column-major: the MR values of step k are contiguous at a + k * lda.
+// A row-major with the compile-time row stride LDA: A(i, k) = a[i * LDA + k]. One pointer, the MR
+// rows at constant offsets, so a tall tile (14 rows on AVX-512) needs no register per row.
+template <class V, int MR, int NV, int64_t LDA>
+CNNFAST_UKERNEL_INLINE void ukernel_rows_lda(int64_t kc, const typename V::T* a, const typename V::T* b, int64_t ldb,
+                                             typename V::R (&acc)[MR][NV]) {
+  using R = typename V::R;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    R bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * ldb + v * V::N);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const R av = V::set1(a[i * LDA + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
+    }
+  }
+}
+
+// A column-major: the MR values of step k are contiguous at a + k * lda. With A packed in
+// MR-row panels (lda == MR) every broadcast is a constant offset from one pointer, so the AVX-512
+// build folds it into the multiply-add ({1to16} memory operand) and a 14 x 32 tile (28 zmm
+// accumulators + 2 B vectors) needs no register for A at all.
 template <class V, int MR, int NV>
 CNNFAST_UKERNEL_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int64_t lda, const typename V::T* b,
                                          int64_t ldb, typename V::R (&acc)[MR][NV]) {
@@ -61,6 +88,16 @@ CNNFAST_UKERNEL_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int
     }
     a += lda;
   }
+}
+
+// Calls f(std::integral_constant<int, mr>{}) for a runtime 1 <= mr <= MAX, so the register tile
+// of an edge block is exactly as tall as the block (no multiply-adds for rows that are not stored).
+template <int MAX, class F>
+CNNFAST_UKERNEL_INLINE void with_mr(int mr, F&& f) {
+  if constexpr (MAX > 1) {
+    if (mr < MAX) return with_mr<MAX - 1>(mr, f);
+  }
+  f(std::integral_constant<int, MAX>{});
 }
 
 }  // namespace convgemm

@@ -43,6 +43,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "common/parallel.h"
 #include "common/scratch.h"
@@ -217,21 +218,28 @@ CNNFAST_WINO_INLINE void gather_taps(const Geometry& g, const typename V::T* w, 
   constexpr int N = V::N;
   const int64_t Cout = g.Cout, Cin = g.Cin;
   const bool full = og + N <= o1;
-  if (N == 8 && full && !rotate) {  // rows: the 9 taps of (og + l, i), 9 * Cin apart
-    const T* src = w + (og * Cin + i) * 9;
-    V::transpose(src, Cin * 9, tmp, N);
-    for (int l = 0; l < N; ++l) tmp[8 * N + l] = src[l * Cin * 9 + 8];
-  } else if (N == 8 && full) {  // rotate: the taps of (og + l, i) are adjacent, 9 apart
-    const T* src = w + (i * Cout + og) * 9;
-    V::transpose(src, 9, tr, N);  // tr[t * N + l] = unrotated tap t of lane l, t < 8
-    for (int l = 0; l < N; ++l) tmp[l] = src[l * 9 + 8];
-    for (int t = 1; t < 9; ++t) V::store(tmp + t * N, V::load(tr + (8 - t) * N));
-  } else {
-    for (int l = 0; l < N; ++l) {
-      const int64_t o = og + l;
-      for (int t = 0; t < 9; ++t)
-        tmp[t * N + l] = o >= o1 ? T(0) : rotate ? w[(i * Cout + o) * 9 + 8 - t] : w[(o * Cin + i) * 9 + t];
+  // 8-lane transposes: one for V::N = 8, two (lanes 0-7 and 8-15) for V::N = 16 (AVX-512, which
+  // includes AVX2; a 16 x 16 transpose would read past the 9 taps of the last channel).
+  constexpr int H = N / 8;
+  if constexpr ((N == 8 || N == 16) && std::is_same_v<T, float>) {
+    if (full && !rotate) {  // rows: the 9 taps of (og + l, i), 9 * Cin apart
+      const T* src = w + (og * Cin + i) * 9;
+      for (int h = 0; h < H; ++h) Avx2F32::transpose(src + h * 8 * Cin * 9, Cin * 9, tmp + h * 8, N);
+      for (int l = 0; l < N; ++l) tmp[8 * N + l] = src[l * Cin * 9 + 8];
+      return;
     }
+    if (full) {  // rotate: the taps of (og + l, i) are adjacent, 9 apart
+      const T* src = w + (i * Cout + og) * 9;
+      for (int h = 0; h < H; ++h) Avx2F32::transpose(src + h * 72, 9, tr + h * 8, N);  // tr[t * N + l], t < 8
+      for (int l = 0; l < N; ++l) tmp[l] = src[l * 9 + 8];
+      for (int t = 1; t < 9; ++t) V::store(tmp + t * N, V::load(tr + (8 - t) * N));
+      return;
+    }
+  }
+  for (int l = 0; l < N; ++l) {
+    const int64_t o = og + l;
+    for (int t = 0; t < 9; ++t)
+      tmp[t * N + l] = o >= o1 ? T(0) : rotate ? w[(i * Cout + o) * 9 + 8 - t] : w[(o * Cin + i) * 9 + t];
   }
 }
 
