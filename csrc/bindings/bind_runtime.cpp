@@ -98,6 +98,7 @@ py::list autotune_cache() {
     d["times_ms"] = times;
     d["relaxed"] = relaxed;
     d["rounds"] = e.rounds;
+    d["screened"] = e.screened;
     d["first_call_ms"] = e.first_call_seconds * 1e3;
     out.append(d);
   }

@@ -24,6 +24,7 @@
 // Concurrency: the first thread to claim a key tunes it; a thread meeting a key being tuned
 // runs the ordered list instead of waiting or timing alongside (which would skew both timings).
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -52,6 +53,20 @@ constexpr int kMaxRounds = 3;
 // 30 MB take ~4 ms) and the noise of a shared machine, both of this size. chosen because on the
 // 2-core Xeon here single first runs of the same kernel differed by up to ~25%.
 constexpr double kCloseRatio = 1.3;
+// Screening (problems of kScreenMinMacs or more): every kernel first runs twice on
+// 1/kScreenDivisor of the problem (screen_shape), and only those within kPruneRatio of the
+// fastest there are timed at full size. chosen because relaxed kernels far off their domain run
+// 5-60x slower than the best at full size (direct grad_weight on 512-channel 3x3 layers: 274 ms
+// against 10 ms; GEMM on depthwise layers 4-30x), while the largest win of a relaxed kernel
+// measured here was 1.9x, and a small screening problem can distort ratios by ~2x.
+// The ordered list's choice is kept unless another kernel is faster by this factor, both timed
+// at least twice (minimum). chosen because the thresholds were tuned on this CPU and, repeated
+// on the 2-core Xeon here under other jobs' load, minimum-of-two times of one kernel differed
+// by up to ~10%: a smaller gain is as likely noise as a real one.
+constexpr double kSwitchMargin = 1.1;
+constexpr int64_t kScreenMinMacs = int64_t(8) << 20;
+constexpr int64_t kScreenDivisor = 8;
+constexpr double kPruneRatio = 4.0;
 
 enum class Pass : int64_t { fwd = 0, bwd_input = 1, bwd_weight = 2 };
 
@@ -74,7 +89,8 @@ struct Entry {
   int n = 0;            // candidates
   Candidate cand[kMaxImpls];
   int winner = -1;     // index into cand
-  int heuristic = -1;  // the ordered list's choice (index into cand), -1 if it would run ref
+  int heuristic = -1;  // the ordered list's choice (index into cand); -1: ref; -2: unknown (pruned)
+  int screened = 0;    // kernels run on the screening problem (0: not screened)
   int rounds = 0;
   double first_call_seconds = 0;  // the whole tuning call
 };
@@ -107,11 +123,36 @@ inline Key make_key(Pass pass, int64_t elem, Isa isa, int64_t flags, const Conv2
               p.OH, p.OW, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, p.groups}};
 }
 
+// The screening problem: about 1/kScreenDivisor of p's work whose buffers are prefixes of p's
+// (the first images; with one image, the first output channels / groups), or false if p is too
+// small to screen. Every pass reads and writes only prefixes of its arrays for such a shape.
+inline bool screen_shape(const Conv2dShape& p, Conv2dShape* q) {
+  const int64_t macs = p.N * p.K * p.OH * p.OW * p.Cg() * p.R * p.S;
+  if (macs < kScreenMinMacs) return false;
+  *q = p;
+  if (p.N >= kScreenDivisor) {
+    q->N = p.N / kScreenDivisor;
+    return true;
+  }
+  q->N = 1;  // then keep 1/(divisor/N) of the output channels: whole groups if grouped
+  const int64_t keep = p.N, of = kScreenDivisor;  // fraction of K to keep: N / divisor
+  if (p.groups == 1) {
+    q->K = p.K * keep / of > 8 ? p.K * keep / of : (p.K < 8 ? p.K : 8);
+  } else {
+    // at least 2 groups: one would be a dense conv, which other kernels accept than the real one
+    q->groups = p.groups * keep / of > 2 ? p.groups * keep / of : 2;
+    q->K = q->groups * p.Kg();
+    q->C = q->groups * p.Cg();
+  }
+  return true;
+}
+
 // conv2d's dispatch: as dispatch(), through the cache when autotuning is on. `flags` are the
-// call's options that are not in Conv2dShape (bias present, fused relu).
-template <typename T, typename Fn, typename... Args>
-void dispatch_conv2d(ImplList<Fn> KernelTable<T>::*member, Pass pass, const Conv2dShape& p, int64_t flags,
-                     Args... args) {
+// call's options that are not in Conv2dShape (bias present, fused relu); the kernels are called
+// as f(p, rest...).
+template <typename T, typename Fn, typename... Rest>
+void dispatch_conv2d(ImplList<Fn> KernelTable<T>::*member, Pass pass, int64_t flags, const Conv2dShape& p,
+                     Rest... rest) {
   const Isa isa = current_isa();
   if (const void* pin = pinned().load(std::memory_order_relaxed))
     for (Fn* f : kernel_table<T>(isa).*member)
@@ -120,7 +161,7 @@ void dispatch_conv2d(ImplList<Fn> KernelTable<T>::*member, Pass pass, const Conv
         {
           const scratch_registry::KernelScope running;
           const RelaxHeuristics relax(true);
-          ok = f(args...);
+          ok = f(p, rest...);
         }
         if (!ok) break;
         last_kernel<Fn>().store(f, std::memory_order_relaxed);
@@ -129,7 +170,7 @@ void dispatch_conv2d(ImplList<Fn> KernelTable<T>::*member, Pass pass, const Conv
   const int64_t macs = p.N * p.K * p.OH * p.OW * p.Cg() * p.R * p.S;
   if (!enabled().load(std::memory_order_relaxed) || isa == Isa::ref || macs < kMinTuneMacs) {
     counters().untuned.fetch_add(1, std::memory_order_relaxed);
-    return dispatch<T>(member, args...);
+    return dispatch<T>(member, p, rest...);
   }
   const Key key = make_key(pass, sizeof(T), isa, flags, p);
   Entry e;
@@ -141,96 +182,135 @@ void dispatch_conv2d(ImplList<Fn> KernelTable<T>::*member, Pass pass, const Conv
     {
       const scratch_registry::KernelScope running;
       const RelaxHeuristics relax(e.cand[e.winner].relaxed);
-      ok = f(args...);
+      ok = f(p, rest...);
     }
     if (ok) {
       last_kernel<Fn>().store(f, std::memory_order_relaxed);
       return;
     }
-    return dispatch<T>(member, args...);  // declined now (e.g. out of memory): the ordered list
+    return dispatch<T>(member, p, rest...);  // declined now (e.g. out of memory): the ordered list
   }
   if (state != 0) {  // another thread is tuning this key (or it has no candidate): don't wait
     counters().untuned.fetch_add(1, std::memory_order_relaxed);
-    return dispatch<T>(member, args...);
+    return dispatch<T>(member, p, rest...);
   }
 
   using clock = std::chrono::steady_clock;
   const auto t_start = clock::now();
+  auto since = [&](clock::time_point t0) { return std::chrono::duration<double>(clock::now() - t0).count(); };
   const ImplList<Fn>& list = kernel_table<T>(isa).*member;
   int64_t runs = 0;
   int last = -1;
-  // One run of candidate f; returns false if it declines. Declines happen at entry, before any
-  // output is written (conv2d.h), so a decline is free and leaves the outputs alone.
-  auto timed = [&](Fn* f, bool relaxed, double* sec) {
+  // One run of candidate f on shape s; false if it declines. Declines happen at entry, before
+  // any output is written (conv2d.h), so a decline is free and leaves the outputs alone.
+  auto timed = [&](Fn* f, bool relaxed, const Conv2dShape& s, double* sec) {
     const RelaxHeuristics relax(relaxed);
     const auto t0 = clock::now();
-    const bool ok = f(args...);
-    *sec = std::chrono::duration<double>(clock::now() - t0).count();
+    const bool ok = f(s, rest...);
+    *sec = since(t0);
     runs += ok;
     return ok;
   };
+  auto fn = [&](int i) { return reinterpret_cast<Fn*>(const_cast<void*>(e.cand[i].fn)); };
+  auto best = [&](int skip) {
+    int b = -1;
+    for (int i = 0; i < e.n; ++i)
+      if (i != skip && (b < 0 || e.cand[i].seconds < e.cand[b].seconds)) b = i;
+    return b;
+  };
   {
     const scratch_registry::KernelScope running;
-    for (Fn* f : list) {
-      if (!f) continue;
-      double sec = 0;
-      bool relaxed = false, ok = timed(f, false, &sec);
-      if (!ok) relaxed = true, ok = timed(f, true, &sec);
-      if (!ok) continue;
-      if (e.heuristic < 0 && !relaxed) e.heuristic = e.n;
-      e.cand[e.n] = Candidate{reinterpret_cast<const void*>(f), relaxed, sec};
-      last = e.n++;
+    // Screening: each kernel once on ~1/8 of the problem; those over kPruneRatio x the fastest
+    // are not run at full size (a kernel far off its domain can be 30x slower than the best).
+    bool keep[kMaxImpls];
+    for (bool& k : keep) k = true;
+    Conv2dShape q;
+    if (screen_shape(p, &q)) {
+      double sec[kMaxImpls] = {};
+      bool relax_q[kMaxImpls] = {};
+      int accepted = 0;
+      for (int i = 0; i < kMaxImpls; ++i) {
+        keep[i] = false;
+        if (!list[i]) continue;
+        if (timed(list[i], false, q, &sec[i]) || (relax_q[i] = true, timed(list[i], true, q, &sec[i])))
+          keep[i] = true, ++accepted;
+      }
+      // Twice, keeping the minimum: a kernel's first run in the process also pays its scratch
+      // allocation and page faults, which a small problem does not amortise.
+      for (int i = kMaxImpls - 1; i >= 0; --i) {
+        double again = 0;
+        if (keep[i] && timed(list[i], relax_q[i], q, &again)) sec[i] = std::min(sec[i], again);
+      }
+      double fastest = -1;
+      for (int i = 0; i < kMaxImpls; ++i)
+        if (keep[i] && (fastest < 0 || sec[i] < fastest)) fastest = sec[i];
+      for (int i = 0; i < kMaxImpls; ++i) keep[i] = keep[i] && sec[i] <= kPruneRatio * fastest;
+      e.screened = accepted;
+    }
+    // Round 1, full size: each remaining kernel once, in list order; the first one accepting
+    // without relaxation is the ordered list's choice (known if no earlier kernel was pruned).
+    for (int pass = 0; pass < 2 && e.n == 0; ++pass) {  // pass 1: all, if every kept one declines
+      bool pruned_before = false;
+      for (int i = 0; i < kMaxImpls; ++i) {
+        Fn* f = list[i];
+        if (!f) continue;
+        if (!keep[i] && pass == 0) {
+          pruned_before = true;
+          continue;
+        }
+        double sec = 0;
+        bool relaxed = false, ok = timed(f, false, p, &sec);
+        if (!ok) relaxed = true, ok = timed(f, true, p, &sec);
+        if (!ok) continue;
+        if (e.heuristic == -1 && !relaxed) e.heuristic = pruned_before ? -2 : e.n;
+        e.cand[e.n] = Candidate{reinterpret_cast<const void*>(f), relaxed, sec};
+        last = e.n++;
+      }
     }
     e.rounds = 1;
+    // More rounds for the contenders only -- those within kCloseRatio of the fastest, and the
+    // ordered list's choice if another is faster: while the tuning call is under kCheapSeconds,
+    // up to kMaxRounds in all; past it, one more round for the fastest, the second if close,
+    // and the ordered list's choice.
+    const int h = e.heuristic >= 0 ? e.heuristic : -1;
     if (e.n > 1) {
-      while (e.rounds < kMaxRounds &&
-             std::chrono::duration<double>(clock::now() - t_start).count() < kCheapSeconds) {
-        for (int i = e.n - 1; i >= 0; --i) {  // reverse order: first- and last-position effects cancel
-          const int j = e.rounds % 2 ? i : e.n - 1 - i;
+      const bool cheap = since(t_start) < kCheapSeconds;
+      while (e.rounds < (cheap ? kMaxRounds : 2) && (!cheap || since(t_start) < kCheapSeconds)) {
+        const int b1 = best(-1), b2 = best(b1);
+        const double limit = kCloseRatio * e.cand[b1].seconds;
+        int order[kMaxImpls], m = 0;
+        for (int i = 0; i < e.n; ++i)
+          if (i != b1 && ((e.cand[i].seconds < limit && (cheap || i == b2)) || i == h)) order[m++] = i;
+        if (m == 0) break;
+        order[m++] = b1;  // the fastest last: usually no re-run below
+        for (int k = 0; k < m; ++k) {
+          const int j = order[k];
           double sec = 0;
-          if (timed(reinterpret_cast<Fn*>(const_cast<void*>(e.cand[j].fn)), e.cand[j].relaxed, &sec)) {
+          if (timed(fn(j), e.cand[j].relaxed, p, &sec)) {
             if (sec < e.cand[j].seconds) e.cand[j].seconds = sec;
             last = j;
           }
         }
         ++e.rounds;
       }
-      if (e.rounds == 1) {  // expensive: re-time only the two best, and only if within kCloseRatio
-        int b1 = 0, b2 = -1;
-        for (int i = 1; i < e.n; ++i)
-          if (e.cand[i].seconds < e.cand[b1].seconds) b1 = i;
-        for (int i = 0; i < e.n; ++i)
-          if (i != b1 && (b2 < 0 || e.cand[i].seconds < e.cand[b2].seconds)) b2 = i;
-        if (e.cand[b2].seconds < kCloseRatio * e.cand[b1].seconds) {
-          for (int j : {b2, b1}) {  // the likely winner last: usually no re-run below
-            double sec = 0;
-            if (timed(reinterpret_cast<Fn*>(const_cast<void*>(e.cand[j].fn)), e.cand[j].relaxed, &sec)) {
-              if (sec < e.cand[j].seconds) e.cand[j].seconds = sec;
-              last = j;
-            }
-          }
-          e.rounds = 2;
-        }
-      }
     }
     if (e.n > 0) {
-      e.winner = 0;
-      for (int i = 1; i < e.n; ++i)
-        if (e.cand[i].seconds < e.cand[e.winner].seconds) e.winner = i;
-      Fn* w = reinterpret_cast<Fn*>(const_cast<void*>(e.cand[e.winner].fn));
+      e.winner = best(-1);
+      // Leave the ordered list's choice only for a clear gain (see kSwitchMargin).
+      if (h >= 0 && e.winner != h && !(kSwitchMargin * e.cand[e.winner].seconds < e.cand[h].seconds)) e.winner = h;
       if (last != e.winner) {  // the outputs must be the winner's, as on every later call
         double sec = 0;
-        if (!timed(w, e.cand[e.winner].relaxed, &sec)) e.winner = -1;  // cannot happen short of OOM
+        if (!timed(fn(e.winner), e.cand[e.winner].relaxed, p, &sec)) e.winner = -1;  // only if out of memory
       }
-      if (e.winner >= 0) last_kernel<Fn>().store(w, std::memory_order_relaxed);
+      if (e.winner >= 0) last_kernel<Fn>().store(fn(e.winner), std::memory_order_relaxed);
     }
   }
-  e.first_call_seconds = std::chrono::duration<double>(clock::now() - t_start).count();
+  e.first_call_seconds = since(t_start);
   e.pending = false;
   counters().tunings.fetch_add(1, std::memory_order_relaxed);
   counters().timed_runs.fetch_add(runs, std::memory_order_relaxed);
   publish(key, e);
-  if (e.winner < 0) dispatch<T>(member, args...);  // nothing of this ISA accepted: ref, now and later
+  if (e.winner < 0) dispatch<T>(member, p, rest...);  // nothing of this ISA accepted: ref, now and later
 }
 
 }  // namespace autotune

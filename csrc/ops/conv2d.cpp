@@ -29,8 +29,7 @@ py::array fwd(const py::array& x_, const py::array& w_, const std::optional<py::
     py::gil_scoped_release release;
     // Through the autotuner (dispatch/autotune.h); flags: what else changes the kernels' work.
     if (p.N * p.K * p.OH * p.OW > 0)
-      autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_fwd, autotune::Pass::fwd, p, (bp ? 1 : 0) | (relu ? 2 : 0),
-                                   p, xp, wp, bp, yp, relu);
+      autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_fwd, autotune::Pass::fwd, (bp ? 1 : 0) | (relu ? 2 : 0), p, xp, wp, bp, yp, relu);
   }
   return std::move(y);
 }
@@ -48,7 +47,7 @@ py::array bwd_input(const std::vector<int64_t>& input_size, const py::array& gy_
   {
     py::gil_scoped_release release;  // see fwd()
     if (p.N * p.C * p.H * p.W > 0)
-      autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_bwd_input, autotune::Pass::bwd_input, p, 0, p, gyp, wp, gxp);
+      autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_bwd_input, autotune::Pass::bwd_input, 0, p, gyp, wp, gxp);
   }
   return std::move(gx);
 }
@@ -68,7 +67,7 @@ py::tuple bwd_weight(const py::array& x_, const std::vector<int64_t>& weight_siz
   T* gbp = gb ? gb->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;  // see fwd()
-    autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_bwd_weight, autotune::Pass::bwd_weight, p, gbp ? 1 : 0, p, xp,
+    autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_bwd_weight, autotune::Pass::bwd_weight, gbp ? 1 : 0, p, xp,
                                  gyp, gwp, gbp);
   }
   return py::make_tuple(gw, gb ? py::object(*gb) : py::none());
