@@ -60,17 +60,22 @@ def get_autotune() -> bool:
 
 def set_autotune(enabled: bool) -> None:
     """Turn the conv2d autotuner on or off, process-wide; like the environment variable
-    CNNFAST_AUTOTUNE=0|1 (read once, at import).
+    CNNFAST_AUTOTUNE=0|1 (read once, at import). Off by default.
 
     When on, the first call of each new conv2d configuration (pass, dtype, ISA, thread count,
-    shapes, stride, padding, dilation, groups, bias, fused ReLU) times every kernel of the selected
-    ISA that can compute it -- also those the built-in thresholds would skip -- and later calls
-    of that configuration run the fastest, at the cost of one hash lookup. The results are the
-    same convolution up to float rounding whichever kernel wins, and the tuning call returns the
-    winner's output. First-call cost: at most (candidates + 3) kernel runs, typically
-    candidates + 1, or about 40 ms for problems whose kernels take under 20 ms in all; problems
-    under 2**20 multiply-adds and configurations only one kernel accepts are not re-timed. When
-    off, each call runs the first kernel whose thresholds accept (the ordered list)."""
+    shapes, stride, padding, dilation, groups, bias, fused ReLU, Winograd switch) times every
+    kernel of the selected ISA that can compute it -- also those the built-in thresholds would
+    skip -- and later calls of that configuration run the fastest, at the cost of one hash
+    lookup. Results are the same convolution up to float rounding whichever kernel wins, and the
+    tuning call returns the winner's output. The thresholds' own choice is kept unless another
+    kernel is 10% faster.
+
+    First-call cost, with n kernels able to compute the configuration: at most 1.25 n + 4 runs
+    of the slowest kernel timed (problems of 8 M multiply-adds or more are first screened on 1/8
+    of the problem, dropping kernels 4x slower than the best), typically n + 1 or n + 2 runs;
+    about 20 ms more for problems whose kernels take under 20 ms in all. Problems under 2**20
+    multiply-adds and configurations that only one kernel accepts are not re-timed. When off,
+    each call runs the first kernel whose thresholds accept (the ordered list)."""
     if not isinstance(enabled, bool):
         raise TypeError(f"set_autotune: expected True or False, got {enabled!r}")
     _core.set_autotune(enabled)
@@ -79,9 +84,10 @@ def set_autotune(enabled: bool) -> None:
 def autotune_cache() -> list[dict]:
     """The tuned conv2d configurations, one dict each: 'pass', 'dtype', 'isa', 'threads', 'input',
     'weight', 'output', 'stride', 'padding', 'dilation', 'groups', 'bias', 'relu', 'winograd',
-    'winner' (the kernel that runs), 'heuristic' (the kernel the thresholds pick), 'times_ms'
-    (best time of each candidate), 'relaxed' (candidates the thresholds would skip), 'rounds',
-    'first_call_ms' (the whole tuning call)."""
+    'winner' (the kernel that runs), 'heuristic' (the kernel the thresholds pick; None if it was
+    dropped by the screening), 'times_ms' (best full-size time of each candidate), 'relaxed'
+    (candidates the thresholds would skip), 'screened' (kernels run on the screening problem, 0
+    if not screened), 'rounds', 'first_call_ms' (the whole tuning call)."""
     return [dict(e) for e in _core.autotune_cache()]
 
 

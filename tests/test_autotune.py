@@ -331,4 +331,4 @@ def test_pin_rejects_unknown_kernel():
 
 def test_show_runtime_mentions_autotune(capsys):
     cnnfast.show_runtime()
-    assert "autotune      : on" in capsys.readouterr().out
+    assert "autotune      : on, " in capsys.readouterr().out

@@ -256,3 +256,13 @@ def test_import_from_the_repository_root_uses_the_installed_kernels():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-1] == "16.0", r.stdout
+
+
+def test_autotune_is_off_by_default_and_reported(capsys):
+    """Off unless CNNFAST_AUTOTUNE=1 (see csrc/dispatch/autotune.cpp for why); runtime_info and
+    show_runtime say so."""
+    r = _run("import cnnfast; i = cnnfast.runtime_info(); print(i['autotune'], i['autotune_entries'], "
+                "cnnfast.get_autotune())", CNNFAST_AUTOTUNE="")
+    assert r.stdout.split() == ["False", "0", "False"], r.stderr
+    cnnfast.show_runtime()
+    assert "autotune      :" in capsys.readouterr().out

@@ -31,8 +31,14 @@ Cache& cache() {
 
 }  // namespace
 
+// Off by default. chosen because on the 2-core Xeon here (2 threads, AVX-512, shared with other
+// jobs) bench/autotune_check.py gave a geomean gain of only 1.01-1.04x over 96 layer-passes --
+// the thresholds were mostly right; the real wins, 1.3-2.9x, were on ~6 of them -- while the first
+// call of each configuration cost a median 5.6x (worst 45x) of a steady call, and under load
+// single timings mis-picked a few layers (0.5x). Turn it on (set_autotune, CNNFAST_AUTOTUNE=1)
+// for long runs of few shapes (training), or on CPUs unlike the ones the thresholds were set on.
 std::atomic<bool>& enabled() {
-  static std::atomic<bool> on{true};
+  static std::atomic<bool> on{false};
   return on;
 }
 

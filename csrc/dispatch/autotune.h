@@ -6,15 +6,23 @@
 // Key: pass, dtype, ISA, thread count, the Winograd switch, bias/relu flags and every field of
 // Conv2dShape (whatever can change which kernel is fastest or which kernels accept).
 //
-// First-call cost (documented bound). Round 1 runs each implementation once in list order
-// (declines cost nothing: kernels decide at entry); the ordered list's own choice is among them.
-// If round 1 took under kCheapSeconds, up to kMaxRounds - 1 more rounds run (alternating order,
-// minimum per candidate) while the total stays under it, so cheap problems get a less noisy
-// choice; otherwise only the two fastest are re-timed once, and only if within kCloseRatio of each
-// other. Finally the winner runs once more unless it ran last, so the tuning call returns exactly
-// what later calls return. With n candidates, the slowest taking t_max: the first call costs at
-// most n + 3 kernel runs, <= (n + 3) * t_max (typically n + 1 or n + 2 runs) when round 1 takes
-// kCheapSeconds or more, and under about 2 * kCheapSeconds + t_max (40 ms) otherwise.
+// First-call cost (documented bound), n = kernels of the selected ISA that accept:
+//   1. Screening, problems of kScreenMinMacs (8 M multiply-adds) or more: each kernel runs twice
+//      on 1/8 of the problem (its first images, or with one image its first output channels);
+//      those more than kPruneRatio (4x) slower than the fastest there are dropped. ~n/4 runs.
+//   2. Round 1: each remaining kernel once at full size, in list order; the first one accepting
+//      without relaxed thresholds is the ordered list's choice (kept as 'heuristic').
+//   3. Contenders only (within kCloseRatio of the fastest, plus the ordered list's choice if it is
+//      not the fastest): while the call has taken under kCheapSeconds (20 ms), up to two more
+//      rounds; past it, one more run each of the fastest, the second if close, and the ordered
+//      list's choice.
+//   4. The ordered list's choice is kept unless another kernel is kSwitchMargin (10%) faster.
+//   5. The winner runs once more unless it ran last, so the tuning call returns exactly what
+//      later calls return.
+// So the first call costs at most n/4 + n + 4 kernel runs of at most the slowest survivor's time
+// t_max: <= (1.25 n + 4) * t_max, typically n + 1 or n + 2 runs; for problems whose kernels take
+// under 20 ms in all, about 20 ms + t_max. Measured (bench/autotune_check.py, 32 layers x 3
+// passes, 2 threads, Xeon AVX-512): median 5.6x the tuned steady call (24 ms), worst 45x/0.5 s.
 // Problems under kMinTuneMacs multiply-adds, the ISA `ref`, and configurations where only one
 // implementation accepts are not re-timed (the last are cached after one run, which is the call's).
 //
