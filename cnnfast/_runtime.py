@@ -70,9 +70,10 @@ def set_autotune(enabled: bool) -> None:
     tuning call returns the winner's output. The thresholds' own choice is kept unless another
     kernel is 10% faster.
 
-    First-call cost, with n kernels able to compute the configuration: at most 1.25 n + 4 runs
-    of the slowest kernel timed (problems of 8 M multiply-adds or more are first screened on 1/8
-    of the problem, dropping kernels 4x slower than the best), typically n + 1 or n + 2 runs;
+    First-call cost, with n kernels able to compute the configuration: at most 1.5 n + 4 runs
+    of the slowest kernel timed (problems of 8 M multiply-adds and 4 images or more are first
+    screened on 1/8 of the images, dropping kernels 4x slower than the best), typically n + 1 or
+    n + 2 runs;
     about 20 ms more for problems whose kernels take under 20 ms in all. Problems under 2**20
     multiply-adds and configurations that only one kernel accepts are not re-timed. When off,
     each call runs the first kernel whose thresholds accept (the ordered list)."""

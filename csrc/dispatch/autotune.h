@@ -7,9 +7,9 @@
 // Conv2dShape (whatever can change which kernel is fastest or which kernels accept).
 //
 // First-call cost (documented bound), n = kernels of the selected ISA that accept:
-//   1. Screening, problems of kScreenMinMacs (8 M multiply-adds) or more: each kernel runs twice
-//      on 1/8 of the problem (its first images, or with one image its first output channels);
-//      those more than kPruneRatio (4x) slower than the fastest there are dropped. ~n/4 runs.
+//   1. Screening, problems of kScreenMinMacs (8 M multiply-adds) or more with 4 images or more:
+//      each kernel runs twice on the first N/8 images (at least one); those more than kPruneRatio
+//      (4x) slower than the fastest there are dropped, except the ordered list's choice. <= n/2 runs.
 //   2. Round 1: each remaining kernel once at full size, in list order; the first one accepting
 //      without relaxed thresholds is the ordered list's choice (kept as 'heuristic').
 //   3. Contenders only (within kCloseRatio of the fastest, plus the ordered list's choice if it is
@@ -19,8 +19,8 @@
 //   4. The ordered list's choice is kept unless another kernel is kSwitchMargin (10%) faster.
 //   5. The winner runs once more unless it ran last, so the tuning call returns exactly what
 //      later calls return.
-// So the first call costs at most n/4 + n + 4 kernel runs of at most the slowest survivor's time
-// t_max: <= (1.25 n + 4) * t_max, typically n + 1 or n + 2 runs; for problems whose kernels take
+// So the first call costs at most n/2 + n + 4 kernel runs of at most the slowest survivor's time
+// t_max: <= (1.5 n + 4) * t_max, typically n + 1 or n + 2 runs; for problems whose kernels take
 // under 20 ms in all, about 20 ms + t_max. Measured (bench/autotune_check.py, 32 layers x 3
 // passes, 2 threads, Xeon AVX-512): median 5.6x the tuned steady call (24 ms), worst 45x/0.5 s.
 // Problems under kMinTuneMacs multiply-adds, the ISA `ref`, and configurations where only one
@@ -75,6 +75,7 @@ constexpr double kSwitchMargin = 1.1;
 constexpr int64_t kScreenMinMacs = int64_t(8) << 20;
 constexpr int64_t kScreenDivisor = 8;
 constexpr double kPruneRatio = 4.0;
+constexpr int64_t kScreenMinImages = 4;  // below, two screening runs cost a full run or more
 
 enum class Pass : int64_t { fwd = 0, bwd_input = 1, bwd_weight = 2 };
 
@@ -131,27 +132,15 @@ inline Key make_key(Pass pass, int64_t elem, Isa isa, int64_t flags, const Conv2
               p.OH, p.OW, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, p.groups}};
 }
 
-// The screening problem: about 1/kScreenDivisor of p's work whose buffers are prefixes of p's
-// (the first images; with one image, the first output channels / groups), or false if p is too
-// small to screen. Every pass reads and writes only prefixes of its arrays for such a shape.
+// The screening problem: p's first N / kScreenDivisor images (at least one), whose buffers are
+// prefixes of p's in every pass; false if p is too small or has fewer than kScreenMinImages.
+// (Fewer output channels would be cheaper for one image, but change which kernel is fastest:
+// the direct kernels win at small K -- a K/8 screen pruned GEMM where it is 2x faster.)
 inline bool screen_shape(const Conv2dShape& p, Conv2dShape* q) {
   const int64_t macs = p.N * p.K * p.OH * p.OW * p.Cg() * p.R * p.S;
-  if (macs < kScreenMinMacs) return false;
+  if (macs < kScreenMinMacs || p.N < kScreenMinImages) return false;
   *q = p;
-  if (p.N >= kScreenDivisor) {
-    q->N = p.N / kScreenDivisor;
-    return true;
-  }
-  q->N = 1;  // then keep 1/(divisor/N) of the output channels: whole groups if grouped
-  const int64_t keep = p.N, of = kScreenDivisor;  // fraction of K to keep: N / divisor
-  if (p.groups == 1) {
-    q->K = p.K * keep / of > 8 ? p.K * keep / of : (p.K < 8 ? p.K : 8);
-  } else {
-    // at least 2 groups: one would be a dense conv, which other kernels accept than the real one
-    q->groups = p.groups * keep / of > 2 ? p.groups * keep / of : 2;
-    q->K = q->groups * p.Kg();
-    q->C = q->groups * p.Cg();
-  }
+  q->N = p.N >= kScreenDivisor ? p.N / kScreenDivisor : 1;
   return true;
 }
 
@@ -250,9 +239,12 @@ void dispatch_conv2d(ImplList<Fn> KernelTable<T>::*member, Pass pass, int64_t fl
         if (keep[i] && timed(list[i], relax_q[i], q, &again)) sec[i] = std::min(sec[i], again);
       }
       double fastest = -1;
-      for (int i = 0; i < kMaxImpls; ++i)
+      int protect = -1;  // the ordered list's choice on the screen is never dropped
+      for (int i = 0; i < kMaxImpls; ++i) {
         if (keep[i] && (fastest < 0 || sec[i] < fastest)) fastest = sec[i];
-      for (int i = 0; i < kMaxImpls; ++i) keep[i] = keep[i] && sec[i] <= kPruneRatio * fastest;
+        if (keep[i] && !relax_q[i] && protect < 0) protect = i;
+      }
+      for (int i = 0; i < kMaxImpls; ++i) keep[i] = keep[i] && (i == protect || sec[i] <= kPruneRatio * fastest);
       e.screened = accepted;
     }
     // Round 1, full size: each remaining kernel once, in list order; the first one accepting
