@@ -16,7 +16,8 @@
 //      not the fastest): while the call has taken under kCheapSeconds (20 ms), up to two more
 //      rounds; past it, one more run each of the fastest, the second if close, and the ordered
 //      list's choice.
-//   4. The ordered list's choice is kept unless another kernel is kSwitchMargin (10%) faster.
+//   4. The ordered list's choice is kept unless another kernel is kSwitchMargin (10%) faster,
+//      both in its best time and in their latest, back-to-back runs.
 //   5. The winner runs once more unless it ran last, so the tuning call returns exactly what
 //      later calls return.
 // So the first call costs at most n/2 + n + 4 kernel runs of at most the slowest survivor's time
@@ -91,6 +92,7 @@ struct Candidate {
   const void* fn = nullptr;  // the kernel (an Fn*), named by bind_runtime.cpp from kernels.inc
   bool relaxed = false;      // accepted only with heuristics relaxed
   double seconds = 0;        // best time over the rounds
+  double latest = 0;         // time of its latest run
 };
 
 struct Entry {
@@ -263,7 +265,7 @@ void dispatch_conv2d(ImplList<Fn> KernelTable<T>::*member, Pass pass, int64_t fl
         if (!ok) relaxed = true, ok = timed(f, true, p, &sec);
         if (!ok) continue;
         if (e.heuristic == -1 && !relaxed) e.heuristic = pruned_before ? -2 : e.n;
-        e.cand[e.n] = Candidate{reinterpret_cast<const void*>(f), relaxed, sec};
+        e.cand[e.n] = Candidate{reinterpret_cast<const void*>(f), relaxed, sec, sec};
         last = e.n++;
       }
     }
@@ -288,6 +290,7 @@ void dispatch_conv2d(ImplList<Fn> KernelTable<T>::*member, Pass pass, int64_t fl
           double sec = 0;
           if (timed(fn(j), e.cand[j].relaxed, p, &sec)) {
             if (sec < e.cand[j].seconds) e.cand[j].seconds = sec;
+            e.cand[j].latest = sec;
             last = j;
           }
         }
@@ -296,8 +299,13 @@ void dispatch_conv2d(ImplList<Fn> KernelTable<T>::*member, Pass pass, int64_t fl
     }
     if (e.n > 0) {
       e.winner = best(-1);
-      // Leave the ordered list's choice only for a clear gain (see kSwitchMargin).
-      if (h >= 0 && e.winner != h && !(kSwitchMargin * e.cand[e.winner].seconds < e.cand[h].seconds)) e.winner = h;
+      // Leave the ordered list's choice only for a clear gain (see kSwitchMargin), in the best
+      // times and in the latest runs, which ran back to back in the last round: a burst of
+      // other load during one run cannot make the switch on its own.
+      const Candidate& w = e.cand[e.winner];
+      if (h >= 0 && e.winner != h &&
+          !(kSwitchMargin * w.seconds < e.cand[h].seconds && kSwitchMargin * w.latest < e.cand[h].latest))
+        e.winner = h;
       if (last != e.winner) {  // the outputs must be the winner's, as on every later call
         double sec = 0;
         if (!timed(fn(e.winner), e.cand[e.winner].relaxed, p, &sec)) e.winner = -1;  // only if out of memory
