@@ -44,8 +44,9 @@ def _load_core():
 
 _core = _load_core()
 from ._runtime import (  # noqa: E402
-    available_isas, cache_info, empty_cache, get_isa, get_num_threads, get_winograd, runtime_info, set_cache_limit,
-    set_isa, set_num_threads, set_winograd, show_runtime,
+    autotune_cache, available_isas, cache_info, clear_autotune_cache, empty_cache, get_autotune, get_isa,
+    get_num_threads, get_winograd, runtime_info, set_autotune, set_cache_limit, set_isa, set_num_threads, set_winograd,
+    show_runtime,
 )
 from .functional import (  # noqa: E402
     conv2d, conv2d_backward, conv2d_input, conv2d_output_shape, conv2d_relu, conv2d_weight,
@@ -63,6 +64,7 @@ __all__ = [
     "__version__", "functional",
     "show_runtime", "runtime_info", "get_num_threads", "set_num_threads", "get_isa", "set_isa", "available_isas",
     "empty_cache", "set_cache_limit", "cache_info", "get_winograd", "set_winograd",
+    "get_autotune", "set_autotune", "autotune_cache", "clear_autotune_cache",
     "conv2d", "conv2d_relu", "conv2d_backward", "conv2d_input", "conv2d_weight", "conv2d_output_shape",
     "max_pool2d", "max_pool2d_backward", "max_pool2d_output_shape", "relu", "relu_", "relu_backward",
 ]

@@ -6,7 +6,8 @@ import sys
 from . import _core
 
 __all__ = ["show_runtime", "runtime_info", "get_num_threads", "set_num_threads", "get_isa", "set_isa", "available_isas",
-           "empty_cache", "set_cache_limit", "cache_info", "get_winograd", "set_winograd"]
+           "empty_cache", "set_cache_limit", "cache_info", "get_winograd", "set_winograd", "get_autotune", "set_autotune",
+           "autotune_cache", "clear_autotune_cache"]
 
 
 def get_num_threads() -> int:
@@ -52,6 +53,50 @@ def set_winograd(enabled: bool) -> None:
     _core.set_winograd(enabled)
 
 
+def get_autotune() -> bool:
+    """Whether conv2d calls are autotuned (see set_autotune)."""
+    return bool(_core.get_autotune())
+
+
+def set_autotune(enabled: bool) -> None:
+    """Turn the conv2d autotuner on or off, process-wide; like the environment variable
+    CNNFAST_AUTOTUNE=0|1 (read once, at import). Off by default.
+
+    When on, the first call of each new conv2d configuration (pass, dtype, ISA, thread count,
+    shapes, stride, padding, dilation, groups, bias, fused ReLU, Winograd switch) times every
+    kernel of the selected ISA that can compute it -- also those the built-in thresholds would
+    skip -- and later calls of that configuration run the fastest, at the cost of one hash
+    lookup. Results are the same convolution up to float rounding whichever kernel wins, and the
+    tuning call returns the winner's output. The thresholds' own choice is kept unless another
+    kernel is 10% faster.
+
+    First-call cost, with n kernels able to compute the configuration: at most 1.5 n + 4 runs
+    of the slowest kernel timed (problems of 8 M multiply-adds and 4 images or more are first
+    screened on 1/8 of the images, dropping kernels 4x slower than the best), typically n + 1 or
+    n + 2 runs;
+    about 20 ms more for problems whose kernels take under 20 ms in all. Problems under 2**20
+    multiply-adds and configurations that only one kernel accepts are not re-timed. When off,
+    each call runs the first kernel whose thresholds accept (the ordered list)."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_autotune: expected True or False, got {enabled!r}")
+    _core.set_autotune(enabled)
+
+
+def autotune_cache() -> list[dict]:
+    """The tuned conv2d configurations, one dict each: 'pass', 'dtype', 'isa', 'threads', 'input',
+    'weight', 'output', 'stride', 'padding', 'dilation', 'groups', 'bias', 'relu', 'winograd',
+    'winner' (the kernel that runs), 'heuristic' (the kernel the thresholds pick; None if it was
+    dropped by the screening), 'times_ms' (best full-size time of each candidate), 'relaxed'
+    (candidates the thresholds would skip), 'screened' (kernels run on the screening problem, 0
+    if not screened), 'rounds', 'first_call_ms' (the whole tuning call)."""
+    return [dict(e) for e in _core.autotune_cache()]
+
+
+def clear_autotune_cache() -> None:
+    """Forget every tuned conv2d configuration: the next call of each is tuned again."""
+    _core.clear_autotune_cache()
+
+
 def runtime_info() -> dict:
     """Dict with compiled/available/selected ISAs, CPU features, threading and threads."""
     return dict(_core.runtime_info())
@@ -74,6 +119,8 @@ def show_runtime(file=None) -> None:
         f"  threads       : {info['num_threads']}",
         "  kernels       : " + ", ".join(f"{k}={v}" for k, v in info["kernels"].items()),
         f"  winograd      : {'on' if info['winograd'] else 'off'}  (3x3 stride-1 float32 conv2d; CNNFAST_WINOGRAD=0|1, set_winograd)",
+        f"  autotune      : {'on' if info['autotune'] else 'off'}, {info['autotune_entries']} conv2d configurations tuned"
+        "  (CNNFAST_AUTOTUNE=0|1, set_autotune, autotune_cache)",
     ]
     last = {k: v for k, v in info["last_kernels"].items() if v}
     if last:

@@ -356,6 +356,7 @@ def test_import_from_the_repository_root_uses_the_installed_kernels():
     ("CNNFAST_NUM_THREADS", "0", "CNNFAST_NUM_THREADS must be a positive integer, got '0'"),
     ("CNNFAST_CACHE_MB", "lots", "CNNFAST_CACHE_MB must be a non-negative integer (MiB; 0 disables the cache), got 'lots'"),
     ("CNNFAST_WINOGRAD", "yes", "CNNFAST_WINOGRAD must be 0 or 1, got 'yes'"),
+    ("CNNFAST_AUTOTUNE", "on", "CNNFAST_AUTOTUNE must be 0 or 1, got 'on'"),
 ])
 def test_bad_environment_settings_say_exactly_what_is_wrong(var, value, expected):
     r = _run("import cnnfast", **{var: value})
@@ -369,3 +370,13 @@ def test_cache_limit_from_the_environment():
     r = _run("import cnnfast; print(cnnfast.cache_info()['limit'])", CNNFAST_CACHE_MB="3")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(3 << 20)
+
+
+def test_autotune_is_off_by_default_and_reported(capsys):
+    """Off unless CNNFAST_AUTOTUNE=1 (see csrc/dispatch/autotune.cpp for why); runtime_info and
+    show_runtime say so."""
+    r = _run("import cnnfast; i = cnnfast.runtime_info(); print(i['autotune'], i['autotune_entries'], "
+                "cnnfast.get_autotune())", CNNFAST_AUTOTUNE="")
+    assert r.stdout.split() == ["False", "0", "False"], r.stderr
+    cnnfast.show_runtime()
+    assert "autotune      :" in capsys.readouterr().out

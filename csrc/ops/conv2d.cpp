@@ -1,5 +1,5 @@
 #include "common/allocator.h"
-#include "dispatch/dispatch.h"
+#include "dispatch/autotune.h"
 #include "ops/array_util.h"
 #include "ops/ops.h"
 
@@ -27,7 +27,9 @@ py::array fwd(const py::array& x_, const py::array& w_, const std::optional<py::
     // Safe to drop the GIL: the buffers above are owned by local py::array handles that keep
     // them alive, and the kernels touch no Python objects.
     py::gil_scoped_release release;
-    if (p.N * p.K * p.OH * p.OW > 0) dispatch<T>(&KernelTable<T>::conv2d_fwd, p, xp, wp, bp, yp, relu);
+    // Through the autotuner (dispatch/autotune.h); flags: what else changes the kernels' work.
+    if (p.N * p.K * p.OH * p.OW > 0)
+      autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_fwd, autotune::Pass::fwd, (bp ? 1 : 0) | (relu ? 2 : 0), p, xp, wp, bp, yp, relu);
   }
   return std::move(y);
 }
@@ -44,7 +46,8 @@ py::array bwd_input(const std::vector<int64_t>& input_size, const py::array& gy_
   T* gxp = gx.mutable_data();
   {
     py::gil_scoped_release release;  // see fwd()
-    if (p.N * p.C * p.H * p.W > 0) dispatch<T>(&KernelTable<T>::conv2d_bwd_input, p, gyp, wp, gxp);
+    if (p.N * p.C * p.H * p.W > 0)
+      autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_bwd_input, autotune::Pass::bwd_input, 0, p, gyp, wp, gxp);
   }
   return std::move(gx);
 }
@@ -64,7 +67,8 @@ py::tuple bwd_weight(const py::array& x_, const std::vector<int64_t>& weight_siz
   T* gbp = gb ? gb->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;  // see fwd()
-    dispatch<T>(&KernelTable<T>::conv2d_bwd_weight, p, xp, gyp, gwp, gbp);
+    autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_bwd_weight, autotune::Pass::bwd_weight, gbp ? 1 : 0, p, xp,
+                                 gyp, gwp, gbp);
   }
   return py::make_tuple(gw, gb ? py::object(*gb) : py::none());
 }

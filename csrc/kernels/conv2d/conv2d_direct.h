@@ -41,6 +41,7 @@
 
 #include "common/parallel.h"
 #include "common/simd.h"
+#include "dispatch/heuristics.h"
 #include "kernels/conv2d/conv2d.h"
 
 namespace cnnfast {
@@ -909,8 +910,9 @@ inline int64_t plane_bytes(const Conv2dShape& p, int64_t N, int64_t elem, int64_
 
 template <class V>
 bool is_small_plane(const Conv2dShape& p) {
-  return p.groups == 1 && p.K <= kPlaneMaxK && p.C * p.R * p.S <= kPlaneMaxCRS &&
-         plane_bytes(p, V::N, sizeof(typename V::T), p.OH) <= kPlaneMaxBytes;
+  const bool relax = relax_heuristics();  // autotuning (dispatch/heuristics.h): size limits only
+  return p.groups == 1 && (relax || (p.K <= kPlaneMaxK && p.C * p.R * p.S <= kPlaneMaxCRS)) &&
+         plane_bytes(p, V::N, sizeof(typename V::T), p.OH) <= kPlaneMaxBytes * (relax ? kRelaxedPlaneBytesFactor : 1);
 }
 
 // The forward pass cuts the plane into row chunks (a 224 x 224 RGB stem: 16+ chunks of 7 rows),
@@ -919,8 +921,9 @@ bool is_small_plane(const Conv2dShape& p) {
 template <class V>
 bool is_plane_fwd(const Conv2dShape& p) {
   if (p.groups != 1 || is_depthwise(p)) return false;
-  if (p.C > kSmallCMaxChannels && (p.K > kPlaneMaxK || p.C * p.R * p.S > kPlaneMaxCRS)) return false;
-  return plane_bytes(p, V::N, sizeof(typename V::T), 1) <= kPlaneMaxBytes;
+  const bool relax = relax_heuristics();  // autotuning (dispatch/heuristics.h): size limits only
+  if (!relax && p.C > kSmallCMaxChannels && (p.K > kPlaneMaxK || p.C * p.R * p.S > kPlaneMaxCRS)) return false;
+  return plane_bytes(p, V::N, sizeof(typename V::T), 1) <= kPlaneMaxBytes * (relax ? kRelaxedPlaneBytesFactor : 1);
 }
 
 // One output vector: source offset in the plane buffer, destination offset in the output plane,
@@ -1119,9 +1122,11 @@ constexpr int64_t kCol2imMinK = 8;
 
 template <class V>
 bool is_small_plane_bwd_input(const Conv2dShape& p) {
-  if (p.groups != 1 || is_depthwise(p) || p.sw != 1 || p.K < kCol2imMinK || p.K > kPlaneMaxK || p.C * p.R * p.S > kPlaneMaxCRS) return false;
+  const bool relax = relax_heuristics();  // autotuning (dispatch/heuristics.h): size limits only
+  if (p.groups != 1 || is_depthwise(p) || p.sw != 1 || p.K < kCol2imMinK) return false;
+  if (!relax && (p.K > kPlaneMaxK || p.C * p.R * p.S > kPlaneMaxCRS)) return false;
   const Col2imGeo g = Col2imGeo::make<V>(p);
-  return (p.C + 1) * g.chan * static_cast<int64_t>(sizeof(typename V::T)) <= kPlaneMaxBytes;
+  return (p.C + 1) * g.chan * static_cast<int64_t>(sizeof(typename V::T)) <= kPlaneMaxBytes * (relax ? kRelaxedPlaneBytesFactor : 1);
 }
 
 template <class V>

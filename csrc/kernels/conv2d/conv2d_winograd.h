@@ -51,6 +51,7 @@
 #include "kernels/conv2d/conv2d.h"
 #include "kernels/conv2d/conv2d_ukernel.h"
 #include "kernels/conv2d/winograd_switch.h"
+#include "dispatch/heuristics.h"
 
 #define CNNFAST_WINO_INLINE inline __attribute__((always_inline))
 
@@ -654,6 +655,7 @@ inline bool shape_ok(const Conv2dShape& p) {
 
 template <class V>
 bool pays_off(const Geometry& g) {
+  if (relax_heuristics()) return g.Cin <= kMaxCin;  // autotuning (dispatch/heuristics.h): accuracy limit only
   if (g.Cin < kMinCin || g.Cin > kMaxCin || g.Cout < kMinCout) return false;
   const int64_t NR = 2 * V::N, lanes = g.T <= NR / 2 ? round_up(g.T, kFewMR) : round_up(g.T, NR);  // see conv()
   const int64_t wino = 4 * lanes, direct = g.N * g.OH * g.OW;  // multiplies / 9 per channel pair
