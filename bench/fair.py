@@ -47,7 +47,8 @@ WORKER = BENCH_DIR / "_fair_worker.py"
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from _suite import CONV_CASES, POOL_CFGS, POOL_SHAPES, reference, rng_for  # noqa: E402  (imports no framework)
+import _suite  # noqa: E402  (imports no framework)
+from _suite import CONV_CASES, POOL_CFGS, POOL_SHAPES, reference, rng_for  # noqa: E402
 
 FRAMEWORKS = ("cnnfast", "torch", "onnxruntime", "openvino")
 NAMES = {"cnnfast": "cnnfast", "torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
@@ -596,8 +597,9 @@ def reference_output(case, p):
         x, w, b, gy = (d[k].astype(np.float64) for k in ("x", "w", "b", "gy"))
         if p == "forward":
             return {"y": reference.conv2d(x, w, b, q["stride"], q["pad"], 1, q["groups"])}
-        gx, gw, _ = reference.conv2d_backward(gy, x, w, q["stride"], q["pad"], 1, q["groups"])
-        return {"y": gx if p == "grad_input" else gw}
+        if p == "grad_input":
+            return {"y": _suite.numpy_conv2d_input(gy, w, x.shape, q["stride"], q["pad"], q["groups"])}
+        return {"y": _suite.numpy_conv2d_weight(x, gy, w.shape, q["stride"], q["pad"], q["groups"])[0]}
     if case["kind"] == "net":
         if case["flops"] > REF_MAX_FLOPS:
             return None
@@ -969,10 +971,13 @@ def main(argv=None) -> int:
                     and avail["onnx"] is None:
                 c["onnx"] = str(tmp / f"{c['slug']}.onnx")
                 onnx_model(c["layers"], d, tuple(c["in_shape"]), c["onnx"])
-        results, meta = run_all(cases, args, mode, avail, tmp)
         if not args.quiet:
-            print("checking outputs ...", file=sys.stderr, flush=True)
+            print(f"inputs written in {time.perf_counter() - t0:.0f} s to {tmp}", file=sys.stderr, flush=True)
+        results, meta = run_all(cases, args, mode, avail, tmp)
+        t1 = time.perf_counter()
         checks = {c["id"]: check_case(c, results[c["id"]]) for c in cases}
+        if not args.quiet:
+            print(f"outputs checked in {time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True)
         wall = time.perf_counter() - t0
         rep = render(cases, results, checks, avail, meta, args, mode_name, mode, wall)
         text = "\n".join(rep.lines)
