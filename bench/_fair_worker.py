@@ -349,18 +349,24 @@ CASES = {"lenet_train": case_lenet_train, "net": case_net, "conv": case_conv, "p
 
 # ----------------------------------------------------------------------------------------------
 def _measure(fn, other, timing):
-    """(first output, median seconds, number of timed calls). ``other`` runs untimed before each call."""
+    """Yields the first call's output, then the timed calls' seconds. ``other`` (co-residency) runs,
+    untimed, before every call. Calls slower than timing["slow"] skip the extra warm-up; timing
+    stops at min_iters once the budget is spent, or after max_time seconds (at least one call)."""
     if other is not None:
         other()
+    t0 = time.perf_counter()
     first = fn()
+    first_dt = time.perf_counter() - t0
     yield first  # the caller converts it to arrays before any further call can change it
-    for _ in range(timing["warmup"]):
+    for _ in range(timing["warmup"] if first_dt < timing["slow"] else 0):
         if other is not None:
             other()
         fn()
     times = []
     total = 0.0
     while len(times) < timing["min_iters"] or (total < timing["budget"] and len(times) < timing["max_iters"]):
+        if times and total >= timing["max_time"]:
+            break
         if other is not None:
             other()
         t0 = time.perf_counter()

@@ -70,10 +70,19 @@ LOSS_RTOL = 1e-4
 # The float64 NumPy reference (im2col + einsum) is computed only up to this many flops per pass.
 REF_MAX_FLOPS = 0.3e9
 
-MODES = {  # rounds, untimed warm-up calls, timed calls: at least min_iters and budget seconds
-    "full": dict(rounds=5, warmup=2, min_iters=5, max_iters=200, budget=0.25, per_process=4),
-    "quick": dict(rounds=3, warmup=1, min_iters=3, max_iters=100, budget=0.06, per_process=8),
-    "smoke": dict(rounds=1, warmup=0, min_iters=1, max_iters=1, budget=0.0, per_process=8),
+# Per mode: rounds; untimed calls after the first (none when the first took over `slow` s); timed
+# calls: at least min_iters and `budget` seconds, at most max_iters, and no more once max_time
+# seconds are spent; cases per worker process for the kernel cases (conv, pool) and the inference
+# stacks (the LeNet cases always get a process each). Chosen so that --quick takes about 5 minutes
+# and the full run under 20 on 2 quiet cores (process start-up, torch's import above all, is a
+# large part of both).
+MODES = {
+    "full": dict(rounds=5, warmup=2, slow=0.5, min_iters=5, max_iters=200, budget=0.25, max_time=3.0,
+                 per_process={"conv": 8, "pool": 4, "infer": 1}),
+    "quick": dict(rounds=3, warmup=0, slow=0.5, min_iters=3, max_iters=100, budget=0.05, max_time=1.0,
+                  per_process={"conv": 16, "pool": 4, "infer": 7}),
+    "smoke": dict(rounds=1, warmup=0, slow=0.5, min_iters=1, max_iters=1, budget=0.0, max_time=0.0,
+                  per_process={"conv": 8, "pool": 4, "infer": 1}),
 }
 
 
@@ -408,18 +417,31 @@ def run_worker(job, tmp, tag, env, timeout):
 
 
 def plan_jobs(cases, per_process):
-    """Groups of cases run by one process: kernel cases (conv, pool) a few at a time, others alone."""
-    jobs, pending = [], {}
+    """Lists of cases, each run by one process per framework and round: kernel cases and inference
+    stacks up to per_process[kind] to a process (groups split evenly); the LeNet cases and the peak
+    alone. Jobs keep the order of the cases."""
+    jobs, groups = [], {}
     for c in cases:
-        if c["kind"] in ("conv", "pool"):
-            key = (c["group"], tuple(c["frameworks"]))
-            pending.setdefault(key, []).append(c)
-            if len(pending[key]) == per_process:
-                jobs.append(pending.pop(key))
-        else:
+        key = "conv" if c["kind"] == "conv" else "pool" if c["kind"] == "pool" else \
+            "infer" if c["group"] == "infer" else None
+        if key is None or per_process.get(key, 1) <= 1:
             jobs.append([c])
-    jobs.extend(pending.values())
-    return jobs
+            continue
+        group = (c["group"], tuple(c["frameworks"]))
+        if group not in groups:
+            groups[group] = (key, [])
+            jobs.append(group)  # placeholder, expanded below
+        groups[group][1].append(c)
+    out = []
+    for j in jobs:
+        if isinstance(j, list):
+            out.append(j)
+            continue
+        key, members = groups[j]
+        n_chunks = math.ceil(len(members) / per_process[key])
+        bounds = [round(i * len(members) / n_chunks) for i in range(n_chunks + 1)]
+        out.extend(members[a:b] for a, b in zip(bounds, bounds[1:]))
+    return out
 
 
 def _case_for_job(c, tmp):
@@ -431,8 +453,11 @@ def run_all(cases, args, mode, avail, tmp):
     """Every job x framework x round; returns results[case_id][framework][pass] = dict(medians=[...], ...)."""
     results = {c["id"]: {} for c in cases}
     meta = {"versions": {}, "info": {}, "errors": [], "wall_per_worker": []}
-    jobs = plan_jobs(cases, args.cases_per_process or mode["per_process"])
-    timing = {k: mode[k] for k in ("warmup", "min_iters", "max_iters", "budget")}
+    per_process = dict(mode["per_process"])
+    if args.cases_per_process:
+        per_process = {k: args.cases_per_process for k in per_process}
+    jobs = plan_jobs(cases, per_process)
+    timing = {k: mode[k] for k in ("warmup", "slow", "min_iters", "max_iters", "budget", "max_time")}
     n_runs = sum(len([f for f in job[0]["frameworks"] if _runnable(f, avail)]) for job in jobs) * mode["rounds"]
     done = 0
     t_start = time.perf_counter()
@@ -611,7 +636,9 @@ def reference_output(case, p):
         return {"loss": float(np.mean(lse - z[np.arange(len(d["y"])), d["y"]]))}
     if case["kind"] == "pool":
         q = case["params"]
-        y, idx = reference.max_pool2d(d["x"], q["k"], q["stride"], q["pad"])
+        if "_ref_pool" not in case:
+            case["_ref_pool"] = reference.max_pool2d(d["x"], q["k"], q["stride"], q["pad"])
+        y, idx = case["_ref_pool"]
         if p == "forward":
             return {"y": y}
         if p == "forward_indices":
@@ -713,8 +740,9 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
             f"(cnnfast {info.get('cnnfast_threads', '?')}, torch {info.get('torch_threads', '?')}) | "
             f"{fw_versions} | NumPy {np.__version__}, Python {platform.python_version()}", "")
     rep.add(f"Each framework in fresh processes of its own (one per job, framework and round; frameworks alternate "
-            f"within each round), {mode['rounds']} rounds, median per process of >= {mode['min_iters']} timed calls "
-            f"after {mode['warmup'] + 1} untimed, then the median over rounds. Ratio = other / cnnfast "
+            f"within each round), {mode['rounds']} rounds; per process the median of >= {mode['min_iters']} timed calls "
+            f"(and >= {mode['budget']:g} s, <= {mode['max_time']:g} s) after {mode['warmup'] + 1} untimed; "
+            f"the table shows the median over rounds. Ratio = other / cnnfast "
             f"(> 1: cnnfast faster). Wall time {wall:.0f} s.", "")
     n_chk = [v for per in checks.values() for pp in per.values() for v in pp.values()]
     n_ok = sum(v.startswith("ok") for v in n_chk)
@@ -775,7 +803,7 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
                 row += [rep.cell(c, "cnnfast", p), rep.cell(c, "torch", p),
                         (_x(r) + (" INVALID" if inv else "") + (" (<0.9)" if r is not None and r < 0.9 else ""))]
                 k = results[c["id"]].get("cnnfast", {}).get(p, {}).get("kernel")
-                kern.append(_short_kernel(k))
+                kern.append(_short_kernel(k, info.get("isa")))
             row.append(" / ".join(kern))
             rows.append(row)
         hdr = ["case", "shape (N x C x H x W -> K)"]
@@ -831,7 +859,7 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
                                     fmt=lambda v: f"{v:.0%}")
             k = results[c["id"]].get("cnnfast", {}).get("forward", {}).get("kernel")
             rows.append([c["id"], c["label"], rep.cell(c, "cnnfast", "forward"), f"{gf:.0f}" if gf else "-", shown,
-                         ">= 80%", rep.met(met), _short_kernel(k)])
+                         ">= 80%", rep.met(met), _short_kernel(k, info.get("isa"))])
         rep.table(["case", "shape", "cnnfast ms", "GFLOP/s", f"% of {isa} peak", "target", "result", "kernel"], rows)
 
     # e
@@ -896,11 +924,14 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
     return rep
 
 
-def _short_kernel(name):
+def _short_kernel(name, isa=None):
+    """conv2d_fwd_f32_avx512_winograd -> 'winograd'; the plain AVX2/AVX-512 conv kernel is the GEMM
+    one ('gemm'); the ISA is added when it is not the one in the header (e.g. a 'ref' fallback)."""
     if not name:
         return "-"
-    tail = name.split("_f32_", 1)[-1]
-    return tail
+    k_isa, _, variant = name.split("_f32_", 1)[-1].partition("_")
+    variant = variant or ("gemm" if k_isa != "ref" else "ref")
+    return variant if k_isa == isa or k_isa == "ref" else f"{k_isa} {variant}"
 
 
 def _cpu_model():
@@ -926,7 +957,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write every measurement, check and target to this JSON file")
     ap.add_argument("--isa", choices=("ref", "avx2", "avx512"), help="CNNFAST_ISA for the cnnfast workers only")
     ap.add_argument("--rounds", type=int, help="override the number of rounds")
-    ap.add_argument("--cases-per-process", type=int, help="conv2d / max_pool2d cases per worker process")
+    ap.add_argument("--cases-per-process", type=int,
+                    help="conv2d, max_pool2d and inference-stack cases per worker process (default: by mode)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds before a worker is killed (default 900)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (data, outputs)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -975,7 +1007,10 @@ def main(argv=None) -> int:
             print(f"inputs written in {time.perf_counter() - t0:.0f} s to {tmp}", file=sys.stderr, flush=True)
         results, meta = run_all(cases, args, mode, avail, tmp)
         t1 = time.perf_counter()
-        checks = {c["id"]: check_case(c, results[c["id"]]) for c in cases}
+        checks = {}
+        for c in cases:
+            checks[c["id"]] = check_case(c, results[c["id"]])
+            c.pop("_ref_pool", None)
         if not args.quiet:
             print(f"outputs checked in {time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True)
         wall = time.perf_counter() - t0
