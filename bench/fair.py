@@ -740,8 +740,9 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
             f"(cnnfast {info.get('cnnfast_threads', '?')}, torch {info.get('torch_threads', '?')}) | "
             f"{fw_versions} | NumPy {np.__version__}, Python {platform.python_version()}", "")
     rep.add(f"Each framework in fresh processes of its own (one per job, framework and round; frameworks alternate "
-            f"within each round), {mode['rounds']} rounds; per process the median of >= {mode['min_iters']} timed calls "
-            f"(and >= {mode['budget']:g} s, <= {mode['max_time']:g} s) after {mode['warmup'] + 1} untimed; "
+            f"within each round), {mode['rounds']} rounds; per process the median of >= {mode['min_iters']} timed calls"
+            + (f" (and >= {mode['budget']:g} s, <= {mode['max_time']:g} s)" if mode["budget"] else "")
+            + f" after {mode['warmup'] + 1} untimed; "
             f"the table shows the median over rounds. Ratio = other / cnnfast "
             f"(> 1: cnnfast faster). Wall time {wall:.0f} s.", "")
     n_chk = [v for per in checks.values() for pp in per.values() for v in pp.values()]
