@@ -3,7 +3,8 @@ bench/_memprobe.py and bench/compare.py.
 
 Everything a benchmark needs to assert its answer lives here: deterministic inputs per case,
 a float64 oracle from tests/reference.py computed once per case and cached, and the stated
-tolerances. Nothing here imports torch: the torch variants import it themselves (importorskip).
+tolerances. Nothing here imports torch, nor cnnfast at import time (bench/fair.py's driver reads the shape
+tables without loading any framework): the variants import their framework themselves.
 """
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-import cnnfast
 
 BENCH_DIR = Path(__file__).resolve().parent
 TESTS_DIR = BENCH_DIR.parent / "tests"
@@ -328,6 +327,8 @@ _DIRS = {"forward": "fwd", "backward_input": "bwd_input", "backward_weight": "bw
 def _last_kernel(op: str, pass_: str):
     """Which cnnfast implementation ran, e.g. 'winograd' for conv2d_fwd_f32_avx2_winograd, 'gemm'
     for the plain AVX2 GEMM kernel (runtime_info()['last_kernels'], where the op reports it)."""
+    import cnnfast
+
     info = getattr(cnnfast, "runtime_info", None)
     last = (info() if info else {}).get("last_kernels") or {}
     name = last.get(f"{op}_{_DIRS.get(pass_, pass_)}_f32")

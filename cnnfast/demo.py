@@ -1,7 +1,7 @@
 """Train the lecture's LeNet-style CNN on 5,000 real MNIST digits, on the CPU, with cnnfast.
 
     python -m cnnfast.demo                     # train (about a minute on 2 cores), report test accuracy
-    python -m cnnfast.demo --compare-torch     # the same run in PyTorch, side by side
+    python -m cnnfast.demo --compare-torch     # the same run in PyTorch (a fresh process), side by side
     python -m cnnfast.demo --plots out/        # also write training curves, kernels, feature maps
 
 The network (LeCun et al. 1998, as in the lecture): conv 5x5 (1->6, padding 2) -> ReLU -> max-pool 2
@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -121,6 +125,59 @@ def train_torch(initial_state, X, y, Xt, yt, *, epochs, batch_size, lr, seed, th
             "inference_images_per_second": infer, "train_seconds": sum(times)}
 
 
+# The PyTorch side of --compare-torch runs in a fresh interpreter that never imports cnnfast: this
+# file is loaded there as a plain module (its top level imports only the standard library and NumPy),
+# so neither framework's threads, OpenMP runtime or environment can slow the other.
+_TORCH_CHILD = ("import importlib.util, sys\n"
+                "spec = importlib.util.spec_from_file_location('_cnnfast_demo_torch', sys.argv[1])\n"
+                "m = importlib.util.module_from_spec(spec)\n"
+                "spec.loader.exec_module(m)\n"
+                "sys.exit(m._torch_child(sys.argv[2], sys.argv[3]))\n")
+
+
+def _launch_environment():
+    """The environment this process was started with (Linux: /proc/self/environ), not os.environ as
+    changed since by imported libraries; os.environ where /proc is unavailable."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            items = [kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv]
+        return {os.fsdecode(k): os.fsdecode(v) for k, v in items}
+    except OSError:
+        return dict(os.environ)
+
+
+def _torch_child(data_path, result_path):
+    """Entry point of the fresh PyTorch process: train_torch on the parent's data and weights."""
+    with np.load(data_path) as z:
+        d = {k: z[k] for k in z.files}
+    kw = json.loads(str(d.pop("__kwargs__")))
+    X, y, Xt, yt = (d.pop(k) for k in ("__X__", "__y__", "__Xt__", "__yt__"))
+    result = train_torch(d, X, y, Xt, yt, **kw)
+    import torch
+    result["torch_version"] = torch.__version__
+    with open(result_path, "w") as f:
+        json.dump(result, f)
+    return 0
+
+
+def train_torch_in_fresh_process(initial_state, X, y, Xt, yt, **kw):
+    """:func:`train_torch` in a fresh Python process (same weights, data, batches and threads)."""
+    if importlib.util.find_spec("torch") is None:
+        raise SystemExit("--compare-torch needs PyTorch: pip install torch==2.13.0 "
+                         "(exactly this version: it is the CPU build)")
+    with tempfile.TemporaryDirectory(prefix="cnnfast-demo-") as tmp:
+        data, out = os.path.join(tmp, "data.npz"), os.path.join(tmp, "result.json")
+        np.savez(data, __X__=X, __y__=y, __Xt__=Xt, __yt__=yt, __kwargs__=np.array(json.dumps(kw)),
+                 **{k: np.asarray(v) for k, v in initial_state.items()})
+        sys.stdout.flush()
+        r = subprocess.run([sys.executable, "-c", _TORCH_CHILD, os.path.abspath(__file__), data, out],
+                           env=_launch_environment())
+        if r.returncode != 0 or not os.path.exists(out):
+            raise SystemExit(f"--compare-torch: the PyTorch process failed (exit status {r.returncode})")
+        with open(out) as f:
+            return json.load(f)
+
+
 def _write_plots(directory, history, model, image):
     try:
         import matplotlib  # noqa: F401
@@ -194,22 +251,22 @@ def main(argv=None):
 
     if args.compare_torch:
         if verbose:
-            print("\nPyTorch, same network, initial weights, batch order, optimizer and seed:", flush=True)
-        t = train_torch(initial_state, X, y, Xt, yt, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        seed=args.seed, threads=threads, verbose=verbose)
+            print("\nPyTorch in a fresh process of its own, same network, initial weights, batch order, optimizer, "
+                  "seed and threads:", flush=True)
+        t = train_torch_in_fresh_process(initial_state, X, y, Xt, yt, epochs=args.epochs, batch_size=args.batch_size,
+                                         lr=args.lr, seed=args.seed, threads=threads, verbose=verbose)
         result["torch"] = t
-        import torch
         rows = [("test accuracy", f"{test['accuracy']:.2%}", f"{t['test_accuracy']:.2%}", ""),
                 ("training img/s", f"{train_ips:,.0f}", f"{t['train_images_per_second']:,.0f}",
                  f"{train_ips / t['train_images_per_second']:.2f}x"),
                 ("inference img/s", f"{infer:,.0f}", f"{t['inference_images_per_second']:,.0f}",
                  f"{infer / t['inference_images_per_second']:.2f}x")]
-        print(f"\n{'':18}{'cnnfast ' + cnnfast.__version__:>16}{'torch ' + torch.__version__:>18}{'ratio':>9}")
+        print(f"\n{'':18}{'cnnfast ' + cnnfast.__version__:>16}{'torch ' + t['torch_version']:>18}{'ratio':>9}")
         for name, a, b, r in rows:
             print(f"{name:18}{a:>16}{b:>18}{r:>9}")
         gap = (t["test_accuracy"] - test["accuracy"]) * 100
         print(f"accuracy gap (torch - cnnfast): {gap:+.1f} points ({'within' if abs(gap) <= 1.5 else 'OUTSIDE'} 1.5); "
-              f"{threads} thread(s) each")
+              f"{threads} thread(s) each, each framework in a process of its own")
 
     if args.plots:
         paths = _write_plots(args.plots, history, model, Xt[0])
