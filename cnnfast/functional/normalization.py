@@ -89,6 +89,12 @@ def _batch_norm_forward(x, running_mean, running_var, weight, bias, training, mo
     return out, ("eval", x, invstd, scale, rm)
 
 
+def _channel_dot(a, b):
+    """sum over every axis but 1 of a * b, without a full-size temporary."""
+    n, c = a.shape[:2]
+    return np.einsum("ijk,ijk->j", a.reshape(n, c, -1), b.reshape(n, c, -1))
+
+
 def _batch_norm_backward(g, saved, needs=(True, True, True)):
     """(grad_input, grad_weight, grad_bias) of batch_norm; entries not in ``needs`` are None."""
     axes = _bn_axes(g)
@@ -97,7 +103,7 @@ def _batch_norm_backward(g, saved, needs=(True, True, True)):
     if saved[0] == "train":
         _, xhat, invstd, weight = saved
         n = g.size // g.shape[1]
-        gxhat_sum = np.einsum("ij...,ij...->j", g, xhat) if g.ndim > 2 else (g * xhat).sum(axis=0)
+        gxhat_sum = _channel_dot(g, xhat)
         gx = None
         if needs[0]:
             k = invstd if weight is None else invstd * weight
@@ -112,7 +118,7 @@ def _batch_norm_backward(g, saved, needs=(True, True, True)):
     gw = None
     if needs[1]:
         xhat = (x - rm.reshape(shp)) * invstd.reshape(shp)
-        gw = np.einsum("ij...,ij...->j", g, xhat) if g.ndim > 2 else (g * xhat).sum(axis=0)
+        gw = _channel_dot(g, xhat)
     return gx, gw, (gb if needs[2] else None)
 
 

@@ -6,7 +6,7 @@ Functions in ``cnnfast.autograd.ops``. They are elementwise, so NumPy runs them 
 over memory; a fused conv epilogue (C++) would save those passes (see README, "Transfer learning").
 
 Gradients at the kinks follow PyTorch: relu6 and hardsigmoid pass no gradient at their
-breakpoints (-3/3, 0/6), hardswish's gradient is ``x/3 + 1/2`` on ``[-3, 3]``.
+breakpoints (-3/3, 0/6), hardswish's gradient is ``x/3 + 1/2`` on ``(-3, 3)``, 0 at -3 and 1 at 3.
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def _hardswish(x):
 
 def _hardswish_backward(g, x):
     mid = g * (x / 3 + np.asarray(0.5, dtype=x.dtype))
-    return np.where(x < -3, np.zeros((), g.dtype), np.where(x <= 3, mid, g)).astype(g.dtype, copy=False)
+    return np.where(x <= -3, np.zeros((), g.dtype), np.where(x < 3, mid, g)).astype(g.dtype, copy=False)
 
 
 def hardswish(input, inplace=False):

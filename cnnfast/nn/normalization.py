@@ -15,7 +15,8 @@ __all__ = ["BatchNorm2d", "LocalResponseNorm"]
 class BatchNorm2d(Module):
     """Batch normalisation over the channels of an NCHW batch (``torch.nn.BatchNorm2d``).
 
-    Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros) when ``affine``; buffers
+    Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros; left out with ``bias=False``, a
+    keyword as in torch 2.13) when ``affine``; buffers
     ``running_mean`` (zeros), ``running_var`` (ones) and ``num_batches_tracked`` (int64 0) when
     ``track_running_stats``, saved in ``state_dict`` under torch's names.
 
@@ -27,7 +28,7 @@ class BatchNorm2d(Module):
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 dtype=np.float32):
+                 dtype=np.float32, *, bias=True):
         super().__init__()
         op = "BatchNorm2d"
         if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features <= 0:
@@ -44,7 +45,10 @@ class BatchNorm2d(Module):
         self.track_running_stats = bool(track_running_stats)
         if self.affine:
             self.weight = Parameter(np.ones(num_features, dtype=dtype))
-            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+            if bias:
+                self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -67,7 +71,8 @@ class BatchNorm2d(Module):
         self.reset_running_stats()
         if self.affine:
             self.weight.data[...] = 1
-            self.bias.data[...] = 0
+            if self.bias is not None:
+                self.bias.data[...] = 0
 
     def forward(self, input):
         nd = input.ndim if isinstance(input, Tensor) else np.ndim(input)
@@ -80,14 +85,14 @@ class BatchNorm2d(Module):
         use_batch = self.training or (self.running_mean is None and self.running_var is None)
         keep = not self.training or self.track_running_stats
         w, b = self.weight, self.bias
-        if not isinstance(input, Tensor) and w is not None:
-            w, b = w.data, b.data
+        if not isinstance(input, Tensor):
+            w, b = (None if w is None else w.data), (None if b is None else b.data)
         return F.batch_norm(input, self.running_mean if keep else None, self.running_var if keep else None, w, b,
                             use_batch, factor, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
 
 class LocalResponseNorm(Module):
