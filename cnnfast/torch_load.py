@@ -7,8 +7,9 @@ whose ``storage`` is a persistent id ``('storage', torch.FloatStorage, key, loca
 
 A pickle can name and call any Python callable, so loading an untrusted file with ``pickle``
 can run any code. This reader's unpickler resolves only the globals a state dict needs
-(``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter``
-and the storage type names) to cnnfast's own functions, which build NumPy arrays; any other
+(``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter``,
+the storage type names, and for plain values ``set``/``frozenset``/``complex`` and the latin1
+``_codecs.encode`` that protocol 2 uses for bytes) to cnnfast's own functions, which build NumPy arrays; any other
 global (``os.system``, ``builtins.eval``, ...) is refused with :class:`UnsafeTorchFileError`
 naming it, before anything is called. Plain values (dicts, lists, tuples, numbers, strings)
 need no globals and load as they are.
@@ -116,12 +117,33 @@ class _Allowed:
         return self.fn(*args, **kwargs)
 
 
+def _latin1_bytes(text, encoding="latin1"):
+    """What pickle protocol 2 (torch.save's) writes for bytes: ``_codecs.encode(str, 'latin1')``.
+    Only that encoding is accepted (a codec lookup by name could import modules)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafeTorchFileError(f"load_torch: refusing _codecs.encode with encoding {encoding!r:.40} (only the "
+                                   "latin1 bytes encoding of pickle protocol 2 is allowed)")
+    return text.encode("latin1")
+
+
+def _plain(fn):
+    def call(*args):
+        if any(not isinstance(a, (list, tuple, str, int, float)) for a in args):
+            raise UnsafeTorchFileError(f"load_torch: {fn.__name__}() called on a non-plain value")
+        return fn(*args)
+    return call
+
+
 _ALLOWED = {
     ("collections", "OrderedDict"): collections.OrderedDict,
+    ("_codecs", "encode"): _latin1_bytes,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
 }
+for _mod in ("builtins", "__builtin__"):  # protocol 2 writes Python 2's module name
+    _ALLOWED.update({(_mod, "set"): _plain(set), (_mod, "frozenset"): _plain(frozenset),
+                     (_mod, "complex"): _plain(complex)})
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
