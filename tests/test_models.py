@@ -86,6 +86,7 @@ def test_eval_outputs_match_torchvision_through_load_torch(name, tv, tmp_path):
     assert type(got) is np.ndarray and got.shape == (2, 10) and got.dtype == np.float32
     scale = np.abs(want).max()
     err = np.abs(got - want).max()
+    print(f"\n{name}: max abs error vs torchvision {err:.2e} (max |logit| {scale:.3g}, input {x.shape})")
     assert err <= 1e-4 * max(scale, 1.0), f"{name}: max abs error {err:.3g} (output scale {scale:.3g})"
     # a Tensor input gives the same values (and records a graph)
     t_out = model(Tensor(x))

@@ -378,6 +378,12 @@ def test_pools_asymmetric_padding_match_torch(pads):
     np.testing.assert_array_equal(x.reshape(1, 1, -1)[0, 0][idx], out)
     check_fd(lambda a: F.max_pool2d(a, 3, 2, pads), rand(1, 2, 5, 6))
     check_fd(lambda a: F.avg_pool2d(a, 3, 2, pads, count_include_pad=False), rand(1, 2, 5, 6))
+    # the modules take the 4-tuple too
+    np.testing.assert_array_equal(nn.MaxPool2d(3, 2, pads)(x), F.max_pool2d(x, 3, 2, pads))
+    np.testing.assert_array_equal(nn.AvgPool2d(3, 2, pads, count_include_pad=False)(x),
+                                  F.avg_pool2d(x, 3, 2, pads, count_include_pad=False))
+    with pytest.raises(ValueError, match="at most half"):
+        nn.MaxPool2d(3, 2, (2, 0, 0, 0))
     with pytest.raises(ValueError, match="at most half"):
         F.max_pool2d(x, 3, 2, (2, 0, 0, 0))
     with pytest.raises(ValueError, match="at most half"):

@@ -55,10 +55,16 @@ def _unpack(wheel):
     root = os.path.join(tempfile.gettempdir(), f"cnnfast-test-torchvision-{VERSION}", "src")
     marker = os.path.join(root, "torchvision", "models", "resnet.py")
     if not os.path.exists(marker):
+        os.makedirs(root, exist_ok=True)
+        staging = tempfile.mkdtemp(dir=root)  # unpack aside, then rename: safe if two runs race
         with zipfile.ZipFile(wheel) as zf:
             for name in zf.namelist():
                 if name.startswith("torchvision/") and name.endswith(".py"):
-                    zf.extract(name, root)
+                    zf.extract(name, staging)
+        try:
+            os.replace(os.path.join(staging, "torchvision"), os.path.join(root, "torchvision"))
+        except OSError:  # another run got there first
+            pass
     return os.path.join(root, "torchvision")
 
 
