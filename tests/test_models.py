@@ -93,31 +93,28 @@ def test_eval_outputs_match_torchvision_through_load_torch(name, tv, tmp_path):
     np.testing.assert_allclose(t_out.data, got, rtol=1e-5, atol=1e-5 * max(scale, 1.0))
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "efficientnet_b0"])
-def test_training_mode_outputs_gradients_and_running_stats_match_torchvision(name, tv):
-    """One training step in float64 (batch statistics, no dropout/stochastic depth): logits,
-    parameter gradients and updated running statistics equal torchvision's. (float64: with a
-    batch of 4 the deep layers' batch statistics are ill-conditioned enough that float32 rounding
-    differences grow to ~1% in the first layer's gradient.)"""
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(1)
-    extra = {"resnet18": {}, "mobilenet_v3_small": {"dropout": 0.0},
-             "efficientnet_b0": {"dropout": 0.0, "stochastic_depth_prob": 0.0}}[name]
-    ref = tv[name](num_classes=5, **extra).double()
-    model = getattr(models, name)(num_classes=5, **extra).double()
+def _compare_training_step(model, ref, x, target, torch):
+    """One float64 training step through both: logits, loss, every parameter gradient, the
+    input gradient and the updated running statistics must agree."""
     model.load_state_dict({k: v.numpy() for k, v in ref.state_dict().items()})
     ref.train(), model.train()
-    x = _input(3, (4, 3, 32, 32)).astype(np.float64)
-    target = np.array([0, 1, 2, 3])
-    out = model(Tensor(x))
-    loss = cnnfast.cross_entropy(out, target)
-    loss.backward()
-    tout = ref(torch.from_numpy(x))
-    tloss = torch.nn.functional.cross_entropy(tout, torch.from_numpy(target))
-    tloss.backward()
+    xt = Tensor(x, requires_grad=True)
+    out = model(xt)
+    xtt = torch.from_numpy(x.copy()).requires_grad_()
+    tout = ref(xtt)
     assert out.dtype == np.float64
     np.testing.assert_allclose(out.data, tout.detach().numpy(), rtol=1e-8, atol=1e-9)
-    np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-10)
+    if target is None:
+        v = np.random.default_rng(9).standard_normal(out.shape)
+        (out * v).sum().backward()
+        (tout * torch.from_numpy(v)).sum().backward()
+    else:
+        loss = cnnfast.cross_entropy(out, target)
+        loss.backward()
+        tloss = torch.nn.functional.cross_entropy(tout, torch.from_numpy(target))
+        tloss.backward()
+        np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-10)
+    np.testing.assert_allclose(xt.grad, xtt.grad.numpy(), rtol=1e-6, atol=1e-8 * max(np.abs(xt.grad).max(), 1.0))
     tparams = dict(ref.named_parameters())
     for k, p in model.named_parameters():
         g, tg = p.grad, tparams[k].grad.numpy()
@@ -126,6 +123,62 @@ def test_training_mode_outputs_gradients_and_running_stats_match_torchvision(nam
     tsd = ref.state_dict()
     for k, v in model.state_dict().items():
         np.testing.assert_allclose(v, tsd[k].numpy(), rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def _block_pair(kind):
+    """The same block from cnnfast.models and from torchvision, in float64."""
+    from functools import partial
+
+    import torch
+
+    import cnnfast.models.efficientnet as cf_eff
+    import cnnfast.models.mobilenet as cf_mob
+    import torchvision.models.efficientnet as tv_eff
+    import torchvision.models.mobilenetv2 as tv_mob2
+    import torchvision.models.mobilenetv3 as tv_mob3
+
+    if kind == "mobilenet_v2":  # expand 6, depthwise, project, residual
+        return cf_mob.InvertedResidual(16, 16, 1, 6), tv_mob2.InvertedResidual(16, 16, 1, 6), 16
+    if kind == "mobilenet_v3":  # hardswish, squeeze-and-excitation with hardsigmoid, 5x5, residual
+        args = (24, 5, 96, 24, True, "HS", 1, 1, 1.0)
+        return (cf_mob.InvertedResidualV3(cf_mob._V3Config(*args), partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)),
+                tv_mob3.InvertedResidual(tv_mob3.InvertedResidualConfig(*args),
+                                         partial(torch.nn.BatchNorm2d, eps=1e-3, momentum=0.01)), 24)
+    if kind == "inception":  # four branches (max pool with ceil_mode), cat along channels
+        import importlib
+
+        cf_g = importlib.import_module("cnnfast.models.googlenet")  # the attribute is the function
+        tv_g = importlib.import_module("torchvision.models.googlenet")
+
+        return cf_g.Inception(32, 8, 8, 16, 4, 8, 8), tv_g.Inception(32, 8, 8, 16, 4, 8, 8), 32
+    # efficientnet: SiLU, SE with SiLU, stride 1 residual (stochastic depth off)
+    args = (6, 3, 1, 16, 16, 1)
+    return (cf_eff.MBConv(cf_eff.MBConvConfig(*args), 0.0, nn.BatchNorm2d),
+            tv_eff.MBConv(tv_eff.MBConvConfig(*args), 0.0, torch.nn.BatchNorm2d), 16)
+
+
+@pytest.mark.parametrize("kind", ["mobilenet_v2", "mobilenet_v3", "efficientnet", "inception"])
+def test_training_mode_blocks_match_torchvision(kind, tv):
+    """The blocks in training mode (whole networks with depthwise convs would take torch too long
+    in float64: its depthwise conv is then a per-channel loop)."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(4)
+    model, ref, c = _block_pair(kind)
+    _compare_training_step(model.double(), ref.double(), _input(5, (4, c, 7, 7)).astype(np.float64), None, torch)
+
+
+@pytest.mark.parametrize("name", ["resnet18"])
+def test_training_mode_outputs_gradients_and_running_stats_match_torchvision(name, tv):
+    """One training step in float64 (batch statistics, no dropout/stochastic depth): logits,
+    parameter gradients and updated running statistics equal torchvision's. (float64: with a
+    batch of 4 the deep layers' batch statistics are ill-conditioned enough that float32 rounding
+    differences grow to ~1% in the first layer's gradient.)"""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    ref = tv[name](num_classes=5).double()
+    model = getattr(models, name)(num_classes=5).double()
+    x = _input(3, (4, 3, 32, 32)).astype(np.float64)
+    _compare_training_step(model, ref, x, np.array([0, 1, 2, 3]), torch)
 
 
 @pytest.mark.parametrize("name", ARCHS)
