@@ -55,7 +55,7 @@ def _unary(op, fwd, fn_name, input, inplace, **kw):
 
 
 def _relu6(x):
-    return np.clip(x, 0, 6).astype(x.dtype, copy=False)
+    return np.clip(x, x.dtype.type(0), x.dtype.type(6))
 
 
 def _relu6_backward(g, x):
@@ -68,7 +68,10 @@ def relu6(input, inplace=False):
 
 
 def _hardsigmoid(x):
-    return (np.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False)
+    t = x + x.dtype.type(3)  # one temporary, then in place: three passes over memory
+    np.clip(t, 0, 6, out=t)
+    np.divide(t, 6, out=t)
+    return t
 
 
 def _hardsigmoid_backward(g, x):
@@ -81,7 +84,11 @@ def hardsigmoid(input, inplace=False):
 
 
 def _hardswish(x):
-    return (x * np.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False)
+    t = x + x.dtype.type(3)  # x * min(max(x + 3, 0), 6) / 6 as torch, in place on one temporary
+    np.clip(t, 0, 6, out=t)
+    np.multiply(t, x, out=t)
+    np.divide(t, 6, out=t)
+    return t
 
 
 def _hardswish_backward(g, x):
@@ -98,13 +105,23 @@ def hardswish(input, inplace=False):
 
 
 def _sigmoid(x):
-    from .misc import _sigmoid as s
-
-    return s(x)
+    """1 / (1 + exp(-x)) in place on one temporary; exp overflows to inf for x < -88 (float32),
+    which gives the right limit 0."""
+    t = np.negative(x)
+    with np.errstate(over="ignore"):
+        np.exp(t, out=t)
+    t += 1
+    np.reciprocal(t, out=t)
+    return t
 
 
 def _silu(x):
-    return x * _sigmoid(x)
+    t = np.negative(x)  # x / (1 + exp(-x)): four passes, one temporary; -> -0.0 where exp overflows
+    with np.errstate(over="ignore"):
+        np.exp(t, out=t)
+    t += 1
+    np.divide(x, t, out=t)
+    return t
 
 
 def _silu_backward(g, x):
