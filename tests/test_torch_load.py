@@ -59,6 +59,32 @@ def test_tensors_of_every_layout_and_dtype_load_identically(tmp_path):
     assert out["bf16"].dtype == np.float32
 
 
+def test_legacy_format_and_file_objects(tmp_path):
+    """torch < 1.6 files (and _use_new_zipfile_serialization=False): storages after the pickle,
+    storage views; a binary file object instead of a path."""
+    torch = pytest.importorskip("torch")
+    base = torch.arange(60, dtype=torch.float64).reshape(6, 10)
+    sd = collections.OrderedDict(w=torch.randn(4, 3), view=base[2:4, 1::3], full=base, i=torch.tensor(5),
+                                 h=torch.randn(3).half(), bf=torch.randn(3).bfloat16(), b=torch.tensor([True]))
+    torch.save(sd, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    assert (tmp_path / "legacy.pth").read_bytes()[:2] != b"PK"
+    out = cnnfast.load_torch(tmp_path / "legacy.pth")
+    for k, v in sd.items():
+        np.testing.assert_array_equal(out[k], _ref(v), err_msg=k)
+        assert out[k].dtype == _ref(v).dtype
+    with open(tmp_path / "legacy.pth", "rb") as f:
+        np.testing.assert_array_equal(cnnfast.load_torch(f)["w"], sd["w"].numpy())
+    torch.save(sd, tmp_path / "zip.pth")
+    with open(tmp_path / "zip.pth", "rb") as f:
+        np.testing.assert_array_equal(cnnfast.load_torch(f)["view"], sd["view"].numpy())
+    # a malicious legacy file is refused the same way
+    payload = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2) + \
+        pickle.dumps({"little_endian": True}, protocol=2) + pickle.dumps(_Eval(), protocol=2)
+    (tmp_path / "evil_legacy.pth").write_bytes(payload)
+    with pytest.raises(UnsafeTorchFileError, match="eval"):
+        cnnfast.load_torch(tmp_path / "evil_legacy.pth")
+
+
 def test_nested_checkpoint_with_plain_values(tmp_path):
     torch = pytest.importorskip("torch")
     ckpt = {"epoch": 3, "lr": 0.1, "name": "run-1", "ok": True, "none": None, "shape": (2, 3),
@@ -157,11 +183,17 @@ def test_damaged_files_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="load_torch: .*trunc.pth"):
         cnnfast.load_torch(tmp_path / "trunc.pth")
     (tmp_path / "junk.pth").write_bytes(b"hello world, not a checkpoint")
-    with pytest.raises(ValueError, match="not a PyTorch zip file"):
+    with pytest.raises(ValueError, match="not a PyTorch file"):
         cnnfast.load_torch(tmp_path / "junk.pth")
-    torch.save({"w": torch.ones(2)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
-    with pytest.raises(ValueError, match="legacy"):
-        cnnfast.load_torch(tmp_path / "legacy.pth")
+    torch.save({"w": torch.randn(100, 100)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    data = (tmp_path / "legacy.pth").read_bytes()
+    for cut in (10, len(data) // 20, len(data) - 100):
+        (tmp_path / "legacy_trunc.pth").write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="load_torch: .*legacy_trunc.pth"):
+            cnnfast.load_torch(tmp_path / "legacy_trunc.pth")
+    (tmp_path / "pickle.pth").write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    with pytest.raises(ValueError, match="not a PyTorch file"):
+        cnnfast.load_torch(tmp_path / "pickle.pth")
     with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:
         zf.writestr("readme.txt", "hi")
     with pytest.raises(ValueError, match="not a torch.save archive"):
