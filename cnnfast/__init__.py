@@ -57,6 +57,10 @@ from .functional import (  # noqa: E402
     avg_pool2d, binary_cross_entropy_with_logits, cross_entropy, dropout, flatten, leaky_relu, linear, log_softmax,
     mse_loss, nll_loss, one_hot, sigmoid, softmax, tanh,
 )
+from .functional import (  # noqa: E402
+    adaptive_avg_pool2d, batch_norm, cat, gelu, global_avg_pool2d, hardsigmoid, hardswish, local_response_norm, pad,
+    prelu, relu6, silu,
+)
 from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
 from ._random import manual_seed  # noqa: E402
 
@@ -73,6 +77,8 @@ __all__ += [
     "Tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "manual_seed",
     "linear", "avg_pool2d", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout", "flatten",
     "one_hot", "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits",
+    "cat", "pad", "batch_norm", "adaptive_avg_pool2d", "global_avg_pool2d", "hardswish", "hardsigmoid", "silu",
+    "relu6", "gelu", "prelu", "local_response_norm",
 ]
 
 # optim, data, datasets, save/load, training helpers and gradcheck: imported on first use
@@ -83,6 +89,7 @@ _LAZY = {
     "fit": ("cnnfast.training", "fit"), "evaluate": ("cnnfast.training", "evaluate"),
     "predict": ("cnnfast.training", "predict"), "History": ("cnnfast.training", "History"),
     "filters": ("cnnfast.filters", None), "viz": ("cnnfast.viz", None), "nn": ("cnnfast.nn", None),
+    "models": ("cnnfast.models", None), "load_torch": ("cnnfast.torch_load", "load_torch"),
 }
 # Imported eagerly (NumPy only, microseconds): the function must shadow the submodule of the same
 # name, which would otherwise win if someone imported ``cnnfast.gradcheck`` as a module first.

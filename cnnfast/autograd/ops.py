@@ -657,3 +657,139 @@ def _grad_enabled():
     from .grad_mode import is_grad_enabled
 
     return is_grad_enabled()
+
+
+# ---------------------------------------------------------------------------- transfer-learning layers
+# (BatchNorm, the modern activations, adaptive pooling, cat, pad, LRN: issue 10). The array math
+# is in cnnfast.functional.{normalization,pointwise,adaptive,shape}.
+
+from ..functional import adaptive as _adaptive  # noqa: E402
+from ..functional import normalization as _norm  # noqa: E402
+from ..functional import pointwise as _pw  # noqa: E402
+from ..functional import shape as _shape_ops  # noqa: E402
+
+
+def _like(g, dtype):
+    return g if g.dtype == dtype else g.astype(dtype)
+
+
+class BatchNorm(Function):
+    @staticmethod
+    def forward(ctx, x, w, b, running_mean=None, running_var=None, training=False, momentum=0.1, eps=1e-5):
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float32)
+        w = None if w is None else np.asarray(w).astype(x.dtype, copy=False)
+        b = None if b is None else np.asarray(b).astype(x.dtype, copy=False)
+        _norm._bn_check("batch_norm", x, running_mean, running_var, w, b, training)
+        out, ctx.saved = _norm._batch_norm_forward(x, running_mean, running_var, w, b, training, momentum, eps)
+        ctx.dtypes = (x.dtype, None if w is None else w.dtype, None if b is None else b.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        gx, gw, gb = _norm._batch_norm_backward(g, ctx.saved, ctx.needs_input_grad)
+        dx, dw, db = ctx.dtypes
+        return (None if gx is None else _like(gx, dx)), (None if gw is None else _like(gw, dw)), \
+            (None if gb is None else _like(gb, db))
+
+
+def _unary_function(name, fwd, bwd):
+    """An autograd Function for an elementwise op y = fwd(x, **kw), dx = bwd(g, x, **kw)."""
+
+    def forward(ctx, x, **kw):
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float32)
+        ctx.save_for_backward(x)
+        ctx.kw = kw
+        return fwd(x, **kw)
+
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return _like(bwd(g, x, **ctx.kw), x.dtype)
+
+    return type(name, (Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward),
+                                    "__module__": __name__})
+
+
+ReLU6 = _unary_function("ReLU6", _pw._relu6, _pw._relu6_backward)
+Hardsigmoid = _unary_function("Hardsigmoid", _pw._hardsigmoid, _pw._hardsigmoid_backward)
+Hardswish = _unary_function("Hardswish", _pw._hardswish, _pw._hardswish_backward)
+SiLU = _unary_function("SiLU", _pw._silu, _pw._silu_backward)
+GELU = _unary_function("GELU", _pw._gelu, _pw._gelu_backward)
+
+
+class PReLU(Function):
+    @staticmethod
+    def forward(ctx, x, w):
+        x = np.asarray(x)
+        w = np.asarray(w)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float32)
+        _pw._prelu_weight("prelu", x, w)
+        ctx.save_for_backward(x, w)
+        return _pw._prelu(x, w)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        nx, nw = ctx.needs_input_grad
+        gx, gw = _pw._prelu_backward(g, x, w, nx, nw)
+        return (None if gx is None else _like(gx, x.dtype)), gw
+
+
+class LocalResponseNorm(Function):
+    @staticmethod
+    def forward(ctx, x, size, alpha, beta, k):
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float32)
+        out, ctx.saved = _norm._lrn_forward(x, size, alpha, beta, k)
+        ctx.args = (size, alpha, beta)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return _norm._lrn_backward(g, ctx.saved, *ctx.args)
+
+
+class AdaptiveAvgPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, output_size):
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float32)
+        ctx.shape = x.shape
+        return _adaptive._adaptive_forward(x, *output_size)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _adaptive._adaptive_backward(g, ctx.shape)
+
+
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, *arrays, dim=0):
+        arrays = [np.asarray(a) for a in arrays]
+        ctx.dim = dim
+        ctx.bounds = np.cumsum([a.shape[dim] for a in arrays])[:-1]
+        ctx.dtypes = [a.dtype for a in arrays]
+        return np.concatenate(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        parts = np.split(g, ctx.bounds, axis=ctx.dim)
+        return tuple(_like(np.ascontiguousarray(p), dt) if need else None
+                     for p, dt, need in zip(parts, ctx.dtypes, ctx.needs_input_grad))
+
+
+class Pad(Function):
+    @staticmethod
+    def forward(ctx, x, pairs, value=0):
+        ctx.pairs = pairs
+        return _shape_ops._pad_forward(np.asarray(x), pairs, value)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _shape_ops._pad_backward(g, ctx.pairs)

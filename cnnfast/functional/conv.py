@@ -31,8 +31,18 @@ def _conv_pads(op, padding, weight_shape, stride, dilation):
             tw = dilation[1] * (weight_shape[3] - 1)
             return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
         raise ValueError(f"{op}: invalid padding string {padding!r}, should be one of 'valid', 'same'")
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        return _four_pads(op, padding)
     ph, pw = _pair(padding, "padding", op)
     return (ph, ph, pw, pw)
+
+
+def _four_pads(op, padding):
+    """A 4-tuple ``(top, bottom, left, right)`` of non-negative ints (asymmetric, 'SAME_UPPER'-style)."""
+    if any(isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer)) or p < 0 for p in padding):
+        raise ValueError(f"{op}: padding as a 4-tuple must be non-negative ints (top, bottom, left, right), "
+                         f"got {tuple(padding)!r}")
+    return tuple(int(p) for p in padding)
 
 
 def _prepare(op, stride, padding, dilation, groups, weight_shape):
@@ -54,11 +64,13 @@ def _batch(op, x, name="input"):
 
 
 def _pad_extra(x, pads):
-    """Zero-pad the bottom/right of x by the asymmetric part of pads; returns (x, symmetric pads)."""
+    """Zero-pad x by the asymmetric part of pads (top, bottom, left, right); returns (x, symmetric
+    pads) for the kernels, which pad symmetrically."""
     t, b, l, r = pads
-    if (b - t) or (r - l):
-        x = np.pad(x, ((0, 0), (0, 0), (0, b - t), (0, r - l)))
-    return x, (t, l)
+    st, sl = min(t, b), min(l, r)
+    if (t, b, l, r) != (st, st, sl, sl):
+        x = np.pad(x, ((0, 0), (0, 0), (t - st, b - st), (l - sl, r - sl)))
+    return x, (st, sl)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -66,7 +78,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
     Args follow ``torch.nn.functional.conv2d``: ``weight`` is ``(out_channels, in_channels/groups,
     kH, kW)``, ``bias`` is ``(out_channels,)`` or None, ``stride``/``dilation`` are ints or pairs,
-    ``padding`` is an int, a pair, ``'valid'`` or ``'same'``. Returns an ndarray for ndarray inputs,
+    ``padding`` is an int, a pair, ``'valid'``, ``'same'`` or a 4-tuple ``(top, bottom, left, right)``
+    (asymmetric, as ONNX's SAME_UPPER produces). Returns an ndarray for ndarray inputs,
     a recorded Tensor if any input is a Tensor.
 
     Casting: float32 in -> float32 out; float64 anywhere -> float64; other real dtypes (ints, bool,
@@ -107,8 +120,10 @@ def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation
     if len(shape) != 4:
         raise ValueError(f"{op}: Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size {shape}")
     n, c, h, w = shape
-    padded = [n, c, h + pads[1] - pads[0], w + pads[3] - pads[2]]
-    out = tuple(_core.conv2d_output_size(padded, [int(v) for v in weight_shape], -1, stride, (pads[0], pads[2]),
+    t, b, l, r = pads
+    st, sl = min(t, b), min(l, r)
+    padded = [n, c, h + t + b - 2 * st, w + l + r - 2 * sl]
+    out = tuple(_core.conv2d_output_size(padded, [int(v) for v in weight_shape], -1, stride, (st, sl),
                                          dilation, groups))
     return out[1:] if unbatched else out
 
@@ -123,10 +138,11 @@ def _bwd_input(op, gy, input_shape, w, stride, pads, dilation, groups):
     if len(shape) != 4:
         raise ValueError(f"{op}: Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size {shape}")
     t, b, l, r = pads
-    padded = [shape[0], shape[1], shape[2] + b - t, shape[3] + r - l]
-    gi = _core.conv2d_backward_input(padded, gy, w, stride, (t, l), dilation, groups)
-    if tuple(gi.shape) != shape:  # crop the asymmetric 'same' padding back off
-        gi = np.ascontiguousarray(gi[:, :, : shape[2], : shape[3]])
+    st, sl = min(t, b), min(l, r)
+    padded = [shape[0], shape[1], shape[2] + t + b - 2 * st, shape[3] + l + r - 2 * sl]
+    gi = _core.conv2d_backward_input(padded, gy, w, stride, (st, sl), dilation, groups)
+    if tuple(gi.shape) != shape:  # crop the asymmetric padding back off
+        gi = np.ascontiguousarray(gi[:, :, t - st: t - st + shape[2], l - sl: l - sl + shape[3]])
     return gi[0] if unbatched else gi
 
 

@@ -156,8 +156,12 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
     ``stride`` defaults to ``kernel_size``; zero padding at most half the kernel. With
     ``count_include_pad=False`` the padded zeros are left out of each window's divisor.
+    ``padding`` may also be a 4-tuple ``(top, bottom, left, right)`` (asymmetric).
     """
     op = "avg_pool2d"
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        return _avg_pool2d_asym(op, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                divisor_override)
     k, s, p = _avg_pool_args(op, kernel_size, stride, padding)
     if divisor_override is not None and (not isinstance(divisor_override, numbers.Integral) or divisor_override <= 0):
         raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override!r}")
@@ -165,6 +169,37 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
         return _ag().AvgPool2d.apply(input, k, s, p, bool(ceil_mode), bool(count_include_pad), divisor_override)
     (x,) = _as_float(op, input=input)
     return _avg_pool2d_forward(x, k, s, p, bool(ceil_mode), bool(count_include_pad), divisor_override)[0]
+
+
+def _avg_pool2d_asym(op, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    """Asymmetric padding: zero-pad explicitly, sum-pool without padding, divide by the window
+    sizes (counting the padding or not)."""
+    from .conv import _four_pads
+    from .shape import pad as _pad
+
+    t, b, l, r = _four_pads(op, padding)
+    k, s, _ = _avg_pool_args(op, kernel_size, stride, 0)
+    if max(t, b) > k[0] // 2 or max(l, r) > k[1] // 2:
+        raise ValueError(f"{op}: pad should be at most half of kernel size, but got padding={tuple(padding)} and "
+                         f"kernel_size={k}")
+    if divisor_override is not None and (not isinstance(divisor_override, numbers.Integral) or divisor_override <= 0):
+        raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override!r}")
+    x = input if _any_tensor(input) else _as_float(op, input=input)[0]
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{op}: Expected 3D or 4D (batch mode) input, but got input of size {tuple(x.shape)}")
+    xp = _pad(x, (l, r, t, b))
+    sums = avg_pool2d(xp, k, s, 0, ceil_mode, True, 1)
+    if divisor_override is not None:
+        return sums / np.asarray(divisor_override, dtype=x.dtype)
+    mask = np.zeros((1, 1) + tuple(xp.shape[-2:]), dtype=x.dtype)
+    if count_include_pad:
+        mask[...] = 1
+    else:
+        mask[..., t:t + x.shape[-2], l:l + x.shape[-1]] = 1
+    count = avg_pool2d(mask, k, s, 0, ceil_mode, True, 1)
+    if x.ndim == 3:
+        count = count[0]
+    return sums / count
 
 
 def avg_pool2d_output_shape(input_shape, kernel_size, stride=None, padding=0, ceil_mode=False):

@@ -27,12 +27,17 @@ def _batch(op, x):
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """2-D max pooling over an NCHW batch or a CHW image (``torch.nn.functional.max_pool2d``).
 
+    ``padding`` may also be a 4-tuple ``(top, bottom, left, right)`` (asymmetric, each at most half
+    the effective kernel): the input is padded with -inf, then pooled without padding.
+
     ``stride`` defaults to ``kernel_size``; padding is implicit -inf and at most half the effective
     kernel. NaN propagates; ties go to the first index in scan order. With ``return_indices`` also
     returns int64 indices, flat offsets ``h * W + w`` into each input plane (PyTorch's convention),
     which :func:`max_pool2d_backward` consumes.
     """
     op = "max_pool2d"
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        return _max_pool2d_asym(op, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
     k, s, p, d = _pool_args(op, kernel_size, stride, padding, dilation)
     if _any_tensor(input):
         from ..autograd import ops as _ag
@@ -44,6 +49,30 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     if unbatched:
         return (res[0][0], res[1][0]) if return_indices else res[0]
     return res
+
+
+def _max_pool2d_asym(op, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
+    from .conv import _four_pads
+    from .shape import pad as _pad
+
+    t, b, l, r = _four_pads(op, padding)
+    k, s, _, d = _pool_args(op, kernel_size, stride, 0, dilation)
+    half = [(d[i] * (k[i] - 1) + 1) // 2 for i in range(2)]
+    if max(t, b) > half[0] or max(l, r) > half[1]:
+        raise ValueError(f"{op}: pad should be at most half of effective kernel size, but got padding={tuple(padding)}, "
+                         f"kernel_size={k}, dilation={d}")
+    x = input if _any_tensor(input) else _as_float(op, input=input)[0]
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{op}: Expected 3D or 4D (batch mode) input, but got input of size {tuple(x.shape)}")
+    w_in = x.shape[-1]
+    xp = _pad(x, (l, r, t, b), value=-np.inf)
+    res = max_pool2d(xp, k, s, 0, d, ceil_mode, return_indices)
+    if not return_indices:
+        return res
+    out, idx = res
+    wp = w_in + l + r
+    idx = (idx // wp - t) * w_in + (idx % wp - l)  # flat index into the unpadded plane
+    return out, idx
 
 
 def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):

@@ -55,6 +55,10 @@ class Conv2d(Module):
             if padding == "same" and self.stride != (1, 1):
                 raise ValueError(f"{op}: padding='same' is not supported for strided convolutions (stride={self.stride})")
             self.padding = padding
+        elif isinstance(padding, (tuple, list)) and len(padding) == 4:  # (top, bottom, left, right)
+            from ..functional.conv import _four_pads
+
+            self.padding = _four_pads(op, padding)
         else:
             self.padding = _pair(padding, "padding", op)
             if min(self.padding) < 0:

@@ -19,7 +19,14 @@ class MaxPool2d(Module):
         # for these checks to run, and any error names the bad argument.
         from ..functional.pooling import _pool_args
 
-        k, st, p, d = _pool_args("MaxPool2d", kernel_size, stride, padding, dilation)
+        four = isinstance(padding, (tuple, list)) and len(padding) == 4  # (top, bottom, left, right)
+        if four:
+            from ..functional.conv import _four_pads
+
+            padding = _four_pads("MaxPool2d", padding)
+        k, st, p, d = _pool_args("MaxPool2d", kernel_size, stride, 0 if four else padding, dilation)
+        if four:
+            p = (max(padding[:2]), max(padding[2:]))
         for name, v in (("kernel_size", k), ("stride", st), ("dilation", d)):
             if min(v) <= 0:
                 raise ValueError(f"MaxPool2d: {name} must be positive, got {v}")
@@ -50,7 +57,13 @@ class AvgPool2d(Module):
         super().__init__()
         from ..functional.misc import _avg_pool_args
 
-        _avg_pool_args("AvgPool2d", kernel_size, stride, padding)
+        if isinstance(padding, (tuple, list)) and len(padding) == 4:  # (top, bottom, left, right)
+            from ..functional.conv import _four_pads
+
+            padding = _four_pads("AvgPool2d", padding)
+            _avg_pool_args("AvgPool2d", kernel_size, stride, (max(padding[:2]), max(padding[2:])))
+        else:
+            _avg_pool_args("AvgPool2d", kernel_size, stride, padding)
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding

@@ -1,0 +1,122 @@
+"""Blocks shared by the models: Conv2dNormActivation, SqueezeExcitation, StochasticDepth,
+_make_divisible and torchvision's weight initialisation (same module names as torchvision.ops)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import nn
+from .._random import _get_generator
+from ..autograd.tensor import Tensor
+
+
+def _make_divisible(v, divisor, min_value=None):
+    """torchvision's (and TF slim's) channel rounding: a multiple of ``divisor``, at most 10% down."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+class Conv2dNormActivation(nn.Sequential):
+    """Conv2d (no bias when normalised) -> BatchNorm2d -> activation, as ``torchvision.ops.Conv2dNormActivation``
+    (children ``0``, ``1``, ``2``). ``padding=None`` means ``(kernel_size - 1) // 2 * dilation``."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=None, groups=1,
+                 norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU, dilation=1, inplace=True, bias=None):
+        if padding is None:
+            padding = (kernel_size - 1) // 2 * dilation
+        if bias is None:
+            bias = norm_layer is None
+        layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups,
+                            bias=bias)]
+        if norm_layer is not None:
+            layers.append(norm_layer(out_channels))
+        if activation_layer is not None:
+            layers.append(activation_layer() if inplace is None else activation_layer(inplace=inplace))
+        super().__init__(*layers)
+        self.out_channels = out_channels
+
+
+class SqueezeExcitation(nn.Module):
+    """``x * scale_activation(fc2(activation(fc1(avgpool(x)))))`` with 1x1 convs (torchvision.ops.SqueezeExcitation)."""
+
+    def __init__(self, input_channels, squeeze_channels, activation=nn.ReLU, scale_activation=nn.Sigmoid):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(input_channels, squeeze_channels, 1)
+        self.fc2 = nn.Conv2d(squeeze_channels, input_channels, 1)
+        self.activation = activation()
+        self.scale_activation = scale_activation()
+
+    def _scale(self, input):
+        scale = self.avgpool(input)
+        scale = self.fc1(scale)
+        scale = self.activation(scale)
+        scale = self.fc2(scale)
+        return self.scale_activation(scale)
+
+    def forward(self, input):
+        return self._scale(input) * input
+
+
+def stochastic_depth(input, p, mode, training=True, generator=None):
+    """Randomly zero whole rows (``mode='row'``: per sample) or the whole input (``'batch'``) with
+    probability ``p``, scaling survivors by ``1/(1-p)`` (torchvision.ops.stochastic_depth)."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"drop probability has to be between 0 and 1, but got {p}")
+    if mode not in ("row", "batch"):
+        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
+    if not training or p == 0.0:
+        return input
+    data = input.data if isinstance(input, Tensor) else np.asarray(input)
+    size = (data.shape[0],) + (1,) * (data.ndim - 1) if mode == "row" else (1,) * data.ndim
+    keep = _get_generator(generator, "stochastic_depth").random(size) < 1.0 - p
+    noise = keep.astype(data.dtype)
+    if p < 1.0:
+        noise /= data.dtype.type(1.0 - p)
+    return input * noise
+
+
+class StochasticDepth(nn.Module):
+    def __init__(self, p, mode):
+        super().__init__()
+        self.p = p
+        self.mode = mode
+
+    def forward(self, input):
+        return stochastic_depth(input, self.p, self.mode, self.training)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(p={self.p}, mode={self.mode})"
+
+
+def _residual_add(result, input):
+    """``result + input`` (torchvision writes ``result += input``; out of place keeps autograd simple)."""
+    return result + input
+
+
+def _init_classifier_style(model, linear="normal001"):
+    """torchvision's initialisation for MobileNet/EfficientNet: kaiming_normal(fan_out) convs with zero
+    bias, BatchNorm ones/zeros, and Linear N(0, 0.01) (``linear='normal001'``) or U(+-1/sqrt(out))."""
+    from ..nn import init
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            init.ones_(m.weight)
+            init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            if linear == "normal001":
+                init.normal_(m.weight, 0, 0.01)
+            else:
+                r = 1.0 / np.sqrt(m.out_features)
+                init.uniform_(m.weight, -r, r)
+            init.zeros_(m.bias)
+
+
+__all__ = ["Conv2dNormActivation", "SqueezeExcitation", "StochasticDepth", "stochastic_depth", "_make_divisible"]
