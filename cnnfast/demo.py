@@ -3,6 +3,7 @@
     python -m cnnfast.demo                     # train (about a minute on 2 cores), report test accuracy
     python -m cnnfast.demo --compare-torch     # the same run in PyTorch (a fresh process), side by side
     python -m cnnfast.demo --plots out/        # also write training curves, kernels, feature maps
+    mpirun -n 2 python -m cnnfast.demo --distributed   # data-parallel over 2 MPI ranks (pip install 'cnnfast[mpi]')
 
 The network (LeCun et al. 1998, as in the lecture): conv 5x5 (1->6, padding 2) -> ReLU -> max-pool 2
 -> conv 5x5 (6->16) -> ReLU -> max-pool 2 -> flatten -> dense 400->120 -> ReLU -> dense 120->84 ->
@@ -193,6 +194,22 @@ def _write_plots(directory, history, model, image):
     return paths
 
 
+def _setup_distributed(args):
+    """--distributed: join the MPI job, give each rank its share of this machine's cores; returns the rank."""
+    import cnnfast
+    from . import distributed
+
+    if args.compare_torch:
+        raise SystemExit("--distributed and --compare-torch cannot be combined")
+    rank, world = distributed.init()
+    if args.threads is None:
+        args.threads = max(1, cnnfast.get_num_threads() // distributed.get_local_size())
+    if rank == 0 and not args.quiet:
+        print(f"Distributed: {world} MPI rank(s), batch {args.batch_size} split {world} ways, "
+              f"{args.threads} thread(s) per rank\n")
+    return rank
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="python -m cnnfast.demo", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -205,6 +222,9 @@ def _parser():
     p.add_argument("--compare-torch", action="store_true",
                    help="also train the same network in PyTorch (same initial weights, batches, optimizer) and compare")
     p.add_argument("--quiet", action="store_true", help="no runtime info, summary or per-epoch lines; results only")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over the MPI ranks of `mpirun -n R` (same batches, split R ways); "
+                        "--threads defaults to the cores divided between the ranks on each machine")
     return p
 
 
@@ -218,10 +238,11 @@ def main(argv=None):
     from .datasets import load_mnist_5k
     from .training import evaluate, fit, predict
 
+    rank = _setup_distributed(args) if args.distributed else 0
     if args.threads is not None:
         cnnfast.set_num_threads(args.threads)
     threads = cnnfast.get_num_threads()
-    verbose = not args.quiet
+    verbose = not args.quiet and rank == 0
     if verbose:
         cnnfast.show_runtime()
         print()
@@ -238,13 +259,16 @@ def main(argv=None):
     scheduler = cnnfast.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     with _single_threaded_blas():
         history = fit(model, X, y, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                      seed=args.seed, verbose=1 if verbose else 0, callbacks=[lambda epoch, logs: scheduler.step()])
+                      seed=args.seed, verbose=1 if verbose else 0, callbacks=[lambda epoch, logs: scheduler.step()],
+                      distributed=args.distributed)
         test = evaluate(model, Xt, yt)
         infer = _inference_rate(lambda: predict(model, Xt), len(Xt))
     train_ips = len(X) * len(history.epoch) / sum(history.epoch_time)
     result = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "train_images_per_second": train_ips,
               "inference_images_per_second": infer, "train_seconds": sum(history.epoch_time), "history": history,
               "model": model, "threads": threads}
+    if rank != 0:  # --distributed: the ranks hold the same model; rank 0 reports
+        return result
     print(f"\ncnnfast: test accuracy {test['accuracy']:.2%} on {len(Xt):,} held-out digits "
           f"({'meets' if test['accuracy'] >= ACCURACY_BAR else 'BELOW'} the {ACCURACY_BAR:.0%} bar); "
           f"training {train_ips:,.0f} img/s ({result['train_seconds']:.1f}s), inference {infer:,.0f} img/s")

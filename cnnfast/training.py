@@ -162,7 +162,7 @@ def _call_callbacks(callbacks, epoch, logs):
 
 # -------------------------------------------------------------------------------------- the API
 def fit(model, X, y, *, epochs, batch_size=64, optimizer=None, loss=None, validation_data=None,
-        validation_split=None, shuffle=True, seed=None, verbose=1, callbacks=None):
+        validation_split=None, shuffle=True, seed=None, verbose=1, callbacks=None, distributed=False):
     """Train ``model`` on ``(X, y)`` for ``epochs`` epochs of mini-batch gradient descent.
 
     Parameters
@@ -196,6 +196,16 @@ def fit(model, X, y, *, epochs, batch_size=64, optimizer=None, loss=None, valida
         Callables ``cb(epoch, logs)`` or objects with ``on_epoch_end(epoch, logs)``, called after
         each epoch with that epoch's metrics; returning True stops training (early stopping).
         E.g. ``callbacks=[lambda e, logs: scheduler.step()]`` steps an lr scheduler per epoch.
+    distributed : bool
+        Data-parallel training over MPI (run under ``mpirun -n R``; see :mod:`cnnfast.distributed`).
+        Every rank passes the same ``X, y`` and the same arguments; the model is wrapped in
+        ``DistributedDataParallel`` (rank 0's weights are broadcast) unless it already is, and
+        every batch of ``batch_size`` samples (the global batch, divisible by ``R``) is split
+        between the ranks with a :class:`~cnnfast.data.DistributedSampler`, so the run takes the
+        steps of a single-process ``fit`` with the same ``seed`` (up to rounding, and up to the
+        at most ``R - 1`` samples repeated to make the epoch divisible by ``R``). The metrics,
+        the callbacks' ``logs`` and the History are those of all ranks together; progress is printed
+        on rank 0 only. The model is trained in place on every rank.
 
     Returns
     -------
@@ -230,29 +240,37 @@ def fit(model, X, y, *, epochs, batch_size=64, optimizer=None, loss=None, valida
         optimizer = Adam(model.parameters(), lr=1e-3)
     loss_fn = loss if loss is not None else _default_loss()
 
-    loader = DataLoader(TensorDataset(X, y), batch_size=int(batch_size), shuffle=shuffle, seed=seed)
+    if distributed:
+        step_model, loader, sync, rank = _distributed_setup(model, X, y, batch_size, shuffle, seed)
+        verbose = verbose if rank == 0 else 0
+    else:
+        step_model, sync = model, None
+        loader = DataLoader(TensorDataset(X, y), batch_size=int(batch_size), shuffle=shuffle, seed=seed)
     history = History()
     history.params = {"epochs": int(epochs), "batch_size": int(batch_size), "steps": len(loader), "samples": len(X)}
     for epoch in range(int(epochs)):
         _set_mode(model, True)
+        if sync is not None:
+            loader.sampler.set_epoch(epoch)
         progress = _Progress(verbose, epoch, epochs, len(loader))
         total_loss, correct, seen, counted = 0.0, 0, 0, 0
         t0 = time.perf_counter()
         for step, (xb, yb) in enumerate(loader, 1):
-            out = model(_tensor(xb))
+            out = step_model(_tensor(xb))
             batch_loss = loss_fn(out, yb)
             optimizer.zero_grad()
             batch_loss.backward()
             optimizer.step()
             value = float(getattr(batch_loss, "data", batch_loss))
+            n, c = len(yb), _correct(getattr(out, "data", out), yb)
+            if sync is not None:  # all ranks' numbers, so they all see the same loss (and stop together)
+                value, n, c = sync(value, n, c)
             if not math.isfinite(value):
                 progress.close({"loss": value}, time.perf_counter() - t0, 0.0)
                 raise FloatingPointError(f"fit: the loss became {value} at epoch {epoch + 1}, step {step}; "
                                          "lower the learning rate or check the inputs for NaN/inf")
-            n = len(yb)
             total_loss += value * n
             seen += n
-            c = _correct(getattr(out, "data", out), yb)
             if c is not None:
                 correct += c
                 counted += n
@@ -261,13 +279,38 @@ def fit(model, X, y, *, epochs, batch_size=64, optimizer=None, loss=None, valida
         seconds = time.perf_counter() - t0
         logs = {"loss": total_loss / max(seen, 1), "accuracy": correct / counted if counted else float("nan")}
         if validation_data is not None:
-            val = evaluate(model, Xv, yv, batch_size=max(int(batch_size), 256), loss=loss_fn)
+            val = evaluate(model, Xv, yv, batch_size=max(int(batch_size), 256), loss=loss_fn, distributed=distributed)
             logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
         history._append(epoch, logs, seconds, seen)
         progress.close(logs, seconds, history.images_per_second[-1])
         if _call_callbacks(callbacks, epoch, dict(logs)):
             break
     return history
+
+
+def _distributed_setup(model, X, y, batch_size, shuffle, seed):
+    """fit(distributed=True): the DDP wrapper, this rank's loader and the per-step metric reduction."""
+    from . import distributed as dist
+    from .data import DataLoader, DistributedSampler, TensorDataset
+
+    rank, world = dist.init()
+    if batch_size % world:
+        raise ValueError(f"fit: with distributed=True batch_size is the global batch, split evenly between the "
+                         f"{world} ranks; {batch_size} is not divisible by {world}")
+    ddp = model if isinstance(model, dist.DistributedDataParallel) else dist.DistributedDataParallel(model)
+    if seed is None:  # one shuffling seed for all ranks, drawn on rank 0
+        seed = int(dist.broadcast(np.array([np.random.SeedSequence().entropy % 2**63], dtype=np.int64))[0])
+    sampler = DistributedSampler(TensorDataset(X, y), world, rank, shuffle=shuffle, seed=int(seed))
+    loader = DataLoader(sampler.dataset, batch_size=batch_size // world, sampler=sampler)
+    buf = np.zeros(4)
+
+    def sync(value, n, correct):
+        buf[:] = value * n, n, -1 if correct is None else correct, 1
+        dist.all_reduce(buf)
+        correct = None if buf[2] < 0 else int(round(buf[2]))
+        return buf[0] / buf[1], int(round(buf[1])), correct
+
+    return ddp, loader, sync, rank
 
 
 def _batched_outputs(model, X, batch_size, who):
@@ -285,16 +328,30 @@ def _batched_outputs(model, X, batch_size, who):
         _set_mode(model, was_training)
 
 
-def evaluate(model, X, y, batch_size=256, *, loss=None):
+def evaluate(model, X, y, batch_size=256, *, loss=None, distributed=False):
     """Loss and accuracy of ``model`` on ``(X, y)``: ``{'loss': float, 'accuracy': float}``.
 
     Runs in eval mode under ``no_grad`` (the model's previous train/eval mode is restored
     afterwards). ``loss`` defaults to ``CrossEntropyLoss()``; the loss is the sample-weighted mean
     over batches. ``accuracy`` is the fraction of argmax predictions equal to the integer labels
-    (NaN when ``y`` is not a vector of labels).
+    (NaN when ``y`` is not a vector of labels). With ``distributed=True`` (under MPI, the same
+    model and data on every rank) each rank evaluates every ``R``-th sample and the numbers of all
+    ranks are combined.
     """
-    from .autograd import no_grad
     X, y = _check_xy(X, y, "evaluate")
+    if distributed:
+        from . import distributed as dist
+        model = getattr(model, "module", model) if isinstance(model, dist.DistributedDataParallel) else model
+        rank, world = dist.init()
+        part = _evaluate_sums(model, X[rank::world], y[rank::world], batch_size, loss) if rank < len(X) else [0.0] * 4
+        total, correct, counted, n = dist.all_reduce(np.array(part, dtype=np.float64))
+        return {"loss": total / n, "accuracy": correct / counted if counted else float("nan")}
+    total, correct, counted, n = _evaluate_sums(model, X, y, batch_size, loss)
+    return {"loss": total / n, "accuracy": correct / counted if counted else float("nan")}
+
+
+def _evaluate_sums(model, X, y, batch_size, loss):
+    from .autograd import no_grad
     loss_fn = loss if loss is not None else _default_loss()
     total, correct, counted = 0.0, 0, 0
     for start, xb, out in _batched_outputs(model, X, batch_size, "evaluate"):
@@ -305,7 +362,7 @@ def evaluate(model, X, y, batch_size=256, *, loss=None):
         if c is not None:
             correct += c
             counted += len(xb)
-    return {"loss": total / len(X), "accuracy": correct / counted if counted else float("nan")}
+    return [total, correct, counted, len(X)]
 
 
 def predict(model, X, batch_size=256, *, softmax=False):

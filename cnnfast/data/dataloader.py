@@ -30,13 +30,15 @@ class DataLoader:
     (drop the final incomplete batch), ``collate_fn`` and ``generator`` (a
     ``numpy.random.Generator`` or an int seed; with the same seed two loaders yield the same batch
     order, epoch after epoch). ``seed=`` is accepted as a synonym for an int ``generator``.
+    ``sampler`` (e.g. a :class:`~cnnfast.data.DistributedSampler`) gives the indices to visit
+    instead; it excludes ``shuffle``.
 
     Batches are tuples of ndarrays for a ``TensorDataset`` (gathered with one fancy-indexing call
     per array, no per-sample Python loop); other datasets are indexed sample by sample and
     collated with ``collate_fn`` (``default_collate`` stacks them).
     """
 
-    def __init__(self, dataset, batch_size=1, shuffle=False, *, drop_last=False, collate_fn=None,
+    def __init__(self, dataset, batch_size=1, shuffle=False, sampler=None, *, drop_last=False, collate_fn=None,
                  generator=None, seed=None):
         if batch_size is not None and (not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool)
                                        or batch_size <= 0):
@@ -45,7 +47,10 @@ class DataLoader:
             raise ValueError("DataLoader: pass either generator= or seed=, not both")
         if batch_size is None and drop_last:
             raise ValueError("DataLoader: batch_size=None option disables auto-batching and is mutually exclusive with drop_last")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -53,12 +58,15 @@ class DataLoader:
         self.generator = _rng(seed if seed is not None else generator)
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         if self.batch_size is None:
             return n
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _indices(self):
+        if self.sampler is not None:
+            indices = getattr(self.sampler, "indices", None)
+            return indices() if indices is not None else np.fromiter(iter(self.sampler), dtype=np.int64)
         n = len(self.dataset)
         return self.generator.permutation(n) if self.shuffle else np.arange(n)
 
