@@ -44,3 +44,22 @@ def test_linear_forward_and_backward_use_the_same_math_as_numpy(rng, dtype):
     np.testing.assert_allclose(wt.grad, g.T @ x, **tol)
     np.testing.assert_allclose(bt.grad, g.sum(0), **tol)
     assert xt.grad.dtype == wt.grad.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unpickled_arrays_reach_the_kernels(rng, dtype):
+    """An unpickled array's dtype is an equal but distinct object (as in Dask's worker processes):
+    the C++ boundary must accept it, for mm and for every kernel entry point."""
+    import pickle
+
+    a, b = (pickle.loads(pickle.dumps(rng.standard_normal(s).astype(dtype))) for s in ((4, 6), (6, 5)))
+    assert a.dtype is not np.dtype(dtype)
+    np.testing.assert_allclose(mm(a, b), a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+    x = pickle.loads(pickle.dumps(rng.standard_normal((1, 2, 5, 5)).astype(dtype)))
+    w = pickle.loads(pickle.dumps(rng.standard_normal((3, 2, 3, 3)).astype(dtype)))
+    out = pickle.loads(pickle.dumps(np.empty((1, 3, 3, 3), dtype)))
+    y = cnnfast._core.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1), 1, False)
+    np.testing.assert_allclose(y, cnnfast.conv2d(np.array(x), np.array(w)), rtol=1e-5, atol=1e-5)
+    assert y.dtype == dtype
+    assert cnnfast.relu(y, out=out) is out  # an out= array with an unpickled dtype
+    np.testing.assert_array_equal(out, np.maximum(y, 0))
