@@ -15,10 +15,13 @@ def _load_core():
     which holds no compiled ``_core``. The installed copy's extension, built from the same source,
     is then used: its directory is added to this package's ``__path__``.
     """
+    import importlib
+
     try:
-        from . import _core as core
-        return core
+        return importlib.import_module(f"{__name__}._core")
     except ModuleNotFoundError as e:
+        if e.name != f"{__name__}._core":
+            raise
         first = e
     except ImportError as e:
         # The module was found but refused to load: a bad CNNFAST_* setting (the message names the

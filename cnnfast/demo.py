@@ -14,7 +14,6 @@ schedule, stepped once per epoch) on the 4,000 training digits of
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import os
@@ -49,21 +48,6 @@ def build_lenet(nn=None):
         nn.Linear(120, 84), nn.ReLU(),
         nn.Linear(84, 10),
     )
-
-
-def _single_threaded_blas():
-    """Run NumPy's BLAS (the Linear layers' matmuls) on one thread while cnnfast trains.
-
-    OpenBLAS's own worker threads and cnnfast's OpenMP threads compete for the same cores; on 2
-    cores we measured training 3-4x slower with both pools active (the LeNet matmuls are far too
-    small to gain from BLAS threads). threadpoolctl (an optional extra) does the capping; without
-    it this is a no-op -- setting OPENBLAS_NUM_THREADS=1 before starting Python does the same.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _inference_rate(fn, n, repeats=3):
@@ -257,12 +241,11 @@ def main(argv=None):
               f"{threads} thread(s)", flush=True)
     optimizer = cnnfast.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = cnnfast.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
-    with _single_threaded_blas():
-        history = fit(model, X, y, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                      seed=args.seed, verbose=1 if verbose else 0, callbacks=[lambda epoch, logs: scheduler.step()],
-                      distributed=args.distributed)
-        test = evaluate(model, Xt, yt)
-        infer = _inference_rate(lambda: predict(model, Xt), len(Xt))
+    history = fit(model, X, y, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+                  seed=args.seed, verbose=1 if verbose else 0, callbacks=[lambda epoch, logs: scheduler.step()],
+                  distributed=args.distributed)
+    test = evaluate(model, Xt, yt)
+    infer = _inference_rate(lambda: predict(model, Xt), len(Xt))
     train_ips = len(X) * len(history.epoch) / sum(history.epoch_time)
     result = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "train_images_per_second": train_ips,
               "inference_images_per_second": infer, "train_seconds": sum(history.epoch_time), "history": history,
