@@ -30,7 +30,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("cnnfast.sklearn needs scikit-learn >= 1.6: pip install 'cnnfast[sklearn]'") from e
 
-__all__ = ["CNNClassifier", "CNNFeatures", "default_network", "EXPECTED_FAILED_CHECKS"]
+__all__ = ["EXPECTED_FAILED_CHECKS", "CNNClassifier", "CNNFeatures", "default_network"]
 
 #: Checks of ``sklearn.utils.estimator_checks.check_estimator`` that ``CNNClassifier`` is expected to
 #: fail, with the reason (the form ``check_estimator(..., expected_failed_checks=...)`` takes).

@@ -25,8 +25,7 @@ import numpy as np
 
 import cnnfast
 import cnnfast.filters as F
-import cnnfast.nn as nn
-import cnnfast.viz as viz
+from cnnfast import nn, viz
 from cnnfast.datasets import load_mnist_5k, sample_image
 from cnnfast.training import fit
 

@@ -19,13 +19,13 @@ def _require(name):
 
 
 _require("sklearn")
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
-from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import check_estimator
 
-from cnnfast.sklearn import EXPECTED_FAILED_CHECKS, CNNClassifier, CNNFeatures  # noqa: E402
+from cnnfast.sklearn import EXPECTED_FAILED_CHECKS, CNNClassifier, CNNFeatures
 
 
 def _digits(n=None):
