@@ -4,7 +4,7 @@
     python bench/scaling_mpi.py --rounds 3 --steps 40 --batch 64 --json out.json
     python bench/scaling_mpi.py --cost-model       # FLOPs and gradient bytes of LeNet / ResNet-18, the
                                                    # bandwidth each needs to stay compute-bound (no MPI)
-    python bench/scaling_mpi.py --cost-model --resnet-step 2   # + a timed ResNet-18 training step here
+    python bench/scaling_mpi.py --cost-model --resnet-step 2   # + timed ResNet-18 training steps here
 
 Every configuration trains the demo's LeNet (cnnfast.demo.build_lenet; Adam, cross-entropy) on
 the MNIST-5k training digits with the same global batch (``--batch``, default 64):
@@ -73,10 +73,11 @@ def worker(args):
     if not args.mpi:
         opt = cnnfast.optim.Adam(model.parameters(), lr=1e-3)
         _train_steps(model, X, y, args.batch, args.warmup, 0, opt, loss_fn)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         _train_steps(model, X, y, args.batch, args.steps, args.warmup, opt, loss_fn)
-        elapsed = time.perf_counter() - t
-        result.update(world=1, seconds=elapsed, images_per_second=args.batch * args.steps / elapsed)
+        elapsed, cpu = time.perf_counter() - t, time.process_time() - c
+        result.update(world=1, seconds=elapsed, images_per_second=args.batch * args.steps / elapsed,
+                      cpu_seconds=cpu)
         print(json.dumps(result), flush=True)
         return
 
@@ -93,16 +94,16 @@ def worker(args):
         opt = cnnfast.optim.Adam(params, lr=1e-3)
         _train_steps(net, X, y, args.batch, args.warmup, 0, opt, loss_fn, (rank, world))
         dist.barrier()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         _train_steps(net, X, y, args.batch, args.steps, args.warmup, opt, loss_fn, (rank, world))
-        elapsed = time.perf_counter() - t
-        return comm.allreduce(elapsed, op=MPI.MAX)
+        elapsed, cpu = time.perf_counter() - t, time.process_time() - c
+        return comm.allreduce(elapsed, op=MPI.MAX), comm.allreduce(cpu, op=MPI.SUM)
 
     local = build_lenet()  # the same steps without gradient averaging: the compute alone
     local.load_state_dict(model.state_dict())
-    local_s = timed(local, local.parameters())
+    local_s, local_cpu = timed(local, local.parameters())
     ddp = dist.DistributedDataParallel(model)
-    ddp_s = timed(ddp, model.parameters())
+    ddp_s, ddp_cpu = timed(ddp, model.parameters())
     # the gradient averaging alone: one Allreduce of LeNet's gradient bytes, timed over repeats
     grads = np.ones(sum(p.data.size for p in model.parameters()), np.float32)
     total = np.empty_like(grads)
@@ -115,7 +116,7 @@ def worker(args):
     allreduce_s = comm.allreduce((time.perf_counter() - t) / 50, op=MPI.MAX)
     if rank == 0:
         result.update(world=world, seconds=ddp_s, images_per_second=args.batch * args.steps / ddp_s,
-                      local_seconds=local_s, local_images_per_second=args.batch * args.steps / local_s,
+                      cpu_seconds=ddp_cpu, local_cpu_seconds=local_cpu, local_seconds=local_s, local_images_per_second=args.batch * args.steps / local_s,
                       gradient_bytes=int(grads.nbytes), allreduce_seconds=allreduce_s)
         print(json.dumps(result), flush=True)
 
@@ -174,24 +175,31 @@ def scaling(args):
         for name in order:
             runs[name].append(_run(configs[name]))
         line = ", ".join(f"{n} {runs[n][-1]['images_per_second']:,.0f}" for n in names)
-        print(f"round {r + 1}: images/s {line}; 2x1 without DDP {runs['2x1'][-1]['local_images_per_second']:,.0f}",
-              flush=True)
+        print(f"round {r + 1}: images/s {line}; 2x1 without DDP {runs['2x1'][-1]['local_images_per_second']:,.0f}"
+              f"  (load average {os.getloadavg()[0]:.1f})", flush=True)
     med = {n: statistics.median(x["images_per_second"] for x in runs[n]) for n in names}
     med["2x1 local"] = statistics.median(x["local_images_per_second"] for x in runs["2x1"])
+    images = args.batch * args.steps
+    cpu = {n: statistics.median(1e3 * x["cpu_seconds"] / images for x in runs[n]) for n in names}
+    cpu["2x1 local"] = statistics.median(1e3 * x["local_cpu_seconds"] / images for x in runs["2x1"])
     ratio = statistics.median(a["images_per_second"] / b["images_per_second"] for a, b in zip(runs["2x1"], runs["1x2"]))
     ar = statistics.median(x["allreduce_seconds"] for x in runs["2x1"])
     step_ms = 1e3 * args.batch / med["2x1"]
-    print(f"\nmedian training images/s over {args.rounds} rounds (ISA {runs['1x1'][0]['isa']}):")
-    print(f"  1 process x 1 thread   {med['1x1']:8,.0f}")
-    print(f"  1 process x 2 threads  {med['1x2']:8,.0f}   ({med['1x2'] / med['1x1']:.2f}x 1x1)")
-    print(f"  2 ranks x 1 thread     {med['2x1']:8,.0f}   ({med['2x1'] / med['1x1']:.2f}x 1x1)")
-    print(f"  2 ranks, no averaging  {med['2x1 local']:8,.0f}   (the same half batches without DDP)")
+    print(f"\nmedians over {args.rounds} rounds (ISA {runs['1x1'][0]['isa']}; CPU = process CPU time of all "
+          "processes, MPI's busy-waiting included):")
+    print("                         images/s   vs 1x1   CPU ms/image")
+    print(f"  1 process x 1 thread   {med['1x1']:8,.0f}    1.00x   {cpu['1x1']:8.3f}")
+    print(f"  1 process x 2 threads  {med['1x2']:8,.0f}   {med['1x2'] / med['1x1']:5.2f}x   {cpu['1x2']:8.3f}")
+    print(f"  2 ranks x 1 thread     {med['2x1']:8,.0f}   {med['2x1'] / med['1x1']:5.2f}x   {cpu['2x1']:8.3f}")
+    print(f"  2 ranks, no averaging  {med['2x1 local']:8,.0f}   {med['2x1 local'] / med['1x1']:5.2f}x   "
+          f"{cpu['2x1 local']:8.3f}   (the same half batches without DDP)")
     print(f"ratio 2x1 / 1x2 (median of per-round ratios): {ratio:.2f}")
     print(f"one Allreduce of LeNet's {runs['2x1'][0]['gradient_bytes']:,} gradient bytes: {ar * 1e3:.3f} ms "
           f"({100 * ar * 1e3 / step_ms:.1f}% of a {step_ms:.1f} ms 2x1 step)")
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": _cpu_name(), "args": vars(args), "runs": runs,
-                                               "median_images_per_second": med, "ratio_2x1_over_1x2": ratio},
+                                               "median_images_per_second": med, "median_cpu_ms_per_image": cpu,
+                                               "ratio_2x1_over_1x2": ratio},
                                               indent=1))
 
 
@@ -236,38 +244,45 @@ def cost_model(args):
         print(f"{name} {shape}: {macs / 1e6:,.1f} M multiply-adds forward = {2 * macs / 1e9:.4f} GFLOP; "
               f"training ~3x = {6 * macs / 1e9:.4f} GFLOP per image; gradients {grad_bytes:,} bytes "
               f"({grad_bytes / 2**20:.2f} MiB)")
-    if args.resnet_step:
-        model, shape = models["ResNet-18"]
+    # Training speed here, to turn FLOPs into seconds: LeNet at batch 64, ResNet-18 at --resnet-step.
+    measure = {"LeNet": 64, "ResNet-18": args.resnet_step}
+    for name, batch in measure.items():
+        if not batch:
+            continue
+        model, shape = models[name]
         model.train()
-        x = np.random.default_rng(0).random((args.resnet_step,) + shape, dtype=np.float32)
-        y = np.zeros(args.resnet_step, np.int64)
-        opt = cnnfast.optim.SGD(model.parameters(), lr=1e-3)
+        x = np.random.default_rng(0).random((batch,) + shape, dtype=np.float32)
+        y = np.zeros(batch, np.int64)
+        opt = cnnfast.optim.Adam(model.parameters(), lr=1e-4)
         times = []
-        for _ in range(3):
+        for _ in range(3 if name == "ResNet-18" else 20):
             t = time.perf_counter()
             opt.zero_grad()
             cnnfast.nn.CrossEntropyLoss()(model(cnnfast.Tensor(x)), y).backward()
             opt.step()
             times.append(time.perf_counter() - t)
-        ips = args.resnet_step / min(times)
-        rows["ResNet-18"]["measured_images_per_second"] = ips
-        print(f"ResNet-18 training step, batch {args.resnet_step}, {cnnfast.get_num_threads()} threads here: best of 3 "
-              f"{min(times):.2f} s = {ips:.2f} images/s = {ips * rows['ResNet-18']['train_gflop']:.1f} GFLOP/s")
-    print("\nRing allreduce: each node sends and receives 2(N-1)/N x G bytes per step (G = gradient bytes).")
-    print("Compute-bound while 2(N-1)/N x G / bandwidth <= per-node step time = B x F / R")
+        step = min(times[1:] if len(times) > 1 else times)
+        r = rows[name]
+        r.update(measured_batch=batch, measured_step_seconds=step, measured_images_per_second=batch / step)
+        # bucketed DDP overlaps the allreduce with the backward pass (~2/3 of the step): compute-bound
+        # while 2(N-1)/N x G / bandwidth <= 2/3 x step time
+        need = 2 * r["gradient_bytes"] / (2 / 3 * step)
+        print(f"{name} training step here, batch {batch}, {cnnfast.get_num_threads()} threads: best {step * 1e3:.1f} ms "
+              f"= {batch / step:,.1f} images/s = {batch * r['train_gflop'] / step:.1f} GFLOP/s; a ring of many such "
+              f"nodes stays compute-bound above {need * 8 / 1e9:.2f} Gbit/s per node")
+    print("\nRing allreduce: each node sends (and receives) 2(N-1)/N x G bytes per step, G = gradient bytes,")
+    print("in 2(N-1) messages. Bucketed DDP overlaps it with the backward pass (~2/3 of a step), so a step")
+    print("stays compute-bound while 2(N-1)/N x G / bandwidth + 2(N-1) x latency <= 2/3 x B x F / R")
     print("(B images per node per step, F training FLOP per image, R the node's sustained FLOP/s).")
-    print("Minimum per-node batch B for N -> infinity (2 x G moved per step), by link and node speed:")
+    print("Smallest per-node batch B that stays compute-bound for N -> infinity (latency ignored):")
     links = {"1 GbE": 125e6, "10 GbE": 1.25e9, "25 GbE": 3.125e9, "100 GbE": 12.5e9}
-    nodes = {"0.1 TFLOP/s": 0.1e12, "1 TFLOP/s": 1e12, "5 TFLOP/s": 5e12}
+    nodes = {"0.03 TFLOP/s": 0.03e12, "1 TFLOP/s": 1e12, "5 TFLOP/s": 5e12}
     for name, r in rows.items():
         print(f"  {name}:")
-        print("    " + " " * 14 + "".join(f"{lk:>10}" for lk in links))
+        print("    " + " " * 15 + "".join(f"{lk:>10}" for lk in links))
         for nk, R in nodes.items():
-            cells = []
-            for bw in links.values():
-                b = 2 * r["gradient_bytes"] * R / (bw * r["train_gflop"] * 1e9)
-                cells.append(f"{b:10.2f}")
-            print(f"    R={nk:<12}" + "".join(cells))
+            cells = [f"{3 * r['gradient_bytes'] * R / (bw * r['train_gflop'] * 1e9):10.1f}" for bw in links.values()]
+            print(f"    R={nk:<13}" + "".join(cells))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
