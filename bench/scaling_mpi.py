@@ -2,6 +2,7 @@
 
     python bench/scaling_mpi.py                    # 5 alternating rounds (about 3 minutes on 2 cores)
     python bench/scaling_mpi.py --rounds 3 --steps 40 --batch 64 --json out.json
+    python bench/scaling_mpi.py --allreduce        # Allreduce alone over 2 ranks (LeNet / ResNet-18 sizes)
     python bench/scaling_mpi.py --cost-model       # FLOPs and gradient bytes of LeNet / ResNet-18, the
                                                    # bandwidth each needs to stay compute-bound (no MPI)
     python bench/scaling_mpi.py --cost-model --resnet-step 2   # + timed ResNet-18 training steps here
@@ -104,21 +105,43 @@ def worker(args):
     local_s, local_cpu = timed(local, local.parameters())
     ddp = dist.DistributedDataParallel(model)
     ddp_s, ddp_cpu = timed(ddp, model.parameters())
-    # the gradient averaging alone: one Allreduce of LeNet's gradient bytes, timed over repeats
+    # the gradient averaging alone: one Allreduce of LeNet's gradient bytes
     grads = np.ones(sum(p.data.size for p in model.parameters()), np.float32)
-    total = np.empty_like(grads)
-    for _ in range(5):
-        comm.Allreduce(grads, total)
-    comm.Barrier()
-    t = time.perf_counter()
-    for _ in range(50):
-        comm.Allreduce(grads, total)
-    allreduce_s = comm.allreduce((time.perf_counter() - t) / 50, op=MPI.MAX)
+    allreduce_s = _allreduce_seconds(comm, grads.size)
     if rank == 0:
         result.update(world=world, seconds=ddp_s, images_per_second=args.batch * args.steps / ddp_s,
                       cpu_seconds=ddp_cpu, local_cpu_seconds=local_cpu, local_seconds=local_s, local_images_per_second=args.batch * args.steps / local_s,
                       gradient_bytes=int(grads.nbytes), allreduce_seconds=allreduce_s)
         print(json.dumps(result), flush=True)
+
+
+def _allreduce_seconds(comm, n, repeats=50):
+    """Median time of one float32 ``Allreduce`` of ``n`` elements (each call after a barrier; the
+    slowest rank's time counts)."""
+    from mpi4py import MPI
+
+    a, b = np.ones(n, np.float32), np.empty(n, np.float32)
+    times = []
+    for k in range(repeats + 5):
+        comm.Barrier()
+        t = time.perf_counter()
+        comm.Allreduce(a, b)
+        if k >= 5:
+            times.append(comm.allreduce(time.perf_counter() - t, op=MPI.MAX))
+    return float(np.median(times))
+
+
+def allreduce_worker(args):
+    """``--allreduce``: Allreduce times alone, for LeNet's and ResNet-18's gradient sizes."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    sizes = {"4 B": 1, "4 KiB": 1024, "LeNet gradients": 61_706, "ResNet-18 gradients": 11_689_512}
+    for name, n in sizes.items():
+        seconds = _allreduce_seconds(comm, n, repeats=50 if n < 10**6 else 10)
+        if comm.Get_rank() == 0:
+            print(f"Allreduce of {name} ({4 * n:,} bytes) over {comm.Get_size()} ranks: median {seconds * 1e3:.3f} ms "
+                  f"({4 * n / seconds / 1e9:.2f} GB/s)", flush=True)
 
 
 # ----------------------------------------------------------------------------------------- driver
@@ -299,12 +322,20 @@ def main(argv=None):
     p.add_argument("--cost-model", action="store_true", help="print the per-step FLOPs / gradient bytes model only")
     p.add_argument("--resnet-step", type=int, default=0, metavar="B",
                    help="with --cost-model: also time a ResNet-18 training step of batch B here")
+    p.add_argument("--allreduce", action="store_true",
+                   help="time Allreduce alone over 2 ranks for LeNet's and ResNet-18's gradient sizes")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mpi", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.worker:
+    if args.worker and args.allreduce:
+        allreduce_worker(args)
+    elif args.worker:
         worker(args)
+    elif args.allreduce:
+        r = subprocess.run(_mpirun(args.bind_to) + [sys.executable, str(Path(__file__).resolve()), "--worker",
+                                                   "--allreduce"], check=False, env=_env(), timeout=600)
+        raise SystemExit(r.returncode)
     elif args.cost_model:
         cost_model(args)
     else:
