@@ -117,7 +117,7 @@ def test_cnn_features_in_a_pipeline():
     np.testing.assert_allclose(F, cnnfast.predict(backbone, X[:5]).reshape(5, -1), rtol=1e-6)
     pipe = Pipeline([("cnn", CNNFeatures(backbone)), ("clf", LogisticRegression(max_iter=500))])
     pipe.fit(X[:300], y[:300])
-    assert pipe.score(X[300:], y[300:]) > 0.85
+    assert pipe.score(X[300:], y[300:]) > 0.8  # chance: 0.1; 0.88 here
     assert backbone.training  # the frozen backbone ran in eval mode; its mode is restored
 
 
