@@ -105,6 +105,12 @@ def worker(args):
     local_s, local_cpu = timed(local, local.parameters())
     ddp = dist.DistributedDataParallel(model)
     ddp_s, ddp_cpu = timed(ddp, model.parameters())
+    # the answer: after the timed DDP steps both ranks hold the same weights
+    flat = np.concatenate([p.data.ravel() for p in model.parameters()])
+    other = comm.bcast(flat if rank == 0 else None, root=0)
+    if not np.array_equal(flat, other):
+        raise SystemExit(f"rank {rank}: weights differ from rank 0's after DDP training (max "
+                         f"{np.max(np.abs(flat - other)):.3g})")
     # the gradient averaging alone: one Allreduce of LeNet's gradient bytes
     grads = np.ones(sum(p.data.size for p in model.parameters()), np.float32)
     allreduce_s = _allreduce_seconds(comm, grads.size)
