@@ -1,6 +1,7 @@
 """Cross-validate cnnfast's scikit-learn classifier on scikit-learn's 8x8 digits.
 
     python examples/sklearn_digits.py [--cv 3] [--random-state 0] [--grid]
+    python examples/sklearn_digits.py --random-state 1 --batch-size 64 --lr 5e-3 --max-iter 15   # other settings
 
 Loads ``sklearn.datasets.load_digits`` (1,797 images), scales them to [0, 1] as ``(N, 1, 8, 8)``
 float32 images and prints ``cross_val_score(CNNClassifier(random_state=0), X, y, cv=3)`` (the issue's
@@ -19,6 +20,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cv", type=int, default=3)
     p.add_argument("--random-state", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=None, help="CNNClassifier's batch_size (default: its default)")
+    p.add_argument("--lr", type=float, default=None, help="CNNClassifier's learning_rate_init (default: its default)")
+    p.add_argument("--max-iter", type=int, default=None, help="CNNClassifier's max_iter (default: its default)")
     p.add_argument("--grid", action="store_true", help="also a GridSearchCV(n_jobs=2) and a CNNFeatures pipeline")
     args = p.parse_args(argv)
 
@@ -31,7 +35,8 @@ def main(argv=None):
     digits = load_digits()
     X = (digits.images / 16.0).astype(np.float32)[:, None]  # (1797, 1, 8, 8) in [0, 1]
     y = digits.target
-    clf = CNNClassifier(random_state=args.random_state)
+    params = {"batch_size": args.batch_size, "learning_rate_init": args.lr, "max_iter": args.max_iter}
+    clf = CNNClassifier(random_state=args.random_state, **{k: v for k, v in params.items() if v is not None})
     print(f"{clf!r} on digits {X.shape}, cv={args.cv}")
     t = time.perf_counter()
     scores = cross_val_score(clf, X, y, cv=args.cv)
