@@ -25,7 +25,8 @@ import numpy as np
 
 import cnnfast
 import cnnfast.filters as F
-from cnnfast import nn, viz
+import cnnfast.nn as nn
+import cnnfast.viz as viz
 from cnnfast.datasets import load_mnist_5k, sample_image
 from cnnfast.training import fit
 
