@@ -576,6 +576,10 @@ OPS = {
 }
 SUPPORTED_OPS = sorted(k for k in OPS if not k.startswith("_"))
 _NO_FOLD = {"Conv", "BatchNormalization", "Dropout", "_Linear"}
+# inputs read as plain values (bounds, shapes, axes, ratios): constants there are buffers, not Parameters
+_STATIC_INPUTS = {"Clip": (1, 2), "Dropout": (1, 2), "Reshape": (1,), "Slice": (1, 2, 3, 4), "Squeeze": (1,),
+                  "Unsqueeze": (1,), "ReduceMean": (1,), "ReduceSum": (1,), "ReduceMax": (1,), "Gather": (1,),
+                  "ConstantOfShape": (0,)}
 
 
 # ---------------------------------------------------------------------------- the module
@@ -752,13 +756,14 @@ class GraphModule(Module):
                 owned.update(x for x in nd.inputs[1:] if x)
                 nd = Node("_Linear", nd.inputs[:1], nd.outputs, nd.attrs, nd.name)
             plan.append(nd)
+        learnable = {x for nd in plan for i, x in enumerate(nd.inputs) if i not in _STATIC_INPUTS.get(nd.op, ())}
         for nd in plan:
             for x in nd.inputs:
                 if x and x in consts and x not in owned and x not in names:
                     a = consts[x]
                     n = unique(x)
                     names[x] = n
-                    if a.dtype.kind == "f":
+                    if a.dtype.kind == "f" and x in learnable:
                         self.register_parameter(n, Parameter(np.array(a)))
                     else:
                         self.register_buffer(n, np.array(a))
