@@ -585,6 +585,105 @@ _STATIC_INPUTS = {"Clip": (1, 2), "Dropout": (1, 2), "Reshape": (1,), "Slice": (
 # ---------------------------------------------------------------------------- the module
 
 
+def simplify(spec, outputs=None):
+    """``spec`` cut to ``outputs`` (default: its own), with the nodes whose inputs are all constants
+    folded into constants and the Identity nodes dropped: a new :class:`GraphSpec`. Raises
+    :class:`OnnxImportError` for unknown outputs, unsupported operators or dangling references."""
+    if outputs is None:
+        outputs = list(spec.outputs)
+    elif isinstance(outputs, str):
+        outputs = [outputs]
+    else:
+        outputs = list(outputs)
+    if not outputs:
+        raise OnnxImportError("the graph has no outputs (pass outputs=[tensor names])")
+    folder = _Folder(spec.opset)
+    consts = dict(spec.constants)
+    input_names = [n for n, _, _ in spec.inputs if n not in consts]
+    producer = {}
+    for i, nd in enumerate(spec.nodes):
+        for o in nd.outputs:
+            if o:
+                producer[o] = i
+    known = set(consts) | set(input_names) | set(producer)
+    for o in outputs:
+        if o not in known:
+            raise OnnxImportError(f"output {o!r} is not a tensor of the graph (not an input, a constant or "
+                                  f"the output of any node)")
+    # nodes needed for the outputs
+    need, stack = set(), list(outputs)
+    while stack:
+        t = stack.pop()
+        i = producer.get(t)
+        if i is None or i in need:
+            continue
+        need.add(i)
+        stack.extend(x for x in spec.nodes[i].inputs if x)
+    nodes = [spec.nodes[i] for i in sorted(need)]
+    unsupported = sorted({f"{n.op}" for n in nodes if n.op not in OPS})
+    if unsupported:
+        first = next(n for n in nodes if n.op in unsupported)
+        raise OnnxImportError(f"unsupported ONNX operator(s) {', '.join(unsupported)} (e.g. node {first.name!r}); "
+                              f"cnnfast supports: {', '.join(SUPPORTED_OPS)}")
+    # check the references (topological order), fold constants, drop Identity nodes
+    alias = {}
+    defined = set(consts) | set(input_names)
+    kept = []
+    for nd in nodes:
+        ins = [alias.get(x, x) for x in nd.inputs]
+        for x in ins:
+            if x and x not in defined:
+                raise OnnxImportError(f"malformed graph: input {x!r} of {nd.op} node {nd.name!r} is not produced "
+                                      f"by an earlier node, a constant or a graph input")
+        nd = Node(nd.op, ins, nd.outputs, nd.attrs, nd.name)
+        defined.update(o for o in nd.outputs if o)
+        if nd.op == "Identity":
+            alias[nd.outputs[0]] = ins[0]
+            continue
+        if nd.op not in _NO_FOLD and all((not x) or x in consts for x in ins):
+            args = [consts[x] if x else None for x in ins]
+            try:
+                res = OPS[nd.op](folder, nd, args)
+            except OnnxImportError:
+                raise
+            except Exception as e:
+                raise OnnxImportError(f"{nd.op} node {nd.name!r} failed on its constant inputs: {e}") from None
+            res = res if isinstance(res, tuple) else (res,)
+            for o, r in zip(nd.outputs, res):
+                if o:
+                    consts[o] = np.asarray(r)
+            continue
+        kept.append(nd)
+    # an output produced through Identity nodes keeps its name: rename the producing node's output
+    made = {o: nd for nd in kept for o in nd.outputs if o}
+    rename = {}
+    for o in outputs:
+        a = alias.get(o)
+        while a in alias:
+            a = alias[a]
+        if a is not None and a in made and a not in outputs and a not in rename:
+            rename[a] = o
+    if rename:
+        for nd in kept:
+            nd.inputs = [rename.get(x, x) for x in nd.inputs]
+            nd.outputs = [rename.get(x, x) for x in nd.outputs]
+    outputs = [o if o in rename.values() else alias.get(o, o) for o in outputs]
+    needed = {x for nd in kept for x in nd.inputs} | set(outputs)
+    inputs = [(n, s, d) for n, s, d in spec.inputs if n in input_names and n in needed]
+    constants = {n: consts[n] for n in consts if n in needed}
+    return GraphSpec(inputs, outputs, kept, constants, spec.opset, spec.source)
+
+
+class _Folder:
+    """Stands in for the module when folding constants (eval mode, no children)."""
+
+    training = False
+    _modules = {}
+
+    def __init__(self, opset):
+        self._opset = opset
+
+
 def _uninitialised(cls, *args, **kwargs):
     """A layer built without its random initialisation (its weights are overwritten right after)."""
     obj = cls.__new__(cls)
@@ -624,66 +723,11 @@ class GraphModule(Module):
 
     # ------------------------------------------------------------------ build
     def _build(self, spec, outputs):
+        spec = simplify(spec, outputs)
         consts = dict(spec.constants)
-        input_names = [n for n, _, _ in spec.inputs if n not in consts]
+        input_names = [n for n, _, _ in spec.inputs]
         input_info = {n: (s, d) for n, s, d in spec.inputs}
-        producer = {}
-        for i, nd in enumerate(spec.nodes):
-            if nd.op not in OPS and nd.op != "Constant":
-                pass  # reported below, only if the node is needed
-            for o in nd.outputs:
-                if o:
-                    producer[o] = i
-        known = set(consts) | set(input_names) | set(producer)
-        for o in outputs:
-            if o not in known:
-                raise OnnxImportError(f"output {o!r} is not a tensor of the graph (not an input, a constant or "
-                                      f"the output of any node)")
-        # nodes needed for the outputs
-        need, stack = set(), list(outputs)
-        while stack:
-            t = stack.pop()
-            i = producer.get(t)
-            if i is None or i in need:
-                continue
-            need.add(i)
-            stack.extend(x for x in spec.nodes[i].inputs if x)
-        nodes = [spec.nodes[i] for i in sorted(need)]
-        unsupported = sorted({f"{n.op}" for n in nodes if n.op not in OPS})
-        if unsupported:
-            first = next(n for n in nodes if n.op in unsupported)
-            raise OnnxImportError(f"unsupported ONNX operator(s) {', '.join(unsupported)} (e.g. node {first.name!r}); "
-                                  f"cnnfast supports: {', '.join(SUPPORTED_OPS)}")
-        # check the references (topological order), fold constants, drop Identity nodes
-        alias = {}
-        defined = set(consts) | set(input_names)
-        kept = []
-        for nd in nodes:
-            ins = [alias.get(x, x) for x in nd.inputs]
-            for x in ins:
-                if x and x not in defined:
-                    raise OnnxImportError(f"malformed graph: input {x!r} of {nd.op} node {nd.name!r} is not produced "
-                                          f"by an earlier node, a constant or a graph input")
-            nd = Node(nd.op, ins, nd.outputs, nd.attrs, nd.name)
-            defined.update(o for o in nd.outputs if o)
-            if nd.op == "Identity":
-                alias[nd.outputs[0]] = ins[0]
-                continue
-            if nd.op not in _NO_FOLD and all((not x) or x in consts for x in ins):
-                args = [consts[x] if x else None for x in ins]
-                try:
-                    res = OPS[nd.op](self, nd, args)
-                except OnnxImportError:
-                    raise
-                except Exception as e:
-                    raise OnnxImportError(f"{nd.op} node {nd.name!r} failed on its constant inputs: {e}") from None
-                res = res if isinstance(res, tuple) else (res,)
-                for o, r in zip(nd.outputs, res):
-                    if o:
-                        consts[o] = np.asarray(r)
-                continue
-            kept.append(nd)
-        outputs = [alias.get(o, o) for o in outputs]
+        kept, outputs = spec.nodes, spec.outputs
         used = {}
         for nd in kept:
             for x in nd.inputs:
