@@ -7,14 +7,14 @@ import sys
 
 import numpy as np
 import pytest
+from onnx_ref import LIGHT, light_model, ort_run, wheel_model_bytes
 
 import cnnfast
 import cnnfast.onnx as connx
-from onnx_ref import LIGHT, light_model, ort_run, wheel_model_bytes
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
 
 def _close(got, ref, rtol=1e-4):

@@ -6,7 +6,7 @@ called; importing ``cnnfast.onnx`` itself needs only NumPy.
 from ._graph import SUPPORTED_OPS, GraphModule, OnnxImportError
 from ._import import load
 
-__all__ = ["load", "export", "GraphModule", "OnnxImportError", "SUPPORTED_OPS"]
+__all__ = ["SUPPORTED_OPS", "GraphModule", "OnnxImportError", "export", "load"]
 
 
 def export(*args, **kwargs):

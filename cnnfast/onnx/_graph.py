@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import re
 
 import numpy as np
@@ -29,7 +28,7 @@ from ..nn.linear import Linear
 from ..nn.module import Module, Parameter
 from ..nn.normalization import BatchNorm2d
 
-__all__ = ["GraphSpec", "Node", "GraphModule", "save_spec", "load_spec", "SUPPORTED_OPS", "OnnxImportError"]
+__all__ = ["SUPPORTED_OPS", "GraphModule", "GraphSpec", "Node", "OnnxImportError", "load_spec", "save_spec"]
 
 # ONNX TensorProto data types -> NumPy
 DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64, 9: np.bool_,
@@ -43,7 +42,7 @@ class OnnxImportError(ValueError):
 class Node:
     """One operator application: ``op`` (ONNX op_type), input/output names ('' = omitted), attrs."""
 
-    __slots__ = ("op", "inputs", "outputs", "attrs", "name")
+    __slots__ = ("attrs", "inputs", "name", "op", "outputs")
 
     def __init__(self, op, inputs, outputs, attrs=None, name=""):
         self.op = op
@@ -585,10 +584,22 @@ _STATIC_INPUTS = {"Clip": (1, 2), "Dropout": (1, 2), "Reshape": (1,), "Slice": (
 # ---------------------------------------------------------------------------- the module
 
 
-def simplify(spec, outputs=None):
-    """``spec`` cut to ``outputs`` (default: its own), with the nodes whose inputs are all constants
-    folded into constants and the Identity nodes dropped: a new :class:`GraphSpec`. Raises
-    :class:`OnnxImportError` for unknown outputs, unsupported operators or dangling references."""
+def simplify(spec, outputs=None, inputs=None):
+    """``spec`` cut to ``outputs`` (default: its own), starting from the tensors ``inputs`` (default:
+    its own inputs), with the nodes whose inputs are all constants folded into constants and the
+    Identity nodes dropped: a new :class:`GraphSpec`. Raises :class:`OnnxImportError` for unknown
+    tensors, unsupported operators or dangling references."""
+    if inputs is not None:
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+        made = {o for nd in spec.nodes for o in nd.outputs if o}
+        given = {n: (s, d) for n, s, d in spec.inputs}
+        for n in inputs:
+            if n not in made and n not in given:
+                raise OnnxImportError(f"input {n!r} is not a tensor of the graph (not an input or the output of "
+                                      f"any node)")
+        spec = GraphSpec([(n,) + given.get(n, (None, np.float32)) for n in inputs], spec.outputs,
+                         [nd for nd in spec.nodes if not set(nd.outputs) & set(inputs)], spec.constants,
+                         spec.opset, spec.source)
     if outputs is None:
         outputs = list(spec.outputs)
     elif isinstance(outputs, str):
@@ -646,7 +657,7 @@ def simplify(spec, outputs=None):
                 res = OPS[nd.op](folder, nd, args)
             except OnnxImportError:
                 raise
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any failure here means a malformed graph
                 raise OnnxImportError(f"{nd.op} node {nd.name!r} failed on its constant inputs: {e}") from None
             res = res if isinstance(res, tuple) else (res,)
             for o, r in zip(nd.outputs, res):
@@ -678,10 +689,10 @@ class _Folder:
     """Stands in for the module when folding constants (eval mode, no children)."""
 
     training = False
-    _modules = {}
 
     def __init__(self, opset):
         self._opset = opset
+        self._modules = {}
 
 
 def _uninitialised(cls, *args, **kwargs):
@@ -707,7 +718,7 @@ class GraphModule(Module):
     ``train()`` to fine-tune. ``input_names`` / ``output_names`` list the graph's ends.
     """
 
-    def __init__(self, spec, outputs=None):
+    def __init__(self, spec, outputs=None, inputs=None):
         super().__init__()
         if outputs is None:
             outputs = list(spec.outputs)
@@ -718,12 +729,11 @@ class GraphModule(Module):
         if not outputs:
             raise OnnxImportError("the graph has no outputs (pass outputs=[tensor names])")
         self.__dict__["_opset"] = spec.opset
-        self._build(spec, outputs)
+        self._build(simplify(spec, outputs, inputs))
         self.eval()
 
     # ------------------------------------------------------------------ build
-    def _build(self, spec, outputs):
-        spec = simplify(spec, outputs)
+    def _build(self, spec):
         consts = dict(spec.constants)
         input_names = [n for n, _, _ in spec.inputs]
         input_info = {n: (s, d) for n, s, d in spec.inputs}

@@ -102,12 +102,13 @@ def spec_from_onnx(model, source=""):
     return GraphSpec(inputs, outputs, nodes, constants, opset, source)
 
 
-def load(path, outputs=None):
+def load(path, outputs=None, *, inputs=None):
     """Import an ONNX model as a trainable ``cnnfast.nn.Module`` (see :class:`GraphModule`).
 
     ``path`` is a file name, bytes of a serialised model, or an ``onnx.ModelProto``. ``outputs``
     (tensor names) cuts the graph there, e.g. for feature extraction; by default the graph's
-    outputs. Called on ndarrays the module returns an ndarray (a tuple for several outputs); on
+    outputs. ``inputs`` (tensor names) starts it at inner tensors instead of the graph's inputs
+    (the module then takes those tensors), e.g. to fine-tune only the last blocks. Called on ndarrays the module returns an ndarray (a tuple for several outputs); on
     Tensors it records for backward. Initializers and Constant nodes become Parameters (float) or
     buffers; Conv -> ``nn.Conv2d``, BatchNormalization -> ``nn.BatchNorm2d``, Gemm -> ``nn.Linear``.
     The module is returned in eval mode. Unsupported operators or malformed files raise
@@ -135,4 +136,4 @@ def load(path, outputs=None):
         source = os.path.basename(path)
     if not model.HasField("graph") or not model.graph.node:
         raise OnnxImportError(f"cnnfast.onnx.load: {source} holds no graph (empty or not an ONNX model)")
-    return GraphModule(spec_from_onnx(model, source), outputs=outputs)
+    return GraphModule(spec_from_onnx(model, source), outputs=outputs, inputs=inputs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["ppocr_backbone", "ppocr_backbone_info", "PPOCR_MEAN", "PPOCR_STD"]
+__all__ = ["PPOCR_MEAN", "PPOCR_STD", "ppocr_backbone", "ppocr_backbone_info"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _STEM = "ppocrv6_rec_small_backbone"
@@ -25,18 +25,19 @@ def _files():
     return j, z
 
 
-def ppocr_backbone():
+def ppocr_backbone(outputs=None, inputs=None):
     """PP-OCRv6_rec_small's CNN backbone as a trainable ``cnnfast.nn.Module`` (eval mode, float32).
 
     Input: ``(N, 3, 48, W)`` float32, RGB in [0, 1] normalised as ``(x - 0.5) / 0.5``. Output:
     ``(N, 120, 1, ceil(W / 8))`` features (the recogniser's tensor ``p2o.pd_op.add.65.0``);
     average them over space for a 120-dim image descriptor. 2,723,439 parameters (float16 on disk,
     so outputs differ from the original float32 network by about 1e-2 relative).
+    ``outputs`` / ``inputs`` (tensor names) cut it as in :func:`cnnfast.onnx.load`.
     """
     from ..onnx._graph import GraphModule, load_spec
 
     spec, _ = load_spec(*_files())
-    return GraphModule(spec)
+    return GraphModule(spec, outputs=outputs, inputs=inputs)
 
 
 def ppocr_backbone_info():
