@@ -212,6 +212,57 @@ def test_spec_roundtrip_json_npz(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def _small_graph_2(dtype=TensorProto.DOUBLE, np_dtype=np.float64):
+    """The remaining operators: PRelu, LeakyRelu, Tanh, Exp, Log, Abs, Neg, GlobalMaxPool, Gather,
+    Cast, Flatten, ReduceSum/ReduceMax, LogSoftmax, Dropout, Sum, MatMul, Slice, ConstantOfShape."""
+    rng = np.random.default_rng(9)
+    inits = [numpy_helper.from_array((rng.standard_normal((3, 1, 1)) * 0.3).astype(np_dtype), "slope"),
+             numpy_helper.from_array((rng.standard_normal((12, 3)) * 0.3).astype(np_dtype), "mw"),
+             numpy_helper.from_array(np.array([0, 2], np.int64), "gidx"),
+             numpy_helper.from_array(np.array([1], np.int64), "s0"),
+             numpy_helper.from_array(np.array([4], np.int64), "s1"),
+             numpy_helper.from_array(np.array([2], np.int64), "sax"),
+             numpy_helper.from_array(np.array([2, 5], np.int64), "cshape")]
+    N = helper.make_node
+    nodes = [
+        N("PRelu", ["x", "slope"], ["pr"]), N("LeakyRelu", ["x"], ["lr"], alpha=0.2), N("Tanh", ["pr"], ["th"]),
+        N("Abs", ["lr"], ["ab"]), N("Exp", ["th"], ["ex"]), N("Log", ["ex"], ["lg"]), N("Neg", ["ab"], ["ng"]),
+        N("Sum", ["lg", "ng", "pr"], ["sm"]), N("Dropout", ["sm"], ["dr"], ratio=0.5),
+        N("Slice", ["dr", "s0", "s1", "sax"], ["sl"]),
+        N("GlobalMaxPool", ["sl"], ["gmp"]), N("Gather", ["sl", "gidx"], ["ga"], axis=1),
+        N("ReduceSum", ["ga"], ["rs"], axes=[1], keepdims=0), N("ReduceMax", ["sl"], ["rx"], axes=[3], keepdims=1),
+        N("Flatten", ["rs"], ["fl"], axis=1), N("MatMul", ["fl", "mw"], ["mm"]),
+        N("LogSoftmax", ["mm"], ["ls"], axis=1),
+        N("Cast", ["gidx"], ["gf"], to=int(dtype)), N("Add", ["ls", "gmp_flat"], ["out1"]),
+        N("Flatten", ["gmp"], ["gmp_flat"], axis=1),
+        N("ConstantOfShape", ["cshape"], ["ones"], value=numpy_helper.from_array(np.array([1.0], np_dtype))),
+        N("Mul", ["rx", "rx"], ["out2"]),
+    ]
+    # gmp_flat is defined after its use above: reorder so the graph is topologically sorted
+    nodes = nodes[:18] + [nodes[19], nodes[18]] + nodes[20:]
+    x = helper.make_tensor_value_info("x", dtype, [2, 3, 5, 4])
+    outs = [helper.make_tensor_value_info(n, dtype, None) for n in ("out1", "out2", "ones", "gf")]
+    graph = helper.make_graph(nodes, "small2", [x], outs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+
+
+def test_small_graph_2_remaining_ops_vs_onnxruntime_and_gradients():
+    m = _small_graph_2(TensorProto.FLOAT, np.float32)
+    model = connx.load(m)
+    x = np.random.default_rng(10).standard_normal((2, 3, 5, 4)).astype(np.float32)
+    got = model(x)
+    ref = ort_run(m, {"x": x})
+    assert len(got) == 4
+    for g, r in zip(got, ref):
+        assert g.dtype == r.dtype
+        _close(g, r, rtol=2e-5)
+    model64 = connx.load(_small_graph_2())
+    xt = cnnfast.Tensor(x.astype(np.float64), requires_grad=True)
+    params = list(model64.parameters())
+    assert len(params) == 2  # slope and the MatMul weight; the index/shape constants are buffers
+    assert cnnfast.gradcheck(lambda inp, *ps: model64(inp)[:2], (xt, *params), eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
 # ---------------------------------------------------------------------------- errors
 
 
