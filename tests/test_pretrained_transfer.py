@@ -89,3 +89,29 @@ def test_transfer_demo_beats_training_from_scratch(capsys):
                         r"\d+\.\d% on 300 held-out digits", line), line
     assert res["frozen"] >= 0.85
     assert res["frozen"] >= res["scratch"] + 0.10
+
+
+def test_fine_tune_trains_only_the_last_stage_and_head():
+    from cnnfast.datasets import load_mnist_5k
+    from cnnfast.transfer import (
+        backbone_parts,
+        build_head,
+        labeled_subset,
+        run_fine_tune,
+        stem_outputs,
+    )
+
+    (X, y), _ = load_mnist_5k()
+    idx = labeled_subset(y, 20)
+    stem, last = backbone_parts()
+    stem_before = {k: v.copy() for k, v in stem.state_dict().items()}
+    last_before = {k: v.copy() for k, v in last.state_dict().items()}
+    mid = stem_outputs(stem, X[idx])
+    acc, _ = run_fine_tune(last, build_head(), mid, y[idx], mid, y[idx], epochs=1, lr=1e-3)
+    assert 0 <= acc <= 1
+    for k, v in stem.state_dict().items():
+        np.testing.assert_array_equal(v, stem_before[k])
+    changed = [k for k, v in last.state_dict().items() if not np.array_equal(v, last_before[k])]
+    assert any(k.endswith("weight") for k in changed)
+    # BatchNorm kept its pretrained running statistics (eval mode during fine-tuning)
+    assert not any("running" in k for k in changed)
