@@ -115,3 +115,16 @@ def test_fine_tune_trains_only_the_last_stage_and_head():
     assert any(k.endswith("weight") for k in changed)
     # BatchNorm kept its pretrained running statistics (eval mode during fine-tuning)
     assert not any("running" in k for k in changed)
+
+
+def test_transfer_plots(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    from cnnfast import transfer
+
+    monkeypatch.setattr(transfer, "PLOT_LABELS", (10, 20))
+    res = transfer.main(["--labels", "10", "--test-limit", "100", "--plots", str(tmp_path)])
+    assert sorted(os.path.basename(p) for p in res["plots"]) == ["transfer_accuracy.png", "transfer_feature_maps.png"]
+    for p in res["plots"]:
+        with open(p, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "20 labels: pretrained (frozen)" in capsys.readouterr().out
