@@ -3,10 +3,10 @@
 ``load`` needs the optional ``onnx`` package (``pip install 'cnnfast[onnx]'``), imported when
 called; importing ``cnnfast.onnx`` itself needs only NumPy.
 """
-from ._graph import SUPPORTED_OPS, GraphModule, OnnxImportError
+from ._graph import SUPPORTED_OPS, GraphModule, OnnxConv2d, OnnxImportError
 from ._import import load
 
-__all__ = ["SUPPORTED_OPS", "GraphModule", "OnnxImportError", "export", "load"]
+__all__ = ["SUPPORTED_OPS", "GraphModule", "OnnxConv2d", "OnnxImportError", "export", "load"]
 
 
 def export(*args, **kwargs):

@@ -252,17 +252,35 @@ def _pool_pads(node):
 # Tensors (None for omitted inputs); constants come as Parameters when the call records.
 
 
+class OnnxConv2d(Conv2d):
+    """An ``nn.Conv2d`` that also does ONNX's ``auto_pad`` (``'SAME_UPPER'`` / ``'SAME_LOWER'``
+    padding computed from the input size) and, with ``fused_relu``, the ReLU that followed it in
+    the graph, in the same kernel pass."""
+
+    auto_pad = None
+    fused_relu = False
+
+    def forward(self, input):
+        pads = self.padding
+        if self.auto_pad is not None:
+            pads = _auto_pads(self.auto_pad, _d(input).shape[-2:], self.kernel_size, self.stride, self.dilation)
+        w, b = self.weight, self.bias
+        if not _is_t(input):
+            w, b = w.data, (None if b is None else b.data)
+        fn = F.conv2d_relu if self.fused_relu else F.conv2d
+        return fn(input, w, b, self.stride, pads, self.dilation, self.groups)
+
+    def extra_repr(self):
+        s = super().extra_repr()
+        if self.auto_pad is not None:
+            s += f", auto_pad={self.auto_pad!r}"
+        if self.fused_relu:
+            s += ", fused_relu=True"
+        return s
+
+
 def _op_conv(m, node, args):
-    x = args[0]
-    conv = m._modules[node.attrs["_module"]]
-    pads = node.attrs["_pads"]
-    if isinstance(pads, str):
-        pads = _auto_pads(pads, _d(x).shape[2:], conv.kernel_size, conv.stride, conv.dilation)
-    w, b = conv.weight, conv.bias
-    if not _is_t(x):
-        w, b = w.data, (None if b is None else b.data)
-    fn = F.conv2d_relu if node.attrs.get("_relu") else F.conv2d
-    return fn(x, w, b, conv.stride, pads, conv.dilation, conv.groups)
+    return m._modules[node.attrs["_module"]](args[0])
 
 
 def _op_bn(m, node, args):
@@ -712,8 +730,8 @@ def _sanitize(name):
 class GraphModule(Module):
     """A graph (see :class:`GraphSpec`) as a trainable module; ``forward(*inputs)``.
 
-    Conv, BatchNormalization and Gemm nodes are ``nn.Conv2d`` / ``nn.BatchNorm2d`` / ``nn.Linear``
-    children; the other float constants are Parameters (integer ones buffers) named after the
+    Conv, BatchNormalization and Gemm nodes are :class:`OnnxConv2d` (an ``nn.Conv2d``) /
+    ``nn.BatchNorm2d`` / ``nn.Linear`` children; the other float constants are Parameters (integer ones buffers) named after the
     graph's tensors. Built in eval mode (BatchNorm with running statistics, Dropout off): call
     ``train()`` to fine-tune. ``input_names`` / ``output_names`` list the graph's ends.
     """
@@ -864,14 +882,17 @@ class GraphModule(Module):
         if isinstance(pads, str) and stride == (1, 1):  # SAME with stride 1 does not depend on the input size
             pads = _auto_pads(pads, (1, 1), w.shape[2:], stride, dil)
         dtype = w.dtype if w.dtype in (np.float32, np.float64) else np.float32
-        conv = _uninitialised(Conv2d, w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride,
-                      pads if not isinstance(pads, str) else 0, dil, groups, bias=b is not None, dtype=dtype)
+        conv = _uninitialised(OnnxConv2d, w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride,
+                              pads if not isinstance(pads, str) else 0, dil, groups, bias=b is not None, dtype=dtype)
+        if isinstance(pads, str):
+            conv.auto_pad = pads
+        conv.fused_relu = bool(nd.attrs.get("_relu"))
         conv.weight.data[...] = w
         if b is not None:
             conv.bias.data[...] = b.reshape(-1)
         name = unique(nd.name)
         self.add_module(name, conv)
-        return Node(nd.op, nd.inputs, nd.outputs, dict(nd.attrs, _module=name, _pads=pads), nd.name)
+        return Node(nd.op, nd.inputs, nd.outputs, dict(nd.attrs, _module=name), nd.name)
 
     def _make_bn(self, nd, consts, unique):
         scale, bias, mean, var = (consts[x] for x in nd.inputs[1:5])
