@@ -93,6 +93,7 @@ _LAZY = {
     "predict": ("cnnfast.training", "predict"), "History": ("cnnfast.training", "History"),
     "filters": ("cnnfast.filters", None), "viz": ("cnnfast.viz", None), "nn": ("cnnfast.nn", None),
     "models": ("cnnfast.models", None), "load_torch": ("cnnfast.torch_load", "load_torch"),
+    "onnx": ("cnnfast.onnx", None), "pretrained": ("cnnfast.pretrained", None),
 }
 # Imported eagerly (NumPy only, microseconds): the function must shadow the submodule of the same
 # name, which would otherwise win if someone imported ``cnnfast.gradcheck`` as a module first.
