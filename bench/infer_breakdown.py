@@ -8,14 +8,15 @@ round, medians (the machine is shared: compare the ratios, not the absolute time
     PYTHONPATH=. python bench/infer_breakdown.py --profile            # + where the time goes
 
 Configurations (same weights, eval mode, ndarray input, ``cnnfast.no_grad()``):
-  layer-by-layer  every module called on its own (a no-op forward hook on each Conv2d turns the
-                  Sequential fusion off): conv, BatchNorm pass, activation pass
+  layer-by-layer  every module called on its own (a no-op forward hook on each Conv2d and ReLU
+                  turns the fusion off): conv, BatchNorm pass, activation pass
   fused           the default: Sequential fuses conv + BN (folded or in place) + activation
   folded          ``cnnfast.nn.fold_batchnorm`` applied once ahead of time (a copy of the model),
                   then the default path: what a deployment that folds once gets
 
-``--profile`` splits the fused configuration's time into the conv kernels (``_core.conv2d_forward``),
-NumPy elementwise work, and the rest (Python), with cProfile.
+``--profile`` splits each configuration's time (under cProfile) into the conv kernels
+(``_core.conv2d_forward``) and the rest (NumPy passes for BatchNorm, activations and adds, and
+Python).
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ NETS = {
     "mobilenet_v3_small": lambda: cnnfast.models.mobilenet_v3_small(),
     "efficientnet_b0": lambda: cnnfast.models.efficientnet_b0(),
     "pplcnet_like": pplcnet_like,
+    "resnet18": lambda: cnnfast.models.resnet18(),
 }
 
 
@@ -78,10 +80,10 @@ def _randomize_bn(model, rng):
 
 
 def _unfused(model):
-    """The same model with the Sequential fusion switched off (a no-op hook on every Conv2d)."""
+    """The same model with the fusion switched off (a no-op hook on every Conv2d and ReLU)."""
     m = copy.deepcopy(model)
     for mod in m.modules():
-        if type(mod) is nn.Conv2d:
+        if type(mod) in (nn.Conv2d, nn.ReLU):
             mod.register_forward_hook(lambda *a: None)
     return m
 
@@ -96,6 +98,7 @@ def _time(fn, x, iters):
 
 
 def _profile(model, x, iters):
+    """(seconds per call, of which in the conv kernels) under cProfile."""
     pr = cProfile.Profile()
     with cnnfast.no_grad():
         pr.enable()
@@ -105,8 +108,7 @@ def _profile(model, x, iters):
     st = pstats.Stats(pr)
     total = sum(v[2] for v in st.stats.values())  # tottime over all functions
     conv = sum(v[2] for k, v in st.stats.items() if k[2] == "<built-in method cnnfast._core.conv2d_forward>")
-    numpy_ = sum(v[2] for k, v in st.stats.items() if k[0] == "~" and "numpy" in k[2] or "numpy" in k[0])
-    return total / iters, conv / iters, numpy_ / iters
+    return total / iters, conv / iters
 
 
 def main(argv=None):
@@ -145,10 +147,10 @@ def main(argv=None):
               f"{med['layer-by-layer'] / med['fused']:20.2f}x {diff:10.2g}")
         if args.profile:
             for k in ("layer-by-layer", "fused"):
-                total, conv, numpy_ = _profile(configs[k], x, args.iters)
-                print(f"    {k:15s} profiled {total * 1e3:7.2f} ms: conv kernels {conv / total:5.1%}, "
-                      f"NumPy {numpy_ / total:5.1%}, other (Python, BatchNorm/activation code) "
-                      f"{1 - (conv + numpy_) / total:5.1%}")
+                total, conv = _profile(configs[k], x, args.iters)
+                print(f"    {k:15s} profiled {total * 1e3:7.2f} ms: conv kernels {conv * 1e3:6.2f} ms "
+                      f"({conv / total:4.0%}), the rest (BatchNorm / activation / add NumPy passes, Python) "
+                      f"{(total - conv) * 1e3:6.2f} ms")
     return 0
 
 

@@ -97,7 +97,7 @@ def test_hooks_and_tensors_see_every_layer():
     np.testing.assert_allclose(y.data, seq(x), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0"])
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet18", "resnet50", "googlenet"])
 def test_models_fused_equals_layer_by_layer(name):
     rng = np.random.default_rng(4)
     model = getattr(cnnfast.models, name)(num_classes=10)
@@ -112,8 +112,9 @@ def test_models_fused_equals_layer_by_layer(name):
     x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
     with cnnfast.no_grad():
         fused = model(x)
-        handles = [m.register_forward_hook(lambda *a: None) for m in model.modules() if type(m) is nn.Conv2d]
-        plain = model(x)  # a hook on every conv switches the fusion off
+        handles = [m.register_forward_hook(lambda *a: None) for m in model.modules()
+                   if type(m) in (nn.Conv2d, nn.ReLU)]
+        plain = model(x)  # a hook on every conv and ReLU switches the fusion off
     for h in handles:
         h.remove()
     np.testing.assert_allclose(fused, plain, rtol=1e-4, atol=1e-4 * float(np.abs(plain).max()))

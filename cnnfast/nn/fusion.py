@@ -14,7 +14,7 @@ from .linear import Identity
 from .module import Module, Parameter
 from .normalization import BatchNorm2d
 
-__all__ = ["fuse_conv_bn_weights", "fuse_conv_bn_eval", "fold_batchnorm"]
+__all__ = ["fuse_conv_bn_weights", "fuse_conv_bn_eval", "fold_batchnorm", "conv_block_eval", "conv_bn_act"]
 
 
 def fuse_conv_bn_weights(conv_w, conv_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b):
@@ -166,3 +166,20 @@ def conv_block_eval(mods, i, x):
     elif act == "silu":
         y = P._silu(y)
     return y, n_used
+
+
+def conv_bn_act(conv, bn, act, x):
+    """``act(bn(conv(x)))`` for blocks written as attribute calls (ResNet, GoogLeNet): on an ndarray
+    with no forward hooks on the three, one fused call (:func:`conv_block_eval`); otherwise the
+    modules one by one (a Tensor is recorded as usual). ``bn`` and ``act`` may be None."""
+    from ..autograd.tensor import Tensor
+
+    mods = [m for m in (conv, bn, act) if m is not None]
+    if isinstance(x, Tensor) or any(m._forward_hooks for m in mods):
+        for m in mods:
+            x = m(x)
+        return x
+    y, used = conv_block_eval(mods, 0, x)
+    for m in mods[used:]:
+        y = m(y)
+    return y
