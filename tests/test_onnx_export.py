@@ -294,3 +294,38 @@ def test_missing_onnx_message(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"pip install 'cnnfast\[onnx\]'"):
         export(nn.Sequential(nn.ReLU()), tmp_path / "m.onnx", np.zeros((1, 1, 2, 2), np.float32))
+
+
+def test_round_trip_through_onnx_load(tmp_path):
+    """An ONNX file imported by cnnfast.onnx.load (when this build has it) exports back to a file
+    that ONNX Runtime runs to the same outputs."""
+    cf_onnx = pytest.importorskip("cnnfast.onnx")
+    if not hasattr(cf_onnx, "load"):
+        pytest.skip("this build's cnnfast.onnx has no load")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(11)
+    inits = {"w1": rng.standard_normal((8, 3, 3, 3)) * 0.3, "s": rng.uniform(0.5, 1.5, 8),
+             "b": rng.normal(0, 0.1, 8), "m": rng.normal(0, 0.1, 8), "v": rng.uniform(0.5, 1.5, 8),
+             "wd": rng.standard_normal((8, 1, 3, 3)) * 0.3, "fc": rng.standard_normal((4, 8)) * 0.3,
+             "fcb": rng.normal(0, 0.1, 4)}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c1", "s", "b", "m", "v"], ["n1"], epsilon=1e-5),
+             helper.make_node("HardSwish", ["n1"], ["h1"]),
+             helper.make_node("Conv", ["h1", "wd"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8),
+             helper.make_node("Add", ["c2", "h1"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+    src = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    src.ir_version = 8
+    onnx.save(src, str(tmp_path / "src.onnx"))
+    model = cf_onnx.load(str(tmp_path / "src.onnx"))
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    export(model, tmp_path / "back.onnx", x)
+    want = _run_ort(tmp_path / "src.onnx", x, "x")[0]
+    got = _run_ort(tmp_path / "back.onnx", x)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
