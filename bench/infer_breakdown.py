@@ -120,6 +120,8 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=10, help="timed calls per configuration and round")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--compare-threads", action="store_true",
+                    help="also time the fused configuration on 1 thread, alternating with --threads in each round")
     args = ap.parse_args(argv)
     cnnfast.set_num_threads(args.threads)
     print(f"cnnfast {cnnfast.__version__}, ISA {cnnfast.get_isa()}, {cnnfast.get_num_threads()} threads, "
@@ -138,13 +140,24 @@ def main(argv=None):
             for m in configs.values():  # warm-up
                 m(x)
             times = {k: [] for k in configs}
+            if args.compare_threads:
+                times["fused, 1 thread"] = []
             for _ in range(args.rounds):
                 for k, m in configs.items():
                     times[k].append(_time(m, x, args.iters))
+                if args.compare_threads:
+                    cnnfast.set_num_threads(1)
+                    model(x)
+                    times["fused, 1 thread"].append(_time(model, x, args.iters))
+                    cnnfast.set_num_threads(args.threads)
+                    model(x)
         med = {k: float(np.median(v)) for k, v in times.items()}
         diff = max(float(np.abs(outs[k] - outs["layer-by-layer"]).max()) for k in outs)
         print(f"{name:20s} {med['layer-by-layer'] * 1e3:18.2f} {med['fused'] * 1e3:9.2f} {med['folded'] * 1e3:10.2f} "
               f"{med['layer-by-layer'] / med['fused']:20.2f}x {diff:10.2g}")
+        if args.compare_threads:
+            print(f"    fused on 1 thread {med['fused, 1 thread'] * 1e3:.2f} ms: {args.threads} threads / 1 thread = "
+                  f"{med['fused'] / med['fused, 1 thread']:.2f} (time ratio; < 1: the second thread helps)")
         if args.profile:
             for k in ("layer-by-layer", "fused"):
                 total, conv = _profile(configs[k], x, args.iters)
