@@ -228,30 +228,104 @@ def case_net(env, case, W):
                 return model(xt)
 
         return [("forward", fn, lambda y: {"y": y.numpy().copy()}, None, None)]
-    if fw == "onnxruntime":
+    if fw in ("onnxruntime", "openvino"):
+        return [("forward", _runtime_fn(env, case["onnx"], x), lambda y: {"y": np.array(y, copy=True)}, None, None)]
+    raise ValueError(f"{fw} has no inference path")
+
+
+def _runtime_fn(env, onnx_path, x, static_shape=False):
+    """A call running the ONNX file on x with ONNX Runtime or OpenVINO (env.framework), first output.
+    static_shape: OpenVINO compiles the model for x's shape (the files of g have free dims)."""
+    if env.framework == "onnxruntime":
         ort = env.ort
         so = ort.SessionOptions()
         so.intra_op_num_threads = env.threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        sess = ort.InferenceSession(case["onnx"], so, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
         feed = {sess.get_inputs()[0].name: x}
-        return [("forward", lambda: sess.run(None, feed)[0], lambda y: {"y": np.array(y, copy=True)}, None, None)]
-    if fw == "openvino":
-        ov = env.ov
-        core = ov.Core()
-        # f32 explicitly: on CPUs with AMX / AVX512-BF16 OpenVINO's default precision is bf16.
-        config = {"INFERENCE_NUM_THREADS": env.threads, "INFERENCE_PRECISION_HINT": "f32",
-                  "PERFORMANCE_HINT": "LATENCY"}
-        compiled = core.compile_model(core.read_model(case["onnx"]), "CPU", config)
-        req = compiled.create_infer_request()
+        return lambda: sess.run(None, feed)[0]
+    ov = env.ov
+    core = ov.Core()
+    # f32 explicitly: on CPUs with AMX / AVX512-BF16 OpenVINO's default precision is bf16.
+    config = {"INFERENCE_NUM_THREADS": env.threads, "INFERENCE_PRECISION_HINT": "f32",
+              "PERFORMANCE_HINT": "LATENCY"}
+    model = core.read_model(onnx_path)
+    if static_shape:
+        model.reshape(list(x.shape))
+    compiled = core.compile_model(model, "CPU", config)
+    req = compiled.create_infer_request()
+
+    def fn():
+        req.infer({0: x}, share_inputs=True)
+        return req.get_output_tensor(0).data
+
+    return fn
+
+
+def cnnfast_module(cf, case):
+    """The cnnfast module of an ONNX-file case: ``cnnfast.onnx.load(file)`` for files from elsewhere,
+    or the cnnfast.models network the file was exported from (its weights from case["state"])."""
+    src = case["params"]["source"]
+    if "model" in src:
+        import cnnfast.models
+
+        model = getattr(cnnfast.models, src["model"])()
+        with np.load(case["state"]) as z:
+            model.load_state_dict({k: z[k] for k in z.files})
+        return model
+    try:
+        from cnnfast import onnx as cf_onnx
+        load = cf_onnx.load
+    except (ImportError, AttributeError) as e:
+        raise RuntimeError(f"this cnnfast has no cnnfast.onnx.load ({e})") from None
+    return load(case["onnx"])
+
+
+def case_onnxnet(env, case, W, factory=cnnfast_module):
+    """A network from an ONNX file: cnnfast runs the module ``factory(cnnfast, case)`` builds, in eval
+    mode; ONNX Runtime and OpenVINO run the file."""
+    x = W["x"]
+    if env.framework == "cnnfast":
+        cf = env.cnnfast
+        model = factory(cf, case).eval()
 
         def fn():
-            req.infer({0: x}, share_inputs=True)
-            return req.get_output_tensor(0).data
+            with cf.no_grad():
+                y = model(x)
+            return y[0] if isinstance(y, (tuple, list)) else y
 
         return [("forward", fn, lambda y: {"y": np.array(y, copy=True)}, None, None)]
-    raise ValueError(f"{fw} has no inference path")
+    if env.framework in ("onnxruntime", "openvino"):
+        return [("forward", _runtime_fn(env, case["onnx"], x, static_shape=True),
+                 lambda y: {"y": np.array(y, copy=True)}, None, None)]
+    raise ValueError(f"{env.framework} has no path for ONNX files")
+
+
+def export_model(spec_path):
+    """``--export SPEC.json``: build a cnnfast.models network (seeded weights, BatchNorm statistics
+    randomised as a trained network's would be), save its state dict and export it to ONNX."""
+    with open(spec_path) as f:
+        spec = json.load(f)
+    import cnnfast
+    import cnnfast.models
+    from cnnfast.onnx_export import export
+
+    cnnfast.manual_seed(spec["seed"])
+    model = getattr(cnnfast.models, spec["model"])()
+    rng = np.random.default_rng(spec["seed"])
+    for m in model.modules():
+        if isinstance(m, cnnfast.nn.BatchNorm2d):
+            m.running_mean[...] = rng.normal(0, 0.1, m.num_features)
+            m.running_var[...] = rng.uniform(0.5, 1.5, m.num_features)
+            m.weight.data[...] = rng.uniform(0.5, 1.5, m.num_features)
+            m.bias.data[...] = rng.normal(0, 0.1, m.num_features)
+    model.eval()
+    np.savez(spec["state"], **{k: np.asarray(v) for k, v in model.state_dict().items()})
+    with np.load(spec["data"]) as z:
+        x = z["x"]
+    export(model, spec["onnx"], x)
+    return 0
 
 
 def case_conv(env, case, W):
@@ -344,7 +418,7 @@ def case_peak(env, case, W):
 
 
 CASES = {"lenet_train": case_lenet_train, "net": case_net, "conv": case_conv, "pool": case_pool,
-         "peak": case_peak}
+         "peak": case_peak, "onnxnet": case_onnxnet}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -427,4 +501,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--export"]:
+        sys.exit(export_model(sys.argv[2]))
     sys.exit(main(sys.argv[1:]))

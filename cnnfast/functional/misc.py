@@ -32,6 +32,14 @@ def _tensor_arg(x):
 # ---------------------------------------------------------------------------- linear
 
 
+# Inference-sized calls (a classifier head at batch 1-16) with a large weight take the transposed
+# product, which copies x (N x in) instead of W (out x in): chosen because the copy of a 1000 x 1280
+# head's weight cost more than its product at batch 1. Small layers (LeNet's) keep the path their
+# training speed was tuned on.
+_LINEAR_SMALL_BATCH = 16
+_LINEAR_BIG_WEIGHT = 1 << 17
+
+
 def _linear(x, w, b):
     if w.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got weight of size {w.shape}")
@@ -41,7 +49,10 @@ def _linear(x, w, b):
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"linear: bias of size {b.shape} does not match weight of size {w.shape}: expected "
                          f"({w.shape[0]},)")
-    if x.ndim == 2 and x.dtype == w.dtype:
+    if x.ndim == 2 and x.dtype == w.dtype and x.shape[0] <= _LINEAR_SMALL_BATCH and w.size >= _LINEAR_BIG_WEIGHT:
+        # (W @ x.T).T: the weight is already the GEMM's filter layout, so nothing the size of W is copied
+        out = np.ascontiguousarray(_mm(w, np.ascontiguousarray(x.T)).T)
+    elif x.ndim == 2 and x.dtype == w.dtype:
         out = _mm(x, np.ascontiguousarray(w.T))  # cnnfast's GEMM: see _gemm.py for why not NumPy's BLAS
     else:
         out = np.matmul(x, w.T)

@@ -16,6 +16,9 @@ from ..functional import cat
 __all__ = ["GoogLeNet", "googlenet"]
 
 
+_RELU = nn.ReLU()  # marks the ReLU of BasicConv2d for the fused inference path (no state)
+
+
 class BasicConv2d(nn.Module):
     _conv_bn_pairs = (("conv", "bn"),)
 
@@ -26,7 +29,11 @@ class BasicConv2d(nn.Module):
 
     def forward(self, x):
         from .. import functional as F
+        from ..autograd.tensor import Tensor
+        from ..nn.fusion import conv_bn_act
 
+        if not isinstance(x, Tensor):
+            return conv_bn_act(self.conv, self.bn, _RELU, x)
         return F.relu(self.bn(self.conv(x)), inplace=True)
 
 

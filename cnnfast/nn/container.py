@@ -24,6 +24,9 @@ class Sequential(Module):
 
     A ``Conv2d`` directly followed by a ``ReLU`` runs as one fused conv2d+relu kernel call (the
     same result, one pass less over memory); the fusion is skipped when either has forward hooks.
+    Given an ndarray (nothing recorded), a ``Conv2d`` followed by an eval-mode ``BatchNorm2d``
+    and/or an activation runs as one conv call with the BatchNorm folded into its weights and the
+    activation applied to its output (see :func:`cnnfast.nn.fusion.conv_block_eval`).
     """
 
     def __init__(self, *modules):
@@ -80,15 +83,21 @@ class Sequential(Module):
         return self
 
     def forward(self, input):
+        from .. import functional as F
+        from ..autograd.tensor import Tensor
         from .activation import ReLU
         from .conv import Conv2d
-        from .. import functional as F
+        from .fusion import conv_block_eval
 
         mods = self._list()
         n = len(mods)
         i = 0
         while i < n:
             m = mods[i]
+            if type(m) is Conv2d and not m._forward_hooks and not isinstance(input, Tensor):
+                input, used = conv_block_eval(mods, i, input)
+                i += used
+                continue
             if (type(m) is Conv2d and i + 1 < n and type(mods[i + 1]) is ReLU
                     and not m._forward_hooks and not mods[i + 1]._forward_hooks):
                 input = m._conv(input, F.conv2d_relu)
