@@ -5,6 +5,8 @@ sweep calling each node's ``backward`` and accumulating the input gradients with
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .grad_mode import _state
@@ -107,7 +109,7 @@ def _topo_order(root: Tensor) -> list:
     return order
 
 
-def _accumulate_leaf(node: Tensor, g) -> None:
+def _accumulate_leaf(node: Tensor, g: np.ndarray) -> None:
     if node.grad is None:
         # A private copy: g may alias another node's gradient or the caller's array.
         node.grad = np.array(g, dtype=node.data.dtype, copy=True)
@@ -115,7 +117,7 @@ def _accumulate_leaf(node: Tensor, g) -> None:
         node.grad += g
 
 
-def backward(root: Tensor, gradient=None, retain_graph: bool = False) -> None:
+def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
     if not root.requires_grad:
         raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
