@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["_pair", "_is_tensor", "_any_tensor", "_result_dtype", "_as_float"]
+__all__ = ["_pair", "_is_tensor", "_any_tensor", "_tensor_arg", "_result_dtype", "_as_float"]
 
 
 def _pair(value: Any, name: str = "value", op: str = "op") -> tuple[int, int]:
@@ -41,6 +41,13 @@ def _is_tensor(x: Any) -> bool:
 
 def _any_tensor(*xs: Any) -> bool:
     return any(_is_tensor(x) for x in xs)
+
+
+def _tensor_arg(x: Any) -> Any:
+    """An ndarray/list mixed with Tensors is passed as a constant array."""
+    if x is None or _is_tensor(x) or isinstance(x, np.ndarray):
+        return x
+    return np.asarray(x)
 
 
 _REAL_KINDS = "biuf"  # bool, signed, unsigned, floating
