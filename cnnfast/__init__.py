@@ -3,46 +3,36 @@
 Hand-written C++ kernels (SIMD, on cnnfast's own thread pool) for conv2d, max_pool2d and ReLU, a NumPy functional API
 with PyTorch's names, and a small autograd for training.
 """
-__version__ = "0.1.0"
-
 import os as _os
+
+from ._version import __version__
+
 
 def _load_core():
     """Import the compiled kernels (importing them reads CNNFAST_ISA).
 
-    ``python -m cnnfast.demo`` run in the repository root right after ``pip install .`` (the Quick
-    start) imports this package from the source tree, which Python puts first on sys.path and
-    which holds no compiled ``_core``. The installed copy's extension, built from the same source,
-    is then used: its directory is added to this package's ``__path__``.
+    The extension sits next to this file in an installed copy (``pip install .`` or a wheel), in
+    scikit-build-core's build folder for an editable install (``pip install -e .``: its import hook
+    finds it), or in ``cnnfast/`` after a manual CMake build that copies it there.
     """
     import importlib
 
     try:
-        return importlib.import_module(f"{__name__}._core")
+        core = importlib.import_module(__name__ + "._core")
     except ModuleNotFoundError as e:
-        if e.name != f"{__name__}._core":
+        if e.name != __name__ + "._core":
             raise
-        first = e
+        here = _os.path.dirname(_os.path.abspath(__file__))
+        raise ImportError(
+            f"cnnfast: the compiled kernels (cnnfast._core) are not in {here}. This is a source checkout "
+            "that was not built: install it editable (`pip install -e .`, see the README's Development "
+            "section) so that it imports from here with its compiled module, or run Python outside the "
+            "checkout to use an installed cnnfast") from None
     except ImportError as e:
         # The module was found but refused to load: a bad CNNFAST_* setting (the message names the
         # variable, its value and the valid values) -- say exactly that and nothing else.
         raise ValueError(str(e)) from None
-    import importlib.machinery
-    import sys
-
-    here = _os.path.dirname(_os.path.abspath(__file__))
-    for entry in sys.path:
-        pkg = _os.path.abspath(_os.path.join(entry or _os.getcwd(), "cnnfast"))
-        if pkg == here:
-            continue
-        if any(_os.path.isfile(_os.path.join(pkg, "_core" + suffix))
-               for suffix in importlib.machinery.EXTENSION_SUFFIXES):
-            __path__.append(pkg)
-            from . import _core as core
-            return core
-    raise ImportError(f"cnnfast: the compiled kernels (cnnfast._core) are not in {here} and no installed cnnfast "
-                      f"was found on sys.path; install the package with `pip install .` in the repository "
-                      f"(error: {first})") from first
+    return core
 
 
 _core = _load_core()
@@ -93,7 +83,6 @@ _LAZY = {
     "predict": ("cnnfast.training", "predict"), "History": ("cnnfast.training", "History"),
     "filters": ("cnnfast.filters", None), "viz": ("cnnfast.viz", None), "nn": ("cnnfast.nn", None),
     "models": ("cnnfast.models", None), "load_torch": ("cnnfast.torch_load", "load_torch"),
-    "onnx": ("cnnfast.onnx", None), "pretrained": ("cnnfast.pretrained", None),
 }
 # Imported eagerly (NumPy only, microseconds): the function must shadow the submodule of the same
 # name, which would otherwise win if someone imported ``cnnfast.gradcheck`` as a module first.

@@ -35,7 +35,7 @@ def default_generator() -> np.random.Generator:
     return _default_rng()
 
 
-def _get_generator(generator, op: str = "") -> np.random.Generator:
+def _get_generator(generator: np.random.Generator | int | None, op: str = "") -> np.random.Generator:
     """``None`` -> the default generator; an int -> a fresh seeded one; a Generator as is."""
     if generator is None:
         return _default_rng()

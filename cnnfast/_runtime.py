@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 from . import _core
+from ._version import __version__
 
 __all__ = ["show_runtime", "runtime_info", "get_num_threads", "set_num_threads", "get_isa", "set_isa", "available_isas",
            "empty_cache", "set_cache_limit", "cache_info", "get_winograd", "set_winograd", "get_autotune", "set_autotune",
@@ -102,10 +104,8 @@ def runtime_info() -> dict:
     return dict(_core.runtime_info())
 
 
-def show_runtime(file=None) -> None:
+def show_runtime(file: TextIO | None = None) -> None:
     """Print what cnnfast was built with and what it selected on this machine."""
-    from . import __version__
-
     info = runtime_info()
     out = file or sys.stdout
     feats = ", ".join(k for k, v in info["cpu_features"].items() if v) or "none"

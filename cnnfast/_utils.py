@@ -4,12 +4,14 @@ from __future__ import annotations
 import numbers
 import operator
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["_pair", "_is_tensor", "_any_tensor", "_result_dtype", "_as_float"]
+__all__ = ["_pair", "_is_tensor", "_any_tensor", "_tensor_arg", "_result_dtype", "_as_float"]
 
 
-def _pair(value, name: str = "value", op: str = "op") -> tuple[int, int]:
+def _pair(value: Any, name: str = "value", op: str = "op") -> tuple[int, int]:
     """``3 -> (3, 3)``, ``(2, 3) -> (2, 3)``; rejects non-integers with a clear TypeError."""
     # Fast path for what layers pass on every call (about 36 calls per LeNet-5 training step).
     if type(value) is int:
@@ -32,13 +34,20 @@ def _pair(value, name: str = "value", op: str = "op") -> tuple[int, int]:
     return out[0], out[1]
 
 
-def _is_tensor(x) -> bool:
+def _is_tensor(x: Any) -> bool:
     """True for a cnnfast autograd Tensor (checked without importing the autograd package)."""
     return getattr(type(x), "_cnnfast_tensor", False)
 
 
-def _any_tensor(*xs) -> bool:
+def _any_tensor(*xs: Any) -> bool:
     return any(_is_tensor(x) for x in xs)
+
+
+def _tensor_arg(x: Any) -> Any:
+    """An ndarray/list mixed with Tensors is passed as a constant array."""
+    if x is None or _is_tensor(x) or isinstance(x, np.ndarray):
+        return x
+    return np.asarray(x)
 
 
 _REAL_KINDS = "biuf"  # bool, signed, unsigned, floating
@@ -49,7 +58,7 @@ def _check_real(a: np.ndarray, op: str, name: str) -> None:
         raise TypeError(f"{op}: expected a real numeric array for {name}, got dtype {a.dtype}")
 
 
-def _result_dtype(*arrays) -> np.dtype:
+def _result_dtype(*arrays: np.ndarray | None) -> np.dtype:
     """cnnfast's casting rule: float64 if any operand is float64 (or wider), otherwise float32.
 
     float32 inputs compute in float32; integer, bool and float16 inputs are converted to float32.
@@ -63,13 +72,13 @@ def _result_dtype(*arrays) -> np.dtype:
 _OPTIONAL = frozenset({"bias"})  # arguments that may be None
 
 
-def _as_float(op: str, **named):
+def _as_float(op: str, **named: Any) -> tuple[Any, ...]:
     """Convert named array-likes to C-contiguous arrays of one float dtype (see _result_dtype).
 
     Returns the arrays in the order given (an optional argument such as bias may be None). Raises TypeError naming the argument
     for non-numeric input.
     """
-    arrays = {}
+    arrays: dict[str, np.ndarray | None] = {}
     for name, x in named.items():
         if x is None and name in _OPTIONAL:
             arrays[name] = None

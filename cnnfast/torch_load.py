@@ -355,4 +355,4 @@ def load_torch(path):
 try:
     from zlib import error as zlib_error
 except ImportError:  # pragma: no cover
-    zlib_error = OSError
+    zlib_error = OSError  # type: ignore[misc, assignment]

@@ -216,7 +216,7 @@ def test_training_tracks_pytorch(opt_name):
         topt = torch.optim.Adam(theirs.parameters(), lr=1e-2)
     loss_fn, tloss_fn = nn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
     losses = []
-    for step in range(8):
+    for _step in range(8):
         idx = rng.permutation(48)[:16]
         out = ours(cnnfast.Tensor(X[idx]))
         loss = loss_fn(out, y[idx])

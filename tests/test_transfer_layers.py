@@ -440,7 +440,7 @@ def test_local_response_norm_matches_torch(size):
 
 def test_squeeze_excitation_tensor_ops_match_torch():
     """mean over H,W keepdim -> sigmoid -> broadcasting mul with (N, C, 1, 1), add: SE's ops."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
 
     def se(x, w):
         s = (x.mean(axis=(2, 3), keepdims=True) * w).sigmoid()

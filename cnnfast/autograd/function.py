@@ -1,14 +1,13 @@
-"""``Function`` (a forward/backward pair recorded on the tape) and the backward engine.
+"""``Function``: a forward/backward pair recorded on the tape.
 
-The engine is micrograd's: one topological sort of the graph below the output, then one reverse
-sweep calling each node's ``backward`` and accumulating the input gradients with ``+``.
+The backward engine that sweeps the tape is in ``tensor.py`` (``Tensor.backward``); ``backward``
+is re-exported here under its old name.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .grad_mode import _state
 from .tensor import Tensor
+from .tensor import _backward as backward
 
 __all__ = ["Function", "backward"]
 
@@ -83,82 +82,3 @@ class Function:
 
     def __repr__(self):
         return f"<{self.name()}>"
-
-
-def _topo_order(root: Tensor) -> list:
-    """Nodes that require grad below ``root``, inputs before outputs (iterative DFS post-order)."""
-    order = []
-    visited = set()
-    stack = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        ctx = node._ctx
-        if ctx is not None:
-            for p in ctx.parents:
-                if isinstance(p, Tensor) and p.requires_grad and id(p) not in visited:
-                    stack.append((p, False))
-    return order
-
-
-def _accumulate_leaf(node: Tensor, g) -> None:
-    if node.grad is None:
-        # A private copy: g may alias another node's gradient or the caller's array.
-        node.grad = np.array(g, dtype=node.data.dtype, copy=True)
-    else:
-        node.grad += g
-
-
-def backward(root: Tensor, gradient=None, retain_graph: bool = False) -> None:
-    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
-    if not root.requires_grad:
-        raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
-                           "(create leaves with requires_grad=True, and do not call backward inside no_grad)")
-    if gradient is None:
-        if root.data.size != 1:
-            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; got a Tensor "
-                               f"of shape {root.shape}, so pass gradient= (an array of that shape)")
-        gradient = np.ones_like(root.data)
-    else:
-        if isinstance(gradient, Tensor):
-            gradient = gradient.data
-        gradient = np.asarray(gradient, dtype=root.data.dtype)
-        if gradient.shape != root.shape:
-            raise RuntimeError(f"backward: gradient of shape {gradient.shape} does not match the tensor's "
-                               f"shape {root.shape}")
-    order = _topo_order(root)
-    grads = {id(root): gradient}
-    for node in reversed(order):
-        g = grads.pop(id(node), None)
-        if g is None:
-            continue
-        ctx = node._ctx
-        if ctx is None or node._retains_grad:
-            _accumulate_leaf(node, g)
-        if ctx is None:
-            continue
-        if ctx._freed:
-            raise RuntimeError(f"backward: trying to backward through {ctx.name()} a second time; its saved "
-                               "arrays were freed after the first backward (pass retain_graph=True to keep them)")
-        in_grads = type(ctx).backward(ctx, g)
-        if type(in_grads) is not tuple:
-            in_grads = (in_grads,)
-        for p, gp in zip(ctx.parents, in_grads):
-            if gp is None or not isinstance(p, Tensor) or not p.requires_grad:
-                continue
-            if gp.shape != p.data.shape:
-                raise RuntimeError(f"backward: {ctx.name()} returned a gradient of shape {gp.shape} for an input "
-                                   f"of shape {p.data.shape}")
-            k = id(p)
-            prev = grads.get(k)
-            grads[k] = gp if prev is None else prev + gp
-        if not retain_graph:
-            parents, needs = ctx.parents, ctx.needs_input_grad
-            ctx.__dict__.clear()  # free the saved arrays now, not when the graph is collected
-            ctx.parents, ctx.needs_input_grad, ctx._freed = parents, needs, True

@@ -2,17 +2,21 @@
 
 The public entry points are the Tensor methods and ``cnnfast.functional``; the functional ops
 call the ``conv2d`` / ``max_pool2d`` / ``relu`` / ... wrappers at the bottom of this file when
-given a Tensor. Array math that is shared with the ndarray path lives in ``cnnfast.functional``.
+given a Tensor. The array math, shared with the ndarray path, lives one layer down in
+``cnnfast._ndarray`` (this module never imports ``cnnfast.functional``, which imports it).
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
-from .. import functional as F
+from .. import _ndarray as _nd
 from .._gemm import mm as _mm
-from ..functional import loss as _loss
-from ..functional import misc as _misc
+from .._ndarray import loss as _loss
+from .._ndarray import misc as _misc
 from .function import Function
+from . import tensor as _tensor
 from .tensor import Tensor
 
 # ---------------------------------------------------------------------------- helpers
@@ -280,13 +284,13 @@ class Clip(Function):
 class ReLU(Function):
     @staticmethod
     def forward(ctx, a):
-        out = F.relu(a)
+        out = _nd.relu_array(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        return F.relu_backward(g, ctx.saved_tensors[0])
+        return _nd.relu_backward(g, ctx.saved_tensors[0])
 
 
 class LeakyReLU(Function):
@@ -513,8 +517,7 @@ class Linear(Function):
 class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, groups, relu):
-        fn = F.conv2d_relu if relu else F.conv2d
-        out = fn(x, w, b, stride, padding, dilation, groups)
+        out = _nd.conv2d_array("conv2d", x, w, b, stride, padding, dilation, groups, relu)
         ctx.save_for_backward(x, w, out if relu else None)
         ctx.args = (stride, padding, dilation, groups)
         ctx.has_bias = b is not None
@@ -525,10 +528,10 @@ class Conv2d(Function):
         x, w, out = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
         if out is not None:
-            g = F.relu_backward(g, out)
+            g = _nd.relu_backward(g, out)
         stride, padding, dilation, groups = ctx.args
-        gx, gw, gb = F.conv2d_backward(g, x, w, stride, padding, dilation, groups,
-                                       output_mask=(nx, nw, nb and ctx.has_bias))
+        gx, gw, gb = _nd.conv2d_backward(g, x, w, stride, padding, dilation, groups,
+                                         output_mask=(nx, nw, nb and ctx.has_bias))
         # The kernels compute in the promoted dtype; hand back each input's own dtype.
         if gx is not None and gx.dtype != x.dtype:
             gx = gx.astype(x.dtype)
@@ -540,7 +543,7 @@ class Conv2d(Function):
 class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
-        out, idx = F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+        out, idx = _nd.max_pool2d_array("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode, True)
         ctx.indices = idx
         ctx.shape = x.shape
         ctx.dtype = x.dtype
@@ -549,7 +552,7 @@ class MaxPool2d(Function):
 
     @staticmethod
     def backward(ctx, g):
-        gx = F.max_pool2d_backward(g, tuple(ctx.shape), ctx.indices, *ctx.args)
+        gx = _nd.max_pool2d_backward(g, tuple(ctx.shape), ctx.indices, *ctx.args)
         return gx if gx.dtype == ctx.dtype else gx.astype(ctx.dtype)
 
 
@@ -647,7 +650,7 @@ def relu(input, inplace=False):
     """relu on a Tensor. ``inplace`` overwrites the data only when nothing is recorded (no_grad or
     no grad needed); while recording it computes out of place, since saved arrays may alias it."""
     if inplace and not (input.requires_grad and _grad_enabled()):
-        F.relu(input.data, inplace=True) if input.data.dtype.kind == "f" and input.data.flags.c_contiguous \
+        _nd.relu_array(input.data, inplace=True) if input.data.dtype.kind == "f" and input.data.flags.c_contiguous \
             else np.maximum(input.data, 0, out=input.data)
         return input
     return ReLU.apply(input)
@@ -661,12 +664,12 @@ def _grad_enabled():
 
 # ---------------------------------------------------------------------------- transfer-learning layers
 # (BatchNorm, the modern activations, adaptive pooling, cat, pad, LRN: issue 10). The array math
-# is in cnnfast.functional.{normalization,pointwise,adaptive,shape}.
+# is in cnnfast._ndarray.{normalization,pointwise,adaptive,shape}.
 
-from ..functional import adaptive as _adaptive  # noqa: E402
-from ..functional import normalization as _norm  # noqa: E402
-from ..functional import pointwise as _pw  # noqa: E402
-from ..functional import shape as _shape_ops  # noqa: E402
+from .._ndarray import adaptive as _adaptive  # noqa: E402
+from .._ndarray import normalization as _norm  # noqa: E402
+from .._ndarray import pointwise as _pw  # noqa: E402
+from .._ndarray import shape as _shape_ops  # noqa: E402
 
 
 def _like(g, dtype):
@@ -793,3 +796,6 @@ class Pad(Function):
     @staticmethod
     def backward(ctx, g):
         return _shape_ops._pad_backward(g, ctx.pairs)
+
+
+_tensor._bind_ops(sys.modules[__name__])

@@ -1,8 +1,11 @@
 """``Tensor``: a NumPy array plus what autograd needs (``grad``, ``requires_grad``, ``grad_fn``)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from .._ndarray.misc import _flat_shape
 from .grad_mode import _state
 
 __all__ = ["Tensor"]
@@ -171,7 +174,7 @@ class Tensor:
 
         ``gradient`` is d(loss)/d(self); it may be omitted only for a one-element tensor.
         """
-        _function.backward(self, gradient, retain_graph)
+        _backward(self, gradient, retain_graph)
 
     def detach(self):
         """A new leaf Tensor sharing this data, cut off from the graph."""
@@ -351,8 +354,6 @@ class Tensor:
     view = reshape
 
     def flatten(self, start_dim=0, end_dim=-1):
-        from ..functional.misc import _flat_shape
-
         return self.reshape(_flat_shape(self.shape, start_dim, end_dim))
 
     def squeeze(self, axis=None, *, dim=None):
@@ -450,5 +451,97 @@ class Tensor:
         return _ops.LogSoftmax.apply(self, dim=dim)
 
 
-from . import function as _function  # noqa: E402  (circular: function and ops need Tensor)
-from . import ops as _ops  # noqa: E402
+# ---------------------------------------------------------------------------- the backward engine
+# micrograd's: one topological sort of the graph below the output, then one reverse sweep calling
+# each node's ``backward`` and accumulating the input gradients with ``+``.
+
+def _topo_order(root: Tensor) -> list:
+    """Nodes that require grad below ``root``, inputs before outputs (iterative DFS post-order)."""
+    order = []
+    visited = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        ctx = node._ctx
+        if ctx is not None:
+            for p in ctx.parents:
+                if isinstance(p, Tensor) and p.requires_grad and id(p) not in visited:
+                    stack.append((p, False))
+    return order
+
+
+def _accumulate_leaf(node: Tensor, g: np.ndarray) -> None:
+    if node.grad is None:
+        # A private copy: g may alias another node's gradient or the caller's array.
+        node.grad = np.array(g, dtype=node.data.dtype, copy=True)
+    else:
+        node.grad += g
+
+
+def _backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> None:
+    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
+    if not root.requires_grad:
+        raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
+                           "(create leaves with requires_grad=True, and do not call backward inside no_grad)")
+    if gradient is None:
+        if root.data.size != 1:
+            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; got a Tensor "
+                               f"of shape {root.shape}, so pass gradient= (an array of that shape)")
+        gradient = np.ones_like(root.data)
+    else:
+        if isinstance(gradient, Tensor):
+            gradient = gradient.data
+        gradient = np.asarray(gradient, dtype=root.data.dtype)
+        if gradient.shape != root.shape:
+            raise RuntimeError(f"backward: gradient of shape {gradient.shape} does not match the tensor's "
+                               f"shape {root.shape}")
+    order = _topo_order(root)
+    grads = {id(root): gradient}
+    for node in reversed(order):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        ctx = node._ctx
+        if ctx is None or node._retains_grad:
+            _accumulate_leaf(node, g)
+        if ctx is None:
+            continue
+        if ctx._freed:
+            raise RuntimeError(f"backward: trying to backward through {ctx.name()} a second time; its saved "
+                               "arrays were freed after the first backward (pass retain_graph=True to keep them)")
+        in_grads = type(ctx).backward(ctx, g)
+        if type(in_grads) is not tuple:
+            in_grads = (in_grads,)
+        for p, gp in zip(ctx.parents, in_grads):
+            if gp is None or not isinstance(p, Tensor) or not p.requires_grad:
+                continue
+            if gp.shape != p.data.shape:
+                raise RuntimeError(f"backward: {ctx.name()} returned a gradient of shape {gp.shape} for an input "
+                                   f"of shape {p.data.shape}")
+            k = id(p)
+            prev = grads.get(k)
+            grads[k] = gp if prev is None else prev + gp
+        if not retain_graph:
+            parents, needs = ctx.parents, ctx.needs_input_grad
+            ctx.__dict__.clear()  # free the saved arrays now, not when the graph is collected
+            ctx.parents, ctx.needs_input_grad, ctx._freed = parents, needs, True
+
+
+# ---------------------------------------------------------------------------- the operations
+# Tensor's methods run the Functions of autograd/ops.py, which is built on Tensor (it imports this
+# module), so this module cannot import it: ops.py hands itself over with _bind_ops when it is
+# imported, which importing cnnfast.autograd (the package of this module) always does. The import
+# graph stays one-way: tensor <- function <- ops.
+_ops: Any = None
+
+
+def _bind_ops(ops_module: Any) -> None:
+    global _ops
+    _ops = ops_module

@@ -10,19 +10,21 @@ breakpoints (-3/3, 0/6), hardswish's gradient is ``x/3 + 1/2`` on ``(-3, 3)``, 0
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .._utils import _any_tensor, _as_float
+from ..autograd import ops as _ops
+from .._utils import _any_tensor, _as_float, _tensor_arg
+from .._ndarray.pointwise import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
+    _INV_SQRT_2, _INV_SQRT_2PI, _SQRT_2_OVER_PI, _check_approximate, _erf, _erf_ufunc, _gelu, _gelu_backward,
+    _hardsigmoid, _hardsigmoid_backward, _hardswish, _hardswish_backward, _prelu, _prelu_backward, _prelu_weight,
+    _relu6, _relu6_backward, _sigmoid, _silu, _silu_backward,
+)
 
 __all__ = ["hardswish", "hardsigmoid", "silu", "relu6", "gelu", "prelu"]
 
 
 def _ag():
-    from ..autograd import ops
-
-    return ops
+    return _ops
 
 
 def _grad_enabled():
@@ -54,46 +56,14 @@ def _unary(op, fwd, fn_name, input, inplace, **kw):
 # ---------------------------------------------------------------------------- relu6 / hard*
 
 
-def _relu6(x):
-    return np.clip(x, x.dtype.type(0), x.dtype.type(6))
-
-
-def _relu6_backward(g, x):
-    return g * ((x > 0) & (x < 6))
-
-
 def relu6(input, inplace=False):
     """``min(max(x, 0), 6)`` (MobileNetV2's activation)."""
     return _unary("relu6", _relu6, "ReLU6", input, inplace)
 
 
-def _hardsigmoid(x):
-    t = x + x.dtype.type(3)  # one temporary, then in place: three passes over memory
-    np.clip(t, 0, 6, out=t)
-    np.divide(t, 6, out=t)
-    return t
-
-
-def _hardsigmoid_backward(g, x):
-    return g * (((x > -3) & (x < 3)) / np.asarray(6, dtype=g.dtype))
-
-
 def hardsigmoid(input, inplace=False):
     """``relu6(x + 3) / 6``, a piecewise-linear sigmoid (MobileNetV3's squeeze-and-excitation gate)."""
     return _unary("hardsigmoid", _hardsigmoid, "Hardsigmoid", input, inplace)
-
-
-def _hardswish(x):
-    t = x + x.dtype.type(3)  # x * min(max(x + 3, 0), 6) / 6 as torch, in place on one temporary
-    np.clip(t, 0, 6, out=t)
-    np.multiply(t, x, out=t)
-    np.divide(t, 6, out=t)
-    return t
-
-
-def _hardswish_backward(g, x):
-    mid = g * (x / 3 + np.asarray(0.5, dtype=x.dtype))
-    return np.where(x <= -3, np.zeros((), g.dtype), np.where(x < 3, mid, g)).astype(g.dtype, copy=False)
 
 
 def hardswish(input, inplace=False):
@@ -104,73 +74,12 @@ def hardswish(input, inplace=False):
 # ---------------------------------------------------------------------------- silu
 
 
-def _sigmoid(x):
-    """1 / (1 + exp(-x)) in place on one temporary; exp overflows to inf for x < -88 (float32),
-    which gives the right limit 0."""
-    t = np.negative(x)
-    with np.errstate(over="ignore"):
-        np.exp(t, out=t)
-    t += 1
-    np.reciprocal(t, out=t)
-    return t
-
-
-def _silu(x):
-    t = np.negative(x)  # x / (1 + exp(-x)): four passes, one temporary; -> -0.0 where exp overflows
-    with np.errstate(over="ignore"):
-        np.exp(t, out=t)
-    t += 1
-    np.divide(x, t, out=t)
-    return t
-
-
-def _silu_backward(g, x):
-    s = _sigmoid(x)
-    return g * (s * (1 + x * (1 - s)))
-
-
 def silu(input, inplace=False):
     """``x * sigmoid(x)`` (swish; EfficientNet's activation)."""
     return _unary("silu", _silu, "SiLU", input, inplace)
 
 
 # ---------------------------------------------------------------------------- gelu
-
-# NumPy has no erf; math.erf is exact (it is C's erf) but runs once per element through Python.
-# That is ~50 ns an element: fine for the models here (none uses GELU), a C++ kernel would pay
-# for transformer-style networks.
-_erf_ufunc = np.frompyfunc(math.erf, 1, 1)
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-_INV_SQRT_2 = 1 / math.sqrt(2)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
-
-
-def _erf(x):
-    return _erf_ufunc(x).astype(x.dtype)
-
-
-def _check_approximate(op, approximate):
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got {approximate!r}")
-
-
-def _gelu(x, approximate="none"):
-    if approximate == "tanh":
-        inner = x.dtype.type(_SQRT_2_OVER_PI) * (x + x.dtype.type(0.044715) * x * x * x)
-        return x * (np.tanh(inner) + 1) / 2
-    return x * (_erf(x * x.dtype.type(_INV_SQRT_2)) + 1) / 2
-
-
-def _gelu_backward(g, x, approximate="none"):
-    t = x.dtype.type
-    if approximate == "tanh":
-        inner = t(_SQRT_2_OVER_PI) * (x + t(0.044715) * x * x * x)
-        th = np.tanh(inner)
-        d_inner = t(_SQRT_2_OVER_PI) * (1 + t(3 * 0.044715) * x * x)
-        return g * ((th + 1) / 2 + x * (1 - th * th) * d_inner / 2)
-    cdf = (_erf(x * t(_INV_SQRT_2)) + 1) / 2
-    pdf = t(_INV_SQRT_2PI) * np.exp(-x * x / 2)
-    return g * (cdf + x * pdf)
 
 
 def gelu(input, approximate="none"):
@@ -183,46 +92,10 @@ def gelu(input, approximate="none"):
 # ---------------------------------------------------------------------------- prelu
 
 
-def _prelu_weight(op, x, w):
-    """weight (1,) or (C,) -> an array broadcasting along dim 1 of x."""
-    w = np.asarray(w)
-    if w.ndim > 1 or (w.ndim == 1 and w.size not in (1,)
-                      and (x.ndim < 2 or w.size != x.shape[1])):
-        raise ValueError(f"{op}: Mismatch of parameter numbers and input channel size. Found parameter numbers = "
-                         f"{w.size} and channel size = {x.shape[1] if x.ndim >= 2 else 1} (weight of size {w.shape}, "
-                         f"input of size {x.shape})")
-    if w.size == 1:
-        return w.reshape(())
-    return w.reshape((1, w.size) + (1,) * (x.ndim - 2))
-
-
-def _prelu(x, w):
-    wb = _prelu_weight("prelu", x, w).astype(x.dtype, copy=False)
-    return np.where(x > 0, x, x * wb)
-
-
-def _prelu_backward(g, x, w, need_x, need_w):
-    wb = _prelu_weight("prelu", x, w)
-    gx = gw = None
-    if need_x:
-        gx = np.where(x > 0, g, g * wb.astype(g.dtype, copy=False))
-    if need_w:
-        contrib = np.where(x > 0, np.zeros((), g.dtype), g * x)
-        if w.size == 1:
-            gw = np.asarray(contrib.sum(), dtype=w.dtype).reshape(w.shape)
-        else:
-            axes = (0,) + tuple(range(2, x.ndim))
-            gw = contrib.sum(axis=axes).astype(w.dtype, copy=False).reshape(w.shape)
-    return gx, gw
-
-
 def prelu(input, weight):
     """``x if x > 0 else weight * x``, with one learnt slope (``weight`` of shape (1,)) or one per
     channel (shape (C,), broadcast along dim 1)."""
     if _any_tensor(input, weight):
-        from .misc import _tensor_arg
-
         return _ag().PReLU.apply(_tensor_arg(input), _tensor_arg(weight))
     x, w = _as_float("prelu", input=input, weight=weight)
     return _prelu(x, w)
-

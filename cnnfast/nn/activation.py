@@ -1,6 +1,8 @@
 """Activation layers: ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, LogSoftmax."""
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from .. import functional as F
 from .module import Module
 
@@ -45,7 +47,7 @@ class Tanh(Module):
 
 
 class _SoftmaxBase(Module):
-    _fn = None
+    _fn: Callable[..., Any] | None = None
 
     def __init__(self, dim=None):
         super().__init__()

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+from collections.abc import Mapping
 import itertools
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 
@@ -30,7 +32,9 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
-_IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+_IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])  # type: ignore[name-match]
+
+_M = TypeVar("_M", bound="Module")
 
 
 class _RemovableHandle:
@@ -57,6 +61,18 @@ class Module:
     define ``forward``. Calling the module runs ``forward`` (and any forward hooks). Parameters
     are listed in registration order (a layer's weight before its bias).
     """
+
+    # Set in __init__ (through __dict__, before __setattr__ can route assignments).
+    _parameters: dict[str, Parameter | None]
+    _modules: dict[str, Module | None]
+    _buffers: dict[str, np.ndarray | None]
+    _non_persistent: set[str]
+    _forward_hooks: dict[int, Callable[..., Any]]
+    training: bool
+
+    if TYPE_CHECKING:
+        # Parameters, buffers and sub-modules registered at run time are attributes too.
+        def __getattr__(self, name: str) -> Any: ...
 
     def __init__(self):
         d = self.__dict__
@@ -102,13 +118,13 @@ class Module:
             reg.pop(name, None)
         object.__delattr__(self, name)
 
-    def register_parameter(self, name: str, param):
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, got {type(param).__name__}")
         self._parameters[name] = param
         self.__dict__[name] = param
 
-    def register_buffer(self, name: str, array, persistent: bool = True):
+    def register_buffer(self, name: str, array: Any, persistent: bool = True) -> None:
         """A non-learnable array saved in ``state_dict`` (unless ``persistent=False``)."""
         arr = None if array is None else np.asarray(array.data if isinstance(array, Tensor) else array)
         self._buffers[name] = arr
@@ -116,7 +132,7 @@ class Module:
             self._non_persistent.add(name)
         self.__dict__[name] = arr
 
-    def add_module(self, name: str, module):
+    def add_module(self, name: str, module: Module | None) -> None:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {name!r} must be a Module or None, got {type(module).__name__}")
         self._modules[name] = module
@@ -185,7 +201,7 @@ class Module:
         return self
 
     # ------------------------------------------------------------------ modes
-    def train(self, mode: bool = True):
+    def train(self: _M, mode: bool = True) -> _M:
         """Training mode (dropout active); returns self."""
         if not isinstance(mode, bool):
             raise ValueError(f"train: mode is expected to be a bool, got {type(mode).__name__}")
@@ -197,13 +213,13 @@ class Module:
         """Evaluation mode (dropout off); same as ``train(False)``."""
         return self.train(False)
 
-    def requires_grad_(self, requires_grad: bool = True):
+    def requires_grad_(self: _M, requires_grad: bool = True) -> _M:
         """Freeze (``False``) or unfreeze every parameter; frozen ones get no ``.grad``."""
         for p in self.parameters():
             p.requires_grad = bool(requires_grad)
         return self
 
-    def zero_grad(self, set_to_none: bool = True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the parameters' gradients (to None by default, as PyTorch; else to zeros)."""
         for p in self.parameters():
             if set_to_none:
@@ -235,7 +251,7 @@ class Module:
         return sum(p.data.size for p in self.parameters() if p.requires_grad or not trainable_only)
 
     # ------------------------------------------------------------------ state
-    def state_dict(self, keep_vars: bool = False):
+    def state_dict(self, keep_vars: bool = False) -> collections.OrderedDict[str, Any]:
         """An ordered dict of name -> array: parameters then buffers, per module, in registration order.
 
         The arrays are copies (a snapshot: later training does not change them); ``keep_vars=True``
@@ -264,7 +280,7 @@ class Module:
                     targets[pre + name] = (m, name, None)
         return targets
 
-    def load_state_dict(self, state_dict, strict: bool = True):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
         """Copy arrays from ``state_dict`` into the parameters/buffers (in place, keeping their dtype).
 
         Every key and shape is checked before anything is written, so a failed load leaves the

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import Any, Callable
 
 import numpy as np
 
@@ -13,7 +14,7 @@ __all__ = ["ReLU6", "Hardsigmoid", "Hardswish", "SiLU", "GELU", "PReLU"]
 
 
 class _Inplace(Module):
-    _fn = None
+    _fn: Callable[..., Any] | None = None
 
     def __init__(self, inplace=False):
         super().__init__()

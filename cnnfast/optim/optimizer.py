@@ -66,7 +66,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.state = _ParamState()
         self.param_groups = []
-        if hasattr(params, "data") and isinstance(getattr(params, "data"), np.ndarray):
+        if hasattr(params, "data") and isinstance(params.data, np.ndarray):
             raise TypeError(f"params argument given to the optimizer should be an iterable of Tensors or dicts, "
                             f"but got {type(params).__name__}")
         groups = list(params)

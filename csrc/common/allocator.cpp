@@ -1,5 +1,6 @@
 // Output-buffer cache: see allocator.h.
 #include "common/allocator.h"
+#include "common/portable.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -42,7 +43,7 @@ void* os_alloc(std::size_t cap) {
 #endif
   return reinterpret_cast<void*>(start);
 #else
-  return std::aligned_alloc(cap >= kHugePage ? kHugePage : 64, cap);  // cap is a multiple of 4096
+  return aligned_malloc(cap >= kHugePage ? kHugePage : 64, cap);  // cap is a multiple of 4096
 #endif
 }
 
@@ -51,7 +52,7 @@ void os_free(void* p, std::size_t cap) {
   munmap(p, cap);
 #else
   (void)cap;
-  std::free(p);
+  aligned_free(p);
 #endif
 }
 

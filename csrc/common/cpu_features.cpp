@@ -5,13 +5,29 @@
 
 #include "common/check.h"
 #include "common/isa.h"
+#include "common/portable.h"
 
 namespace cnnfast {
 
 const CpuFeatures& cpu_features() {
   static const CpuFeatures f = [] {
     CpuFeatures c;
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#if defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+    // MSVC has no __builtin_cpu_supports: CPUID leaves 1 and 7, and XGETBV for the OS-enabled
+    // register state (YMM for AVX2, ZMM + opmask for AVX-512), as the GCC builtin checks.
+    int r1[4], r7[4];
+    __cpuid(r1, 1);
+    __cpuidex(r7, 7, 0);
+    const bool osxsave = (r1[2] >> 27) & 1;
+    const unsigned long long xcr0 = osxsave ? _xgetbv(0) : 0;
+    const bool ymm = (xcr0 & 0x6) == 0x6, zmm = ymm && (xcr0 & 0xe0) == 0xe0;
+    c.avx2 = ymm && ((r7[1] >> 5) & 1);
+    c.fma = ymm && ((r1[2] >> 12) & 1);
+    c.avx512f = zmm && ((r7[1] >> 16) & 1);
+    c.avx512dq = zmm && ((r7[1] >> 17) & 1);
+    c.avx512bw = zmm && ((r7[1] >> 30) & 1);
+    c.avx512vl = zmm && ((r7[1] >> 31) & 1);
+#elif defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
     __builtin_cpu_init();
     c.avx2 = __builtin_cpu_supports("avx2");
     c.fma = __builtin_cpu_supports("fma");

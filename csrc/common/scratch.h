@@ -12,6 +12,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdlib>
+#include "common/portable.h"
 
 namespace cnnfast {
 
@@ -45,7 +46,7 @@ inline void* thread_scratch(std::size_t bytes) noexcept {
     bool registered = false;
     ~Buffer() {
       if (registered) scratch_registry::remove(&ptr);
-      std::free(ptr);
+      aligned_free(ptr);
     }
   };
   thread_local Buffer buf;
@@ -55,10 +56,10 @@ inline void* thread_scratch(std::size_t bytes) noexcept {
       scratch_registry::add({&buf.ptr, &buf.capacity});
       buf.registered = true;
     }
-    std::free(buf.ptr);
+    aligned_free(buf.ptr);
     // 25% headroom so a slowly growing sequence of requests does not reallocate on every call.
     const std::size_t cap = (bytes + bytes / 4 + 63) / 64 * 64;
-    buf.ptr = std::aligned_alloc(64, cap);
+    buf.ptr = aligned_malloc(64, cap);
     buf.capacity = buf.ptr ? cap : 0;
   }
   return buf.ptr;

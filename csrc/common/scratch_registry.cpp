@@ -9,6 +9,7 @@
 #include <malloc.h>
 #endif
 
+#include "common/portable.h"
 #include "common/scratch.h"
 
 namespace cnnfast {
@@ -45,7 +46,7 @@ std::size_t release_all() {
   std::lock_guard<std::mutex> lock(list_mutex());
   std::size_t freed = 0;
   for (const Entry& e : entries()) {
-    std::free(*e.ptr);
+    aligned_free(*e.ptr);
     freed += *e.capacity;
     *e.ptr = nullptr;
     *e.capacity = 0;

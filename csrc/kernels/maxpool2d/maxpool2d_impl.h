@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "common/parallel.h"
+#include "common/portable.h"
 #include "common/simd.h"
 #include "kernels/maxpool2d/maxpool2d.h"
 
@@ -324,7 +325,7 @@ inline typename S::M take_s2(typename S::R v, typename S::R acc) {
 // v > acc and nanm collects NaN in the loads (columns past the row too: a false alarm only costs
 // the NaN-aware redo).
 template <class S, bool WithIdx, int KW, bool NanSafe, bool Left, int Edge>
-inline __attribute__((always_inline)) void hblock_s2(const typename S::T* row, int64_t c0, int64_t W, typename S::I first,
+CNNFAST_FORCE_INLINE void hblock_s2(const typename S::T* row, int64_t c0, int64_t W, typename S::I first,
                                                      typename S::T* hvs, typename S::IT* his, typename S::M& nanm) {
   using T = typename S::T;
   using V = typename S::R;
