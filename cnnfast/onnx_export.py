@@ -438,7 +438,7 @@ def _build_layers():
     }
 
 
-_LAYERS = {}
+_LAYERS: dict[type, object] = {}
 
 
 # ------------------------------------------------------------- translations of autograd operations

@@ -87,7 +87,7 @@ class Sequential(Module):
         from ..autograd.tensor import Tensor
         from .activation import ReLU
         from .conv import Conv2d
-        from .fusion import conv_block_eval
+        from ._eval_fusion import conv_block_eval
 
         mods = self._list()
         n = len(mods)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._eval_fusion import conv_bn_act, conv_block_eval  # noqa: F401  (the ndarray inference path)
 from .conv import Conv2d
 from .linear import Identity
 from .module import Module, Parameter
@@ -84,102 +85,3 @@ def fold_batchnorm(model: Module) -> Module:
                 setattr(m, cname, fuse_conv_bn_eval(conv, bn))
                 setattr(m, bname, Identity())
     return model
-
-
-# ------------------------------------------------------------------------------------------------
-# Inference on ndarrays: Conv2d -> eval BatchNorm2d -> activation in one conv call where possible.
-# Sequential.forward calls conv_block_eval for a Conv2d child given an ndarray (nothing recorded).
-
-
-def _act_kinds():
-    from .activation import ReLU
-    from .pointwise import Hardsigmoid, Hardswish, ReLU6, SiLU
-
-    return {ReLU: "relu", ReLU6: "relu6", Hardswish: "hardswish", Hardsigmoid: "hardsigmoid", SiLU: "silu"}
-
-
-_ACTS = {}
-
-
-def conv_block_eval(mods, i, x):
-    """Run ``mods[i]`` (a Conv2d) on the ndarray ``x`` together with an eval-mode BatchNorm2d and an
-    activation (ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU) that directly follow it; returns
-    ``(output, number of modules consumed)``. Same results as running them one by one, up to
-    float rounding.
-
-    The BatchNorm is folded into the conv's weights on every call (``W * s``, ``(b - mean) * s +
-    beta``, in the weights' dtype) when the weights are no larger than the output, which saves a
-    pass over the output for a pass over the weights; otherwise it is applied in place to the
-    conv's output. Nothing is cached, so weights changed in place (an optimizer step, a
-    load_state_dict) are always used. ReLU and ReLU6 run in the conv kernel's epilogue (ReLU6's
-    upper clip is one in-place pass); the other activations run on the conv's output.
-    """
-    from .. import functional as F
-    from ..functional import pointwise as P
-
-    if not _ACTS:
-        _ACTS.update(_act_kinds())
-    conv = mods[i]
-    n_used, bn, act = 1, None, None
-    nxt = mods[i + 1] if i + 1 < len(mods) else None
-    if (type(nxt) is BatchNorm2d and not nxt.training and nxt.running_mean is not None and not nxt._forward_hooks
-            and nxt.num_features == conv.out_channels):
-        bn, n_used = nxt, 2
-        nxt = mods[i + 2] if i + 2 < len(mods) else None
-    if nxt is not None and type(nxt) in _ACTS and not nxt._forward_hooks:
-        act, n_used = _ACTS[type(nxt)], n_used + 1
-    w = conv.weight.data
-    b = None if conv.bias is None else conv.bias.data
-    fold = False
-    if bn is not None:
-        dt = w.dtype.type
-        scale = dt(1) / np.sqrt(bn.running_var.astype(w.dtype, copy=False) + dt(bn.eps))
-        if bn.weight is not None:
-            scale = scale * bn.weight.data.astype(w.dtype, copy=False)
-        shift = -bn.running_mean.astype(w.dtype, copy=False) * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias.data.astype(w.dtype, copy=False)
-        xs = np.shape(x)
-        out_est = (xs[0] if len(xs) == 4 else 1) * w.shape[0] * max(xs[-2] // conv.stride[0], 1) \
-            * max(xs[-1] // conv.stride[1], 1)
-        fold = w.size <= out_est
-        if fold:
-            w = w * scale.reshape(-1, 1, 1, 1)
-            b = shift if b is None else b.astype(w.dtype, copy=False) * scale + shift
-    relu_in_kernel = act in ("relu", "relu6") and (bn is None or fold)
-    fn = F.conv2d_relu if relu_in_kernel else F.conv2d
-    y = fn(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
-    if bn is not None and not fold:
-        shp = (-1, 1, 1) if y.ndim == 3 else (1, -1, 1, 1)
-        np.multiply(y, scale.astype(y.dtype, copy=False).reshape(shp), out=y)
-        np.add(y, shift.astype(y.dtype, copy=False).reshape(shp), out=y)
-    if act == "relu" and not relu_in_kernel:
-        F.relu_(y)
-    elif act == "relu6":
-        if not relu_in_kernel:
-            np.maximum(y, y.dtype.type(0), out=y)
-        np.minimum(y, y.dtype.type(6), out=y)
-    elif act == "hardswish":
-        y = P._hardswish(y)
-    elif act == "hardsigmoid":
-        y = P._hardsigmoid(y)
-    elif act == "silu":
-        y = P._silu(y)
-    return y, n_used
-
-
-def conv_bn_act(conv, bn, act, x):
-    """``act(bn(conv(x)))`` for blocks written as attribute calls (ResNet, GoogLeNet): on an ndarray
-    with no forward hooks on the three, one fused call (:func:`conv_block_eval`); otherwise the
-    modules one by one (a Tensor is recorded as usual). ``bn`` and ``act`` may be None."""
-    from ..autograd.tensor import Tensor
-
-    mods = [m for m in (conv, bn, act) if m is not None]
-    if isinstance(x, Tensor) or any(m._forward_hooks for m in mods):
-        for m in mods:
-            x = m(x)
-        return x
-    y, used = conv_block_eval(mods, 0, x)
-    for m in mods[used:]:
-        y = m(y)
-    return y
