@@ -1,17 +1,24 @@
 """conv2d per pass on each x86 ISA path next to PyTorch, with % of the FMA peak of the ISA in use.
 
     python bench/sweep_conv_isa.py                    # the issue-9 shapes (ResNet-18 3x3, known misses)
-    python bench/sweep_conv_isa.py --set sweep        # kernel 1/3/5/7, stride 1/2, C 3..576, planes 7..224, N 1..64,
-                                                      # dense, grouped and depthwise
+    python bench/sweep_conv_isa.py --set sweep        # kernel 1/3/5/7, stride 1/2, C 3..576, planes 7..224,
+                                                      # N 1..64, dense, grouped and depthwise
     python bench/sweep_conv_isa.py --set all --passes fwd --json out.json
+    python bench/sweep_conv_isa.py --threads 1 --clock cpu   # CPU time: holds up on a loaded machine
+    python bench/sweep_conv_isa.py --report out.json  # the tables of an earlier run
 
 Each framework runs in a fresh process of its own (cnnfast: both ISAs alternated round by round in
-one process, so machine noise hits them alike; torch: its own process, imported alone), both
-capped at --threads. Per case and pass: the median over rounds of the best of `--reps` calls.
-% of peak counts direct FLOPs (2*N*K*C/g*R*S*OH*OW, Winograd included) against cnnfast's own FMA
-probe (_core._bench_fma_peak) of that ISA on the same thread count, best of 3 probes measured in
-the cnnfast process. The `kernel` column names what served the avx512 call (last_kernels).
-The figures are for the CPU it runs on; on a shared machine, rerun before believing a ratio.
+one process, so machine noise hits them alike; PyTorch: a process of its own per cnnfast ISA,
+capped to that ISA -- ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2 next to cnnfast's avx2
+path -- so each ratio is what a CPU with only that ISA would see; --torch-isa native compares
+with PyTorch as it runs here), all capped at --threads. Per case and pass: the median over rounds
+of the best of a few calls. % of peak counts direct FLOPs (2*N*K*C/g*R*S*OH*OW, Winograd
+included) against cnnfast's own FMA probe (_core._bench_fma_peak, wall clock) of that ISA on the
+same thread count, best of 3 probes in the cnnfast process (meaningless under --clock cpu on a
+loaded machine). The `kernel` column names what served each ISA's call (last_kernels). After the
+table: per ISA and pass, the geomean of the speed ratios (PyTorch time / cnnfast time) and the
+worst cases. The figures are for the CPU it runs on; on a shared machine, rerun before believing
+a ratio.
 """
 from __future__ import annotations
 
@@ -196,6 +203,47 @@ def _worker_torch(cases, passes, rounds):
     return out
 
 
+# PyTorch's own ISA caps, to compare each cnnfast ISA with what PyTorch runs on a CPU that has
+# only that ISA (oneDNN convolutions, ATen's vectorised kernels such as depthwise).
+TORCH_ISA_ENV = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
+
+
+def report(cf, th, cases, passes, threads):
+    """Prints the per-case table, then per ISA and pass the geomean of the speed ratios and the worst cases."""
+    isas = list(cf["peak"])
+    print(f"FMA peak, {threads} threads (GFLOP/s): " + ", ".join(f"{i} {v:.0f}" for i, v in cf["peak"].items()))
+    hdr = f"{'case':24s} {'pass':10s} " + " ".join(f"{i + ' ms':>10s} {'%pk':>4s}" for i in isas)
+    hdr += " " + " ".join(f"{'torch/' + i:>11s} {'x':>5s}" for i in isas) + "  kernel (" + ", ".join(isas) + ")"
+    print(hdr)
+    flops = {c[0]: _flops(c) for c in cases}
+    tms = {i: {(r["case"], r["pass"]): r["ms"] for r in th[i]["rows"]} for i in th}
+    ratios = {}
+    for r in cf["rows"]:
+        line = f"{r['case']:24s} {r['pass']:10s} "
+        for i in isas:
+            ms = r["ms"][i]
+            line += f"{ms:10.3f} {100 * flops[r['case']] / (ms * 1e-3) / (cf['peak'][i] * 1e9):4.0f} "
+        for i in isas:
+            t = tms.get(i, {}).get((r["case"], r["pass"]))
+            if t:
+                ratios.setdefault((i, r["pass"]), []).append((t / r["ms"][i], r["case"]))
+                line += f"{t:11.3f} {t / r['ms'][i]:5.2f} "
+            else:
+                line += f"{'-':>11s} {'-':>5s} "
+        ks = [(r["kernel"].get(i) or "").replace(f"conv2d_{r['pass']}_f32_", "") for i in isas]
+        print(line + " " + ", ".join(ks))
+    if ratios:
+        print()
+        for i in isas:
+            for ps in passes:
+                rs = ratios.get((i, ps))
+                if rs:
+                    gm = math.exp(sum(math.log(x) for x, _ in rs) / len(rs))
+                    worst = sorted(rs)[:4]
+                    print(f"{i:7s} {ps:10s} geomean {gm:5.2f}x over {len(rs)}, below 0.9x: {sum(x < 0.9 for x, _ in rs)}; "
+                          "worst " + ", ".join(f"{c} {x:.2f}x" for x, c in worst))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", choices=["issue", "sweep", "all"], default="issue")
@@ -205,11 +253,20 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--isas", default="avx512,avx2")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--torch-isa", choices=["matched", "native"], default="matched",
+                    help="matched (default): PyTorch capped to each column's ISA (ONEDNN_MAX_CPU_ISA, "
+                    "ATEN_CPU_CAPABILITY); native: PyTorch as it runs on this CPU for every column")
+    ap.add_argument("--report", help="print the tables of a --json file written earlier and exit")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: process CPU time (use with --threads 1 on a loaded machine)")
     ap.add_argument("--worker", choices=["cnnfast", "torch"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.report:
+        d = json.loads(Path(a.report).read_text())
+        rows = d["cnnfast"]["rows"]
+        report(d["cnnfast"], d["torch"] or {}, d["cases"], list(dict.fromkeys(r["pass"] for r in rows)), a.threads)
+        return 0
     cases = {"issue": ISSUE, "sweep": SWEEP, "all": ISSUE + SWEEP}[a.set]
     if a.cases:
         keys = a.cases.split(",")
@@ -227,36 +284,23 @@ def main(argv=None):
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     base = [sys.executable, __file__, "--set", a.set, "--passes", a.passes, "--rounds", str(a.rounds),
             "--isas", a.isas] + (["--cases", a.cases] if a.cases else [])
-    run = lambda w: json.loads(subprocess.run(base + ["--worker", w], env=env, check=True, capture_output=True, text=True).stdout)
+
+    def run(worker, extra=None):
+        out = subprocess.run(base + ["--worker", worker], env=dict(env, **(extra or {})), check=True,
+                             capture_output=True, text=True)
+        return json.loads(out.stdout)
+
     cf = run("cnnfast")
-    th = None if a.no_torch else run("torch")
-    isas = list(cf["peak"])
-    print(f"FMA peak, {a.threads} threads (GFLOP/s): " + ", ".join(f"{i} {v:.0f}" for i, v in cf["peak"].items()))
-    hdr = f"{'case':24s} {'pass':10s} " + " ".join(f"{i + ' ms':>10s} {'%pk':>4s}" for i in isas)
-    hdr += f" {'torch ms':>9s} " + " ".join(f"{'x ' + i:>9s}" for i in isas) + "  kernel"
-    print(hdr)
-    flops = {c[0]: _flops(c) for c in cases}
-    tms = {(r["case"], r["pass"]): r["ms"] for r in th["rows"]} if th else {}
-    for r in cf["rows"]:
-        line = f"{r['case']:24s} {r['pass']:10s} "
-        for i in isas:
-            ms = r["ms"][i]
-            line += f"{ms:10.3f} {100 * flops[r['case']] / (ms * 1e-3) / (cf['peak'][i] * 1e9):4.0f} "
-        t = tms.get((r["case"], r["pass"]))
-        line += f"{t:9.3f} " if t else f"{'-':>9s} "
-        line += " ".join(f"{t / r['ms'][i]:9.2f}" if t else f"{'-':>9s}" for i in isas)
-        k = (r["kernel"].get(isas[0]) or "").replace(f"conv2d_{r['pass']}_f32_", "")
-        print(line + "  " + k)
-    if tms:  # per ISA and pass: geomean of cnnfast/torch speed ratios and the worst case
-        print()
-        for i in isas:
-            for ps in passes:
-                rs = [(tms[(r["case"], ps)] / r["ms"][i], r["case"]) for r in cf["rows"] if r["pass"] == ps and (r["case"], ps) in tms]
-                if rs:
-                    gm = math.exp(sum(math.log(x) for x, _ in rs) / len(rs))
-                    worst = sorted(rs)[:3]
-                    print(f"{i:7s} {ps:10s} geomean {gm:5.2f}x over {len(rs)}, below 0.9x: {sum(x < 0.9 for x, _ in rs)}, "
-                          "worst " + ", ".join(f"{c} {x:.2f}x" for x, c in worst))
+    th = {}
+    if not a.no_torch:
+        # PyTorch on the same ISA as each cnnfast column: what it would run on a CPU without
+        # AVX-512 (oneDNN's and ATen's own dispatch capped), unless --torch-isa native.
+        for i in cf["peak"]:
+            if a.torch_isa == "native" and th:
+                th[i] = next(iter(th.values()))
+            else:
+                th[i] = run("torch", TORCH_ISA_ENV.get(i) if a.torch_isa == "matched" else None)
+    report(cf, th, cases, passes, a.threads)
     if a.json:
         Path(a.json).write_text(json.dumps({"cnnfast": cf, "torch": th, "cases": cases}, indent=1))
     return 0
