@@ -219,9 +219,10 @@ def test_gemm_register_tiles_independent_of_thread_count(isa, rng):
 
 
 # Stride-1 backward-input runs as a forward conv of gy with rotated, channel-swapped weights and
-# padding d*(R-1) - p, when C/groups >= 96 and N*OH*OW >= 512 (conv2d_gemm.h, kBwdInputFwdMin*).
-# These shapes take that path (first six) or sit just outside it (last two: padding beyond the
-# dilated kernel's reach, stride 2), where the col2im path must still run.
+# padding d*(R-1) - p, when C/groups >= 96 (AVX-512: 48) and N*OH*OW >= 512 (conv2d_gemm.h,
+# bwd_input_as_fwd). These shapes take that path (first six) or sit just outside it (next two:
+# padding beyond the dilated kernel's reach, stride 2), where the col2im path must still run; the
+# last has 48 channels: the forward path on AVX-512, col2im on AVX2.
 BWD_INPUT_AS_FWD_CASES = {
     "3x3-pad1": (2, 96, 16, 16, 8, 3, 3, (1, 1), (1, 1), (1, 1), 1),
     "5x3-pad-below-reach": (1, 96, 26, 24, 5, 5, 3, (1, 1), (0, 1), (1, 1), 1),
@@ -231,6 +232,8 @@ BWD_INPUT_AS_FWD_CASES = {
     "k-over-one-block": (1, 96, 24, 24, 80, 3, 3, (1, 1), (1, 1), (1, 1), 1),
     "pad-beyond-reach": (2, 96, 16, 16, 4, 3, 3, (1, 1), (3, 3), (1, 1), 1),
     "stride2": (2, 96, 33, 33, 4, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+    # 48 input channels: a forward conv on AVX-512 (its threshold), col2im on AVX2
+    "c48-5x5": (2, 48, 16, 16, 20, 5, 5, (1, 1), (2, 2), (1, 1), 1),
 }
 
 

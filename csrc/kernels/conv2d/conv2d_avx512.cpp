@@ -26,6 +26,13 @@ struct Blocking {
   // 640. (The AVX2 build measured 0.95-1.04x at 512 KB on this Xeon, and is tuned for Zen 4's
   // 1 MB L2: it keeps 256 KB.)
   static constexpr int64_t tile_bytes = 512 * 1024;
+  // bwd_input as a forward conv (bwd_input_as_fwd) from 48 input channels per group (AVX2: 96).
+  // chosen because (Xeon, 1 thread, CPU time, median of 5 alternating rounds) bwd_input ran
+  // 1.13-1.24x faster than with 96 at C = 48, 64 and 80 (5x5 and 7x7, 14x14 to 32x32, N = 4-8;
+  // 1x1 64 56x56 N=16), while at C = 32 the forward conv measured 0.85x (K = 64) and 1.27x (K = 32)
+  // of col2im. With the AVX2 kernels the forward conv measured 0.90-1.07x of col2im at C = 48-80:
+  // they keep 96.
+  static constexpr int64_t bwd_input_fwd_min_cg = 48;
   // bwd_weight: 14 x 32 tiles over the im2col block laid out at a fixed row stride (kc_bww + 16).
   static constexpr int MRW = 14;
   static constexpr int64_t kc_bww = 256;
