@@ -170,6 +170,39 @@ def test_gemm_register_tiles(isa, rng, case, dtype):
             assert last[f"conv2d_{key}_{dt}"] == f"conv2d_{key}_{dt}_{isa}", (key, last)
 
 
+# im2col of the GEMM kernels (forward, bwd_weight) row segment by row segment: one output row
+# of one image at a time, its ends zero-filled where the window reaches into the padding. AVX-512
+# builds short rows (fewer than 2 vectors) and stride-2 rows with lane-masked loads and whole-vector
+# stores that spill into the next segment (conv2d_gemm.h, masked_segment). Rows 7, 14, 17 and 33
+# wide (less than one vector, between one and two, beyond two for float32 / float64), stride 2
+# with odd and even input widths, padding on one side or both, a dilated stride-2 window; C = 5
+# and K = 40 keep the direct and Winograd kernels out.
+IM2COL_SEGMENT_CASES = {
+    "w7-pad1": (3, 5, 7, 7, 40, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "w14-5x5-pad2": (2, 5, 14, 14, 40, 5, 5, (1, 1), (2, 2), (1, 1), 1),
+    "w17-7x7-pad3": (2, 5, 9, 17, 40, 7, 7, (1, 1), (3, 3), (1, 1), 1),
+    "w33-pad1-right": (1, 5, 6, 33, 40, 3, 3, (1, 1), (0, 1), (1, 1), 1),
+    "s2-w31-pad1": (2, 5, 15, 31, 40, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+    "s2-w45-7x7-pad3": (1, 5, 29, 45, 40, 7, 7, (2, 2), (3, 3), (1, 1), 1),
+    "s2-w40-4x4-pad0": (2, 5, 12, 40, 40, 4, 4, (2, 2), (0, 0), (1, 1), 1),
+    "s2-w20-dilated": (1, 5, 12, 20, 40, 3, 3, (2, 2), (2, 2), (2, 2), 1),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(IM2COL_SEGMENT_CASES), ids=list(IM2COL_SEGMENT_CASES))
+def test_im2col_row_segments(isa, rng, case, dtype):
+    _check(isa, rng, dtype, *IM2COL_SEGMENT_CASES[case])
+    if isa != "ref":  # the shapes must reach the GEMM kernels
+        N, C, H, W, K, R, S, stride, padding, dilation, groups = IM2COL_SEGMENT_CASES[case]
+        x, w, b, gy = _make(rng, dtype, N, C, H, W, K, R, S, stride, padding, dilation, groups)
+        _passes(x, w, b, gy, stride, padding, dilation, groups, False)
+        dt = "f32" if dtype == np.float32 else "f64"
+        last = cnnfast.runtime_info()["last_kernels"]
+        for key in ("fwd", "bwd_weight"):
+            assert last[f"conv2d_{key}_{dt}"] == f"conv2d_{key}_{dt}_{isa}", (key, last)
+
+
 def test_gemm_register_tiles_independent_of_thread_count(isa, rng):
     """Packed forward with the output channels split across threads (N=1: one column tile)."""
     x, w, b, gy = _make(rng, np.float32, *GEMM_TILE_CASES["k64-crs720"][:-4], (1, 1), (2, 2), (2, 2), 1)
@@ -186,9 +219,10 @@ def test_gemm_register_tiles_independent_of_thread_count(isa, rng):
 
 
 # Stride-1 backward-input runs as a forward conv of gy with rotated, channel-swapped weights and
-# padding d*(R-1) - p, when C/groups >= 96 and N*OH*OW >= 512 (conv2d_gemm.h, kBwdInputFwdMin*).
-# These shapes take that path (first six) or sit just outside it (last two: padding beyond the
-# dilated kernel's reach, stride 2), where the col2im path must still run.
+# padding d*(R-1) - p, when C/groups >= 96 (AVX-512: 48) and N*OH*OW >= 512 (conv2d_gemm.h,
+# bwd_input_as_fwd). These shapes take that path (first six) or sit just outside it (next two:
+# padding beyond the dilated kernel's reach, stride 2), where the col2im path must still run; the
+# last has 48 channels: the forward path on AVX-512, col2im on AVX2.
 BWD_INPUT_AS_FWD_CASES = {
     "3x3-pad1": (2, 96, 16, 16, 8, 3, 3, (1, 1), (1, 1), (1, 1), 1),
     "5x3-pad-below-reach": (1, 96, 26, 24, 5, 5, 3, (1, 1), (0, 1), (1, 1), 1),
@@ -198,6 +232,8 @@ BWD_INPUT_AS_FWD_CASES = {
     "k-over-one-block": (1, 96, 24, 24, 80, 3, 3, (1, 1), (1, 1), (1, 1), 1),
     "pad-beyond-reach": (2, 96, 16, 16, 4, 3, 3, (1, 1), (3, 3), (1, 1), 1),
     "stride2": (2, 96, 33, 33, 4, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+    # 48 input channels: a forward conv on AVX-512 (its threshold), col2im on AVX2
+    "c48-5x5": (2, 48, 16, 16, 20, 5, 5, (1, 1), (2, 2), (1, 1), 1),
 }
 
 

@@ -13,6 +13,7 @@ struct Blocking {
   static constexpr int64_t pack_min_cols = 0;
   static constexpr int64_t kc_fwd = convgemm::kKcFwd;
   static constexpr int64_t tile_bytes = convgemm::kTileBytes;
+  static constexpr int64_t bwd_input_fwd_min_cg = convgemm::kBwdInputFwdMinCg;
   static constexpr int MRW = 0;  // bwd_weight: MR row pointers
   static constexpr int64_t kc_bww = convgemm::kKc;
 };

@@ -55,7 +55,10 @@ constexpr int64_t kTileBytes = 256 * 1024;
 //   pack_min_cols  forward: pack the weights when N*OH*OW >= this (the packing pass is ~1 cycle
 //                  per weight, the GEMM N*OH*OW / (2 * vector width) cycles per weight)
 //   kc_fwd         forward reduction block
-//   tile_bytes     bytes of one packed B block (kc x nc) of the forward and bwd_input GEMMs
+//   tile_bytes     bytes of one packed B block (kc x nc) of the forward GEMM (bwd_input's col2im
+//                  path uses kTileBytes)
+//   bwd_input_fwd_min_cg  bwd_input runs as a forward conv from this many input channels per
+//                  group (bwd_input_as_fwd)
 // The AVX2 values are the ones above (kKcFwd, kTileBytes, MR = 6, no packing).
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -775,11 +778,13 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
 // leave it packing-bound (LeNet's C = 6: 4x slower than col2im), and the rotated weight copy
 // (K*Cg*R*S values) must be amortised over N*OH*OW columns (C = 512 at 7x7, N = 1: 1.2x slower;
 // C = 256 at 14x14, N = 1: even; C >= 128 with N*OH*OW >= 784: 10-25% faster; C = 64: even).
+// That is the AVX2 threshold (kBwdInputFwdMinCg); the AVX-512 build, whose forward packs the
+// weights into 14-row tiles, sets its own (B::bwd_input_fwd_min_cg, conv2d_avx512.cpp).
 constexpr int64_t kBwdInputFwdMinCg = 96;
 constexpr int64_t kBwdInputFwdMinCols = 512;
-inline bool bwd_input_as_fwd(const Conv2dShape& p) {
-  return p.sh == 1 && p.sw == 1 && p.ph <= p.dh * (p.R - 1) && p.pw <= p.dw * (p.S - 1) &&
-         p.Cg() >= kBwdInputFwdMinCg && p.N * p.OH * p.OW >= kBwdInputFwdMinCols;
+inline bool bwd_input_as_fwd(const Conv2dShape& p, int64_t min_cg) {
+  return p.sh == 1 && p.sw == 1 && p.ph <= p.dh * (p.R - 1) && p.pw <= p.dw * (p.S - 1) && p.Cg() >= min_cg &&
+         p.N * p.OH * p.OW >= kBwdInputFwdMinCols;
 }
 
 inline Conv2dShape bwd_input_fwd_shape(const Conv2dShape& p) {
@@ -807,7 +812,7 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
     std::fill(gx, gx + p.N * p.C * HW, T(0));
     return true;
   }
-  if (bwd_input_as_fwd(p)) {
+  if (bwd_input_as_fwd(p, B::bwd_input_fwd_min_cg)) {
     // Falls through to col2im only if its scratch cannot be allocated.
     if (fwd_impl<V, B>(bwd_input_fwd_shape(p), gy, w, true, nullptr, gx, false)) return true;
   }
