@@ -87,7 +87,7 @@ def test_fused_equals_node_by_node(dtype, n):
     assert isinstance(got, np.ndarray) and got.dtype == dtype
     _close(got, _unfused(model, x), 2e-5 if dtype == np.float32 else 1e-12)
     # the eight Conv/BN/activation groups became one step each
-    consts, steps = _EVAL_PROGRAMS[model]
+    _consts, steps = _EVAL_PROGRAMS[model]
     assert len(steps) < len(model._plan) - 10
     ops = [[nd.op for nd in s[1]] for s in steps]
     assert ["Conv", "BatchNormalization", "Add", "Clip", "Mul", "Div"] in ops
@@ -103,8 +103,7 @@ def test_weights_changed_in_place_are_used():
     convs[1].weight.data *= 1.7
     bns[3].running_var[...] *= 3.0
     bns[4].weight.data[...] = -bns[4].weight.data
-    three = [n for n in model._names if n == "three"][0]
-    getattr(model, model._names[three]).data[...] = 2.5  # the Paddle hardswish's trainable "3"
+    getattr(model, model._names["three"]).data[...] = 2.5  # the Paddle hardswish's trainable "3"
     after = model(x)
     assert np.abs(after - before).max() > 1e-3
     _close(after, _unfused(model, x))
