@@ -72,7 +72,7 @@ def _hardswish_(y, add, lo, hi, div):
 
 
 def _scalar_or_none(a):
-    return None if a is None else float(np.asarray(a).reshape(-1)[0])
+    return None if a is None else a.item()
 
 
 class _Fallback(Exception):
@@ -113,6 +113,9 @@ def compile_eval(gm):
     steps = []
     for nd in plan:
         if id(nd) in used:
+            continue
+        if nd.op == "GlobalAveragePool":
+            steps.append(_gap(gm, nd, OPS))
             continue
         if nd.op != "Conv" or type(gm._modules.get(nd.attrs.get("_module"))) is not OnnxConv2d:
             steps.append(_generic(gm, nd, OPS))
@@ -196,6 +199,23 @@ def _generic(gm, nd, OPS):
     return fn, [nd], None, [x for x in ins if x]
 
 
+def _gap(gm, nd, OPS):
+    """GlobalAveragePool of a 4-D float ndarray as one reduction and one scaling."""
+    xin, out = nd.inputs[0], nd.outputs[0]
+
+    def fn(gm, values):
+        x = values[xin]
+        if type(x) is not np.ndarray or x.ndim != 4 or x.dtype.kind != "f" or x.size == 0:
+            return _run_nodes(gm, (nd,), values, OPS)
+        n, c, h, w = x.shape
+        y = np.add.reduce(x.reshape(n, c, h * w), axis=2)
+        np.multiply(y, x.dtype.type(1 / (h * w)), out=y)
+        values[out] = y.reshape(n, c, 1, 1)
+        return None
+
+    return fn, [nd], None, [xin]
+
+
 def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d):
     from .. import functional as F
 
@@ -242,14 +262,17 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d):
                     or bn.num_features != w.shape[0]):
                 return slow(gm, values)
             dt = w.dtype.type
-            scale = np.sqrt(bn.running_var.astype(w.dtype, copy=False) + dt(bn.eps))
-            np.divide(dt(1), scale, out=scale)
+            scale = np.add(bn.running_var, dt(bn.eps), dtype=w.dtype)  # gamma / sqrt(var + eps)
+            np.sqrt(scale, out=scale)
             if bn.weight is not None:
-                np.multiply(scale, bn.weight.data, out=scale, casting="same_kind")
-            shift = np.multiply(bn.running_mean.astype(w.dtype, copy=False), scale)
-            np.negative(shift, out=shift)
+                np.divide(bn.weight.data, scale, out=scale, casting="same_kind")
+            else:
+                np.divide(dt(1), scale, out=scale)
+            shift = np.multiply(bn.running_mean, scale, dtype=w.dtype)  # beta - mean * scale
             if bn.bias is not None:
-                np.add(shift, bn.bias.data, out=shift, casting="same_kind")
+                np.subtract(bn.bias.data, shift, out=shift, casting="same_kind")
+            else:
+                np.negative(shift, out=shift)
             xs = x.shape
             fold = w.size <= xs[0] * w.shape[0] * max(xs[2] // stride[0], 1) * max(xs[3] // stride[1], 1)
             if fold:
@@ -310,7 +333,7 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d):
                 for o in inner:
                     values.pop(o, None)
                 return None
-            _hardswish_(y, float(add), _scalar_or_none(lo), _scalar_or_none(hi), float(div))
+            _hardswish_(y, add.item(), _scalar_or_none(lo), _scalar_or_none(hi), div.item())
         values[out] = y
         return None
 
