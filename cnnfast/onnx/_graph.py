@@ -10,7 +10,8 @@ folds the nodes whose inputs are all constants, drops ``Identity`` nodes, fuses 
 following bias ``Add`` and ``Relu``, and turns Conv into ``nn.Conv2d``, BatchNormalization into
 ``nn.BatchNorm2d`` and Gemm with a constant weight into ``nn.Linear``. The remaining float
 constants become Parameters, integer ones buffers. ndarray in -> ndarray out; Tensor in -> Tensor
-out, recorded for backward.
+out, recorded for backward. ndarrays in eval mode take the compiled path of :mod:`._fuse` (Conv +
+BatchNorm + activation as one conv call, BatchNorm folded from the current weights on each call).
 """
 from __future__ import annotations
 
