@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 def _graph(seed=0, dtype=np.float32):
     """x -> [Conv, BN, act] blocks with every activation the fusion knows (Relu, HardSwish,
-    HardSigmoid, Clip, Paddle's Add/Clip/Mul/Div hardswish), a strided depthwise conv, an
+    HardSigmoid, Clip, Paddle's Add/Clip/Mul/Div hardswish), a strided SAME_UPPER conv, an
     asymmetric-padded conv, an SE gate (GAP -> Conv+Relu -> Conv -> HardSigmoid -> Mul) and a
     residual Add."""
     rng = np.random.default_rng(seed)
@@ -28,12 +28,12 @@ def _graph(seed=0, dtype=np.float32):
         inits.append(numpy_helper.from_array(np.asarray(a, dtype), name))
         return name
 
-    def conv_bn(i, x, cin, cout, k=3, stride=1, group=1, pads=None, bn=True):
+    def conv_bn(i, x, cin, cout, k=3, stride=1, group=1, pads=None, bn=True, auto_pad=None):
         w = const(f"w{i}", rng.standard_normal((cout, cin // group, k, k)) / np.sqrt(cin // group * k * k))
-        pads = pads or [k // 2] * 4
         out = f"c{i}"
+        geometry = {"auto_pad": auto_pad} if auto_pad else {"pads": pads or [k // 2] * 4}
         nodes.append(helper.make_node("Conv", [x, w], [out], kernel_shape=[k, k], strides=[stride, stride],
-                                      pads=pads, group=group))
+                                      group=group, **geometry))
         if not bn:
             return out
         names = [const(f"{p}{i}", v) for p, v in (("g", rng.uniform(0.5, 1.5, cout)), ("b", rng.normal(0, .2, cout)),
@@ -41,7 +41,7 @@ def _graph(seed=0, dtype=np.float32):
         nodes.append(helper.make_node("BatchNormalization", [out] + names, [f"bn{i}"], epsilon=1e-5))
         return f"bn{i}"
 
-    y = conv_bn(0, "x", 3, C, stride=2)
+    y = conv_bn(0, "x", 3, C, stride=2, auto_pad="SAME_UPPER")  # padding from the input size: (0, 1)
     nodes.append(helper.make_node("Relu", [y], ["a0"]))
     y = conv_bn(1, "a0", C, C, group=C)
     nodes.append(helper.make_node("HardSwish", [y], ["a1"]))
