@@ -10,13 +10,15 @@ folds the nodes whose inputs are all constants, drops ``Identity`` nodes, fuses 
 following bias ``Add`` and ``Relu``, and turns Conv into ``nn.Conv2d``, BatchNormalization into
 ``nn.BatchNorm2d`` and Gemm with a constant weight into ``nn.Linear``. The remaining float
 constants become Parameters, integer ones buffers. ndarray in -> ndarray out; Tensor in -> Tensor
-out, recorded for backward.
+out, recorded for backward. ndarrays in eval mode take the compiled path of :mod:`._fuse` (Conv +
+BatchNorm + activation as one conv call, BatchNorm folded from the current weights on each call).
 """
 from __future__ import annotations
 
 import json
 import math
 import re
+import weakref
 
 import numpy as np
 
@@ -727,6 +729,10 @@ def _sanitize(name):
     return "t_" + s if s[0].isdigit() else s
 
 
+# GraphModule -> its compiled eval-mode steps (kept outside the module: not pickled or deep-copied)
+_EVAL_PROGRAMS = weakref.WeakKeyDictionary()
+
+
 class GraphModule(Module):
     """A graph (see :class:`GraphSpec`) as a trainable module; ``forward(*inputs)``.
 
@@ -940,6 +946,8 @@ class GraphModule(Module):
                 want = tuple("?" if s is None else s for s in shape)
                 raise ValueError(f"GraphModule: input {n!r} should have shape {want}, got {tuple(xs)}")
             values[n] = x
+        if not record and not self.training:
+            return self._forward_eval(values)
         for n, attr in self._names.items():
             v = self.__dict__[attr]
             values[n] = v if record or not _is_t(v) else v.data
@@ -961,6 +969,35 @@ class GraphModule(Module):
                 values[nd.outputs[0]] = res
             for x in free:
                 values.pop(x, None)
+        out = tuple(values[o] for o in self.output_names)
+        return out[0] if len(out) == 1 else out
+
+    def _forward_eval(self, values):
+        """ndarrays in eval mode: the compiled steps of :mod:`._fuse` (Conv + BatchNorm + activation
+        as one conv call, nothing recorded)."""
+        prog = _EVAL_PROGRAMS.get(self)
+        if prog is None:
+            from ._fuse import compile_eval
+
+            prog = _EVAL_PROGRAMS[self] = compile_eval(self)
+        consts, steps = prog
+        d = self.__dict__
+        for n, attr in consts:
+            v = d[attr]
+            values[n] = v.data if _is_t(v) else v
+        step = None
+        try:
+            for step in steps:
+                step[0](self, values)
+                for x in step[2]:
+                    del values[x]
+        except OnnxImportError:
+            raise
+        except (ValueError, TypeError) as e:
+            nd = step[1][0]
+            shapes = [None if not x or x not in values else tuple(np.shape(_d(values[x]))) for x in nd.inputs]
+            raise ValueError(f"GraphModule: {nd.op} node {nd.name!r} failed on inputs of shapes {shapes}: "
+                             f"{e}") from None
         out = tuple(values[o] for o in self.output_names)
         return out[0] if len(out) == 1 else out
 

@@ -1,0 +1,340 @@
+"""The eval-mode ndarray path of :class:`~cnnfast.onnx._graph.GraphModule` (inference only).
+
+A GraphModule called on ndarrays in eval mode records nothing, so it runs a compiled list of
+steps instead of one dispatch per graph node:
+
+- ``Conv -> BatchNormalization -> activation`` (Relu, HardSwish, HardSigmoid, Clip, or the
+  ``Add(3) -> Clip(0, 6) -> Mul -> Div(6)`` hardswish that PaddlePaddle exports) is one step: the
+  BatchNorm is folded into the conv's weights when they are no larger than the output (else
+  applied in place to the conv's output), ReLU runs in the conv kernel's epilogue, the other
+  activations in place on the conv's output. A Conv without BatchNorm fuses its activation too.
+- The conv kernel is called directly (``_core.conv2d_forward``) with the padding worked out once.
+- Every other node runs its ordinary operator function.
+
+Nothing derived from the weights is cached: each call reads the modules' current parameters and
+running statistics, so weights changed in place (an optimizer step, ``load_state_dict``) are
+used. A step whose modules were replaced, put in training mode, given forward hooks or a
+different dtype than the input falls back to running its nodes one by one, the path a Tensor
+input takes. Results equal the node-by-node path's up to float rounding (the folding).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from ..autograd.tensor import Tensor
+from ..nn.normalization import BatchNorm2d
+
+__all__ = ["compile_eval"]
+
+# ops whose output may share memory with an input (views): their inputs are never overwritten
+_VIEW_OPS = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Identity", "Dropout", "Gather",
+             "Cast", "Concat"}
+_CHUNK = 1 << 16  # elements per chunk of the multi-pass activations (256 KiB float32: stays in L2)
+
+
+def _const(gm, name):
+    """The current ndarray of the graph constant ``name`` (a Parameter's data or a buffer)."""
+    v = gm.__dict__[gm._names[name]]
+    return v.data if isinstance(v, Tensor) else v
+
+
+def _hardswish_(y, add, lo, hi, div):
+    """``y * clip(y + add, lo, hi) / div`` written into ``y``, in L2-sized chunks, computed as
+    ``y * clip(y * (1/div) + add/div, lo/div, hi/div)`` (a multiply instead of the slower divide;
+    equal up to float rounding) for ``div > 0``."""
+    t3 = y.dtype.type
+    add, div = float(add), float(div)
+    flat = y.reshape(-1)
+    n = flat.size
+    t = np.empty(min(n, _CHUNK), y.dtype)
+    if div > 0:
+        k, off = t3(1 / div), t3(add / div)
+        lo = None if lo is None else t3(lo / div)
+        hi = None if hi is None else t3(hi / div)
+        for s in range(0, n, _CHUNK):
+            c = flat[s:s + _CHUNK]
+            tc = t[:c.size]
+            np.multiply(c, k, out=tc)
+            np.add(tc, off, out=tc)
+            np.clip(tc, lo, hi, out=tc)
+            np.multiply(c, tc, out=c)
+        return y
+    add, div = t3(add), t3(div)
+    for s in range(0, n, _CHUNK):
+        c = flat[s:s + _CHUNK]
+        tc = t[:c.size]
+        np.add(c, add, out=tc)
+        np.clip(tc, lo, hi, out=tc)
+        np.multiply(c, tc, out=tc)
+        np.divide(tc, div, out=c)
+    return y
+
+
+def _scalar_or_none(a):
+    return None if a is None else a.item()
+
+
+class _Fallback(Exception):
+    pass
+
+
+def compile_eval(gm):
+    """Compile ``gm``'s plan into ``(consts, steps)`` for :meth:`GraphModule._forward_eval`.
+
+    ``consts``: ``[(tensor name, attribute)]`` read into the value table each call; ``steps``:
+    ``[(fn, nodes, free)]`` where ``fn(gm, values)`` stores its outputs in ``values``, ``nodes`` are the
+    plan nodes it computes (for error messages) and ``free`` the values dropped after it.
+    """
+    from ._graph import OPS, OnnxConv2d
+
+    plan = gm._plan
+    outputs = set(gm.output_names)
+    consumers = {}
+    for nd in plan:
+        for x in nd.inputs:
+            if x:
+                consumers.setdefault(x, []).append(nd)
+
+    def only(t):
+        c = consumers.get(t, [])
+        return c[0] if len(c) == 1 and t not in outputs else None
+
+    def is_const(x):
+        return x in gm._names and x not in gm.input_names
+
+    def small_const(x, dtype_kind="f"):
+        if not is_const(x):
+            return False
+        a = np.asarray(_const(gm, x))
+        return a.size == 1 and a.dtype.kind == dtype_kind
+
+    used = set()
+    steps = []
+    for nd in plan:
+        if id(nd) in used:
+            continue
+        if nd.op == "GlobalAveragePool":
+            steps.append(_gap(gm, nd, OPS))
+            continue
+        if nd.op != "Conv" or type(gm._modules.get(nd.attrs.get("_module"))) is not OnnxConv2d:
+            steps.append(_generic(gm, nd, OPS))
+            continue
+        group = [nd]
+        y = nd.outputs[0]
+        bn_node = None
+        c = only(y)
+        if (c is not None and c.op == "BatchNormalization"
+                and type(gm._modules.get(c.attrs.get("_module"))) is BatchNorm2d):
+            bn_node = c
+            group.append(c)
+            y = c.outputs[0]
+        act, act_args = None, ()
+        c = only(y)
+        if c is not None and c.op in ("Relu", "HardSwish") and not (c.op == "Relu" and bn_node is None):
+            act = c.op
+        elif c is not None and c.op == "HardSigmoid":
+            act, act_args = "HardSigmoid", (float(c.attrs.get("alpha", 0.2)), float(c.attrs.get("beta", 0.5)))
+        elif (c is not None and c.op == "Clip" and gm._opset >= 11
+              and all((not x) or small_const(x) for x in c.inputs[1:3])):
+            act, act_args = "Clip", tuple(c.inputs[1:3]) + (None,) * (3 - len(c.inputs))
+        else:  # y -> Add(y, a) -> Clip(., lo, hi) -> Mul(y, .) -> Div(., d): hardswish as PaddlePaddle exports it
+            cs = consumers.get(y, [])
+            if len(cs) == 2 and y not in outputs and gm._opset >= 11:
+                add = next((n for n in cs if n.op == "Add"), None)
+                mul = next((n for n in cs if n.op == "Mul"), None)
+                clip = only(add.outputs[0]) if add is not None else None
+                div = only(mul.outputs[0]) if mul is not None else None
+                if (add is not None and mul is not None and clip is not None and clip.op == "Clip"
+                        and only(clip.outputs[0]) is mul and div is not None and div.op == "Div"
+                        and add.inputs[0] == y and small_const(add.inputs[1])
+                        and len(clip.inputs) == 3 and all(small_const(x) for x in clip.inputs[1:3])
+                        and set(mul.inputs) == {y, clip.outputs[0]}
+                        and div.inputs[0] == mul.outputs[0] and small_const(div.inputs[1])):
+                    act, act_args = "hardswish4", (add.inputs[1], clip.inputs[1], clip.inputs[2], div.inputs[1])
+                    group += [add, clip, mul, div]
+                    c = None
+        if c is not None and act is not None:
+            group.append(c)
+        used.update(id(n) for n in group)
+        steps.append(_conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d))
+    # values computed by a step that returns fresh memory, never viewed by another node, may be
+    # overwritten by their last consumer
+    read = {x for s in steps for x in s[3]} | outputs
+    consts = [(n, a) for n, a in gm._names.items() if n in read]
+    last = {}
+    for i, (_, nodes, _free, ins) in enumerate(steps):
+        for x in ins:
+            last[x] = i
+    keep = outputs | set(gm._names)
+    final = []
+    for i, (fn, nodes, _free, ins) in enumerate(steps):
+        final.append((fn, nodes, [x for x in set(ins) if last.get(x) == i and x not in keep]))
+    return consts, final
+
+
+def _run_nodes(gm, nodes, values, OPS):
+    """The node-by-node path for ``nodes`` (intermediates stay in ``values``)."""
+    for nd in nodes:
+        args = [values[x] if x else None for x in nd.inputs]
+        res = OPS[nd.op](gm, nd, args)
+        if isinstance(res, tuple):
+            for o, r in zip(nd.outputs, res):
+                if o:
+                    values[o] = r
+        else:
+            values[nd.outputs[0]] = res
+
+
+def _generic(gm, nd, OPS):
+    op, ins, outs = OPS[nd.op], nd.inputs, nd.outputs
+    if len(outs) == 1:
+        out = outs[0]
+
+        def fn(gm, values):
+            values[out] = op(gm, nd, [values[x] if x else None for x in ins])
+    else:
+        def fn(gm, values):
+            _run_nodes(gm, (nd,), values, OPS)
+    return fn, [nd], None, [x for x in ins if x]
+
+
+def _gap(gm, nd, OPS):
+    """GlobalAveragePool of a 4-D float ndarray as one reduction and one scaling."""
+    xin, out = nd.inputs[0], nd.outputs[0]
+
+    def fn(gm, values):
+        x = values[xin]
+        if type(x) is not np.ndarray or x.ndim != 4 or x.dtype.kind != "f" or x.size == 0:
+            return _run_nodes(gm, (nd,), values, OPS)
+        n, c, h, w = x.shape
+        y = np.add.reduce(x.reshape(n, c, h * w), axis=2)
+        np.multiply(y, x.dtype.type(1 / (h * w)), out=y)
+        values[out] = y.reshape(n, c, 1, 1)
+        return None
+
+    return fn, [nd], None, [xin]
+
+
+def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d):
+    from .. import functional as F
+
+    conv_node = group[0]
+    cname = conv_node.attrs["_module"]
+    bname = bn_node.attrs["_module"] if bn_node is not None else None
+    conv0 = gm._modules[cname]
+    geom = (conv0.stride, conv0.padding, conv0.dilation, conv0.groups, conv0.auto_pad, conv0.fused_relu)
+    stride, dil, groups = conv0.stride, conv0.dilation, conv0.groups
+    pads = conv0.padding
+    if conv0.auto_pad is None:
+        t, b, l, r = (pads[0], pads[0], pads[1], pads[1]) if len(pads) == 2 else pads
+        st, sl = min(t, b), min(l, r)
+        extra = None if (t, b, l, r) == (st, st, sl, sl) else ((0, 0), (0, 0), (t - st, b - st), (l - sl, r - sl))
+        sym = (st, sl)
+    xin = conv_node.inputs[0]
+    out = group[-1].outputs[0]
+    inner = [o for n in group[:-1] for o in n.outputs if o]
+    ext_inputs = [xin] + [x for n in group[1:] for x in n.inputs if x and x not in inner and x != xin]
+    conv_relu = conv0.fused_relu
+    core = _core.conv2d_forward
+
+    def slow(gm, values):
+        _run_nodes(gm, group, values, OPS)
+        for o in inner:
+            values.pop(o, None)
+
+    def fn(gm, values):
+        x = values[xin]
+        mods = gm._modules
+        conv = mods[cname]
+        if (type(conv) is not OnnxConv2d or conv._forward_hooks
+                or (conv.stride, conv.padding, conv.dilation, conv.groups, conv.auto_pad, conv.fused_relu) != geom):
+            return slow(gm, values)
+        w = conv.weight.data
+        bias = conv.bias
+        bias = None if bias is None else bias.data
+        if type(x) is not np.ndarray or x.ndim != 4 or x.dtype != w.dtype or (bias is not None and bias.dtype != w.dtype):
+            return slow(gm, values)
+        fold = False
+        if bname is not None:
+            bn = mods[bname]
+            if (type(bn) is not BatchNorm2d or bn.training or bn._forward_hooks or bn.running_mean is None
+                    or bn.num_features != w.shape[0]):
+                return slow(gm, values)
+            dt = w.dtype.type
+            scale = np.add(bn.running_var, dt(bn.eps), dtype=w.dtype)  # gamma / sqrt(var + eps)
+            np.sqrt(scale, out=scale)
+            if bn.weight is not None:
+                np.divide(bn.weight.data, scale, out=scale, casting="same_kind")
+            else:
+                np.divide(dt(1), scale, out=scale)
+            shift = np.multiply(bn.running_mean, scale, dtype=w.dtype)  # beta - mean * scale
+            if bn.bias is not None:
+                np.subtract(bn.bias.data, shift, out=shift, casting="same_kind")
+            else:
+                np.negative(shift, out=shift)
+            xs = x.shape
+            fold = w.size <= xs[0] * w.shape[0] * max(xs[2] // stride[0], 1) * max(xs[3] // stride[1], 1)
+            if fold:
+                w = w * scale.reshape(-1, 1, 1, 1)
+                if bias is None:
+                    bias = shift
+                else:
+                    bias = bias * scale
+                    bias += shift
+        if conv.auto_pad is None:
+            p = sym
+            if extra is not None:
+                x = np.pad(x, extra)
+        else:
+            from ._graph import _auto_pads
+
+            full = _auto_pads(conv.auto_pad, x.shape[2:], conv.kernel_size, stride, dil)
+            t, b, l, r = (full[0], full[0], full[1], full[1]) if len(full) == 2 else full
+            st, sl = min(t, b), min(l, r)
+            if (t, b, l, r) != (st, st, sl, sl):
+                x = np.pad(x, ((0, 0), (0, 0), (t - st, b - st), (l - sl, r - sl)))
+            p = (st, sl)
+        relu_in_kernel = conv_relu or (act == "Relu" and (bname is None or fold))
+        y = core(x, w, bias, stride, p, dil, groups, relu_in_kernel)
+        if bname is not None and not fold:
+            np.multiply(y, scale.reshape(1, -1, 1, 1), out=y)
+            np.add(y, shift.reshape(1, -1, 1, 1), out=y)
+        if act is None:
+            pass
+        elif act == "Relu":
+            if not relu_in_kernel:
+                F.relu_(y)
+        elif act == "HardSwish":
+            _hardswish_(y, 3.0, 0.0, 6.0, 6.0)
+        elif act == "HardSigmoid":
+            alpha, beta = act_args
+            t3 = y.dtype.type
+            if abs(alpha - 1 / 6) < 1e-6 and beta == 0.5:
+                np.add(y, t3(3), out=y)
+                np.clip(y, 0, 6, out=y)
+                np.divide(y, 6, out=y)
+            else:
+                np.multiply(y, t3(alpha), out=y)
+                np.add(y, t3(beta), out=y)
+                np.clip(y, 0, 1, out=y)
+        elif act == "Clip":
+            lo = _scalar_or_none(_const(gm, act_args[0])) if act_args[0] else None
+            hi = _scalar_or_none(_const(gm, act_args[1])) if act_args[1] else None
+            if lo == 0.0 and hi == 6.0:
+                np.clip(y, y.dtype.type(0), y.dtype.type(6), out=y)
+            elif lo is not None or hi is not None:
+                np.clip(y, lo, hi, out=y)
+        else:  # hardswish4: the constants are trainable; read their current values
+            add, lo, hi, div = (_const(gm, n) for n in act_args)
+            if add.dtype != y.dtype or div.dtype != y.dtype:
+                values[conv_node.outputs[0] if bname is None else bn_node.outputs[0]] = y
+                _run_nodes(gm, group[2 if bname else 1:], values, OPS)
+                for o in inner:
+                    values.pop(o, None)
+                return None
+            _hardswish_(y, add.item(), _scalar_or_none(lo), _scalar_or_none(hi), div.item())
+        values[out] = y
+        return None
+
+    return fn, list(group), None, ext_inputs

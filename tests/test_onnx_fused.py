@@ -1,0 +1,140 @@
+"""The eval-mode ndarray path of imported graphs (cnnfast/onnx/_fuse.py): Conv + BatchNorm +
+activation fused into one conv call must give the node-by-node path's results, use weights changed
+in place, fall back for hooks / training-mode children, and leave Tensor inputs recorded."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnfast
+import cnnfast.onnx as connx
+from cnnfast.onnx._graph import _EVAL_PROGRAMS
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _graph(seed=0, dtype=np.float32):
+    """x -> [Conv, BN, act] blocks with every activation the fusion knows (Relu, HardSwish,
+    HardSigmoid, Clip, Paddle's Add/Clip/Mul/Div hardswish), a strided SAME_UPPER conv, an
+    asymmetric-padded conv, an SE gate (GAP -> Conv+Relu -> Conv -> HardSigmoid -> Mul) and a
+    residual Add."""
+    rng = np.random.default_rng(seed)
+    tp = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    inits, nodes = [], []
+    C = 8
+
+    def const(name, a):
+        inits.append(numpy_helper.from_array(np.asarray(a, dtype), name))
+        return name
+
+    def conv_bn(i, x, cin, cout, k=3, stride=1, group=1, pads=None, bn=True, auto_pad=None):
+        w = const(f"w{i}", rng.standard_normal((cout, cin // group, k, k)) / np.sqrt(cin // group * k * k))
+        out = f"c{i}"
+        geometry = {"auto_pad": auto_pad} if auto_pad else {"pads": pads or [k // 2] * 4}
+        nodes.append(helper.make_node("Conv", [x, w], [out], kernel_shape=[k, k], strides=[stride, stride],
+                                      group=group, **geometry))
+        if not bn:
+            return out
+        names = [const(f"{p}{i}", v) for p, v in (("g", rng.uniform(0.5, 1.5, cout)), ("b", rng.normal(0, .2, cout)),
+                                                   ("m", rng.normal(0, .2, cout)), ("v", rng.uniform(.5, 2, cout)))]
+        nodes.append(helper.make_node("BatchNormalization", [out] + names, [f"bn{i}"], epsilon=1e-5))
+        return f"bn{i}"
+
+    y = conv_bn(0, "x", 3, C, stride=2, auto_pad="SAME_UPPER")  # padding from the input size: (0, 1)
+    nodes.append(helper.make_node("Relu", [y], ["a0"]))
+    y = conv_bn(1, "a0", C, C, group=C)
+    nodes.append(helper.make_node("HardSwish", [y], ["a1"]))
+    y = conv_bn(2, "a1", C, C, k=1)
+    nodes.append(helper.make_node("Clip", [y, const("lo", 0.0), const("hi", 6.0)], ["a2"]))
+    y = conv_bn(3, "a2", C, 2 * C, k=3, stride=2, pads=[0, 0, 1, 1])  # SAME_UPPER-style asymmetric
+    nodes += [helper.make_node("Add", [y, const("three", 3.0)], ["p0"]),
+              helper.make_node("Clip", ["p0", const("zero", 0.0), const("six", 6.0)], ["p1"]),
+              helper.make_node("Mul", [y, "p1"], ["p2"]),
+              helper.make_node("Div", ["p2", const("six_b", 6.0)], ["a3"])]
+    y = conv_bn(4, "a3", 2 * C, 2 * C, k=5, group=2 * C)
+    nodes.append(helper.make_node("HardSigmoid", [y], ["a4"], alpha=0.2, beta=0.5))
+    nodes.append(helper.make_node("GlobalAveragePool", ["a4"], ["se0"]))
+    y = conv_bn(5, "se0", 2 * C, C // 2, k=1, bn=False)
+    nodes.append(helper.make_node("Relu", [y], ["se1"]))
+    y = conv_bn(6, "se1", C // 2, 2 * C, k=1, bn=False)
+    nodes.append(helper.make_node("HardSigmoid", [y], ["se2"], alpha=1 / 6, beta=0.5))
+    nodes.append(helper.make_node("Mul", ["a4", "se2"], ["a5"]))
+    y = conv_bn(7, "a5", 2 * C, 2 * C, k=1)  # no activation
+    nodes.append(helper.make_node("Add", [y, "a5"], ["out"]))
+    g = helper.make_graph(nodes, "fused", [helper.make_tensor_value_info("x", tp, [None, 3, 12, 10])],
+                          [helper.make_tensor_value_info("out", tp, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def _unfused(model, x):
+    """The node-by-node path: a Tensor input (recorded, eval mode), read back as an ndarray."""
+    return model(cnnfast.Tensor(x)).data
+
+
+def _close(a, b, rtol=2e-5):
+    scale = max(float(np.abs(b).max()), 1e-30)
+    err = float(np.abs(np.asarray(a, np.float64) - b).max())
+    assert err <= rtol * scale, f"max error {err:.3g} vs magnitude {scale:.3g}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 3])
+def test_fused_equals_node_by_node(dtype, n):
+    model = connx.load(_graph(dtype=dtype))
+    x = np.random.default_rng(1).standard_normal((n, 3, 12, 10)).astype(dtype)
+    got = model(x)
+    assert isinstance(got, np.ndarray) and got.dtype == dtype
+    _close(got, _unfused(model, x), 2e-5 if dtype == np.float32 else 1e-12)
+    # the eight Conv/BN/activation groups became one step each
+    _consts, steps = _EVAL_PROGRAMS[model]
+    assert len(steps) < len(model._plan) - 10
+    ops = [[nd.op for nd in s[1]] for s in steps]
+    assert ["Conv", "BatchNormalization", "Add", "Clip", "Mul", "Div"] in ops
+    assert ["Conv", "BatchNormalization", "HardSwish"] in ops and ["Conv", "HardSigmoid"] in ops
+
+
+def test_weights_changed_in_place_are_used():
+    model = connx.load(_graph())
+    x = np.random.default_rng(2).standard_normal((2, 3, 12, 10)).astype(np.float32)
+    before = model(x)
+    convs = [m for m in model.modules() if isinstance(m, cnnfast.nn.Conv2d)]
+    bns = [m for m in model.modules() if isinstance(m, cnnfast.nn.BatchNorm2d)]
+    convs[1].weight.data *= 1.7
+    bns[3].running_var[...] *= 3.0
+    bns[4].weight.data[...] = -bns[4].weight.data
+    getattr(model, model._names["three"]).data[...] = 2.5  # the Paddle hardswish's trainable "3"
+    after = model(x)
+    assert np.abs(after - before).max() > 1e-3
+    _close(after, _unfused(model, x))
+    # load_state_dict writes in place too
+    sd = {k: np.asarray(v) * 0.9 if k.endswith("weight") else np.asarray(v) for k, v in model.state_dict().items()}
+    model.load_state_dict(sd)
+    _close(model(x), _unfused(model, x))
+
+
+def test_tensor_input_still_records_gradients():
+    model = connx.load(_graph())
+    x = cnnfast.Tensor(np.random.default_rng(3).standard_normal((2, 3, 12, 10)).astype(np.float32),
+                       requires_grad=True)
+    model(x).sum().backward()
+    assert x.grad is not None and np.abs(np.asarray(getattr(x.grad, "data", x.grad))).max() > 0
+    conv = next(m for m in model.modules() if isinstance(m, cnnfast.nn.Conv2d))
+    assert conv.weight.grad is not None
+
+
+def test_hooks_and_training_children_fall_back():
+    model = connx.load(_graph())
+    x = np.random.default_rng(4).standard_normal((2, 3, 12, 10)).astype(np.float32)
+    ref = _unfused(model, x)
+    seen = []
+    conv = next(m for m in model.modules() if isinstance(m, cnnfast.nn.Conv2d))
+    handle = conv.register_forward_hook(lambda mod, args, out: seen.append(out.shape))
+    _close(model(x), ref)
+    assert seen == [(2, 8, 6, 5)]
+    handle.remove()
+    bn = next(m for m in model.modules() if isinstance(m, cnnfast.nn.BatchNorm2d))
+    bn.train()  # this BatchNorm alone uses batch statistics: the fused step must not fold it
+    got = model(x)
+    _close(got, _unfused(model, x))
+    assert np.abs(got - ref).max() > 1e-3
