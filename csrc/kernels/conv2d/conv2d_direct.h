@@ -1020,9 +1020,12 @@ inline void plane_block(int64_t ntaps, const int64_t* toff, const typename V::T*
   for (int64_t t = 0; t < ntaps; ++t, w += KB) {
     const int64_t o = toff[t];
     R xv[NV];
+#pragma GCC unroll 32
     for (int v = 0; v < NV; ++v) xv[v] = V::load(xv0[v] + o);
+#pragma GCC unroll 8
     for (int kb = 0; kb < KB; ++kb) {
       const R wb = V::set1(w[kb]);
+#pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) acc[kb][v] = V::fma(wb, xv[v], acc[kb][v]);
     }
   }
@@ -1173,10 +1176,169 @@ bool plane_fwd_any(const Conv2dShape& p, const typename V::T* x, const WAt& wat,
   }
 }
 
+// Channel-vectorised forward (stride 1): the lanes are output channels, so a short row wastes none
+// of them (LeNet c2 on 16 lanes: a 10-wide row fills 10 of 16 lanes in the row layout, here 16 of
+// 16). A block is RB output rows x CB consecutive columns x KV channel vectors; each tap loads KV
+// weight vectors and broadcasts RB*CB inputs at constant offsets from RB row pointers into a
+// zero-padded copy of the image, so no shifted copies are needed. Blocks are transposed through a
+// small buffer into the NCHW output.
+template <class V, int KV, int RB, int CB>
+inline void kvec_block(int64_t ntaps, const int64_t* toff, const typename V::T* w, const typename V::T* bias,
+                       bool relu, const typename V::T* xs, int64_t Wp, typename V::T* out) {
+  using R = typename V::R;
+  constexpr int N = V::N;
+  R acc[RB * CB][KV];
+#pragma GCC unroll 4
+  for (int kv = 0; kv < KV; ++kv) {
+    const R b = V::load(bias + kv * N);
+#pragma GCC unroll 32
+    for (int v = 0; v < RB * CB; ++v) acc[v][kv] = b;
+  }
+  for (int64_t t = 0; t < ntaps; ++t, w += KV * N) {
+    const typename V::T* xp = xs + toff[t];
+    R wv[KV];
+#pragma GCC unroll 4
+    for (int kv = 0; kv < KV; ++kv) wv[kv] = V::load(w + kv * N);
+#pragma GCC unroll 4
+    for (int rb = 0; rb < RB; ++rb) {
+      const typename V::T* xr = xp + rb * Wp;
+#pragma GCC unroll 16
+      for (int cb = 0; cb < CB; ++cb) {
+        const R xb = V::set1(xr[cb]);
+#pragma GCC unroll 4
+        for (int kv = 0; kv < KV; ++kv) acc[rb * CB + cb][kv] = V::fma(wv[kv], xb, acc[rb * CB + cb][kv]);
+      }
+    }
+  }
+#pragma GCC unroll 32
+  for (int v = 0; v < RB * CB; ++v)
+#pragma GCC unroll 4
+    for (int kv = 0; kv < KV; ++kv) V::store(out + (v * KV + kv) * N, relu ? V::relu(acc[v][kv]) : acc[v][kv]);
+}
+
+// Accumulator registers of a channel-vectorised block and its widest column block.
+template <class V>
+constexpr int kKvecAcc = sizeof(typename V::R) == 64 ? 24 : 12;
+template <class V>
+constexpr int kKvecMaxCB = sizeof(typename V::R) == 64 ? 12 : 6;
+
+// Whether the channel-vectorised forward applies: stride 1, the output channels fill whole vectors
+// (at most 1/8 of the lanes padding: K = 16, 32 on 16 lanes), the rows would waste more than 1/4 of
+// the lanes in the row layout, and the padded image fits.
+template <class V>
+bool use_kvec(const Conv2dShape& p) {
+  const int64_t N = V::N, Kpad = round_up(p.K, N);
+  if (p.sh != 1 || p.sw != 1 || Kpad > 2 * N || Kpad * 7 > p.K * 8) return false;
+  return round_up(p.OW, N) * 3 > p.OW * 4;
+}
+
+template <class V, int KV, int CB>
+bool plane_fwd_kvec_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T* w,
+                         const typename V::T* bias, typename V::T* y, bool relu) {
+  using T = typename V::T;
+  constexpr int RB0 = kKvecAcc<V> / (KV * CB);
+  constexpr int RB = RB0 < 1 ? 1 : RB0 > 4 ? 4 : RB0;
+  constexpr int64_t KN = KV * V::N;
+  const int64_t CRS = p.C * p.R * p.S, OHW = p.OH * p.OW;
+  const int64_t Hp = p.H + 2 * p.ph, Wp = p.W + 2 * p.pw;
+  const int64_t rowsP = Hp + RB;           // + junk rows read by the last row block
+  const int64_t chanP = rowsP * Wp;
+  const int64_t elems = p.C * chanP + CB + (p.S - 1) * p.dw + Wp;  // + junk columns past the last row
+  if (elems * static_cast<int64_t>(sizeof(T)) > kPlaneMaxBytes) return false;
+  const int64_t nrb = ceil_div(p.OH, RB), ncb = ceil_div(p.OW, CB);
+  const int64_t rc = row_chunks(p.N, nrb), units = p.N * rc;
+  const int nt = plan_threads(units, p.N * OHW * p.K * CRS);
+
+  auto layout = [&](Arena& a, T*& plane, T*& out) {
+    plane = a.take<T>(elems);
+    out = a.take<T>(RB * CB * KN);
+  };
+  Arena measure;
+  {
+    T *pl, *o;
+    layout(measure, pl, o);
+  }
+  Arena shared;
+  T* wpk = shared.take<T>(CRS * KN);  // [t][k], zero for k >= K
+  T* bpk = shared.take<T>(KN);
+  int64_t* toff = shared.take<int64_t>(CRS);
+  Workspace ws(shared.off, measure.off, nt);
+  if (!ws.ok()) return false;
+  wpk = rebase(ws, wpk), bpk = rebase(ws, bpk), toff = rebase(ws, toff);
+  for (int64_t c = 0; c < p.C; ++c)
+    for (int64_t r = 0; r < p.R; ++r)
+      for (int64_t s = 0; s < p.S; ++s) toff[(c * p.R + r) * p.S + s] = c * chanP + r * p.dh * Wp + s * p.dw;
+  for (int64_t k = 0; k < KN; ++k) {
+    bpk[k] = (bias && k < p.K) ? bias[k] : T(0);
+    for (int64_t t = 0; t < CRS; ++t) wpk[t * KN + k] = k < p.K ? w[k * CRS + t] : T(0);
+  }
+
+  run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
+    Arena a{ws.thread(tid), 0};
+    T *plane, *out;
+    layout(a, plane, out);
+    fill_zero(plane, elems);  // padding and junk rows stay zero; only the image is copied in
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t n = u / rc, chunk = u % rc;
+      const int64_t rb0 = chunk * nrb / rc, rb1 = (chunk + 1) * nrb / rc;
+      const int64_t ih0 = imax(0, rb0 * RB - p.ph), ih1 = imin(p.H, rb1 * RB + (p.R - 1) * p.dh - p.ph);
+      for (int64_t c = 0; c < p.C; ++c)
+        for (int64_t ih = ih0; ih < ih1; ++ih)
+          std::memcpy(plane + c * chanP + (ih + p.ph) * Wp + p.pw, x + ((n * p.C + c) * p.H + ih) * p.W,
+                      static_cast<size_t>(p.W) * sizeof(T));
+      T* yn = y + n * p.K * OHW;
+      for (int64_t rbi = rb0; rbi < rb1; ++rbi) {
+        const int64_t oh = rbi * RB, nr = imin(RB, p.OH - oh);
+        for (int64_t cbi = 0; cbi < ncb; ++cbi) {
+          const int64_t ow = cbi * p.OW / ncb, ncol = (cbi + 1) * p.OW / ncb - ow;  // ncol <= CB
+          kvec_block<V, KV, RB, CB>(CRS, toff, wpk, bpk, relu, plane + oh * Wp + ow, Wp, out);
+          for (int64_t k = 0; k < p.K; ++k)
+            for (int64_t rb = 0; rb < nr; ++rb) {
+              T* d = yn + k * OHW + (oh + rb) * p.OW + ow;
+              const T* o = out + rb * CB * KN + k;
+              for (int64_t cb = 0; cb < ncol; ++cb) d[cb] = o[cb * KN];
+            }
+        }
+      }
+    }
+  });
+  return true;
+}
+
+// CB: the row in ceil(OW / max CB) equal column blocks; RB: rows filling the accumulators.
+template <class V, int KV>
+bool plane_fwd_kvec_kv(const Conv2dShape& p, const typename V::T* x, const typename V::T* w,
+                       const typename V::T* bias, typename V::T* y, bool relu) {
+  constexpr int M = kKvecMaxCB<V> / KV;
+  const int64_t cb = ceil_div(p.OW, ceil_div(p.OW, M));
+  switch (cb) {
+    case 1: return plane_fwd_kvec_impl<V, KV, 1>(p, x, w, bias, y, relu);
+    case 2: return plane_fwd_kvec_impl<V, KV, 2>(p, x, w, bias, y, relu);
+    case 3: return plane_fwd_kvec_impl<V, KV, 3>(p, x, w, bias, y, relu);
+    case 4: return plane_fwd_kvec_impl<V, KV, 4>(p, x, w, bias, y, relu);
+    case 5: return plane_fwd_kvec_impl<V, KV, (M >= 5 ? 5 : 1)>(p, x, w, bias, y, relu);
+    case 6: return plane_fwd_kvec_impl<V, KV, (M >= 6 ? 6 : 1)>(p, x, w, bias, y, relu);
+    case 7: return plane_fwd_kvec_impl<V, KV, (M >= 7 ? 7 : 1)>(p, x, w, bias, y, relu);
+    case 8: return plane_fwd_kvec_impl<V, KV, (M >= 8 ? 8 : 1)>(p, x, w, bias, y, relu);
+    case 9: return plane_fwd_kvec_impl<V, KV, (M >= 9 ? 9 : 1)>(p, x, w, bias, y, relu);
+    case 10: return plane_fwd_kvec_impl<V, KV, (M >= 10 ? 10 : 1)>(p, x, w, bias, y, relu);
+    case 11: return plane_fwd_kvec_impl<V, KV, (M >= 11 ? 11 : 1)>(p, x, w, bias, y, relu);
+    default: return plane_fwd_kvec_impl<V, KV, (M >= 12 ? 12 : 1)>(p, x, w, bias, y, relu);
+  }
+}
+
+template <class V>
+bool plane_fwd_kvec(const Conv2dShape& p, const typename V::T* x, const typename V::T* w,
+                    const typename V::T* bias, typename V::T* y, bool relu) {
+  return ceil_div(p.K, V::N) == 1 ? plane_fwd_kvec_kv<V, 1>(p, x, w, bias, y, relu)
+                                  : plane_fwd_kvec_kv<V, 2>(p, x, w, bias, y, relu);
+}
+
 template <class V>
 bool plane_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
                typename V::T* y, bool relu) {
   if (!is_plane_fwd<V>(p)) return false;
+  if (use_kvec<V>(p) && plane_fwd_kvec<V>(p, x, w, bias, y, relu)) return true;
   const int64_t CRS = p.C * p.R * p.S;
   return plane_fwd_any<V>(p, x, [&](int64_t k, int64_t t) { return w[k * CRS + t]; }, bias, y, relu);
 }
