@@ -283,9 +283,12 @@ inline void dot_block(const typename V::T* const* a, const typename V::T* const*
     for (int tb = 0; tb < TB; ++tb) c[ka][tb] = V::load(acc + (ka * tslots + slot[tb]) * N);
   for (int64_t i = 0; i < nvec; ++i) {
     R av[KA];
+#pragma GCC unroll 8
     for (int ka = 0; ka < KA; ++ka) av[ka] = V::load(a[ka] + i * N);
+#pragma GCC unroll 12
     for (int tb = 0; tb < TB; ++tb) {
       const R bv = V::load(b[tb] + i * N);
+#pragma GCC unroll 8
       for (int ka = 0; ka < KA; ++ka) c[ka][tb] = V::fma(av[ka], bv, c[ka][tb]);
     }
   }
@@ -753,7 +756,7 @@ template <class V, int KA>
 bool sc_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
                         typename V::T* gb) {
   using T = typename V::T;
-  constexpr int TB = 12 / KA;
+  constexpr int TB = kAccRegs<V> / KA;  // 12 or 24 accumulators
   const int64_t CRS = p.C * p.R * p.S, N = V::N;
   const int64_t Kpad = round_up(p.K, KA);
   const XRows g = XRows::make<V>(p);
@@ -1359,8 +1362,10 @@ inline void col2im_block(int64_t K, const typename V::T* w, const typename V::T*
   for (int64_t k = 0; k < K; ++k, w += TB) {
     R g[NV];
     for (int v = 0; v < NV; ++v) g[v] = V::load(gyp + k * kstride + pos[v].src);
+#pragma GCC unroll 8
     for (int tb = 0; tb < TB; ++tb) {
       const R wb = V::set1(w[tb]);
+#pragma GCC unroll 12
       for (int v = 0; v < NV; ++v) acc[tb][v] = V::fma(wb, g[v], acc[tb][v]);
     }
   }
@@ -1413,7 +1418,8 @@ template <class V>
 bool plane_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
   if (!is_small_plane_bwd_input<V>(p)) return false;
-  constexpr int TB = 4, NV = 3;  // 12 accumulators, 3 loads + 4 broadcasts per 12 FMAs
+  // 12 (24) accumulators, 3 (6) loads + 4 broadcasts per 12 (24) FMAs
+  constexpr int TB = 4, NV = kAccRegs<V> / TB;
   const int64_t CRS = p.C * p.R * p.S, N = V::N, nvec = ceil_div(p.OW, N), npos = p.OH * nvec;
   const int64_t CRSpad = round_up(CRS, TB);
   const Col2imGeo g = Col2imGeo::make<V>(p);
@@ -1490,7 +1496,7 @@ bool plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const t
                            typename V::T* gb) {
   using T = typename V::T;
   using R = typename V::R;
-  constexpr int TB = KA == 1 ? 8 : 12 / KA;
+  constexpr int TB = KA == 1 ? 8 : kAccRegs<V> / KA;  // 8, 12 or 24 accumulators
   const int64_t CRS = p.C * p.R * p.S, N = V::N, nvec = ceil_div(p.OW, N);
   const int64_t Kpad = round_up(p.K, KA), CRSpad = round_up(CRS, TB);
   const PlaneGeo g = PlaneGeo::make<V>(p, p.OH);
@@ -1570,8 +1576,10 @@ bool plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const t
               R av[KA];
               for (int ka = 0; ka < KA; ++ka) av[ka] = V::load(ab + (ka * npos + q) * N);
               const int64_t o = pos[q].src;
+#pragma GCC unroll 12
               for (int tb = 0; tb < TB; ++tb) {
                 const R bv = V::load(xb[tb] + o);
+#pragma GCC unroll 8
                 for (int ka = 0; ka < KA; ++ka) c[ka][tb] = V::fma(av[ka], bv, c[ka][tb]);
               }
             }
