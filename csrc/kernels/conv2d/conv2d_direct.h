@@ -1242,6 +1242,7 @@ bool plane_fwd_kvec_impl(const Conv2dShape& p, const typename V::T* x, const typ
   constexpr int RB0 = kKvecAcc<V> / (KV * CB);
   constexpr int RB = RB0 < 1 ? 1 : RB0 > 4 ? 4 : RB0;
   constexpr int64_t KN = KV * V::N;
+  constexpr int64_t N = V::N, NPpad = (RB * CB + N - 1) / N * N;  // block positions, whole vectors
   const int64_t CRS = p.C * p.R * p.S, OHW = p.OH * p.OW;
   const int64_t Hp = p.H + 2 * p.ph, Wp = p.W + 2 * p.pw;
   const int64_t rowsP = Hp + RB;           // + junk rows read by the last row block
@@ -1252,14 +1253,15 @@ bool plane_fwd_kvec_impl(const Conv2dShape& p, const typename V::T* x, const typ
   const int64_t rc = row_chunks(p.N, nrb), units = p.N * rc;
   const int nt = plan_threads(units, p.N * OHW * p.K * CRS);
 
-  auto layout = [&](Arena& a, T*& plane, T*& out) {
+  auto layout = [&](Arena& a, T*& plane, T*& out, T*& outt) {
     plane = a.take<T>(elems);
-    out = a.take<T>(RB * CB * KN);
+    out = a.take<T>(NPpad * KN);      // [position][channel]
+    outt = a.take<T>(KN * NPpad + N);  // [channel][position], + N: whole-vector reads of the last row
   };
   Arena measure;
   {
-    T *pl, *o;
-    layout(measure, pl, o);
+    T *pl, *o, *ot;
+    layout(measure, pl, o, ot);
   }
   Arena shared;
   T* wpk = shared.take<T>(CRS * KN);  // [t][k], zero for k >= K
@@ -1278,9 +1280,11 @@ bool plane_fwd_kvec_impl(const Conv2dShape& p, const typename V::T* x, const typ
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
-    T *plane, *out;
-    layout(a, plane, out);
+    T *plane, *out, *outt;
+    layout(a, plane, out, outt);
     fill_zero(plane, elems);  // padding and junk rows stay zero; only the image is copied in
+    fill_zero(out, NPpad * KN);
+    fill_zero(outt, KN * NPpad + N);
     for (int64_t u = b; u < e; ++u) {
       const int64_t n = u / rc, chunk = u % rc;
       const int64_t rb0 = chunk * nrb / rc, rb1 = (chunk + 1) * nrb / rc;
@@ -1295,12 +1299,32 @@ bool plane_fwd_kvec_impl(const Conv2dShape& p, const typename V::T* x, const typ
         for (int64_t cbi = 0; cbi < ncb; ++cbi) {
           const int64_t ow = cbi * p.OW / ncb, ncol = (cbi + 1) * p.OW / ncb - ow;  // ncol <= CB
           kvec_block<V, KV, RB, CB>(CRS, toff, wpk, bpk, relu, plane + oh * Wp + ow, Wp, out);
-          for (int64_t k = 0; k < p.K; ++k)
-            for (int64_t rb = 0; rb < nr; ++rb) {
-              T* d = yn + k * OHW + (oh + rb) * p.OW + ow;
-              const T* o = out + rb * CB * KN + k;
-              for (int64_t cb = 0; cb < ncol; ++cb) d[cb] = o[cb * KN];
-            }
+          if constexpr (RB * CB >= N) {
+            // N x N transposes to [channel][position], then each output row segment as vectors
+            // (LeNet c2 on 16 lanes: 1.06-1.14x the forward with scalar stores; on 8 lanes a block
+            // has 6 positions and the scalar stores below are faster).
+            for (int64_t kv = 0; kv < KV; ++kv)
+              for (int64_t v0 = 0; v0 < NPpad; v0 += N)
+                V::transpose(out + v0 * KN + kv * N, KN, outt + kv * N * NPpad + v0, NPpad);
+            for (int64_t k = 0; k < p.K; ++k)
+              for (int64_t rb = 0; rb < nr; ++rb) {
+                T* d = yn + k * OHW + (oh + rb) * p.OW + ow;
+                const T* o = outt + k * NPpad + rb * CB;
+                for (int64_t c0 = 0; c0 < ncol; c0 += N) {
+                  if (ncol - c0 >= N)
+                    V::store(d + c0, V::load(o + c0));
+                  else
+                    V::store_n(d + c0, V::load(o + c0), static_cast<int>(ncol - c0));
+                }
+              }
+          } else {
+            for (int64_t k = 0; k < p.K; ++k)
+              for (int64_t rb = 0; rb < nr; ++rb) {
+                T* d = yn + k * OHW + (oh + rb) * p.OW + ow;
+                const T* o = out + rb * CB * KN + k;
+                for (int64_t cb = 0; cb < ncol; ++cb) d[cb] = o[cb * KN];
+              }
+          }
         }
       }
     }
