@@ -4,6 +4,7 @@ and on AVX2 against PyTorch, each framework in a fresh process of its own.
     python bench/sweep_direct.py                 # everything (a few minutes on 2 cores)
     python bench/sweep_direct.py -k lenet -k pool  # cases whose name contains any of these
     python bench/sweep_direct.py --rounds 15 --threads 2
+    python bench/sweep_direct.py --threads 1 --clock cpu   # on a loaded machine: CPU time, 1 thread
 
 One worker process per framework (cnnfast is never imported in the torch worker and vice versa).
 The cnnfast worker alternates the ISAs round by round (CNNFAST_ISA through cnnfast.set_isa), so both
@@ -31,6 +32,9 @@ CONV = [
     ("lenet_c1_n64", 64, 1, 28, 28, 6, 5, 1, 2, 1, ALL),
     ("lenet_c2_n64_14", 64, 6, 14, 14, 16, 5, 1, 0, 1, ALL),
     ("lenet_c2_n64_12", 64, 6, 12, 12, 16, 5, 1, 0, 1, ALL),
+    ("lenet_c1_n256", 256, 1, 28, 28, 6, 5, 1, 2, 1, ("fwd",)),       # inference batch
+    ("lenet_c2_n256_14", 256, 6, 14, 14, 16, 5, 1, 0, 1, ("fwd",)),
+    ("resnet_3x3_512x7_n1", 1, 512, 7, 7, 512, 3, 1, 1, 1, ALL),
     ("stem_n16", 16, 3, 224, 224, 64, 7, 2, 3, 1, ALL),
     ("stem_n1", 1, 3, 224, 224, 64, 7, 2, 3, 1, ALL),
     ("5x5_48to64_32_n4", 4, 48, 32, 32, 64, 5, 1, 2, 1, ALL),
@@ -121,16 +125,20 @@ def _fns(framework, kind, case, passes):
             "bwd": lambda: cnnfast.max_pool2d_backward(gy, x.shape, idx, k, s, p)}
 
 
+_CLOCK = time.perf_counter
+
+
 def _time(fn, target_s=0.02):
-    """Mean seconds per call over enough calls to fill target_s."""
+    """Mean seconds per call (wall, or process CPU time with --clock cpu) over enough calls to fill
+    target_s."""
     t0 = time.perf_counter()
     fn()
     one = max(time.perf_counter() - t0, 1e-6)
     n = max(1, int(target_s / one))
-    t0 = time.perf_counter()
+    t0 = _CLOCK()
     for _ in range(n):
         fn()
-    return (time.perf_counter() - t0) / n
+    return (_CLOCK() - t0) / n
 
 
 def worker(framework, names, rounds, threads):
@@ -176,9 +184,14 @@ def main():
     ap.add_argument("-k", action="append", default=[], help="substring of the case names to run (repeatable)")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: process CPU time, robust on a loaded machine (use with --threads 1: with more"
+                         " threads it counts spinning workers too)")
     ap.add_argument("--worker", choices=("torch", "cnnfast"))
     ap.add_argument("--names")
     a = ap.parse_args()
+    global _CLOCK
+    _CLOCK = time.process_time if a.clock == "cpu" else time.perf_counter
     if a.worker:
         worker(a.worker, set(a.names.split(",")), a.rounds, a.threads)
         return
@@ -187,12 +200,12 @@ def main():
     res = {}
     for fw in ("cnnfast", "torch"):
         cmd = [sys.executable, __file__, "--worker", fw, "--names", ",".join(names), "--rounds", str(a.rounds),
-               "--threads", str(a.threads)]
+               "--threads", str(a.threads), "--clock", a.clock]
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if r.returncode:
             sys.exit(f"{fw} worker failed:\n{r.stderr}")
         res[fw] = json.loads(r.stdout.strip().splitlines()[-1])
-    print(f"# {a.threads} threads, {a.rounds} rounds, medians; speed-up = torch time / cnnfast time")
+    print(f"# {a.threads} threads, {a.rounds} rounds, {a.clock} clock, medians; speed-up = torch time / cnnfast time")
     print("| case | pass | avx512 ms | avx2 ms | torch ms | avx512 x | avx2 x | check |")
     print("|---|---|---|---|---|---|---|---|")
     for key, tv in res["torch"].items():

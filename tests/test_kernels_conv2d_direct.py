@@ -118,6 +118,26 @@ def test_small_plane_domain_edges(isa, rng, x_shape, w_shape, stride, padding, d
         _check(isa, x, w, b, stride, padding, dilation, 1, relu=True)
 
 
+# The channel-vectorised forward (stride 1, K filling whole channel vectors: 4/8/16 outputs on
+# 4/8/16 lanes, 14-16 or 32 on two vectors, short rows): LeNet c2 and its neighbours, column blocks
+# that do not divide the row, row blocks past the last row, padding, dilation, one image in row
+# chunks (both threads busy), float64.
+@pytest.mark.parametrize("x_shape,w_shape,padding,dilation", [
+    ((3, 6, 14, 14), (16, 6, 5, 5), 0, 1),
+    ((2, 6, 12, 12), (16, 6, 5, 5), 0, 1),
+    ((2, 6, 9, 11), (15, 6, 3, 3), 1, 1),
+    ((2, 5, 13, 7), (14, 5, 3, 2), (2, 1), (1, 2)),
+    ((1, 7, 20, 5), (8, 7, 3, 3), 1, 1),
+    ((2, 3, 10, 19), (4, 3, 5, 5), 2, 1),
+    ((1, 6, 24, 9), (32, 6, 3, 3), 1, 1),
+])
+def test_channel_vector_forward(isa, rng, x_shape, w_shape, padding, dilation):
+    for dtype in (np.float32, np.float64):
+        for relu in (False, True):
+            x, w, b = _arrays(rng, dtype, x_shape, w_shape, True)
+            _check(isa, x, w, b, 1, padding, dilation, 1, relu=relu)
+
+
 # Row widths around the vector widths (8/16 float32 lanes, 4/8 float64 lanes) and below them.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("W", [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33])

@@ -1,0 +1,119 @@
+"""In-process A/B of conv2d passes: several compiled cnnfast builds (their `_core` modules loaded side
+by side), ISAs, environment knobs, and optionally PyTorch, alternating round by round; medians.
+
+On a loaded machine (shared cores) separate processes are not comparable; this keeps everything in
+one process and alternates, and with CPU=1 times process CPU time (use with T=1: with more threads
+the CPU time counts spinning workers too).
+
+    CORES=base=/path/to/old/_core.so,new=cnnfast/_core.cpython-311-x86_64-linux-gnu.so CPU=1 T=1 \
+        python bench/ab_builds.py c1,c2 fwd,bwd_input,bwd_weight torch,base@avx512,new@avx512,new@avx2 11
+
+Shapes: c1 / c2 = LeNet-5 conv layers at batch 64 (c1_256, c2_256 at 256, c1_1 / c2_1 at 1),
+r512 = ResNet 3x3 512x7x7 at batch 1. A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
+figure in brackets is the first variant's time over this one's (> 1: faster than the first).
+"""
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import time
+
+import numpy as np
+
+T = int(os.environ.get("T", "2"))
+CLOCK = time.process_time if os.environ.get("CPU") else time.perf_counter
+# name: (N, C, H, W, K, kernel, stride, padding)
+SHAPES = {"c1": (64, 1, 28, 28, 6, 5, 1, 2), "c2": (64, 6, 14, 14, 16, 5, 1, 0),
+          "c1_256": (256, 1, 28, 28, 6, 5, 1, 2), "c2_256": (256, 6, 14, 14, 16, 5, 1, 0),
+          "c1_1": (1, 1, 28, 28, 6, 5, 1, 2), "c2_1": (1, 6, 14, 14, 16, 5, 1, 0),
+          "r512": (1, 512, 7, 7, 512, 3, 1, 1)}
+
+
+def load_core(label, path):
+    loader = importlib.machinery.ExtensionFileLoader(label + "._core", path)
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(label + "._core", loader))
+    loader.exec_module(mod)
+    mod.set_num_threads(T)
+    return mod
+
+
+def data(name):
+    N, C, H, W, K, R, s, p = SHAPES[name]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C, R, R)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    OH = (H + 2 * p - R) // s + 1
+    gy = rng.standard_normal((N, K, OH, OH)).astype(np.float32)
+    return x, w, b, gy, s, p
+
+
+def fns_core(m, name):
+    x, w, b, gy, s, p = data(name)
+    S, P, D = (s, s), (p, p), (1, 1)
+    return {"fwd": lambda: m.conv2d_forward(x, w, b, S, P, D, 1, False),
+            "bwd_input": lambda: m.conv2d_backward_input(list(x.shape), gy, w, S, P, D, 1),
+            "bwd_weight": lambda: m.conv2d_backward_weight(x, list(w.shape), gy, S, P, D, 1, True)}
+
+
+def fns_torch(name):
+    import torch
+    torch.set_num_threads(T)
+    x, w, b, gy, s, p = data(name)
+    xt, wt, bt, gyt = (torch.from_numpy(a) for a in (x, w, b, gy))
+    cb = torch.ops.aten.convolution_backward
+
+    def fwd():
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(xt, wt, bt, s, p)
+    return {"fwd": fwd,
+            "bwd_input": lambda: cb(gyt, xt, wt, None, [s, s], [p, p], [1, 1], False, [0, 0], 1,
+                                    [True, False, False])[0],
+            "bwd_weight": lambda: cb(gyt, xt, wt, [wt.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], 1,
+                                     [False, True, True])[1]}
+
+
+def timed(fn, target=0.015):
+    """Mean time per call over enough calls to fill `target` seconds."""
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-6)
+    n = max(2, int(target / one))
+    t0 = CLOCK()
+    for _ in range(n):
+        fn()
+    return (CLOCK() - t0) / n
+
+
+def main():
+    cores = dict(spec.split("=") for spec in os.environ["CORES"].split(","))
+    cores = {lab: load_core(lab, path) for lab, path in cores.items()}
+    names, passes, variants = sys.argv[1].split(","), sys.argv[2].split(","), sys.argv[3].split(",")
+    rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 9
+    for nm in names:
+        fns = {v: fns_torch(nm) if v == "torch" else fns_core(cores[v.split("@")[0]], nm) for v in variants}
+        for ps in passes:
+            ts = {v: [] for v in variants}
+            for _ in range(rounds):
+                for v in variants:
+                    env = []
+                    if v != "torch":
+                        core, rest = v.split("@")
+                        isa, *env = rest.split(":")
+                        for e in env:
+                            key, val = e.split("=")
+                            os.environ[key] = val
+                        cores[core].set_isa(isa)
+                    ts[v].append(timed(fns[v][ps]))
+                    for e in env:
+                        del os.environ[e.split("=")[0]]
+            med = {v: float(np.median(t)) for v, t in ts.items()}
+            first = med[variants[0]]
+            print(f"{nm:7s} {ps:10s} " + "  ".join(f"{v}={med[v] * 1e3:.3f}ms({first / med[v]:.2f})" for v in variants),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
