@@ -553,6 +553,40 @@ class MaxPool2d(Function):
         return gx if gx.dtype == ctx.dtype else gx.astype(ctx.dtype)
 
 
+class Conv2dReLUMaxPool2d(Function):
+    """``max_pool2d(relu(conv2d(x)))`` as one node (what ``nn.Sequential`` records for a Conv2d,
+    ReLU, MaxPool2d run while training). The gradient is exactly that of the three ops: a max-pool
+    output y is the relu'd value at its argmax, so relu's mask there is ``y > 0``, applied to the
+    pooled gradient (a quarter of the size for 2x2 pools) rather than to the full conv output,
+    which is then not kept for backward."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, dilation, groups, pool_args):
+        out = F.conv2d_relu(x, w, b, stride, padding, dilation, groups)
+        y, idx = F.max_pool2d(out, *pool_args, return_indices=True)
+        ctx.save_for_backward(x, w, y)
+        ctx.indices = idx
+        ctx.out_shape = out.shape
+        ctx.args = (stride, padding, dilation, groups)
+        ctx.pool_args = pool_args
+        ctx.has_bias = b is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, y = ctx.saved_tensors
+        nx, nw, nb = ctx.needs_input_grad[:3]
+        g = F.max_pool2d_backward(F.relu_backward(g, y), tuple(ctx.out_shape), ctx.indices, *ctx.pool_args)
+        stride, padding, dilation, groups = ctx.args
+        gx, gw, gb = F.conv2d_backward(g, x, w, stride, padding, dilation, groups,
+                                       output_mask=(nx, nw, nb and ctx.has_bias))
+        if gx is not None and gx.dtype != x.dtype:
+            gx = gx.astype(x.dtype)
+        if gw is not None and gw.dtype != w.dtype:
+            gw = gw.astype(w.dtype)
+        return gx, gw, gb
+
+
 class AvgPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
@@ -636,6 +670,13 @@ class BCEWithLogits(Function):
 
 def conv2d(input, weight, bias, stride, padding, dilation, groups, relu=False):
     return Conv2d.apply(_as_input(input), _as_input(weight), _as_input(bias), stride, padding, dilation, groups, relu)
+
+
+def conv2d_relu_max_pool2d(input, weight, bias, stride, padding, dilation, groups, pool_args):
+    """``max_pool2d(relu(conv2d(...)), *pool_args)`` recorded as one node; ``pool_args`` is
+    ``(kernel_size, stride, padding, dilation, ceil_mode)``, already normalised (symmetric padding)."""
+    return Conv2dReLUMaxPool2d.apply(_as_input(input), _as_input(weight), _as_input(bias), stride, padding,
+                                     dilation, groups, pool_args)
 
 
 def max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
