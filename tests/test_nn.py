@@ -215,8 +215,8 @@ def test_sequential_fusion_is_transparent():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("pool", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
-                                  dict(kernel_size=3, stride=2, ceil_mode=True)])
+@pytest.mark.parametrize("pool", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
+                                  {"kernel_size": 3, "stride": 2, "ceil_mode": True}])
 def test_sequential_conv_relu_pool_node_matches_the_three_ops(pool, dtype):
     # While recording, Conv2d+ReLU+MaxPool2d in a Sequential is one autograd node whose backward
     # masks the pooled gradient; it must give exactly the gradients of the ops run one by one.
