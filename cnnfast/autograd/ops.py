@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import functional as F
 from .._gemm import mm as _mm
+from .._gemm import mm_tn as _mm_tn
 from ..functional import loss as _loss
 from ..functional import misc as _misc
 from .function import Function
@@ -504,7 +505,12 @@ class Linear(Function):
         if nx:
             gx = (_mm(g2, w) if same else g2 @ w).reshape(x.shape).astype(x.dtype, copy=False)
         if nw:
-            gw = (_mm(np.ascontiguousarray(g2.T), x2) if same else g2.T @ x2).astype(w.dtype, copy=False)
+            if not same:
+                gw = (g2.T @ x2).astype(w.dtype, copy=False)
+            elif g2.shape[1] < 32 or g2.shape[0] < 32:  # few outputs or rows: no transposed copy (_gemm.py)
+                gw = _mm_tn(g2, x2)
+            else:
+                gw = _mm(np.ascontiguousarray(g2.T), x2)
         if nb:
             gb = g2.sum(axis=0)
         return gx, gw, gb

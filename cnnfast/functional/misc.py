@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from .._gemm import mm as _mm
+from .._gemm import mm_nt as _mm_nt
 from .._utils import _any_tensor, _as_float, _is_tensor, _pair
 
 __all__ = ["linear", "avg_pool2d", "avg_pool2d_output_shape", "leaky_relu", "sigmoid", "tanh", "softmax",
@@ -42,7 +42,7 @@ def _linear(x, w, b):
         raise ValueError(f"linear: bias of size {b.shape} does not match weight of size {w.shape}: expected "
                          f"({w.shape[0]},)")
     if x.ndim == 2 and x.dtype == w.dtype:
-        out = _mm(x, np.ascontiguousarray(w.T))  # cnnfast's GEMM: see _gemm.py for why not NumPy's BLAS
+        out = _mm_nt(x, w)  # cnnfast's GEMM: see _gemm.py for why not NumPy's BLAS
     else:
         out = np.matmul(x, w.T)
     if b is not None:
