@@ -70,6 +70,7 @@ def _result_dtype(*arrays: np.ndarray | None) -> np.dtype:
 
 
 _OPTIONAL = frozenset({"bias"})  # arguments that may be None
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def _as_float(op: str, **named: Any) -> tuple[Any, ...]:
@@ -78,6 +79,20 @@ def _as_float(op: str, **named: Any) -> tuple[Any, ...]:
     Returns the arrays in the order given (an optional argument such as bias may be None). Raises TypeError naming the argument
     for non-numeric input.
     """
+    # Fast path for what the layers pass on every call: C-contiguous float32 (or all float64)
+    # ndarrays of at least one dimension, returned as they are (what the general path returns too).
+    dt = None
+    for name, x in named.items():
+        if type(x) is np.ndarray:
+            xdt = x.dtype
+            if (xdt is not _F32 and xdt is not _F64) or (dt is not None and xdt is not dt) \
+                    or not x.ndim or not x.flags.c_contiguous:
+                break
+            dt = xdt
+        elif x is not None or name not in _OPTIONAL:
+            break
+    else:
+        return tuple(named.values())
     arrays: dict[str, np.ndarray | None] = {}
     for name, x in named.items():
         if x is None and name in _OPTIONAL:

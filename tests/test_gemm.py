@@ -63,3 +63,26 @@ def test_unpickled_arrays_reach_the_kernels(rng, dtype):
     assert y.dtype == dtype
     assert cnnfast.relu(y, out=out) is out  # an out= array with an unpickled dtype
     np.testing.assert_array_equal(out, np.maximum(y, 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", [(1, 400, 120), (64, 84, 10), (7, 5, 3), (33, 1, 17)])
+def test_transposed_products_match_numpy(m, k, n, dtype):
+    from cnnfast._gemm import mm_nt, mm_tn
+
+    rng = np.random.default_rng(m * 1000 + k)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((n, k)).astype(dtype)
+    c = rng.standard_normal((m, n)).astype(dtype)
+    rtol = 4e-5 if dtype == np.float32 else 4e-12  # of the sum of |terms|
+    ab = mm_nt(a, b)
+    assert ab.dtype == dtype and ab.shape == (m, n) and ab.flags.c_contiguous
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64).T  # sum of |terms|
+    assert np.all(np.abs(ab - a.astype(np.float64) @ b.astype(np.float64).T) <= rtol * scale)
+    ac = mm_tn(a, c)
+    assert ac.dtype == dtype and ac.shape == (k, n) and ac.flags.c_contiguous
+    scale = np.abs(a).astype(np.float64).T @ np.abs(c).astype(np.float64)
+    assert np.all(np.abs(ac - a.astype(np.float64).T @ c.astype(np.float64)) <= rtol * scale)
+    # mixed dtypes and empty operands fall back to NumPy
+    assert mm_nt(a, b.astype(np.float16)).shape == (m, n)
+    assert mm_tn(a[:0], c[:0]).shape == (k, n) and not mm_tn(a[:0], c[:0]).any()

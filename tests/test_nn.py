@@ -214,6 +214,35 @@ def test_sequential_fusion_is_transparent():
         np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pool", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
+                                  {"kernel_size": 3, "stride": 2, "ceil_mode": True}])
+def test_sequential_conv_relu_pool_node_matches_the_three_ops(pool, dtype):
+    # While recording, Conv2d+ReLU+MaxPool2d in a Sequential is one autograd node whose backward
+    # masks the pooled gradient; it must give exactly the gradients of the ops run one by one.
+    cnnfast.manual_seed(1)
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(**pool),
+                        nn.Conv2d(4, 2, 2, dtype=dtype))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 9, 9)).astype(dtype)
+    xt = Tensor(x, requires_grad=True)
+    y = seq(xt)
+    assert type(y.grad_fn.parents[0].grad_fn).__name__ == "Conv2dReLUMaxPool2d"
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    y.backward(gy)
+    grads = [p.grad.copy() for p in seq.parameters()] + [xt.grad.copy()]
+    seq.zero_grad()
+    xt.grad = None
+    unfused = seq[3](seq[2](seq[1](seq[0](xt))))  # layer by layer: no fusion
+    np.testing.assert_array_equal(unfused.data, y.data)
+    unfused.backward(gy)
+    for g, h in zip(grads, [p.grad for p in seq.parameters()] + [xt.grad]):
+        assert g.dtype == dtype
+        np.testing.assert_array_equal(g, h)
+    with cnnfast.no_grad():  # the ndarray path: the same forward
+        np.testing.assert_array_equal(seq(x), y.data)
+
+
 def test_sequential_container_api():
     seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
     assert len(seq) == 2 and isinstance(seq[0], nn.Linear) and isinstance(seq[-1], nn.ReLU)

@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from .._gemm import mm as _mm
+from .._gemm import mm_nt as _mm_nt
 from .._utils import _pair
 
 
@@ -19,7 +19,7 @@ def _linear(x, w, b):
         raise ValueError(f"linear: bias of size {b.shape} does not match weight of size {w.shape}: expected "
                          f"({w.shape[0]},)")
     if x.ndim == 2 and x.dtype == w.dtype:
-        out = _mm(x, np.ascontiguousarray(w.T))  # cnnfast's GEMM: see _gemm.py for why not NumPy's BLAS
+        out = _mm_nt(x, w)  # cnnfast's GEMM: see _gemm.py for why not NumPy's BLAS
     else:
         out = np.matmul(x, w.T)
     if b is not None:

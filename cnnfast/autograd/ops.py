@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import _ndarray as _nd
 from .._gemm import mm as _mm
+from .._gemm import mm_tn as _mm_tn
 from .._ndarray import loss as _loss
 from .._ndarray import misc as _misc
 from .function import Function
@@ -508,7 +509,12 @@ class Linear(Function):
         if nx:
             gx = (_mm(g2, w) if same else g2 @ w).reshape(x.shape).astype(x.dtype, copy=False)
         if nw:
-            gw = (_mm(np.ascontiguousarray(g2.T), x2) if same else g2.T @ x2).astype(w.dtype, copy=False)
+            if not same:
+                gw = (g2.T @ x2).astype(w.dtype, copy=False)
+            elif g2.shape[1] < 32 or g2.shape[0] < 32:  # few outputs or rows: no transposed copy (_gemm.py)
+                gw = _mm_tn(g2, x2)
+            else:
+                gw = _mm(np.ascontiguousarray(g2.T), x2)
         if nb:
             gb = g2.sum(axis=0)
         return gx, gw, gb
@@ -554,6 +560,40 @@ class MaxPool2d(Function):
     def backward(ctx, g):
         gx = _nd.max_pool2d_backward(g, tuple(ctx.shape), ctx.indices, *ctx.args)
         return gx if gx.dtype == ctx.dtype else gx.astype(ctx.dtype)
+
+
+class Conv2dReLUMaxPool2d(Function):
+    """``max_pool2d(relu(conv2d(x)))`` as one node (what ``nn.Sequential`` records for a Conv2d,
+    ReLU, MaxPool2d run while training). The gradient is exactly that of the three ops: a max-pool
+    output y is the relu'd value at its argmax, so relu's mask there is ``y > 0``, applied to the
+    pooled gradient (a quarter of the size for 2x2 pools) rather than to the full conv output,
+    which is then not kept for backward."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, dilation, groups, pool_args):
+        out = _nd.conv2d_array("conv2d", x, w, b, stride, padding, dilation, groups, True)
+        y, idx = _nd.max_pool2d_array("max_pool2d", out, *pool_args, True)
+        ctx.save_for_backward(x, w, y)
+        ctx.indices = idx
+        ctx.out_shape = out.shape
+        ctx.args = (stride, padding, dilation, groups)
+        ctx.pool_args = pool_args
+        ctx.has_bias = b is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, y = ctx.saved_tensors
+        nx, nw, nb = ctx.needs_input_grad[:3]
+        g = _nd.max_pool2d_backward(_nd.relu_backward(g, y), tuple(ctx.out_shape), ctx.indices, *ctx.pool_args)
+        stride, padding, dilation, groups = ctx.args
+        gx, gw, gb = _nd.conv2d_backward(g, x, w, stride, padding, dilation, groups,
+                                         output_mask=(nx, nw, nb and ctx.has_bias))
+        if gx is not None and gx.dtype != x.dtype:
+            gx = gx.astype(x.dtype)
+        if gw is not None and gw.dtype != w.dtype:
+            gw = gw.astype(w.dtype)
+        return gx, gw, gb
 
 
 class AvgPool2d(Function):
@@ -639,6 +679,13 @@ class BCEWithLogits(Function):
 
 def conv2d(input, weight, bias, stride, padding, dilation, groups, relu=False):
     return Conv2d.apply(_as_input(input), _as_input(weight), _as_input(bias), stride, padding, dilation, groups, relu)
+
+
+def conv2d_relu_max_pool2d(input, weight, bias, stride, padding, dilation, groups, pool_args):
+    """``max_pool2d(relu(conv2d(...)), *pool_args)`` recorded as one node; ``pool_args`` is
+    ``(kernel_size, stride, padding, dilation, ceil_mode)``, already normalised (symmetric padding)."""
+    return Conv2dReLUMaxPool2d.apply(_as_input(input), _as_input(weight), _as_input(bias), stride, padding,
+                                     dilation, groups, pool_args)
 
 
 def max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):

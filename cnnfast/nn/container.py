@@ -4,7 +4,15 @@ from __future__ import annotations
 import collections
 import numbers
 
+from .. import functional as _F
+from ..autograd.grad_mode import is_grad_enabled as _grad_enabled
+from ..autograd.tensor import Tensor as _Tensor
+from ..functional.pooling import _pool_args
+from .activation import ReLU as _ReLU
+from .conv import Conv2d as _Conv2d
+from ._eval_fusion import conv_block_eval
 from .module import Module
+from .pooling import MaxPool2d as _MaxPool2d
 
 __all__ = ["Sequential", "ModuleList"]
 
@@ -17,13 +25,38 @@ def _index(op, idx, n):
     return idx % n
 
 
+def _recording(input):
+    """True when a Tensor input is being recorded for backward (the fused conv+relu+pool node
+    saves what backward needs; without recording the separate ndarray kernels are cheaper)."""
+    return isinstance(input, _Tensor) and _grad_enabled()
+
+
+def _plain_pool(m):
+    """A MaxPool2d that the fused node can stand in for: no hooks, no indices returned, symmetric
+    padding."""
+    return (type(m) is _MaxPool2d and not m._forward_hooks and not m.return_indices
+            and not (isinstance(m.padding, (tuple, list)) and len(m.padding) == 4))
+
+
+def _conv_relu_pool(conv, pool, input):
+    """``pool(relu(conv(input)))`` recorded as one autograd node (see ops.Conv2dReLUMaxPool2d)."""
+    from ..autograd import ops as _ag
+
+    pool_args = _pool_args("max_pool2d", pool.kernel_size, pool.stride, pool.padding, pool.dilation) \
+        + (bool(pool.ceil_mode),)
+    return _ag.conv2d_relu_max_pool2d(input, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
+                                      conv.groups, pool_args)
+
+
 class Sequential(Module):
     """Modules applied one after another: ``Sequential(conv, relu, ...)`` or
     ``Sequential(OrderedDict(name=module, ...))``. Supports indexing, slicing, len, iteration
     and append.
 
     A ``Conv2d`` directly followed by a ``ReLU`` runs as one fused conv2d+relu kernel call (the
-    same result, one pass less over memory); the fusion is skipped when either has forward hooks.
+    same result, one pass less over memory); while recording for backward, a ``MaxPool2d`` right
+    after them joins the same autograd node, whose backward applies relu's mask to the pooled
+    gradient. The fusions are skipped when any of the modules has forward hooks.
     Given an ndarray (nothing recorded), a ``Conv2d`` followed by an eval-mode ``BatchNorm2d``
     and/or an activation runs as one conv call with the BatchNorm folded into its weights and the
     activation applied to its output (see :func:`cnnfast.nn.fusion.conv_block_eval`).
@@ -83,24 +116,22 @@ class Sequential(Module):
         return self
 
     def forward(self, input):
-        from .. import functional as F
-        from ..autograd.tensor import Tensor
-        from .activation import ReLU
-        from .conv import Conv2d
-        from ._eval_fusion import conv_block_eval
-
         mods = self._list()
         n = len(mods)
         i = 0
         while i < n:
             m = mods[i]
-            if type(m) is Conv2d and not m._forward_hooks and not isinstance(input, Tensor):
+            if type(m) is _Conv2d and not m._forward_hooks and not isinstance(input, _Tensor):
                 input, used = conv_block_eval(mods, i, input)
                 i += used
                 continue
-            if (type(m) is Conv2d and i + 1 < n and type(mods[i + 1]) is ReLU
+            if (type(m) is _Conv2d and i + 1 < n and type(mods[i + 1]) is _ReLU
                     and not m._forward_hooks and not mods[i + 1]._forward_hooks):
-                input = m._conv(input, F.conv2d_relu)
+                if i + 2 < n and _recording(input) and _plain_pool(mods[i + 2]):
+                    input = _conv_relu_pool(m, mods[i + 2], input)
+                    i += 3
+                    continue
+                input = m._conv(input, _F.conv2d_relu)
                 i += 2
                 continue
             input = m(input)

@@ -163,7 +163,7 @@ def compile_eval(gm):
     read = {x for s in steps for x in s[3]} | outputs
     consts = [(n, a) for n, a in gm._names.items() if n in read]
     last = {}
-    for i, (_, nodes, _free, ins) in enumerate(steps):
+    for i, (_, _nodes, _free, ins) in enumerate(steps):
         for x in ins:
             last[x] = i
     keep = outputs | set(gm._names)

@@ -730,7 +730,7 @@ def _sanitize(name):
 
 
 # GraphModule -> its compiled eval-mode steps (kept outside the module: not pickled or deep-copied)
-_EVAL_PROGRAMS = weakref.WeakKeyDictionary()
+_EVAL_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class GraphModule(Module):

@@ -44,7 +44,10 @@ class SGD(Optimizer):
                         buf = state["momentum_buffer"] = np.array(d_p, dtype=p.data.dtype, copy=True)
                     else:
                         buf *= momentum
-                        buf += (1 - dampening) * d_p
+                        if dampening == 0:  # in place, no temporary (1.0 * d_p is d_p exactly)
+                            buf += d_p
+                        else:
+                            buf += (1 - dampening) * d_p
                     d_p = d_p + momentum * buf if nesterov else buf
                 p.data -= lr * d_p
         return loss
