@@ -79,14 +79,15 @@ class _Fallback(Exception):
     pass
 
 
-def compile_eval(gm):
+def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
     """Compile ``gm``'s plan into ``(consts, steps)`` for :meth:`GraphModule._forward_eval`.
 
     ``consts``: ``[(tensor name, attribute)]`` read into the value table each call; ``steps``:
     ``[(fn, nodes, free)]`` where ``fn(gm, values)`` stores its outputs in ``values``, ``nodes`` are the
-    plan nodes it computes (for error messages) and ``free`` the values dropped after it.
+    plan nodes it computes (for error messages) and ``free`` the values dropped after it. ``OPS``,
+    ``OnnxConv2d`` and ``auto_pads`` come from :mod:`._graph`, which calls this (so this module
+    does not import it back).
     """
-    from ._graph import OPS, OnnxConv2d
 
     plan = gm._plan
     outputs = set(gm.output_names)
@@ -157,7 +158,7 @@ def compile_eval(gm):
         if c is not None and act is not None:
             group.append(c)
         used.update(id(n) for n in group)
-        steps.append(_conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d))
+        steps.append(_conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads))
     # values computed by a step that returns fresh memory, never viewed by another node, may be
     # overwritten by their last consumer
     read = {x for s in steps for x in s[3]} | outputs
@@ -216,7 +217,7 @@ def _gap(gm, nd, OPS):
     return fn, [nd], None, [xin]
 
 
-def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d):
+def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
     from .. import functional as F
 
     conv_node = group[0]
@@ -287,9 +288,7 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d):
             if extra is not None:
                 x = np.pad(x, extra)
         else:
-            from ._graph import _auto_pads
-
-            full = _auto_pads(conv.auto_pad, x.shape[2:], conv.kernel_size, stride, dil)
+            full = auto_pads(conv.auto_pad, x.shape[2:], conv.kernel_size, stride, dil)
             t, b, l, r = (full[0], full[0], full[1], full[1]) if len(full) == 2 else full
             st, sl = min(t, b), min(l, r)
             if (t, b, l, r) != (st, st, sl, sl):

@@ -979,7 +979,7 @@ class GraphModule(Module):
         if prog is None:
             from ._fuse import compile_eval
 
-            prog = _EVAL_PROGRAMS[self] = compile_eval(self)
+            prog = _EVAL_PROGRAMS[self] = compile_eval(self, OPS, OnnxConv2d, _auto_pads)
         consts, steps = prog
         d = self.__dict__
         for n, attr in consts:
