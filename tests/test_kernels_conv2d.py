@@ -159,15 +159,21 @@ GEMM_TILE_CASES = {
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", list(GEMM_TILE_CASES), ids=list(GEMM_TILE_CASES))
 def test_gemm_register_tiles(isa, rng, case, dtype):
-    _check(isa, rng, dtype, *GEMM_TILE_CASES[case], numpy_oracle=False)
-    if isa != "ref":  # the shapes must reach the GEMM kernels, or the test checks nothing new
-        N, C, H, W, K, R, S, stride, padding, dilation, groups = GEMM_TILE_CASES[case]
-        x, w, b, gy = _make(rng, dtype, N, C, H, W, K, R, S, stride, padding, dilation, groups)
-        _passes(x, w, b, gy, stride, padding, dilation, groups, False)
-        dt = "f32" if dtype == np.float32 else "f64"
-        last = cnnfast.runtime_info()["last_kernels"]
-        for key in ("fwd", "bwd_weight"):
-            assert last[f"conv2d_{key}_{dt}"] == f"conv2d_{key}_{dt}_{isa}", (key, last)
+    dt = "f32" if dtype == np.float32 else "f64"
+    # K <= 16 weight gradients take the direct kernel by default (dispatch): pin the GEMM one here.
+    if isa != "ref":
+        cnnfast._core._pin_conv2d_kernel(f"conv2d_bwd_weight_{dt}_{isa}")
+    try:
+        _check(isa, rng, dtype, *GEMM_TILE_CASES[case], numpy_oracle=False)
+        if isa != "ref":  # the shapes must reach the GEMM kernels, or the test checks nothing new
+            N, C, H, W, K, R, S, stride, padding, dilation, groups = GEMM_TILE_CASES[case]
+            x, w, b, gy = _make(rng, dtype, N, C, H, W, K, R, S, stride, padding, dilation, groups)
+            _passes(x, w, b, gy, stride, padding, dilation, groups, False)
+            last = cnnfast.runtime_info()["last_kernels"]
+            for key in ("fwd", "bwd_weight"):
+                assert last[f"conv2d_{key}_{dt}"] == f"conv2d_{key}_{dt}_{isa}", (key, last)
+    finally:
+        cnnfast._core._pin_conv2d_kernel(None)
 
 
 # im2col of the GEMM kernels (forward, bwd_weight) row segment by row segment: one output row

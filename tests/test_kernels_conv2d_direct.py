@@ -237,3 +237,26 @@ def test_sum_tolerance_catches_a_small_relative_error(isa, rng, dtype, rel):
         bad[i] *= 1 + rel
         with pytest.raises(AssertionError, match="outside the sum tolerance"):
             ref.assert_conv_close({key: bad}, terms, dtype, err_msg=key)
+
+
+# The direct weight gradient beyond the small-plane limits (dispatch: K <= 16, planes up to the
+# relaxed bound; 1x1 only with 512-bit vectors) and the small-C one's K < 32 bound: each case must
+# reach the kernel the dispatch promises and match ref and the float64 oracle.
+@pytest.mark.parametrize("x_shape,w_shape,padding,direct", [
+    ((4, 16, 32, 32), (16, 16, 3, 3), 1, True),    # 3x3, 16 -> 16, a 34 x 34 padded plane
+    ((2, 32, 40, 40), (8, 32, 3, 3), 1, True),     # K = 8 over 32 channels
+    ((2, 32, 48, 48), (16, 32, 1, 1), 0, None),    # 1x1: direct on AVX-512 only
+    ((1, 3, 64, 64), (64, 3, 7, 7), 3, False),     # stem-like: K = 64 goes to GEMM
+    ((2, 3, 32, 32), (24, 3, 5, 5), 2, True),      # small C, K = 24: direct
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_weight_gradient_dispatch_on_wider_planes(isa, rng, x_shape, w_shape, padding, direct, dtype):
+    x, w, b = _arrays(rng, dtype, x_shape, w_shape, True)
+    _check(isa, x, w, b, 1, padding, 1, 1)
+    if isa != "ref":
+        dt = "f32" if dtype == np.float32 else "f64"
+        if direct is None:
+            direct = isa == "avx512"
+        _all_passes(x, w, b, 1, padding, 1, 1, False)  # _check ran ref last
+        got = cnnfast.runtime_info()["last_kernels"][f"conv2d_bwd_weight_{dt}"]
+        assert got == f"conv2d_bwd_weight_{dt}_{isa}" + ("_dense" if direct else ""), got
