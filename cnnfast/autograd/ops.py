@@ -520,6 +520,19 @@ class Linear(Function):
         return gx, gw, gb
 
 
+def _conv2d_grads(ctx, g, x, w, nx, nw, nb):
+    """conv2d's input, weight and bias gradients for ``g`` (ctx.args = stride, padding, dilation,
+    groups), each in its input's own dtype (the kernels compute in the promoted one)."""
+    stride, padding, dilation, groups = ctx.args
+    gx, gw, gb = _nd.conv2d_backward(g, x, w, stride, padding, dilation, groups,
+                                     output_mask=(nx, nw, nb and ctx.has_bias))
+    if gx is not None and gx.dtype != x.dtype:
+        gx = gx.astype(x.dtype)
+    if gw is not None and gw.dtype != w.dtype:
+        gw = gw.astype(w.dtype)
+    return gx, gw, gb
+
+
 class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, groups, relu):
@@ -535,15 +548,7 @@ class Conv2d(Function):
         nx, nw, nb = ctx.needs_input_grad[:3]
         if out is not None:
             g = _nd.relu_backward(g, out)
-        stride, padding, dilation, groups = ctx.args
-        gx, gw, gb = _nd.conv2d_backward(g, x, w, stride, padding, dilation, groups,
-                                         output_mask=(nx, nw, nb and ctx.has_bias))
-        # The kernels compute in the promoted dtype; hand back each input's own dtype.
-        if gx is not None and gx.dtype != x.dtype:
-            gx = gx.astype(x.dtype)
-        if gw is not None and gw.dtype != w.dtype:
-            gw = gw.astype(w.dtype)
-        return gx, gw, gb
+        return _conv2d_grads(ctx, g, x, w, nx, nw, nb)
 
 
 class MaxPool2d(Function):
@@ -586,14 +591,7 @@ class Conv2dReLUMaxPool2d(Function):
         x, w, y = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
         g = _nd.max_pool2d_backward(_nd.relu_backward(g, y), tuple(ctx.out_shape), ctx.indices, *ctx.pool_args)
-        stride, padding, dilation, groups = ctx.args
-        gx, gw, gb = _nd.conv2d_backward(g, x, w, stride, padding, dilation, groups,
-                                         output_mask=(nx, nw, nb and ctx.has_bias))
-        if gx is not None and gx.dtype != x.dtype:
-            gx = gx.astype(x.dtype)
-        if gw is not None and gw.dtype != w.dtype:
-            gw = gw.astype(w.dtype)
-        return gx, gw, gb
+        return _conv2d_grads(ctx, g, x, w, nx, nw, nb)
 
 
 class AvgPool2d(Function):
