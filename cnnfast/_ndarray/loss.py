@@ -10,6 +10,15 @@ from .misc import _log_softmax
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+def _reduce_classes(loss, reduction, unbatched, denom, dtype):
+    """Per-sample class losses reduced as ``reduction`` says ('none', 'sum', or the mean over denom)."""
+    if reduction == "none":
+        return loss[0] if unbatched else loss
+    if reduction == "sum":
+        return np.asarray(loss.sum())
+    return np.asarray(loss.sum() / dtype.type(denom))
+
+
 def _check_reduction(op, reduction):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
@@ -107,12 +116,7 @@ def _cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smo
     else:
         a, denom = _index_coeffs(op, x, t, w, ignore_index, label_smoothing)
     loss = -(a * logp).sum(axis=1)
-    if reduction == "none":
-        out = loss[0] if unbatched else loss
-    elif reduction == "sum":
-        out = np.asarray(loss.sum())
-    else:
-        out = np.asarray(loss.sum() / x.dtype.type(denom))
+    out = _reduce_classes(loss, reduction, unbatched, denom, x.dtype)
     saved = (logp, a, denom, unbatched, is_prob, w, label_smoothing)
     return out, saved
 
@@ -147,12 +151,7 @@ def _nll_forward(x, target, weight, ignore_index, reduction):
     w = _check_weight(op, weight, x.shape[1], x.dtype)
     a, denom = _index_coeffs(op, x, t, w, ignore_index, 0.0)
     loss = -(a * x).sum(axis=1)
-    if reduction == "none":
-        out = loss[0] if unbatched else loss
-    elif reduction == "sum":
-        out = np.asarray(loss.sum())
-    else:
-        out = np.asarray(loss.sum() / x.dtype.type(denom))
+    out = _reduce_classes(loss, reduction, unbatched, denom, x.dtype)
     return out, (a, denom, unbatched)
 
 

@@ -851,8 +851,8 @@ template <class V>
 bool sc_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
                    typename V::T* gb) {
   if (!is_small_c(p) || is_depthwise(p)) return false;
-  // From 32 output channels the GEMM path's weight gradient is faster (measured with the
-  // autotuner, 2 threads: the 7x7/s2 ResNet stem 1.9x at N=1 and 1.6x at N=16, AlexNet's 11x11
+  // From 32 output channels the GEMM path's weight gradient is faster (bench/conv_weight_grad_choice.py,
+  // 2 threads: the 7x7/s2 ResNet stem 1.9x at N=1 and 1.6x at N=16, AlexNet's 11x11
   // stem 1.9x, a 3x3 CIFAR stem 2.9x on AVX-512; 0.94-1.5x on AVX2); up to 24 (LeNet's 6, 12,
   // 16, 24) this kernel is 1.3-3x faster.
   if (p.K >= kSmallCBwdWeightMaxK && !relax_heuristics()) return false;
@@ -1629,8 +1629,8 @@ bool plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const t
 }
 
 // Beyond the small-plane limits the weight gradient still beats the GEMM path's with few output
-// channels (K <= 16), the padded image up to the relaxed bound (4 MiB): measured with the
-// autotuner, 2 threads, 3x3 layers with 8-32 input channels on 16-56 px planes 1.1-2.3x on AVX2
+// channels (K <= 16), the padded image up to the relaxed bound (4 MiB): measured by
+// bench/conv_weight_grad_choice.py, 2 threads, 3x3 layers with 8-32 input channels on 16-56 px planes 1.1-2.3x on AVX2
 // and 2-3.4x on AVX-512; 1x1 layers only on AVX-512 (1.4-2x; on AVX2 GEMM is 2x faster). At K = 32
 // the two are even.
 template <class V>
