@@ -27,12 +27,11 @@
 #include <cstring>
 
 #include "common/parallel.h"
+#include "common/portable.h"
 #include "common/scratch.h"
 #include "common/simd.h"
 #include "kernels/conv2d/conv2d.h"
 #include "kernels/conv2d/conv2d_ukernel.h"
-
-#define CNNFAST_ALWAYS_INLINE inline __attribute__((always_inline))
 
 namespace cnnfast {
 namespace {
@@ -103,7 +102,7 @@ inline bool is_plain_1x1(const Conv2dShape& p) {
 // dst[0..n) = src[0..n), or zeros if src is null. Inline vector copies: im2col segments are one
 // output row long (8 floats for LeNet's 5x5 layer), where a memcpy call costs more than the copy.
 template <class V>
-CNNFAST_ALWAYS_INLINE void copy_run(typename V::T* dst, const typename V::T* src, int64_t n) {
+CNNFAST_FORCE_INLINE void copy_run(typename V::T* dst, const typename V::T* src, int64_t n) {
   using T = typename V::T;
   if (n >= V::N) {  // whole vectors; a ragged end is one more vector overlapping the previous one
     const int64_t last = n - V::N;
@@ -308,7 +307,7 @@ void col2im_row_add(const Conv2dShape& p, T* gx, int64_t n, int64_t ci, int64_t 
 // Copies a contiguous row of `len` values into NR-wide panels: panel j, row kk of a packed block
 // whose panels are `panel_stride` elements apart. Columns len..round_up(len, NR) become zero.
 template <class V, int NR>
-CNNFAST_ALWAYS_INLINE void scatter_row_to_panels(const typename V::T* line, int64_t len, typename V::T* dst,
+CNNFAST_FORCE_INLINE void scatter_row_to_panels(const typename V::T* line, int64_t len, typename V::T* dst,
                                                  int64_t panel_stride) {
   using T = typename V::T;
   const int64_t full = len / NR;
@@ -589,7 +588,7 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
 
 // c[i*ldc + 0..NV*N) (+)= acc[i] for the first mrows rows (add: accumulate, else overwrite).
 template <class V, int MR, int NV>
-CNNFAST_ALWAYS_INLINE void acc_to_buffer(typename V::R (&acc)[MR][NV], int mrows, typename V::T* c, int64_t ldc,
+CNNFAST_FORCE_INLINE void acc_to_buffer(typename V::R (&acc)[MR][NV], int mrows, typename V::T* c, int64_t ldc,
                                          bool add) {
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {

@@ -11,9 +11,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common/portable.h"
 #include "common/simd.h"
-
-#define CNNFAST_UKERNEL_INLINE inline __attribute__((always_inline))
 
 namespace cnnfast {
 namespace {
@@ -21,7 +20,7 @@ namespace convgemm {
 
 // A given as MR row pointers, unit stride along k.
 template <class V, int MR, int NV>
-CNNFAST_UKERNEL_INLINE void ukernel_rows(int64_t kc, const typename V::T* const (&a)[MR], const typename V::T* b,
+CNNFAST_FORCE_INLINE void ukernel_rows(int64_t kc, const typename V::T* const (&a)[MR], const typename V::T* b,
                                          int64_t ldb, typename V::R (&acc)[MR][NV]) {
   using R = typename V::R;
 #pragma GCC unroll 16
@@ -44,7 +43,7 @@ CNNFAST_UKERNEL_INLINE void ukernel_rows(int64_t kc, const typename V::T* const 
 // A row-major with the compile-time row stride LDA: A(i, k) = a[i * LDA + k]. One pointer, the MR
 // rows at constant offsets, so a tall tile (14 rows on AVX-512) needs no register per row.
 template <class V, int MR, int NV, int64_t LDA>
-CNNFAST_UKERNEL_INLINE void ukernel_rows_lda(int64_t kc, const typename V::T* a, const typename V::T* b, int64_t ldb,
+CNNFAST_FORCE_INLINE void ukernel_rows_lda(int64_t kc, const typename V::T* a, const typename V::T* b, int64_t ldb,
                                              typename V::R (&acc)[MR][NV]) {
   using R = typename V::R;
 #pragma GCC unroll 16
@@ -69,7 +68,7 @@ CNNFAST_UKERNEL_INLINE void ukernel_rows_lda(int64_t kc, const typename V::T* a,
 // build folds it into the multiply-add ({1to16} memory operand) and a 14 x 32 tile (28 zmm
 // accumulators + 2 B vectors) needs no register for A at all.
 template <class V, int MR, int NV>
-CNNFAST_UKERNEL_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int64_t lda, const typename V::T* b,
+CNNFAST_FORCE_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int64_t lda, const typename V::T* b,
                                          int64_t ldb, typename V::R (&acc)[MR][NV]) {
   using R = typename V::R;
 #pragma GCC unroll 16
@@ -93,7 +92,7 @@ CNNFAST_UKERNEL_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int
 // Calls f(std::integral_constant<int, mr>{}) for a runtime 1 <= mr <= MAX, so the register tile
 // of an edge block is exactly as tall as the block (no multiply-adds for rows that are not stored).
 template <int MAX, class F>
-CNNFAST_UKERNEL_INLINE void with_mr(int mr, F&& f) {
+CNNFAST_FORCE_INLINE void with_mr(int mr, F&& f) {
   if constexpr (MAX > 1) {
     if (mr < MAX) return with_mr<MAX - 1>(mr, f);
   }

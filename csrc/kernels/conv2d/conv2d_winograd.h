@@ -46,14 +46,13 @@
 #include <type_traits>
 
 #include "common/parallel.h"
+#include "common/portable.h"
 #include "common/scratch.h"
 #include "common/simd.h"
 #include "kernels/conv2d/conv2d.h"
 #include "kernels/conv2d/conv2d_ukernel.h"
 #include "kernels/conv2d/winograd_switch.h"
 #include "dispatch/heuristics.h"
-
-#define CNNFAST_WINO_INLINE inline __attribute__((always_inline))
 
 namespace cnnfast {
 namespace {
@@ -80,7 +79,7 @@ struct Geometry {
 // o = B^T z (6 -> 6). B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
 //                            0 2 -1 -2 1 0; 0 4 0 -5 0 1]
 template <class V>
-CNNFAST_WINO_INLINE void bt6(const typename V::R (&z)[6], typename V::R (&o)[6]) {
+CNNFAST_FORCE_INLINE void bt6(const typename V::R (&z)[6], typename V::R (&o)[6]) {
   using R = typename V::R;
   const R four = V::set1(4), mfour = V::set1(-4), mfive = V::set1(-5), two = V::set1(2);
   o[0] = V::fma(four, z[0], V::fma(mfive, z[2], z[4]));
@@ -95,7 +94,7 @@ CNNFAST_WINO_INLINE void bt6(const typename V::R (&z)[6], typename V::R (&o)[6])
 
 // o = G z (3 -> 6). G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
 template <class V>
-CNNFAST_WINO_INLINE void g6(typename V::R z0, typename V::R z1, typename V::R z2, typename V::R (&o)[6]) {
+CNNFAST_FORCE_INLINE void g6(typename V::R z0, typename V::R z1, typename V::R z2, typename V::R (&o)[6]) {
   using R = typename V::R;
   using T = typename V::T;
   const R s = V::add(z0, z2), m6 = V::set1(T(-1) / T(6));
@@ -111,7 +110,7 @@ CNNFAST_WINO_INLINE void g6(typename V::R z0, typename V::R z1, typename V::R z2
 
 // o = A^T m (6 -> 4). A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
 template <class V>
-CNNFAST_WINO_INLINE void at4(const typename V::R (&m)[6], typename V::R (&o)[4]) {
+CNNFAST_FORCE_INLINE void at4(const typename V::R (&m)[6], typename V::R (&o)[4]) {
   using R = typename V::R;
   const R a = V::add(m[1], m[2]), b = V::sub(m[1], m[2]), c = V::add(m[3], m[4]), d = V::sub(m[3], m[4]);
   o[0] = V::add(V::add(m[0], a), c);
@@ -129,7 +128,7 @@ CNNFAST_WINO_INLINE void at4(const typename V::R (&m)[6], typename V::R (&o)[4])
 
 // U = G g G^T of the N channel pairs in tmp[t * N + lane], stored as dst[xi * xs + lane].
 template <class V>
-CNNFAST_WINO_INLINE void transform_taps(const typename V::T* tmp, typename V::T* dst, int64_t xs) {
+CNNFAST_FORCE_INLINE void transform_taps(const typename V::T* tmp, typename V::T* dst, int64_t xs) {
   using R = typename V::R;
   constexpr int N = V::N;
   R col[3][6];  // G applied to each column s of g: col[s][a]
@@ -199,7 +198,7 @@ constexpr float kFewScale[6] = {0.25f, -1.0f / 6, -1.0f / 6, 1.0f / 24, 1.0f / 2
 
 // o = G' z (3 -> 6), the unscaled G (see above).
 template <class V>
-CNNFAST_WINO_INLINE void gp6(typename V::R z0, typename V::R z1, typename V::R z2, typename V::R (&o)[6]) {
+CNNFAST_FORCE_INLINE void gp6(typename V::R z0, typename V::R z1, typename V::R z2, typename V::R (&o)[6]) {
   using R = typename V::R;
   const R s = V::add(z0, z2), p = V::fma(V::set1(4), z2, z0), q = V::add(z1, z1);
   o[0] = z0;
@@ -213,7 +212,7 @@ CNNFAST_WINO_INLINE void gp6(typename V::R z0, typename V::R z1, typename V::R z
 // tmp[t * N + l] = tap t of the pair (output channel og + l, input channel i), zero for og + l >= o1.
 // With 8 lanes the taps come out of one 8 x 8 register transpose (tap 8 separately).
 template <class V>
-CNNFAST_WINO_INLINE void gather_taps(const Geometry& g, const typename V::T* w, bool rotate, int64_t og, int64_t o1,
+CNNFAST_FORCE_INLINE void gather_taps(const Geometry& g, const typename V::T* w, bool rotate, int64_t og, int64_t o1,
                                      int64_t i, typename V::T* tmp, typename V::T* tr) {
   using T = typename V::T;
   constexpr int N = V::N;
@@ -266,7 +265,7 @@ void few_columns(const Geometry& g, const typename V::T* w, bool rotate, int64_t
 
 // Step 2 for one row a and half H: acc[b][t] = sum_c (C'[c][a] G'^T)[3H + b] * Vr[c][b][t] (cp: C'[0][a]).
 template <class V, int H>
-CNNFAST_WINO_INLINE void few_row(int64_t Cin, const typename V::T* cp, const typename V::T* vr,
+CNNFAST_FORCE_INLINE void few_row(int64_t Cin, const typename V::T* cp, const typename V::T* vr,
                                  typename V::R (&acc)[3][kFewMR]) {
   using R = typename V::R;
   constexpr int N = V::N;

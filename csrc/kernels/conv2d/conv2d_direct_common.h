@@ -1,0 +1,340 @@
+// Shared pieces of the direct conv2d kernels (see conv2d_direct.h for the design): scratch
+// workspaces, the padded phase-split row copies, and the register-blocked microkernels (row_engine,
+// dot_block) that the depthwise, small-C and small-plane kernels are built from.
+//
+// Everything is in an anonymous namespace: each ISA file gets its own copy compiled with its own
+// flags, so the linker can never pick an AVX-512 instantiation for the AVX2 path.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/parallel.h"
+#include "common/simd.h"
+#include "dispatch/heuristics.h"
+#include "kernels/conv2d/conv2d.h"
+
+namespace cnnfast {
+namespace direct {
+namespace {
+
+// ------------------------------------------------------------------------------------------
+// Small helpers (local, so no std:: template is instantiated with two different ISA flag sets).
+// ------------------------------------------------------------------------------------------
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }  // a >= 0, b > 0
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+template <typename T>
+void fill_zero(T* p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) p[i] = T(0);
+}
+
+// Carves 64-byte-aligned arrays out of one block. With base == 0 it only measures, so the same
+// code computes the per-thread workspace size and then hands out the pointers.
+struct Arena {
+  uintptr_t base = 0;
+  size_t off = 0;
+  template <typename U>
+  U* take(int64_t n) {
+    off = static_cast<size_t>(round_up(static_cast<int64_t>(off), 64));
+    U* p = reinterpret_cast<U*>(base + off);
+    off += static_cast<size_t>(n) * sizeof(U);
+    return p;
+  }
+};
+
+// One malloc'd workspace: `shared` bytes, then `per_thread` bytes for each of `threads` threads.
+class Workspace {
+ public:
+  Workspace(size_t shared, size_t per_thread, int threads)
+      : shared_(round_up(static_cast<int64_t>(shared), 64)), per_(round_up(static_cast<int64_t>(per_thread), 64)) {
+    mem_ = std::malloc(static_cast<size_t>(shared_ + per_ * threads) + 64);
+  }
+  ~Workspace() { std::free(mem_); }
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  bool ok() const { return mem_ != nullptr; }
+  uintptr_t shared() const { return static_cast<uintptr_t>(round_up(reinterpret_cast<uintptr_t>(mem_), 64)); }
+  uintptr_t thread(int t) const { return shared() + static_cast<uintptr_t>(shared_ + per_ * t); }
+
+ private:
+  int64_t shared_, per_;
+  void* mem_ = nullptr;
+};
+
+// Pointer into the shared part of a Workspace, from an offset taken by a measuring Arena.
+template <typename U>
+U* rebase(const Workspace& ws, U* measured) {
+  return reinterpret_cast<U*>(ws.shared() + reinterpret_cast<uintptr_t>(measured));
+}
+
+// plan_threads / run_parallel (the per-thread-workspace form of parallel_for): common/parallel.h.
+
+// How many row chunks to cut each of `planes` planes of `rows` rows into, so that there are
+// enough work units to balance the threads (a single 3-channel image must use both cores).
+// 8 units per thread: a 9:8 imbalance at worst, and the per-chunk overhead (refilling the row
+// ring) stays negligible. Depends only on max_threads(), never on results.
+inline int64_t row_chunks(int64_t planes, int64_t rows) {
+  const int64_t want = 8 * static_cast<int64_t>(max_threads());
+  if (planes >= want) return 1;
+  return imax(1, imin(rows, ceil_div(want, planes)));
+}
+
+// Ring of L row buffers indexed by key mod L. A pass needs at most `window` consecutive keys at
+// once (the rows under one kernel window), which then occupy distinct slots. L is `window`
+// rounded up to a power of two so the slot is a mask, not a division.
+inline int64_t ring_size(int64_t window) {
+  int64_t L = 1;
+  while (L < window) L *= 2;
+  return L;
+}
+template <typename T>
+struct RowCache {
+  T* buf = nullptr;
+  int64_t* tags = nullptr;
+  int64_t L = 1, stride = 0;  // L: a power of two
+  void reset() {
+    for (int64_t i = 0; i < L; ++i) tags[i] = -1;
+  }
+  template <typename Fill>
+  const T* get(int64_t key, const Fill& fill) {
+    const int64_t s = key & (L - 1);
+    T* p = buf + s * stride;
+    if (tags[s] != key) {
+      fill(p, key);
+      tags[s] = key;
+    }
+    return p;
+  }
+};
+
+// Padded, phase-split copy of one input row: dst[q*plen + j] = x[j*sw + q - pw], 0 outside [0, W),
+// for j < need (rounded up to N at most); the rest of each phase is left as it is (zeroed once).
+// Stride 2 (every strided MobileNet/ResNet layer) deinterleaves with vector shuffles: a scalar
+// copy would cost more than the convolution itself for a 3x3 kernel.
+template <class V>
+void fill_phased(typename V::T* dst, const typename V::T* src, int64_t W, int64_t pw, int64_t sw, int64_t plen,
+                 int64_t need) {
+  using T = typename V::T;
+  if (sw == 2) {
+    constexpr int N = V::N;
+    T* even = dst;
+    T* odd = dst + plen;
+    int64_t j = 0;
+    for (; j < need && 2 * j - pw < 0; ++j) {  // left padding
+      even[j] = T(0);
+      odd[j] = 2 * j + 1 - pw >= 0 && 2 * j + 1 - pw < W ? src[2 * j + 1 - pw] : T(0);
+    }
+    for (; j < need && 2 * (j + N) - pw <= W; j += N) V::deinterleave2(src + 2 * j - pw, even + j, odd + j);
+    for (; j < need; ++j) {
+      const int64_t i = 2 * j - pw;
+      even[j] = i < W ? src[i] : T(0);
+      odd[j] = i + 1 < W ? src[i + 1] : T(0);
+    }
+    return;
+  }
+  if (sw == 1) {
+    const int64_t lead = imin(pw, need);
+    const int64_t n = imax(0, imin(W, need - pw));
+    fill_zero(dst, lead);
+    if (n > 0) std::memcpy(dst + pw, src, static_cast<size_t>(n) * sizeof(T));
+    const int64_t tail0 = imax(lead, pw + n);
+    fill_zero(dst + tail0, need - tail0);
+    return;
+  }
+  for (int64_t q = 0; q < sw; ++q) {
+    T* d = dst + q * plen;
+    for (int64_t j = 0; j < need; ++j) {
+      const int64_t iw = j * sw + q - pw;
+      d[j] = (iw >= 0 && iw < W) ? src[iw] : T(0);
+    }
+  }
+}
+
+// dst[0, lead) = 0, dst[lead, lead+n) = src, dst[lead+n, len) = 0.
+template <typename T>
+void fill_padded(T* dst, const T* src, int64_t lead, int64_t n, int64_t len) {
+  fill_zero(dst, lead);
+  std::memcpy(dst + lead, src, static_cast<size_t>(n) * sizeof(T));
+  fill_zero(dst + lead + n, len - lead - n);
+}
+
+// ------------------------------------------------------------------------------------------
+// Microkernels.
+// ------------------------------------------------------------------------------------------
+
+// Accumulator registers a KB x NV block may use: 12 of AVX2's 16 registers, 24 of AVX-512's 32
+// (the rest hold the NV inputs, or the KB broadcast weights, and addresses). With 24, a block loads
+// KB + NV <= 10 vectors per 24 FMAs instead of 7 per 12, so it is bound by the FMA ports, not loads.
+template <class V>
+constexpr int kAccRegs = sizeof(typename V::R) == 64 ? 24 : 12;
+
+// Source rows are readable this far past the last column a pass needs (ceil(J/N)*N): a row's
+// last block may compute up to NV-1 <= 7 vectors more than it stores (see engine_cols).
+template <class V>
+constexpr int64_t kOverrun = 8 * V::N;
+
+// KB output rows x NV vectors of columns starting at j:
+//   dst[kb][j + i] = act(bias[kb] + sum_t wt[t][kb] * src[t][j + i])   for i < cols <= NV*N.
+// Reads src[t][j, j + NV*N); dst[kb] == nullptr: not stored.
+template <class V, int KB, int NV>
+inline void engine_block(int64_t nt, const typename V::T* const* src, const typename V::T* const* wt,
+                         const typename V::T* bias, bool relu, typename V::T* const* dst, int64_t j, int64_t cols) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int N = V::N;
+  R acc[KB][NV];
+  for (int kb = 0; kb < KB; ++kb) {
+    const R b = V::set1(bias[kb]);
+    for (int v = 0; v < NV; ++v) acc[kb][v] = b;
+  }
+  for (int64_t t = 0; t < nt; ++t) {
+    const T* s = src[t] + j;
+    const T* w = wt[t];
+    R xv[NV];
+    for (int v = 0; v < NV; ++v) xv[v] = V::load(s + v * N);
+    for (int kb = 0; kb < KB; ++kb) {
+      const R wb = V::set1(w[kb]);
+      for (int v = 0; v < NV; ++v) acc[kb][v] = V::fma(wb, xv[v], acc[kb][v]);
+    }
+  }
+  for (int kb = 0; kb < KB; ++kb) {
+    if (!dst[kb]) continue;
+    T* d = dst[kb] + j;
+    for (int v = 0; v < NV; ++v) {
+      const R a = relu ? V::relu(acc[kb][v]) : acc[kb][v];
+      if ((v + 1) * N <= cols)
+        V::store(d + v * N, a);
+      else if (v * N < cols)
+        V::store_n(d + v * N, a, static_cast<int>(cols - v * N));
+    }
+  }
+}
+
+// Columns [j, J): full blocks of NV vectors, then the remaining `rem` vectors (the last maybe
+// partial) in one block of NV if rem > NV/2 (computing at most NV/2 - 1 unused vectors), else
+// recursively with NV/2. A short row (a 56-wide MobileNet map: 7 vectors) thus still runs as one
+// block of 8 independent accumulator chains instead of latency-bound chains of 4, 2 and 1.
+template <class V, int KB, int NV>
+void engine_cols(int64_t nt, const typename V::T* const* src, const typename V::T* const* wt,
+                 const typename V::T* bias, bool relu, typename V::T* const* dst, int64_t j, int64_t J) {
+  constexpr int N = V::N;
+  for (; j + NV * N <= J; j += NV * N) engine_block<V, KB, NV>(nt, src, wt, bias, relu, dst, j, NV * N);
+  if (j >= J) return;
+  if (ceil_div(J - j, N) * 2 > NV || NV == 1)
+    engine_block<V, KB, NV>(nt, src, wt, bias, relu, dst, j, J - j);
+  else if constexpr (NV > 1)
+    engine_cols<V, KB, NV / 2>(nt, src, wt, bias, relu, dst, j, J);
+}
+
+// A whole row of J columns for KB output rows. Register budget (AVX2, 16 registers): KB*NV
+// accumulators + inputs + 1 broadcast weight; 8 accumulators for KB == 1 hide the 4-cycle FMA
+// latency on two FMA pipes, 12 for KB = 4 or 6 load each input once per 4-6 FMAs.
+template <class V, int KB>
+void row_engine(int64_t nt, const typename V::T* const* src, const typename V::T* const* wt,
+                const typename V::T* bias, bool relu, typename V::T* const* dst, int64_t J) {
+  constexpr int NV = KB == 1 ? 8 : 12 / KB;
+  engine_cols<V, KB, NV>(nt, src, wt, bias, relu, dst, 0, J);
+}
+
+// acc[(ka*tslots + slot[tb])*N + lane] += a[ka][i] * b[tb][i] summed over i in [0, nvec*N),
+// per lane. KA "a" rows (grad_output rows) times TB taps; accumulators stay in registers for
+// the whole row.
+template <class V, int KA, int TB>
+inline void dot_block(const typename V::T* const* a, const typename V::T* const* b, const int64_t* slot,
+                      int64_t nvec, typename V::T* acc, int64_t tslots) {
+  using R = typename V::R;
+  constexpr int N = V::N;
+  R c[KA][TB];
+  for (int ka = 0; ka < KA; ++ka)
+    for (int tb = 0; tb < TB; ++tb) c[ka][tb] = V::load(acc + (ka * tslots + slot[tb]) * N);
+  for (int64_t i = 0; i < nvec; ++i) {
+    R av[KA];
+#pragma GCC unroll 8
+    for (int ka = 0; ka < KA; ++ka) av[ka] = V::load(a[ka] + i * N);
+#pragma GCC unroll 12
+    for (int tb = 0; tb < TB; ++tb) {
+      const R bv = V::load(b[tb] + i * N);
+#pragma GCC unroll 8
+      for (int ka = 0; ka < KA; ++ka) c[ka][tb] = V::fma(av[ka], bv, c[ka][tb]);
+    }
+  }
+  for (int ka = 0; ka < KA; ++ka)
+    for (int tb = 0; tb < TB; ++tb) V::store(acc + (ka * tslots + slot[tb]) * N, c[ka][tb]);
+}
+
+// Fixed number of parts a bwd_weight reduction over `rows` rows is split into (so the sum order,
+// hence the rounding, never depends on the thread count). 16 keeps both cores busy with a
+// 9:8 imbalance at worst while the per-part reduction overhead stays tiny.
+inline int64_t weight_splits(int64_t outer, int64_t rows) {
+  constexpr int64_t kParts = 16;
+  if (outer >= kParts) return 1;
+  return imax(1, imin(rows, ceil_div(kParts, outer)));
+}
+
+// Geometry of the padded, phase-split input rows shared by the forward and weight passes.
+struct XRows {
+  int64_t smax;  // largest in-phase offset (S-1)*dw / sw
+  int64_t need;  // columns per phase that ceil(OW/N)*N output columns read at any tap
+  int64_t plen;  // elements per phase: need + overrun
+  int64_t rowlen;
+  int64_t L;  // ring size: rows under one kernel window
+  template <class V>
+  static XRows make(const Conv2dShape& p) {
+    XRows g;
+    g.smax = (p.S - 1) * p.dw / p.sw;
+    g.need = round_up(p.OW, V::N) + g.smax;
+    g.plen = round_up(g.need, V::N) + kOverrun<V>;
+    g.rowlen = g.plen * p.sw;
+    g.L = ring_size((p.R - 1) * p.dh + 1);
+    return g;
+  }
+  // soff[s]: offset of tap s in a phased row (phase (s*dw) % sw, index (s*dw) / sw).
+  void tap_offsets(const Conv2dShape& p, int64_t* soff) const {
+    for (int64_t s = 0; s < p.S; ++s) soff[s] = (s * p.dw % p.sw) * plen + s * p.dw / p.sw;
+  }
+};
+
+// groups == C: one input channel per group (the depthwise kernels, conv2d_depthwise.h).
+inline bool is_depthwise(const Conv2dShape& p) {
+  // groups == C == 1 with several outputs is a dense conv with C == 1: the small-C kernels load
+  // each input once for all outputs, so leave it to them.
+  return p.groups == p.C && (p.groups > 1 || p.K == 1);
+}
+
+// Shared by both weight-gradient kernels: reduce the per-lane accumulators of one work unit into
+// `out[t]` for t < ntap, in a fixed lane order.
+template <class V>
+void reduce_lanes(const typename V::T* acc, int64_t ntap, typename V::T* out) {
+  for (int64_t t = 0; t < ntap; ++t) {
+    typename V::T s = 0;
+    for (int l = 0; l < V::N; ++l) s += acc[t * V::N + l];
+    out[t] = s;
+  }
+}
+
+// Shared by the weight-gradient kernels: gw[k * taps + t] (and gb[k], the bias "tap" t == taps)
+// = the sum over the parts u = 0, 1, ... in that order of partial[u * part_stride + k * k_stride + t],
+// so the result never depends on how the parts were spread over threads.
+template <typename T>
+void sum_parts(const T* partial, int64_t parts, int64_t part_stride, int64_t k_stride, int64_t K, int64_t taps, T* gw,
+               T* gb) {
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t t = 0; t <= taps; ++t) {
+      T s = 0;
+      for (int64_t u = 0; u < parts; ++u) s += partial[u * part_stride + k * k_stride + t];
+      if (t < taps)
+        gw[k * taps + t] = s;
+      else if (gb)
+        gb[k] = s;
+    }
+}
+
+}  // namespace
+}  // namespace direct
+}  // namespace cnnfast
