@@ -304,6 +304,36 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
 // 28 x 28 map: 4 vectors) in 4 accumulator chains that wait on the FMA latency; here 8
 // independent chains run over the 9 taps whatever the row width.
 // ------------------------------------------------------------------------------------------
+// dst[0, n) = src[0, n) in whole vectors, the last one masked (a 14-column row: one masked load
+// and store, where a memcpy call costs more than the row's arithmetic).
+template <class V>
+inline void copy_row(typename V::T* dst, const typename V::T* src, int64_t n) {
+  constexpr int N = V::N;
+  int64_t j = 0;
+  for (; j + N <= n; j += N) V::store(dst + j, V::load(src + j));
+  if (j < n) {
+    const int r = static_cast<int>(n - j);
+    V::store_n(dst + j, V::load_part(src + j, 0, r, typename V::T(0)), r);
+  }
+}
+
+// PlaneGeo::fill for planes whose padding is already zero (the buffer zeroed once per thread):
+// column stride 1 copies only the image columns of each row, vector by vector.
+template <class V>
+void dw_fill(const PlaneGeo& g, const Conv2dShape& p, const typename V::T* xn, int64_t hp0, typename V::T* dst) {
+  if (p.sw != 1) return g.fill<V>(p, xn, hp0, dst);
+  const int64_t n = imin(p.W, g.plen - p.pw);
+  for (int64_t c = 0; c < p.C; ++c)
+    for (int64_t i = 0; i < g.rows; ++i) {
+      const int64_t ih = hp0 + i - p.ph;
+      typename V::T* d = dst + c * g.chan + i * g.rowlen;
+      if (ih < 0 || ih >= p.H)
+        fill_zero(d, g.rowlen);
+      else if (n > 0)
+        copy_row<V>(d + p.pw, xn + (c * p.H + ih) * p.W, n);
+    }
+}
+
 // nplanes independent single-output convolutions of shape q (q.K == 1): plane i reads q.C
 // channels at src(i), taps weighted by wts(i)[t] (t = (c*R + r)*S + s), writes dst(i).
 template <class V, typename Src, typename Wts, typename Bias, typename Dst>
@@ -336,10 +366,11 @@ bool plane_single(const Conv2dShape& q, int64_t nplanes, const Src& src, const W
     T* plane;
     PlanePos* pos;
     layout(a, plane, pos);
+    fill_zero(plane, q.C * g.chan);  // padding columns (dw_fill)
     for (int64_t u = b; u < e; ++u) {
       const int64_t i = u / rc, chunk = u % rc;
       const int64_t oh0 = chunk * q.OH / rc, oh1 = (chunk + 1) * q.OH / rc;
-      g.fill<V>(q, src(i), oh0 * q.sh, plane);
+      dw_fill<V>(g, q, src(i), oh0 * q.sh, plane);
       int64_t npos = 0;
       for (int64_t oh = oh0; oh < oh1; ++oh)
         for (int64_t j = 0; j < q.OW; j += N)
@@ -390,6 +421,158 @@ bool dw_plane_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typ
   return ok;
 }
 
+// grad_input, any stride, on whole planes: split grad_input into its sh x sw phases (ih + ph ==
+// j*sh + a, iw + pw == i*sw + b). Phase (a, b) only receives the taps with r*dh % sh == a and
+// s*dw % sw == b, from gy[oh = j - r*dh/sh][ow = i - s*dw/sw]: a stride-1 correlation of the
+// zero-padded grad_output plane, run by the plane engine (8 accumulator chains) into a phase
+// buffer, then interleaved into grad_input. The row engine's version (dw_bwd_input) runs one
+// short phase row (14 columns of an EfficientNet 28 x 28 map: one vector) at a time.
+template <class V>
+bool dw_plane_bwd_input_phased(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w,
+                               typename V::T* gx) {
+  using T = typename V::T;
+  if (!is_depthwise(p)) return false;
+  const int64_t M = p.K / p.C, RS = p.R * p.S, N = V::N, sh = p.sh, sw = p.sw, nph = sh * sw;
+  const int64_t PT = (p.R - 1) * p.dh / sh, PL = (p.S - 1) * p.dw / sw;  // largest tap shifts
+  // Rows j in [jlo(a), jhi(a)] of phase a are the grad_input rows ih = j*sh + a - ph in [0, H).
+  auto lo = [](int64_t pad, int64_t a, int64_t st) { return pad >= a ? ceil_div(pad - a, st) : int64_t(0); };
+  auto hi = [](int64_t pad, int64_t len, int64_t a, int64_t st) { return floor_div(pad + len - 1 - a, st); };
+  int64_t ihi_max = 0, jhi_max = 0;
+  for (int64_t b = 0; b < sw; ++b) ihi_max = imax(ihi_max, hi(p.pw, p.W, b, sw));
+  for (int64_t a = 0; a < sh; ++a) jhi_max = imax(jhi_max, hi(p.ph, p.H, a, sh));
+  // Padded grad_output planes (M of them): gy[m][oh][ow] at row oh + PT, column ow + PL, zero
+  // elsewhere; rows and columns reach every (shifted) read of an output vector.
+  const int64_t rowlen = PL + imax(p.OW, ihi_max + N), prow = PT + imax(p.OH, jhi_max + 1);
+  const int64_t chan = prow * rowlen, plane_elems = M * chan + N;
+  if (plane_elems * static_cast<int64_t>(sizeof(T)) > kPlaneMaxBytes) return false;
+  int64_t npos = 0, tmp_elems = 0;
+  for (int64_t a = 0; a < sh; ++a)
+    for (int64_t b = 0; b < sw; ++b) {
+      const int64_t rows = hi(p.ph, p.H, a, sh) - lo(p.ph, a, sh) + 1, cols = hi(p.pw, p.W, b, sw) - lo(p.pw, b, sw) + 1;
+      if (rows > 0 && cols > 0) npos += rows * ceil_div(cols, N), tmp_elems += rows * cols;
+    }
+  const int64_t ntap = M * RS;
+  const int64_t planes = p.N * p.C;
+  const int nt = plan_threads(planes, p.N * p.K * p.OH * p.OW * RS);
+  auto layout = [&](Arena& a, T*& plane, T*& tmp, T*& wt, T*& last) {
+    plane = a.take<T>(plane_elems);
+    tmp = a.take<T>(tmp_elems + 2 * N);
+    wt = a.take<T>(ntap);
+    last = a.take<T>(2 * N);
+  };
+  Arena measure;
+  {
+    T *pl, *tm, *wp, *la;
+    layout(measure, pl, tm, wp, la);
+  }
+  // Per phase: its taps (offsets toff, weight index widx into the channel's M*R*S weights, in
+  // phase order), its positions (into the phase buffer) and its row/column range.
+  Arena shared;
+  int64_t* toff = shared.take<int64_t>(ntap);
+  int64_t* widx = shared.take<int64_t>(ntap);
+  int64_t* tbeg = shared.take<int64_t>(nph + 1);
+  PlanePos* pos = shared.take<PlanePos>(npos);
+  int64_t* pbeg = shared.take<int64_t>(nph + 1);
+  int64_t* geo = shared.take<int64_t>(5 * nph);  // jlo, rows, ilo, cols, tmp offset
+  Workspace ws(shared.off, measure.off, nt);
+  if (!ws.ok()) return false;
+  toff = rebase(ws, toff), widx = rebase(ws, widx), tbeg = rebase(ws, tbeg);
+  pos = rebase(ws, pos), pbeg = rebase(ws, pbeg), geo = rebase(ws, geo);
+  {
+    int64_t t = 0, ip = 0, to = 0;
+    for (int64_t a = 0; a < sh; ++a)
+      for (int64_t b = 0; b < sw; ++b) {
+        const int64_t ph_ = a * sw + b;
+        tbeg[ph_] = t, pbeg[ph_] = ip;
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t r = 0; r < p.R; ++r)
+            for (int64_t s = 0; s < p.S; ++s)
+              if (r * p.dh % sh == a && s * p.dw % sw == b) {
+                toff[t] = m * chan + (PT - r * p.dh / sh) * rowlen + (PL - s * p.dw / sw);
+                widx[t++] = (m * p.R + r) * p.S + s;
+              }
+        const int64_t jlo = lo(p.ph, a, sh), rows = imax(0, hi(p.ph, p.H, a, sh) - jlo + 1);
+        const int64_t ilo = lo(p.pw, b, sw), cols = imax(0, hi(p.pw, p.W, b, sw) - ilo + 1);
+        int64_t* gq = geo + 5 * ph_;
+        gq[0] = jlo, gq[1] = rows, gq[2] = ilo, gq[3] = cols, gq[4] = to;
+        if (cols > 0)
+          for (int64_t j = 0; j < rows; ++j)
+            for (int64_t i = 0; i < cols; i += N)
+              pos[ip++] = PlanePos{(jlo + j) * rowlen + ilo + i, to + j * cols + i, imin(N, cols - i)};
+        if (cols > 0) to += rows * cols;
+      }
+    tbeg[nph] = t, pbeg[nph] = ip;
+  }
+
+  run_parallel(nt, planes, [&](int64_t b0, int64_t e0, int tid) {
+    Arena ar{ws.thread(tid), 0};
+    T *plane, *tmp, *wt, *last;
+    layout(ar, plane, tmp, wt, last);
+    fill_zero(plane, plane_elems);  // the padding stays zero: each plane rewrites only its data
+    const T zero[1] = {T(0)};
+    for (int64_t u = b0; u < e0; ++u) {
+      const int64_t n = u / p.C, c = u % p.C;
+      const T* gk = gy + (n * p.K + c * M) * p.OH * p.OW;
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t oh = 0; oh < p.OH; ++oh)
+          copy_row<V>(plane + m * chan + (oh + PT) * rowlen + PL, gk + (m * p.OH + oh) * p.OW, p.OW);
+      const T* wc = w + c * M * RS;
+      for (int64_t t = 0; t < ntap; ++t) wt[t] = wc[widx[t]];
+      T* d[1] = {tmp};
+      for (int64_t q = 0; q < nph; ++q) {
+        if (pbeg[q + 1] == pbeg[q]) continue;
+        if (tbeg[q + 1] == tbeg[q]) {  // no tap reaches this phase: zeros
+          const int64_t* gq = geo + 5 * q;
+          fill_zero(tmp + gq[4], gq[1] * gq[3]);
+          continue;
+        }
+        plane_positions<V, 1, 8>(tbeg[q + 1] - tbeg[q], toff + tbeg[q], wt + tbeg[q], zero, false, plane,
+                                 pos + pbeg[q], pbeg[q + 1] - pbeg[q], d);
+      }
+      // Interleave: grad_input row ih = j*sh + a - ph, column iw = i*sw + b - pw.
+      T* gxp = gx + u * p.H * p.W;
+      for (int64_t a = 0; a < sh; ++a) {
+        const int64_t* g0 = geo + 5 * (a * sw);
+        for (int64_t j = 0; j < g0[1]; ++j) {
+          T* gxrow = gxp + (g0[0] + j) * sh * p.W + (a - p.ph) * p.W;
+          if (sw == 1) {
+            copy_row<V>(gxrow, tmp + g0[4] + j * g0[3], p.W);
+          } else if (sw == 2) {  // phase b holds columns iw with (iw + pw) % 2 == b, from i = (iw + pw) / 2
+            const int64_t* g1 = g0 + 5;
+            const T* t0 = tmp + g0[4] + j * g0[3] - g0[2];
+            const T* t1 = tmp + g1[4] + j * g1[3] - g1[2];
+            int64_t iw = 0;
+            for (; iw < p.W && ((iw + p.pw) & 1); ++iw) gxrow[iw] = t1[(iw + p.pw) >> 1];
+            for (; iw + 2 * N <= p.W; iw += 2 * N) {
+              const int64_t i = (iw + p.pw) >> 1;
+              V::interleave2(t0 + i, t1 + i, gxrow + iw);
+            }
+            if (iw < p.W) {  // the last 2N columns through a buffer (the phase rows have 2N slack)
+              const int64_t i = (iw + p.pw) >> 1;
+              V::interleave2(t0 + i, t1 + i, last);
+              for (int64_t k = 0; iw + k < p.W; k += N) {
+                const int64_t n = imin(N, p.W - iw - k);
+                if (n == N)
+                  V::store(gxrow + iw + k, V::load(last + k));
+                else
+                  V::store_n(gxrow + iw + k, V::load(last + k), static_cast<int>(n));
+              }
+            }
+          } else {
+            for (int64_t b = 0; b < sw; ++b) {
+              const int64_t* gq = geo + 5 * (a * sw + b);
+              const T* tq = tmp + gq[4] + j * gq[3];
+              T* g = gxrow + gq[2] * sw + b - p.pw;
+              for (int64_t i = 0; i < gq[3]; ++i) g[i * sw] = tq[i];
+            }
+          }
+        }
+      }
+    }
+  });
+  return true;
+}
+
 // Depthwise entries: planes for short rows (at most 4 vectors, where the row engine runs 4 or
 // fewer accumulator chains), else rows. Measured, 1 thread: MobileNet 28 x 28 x 256 forward
 // 2.95 -> 2.25 ms, grad_input 4.4 -> 2.25 ms; on 112-wide rows the planes lose (2.5 -> 3.4 ms).
@@ -401,7 +584,10 @@ bool dw_fwd_any(const Conv2dShape& p, const typename V::T* x, const typename V::
 }
 template <class V>
 bool dw_bwd_input_any(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
-  return (dw_short_rows(p.W, V::N) && dw_plane_bwd_input<V>(p, gy, w, gx)) || dw_bwd_input<V>(p, gy, w, gx);
+  if (p.sh == 1 && p.sw == 1)
+    return (dw_short_rows(p.W, V::N) && dw_plane_bwd_input<V>(p, gy, w, gx)) || dw_bwd_input<V>(p, gy, w, gx);
+  return (dw_short_rows(ceil_div(p.W, p.sw), V::N) && dw_plane_bwd_input_phased<V>(p, gy, w, gx)) ||
+         dw_bwd_input<V>(p, gy, w, gx);
 }
 
 
@@ -446,14 +632,16 @@ bool dw_plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, cons
     Arena a{ws.thread(tid), 0};
     T *plane, *gyp, *acc;
     layout(a, plane, gyp, acc);
+    fill_zero(plane, g.chan);       // padding columns (dw_fill)
+    fill_zero(gyp, npos * N);       // columns past OW
     for (int64_t u = b; u < e; ++u) {
       const int64_t k = u / splits, sp = u % splits, c = k / M;
       const int64_t n0 = sp * p.N / splits, n1 = (sp + 1) * p.N / splits;
       fill_zero(acc, (RSpad + 1) * N);
       for (int64_t n = n0; n < n1; ++n) {
-        g.fill<V>(q, x + (n * p.C + c) * p.H * p.W, 0, plane);
+        dw_fill<V>(g, q, x + (n * p.C + c) * p.H * p.W, 0, plane);
         const T* gk = gy + (n * p.K + k) * p.OH * p.OW;
-        for (int64_t oh = 0; oh < p.OH; ++oh) fill_padded(gyp + oh * nvec * N, gk + oh * p.OW, 0, p.OW, nvec * N);
+        for (int64_t oh = 0; oh < p.OH; ++oh) copy_row<V>(gyp + oh * nvec * N, gk + oh * p.OW, p.OW);
         {
           R s = V::load(acc + RSpad * N);
           const R one = V::set1(T(1));
