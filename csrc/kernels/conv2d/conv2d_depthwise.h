@@ -317,11 +317,38 @@ inline void copy_row(typename V::T* dst, const typename V::T* src, int64_t n) {
   }
 }
 
+// even[j] = src[2j - pw], odd[j] = src[2j + 1 - pw] for j < need, 0 outside [0, W): whole
+// vectors from masked loads (fill_phased runs a short row -- 28 columns, 14 per phase -- through
+// its scalar edge loops).
+template <class V>
+inline void deinterleave_row(typename V::T* even, typename V::T* odd, const typename V::T* src, int64_t W, int64_t pw,
+                             int64_t need) {
+  using T = typename V::T;
+  constexpr int N = V::N;
+  auto part = [&](int64_t base) {  // src[base, base + N), zero outside [0, W)
+    const int64_t lo = imin(N, imax(0, -base)), hi = imax(lo, imin(N, W - base));
+    if (lo == 0 && hi == N) return V::load(src + base);
+    if (lo == hi) return V::zero();
+    return V::load_part(src + base, static_cast<int>(lo), static_cast<int>(hi), T(0));
+  };
+  for (int64_t j = 0; j < need; j += N) {
+    const int64_t base = 2 * j - pw;
+    const typename V::R a = part(base), b = part(base + N);
+    const typename V::R e = V::unzip_fix(V::even(a, b)), o = V::unzip_fix(V::odd(a, b));
+    if (j + N <= need) {
+      V::store(even + j, e), V::store(odd + j, o);
+    } else {
+      V::store_n(even + j, e, static_cast<int>(need - j)), V::store_n(odd + j, o, static_cast<int>(need - j));
+    }
+  }
+}
+
 // PlaneGeo::fill for planes whose padding is already zero (the buffer zeroed once per thread):
-// column stride 1 copies only the image columns of each row, vector by vector.
+// column stride 1 copies only the image columns of each row, vector by vector; stride 2
+// deinterleaves whole rows with masked loads.
 template <class V>
 void dw_fill(const PlaneGeo& g, const Conv2dShape& p, const typename V::T* xn, int64_t hp0, typename V::T* dst) {
-  if (p.sw != 1) return g.fill<V>(p, xn, hp0, dst);
+  if (p.sw > 2) return g.fill<V>(p, xn, hp0, dst);
   const int64_t n = imin(p.W, g.plen - p.pw);
   for (int64_t c = 0; c < p.C; ++c)
     for (int64_t i = 0; i < g.rows; ++i) {
@@ -329,6 +356,8 @@ void dw_fill(const PlaneGeo& g, const Conv2dShape& p, const typename V::T* xn, i
       typename V::T* d = dst + c * g.chan + i * g.rowlen;
       if (ih < 0 || ih >= p.H)
         fill_zero(d, g.rowlen);
+      else if (p.sw == 2)
+        deinterleave_row<V>(d, d + g.plen, xn + (c * p.H + ih) * p.W, p.W, p.pw, g.plen);
       else if (n > 0)
         copy_row<V>(d + p.pw, xn + (c * p.H + ih) * p.W, n);
     }
