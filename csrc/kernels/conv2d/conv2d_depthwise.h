@@ -331,7 +331,8 @@ inline void deinterleave_row(typename V::T* even, typename V::T* odd, const type
     if (lo == hi) return V::zero();
     return V::load_part(src + base, static_cast<int>(lo), static_cast<int>(hi), T(0));
   };
-  for (int64_t j = 0; j < need; j += N) {
+  // Vectors wholly left of or right of the image stay as they are (zero: see dw_fill).
+  for (int64_t j = imax(0, floor_div(pw - 2 * N, 2) + 1) / N * N; j < need && 2 * j - pw < W; j += N) {
     const int64_t base = 2 * j - pw;
     const typename V::R a = part(base), b = part(base + N);
     const typename V::R e = V::unzip_fix(V::even(a, b)), o = V::unzip_fix(V::odd(a, b));
@@ -343,19 +344,23 @@ inline void deinterleave_row(typename V::T* even, typename V::T* odd, const type
   }
 }
 
-// PlaneGeo::fill for planes whose padding is already zero (the buffer zeroed once per thread):
-// column stride 1 copies only the image columns of each row, vector by vector; stride 2
-// deinterleaves whole rows with masked loads.
+// PlaneGeo::fill for planes whose padding is already zero (the buffer zeroed once per thread,
+// and every vector of a phase outside the image left as it is): column stride 1 copies only the
+// image columns of each row, vector by vector; stride 2 deinterleaves them with masked loads.
+// Rows outside the image are zeroed unless `zero_rows_clean` (every unit fills the same rows:
+// whole planes), when no unit ever writes them.
 template <class V>
-void dw_fill(const PlaneGeo& g, const Conv2dShape& p, const typename V::T* xn, int64_t hp0, typename V::T* dst) {
+void dw_fill(const PlaneGeo& g, const Conv2dShape& p, const typename V::T* xn, int64_t hp0, typename V::T* dst,
+             bool zero_rows_clean) {
   if (p.sw > 2) return g.fill<V>(p, xn, hp0, dst);
   const int64_t n = imin(p.W, g.plen - p.pw);
   for (int64_t c = 0; c < p.C; ++c)
     for (int64_t i = 0; i < g.rows; ++i) {
       const int64_t ih = hp0 + i - p.ph;
       typename V::T* d = dst + c * g.chan + i * g.rowlen;
-      if (ih < 0 || ih >= p.H)
-        fill_zero(d, g.rowlen);
+      if (ih < 0 || ih >= p.H) {
+        if (!zero_rows_clean) fill_zero(d, g.rowlen);
+      }
       else if (p.sw == 2)
         deinterleave_row<V>(d, d + g.plen, xn + (c * p.H + ih) * p.W, p.W, p.pw, g.plen);
       else if (n > 0)
@@ -399,7 +404,7 @@ bool plane_single(const Conv2dShape& q, int64_t nplanes, const Src& src, const W
     for (int64_t u = b; u < e; ++u) {
       const int64_t i = u / rc, chunk = u % rc;
       const int64_t oh0 = chunk * q.OH / rc, oh1 = (chunk + 1) * q.OH / rc;
-      dw_fill<V>(g, q, src(i), oh0 * q.sh, plane);
+      dw_fill<V>(g, q, src(i), oh0 * q.sh, plane, rc == 1);
       int64_t npos = 0;
       for (int64_t oh = oh0; oh < oh1; ++oh)
         for (int64_t j = 0; j < q.OW; j += N)
@@ -668,7 +673,7 @@ bool dw_plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, cons
       const int64_t n0 = sp * p.N / splits, n1 = (sp + 1) * p.N / splits;
       fill_zero(acc, (RSpad + 1) * N);
       for (int64_t n = n0; n < n1; ++n) {
-        dw_fill<V>(g, q, x + (n * p.C + c) * p.H * p.W, 0, plane);
+        dw_fill<V>(g, q, x + (n * p.C + c) * p.H * p.W, 0, plane, true);
         const T* gk = gy + (n * p.K + k) * p.OH * p.OW;
         for (int64_t oh = 0; oh < p.OH; ++oh) copy_row<V>(gyp + oh * nvec * N, gk + oh * p.OW, p.OW);
         {
