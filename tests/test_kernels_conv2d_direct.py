@@ -194,11 +194,31 @@ def test_padding_wider_than_the_image(isa, rng):
     _check(isa, x, w, b, (2, 1), 6, 1, 1, relu=True)
 
 
+# Short-row depthwise planes (the plane engine): grad_input of strides > 1 phase-split into
+# stride-1 correlations, the plane fills that skip the padding, and planes cut into row chunks
+# (a single channel: its zero rows move from chunk to chunk).
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, mult, k, stride, padding, dilation", [
+    ((2, 5, 28, 28), 1, (5, 5), 2, 2, 1),        # EfficientNet-B0 5x5 s2
+    ((3, 4, 14, 14), 1, (3, 3), 2, 1, 1),        # MobileNet 3x3 s2 on a 14 x 14 map
+    ((1, 3, 15, 13), 2, (3, 5), (2, 3), (1, 2), 1),  # odd sizes, depth multiplier 2, strides 2 and 3
+    ((2, 3, 17, 19), 1, (3, 3), 2, (0, 3), 2),   # dilation 2 (all taps in one column phase)
+    ((1, 2, 9, 7), 3, (5, 5), (3, 2), 4, 1),     # padding beyond the kernel, M = 3
+    ((1, 1, 60, 30), 1, (5, 5), (1, 2), 2, 1),   # one plane: row chunks
+    ((1, 1, 40, 24), 2, (3, 3), 2, 1, 1),        # one input plane, row chunks, M = 2
+])
+def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, padding, dilation):
+    C = x_shape[1]
+    x, w, b = _arrays(rng, dtype, x_shape, (C * mult, 1, *k), True)
+    _check(isa, x, w, b, stride, padding, dilation, C)
+
+
 # Big enough to be split over threads (rows of one image for the depthwise filter, a fixed
 # number of reduction parts for grad_weight): the results must be bit-identical for 1 and 2.
 @pytest.mark.parametrize("case", [
     dict(x=(1, 3, 96, 70), w=(3, 1, 5, 5), stride=1, padding=2, groups=3),     # image filter
     dict(x=(2, 8, 33, 30), w=(16, 1, 3, 3), stride=2, padding=1, groups=8),    # MobileNet-like
+    dict(x=(4, 16, 28, 28), w=(16, 1, 5, 5), stride=2, padding=2, groups=16),  # EfficientNet-like
     dict(x=(1, 3, 64, 64), w=(16, 3, 7, 7), stride=2, padding=3, groups=1),    # ResNet-stem-like
     dict(x=(8, 1, 28, 28), w=(6, 1, 5, 5), stride=1, padding=0, groups=1),     # LeNet c1
     dict(x=(20, 6, 12, 12), w=(16, 6, 5, 5), stride=1, padding=0, groups=1),   # LeNet c2
