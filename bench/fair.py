@@ -261,6 +261,10 @@ SWEEP = [
     ("mbv2_pw_384to64x14_n16", 16, 384, 14, 14, 64, 1, 1, 0, 1, "MobileNetV2 pointwise project"),
     ("effnet_dw5x5_s2_240x28_n8", 8, 240, 28, 28, 240, 5, 2, 2, 240, "EfficientNet-B0 depthwise 5x5 s2"),
     ("convnext_dw7x7_96x56_n4", 4, 96, 56, 56, 96, 7, 1, 3, 96, "ConvNeXt-T depthwise 7x7"),
+    ("mbv2_dw_s2_144x56_n8", 8, 144, 56, 56, 144, 3, 2, 1, 144, "MobileNetV2 depthwise s2 (56 -> 28)"),
+    ("mbv2_dw_s2_192x28_n16", 16, 192, 28, 28, 192, 3, 2, 1, 192, "MobileNetV2 depthwise s2 (28 -> 14)"),
+    ("effnet_dw5x5_480x14_n16", 16, 480, 14, 14, 480, 5, 1, 2, 480, "EfficientNet-B0 depthwise 5x5"),
+    ("mbv2_dw_960x7_n32", 32, 960, 7, 7, 960, 3, 1, 1, 960, "MobileNetV2 depthwise on a 7x7 map"),
 ]
 
 

@@ -95,7 +95,7 @@ def test_cases_are_well_formed():
     assert any(c["params"]["groups"] == c["params"]["C"] > 1 for c in sweep)  # depthwise
     assert any(1 < c["params"]["groups"] < c["params"]["C"] for c in sweep)  # grouped
     chans = [c["params"][k] for c in sweep for k in ("C", "K")]
-    assert min(chans) <= 3 and max(chans) == 512
+    assert min(chans) <= 3 and max(chans) >= 512
     planes = [c["params"]["H"] for c in sweep]
     assert min(planes) <= 7 and max(planes) == 224
     assert {1, 64} <= {c["params"]["N"] for c in sweep}
