@@ -248,6 +248,7 @@ def test_sum_tolerance_catches_a_small_relative_error(isa, rng, dtype, rel):
     ((2, 32, 48, 48), (16, 32, 1, 1), 0, None),    # 1x1: direct on AVX-512 only
     ((1, 3, 64, 64), (64, 3, 7, 7), 3, False),     # stem-like: K = 64 goes to GEMM
     ((2, 3, 32, 32), (24, 3, 5, 5), 2, True),      # small C, K = 24: direct
+    ((3, 2, 75, 21), (5, 2, 3, 4), 1, True),       # small C, tall image: several row groups per image
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_weight_gradient_dispatch_on_wider_planes(isa, rng, x_shape, w_shape, padding, direct, dtype):
