@@ -1,7 +1,8 @@
 """Which conv2d weight-gradient kernel is faster, per shape: the autotuner times every kernel able
 to compute the layer (heuristics relaxed) and this prints their times. It is the measurement behind
-the direct-kernel limits in csrc/kernels/conv2d/conv2d_direct.h (kSmallCBwdWeightMaxK,
-is_wide_plane_bwd_weight). One process, cnnfast only; run it per ISA:
+the direct-kernel limits kSmallCBwdWeightMaxK (csrc/kernels/conv2d/conv2d_small_c.h: 32 output
+channels on AVX-512, 33 on AVX2) and is_wide_plane_bwd_weight (conv2d_plane.h). One process,
+cnnfast only; run it per ISA:
 
     python bench/conv_weight_grad_choice.py                 # the CPU's best ISA
     CNNFAST_ISA=avx2 python bench/conv_weight_grad_choice.py

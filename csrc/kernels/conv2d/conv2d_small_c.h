@@ -13,7 +13,9 @@ namespace {
 // ------------------------------------------------------------------------------------------
 // Up to 4 input channels (RGB(A), grey): beyond that C*R*S is long enough for the GEMM kernels.
 constexpr int64_t kSmallCMaxChannels = 4;
-constexpr int64_t kSmallCBwdWeightMaxK = 32;  // sc_bwd_weight declines from this K (see there)
+// sc_bwd_weight declines from this K (see there): 32 with 512-bit vectors, 33 with 256-bit ones.
+template <class V>
+constexpr int64_t kSmallCBwdWeightMaxK = sizeof(typename V::R) == 64 ? 32 : 33;
 
 inline bool is_small_c(const Conv2dShape& p) { return p.groups == 1 && p.C <= kSmallCMaxChannels; }
 
@@ -249,11 +251,12 @@ template <class V>
 bool sc_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
                    typename V::T* gb) {
   if (!is_small_c(p) || is_depthwise(p)) return false;
-  // From 32 output channels the GEMM path's weight gradient is faster (bench/conv_weight_grad_choice.py,
-  // 2 threads: the 7x7/s2 ResNet stem 1.9x at N=1 and 1.6x at N=16, AlexNet's 11x11
-  // stem 1.9x, a 3x3 CIFAR stem 2.9x on AVX-512; 0.94-1.5x on AVX2); up to 24 (LeNet's 6, 12,
-  // 16, 24) this kernel is 1.3-3x faster.
-  if (p.K >= kSmallCBwdWeightMaxK && !relax_heuristics()) return false;
+  // From 32 output channels (AVX-512) or beyond 32 (AVX2) the GEMM path's weight gradient is as
+  // fast or faster: 1 thread, CPU time (Xeon), GEMM / this kernel, AVX-512 then AVX2: MobileNetV2
+  // stem (K = 32) 0.95x / 1.0-1.05x, AlexNet's 11x11 stem (K = 64) 0.87x / 1.0x, the 7x7/s2 ResNet
+  // stem 0.77x / 0.93x, a 3x3 CIFAR stem (K = 64) 0.65x / 0.9-1.1x. Below 32 this kernel is 1.3-10x
+  // faster (LeNet's 6, 12, 16, 24; bench/conv_weight_grad_choice.py).
+  if (p.K >= kSmallCBwdWeightMaxK<V> && !relax_heuristics()) return false;
   return small_c_block(p.K) == 6 ? sc_bwd_weight_impl<V, 6>(p, x, gy, gw, gb)
                                  : sc_bwd_weight_impl<V, 4>(p, x, gy, gw, gb);
 }
