@@ -260,14 +260,17 @@ def test_sum_tolerance_catches_a_small_relative_error(isa, rng, dtype, rel):
 
 
 # The direct weight gradient beyond the small-plane limits (dispatch: K <= 16, planes up to the
-# relaxed bound; 1x1 only with 512-bit vectors) and the small-C one's K < 32 bound: each case must
-# reach the kernel the dispatch promises and match ref and the float64 oracle.
+# relaxed bound; 1x1 only with 512-bit vectors) and the small-C one's K bound (< 32 on AVX-512,
+# <= 32 on AVX2): each case must reach the kernel the dispatch promises (an ISA name: direct on
+# that ISA only) and match ref and the float64 oracle.
 @pytest.mark.parametrize("x_shape,w_shape,padding,direct", [
     ((4, 16, 32, 32), (16, 16, 3, 3), 1, True),    # 3x3, 16 -> 16, a 34 x 34 padded plane
     ((2, 32, 40, 40), (8, 32, 3, 3), 1, True),     # K = 8 over 32 channels
-    ((2, 32, 48, 48), (16, 32, 1, 1), 0, None),    # 1x1: direct on AVX-512 only
+    ((2, 32, 48, 48), (16, 32, 1, 1), 0, "avx512"),  # 1x1: direct on AVX-512 only
     ((1, 3, 64, 64), (64, 3, 7, 7), 3, False),     # stem-like: K = 64 goes to GEMM
+    ((1, 3, 96, 96), (32, 3, 3, 3), 1, "avx2"),    # small C, K = 32: direct on AVX2 only
     ((2, 3, 32, 32), (24, 3, 5, 5), 2, True),      # small C, K = 24: direct
+    ((3, 2, 75, 21), (5, 2, 3, 4), 1, True),       # small C, tall image: several row groups per image
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_weight_gradient_dispatch_on_wider_planes(isa, rng, x_shape, w_shape, padding, direct, dtype):
@@ -275,8 +278,31 @@ def test_weight_gradient_dispatch_on_wider_planes(isa, rng, x_shape, w_shape, pa
     _check(isa, x, w, b, 1, padding, 1, 1)
     if isa != "ref":
         dt = "f32" if dtype == np.float32 else "f64"
-        if direct is None:
-            direct = isa == "avx512"
+        if isinstance(direct, str):
+            direct = isa == direct
         _all_passes(x, w, b, 1, padding, 1, 1, False)  # _check ran ref last
         got = cnnfast.runtime_info()["last_kernels"][f"conv2d_bwd_weight_{dt}"]
         assert got == f"conv2d_bwd_weight_{dt}_{isa}" + ("_dense" if direct else ""), got
+
+
+# The small-plane forward leaves float32 3x3 stride-1 layers with >= 16 input channels to Winograd
+# (with 512-bit vectors only from C*K >= 512): each case must reach the kernel the dispatch
+# promises and match ref and the float64 oracle.
+@pytest.mark.parametrize("x_shape,w_shape,want", [
+    ((2, 32, 16, 16), (32, 32, 3, 3), {"avx2": "winograd", "avx512": "winograd"}),
+    ((2, 16, 16, 16), (16, 16, 3, 3), {"avx2": "winograd", "avx512": "dense"}),
+    ((2, 8, 16, 16), (16, 8, 3, 3), {"avx2": "dense", "avx512": "dense"}),  # Winograd wants C >= 16
+])
+def test_plane_forward_leaves_3x3_layers_to_winograd(isa, rng, x_shape, w_shape, want):
+    x, w, b = _arrays(rng, np.float32, x_shape, w_shape, True)
+    prev = cnnfast.get_winograd()
+    try:
+        for on in (True, False):  # with Winograd off the plane kernel keeps the layer
+            cnnfast.set_winograd(on)
+            _check(isa, x, w, b, 1, 1, 1, 1)
+            if isa != "ref":
+                F.conv2d(x, w, b, 1, 1)  # _check ran ref last
+                got = cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"]
+                assert got == f"conv2d_fwd_f32_{isa}_{want[isa] if on else 'dense'}", got
+    finally:
+        cnnfast.set_winograd(prev)

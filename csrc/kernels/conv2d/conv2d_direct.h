@@ -24,7 +24,8 @@
 //   forward       y_row[j]  = bias + sum over taps t of w_t * src_t[j]                (row_engine)
 //   bwd_input     the same engine on zero-padded grad_output rows, one pass per column phase of
 //                 grad_input (the taps of phase q are the s with (s*dw) % sw == q)
-//   bwd_weight    gw_t += dot(gy_row, src_t) with vector accumulators per tap      (dot_block);
+//   bwd_weight    gw_t += dot(gy_row, src_t) with vector accumulators per tap      (dot_block;
+//                 small C: dot_rows, the accumulators held over a group of rows);
 //                 grad_bias is the tap whose source row is all ones.
 //
 // Results do not depend on the thread count: rows are computed identically whatever the
