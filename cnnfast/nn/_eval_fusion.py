@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
 from .normalization import BatchNorm2d
+
+# a 1x1 conv on a 1x1 plane with at most this many images runs as matrix-vector products
+# (_core.linear_forward, which reads the weights once); larger batches use the conv GEMM
+_MATVEC_MAX_N = 4
 
 # ------------------------------------------------------------------------------------------------
 # Inference on ndarrays: Conv2d -> eval BatchNorm2d -> activation in one conv call where possible.
@@ -70,8 +75,18 @@ def conv_block_eval(mods, i, x):
             w = w * scale.reshape(-1, 1, 1, 1)
             b = shift if b is None else b.astype(w.dtype, copy=False) * scale + shift
     relu_in_kernel = act in ("relu", "relu6") and (bn is None or fold)
-    fn = F.conv2d_relu if relu_in_kernel else F.conv2d
-    y = fn(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+    xs = np.shape(x)
+    if (conv.groups == 1 and len(xs) == 4 and xs[2] == 1 and xs[3] == 1 and xs[0] <= _MATVEC_MAX_N
+            and w.shape[2] == 1 and w.shape[3] == 1 and _pads_zero(conv.padding) and type(x) is np.ndarray
+            and x.dtype == w.dtype and w.dtype.type in (np.float32, np.float64)
+            and (b is None or b.dtype == w.dtype)):
+        # 1x1 conv on a 1x1 plane (a squeeze-and-excitation block's): matrix-vector products
+        y = _core.linear_forward(x.reshape(xs[0], xs[1]), w.reshape(w.shape[0], -1), b).reshape(xs[0], -1, 1, 1)
+        if relu_in_kernel:
+            _core.pointwise_forward(y, "clamp", 1.0, 0.0, 0.0, np.inf, y)
+    else:
+        fn = F.conv2d_relu if relu_in_kernel else F.conv2d
+        y = fn(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
     if bn is not None and not fold:
         shp = (-1, 1, 1) if y.ndim == 3 else (1, -1, 1, 1)
         np.multiply(y, scale.astype(y.dtype, copy=False).reshape(shp), out=y)
@@ -79,16 +94,19 @@ def conv_block_eval(mods, i, x):
     if act == "relu" and not relu_in_kernel:
         F.relu_(y)
     elif act == "relu6":
-        if not relu_in_kernel:
-            np.maximum(y, y.dtype.type(0), out=y)
-        np.minimum(y, y.dtype.type(6), out=y)
+        P._relu6(y, out=y)  # one in-place pass (the lower clip is already done when relu_in_kernel)
     elif act == "hardswish":
-        y = P._hardswish(y)
+        y = P._hardswish(y, out=y)
     elif act == "hardsigmoid":
-        y = P._hardsigmoid(y)
+        y = P._hardsigmoid(y, out=y)
     elif act == "silu":
-        y = P._silu(y)
+        y = P._silu(y, out=y)
     return y, n_used
+
+
+def _pads_zero(padding):
+    """Whether a 1x1 kernel's ``padding`` adds nothing ('valid' and 'same' add nothing to it)."""
+    return isinstance(padding, str) or all(p == 0 for p in padding)
 
 
 def conv_bn_act(conv, bn, act, x):

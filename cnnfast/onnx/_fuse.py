@@ -30,6 +30,9 @@ __all__ = ["compile_eval"]
 # ops whose output may share memory with an input (views): their inputs are never overwritten
 _VIEW_OPS = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Identity", "Dropout", "Gather",
              "Cast", "Concat"}
+# a 1x1 conv on a 1x1 plane with at most this many images runs as matrix-vector products
+# (_core.linear_forward, which reads the weights once); larger batches use the conv GEMM
+_MATVEC_MAX_N = 4
 _CHUNK = 1 << 16  # elements per chunk of the multi-pass activations (256 KiB float32: stays in L2)
 
 
@@ -40,35 +43,31 @@ def _const(gm, name):
 
 
 def _hardswish_(y, add, lo, hi, div):
-    """``y * clip(y + add, lo, hi) / div`` written into ``y``, in L2-sized chunks, computed as
-    ``y * clip(y * (1/div) + add/div, lo/div, hi/div)`` (a multiply instead of the slower divide;
-    equal up to float rounding) for ``div > 0``."""
-    t3 = y.dtype.type
+    """``y * clip(y + add, lo, hi) / div`` written into ``y`` (float32/float64, C-contiguous), by
+    the C++ kernel as ``y * clip(y * (1/div) + add/div, lo/div, hi/div)`` (one pass; a multiply
+    instead of the slower divide; equal up to float rounding) for ``div > 0``, else by NumPy."""
     add, div = float(add), float(div)
+    lo = -np.inf if lo is None else float(lo)
+    hi = np.inf if hi is None else float(hi)
+    if div > 0:
+        return _core.pointwise_forward(y, "hardswish", 1 / div, add / div, lo / div, hi / div, y)
+    t3 = y.dtype.type
     flat = y.reshape(-1)
     n = flat.size
     t = np.empty(min(n, _CHUNK), y.dtype)
-    if div > 0:
-        k, off = t3(1 / div), t3(add / div)
-        lo = None if lo is None else t3(lo / div)
-        hi = None if hi is None else t3(hi / div)
-        for s in range(0, n, _CHUNK):
-            c = flat[s:s + _CHUNK]
-            tc = t[:c.size]
-            np.multiply(c, k, out=tc)
-            np.add(tc, off, out=tc)
-            np.clip(tc, lo, hi, out=tc)
-            np.multiply(c, tc, out=c)
-        return y
-    add, div = t3(add), t3(div)
     for s in range(0, n, _CHUNK):
         c = flat[s:s + _CHUNK]
         tc = t[:c.size]
-        np.add(c, add, out=tc)
+        np.add(c, t3(add), out=tc)
         np.clip(tc, lo, hi, out=tc)
         np.multiply(c, tc, out=tc)
-        np.divide(tc, div, out=c)
+        np.divide(tc, t3(div), out=c)
     return y
+
+
+def _clamp_(y, a, b, lo, hi):
+    """``clip(y * a + b, lo, hi)`` written into ``y`` by the C++ kernel (one pass)."""
+    return _core.pointwise_forward(y, "clamp", a, b, -np.inf if lo is None else lo, np.inf if hi is None else hi, y)
 
 
 def _scalar_or_none(a):
@@ -238,6 +237,7 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
     ext_inputs = [xin] + [x for n in group[1:] for x in n.inputs if x and x not in inner and x != xin]
     conv_relu = conv0.fused_relu
     core = _core.conv2d_forward
+    matvec_ok = groups == 1
 
     def slow(gm, values):
         _run_nodes(gm, group, values, OPS)
@@ -295,7 +295,16 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
                 x = np.pad(x, ((0, 0), (0, 0), (t - st, b - st), (l - sl, r - sl)))
             p = (st, sl)
         relu_in_kernel = conv_relu or (act == "Relu" and (bname is None or fold))
-        y = core(x, w, bias, stride, p, dil, groups, relu_in_kernel)
+        xs = x.shape
+        if (matvec_ok and xs[2] == 1 and xs[3] == 1 and p == (0, 0) and xs[0] <= _MATVEC_MAX_N
+                and w.shape[2] == 1 and w.shape[3] == 1):
+            # 1x1 conv on a 1x1 plane (an SE block's, a head's): a matrix-vector product
+            y = _core.linear_forward(x.reshape(xs[0], xs[1]), w.reshape(w.shape[0], -1), bias)
+            y = y.reshape(xs[0], w.shape[0], 1, 1)
+            if relu_in_kernel:
+                _clamp_(y, 1.0, 0.0, 0.0, None)
+        else:
+            y = core(x, w, bias, stride, p, dil, groups, relu_in_kernel)
         if bname is not None and not fold:
             np.multiply(y, scale.reshape(1, -1, 1, 1), out=y)
             np.add(y, shift.reshape(1, -1, 1, 1), out=y)
@@ -305,25 +314,17 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
             if not relu_in_kernel:
                 F.relu_(y)
         elif act == "HardSwish":
-            _hardswish_(y, 3.0, 0.0, 6.0, 6.0)
+            _core.pointwise_forward(y, "hardswish", 1 / 6, 0.5, 0.0, 1.0, y)
         elif act == "HardSigmoid":
             alpha, beta = act_args
-            t3 = y.dtype.type
-            if abs(alpha - 1 / 6) < 1e-6 and beta == 0.5:
-                np.add(y, t3(3), out=y)
-                np.clip(y, 0, 6, out=y)
-                np.divide(y, 6, out=y)
-            else:
-                np.multiply(y, t3(alpha), out=y)
-                np.add(y, t3(beta), out=y)
-                np.clip(y, 0, 1, out=y)
+            if abs(alpha - 1 / 6) < 1e-6 and beta == 0.5:  # a float32 attribute meaning 1/6, as _op_hardsigmoid
+                alpha = 1 / 6
+            _clamp_(y, alpha, beta, 0.0, 1.0)
         elif act == "Clip":
             lo = _scalar_or_none(_const(gm, act_args[0])) if act_args[0] else None
             hi = _scalar_or_none(_const(gm, act_args[1])) if act_args[1] else None
-            if lo == 0.0 and hi == 6.0:
-                np.clip(y, y.dtype.type(0), y.dtype.type(6), out=y)
-            elif lo is not None or hi is not None:
-                np.clip(y, lo, hi, out=y)
+            if lo is not None or hi is not None:
+                _clamp_(y, 1.0, 0.0, lo, hi)
         else:  # hardswish4: the constants are trainable; read their current values
             add, lo, hi, div = (_const(gm, n) for n in act_args)
             if add.dtype != y.dtype or div.dtype != y.dtype:
