@@ -54,7 +54,7 @@ def main(argv=None):
             x = rng.uniform(-5, 5, shape).astype(np.float32)
             y = np.empty_like(x)  # out of place: repeated in-place passes would drift into subnormals
             reps = max(1, 200000 // x.size)
-            a, b = _ab(lambda: kern(x, out=y), lambda: ref(x), args.rounds, reps)
+            a, b = _ab(lambda x=x, y=y, kern=kern: kern(x, out=y), lambda x=x, ref=ref: ref(x), args.rounds, reps)
             print(f"| {name} | {'x'.join(map(str, shape))} | {a * 1e6:.1f} | {b * 1e6:.1f} | {b / a:.2f}x |")
     print("\n| m | n | k | linear_forward (us) | conv2d GEMM (us) | speed-up |\n|---|---|---|---|---|---|")
     one, zero = (1, 1), (0, 0)
@@ -63,8 +63,8 @@ def main(argv=None):
         b = rng.standard_normal((n, k)).astype(np.float32)
         xs, ws = a.reshape(m, k, 1, 1), b.reshape(n, k, 1, 1)
         reps = max(1, 2000000 // (m * n * k))
-        t1, t2 = _ab(lambda: _core.linear_forward(a, b), lambda: _core.conv2d_forward(xs, ws, None, one, zero, one, 1, False),
-                     args.rounds, reps)
+        t1, t2 = _ab(lambda a=a, b=b: _core.linear_forward(a, b),
+                     lambda xs=xs, ws=ws: _core.conv2d_forward(xs, ws, None, one, zero, one, 1, False), args.rounds, reps)
         print(f"| {m} | {n} | {k} | {t1 * 1e6:.1f} | {t2 * 1e6:.1f} | {t2 / t1:.2f}x |")
 
 
