@@ -10,10 +10,6 @@ import numpy as np
 from .. import _core
 from .normalization import BatchNorm2d
 
-# a 1x1 conv on a 1x1 plane with at most this many images runs as matrix-vector products
-# (_core.linear_forward, which reads the weights once); larger batches use the conv GEMM
-_MATVEC_MAX_N = 4
-
 # ------------------------------------------------------------------------------------------------
 # Inference on ndarrays: Conv2d -> eval BatchNorm2d -> activation in one conv call where possible.
 # Sequential.forward calls conv_block_eval for a Conv2d child given an ndarray (nothing recorded).
@@ -27,6 +23,11 @@ def _act_kinds():
 
 
 _ACTS: dict[type, str] = {}
+# each activation as _core.conv_bn_act_forward's (act, (a, b, lo, hi)); SiLU runs in NumPy after it
+# (the C++ kernel's SiLU has no vector exp yet)
+_FUSED_ACTS = {None: ("none", ()), "relu": ("relu", ()), "relu6": ("clamp", (1.0, 0.0, 0.0, 6.0)),
+               "hardswish": ("hardswish", (1 / 6, 0.5, 0.0, 1.0)), "hardsigmoid": ("clamp", (1 / 6, 0.5, 0.0, 1.0)),
+               "silu": ("none", ())}
 
 
 def conv_block_eval(mods, i, x):
@@ -39,8 +40,11 @@ def conv_block_eval(mods, i, x):
     beta``, in the weights' dtype) when the weights are no larger than the output, which saves a
     pass over the output for a pass over the weights; otherwise it is applied in place to the
     conv's output. Nothing is cached, so weights changed in place (an optimizer step, a
-    load_state_dict) are always used. ReLU and ReLU6 run in the conv kernel's epilogue (ReLU6's
-    upper clip is one in-place pass); the other activations run on the conv's output.
+    load_state_dict) are always used. ReLU runs in the conv kernel's epilogue; the other
+    activations run in place on the conv's output (C++ kernels). A 4-D float32/float64 ndarray
+    with a symmetric padding takes all of it in one C++ call (``_core.conv_bn_act_forward``, which
+    also runs a 1x1 conv on a 1x1 plane as matrix-vector products); other inputs go through
+    :func:`cnnfast.functional.conv2d` (its casting and checks) and the steps below.
     """
     from .. import functional as F
     from ..functional import pointwise as P
@@ -58,6 +62,18 @@ def conv_block_eval(mods, i, x):
         act, n_used = _ACTS[type(nxt)], n_used + 1
     w = conv.weight.data
     b = None if conv.bias is None else conv.bias.data
+    pad = conv.padding
+    if (type(x) is np.ndarray and x.ndim == 4 and x.dtype == w.dtype and w.dtype.type in (np.float32, np.float64)
+            and (b is None or b.dtype == w.dtype) and type(pad) is tuple and len(pad) == 2
+            and x.shape[1] == w.shape[1] * conv.groups):
+        # the whole block in one C++ call (conv -> BatchNorm folded or per channel -> activation)
+        kind, params = _FUSED_ACTS[act]
+        bnt = None if bn is None else (bn.running_mean, bn.running_var, None if bn.weight is None else bn.weight.data,
+                                       None if bn.bias is None else bn.bias.data, float(bn.eps))
+        y = _core.conv_bn_act_forward(x, w, b, conv.stride, pad, conv.dilation, conv.groups, False, bnt, kind, *params)
+        if act == "silu":
+            P._silu(y, out=y)
+        return y, n_used
     fold = False
     if bn is not None:
         dt = w.dtype.type
@@ -75,18 +91,8 @@ def conv_block_eval(mods, i, x):
             w = w * scale.reshape(-1, 1, 1, 1)
             b = shift if b is None else b.astype(w.dtype, copy=False) * scale + shift
     relu_in_kernel = act in ("relu", "relu6") and (bn is None or fold)
-    xs = np.shape(x)
-    if (conv.groups == 1 and len(xs) == 4 and xs[2] == 1 and xs[3] == 1 and xs[0] <= _MATVEC_MAX_N
-            and w.shape[2] == 1 and w.shape[3] == 1 and _pads_zero(conv.padding) and type(x) is np.ndarray
-            and x.dtype == w.dtype and w.dtype.type in (np.float32, np.float64)
-            and (b is None or b.dtype == w.dtype)):
-        # 1x1 conv on a 1x1 plane (a squeeze-and-excitation block's): matrix-vector products
-        y = _core.linear_forward(x.reshape(xs[0], xs[1]), w.reshape(w.shape[0], -1), b).reshape(xs[0], -1, 1, 1)
-        if relu_in_kernel:
-            _core.pointwise_forward(y, "clamp", 1.0, 0.0, 0.0, np.inf, y)
-    else:
-        fn = F.conv2d_relu if relu_in_kernel else F.conv2d
-        y = fn(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+    fn = F.conv2d_relu if relu_in_kernel else F.conv2d
+    y = fn(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
     if bn is not None and not fold:
         shp = (-1, 1, 1) if y.ndim == 3 else (1, -1, 1, 1)
         np.multiply(y, scale.astype(y.dtype, copy=False).reshape(shp), out=y)
@@ -102,11 +108,6 @@ def conv_block_eval(mods, i, x):
     elif act == "silu":
         y = P._silu(y, out=y)
     return y, n_used
-
-
-def _pads_zero(padding):
-    """Whether a 1x1 kernel's ``padding`` adds nothing ('valid' and 'same' add nothing to it)."""
-    return isinstance(padding, str) or all(p == 0 for p in padding)
 
 
 def conv_bn_act(conv, bn, act, x):
