@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ with cnnfast.no_grad():
         t0, c0 = time.perf_counter(), time.process_time()
         m(x)
         w.append(time.perf_counter() - t0); c.append(time.process_time() - c0)
-print(json.dumps({"wall": float(np.median(w)), "cpu": float(np.median(c))}))
+print(json.dumps({"wall": float(np.median(w)), "cpu": float(np.median(c)), "file": cnnfast.__file__}))
 """
 
 
@@ -78,9 +79,13 @@ def main(argv=None):
         for _ in range(args.rounds):
             for tag, root in (("A", args.a), ("B", args.b)):
                 env = dict(os.environ, PYTHONPATH=str(Path(root).resolve()))
+                # cwd: not a tree root (python -c puts the working directory first on sys.path)
                 out = subprocess.run([sys.executable, "-c", WORKER, kind, json.dumps(shape), str(args.threads),
-                                      str(args.calls), path], env=env, capture_output=True, text=True, check=True)
+                                      str(args.calls), path], env=env, capture_output=True, text=True, check=True,
+                                     cwd=tempfile.gettempdir())
                 d = json.loads(out.stdout.strip().splitlines()[-1])
+                want = Path(root).resolve() / "cnnfast" / "__init__.py"
+                assert Path(d["file"]).resolve() == want, (d["file"], want)
                 res.setdefault((net, tag), []).append(d)
         med = {t: {k: float(np.median([d[k] for d in res[(net, t)]])) * 1e3 for k in ("wall", "cpu")} for t in "AB"}
         print(f"| {net} | {med['A']['wall']:.2f} | {med['B']['wall']:.2f} | {med['A']['cpu']:.2f} | {med['B']['cpu']:.2f} "
