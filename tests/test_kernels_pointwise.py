@@ -171,3 +171,67 @@ def test_se_block_eval_matches_unfused(rng):
         got = seq(x)
         want = seq(cnnfast.Tensor(x)).data
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _conv_bn_act_reference(x, w, b, stride, pad, groups, bn, act):
+    """conv2d -> BatchNorm (running statistics) -> activation, in float64, module by module."""
+    y = cnnfast.functional.conv2d(x.astype(np.float64), w.astype(np.float64),
+                                  None if b is None else b.astype(np.float64), stride, pad, 1, groups)
+    if bn is not None:
+        mean, var, gamma, beta, eps = bn
+        s = (1.0 if gamma is None else gamma.astype(np.float64)) / np.sqrt(var.astype(np.float64) + eps)
+        y = (y - mean.astype(np.float64).reshape(1, -1, 1, 1)) * np.reshape(s, (1, -1, 1, 1))
+        if beta is not None:
+            y = y + beta.astype(np.float64).reshape(1, -1, 1, 1)
+    return {"none": lambda v: v, "relu": lambda v: np.maximum(v, 0), "relu6": P._relu6_np,
+            "hardswish": P._hardswish_np, "hardsigmoid": P._hardsigmoid_np}[act](y)
+
+
+_ACT_ARGS = {"none": ("none",), "relu": ("relu",), "relu6": ("clamp", 1.0, 0.0, 0.0, 6.0),
+             "hardswish": ("hardswish", 1 / 6, 0.5, 0.0, 1.0), "hardsigmoid": ("clamp", 1 / 6, 0.5, 0.0, 1.0)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [
+    # (x shape, w shape, stride, pad, groups): BN folded (small weights) / applied to the output
+    # (weights larger than the output) / 1x1 conv on a 1x1 plane (matrix-vector, and the GEMM above 4 images)
+    ((2, 4, 9, 8), (6, 4, 3, 3), (1, 1), (1, 1), 1),
+    ((1, 32, 3, 3), (48, 32, 3, 3), (2, 2), (1, 1), 1),
+    ((3, 6, 7, 7), (6, 1, 3, 3), (1, 1), (1, 1), 6),
+    ((1, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),
+    ((4, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),
+    ((6, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),
+], ids=["fold", "no_fold", "depthwise", "matvec_n1", "matvec_n4", "gemm_n6"])
+def test_conv_bn_act_matches_modules(rng, dtype, case):
+    xs, ws, stride, pad, groups = case
+    x = rng.standard_normal(xs).astype(dtype)
+    w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    o = ws[0]
+    bn = (rng.normal(0, 0.3, o).astype(np.float32), rng.uniform(0.5, 2, o).astype(np.float32),
+          rng.uniform(0.5, 1.5, o).astype(np.float32), rng.normal(0, 0.3, o).astype(np.float32), 1e-5)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for bias in (None, b):
+        for bnt in (None, bn, bn[:2] + (None, None, 1e-3)):
+            for act, args in _ACT_ARGS.items():
+                got = _core.conv_bn_act_forward(x, w, bias, stride, pad, (1, 1), groups, False, bnt, *args)
+                want = _conv_bn_act_reference(x, w, bias, stride, pad, groups, bnt, act)
+                assert got.dtype == dtype and got.shape == want.shape
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()),
+                                           err_msg=f"bias={bias is not None} bn={bnt is not None} act={act}")
+
+
+def test_conv_bn_act_errors():
+    x = np.zeros((1, 4, 5, 5), np.float32)
+    w = np.zeros((6, 4, 3, 3), np.float32)
+    ok = (np.zeros(6, np.float32), np.ones(6, np.float32), None, None, 1e-5)
+    with pytest.raises(ValueError, match=r"running_var of size \(5,\) does not match the conv's 6 output channels"):
+        _core.conv_bn_act_forward(x, w, None, (1, 1), (1, 1), (1, 1), 1, False, (ok[0], np.ones(5, np.float32)) + ok[2:],
+                                  "none")
+    with pytest.raises(ValueError, match="act must be"):
+        _core.conv_bn_act_forward(x, w, None, (1, 1), (1, 1), (1, 1), 1, False, ok, "gelu")
+    with pytest.raises(ValueError, match="input has dtype float64 but weight has dtype float32"):
+        _core.conv_bn_act_forward(x.astype(np.float64), w, None, (1, 1), (1, 1), (1, 1), 1, False, None, "none")
+    with pytest.raises(ValueError, match="channels"):  # the conv's own shape check
+        _core.conv_bn_act_forward(np.zeros((1, 3, 5, 5), np.float32), w, None, (1, 1), (1, 1), (1, 1), 1, False, None,
+                                  "relu")
