@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from .._ndarray.pointwise import _hardsigmoid, _hardswish, _relu6, _silu
 from .normalization import BatchNorm2d
 
 # ------------------------------------------------------------------------------------------------
@@ -46,9 +47,6 @@ def conv_block_eval(mods, i, x):
     also runs a 1x1 conv on a 1x1 plane as matrix-vector products); other inputs go through
     :func:`cnnfast.functional.conv2d` (its casting and checks) and the steps below.
     """
-    from .. import functional as F
-    from ..functional import pointwise as P
-
     if not _ACTS:
         _ACTS.update(_act_kinds())
     conv = mods[i]
@@ -72,8 +70,10 @@ def conv_block_eval(mods, i, x):
                                        None if bn.bias is None else bn.bias.data, float(bn.eps))
         y = _core.conv_bn_act_forward(x, w, b, conv.stride, pad, conv.dilation, conv.groups, False, bnt, kind, *params)
         if act == "silu":
-            P._silu(y, out=y)
+            _silu(y, out=y)
         return y, n_used
+    from .. import functional as F
+
     fold = False
     if bn is not None:
         dt = w.dtype.type
@@ -100,13 +100,13 @@ def conv_block_eval(mods, i, x):
     if act == "relu" and not relu_in_kernel:
         F.relu_(y)
     elif act == "relu6":
-        P._relu6(y, out=y)  # one in-place pass (the lower clip is already done when relu_in_kernel)
+        _relu6(y, out=y)  # one in-place pass (the lower clip is already done when relu_in_kernel)
     elif act == "hardswish":
-        y = P._hardswish(y, out=y)
+        y = _hardswish(y, out=y)
     elif act == "hardsigmoid":
-        y = P._hardsigmoid(y, out=y)
+        y = _hardsigmoid(y, out=y)
     elif act == "silu":
-        y = P._silu(y, out=y)
+        y = _silu(y, out=y)
     return y, n_used
 
 
