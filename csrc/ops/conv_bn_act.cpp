@@ -6,7 +6,9 @@
 // to the output per channel; ReLU runs in the conv kernel's epilogue where it can, the other
 // activations in place on the output (kernels/pointwise). A 1x1 conv on a 1x1 plane with few
 // images runs as matrix-vector products (kernels/linear).
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "common/allocator.h"
 #include "common/parallel.h"
