@@ -24,6 +24,9 @@ from . import _core
 __all__ = ["mm", "mm_nt", "mm_tn"]
 
 _ONE = (1, 1)
+# mm_nt with at most this many rows in a runs as matrix-vector products (_core.linear_forward):
+# the GEMM packs b for a single column there; measured with bench/activation_kernels.py
+_MATVEC_MAX_M = 4
 _ZERO = (0, 0)
 
 
@@ -50,6 +53,8 @@ def mm_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     assert k == k2, (a.shape, b.shape)
     if _generic(a, b):
         return np.matmul(a, b.T)
+    if m <= _MATVEC_MAX_M:  # a Linear layer at a small batch: matrix-vector products, b read once
+        return _core.linear_forward(a, b)
     x = np.ascontiguousarray(b).reshape(1, n, k, 1)
     gy = np.ascontiguousarray(a).reshape(1, m, k, 1)
     return _core.conv2d_backward_weight(x, [m, n, 1, 1], gy, _ONE, _ZERO, _ONE, 1, False)[0].reshape(m, n)

@@ -5,8 +5,26 @@ import math
 
 import numpy as np
 
+from .. import _core
 
-def _relu6(x):
+
+# The forward activations run in cnnfast's C++ kernels (kernels/pointwise: one pass, no temporary,
+# threaded, SIMD) for float32/float64; other dtypes use the NumPy formulas (the *_np functions,
+# also the reference the kernels are tested against). ``out`` may be ``x`` itself (in place).
+_F = (np.float32, np.float64)
+
+
+def _kernel_ok(x, out):
+    return x.dtype.type in _F and (out is None or (out.dtype == x.dtype and out.flags.c_contiguous))
+
+
+def _relu6(x, out=None):
+    if _kernel_ok(x, out):
+        return _core.pointwise_forward(x, "clamp", 1.0, 0.0, 0.0, 6.0, out)
+    return np.clip(x, x.dtype.type(0), x.dtype.type(6), out=out)
+
+
+def _relu6_np(x):
     return np.clip(x, x.dtype.type(0), x.dtype.type(6))
 
 
@@ -14,7 +32,18 @@ def _relu6_backward(g, x):
     return g * ((x > 0) & (x < 6))
 
 
-def _hardsigmoid(x):
+def _hardsigmoid(x, out=None):
+    """min(max(x + 3, 0), 6) / 6, computed as min(max(x / 6 + 1/2, 0), 1) (equal up to rounding)."""
+    if _kernel_ok(x, out):
+        return _core.pointwise_forward(x, "clamp", 1 / 6, 0.5, 0.0, 1.0, out)
+    t = _hardsigmoid_np(x)
+    if out is None:
+        return t
+    out[...] = t
+    return out
+
+
+def _hardsigmoid_np(x):
     t = x + x.dtype.type(3)  # one temporary, then in place: three passes over memory
     np.clip(t, 0, 6, out=t)
     np.divide(t, 6, out=t)
@@ -25,7 +54,18 @@ def _hardsigmoid_backward(g, x):
     return g * (((x > -3) & (x < 3)) / np.asarray(6, dtype=g.dtype))
 
 
-def _hardswish(x):
+def _hardswish(x, out=None):
+    """x * min(max(x + 3, 0), 6) / 6, computed as x * min(max(x / 6 + 1/2, 0), 1) (equal up to rounding)."""
+    if _kernel_ok(x, out):
+        return _core.pointwise_forward(x, "hardswish", 1 / 6, 0.5, 0.0, 1.0, out)
+    t = _hardswish_np(x)
+    if out is None:
+        return t
+    out[...] = t
+    return out
+
+
+def _hardswish_np(x):
     t = x + x.dtype.type(3)  # x * min(max(x + 3, 0), 6) / 6 as torch, in place on one temporary
     np.clip(t, 0, 6, out=t)
     np.multiply(t, x, out=t)
@@ -49,7 +89,17 @@ def _sigmoid(x):
     return t
 
 
-def _silu(x):
+def _silu(x, out=None):
+    # NumPy's formula: the C++ kernel's SiLU (kind "silu") has no vector exp yet and is slower
+    # than NumPy's SIMD exp (bench/activation_kernels.py)
+    t = _silu_np(x)
+    if out is None:
+        return t
+    out[...] = t
+    return out
+
+
+def _silu_np(x):
     t = np.negative(x)  # x / (1 + exp(-x)): four passes, one temporary; -> -0.0 where exp overflows
     with np.errstate(over="ignore"):
         np.exp(t, out=t)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
+from .._ndarray.pointwise import _hardsigmoid, _hardswish, _relu6, _silu
 from .normalization import BatchNorm2d
 
 # ------------------------------------------------------------------------------------------------
@@ -22,6 +24,11 @@ def _act_kinds():
 
 
 _ACTS: dict[type, str] = {}
+# each activation as _core.conv_bn_act_forward's (act, (a, b, lo, hi)); SiLU runs in NumPy after it
+# (the C++ kernel's SiLU has no vector exp yet)
+_FUSED_ACTS = {None: ("none", ()), "relu": ("relu", ()), "relu6": ("clamp", (1.0, 0.0, 0.0, 6.0)),
+               "hardswish": ("hardswish", (1 / 6, 0.5, 0.0, 1.0)), "hardsigmoid": ("clamp", (1 / 6, 0.5, 0.0, 1.0)),
+               "silu": ("none", ())}
 
 
 def conv_block_eval(mods, i, x):
@@ -34,12 +41,12 @@ def conv_block_eval(mods, i, x):
     beta``, in the weights' dtype) when the weights are no larger than the output, which saves a
     pass over the output for a pass over the weights; otherwise it is applied in place to the
     conv's output. Nothing is cached, so weights changed in place (an optimizer step, a
-    load_state_dict) are always used. ReLU and ReLU6 run in the conv kernel's epilogue (ReLU6's
-    upper clip is one in-place pass); the other activations run on the conv's output.
+    load_state_dict) are always used. ReLU runs in the conv kernel's epilogue; the other
+    activations run in place on the conv's output (C++ kernels). A 4-D float32/float64 ndarray
+    with a symmetric padding takes all of it in one C++ call (``_core.conv_bn_act_forward``, which
+    also runs a 1x1 conv on a 1x1 plane as matrix-vector products); other inputs go through
+    :func:`cnnfast.functional.conv2d` (its casting and checks) and the steps below.
     """
-    from .. import functional as F
-    from ..functional import pointwise as P
-
     if not _ACTS:
         _ACTS.update(_act_kinds())
     conv = mods[i]
@@ -53,6 +60,20 @@ def conv_block_eval(mods, i, x):
         act, n_used = _ACTS[type(nxt)], n_used + 1
     w = conv.weight.data
     b = None if conv.bias is None else conv.bias.data
+    pad = conv.padding
+    if (type(x) is np.ndarray and x.ndim == 4 and x.dtype == w.dtype and w.dtype.type in (np.float32, np.float64)
+            and (b is None or b.dtype == w.dtype) and type(pad) is tuple and len(pad) == 2
+            and x.shape[1] == w.shape[1] * conv.groups):
+        # the whole block in one C++ call (conv -> BatchNorm folded or per channel -> activation)
+        kind, params = _FUSED_ACTS[act]
+        bnt = None if bn is None else (bn.running_mean, bn.running_var, None if bn.weight is None else bn.weight.data,
+                                       None if bn.bias is None else bn.bias.data, float(bn.eps))
+        y = _core.conv_bn_act_forward(x, w, b, conv.stride, pad, conv.dilation, conv.groups, False, bnt, kind, *params)
+        if act == "silu":
+            _silu(y, out=y)
+        return y, n_used
+    from .. import functional as F
+
     fold = False
     if bn is not None:
         dt = w.dtype.type
@@ -79,15 +100,13 @@ def conv_block_eval(mods, i, x):
     if act == "relu" and not relu_in_kernel:
         F.relu_(y)
     elif act == "relu6":
-        if not relu_in_kernel:
-            np.maximum(y, y.dtype.type(0), out=y)
-        np.minimum(y, y.dtype.type(6), out=y)
+        _relu6(y, out=y)  # one in-place pass (the lower clip is already done when relu_in_kernel)
     elif act == "hardswish":
-        y = P._hardswish(y)
+        y = _hardswish(y, out=y)
     elif act == "hardsigmoid":
-        y = P._hardsigmoid(y)
+        y = _hardsigmoid(y, out=y)
     elif act == "silu":
-        y = P._silu(y)
+        y = _silu(y, out=y)
     return y, n_used
 
 

@@ -8,7 +8,9 @@ steps instead of one dispatch per graph node:
   BatchNorm is folded into the conv's weights when they are no larger than the output (else
   applied in place to the conv's output), ReLU runs in the conv kernel's epilogue, the other
   activations in place on the conv's output. A Conv without BatchNorm fuses its activation too.
-- The conv kernel is called directly (``_core.conv2d_forward``) with the padding worked out once.
+  The whole step is one C++ call (``_core.conv_bn_act_forward``, with the padding and the
+  activation's constants worked out once); a 1x1 conv on a 1x1 plane (an SE block's) runs there
+  as matrix-vector products.
 - Every other node runs its ordinary operator function.
 
 Nothing derived from the weights is cached: each call reads the modules' current parameters and
@@ -30,45 +32,10 @@ __all__ = ["compile_eval"]
 # ops whose output may share memory with an input (views): their inputs are never overwritten
 _VIEW_OPS = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Identity", "Dropout", "Gather",
              "Cast", "Concat"}
-_CHUNK = 1 << 16  # elements per chunk of the multi-pass activations (256 KiB float32: stays in L2)
-
-
 def _const(gm, name):
     """The current ndarray of the graph constant ``name`` (a Parameter's data or a buffer)."""
     v = gm.__dict__[gm._names[name]]
     return v.data if isinstance(v, Tensor) else v
-
-
-def _hardswish_(y, add, lo, hi, div):
-    """``y * clip(y + add, lo, hi) / div`` written into ``y``, in L2-sized chunks, computed as
-    ``y * clip(y * (1/div) + add/div, lo/div, hi/div)`` (a multiply instead of the slower divide;
-    equal up to float rounding) for ``div > 0``."""
-    t3 = y.dtype.type
-    add, div = float(add), float(div)
-    flat = y.reshape(-1)
-    n = flat.size
-    t = np.empty(min(n, _CHUNK), y.dtype)
-    if div > 0:
-        k, off = t3(1 / div), t3(add / div)
-        lo = None if lo is None else t3(lo / div)
-        hi = None if hi is None else t3(hi / div)
-        for s in range(0, n, _CHUNK):
-            c = flat[s:s + _CHUNK]
-            tc = t[:c.size]
-            np.multiply(c, k, out=tc)
-            np.add(tc, off, out=tc)
-            np.clip(tc, lo, hi, out=tc)
-            np.multiply(c, tc, out=c)
-        return y
-    add, div = t3(add), t3(div)
-    for s in range(0, n, _CHUNK):
-        c = flat[s:s + _CHUNK]
-        tc = t[:c.size]
-        np.add(c, add, out=tc)
-        np.clip(tc, lo, hi, out=tc)
-        np.multiply(c, tc, out=tc)
-        np.divide(tc, div, out=c)
-    return y
 
 
 def _scalar_or_none(a):
@@ -218,8 +185,6 @@ def _gap(gm, nd, OPS):
 
 
 def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
-    from .. import functional as F
-
     conv_node = group[0]
     cname = conv_node.attrs["_module"]
     bname = bn_node.attrs["_module"] if bn_node is not None else None
@@ -237,7 +202,20 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
     inner = [o for n in group[:-1] for o in n.outputs if o]
     ext_inputs = [xin] + [x for n in group[1:] for x in n.inputs if x and x not in inner and x != xin]
     conv_relu = conv0.fused_relu
-    core = _core.conv2d_forward
+    fused = _core.conv_bn_act_forward
+    # the activation as conv_bn_act_forward's (kind, a, b, lo, hi); kind None: read at run time
+    kind, params = None, ()
+    if act is None:
+        kind = "none"
+    elif act == "Relu":
+        kind = "relu"
+    elif act == "HardSwish":
+        kind, params = "hardswish", (1 / 6, 0.5, 0.0, 1.0)
+    elif act == "HardSigmoid":
+        alpha, beta = act_args
+        if abs(alpha - 1 / 6) < 1e-6 and beta == 0.5:  # a float32 attribute meaning 1/6, as _op_hardsigmoid
+            alpha = 1 / 6
+        kind, params = "clamp", (alpha, beta, 0.0, 1.0)
 
     def slow(gm, values):
         _run_nodes(gm, group, values, OPS)
@@ -256,33 +234,14 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
         bias = None if bias is None else bias.data
         if type(x) is not np.ndarray or x.ndim != 4 or x.dtype != w.dtype or (bias is not None and bias.dtype != w.dtype):
             return slow(gm, values)
-        fold = False
+        bn = None
         if bname is not None:
-            bn = mods[bname]
-            if (type(bn) is not BatchNorm2d or bn.training or bn._forward_hooks or bn.running_mean is None
-                    or bn.num_features != w.shape[0]):
+            m = mods[bname]
+            if (type(m) is not BatchNorm2d or m.training or m._forward_hooks or m.running_mean is None
+                    or m.num_features != w.shape[0]):
                 return slow(gm, values)
-            dt = w.dtype.type
-            scale = np.add(bn.running_var, dt(bn.eps), dtype=w.dtype)  # gamma / sqrt(var + eps)
-            np.sqrt(scale, out=scale)
-            if bn.weight is not None:
-                np.divide(bn.weight.data, scale, out=scale, casting="same_kind")
-            else:
-                np.divide(dt(1), scale, out=scale)
-            shift = np.multiply(bn.running_mean, scale, dtype=w.dtype)  # beta - mean * scale
-            if bn.bias is not None:
-                np.subtract(bn.bias.data, shift, out=shift, casting="same_kind")
-            else:
-                np.negative(shift, out=shift)
-            xs = x.shape
-            fold = w.size <= xs[0] * w.shape[0] * max(xs[2] // stride[0], 1) * max(xs[3] // stride[1], 1)
-            if fold:
-                w = w * scale.reshape(-1, 1, 1, 1)
-                if bias is None:
-                    bias = shift
-                else:
-                    bias = bias * scale
-                    bias += shift
+            bn = (m.running_mean, m.running_var, None if m.weight is None else m.weight.data,
+                  None if m.bias is None else m.bias.data, float(m.eps))
         if conv.auto_pad is None:
             p = sym
             if extra is not None:
@@ -294,46 +253,28 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
             if (t, b, l, r) != (st, st, sl, sl):
                 x = np.pad(x, ((0, 0), (0, 0), (t - st, b - st), (l - sl, r - sl)))
             p = (st, sl)
-        relu_in_kernel = conv_relu or (act == "Relu" and (bname is None or fold))
-        y = core(x, w, bias, stride, p, dil, groups, relu_in_kernel)
-        if bname is not None and not fold:
-            np.multiply(y, scale.reshape(1, -1, 1, 1), out=y)
-            np.add(y, shift.reshape(1, -1, 1, 1), out=y)
-        if act is None:
-            pass
-        elif act == "Relu":
-            if not relu_in_kernel:
-                F.relu_(y)
-        elif act == "HardSwish":
-            _hardswish_(y, 3.0, 0.0, 6.0, 6.0)
-        elif act == "HardSigmoid":
-            alpha, beta = act_args
-            t3 = y.dtype.type
-            if abs(alpha - 1 / 6) < 1e-6 and beta == 0.5:
-                np.add(y, t3(3), out=y)
-                np.clip(y, 0, 6, out=y)
-                np.divide(y, 6, out=y)
-            else:
-                np.multiply(y, t3(alpha), out=y)
-                np.add(y, t3(beta), out=y)
-                np.clip(y, 0, 1, out=y)
-        elif act == "Clip":
+        if kind is not None:  # everything known at compile time
+            values[out] = fused(x, w, bias, stride, p, dil, groups, conv_relu, bn, kind, *params)
+            return None
+        if act == "Clip":
             lo = _scalar_or_none(_const(gm, act_args[0])) if act_args[0] else None
             hi = _scalar_or_none(_const(gm, act_args[1])) if act_args[1] else None
-            if lo == 0.0 and hi == 6.0:
-                np.clip(y, y.dtype.type(0), y.dtype.type(6), out=y)
-            elif lo is not None or hi is not None:
-                np.clip(y, lo, hi, out=y)
-        else:  # hardswish4: the constants are trainable; read their current values
-            add, lo, hi, div = (_const(gm, n) for n in act_args)
-            if add.dtype != y.dtype or div.dtype != y.dtype:
-                values[conv_node.outputs[0] if bname is None else bn_node.outputs[0]] = y
-                _run_nodes(gm, group[2 if bname else 1:], values, OPS)
-                for o in inner:
-                    values.pop(o, None)
-                return None
-            _hardswish_(y, add.item(), _scalar_or_none(lo), _scalar_or_none(hi), div.item())
-        values[out] = y
+            values[out] = fused(x, w, bias, stride, p, dil, groups, conv_relu, bn, "clamp", 1.0, 0.0,
+                                -np.inf if lo is None else lo, np.inf if hi is None else hi)
+            return None
+        # hardswish4: the constants are trainable; read their current values
+        add, lo, hi, div = (_const(gm, n) for n in act_args)
+        if add.dtype != w.dtype or div.dtype != w.dtype or not div.item() > 0:
+            values[conv_node.outputs[0] if bname is None else bn_node.outputs[0]] = \
+                fused(x, w, bias, stride, p, dil, groups, conv_relu, bn, "none")
+            _run_nodes(gm, group[2 if bname else 1:], values, OPS)
+            for o in inner:
+                values.pop(o, None)
+            return None
+        d = div.item()
+        lo, hi = _scalar_or_none(lo), _scalar_or_none(hi)
+        values[out] = fused(x, w, bias, stride, p, dil, groups, conv_relu, bn, "hardswish", 1 / d, add.item() / d,
+                            -np.inf if lo is None else lo / d, np.inf if hi is None else hi / d)
         return None
 
     return fn, list(group), None, ext_inputs

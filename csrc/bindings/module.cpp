@@ -6,6 +6,7 @@ namespace py = pybind11;
 void bind_conv2d(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_activation(py::module_& m);
+void bind_pointwise(py::module_& m);
 void bind_runtime(py::module_& m);
 void bind_bench(py::module_& m);
 
@@ -15,5 +16,6 @@ PYBIND11_MODULE(_core, m) {
   bind_conv2d(m);
   bind_pool(m);
   bind_activation(m);
+  bind_pointwise(m);
   bind_bench(m);
 }

@@ -26,6 +26,8 @@ struct KernelTable {
   ImplList<maxpool2d_bwd_sig<T>> maxpool2d_bwd{};
   ImplList<relu_fwd_sig<T>> relu_fwd{};
   ImplList<relu_bwd_sig<T>> relu_bwd{};
+  ImplList<pointwise_fwd_sig<T>> pointwise_fwd{};
+  ImplList<linear_fwd_sig<T>> linear_fwd{};
 };
 
 // The kernels compiled for `isa` (empty lists where that ISA has no kernel of its own).

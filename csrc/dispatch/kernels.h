@@ -4,6 +4,8 @@
 #include "kernels/conv2d/conv2d.h"
 #include "kernels/maxpool2d/maxpool2d.h"
 #include "kernels/relu/relu.h"
+#include "kernels/pointwise/pointwise.h"
+#include "kernels/linear/linear.h"
 
 namespace cnnfast {
 using f32_t = float;

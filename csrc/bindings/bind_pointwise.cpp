@@ -1,0 +1,23 @@
+#include <pybind11/stl.h>
+
+#include <limits>
+
+#include "ops/pointwise_ops.h"
+
+namespace py = pybind11;
+using namespace py::literals;
+
+void bind_pointwise(py::module_& m) {
+  const double inf = std::numeric_limits<double>::infinity();
+  m.def("pointwise_forward", &cnnfast::pointwise_forward, "input"_a, "kind"_a, "a"_a = 1.0, "b"_a = 0.0, "lo"_a = -inf,
+        "hi"_a = inf, "out"_a = py::none(),
+        "t = min(max(a*x + b, lo), hi); kind 'clamp': t, 'hardswish': x*t, 'silu': x/(1+exp(-x)). "
+        "out may be input itself (in place).");
+  m.def("linear_forward", &cnnfast::linear_forward, "input"_a, "weight"_a, "bias"_a = py::none(), "out"_a = py::none(),
+        "input (m, k) @ weight (n, k)^T + bias (n): the small-batch (matrix-vector) product.");
+  m.def("conv_bn_act_forward", &cnnfast::conv_bn_act_forward, "input"_a, "weight"_a, "bias"_a, "stride"_a, "padding"_a,
+        "dilation"_a, "groups"_a, "relu"_a, "bn"_a, "act"_a, "a"_a = 1.0, "b"_a = 0.0, "lo"_a = -inf, "hi"_a = inf,
+        "Eval inference step: conv2d (relu epilogue if relu) -> BatchNorm with running statistics "
+        "(bn = (running_mean, running_var, weight, bias, eps) or None; folded into the weights when they are no "
+        "larger than the output) -> act ('none', 'relu', or a pointwise_forward kind with a, b, lo, hi).");
+}

@@ -1,0 +1,146 @@
+// One eval-mode inference step of an imported or built network: conv2d -> BatchNorm (running
+// statistics) -> activation, in a single call from Python (cnnfast/onnx/_fuse.py,
+// cnnfast/nn/_eval_fusion.py). It replaces a dozen NumPy calls per layer, whose fixed cost
+// dominated small networks at batch 1. The BatchNorm is folded into the weights when they are no
+// larger than the output (one pass over the weights instead of one over the output), else applied
+// to the output per channel; ReLU runs in the conv kernel's epilogue where it can, the other
+// activations in place on the output (kernels/pointwise). A 1x1 conv on a 1x1 plane with few
+// images runs as matrix-vector products (kernels/linear).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "common/allocator.h"
+#include "common/parallel.h"
+#include "dispatch/dispatch.h"
+#include "ops/array_util.h"
+#include "ops/ops.h"
+#include "ops/pointwise_ops.h"
+
+namespace cnnfast {
+namespace {
+
+constexpr int64_t kMatvecMaxN = 4;  // bench/activation_kernels.py: linear_forward vs the conv GEMM
+
+template <typename T>
+carray<T> channel_vec(const py::handle& h, int64_t c, const char* what) {
+  carray<T> a = py::cast<carray<T>>(h);
+  CNNFAST_CHECK(a.ndim() == 1 && a.shape(0) == c, "conv_bn_act_forward: BatchNorm ", what, " of size ",
+                shape_str(shape_of(a)), " does not match the conv's ", c, " output channels");
+  return a;
+}
+
+template <typename T>
+py::array run(const py::array& x_, const py::array& w_, const std::optional<py::array>& b_, Pair stride, Pair padding,
+              Pair dilation, int64_t groups, bool conv_relu, const std::optional<py::tuple>& bn, int act, double a,
+              double b, double lo, double hi) {
+  carray<T> w(w_);
+  CNNFAST_CHECK(w.ndim() == 4, "conv_bn_act_forward: weight must be 4-D, got size ", shape_str(shape_of(w)));
+  CNNFAST_CHECK(x_.ndim() == 4, "conv_bn_act_forward: input must be 4-D, got size ", shape_str(shape_of(x_)));
+  const int64_t O = w.shape(0);
+  std::optional<py::array> bias = b_;
+  std::vector<T> scale, shift;
+  bool fold = false;
+  if (bn) {
+    CNNFAST_CHECK(bn->size() == 5, "conv_bn_act_forward: bn must be (running_mean, running_var, weight, bias, eps)");
+    carray<T> mean = channel_vec<T>((*bn)[0], O, "running_mean"), var = channel_vec<T>((*bn)[1], O, "running_var");
+    std::optional<carray<T>> gamma, beta;
+    if (!(*bn)[2].is_none()) gamma.emplace(channel_vec<T>((*bn)[2], O, "weight"));
+    if (!(*bn)[3].is_none()) beta.emplace(channel_vec<T>((*bn)[3], O, "bias"));
+    const T eps = T((*bn)[4].cast<double>());
+    scale.resize(O);
+    shift.resize(O);
+    for (int64_t o = 0; o < O; ++o) {  // scale = gamma / sqrt(var + eps), shift = beta - mean * scale
+      const T s = (gamma ? gamma->data()[o] : T(1)) / std::sqrt(var.data()[o] + eps);
+      scale[o] = s;
+      shift[o] = (beta ? beta->data()[o] : T(0)) - mean.data()[o] * s;
+    }
+    const int64_t oh = std::max<int64_t>(x_.shape(2) / stride[0], 1), ow = std::max<int64_t>(x_.shape(3) / stride[1], 1);
+    fold = w.size() <= x_.shape(0) * O * oh * ow;
+    if (fold) {
+      const int64_t per = w.size() / std::max<int64_t>(O, 1);
+      carray<T> wf = new_array<T>(shape_of(w));
+      carray<T> bf = new_array<T>({O});
+      const T* wp = w.data();
+      T* wfp = wf.mutable_data();
+      T* bfp = bf.mutable_data();
+      std::optional<carray<T>> b0;
+      if (bias) b0.emplace(*bias);
+      for (int64_t o = 0; o < O; ++o) {
+        for (int64_t i = 0; i < per; ++i) wfp[o * per + i] = wp[o * per + i] * scale[o];
+        bfp[o] = b0 ? b0->data()[o] * scale[o] + shift[o] : shift[o];
+      }
+      w = wf;
+      bias = bf;
+    }
+  }
+  const bool relu_in_kernel = conv_relu || (act == -1 && (!bn || fold));
+  py::array y_;
+  if (x_.shape(2) == 1 && x_.shape(3) == 1 && w.shape(2) == 1 && w.shape(3) == 1 && padding[0] == 0 &&
+      padding[1] == 0 && groups == 1 && x_.shape(0) <= kMatvecMaxN && x_.shape(1) == w.shape(1)) {
+    carray<T> x(x_);
+    const int64_t N = x.shape(0), C = x.shape(1);
+    std::optional<carray<T>> bb;
+    if (bias) bb.emplace(*bias);
+    carray<T> y = new_array<T>({N, O, 1, 1});
+    const T* xp = x.data();
+    const T* wp = w.data();
+    const T* bp = bb ? bb->data() : nullptr;
+    T* yp = y.mutable_data();
+    {
+      py::gil_scoped_release release;
+      dispatch<T>(&KernelTable<T>::linear_fwd, N, O, C, xp, wp, bp, yp);
+      if (relu_in_kernel)
+        dispatch<T>(&KernelTable<T>::pointwise_fwd, N * O, yp, yp, int(kPointwiseClamp), T(1), T(0), T(0),
+                    std::numeric_limits<T>::infinity());
+    }
+    y_ = y;
+  } else {
+    y_ = conv2d_forward(x_, w, bias, stride, padding, dilation, groups, relu_in_kernel);
+  }
+  carray<T> y = py::reinterpret_borrow<carray<T>>(y_);
+  T* yp = y.mutable_data();
+  const int64_t N = y.shape(0), plane = y.shape(2) * y.shape(3), n = y.size();
+  {
+    py::gil_scoped_release release;
+    if (bn && !fold) {
+      const T* sp = scale.data();
+      const T* tp = shift.data();
+      parallel_for(N * O, 2 * plane, [&](int64_t pb, int64_t pe) {
+        for (int64_t p = pb; p < pe; ++p) {
+          const T s = sp[p % O], t = tp[p % O];
+          T* q = yp + p * plane;
+          for (int64_t i = 0; i < plane; ++i) q[i] = q[i] * s + t;
+        }
+      });
+    }
+    if (act == -1 && !relu_in_kernel)
+      dispatch<T>(&KernelTable<T>::pointwise_fwd, n, yp, yp, int(kPointwiseClamp), T(1), T(0), T(0),
+                  std::numeric_limits<T>::infinity());
+    else if (act >= 0)
+      dispatch<T>(&KernelTable<T>::pointwise_fwd, n, yp, yp, act, T(a), T(b), T(lo), T(hi));
+  }
+  (void)N;
+  return y_;
+}
+
+}  // namespace
+
+py::array conv_bn_act_forward(const py::array& x, const py::array& w, const std::optional<py::array>& bias, Pair stride,
+                              Pair padding, Pair dilation, int64_t groups, bool conv_relu,
+                              const std::optional<py::tuple>& bn, const std::string& act, double a, double b, double lo,
+                              double hi) {
+  check_float(w, "conv_bn_act_forward", "weight");
+  CNNFAST_CHECK(x.dtype().equal(w.dtype()), "conv_bn_act_forward: input has dtype ", std::string(py::str(x.dtype())),
+                " but weight has dtype ", std::string(py::str(w.dtype())));
+  int k = -2;  // -2: none, -1: relu, else a PointwiseKind
+  if (act == "relu") k = -1;
+  else if (act == "clamp") k = kPointwiseClamp;
+  else if (act == "hardswish") k = kPointwiseHardswish;
+  else if (act == "silu") k = kPointwiseSilu;
+  else CNNFAST_CHECK(act == "none", "conv_bn_act_forward: act must be 'none', 'relu', 'clamp', 'hardswish' or 'silu', got '", act, "'");
+  return is_f64(w) ? run<double>(x, w, bias, stride, padding, dilation, groups, conv_relu, bn, k, a, b, lo, hi)
+                   : run<float>(x, w, bias, stride, padding, dilation, groups, conv_relu, bn, k, a, b, lo, hi);
+}
+
+}  // namespace cnnfast

@@ -1,0 +1,237 @@
+"""The pointwise activation kernels (kernels/pointwise: clamp, hardswish, silu) and the
+small-batch matrix-vector kernel (kernels/linear) on every compiled ISA, against the NumPy
+formulas and the scalar `_ref` twin; the functional activations and the eval paths that use them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnfast
+from cnnfast import _core
+from cnnfast._ndarray import pointwise as P
+from isa_util import on_ref
+
+DTYPES = [np.float32, np.float64]
+# around the vector widths and the 4x unroll (4..64 elements), the 64-element parallel unit, and
+# one size large enough to be split across threads
+SIZES = [0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 1000, 200_003]
+
+
+def _tol(dtype):
+    return 4 * np.finfo(dtype).eps
+
+
+def _x(rng, n, dtype):
+    x = rng.uniform(-8, 8, n).astype(dtype)
+    if n >= 8:  # the clamp's corners exactly
+        x[:6] = [-3, 3, 0, -0.0, 6, -6]
+    return x
+
+
+def _close(got, want, dtype, scale):
+    """|got - want| within a few ulps of the magnitude of the terms (``scale``, elementwise)."""
+    assert got.shape == want.shape and got.dtype == dtype
+    np.testing.assert_array_less(np.abs(got.astype(np.float64) - want), _tol(dtype) * (scale + 1e-30) + 1e-300)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+def test_clamp_and_hardswish_match_formulas(isa, rng, dtype, n):
+    x = _x(rng, n, dtype)
+    x64 = x.astype(np.float64)
+    for kind, a, b, lo, hi in (("clamp", 1.0, 0.0, 0.0, 6.0), ("clamp", 1 / 6, 0.5, 0.0, 1.0),
+                               ("clamp", 0.2, 0.5, 0.0, 1.0), ("hardswish", 1 / 6, 0.5, 0.0, 1.0),
+                               ("hardswish", 0.5, 1.5, -1.0, 2.0)):
+        y = _core.pointwise_forward(x, kind, a, b, lo, hi)
+        t = np.clip(x64 * a + b, lo, hi)
+        want = t if kind == "clamp" else x64 * t
+        _close(y, want, dtype, np.abs(x64 * a) + abs(b) + (0 if kind == "clamp" else np.abs(want)))
+        # the scalar twin agrees to rounding (the SIMD body may use an FMA)
+        r = on_ref(_core.pointwise_forward, x, kind, a, b, lo, hi)
+        _close(y, r.astype(np.float64), dtype, np.abs(x64 * a) + abs(b) + np.abs(want))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_silu_matches_formula(isa, rng, dtype):
+    x = _x(rng, 1000, dtype) * 12
+    want = x.astype(np.float64) / (1 + np.exp(-x.astype(np.float64)))
+    y = _core.pointwise_forward(x, "silu")
+    # atol: where exp(-x) overflows the result is a signed zero, the float64 formula's a subnormal
+    np.testing.assert_allclose(y, want, rtol=8 * np.finfo(dtype).eps, atol=1e-30 if dtype == np.float32 else 1e-300)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_inf_and_in_place(isa, dtype):
+    x = np.array([np.nan, np.inf, -np.inf, 2.0, -2.0] * 13, dtype)  # 65: vector body and scalar tail
+    with np.errstate(invalid="ignore"):
+        for kind in ("clamp", "hardswish"):
+            y = _core.pointwise_forward(x, kind, 1 / 6, 0.5, 0.0, 1.0)
+            t = np.clip(x * dtype(1 / 6) + dtype(0.5), 0, 1)
+            want = t if kind == "clamp" else x * t  # -inf * 0 is NaN, as x * relu6(x + 3) / 6
+            np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+            np.testing.assert_allclose(y[~np.isnan(y)], want[~np.isnan(want)], rtol=4 * np.finfo(dtype).eps)
+    y = _core.pointwise_forward(x, "clamp", 1.0, 0.0, 0.0, 6.0)
+    assert np.isnan(y[::5]).all()
+    np.testing.assert_array_equal(y[1::5], 6)
+    np.testing.assert_array_equal(y[2::5], 0)
+    z = x.copy()
+    out = _core.pointwise_forward(z, "hardswish", 1 / 6, 0.5, 0.0, 1.0, z)
+    assert np.shares_memory(out, z)
+    np.testing.assert_allclose(z[3::5], 2 * (2 / 6 + 0.5), rtol=4 * np.finfo(dtype).eps)
+
+
+def test_functional_activations_match_numpy_formulas(isa, rng):
+    for dtype in DTYPES:
+        x = rng.uniform(-8, 8, (2, 5, 7, 9)).astype(dtype)
+        for fast, slow in ((P._relu6, P._relu6_np), (P._hardswish, P._hardswish_np),
+                           (P._hardsigmoid, P._hardsigmoid_np), (P._silu, P._silu_np)):
+            want = slow(x)
+            np.testing.assert_allclose(fast(x), want, rtol=4 * np.finfo(dtype).eps, atol=8 * np.finfo(dtype).eps)
+            y = np.empty_like(x)
+            assert fast(x, out=y) is y
+            np.testing.assert_allclose(y, want, rtol=4 * np.finfo(dtype).eps, atol=8 * np.finfo(dtype).eps)
+        # non-contiguous input: the kernel gets a contiguous copy, the input is untouched
+        xt = x.transpose(0, 1, 3, 2)
+        np.testing.assert_allclose(P._hardswish(xt), P._hardswish_np(xt), rtol=4 * np.finfo(dtype).eps,
+                                   atol=8 * np.finfo(dtype).eps)
+    x16 = rng.uniform(-8, 8, 50).astype(np.float16)  # other dtypes: the NumPy formula
+    assert P._hardswish(x16).dtype == np.float16
+
+
+def test_pointwise_errors():
+    x = np.zeros(5, np.float32)
+    with pytest.raises(ValueError, match="kind must be"):
+        _core.pointwise_forward(x, "gelu")
+    with pytest.raises(ValueError, match="float32 or float64"):
+        _core.pointwise_forward(np.zeros(5, np.int32), "clamp")
+    with pytest.raises(ValueError, match="out has size"):
+        _core.pointwise_forward(x, "clamp", out=np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="out has dtype"):
+        _core.pointwise_forward(x, "clamp", out=np.zeros(5, np.float64))
+
+
+# (m, n, k): around the 4-row blocks, the 2-vector unroll of k and its scalar tail, m up to the
+# SIMD kernels' limit of 8 and beyond it (ref runs)
+LINEAR = [(1, 1, 1), (1, 5, 3), (2, 7, 17), (3, 4, 16), (4, 9, 33), (1, 130, 64), (8, 13, 100), (9, 6, 40),
+          (1, 1280, 512), (3, 1000, 129)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mnk", LINEAR, ids=lambda s: "x".join(map(str, s)))
+def test_linear_matches_matmul(isa, rng, dtype, mnk):
+    m, n, k = mnk
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((n, k)).astype(dtype)
+    bias = rng.standard_normal(n).astype(dtype)
+    want = a.astype(np.float64) @ b.astype(np.float64).T
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64).T  # the sum of |terms|
+    tol = 2 * k * np.finfo(dtype).eps
+    for bb in (None, bias):
+        y = _core.linear_forward(a, b, bb)
+        w = want if bb is None else want + bias
+        assert y.shape == (m, n) and y.dtype == dtype
+        assert (np.abs(y - w) <= tol * (scale + (0 if bb is None else np.abs(bias))) + 1e-300).all()
+
+
+def test_linear_errors():
+    a, b = np.zeros((2, 3), np.float32), np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match=r"input of size \(2, 5\) and weight of size \(4, 3\)"):
+        _core.linear_forward(np.zeros((2, 5), np.float32), b)
+    with pytest.raises(ValueError, match="bias of size"):
+        _core.linear_forward(a, b, np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="weight has dtype"):
+        _core.linear_forward(a, b.astype(np.float64))
+    with pytest.raises(ValueError, match="bias has dtype"):
+        _core.linear_forward(a, b, np.zeros(4, np.float64))
+
+
+@pytest.mark.parametrize("m", [1, 3, 4, 5, 16])
+def test_linear_layer_small_batch(rng, m):
+    """nn.Linear at small batches (matrix-vector kernel) and larger ones (GEMM) agree with NumPy."""
+    lin = cnnfast.nn.Linear(70, 33)
+    x = rng.standard_normal((m, 70)).astype(np.float32)
+    want = x.astype(np.float64) @ lin.weight.data.T.astype(np.float64) + lin.bias.data
+    np.testing.assert_allclose(lin(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_se_block_eval_matches_unfused(rng):
+    """A squeeze-and-excitation shaped Sequential (1x1 convs on a 1x1 plane, with BatchNorm and the
+    activations the eval path fuses) gives the same result on ndarrays (fused, matrix-vector) as on
+    Tensors (module by module), for batches on both sides of the matrix-vector limit."""
+    nn = cnnfast.nn
+    seq = nn.Sequential(nn.Conv2d(24, 8, 1), nn.ReLU(), nn.Conv2d(8, 24, 1), nn.Hardsigmoid(),
+                        nn.Conv2d(24, 16, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish(),
+                        nn.Conv2d(16, 16, 1), nn.ReLU6(), nn.Conv2d(16, 12, 1, padding="same"), nn.SiLU())
+    bn = seq[5]
+    bn.running_mean[...] = rng.normal(0, 0.3, 16)
+    bn.running_var[...] = rng.uniform(0.5, 2, 16)
+    seq.eval()
+    for n in (1, 3, 4, 7):
+        x = rng.standard_normal((n, 24, 1, 1)).astype(np.float32)
+        got = seq(x)
+        want = seq(cnnfast.Tensor(x)).data
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _conv_bn_act_reference(x, w, b, stride, pad, groups, bn, act):
+    """conv2d -> BatchNorm (running statistics) -> activation, in float64, module by module."""
+    y = cnnfast.functional.conv2d(x.astype(np.float64), w.astype(np.float64),
+                                  None if b is None else b.astype(np.float64), stride, pad, 1, groups)
+    if bn is not None:
+        mean, var, gamma, beta, eps = bn
+        s = (1.0 if gamma is None else gamma.astype(np.float64)) / np.sqrt(var.astype(np.float64) + eps)
+        y = (y - mean.astype(np.float64).reshape(1, -1, 1, 1)) * np.reshape(s, (1, -1, 1, 1))
+        if beta is not None:
+            y = y + beta.astype(np.float64).reshape(1, -1, 1, 1)
+    return {"none": lambda v: v, "relu": lambda v: np.maximum(v, 0), "relu6": P._relu6_np,
+            "hardswish": P._hardswish_np, "hardsigmoid": P._hardsigmoid_np}[act](y)
+
+
+_ACT_ARGS = {"none": ("none",), "relu": ("relu",), "relu6": ("clamp", 1.0, 0.0, 0.0, 6.0),
+             "hardswish": ("hardswish", 1 / 6, 0.5, 0.0, 1.0), "hardsigmoid": ("clamp", 1 / 6, 0.5, 0.0, 1.0)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [
+    # (x shape, w shape, stride, pad, groups): BN folded (small weights) / applied to the output
+    # (weights larger than the output) / 1x1 conv on a 1x1 plane (matrix-vector, and the GEMM above 4 images)
+    ((2, 4, 9, 8), (6, 4, 3, 3), (1, 1), (1, 1), 1),
+    ((1, 32, 3, 3), (48, 32, 3, 3), (2, 2), (1, 1), 1),
+    ((3, 6, 7, 7), (6, 1, 3, 3), (1, 1), (1, 1), 6),
+    ((1, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),
+    ((4, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),
+    ((6, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),
+], ids=["fold", "no_fold", "depthwise", "matvec_n1", "matvec_n4", "gemm_n6"])
+def test_conv_bn_act_matches_modules(rng, dtype, case):
+    xs, ws, stride, pad, groups = case
+    x = rng.standard_normal(xs).astype(dtype)
+    w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    o = ws[0]
+    bn = (rng.normal(0, 0.3, o).astype(np.float32), rng.uniform(0.5, 2, o).astype(np.float32),
+          rng.uniform(0.5, 1.5, o).astype(np.float32), rng.normal(0, 0.3, o).astype(np.float32), 1e-5)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for bias in (None, b):
+        for bnt in (None, bn, bn[:2] + (None, None, 1e-3)):
+            for act, args in _ACT_ARGS.items():
+                got = _core.conv_bn_act_forward(x, w, bias, stride, pad, (1, 1), groups, False, bnt, *args)
+                want = _conv_bn_act_reference(x, w, bias, stride, pad, groups, bnt, act)
+                assert got.dtype == dtype and got.shape == want.shape
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()),
+                                           err_msg=f"bias={bias is not None} bn={bnt is not None} act={act}")
+
+
+def test_conv_bn_act_errors():
+    x = np.zeros((1, 4, 5, 5), np.float32)
+    w = np.zeros((6, 4, 3, 3), np.float32)
+    ok = (np.zeros(6, np.float32), np.ones(6, np.float32), None, None, 1e-5)
+    with pytest.raises(ValueError, match=r"running_var of size \(5,\) does not match the conv's 6 output channels"):
+        _core.conv_bn_act_forward(x, w, None, (1, 1), (1, 1), (1, 1), 1, False, (ok[0], np.ones(5, np.float32)) + ok[2:],
+                                  "none")
+    with pytest.raises(ValueError, match="act must be"):
+        _core.conv_bn_act_forward(x, w, None, (1, 1), (1, 1), (1, 1), 1, False, ok, "gelu")
+    with pytest.raises(ValueError, match="input has dtype float64 but weight has dtype float32"):
+        _core.conv_bn_act_forward(x.astype(np.float64), w, None, (1, 1), (1, 1), (1, 1), 1, False, None, "none")
+    with pytest.raises(ValueError, match="channels"):  # the conv's own shape check
+        _core.conv_bn_act_forward(np.zeros((1, 3, 5, 5), np.float32), w, None, (1, 1), (1, 1), (1, 1), 1, False, None,
+                                  "relu")
