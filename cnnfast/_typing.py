@@ -15,7 +15,16 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
     from .autograd.tensor import Tensor
+
+    def _is_tensor(x: object) -> TypeIs[Tensor]:
+        """True for a cnnfast Tensor (so mypy narrows ``x`` to Tensor, and away from it otherwise)."""
+else:
+    # The runtime helper itself (no wrapper call on the hot path); typed above. _utils cannot name
+    # Tensor: it sits below cnnfast.autograd.
+    from ._utils import _is_tensor as _is_tensor
 
 __all__ = ["Array", "ArrayLike", "ArrayOrTensor", "DTypeLike", "Generator", "IntPair", "NDArray", "Padding",
            "Shape", "TensorLike"]

@@ -4,14 +4,9 @@ from __future__ import annotations
 import numbers
 import operator
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from typing_extensions import TypeIs
-
-    from .autograd.tensor import Tensor
 
 __all__ = ["_pair", "_is_tensor", "_any_tensor", "_tensor_arg", "_result_dtype", "_as_float"]
 
@@ -39,7 +34,7 @@ def _pair(value: Any, name: str = "value", op: str = "op") -> tuple[int, int]:
     return out[0], out[1]
 
 
-def _is_tensor(x: object) -> TypeIs[Tensor]:
+def _is_tensor(x: Any) -> bool:
     """True for a cnnfast autograd Tensor (checked without importing the autograd package)."""
     return getattr(type(x), "_cnnfast_tensor", False)
 

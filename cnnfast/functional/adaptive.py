@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..autograd import ops as _ops
-from .._utils import _as_float, _is_tensor
+from .._typing import _is_tensor
+from .._utils import _as_float
 from .._ndarray.adaptive import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
     _adaptive_backward, _adaptive_forward, _bins, _output_size,
 )

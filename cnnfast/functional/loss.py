@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from ..autograd import ops as _ops
-from .._utils import _any_tensor, _is_tensor, _tensor_arg
+from .._typing import _is_tensor
+from .._utils import _any_tensor, _tensor_arg
 from .._ndarray.loss import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
     _REDUCTIONS, _bce_logits_backward, _bce_logits_forward, _check_reduction, _check_weight, _class_input,
     _cross_entropy_backward, _cross_entropy_forward, _float, _index_coeffs, _nll_backward, _nll_forward, _reduce,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from ..autograd import ops as _ops
-from .._utils import _any_tensor, _as_float, _is_tensor, _tensor_arg  # noqa: F401  (_tensor_arg: its old home)
+from .._typing import _is_tensor
+from .._utils import _any_tensor, _as_float, _tensor_arg  # noqa: F401  (_tensor_arg: its old home)
 from .._ndarray.misc import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
     _avg_pool2d_backward, _avg_pool2d_forward, _avg_pool_args, _avg_pool_shape, _check_dim, _divisors,
     _dropout_mask, _flat_shape, _leaky_relu, _linear, _log_softmax, _pool_out, _sigmoid, _softmax,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from ..autograd import ops as _ops
-from .._utils import _any_tensor, _as_float, _is_tensor, _tensor_arg
+from .._typing import _is_tensor
+from .._utils import _any_tensor, _as_float, _tensor_arg
 from .._ndarray.normalization import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
     _batch_norm_backward, _batch_norm_forward, _bn_axes, _bn_bshape, _bn_check, _channel_dot, _channel_window_sum,
     _lrn_backward, _lrn_forward, _update_running,

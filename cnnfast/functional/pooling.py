@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 
 from ..autograd import ops as _ag
-from .._utils import _as_float, _is_tensor
+from .._typing import _is_tensor
+from .._utils import _as_float
 from .._ndarray.pooling import _max_pool2d_array
 from .._ndarray.pooling import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
     _batch, _pool_args, max_pool2d_backward, max_pool2d_output_shape,

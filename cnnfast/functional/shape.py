@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from ..autograd import ops as _ops
-from .._utils import _any_tensor, _is_tensor, _tensor_arg
+from .._typing import _is_tensor
+from .._utils import _any_tensor, _tensor_arg
 from .._ndarray.shape import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
     _cat_check, _crop, _pad_backward, _pad_forward, _pad_pairs,
 )
