@@ -36,8 +36,9 @@ class BatchNorm2d(Module):
     momentum: float | None
     affine: bool
     track_running_stats: bool
-    weight: Parameter | None
-    bias: Parameter | None
+    # None when affine=False; typed for the affine case (as torch's annotations are).
+    weight: Parameter
+    bias: Parameter
     running_mean: Array | None
     running_var: Array | None
     num_batches_tracked: Array | None
@@ -84,8 +85,8 @@ class BatchNorm2d(Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.affine:  # then weight is a Parameter
-            self.weight.data[...] = 1  # type: ignore[union-attr]
+        if self.affine:
+            self.weight.data[...] = 1
             if self.bias is not None:
                 self.bias.data[...] = 0
 
