@@ -1,7 +1,15 @@
 """``cnnfast.gradcheck``: compare autograd's gradients with float64 central finite differences."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from .autograd.tensor import Tensor
 
 __all__ = ["gradcheck", "GradcheckError"]
 
@@ -10,7 +18,7 @@ class GradcheckError(RuntimeError):
     """Raised by :func:`gradcheck` when analytic and numerical gradients disagree."""
 
 
-def _outputs(result):
+def _outputs(result: object) -> tuple[Tensor, ...] | list[Tensor]:
     from .autograd.tensor import Tensor
     outs = result if isinstance(result, (tuple, list)) else (result,)
     for i, o in enumerate(outs):
@@ -20,12 +28,13 @@ def _outputs(result):
     return outs
 
 
-def _objective(outs, cotangents):
+def _objective(outs: Sequence[Tensor], cotangents: Sequence[NDArray[Any]]) -> float:
     """sum_k <v_k, y_k> as a Python float (float64)."""
     return float(sum(np.vdot(v, o.data.astype(np.float64)) for v, o in zip(cotangents, outs)))
 
 
-def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, *, seed=0):
+def gradcheck(fn: Callable[..., Any], inputs: Sequence[Any], eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
+              raise_exception: bool = True, *, seed: int = 0) -> bool:
     """Check the gradients autograd computes for ``fn(*inputs)`` against finite differences.
 
     For every input Tensor with ``requires_grad=True`` (which must be float64: float32 finite
@@ -81,7 +90,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
 
     # Numerical: central differences, one element at a time, without recording a graph.
     failures = []
-    worst = None  # (score, input index, element index, analytic, numeric)
+    worst: tuple[Any, int, tuple[int, ...], Any, Any] | None = None  # (score, input index, element index, analytic, numeric)
     with no_grad():
         for (i, t), ana in zip(checked, analytic):
             num = np.empty_like(ana)
@@ -105,7 +114,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
                     worst = (score[j], i, tuple(int(x) for x in j), ana[j], num[j])
     if not failures:
         return True
-    _, i, j, a, n = worst
+    _, i, j, a, n = worst  # type: ignore[misc, assignment]  # set when there are failures; j: the worst index
     summary = "; ".join(f"input {k}: {nb}/{tot} elements" for k, nb, tot in failures)
     msg = (f"gradcheck: analytic and numerical gradients disagree ({summary} outside atol={atol}, rtol={rtol}).\n"
            f"Worst mismatch: input {i} ({inputs[i].data.dtype}, shape {inputs[i].shape}) at index {j}: "

@@ -12,12 +12,17 @@ leaves either the old file or the new one, never half a file.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import json
 import os
 import tempfile
 import zipfile
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -28,14 +33,14 @@ _META_KEY = "__cnnfast__"
 _ALLOWED_KINDS = "biuf"
 
 
-def _to_state_dict(obj):
+def _to_state_dict(obj: Any) -> dict[str, NDArray[Any]]:
     """Module -> its state_dict(); dict -> itself. Values become ndarrays (Tensor -> .data)."""
     if not isinstance(obj, dict):
         state_dict = getattr(obj, "state_dict", None)
         if not callable(state_dict):
             raise TypeError(f"cnnfast.save: expected a Module or a state_dict (dict of str -> array), got {type(obj).__name__}")
         obj = state_dict()
-    out = {}
+    out: dict[str, NDArray[Any]] = {}
     for key, value in obj.items():
         if not isinstance(key, str):
             raise TypeError(f"cnnfast.save: state_dict keys must be str, got {key!r} ({type(key).__name__})")
@@ -53,7 +58,7 @@ def _to_state_dict(obj):
     return out
 
 
-def save(obj, path):
+def save(obj: Any, path: str | os.PathLike[str]) -> None:
     """Save a Module's weights (its ``state_dict()``) or a state_dict to ``path``, atomically.
 
     ``obj``: a Module or a dict of str -> ndarray/Tensor. ``path``: a str or ``os.PathLike``; the
@@ -68,7 +73,7 @@ def save(obj, path):
         "dtypes": {k: v.dtype.str for k, v in state.items()},
         "shapes": {k: list(v.shape) for k, v in state.items()},
     }
-    arrays = dict(state)
+    arrays: dict[str, Any] = dict(state)  # Any: np.savez types **kwds as its own keywords
     arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
 
     path = os.fspath(path)
@@ -89,7 +94,7 @@ def save(obj, path):
     _fsync_dir(directory)
 
 
-def _fsync_dir(directory):
+def _fsync_dir(directory: str) -> None:
     """Make the rename itself durable (POSIX); harmless to skip where directories can't be opened."""
     try:
         dfd = os.open(directory, os.O_RDONLY)
@@ -103,11 +108,11 @@ def _fsync_dir(directory):
         os.close(dfd)
 
 
-def _bad(path, why):
+def _bad(path: str, why: str) -> ValueError:
     return ValueError(f"cnnfast.load: {path!r} is not a valid cnnfast weights file: {why}")
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> dict[str, NDArray[Any]]:
     """Load a state_dict (dict of str -> ndarray, in saved order) written by ``cnnfast.save``.
 
     Use ``model.load_state_dict(cnnfast.load(path))`` to restore a model. Raises ``ValueError``
@@ -134,7 +139,7 @@ def load(path):
         return _read_archive(path, archive)
 
 
-def _read_archive(path, archive):
+def _read_archive(path: str, archive: Any) -> dict[str, NDArray[Any]]:
     with archive:
         try:
             if _META_KEY not in archive.files:

@@ -23,8 +23,18 @@ import io
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._typing import Array
+
+    # A storage's element type: a NumPy scalar type, or "bfloat16" (widened to float32 when read).
+    _DType = Any
+    # read_storage(key, dtype, numel): the storage's elements now (zip format), or None (legacy: later).
+    _ReadStorage = Callable[[str, _DType, int], Array | None]
 
 __all__ = ["load_torch", "UnsafeTorchFileError"]
 
@@ -47,15 +57,15 @@ class _StorageType:
 
     __slots__ = ("name", "dtype")
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self.name = name
         self.dtype = _STORAGE_DTYPES[name]
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: object, **kwargs: object) -> None:
         raise UnsafeTorchFileError(f"load_torch: the pickle calls torch.{self.name}(...), which a state dict never "
                                    "does; refusing the file")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"torch.{self.name}"
 
 
@@ -66,10 +76,11 @@ class _Storage:
 
     __slots__ = ("array", "key", "dtype", "numel", "base", "offset")
 
-    def __init__(self, key, dtype, numel, array=None, base=None, offset=0):
+    def __init__(self, key: str, dtype: _DType, numel: int, array: Array | None = None, base: _Storage | None = None,
+                 offset: int = 0) -> None:
         self.key, self.dtype, self.numel, self.array, self.base, self.offset = key, dtype, numel, array, base, offset
 
-    def flat(self):
+    def flat(self) -> Array:
         if self.base is not None:
             return self.base.flat()[self.offset:self.offset + self.numel]
         if self.array is None:
@@ -83,10 +94,10 @@ class _Pending:
 
     __slots__ = ("storage", "offset", "size", "stride")
 
-    def __init__(self, storage, offset, size, stride):
+    def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
-    def materialize(self):
+    def materialize(self) -> Array:
         flat, size, stride, offset = self.storage.flat(), self.size, self.stride, self.offset
         if not int(np.prod(size, dtype=np.int64)):
             return np.zeros(size, dtype=flat.dtype)
@@ -100,8 +111,8 @@ class _Pending:
         return np.array(view, copy=True, order="C")  # own, C-contiguous memory: independent of shared storages
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                       metadata=None):
+def _rebuild_tensor_v2(storage: object, storage_offset: int, size: Any, stride: Any, requires_grad: bool = False,
+                       backward_hooks: object = None, metadata: object = None) -> _Pending:
     if not isinstance(storage, _Storage):
         raise pickle.UnpicklingError(f"load_torch: a tensor's storage is a {type(storage).__name__}, not a storage "
                                      "record; the file is corrupt")
@@ -117,11 +128,12 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
     return _Pending(storage, offset, size, stride)
 
 
-def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
+def _rebuild_parameter(data: Any, requires_grad: bool = False, backward_hooks: object = None) -> Any:
     return data
 
 
-def _rebuild_parameter_with_state(data, requires_grad=False, backward_hooks=None, state=None):
+def _rebuild_parameter_with_state(data: Any, requires_grad: bool = False, backward_hooks: object = None,
+                                  state: object = None) -> Any:
     return data
 
 
@@ -131,14 +143,14 @@ class _Allowed:
 
     __slots__ = ("fn",)
 
-    def __init__(self, fn):
+    def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
 
-def _latin1_bytes(text, encoding="latin1"):
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
     """What pickle protocol 2 (torch.save's) writes for bytes: ``_codecs.encode(str, 'latin1')``.
     Only that encoding is accepted (a codec lookup by name could import modules)."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
@@ -147,15 +159,15 @@ def _latin1_bytes(text, encoding="latin1"):
     return text.encode("latin1")
 
 
-def _plain(fn):
-    def call(*args):
+def _plain(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
         if any(not isinstance(a, (list, tuple, str, int, float)) for a in args):
             raise UnsafeTorchFileError(f"load_torch: {fn.__name__}() called on a non-plain value")
         return fn(*args)
     return call
 
 
-_ALLOWED = {
+_ALLOWED: dict[tuple[str, str], Callable[..., Any]] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("_codecs", "encode"): _latin1_bytes,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
@@ -171,12 +183,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
     """``read_storage(key, dtype, numel)`` returns the storage's array now (zip format) or None
     (legacy format: the data follows the pickle)."""
 
-    def __init__(self, file, read_storage):
+    def __init__(self, file: IO[bytes], read_storage: _ReadStorage) -> None:
         super().__init__(file)
         self._read_storage = read_storage
-        self.storages = {}
+        self.storages: dict[str, _Storage] = {}
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name)
         try:
@@ -187,7 +199,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 f"OrderedDicts and plain values (this file may run code if opened with torch.load(weights_only=False); "
                 f"it was not executed)") from None
 
-    def persistent_load(self, pid):
+    def persistent_load(self, pid: Any) -> _Storage:
         # zip: ('storage', type, key, location, numel); legacy: the same + view_metadata
         if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage":
             raise pickle.UnpicklingError(f"load_torch: unsupported persistent id {pid!r:.80} (expected a storage record)")
@@ -211,7 +223,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return storage
 
 
-def _to_plain(obj):
+def _to_plain(obj: Any) -> Any:
     """Tensors -> ndarrays, OrderedDicts (which torch gives a ``_metadata`` attribute) -> plain dicts."""
     if isinstance(obj, _Pending):
         return obj.materialize()
@@ -224,11 +236,11 @@ def _to_plain(obj):
     return obj
 
 
-def _bf16_to_f32(raw):
+def _bf16_to_f32(raw: Array) -> Array:
     return (raw.astype(np.uint32) << 16).view(np.float32)
 
 
-def _decode(raw, dtype, numel, little, where):
+def _decode(raw: bytes, dtype: _DType, numel: int, little: bool, where: str) -> Array:
     """Raw little/big-endian bytes -> ``numel`` elements of dtype (bfloat16 widened to float32)."""
     wide = isinstance(dtype, str) and dtype == "bfloat16"
     dt = np.dtype(np.uint16 if wide else dtype)
@@ -245,7 +257,7 @@ _CORRUPT = (pickle.UnpicklingError, EOFError, AttributeError, IndexError, TypeEr
             OverflowError, MemoryError)
 
 
-def _unpickle(name, file, read_storage):
+def _unpickle(name: str, file: IO[bytes], read_storage: _ReadStorage) -> tuple[Any, dict[str, _Storage]]:
     """Run the restricted unpickler; damage becomes a ValueError naming the file."""
     up = _RestrictedUnpickler(file, read_storage)
     try:
@@ -256,7 +268,7 @@ def _unpickle(name, file, read_storage):
         raise ValueError(f"load_torch: {name}: the pickle is corrupt: {type(e).__name__}: {e}") from None
 
 
-def _load_zip(name, source):
+def _load_zip(name: str, source: IO[bytes]) -> Any:
     try:
         zf = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError, EOFError) as e:
@@ -269,7 +281,7 @@ def _load_zip(name, source):
                              f"'<name>/data.pkl', found {len(pkls)})")
         prefix = pkls[0][: -len("data.pkl")]
 
-        def read(entry):
+        def read(entry: str) -> bytes:
             try:
                 return zf.read(entry)
             except KeyError:
@@ -283,7 +295,7 @@ def _load_zip(name, source):
             if byteorder not in ("little", "big"):
                 raise ValueError(f"load_torch: {name}: unknown byteorder {byteorder!r}")
 
-        def read_storage(key, dtype, numel):
+        def read_storage(key: str, dtype: _DType, numel: int) -> Array:
             entry = f"{prefix}data/{key}"
             return _decode(read(entry), dtype, numel, byteorder == "little", f"{name}: storage {entry!r}")
 
@@ -291,11 +303,11 @@ def _load_zip(name, source):
     return obj
 
 
-def _load_legacy(name, f):
+def _load_legacy(name: str, f: IO[bytes]) -> Any:
     """torch.save(..., _use_new_zipfile_serialization=False) and torch < 1.6: pickles of the magic
     number, the protocol version and sys_info, then the object, then the list of storage keys, then
     each storage as an int64 element count followed by its bytes."""
-    def plain():
+    def plain() -> Any:
         return _unpickle(name, f, lambda *a: None)[0]
 
     if plain() != _LEGACY_MAGIC:
@@ -324,7 +336,7 @@ def _load_legacy(name, f):
     return obj
 
 
-def load_torch(path):
+def load_torch(path: str | os.PathLike[str] | IO[bytes]) -> Any:
     """Read a PyTorch state-dict file written by ``torch.save`` into NumPy, without PyTorch.
 
     ``path``: a file name or a binary file object. Both formats are read: the zip archive

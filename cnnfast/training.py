@@ -9,8 +9,18 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._typing import Array, ArrayLike, TensorLike
+    from .nn.module import Module
+    from .optim.optimizer import Optimizer
+
+# A callback: ``cb(epoch, logs)``, or an object with ``on_epoch_end(epoch, logs)``; True stops training.
+_Callback = Any
 
 __all__ = ["fit", "evaluate", "predict", "History"]
 
@@ -25,27 +35,27 @@ class History:
     ``images_per_second``: training throughput of each epoch. ``params``: the fit settings.
     """
 
-    def __init__(self):
-        self.history = {"loss": [], "accuracy": []}
-        self.epoch = []
-        self.epoch_time = []
-        self.images_per_second = []
-        self.params = {}
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+        self.epoch: list[int] = []
+        self.epoch_time: list[float] = []
+        self.images_per_second: list[float] = []
+        self.params: dict[str, Any] = {}
 
-    def _append(self, epoch, logs, seconds, n):
+    def _append(self, epoch: int, logs: dict[str, Any], seconds: float, n: int) -> None:
         self.epoch.append(epoch)
         for k, v in logs.items():
             self.history.setdefault(k, []).append(v)
         self.epoch_time.append(seconds)
         self.images_per_second.append(n / seconds if seconds > 0 else math.inf)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
         return f"History(epochs={len(self.epoch)}, last={last})"
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def _check_xy(X, y, who):
+def _check_xy(X: TensorLike, y: TensorLike, who: str) -> tuple[Array, Array]:
     X = getattr(X, "data", X) if not isinstance(X, np.ndarray) else X
     y = getattr(y, "data", y) if not isinstance(y, np.ndarray) else y
     X, y = np.asarray(X), np.asarray(y)
@@ -60,46 +70,46 @@ def _check_xy(X, y, who):
     return X, y
 
 
-def _check_batch_size(batch_size, who):
+def _check_batch_size(batch_size: int, who: str) -> None:
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
         raise ValueError(f"{who}: batch_size must be a positive integer, got {batch_size!r}")
 
 
-def _is_labels(y):
+def _is_labels(y: Array) -> bool:
     return y.dtype.kind in "iu" and y.ndim == 1
 
 
-def _correct(out, yb):
+def _correct(out: Array, yb: Array) -> int | None:
     """Number of correct argmax predictions, or None when accuracy is not meaningful."""
     if out.ndim != 2 or not _is_labels(yb):
         return None
     return int(np.count_nonzero(out.argmax(axis=1) == yb))
 
 
-def _default_loss():
+def _default_loss() -> Callable[..., Any]:
     from .nn import CrossEntropyLoss
     return CrossEntropyLoss()
 
 
-def _tensor(a):
+def _tensor(a: ArrayLike) -> Any:
     from .autograd import Tensor
     return Tensor(a)
 
 
-def _set_mode(model, training):
+def _set_mode(model: Any, training: bool) -> None:
     if hasattr(model, "train"):
         model.train(training)
 
 
-def _mode(model):
+def _mode(model: Any) -> bool:
     return getattr(model, "training", True)
 
 
-def _fmt_logs(logs):
+def _fmt_logs(logs: dict[str, Any]) -> str:
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items() if v is not None and not (isinstance(v, float) and math.isnan(v)))
 
 
-def _stdout_isatty():
+def _stdout_isatty() -> bool:
     return hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
 
 
@@ -108,7 +118,7 @@ class _Progress:
     installed, else a plain-text line redrawn in place. Otherwise (a pipe, a log file, verbose=2):
     one plain line per epoch on stdout, so logs are not flooded with redraws."""
 
-    def __init__(self, verbose, epoch, epochs, steps):
+    def __init__(self, verbose: int, epoch: int, epochs: int, steps: int) -> None:
         self.verbose, self.steps, self.bar = verbose, steps, None
         self.prefix = f"Epoch {epoch + 1}/{epochs}"
         self.tty = verbose == 1 and _stdout_isatty()
@@ -122,7 +132,7 @@ class _Progress:
                 self.bar = tqdm(total=steps, desc=self.prefix, unit="batch", leave=True, file=sys.stdout,
                                 dynamic_ncols=True)
 
-    def update(self, step, logs):
+    def update(self, step: int, logs: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if v is not None}, refresh=False)
@@ -133,7 +143,7 @@ class _Progress:
                 sys.stdout.write(f"\r{self.prefix} - {step}/{self.steps} - {_fmt_logs(logs)}")
                 sys.stdout.flush()
 
-    def close(self, logs, seconds, ips):
+    def close(self, logs: dict[str, Any], seconds: float, ips: float) -> None:
         if self.verbose == 0:
             return
         line = f"{self.prefix} - {self.steps}/{self.steps} - {seconds:.1f}s - {ips:,.0f} img/s - {_fmt_logs(logs)}"
@@ -148,7 +158,7 @@ class _Progress:
             print(line, flush=True)
 
 
-def _call_callbacks(callbacks, epoch, logs):
+def _call_callbacks(callbacks: Sequence[_Callback] | None, epoch: int, logs: dict[str, Any]) -> bool:
     """Callbacks: callables ``cb(epoch, logs)`` or objects with ``on_epoch_end(epoch, logs)``.
     Any of them returning True stops training after this epoch."""
     stop = False
@@ -161,8 +171,11 @@ def _call_callbacks(callbacks, epoch, logs):
 
 
 # -------------------------------------------------------------------------------------- the API
-def fit(model, X, y, *, epochs, batch_size=64, optimizer=None, loss=None, validation_data=None,
-        validation_split=None, shuffle=True, seed=None, verbose=1, callbacks=None, distributed=False):
+def fit(model: Module, X: TensorLike, y: TensorLike, *, epochs: int, batch_size: int = 64,
+        optimizer: Optimizer | None = None, loss: Callable[..., Any] | None = None,
+        validation_data: tuple[TensorLike, TensorLike] | None = None, validation_split: float | None = None,
+        shuffle: bool = True, seed: int | None = None, verbose: int = 1, callbacks: Sequence[_Callback] | None = None,
+        distributed: bool = False) -> History:
     """Train ``model`` on ``(X, y)`` for ``epochs`` epochs of mini-batch gradient descent.
 
     Parameters
@@ -288,7 +301,8 @@ def fit(model, X, y, *, epochs, batch_size=64, optimizer=None, loss=None, valida
     return history
 
 
-def _distributed_setup(model, X, y, batch_size, shuffle, seed):
+def _distributed_setup(model: Module, X: Array, y: Array, batch_size: int, shuffle: bool,
+                       seed: int | None) -> tuple[Any, Any, Callable[[float, int, int | None], tuple[float, int, int | None]], int]:
     """fit(distributed=True): the DDP wrapper, this rank's loader and the per-step metric reduction."""
     from . import distributed as dist
     from .data import DataLoader, DistributedSampler, TensorDataset
@@ -299,12 +313,13 @@ def _distributed_setup(model, X, y, batch_size, shuffle, seed):
                          f"{world} ranks; {batch_size} is not divisible by {world}")
     ddp = model if isinstance(model, dist.DistributedDataParallel) else dist.DistributedDataParallel(model)
     if seed is None:  # one shuffling seed for all ranks, drawn on rank 0
-        seed = int(dist.broadcast(np.array([np.random.SeedSequence().entropy % 2**63], dtype=np.int64))[0])
+        entropy: Any = np.random.SeedSequence().entropy  # an int when none is given
+        seed = int(dist.broadcast(np.array([entropy % 2**63], dtype=np.int64))[0])
     sampler = DistributedSampler(TensorDataset(X, y), world, rank, shuffle=shuffle, seed=int(seed))
     loader = DataLoader(sampler.dataset, batch_size=batch_size // world, sampler=sampler)
     buf = np.zeros(4)
 
-    def sync(value, n, correct):
+    def sync(value: float, n: int, correct: int | None) -> tuple[float, int, int | None]:
         buf[:] = value * n, n, -1 if correct is None else correct, 1
         dist.all_reduce(buf)
         correct = None if buf[2] < 0 else int(round(buf[2]))
@@ -313,7 +328,7 @@ def _distributed_setup(model, X, y, batch_size, shuffle, seed):
     return ddp, loader, sync, rank
 
 
-def _batched_outputs(model, X, batch_size, who):
+def _batched_outputs(model: Module, X: Array, batch_size: int, who: str) -> Iterator[tuple[int, Array, Array]]:
     from .autograd import no_grad
     _check_batch_size(batch_size, who)
     was_training = _mode(model)
@@ -328,7 +343,8 @@ def _batched_outputs(model, X, batch_size, who):
         _set_mode(model, was_training)
 
 
-def evaluate(model, X, y, batch_size=256, *, loss=None, distributed=False):
+def evaluate(model: Module, X: TensorLike, y: TensorLike, batch_size: int = 256, *, loss: Callable[..., Any] | None = None,
+             distributed: bool = False) -> dict[str, float]:
     """Loss and accuracy of ``model`` on ``(X, y)``: ``{'loss': float, 'accuracy': float}``.
 
     Runs in eval mode under ``no_grad`` (the model's previous train/eval mode is restored
@@ -350,7 +366,7 @@ def evaluate(model, X, y, batch_size=256, *, loss=None, distributed=False):
     return {"loss": total / n, "accuracy": correct / counted if counted else float("nan")}
 
 
-def _evaluate_sums(model, X, y, batch_size, loss):
+def _evaluate_sums(model: Module, X: Array, y: Array, batch_size: int, loss: Callable[..., Any] | None) -> list[float]:
     from .autograd import no_grad
     loss_fn = loss if loss is not None else _default_loss()
     total, correct, counted = 0.0, 0, 0
@@ -365,7 +381,7 @@ def _evaluate_sums(model, X, y, batch_size, loss):
     return [total, correct, counted, len(X)]
 
 
-def predict(model, X, batch_size=256, *, softmax=False):
+def predict(model: Module, X: TensorLike, batch_size: int = 256, *, softmax: bool = False) -> Array:
     """The model's outputs for ``X`` as one ndarray of shape ``(N, ...)``, computed in batches.
 
     For a classifier ending in ``Linear`` (trained with ``CrossEntropyLoss``) these are the

@@ -5,6 +5,8 @@ is re-exported here under its old name.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .grad_mode import _state
 from .tensor import Tensor
 from .tensor import _backward as backward
@@ -36,18 +38,22 @@ class Function:
     work. The instance of the subclass is the ``ctx``; it is the output's ``grad_fn``.
     """
 
-    saved_tensors = ()
+    saved_tensors: tuple[Any, ...] = ()
     _freed = False
+    #: Whether each positional argument of forward needs a gradient (set by apply).
+    needs_input_grad: tuple[bool, ...]
+    #: The arguments of forward, Tensors and constants (set by apply when the call is recorded).
+    parents: tuple[Any, ...]
 
-    def save_for_backward(self, *arrays):
+    def save_for_backward(self, *arrays: Any) -> None:
         self.saved_tensors = arrays
 
     @classmethod
-    def apply(cls, *args, **kwargs):
+    def apply(cls, *args: Any, **kwargs: Any) -> Any:
         return cls._apply_ctx(args, kwargs)[0]
 
     @classmethod
-    def _apply_ctx(cls, args, kwargs):
+    def _apply_ctx(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Tensor, Function]:
         """Run forward; returns (output Tensor, ctx). ctx is recorded only if a grad is needed."""
         ctx = cls()
         raw = []
@@ -70,15 +76,15 @@ class Function:
         return Tensor._make(out, None), ctx
 
     @staticmethod
-    def forward(ctx, *args, **kwargs):
+    def forward(ctx: Any, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def backward(ctx: Any, grad_output: Any) -> Any:
         raise NotImplementedError
 
     def name(self) -> str:
         return type(self).__name__ + "Backward"
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{self.name()}>"

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
 
@@ -19,9 +23,9 @@ def is_grad_enabled() -> bool:
     return _state.enabled
 
 
-def _with_mode(func, mode):
+def _with_mode(func: _F, mode: bool) -> _F:
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         prev = _state.enabled
         _state.enabled = mode
         try:
@@ -29,7 +33,7 @@ def _with_mode(func, mode):
         finally:
             _state.enabled = prev
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]  # same signature as func
 
 
 class _GradModeContext:
@@ -37,16 +41,16 @@ class _GradModeContext:
 
     _mode = True
 
-    def __enter__(self):
+    def __enter__(self) -> _GradModeContext:
         self._prev = _state.enabled
         _state.enabled = self._mode
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         _state.enabled = self._prev
         return False
 
-    def __call__(self, func):
+    def __call__(self, func: _F) -> _F:
         return _with_mode(func, self._mode)
 
 
@@ -59,14 +63,14 @@ class no_grad(_GradModeContext):
 
     _mode = False
 
-    def __new__(cls, func=None):
+    def __new__(cls, func: Callable[..., Any] | None = None) -> Any:
         if func is not None:  # bare decorator form: @no_grad
             if not callable(func):
                 raise TypeError(f"{cls.__name__}() takes no arguments (got {func!r})")
             return _with_mode(func, cls._mode)
         return super().__new__(cls)
 
-    def __init__(self, func=None):
+    def __init__(self, func: Callable[..., Any] | None = None) -> None:
         pass
 
 
@@ -79,10 +83,10 @@ class enable_grad(no_grad):
 class set_grad_enabled(_GradModeContext):
     """Set grad mode to ``mode``: takes effect immediately; as a context manager, restores it on exit."""
 
-    def __init__(self, mode: bool):
+    def __init__(self, mode: bool) -> None:
         self._mode = bool(mode)
         self._prev = _state.enabled
         _state.enabled = self._mode
 
-    def __enter__(self):
+    def __enter__(self) -> set_grad_enabled:
         return self

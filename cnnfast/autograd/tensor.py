@@ -1,17 +1,35 @@
 """``Tensor``: a NumPy array plus what autograd needs (``grad``, ``requires_grad``, ``grad_fn``)."""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+import builtins
+from typing import TYPE_CHECKING, Any, Union, overload
 
 import numpy as np
 
 from .._ndarray.misc import _flat_shape
 from .grad_mode import _state
 
+if TYPE_CHECKING:
+    # Not cnnfast._typing, which sits above this module (its aliases name Tensor).
+    from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+    Array = NDArray[Any]
+    TensorLike = Union[ArrayLike, "Tensor"]
+    # A Function (autograd/function.py, which imports this module, so it is not imported here).
+    Function = Any
+
 __all__ = ["Tensor"]
 
+# An axis argument: None (all), an int, or several.
+_Axis = Union[int, "tuple[int, ...]", "list[int]", None]
 
-def _axis(axis, dim, op):
+
+@overload
+def _axis(axis: int | None, dim: int | None, op: str) -> int | None: ...
+@overload
+def _axis(axis: _Axis, dim: _Axis, op: str) -> int | tuple[int, ...] | None: ...
+def _axis(axis: _Axis, dim: _Axis, op: str) -> int | tuple[int, ...] | None:
     """Accept NumPy's ``axis`` or PyTorch's ``dim`` (not both)."""
     if dim is not None:
         if axis is not None:
@@ -22,7 +40,7 @@ def _axis(axis, dim, op):
     return axis
 
 
-def _keep(keepdims, keepdim):
+def _keep(keepdims: bool, keepdim: bool) -> bool:
     return bool(keepdims or keepdim)
 
 
@@ -42,11 +60,16 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
+    data: Array
+    grad: Array | None
+    requires_grad: bool
+    _ctx: Function | None
+    _retains_grad: bool
     _cnnfast_tensor = True
     # Make ``ndarray + Tensor`` call Tensor.__radd__ instead of converting the Tensor to an array.
     __array_ufunc__ = None
 
-    def __init__(self, data, requires_grad=False, dtype=None):
+    def __init__(self, data: TensorLike, requires_grad: bool = False, dtype: DTypeLike | None = None) -> None:
         if isinstance(data, Tensor):
             data = data.data
         from_python = not isinstance(data, np.ndarray)
@@ -66,7 +89,7 @@ class Tensor:
         self._retains_grad = False
 
     @classmethod
-    def _make(cls, data, ctx):
+    def _make(cls, data: ArrayLike, ctx: Function | None) -> Tensor:
         """Fast internal constructor for op results (no checks, no conversion)."""
         t = object.__new__(Tensor)
         t.data = data if type(data) is np.ndarray else np.asarray(data)
@@ -78,84 +101,84 @@ class Tensor:
 
     # ------------------------------------------------------------------ properties
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return self.data.shape
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return self.data.ndim
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         return self.data.dtype
 
     @property
-    def size(self):
+    def size(self) -> int:
         return self.data.size
 
     @property
-    def T(self):
+    def T(self) -> Tensor:
         return self.transpose()
 
     @property
-    def grad_fn(self):
+    def grad_fn(self) -> Function | None:
         """The Function that produced this tensor (None for leaves)."""
         return self._ctx
 
     @property
-    def is_leaf(self):
+    def is_leaf(self) -> bool:
         return self._ctx is None
 
-    def numel(self):
+    def numel(self) -> int:
         return self.data.size
 
-    def dim(self):
+    def dim(self) -> int:
         return self.data.ndim
 
     # ------------------------------------------------------------------ conversion
-    def numpy(self):
+    def numpy(self) -> Array:
         """The underlying ndarray (shared, not copied)."""
         return self.data
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> Array:
         if dtype is not None and dtype != self.data.dtype:
             return self.data.astype(dtype)
         return self.data.copy() if copy else self.data
 
-    def item(self):
+    def item(self) -> Any:
         if self.data.size != 1:
             raise ValueError(f"item: only a tensor with one element can be converted to a Python scalar, "
                              f"got shape {self.shape}")
         return self.data.item()
 
-    def tolist(self):
+    def tolist(self) -> Any:
         return self.data.tolist()
 
-    def __len__(self):
+    def __len__(self) -> int:
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return len(self.data)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Tensor]:
         if self.data.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(len(self.data)))
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.data)
 
-    def __float__(self):
+    def __float__(self) -> float:
         return float(self.item())
 
-    def __int__(self):
+    def __int__(self) -> int:
         return int(self.item())
 
-    def __index__(self):
+    def __index__(self) -> int:
         if self.data.dtype.kind not in "iub":
             raise TypeError(f"only integer tensors of a single element can be converted to an index, got {self.dtype}")
         return int(self.item())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="Tensor(")
         extra = []
         if self.data.dtype != np.float32:
@@ -169,18 +192,18 @@ class Tensor:
     __hash__ = object.__hash__
 
     # ------------------------------------------------------------------ autograd
-    def backward(self, gradient=None, retain_graph=False):
+    def backward(self, gradient: TensorLike | None = None, retain_graph: bool = False) -> None:
         """Accumulate gradients of this tensor into the ``.grad`` of the leaves it depends on.
 
         ``gradient`` is d(loss)/d(self); it may be omitted only for a one-element tensor.
         """
         _backward(self, gradient, retain_graph)
 
-    def detach(self):
+    def detach(self) -> Tensor:
         """A new leaf Tensor sharing this data, cut off from the graph."""
         return Tensor._make(self.data, None)
 
-    def requires_grad_(self, requires_grad=True):
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         if requires_grad and self.data.dtype.kind != "f":
             raise RuntimeError(f"requires_grad_: only floating point tensors can require gradients, got {self.dtype}")
         if not requires_grad and self._ctx is not None:
@@ -188,24 +211,24 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         return self
 
-    def retain_grad(self):
+    def retain_grad(self) -> Tensor:
         """Keep ``.grad`` for this non-leaf tensor during backward."""
         if not self.requires_grad:
             raise RuntimeError("retain_grad: can't retain_grad on a Tensor that has requires_grad=False")
         self._retains_grad = True
         return self
 
-    def zero_(self):
+    def zero_(self) -> Tensor:
         self._check_inplace("zero_")
         self.data[...] = 0
         return self
 
-    def fill_(self, value):
+    def fill_(self, value: float) -> Tensor:
         self._check_inplace("fill_")
         self.data[...] = value
         return self
 
-    def copy_(self, src):
+    def copy_(self, src: TensorLike) -> Tensor:
         self._check_inplace("copy_")
         src = src.data if isinstance(src, Tensor) else np.asarray(src)
         try:
@@ -214,149 +237,156 @@ class Tensor:
             raise ValueError(f"copy_: source of shape {src.shape} cannot be broadcast to {self.shape}") from None
         return self
 
-    def clone(self):
+    def clone(self) -> Tensor:
         return _ops.Clone.apply(self)
 
-    def _check_inplace(self, op):
+    def _check_inplace(self, op: str) -> None:
         if self.requires_grad and _state.enabled:
             what = "a leaf Tensor that requires grad" if self._ctx is None else "a Tensor recorded for autograd"
             raise RuntimeError(f"{op}: in-place operation on {what}; wrap the update in cnnfast.no_grad() or "
                                f"use the out-of-place form")
 
     # ------------------------------------------------------------------ dtype
-    def astype(self, dtype):
+    def astype(self, dtype: DTypeLike) -> Tensor:
         dtype = np.dtype(dtype)
         if dtype == self.data.dtype:
             return self
         return _ops.Cast.apply(self, dtype=dtype)
 
-    def float(self):
+    def float(self) -> Tensor:
         return self.astype(np.float32)
 
-    def double(self):
+    def double(self) -> Tensor:
         return self.astype(np.float64)
 
     # ------------------------------------------------------------------ arithmetic
-    def __add__(self, other):
+    def __add__(self, other: TensorLike) -> Tensor:
         return _ops.Add.apply(self, other)
 
-    def __radd__(self, other):
+    def __radd__(self, other: TensorLike) -> Tensor:
         return _ops.Add.apply(other, self)
 
-    def __sub__(self, other):
+    def __sub__(self, other: TensorLike) -> Tensor:
         return _ops.Sub.apply(self, other)
 
-    def __rsub__(self, other):
+    def __rsub__(self, other: TensorLike) -> Tensor:
         return _ops.Sub.apply(other, self)
 
-    def __mul__(self, other):
+    def __mul__(self, other: TensorLike) -> Tensor:
         return _ops.Mul.apply(self, other)
 
-    def __rmul__(self, other):
+    def __rmul__(self, other: TensorLike) -> Tensor:
         return _ops.Mul.apply(other, self)
 
-    def __truediv__(self, other):
+    def __truediv__(self, other: TensorLike) -> Tensor:
         return _ops.Div.apply(self, other)
 
-    def __rtruediv__(self, other):
+    def __rtruediv__(self, other: TensorLike) -> Tensor:
         return _ops.Div.apply(other, self)
 
-    def __pow__(self, other):
+    def __pow__(self, other: TensorLike) -> Tensor:
         return _ops.Pow.apply(self, other)
 
-    def __rpow__(self, other):
+    def __rpow__(self, other: TensorLike) -> Tensor:
         return _ops.Pow.apply(other, self)
 
-    def __matmul__(self, other):
+    def __matmul__(self, other: TensorLike) -> Tensor:
         return _ops.MatMul.apply(self, other)
 
-    def __rmatmul__(self, other):
+    def __rmatmul__(self, other: TensorLike) -> Tensor:
         return _ops.MatMul.apply(other, self)
 
-    def __neg__(self):
+    def __neg__(self) -> Tensor:
         return _ops.Neg.apply(self)
 
-    def __pos__(self):
+    def __pos__(self) -> Tensor:
         return self
 
-    def _inplace(self, op, other, ufunc):
+    def _inplace(self, op: str, other: TensorLike, ufunc: np.ufunc) -> Tensor:
         self._check_inplace(op)
         ufunc(self.data, other.data if isinstance(other, Tensor) else other, out=self.data)
         return self
 
-    def __iadd__(self, other):
+    def __iadd__(self, other: TensorLike) -> Tensor:
         return self._inplace("+=", other, np.add)
 
-    def __isub__(self, other):
+    def __isub__(self, other: TensorLike) -> Tensor:
         return self._inplace("-=", other, np.subtract)
 
-    def __imul__(self, other):
+    def __imul__(self, other: TensorLike) -> Tensor:
         return self._inplace("*=", other, np.multiply)
 
-    def __itruediv__(self, other):
+    def __itruediv__(self, other: TensorLike) -> Tensor:
         return self._inplace("/=", other, np.true_divide)
 
-    def add_(self, other, alpha=1):
-        return self._inplace("add_", other if alpha == 1 else (other.data if isinstance(other, Tensor) else other) * alpha,
+    def add_(self, other: TensorLike, alpha: builtins.float = 1) -> Tensor:
+        scaled: Any = other.data if isinstance(other, Tensor) else other
+        return self._inplace("add_", other if alpha == 1 else scaled * alpha,
                              np.add)
 
-    def mul_(self, other):
+    def mul_(self, other: TensorLike) -> Tensor:
         return self._inplace("mul_", other, np.multiply)
 
     # comparisons: not differentiable, return bool Tensors
-    def _cmp(self, other, ufunc):
+    def _cmp(self, other: object, ufunc: np.ufunc) -> Tensor:
         return Tensor._make(ufunc(self.data, other.data if isinstance(other, Tensor) else other), None)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> Tensor:  # type: ignore[override]
         return self._cmp(other, np.equal)
 
-    def __ne__(self, other):
+    def __ne__(self, other: object) -> Tensor:  # type: ignore[override]
         return self._cmp(other, np.not_equal)
 
-    def __lt__(self, other):
+    def __lt__(self, other: TensorLike) -> Tensor:
         return self._cmp(other, np.less)
 
-    def __le__(self, other):
+    def __le__(self, other: TensorLike) -> Tensor:
         return self._cmp(other, np.less_equal)
 
-    def __gt__(self, other):
+    def __gt__(self, other: TensorLike) -> Tensor:
         return self._cmp(other, np.greater)
 
-    def __ge__(self, other):
+    def __ge__(self, other: TensorLike) -> Tensor:
         return self._cmp(other, np.greater_equal)
 
     # ------------------------------------------------------------------ reductions
-    def sum(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
+    def sum(self, axis: _Axis = None, keepdims: bool = False, *, dim: _Axis = None,
+           keepdim: bool = False) -> Tensor:
         return _ops.Sum.apply(self, axis=_axis(axis, dim, "sum"), keepdims=_keep(keepdims, keepdim))
 
-    def mean(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
+    def mean(self, axis: _Axis = None, keepdims: bool = False, *, dim: _Axis = None,
+            keepdim: bool = False) -> Tensor:
         return _ops.Mean.apply(self, axis=_axis(axis, dim, "mean"), keepdims=_keep(keepdims, keepdim))
 
-    def max(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
+    def max(self, axis: _Axis = None, keepdims: bool = False, *, dim: _Axis = None,
+           keepdim: bool = False) -> Tensor:
         """Maximum over ``axis`` (values only). The gradient is shared equally between tied maxima."""
         return _ops.Max.apply(self, axis=_axis(axis, dim, "max"), keepdims=_keep(keepdims, keepdim), sign=1)
 
-    def min(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
+    def min(self, axis: _Axis = None, keepdims: bool = False, *, dim: _Axis = None,
+           keepdim: bool = False) -> Tensor:
         return _ops.Max.apply(self, axis=_axis(axis, dim, "min"), keepdims=_keep(keepdims, keepdim), sign=-1)
 
-    def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
+    def argmax(self, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None,
+              keepdim: bool = False) -> Tensor:
         return Tensor._make(np.argmax(self.data, axis=_axis(axis, dim, "argmax"), keepdims=_keep(keepdims, keepdim)), None)
 
-    def argmin(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
+    def argmin(self, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None,
+              keepdim: bool = False) -> Tensor:
         return Tensor._make(np.argmin(self.data, axis=_axis(axis, dim, "argmin"), keepdims=_keep(keepdims, keepdim)), None)
 
     # ------------------------------------------------------------------ shape
-    def reshape(self, *shape):
+    def reshape(self, *shape: Any) -> Tensor:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return _ops.Reshape.apply(self, shape=shape)
 
     view = reshape
 
-    def flatten(self, start_dim=0, end_dim=-1):
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         return self.reshape(_flat_shape(self.shape, start_dim, end_dim))
 
-    def squeeze(self, axis=None, *, dim=None):
+    def squeeze(self, axis: _Axis = None, *, dim: _Axis = None) -> Tensor:
         """Remove size-1 axes (all of them, or ``axis`` if it has size 1, as torch)."""
         axis = _axis(axis, dim, "squeeze")
         if axis is None:
@@ -366,14 +396,14 @@ class Tensor:
             shape = tuple(s for i, s in enumerate(self.shape) if not (i in axes and s == 1))
         return self.reshape(shape)
 
-    def unsqueeze(self, dim):
+    def unsqueeze(self, dim: int) -> Tensor:
         nd = self.data.ndim + 1
         if not -nd <= dim < nd:
             raise IndexError(f"unsqueeze: dim {dim} out of range for a tensor of {self.data.ndim} dimensions")
         dim %= nd
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
-    def transpose(self, *axes):
+    def transpose(self, *axes: Any) -> Tensor:
         """No argument reverses the axes (NumPy, ``.T``); ``transpose(d0, d1)`` swaps two axes (PyTorch);
         a longer tuple is a full permutation (NumPy)."""
         n = self.data.ndim
@@ -385,69 +415,69 @@ class Tensor:
             if not all(-n <= a < n for a in axes):
                 raise IndexError(f"transpose: dims {axes} out of range for a tensor of {n} dimensions")
             d0, d1 = (a % n for a in axes)
-            perm = list(range(n))
-            perm[d0], perm[d1] = perm[d1], perm[d0]
-            perm = tuple(perm)
+            swapped = list(range(n))
+            swapped[d0], swapped[d1] = swapped[d1], swapped[d0]
+            perm = tuple(swapped)
         else:
             perm = tuple(axes)
         return _ops.Permute.apply(self, perm=perm)
 
-    def permute(self, *dims):
+    def permute(self, *dims: Any) -> Tensor:
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         return _ops.Permute.apply(self, perm=tuple(dims))
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Tensor:
         return _ops.GetItem.apply(self, index=index)
 
-    def __setitem__(self, index, value):
+    def __setitem__(self, index: Any, value: TensorLike) -> None:
         self._check_inplace("__setitem__")
         if isinstance(index, Tensor):
             index = index.data
         self.data[index] = value.data if isinstance(value, Tensor) else value
 
     # ------------------------------------------------------------------ elementwise
-    def exp(self):
+    def exp(self) -> Tensor:
         return _ops.Exp.apply(self)
 
-    def log(self):
+    def log(self) -> Tensor:
         return _ops.Log.apply(self)
 
-    def sqrt(self):
+    def sqrt(self) -> Tensor:
         return _ops.Sqrt.apply(self)
 
-    def tanh(self):
+    def tanh(self) -> Tensor:
         return _ops.Tanh.apply(self)
 
-    def sigmoid(self):
+    def sigmoid(self) -> Tensor:
         return _ops.Sigmoid.apply(self)
 
-    def relu(self):
+    def relu(self) -> Tensor:
         return _ops.relu(self)
 
-    def abs(self):
+    def abs(self) -> Tensor:
         return _ops.Abs.apply(self)
 
-    def __abs__(self):
+    def __abs__(self) -> Tensor:
         return _ops.Abs.apply(self)
 
-    def clip(self, min=None, max=None):
+    def clip(self, min: TensorLike | None = None, max: TensorLike | None = None) -> Tensor:
         if min is None and max is None:
             raise ValueError("clip: at least one of min and max must be given")
         return _ops.Clip.apply(self, lo=min, hi=max)
 
     clamp = clip
 
-    def pow(self, exponent):
+    def pow(self, exponent: TensorLike) -> Tensor:
         return _ops.Pow.apply(self, exponent)
 
-    def matmul(self, other):
+    def matmul(self, other: TensorLike) -> Tensor:
         return _ops.MatMul.apply(self, other)
 
-    def softmax(self, dim):
+    def softmax(self, dim: int) -> Tensor:
         return _ops.Softmax.apply(self, dim=dim)
 
-    def log_softmax(self, dim):
+    def log_softmax(self, dim: int) -> Tensor:
         return _ops.LogSoftmax.apply(self, dim=dim)
 
 
@@ -455,7 +485,7 @@ class Tensor:
 # micrograd's: one topological sort of the graph below the output, then one reverse sweep calling
 # each node's ``backward`` and accumulating the input gradients with ``+``.
 
-def _topo_order(root: Tensor) -> list:
+def _topo_order(root: Tensor) -> list[Tensor]:
     """Nodes that require grad below ``root``, inputs before outputs (iterative DFS post-order)."""
     order = []
     visited = set()

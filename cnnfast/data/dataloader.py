@@ -1,16 +1,24 @@
 """``DataLoader``: mini-batches over a dataset, optionally shuffled, reproducibly with a seed."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numbers
 
 import numpy as np
 
 from .dataset import TensorDataset, _rng
 
+if TYPE_CHECKING:
+    from .._typing import Array
+    from .dataset import Dataset
+    from .sampler import Sampler
+
 __all__ = ["DataLoader", "default_collate"]
 
 
-def default_collate(samples):
+def default_collate(samples: Sequence[Any]) -> Any:
     """Stack a list of samples into a batch: tuples are collated field by field, arrays stacked."""
     first = samples[0]
     if isinstance(first, tuple):
@@ -38,8 +46,9 @@ class DataLoader:
     collated with ``collate_fn`` (``default_collate`` stacks them).
     """
 
-    def __init__(self, dataset, batch_size=1, shuffle=False, sampler=None, *, drop_last=False, collate_fn=None,
-                 generator=None, seed=None):
+    def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool = False, sampler: Sampler | None = None,
+                 *, drop_last: bool = False, collate_fn: Callable[[list[Any]], Any] | None = None,
+                 generator: int | np.random.Generator | None = None, seed: int | None = None) -> None:
         if batch_size is not None and (not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool)
                                        or batch_size <= 0):
             raise ValueError(f"DataLoader: batch_size should be a positive integer value or None, but got batch_size={batch_size!r}")
@@ -57,20 +66,20 @@ class DataLoader:
         self.collate_fn = collate_fn
         self.generator = _rng(seed if seed is not None else generator)
 
-    def __len__(self):
+    def __len__(self) -> int:
         n = len(self.dataset) if self.sampler is None else len(self.sampler)
         if self.batch_size is None:
             return n
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def _indices(self):
+    def _indices(self) -> Array:
         if self.sampler is not None:
             indices = getattr(self.sampler, "indices", None)
             return indices() if indices is not None else np.fromiter(iter(self.sampler), dtype=np.int64)
         n = len(self.dataset)
         return self.generator.permutation(n) if self.shuffle else np.arange(n)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         order = self._indices()
         if self.batch_size is None:
             for i in order:
@@ -87,6 +96,6 @@ class DataLoader:
                 collate = self.collate_fn or default_collate
                 yield collate([self.dataset[int(i)] for i in idx])
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"DataLoader(dataset={type(self.dataset).__name__}(len={len(self.dataset)}), batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, drop_last={self.drop_last})")

@@ -1,9 +1,16 @@
 """Samplers: which dataset indices a ``DataLoader`` visits, in which order (``torch.utils.data`` names)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import numbers
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .._typing import Array
+    from .dataset import Dataset
 
 __all__ = ["Sampler", "DistributedSampler"]
 
@@ -11,14 +18,14 @@ __all__ = ["Sampler", "DistributedSampler"]
 class Sampler:
     """An iterable of dataset indices with a length; pass one as ``DataLoader(sampler=...)``."""
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
 
-    def __len__(self):
+    def __len__(self) -> int:
         raise NotImplementedError(f"{type(self).__name__} must implement __len__")
 
 
-def _check_int(name, value, low):
+def _check_int(name: str, value: int, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"DistributedSampler: {name} must be an integer >= {low}, got {value!r}")
     return int(value)
@@ -40,7 +47,8 @@ class DistributedSampler(Sampler):
     :func:`~cnnfast.distributed.get_rank` (MPI).
     """
 
-    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
+    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None, shuffle: bool = True,
+                 seed: int = 0, drop_last: bool = False) -> None:
         if num_replicas is None or rank is None:
             from cnnfast import distributed
             num_replicas = distributed.get_world_size() if num_replicas is None else num_replicas
@@ -60,13 +68,15 @@ class DistributedSampler(Sampler):
         else:
             self.num_samples = -(-n // self.num_replicas)
         self.total_size = self.num_samples * self.num_replicas
+        self._rng: np.random.Generator | None
+        self._perm: Array | None
         self._rng, self._rng_epoch, self._perm = None, -1, None
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, epoch: int) -> None:
         """Use epoch ``epoch``'s order on the next iteration (call it with the same value on every rank)."""
         self.epoch = _check_int("epoch", epoch, 0)
 
-    def _order(self):
+    def _order(self) -> Array:
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n)
@@ -75,9 +85,9 @@ class DistributedSampler(Sampler):
         while self._rng_epoch < self.epoch:  # DataLoader(seed=...) draws one permutation per epoch
             self._perm = self._rng.permutation(n)
             self._rng_epoch += 1
-        return self._perm
+        return self._perm  # type: ignore[return-value]  # drawn: _rng_epoch >= 0 here
 
-    def indices(self):
+    def indices(self) -> Array:
         """This rank's indices for the current epoch, as an int64 array."""
         order = self._order()
         if self.total_size > len(order):  # pad with the order's own head (repeated if needed)
@@ -86,12 +96,12 @@ class DistributedSampler(Sampler):
         order = order[:self.total_size]
         return np.ascontiguousarray(order[self.rank::self.num_replicas], dtype=np.int64)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         return iter(self.indices().tolist())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.num_samples
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"DistributedSampler(len(dataset)={len(self.dataset)}, num_replicas={self.num_replicas}, "
                 f"rank={self.rank}, shuffle={self.shuffle}, seed={self.seed}, drop_last={self.drop_last})")

@@ -8,33 +8,39 @@ average pooling, a mean) and sizes that divide evenly (a reshape and a mean).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..autograd import ops as _ops
-from .._utils import _any_tensor, _as_float
+from .._typing import _is_tensor
+from .._utils import _as_float
 from .._ndarray.adaptive import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
     _adaptive_backward, _adaptive_forward, _bins, _output_size,
 )
 
+if TYPE_CHECKING:
+    from .._typing import ArrayOrTensor
+
 __all__ = ["adaptive_avg_pool2d", "global_avg_pool2d"]
 
 
-def _ag():
+def _ag() -> Any:
     return _ops
 
 
-def adaptive_avg_pool2d(input, output_size):
+def adaptive_avg_pool2d(input: ArrayOrTensor, output_size: int | tuple[int | None, int | None]) -> ArrayOrTensor:
     """Average pooling to a fixed ``output_size`` (int, pair, or a pair with None = keep that
     dimension) for any input size (``torch.nn.functional.adaptive_avg_pool2d``). NCHW or CHW."""
     op = "adaptive_avg_pool2d"
-    oh, ow = _output_size(op, output_size, input.shape if _any_tensor(input) else np.shape(input))
-    if _any_tensor(input):
+    oh, ow = _output_size(op, output_size, input.shape if _is_tensor(input) else np.shape(input))
+    if _is_tensor(input):
         return _ag().AdaptiveAvgPool2d.apply(input, output_size=(oh, ow))
     (x,) = _as_float(op, input=input)
     return _adaptive_forward(x, oh, ow)
 
 
-def global_avg_pool2d(input, keepdim=True):
+def global_avg_pool2d(input: ArrayOrTensor, keepdim: bool = True) -> ArrayOrTensor:
     """The mean over H and W: ``(N, C, H, W) -> (N, C, 1, 1)`` (``(N, C)`` with ``keepdim=False``);
     what ``adaptive_avg_pool2d(input, 1)`` computes, the transfer-learning feature vector."""
     out = adaptive_avg_pool2d(input, 1)

@@ -5,6 +5,8 @@ names and order. The backward passes are public too, so a NumPy user can write t
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, overload
+
 from ..autograd import ops as _ag
 from .._utils import _any_tensor
 from .._ndarray.conv import _conv2d_array
@@ -13,10 +15,27 @@ from .._ndarray.conv import (  # noqa: F401  (NumPy-level helpers, re-exported u
     conv2d_output_shape, conv2d_weight,
 )
 
+if TYPE_CHECKING:
+    from .._typing import Array, ArrayLike, IntPair, Padding, TensorLike
+    from ..autograd.tensor import Tensor
+
 __all__ = ["conv2d", "conv2d_relu", "conv2d_backward", "conv2d_input", "conv2d_weight", "conv2d_output_shape"]
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+@overload
+def conv2d(input: Tensor, weight: TensorLike, bias: TensorLike | None = None, stride: IntPair = 1,
+           padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor: ...
+@overload
+def conv2d(input: ArrayLike, weight: Tensor, bias: TensorLike | None = None, stride: IntPair = 1,
+           padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor: ...
+@overload
+def conv2d(input: ArrayLike, weight: ArrayLike, bias: Tensor, stride: IntPair = 1, padding: Padding = 0,
+           dilation: IntPair = 1, groups: int = 1) -> Tensor: ...
+@overload
+def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: IntPair = 1,
+           padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Array: ...
+def conv2d(input: TensorLike, weight: TensorLike, bias: TensorLike | None = None, stride: IntPair = 1,
+           padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Array | Tensor:
     """2-D convolution (cross-correlation) over an NCHW batch or a single CHW image.
 
     Args follow ``torch.nn.functional.conv2d``: ``weight`` is ``(out_channels, in_channels/groups,
@@ -31,12 +50,26 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _conv2d_entry("conv2d", input, weight, bias, stride, padding, dilation, groups, relu=False)
 
 
-def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+@overload
+def conv2d_relu(input: Tensor, weight: TensorLike, bias: TensorLike | None = None, stride: IntPair = 1,
+                padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor: ...
+@overload
+def conv2d_relu(input: ArrayLike, weight: Tensor, bias: TensorLike | None = None, stride: IntPair = 1,
+                padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor: ...
+@overload
+def conv2d_relu(input: ArrayLike, weight: ArrayLike, bias: Tensor, stride: IntPair = 1, padding: Padding = 0,
+                dilation: IntPair = 1, groups: int = 1) -> Tensor: ...
+@overload
+def conv2d_relu(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: IntPair = 1,
+                padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Array: ...
+def conv2d_relu(input: TensorLike, weight: TensorLike, bias: TensorLike | None = None, stride: IntPair = 1,
+                padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Array | Tensor:
     """``relu(conv2d(...))`` fused in one kernel pass (same arguments as :func:`conv2d`)."""
     return _conv2d_entry("conv2d", input, weight, bias, stride, padding, dilation, groups, relu=True)
 
 
-def _conv2d_entry(op, input, weight, bias, stride, padding, dilation, groups, relu):
+def _conv2d_entry(op: str, input: Any, weight: Any, bias: Any, stride: IntPair, padding: Padding, dilation: IntPair,
+                  groups: int, relu: bool) -> Any:
     if _any_tensor(input, weight, bias):
         return _ag.conv2d(input, weight, bias, stride, padding, dilation, groups, relu=relu)
     return _conv2d_array(op, input, weight, bias, stride, padding, dilation, groups, relu)

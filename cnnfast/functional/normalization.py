@@ -8,27 +8,50 @@ convolution instead (:func:`cnnfast.nn.fuse_conv_bn_eval`), which costs nothing 
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from ..autograd import ops as _ops
+from .._typing import _is_tensor
 from .._utils import _any_tensor, _as_float, _tensor_arg
 from .._ndarray.normalization import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
     _batch_norm_backward, _batch_norm_forward, _bn_axes, _bn_bshape, _bn_check, _channel_dot, _channel_window_sum,
     _lrn_backward, _lrn_forward, _update_running,
 )
 
+if TYPE_CHECKING:
+    from .._typing import Array, ArrayLike, ArrayOrTensor, TensorLike
+    from ..autograd.tensor import Tensor
+
 __all__ = ["batch_norm", "local_response_norm"]
 
 
-def _ag():
+def _ag() -> Any:
     return _ops
 
 
 # ---------------------------------------------------------------------------- batch_norm
 
 
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+@overload
+def batch_norm(input: Tensor, running_mean: Array | None, running_var: Array | None, weight: TensorLike | None = None,
+               bias: TensorLike | None = None, training: bool = False, momentum: float = 0.1,
+               eps: float = 1e-5) -> Tensor: ...
+@overload
+def batch_norm(input: ArrayLike, running_mean: Array | None, running_var: Array | None, weight: Tensor,
+               bias: TensorLike | None = None, training: bool = False, momentum: float = 0.1,
+               eps: float = 1e-5) -> Tensor: ...
+@overload
+def batch_norm(input: ArrayLike, running_mean: Array | None, running_var: Array | None, weight: ArrayLike | None,
+               bias: Tensor, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor: ...
+@overload
+def batch_norm(input: ArrayLike, running_mean: Array | None, running_var: Array | None,
+               weight: ArrayLike | None = None, bias: ArrayLike | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Array: ...
+def batch_norm(input: TensorLike, running_mean: Array | None, running_var: Array | None,
+               weight: TensorLike | None = None, bias: TensorLike | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Array | Tensor:
     """Batch normalisation over dim 1 of an (N, C, ...) input (``torch.nn.functional.batch_norm``).
 
     ``training=True``: normalise with the batch's mean and (biased) variance per channel, and, if
@@ -58,14 +81,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 # ---------------------------------------------------------------------------- local_response_norm
 
 
-def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+def local_response_norm(input: ArrayOrTensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> ArrayOrTensor:
     """Local response normalisation across channels (AlexNet, GoogLeNet v1 in ONNX), as torch:
     ``x_c / (k + alpha/size * sum_{c' in window(c)} x_c'^2) ** beta`` with a window of ``size``
     channels from ``c - size//2`` to ``c + (size-1)//2``."""
     op = "local_response_norm"
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
         raise ValueError(f"{op}: size must be a positive int, got {size!r}")
-    if _any_tensor(input):
+    if _is_tensor(input):
         if input.ndim < 3:
             raise ValueError(f"{op}: Expected 3D or higher dimensionality input (got {input.ndim} dimensions)")
         return _ag().LocalResponseNorm.apply(input, size=int(size), alpha=float(alpha), beta=float(beta),

@@ -4,22 +4,36 @@ ndarray in -> ndarray out; given cnnfast Tensors the result is a Tensor recorded
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, overload
+
 import numpy as np
 
 from ..autograd import ops as _ops
-from .._utils import _any_tensor, _is_tensor, _tensor_arg
+from .._typing import _is_tensor
+from .._utils import _any_tensor, _tensor_arg
 from .._ndarray.shape import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
     _cat_check, _crop, _pad_backward, _pad_forward, _pad_pairs,
 )
 
+if TYPE_CHECKING:
+    from .._typing import Array, ArrayOrTensor, TensorLike
+    from ..autograd.tensor import Tensor
+
 __all__ = ["cat", "pad"]
 
 
-def _ag():
+def _ag() -> Any:
     return _ops
 
 
-def cat(tensors, dim=0, *, axis=None):
+@overload
+def cat(tensors: Iterable[Tensor], dim: int = 0, *, axis: int | None = None) -> Tensor: ...
+@overload
+def cat(tensors: Iterable[Array], dim: int = 0, *, axis: int | None = None) -> Array: ...
+@overload
+def cat(tensors: Iterable[Any], dim: int = 0, *, axis: int | None = None) -> Array | Tensor: ...
+def cat(tensors: Iterable[TensorLike], dim: int = 0, *, axis: int | None = None) -> Array | Tensor:
     """Concatenate arrays/Tensors along ``dim`` (``torch.cat``; ``axis=`` is NumPy's name for it).
 
     All sizes except ``dim`` must match. With any Tensor among the inputs the result is recorded
@@ -40,7 +54,7 @@ def cat(tensors, dim=0, *, axis=None):
     return np.concatenate(arrays, axis=d)
 
 
-def pad(input, pad, mode="constant", value=None):
+def pad(input: ArrayOrTensor, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> ArrayOrTensor:
     """Pad (or, with negative amounts, crop) the last ``len(pad)//2`` dims (``torch.nn.functional.pad``).
 
     ``pad`` lists the last dim first: ``(left, right)``, ``(left, right, top, bottom)``, ...
@@ -52,7 +66,7 @@ def pad(input, pad, mode="constant", value=None):
     if mode != "constant":
         raise NotImplementedError(f"{op}: only mode='constant' is supported, got {mode!r}")
     value = 0 if value is None else value
-    if _any_tensor(input):
+    if _is_tensor(input):
         pairs = _pad_pairs(op, input.shape, pad)
         return _ag().Pad.apply(input, pairs=pairs, value=value)
     x = np.asarray(input)

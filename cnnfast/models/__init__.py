@@ -20,6 +20,6 @@ __all__ = ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_sma
            "ResNet", "MobileNetV2", "MobileNetV3", "EfficientNet", "GoogLeNet", "list_models"]
 
 
-def list_models():
+def list_models() -> list[str]:
     """The architecture names, as ``torchvision.models.list_models`` spells them."""
     return ["efficientnet_b0", "googlenet", "mobilenet_v2", "mobilenet_v3_small", "resnet18", "resnet34", "resnet50"]

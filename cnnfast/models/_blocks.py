@@ -2,14 +2,20 @@
 _make_divisible and torchvision's weight initialisation (same module names as torchvision.ops)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import nn
 from .._random import _get_generator
 from ..autograd.tensor import Tensor
 
+if TYPE_CHECKING:
+    from .._typing import ArrayOrTensor, Generator
 
-def _make_divisible(v, divisor, min_value=None):
+
+def _make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
     """torchvision's (and TF slim's) channel rounding: a multiple of ``divisor``, at most 10% down."""
     if min_value is None:
         min_value = divisor
@@ -23,13 +29,16 @@ class Conv2dNormActivation(nn.Sequential):
     """Conv2d (no bias when normalised) -> BatchNorm2d -> activation, as ``torchvision.ops.Conv2dNormActivation``
     (children ``0``, ``1``, ``2``). ``padding=None`` means ``(kernel_size - 1) // 2 * dilation``."""
 
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=None, groups=1,
-                 norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU, dilation=1, inplace=True, bias=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 padding: int | None = None, groups: int = 1,
+                 norm_layer: Callable[[int], nn.Module] | None = nn.BatchNorm2d,
+                 activation_layer: Callable[..., nn.Module] | None = nn.ReLU, dilation: int = 1,
+                 inplace: bool | None = True, bias: bool | None = None) -> None:
         if padding is None:
             padding = (kernel_size - 1) // 2 * dilation
         if bias is None:
             bias = norm_layer is None
-        layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups,
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups,
                             bias=bias)]
         if norm_layer is not None:
             layers.append(norm_layer(out_channels))
@@ -42,7 +51,8 @@ class Conv2dNormActivation(nn.Sequential):
 class SqueezeExcitation(nn.Module):
     """``x * scale_activation(fc2(activation(fc1(avgpool(x)))))`` with 1x1 convs (torchvision.ops.SqueezeExcitation)."""
 
-    def __init__(self, input_channels, squeeze_channels, activation=nn.ReLU, scale_activation=nn.Sigmoid):
+    def __init__(self, input_channels: int, squeeze_channels: int, activation: Callable[[], nn.Module] = nn.ReLU,
+                 scale_activation: Callable[[], nn.Module] = nn.Sigmoid) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc1 = nn.Conv2d(input_channels, squeeze_channels, 1)
@@ -50,18 +60,19 @@ class SqueezeExcitation(nn.Module):
         self.activation = activation()
         self.scale_activation = scale_activation()
 
-    def _scale(self, input):
+    def _scale(self, input: ArrayOrTensor) -> ArrayOrTensor:
         scale = self.avgpool(input)
         scale = self.fc1(scale)
         scale = self.activation(scale)
         scale = self.fc2(scale)
         return self.scale_activation(scale)
 
-    def forward(self, input):
+    def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         return self._scale(input) * input
 
 
-def stochastic_depth(input, p, mode, training=True, generator=None):
+def stochastic_depth(input: ArrayOrTensor, p: float, mode: str, training: bool = True,
+                     generator: Generator = None) -> ArrayOrTensor:
     """Randomly zero whole rows (``mode='row'``: per sample) or the whole input (``'batch'``) with
     probability ``p``, scaling survivors by ``1/(1-p)`` (torchvision.ops.stochastic_depth)."""
     if p < 0.0 or p > 1.0:
@@ -80,24 +91,24 @@ def stochastic_depth(input, p, mode, training=True, generator=None):
 
 
 class StochasticDepth(nn.Module):
-    def __init__(self, p, mode):
+    def __init__(self, p: float, mode: str) -> None:
         super().__init__()
         self.p = p
         self.mode = mode
 
-    def forward(self, input):
+    def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         return stochastic_depth(input, self.p, self.mode, self.training)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}(p={self.p}, mode={self.mode})"
 
 
-def _residual_add(result, input):
+def _residual_add(result: ArrayOrTensor, input: ArrayOrTensor) -> ArrayOrTensor:
     """``result + input`` (torchvision writes ``result += input``; out of place keeps autograd simple)."""
     return result + input
 
 
-def _init_classifier_style(model, linear="normal001"):
+def _init_classifier_style(model: nn.Module, linear: str = "normal001") -> None:
     """torchvision's initialisation for MobileNet/EfficientNet: kaiming_normal(fan_out) convs with zero
     bias, BatchNorm ones/zeros, and Linear N(0, 0.01) (``linear='normal001'``) or U(+-1/sqrt(out))."""
     from ..nn import init
@@ -116,7 +127,7 @@ def _init_classifier_style(model, linear="normal001"):
             else:
                 r = 1.0 / np.sqrt(m.out_features)
                 init.uniform_(m.weight, -r, r)
-            init.zeros_(m.bias)
+            init.zeros_(m.bias)  # type: ignore[type-var]  # these classifiers' Linear layers have a bias
 
 
 __all__ = ["Conv2dNormActivation", "SqueezeExcitation", "StochasticDepth", "stochastic_depth", "_make_divisible"]

@@ -2,6 +2,9 @@
 and stochastic depth; BatchNorm with torch's default eps, as torchvision's B0 uses)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
 import copy
 import math
 from functools import partial
@@ -10,12 +13,15 @@ from .. import nn
 from ._blocks import (Conv2dNormActivation, SqueezeExcitation, StochasticDepth, _init_classifier_style,
                       _make_divisible)
 
+if TYPE_CHECKING:
+    from .._typing import ArrayOrTensor
+
 __all__ = ["EfficientNet", "MBConv", "efficientnet_b0"]
 
 
 class MBConvConfig:
-    def __init__(self, expand_ratio, kernel, stride, input_channels, out_channels, num_layers, width_mult=1.0,
-                 depth_mult=1.0):
+    def __init__(self, expand_ratio: float, kernel: int, stride: int, input_channels: int, out_channels: int,
+                 num_layers: int, width_mult: float = 1.0, depth_mult: float = 1.0) -> None:
         self.expand_ratio = expand_ratio
         self.kernel = kernel
         self.stride = stride
@@ -24,17 +30,17 @@ class MBConvConfig:
         self.num_layers = int(math.ceil(num_layers * depth_mult))
 
     @staticmethod
-    def adjust_channels(channels, width_mult, min_value=None):
+    def adjust_channels(channels: int, width_mult: float, min_value: int | None = None) -> int:
         return _make_divisible(channels * width_mult, 8, min_value)
 
 
 class MBConv(nn.Module):
-    def __init__(self, cnf, stochastic_depth_prob, norm_layer):
+    def __init__(self, cnf: MBConvConfig, stochastic_depth_prob: float, norm_layer: Callable[[int], nn.Module]) -> None:
         super().__init__()
         if not 1 <= cnf.stride <= 2:
             raise ValueError("illegal stride value")
         self.use_res_connect = cnf.stride == 1 and cnf.input_channels == cnf.out_channels
-        layers = []
+        layers: list[nn.Module] = []
         expanded = cnf.adjust_channels(cnf.input_channels, cnf.expand_ratio)
         if expanded != cnf.input_channels:
             layers.append(Conv2dNormActivation(cnf.input_channels, expanded, kernel_size=1, norm_layer=norm_layer,
@@ -49,7 +55,7 @@ class MBConv(nn.Module):
         self.stochastic_depth = StochasticDepth(stochastic_depth_prob, "row")
         self.out_channels = cnf.out_channels
 
-    def forward(self, input):
+    def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         result = self.block(input)
         if self.use_res_connect:
             result = self.stochastic_depth(result)
@@ -58,17 +64,18 @@ class MBConv(nn.Module):
 
 
 class EfficientNet(nn.Module):
-    def __init__(self, inverted_residual_setting, dropout, stochastic_depth_prob=0.2, num_classes=1000,
-                 norm_layer=None, last_channel=None):
+    def __init__(self, inverted_residual_setting: Sequence[MBConvConfig], dropout: float,
+                 stochastic_depth_prob: float = 0.2, num_classes: int = 1000,
+                 norm_layer: Callable[[int], nn.Module] | None = None, last_channel: int | None = None) -> None:
         super().__init__()
         norm_layer = norm_layer or nn.BatchNorm2d
         first = inverted_residual_setting[0].input_channels
-        layers = [Conv2dNormActivation(3, first, kernel_size=3, stride=2, norm_layer=norm_layer,
+        layers: list[nn.Module] = [Conv2dNormActivation(3, first, kernel_size=3, stride=2, norm_layer=norm_layer,
                                        activation_layer=nn.SiLU)]
         total = sum(c.num_layers for c in inverted_residual_setting)
         block_id = 0
         for cnf in inverted_residual_setting:
-            stage = []
+            stage: list[nn.Module] = []
             for _ in range(cnf.num_layers):
                 bc = copy.copy(cnf)
                 if stage:
@@ -86,14 +93,14 @@ class EfficientNet(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(last_out, num_classes))
         _init_classifier_style(self, linear="uniform")
 
-    def forward(self, x):
+    def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
         x = self.features(x)
         x = self.avgpool(x)
         x = x.reshape(x.shape[0], -1)
         return self.classifier(x)
 
 
-def efficientnet_b0(*, num_classes=1000, dropout=0.2, stochastic_depth_prob=0.2):
+def efficientnet_b0(*, num_classes: int = 1000, dropout: float = 0.2, stochastic_depth_prob: float = 0.2) -> EfficientNet:
     """EfficientNet-B0 (5,288,548 parameters with 1000 classes)."""
     c = partial(MBConvConfig, width_mult=1.0, depth_mult=1.0)
     setting = [c(1, 3, 1, 32, 16, 1), c(6, 3, 2, 16, 24, 2), c(6, 5, 2, 24, 40, 2), c(6, 3, 2, 40, 80, 3),

@@ -8,10 +8,16 @@ the original weights expect: torchvision sets it when it loads its pretrained we
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import nn
 from ..functional import cat
+
+if TYPE_CHECKING:
+    from .._typing import ArrayOrTensor
 
 __all__ = ["GoogLeNet", "googlenet"]
 
@@ -22,12 +28,12 @@ _RELU = nn.ReLU()  # marks the ReLU of BasicConv2d for the fused inference path 
 class BasicConv2d(nn.Module):
     _conv_bn_pairs = (("conv", "bn"),)
 
-    def __init__(self, in_channels, out_channels, **kwargs):
+    def __init__(self, in_channels: int, out_channels: int, **kwargs: Any) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
 
-    def forward(self, x):
+    def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
         from .. import functional as F
         from ..autograd.tensor import Tensor
         from ..nn.fusion import conv_bn_act
@@ -38,7 +44,8 @@ class BasicConv2d(nn.Module):
 
 
 class Inception(nn.Module):
-    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj):
+    def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int,
+                 pool_proj: int) -> None:
         super().__init__()
         self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
         self.branch2 = nn.Sequential(BasicConv2d(in_channels, ch3x3red, kernel_size=1),
@@ -48,12 +55,13 @@ class Inception(nn.Module):
         self.branch4 = nn.Sequential(nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
                                      BasicConv2d(in_channels, pool_proj, kernel_size=1))
 
-    def forward(self, x):
+    def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
         return cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
 
 
 class GoogLeNet(nn.Module):
-    def __init__(self, num_classes=1000, aux_logits=False, transform_input=False, init_weights=True, dropout=0.2):
+    def __init__(self, num_classes: int = 1000, aux_logits: bool = False, transform_input: bool = False,
+                 init_weights: bool = True, dropout: float = 0.2) -> None:
         super().__init__()
         if aux_logits:
             raise NotImplementedError("GoogLeNet: the auxiliary heads (aux_logits=True) are not implemented; they "
@@ -90,7 +98,7 @@ class GoogLeNet(nn.Module):
                     init.ones_(m.weight)
                     init.zeros_(m.bias)
 
-    def _transform_input(self, x):
+    def _transform_input(self, x: ArrayOrTensor) -> ArrayOrTensor:
         if not self.transform_input:
             return x
         scale = np.array([0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5]).reshape(1, 3, 1, 1)
@@ -98,7 +106,7 @@ class GoogLeNet(nn.Module):
         dt = x.dtype
         return x * scale.astype(dt) + shift.astype(dt)
 
-    def forward(self, x):
+    def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
         x = self._transform_input(x)
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))
@@ -114,13 +122,13 @@ class GoogLeNet(nn.Module):
         x = self.dropout(x)
         return self.fc(x)
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
         """As Module.load_state_dict, ignoring the auxiliary heads' keys (``aux1.*``, ``aux2.*``)."""
         kept = {k: v for k, v in state_dict.items() if not k.startswith(("aux1.", "aux2."))}
         return super().load_state_dict(kept, strict=strict)
 
 
-def googlenet(*, num_classes=1000, transform_input=False, **kwargs):
+def googlenet(*, num_classes: int = 1000, transform_input: bool = False, **kwargs: Any) -> GoogLeNet:
     """GoogLeNet without auxiliary heads (6,624,904 parameters with 1000 classes)."""
     return GoogLeNet(num_classes=num_classes, transform_input=transform_input, **kwargs)
 

@@ -1,10 +1,16 @@
 """MobileNetV2 and MobileNetV3-Small (torchvision's ``mobilenetv2.py`` / ``mobilenetv3.py``)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 from functools import partial
 
 from .. import nn
 from ._blocks import Conv2dNormActivation, SqueezeExcitation, _init_classifier_style, _make_divisible
+
+if TYPE_CHECKING:
+    from .._typing import ArrayOrTensor
 
 __all__ = ["MobileNetV2", "MobileNetV3", "mobilenet_v2", "mobilenet_v3_small"]
 
@@ -12,7 +18,8 @@ __all__ = ["MobileNetV2", "MobileNetV3", "mobilenet_v2", "mobilenet_v3_small"]
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1x1 expand (ReLU6), 3x3 depthwise (ReLU6), 1x1 project + BN (``conv``)."""
 
-    def __init__(self, inp, oup, stride, expand_ratio, norm_layer=None):
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: float,
+                 norm_layer: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride should be 1 or 2 instead of {stride}")
@@ -20,7 +27,7 @@ class InvertedResidual(nn.Module):
         hidden_dim = int(round(inp * expand_ratio))
         self.stride = stride
         self.use_res_connect = stride == 1 and inp == oup
-        layers = []
+        layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(Conv2dNormActivation(inp, hidden_dim, kernel_size=1, norm_layer=norm_layer,
                                                activation_layer=nn.ReLU6))
@@ -33,21 +40,22 @@ class InvertedResidual(nn.Module):
         self.conv = nn.Sequential(*layers)
         self.out_channels = oup
 
-    def forward(self, x):
+    def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
         if self.use_res_connect:
             return x + self.conv(x)
         return self.conv(x)
 
 
 class MobileNetV2(nn.Module):
-    def __init__(self, num_classes=1000, width_mult=1.0, round_nearest=8, dropout=0.2):
+    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, round_nearest: int = 8,
+                 dropout: float = 0.2) -> None:
         super().__init__()
         input_channel, last_channel = 32, 1280
         setting = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
                    [6, 320, 1, 1]]
         input_channel = _make_divisible(input_channel * width_mult, round_nearest)
         self.last_channel = _make_divisible(last_channel * max(1.0, width_mult), round_nearest)
-        features = [Conv2dNormActivation(3, input_channel, stride=2, activation_layer=nn.ReLU6)]
+        features: list[nn.Module] = [Conv2dNormActivation(3, input_channel, stride=2, activation_layer=nn.ReLU6)]
         for t, c, n, s in setting:
             output_channel = _make_divisible(c * width_mult, round_nearest)
             for i in range(n):
@@ -59,7 +67,7 @@ class MobileNetV2(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
         _init_classifier_style(self)
 
-    def forward(self, x):
+    def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
         from .. import functional as F
 
         x = self.features(x)
@@ -69,8 +77,8 @@ class MobileNetV2(nn.Module):
 
 
 class _V3Config:
-    def __init__(self, input_channels, kernel, expanded_channels, out_channels, use_se, activation, stride, dilation,
-                 width_mult):
+    def __init__(self, input_channels: int, kernel: int, expanded_channels: int, out_channels: int, use_se: bool,
+                 activation: str, stride: int, dilation: int, width_mult: float) -> None:
         adj = lambda c: _make_divisible(c * width_mult, 8)  # noqa: E731
         self.input_channels = adj(input_channels)
         self.kernel = kernel
@@ -85,13 +93,13 @@ class _V3Config:
 class InvertedResidualV3(nn.Module):
     """MobileNetV3 block: expand, depthwise, optional squeeze-and-excitation (hardsigmoid gate), project."""
 
-    def __init__(self, cnf, norm_layer):
+    def __init__(self, cnf: _V3Config, norm_layer: Callable[[int], nn.Module]) -> None:
         super().__init__()
         if not 1 <= cnf.stride <= 2:
             raise ValueError("illegal stride value")
         self.use_res_connect = cnf.stride == 1 and cnf.input_channels == cnf.out_channels
         act = nn.Hardswish if cnf.use_hs else nn.ReLU
-        layers = []
+        layers: list[nn.Module] = []
         if cnf.expanded_channels != cnf.input_channels:
             layers.append(Conv2dNormActivation(cnf.input_channels, cnf.expanded_channels, kernel_size=1,
                                                norm_layer=norm_layer, activation_layer=act))
@@ -107,7 +115,7 @@ class InvertedResidualV3(nn.Module):
         self.block = nn.Sequential(*layers)
         self.out_channels = cnf.out_channels
 
-    def forward(self, input):
+    def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         result = self.block(input)
         if self.use_res_connect:
             result = result + input
@@ -115,11 +123,12 @@ class InvertedResidualV3(nn.Module):
 
 
 class MobileNetV3(nn.Module):
-    def __init__(self, inverted_residual_setting, last_channel, num_classes=1000, dropout=0.2):
+    def __init__(self, inverted_residual_setting: Sequence[_V3Config], last_channel: int, num_classes: int = 1000,
+                 dropout: float = 0.2) -> None:
         super().__init__()
         norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
         first = inverted_residual_setting[0].input_channels
-        layers = [Conv2dNormActivation(3, first, kernel_size=3, stride=2, norm_layer=norm_layer,
+        layers: list[nn.Module] = [Conv2dNormActivation(3, first, kernel_size=3, stride=2, norm_layer=norm_layer,
                                        activation_layer=nn.Hardswish)]
         for cnf in inverted_residual_setting:
             layers.append(InvertedResidualV3(cnf, norm_layer))
@@ -133,19 +142,19 @@ class MobileNetV3(nn.Module):
                                         nn.Dropout(p=dropout, inplace=True), nn.Linear(last_channel, num_classes))
         _init_classifier_style(self)
 
-    def forward(self, x):
+    def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
         x = self.features(x)
         x = self.avgpool(x)
         x = x.reshape(x.shape[0], -1)
         return self.classifier(x)
 
 
-def mobilenet_v2(*, num_classes=1000, **kwargs):
+def mobilenet_v2(*, num_classes: int = 1000, **kwargs: Any) -> MobileNetV2:
     """MobileNetV2 (3,504,872 parameters with 1000 classes)."""
     return MobileNetV2(num_classes=num_classes, **kwargs)
 
 
-def mobilenet_v3_small(*, num_classes=1000, width_mult=1.0, dropout=0.2):
+def mobilenet_v3_small(*, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> MobileNetV3:
     """MobileNetV3-Small (2,542,856 parameters with 1000 classes)."""
     c = partial(_V3Config, width_mult=width_mult)
     setting = [

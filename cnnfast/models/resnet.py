@@ -1,6 +1,9 @@
 """ResNet-18/34/50 (torchvision's ``resnet.py``: ResNet v1.5, stride on the 3x3 conv of the bottleneck)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import functional as F
@@ -8,19 +11,22 @@ from .. import nn
 from ..nn import init
 from ..nn.fusion import conv_bn_act
 
+if TYPE_CHECKING:
+    from .._typing import ArrayOrTensor
+
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50"]
 
 
-def conv3x3(in_planes, out_planes, stride=1, groups=1, dilation=1):
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=dilation, groups=groups, bias=False,
                      dilation=dilation)
 
 
-def conv1x1(in_planes, out_planes, stride=1):
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
-def _add_relu(relu, out, identity):
+def _add_relu(relu: nn.Module, out: Any, identity: Any) -> Any:
     """``relu(out + identity)``; on ndarrays in place on ``out`` (the block's own fresh conv output)."""
     if type(out) is np.ndarray and type(identity) is np.ndarray and not relu._forward_hooks \
             and out.shape == identity.shape and out.dtype == identity.dtype and out.flags.c_contiguous:
@@ -33,7 +39,7 @@ class BasicBlock(nn.Module):
     expansion = 1
     _conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))  # for nn.fold_batchnorm
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -43,7 +49,7 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
         self.stride = stride
 
-    def forward(self, x):
+    def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
         identity = x
         out = conv_bn_act(self.conv1, self.bn1, self.relu, x)
         out = conv_bn_act(self.conv2, self.bn2, None, out)
@@ -56,7 +62,7 @@ class Bottleneck(nn.Module):
     expansion = 4
     _conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
         super().__init__()
         width = planes
         self.conv1 = conv1x1(inplanes, width)
@@ -69,7 +75,7 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
         self.stride = stride
 
-    def forward(self, x):
+    def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
         identity = x
         out = conv_bn_act(self.conv1, self.bn1, self.relu, x)
         out = conv_bn_act(self.conv2, self.bn2, self.relu, out)
@@ -85,7 +91,8 @@ class ResNet(nn.Module):
 
     _conv_bn_pairs = (("conv1", "bn1"),)
 
-    def __init__(self, block, layers, num_classes=1000, zero_init_residual=False):
+    def __init__(self, block: type[BasicBlock | Bottleneck], layers: Sequence[int], num_classes: int = 1000,
+                 zero_init_residual: bool = False) -> None:
         super().__init__()
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
@@ -112,7 +119,7 @@ class ResNet(nn.Module):
                 elif isinstance(m, BasicBlock):
                     init.zeros_(m.bn2.weight)
 
-    def _make_layer(self, block, planes, blocks, stride=1):
+    def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
@@ -123,7 +130,7 @@ class ResNet(nn.Module):
             layers.append(block(self.inplanes, planes))
         return nn.Sequential(*layers)
 
-    def forward(self, x):
+    def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
         x = conv_bn_act(self.conv1, self.bn1, self.relu, x)
         x = self.maxpool(x)
         x = self.layer1(x)
@@ -135,16 +142,16 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
-def resnet18(*, num_classes=1000, **kwargs):
+def resnet18(*, num_classes: int = 1000, **kwargs: Any) -> ResNet:
     """ResNet-18 (11,689,512 parameters with 1000 classes)."""
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, **kwargs)
 
 
-def resnet34(*, num_classes=1000, **kwargs):
+def resnet34(*, num_classes: int = 1000, **kwargs: Any) -> ResNet:
     """ResNet-34 (21,797,672 parameters with 1000 classes)."""
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes=num_classes, **kwargs)
 
 
-def resnet50(*, num_classes=1000, **kwargs):
+def resnet50(*, num_classes: int = 1000, **kwargs: Any) -> ResNet:
     """ResNet-50 (25,557,032 parameters with 1000 classes)."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, **kwargs)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -12,10 +13,13 @@ from ..autograd.tensor import Tensor
 from . import init
 from .module import Module, Parameter
 
+if TYPE_CHECKING:
+    from .._typing import ArrayOrTensor, DTypeLike, Generator, IntPair, Padding
+
 __all__ = ["Conv2d"]
 
 
-def _positive(op, name, value):
+def _positive(op: str, name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
     return int(value)
@@ -30,8 +34,9 @@ class Conv2d(Module):
     Called on an ndarray it returns an ndarray; on a Tensor, a Tensor recorded for backward.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros", dtype=np.float32, generator=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
+                 padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", dtype: DTypeLike = np.float32, generator: Generator = None) -> None:
         super().__init__()
         op = "Conv2d"
         self.in_channels = _positive(op, "in_channels", in_channels)
@@ -49,6 +54,7 @@ class Conv2d(Module):
         for name in ("kernel_size", "stride", "dilation"):
             if min(getattr(self, name)) <= 0:
                 raise ValueError(f"{op}: {name} must be positive, got {getattr(self, name)}")
+        self.padding: str | tuple[int, ...]
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(f"{op}: invalid padding string {padding!r}, should be one of 'valid', 'same'")
@@ -74,7 +80,7 @@ class Conv2d(Module):
         self.bias = Parameter(np.empty(out_channels, dtype=dtype)) if bias else None
         self.reset_parameters(generator)
 
-    def reset_parameters(self, generator=None):
+    def reset_parameters(self, generator: Generator = None) -> None:
         """PyTorch's default initialisation (see the class docstring)."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
         if self.bias is not None:
@@ -82,16 +88,17 @@ class Conv2d(Module):
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             init.uniform_(self.bias, -bound, bound, generator=generator)
 
-    def forward(self, input):
+    def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         return self._conv(input, F.conv2d)
 
-    def _conv(self, input, fn):
-        w, b = self.weight, self.bias
+    def _conv(self, input: ArrayOrTensor, fn: Callable[..., Any]) -> ArrayOrTensor:
+        w: Any = self.weight
+        b: Any = self.bias
         if not isinstance(input, Tensor):  # ndarray in -> ndarray out, nothing recorded
             w, b = w.data, (None if b is None else b.data)
         return fn(input, w, b, self.stride, self.padding, self.dilation, self.groups)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0, 0):
             s += f", padding={self.padding}"

@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .. import functional as F
 from .module import Module
+
+if TYPE_CHECKING:
+    from .._typing import ArrayOrTensor, Generator
 
 __all__ = ["Dropout"]
 
@@ -14,7 +20,11 @@ class Dropout(Module):
     the identity in eval mode. ``generator`` (numpy Generator or int seed) fixes the masks; by
     default the generator seeded by ``cnnfast.manual_seed`` is used."""
 
-    def __init__(self, p=0.5, inplace=False, generator=None):
+    p: float
+    inplace: bool
+    generator: np.random.Generator | None
+
+    def __init__(self, p: float = 0.5, inplace: bool = False, generator: Generator = None) -> None:
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
             raise ValueError(f"Dropout: probability has to be between 0 and 1, but got {p!r}")
@@ -24,8 +34,8 @@ class Dropout(Module):
         self.inplace = bool(inplace)
         self.generator = None if generator is None else _get_generator(generator, "Dropout")
 
-    def forward(self, input):
+    def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         return F.dropout(input, self.p, self.training, self.inplace, generator=self.generator)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"

@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import TYPE_CHECKING, TypeVar, Union
 
 import numpy as np
 
 from .._random import _get_generator
 from ..autograd.tensor import Tensor
 
+if TYPE_CHECKING:
+    from .._typing import Array, ArrayLike, Generator
+
+# The functions fill a Tensor (a Parameter) or an ndarray in place and return it.
+_T = TypeVar("_T", bound=Union[Tensor, "Array"])
+
 __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_", "xavier_uniform_",
            "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
 
 
-def _array(tensor, op):
+def _array(tensor: Tensor | Array, op: str) -> Array:
     arr = tensor.data if isinstance(tensor, Tensor) else tensor
     if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating point Tensor or ndarray, got "
@@ -25,7 +32,7 @@ def _array(tensor, op):
     return arr
 
 
-def _fill(tensor, values, op):
+def _fill(tensor: _T, values: ArrayLike, op: str) -> _T:
     arr = _array(tensor, op)
     arr[...] = values
     return tensor
@@ -53,7 +60,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
 
 
-def _calculate_fan_in_and_fan_out(arr):
+def _calculate_fan_in_and_fan_out(arr: Array) -> tuple[int, int]:
     if arr.ndim < 2:
         raise ValueError(f"fan in and fan out can not be computed for a tensor with fewer than 2 dimensions "
                          f"(got shape {arr.shape})")
@@ -61,51 +68,52 @@ def _calculate_fan_in_and_fan_out(arr):
     return arr.shape[1] * receptive, arr.shape[0] * receptive
 
 
-def _fan(arr, mode, op):
+def _fan(arr: Array, mode: str, op: str) -> int:
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"{op}: mode {mode!r} not supported, please use one of 'fan_in', 'fan_out'")
     fan_in, fan_out = _calculate_fan_in_and_fan_out(arr)
     return fan_in if mode == "fan_in" else fan_out
 
 
-def uniform_(tensor, a=0.0, b=1.0, generator=None):
+def uniform_(tensor: _T, a: float = 0.0, b: float = 1.0, generator: Generator = None) -> _T:
     """Fill with U(a, b)."""
     arr = _array(tensor, "uniform_")
     return _fill(tensor, _get_generator(generator, "uniform_").uniform(a, b, arr.shape), "uniform_")
 
 
-def normal_(tensor, mean=0.0, std=1.0, generator=None):
+def normal_(tensor: _T, mean: float = 0.0, std: float = 1.0, generator: Generator = None) -> _T:
     """Fill with N(mean, std^2)."""
     arr = _array(tensor, "normal_")
     return _fill(tensor, _get_generator(generator, "normal_").normal(mean, std, arr.shape), "normal_")
 
 
-def constant_(tensor, val):
+def constant_(tensor: _T, val: float) -> _T:
     return _fill(tensor, val, "constant_")
 
 
-def zeros_(tensor):
+def zeros_(tensor: _T) -> _T:
     return _fill(tensor, 0, "zeros_")
 
 
-def ones_(tensor):
+def ones_(tensor: _T) -> _T:
     return _fill(tensor, 1, "ones_")
 
 
-def xavier_uniform_(tensor, gain=1.0, generator=None):
+def xavier_uniform_(tensor: _T, gain: float = 1.0, generator: Generator = None) -> _T:
     """Glorot uniform: U(-b, b), ``b = gain * sqrt(6 / (fan_in + fan_out))``."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(_array(tensor, "xavier_uniform_"))
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound, generator)
 
 
-def xavier_normal_(tensor, gain=1.0, generator=None):
+def xavier_normal_(tensor: _T, gain: float = 1.0, generator: Generator = None) -> _T:
     """Glorot normal: N(0, std^2), ``std = gain * sqrt(2 / (fan_in + fan_out))``."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(_array(tensor, "xavier_normal_"))
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
 
-def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
+def kaiming_uniform_(tensor: _T, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+                     generator: Generator = None) -> _T:
     """He uniform: U(-b, b), ``b = gain * sqrt(3 / fan)`` with ``gain = calculate_gain(nonlinearity, a)``.
 
     ``a=sqrt(5)`` (what Conv2d and Linear use by default, as PyTorch) gives ``b = 1/sqrt(fan_in)``.
@@ -117,7 +125,8 @@ def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gene
     return uniform_(tensor, -bound, bound, generator)
 
 
-def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
+def kaiming_normal_(tensor: _T, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+                    generator: Generator = None) -> _T:
     """He normal: N(0, std^2), ``std = gain / sqrt(fan)``."""
     fan = _fan(_array(tensor, "kaiming_normal_"), mode, "kaiming_normal_")
     if fan == 0:

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import collections
 import collections.abc
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 import itertools
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Callable, Literal, TypeVar
 
 import numpy as np
 
 from ..autograd.tensor import Tensor
+
+if TYPE_CHECKING:
+    from .._typing import Array, ArrayLike, DTypeLike, Shape
+    from .summary import ModelSummary
 
 __all__ = ["Module", "Parameter"]
 
@@ -20,7 +24,7 @@ class Parameter(Tensor):
 
     __slots__ = ()
 
-    def __init__(self, data, requires_grad=True):
+    def __init__(self, data: ArrayLike | Tensor, requires_grad: bool = True) -> None:
         if isinstance(data, Tensor):
             data = data.data
         data = np.asarray(data)
@@ -28,7 +32,7 @@ class Parameter(Tensor):
             data = data.astype(np.float32)
         super().__init__(data, requires_grad=requires_grad)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
 
@@ -40,18 +44,22 @@ _M = TypeVar("_M", bound="Module")
 class _RemovableHandle:
     _ids = itertools.count()
 
-    def __init__(self, hooks):
+    def __init__(self, hooks: dict[int, Any]) -> None:
         self._hooks = hooks
         self.id = next(self._ids)
 
-    def remove(self):
+    def remove(self) -> None:
         self._hooks.pop(self.id, None)
 
-    def __enter__(self):
+    def __enter__(self) -> _RemovableHandle:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+def _forward_unimplemented(self: Module, *args: Any, **kwargs: Any) -> Any:
+    raise NotImplementedError(f"Module [{type(self).__name__}] is missing the required \"forward\" function")
 
 
 class Module:
@@ -74,7 +82,7 @@ class Module:
         # Parameters, buffers and sub-modules registered at run time are attributes too.
         def __getattr__(self, name: str) -> Any: ...
 
-    def __init__(self):
+    def __init__(self) -> None:
         d = self.__dict__
         d["_parameters"] = {}
         d["_modules"] = {}
@@ -84,7 +92,7 @@ class Module:
         d["training"] = True
 
     # ------------------------------------------------------------------ registration
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
         if "_parameters" not in d:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() call "
@@ -113,7 +121,7 @@ class Module:
             value = buffers[name]
         d[name] = value
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         for reg in (self._parameters, self._modules, self._buffers):
             reg.pop(name, None)
         object.__delattr__(self, name)
@@ -141,7 +149,7 @@ class Module:
     register_module = add_module
 
     # ------------------------------------------------------------------ traversal
-    def named_modules(self, memo=None, prefix=""):
+    def named_modules(self, memo: set[int] | None = None, prefix: str = "") -> Iterator[tuple[str, Module]]:
         if memo is None:
             memo = set()
         if id(self) in memo:
@@ -152,22 +160,22 @@ class Module:
             if m is not None:
                 yield from m.named_modules(memo, prefix + ("." if prefix else "") + name)
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
             yield m
 
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         seen = set()
         for name, m in self._modules.items():
             if m is not None and id(m) not in seen:
                 seen.add(id(m))
                 yield name, m
 
-    def children(self):
+    def children(self) -> Iterator[Module]:
         for _, m in self.named_children():
             yield m
 
-    def named_parameters(self, prefix="", recurse=True):
+    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
         """(name, Parameter) pairs in registration order, each shared parameter once."""
         seen = set()
         mods = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
@@ -178,22 +186,22 @@ class Module:
                 seen.add(id(p))
                 yield mp + ("." if mp else "") + name, p
 
-    def parameters(self, recurse=True):
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix="", recurse=True):
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Array]]:
         mods = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
         for mp, m in mods:
             for name, b in m._buffers.items():
                 if b is not None:
                     yield mp + ("." if mp else "") + name, b
 
-    def buffers(self, recurse=True):
+    def buffers(self, recurse: bool = True) -> Iterator[Array]:
         for _, b in self.named_buffers(recurse=recurse):
             yield b
 
-    def apply(self, fn):
+    def apply(self: _M, fn: Callable[[Module], object]) -> _M:
         """Call ``fn(module)`` on every submodule (children first) and on self; returns self."""
         for m in self.children():
             m.apply(fn)
@@ -209,7 +217,7 @@ class Module:
             m.__dict__["training"] = mode
         return self
 
-    def eval(self):
+    def eval(self: _M) -> _M:
         """Evaluation mode (dropout off); same as ``train(False)``."""
         return self.train(False)
 
@@ -227,7 +235,7 @@ class Module:
             elif p.grad is not None:
                 p.grad[...] = 0
 
-    def astype(self, dtype):
+    def astype(self: _M, dtype: DTypeLike) -> _M:
         """Convert every parameter and floating buffer to ``dtype`` in place (drops the grads); returns self."""
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
@@ -241,10 +249,10 @@ class Module:
                     m._buffers[name] = m.__dict__[name] = b.astype(dtype)
         return self
 
-    def float(self):
+    def float(self: _M) -> _M:
         return self.astype(np.float32)
 
-    def double(self):
+    def double(self: _M) -> _M:
         return self.astype(np.float64)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
@@ -268,8 +276,8 @@ class Module:
                     out[pre + name] = b if keep_vars else b.copy()
         return out
 
-    def _state_targets(self):
-        targets = {}
+    def _state_targets(self) -> dict[str, tuple[Module, str, Parameter | None]]:
+        targets: dict[str, tuple[Module, str, Parameter | None]] = {}
         for mp, m in self.named_modules():
             pre = mp + ("." if mp else "")
             for name, p in m._parameters.items():
@@ -292,7 +300,7 @@ class Module:
         targets = self._state_targets()
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
-        errors = []
+        errors: list[str] = []
         if strict:
             if unexpected:
                 errors.append("Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ".")
@@ -309,7 +317,7 @@ class Module:
             except Exception as e:
                 errors.append(f"could not convert {key} to an array: {e}")
                 continue
-            current = p.data if p is not None else m._buffers[name]
+            current: Any = p.data if p is not None else m._buffers[name]  # a buffer in targets is not None
             if arr.shape != current.shape:
                 errors.append(f"size mismatch for {key}: copying a param with shape {arr.shape} from checkpoint, "
                               f"the shape in current model is {current.shape}.")
@@ -324,10 +332,10 @@ class Module:
         return _IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ calling
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError(f"Module [{type(self).__name__}] is missing the required \"forward\" function")
+    # An attribute, not a method, so that subclasses may define forward with any signature.
+    forward: Callable[..., Any] = _forward_unimplemented
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         out = self.forward(*args, **kwargs)
         if self._forward_hooks:
             for hook in list(self._forward_hooks.values()):
@@ -336,7 +344,7 @@ class Module:
                     out = res
         return out
 
-    def register_forward_hook(self, hook):
+    def register_forward_hook(self, hook: Callable[[Module, tuple[Any, ...], Any], Any]) -> _RemovableHandle:
         """``hook(module, inputs, output)`` runs after each forward; it may return a new output.
         Returns a handle whose ``remove()`` unregisters it."""
         handle = _RemovableHandle(self._forward_hooks)
@@ -347,8 +355,8 @@ class Module:
     def extra_repr(self) -> str:
         return ""
 
-    def __repr__(self):
-        lines = []
+    def __repr__(self) -> str:
+        lines: list[str] = []
         extra = self.extra_repr()
         if extra:
             lines = extra.split("\n")
@@ -362,7 +370,8 @@ class Module:
             return main + "\n  " + "\n  ".join(lines) + "\n)"
         return main + ")"
 
-    def summary(self, input_shape, file=None, dtype=np.float32):
+    def summary(self, input_shape: Shape, file: IO[str] | Literal[False] | None = None,
+                dtype: DTypeLike = np.float32) -> ModelSummary:
         """Print a Keras-style table (layer, output shape, parameter count) for an input of
         ``input_shape`` (batch dimension included, e.g. ``(1, 1, 28, 28)``), with totals
         (trainable / frozen parameters) and memory (parameters, activations of one forward pass).

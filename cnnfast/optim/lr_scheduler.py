@@ -3,6 +3,8 @@ lr sequences match PyTorch's to the last bit. Call ``scheduler.step()`` after ``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .optimizer import Optimizer
 
@@ -12,7 +14,7 @@ __all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "LambdaLR"]
 class LRScheduler:
     """Base class: stores ``base_lrs`` (each group's ``initial_lr``) and sets the epoch-0 lr."""
 
-    def __init__(self, optimizer, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
         self.optimizer = optimizer
@@ -33,38 +35,38 @@ class LRScheduler:
         finally:
             self._is_initial = False
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         raise NotImplementedError
 
-    def get_last_lr(self):
+    def get_last_lr(self) -> list[float]:
         """The learning rates set by the last ``step()``, one per parameter group."""
         return list(self._last_lr)
 
-    def step(self):
+    def step(self) -> None:
         self._step_count += 1
         self.last_epoch += 1
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.__dict__.update(state_dict)
 
 
 class StepLR(LRScheduler):
     """Multiply each group's lr by ``gamma`` every ``step_size`` epochs."""
 
-    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
         if not isinstance(step_size, int) or step_size <= 0:
             raise ValueError(f"StepLR: step_size must be a positive integer, got {step_size!r}")
         self.step_size = step_size
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return [group["lr"] for group in self.optimizer.param_groups]
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
@@ -74,14 +76,14 @@ class CosineAnnealingLR(LRScheduler):
     r"""Cosine annealing from the base lr to ``eta_min`` over ``T_max`` epochs (SGDR without restarts):
     ``eta_min + (base_lr - eta_min) (1 + cos(pi t / T_max)) / 2``, computed recursively as PyTorch does."""
 
-    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
         if not isinstance(T_max, int) or T_max <= 0:
             raise ValueError(f"CosineAnnealingLR: T_max must be a positive integer, got {T_max!r}")
         self.T_max = T_max
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         groups = self.optimizer.param_groups
         if self._is_initial:
             return [group["lr"] for group in groups]
@@ -100,7 +102,8 @@ class CosineAnnealingLR(LRScheduler):
 class LambdaLR(LRScheduler):
     """lr = base_lr * lr_lambda(epoch); ``lr_lambda`` a function or one per parameter group."""
 
-    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
+                 last_epoch: int = -1) -> None:
         n = len(optimizer.param_groups)
         if callable(lr_lambda):
             self.lr_lambdas = [lr_lambda] * n
@@ -110,5 +113,5 @@ class LambdaLR(LRScheduler):
                 raise ValueError(f"Expected {n} lr_lambdas, but got {len(self.lr_lambdas)}")
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         return [base_lr * lmbda(self.last_epoch) for lmbda, base_lr in zip(self.lr_lambdas, self.base_lrs)]

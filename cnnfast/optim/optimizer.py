@@ -7,50 +7,60 @@ ndarray, or a Tensor whose ``.data`` is one), i.e. ``cnnfast.nn.Parameter``. Sub
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .._typing import Array
+    from ..autograd.tensor import Tensor
+
+#: What an optimizer takes: parameters (Tensors with an ndarray ``.data``), or parameter groups
+#: (dicts with ``'params'`` and per-group hyper-parameters).
+Params = Union[Iterable["Tensor"], Iterable[dict[str, Any]]]
 
 __all__ = ["Optimizer", "required"]
 
 
 class _Required:
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<required parameter>"
 
 
 #: Marks a hyper-parameter without a default (e.g. SGD's ``lr``), as ``torch.optim.optimizer.required``.
-required = _Required()
+required: Any = _Required()  # Any: the default of parameters typed float
 
 
-class _ParamState(dict):
+class _ParamState(dict[int, dict[str, Any]]):
     """``optimizer.state[param]``, keyed by the parameter's identity (Tensors need not be hashable)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self._params = {}
+        self._params: dict[int, Any] = {}
 
-    def __getitem__(self, p):
+    def __getitem__(self, p: object) -> dict[str, Any]:
         if id(p) not in self._params:
             self._params[id(p)] = p
             super().__setitem__(id(p), {})
         return super().__getitem__(id(p))
 
-    def __setitem__(self, p, value):
+    def __setitem__(self, p: object, value: dict[str, Any]) -> None:
         self._params[id(p)] = p
         super().__setitem__(id(p), value)
 
-    def __contains__(self, p):
+    def __contains__(self, p: object) -> bool:
         return super().__contains__(id(p))
 
-    def get(self, p, default=None):
+    def get(self, p: object, default: Any = None) -> Any:
         return super().get(id(p), default)
 
-    def clear(self):
+    def clear(self) -> None:
         super().clear()
         self._params.clear()
 
 
-def _grad_array(p):
+def _grad_array(p: Tensor) -> Array | None:
     """The gradient of ``p`` as an ndarray, or None."""
     g = p.grad
     if g is None or isinstance(g, np.ndarray):
@@ -62,14 +72,14 @@ class Optimizer:
     """Base class: ``Optimizer(params, defaults)``, ``params`` an iterable of parameters or of dicts
     (parameter groups, each with ``'params'`` and optional per-group hyper-parameters)."""
 
-    def __init__(self, params, defaults):
+    def __init__(self, params: Params, defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
         self.state = _ParamState()
-        self.param_groups = []
+        self.param_groups: list[dict[str, Any]] = []
         if hasattr(params, "data") and isinstance(params.data, np.ndarray):
             raise TypeError(f"params argument given to the optimizer should be an iterable of Tensors or dicts, "
                             f"but got {type(params).__name__}")
-        groups = list(params)
+        groups: list[Any] = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
@@ -77,7 +87,7 @@ class Optimizer:
         for g in groups:
             self.add_param_group(g)
 
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group ``{'params': [...], **hyper-parameters}``; missing ones come from defaults."""
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
@@ -102,7 +112,7 @@ class Optimizer:
             raise ValueError("some parameters appear in more than one parameter group")
         self.param_groups.append(group)
 
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset gradients: to None (default, as PyTorch), or to zeros in place."""
         for group in self.param_groups:
             for p in group["params"]:
@@ -111,12 +121,12 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    _grad_array(p)[...] = 0
+                    _grad_array(p)[...] = 0  # type: ignore[index]  # p.grad is not None
 
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         raise NotImplementedError
 
-    def _params_with_grad(self, group):
+    def _params_with_grad(self, group: dict[str, Any]) -> list[tuple[Tensor, Array]]:
         """(param, grad ndarray) for the group's parameters that have a gradient, shapes checked."""
         out = []
         for p in group["params"]:
@@ -130,7 +140,7 @@ class Optimizer:
         return out
 
     # -- serialisation (PyTorch's layout: parameters referred to by their index over all groups) --
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """``{'state': {index: {name: value}}, 'param_groups': [{..., 'params': [index, ...]}]}``.
 
         Arrays are copies, so the result is a snapshot."""
@@ -148,7 +158,7 @@ class Optimizer:
                 state[index[pid]] = {k: (v.copy() if isinstance(v, np.ndarray) else copy.deepcopy(v)) for k, v in s.items()}
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore hyper-parameters and state saved by ``state_dict()`` (same parameter layout)."""
         saved = state_dict["param_groups"]
         if len(saved) != len(self.param_groups):
@@ -158,7 +168,7 @@ class Optimizer:
             if len(s["params"]) != len(g["params"]):
                 raise ValueError(f"loaded state dict contains a parameter group {i} of size {len(s['params'])} that "
                                  f"doesn't match the size of the optimizer's group ({len(g['params'])})")
-        id_map = {}
+        id_map: dict[int, Tensor] = {}
         for s, g in zip(saved, self.param_groups):
             id_map.update(zip(s["params"], g["params"]))
         self.state.clear()
@@ -181,7 +191,7 @@ class Optimizer:
                 if k != "params":
                     g[k] = v
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
         for i, g in enumerate(self.param_groups):
             lines.append(f"Parameter Group {i}")

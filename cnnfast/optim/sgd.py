@@ -1,9 +1,12 @@
 """Stochastic gradient descent with momentum, dampening, weight decay and Nesterov, as torch.optim.SGD."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
-from .optimizer import Optimizer, required
+from .optimizer import Optimizer, Params, required
 
 __all__ = ["SGD"]
 
@@ -16,7 +19,8 @@ class SGD(Optimizer):
     ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; finally ``p -= lr * g``.
     """
 
-    def __init__(self, params, lr=required, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False):
+    def __init__(self, params: Params, lr: float = required, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False) -> None:
         if lr is not required and lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if momentum < 0.0:
@@ -28,7 +32,7 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov, maximize=maximize))
 
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
