@@ -383,6 +383,147 @@ void pack_weights(const Conv2dShape& q, const T* w, bool rotated, int64_t mrb, T
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Grouped direct (stride 1, groups > 1, few output channels per group: ResNeXt's 3x3 g32 layers)
+// ---------------------------------------------------------------------------------------------
+// With Kg output rows per group the GEMM uses each packed im2col value for only Kg multiply-adds,
+// so at Kg = 8 the im2col gather and packing cost as much as the multiply-adds. Here each work
+// item (image, group, band of output rows) copies its zero-padded input band once (Cg x rows x
+// Wp, a few tens of KB) and a register tile of MR output channels x NV vectors along an output
+// row reduces over (c, r, s) straight from it: per step NV unaligned loads and MR broadcasts of
+// the packed weights (the forward's pack_weights layout). Stride 1 only (the loads are
+// contiguous); the rows of one output channel are vector-padded to Wp, so it needs OW to fill
+// most of its vectors (is_grouped_direct). Each output is reduced by one item in (c, r, s) order:
+// the result does not depend on the thread count.
+constexpr int64_t kGroupedDirectMaxKg = 32;
+constexpr int64_t kGroupedDirectBandBytes = 48 * 1024;  // padded input band per item (L1/L2)
+
+template <class V>
+inline bool is_grouped_direct(const Conv2dShape& p) {
+  if (p.groups < 2 || p.sh != 1 || p.sw != 1 || p.Kg() > kGroupedDirectMaxKg || p.OW <= 0) return false;
+  // Lanes doing useful work: at least 3/4 (OW = 28 on 16 lanes: 28 of 32; OW = 7: 7 of 16, no).
+  return 4 * p.OW >= 3 * round_up(p.OW, V::N);
+}
+
+template <class V, int M, int NV>
+CNNFAST_FORCE_INLINE void grouped_direct_tile(const typename V::T* a, const typename V::T* xb, int64_t Cg,
+                                                int64_t R, int64_t S, int64_t dh, int64_t dw, int64_t plane,
+                                                int64_t Wp, typename V::R (&acc)[M][NV]) {
+  using R_ = typename V::R;
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t r = 0; r < R; ++r) {
+      const typename V::T* xr = xb + c * plane + r * dh * Wp;
+      for (int64_t s = 0; s < S; ++s, a += M) {
+        R_ xv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) xv[v] = V::load(xr + s * dw + v * V::N);
+#pragma GCC unroll 16
+        for (int i = 0; i < M; ++i) {
+          const R_ av = V::set1(a[i]);
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, xv[v], acc[i][v]);
+        }
+      }
+    }
+}
+
+// y = conv(x, w) + bias, ReLU for is_grouped_direct shapes; `rotated` as in fwd_impl. Returns
+// false (nothing written) if its scratch cannot be allocated.
+template <class V, class B, int NV>
+bool grouped_direct(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, bool rotated,
+                    const typename V::T* bias, typename V::T* y, bool relu) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int MR = B::MR;
+  constexpr int64_t CW = NV * V::N;  // output columns per register tile
+  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
+  const int64_t OH = p.OH, OW = p.OW, P = OH * OW, H = p.H, W = p.W;
+  const int64_t nch = ceil_div(OW, CW), Wp = nch * CW + p.dw * (p.S - 1);
+  const int64_t mrb = even_block(Kg, MR), nmb = ceil_div(Kg, mrb);
+  T* ap = thread_scratch_of<T, 2>(size_t(G * nmb * mrb * CRS));
+  if (!ap) return false;
+  pack_weights(p, w, rotated, mrb, ap);
+
+  // Bands of output rows: the padded band within kGroupedDirectBandBytes, and enough items
+  // (4 per thread) to balance when N * G is small.
+  const int64_t halo = p.dh * (p.R - 1);
+  const int64_t row_bytes = Cg * Wp * int64_t(sizeof(T));
+  int64_t rows = std::clamp<int64_t>(kGroupedDirectBandBytes / std::max<int64_t>(row_bytes, 1) - halo, 1, OH);
+  const int64_t want = 4 * int64_t(max_threads());
+  if (p.N * G * ceil_div(OH, rows) < want) rows = std::max<int64_t>(1, OH / ceil_div(want, p.N * G));
+  rows = even_block(OH, rows);
+  const int64_t nbands = ceil_div(OH, rows);
+  const int64_t HB = rows + halo, plane = HB * Wp;
+
+  std::atomic<bool> ok{true};
+  parallel_for(p.N * G * nbands, rows * OW * Kg * CRS, [&](int64_t b, int64_t e) {
+    T* xb = thread_scratch_of<T>(size_t(Cg * plane + V::N));
+    if (!xb) {
+      ok = false;
+      return;
+    }
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t band = it % nbands, g = (it / nbands) % G, n = it / (nbands * G);
+      const int64_t oh0 = band * rows, oh1 = std::min(OH, oh0 + rows);
+      // Padded band: xb[c, hb, j] = x[n, g*Cg + c, oh0 + hb - ph, j - pw] (zero outside).
+      for (int64_t c = 0; c < Cg; ++c) {
+        const T* xc = x + (n * p.C + g * Cg + c) * H * W;
+        for (int64_t hb = 0; hb < oh1 - oh0 + halo; ++hb) {
+          T* dst = xb + c * plane + hb * Wp;
+          const int64_t ih = oh0 + hb - p.ph;
+          if (ih < 0 || ih >= H) {
+            copy_run<V>(dst, nullptr, Wp);
+            continue;
+          }
+          const int64_t lo = std::min(p.pw, Wp), hi = std::clamp<int64_t>(p.pw + W, lo, Wp);
+          copy_run<V>(dst, nullptr, lo);
+          copy_run<V>(dst + lo, xc + ih * W + (lo - p.pw), hi - lo);
+          copy_run<V>(dst + hi, nullptr, Wp - hi);
+        }
+      }
+      for (int64_t mb = 0; mb < nmb; ++mb) {
+        const int64_t m0 = mb * mrb;
+        const int mrows = int(std::min(mrb, Kg - m0));
+        const T* a = ap + (g * nmb + mb) * mrb * CRS;
+        with_mr<MR>(mrows, [&](auto mc) {
+          constexpr int Mt = decltype(mc)::value;
+          T bias_row[Mt];
+          for (int i = 0; i < Mt; ++i) bias_row[i] = bias ? bias[g * Kg + m0 + i] : T(0);
+          for (int64_t oh = oh0; oh < oh1; ++oh) {
+            T* yrow = y + (n * p.K + g * Kg + m0) * P + oh * OW;
+            for (int64_t ow0 = 0; ow0 < OW; ow0 += CW) {
+              R acc[Mt][NV];
+              grouped_direct_tile<V, Mt, NV>(a, xb + (oh - oh0) * Wp + ow0, Cg, p.R, p.S, p.dh, p.dw, plane, Wp,
+                                             acc);
+              const int64_t ncols = std::min(CW, OW - ow0);
+#pragma GCC unroll 16
+              for (int i = 0; i < Mt; ++i) {
+                const R bv = V::set1(bias_row[i]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) {
+                  R c = V::add(acc[i][v], bv);
+                  if (relu) c = V::max(V::zero(), c);  // max(0, NaN) = NaN, as in ref
+                  const int64_t nv = ncols - v * V::N;
+                  T* dst = yrow + i * P + ow0 + v * V::N;
+                  if (nv >= V::N)
+                    V::store(dst, c);
+                  else if (nv > 0)
+                    V::store_n(dst, c, int(nv));
+                }
+              }
+            }
+          }
+        });
+      }
+    }
+  });
+  return ok;
+}
+
 // y = conv(x, w) + bias, ReLU. `rotated`: w is a layer's weights and the forward matrix is their
 // rotated, channel-swapped copy (bwd_input_as_fwd; p is then the rotated shape and bias null).
 template <class V, class B>
@@ -395,6 +536,11 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
   const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
   const int64_t P = p.OH * p.OW, cols = p.N * P;
   if (cols == 0 || Kg == 0) return true;
+  if (is_grouped_direct<V>(p)) {  // falls through to the GEMM only if its scratch cannot be allocated
+    if (p.OW > V::N ? grouped_direct<V, B, 2>(p, x, w, rotated, bias, y, relu)
+                    : grouped_direct<V, B, 1>(p, x, w, rotated, bias, y, relu))
+      return true;
+  }
   const int nt = max_threads();
 
   // Packed weights (B::MRP > 0): once per call, worth it when each weight is used by enough
@@ -811,7 +957,9 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
     std::fill(gx, gx + p.N * p.C * HW, T(0));
     return true;
   }
-  if (bwd_input_as_fwd(p, B::bwd_input_fwd_min_cg)) {
+  // Grouped layers with few input channels per group: the grouped direct forward (no im2col).
+  if (bwd_input_as_fwd(p, B::bwd_input_fwd_min_cg) ||
+      (bwd_input_as_fwd(p, 1) && is_grouped_direct<V>(bwd_input_fwd_shape(p)))) {
     // Falls through to col2im only if its scratch cannot be allocated.
     if (fwd_impl<V, B>(bwd_input_fwd_shape(p), gy, w, true, nullptr, gx, false)) return true;
   }
