@@ -176,6 +176,35 @@ def test_gemm_register_tiles(isa, rng, case, dtype):
         cnnfast._core._pin_conv2d_kernel(None)
 
 
+# The GEMM path's grouped direct kernel (conv2d_gemm.h, is_grouped_direct): stride 1, groups > 1,
+# at most 32 output channels per group, output rows filling at least 3/4 of their vectors; the
+# forward and, as a forward conv with rotated weights, bwd_input (N*OH*OW >= 512, padding within
+# the kernel's reach). Output channels per group 8, 13 (two row blocks: 7 + 6), 32 (several row
+# blocks), rows 28, 13 and 38 wide (one or two vectors, a masked last one), 5x3 and dilated
+# windows, padding on one axis only, a single image cut into row bands.
+GROUPED_DIRECT_CASES = {
+    "g4-kg8-w28": (2, 32, 10, 28, 32, 3, 3, (1, 1), (1, 1), (1, 1), 4),
+    "g2-kg13-w13-dilated": (1, 6, 9, 15, 26, 5, 3, (1, 1), (2, 1), (1, 2), 2),
+    "g8-kg32-w38-unpadded": (1, 64, 6, 40, 256, 3, 3, (1, 1), (0, 0), (1, 1), 8),
+    "g2-kg6-w26-bwd-input": (3, 10, 16, 26, 12, 3, 3, (1, 1), (1, 1), (1, 1), 2),
+}
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(GROUPED_DIRECT_CASES), ids=list(GROUPED_DIRECT_CASES))
+def test_grouped_direct(isa, rng, case, dtype, relu):
+    _check(isa, rng, dtype, *GROUPED_DIRECT_CASES[case], relu=relu)
+    if isa != "ref":  # the passes must reach the GEMM build's kernels (not a direct or depthwise one)
+        N, C, H, W, K, R, S, stride, padding, dilation, groups = GROUPED_DIRECT_CASES[case]
+        x, w, b, gy = _make(rng, dtype, N, C, H, W, K, R, S, stride, padding, dilation, groups)
+        _passes(x, w, b, gy, stride, padding, dilation, groups, relu)
+        dt = "f32" if dtype == np.float32 else "f64"
+        last = cnnfast.runtime_info()["last_kernels"]
+        for key in ("fwd", "bwd_input"):
+            assert last[f"conv2d_{key}_{dt}"] == f"conv2d_{key}_{dt}_{isa}", (key, last)
+
+
 # im2col of the GEMM kernels (forward, bwd_weight) row segment by row segment: one output row
 # of one image at a time, its ends zero-filled where the window reaches into the padding. AVX-512
 # builds short rows (fewer than 2 vectors) and stride-2 rows with lane-masked loads and whole-vector
