@@ -178,8 +178,8 @@ def test_gemm_register_tiles(isa, rng, case, dtype):
 
 # The GEMM path's grouped direct kernel (conv2d_gemm.h, is_grouped_direct): stride 1, groups > 1,
 # at most 32 output channels per group, output rows filling at least 3/4 of their vectors; the
-# forward and, as a forward conv with rotated weights, bwd_input (N*OH*OW >= 512, padding within
-# the kernel's reach). Output channels per group 8, 13 (two row blocks: 7 + 6), 32 (several row
+# forward, bwd_input as a forward conv with rotated weights (N*OH*OW >= 512, padding within the
+# kernel's reach) and bwd_weight (batch cut into parts when groups < 16: 2 and 3 parts here). Output channels per group 8, 13 (two row blocks: 7 + 6), 32 (several row
 # blocks), rows 28, 13 and 38 wide (one or two vectors, a masked last one), 5x3 and dilated
 # windows, padding on one axis only, a single image cut into row bands.
 GROUPED_DIRECT_CASES = {
@@ -201,7 +201,7 @@ def test_grouped_direct(isa, rng, case, dtype, relu):
         _passes(x, w, b, gy, stride, padding, dilation, groups, relu)
         dt = "f32" if dtype == np.float32 else "f64"
         last = cnnfast.runtime_info()["last_kernels"]
-        for key in ("fwd", "bwd_input"):
+        for key in ("fwd", "bwd_input", "bwd_weight"):
             assert last[f"conv2d_{key}_{dt}"] == f"conv2d_{key}_{dt}_{isa}", (key, last)
 
 

@@ -524,6 +524,140 @@ bool grouped_direct(const Conv2dShape& p, const typename V::T* x, const typename
   return ok;
 }
 
+// Weight gradient of the is_grouped_direct shapes: gw[g*Kg + k, c, r, s] = sum over (n, oh, ow) of
+// gy[n, g*Kg + k, oh, ow] * xpad[n, g*Cg + c, oh + r*dh, ow + s*dw]. (The GEMM's panels are 2
+// vectors of output channels wide, so Kg = 8 wasted 3/4 of its multiply-adds.) Vectorised along
+// ow: a register tile of MK output channels x TT (c, r, s) taps keeps lane-wise partial sums, per
+// step MK gy vectors and one input vector per tap; the lane sums of each weight are added up once
+// at the end. Work items are (group, fixed part of the batch): the parts depend on the shape only
+// and are summed in order, so the result does not depend on the thread count.
+template <class V>
+bool grouped_direct_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy,
+                               typename V::T* gw) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int NL = V::N;
+  constexpr int MK = sizeof(R) == 64 ? 4 : 2;  // 4 x 6 (AVX-512) / 2 x 6 (AVX2) accumulators
+  constexpr int TT = 6;
+  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
+  const int64_t OH = p.OH, OW = p.OW, H = p.H, W = p.W;
+  const int64_t nvec = ceil_div(OW, NL), Wg = nvec * NL, tail = OW - (nvec - 1) * NL;
+  const int64_t Wp = Wg + p.dw * (p.S - 1), Hp = OH + p.dh * (p.R - 1), planeX = Hp * Wp;
+  int64_t nparts = G >= 16 ? 1 : std::min<int64_t>(p.N, ceil_div(16, G));
+  const int64_t pchunk = ceil_div(p.N, nparts);
+  nparts = ceil_div(p.N, pchunk);
+  T* part = nullptr;
+  if (nparts > 1) {
+    part = thread_scratch_of<T, 2>(size_t(G * nparts * Kg * CRS));
+    if (!part) return false;
+  }
+  std::atomic<bool> ok{true};
+  parallel_for(G * nparts, pchunk * Kg * CRS * OH * OW, [&](int64_t b, int64_t e) {
+    // Per thread: padded input planes of one image and group, its gy rows (zero beyond OW), the
+    // lane-wise sums (Kg x CRS vectors), then the tap offsets.
+    const int64_t nx = Cg * planeX + NL, ng = Kg * OH * Wg, nv = Kg * CRS * NL;
+    const size_t tb = size_t(round_up((nx + ng + nv) * int64_t(sizeof(T)), 64));
+    char* mem = static_cast<char*>(thread_scratch(tb + size_t(CRS) * sizeof(int64_t)));
+    if (!mem) {
+      ok = false;
+      return;
+    }
+    T* xp = reinterpret_cast<T*>(mem);
+    T* gp = xp + nx;
+    T* vacc = gp + ng;
+    int64_t* off = reinterpret_cast<int64_t*>(mem + tb);
+    for (int64_t c = 0, i = 0; c < Cg; ++c)
+      for (int64_t r = 0; r < p.R; ++r)
+        for (int64_t s = 0; s < p.S; ++s) off[i++] = c * planeX + r * p.dh * Wp + s * p.dw;
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t g = it / nparts, n0 = (it % nparts) * pchunk, n1 = std::min(p.N, n0 + pchunk);
+      std::fill(vacc, vacc + nv, T(0));
+      for (int64_t n = n0; n < n1; ++n) {
+        for (int64_t c = 0; c < Cg; ++c) {
+          const T* xc = x + (n * p.C + g * Cg + c) * H * W;
+          for (int64_t hb = 0; hb < Hp; ++hb) {
+            T* dst = xp + c * planeX + hb * Wp;
+            const int64_t ih = hb - p.ph;
+            if (ih < 0 || ih >= H) {
+              copy_run<V>(dst, nullptr, Wp);
+              continue;
+            }
+            const int64_t lo = std::min(p.pw, Wp), hi = std::clamp<int64_t>(p.pw + W, lo, Wp);
+            copy_run<V>(dst, nullptr, lo);
+            copy_run<V>(dst + lo, xc + ih * W + (lo - p.pw), hi - lo);
+            copy_run<V>(dst + hi, nullptr, Wp - hi);
+          }
+        }
+        for (int64_t k = 0; k < Kg; ++k)
+          for (int64_t oh = 0; oh < OH; ++oh) {
+            T* dst = gp + (k * OH + oh) * Wg;
+            copy_run<V>(dst, gy + ((n * p.K + g * Kg + k) * OH + oh) * OW, OW);
+            copy_run<V>(dst + OW, nullptr, Wg - OW);
+          }
+        for (int64_t k0 = 0; k0 < Kg; k0 += MK) {
+          with_mr<MK>(int(std::min<int64_t>(MK, Kg - k0)), [&](auto mk) {
+            constexpr int M = decltype(mk)::value;
+            for (int64_t t0 = 0; t0 < CRS; t0 += TT) {
+              with_mr<TT>(int(std::min<int64_t>(TT, CRS - t0)), [&](auto tt) {
+                constexpr int TN = decltype(tt)::value;
+                R acc[M][TN];
+                const int64_t* o = off + t0;
+#pragma GCC unroll 8
+                for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+                  for (int t = 0; t < TN; ++t) acc[i][t] = V::load(vacc + ((k0 + i) * CRS + t0 + t) * NL);
+                for (int64_t oh = 0; oh < OH; ++oh) {
+                  const T* g0 = gp + (k0 * OH + oh) * Wg;
+                  const T* x0 = xp + oh * Wp;
+                  auto step = [&](int64_t j, bool part_vec) {
+                    R gv[M];
+#pragma GCC unroll 8
+                    for (int i = 0; i < M; ++i) gv[i] = V::load(g0 + i * OH * Wg + j);
+#pragma GCC unroll 8
+                    for (int t = 0; t < TN; ++t) {
+                      // The lanes past OW of the last vector: gy is zero there, and the input is
+                      // loaded as zero too (an inf there must not make a NaN).
+                      const R xv = part_vec ? V::load_part(x0 + o[t] + j, 0, int(tail), T(0)) : V::load(x0 + o[t] + j);
+#pragma GCC unroll 8
+                      for (int i = 0; i < M; ++i) acc[i][t] = V::fma(gv[i], xv, acc[i][t]);
+                    }
+                  };
+                  int64_t j = 0;
+                  for (; j < (nvec - 1) * NL; j += NL) step(j, false);
+                  step(j, tail < NL);
+                }
+#pragma GCC unroll 8
+                for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+                  for (int t = 0; t < TN; ++t) V::store(vacc + ((k0 + i) * CRS + t0 + t) * NL, acc[i][t]);
+              });
+            }
+          });
+        }
+      }
+      T* dst = nparts > 1 ? part + it * Kg * CRS : gw + g * Kg * CRS;
+      for (int64_t i = 0; i < Kg * CRS; ++i) {
+        T sum = T(0);
+        for (int l = 0; l < NL; ++l) sum += vacc[i * NL + l];
+        dst[i] = sum;
+      }
+    }
+  });
+  if (!ok) return false;
+  if (nparts > 1) {  // the parts of each group in order
+    parallel_for(G, nparts * Kg * CRS, [&](int64_t b, int64_t e) {
+      for (int64_t g = b; g < e; ++g) {
+        T* dst = gw + g * Kg * CRS;
+        const T* src = part + g * nparts * Kg * CRS;
+        std::copy(src, src + Kg * CRS, dst);
+        for (int64_t pt = 1; pt < nparts; ++pt)
+          for (int64_t i = 0; i < Kg * CRS; ++i) dst[i] += src[pt * Kg * CRS + i];
+      }
+    });
+  }
+  return true;
+}
+
 // y = conv(x, w) + bias, ReLU. `rotated`: w is a layer's weights and the forward matrix is their
 // rotated, channel-swapped copy (bwd_input_as_fwd; p is then the rotated shape and bias null).
 template <class V, class B>
@@ -784,6 +918,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
     return true;
   }
   if (Kg == 0 || CRS == 0) return true;
+  if (is_grouped_direct<V>(p) && grouped_direct_bwd_weight<V>(p, x, gy, gw)) return true;
   const int nt = max_threads();
   const int64_t kc = even_block(cols, B::MRW > 0 ? B::kc_bww : kKc);  // reduction block (columns of col / rows of gY^T)
   const int64_t ldc = round_up(Kg, NR), npan = ldc / NR;
