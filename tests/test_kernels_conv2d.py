@@ -153,6 +153,8 @@ GEMM_TILE_CASES = {
     "k1-5x5": (2, 24, 16, 16, 1, 5, 5, (1, 1), (0, 0), (1, 1), 1),
     "k14-stride2-groups2": (4, 16, 17, 17, 28, 3, 3, (2, 2), (1, 1), (1, 1), 2),
     "crs360-cols392": (2, 40, 14, 14, 40, 3, 3, (1, 1), (2, 2), (2, 2), 1),
+    # 9248 columns, 37 bwd_weight reduction blocks: 4 parts of 10, 10, 10 and 7 blocks
+    "bww-parts-cols9248": (2, 20, 68, 68, 40, 3, 5, (1, 1), (1, 2), (1, 1), 1),
 }
 
 
@@ -251,6 +253,29 @@ def test_gemm_register_tiles_independent_of_thread_count(isa, rng):
         cnnfast.set_num_threads(prev)
     for key in one:
         np.testing.assert_array_equal(two[key], one[key], err_msg=key)
+
+
+# Results bitwise independent of the thread count: bwd_weight's reduction parts (fixed by the
+# shape, summed in order) and the grouped direct kernels (batch parts fixed by the shape).
+@pytest.mark.parametrize("case", ["bww-parts-cols9248", "g4-kg8-w28"])
+def test_reduction_parts_independent_of_thread_count(isa, rng, case):
+    shape = {**GEMM_TILE_CASES, **GROUPED_DIRECT_CASES}[case]
+    N, C, H, W, K, R, S, stride, padding, dilation, groups = shape
+    x, w, b, gy = _make(rng, np.float32, *shape)
+    prev = cnnfast.get_num_threads()
+    if isa != "ref":
+        cnnfast._core._pin_conv2d_kernel(f"conv2d_bwd_weight_f32_{isa}")
+    try:
+        runs = []
+        for nt in (1, 2, 3):
+            cnnfast.set_num_threads(nt)
+            runs.append(_passes(x, w, b, gy, stride, padding, dilation, groups, False))
+    finally:
+        cnnfast.set_num_threads(prev)
+        cnnfast._core._pin_conv2d_kernel(None)
+    for other in runs[1:]:
+        for key in runs[0]:
+            np.testing.assert_array_equal(other[key], runs[0][key], err_msg=key)
 
 
 # Stride-1 backward-input runs as a forward conv of gy with rotated, channel-swapped weights and

@@ -47,6 +47,11 @@ constexpr int64_t kKcFwd = 640;
 // Bytes of one packed B tile (KC x NC): about a quarter of Zen 4's 1 MB L2, leaving room for the
 // weights streamed next to it.
 constexpr int64_t kTileBytes = 256 * 1024;
+// bwd_weight's reduction parts (see bwd_weight): one per kBwdWeightBlocksPerPart reduction blocks,
+// at most kBwdWeightMaxParts, and kparts x K x C*R*S partial sums of at most 4M values.
+constexpr int64_t kBwdWeightBlocksPerPart = 8;
+constexpr int64_t kBwdWeightMaxParts = 4;
+constexpr int64_t kBwdWeightPartValues = int64_t(1) << 22;
 
 // Per-ISA blocking: each ISA file (conv2d_avx2.cpp, conv2d_avx512.cpp) passes a struct B with
 //   MR             rows of the register tile where A is read in place (row pointers / columns)
@@ -923,19 +928,33 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
   const int64_t kc = even_block(cols, B::MRW > 0 ? B::kc_bww : kKc);  // reduction block (columns of col / rows of gY^T)
   const int64_t ldc = round_up(Kg, NR), npan = ldc / NR;
   constexpr int64_t mc = 16 * MR;  // rows of the im2col block generated at a time (~100 KB, L2)
+  // A long reduction (N*OH*OW of 8+ blocks per part) is cut into kparts parts of whole blocks,
+  // fixed by the shape (never by the thread count) and summed in order at the end: the threads
+  // then split equal parts instead of a few MR-row chunks (C*R*S = 144 in 14-row tiles: 84 + 60
+  // rows). The partial sums cost kparts x K x C*R*S values (at most kBwdWeightPartValues).
+  const int64_t nkb = ceil_div(cols, kc);
+  int64_t kparts = std::clamp<int64_t>(nkb / kBwdWeightBlocksPerPart, 1, kBwdWeightMaxParts);
+  while (kparts > 1 && kparts * p.K * CRS > kBwdWeightPartValues) --kparts;
+  const int64_t kbpp = ceil_div(nkb, kparts);  // reduction blocks per part
+  kparts = ceil_div(nkb, kbpp);
+  T* parts = nullptr;
+  if (kparts > 1) {
+    parts = thread_scratch_of<T, 2>(size_t(kparts * p.K * CRS));
+    if (!parts) return false;
+  }
   int64_t rsplit = 1;
-  if (G < nt) rsplit = std::min<int64_t>(ceil_div(nt, G), ceil_div(CRS, MR));
+  if (G * kparts < nt) rsplit = std::min<int64_t>(ceil_div(nt, G * kparts), ceil_div(CRS, MR));
   const int64_t rchunk = round_up(ceil_div(CRS, rsplit), MR);
   rsplit = ceil_div(CRS, rchunk);
-  const int64_t items = G * rsplit;
+  const int64_t items = G * rsplit * kparts;
 
   // gW^T rows are accumulated in L2-sized sub-blocks (~512 KB) carried through the whole
   // reduction, so a large weight (512x512x3x3) never round-trips through memory per block.
   const int64_t mrb = std::min(rchunk, std::max<int64_t>(mc, 2 * kTileBytes / int64_t(sizeof(T)) / ldc / mc * mc));
-  const bool one_block = cols <= kc;  // gY^T then needs packing only once per item
+  const bool one_block = kbpp == 1;  // gY^T then needs packing only once per item
 
   std::atomic<bool> ok{true};
-  parallel_for(items, rchunk * Kg * cols, [&](int64_t b, int64_t e) {
+  parallel_for(items, rchunk * Kg * kbpp * kc, [&](int64_t b, int64_t e) {
     // Per thread: gW^T sub-block (mrb x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
     // Then the segment table of the current column block (ColSegments).
     const int64_t lda = LDA > 0 ? LDA : kc;
@@ -969,14 +988,17 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
       }
     };
     for (int64_t it = b; it < e; ++it) {
-      const int64_t g = it / rsplit, r0 = (it % rsplit) * rchunk, r1 = std::min(CRS, r0 + rchunk);
-      if (one_block) pack_gyt(g, 0, cols);
+      const int64_t kp = it % kparts, g = it / (kparts * rsplit), r0 = ((it / kparts) % rsplit) * rchunk;
+      const int64_t r1 = std::min(CRS, r0 + rchunk);
+      const int64_t qb = kp * kbpp * kc, qe = std::min(cols, qb + kbpp * kc);  // this part's columns
+      T* out = kparts > 1 ? parts + kp * p.K * CRS : gw;
+      if (one_block) pack_gyt(g, qb, qe - qb);
       for (int64_t sb0 = r0; sb0 < r1; sb0 += mrb) {
         const int64_t sb1 = std::min(r1, sb0 + mrb);
         // The first reduction block overwrites the accumulators (every row and panel of the
         // sub-block is written), later ones add.
-        for (int64_t q0 = 0; q0 < cols; q0 += kc) {
-          const int64_t kcur = std::min(kc, cols - q0);
+        for (int64_t q0 = qb; q0 < qe; q0 += kc) {
+          const int64_t kcur = std::min(kc, qe - q0);
           if (!one_block) pack_gyt(g, q0, kcur);
           if (!plain) segs.build(p, q0, kcur);
           const int64_t ars = LDA > 0 ? LDA : kcur;  // im2col row stride
@@ -1004,7 +1026,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
                   for (int64_t jp = 0; jp < npan; ++jp) {
                     R acc[M][2];
                     ukernel_rows_lda<V, M, 2, LDA>(kcur, abuf + m * LDA, bp + jp * kcur * NR, NR, acc);
-                    acc_to_buffer<V, M, 2>(acc, M, crow + jp * NR, ldc, q0 > 0);
+                    acc_to_buffer<V, M, 2>(acc, M, crow + jp * NR, ldc, q0 > qb);
                   }
                 });
               }
@@ -1018,7 +1040,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
                 for (int64_t jp = 0; jp < npan; ++jp) {
                   R acc[MR][2];
                   ukernel_rows<V, MR, 2>(kcur, a, bp + jp * kcur * NR, NR, acc);
-                  acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, q0 > 0);
+                  acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, q0 > qb);
                 }
               }
             }
@@ -1028,7 +1050,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
         for (int64_t i0 = sb0; i0 < sb1; i0 += V::N)
           for (int64_t k0 = 0; k0 < Kg; k0 += V::N) {
             const T* src = cblk + (i0 - sb0) * ldc + k0;
-            T* dst = gw + (g * Kg + k0) * CRS + i0;
+            T* dst = out + (g * Kg + k0) * CRS + i0;
             if (i0 + V::N <= sb1 && k0 + V::N <= Kg) {
               V::transpose(src, ldc, dst, CRS);
             } else {
@@ -1039,7 +1061,18 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
       }
     }
   });
-  return ok;
+  if (!ok) return false;
+  if (kparts > 1) {  // gw = the parts' sums, added in part order
+    const int64_t total = p.K * CRS;
+    parallel_for(ceil_div(total, 1024), 1024 * kparts, [&](int64_t b, int64_t e) {
+      for (int64_t i = b * 1024; i < std::min(total, e * 1024); ++i) {
+        T sum = parts[i];
+        for (int64_t kp = 1; kp < kparts; ++kp) sum += parts[kp * total + i];
+        gw[i] = sum;
+      }
+    });
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
