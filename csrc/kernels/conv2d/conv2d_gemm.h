@@ -9,6 +9,9 @@
 //               rotated, channel-swapped weights instead (bwd_input_as_fwd)
 // col is never materialised whole: each thread builds the tile it needs (a few hundred KB, sized
 // for L2) in its own scratch buffer (common/scratch.h).
+// Grouped stride-1 layers with at most kGroupedDirectMaxKg output channels per group (ResNeXt)
+// skip im2col: a direct kernel per (image, group) for the forward (and bwd_input as a forward
+// conv) and the weight gradient (is_grouped_direct).
 //
 // The microkernel (conv2d_ukernel.h) computes an MR x (NV*V::N) block of C in registers: per reduction step it loads
 // NV vectors of a packed B panel and broadcasts MR values of A (BLIS-style; AVX2 f32 MR=6, NV=2
@@ -888,8 +891,9 @@ CNNFAST_FORCE_INLINE void acc_to_buffer(typename V::R (&acc)[MR][NV], int mrows,
 
 // ---------------------------------------------------------------------------------------------
 // Backward, weight: gW^T[CRS x Kg] = col[CRS x N*P] * gY^T[N*P x Kg] per group, bias = sum of gY.
-// Threads split the CRS rows (each owns its rows of gW for the whole reduction), so there is no
-// cross-thread reduction and the summation order is the same for any thread count.
+// Threads split the CRS rows and, for long reductions, a fixed number of reduction parts (each
+// item owns its rows of gW, or of its part's partial sums, for the whole part); the parts are
+// summed in order, so the summation order is the same for any thread count.
 // ---------------------------------------------------------------------------------------------
 
 template <class V, class B>
