@@ -405,6 +405,9 @@ void pack_weights(const Conv2dShape& q, const T* w, bool rotated, int64_t mrb, T
 // the result does not depend on the thread count.
 constexpr int64_t kGroupedDirectMaxKg = 32;
 constexpr int64_t kGroupedDirectBandBytes = 48 * 1024;  // padded input band per item (L1/L2)
+// bwd_weight keeps Kg x Cg*R*S vectors of lane-wise sums per thread: at most this many bytes
+// (a few input channels per group: 8 x 72 x 64 B = 36 KB), else the GEMM runs.
+constexpr int64_t kGroupedDirectBwdWeightSumBytes = 1 << 20;
 
 template <class V>
 inline bool is_grouped_direct(const Conv2dShape& p) {
@@ -927,7 +930,9 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
     return true;
   }
   if (Kg == 0 || CRS == 0) return true;
-  if (is_grouped_direct<V>(p) && grouped_direct_bwd_weight<V>(p, x, gy, gw)) return true;
+  if (is_grouped_direct<V>(p) && Kg * CRS * int64_t(sizeof(R)) <= kGroupedDirectBwdWeightSumBytes &&
+      grouped_direct_bwd_weight<V>(p, x, gy, gw))
+    return true;
   const int nt = max_threads();
   const int64_t kc = even_block(cols, B::MRW > 0 ? B::kc_bww : kKc);  // reduction block (columns of col / rows of gY^T)
   const int64_t ldc = round_up(Kg, NR), npan = ldc / NR;
