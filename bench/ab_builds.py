@@ -9,7 +9,8 @@ the CPU time counts spinning workers too).
         python bench/ab_builds.py c1,c2 fwd,bwd_input,bwd_weight torch,base@avx512,new@avx512,new@avx2 11
 
 Shapes: c1 / c2 = LeNet-5 conv layers at batch 64 (c1_256, c2_256 at 256, c1_1 / c2_1 at 1),
-r512 = ResNet 3x3 512x7x7 at batch 1. A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
+r512 = ResNet 3x3 512x7x7 at batch 1; the rest are bench/fair.py suite/sweep layers of the same
+name (resnext = resnext_3x3_g32_256x28_n8, alex2 = alexnet_c2_g2_n2, ...). A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
 figure in brackets is the first variant's time over this one's (> 1: faster than the first).
 """
 from __future__ import annotations
@@ -24,8 +25,14 @@ import numpy as np
 
 T = int(os.environ.get("T", "2"))
 CLOCK = time.process_time if os.environ.get("CPU") else time.perf_counter
-# name: (N, C, H, W, K, kernel, stride, padding)
-SHAPES = {"c1": (64, 1, 28, 28, 6, 5, 1, 2), "c2": (64, 6, 14, 14, 16, 5, 1, 0),
+# name: (N, C, H, W, K, kernel, stride, padding[, groups])
+SHAPES = {"resnext": (8, 256, 28, 28, 256, 3, 1, 1, 32), "resnext56": (4, 128, 56, 56, 128, 3, 1, 1, 32),
+          "alex2": (2, 96, 27, 27, 256, 5, 1, 2, 2), "alex1": (4, 3, 224, 224, 64, 11, 4, 2),
+          "rdown": (16, 64, 56, 56, 128, 3, 2, 1), "cifar_s2": (64, 16, 32, 32, 32, 3, 2, 1),
+          "r18s2": (8, 128, 28, 28, 256, 3, 2, 1), "r50s2": (4, 128, 56, 56, 128, 3, 2, 1),
+          "i5x5": (4, 48, 32, 32, 64, 5, 1, 2), "pw256": (16, 256, 14, 14, 256, 1, 1, 0),
+          "r50_64to256": (4, 64, 56, 56, 256, 1, 1, 0),
+          "c1": (64, 1, 28, 28, 6, 5, 1, 2), "c2": (64, 6, 14, 14, 16, 5, 1, 0),
           "c1_256": (256, 1, 28, 28, 6, 5, 1, 2), "c2_256": (256, 6, 14, 14, 16, 5, 1, 0),
           "c1_1": (1, 1, 28, 28, 6, 5, 1, 2), "c2_1": (1, 6, 14, 14, 16, 5, 1, 0),
           "r512": (1, 512, 7, 7, 512, 3, 1, 1)}
@@ -40,38 +47,39 @@ def load_core(label, path):
 
 
 def data(name):
-    N, C, H, W, K, R, s, p = SHAPES[name]
+    N, C, H, W, K, R, s, p, *g = SHAPES[name]
+    g = g[0] if g else 1
     rng = np.random.default_rng(0)
     x = rng.standard_normal((N, C, H, W)).astype(np.float32)
-    w = rng.standard_normal((K, C, R, R)).astype(np.float32)
+    w = rng.standard_normal((K, C // g, R, R)).astype(np.float32)
     b = rng.standard_normal(K).astype(np.float32)
     OH = (H + 2 * p - R) // s + 1
     gy = rng.standard_normal((N, K, OH, OH)).astype(np.float32)
-    return x, w, b, gy, s, p
+    return x, w, b, gy, s, p, g
 
 
 def fns_core(m, name):
-    x, w, b, gy, s, p = data(name)
+    x, w, b, gy, s, p, g = data(name)
     S, P, D = (s, s), (p, p), (1, 1)
-    return {"fwd": lambda: m.conv2d_forward(x, w, b, S, P, D, 1, False),
-            "bwd_input": lambda: m.conv2d_backward_input(list(x.shape), gy, w, S, P, D, 1),
-            "bwd_weight": lambda: m.conv2d_backward_weight(x, list(w.shape), gy, S, P, D, 1, True)}
+    return {"fwd": lambda: m.conv2d_forward(x, w, b, S, P, D, g, False),
+            "bwd_input": lambda: m.conv2d_backward_input(list(x.shape), gy, w, S, P, D, g),
+            "bwd_weight": lambda: m.conv2d_backward_weight(x, list(w.shape), gy, S, P, D, g, True)}
 
 
 def fns_torch(name):
     import torch
     torch.set_num_threads(T)
-    x, w, b, gy, s, p = data(name)
+    x, w, b, gy, s, p, g = data(name)
     xt, wt, bt, gyt = (torch.from_numpy(a) for a in (x, w, b, gy))
     cb = torch.ops.aten.convolution_backward
 
     def fwd():
         with torch.no_grad():
-            return torch.nn.functional.conv2d(xt, wt, bt, s, p)
+            return torch.nn.functional.conv2d(xt, wt, bt, s, p, 1, g)
     return {"fwd": fwd,
-            "bwd_input": lambda: cb(gyt, xt, wt, None, [s, s], [p, p], [1, 1], False, [0, 0], 1,
+            "bwd_input": lambda: cb(gyt, xt, wt, None, [s, s], [p, p], [1, 1], False, [0, 0], g,
                                     [True, False, False])[0],
-            "bwd_weight": lambda: cb(gyt, xt, wt, [wt.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], 1,
+            "bwd_weight": lambda: cb(gyt, xt, wt, [wt.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], g,
                                      [False, True, True])[1]}
 
 

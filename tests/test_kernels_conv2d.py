@@ -153,6 +153,8 @@ GEMM_TILE_CASES = {
     "k1-5x5": (2, 24, 16, 16, 1, 5, 5, (1, 1), (0, 0), (1, 1), 1),
     "k14-stride2-groups2": (4, 16, 17, 17, 28, 3, 3, (2, 2), (1, 1), (1, 1), 2),
     "crs360-cols392": (2, 40, 14, 14, 40, 3, 3, (1, 1), (2, 2), (2, 2), 1),
+    # 9248 columns, 37 bwd_weight reduction blocks: 4 parts of 10, 10, 10 and 7 blocks
+    "bww-parts-cols9248": (2, 20, 68, 68, 40, 3, 5, (1, 1), (1, 2), (1, 1), 1),
 }
 
 
@@ -174,6 +176,35 @@ def test_gemm_register_tiles(isa, rng, case, dtype):
                 assert last[f"conv2d_{key}_{dt}"] == f"conv2d_{key}_{dt}_{isa}", (key, last)
     finally:
         cnnfast._core._pin_conv2d_kernel(None)
+
+
+# The GEMM path's grouped direct kernel (conv2d_gemm.h, is_grouped_direct): stride 1, groups > 1,
+# at most 32 output channels per group, output rows filling at least 3/4 of their vectors; the
+# forward, bwd_input as a forward conv with rotated weights (N*OH*OW >= 512, padding within the
+# kernel's reach) and bwd_weight (batch cut into parts when groups < 16: 2 and 3 parts here). Output channels per group 8, 13 (two row blocks: 7 + 6), 32 (several row
+# blocks), rows 28, 13 and 38 wide (one or two vectors, a masked last one), 5x3 and dilated
+# windows, padding on one axis only, a single image cut into row bands.
+GROUPED_DIRECT_CASES = {
+    "g4-kg8-w28": (2, 32, 10, 28, 32, 3, 3, (1, 1), (1, 1), (1, 1), 4),
+    "g2-kg13-w13-dilated": (1, 6, 9, 15, 26, 5, 3, (1, 1), (2, 1), (1, 2), 2),
+    "g8-kg32-w38-unpadded": (1, 64, 6, 40, 256, 3, 3, (1, 1), (0, 0), (1, 1), 8),
+    "g2-kg6-w26-bwd-input": (3, 10, 16, 26, 12, 3, 3, (1, 1), (1, 1), (1, 1), 2),
+}
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(GROUPED_DIRECT_CASES), ids=list(GROUPED_DIRECT_CASES))
+def test_grouped_direct(isa, rng, case, dtype, relu):
+    _check(isa, rng, dtype, *GROUPED_DIRECT_CASES[case], relu=relu)
+    if isa != "ref":  # the passes must reach the GEMM build's kernels (not a direct or depthwise one)
+        N, C, H, W, K, R, S, stride, padding, dilation, groups = GROUPED_DIRECT_CASES[case]
+        x, w, b, gy = _make(rng, dtype, N, C, H, W, K, R, S, stride, padding, dilation, groups)
+        _passes(x, w, b, gy, stride, padding, dilation, groups, relu)
+        dt = "f32" if dtype == np.float32 else "f64"
+        last = cnnfast.runtime_info()["last_kernels"]
+        for key in ("fwd", "bwd_input", "bwd_weight"):
+            assert last[f"conv2d_{key}_{dt}"] == f"conv2d_{key}_{dt}_{isa}", (key, last)
 
 
 # im2col of the GEMM kernels (forward, bwd_weight) row segment by row segment: one output row
@@ -222,6 +253,29 @@ def test_gemm_register_tiles_independent_of_thread_count(isa, rng):
         cnnfast.set_num_threads(prev)
     for key in one:
         np.testing.assert_array_equal(two[key], one[key], err_msg=key)
+
+
+# Results bitwise independent of the thread count: bwd_weight's reduction parts (fixed by the
+# shape, summed in order) and the grouped direct kernels (batch parts fixed by the shape).
+@pytest.mark.parametrize("case", ["bww-parts-cols9248", "g4-kg8-w28"])
+def test_reduction_parts_independent_of_thread_count(isa, rng, case):
+    shape = {**GEMM_TILE_CASES, **GROUPED_DIRECT_CASES}[case]
+    N, C, H, W, K, R, S, stride, padding, dilation, groups = shape
+    x, w, b, gy = _make(rng, np.float32, *shape)
+    prev = cnnfast.get_num_threads()
+    if isa != "ref":
+        cnnfast._core._pin_conv2d_kernel(f"conv2d_bwd_weight_f32_{isa}")
+    try:
+        runs = []
+        for nt in (1, 2, 3):
+            cnnfast.set_num_threads(nt)
+            runs.append(_passes(x, w, b, gy, stride, padding, dilation, groups, False))
+    finally:
+        cnnfast.set_num_threads(prev)
+        cnnfast._core._pin_conv2d_kernel(None)
+    for other in runs[1:]:
+        for key in runs[0]:
+            np.testing.assert_array_equal(other[key], runs[0][key], err_msg=key)
 
 
 # Stride-1 backward-input runs as a forward conv of gy with rotated, channel-swapped weights and

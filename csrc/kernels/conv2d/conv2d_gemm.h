@@ -9,6 +9,9 @@
 //               rotated, channel-swapped weights instead (bwd_input_as_fwd)
 // col is never materialised whole: each thread builds the tile it needs (a few hundred KB, sized
 // for L2) in its own scratch buffer (common/scratch.h).
+// Grouped stride-1 layers with at most kGroupedDirectMaxKg output channels per group (ResNeXt)
+// skip im2col: a direct kernel per (image, group) for the forward (and bwd_input as a forward
+// conv) and the weight gradient (is_grouped_direct).
 //
 // The microkernel (conv2d_ukernel.h) computes an MR x (NV*V::N) block of C in registers: per reduction step it loads
 // NV vectors of a packed B panel and broadcasts MR values of A (BLIS-style; AVX2 f32 MR=6, NV=2
@@ -47,6 +50,11 @@ constexpr int64_t kKcFwd = 640;
 // Bytes of one packed B tile (KC x NC): about a quarter of Zen 4's 1 MB L2, leaving room for the
 // weights streamed next to it.
 constexpr int64_t kTileBytes = 256 * 1024;
+// bwd_weight's reduction parts (see bwd_weight): one per kBwdWeightBlocksPerPart reduction blocks,
+// at most kBwdWeightMaxParts, and kparts x K x C*R*S partial sums of at most 4M values.
+constexpr int64_t kBwdWeightBlocksPerPart = 8;
+constexpr int64_t kBwdWeightMaxParts = 4;
+constexpr int64_t kBwdWeightPartValues = int64_t(1) << 22;
 
 // Per-ISA blocking: each ISA file (conv2d_avx2.cpp, conv2d_avx512.cpp) passes a struct B with
 //   MR             rows of the register tile where A is read in place (row pointers / columns)
@@ -383,6 +391,284 @@ void pack_weights(const Conv2dShape& q, const T* w, bool rotated, int64_t mrb, T
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Grouped direct (stride 1, groups > 1, few output channels per group: ResNeXt's 3x3 g32 layers)
+// ---------------------------------------------------------------------------------------------
+// With Kg output rows per group the GEMM uses each packed im2col value for only Kg multiply-adds,
+// so at Kg = 8 the im2col gather and packing cost as much as the multiply-adds. Here each work
+// item (image, group, band of output rows) copies its zero-padded input band once (Cg x rows x
+// Wp, a few tens of KB) and a register tile of MR output channels x NV vectors along an output
+// row reduces over (c, r, s) straight from it: per step NV unaligned loads and MR broadcasts of
+// the packed weights (the forward's pack_weights layout). Stride 1 only (the loads are
+// contiguous); the rows of one output channel are vector-padded to Wp, so it needs OW to fill
+// most of its vectors (is_grouped_direct). Each output is reduced by one item in (c, r, s) order:
+// the result does not depend on the thread count.
+constexpr int64_t kGroupedDirectMaxKg = 32;
+constexpr int64_t kGroupedDirectBandBytes = 48 * 1024;  // padded input band per item (L1/L2)
+// bwd_weight keeps Kg x Cg*R*S vectors of lane-wise sums per thread: at most this many bytes
+// (a few input channels per group: 8 x 72 x 64 B = 36 KB), else the GEMM runs.
+constexpr int64_t kGroupedDirectBwdWeightSumBytes = 1 << 20;
+
+template <class V>
+inline bool is_grouped_direct(const Conv2dShape& p) {
+  if (p.groups < 2 || p.sh != 1 || p.sw != 1 || p.Kg() > kGroupedDirectMaxKg || p.OW <= 0) return false;
+  // Lanes doing useful work: at least 3/4 (OW = 28 on 16 lanes: 28 of 32; OW = 7: 7 of 16, no).
+  return 4 * p.OW >= 3 * round_up(p.OW, V::N);
+}
+
+template <class V, int M, int NV>
+CNNFAST_FORCE_INLINE void grouped_direct_tile(const typename V::T* a, const typename V::T* xb, int64_t Cg,
+                                                int64_t R, int64_t S, int64_t dh, int64_t dw, int64_t plane,
+                                                int64_t Wp, typename V::R (&acc)[M][NV]) {
+  using R_ = typename V::R;
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t r = 0; r < R; ++r) {
+      const typename V::T* xr = xb + c * plane + r * dh * Wp;
+      for (int64_t s = 0; s < S; ++s, a += M) {
+        R_ xv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) xv[v] = V::load(xr + s * dw + v * V::N);
+#pragma GCC unroll 16
+        for (int i = 0; i < M; ++i) {
+          const R_ av = V::set1(a[i]);
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, xv[v], acc[i][v]);
+        }
+      }
+    }
+}
+
+// y = conv(x, w) + bias, ReLU for is_grouped_direct shapes; `rotated` as in fwd_impl. Returns
+// false (nothing written) if its scratch cannot be allocated.
+template <class V, class B, int NV>
+bool grouped_direct(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, bool rotated,
+                    const typename V::T* bias, typename V::T* y, bool relu) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int MR = B::MR;
+  constexpr int64_t CW = NV * V::N;  // output columns per register tile
+  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
+  const int64_t OH = p.OH, OW = p.OW, P = OH * OW, H = p.H, W = p.W;
+  const int64_t nch = ceil_div(OW, CW), Wp = nch * CW + p.dw * (p.S - 1);
+  const int64_t mrb = even_block(Kg, MR), nmb = ceil_div(Kg, mrb);
+  T* ap = thread_scratch_of<T, 2>(size_t(G * nmb * mrb * CRS));
+  if (!ap) return false;
+  pack_weights(p, w, rotated, mrb, ap);
+
+  // Bands of output rows: the padded band within kGroupedDirectBandBytes, and enough items
+  // (4 per thread) to balance when N * G is small.
+  const int64_t halo = p.dh * (p.R - 1);
+  const int64_t row_bytes = Cg * Wp * int64_t(sizeof(T));
+  int64_t rows = std::clamp<int64_t>(kGroupedDirectBandBytes / std::max<int64_t>(row_bytes, 1) - halo, 1, OH);
+  const int64_t want = 4 * int64_t(max_threads());
+  if (p.N * G * ceil_div(OH, rows) < want) rows = std::max<int64_t>(1, OH / ceil_div(want, p.N * G));
+  rows = even_block(OH, rows);
+  const int64_t nbands = ceil_div(OH, rows);
+  const int64_t HB = rows + halo, plane = HB * Wp;
+
+  std::atomic<bool> ok{true};
+  parallel_for(p.N * G * nbands, rows * OW * Kg * CRS, [&](int64_t b, int64_t e) {
+    T* xb = thread_scratch_of<T>(size_t(Cg * plane + V::N));
+    if (!xb) {
+      ok = false;
+      return;
+    }
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t band = it % nbands, g = (it / nbands) % G, n = it / (nbands * G);
+      const int64_t oh0 = band * rows, oh1 = std::min(OH, oh0 + rows);
+      // Padded band: xb[c, hb, j] = x[n, g*Cg + c, oh0 + hb - ph, j - pw] (zero outside).
+      for (int64_t c = 0; c < Cg; ++c) {
+        const T* xc = x + (n * p.C + g * Cg + c) * H * W;
+        for (int64_t hb = 0; hb < oh1 - oh0 + halo; ++hb) {
+          T* dst = xb + c * plane + hb * Wp;
+          const int64_t ih = oh0 + hb - p.ph;
+          if (ih < 0 || ih >= H) {
+            copy_run<V>(dst, nullptr, Wp);
+            continue;
+          }
+          const int64_t lo = std::min(p.pw, Wp), hi = std::clamp<int64_t>(p.pw + W, lo, Wp);
+          copy_run<V>(dst, nullptr, lo);
+          copy_run<V>(dst + lo, xc + ih * W + (lo - p.pw), hi - lo);
+          copy_run<V>(dst + hi, nullptr, Wp - hi);
+        }
+      }
+      for (int64_t mb = 0; mb < nmb; ++mb) {
+        const int64_t m0 = mb * mrb;
+        const int mrows = int(std::min(mrb, Kg - m0));
+        const T* a = ap + (g * nmb + mb) * mrb * CRS;
+        with_mr<MR>(mrows, [&](auto mc) {
+          constexpr int Mt = decltype(mc)::value;
+          T bias_row[Mt];
+          for (int i = 0; i < Mt; ++i) bias_row[i] = bias ? bias[g * Kg + m0 + i] : T(0);
+          for (int64_t oh = oh0; oh < oh1; ++oh) {
+            T* yrow = y + (n * p.K + g * Kg + m0) * P + oh * OW;
+            for (int64_t ow0 = 0; ow0 < OW; ow0 += CW) {
+              R acc[Mt][NV];
+              grouped_direct_tile<V, Mt, NV>(a, xb + (oh - oh0) * Wp + ow0, Cg, p.R, p.S, p.dh, p.dw, plane, Wp,
+                                             acc);
+              const int64_t ncols = std::min(CW, OW - ow0);
+#pragma GCC unroll 16
+              for (int i = 0; i < Mt; ++i) {
+                const R bv = V::set1(bias_row[i]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) {
+                  R c = V::add(acc[i][v], bv);
+                  if (relu) c = V::max(V::zero(), c);  // max(0, NaN) = NaN, as in ref
+                  const int64_t nv = ncols - v * V::N;
+                  T* dst = yrow + i * P + ow0 + v * V::N;
+                  if (nv >= V::N)
+                    V::store(dst, c);
+                  else if (nv > 0)
+                    V::store_n(dst, c, int(nv));
+                }
+              }
+            }
+          }
+        });
+      }
+    }
+  });
+  return ok;
+}
+
+// Weight gradient of the is_grouped_direct shapes: gw[g*Kg + k, c, r, s] = sum over (n, oh, ow) of
+// gy[n, g*Kg + k, oh, ow] * xpad[n, g*Cg + c, oh + r*dh, ow + s*dw]. (The GEMM's panels are 2
+// vectors of output channels wide, so Kg = 8 wasted 3/4 of its multiply-adds.) Vectorised along
+// ow: a register tile of MK output channels x TT (c, r, s) taps keeps lane-wise partial sums, per
+// step MK gy vectors and one input vector per tap; the lane sums of each weight are added up once
+// at the end. Work items are (group, fixed part of the batch): the parts depend on the shape only
+// and are summed in order, so the result does not depend on the thread count.
+template <class V>
+bool grouped_direct_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy,
+                               typename V::T* gw) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int NL = V::N;
+  constexpr int MK = sizeof(R) == 64 ? 4 : 2;  // 4 x 6 (AVX-512) / 2 x 6 (AVX2) accumulators
+  constexpr int TT = 6;
+  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
+  const int64_t OH = p.OH, OW = p.OW, H = p.H, W = p.W;
+  const int64_t nvec = ceil_div(OW, NL), Wg = nvec * NL, tail = OW - (nvec - 1) * NL;
+  const int64_t Wp = Wg + p.dw * (p.S - 1), Hp = OH + p.dh * (p.R - 1), planeX = Hp * Wp;
+  int64_t nparts = G >= 16 ? 1 : std::min<int64_t>(p.N, ceil_div(16, G));
+  const int64_t pchunk = ceil_div(p.N, nparts);
+  nparts = ceil_div(p.N, pchunk);
+  T* part = nullptr;
+  if (nparts > 1) {
+    part = thread_scratch_of<T, 2>(size_t(G * nparts * Kg * CRS));
+    if (!part) return false;
+  }
+  std::atomic<bool> ok{true};
+  parallel_for(G * nparts, pchunk * Kg * CRS * OH * OW, [&](int64_t b, int64_t e) {
+    // Per thread: padded input planes of one image and group, its gy rows (zero beyond OW), the
+    // lane-wise sums (Kg x CRS vectors), then the tap offsets.
+    const int64_t nx = Cg * planeX + NL, ng = Kg * OH * Wg, nv = Kg * CRS * NL;
+    const size_t tb = size_t(round_up((nx + ng + nv) * int64_t(sizeof(T)), 64));
+    char* mem = static_cast<char*>(thread_scratch(tb + size_t(CRS) * sizeof(int64_t)));
+    if (!mem) {
+      ok = false;
+      return;
+    }
+    T* xp = reinterpret_cast<T*>(mem);
+    T* gp = xp + nx;
+    T* vacc = gp + ng;
+    int64_t* off = reinterpret_cast<int64_t*>(mem + tb);
+    for (int64_t c = 0, i = 0; c < Cg; ++c)
+      for (int64_t r = 0; r < p.R; ++r)
+        for (int64_t s = 0; s < p.S; ++s) off[i++] = c * planeX + r * p.dh * Wp + s * p.dw;
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t g = it / nparts, n0 = (it % nparts) * pchunk, n1 = std::min(p.N, n0 + pchunk);
+      std::fill(vacc, vacc + nv, T(0));
+      for (int64_t n = n0; n < n1; ++n) {
+        for (int64_t c = 0; c < Cg; ++c) {
+          const T* xc = x + (n * p.C + g * Cg + c) * H * W;
+          for (int64_t hb = 0; hb < Hp; ++hb) {
+            T* dst = xp + c * planeX + hb * Wp;
+            const int64_t ih = hb - p.ph;
+            if (ih < 0 || ih >= H) {
+              copy_run<V>(dst, nullptr, Wp);
+              continue;
+            }
+            const int64_t lo = std::min(p.pw, Wp), hi = std::clamp<int64_t>(p.pw + W, lo, Wp);
+            copy_run<V>(dst, nullptr, lo);
+            copy_run<V>(dst + lo, xc + ih * W + (lo - p.pw), hi - lo);
+            copy_run<V>(dst + hi, nullptr, Wp - hi);
+          }
+        }
+        for (int64_t k = 0; k < Kg; ++k)
+          for (int64_t oh = 0; oh < OH; ++oh) {
+            T* dst = gp + (k * OH + oh) * Wg;
+            copy_run<V>(dst, gy + ((n * p.K + g * Kg + k) * OH + oh) * OW, OW);
+            copy_run<V>(dst + OW, nullptr, Wg - OW);
+          }
+        for (int64_t k0 = 0; k0 < Kg; k0 += MK) {
+          with_mr<MK>(int(std::min<int64_t>(MK, Kg - k0)), [&](auto mk) {
+            constexpr int M = decltype(mk)::value;
+            for (int64_t t0 = 0; t0 < CRS; t0 += TT) {
+              with_mr<TT>(int(std::min<int64_t>(TT, CRS - t0)), [&](auto tt) {
+                constexpr int TN = decltype(tt)::value;
+                R acc[M][TN];
+                const int64_t* o = off + t0;
+#pragma GCC unroll 8
+                for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+                  for (int t = 0; t < TN; ++t) acc[i][t] = V::load(vacc + ((k0 + i) * CRS + t0 + t) * NL);
+                for (int64_t oh = 0; oh < OH; ++oh) {
+                  const T* g0 = gp + (k0 * OH + oh) * Wg;
+                  const T* x0 = xp + oh * Wp;
+                  auto step = [&](int64_t j, bool part_vec) {
+                    R gv[M];
+#pragma GCC unroll 8
+                    for (int i = 0; i < M; ++i) gv[i] = V::load(g0 + i * OH * Wg + j);
+#pragma GCC unroll 8
+                    for (int t = 0; t < TN; ++t) {
+                      // The lanes past OW of the last vector: gy is zero there, and the input is
+                      // loaded as zero too (an inf there must not make a NaN).
+                      const R xv = part_vec ? V::load_part(x0 + o[t] + j, 0, int(tail), T(0)) : V::load(x0 + o[t] + j);
+#pragma GCC unroll 8
+                      for (int i = 0; i < M; ++i) acc[i][t] = V::fma(gv[i], xv, acc[i][t]);
+                    }
+                  };
+                  int64_t j = 0;
+                  for (; j < (nvec - 1) * NL; j += NL) step(j, false);
+                  step(j, tail < NL);
+                }
+#pragma GCC unroll 8
+                for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+                  for (int t = 0; t < TN; ++t) V::store(vacc + ((k0 + i) * CRS + t0 + t) * NL, acc[i][t]);
+              });
+            }
+          });
+        }
+      }
+      T* dst = nparts > 1 ? part + it * Kg * CRS : gw + g * Kg * CRS;
+      for (int64_t i = 0; i < Kg * CRS; ++i) {
+        T sum = T(0);
+        for (int l = 0; l < NL; ++l) sum += vacc[i * NL + l];
+        dst[i] = sum;
+      }
+    }
+  });
+  if (!ok) return false;
+  if (nparts > 1) {  // the parts of each group in order
+    parallel_for(G, nparts * Kg * CRS, [&](int64_t b, int64_t e) {
+      for (int64_t g = b; g < e; ++g) {
+        T* dst = gw + g * Kg * CRS;
+        const T* src = part + g * nparts * Kg * CRS;
+        std::copy(src, src + Kg * CRS, dst);
+        for (int64_t pt = 1; pt < nparts; ++pt)
+          for (int64_t i = 0; i < Kg * CRS; ++i) dst[i] += src[pt * Kg * CRS + i];
+      }
+    });
+  }
+  return true;
+}
+
 // y = conv(x, w) + bias, ReLU. `rotated`: w is a layer's weights and the forward matrix is their
 // rotated, channel-swapped copy (bwd_input_as_fwd; p is then the rotated shape and bias null).
 template <class V, class B>
@@ -395,6 +681,11 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
   const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
   const int64_t P = p.OH * p.OW, cols = p.N * P;
   if (cols == 0 || Kg == 0) return true;
+  if (is_grouped_direct<V>(p)) {  // falls through to the GEMM only if its scratch cannot be allocated
+    if (p.OW > V::N ? grouped_direct<V, B, 2>(p, x, w, rotated, bias, y, relu)
+                    : grouped_direct<V, B, 1>(p, x, w, rotated, bias, y, relu))
+      return true;
+  }
   const int nt = max_threads();
 
   // Packed weights (B::MRP > 0): once per call, worth it when each weight is used by enough
@@ -603,8 +894,9 @@ CNNFAST_FORCE_INLINE void acc_to_buffer(typename V::R (&acc)[MR][NV], int mrows,
 
 // ---------------------------------------------------------------------------------------------
 // Backward, weight: gW^T[CRS x Kg] = col[CRS x N*P] * gY^T[N*P x Kg] per group, bias = sum of gY.
-// Threads split the CRS rows (each owns its rows of gW for the whole reduction), so there is no
-// cross-thread reduction and the summation order is the same for any thread count.
+// Threads split the CRS rows and, for long reductions, a fixed number of reduction parts (each
+// item owns its rows of gW, or of its part's partial sums, for the whole part); the parts are
+// summed in order, so the summation order is the same for any thread count.
 // ---------------------------------------------------------------------------------------------
 
 template <class V, class B>
@@ -638,23 +930,40 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
     return true;
   }
   if (Kg == 0 || CRS == 0) return true;
+  if (is_grouped_direct<V>(p) && Kg * CRS * int64_t(sizeof(R)) <= kGroupedDirectBwdWeightSumBytes &&
+      grouped_direct_bwd_weight<V>(p, x, gy, gw))
+    return true;
   const int nt = max_threads();
   const int64_t kc = even_block(cols, B::MRW > 0 ? B::kc_bww : kKc);  // reduction block (columns of col / rows of gY^T)
   const int64_t ldc = round_up(Kg, NR), npan = ldc / NR;
   constexpr int64_t mc = 16 * MR;  // rows of the im2col block generated at a time (~100 KB, L2)
+  // A long reduction (N*OH*OW of 8+ blocks per part) is cut into kparts parts of whole blocks,
+  // fixed by the shape (never by the thread count) and summed in order at the end: the threads
+  // then split equal parts instead of a few MR-row chunks (C*R*S = 144 in 14-row tiles: 84 + 60
+  // rows). The partial sums cost kparts x K x C*R*S values (at most kBwdWeightPartValues).
+  const int64_t nkb = ceil_div(cols, kc);
+  int64_t kparts = std::clamp<int64_t>(nkb / kBwdWeightBlocksPerPart, 1, kBwdWeightMaxParts);
+  while (kparts > 1 && kparts * p.K * CRS > kBwdWeightPartValues) --kparts;
+  const int64_t kbpp = ceil_div(nkb, kparts);  // reduction blocks per part
+  kparts = ceil_div(nkb, kbpp);
+  T* parts = nullptr;
+  if (kparts > 1) {
+    parts = thread_scratch_of<T, 2>(size_t(kparts * p.K * CRS));
+    if (!parts) return false;
+  }
   int64_t rsplit = 1;
-  if (G < nt) rsplit = std::min<int64_t>(ceil_div(nt, G), ceil_div(CRS, MR));
+  if (G * kparts < nt) rsplit = std::min<int64_t>(ceil_div(nt, G * kparts), ceil_div(CRS, MR));
   const int64_t rchunk = round_up(ceil_div(CRS, rsplit), MR);
   rsplit = ceil_div(CRS, rchunk);
-  const int64_t items = G * rsplit;
+  const int64_t items = G * rsplit * kparts;
 
   // gW^T rows are accumulated in L2-sized sub-blocks (~512 KB) carried through the whole
   // reduction, so a large weight (512x512x3x3) never round-trips through memory per block.
   const int64_t mrb = std::min(rchunk, std::max<int64_t>(mc, 2 * kTileBytes / int64_t(sizeof(T)) / ldc / mc * mc));
-  const bool one_block = cols <= kc;  // gY^T then needs packing only once per item
+  const bool one_block = kbpp == 1;  // gY^T then needs packing only once per item
 
   std::atomic<bool> ok{true};
-  parallel_for(items, rchunk * Kg * cols, [&](int64_t b, int64_t e) {
+  parallel_for(items, rchunk * Kg * kbpp * kc, [&](int64_t b, int64_t e) {
     // Per thread: gW^T sub-block (mrb x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
     // Then the segment table of the current column block (ColSegments).
     const int64_t lda = LDA > 0 ? LDA : kc;
@@ -688,14 +997,17 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
       }
     };
     for (int64_t it = b; it < e; ++it) {
-      const int64_t g = it / rsplit, r0 = (it % rsplit) * rchunk, r1 = std::min(CRS, r0 + rchunk);
-      if (one_block) pack_gyt(g, 0, cols);
+      const int64_t kp = it % kparts, g = it / (kparts * rsplit), r0 = ((it / kparts) % rsplit) * rchunk;
+      const int64_t r1 = std::min(CRS, r0 + rchunk);
+      const int64_t qb = kp * kbpp * kc, qe = std::min(cols, qb + kbpp * kc);  // this part's columns
+      T* out = kparts > 1 ? parts + kp * p.K * CRS : gw;
+      if (one_block) pack_gyt(g, qb, qe - qb);
       for (int64_t sb0 = r0; sb0 < r1; sb0 += mrb) {
         const int64_t sb1 = std::min(r1, sb0 + mrb);
         // The first reduction block overwrites the accumulators (every row and panel of the
         // sub-block is written), later ones add.
-        for (int64_t q0 = 0; q0 < cols; q0 += kc) {
-          const int64_t kcur = std::min(kc, cols - q0);
+        for (int64_t q0 = qb; q0 < qe; q0 += kc) {
+          const int64_t kcur = std::min(kc, qe - q0);
           if (!one_block) pack_gyt(g, q0, kcur);
           if (!plain) segs.build(p, q0, kcur);
           const int64_t ars = LDA > 0 ? LDA : kcur;  // im2col row stride
@@ -723,7 +1035,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
                   for (int64_t jp = 0; jp < npan; ++jp) {
                     R acc[M][2];
                     ukernel_rows_lda<V, M, 2, LDA>(kcur, abuf + m * LDA, bp + jp * kcur * NR, NR, acc);
-                    acc_to_buffer<V, M, 2>(acc, M, crow + jp * NR, ldc, q0 > 0);
+                    acc_to_buffer<V, M, 2>(acc, M, crow + jp * NR, ldc, q0 > qb);
                   }
                 });
               }
@@ -737,7 +1049,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
                 for (int64_t jp = 0; jp < npan; ++jp) {
                   R acc[MR][2];
                   ukernel_rows<V, MR, 2>(kcur, a, bp + jp * kcur * NR, NR, acc);
-                  acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, q0 > 0);
+                  acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, ldc, q0 > qb);
                 }
               }
             }
@@ -747,7 +1059,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
         for (int64_t i0 = sb0; i0 < sb1; i0 += V::N)
           for (int64_t k0 = 0; k0 < Kg; k0 += V::N) {
             const T* src = cblk + (i0 - sb0) * ldc + k0;
-            T* dst = gw + (g * Kg + k0) * CRS + i0;
+            T* dst = out + (g * Kg + k0) * CRS + i0;
             if (i0 + V::N <= sb1 && k0 + V::N <= Kg) {
               V::transpose(src, ldc, dst, CRS);
             } else {
@@ -758,7 +1070,18 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
       }
     }
   });
-  return ok;
+  if (!ok) return false;
+  if (kparts > 1) {  // gw = the parts' sums, added in part order
+    const int64_t total = p.K * CRS;
+    parallel_for(ceil_div(total, 1024), 1024 * kparts, [&](int64_t b, int64_t e) {
+      for (int64_t i = b * 1024; i < std::min(total, e * 1024); ++i) {
+        T sum = parts[i];
+        for (int64_t kp = 1; kp < kparts; ++kp) sum += parts[kp * total + i];
+        gw[i] = sum;
+      }
+    });
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -811,7 +1134,9 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
     std::fill(gx, gx + p.N * p.C * HW, T(0));
     return true;
   }
-  if (bwd_input_as_fwd(p, B::bwd_input_fwd_min_cg)) {
+  // Grouped layers with few input channels per group: the grouped direct forward (no im2col).
+  if (bwd_input_as_fwd(p, B::bwd_input_fwd_min_cg) ||
+      (bwd_input_as_fwd(p, 1) && is_grouped_direct<V>(bwd_input_fwd_shape(p)))) {
     // Falls through to col2im only if its scratch cannot be allocated.
     if (fwd_impl<V, B>(bwd_input_fwd_shape(p), gy, w, true, nullptr, gx, false)) return true;
   }
