@@ -26,7 +26,8 @@
 // thread count.
 //
 // Contract (conv2d.h): raw pointers, never throw; scratch comes from common/scratch.h and a
-// failed allocation declines (returns false) before anything is written.
+// failed allocation declines (returns false). In the fused mode a worker's failure can come after
+// other workers wrote parts of gw; that is safe because every fallback overwrites all of gw.
 //
 // Internal linkage (anonymous namespace): see common/simd.h.
 #pragma once
@@ -110,6 +111,35 @@ CNNFAST_FORCE_INLINE void dy_group(const Geometry& g, const typename V::T* gy, i
   }
 }
 
+// gw[k][c] = G^T m G for the V::N output channels k0.. (those below K) and input channel c, m[xi]
+// the vector at src + xi * xs (lanes along output channels). gw is K x C x 3 x 3.
+template <class V>
+CNNFAST_FORCE_INLINE void out_group(const typename V::T* src, int64_t xs, int64_t K, int64_t C, int64_t k0, int64_t c,
+                                   typename V::T* gw) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int N = V::N;
+  alignas(64) T out[9 * N];
+  R t[6][3];  // t[a][s] = (m G)[a][s]
+  for (int a = 0; a < 6; ++a) {
+    R z[6], o[3];
+    for (int bb = 0; bb < 6; ++bb) z[bb] = V::load(src + (a * 6 + bb) * xs);
+    gt3<V>(z, o);
+    for (int s = 0; s < 3; ++s) t[a][s] = o[s];
+  }
+  for (int s = 0; s < 3; ++s) {
+    R z[6], o[3];
+    for (int a = 0; a < 6; ++a) z[a] = t[a][s];
+    gt3<V>(z, o);
+    for (int r = 0; r < 3; ++r) V::store(out + (r * 3 + s) * N, o[r]);
+  }
+  const int64_t lanes = std::min<int64_t>(N, K - k0);
+  for (int64_t l = 0; l < lanes; ++l) {
+    T* d = gw + ((k0 + l) * C + c) * 9;
+    for (int rs = 0; rs < 9; ++rs) d[rs] = out[rs * N + l];
+  }
+}
+
 // Tiles per chunk: the transformed input and grad_output of a chunk, 36 * (C + K) * chunk floats,
 // within kWgradChunkFloats (8 MB), between kWgradMinChunk and kWgradMaxChunk tiles (a chunk adds
 // its GEMM results into M: a read and a write of M per chunk, amortised over the chunk's tiles).
@@ -118,6 +148,12 @@ constexpr int64_t kWgradMinChunk = 64;
 constexpr int64_t kWgradMaxChunk = 256;
 // M, 36 * C * K floats, is whole: decline above this many (48 MB; 512 x 512 channels is 37.7 MB).
 constexpr int64_t kWgradMaxMFloats = 12 * 1024 * 1024;
+// At most this many tiles (in one chunk): the GEMMs of one work item run for all 36 frequencies and
+// their results go straight into gw, instead of through M (36 * C * K floats written and read back,
+// which outweighs the 36 * C * K * T multiply-adds when T is small: 512 x 512 channels at N=1,
+// 7 x 7 planes, 4 tiles, ran 0.5x the GEMM path through M). Above it the 36 B slices of a panel
+// (36 * T * NR floats) outgrow L2.
+constexpr int64_t kWgradFusedMaxTiles = 128;
 // Input channels per GEMM work item (with the 36 frequencies, the parallel items).
 constexpr int64_t kWgradCBlock = 64;
 
@@ -130,15 +166,17 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
   constexpr int NR = 2 * N;  // output channels per microkernel panel
   const int64_t C = g.Cin, K = g.Cout, T_ = g.T;
   const int64_t npk = ceil_div(K, NR), ldk = npk * NR;
-  if (kXi * C * ldk > kWgradMaxMFloats) return false;
-
   const int64_t tc = std::clamp(kWgradChunkFloats / (kXi * (C + ldk)) / N * N, kWgradMinChunk, kWgradMaxChunk);
   const int64_t chunk = std::min(tc, round_up(T_, N));  // tiles per chunk, a multiple of N
   const int64_t nchunks = ceil_div(T_, chunk);
+  // One chunk of few tiles: each GEMM work item keeps its 36 results in registers / a small buffer
+  // and transforms them into gw at once (see kWgradFusedMaxTiles), no M.
+  const bool fused = nchunks == 1 && T_ <= kWgradFusedMaxTiles;
+  if (!fused && kXi * C * ldk > kWgradMaxMFloats) return false;
   // Shared scratch (the calling thread's second slot): X[xi * xs_x + c * chunk + j],
   // DY[xi * xs_dy + (kp * chunk + j) * NR + k % NR] (panel kp = k / NR), M[xi * xs_m + c * ldk + k],
   // the chunk's tile table. Distances padded to an odd number of cache lines (see conv()).
-  const int64_t xs_x = pad_lines(C * chunk), xs_dy = pad_lines(npk * chunk * NR), xs_m = pad_lines(C * ldk);
+  const int64_t xs_x = pad_lines(C * chunk), xs_dy = pad_lines(npk * chunk * NR), xs_m = fused ? 0 : pad_lines(C * ldk);
   const size_t shared_floats = size_t(kXi * (xs_x + xs_dy + xs_m)) + 16;
   char* mem = static_cast<char*>(thread_scratch<1>(shared_floats * sizeof(T) + size_t(3 * chunk) * sizeof(int64_t)));
   if (!mem) return false;
@@ -149,9 +187,10 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
   int64_t* toh = tn + chunk;
   int64_t* tow = toh + chunk;
   // Per worker: the input transform's patch slots and transpose, the grad_output slots and
-  // transpose (see input_group, dy_group).
+  // transpose (see input_group, dy_group); fused: the 36 register tiles of one GEMM item.
   const size_t g_floats = size_t(6 * N * 8 + N), d_floats = size_t(6 * N * N), s_floats = size_t(32 * N);
-  const size_t worker_bytes = (g_floats + d_floats + s_floats + 16) * sizeof(T);
+  const size_t f_floats = fused ? size_t(kXi * MR * NR) : 0;
+  const size_t worker_bytes = (g_floats + d_floats + std::max(s_floats, f_floats) + 16) * sizeof(T);
   std::atomic<bool> ok{true};
   const int64_t HW = g.H * g.W;
   const int64_t ncb = ceil_div(C, kWgradCBlock);
@@ -203,6 +242,42 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
     // 3. The 36 GEMMs, M[xi][c][k] (+)= sum_j X[xi][c][j] DY[xi][j][k], per (xi, block of input
     //    channels); MR input channels x NR output channels per register tile.
     const bool first = ch == 0;
+    if (fused) {
+      // 3'+4'. Per (block of input channels, panel of NR output channels): per MR input channels,
+      //        the 36 register tiles to Mt[xi][i][k] (worker scratch), then their G^T . G into gw.
+      //        The panel's 36 B slices (36 * nvalid * NR floats) stay in L2 across the block.
+      parallel_for(ncb * npk, kWgradCBlock * NR * nvalid * kXi, [&](int64_t b, int64_t e) {
+        T* ws = static_cast<T*>(thread_scratch(worker_bytes));
+        if (!ws) {
+          ok = false;
+          return;
+        }
+        T* Mt = ws + g_floats + d_floats;
+        for (int64_t it = b; it < e; ++it) {
+          const int64_t kp = it % npk, c0 = (it / npk) * kWgradCBlock, c1 = std::min(C, c0 + kWgradCBlock);
+          for (int64_t c = c0; c < c1; c += MR) {
+            const int mr = int(std::min<int64_t>(MR, c1 - c));
+            for (int xi = 0; xi < kXi; ++xi) {
+              const T* a[MR];
+#pragma GCC unroll 16
+              for (int i = 0; i < MR; ++i) a[i] = X + xi * xs_x + (c + std::min(i, mr - 1)) * chunk;
+              R acc[MR][2];
+              convgemm::ukernel_rows<V, MR, 2>(nvalid, a, DY + xi * xs_dy + kp * chunk * NR, NR, acc);
+              T* dst = Mt + xi * MR * NR;
+#pragma GCC unroll 16
+              for (int i = 0; i < MR; ++i) {
+                V::store(dst + i * NR, acc[i][0]);
+                V::store(dst + i * NR + N, acc[i][1]);
+              }
+            }
+            for (int i = 0; i < mr; ++i)
+              for (int v = 0; v < 2 && kp * NR + v * N < K; ++v)
+                out_group<V>(Mt + i * NR + v * N, MR * NR, K, C, kp * NR + v * N, c + i, gw);
+          }
+        }
+      });
+      return ok;
+    }
     parallel_for(kXi * ncb, kWgradCBlock * ldk * nvalid, [&](int64_t b, int64_t e) {
       for (int64_t it = b; it < e; ++it) {
         const int64_t xi = it / ncb, c0 = (it % ncb) * kWgradCBlock, c1 = std::min(C, c0 + kWgradCBlock);
@@ -237,31 +312,11 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
   }
 
   // 4. gw[k][c] = G^T M[.][c][k] G, V::N output channels at a time, per input channel.
-  parallel_for(C, ldk * 36 * 2, [&](int64_t b, int64_t e) {
-    alignas(64) T out[9 * N];
-    for (int64_t c = b; c < e; ++c)
-      for (int64_t k0 = 0; k0 < K; k0 += N) {
-        const T* src = M + c * ldk + k0;
-        R t[6][3];  // t[a][s] = (M G)[a][s]
-        for (int a = 0; a < 6; ++a) {
-          R z[6], o[3];
-          for (int bb = 0; bb < 6; ++bb) z[bb] = V::load(src + (a * 6 + bb) * xs_m);
-          gt3<V>(z, o);
-          for (int s = 0; s < 3; ++s) t[a][s] = o[s];
-        }
-        for (int s = 0; s < 3; ++s) {
-          R z[6], o[3];
-          for (int a = 0; a < 6; ++a) z[a] = t[a][s];
-          gt3<V>(z, o);
-          for (int r = 0; r < 3; ++r) V::store(out + (r * 3 + s) * N, o[r]);
-        }
-        const int64_t lanes = std::min<int64_t>(N, K - k0);
-        for (int64_t l = 0; l < lanes; ++l) {
-          T* d = gw + ((k0 + l) * C + c) * 9;
-          for (int rs = 0; rs < 9; ++rs) d[rs] = out[rs * N + l];
-        }
-      }
-  });
+  if (!fused)
+    parallel_for(C, ldk * 36 * 2, [&](int64_t b, int64_t e) {
+      for (int64_t c = b; c < e; ++c)
+        for (int64_t k0 = 0; k0 < K; k0 += N) out_group<V>(M + c * ldk + k0, xs_m, K, C, k0, c, gw);
+    });
 
   // 5. grad_bias: per output channel, the images in order, each plane in V::N partial sums.
   if (gb) {
@@ -287,14 +342,25 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
   return true;
 }
 
-// Where the Winograd weight gradient beats the GEMM path: see the entry point.
-constexpr int64_t kWgradMinC = 8;
-constexpr int64_t kWgradMinK = 8;
+// Where the Winograd weight gradient beats the next kernel (GEMM, or the direct _dense kernel for
+// small images), measured with bench/winograd_wgrad_choice.py --relaxed (2 threads, Sapphire
+// Rapids, AVX-512 and CNNFAST_ISA=avx2; speedup = time without / time with Winograd):
+// * C >= 16 and K >= 16: with 8 the transforms are not amortised (C = 8, K = 64, 28 x 28, N=16:
+//   0.91x on both ISAs; C = 64, K = 8: 0.61x AVX-512, 0.89x AVX2).
+// * C * K >= NR * NR (one register panel of output channels squared: 256 on AVX2, 1024 on
+//   AVX-512): K below the panel width NR computes padding. At C = K = 16 AVX-512 lost to the
+//   direct kernel on 14..112-pixel planes (0.55-0.85x), AVX2 won (1.0-1.5x); C = 16, K = 64 won
+//   (1.27x / 1.37x) as did C = 64, K = 16 (1.19x / 1.62x).
+// Everything else measured won: C = K in 32..512, planes 7..112, batch 1..64 (1.1-2.6x; the few-tile
+// layers, e.g. 512 x 512 at N=1 on 7 x 7 planes, 1.8x, through the fused mode).
+constexpr int64_t kWgradMinC = 16;
+constexpr int64_t kWgradMinK = 16;
 
 template <class V>
 bool wgrad_pays_off(const Geometry& g) {
   if (relax_heuristics()) return true;
-  return g.Cin >= kWgradMinC && g.Cout >= kWgradMinK;
+  constexpr int64_t NR = 2 * V::N;
+  return g.Cin >= kWgradMinC && g.Cout >= kWgradMinK && g.Cin * g.Cout >= NR * NR;
 }
 
 template <class V, int MR>
