@@ -1,6 +1,8 @@
 // Winograd F(4x4, 3x3) convolution for 3x3, stride-1, dense float32 layers (forward and, as a
 // forward convolution of grad_output, backward-input), written once for any vector type V of
 // common/simd.h and instantiated per ISA in conv2d_winograd_avx2.cpp / conv2d_winograd_avx512.cpp.
+// The weight gradient, which reuses this file's transforms and input_group, is in
+// conv2d_winograd_wgrad.h.
 //
 // Each output is cut into 4x4 tiles; tile t reads a 6x6 input patch d (zero outside the image).
 // With the 36 "frequencies" xi = (i, j) of the 6x6 transformed domain,
