@@ -116,7 +116,7 @@ def test_forward_and_grad_input(isa, rng, case, bias):
        threads=st.integers(1, 3))
 def test_random_geometries(rng, N, C, K, H, W, ph, pw, relu, threads):
     """Any geometry Winograd may take (1-row images, every padding, tiles cut on both edges),
-    whichever kernel ends up running, against the NumPy oracle."""
+    whichever kernel ends up running, against the NumPy oracle; forward, grad_input, grad_weight."""
     if H + 2 * ph < 3 or W + 2 * pw < 3:
         return
     pad = (ph, pw)
@@ -125,10 +125,12 @@ def test_random_geometries(rng, N, C, K, H, W, ph, pw, relu, threads):
     cnnfast.set_num_threads(threads)
     try:
         y, gx = _fwd(x, w, b, pad, relu=relu), _bwd(x, w, gy, pad)
+        gw, gb = _wgrad(x, gy, K, pad)
     finally:
         cnnfast.set_num_threads(prev)
     _close(y, x, w, b, gy, pad, "y", relu=relu)
     _close(gx, x, w, b, gy, pad, "gx")
+    _close_w(gw, gb, x, gy, K, pad)
 
 
 def test_fused_relu(isa, rng):
@@ -242,3 +244,107 @@ def test_declined_configurations_still_right(isa, rng, case):
     for key, got in (("y", y), ("gx", gx)):
         c = WINOGRAD_C if _last(f"conv2d_{'fwd' if key == 'y' else 'bwd_input'}_{tag}").endswith("_winograd") else None
         _close(got, x, w, b, gy, pad, key, c=c, stride=stride, dil=dil, groups=groups)
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight gradient (conv2d_winograd_wgrad.h): 36 GEMMs reducing over the tiles of all images, in
+# chunks (M accumulated over them), or, with one chunk of at most 128 tiles, fused into gw.
+# It takes 16 <= C, K with C * K >= NR^2 (256 on avx2, 1024 on avx512) and N * OH * OW >= 128
+# (accuracy). (N, C, H, W, K, padding): sizes off multiples of 4, every padding, N = 1.
+WGRAD_CASES = {
+    "pad1-13x9": (3, 17, 13, 9, 41, (1, 1)),
+    "pad0-9x13-n1": (1, 19, 19, 13, 35, (0, 0)),
+    "pad2-7x5": (4, 20, 7, 5, 33, (2, 2)),
+    "pad1x0-5x7": (6, 24, 5, 7, 40, (1, 0)),
+    "pad0x2-11x6": (3, 16, 11, 6, 64, (0, 2)),
+    "n1-14x14": (1, 40, 14, 14, 48, (1, 1)),  # 16 tiles, fused
+    "one-chunk-via-M": (3, 16, 28, 28, 40, (1, 1)),  # 147 tiles: one chunk, M
+    "several-chunks": (6, 16, 27, 29, 24, (1, 1)),  # 336 tiles: 2 chunks of <= 256
+}
+
+
+def _wgrad(x, gy, K, pad, bias=True):
+    return _core.conv2d_backward_weight(x, [K, x.shape[1], 3, 3], gy, (1, 1), pad, (1, 1), 1, bias)
+
+
+def _wgrad_takes(isa, N, C, K, OH, OW):
+    nr = 32 if isa == "avx512" else 16
+    return isa != "ref" and C >= 16 and K >= 16 and C * K >= nr * nr and N * OH * OW >= 128
+
+
+def _close_w(gw, gb, x, gy, K, pad, c=WINOGRAD_C, err_msg=""):
+    t = ref.conv2d_terms(x, np.zeros((K, x.shape[1], 3, 3), x.dtype), np.zeros(K, x.dtype), gy, (1, 1), pad)
+    ref.assert_sum_close(gw, *t["gw"], np.float32, c=c, err_msg=err_msg + " (grad_weight)")
+    if gb is not None:
+        ref.assert_sum_close(gb, *t["gb"], np.float32, err_msg=err_msg + " (grad_bias)")
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("case", list(WGRAD_CASES), ids=list(WGRAD_CASES))
+def test_grad_weight(isa, rng, case, bias):
+    N, C, H, W, K, pad = WGRAD_CASES[case]
+    x, _, _, gy = _arrays(rng, N, C, H, W, K, pad, bias=False)
+    gw, gb = _wgrad(x, gy, K, pad, bias)
+    name = _last("conv2d_bwd_weight_f32")
+    assert name.endswith("_winograd") == _wgrad_takes(isa, N, C, K, *gy.shape[2:]), f"{name} ran"
+    assert (gb is None) == (not bias)
+    gw_ref, gb_ref = on_ref(_wgrad, x, gy, K, pad, bias)
+    _close_w(gw_ref, gb_ref, x, gy, K, pad, c=None, err_msg="on ref vs reference.py")
+    _close_w(gw, gb, x, gy, K, pad, err_msg=f"on {isa} vs reference.py")
+
+
+@pytest.mark.parametrize("case", ["pad1-13x9", "n1-14x14", "several-chunks"])
+def test_grad_weight_independent_of_thread_count(isa, rng, case):
+    """Bitwise: each M element sums its chunk's tiles in one sequence and the chunks in order."""
+    N, C, H, W, K, pad = WGRAD_CASES[case]
+    x, _, _, gy = _arrays(rng, N, C, H, W, K, pad, bias=False)
+    prev = cnnfast.get_num_threads()
+    try:
+        out = {}
+        for nt in (1, 2, 3):
+            cnnfast.set_num_threads(nt)
+            out[nt] = _wgrad(x, gy, K, pad)
+    finally:
+        cnnfast.set_num_threads(prev)
+    for nt in (2, 3):
+        np.testing.assert_array_equal(out[nt][0], out[1][0])
+        np.testing.assert_array_equal(out[nt][1], out[1][1])
+
+
+# (N, C, H, W, K, padding) the weight gradient declines, each next to an accepted shape.
+WGRAD_DECLINED = {
+    "c8": (4, 8, 13, 9, 41, (1, 1)),
+    "k8": (4, 41, 13, 9, 8, (1, 1)),
+    "few-outputs": (1, 64, 9, 9, 64, (1, 1)),  # 81 < 128 outputs
+}
+
+
+@pytest.mark.parametrize("case", list(WGRAD_DECLINED), ids=list(WGRAD_DECLINED))
+def test_grad_weight_declined_still_right(isa, rng, case):
+    N, C, H, W, K, pad = WGRAD_DECLINED[case]
+    x, _, _, gy = _arrays(rng, N, C, H, W, K, pad, bias=False)
+    gw, gb = _wgrad(x, gy, K, pad)
+    assert not _last("conv2d_bwd_weight_f32").endswith("_winograd")
+    _close_w(gw, gb, x, gy, K, pad, c=None)
+
+
+def test_grad_weight_switch(rng):
+    """set_winograd(False) selects the kernel that runs without it; same answer to the tolerance."""
+    if "avx2" not in cnnfast.available_isas():
+        pytest.skip("the Winograd kernels need avx2 on this CPU")
+    N, C, H, W, K, pad = WGRAD_CASES["pad1-13x9"]
+    x, _, _, gy = _arrays(rng, N, C, H, W, K, pad, bias=False)
+    prev_isa = cnnfast.get_isa()
+    cnnfast.set_isa("avx2")
+    try:
+        on = _wgrad(x, gy, K, pad)
+        assert _last("conv2d_bwd_weight_f32") == "conv2d_bwd_weight_f32_avx2_winograd"
+        cnnfast.set_winograd(False)
+        off = _wgrad(x, gy, K, pad)
+        assert not _last("conv2d_bwd_weight_f32").endswith("_winograd")
+    finally:
+        cnnfast.set_winograd(True)
+        cnnfast.set_isa(prev_isa)
+    assert not np.array_equal(on[0], off[0])
+    _close_w(*on, x, gy, K, pad)
+    _close_w(*off, x, gy, K, pad, c=None)

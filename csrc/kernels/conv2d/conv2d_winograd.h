@@ -1,6 +1,8 @@
 // Winograd F(4x4, 3x3) convolution for 3x3, stride-1, dense float32 layers (forward and, as a
 // forward convolution of grad_output, backward-input), written once for any vector type V of
 // common/simd.h and instantiated per ISA in conv2d_winograd_avx2.cpp / conv2d_winograd_avx512.cpp.
+// The weight gradient, which reuses this file's transforms and input_group, is in
+// conv2d_winograd_wgrad.h.
 //
 // Each output is cut into 4x4 tiles; tile t reads a 6x6 input patch d (zero outside the image).
 // With the 36 "frequencies" xi = (i, j) of the 6x6 transformed domain,
@@ -294,6 +296,63 @@ CNNFAST_FORCE_INLINE void few_row(int64_t Cin, const typename V::T* cp, const ty
   }
 }
 
+// Input transform of the V::N tiles j0.. of a tile table (image tn[j], first output row toh[j] and
+// column tow[j]; tiles from nvalid on are zero) for one input channel: xc is that channel's plane
+// in image 0 (images are Cin * H * W apart). Stores the 36 vectors (B^T d B)[xi] over the tiles at
+// dst + xi * xs. Each tile's 6 patch rows go to 8-float slots, gbuf[(r * N + l) * 8 + s], one
+// vector copy per row inside the image and a zero-filling scalar copy at the borders; a transpose
+// with source stride 8 then gives the vectors of patch (r, s) over the N tiles. gbuf: 6 * N * 8 + N
+// floats (the slack for the N-wide reads of the transpose), dbuf: 6 * N * N.
+template <class V>
+CNNFAST_FORCE_INLINE void input_group(const Geometry& g, const typename V::T* xc, const int64_t* tn, const int64_t* toh,
+                                     const int64_t* tow, int64_t j0, int64_t nvalid, typename V::T* gbuf,
+                                     typename V::T* dbuf, typename V::T* dst, int64_t xs) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int N = V::N;
+  const int64_t HW = g.H * g.W;
+  for (int l = 0; l < N; ++l) {
+    const int64_t j = j0 + l;
+    T* slot = gbuf + l * 8;
+    if (j >= nvalid) {
+      for (int r = 0; r < 6; ++r) std::fill(slot + r * N * 8, slot + r * N * 8 + 8, T(0));
+      continue;
+    }
+    const int64_t ih0 = toh[j] - g.ph, iw0 = tow[j] - g.pw;
+    const T* src = xc + tn[j] * g.Cin * HW;
+    if (ih0 >= 0 && ih0 + 6 <= g.H && iw0 >= 0 && iw0 + 8 <= g.W) {
+      for (int r = 0; r < 6; ++r) std::memcpy(slot + r * N * 8, src + (ih0 + r) * g.W + iw0, 8 * sizeof(T));
+    } else {
+      for (int r = 0; r < 6; ++r) {
+        T* d = slot + r * N * 8;
+        const int64_t ih = ih0 + r;
+        if (ih < 0 || ih >= g.H) {
+          std::fill(d, d + 8, T(0));
+          continue;
+        }
+        const T* row = src + ih * g.W;
+        for (int s = 0; s < 6; ++s) {
+          const int64_t iw = iw0 + s;
+          d[s] = (iw >= 0 && iw < g.W) ? row[iw] : T(0);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < 6; ++r) V::transpose(gbuf + r * N * 8, 8, dbuf + r * N * N, N);
+  R t[6][6];  // t[i][s] = (B^T d)[i][s]
+  for (int s = 0; s < 6; ++s) {
+    R z[6], o[6];
+    for (int r = 0; r < 6; ++r) z[r] = V::load(dbuf + (r * N + s) * N);
+    bt6<V>(z, o);
+    for (int i = 0; i < 6; ++i) t[i][s] = o[i];
+  }
+  for (int i = 0; i < 6; ++i) {
+    R o[6];
+    bt6<V>(t[i], o);
+    for (int jj = 0; jj < 6; ++jj) V::store(dst + (i * 6 + jj) * xs, o[jj]);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The whole convolution. x is N x Cin x H x W; w as for transform_weights; y is N x Cout x OH x OW.
 // ---------------------------------------------------------------------------------------------
@@ -409,56 +468,10 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
       }
 
       // 1. Input transform of the block, all input channels: Vb[xi * xs_v + c * ldv + j], V::N
-      //    tiles at a time (any tiles: a group may span tile rows and images). Each tile's 6 patch
-      //    rows go to 8-float slots, gbuf[(r * N + l) * 8 + s], one vector copy per row inside
-      //    the image and a zero-filling scalar copy at the borders; a transpose with source
-      //    stride 8 then gives the vectors of patch (r, s) over the N tiles.
-      for (int64_t c = 0; c < Cin; ++c) {
-        const T* xc = x + c * HW;
-        for (int64_t j0 = 0; j0 < nvalid; j0 += N) {
-          for (int l = 0; l < N; ++l) {
-            const int64_t j = j0 + l;
-            T* slot = gbuf + l * 8;
-            if (j >= nvalid) {
-              for (int r = 0; r < 6; ++r) std::fill(slot + r * N * 8, slot + r * N * 8 + 8, T(0));
-              continue;
-            }
-            const int64_t ih0 = toh[j] - g.ph, iw0 = tow[j] - g.pw;
-            const T* src = xc + tn[j] * Cin * HW;
-            if (ih0 >= 0 && ih0 + 6 <= g.H && iw0 >= 0 && iw0 + 8 <= g.W) {
-              for (int r = 0; r < 6; ++r) std::memcpy(slot + r * N * 8, src + (ih0 + r) * g.W + iw0, 8 * sizeof(T));
-            } else {
-              for (int r = 0; r < 6; ++r) {
-                T* d = slot + r * N * 8;
-                const int64_t ih = ih0 + r;
-                if (ih < 0 || ih >= g.H) {
-                  std::fill(d, d + 8, T(0));
-                  continue;
-                }
-                const T* row = src + ih * g.W;
-                for (int s = 0; s < 6; ++s) {
-                  const int64_t iw = iw0 + s;
-                  d[s] = (iw >= 0 && iw < g.W) ? row[iw] : T(0);
-                }
-              }
-            }
-          }
-          for (int r = 0; r < 6; ++r) V::transpose(gbuf + r * N * 8, 8, dbuf + r * N * N, N);
-          R t[6][6];  // t[i][s] = (B^T d)[i][s]
-          for (int s = 0; s < 6; ++s) {
-            R z[6], o[6];
-            for (int r = 0; r < 6; ++r) z[r] = V::load(dbuf + (r * N + s) * N);
-            bt6<V>(z, o);
-            for (int i = 0; i < 6; ++i) t[i][s] = o[i];
-          }
-          T* dst = Vb + c * ldv + j0;
-          for (int i = 0; i < 6; ++i) {
-            R o[6];
-            bt6<V>(t[i], o);
-            for (int jj = 0; jj < 6; ++jj) V::store(dst + (i * 6 + jj) * xs_v, o[jj]);
-          }
-        }
-      }
+      //    tiles at a time (any tiles: a group may span tile rows and images; see input_group).
+      for (int64_t c = 0; c < Cin; ++c)
+        for (int64_t j0 = 0; j0 < nvalid; j0 += N)
+          input_group<V>(g, x + c * HW, tn, toh, tow, j0, nvalid, gbuf, dbuf, Vb + c * ldv + j0, xs_v);
       // Columns past the last group up to the panel edge: zero, so the GEMMs never see stale data.
       const int64_t written = round_up(nvalid, N);
       if (npan * NR > written)

@@ -3,6 +3,7 @@
 // accumulators + 2 B vectors + 1 broadcast, as in the GEMM path. Registered in conv2d.inc.
 #include "dispatch/kernels.h"
 #include "kernels/conv2d/conv2d_winograd.h"
+#include "kernels/conv2d/conv2d_winograd_wgrad.h"
 
 namespace cnnfast {
 namespace {
@@ -15,6 +16,9 @@ bool conv2d_fwd_f32_avx2_winograd(const Conv2dShape& p, const float* x, const fl
 }
 bool conv2d_bwd_input_f32_avx2_winograd(const Conv2dShape& p, const float* gy, const float* w, float* gx) {
   return wino::bwd_input<Avx2F32, kMR>(p, gy, w, gx);
+}
+bool conv2d_bwd_weight_f32_avx2_winograd(const Conv2dShape& p, const float* x, const float* gy, float* gw, float* gb) {
+  return wino::bwd_weight<Avx2F32, kMR>(p, x, gy, gw, gb);
 }
 
 }  // namespace cnnfast
