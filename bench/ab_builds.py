@@ -9,7 +9,8 @@ the CPU time counts spinning workers too).
         python bench/ab_builds.py c1,c2 fwd,bwd_input,bwd_weight torch,base@avx512,new@avx512,new@avx2 11
 
 Shapes: c1 / c2 = LeNet-5 conv layers at batch 64 (c1_256, c2_256 at 256, c1_1 / c2_1 at 1),
-r512 = ResNet 3x3 512x7x7 at batch 1. A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
+r512 = ResNet 3x3 512x7x7 at batch 1, mbv2_dw / effnet_dw = depthwise 3x3 960x7x7 (batch 32) and
+5x5 s2 672x14x14 (batch 16). A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
 figure in brackets is the first variant's time over this one's (> 1: faster than the first).
 """
 from __future__ import annotations
@@ -28,7 +29,9 @@ CLOCK = time.process_time if os.environ.get("CPU") else time.perf_counter
 SHAPES = {"c1": (64, 1, 28, 28, 6, 5, 1, 2), "c2": (64, 6, 14, 14, 16, 5, 1, 0),
           "c1_256": (256, 1, 28, 28, 6, 5, 1, 2), "c2_256": (256, 6, 14, 14, 16, 5, 1, 0),
           "c1_1": (1, 1, 28, 28, 6, 5, 1, 2), "c2_1": (1, 6, 14, 14, 16, 5, 1, 0),
-          "r512": (1, 512, 7, 7, 512, 3, 1, 1)}
+          "r512": (1, 512, 7, 7, 512, 3, 1, 1),
+          # depthwise (a 9th field: groups): MobileNetV2 / EfficientNet-B0 last stages
+          "mbv2_dw": (32, 960, 7, 7, 960, 3, 1, 1, 960), "effnet_dw": (16, 672, 14, 14, 672, 5, 2, 2, 672)}
 
 
 def load_core(label, path):
@@ -40,38 +43,39 @@ def load_core(label, path):
 
 
 def data(name):
-    N, C, H, W, K, R, s, p = SHAPES[name]
+    N, C, H, W, K, R, s, p, *g = SHAPES[name]
+    G = g[0] if g else 1
     rng = np.random.default_rng(0)
     x = rng.standard_normal((N, C, H, W)).astype(np.float32)
-    w = rng.standard_normal((K, C, R, R)).astype(np.float32)
+    w = rng.standard_normal((K, C // G, R, R)).astype(np.float32)
     b = rng.standard_normal(K).astype(np.float32)
     OH = (H + 2 * p - R) // s + 1
     gy = rng.standard_normal((N, K, OH, OH)).astype(np.float32)
-    return x, w, b, gy, s, p
+    return x, w, b, gy, s, p, G
 
 
 def fns_core(m, name):
-    x, w, b, gy, s, p = data(name)
+    x, w, b, gy, s, p, G = data(name)
     S, P, D = (s, s), (p, p), (1, 1)
-    return {"fwd": lambda: m.conv2d_forward(x, w, b, S, P, D, 1, False),
-            "bwd_input": lambda: m.conv2d_backward_input(list(x.shape), gy, w, S, P, D, 1),
-            "bwd_weight": lambda: m.conv2d_backward_weight(x, list(w.shape), gy, S, P, D, 1, True)}
+    return {"fwd": lambda: m.conv2d_forward(x, w, b, S, P, D, G, False),
+            "bwd_input": lambda: m.conv2d_backward_input(list(x.shape), gy, w, S, P, D, G),
+            "bwd_weight": lambda: m.conv2d_backward_weight(x, list(w.shape), gy, S, P, D, G, True)}
 
 
 def fns_torch(name):
     import torch
     torch.set_num_threads(T)
-    x, w, b, gy, s, p = data(name)
+    x, w, b, gy, s, p, G = data(name)
     xt, wt, bt, gyt = (torch.from_numpy(a) for a in (x, w, b, gy))
     cb = torch.ops.aten.convolution_backward
 
     def fwd():
         with torch.no_grad():
-            return torch.nn.functional.conv2d(xt, wt, bt, s, p)
+            return torch.nn.functional.conv2d(xt, wt, bt, s, p, 1, G)
     return {"fwd": fwd,
-            "bwd_input": lambda: cb(gyt, xt, wt, None, [s, s], [p, p], [1, 1], False, [0, 0], 1,
+            "bwd_input": lambda: cb(gyt, xt, wt, None, [s, s], [p, p], [1, 1], False, [0, 0], G,
                                     [True, False, False])[0],
-            "bwd_weight": lambda: cb(gyt, xt, wt, [wt.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], 1,
+            "bwd_weight": lambda: cb(gyt, xt, wt, [wt.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], G,
                                      [False, True, True])[1]}
 
 
