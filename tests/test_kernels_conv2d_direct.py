@@ -213,7 +213,7 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
     _check(isa, x, w, b, stride, padding, dilation, C)
 
 
-# Small output planes (OW <= 8, OH <= 16, M == 1, C >= half a vector): channels as lanes
+# Small output planes (OW, OH <= 16, M == 1, C >= half a vector): channels as lanes
 # (conv2d_dw_lanes.h). Channel counts around 8 and 16 give partial last blocks on both ISAs;
 # grad_input only at stride 1 with padding <= the kernel reach (else the plane engine).
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -229,6 +229,8 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
     ((1, 12, 9, 9), (3, 3), 1, 2, 2),        # dilation 2
     ((1, 16, 4, 4), (3, 3), 1, 3, 1),        # padding wider than the kernel (grad_input declines)
     ((2, 31, 8, 8), (1, 1), 1, 0, 1),
+    ((2, 20, 14, 14), (5, 5), 1, 2, 1),      # 14 x 14 (grad_weight of 5x5 declines)
+    ((1, 18, 16, 16), (3, 3), 1, 1, 1),      # the largest plane taken
 ])
 @pytest.mark.parametrize("bias", [True, False])
 def test_depthwise_channel_lanes(isa, rng, dtype, x_shape, k, stride, padding, dilation, bias):

@@ -1,4 +1,4 @@
-// Depthwise conv2d on small planes with channels as lanes: a block of V::N channels of one image
+// Depthwise conv2d on small output planes with channels as lanes: a block of V::N channels of one image
 // is transposed into [h][w][lane] (zero border built in), the R*S per-lane tap vectors stay in
 // registers, and each output position is R*S FMAs of unit-stride vector loads (no broadcasts);
 // the result is transposed back to NCHW. On 7 x 7 planes a row fills only 7 of 16 AVX-512 lanes,
@@ -14,9 +14,13 @@ namespace cnnfast {
 namespace direct {
 namespace {
 
-// Small output planes: a row of at most 8 columns fills half an AVX-512 vector or less.
-inline bool dw_lanes_applies(const Conv2dShape& p, int lanes) {
-  return p.groups == p.C && p.K == p.C && 2 * p.C >= lanes && p.OW <= 8 && p.OH <= 16 && p.H <= 64 && p.W <= 64;
+// Small output planes (at most 16 x 16; C >= half a vector). Measured with bench/ab_builds.py
+// (1 thread, Xeon, loaded), old engines -> lanes: 7 x 7 outputs 1.4-6x faster on both ISAs; 14 x 14
+// 3x3 1.0-1.4x, 5x5 forward/grad_input 1.0-1.2x, but 5x5 grad_weight on 14 x 14 0.65-0.86x, so
+// grad_weight passes max_ow = 8 for filters of more than 9 taps.
+inline bool dw_lanes_applies(const Conv2dShape& p, int lanes, int64_t max_ow = 16) {
+  return p.groups == p.C && p.K == p.C && 2 * p.C >= lanes && p.OW <= max_ow && p.OH <= 16 && p.H <= 64 &&
+         p.W <= 64;
 }
 
 // Geometry of one channel block: the padded input as [HP][WP][N] (index ((h + top) * WP + w + left) * N).
@@ -257,7 +261,7 @@ bool dw_lanes_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typ
                          typename V::T* gb) {
   using T = typename V::T;
   constexpr int N = V::N;
-  if (!dw_lanes_applies(p, N)) return false;
+  if (!dw_lanes_applies(p, N, p.R * p.S <= 9 ? 16 : 8)) return false;
   const int64_t RS = p.R * p.S, HW = p.H * p.W, OHW = p.OH * p.OW;
   const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N), ld = imax(ldx, ldy);
   LanesGeo g;
