@@ -9,7 +9,8 @@ the CPU time counts spinning workers too).
         python bench/ab_builds.py c1,c2 fwd,bwd_input,bwd_weight torch,base@avx512,new@avx512,new@avx2 11
 
 Shapes: c1 / c2 = LeNet-5 conv layers at batch 64 (c1_256, c2_256 at 256, c1_1 / c2_1 at 1),
-r512 = ResNet 3x3 512x7x7 at batch 1; the rest are bench/fair.py suite/sweep layers of the same
+r512 = ResNet 3x3 512x7x7 at batch 1, mbv2_dw / effnet_dw = depthwise 3x3 960x7x7 (batch 32) and
+5x5 s2 672x14x14 (batch 16); the rest are bench/fair.py suite/sweep layers of the same
 name (resnext = resnext_3x3_g32_256x28_n8, alex2 = alexnet_c2_g2_n2, ...). A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
 figure in brackets is the first variant's time over this one's (> 1: faster than the first).
 """
@@ -35,7 +36,11 @@ SHAPES = {"resnext": (8, 256, 28, 28, 256, 3, 1, 1, 32), "resnext56": (4, 128, 5
           "c1": (64, 1, 28, 28, 6, 5, 1, 2), "c2": (64, 6, 14, 14, 16, 5, 1, 0),
           "c1_256": (256, 1, 28, 28, 6, 5, 1, 2), "c2_256": (256, 6, 14, 14, 16, 5, 1, 0),
           "c1_1": (1, 1, 28, 28, 6, 5, 1, 2), "c2_1": (1, 6, 14, 14, 16, 5, 1, 0),
-          "r512": (1, 512, 7, 7, 512, 3, 1, 1)}
+          "r512": (1, 512, 7, 7, 512, 3, 1, 1),
+          # depthwise (a 9th field: groups): MobileNetV2 / EfficientNet-B0 last stages
+          "mbv2_dw": (32, 960, 7, 7, 960, 3, 1, 1, 960), "effnet_dw": (16, 672, 14, 14, 672, 5, 2, 2, 672),
+          "mbv2_dw14": (16, 384, 14, 14, 384, 3, 1, 1, 384), "mbv2_dw_s2_28": (16, 192, 28, 28, 192, 3, 2, 1, 192),
+          "effnet_dw14": (16, 480, 14, 14, 480, 5, 1, 2, 480)}
 
 
 def load_core(label, path):

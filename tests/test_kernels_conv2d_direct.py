@@ -213,6 +213,32 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
     _check(isa, x, w, b, stride, padding, dilation, C)
 
 
+# Small output planes (OW, OH <= 16, M == 1, C >= half a vector): channels as lanes
+# (conv2d_dw_lanes.h). Channel counts around 8 and 16 give partial last blocks on both ISAs;
+# grad_input only at stride 1 with padding <= the kernel reach (else the plane engine).
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, k, stride, padding, dilation", [
+    ((2, 16, 7, 7), (3, 3), 1, 1, 1),        # MobileNetV2 last stage
+    ((1, 20, 7, 7), (5, 5), 1, 2, 1),        # EfficientNet 5x5, partial block
+    ((3, 37, 14, 14), (5, 5), 2, 2, 1),      # 5x5 s2 onto 7 x 7
+    ((1, 9, 9, 9), (7, 7), 1, 3, 1),         # 7x7, runtime tap count
+    ((2, 33, 1, 1), (3, 3), 1, 1, 1),        # 1 x 1 plane
+    ((1, 8, 2, 3), (3, 3), 1, 1, 1),
+    ((2, 24, 5, 8), (3, 3), (2, 1), (1, 0), 1),
+    ((1, 17, 12, 16), (3, 3), 2, 1, 1),      # stride 2, even input
+    ((1, 12, 9, 9), (3, 3), 1, 2, 2),        # dilation 2
+    ((1, 16, 4, 4), (3, 3), 1, 3, 1),        # padding wider than the kernel (grad_input declines)
+    ((2, 31, 8, 8), (1, 1), 1, 0, 1),
+    ((2, 20, 14, 14), (5, 5), 1, 2, 1),      # 14 x 14 (grad_weight of 5x5 declines)
+    ((1, 18, 16, 16), (3, 3), 1, 1, 1),      # the largest plane taken
+])
+@pytest.mark.parametrize("bias", [True, False])
+def test_depthwise_channel_lanes(isa, rng, dtype, x_shape, k, stride, padding, dilation, bias):
+    C = x_shape[1]
+    x, w, b = _arrays(rng, dtype, x_shape, (C, 1, *k), bias)
+    _check(isa, x, w, b, stride, padding, dilation, C, relu=bias)
+
+
 # Big enough to be split over threads (rows of one image for the depthwise filter, a fixed
 # number of reduction parts for grad_weight): the results must be bit-identical for 1 and 2.
 @pytest.mark.parametrize("case", [
@@ -223,6 +249,8 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
     dict(x=(8, 1, 28, 28), w=(6, 1, 5, 5), stride=1, padding=0, groups=1),     # LeNet c1
     dict(x=(20, 6, 12, 12), w=(16, 6, 5, 5), stride=1, padding=0, groups=1),   # LeNet c2
     dict(x=(1, 8, 30, 30), w=(16, 8, 3, 3), stride=1, padding=1, groups=1),    # small plane, N=1
+    dict(x=(16, 40, 7, 7), w=(40, 1, 3, 3), stride=1, padding=1, groups=40),   # channels as lanes
+    dict(x=(9, 24, 14, 14), w=(24, 1, 5, 5), stride=2, padding=2, groups=24),  # lanes, 5x5 s2
 ])
 def test_results_do_not_depend_on_thread_count(isa, rng, case):
     x, w, b = _arrays(rng, np.float32, case["x"], case["w"], True)

@@ -4,6 +4,7 @@
 // conv2d_plane.h, for short rows). Entry points: dw_fwd_any, dw_bwd_input_any, dw_bwd_weight_any.
 #pragma once
 #include "kernels/conv2d/conv2d_direct_common.h"
+#include "kernels/conv2d/conv2d_dw_lanes.h"
 #include "kernels/conv2d/conv2d_plane.h"
 
 namespace cnnfast {
@@ -614,10 +615,12 @@ inline bool dw_short_rows(int64_t cols, int64_t N) { return ceil_div(cols, N) <=
 template <class V>
 bool dw_fwd_any(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
                 typename V::T* y, bool relu) {
+  if (dw_lanes_fwd<V>(p, x, w, bias, y, relu)) return true;  // small planes: channels as lanes
   return (dw_short_rows(p.OW, V::N) && dw_plane_fwd<V>(p, x, w, bias, y, relu)) || dw_fwd<V>(p, x, w, bias, y, relu);
 }
 template <class V>
 bool dw_bwd_input_any(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
+  if (dw_lanes_bwd_input<V>(p, gy, w, gx)) return true;
   if (p.sh == 1 && p.sw == 1)
     return (dw_short_rows(p.W, V::N) && dw_plane_bwd_input<V>(p, gy, w, gx)) || dw_bwd_input<V>(p, gy, w, gx);
   return (dw_short_rows(ceil_div(p.W, p.sw), V::N) && dw_plane_bwd_input_phased<V>(p, gy, w, gx)) ||
@@ -706,6 +709,7 @@ bool dw_plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, cons
 template <class V>
 bool dw_bwd_weight_any(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
                        typename V::T* gb) {
+  if (dw_lanes_bwd_weight<V>(p, x, gy, gw, gb)) return true;
   if (is_depthwise(p) && dw_short_rows(p.OW, V::N)) {
     const bool done = p.R * p.S == 9 ? dw_plane_bwd_weight_impl<V, 9>(p, x, gy, gw, gb)
                                      : dw_plane_bwd_weight_impl<V, 8>(p, x, gy, gw, gb);

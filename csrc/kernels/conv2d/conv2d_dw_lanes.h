@@ -1,0 +1,332 @@
+// Depthwise conv2d on small output planes with channels as lanes: a block of V::N channels of one image
+// is transposed into [h][w][lane] (zero border built in), the R*S per-lane tap vectors stay in
+// registers, and each output position is R*S FMAs of unit-stride vector loads (no broadcasts);
+// the result is transposed back to NCHW. On 7 x 7 planes a row fills only 7 of 16 AVX-512 lanes,
+// so the row and plane engines of conv2d_depthwise.h waste lanes and pay per-plane overhead.
+// Depth multiplier M == 1 only (else the callers fall back). Entry: dw_lanes_{fwd,bwd_input,
+// bwd_weight}; dw_lanes_applies is the rule.
+#pragma once
+#include <cstring>
+
+#include "kernels/conv2d/conv2d_direct_common.h"
+
+namespace cnnfast {
+namespace direct {
+namespace {
+
+// Small output planes (at most 16 x 16; C >= half a vector). Measured with bench/ab_builds.py
+// (1 thread, Xeon, loaded), old engines -> lanes: 7 x 7 outputs 1.4-6x faster on both ISAs; 14 x 14
+// 3x3 1.0-1.4x, 5x5 forward/grad_input 1.0-1.2x, but 5x5 grad_weight on 14 x 14 0.65-0.86x, so
+// grad_weight passes max_ow = 8 for filters of more than 9 taps.
+inline bool dw_lanes_applies(const Conv2dShape& p, int lanes, int64_t max_ow = 16) {
+  return p.groups == p.C && p.K == p.C && 2 * p.C >= lanes && p.OW <= max_ow && p.OH <= 16 && p.H <= 64 &&
+         p.W <= 64;
+}
+
+// Geometry of one channel block: the padded input as [HP][WP][N] (index ((h + top) * WP + w + left) * N).
+struct LanesGeo {
+  int64_t HP, WP, top, left;
+};
+
+// stage[l * ld + j] = plane (c0 + l)[j] for l < nc (j < HW), zero elsewhere; then dst[j * N + l]
+// for j < ld (round_up(HW, N)) by N x N transposes.
+template <class V>
+void lanes_gather(const typename V::T* src, int64_t HW, int nc, typename V::T* stage, int64_t ld, typename V::T* dst) {
+  using T = typename V::T;
+  constexpr int N = V::N;
+  for (int l = 0; l < N; ++l) {
+    if (l < nc) {
+      std::memcpy(stage + l * ld, src + l * HW, static_cast<size_t>(HW) * sizeof(T));
+      fill_zero(stage + l * ld + HW, ld - HW);
+    } else {
+      fill_zero(stage + l * ld, ld);
+    }
+  }
+  for (int64_t j = 0; j < ld; j += N) V::transpose(stage + j, ld, dst + j * N, N);
+}
+
+// Inverse of lanes_gather: src[j * N + l] -> dst plane (c0 + l)[j] for l < nc.
+template <class V>
+void lanes_scatter(const typename V::T* src, int64_t HW, int nc, typename V::T* stage, int64_t ld, typename V::T* dst) {
+  using T = typename V::T;
+  constexpr int N = V::N;
+  for (int64_t j = 0; j < ld; j += N) V::transpose(src + j * N, N, stage + j, ld);
+  for (int l = 0; l < nc; ++l) std::memcpy(dst + l * HW, stage + l * ld, static_cast<size_t>(HW) * sizeof(T));
+}
+
+// Rows [0, H) x [0, W) of t ([h * W + w][N]) into the padded lanes buffer at (top, left).
+template <class V>
+void lanes_place(const typename V::T* t, int64_t H, int64_t W, const LanesGeo& g, typename V::T* buf) {
+  constexpr int N = V::N;
+  for (int64_t h = 0; h < H; ++h) {
+    typename V::T* d = buf + ((h + g.top) * g.WP + g.left) * N;
+    const typename V::T* s = t + h * W * N;
+    for (int64_t w = 0; w < W; ++w) V::store(d + w * N, V::load(s + w * N));
+  }
+}
+
+// out[(oh * OW + ow) * N] = act(bias + sum_t in[(oh*sh + r*dh) * WP + ow*sw + s*dw] * wv[t]).
+// KT > 0: KT taps known at compile time (held in registers); else ntap taps from wv.
+template <class V, int KT>
+void lanes_correlate(const typename V::T* in, int64_t WP, const typename V::T* wv, const int64_t* toff, int64_t ntap,
+                     const typename V::T* bias, bool relu, int64_t OH, int64_t OW, int64_t sh, int64_t sw,
+                     typename V::T* out) {
+  using R = typename V::R;
+  constexpr int N = V::N;
+  const R b = bias ? V::load(bias) : V::zero();
+  if constexpr (KT > 0) {
+    R w[KT];
+    int64_t o[KT];
+    for (int t = 0; t < KT; ++t) w[t] = V::load(wv + t * N), o[t] = toff[t];
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const typename V::T* x = in + (oh * sh * WP + ow * sw) * N;
+        R a0 = b, a1 = V::zero();
+        for (int t = 0; t + 1 < KT; t += 2) a0 = V::fma(V::load(x + o[t]), w[t], a0), a1 = V::fma(V::load(x + o[t + 1]), w[t + 1], a1);
+        if (KT % 2) a0 = V::fma(V::load(x + o[KT - 1]), w[KT - 1], a0);
+        a0 = V::add(a0, a1);
+        V::store(out + (oh * OW + ow) * N, relu ? V::relu(a0) : a0);
+      }
+  } else {
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const typename V::T* x = in + (oh * sh * WP + ow * sw) * N;
+        R a = b;
+        for (int64_t t = 0; t < ntap; ++t) a = V::fma(V::load(x + toff[t]), V::load(wv + t * N), a);
+        V::store(out + (oh * OW + ow) * N, relu ? V::relu(a) : a);
+      }
+  }
+}
+
+template <class V>
+void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::T* wv, const int64_t* toff,
+                         int64_t ntap, const typename V::T* bias, bool relu, int64_t OH, int64_t OW, int64_t sh,
+                         int64_t sw, typename V::T* out) {
+  switch (ntap) {
+    case 9: return lanes_correlate<V, 9>(in, WP, wv, toff, ntap, bias, relu, OH, OW, sh, sw, out);
+    case 25: return lanes_correlate<V, 25>(in, WP, wv, toff, ntap, bias, relu, OH, OW, sh, sw, out);
+    default: return lanes_correlate<V, 0>(in, WP, wv, toff, ntap, bias, relu, OH, OW, sh, sw, out);
+  }
+}
+
+// Per-lane tap vectors of channels c0 .. c0 + nc - 1 (zero lanes past nc); flip reverses the taps.
+template <class V>
+void lanes_weights(const typename V::T* w, int64_t c0, int nc, int64_t RS, bool flip, typename V::T* wv) {
+  constexpr int N = V::N;
+  for (int64_t t = 0; t < RS; ++t)
+    for (int l = 0; l < N; ++l) wv[t * N + l] = l < nc ? w[(c0 + l) * RS + (flip ? RS - 1 - t : t)] : 0;
+}
+
+template <class V>
+bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
+                  typename V::T* y, bool relu) {
+  using T = typename V::T;
+  constexpr int N = V::N;
+  if (!dw_lanes_applies(p, N)) return false;
+  const int64_t RS = p.R * p.S, HW = p.H * p.W, OHW = p.OH * p.OW;
+  const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N);
+  LanesGeo g;
+  g.top = p.ph, g.left = p.pw;
+  g.HP = imax(p.H + 2 * p.ph, (p.OH - 1) * p.sh + (p.R - 1) * p.dh + 1);
+  g.WP = imax(p.W + 2 * p.pw, (p.OW - 1) * p.sw + (p.S - 1) * p.dw + 1);
+  const int64_t cb = ceil_div(p.C, N), units = p.N * cb;
+  const int nt = plan_threads(units, p.N * p.C * OHW * RS);
+  auto layout = [&](Arena& a, T*& stage, T*& t, T*& buf, T*& wv, T*& bv) {
+    stage = a.take<T>(N * imax(ldx, ldy));
+    t = a.take<T>(imax(ldx, ldy) * N);
+    buf = a.take<T>(g.HP * g.WP * N);
+    wv = a.take<T>(RS * N);
+    bv = a.take<T>(N);
+  };
+  Arena measure;
+  {
+    T *s, *t, *b, *wv, *bv;
+    layout(measure, s, t, b, wv, bv);
+  }
+  Arena shared;
+  int64_t* toff = shared.take<int64_t>(RS);
+  Workspace ws(shared.off, measure.off, nt);
+  if (!ws.ok()) return false;
+  toff = rebase(ws, toff);
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int64_t s = 0; s < p.S; ++s) toff[r * p.S + s] = (r * p.dh * g.WP + s * p.dw) * N;
+
+  run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
+    Arena a{ws.thread(tid), 0};
+    T *stage, *t, *buf, *wv, *bv;
+    layout(a, stage, t, buf, wv, bv);
+    fill_zero(buf, g.HP * g.WP * N);  // the border stays zero; the interior is rewritten per block
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t n = u / cb, c0 = (u % cb) * N;
+      const int nc = static_cast<int>(imin(N, p.C - c0));
+      lanes_weights<V>(w, c0, nc, RS, false, wv);
+      for (int l = 0; l < N; ++l) bv[l] = bias && l < nc ? bias[c0 + l] : T(0);
+      lanes_gather<V>(x + (n * p.C + c0) * HW, HW, nc, stage, ldx, t);
+      lanes_place<V>(t, p.H, p.W, g, buf);
+      lanes_correlate_any<V>(buf, g.WP, wv, toff, RS, bv, relu, p.OH, p.OW, p.sh, p.sw, t);
+      lanes_scatter<V>(t, OHW, nc, stage, ldy, y + (n * p.C + c0) * OHW);
+    }
+  });
+  return true;
+}
+
+// grad_input, stride 1 with padding no wider than the dilated kernel only: a correlation of the
+// zero-bordered grad_output with the flipped taps, as the forward. (A scatter-add form for strides
+// > 1 lost to the plane engine's phase split on AVX2: 5x5 s2 onto 7 x 7, 3.2 -> 7.5 ms.)
+template <class V>
+bool dw_lanes_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
+  using T = typename V::T;
+  constexpr int N = V::N;
+  if (!dw_lanes_applies(p, N)) return false;
+  const int64_t RS = p.R * p.S, HW = p.H * p.W, OHW = p.OH * p.OW;
+  const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N), ld = imax(ldx, ldy);
+  const int64_t A = (p.R - 1) * p.dh - p.ph, B = (p.S - 1) * p.dw - p.pw;
+  if (p.sh != 1 || p.sw != 1 || A < 0 || B < 0) return false;
+  LanesGeo g;
+  g.top = A, g.left = B;
+  g.HP = imax(p.OH + A, p.H + (p.R - 1) * p.dh);
+  g.WP = imax(p.OW + B, p.W + (p.S - 1) * p.dw);
+  const int64_t cb = ceil_div(p.C, N), units = p.N * cb;
+  const int nt = plan_threads(units, p.N * p.C * OHW * RS);
+  auto layout = [&](Arena& a, T*& stage, T*& t, T*& buf, T*& wv) {
+    stage = a.take<T>(N * ld);
+    t = a.take<T>(ld * N);
+    buf = a.take<T>(g.HP * g.WP * N);
+    wv = a.take<T>(RS * N);
+  };
+  Arena measure;
+  {
+    T *s, *t, *b, *wv;
+    layout(measure, s, t, b, wv);
+  }
+  Arena shared;
+  int64_t* toff = shared.take<int64_t>(RS);
+  Workspace ws(shared.off, measure.off, nt);
+  if (!ws.ok()) return false;
+  toff = rebase(ws, toff);
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int64_t s = 0; s < p.S; ++s) toff[r * p.S + s] = (r * p.dh * g.WP + s * p.dw) * N;
+
+  run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
+    Arena a{ws.thread(tid), 0};
+    T *stage, *t, *buf, *wv;
+    layout(a, stage, t, buf, wv);
+    fill_zero(buf, g.HP * g.WP * N);
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t n = u / cb, c0 = (u % cb) * N;
+      const int nc = static_cast<int>(imin(N, p.C - c0));
+      lanes_weights<V>(w, c0, nc, RS, true, wv);
+      lanes_gather<V>(gy + (n * p.C + c0) * OHW, OHW, nc, stage, ldy, t);
+      lanes_place<V>(t, p.OH, p.OW, g, buf);
+      lanes_correlate_any<V>(buf, g.WP, wv, toff, RS, nullptr, false, p.H, p.W, 1, 1, t);
+      lanes_scatter<V>(t, HW, nc, stage, ldx, gx + (n * p.C + c0) * HW);
+    }
+  });
+  return true;
+}
+
+// grad_weight (and grad_bias): per-lane accumulators per tap over the positions of each image,
+// images split into weight_splits parts summed in a fixed order (independent of the threads).
+template <class V, int KT>
+void lanes_tap_sums(const typename V::T* buf, int64_t WP, const typename V::T* gyl, const int64_t* toff, int64_t ntap,
+                    int64_t OH, int64_t OW, int64_t sh, int64_t sw, typename V::T* acc) {
+  using R = typename V::R;
+  constexpr int N = V::N;
+  if constexpr (KT > 0) {
+    R c[KT + 1];
+    int64_t o[KT];
+    for (int t = 0; t <= KT; ++t) c[t] = V::load(acc + t * N);
+    for (int t = 0; t < KT; ++t) o[t] = toff[t];
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const R gv = V::load(gyl + (oh * OW + ow) * N);
+        const typename V::T* x = buf + (oh * sh * WP + ow * sw) * N;
+        for (int t = 0; t < KT; ++t) c[t] = V::fma(gv, V::load(x + o[t]), c[t]);
+        c[KT] = V::add(c[KT], gv);
+      }
+    for (int t = 0; t <= KT; ++t) V::store(acc + t * N, c[t]);
+  } else {
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const R gv = V::load(gyl + (oh * OW + ow) * N);
+        const typename V::T* x = buf + (oh * sh * WP + ow * sw) * N;
+        for (int64_t t = 0; t < ntap; ++t) V::store(acc + t * N, V::fma(gv, V::load(x + toff[t]), V::load(acc + t * N)));
+        V::store(acc + ntap * N, V::add(V::load(acc + ntap * N), gv));
+      }
+  }
+}
+
+template <class V>
+bool dw_lanes_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
+                         typename V::T* gb) {
+  using T = typename V::T;
+  constexpr int N = V::N;
+  if (!dw_lanes_applies(p, N, p.R * p.S <= 9 ? 16 : 8)) return false;
+  const int64_t RS = p.R * p.S, HW = p.H * p.W, OHW = p.OH * p.OW;
+  const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N), ld = imax(ldx, ldy);
+  LanesGeo g;
+  g.top = p.ph, g.left = p.pw;
+  g.HP = imax(p.H + 2 * p.ph, (p.OH - 1) * p.sh + (p.R - 1) * p.dh + 1);
+  g.WP = imax(p.W + 2 * p.pw, (p.OW - 1) * p.sw + (p.S - 1) * p.dw + 1);
+  const int64_t cb = ceil_div(p.C, N), splits = weight_splits(cb, p.N), units = cb * splits;
+  const int nt = plan_threads(units, p.N * p.C * OHW * RS);
+  auto layout = [&](Arena& a, T*& stage, T*& t, T*& gyl, T*& buf) {
+    stage = a.take<T>(N * ld);
+    t = a.take<T>(ldx * N);
+    gyl = a.take<T>(ldy * N);
+    buf = a.take<T>(g.HP * g.WP * N);
+  };
+  Arena measure;
+  {
+    T *s, *t, *gl, *b;
+    layout(measure, s, t, gl, b);
+  }
+  Arena shared;
+  int64_t* toff = shared.take<int64_t>(RS);
+  T* partial = shared.take<T>(units * (RS + 1) * N);
+  Workspace ws(shared.off, measure.off, nt);
+  if (!ws.ok()) return false;
+  toff = rebase(ws, toff), partial = rebase(ws, partial);
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int64_t s = 0; s < p.S; ++s) toff[r * p.S + s] = (r * p.dh * g.WP + s * p.dw) * N;
+
+  run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
+    Arena a{ws.thread(tid), 0};
+    T *stage, *t, *gyl, *buf;
+    layout(a, stage, t, gyl, buf);
+    fill_zero(buf, g.HP * g.WP * N);
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t blk = u / splits, sp = u % splits, c0 = blk * N;
+      const int64_t n0 = sp * p.N / splits, n1 = (sp + 1) * p.N / splits;
+      const int nc = static_cast<int>(imin(N, p.C - c0));
+      T* acc = partial + u * (RS + 1) * N;
+      fill_zero(acc, (RS + 1) * N);
+      for (int64_t n = n0; n < n1; ++n) {
+        lanes_gather<V>(x + (n * p.C + c0) * HW, HW, nc, stage, ldx, t);
+        lanes_place<V>(t, p.H, p.W, g, buf);
+        lanes_gather<V>(gy + (n * p.C + c0) * OHW, OHW, nc, stage, ldy, gyl);
+        switch (RS) {
+          case 9: lanes_tap_sums<V, 9>(buf, g.WP, gyl, toff, RS, p.OH, p.OW, p.sh, p.sw, acc); break;
+          case 25: lanes_tap_sums<V, 25>(buf, g.WP, gyl, toff, RS, p.OH, p.OW, p.sh, p.sw, acc); break;
+          default: lanes_tap_sums<V, 0>(buf, g.WP, gyl, toff, RS, p.OH, p.OW, p.sh, p.sw, acc);
+        }
+      }
+    }
+  });
+  for (int64_t c = 0; c < p.C; ++c) {
+    const int64_t blk = c / N, l = c % N;
+    for (int64_t t = 0; t <= RS; ++t) {
+      T s = 0;
+      for (int64_t sp = 0; sp < splits; ++sp) s += partial[((blk * splits + sp) * (RS + 1) + t) * N + l];
+      if (t < RS)
+        gw[c * RS + t] = s;
+      else if (gb)
+        gb[c] = s;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+}  // namespace direct
+}  // namespace cnnfast
