@@ -8,6 +8,8 @@ given a Tensor. The array math, shared with the ndarray path, lives one layer do
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,10 +22,13 @@ from .function import Function
 from . import tensor as _tensor
 from .tensor import Tensor
 
+if TYPE_CHECKING:
+    from .._typing import Array, IntPair, Shape
+
 # ---------------------------------------------------------------------------- helpers
 
 
-def _unbroadcast(g, shape):
+def _unbroadcast(g: Any, shape: Shape) -> Array:
     """Sum ``g`` over the axes that broadcasting added or stretched, to get back ``shape``."""
     if g.shape == shape:
         return g if type(g) is np.ndarray else np.asarray(g)
@@ -36,11 +41,11 @@ def _unbroadcast(g, shape):
     return np.asarray(g)
 
 
-def _shape(x):
+def _shape(x: Any) -> Shape:
     return x.shape if isinstance(x, np.ndarray) else np.shape(x)
 
 
-def _as_input(x):
+def _as_input(x: Any) -> Tensor | Array | None:
     """Tensor or array-like -> something Function.apply accepts (array-likes become arrays)."""
     if isinstance(x, (Tensor, np.ndarray)) or x is None:
         return x
@@ -349,7 +354,7 @@ class Dropout(Function):
 # ---------------------------------------------------------------------------- reductions
 
 
-def _norm_axes(axis, ndim, op):
+def _norm_axes(axis: int | tuple[int, ...] | None, ndim: int, op: str) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
     axes = axis if isinstance(axis, tuple) else (axis,)
@@ -361,7 +366,7 @@ def _norm_axes(axis, ndim, op):
     return tuple(out)
 
 
-def _expand_back(g, in_shape, axes, keepdims):
+def _expand_back(g: Array, in_shape: Shape, axes: tuple[int, ...], keepdims: bool) -> Array:
     """Broadcast a reduced gradient back to the input shape (a read-only view)."""
     if not keepdims:
         g = np.expand_dims(g, axes) if axes else g
@@ -453,7 +458,7 @@ class Permute(Function):
         return np.transpose(g, ctx.inv)
 
 
-def _is_basic_index(index):
+def _is_basic_index(index: Any) -> bool:
     items = index if isinstance(index, tuple) else (index,)
     for i in items:
         if not (i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer))) or isinstance(i, bool):
@@ -461,7 +466,7 @@ def _is_basic_index(index):
     return True
 
 
-def _unwrap_index(index):
+def _unwrap_index(index: Any) -> Any:
     if isinstance(index, Tensor):
         return index.data
     if isinstance(index, tuple):
@@ -675,23 +680,27 @@ class BCEWithLogits(Function):
 # Called by cnnfast.functional when an argument is a Tensor.
 
 
-def conv2d(input, weight, bias, stride, padding, dilation, groups, relu=False):
+def conv2d(input: Any, weight: Any, bias: Any, stride: IntPair, padding: Any, dilation: IntPair, groups: int,
+           relu: bool = False) -> Tensor:
     return Conv2d.apply(_as_input(input), _as_input(weight), _as_input(bias), stride, padding, dilation, groups, relu)
 
 
-def conv2d_relu_max_pool2d(input, weight, bias, stride, padding, dilation, groups, pool_args):
+def conv2d_relu_max_pool2d(input: Any, weight: Any, bias: Any, stride: IntPair, padding: Any, dilation: IntPair,
+                           groups: int, pool_args: tuple[Any, ...]) -> Tensor:
     """``max_pool2d(relu(conv2d(...)), *pool_args)`` recorded as one node; ``pool_args`` is
     ``(kernel_size, stride, padding, dilation, ceil_mode)``, already normalised (symmetric padding)."""
     return Conv2dReLUMaxPool2d.apply(_as_input(input), _as_input(weight), _as_input(bias), stride, padding,
                                      dilation, groups, pool_args)
 
 
-def max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
-    out, ctx = MaxPool2d._apply_ctx((input, kernel_size, stride, padding, dilation, ceil_mode), {})
+def max_pool2d(input: Tensor, kernel_size: IntPair, stride: IntPair, padding: Any, dilation: IntPair, ceil_mode: bool,
+               return_indices: bool) -> Any:
+    res: tuple[Any, Any] = MaxPool2d._apply_ctx((input, kernel_size, stride, padding, dilation, ceil_mode), {})
+    out, ctx = res
     return (out, ctx.indices) if return_indices else out
 
 
-def relu(input, inplace=False):
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """relu on a Tensor. ``inplace`` overwrites the data only when nothing is recorded (no_grad or
     no grad needed); while recording it computes out of place, since saved arrays may alias it."""
     if inplace and not (input.requires_grad and _grad_enabled()):
@@ -701,7 +710,7 @@ def relu(input, inplace=False):
     return ReLU.apply(input)
 
 
-def _grad_enabled():
+def _grad_enabled() -> bool:
     from .grad_mode import is_grad_enabled
 
     return is_grad_enabled()
@@ -717,7 +726,7 @@ from .._ndarray import pointwise as _pw  # noqa: E402
 from .._ndarray import shape as _shape_ops  # noqa: E402
 
 
-def _like(g, dtype):
+def _like(g: Array, dtype: Any) -> Array:
     return g if g.dtype == dtype else g.astype(dtype)
 
 
@@ -742,7 +751,7 @@ class BatchNorm(Function):
             (None if gb is None else _like(gb, db))
 
 
-def _unary_function(name, fwd, bwd):
+def _unary_function(name: str, fwd: Callable[..., Array], bwd: Callable[..., Array]) -> type[Function]:
     """An autograd Function for an elementwise op y = fwd(x, **kw), dx = bwd(g, x, **kw)."""
 
     def forward(ctx, x, **kw):
