@@ -23,7 +23,7 @@ from . import tensor as _tensor
 from .tensor import Tensor
 
 if TYPE_CHECKING:
-    from .._typing import Array, IntPair, Shape
+    from .._typing import Array, ArrayLike, IntPair, Shape
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -57,12 +57,12 @@ def _as_input(x: Any) -> Tensor | Array | None:
 
 class Add(Function):
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: ArrayLike, b: ArrayLike) -> Array:
         ctx.shapes = (_shape(a), _shape(b))
         return np.add(a, b)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         na, nb = ctx.needs_input_grad
         sa, sb = ctx.shapes
         return (_unbroadcast(g, sa) if na else None), (_unbroadcast(g, sb) if nb else None)
@@ -70,12 +70,12 @@ class Add(Function):
 
 class Sub(Function):
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: ArrayLike, b: ArrayLike) -> Array:
         ctx.shapes = (_shape(a), _shape(b))
         return np.subtract(a, b)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         na, nb = ctx.needs_input_grad
         sa, sb = ctx.shapes
         return (_unbroadcast(g, sa) if na else None), (_unbroadcast(-g, sb) if nb else None)
@@ -83,12 +83,12 @@ class Sub(Function):
 
 class Mul(Function):
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: ArrayLike, b: ArrayLike) -> Array:
         ctx.save_for_backward(a, b)
         return np.multiply(a, b)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
         return (_unbroadcast(g * b, _shape(a)) if na else None), (_unbroadcast(g * a, _shape(b)) if nb else None)
@@ -96,12 +96,12 @@ class Mul(Function):
 
 class Div(Function):
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: ArrayLike, b: ArrayLike) -> Array:
         ctx.save_for_backward(a, b)
         return np.true_divide(a, b)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
         ga = _unbroadcast(g / b, _shape(a)) if na else None
@@ -111,13 +111,13 @@ class Div(Function):
 
 class Pow(Function):
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: ArrayLike, b: ArrayLike) -> Array:
         out = np.power(a, b)
         ctx.save_for_backward(a, b, out)
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a, b, out = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
         ga = gb = None
@@ -133,7 +133,7 @@ class Pow(Function):
 
 class MatMul(Function):
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: ArrayLike, b: ArrayLike) -> Array:
         a = np.asarray(a)
         b = np.asarray(b)
         if a.ndim == 0 or b.ndim == 0:
@@ -145,7 +145,7 @@ class MatMul(Function):
         return np.matmul(a, b)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
         a2 = a[None] if a.ndim == 1 else a
@@ -165,32 +165,32 @@ class MatMul(Function):
 
 class Neg(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         return np.negative(a)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return -g
 
 
 class Clone(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         return np.array(a, copy=True)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g
 
 
 class Cast(Function):
     @staticmethod
-    def forward(ctx, a, dtype):
+    def forward(ctx: Any, a: Array, dtype: Any) -> Array:
         ctx.dtype = a.dtype
         return a.astype(dtype)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g.astype(ctx.dtype)
 
 
@@ -199,85 +199,85 @@ class Cast(Function):
 
 class Exp(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         out = np.exp(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g * ctx.saved_tensors[0]
 
 
 class Log(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         ctx.save_for_backward(a)
         return np.log(a)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g / ctx.saved_tensors[0]
 
 
 class Sqrt(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         out = np.sqrt(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g / (2 * ctx.saved_tensors[0])
 
 
 class Tanh(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         out = np.tanh(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         out = ctx.saved_tensors[0]
         return g * (1 - out * out)
 
 
 class Sigmoid(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         out = _misc._sigmoid(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         out = ctx.saved_tensors[0]
         return g * out * (1 - out)
 
 
 class Abs(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         ctx.save_for_backward(a)
         return np.abs(a)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g * np.sign(ctx.saved_tensors[0])
 
 
 class Clip(Function):
     @staticmethod
-    def forward(ctx, a, lo=None, hi=None):
+    def forward(ctx: Any, a: Array, lo: Any = None, hi: Any = None) -> Array:
         ctx.save_for_backward(a)
         ctx.lo, ctx.hi = lo, hi
         return np.clip(a, lo, hi)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a = ctx.saved_tensors[0]
         mask = np.ones(a.shape, dtype=bool)
         if ctx.lo is not None:
@@ -289,65 +289,65 @@ class Clip(Function):
 
 class ReLU(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         out = _nd.relu_array(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _nd.relu_backward(g, ctx.saved_tensors[0])
 
 
 class LeakyReLU(Function):
     @staticmethod
-    def forward(ctx, a, negative_slope=0.01):
+    def forward(ctx: Any, a: Array, negative_slope: float = 0.01) -> Array:
         ctx.save_for_backward(a)
         ctx.slope = negative_slope
         return _misc._leaky_relu(a, negative_slope)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a = ctx.saved_tensors[0]
         return np.where(a > 0, g, g * np.asarray(ctx.slope, dtype=g.dtype))
 
 
 class Softmax(Function):
     @staticmethod
-    def forward(ctx, a, dim):
+    def forward(ctx: Any, a: Array, dim: Any) -> Array:
         out = _misc._softmax(a, dim)
         ctx.save_for_backward(out)
         ctx.dim = dim
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         out = ctx.saved_tensors[0]
         return out * (g - (g * out).sum(axis=ctx.dim, keepdims=True))
 
 
 class LogSoftmax(Function):
     @staticmethod
-    def forward(ctx, a, dim):
+    def forward(ctx: Any, a: Array, dim: Any) -> Array:
         out = _misc._log_softmax(a, dim)
         ctx.save_for_backward(out)
         ctx.dim = dim
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         out = ctx.saved_tensors[0]
         return g - np.exp(out) * g.sum(axis=ctx.dim, keepdims=True)
 
 
 class Dropout(Function):
     @staticmethod
-    def forward(ctx, a, mask):
+    def forward(ctx: Any, a: Array, mask: Any) -> Array:
         ctx.mask = mask
         return a * mask
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g * ctx.mask, None
 
 
@@ -375,7 +375,7 @@ def _expand_back(g: Array, in_shape: Shape, axes: tuple[int, ...], keepdims: boo
 
 class Sum(Function):
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False):
+    def forward(ctx: Any, a: Array, axis: Any = None, keepdims: bool = False) -> Array:
         a = np.asarray(a)
         ctx.shape = a.shape
         ctx.axes = _norm_axes(axis, a.ndim, "sum") if a.ndim else ()
@@ -383,13 +383,13 @@ class Sum(Function):
         return np.asarray(np.sum(a, axis=ctx.axes, keepdims=keepdims))
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _expand_back(g, ctx.shape, ctx.axes, ctx.keepdims)
 
 
 class Mean(Function):
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False):
+    def forward(ctx: Any, a: Array, axis: Any = None, keepdims: bool = False) -> Array:
         a = np.asarray(a)
         ctx.shape = a.shape
         ctx.axes = _norm_axes(axis, a.ndim, "mean") if a.ndim else ()
@@ -399,13 +399,13 @@ class Mean(Function):
         return np.asarray(out)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _expand_back(g / g.dtype.type(ctx.count), ctx.shape, ctx.axes, ctx.keepdims)
 
 
 class Max(Function):
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False, sign=1):
+    def forward(ctx: Any, a: Array, axis: Any = None, keepdims: bool = False, sign: int = 1) -> Array:
         a = np.asarray(a)
         if a.size == 0:
             raise ValueError(f"{'max' if sign > 0 else 'min'}: cannot reduce an empty tensor of shape {a.shape}")
@@ -417,7 +417,7 @@ class Max(Function):
         return np.asarray(out if keepdims else np.squeeze(out, axis=axes))
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a, out = ctx.saved_tensors
         mask = a == out
         count = mask.sum(axis=ctx.axes, keepdims=True)
@@ -431,7 +431,7 @@ class Max(Function):
 
 class Reshape(Function):
     @staticmethod
-    def forward(ctx, a, shape):
+    def forward(ctx: Any, a: Array, shape: Any) -> Array:
         ctx.shape = np.shape(a)
         try:
             return np.reshape(a, shape)
@@ -440,13 +440,13 @@ class Reshape(Function):
                              f"({int(np.prod(ctx.shape))} elements)") from None
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g.reshape(ctx.shape)
 
 
 class Permute(Function):
     @staticmethod
-    def forward(ctx, a, perm):
+    def forward(ctx: Any, a: Array, perm: Any) -> Array:
         a = np.asarray(a)
         if len(perm) != a.ndim or sorted(p % max(a.ndim, 1) for p in perm) != list(range(a.ndim)):
             raise ValueError(f"permute: {perm} is not a permutation of the {a.ndim} dimensions of shape {a.shape}")
@@ -454,7 +454,7 @@ class Permute(Function):
         return np.transpose(a, perm)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return np.transpose(g, ctx.inv)
 
 
@@ -476,7 +476,7 @@ def _unwrap_index(index: Any) -> Any:
 
 class GetItem(Function):
     @staticmethod
-    def forward(ctx, a, index):
+    def forward(ctx: Any, a: Array, index: Any) -> Array:
         index = _unwrap_index(index)
         ctx.index = index
         ctx.shape = a.shape
@@ -484,7 +484,7 @@ class GetItem(Function):
         return np.asarray(a[index])
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         gx = np.zeros(ctx.shape, dtype=g.dtype)
         if _is_basic_index(ctx.index):
             gx[ctx.index] = g
@@ -498,13 +498,13 @@ class GetItem(Function):
 
 class Linear(Function):
     @staticmethod
-    def forward(ctx, x, w, b=None):
+    def forward(ctx: Any, x: Array, w: Array, b: Array | None = None) -> Array:
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
         return _misc._linear(x, w, b)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         x, w = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad
         g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
@@ -525,7 +525,8 @@ class Linear(Function):
         return gx, gw, gb
 
 
-def _conv2d_grads(ctx, g, x, w, nx, nw, nb):
+def _conv2d_grads(ctx: Any, g: Array, x: Array, w: Array, nx: bool, nw: bool,
+                  nb: bool) -> tuple[Array | None, Array | None, Array | None]:
     """conv2d's input, weight and bias gradients for ``g`` (ctx.args = stride, padding, dilation,
     groups), each in its input's own dtype (the kernels compute in the promoted one)."""
     stride, padding, dilation, groups = ctx.args
@@ -540,7 +541,8 @@ def _conv2d_grads(ctx, g, x, w, nx, nw, nb):
 
 class Conv2d(Function):
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups, relu):
+    def forward(ctx: Any, x: Array, w: Array, b: Array | None, stride: Any, padding: Any, dilation: Any, groups: Any,
+                relu: bool) -> Array:
         out = _nd.conv2d_array("conv2d", x, w, b, stride, padding, dilation, groups, relu)
         ctx.save_for_backward(x, w, out if relu else None)
         ctx.args = (stride, padding, dilation, groups)
@@ -548,7 +550,7 @@ class Conv2d(Function):
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         x, w, out = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
         if out is not None:
@@ -558,7 +560,7 @@ class Conv2d(Function):
 
 class MaxPool2d(Function):
     @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
+    def forward(ctx: Any, x: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> Array:
         out, idx = _nd.max_pool2d_array("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode, True)
         ctx.indices = idx
         ctx.shape = x.shape
@@ -567,7 +569,7 @@ class MaxPool2d(Function):
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         gx = _nd.max_pool2d_backward(g, tuple(ctx.shape), ctx.indices, *ctx.args)
         return gx if gx.dtype == ctx.dtype else gx.astype(ctx.dtype)
 
@@ -580,7 +582,8 @@ class Conv2dReLUMaxPool2d(Function):
     which is then not kept for backward."""
 
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups, pool_args):
+    def forward(ctx: Any, x: Array, w: Array, b: Array | None, stride: Any, padding: Any, dilation: Any, groups: Any,
+                pool_args: tuple[Any, Any, Any, Any, bool]) -> Array:
         out = _nd.conv2d_array("conv2d", x, w, b, stride, padding, dilation, groups, True)
         y, idx = _nd.max_pool2d_array("max_pool2d", out, *pool_args, True)
         ctx.save_for_backward(x, w, y)
@@ -592,7 +595,7 @@ class Conv2dReLUMaxPool2d(Function):
         return y
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         x, w, y = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
         g = _nd.max_pool2d_backward(_nd.relu_backward(g, y), tuple(ctx.out_shape), ctx.indices, *ctx.pool_args)
@@ -601,7 +604,8 @@ class Conv2dReLUMaxPool2d(Function):
 
 class AvgPool2d(Function):
     @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    def forward(ctx: Any, x: Array, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool,
+                count_include_pad: bool, divisor_override: Any) -> Array:
         out, plan = _misc._avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                                               divisor_override)
         ctx.plan = plan
@@ -609,7 +613,7 @@ class AvgPool2d(Function):
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         gx = _misc._avg_pool2d_backward(g, ctx.plan)
         return gx if gx.dtype == ctx.dtype else gx.astype(ctx.dtype)
 
@@ -621,41 +625,41 @@ class CrossEntropy(Function):
     """Softmax + cross entropy in one node: grad = (softmax * sum(A) - A) * scale."""
 
     @staticmethod
-    def forward(ctx, x, target, weight, ignore_index, reduction, label_smoothing):
+    def forward(ctx: Any, x: Array, target: Any, weight: Any, ignore_index: Any, reduction: str, label_smoothing: Any) -> Array:
         loss, saved = _loss._cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing)
         ctx.saved = saved
         ctx.reduction = reduction
         return loss
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         gx, gt = _loss._cross_entropy_backward(g, ctx.saved, ctx.reduction, ctx.needs_input_grad[1])
         return gx, gt, None
 
 
 class NLLLoss(Function):
     @staticmethod
-    def forward(ctx, x, target, weight, ignore_index, reduction):
+    def forward(ctx: Any, x: Array, target: Any, weight: Any, ignore_index: Any, reduction: str) -> Array:
         loss, saved = _loss._nll_forward(x, target, weight, ignore_index, reduction)
         ctx.saved = saved
         ctx.reduction = reduction
         return loss
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _loss._nll_backward(g, ctx.saved, ctx.reduction), None, None
 
 
 class MSELoss(Function):
     @staticmethod
-    def forward(ctx, x, target, reduction):
+    def forward(ctx: Any, x: Array, target: Any, reduction: str) -> Array:
         diff = np.subtract(x, target)
         ctx.save_for_backward(diff)
         ctx.reduction = reduction
         return _loss._reduce(diff * diff, reduction)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         (diff,) = ctx.saved_tensors
         gd = _loss._reduce_backward(g, diff.shape, ctx.reduction) * (2 * diff)
         nx, nt = ctx.needs_input_grad[:2]
@@ -664,14 +668,14 @@ class MSELoss(Function):
 
 class BCEWithLogits(Function):
     @staticmethod
-    def forward(ctx, x, target, weight, pos_weight, reduction):
+    def forward(ctx: Any, x: Array, target: Any, weight: Any, pos_weight: Any, reduction: str) -> Array:
         loss, saved = _loss._bce_logits_forward(x, target, weight, pos_weight, reduction)
         ctx.saved = saved
         ctx.reduction = reduction
         return loss
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         gx, gt = _loss._bce_logits_backward(g, ctx.saved, ctx.reduction, ctx.needs_input_grad[1])
         return gx, gt, None, None
 
@@ -732,7 +736,9 @@ def _like(g: Array, dtype: Any) -> Array:
 
 class BatchNorm(Function):
     @staticmethod
-    def forward(ctx, x, w, b, running_mean=None, running_var=None, training=False, momentum=0.1, eps=1e-5):
+    def forward(ctx: Any, x: Array, w: Array | None, b: Array | None, running_mean: Array | None = None,
+                running_var: Array | None = None, training: bool = False, momentum: float = 0.1,
+                eps: float = 1e-5) -> Array:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             x = x.astype(np.float32)
@@ -744,7 +750,7 @@ class BatchNorm(Function):
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         gx, gw, gb = _norm._batch_norm_backward(g, ctx.saved, ctx.needs_input_grad)
         dx, dw, db = ctx.dtypes
         return (None if gx is None else _like(gx, dx)), (None if gw is None else _like(gw, dw)), \
@@ -754,7 +760,7 @@ class BatchNorm(Function):
 def _unary_function(name: str, fwd: Callable[..., Array], bwd: Callable[..., Array]) -> type[Function]:
     """An autograd Function for an elementwise op y = fwd(x, **kw), dx = bwd(g, x, **kw)."""
 
-    def forward(ctx, x, **kw):
+    def forward(ctx: Any, x: Array, **kw: Any) -> Array:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             x = x.astype(np.float32)
@@ -762,7 +768,7 @@ def _unary_function(name: str, fwd: Callable[..., Array], bwd: Callable[..., Arr
         ctx.kw = kw
         return fwd(x, **kw)
 
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         (x,) = ctx.saved_tensors
         return _like(bwd(g, x, **ctx.kw), x.dtype)
 
@@ -779,7 +785,7 @@ GELU = _unary_function("GELU", _pw._gelu, _pw._gelu_backward)
 
 class PReLU(Function):
     @staticmethod
-    def forward(ctx, x, w):
+    def forward(ctx: Any, x: Array, w: Array) -> Array:
         x = np.asarray(x)
         w = np.asarray(w)
         if x.dtype.kind != "f":
@@ -789,7 +795,7 @@ class PReLU(Function):
         return _pw._prelu(x, w)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         x, w = ctx.saved_tensors
         nx, nw = ctx.needs_input_grad
         gx, gw = _pw._prelu_backward(g, x, w, nx, nw)
@@ -798,7 +804,7 @@ class PReLU(Function):
 
 class LocalResponseNorm(Function):
     @staticmethod
-    def forward(ctx, x, size, alpha, beta, k):
+    def forward(ctx: Any, x: Array, size: Any, alpha: Any, beta: Any, k: Any) -> Array:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             x = x.astype(np.float32)
@@ -807,13 +813,13 @@ class LocalResponseNorm(Function):
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _norm._lrn_backward(g, ctx.saved, *ctx.args)
 
 
 class AdaptiveAvgPool2d(Function):
     @staticmethod
-    def forward(ctx, x, output_size):
+    def forward(ctx: Any, x: Array, output_size: Any) -> Array:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             x = x.astype(np.float32)
@@ -821,21 +827,21 @@ class AdaptiveAvgPool2d(Function):
         return _adaptive._adaptive_forward(x, *output_size)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _adaptive._adaptive_backward(g, ctx.shape)
 
 
 class Cat(Function):
     @staticmethod
-    def forward(ctx, *arrays, dim=0):
-        arrays = [np.asarray(a) for a in arrays]
+    def forward(ctx: Any, *arrays: Any, dim: int = 0) -> Array:
+        arrs = [np.asarray(a) for a in arrays]
         ctx.dim = dim
-        ctx.bounds = np.cumsum([a.shape[dim] for a in arrays])[:-1]
-        ctx.dtypes = [a.dtype for a in arrays]
-        return np.concatenate(arrays, axis=dim)
+        ctx.bounds = np.cumsum([a.shape[dim] for a in arrs])[:-1]
+        ctx.dtypes = [a.dtype for a in arrs]
+        return np.concatenate(arrs, axis=dim)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         parts = np.split(g, ctx.bounds, axis=ctx.dim)
         return tuple(_like(np.ascontiguousarray(p), dt) if need else None
                      for p, dt, need in zip(parts, ctx.dtypes, ctx.needs_input_grad))
@@ -843,12 +849,12 @@ class Cat(Function):
 
 class Pad(Function):
     @staticmethod
-    def forward(ctx, x, pairs, value=0):
+    def forward(ctx: Any, x: Array, pairs: Any, value: int = 0) -> Array:
         ctx.pairs = pairs
         return _shape_ops._pad_forward(np.asarray(x), pairs, value)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _shape_ops._pad_backward(g, ctx.pairs)
 
 
