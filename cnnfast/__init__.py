@@ -4,11 +4,12 @@ Hand-written C++ kernels (SIMD, on cnnfast's own thread pool) for conv2d, max_po
 with PyTorch's names, and a small autograd for training.
 """
 import os as _os
+from typing import Any as _Any
 
 from ._version import __version__
 
 
-def _load_core():
+def _load_core() -> _Any:
     """Import the compiled kernels (importing them reads CNNFAST_ISA).
 
     The extension sits next to this file in an installed copy (``pip install .`` or a wheel), in
@@ -90,7 +91,7 @@ from .gradcheck import GradcheckError, gradcheck  # noqa: E402
 __all__ += list(_LAZY) + ["gradcheck", "GradcheckError"]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> _Any:
     if name in _LAZY:
         import importlib
         module, attr = _LAZY[name]
@@ -102,5 +103,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'cnnfast' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))

@@ -1,9 +1,10 @@
 """``python -m cnnfast``: print the runtime report (ISAs, kernels, threads); ``python -m cnnfast demo
 [options]`` runs the LeNet/MNIST training demo (same as ``python -m cnnfast.demo``)."""
 import sys
+from collections.abc import Sequence
 
 
-def _main(argv):
+def _main(argv: Sequence[str]) -> int:
     if argv and argv[0] == "demo":
         from .demo import main
         main(argv[1:])

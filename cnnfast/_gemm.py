@@ -42,7 +42,7 @@ def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _core.conv2d_forward(x, w, None, _ONE, _ZERO, _ONE, 1, False).reshape(m, n)
 
 
-def _generic(a, b):
+def _generic(a: np.ndarray, b: np.ndarray) -> bool:
     return a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or 0 in a.shape or 0 in b.shape
 
 

@@ -21,8 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._typing import Array
 
 # Defaults chosen on this dataset (PyTorch and cnnfast, seeds 0-8): Adam, batch 64, lr 3e-3 annealed
 # to 0 by a cosine schedule over 6 epochs ends at 96.6-98.0% test accuracy (the bar is 95%). A
@@ -33,7 +38,7 @@ DEFAULT_LR = 3e-3
 ACCURACY_BAR = 0.95
 
 
-def build_lenet(nn=None):
+def build_lenet(nn: Any = None) -> Any:
     """The lecture's LeNet-5 variant for 1x28x28 inputs (ReLU and max-pooling), 61,706 parameters.
 
     ``nn`` is the layer namespace: ``cnnfast.nn`` by default, or ``torch.nn`` for the comparison.
@@ -50,7 +55,7 @@ def build_lenet(nn=None):
     )
 
 
-def _inference_rate(fn, n, repeats=3):
+def _inference_rate(fn: Callable[[], object], n: int, repeats: int = 3) -> float:
     """Images/s of ``fn()`` over ``n`` images, best of ``repeats`` (the least disturbed run)."""
     best = float("inf")
     for _ in range(repeats):
@@ -60,7 +65,8 @@ def _inference_rate(fn, n, repeats=3):
     return n / best
 
 
-def train_torch(initial_state, X, y, Xt, yt, *, epochs, batch_size, lr, seed, threads, verbose=True):
+def train_torch(initial_state: Mapping[str, Any], X: Array, y: Array, Xt: Array, yt: Array, *, epochs: int,
+                batch_size: int, lr: float, seed: int, threads: int, verbose: bool = True) -> dict[str, Any]:
     """Train the same network in PyTorch from the same initial weights with the same batch order.
 
     The batches are those of ``cnnfast.fit(..., seed=seed)``: each epoch visits
@@ -120,7 +126,7 @@ _TORCH_CHILD = ("import importlib.util, sys\n"
                 "sys.exit(m._torch_child(sys.argv[2], sys.argv[3]))\n")
 
 
-def _launch_environment():
+def _launch_environment() -> dict[str, str]:
     """The environment this process was started with (Linux: /proc/self/environ), not os.environ as
     changed since by imported libraries; os.environ where /proc is unavailable."""
     try:
@@ -131,7 +137,7 @@ def _launch_environment():
         return dict(os.environ)
 
 
-def _torch_child(data_path, result_path):
+def _torch_child(data_path: str, result_path: str) -> int:
     """Entry point of the fresh PyTorch process: train_torch on the parent's data and weights."""
     with np.load(data_path) as z:
         d = {k: z[k] for k in z.files}
@@ -145,15 +151,16 @@ def _torch_child(data_path, result_path):
     return 0
 
 
-def train_torch_in_fresh_process(initial_state, X, y, Xt, yt, **kw):
+def train_torch_in_fresh_process(initial_state: Mapping[str, Any], X: Array, y: Array, Xt: Array, yt: Array,
+                                 **kw: Any) -> dict[str, Any]:
     """:func:`train_torch` in a fresh Python process (same weights, data, batches and threads)."""
     if importlib.util.find_spec("torch") is None:
         raise SystemExit("--compare-torch needs PyTorch: pip install torch==2.13.0 "
                          "(exactly this version: it is the CPU build)")
     with tempfile.TemporaryDirectory(prefix="cnnfast-demo-") as tmp:
         data, out = os.path.join(tmp, "data.npz"), os.path.join(tmp, "result.json")
-        np.savez(data, __X__=X, __y__=y, __Xt__=Xt, __yt__=yt, __kwargs__=np.array(json.dumps(kw)),
-                 **{k: np.asarray(v) for k, v in initial_state.items()})
+        state: dict[str, Any] = {k: np.asarray(v) for k, v in initial_state.items()}
+        np.savez(data, __X__=X, __y__=y, __Xt__=Xt, __yt__=yt, __kwargs__=np.array(json.dumps(kw)), **state)
         sys.stdout.flush()
         r = subprocess.run([sys.executable, "-c", _TORCH_CHILD, os.path.abspath(__file__), data, out],
                            env=_launch_environment())
@@ -163,7 +170,7 @@ def train_torch_in_fresh_process(initial_state, X, y, Xt, yt, **kw):
             return json.load(f)
 
 
-def _write_plots(directory, history, model, image):
+def _write_plots(directory: str, history: Any, model: Any, image: Array) -> list[str]:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -178,7 +185,7 @@ def _write_plots(directory, history, model, image):
     return paths
 
 
-def _setup_distributed(args):
+def _setup_distributed(args: argparse.Namespace) -> int:
     """--distributed: join the MPI job, give each rank its share of this machine's cores; returns the rank."""
     import cnnfast
     from . import distributed
@@ -194,7 +201,7 @@ def _setup_distributed(args):
     return rank
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cnnfast.demo", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"training epochs (default {DEFAULT_EPOCHS})")
@@ -212,7 +219,7 @@ def _parser():
     return p
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the demo; returns a dict of results (also used by the tests). ``argv`` as for argparse."""
     args = _parser().parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or not args.lr > 0:

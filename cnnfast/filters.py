@@ -46,11 +46,16 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._utils import _pair
 from .functional.conv import conv2d
+
+if TYPE_CHECKING:
+    from ._typing import Array, ArrayLike, IntPair
 
 __all__ = [
     "MODES", "correlate", "convolve", "correlate_separable", "sobel", "sobel_direction", "prewitt", "laplace",
@@ -65,7 +70,7 @@ MODES = {"constant": "constant", "reflect": "symmetric", "mirror": "reflect", "n
 # Hand-designed kernels
 # ----------------------------------------------------------------------------------------------
 
-def _odd_size(op, size, name="size"):
+def _odd_size(op: str, size: object, name: str = "size") -> int:
     if isinstance(size, (bool, np.bool_)) or not isinstance(size, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int, got {size!r}")
     size = int(size)
@@ -74,7 +79,7 @@ def _odd_size(op, size, name="size"):
     return size
 
 
-def _positive_size(op, size, name="size"):
+def _positive_size(op: str, size: object, name: str = "size") -> int:
     if isinstance(size, (bool, np.bool_)) or not isinstance(size, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int, got {size!r}")
     if size < 1:
@@ -82,13 +87,13 @@ def _positive_size(op, size, name="size"):
     return int(size)
 
 
-def _sigma(op, sigma):
+def _sigma(op: str, sigma: float) -> float:
     if isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, numbers.Real) or not math.isfinite(sigma) or sigma < 0:
         raise ValueError(f"{op}: sigma must be a finite number >= 0, got {sigma!r}")
     return float(sigma)
 
 
-def _gaussian_1d(op, sigma, truncate=4.0, radius=None):
+def _gaussian_1d(op: str, sigma: float, truncate: float = 4.0, radius: int | None = None) -> Array:
     """Normalised 1-D Gaussian of radius ``int(truncate * sigma + 0.5)`` (scipy's rule)."""
     sigma = _sigma(op, sigma)
     if radius is None:
@@ -112,34 +117,34 @@ class _Kernels:
     responds positively where the image gets brighter to the right.
     """
 
-    def identity(self, size=3):
+    def identity(self, size: int = 3) -> Array:
         """``size x size`` zeros with a 1 in the centre: correlating with it changes nothing."""
         size = _odd_size("kernels.identity", size)
         k = np.zeros((size, size))
         k[size // 2, size // 2] = 1.0
         return k
 
-    def sobel_x(self):
+    def sobel_x(self) -> Array:
         """Horizontal derivative (vertical edges): ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]``."""
         return np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
 
-    def sobel_y(self):
+    def sobel_y(self) -> Array:
         """Vertical derivative (horizontal edges): ``[[-1, -2, -1], [0, 0, 0], [1, 2, 1]]``."""
         return np.outer([-1.0, 0.0, 1.0], [1.0, 2.0, 1.0])
 
-    def prewitt_x(self):
+    def prewitt_x(self) -> Array:
         """Horizontal derivative with uniform smoothing: ``[[-1, 0, 1]] * 3``."""
         return np.outer([1.0, 1.0, 1.0], [-1.0, 0.0, 1.0])
 
-    def prewitt_y(self):
+    def prewitt_y(self) -> Array:
         """Vertical derivative with uniform smoothing: ``[[-1, -1, -1], [0, 0, 0], [1, 1, 1]]``."""
         return np.outer([-1.0, 0.0, 1.0], [1.0, 1.0, 1.0])
 
-    def laplace(self):
+    def laplace(self) -> Array:
         """Discrete Laplacian, 4-neighbour: ``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]``."""
         return np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 
-    def box(self, size=3):
+    def box(self, size: int = 3) -> Array:
         """The lecture's blur: every weight ``1 / size**2``, the mean of the window.
 
         Even sizes are allowed; as everywhere here, the centre is index ``size // 2``.
@@ -147,28 +152,28 @@ class _Kernels:
         size = _positive_size("kernels.box", size)
         return np.full((size, size), 1.0 / (size * size))
 
-    def gaussian(self, sigma=1.0, truncate=4.0, size=None):
+    def gaussian(self, sigma: float = 1.0, truncate: float = 4.0, size: int | None = None) -> Array:
         """2-D Gaussian ``outer(g, g)`` summing to 1; ``size`` (odd) overrides the truncation."""
         radius = None if size is None else _odd_size("kernels.gaussian", size) // 2
         g = _gaussian_1d("kernels.gaussian", sigma, truncate, radius)
         return np.outer(g, g)
 
-    def gaussian_1d(self, sigma=1.0, truncate=4.0, size=None):
+    def gaussian_1d(self, sigma: float = 1.0, truncate: float = 4.0, size: int | None = None) -> Array:
         """1-D Gaussian of length ``2 * int(truncate * sigma + 0.5) + 1`` (or ``size``, odd)."""
         radius = None if size is None else _odd_size("kernels.gaussian_1d", size) // 2
         return _gaussian_1d("kernels.gaussian_1d", sigma, truncate, radius)
 
-    def sharpen(self, amount=1.0):
+    def sharpen(self, amount: float = 1.0) -> Array:
         """``identity - amount * laplace``; amount 1 is ``[[0, -1, 0], [-1, 5, -1], [0, -1, 0]]``."""
         if isinstance(amount, bool) or not isinstance(amount, numbers.Real) or not math.isfinite(amount):
             raise ValueError(f"kernels.sharpen: amount must be a finite number, got {amount!r}")
         return self.identity(3) - float(amount) * self.laplace()
 
-    def emboss(self):
+    def emboss(self) -> Array:
         """Directional relief: ``[[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]``."""
         return np.array([[-2.0, -1.0, 0.0], [-1.0, 1.0, 1.0], [0.0, 1.0, 2.0]])
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         names = [n for n in dir(self) if not n.startswith("_")]
         return f"cnnfast.filters.kernels({', '.join(names)})"
 
@@ -181,7 +186,8 @@ kernels = _Kernels()
 # Argument handling
 # ----------------------------------------------------------------------------------------------
 
-def _image_nchw(op, image, channels_first):
+def _image_nchw(op: str, image: ArrayLike,
+                channels_first: bool) -> tuple[Array, np.dtype[Any], Callable[[Array], Array]]:
     """Validate ``image`` -> (N, C, H, W) view (any dtype), the compute dtype, and a restore function."""
     if isinstance(image, (str, bytes)):
         raise TypeError(f"{op}: expected an image array, got {type(image).__name__}")
@@ -207,7 +213,7 @@ def _image_nchw(op, image, channels_first):
                      f"got an array of shape {a.shape}")
 
 
-def _channels_last(y):
+def _channels_last(y: Array) -> Array:
     """(N, C, H, W) -> a new C-contiguous (N, H, W, C) array.
 
     For a few channels, one strided copy per channel is about twice as fast as NumPy's general
@@ -223,7 +229,7 @@ def _channels_last(y):
     return out
 
 
-def _kernel2d(op, kernel, name="kernel"):
+def _kernel2d(op: str, kernel: ArrayLike, name: str = "kernel") -> Array:
     try:
         k = np.asarray(kernel)
     except Exception as e:
@@ -240,7 +246,7 @@ def _kernel2d(op, kernel, name="kernel"):
     return k
 
 
-def _mode(op, mode, cval):
+def _mode(op: str, mode: str, cval: float) -> tuple[str, float]:
     if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"{op}: unknown mode {mode!r}; valid modes are {', '.join(repr(m) for m in MODES)}")
     if isinstance(cval, bool) or not isinstance(cval, numbers.Real):
@@ -248,14 +254,14 @@ def _mode(op, mode, cval):
     return mode, float(cval)
 
 
-def _stride(op, stride):
+def _stride(op: str, stride: IntPair) -> tuple[int, int]:
     s = _pair(stride, "stride", op)
     if s[0] < 1 or s[1] < 1:
         raise ValueError(f"{op}: stride must be >= 1, got {stride!r}")
     return s
 
 
-def _index_map(n, before, after, mode):
+def _index_map(n: int, before: int, after: int, mode: str) -> Array:
     """For each padded position along an axis of length n: the source index in [0, n)."""
     i = np.arange(-before, n + after)
     if mode == "nearest":
@@ -273,7 +279,7 @@ def _index_map(n, before, after, mode):
     raise AssertionError(mode)
 
 
-def _pad(x, dt, pads, mode, cval):
+def _pad(x: Array, dt: np.dtype[Any], pads: tuple[int, int, int, int], mode: str, cval: float) -> Array:
     """Cast ``x`` (N, C, H, W, any strides) to a new C-contiguous dt array padded by (t, b, l, r).
 
     One pass writes the interior (cast + layout change together); the borders are then copied from
@@ -300,14 +306,15 @@ def _pad(x, dt, pads, mode, cval):
     return p
 
 
-def _depthwise(x, k2d, stride, padding=0):
+def _depthwise(x: Array, k2d: Array, stride: tuple[int, int], padding: int | tuple[int, int] = 0) -> Array:
     """Correlate every channel of the C-contiguous (N, C, H, W) ``x`` with one 2-D kernel."""
     c = x.shape[1]
     w = np.ascontiguousarray(np.broadcast_to(k2d.astype(x.dtype, copy=False), (c, 1) + k2d.shape))
     return conv2d(x, w, stride=stride, padding=padding, groups=c)
 
 
-def _filter(op, image, passes, mode, cval, stride, channels_first):
+def _filter(op: str, image: ArrayLike, passes: list[Array], mode: str, cval: float, stride: IntPair,
+            channels_first: bool) -> Array:
     """Apply 2-D kernels in sequence (one kernel, or the two 1-D factors of a separable one).
 
     ``passes`` holds float64 2-D kernels whose composition is the filter. The image is padded once
@@ -338,7 +345,7 @@ def _filter(op, image, passes, mode, cval, stride, channels_first):
     return restore(y)
 
 
-def _pass_stride(k, passes, sh, sw):
+def _pass_stride(k: Array, passes: list[Array], sh: int, sw: int) -> tuple[int, int]:
     """Row stride on the first pass spanning rows (or the last pass if none), likewise columns."""
     row_pass = next((p for p in passes if p.shape[0] > 1), passes[-1])
     col_pass = next((p for p in reversed(passes) if p.shape[1] > 1), passes[-1])
@@ -349,7 +356,7 @@ def _pass_stride(k, passes, sh, sw):
 # Public filters
 # ----------------------------------------------------------------------------------------------
 
-def correlate(image, kernel, mode="constant", cval=0.0, stride=1, *, channels_first=False):
+def correlate(image: ArrayLike, kernel: ArrayLike, mode: str = "constant", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
     """Cross-correlate every channel of ``image`` with a 2-D ``kernel``: the lecture's convolution.
 
     Same result as ``scipy.ndimage.correlate`` applied to each channel (for an ``(H, W)`` image,
@@ -376,7 +383,7 @@ def correlate(image, kernel, mode="constant", cval=0.0, stride=1, *, channels_fi
     return _filter("correlate", image, [k.astype(np.float64)], mode, cval, stride, channels_first)
 
 
-def convolve(image, kernel, mode="constant", cval=0.0, stride=1, *, channels_first=False):
+def convolve(image: ArrayLike, kernel: ArrayLike, mode: str = "constant", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
     """Convolve every channel of ``image`` with a 2-D ``kernel``: the textbook (flipped) convolution.
 
     Same result as ``scipy.ndimage.convolve`` applied to each channel: the kernel is flipped in
@@ -392,8 +399,8 @@ def convolve(image, kernel, mode="constant", cval=0.0, stride=1, *, channels_fir
     return _filter("convolve", image, [k], mode, cval, stride, channels_first)
 
 
-def correlate_separable(image, kernel_rows, kernel_cols, mode="constant", cval=0.0, stride=1, *,
-                        channels_first=False):
+def correlate_separable(image: ArrayLike, kernel_rows: ArrayLike, kernel_cols: ArrayLike, mode: str = "constant",
+                        cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
     """Correlate with the separable kernel ``outer(kernel_rows, kernel_cols)`` in two 1-D passes.
 
     ``kernel_rows`` runs down the columns (along H), ``kernel_cols`` along each row (along W). Same
@@ -419,14 +426,15 @@ def correlate_separable(image, kernel_rows, kernel_cols, mode="constant", cval=0
     return _filter(op, image, passes, mode, cval, stride, channels_first)
 
 
-def _check_axis(op, axis):
+def _check_axis(op: str, axis: int | None) -> int | None:
     if axis is not None and (isinstance(axis, bool) or axis not in (0, 1, -1, -2)):
         raise ValueError(f"{op}: axis must be None (gradient magnitude), 0 (vertical derivative, along H) or "
                          f"1 (horizontal derivative, along W), got {axis!r}")
     return None if axis is None else axis % 2
 
 
-def _gradient(op, image, k_x, axis, mode, cval, stride, channels_first):
+def _gradient(op: str, image: ArrayLike, k_x: Array, axis: int | None, mode: str, cval: float, stride: IntPair,
+              channels_first: bool) -> Array:
     axis = _check_axis(op, axis)
     k_y = k_x.T
     if axis == 1:
@@ -438,7 +446,7 @@ def _gradient(op, image, k_x, axis, mode, cval, stride, channels_first):
     return np.hypot(gx, gy, out=gx)
 
 
-def sobel(image, axis=None, mode="reflect", cval=0.0, stride=1, *, channels_first=False):
+def sobel(image: ArrayLike, axis: int | None = None, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
     """Sobel edge filter: a derivative along one axis, or the gradient magnitude.
 
     ``axis=1`` is the horizontal derivative ``d/dx`` (kernel :meth:`kernels.sobel_x`, bright where
@@ -452,7 +460,7 @@ def sobel(image, axis=None, mode="reflect", cval=0.0, stride=1, *, channels_firs
     return _gradient("sobel", image, kernels.sobel_x(), axis, mode, cval, stride, channels_first)
 
 
-def sobel_direction(image, mode="reflect", cval=0.0, stride=1, *, channels_first=False):
+def sobel_direction(image: ArrayLike, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
     """Gradient direction ``arctan2(d/dy, d/dx)`` in radians, in ``[-pi, pi]``, from Sobel derivatives.
 
     0 points right (brighter to the right), ``pi/2`` points down (rows grow downwards).
@@ -462,7 +470,7 @@ def sobel_direction(image, mode="reflect", cval=0.0, stride=1, *, channels_first
     return np.arctan2(gy, gx, out=gy)
 
 
-def prewitt(image, axis=None, mode="reflect", cval=0.0, stride=1, *, channels_first=False):
+def prewitt(image: ArrayLike, axis: int | None = None, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
     """Prewitt edge filter (uniform instead of ``[1, 2, 1]`` smoothing); axes as in :func:`sobel`.
 
     ``axis=0/1`` equal ``scipy.ndimage.prewitt(image, axis)`` on a grayscale image.
@@ -470,12 +478,12 @@ def prewitt(image, axis=None, mode="reflect", cval=0.0, stride=1, *, channels_fi
     return _gradient("prewitt", image, kernels.prewitt_x(), axis, mode, cval, stride, channels_first)
 
 
-def laplace(image, mode="reflect", cval=0.0, stride=1, *, channels_first=False):
+def laplace(image: ArrayLike, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
     """Discrete Laplacian (kernel :meth:`kernels.laplace`), equal to ``scipy.ndimage.laplace``."""
     return _filter("laplace", image, [kernels.laplace()], mode, cval, stride, channels_first)
 
 
-def box_blur(image, size=3, mode="reflect", cval=0.0, stride=1, *, channels_first=False):
+def box_blur(image: ArrayLike, size: IntPair = 3, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
     """Mean over a ``size x size`` window (the lecture's blur), as two 1-D passes.
 
     ``size`` is an int or a pair (rows, cols); equals ``scipy.ndimage.uniform_filter`` with that size
@@ -489,7 +497,8 @@ def box_blur(image, size=3, mode="reflect", cval=0.0, stride=1, *, channels_firs
                    channels_first)
 
 
-def gaussian_blur(image, sigma, truncate=4.0, mode="reflect", cval=0.0, stride=1, *, channels_first=False):
+def gaussian_blur(image: ArrayLike, sigma: float | Sequence[float], truncate: float = 4.0, mode: str = "reflect",
+                  cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
     """Gaussian blur with standard deviation ``sigma`` (a number or a (rows, cols) pair), in pixels.
 
     Separable: a ``(k, 1)`` pass then a ``(1, k)`` pass with ``k = 2 * int(truncate * sigma + 0.5) + 1``,
@@ -507,17 +516,17 @@ def gaussian_blur(image, sigma, truncate=4.0, mode="reflect", cval=0.0, stride=1
                    channels_first)
 
 
-def sharpen(image, amount=1.0, mode="reflect", cval=0.0, stride=1, *, channels_first=False):
+def sharpen(image: ArrayLike, amount: float = 1.0, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
     """Sharpen with ``identity - amount * laplace`` (amount 1: ``[[0,-1,0],[-1,5,-1],[0,-1,0]]``)."""
     return _filter("sharpen", image, [kernels.sharpen(amount)], mode, cval, stride, channels_first)
 
 
-def emboss(image, mode="reflect", cval=0.0, stride=1, *, channels_first=False):
+def emboss(image: ArrayLike, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
     """Emboss (relief) filter, kernel :meth:`kernels.emboss`; add 128 before :func:`to_uint8` for grey."""
     return _filter("emboss", image, [kernels.emboss()], mode, cval, stride, channels_first)
 
 
-def to_uint8(image, clip=True, rescale=False):
+def to_uint8(image: ArrayLike, clip: bool = True, rescale: bool = False) -> Array:
     """Convert a filter result back to a displayable uint8 image (values rounded to nearest).
 
     ``clip=True`` clips to [0, 255] first; ``clip=False`` raises ValueError if any value is outside

@@ -22,6 +22,8 @@ import math
 import numbers
 import os
 import secrets
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -29,6 +31,12 @@ from .autograd import ops as _ops
 from .autograd.function import Function
 from .autograd.grad_mode import enable_grad
 from .autograd.tensor import Tensor
+
+if TYPE_CHECKING:
+    from .nn.module import Module
+
+#: Where export writes: a file name or a binary file object.
+_Dest = Union[str, "os.PathLike[str]", IO[bytes]]
 
 __all__ = ["UnsupportedExportError", "export"]
 
@@ -717,7 +725,9 @@ def _data_parents(ctx):
 
 
 # ------------------------------------------------------------------------------------------ export
-def export(model, path, example_input, *, opset=17, input_names=None, output_names=None, dynamic_batch=True):
+def export(model: Module, path: _Dest, example_input: Any, *, opset: int = 17,
+           input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
+           dynamic_batch: bool = True) -> None:
     """Write ``model`` (a ``cnnfast.nn.Module``) to the ONNX file ``path``, traced on ``example_input``.
 
     ``example_input`` is an NCHW ndarray (or Tensor), or a tuple of them for several inputs; the
@@ -792,8 +802,8 @@ def export(model, path, example_input, *, opset=17, input_names=None, output_nam
 
     elem = helper.np_dtype_to_tensor_dtype(dtype)
 
-    def dims(shape):
-        d = list(shape)
+    def dims(shape: Sequence[int]) -> list[int | str]:
+        d: list[int | str] = list(shape)
         if dynamic_batch and d and d[0] == g.batch:
             d[0] = "batch"
         return d
@@ -813,13 +823,13 @@ def export(model, path, example_input, *, opset=17, input_names=None, output_nam
     _write_atomic(path, data)
 
 
-def _version():
+def _version() -> str:
     from . import __version__
 
     return __version__
 
 
-def _write_atomic(path, data):
+def _write_atomic(path: _Dest, data: bytes) -> None:
     """Write bytes to ``path`` via a temporary file in the same folder and a rename, so that ``path``
     is either untouched or complete; or to a binary file object."""
     if hasattr(path, "write"):

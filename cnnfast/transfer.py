@@ -19,8 +19,16 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._typing import Array
+    from .nn.container import Sequential
+    from .nn.module import Module
+    from .onnx._graph import GraphModule
 
 HIDDEN = 128
 HEAD_EPOCHS = 300
@@ -33,7 +41,7 @@ FINE_TUNE_AT = "Add.123"  # the input of the backbone's last stage (192 channels
 PLOT_LABELS = (10, 20, 50, 100, 200, 500)
 
 
-def _resize_matrix(n_in, n_out):
+def _resize_matrix(n_in: int, n_out: int) -> Array:
     """Bilinear interpolation (half-pixel centres, edges clamped) as an (n_out, n_in) matrix."""
     a = np.zeros((n_out, n_in), np.float32)
     for i in range(n_out):
@@ -46,7 +54,7 @@ def _resize_matrix(n_in, n_out):
     return a
 
 
-def preprocess(x, size=48):
+def preprocess(x: Array, size: int = 48) -> Array:
     """(N, 1, 28, 28) digits in [0, 1] -> (N, 3, size, size) float32 in [-1, 1], as the backbone expects."""
     a = _resize_matrix(x.shape[-1], size)
     r = np.einsum("hi,nij,wj->nhw", a, x[:, 0].astype(np.float32), a, optimize=True)
@@ -54,7 +62,7 @@ def preprocess(x, size=48):
     return np.ascontiguousarray(np.broadcast_to(r[:, None], (len(r), 3, size, size)), dtype=np.float32)
 
 
-def labeled_subset(y, n):
+def labeled_subset(y: Array, n: int) -> Array:
     """Indices of ``n`` training digits: the first ``n // 10`` of each class in the dataset's order
     (shuffled once and stored in the file), so the subsets for growing ``n`` are nested."""
     if n < 10 or n % 10:
@@ -69,22 +77,23 @@ def labeled_subset(y, n):
     return np.sort(np.concatenate(idx))
 
 
-def _batched(fn, x, batch=100):
+def _batched(fn: Callable[[Array], Any], x: Array, batch: int = 100) -> Array:
     return np.concatenate([fn(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
-def _accuracy(logits, y):
+def _accuracy(logits: Array, y: Array) -> float:
     return float((np.argmax(logits, axis=1) == y).mean())
 
 
-def build_head(in_features=120, hidden=HIDDEN, classes=10):
+def build_head(in_features: int = 120, hidden: int = HIDDEN, classes: int = 10) -> Sequential:
     """The dense layers added on top of the frozen backbone (after global average pooling)."""
     from . import nn
 
     return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, classes))
 
 
-def train_classifier(model, X, y, epochs, lr, batch_size=None, seed=0, keep_eval=()):
+def train_classifier(model: Module, X: Array, y: Array, epochs: int, lr: float, batch_size: int | None = None,
+                     seed: int = 0, keep_eval: Iterable[Module] = ()) -> Module:
     """Adam on cross-entropy, full batch (or mini-batches), cosine-annealed lr; returns the model.
     The modules in ``keep_eval`` stay in eval mode (BatchNorm keeps its pretrained statistics)."""
     import cnnfast
@@ -110,7 +119,7 @@ def train_classifier(model, X, y, epochs, lr, batch_size=None, seed=0, keep_eval
     return model
 
 
-def backbone_parts():
+def backbone_parts() -> tuple[GraphModule, GraphModule]:
     """The frozen pretrained backbone in two parts: up to its last stage, and the last stage."""
     from .pretrained import ppocr_backbone
 
@@ -120,7 +129,7 @@ def backbone_parts():
     return stem, last
 
 
-def stem_outputs(stem, X):
+def stem_outputs(stem: Module, X: Array) -> Array:
     """Backbone activations before its last stage, no gradient: (N, 192, 3, 3) for 48x48 digits."""
     import cnnfast
 
@@ -128,7 +137,7 @@ def stem_outputs(stem, X):
         return _batched(lambda b: stem(preprocess(b)), X)
 
 
-def pooled(last, mid):
+def pooled(last: Module, mid: Array) -> Array:
     """The backbone's features, averaged over space: (N, 120)."""
     import cnnfast
 
@@ -136,7 +145,8 @@ def pooled(last, mid):
         return _batched(lambda b: last(b).mean(axis=(2, 3)), mid)
 
 
-def run_frozen(feats_train, y_train, feats_test, y_test, seed=0):
+def run_frozen(feats_train: Array, y_train: Array, feats_test: Array, y_test: Array,
+               seed: int = 0) -> tuple[float, Sequential]:
     import cnnfast
 
     cnnfast.manual_seed(seed)
@@ -145,7 +155,7 @@ def run_frozen(feats_train, y_train, feats_test, y_test, seed=0):
     return _accuracy(head(feats_test), y_test), head
 
 
-def run_scratch(X, y, Xt, yt, seed=0):
+def run_scratch(X: Array, y: Array, Xt: Array, yt: Array, seed: int = 0) -> tuple[float, Module]:
     import cnnfast
 
     from .demo import build_lenet
@@ -156,17 +166,18 @@ def run_scratch(X, y, Xt, yt, seed=0):
     return _accuracy(_batched(model, Xt), yt), model
 
 
-def run_fine_tune(last, head, mid, y, mid_test, y_test, seed=0, epochs=FINE_TUNE_EPOCHS, lr=FINE_TUNE_LR):
+def run_fine_tune(last: Module, head: Module, mid: Array, y: Array, mid_test: Array, y_test: Array, seed: int = 0,
+                  epochs: int = FINE_TUNE_EPOCHS, lr: float = FINE_TUNE_LR) -> tuple[float, Module]:
     """Unfreeze the backbone's last stage and train it together with the (already trained) head."""
     from . import nn
 
     class LastStage(nn.Module):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.last = last
             self.head = head
 
-        def forward(self, m):
+        def forward(self, m: Any) -> Any:
             return self.head(self.last(m).mean(axis=(2, 3)))
 
     for p in last.parameters():
@@ -177,7 +188,7 @@ def run_fine_tune(last, head, mid, y, mid_test, y_test, seed=0, epochs=FINE_TUNE
     return _accuracy(_batched(model, mid_test), y_test), model
 
 
-def _feature_map_figure(path, backbone_maps, image):
+def _feature_map_figure(path: str, backbone_maps: Sequence[tuple[str, Array]], image: Array) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,7 +213,7 @@ def _feature_map_figure(path, backbone_maps, image):
     plt.close(fig)
 
 
-def _accuracy_figure(path, ns, frozen, scratch):
+def _accuracy_figure(path: str, ns: Sequence[int], frozen: Sequence[float], scratch: Sequence[float]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,7 +234,8 @@ def _accuracy_figure(path, ns, frozen, scratch):
     plt.close(fig)
 
 
-def write_plots(directory, stem, last, X, y, Xt, yt, feats_test, seed=0, log=print):
+def write_plots(directory: str, stem: Module, last: Module, X: Array, y: Array, Xt: Array, yt: Array,
+                feats_test: Array, seed: int = 0, log: Callable[..., Any] = print) -> list[str]:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -257,7 +269,7 @@ def write_plots(directory, stem, last, X, y, Xt, yt, feats_test, seed=0, log=pri
     return paths
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cnnfast.transfer", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("--labels", type=int, default=100, help="labeled training digits, a multiple of 10 (default 100)")
@@ -270,7 +282,7 @@ def _parser():
     return p
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the demo; returns a dict of results (also used by the tests)."""
     args = _parser().parse_args(argv)
     import cnnfast

@@ -13,8 +13,17 @@ import contextlib
 import math
 import os
 import tempfile
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from ._typing import Array, ArrayLike, IntPair
+
 
 __all__ = [
     "plot_convolution", "plot_kernels", "plot_feature_maps", "plot_filters_demo", "plot_history",
@@ -30,7 +39,7 @@ _HIGHLIGHT = "#e8590c"  # orange: the window, kernel and output cell of the high
 _PAD_COLOUR = "#d9d9d9"  # grey: zero-padding cells
 
 
-def _figure(figsize, dpi):
+def _figure(figsize: tuple[float, float], dpi: float) -> Figure:
     try:
         from matplotlib.figure import Figure
     except ImportError as e:
@@ -38,7 +47,7 @@ def _figure(figsize, dpi):
     return Figure(figsize=figsize, dpi=dpi, layout="constrained")
 
 
-def _finish(fig, path):
+def _finish(fig: Figure, path: str | os.PathLike[str] | None) -> Figure:
     """Save ``fig`` to ``path`` atomically (temporary file + rename) when a path is given."""
     if path is None:
         return fig
@@ -64,7 +73,7 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-def _fmt(v):
+def _fmt(v: float) -> str:
     """Short label for a grid value: integers without decimals, others with 2 significant digits."""
     v = float(v)
     if v == int(v) and abs(v) < 1e6:
@@ -72,13 +81,13 @@ def _fmt(v):
     return f"{v:.2g}" if abs(v) < 0.01 or abs(v) >= 100 else f"{v:.2f}"
 
 
-def _fmt_term(v):
+def _fmt_term(v: float) -> str:
     """A factor in a written-out sum: negative values in parentheses, ``2x(-1)``."""
     text = _fmt(v)
     return f"({text})" if text.startswith("-") else text
 
 
-def _as_array(x, name, op):
+def _as_array(x: Any, name: str, op: str) -> Array:
     x = getattr(x, "data", x) if not isinstance(x, np.ndarray) else x  # cnnfast Tensor -> ndarray
     try:
         a = np.asarray(x)
@@ -93,7 +102,7 @@ def _as_array(x, name, op):
 # plot_convolution
 # ----------------------------------------------------------------------------------------------
 
-def _draw_grid(ax, values, title, pad_mask=None, cmap="Blues"):
+def _draw_grid(ax: Axes, values: Array, title: str, pad_mask: Array | None = None, cmap: str = "Blues") -> None:
     """A matrix as coloured cells with their values written in; padding cells grey and italic."""
     from matplotlib.colors import Normalize
 
@@ -123,20 +132,23 @@ def _draw_grid(ax, values, title, pad_mask=None, cmap="Blues"):
     ax.set_title(title, fontsize=11)
 
 
-def _outline(ax, top, left, height, width, colour=_HIGHLIGHT, lw=3.0):
+def _outline(ax: Axes, top: float, left: float, height: float, width: float, colour: str = _HIGHLIGHT,
+             lw: float = 3.0) -> None:
     from matplotlib.patches import Rectangle
 
     ax.add_patch(Rectangle((left - 0.5, top - 0.5), width, height, fill=False, edgecolor=colour, linewidth=lw,
                            zorder=5, clip_on=False))
 
 
-def _symbol(fig, spec, text):
+def _symbol(fig: Figure, spec: Any, text: str) -> None:
     ax = fig.add_subplot(spec)
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=26, transform=ax.transAxes)
 
 
-def plot_convolution(image=None, kernel=None, stride=1, padding=0, highlight=(0, 0), *, path=None, dpi=100):
+def plot_convolution(image: ArrayLike | None = None, kernel: ArrayLike | None = None, stride: IntPair = 1,
+                     padding: IntPair = 0, highlight: tuple[int, int] = (0, 0), *, path: str | os.PathLike[str] | None = None,
+                     dpi: float = 100) -> Figure:
     """Draw one convolution as the lecture does (slides 7-9, 26-28): input * kernel = output.
 
     The input grid shows its values (zero-padding cells grey and italic), then the kernel, then the
@@ -195,7 +207,8 @@ def plot_convolution(image=None, kernel=None, stride=1, padding=0, highlight=(0,
     ratios = [max(padded.shape[1], 3), 1.0, max(kw, 3), 1.0, max(ow, 3)]
     rows = max(padded.shape[0], kh, oh)
     fig = _figure((cell * sum(ratios) + 0.8, cell * rows + 1.3 + 0.25 * len(lines)), dpi)
-    fig.get_layout_engine().set(w_pad=0.12, h_pad=0.08)  # room for the outlines drawn over the edges
+    engine: Any = fig.get_layout_engine()  # the constrained layout engine _figure sets
+    engine.set(w_pad=0.12, h_pad=0.08)  # room for the outlines drawn over the edges
     gs = fig.add_gridspec(1, 5, width_ratios=ratios)
     ax_in, ax_k, ax_out = fig.add_subplot(gs[0]), fig.add_subplot(gs[2]), fig.add_subplot(gs[4])
     _symbol(fig, gs[1], "*")
@@ -217,8 +230,9 @@ def plot_convolution(image=None, kernel=None, stride=1, padding=0, highlight=(0,
 # plot_kernels
 # ----------------------------------------------------------------------------------------------
 
-def plot_kernels(conv_layer_or_weight, *, max_kernels=64, ncols=None, annotate=None, names=None, title=None,
-                 path=None, dpi=100):
+def plot_kernels(conv_layer_or_weight: Any, *, max_kernels: int = 64, ncols: int | None = None,
+                 annotate: bool | None = None, names: Sequence[str] | None = None, title: str | None = None,
+                 path: str | os.PathLike[str] | None = None, dpi: float = 100) -> Figure:
     """Grid of a conv layer's kernels, one panel per output channel.
 
     Accepts an ``nn.Conv2d`` (its ``.weight``), a Tensor, or an ndarray ``(K, C, kH, kW)`` (also
@@ -285,7 +299,7 @@ def plot_kernels(conv_layer_or_weight, *, max_kernels=64, ncols=None, annotate=N
 # plot_feature_maps
 # ----------------------------------------------------------------------------------------------
 
-def _children(model):
+def _children(model: Any) -> list[Any]:
     if hasattr(model, "children"):
         return list(model.children())
     try:
@@ -295,13 +309,14 @@ def _children(model):
                         f"{type(model).__name__}") from None
 
 
-def _describe(layer):
+def _describe(layer: Any) -> str:
     """Short layer label: ``Conv2d(1, 6, k=5)`` style from repr, cut to fit a row label."""
     text = repr(layer).split("\n")[0]
     return text if len(text) <= 34 else text[:31] + "..."
 
 
-def plot_feature_maps(model, image, layers=None, *, max_channels=8, path=None, dpi=100):
+def plot_feature_maps(model: Any, image: Any, layers: Iterable[int] | None = None, *, max_channels: int = 8,
+                      path: str | os.PathLike[str] | None = None, dpi: float = 100) -> Figure:
     """Run ``model`` on one input and show the feature maps after each layer, one row per layer.
 
     ``model`` is a Sequential (anything iterable over layers; each layer is called on the previous
@@ -331,7 +346,7 @@ def plot_feature_maps(model, image, layers=None, *, max_channels=8, path=None, d
     try:
         from .autograd import no_grad
     except ImportError:  # autograd not available: layers on ndarrays record nothing anyway
-        no_grad = contextlib.nullcontext
+        no_grad = contextlib.nullcontext  # type: ignore[misc,assignment]
     rows = [("input", x)]
     was_training = getattr(model, "training", None)
     if was_training and hasattr(model, "eval"):
@@ -361,7 +376,7 @@ def plot_feature_maps(model, image, layers=None, *, max_channels=8, path=None, d
     return _finish(fig, path)
 
 
-def _run_layers(op, children, x, layers):
+def _run_layers(op: str, children: Sequence[Any], x: Any, layers: Any) -> list[tuple[str, Array]]:
     """Call each layer on the previous output; return (label, maps) for the layers to show."""
     rows = []
     out = x
@@ -381,7 +396,8 @@ def _run_layers(op, children, x, layers):
 # plot_filters_demo
 # ----------------------------------------------------------------------------------------------
 
-def plot_filters_demo(image=None, *, sigma=2.0, path=None, dpi=100):
+def plot_filters_demo(image: ArrayLike | None = None, *, sigma: float = 2.0, path: str | os.PathLike[str] | None = None,
+                      dpi: float = 100) -> Figure:
     """The original image beside Sobel x, Sobel y, the Sobel magnitude and a Gaussian blur.
 
     ``image`` is grayscale ``(H, W)`` or colour ``(H, W, 3)`` (uint8 0-255 or float); default the
@@ -407,7 +423,7 @@ def plot_filters_demo(image=None, *, sigma=2.0, path=None, dpi=100):
     blur = F.gaussian_blur(img, sigma)
     scale = 255.0 if img.dtype == np.uint8 or float(np.max(img)) > 1.0 else 1.0
 
-    def show_image(ax, a):
+    def show_image(ax: Axes, a: Array) -> None:
         a = np.clip(a / scale, 0, 1) if a.dtype != np.uint8 else a
         ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0 if a.ndim == 2 else None,
                   vmax=(1 if a.dtype != np.uint8 else 255) if a.ndim == 2 else None)
@@ -439,7 +455,7 @@ def plot_filters_demo(image=None, *, sigma=2.0, path=None, dpi=100):
 # plot_history
 # ----------------------------------------------------------------------------------------------
 
-def plot_history(history, *, path=None, dpi=100):
+def plot_history(history: Any, *, path: str | os.PathLike[str] | None = None, dpi: float = 100) -> Figure:
     """Loss and accuracy per epoch, training and validation, side by side.
 
     ``history`` is what :func:`cnnfast.fit` returns (a History; its ``.history`` dict is used) or

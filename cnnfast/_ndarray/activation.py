@@ -1,13 +1,18 @@
 """The array math of cnnfast.functional.activation: ndarray in, ndarray out, no Tensor (see _ndarray/__init__.py)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import _core
 from .._utils import _as_float
 
+if TYPE_CHECKING:
+    from .._typing import Array, ArrayLike
 
-def relu_backward(grad_output, input, *, out=None):
+
+def relu_backward(grad_output: ArrayLike, input: ArrayLike, *, out: Array | None = None) -> Array:
     """Gradient of relu: ``grad_output * (input > 0)`` (0 at exactly 0, as torch.relu).
 
     ``input`` may be the forward input or its output (same sign pattern).
@@ -19,7 +24,7 @@ def relu_backward(grad_output, input, *, out=None):
     return _core.relu_backward(gy, x, out)
 
 
-def _relu_array(input, inplace=False, out=None):
+def _relu_array(input: Any, inplace: bool = False, out: Array | None = None) -> Array:
     """relu on an array (see cnnfast.functional.relu)."""
     op = "relu"
     if inplace:

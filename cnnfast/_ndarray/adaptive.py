@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .._typing import Array, Shape
 
-def _output_size(op, output_size, shape):
+
+def _output_size(op: str, output_size: int | None | Sequence[int | None], shape: Sequence[int]) -> tuple[int, ...]:
     if len(shape) not in (3, 4):
         raise ValueError(f"{op}: Expected 3D or 4D (batch mode) input, but got input of size {tuple(shape)}")
     if isinstance(output_size, (tuple, list)):
@@ -27,7 +32,7 @@ def _output_size(op, output_size, shape):
     return tuple(out)
 
 
-def _bins(size, out, dtype):
+def _bins(size: int, out: int, dtype: Any) -> Array:
     i = np.arange(out)
     start = (i * size) // out
     end = -((-(i + 1) * size) // out)
@@ -37,7 +42,7 @@ def _bins(size, out, dtype):
     return a
 
 
-def _adaptive_forward(x, oh, ow):
+def _adaptive_forward(x: Array, oh: int, ow: int) -> Array:
     h, w = x.shape[-2:]
     if (oh, ow) == (1, 1):
         return x.mean(axis=(-2, -1), keepdims=True)
@@ -47,7 +52,7 @@ def _adaptive_forward(x, oh, ow):
     return np.ascontiguousarray(ah @ (x @ aw.T))
 
 
-def _adaptive_backward(g, in_shape):
+def _adaptive_backward(g: Array, in_shape: Shape) -> Array:
     h, w = in_shape[-2:]
     oh, ow = g.shape[-2:]
     if h % oh == 0 and w % ow == 0:

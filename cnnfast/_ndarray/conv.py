@@ -1,13 +1,19 @@
 """The array math of cnnfast.functional.conv: ndarray in, ndarray out, no Tensor (see _ndarray/__init__.py)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import _core
 from .._utils import _as_float, _pair
 
+if TYPE_CHECKING:
+    from .._typing import Array, ArrayLike, IntPair, Padding, Shape
 
-def _conv_pads(op, padding, weight_shape, stride, dilation):
+
+def _conv_pads(op: str, padding: Padding, weight_shape: Sequence[int], stride: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
     """Normalise ``padding`` to (top, bottom, left, right).
 
     ``'valid'`` is no padding. ``'same'`` (stride 1 only, as in PyTorch) keeps H and W; when the
@@ -31,7 +37,7 @@ def _conv_pads(op, padding, weight_shape, stride, dilation):
     return (ph, ph, pw, pw)
 
 
-def _four_pads(op, padding):
+def _four_pads(op: str, padding: Any) -> Any:  # (top, bottom, left, right) ints; Any: callers index it freely
     """A 4-tuple ``(top, bottom, left, right)`` of non-negative ints (asymmetric, 'SAME_UPPER'-style)."""
     if any(isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer)) or p < 0 for p in padding):
         raise ValueError(f"{op}: padding as a 4-tuple must be non-negative ints (top, bottom, left, right), "
@@ -39,7 +45,8 @@ def _four_pads(op, padding):
     return tuple(int(p) for p in padding)
 
 
-def _prepare(op, stride, padding, dilation, groups, weight_shape):
+def _prepare(op: str, stride: IntPair, padding: Padding, dilation: IntPair, groups: int, weight_shape: Sequence[int]
+             ) -> tuple[tuple[int, int], tuple[int, int, int, int], tuple[int, int], int]:
     stride = _pair(stride, "stride", op)
     dilation = _pair(dilation, "dilation", op)
     if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
@@ -48,7 +55,7 @@ def _prepare(op, stride, padding, dilation, groups, weight_shape):
     return stride, pads, dilation, int(groups)
 
 
-def _batch(op, x, name="input"):
+def _batch(op: str, x: Array, name: str = "input") -> tuple[Array, bool]:
     """Accept a single image (C, H, W): returns (4-D array, unbatched flag)."""
     if x.ndim == 3:
         return x[None], True
@@ -57,7 +64,7 @@ def _batch(op, x, name="input"):
     return x, False
 
 
-def _pad_extra(x, pads):
+def _pad_extra(x: Array, pads: Sequence[int]) -> tuple[Array, tuple[int, int]]:
     """Zero-pad x by the asymmetric part of pads (top, bottom, left, right); returns (x, symmetric
     pads) for the kernels, which pad symmetrically."""
     t, b, l, r = pads
@@ -67,7 +74,8 @@ def _pad_extra(x, pads):
     return x, (st, sl)
 
 
-def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_output_shape(input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntPair = 1,
+                        padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Shape:
     """Output shape of :func:`conv2d` for the given shapes, validated exactly as conv2d validates.
 
     Output size per dimension is ``floor((H + 2p - d(k-1) - 1)/s) + 1``.
@@ -89,7 +97,8 @@ def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation
     return out[1:] if unbatched else out
 
 
-def _bwd_input(op, gy, input_shape, w, stride, pads, dilation, groups):
+def _bwd_input(op: str, gy: Array, input_shape: Sequence[int], w: Array, stride: tuple[int, int], pads: Sequence[int],
+               dilation: tuple[int, int], groups: int) -> Array:
     shape = tuple(int(v) for v in input_shape)
     unbatched = len(shape) == 3
     if unbatched:
@@ -107,7 +116,8 @@ def _bwd_input(op, gy, input_shape, w, stride, pads, dilation, groups):
     return gi[0] if unbatched else gi
 
 
-def _bwd_weight(op, x, weight_shape, gy, stride, pads, dilation, groups, bias):
+def _bwd_weight(op: str, x: Array, weight_shape: Sequence[int], gy: Array, stride: tuple[int, int], pads: Sequence[int],
+                dilation: tuple[int, int], groups: int, bias: bool) -> tuple[Array, Array | None]:
     x, unbatched = _batch(op, x)
     if unbatched and gy.ndim == 3:
         gy = gy[None]
@@ -115,8 +125,10 @@ def _bwd_weight(op, x, weight_shape, gy, stride, pads, dilation, groups, bias):
     return _core.conv2d_backward_weight(x, [int(v) for v in weight_shape], gy, stride, pad, dilation, groups, bias)
 
 
-def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
-                    output_mask=(True, True, True)):
+def conv2d_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: IntPair = 1,
+                    padding: Padding = 0, dilation: IntPair = 1, groups: int = 1,
+                    output_mask: Sequence[bool] = (True, True, True)
+                    ) -> tuple[Array | None, Array | None, Array | None]:
     """Gradients of :func:`conv2d`: returns ``(grad_input, grad_weight, grad_bias)``.
 
     ``output_mask`` selects which of the three are computed (the others are None), as in
@@ -135,7 +147,8 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     return gi, gw, gb
 
 
-def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_input(input_size: Sequence[int], weight: ArrayLike, grad_output: ArrayLike, stride: IntPair = 1,
+                 padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Array:
     """Gradient of conv2d with respect to its input (``torch.nn.grad.conv2d_input``)."""
     op = "conv2d_input"
     gy, w = _as_float(op, grad_output=grad_output, weight=weight)
@@ -143,7 +156,8 @@ def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     return _bwd_input(op, gy, input_size, w, stride, pads, dilation, groups)
 
 
-def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_weight(input: ArrayLike, weight_size: Sequence[int], grad_output: ArrayLike, stride: IntPair = 1,
+                  padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Array:
     """Gradient of conv2d with respect to its weight (``torch.nn.grad.conv2d_weight``)."""
     op = "conv2d_weight"
     gy, x = _as_float(op, grad_output=grad_output, input=input)
@@ -152,7 +166,8 @@ def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
     return _bwd_weight(op, x, weight_size, gy, stride, pads, dilation, groups, False)[0]
 
 
-def _conv2d_array(op, input, weight, bias, stride, padding, dilation, groups, relu):
+def _conv2d_array(op: str, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None, stride: IntPair,
+                  padding: Padding, dilation: IntPair, groups: int, relu: bool) -> Array:
     """conv2d (+ fused relu) on arrays (see cnnfast.functional.conv2d)."""
     x, w, b = _as_float(op, input=input, weight=weight, bias=bias)
     stride, pads, dilation, groups = _prepare(op, stride, padding, dilation, groups, w.shape)

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .._typing import Array
 
-def _cat_check(op, shapes, dim):
+
+def _cat_check(op: str, shapes: Sequence[Sequence[int]], dim: int) -> int:
     if not shapes:
         raise ValueError(f"{op}: expected a non-empty sequence of arrays")
     nd = len(shapes[0])
@@ -24,7 +29,7 @@ def _cat_check(op, shapes, dim):
     return d
 
 
-def _pad_pairs(op, shape, pad):
+def _pad_pairs(op: str, shape: Sequence[int], pad: Sequence[int]) -> list[tuple[int, int]]:
     """torch's pad tuple (last dim first: left, right, top, bottom, ...) -> per-axis (before, after)."""
     if not isinstance(pad, (tuple, list)) or len(pad) % 2 or \
             any(isinstance(p, bool) or not isinstance(p, numbers.Integral) for p in pad):
@@ -41,14 +46,14 @@ def _pad_pairs(op, shape, pad):
     return pairs
 
 
-def _crop(a, pairs):
+def _crop(a: Array, pairs: Sequence[tuple[int, int]]) -> Array:
     """Apply the negative parts of pairs (cropping); returns a view."""
     idx = tuple(slice(-b if b < 0 else 0, a.shape[i] + a_ if a_ < 0 else None)
                 for i, (b, a_) in enumerate(pairs))
     return a[idx]
 
 
-def _pad_forward(x, pairs, value):
+def _pad_forward(x: Array, pairs: Sequence[tuple[int, int]], value: float) -> Array:
     x = _crop(x, pairs)
     pos = [(max(b, 0), max(a, 0)) for b, a in pairs]
     if any(b or a for b, a in pos):
@@ -56,6 +61,6 @@ def _pad_forward(x, pairs, value):
     return np.ascontiguousarray(x)
 
 
-def _pad_backward(g, pairs):
+def _pad_backward(g: Array, pairs: Sequence[tuple[int, int]]) -> Array:
     """The transpose of _pad_forward: crop the padding off, zero-fill what was cropped."""
     return _pad_forward(g, [(-b, -a) for b, a in pairs], 0)

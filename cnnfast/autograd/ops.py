@@ -8,6 +8,8 @@ given a Tensor. The array math, shared with the ndarray path, lives one layer do
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,10 +22,13 @@ from .function import Function
 from . import tensor as _tensor
 from .tensor import Tensor
 
+if TYPE_CHECKING:
+    from .._typing import Array, ArrayLike, IntPair, Shape
+
 # ---------------------------------------------------------------------------- helpers
 
 
-def _unbroadcast(g, shape):
+def _unbroadcast(g: Any, shape: Shape) -> Array:
     """Sum ``g`` over the axes that broadcasting added or stretched, to get back ``shape``."""
     if g.shape == shape:
         return g if type(g) is np.ndarray else np.asarray(g)
@@ -36,11 +41,11 @@ def _unbroadcast(g, shape):
     return np.asarray(g)
 
 
-def _shape(x):
+def _shape(x: Any) -> Shape:
     return x.shape if isinstance(x, np.ndarray) else np.shape(x)
 
 
-def _as_input(x):
+def _as_input(x: Any) -> Tensor | Array | None:
     """Tensor or array-like -> something Function.apply accepts (array-likes become arrays)."""
     if isinstance(x, (Tensor, np.ndarray)) or x is None:
         return x
@@ -52,12 +57,12 @@ def _as_input(x):
 
 class Add(Function):
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: ArrayLike, b: ArrayLike) -> Array:
         ctx.shapes = (_shape(a), _shape(b))
         return np.add(a, b)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         na, nb = ctx.needs_input_grad
         sa, sb = ctx.shapes
         return (_unbroadcast(g, sa) if na else None), (_unbroadcast(g, sb) if nb else None)
@@ -65,12 +70,12 @@ class Add(Function):
 
 class Sub(Function):
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: ArrayLike, b: ArrayLike) -> Array:
         ctx.shapes = (_shape(a), _shape(b))
         return np.subtract(a, b)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         na, nb = ctx.needs_input_grad
         sa, sb = ctx.shapes
         return (_unbroadcast(g, sa) if na else None), (_unbroadcast(-g, sb) if nb else None)
@@ -78,12 +83,12 @@ class Sub(Function):
 
 class Mul(Function):
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: ArrayLike, b: ArrayLike) -> Array:
         ctx.save_for_backward(a, b)
         return np.multiply(a, b)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
         return (_unbroadcast(g * b, _shape(a)) if na else None), (_unbroadcast(g * a, _shape(b)) if nb else None)
@@ -91,12 +96,12 @@ class Mul(Function):
 
 class Div(Function):
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: ArrayLike, b: ArrayLike) -> Array:
         ctx.save_for_backward(a, b)
         return np.true_divide(a, b)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
         ga = _unbroadcast(g / b, _shape(a)) if na else None
@@ -106,13 +111,13 @@ class Div(Function):
 
 class Pow(Function):
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: ArrayLike, b: ArrayLike) -> Array:
         out = np.power(a, b)
         ctx.save_for_backward(a, b, out)
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a, b, out = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
         ga = gb = None
@@ -128,7 +133,7 @@ class Pow(Function):
 
 class MatMul(Function):
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: ArrayLike, b: ArrayLike) -> Array:
         a = np.asarray(a)
         b = np.asarray(b)
         if a.ndim == 0 or b.ndim == 0:
@@ -140,7 +145,7 @@ class MatMul(Function):
         return np.matmul(a, b)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
         a2 = a[None] if a.ndim == 1 else a
@@ -160,32 +165,32 @@ class MatMul(Function):
 
 class Neg(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         return np.negative(a)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return -g
 
 
 class Clone(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         return np.array(a, copy=True)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g
 
 
 class Cast(Function):
     @staticmethod
-    def forward(ctx, a, dtype):
+    def forward(ctx: Any, a: Array, dtype: Any) -> Array:
         ctx.dtype = a.dtype
         return a.astype(dtype)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g.astype(ctx.dtype)
 
 
@@ -194,85 +199,85 @@ class Cast(Function):
 
 class Exp(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         out = np.exp(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g * ctx.saved_tensors[0]
 
 
 class Log(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         ctx.save_for_backward(a)
         return np.log(a)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g / ctx.saved_tensors[0]
 
 
 class Sqrt(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         out = np.sqrt(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g / (2 * ctx.saved_tensors[0])
 
 
 class Tanh(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         out = np.tanh(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         out = ctx.saved_tensors[0]
         return g * (1 - out * out)
 
 
 class Sigmoid(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         out = _misc._sigmoid(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         out = ctx.saved_tensors[0]
         return g * out * (1 - out)
 
 
 class Abs(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         ctx.save_for_backward(a)
         return np.abs(a)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g * np.sign(ctx.saved_tensors[0])
 
 
 class Clip(Function):
     @staticmethod
-    def forward(ctx, a, lo=None, hi=None):
+    def forward(ctx: Any, a: Array, lo: Any = None, hi: Any = None) -> Array:
         ctx.save_for_backward(a)
         ctx.lo, ctx.hi = lo, hi
         return np.clip(a, lo, hi)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a = ctx.saved_tensors[0]
         mask = np.ones(a.shape, dtype=bool)
         if ctx.lo is not None:
@@ -284,72 +289,72 @@ class Clip(Function):
 
 class ReLU(Function):
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx: Any, a: Array) -> Array:
         out = _nd.relu_array(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _nd.relu_backward(g, ctx.saved_tensors[0])
 
 
 class LeakyReLU(Function):
     @staticmethod
-    def forward(ctx, a, negative_slope=0.01):
+    def forward(ctx: Any, a: Array, negative_slope: float = 0.01) -> Array:
         ctx.save_for_backward(a)
         ctx.slope = negative_slope
         return _misc._leaky_relu(a, negative_slope)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a = ctx.saved_tensors[0]
         return np.where(a > 0, g, g * np.asarray(ctx.slope, dtype=g.dtype))
 
 
 class Softmax(Function):
     @staticmethod
-    def forward(ctx, a, dim):
+    def forward(ctx: Any, a: Array, dim: Any) -> Array:
         out = _misc._softmax(a, dim)
         ctx.save_for_backward(out)
         ctx.dim = dim
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         out = ctx.saved_tensors[0]
         return out * (g - (g * out).sum(axis=ctx.dim, keepdims=True))
 
 
 class LogSoftmax(Function):
     @staticmethod
-    def forward(ctx, a, dim):
+    def forward(ctx: Any, a: Array, dim: Any) -> Array:
         out = _misc._log_softmax(a, dim)
         ctx.save_for_backward(out)
         ctx.dim = dim
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         out = ctx.saved_tensors[0]
         return g - np.exp(out) * g.sum(axis=ctx.dim, keepdims=True)
 
 
 class Dropout(Function):
     @staticmethod
-    def forward(ctx, a, mask):
+    def forward(ctx: Any, a: Array, mask: Any) -> Array:
         ctx.mask = mask
         return a * mask
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g * ctx.mask, None
 
 
 # ---------------------------------------------------------------------------- reductions
 
 
-def _norm_axes(axis, ndim, op):
+def _norm_axes(axis: int | tuple[int, ...] | None, ndim: int, op: str) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
     axes = axis if isinstance(axis, tuple) else (axis,)
@@ -361,7 +366,7 @@ def _norm_axes(axis, ndim, op):
     return tuple(out)
 
 
-def _expand_back(g, in_shape, axes, keepdims):
+def _expand_back(g: Array, in_shape: Shape, axes: tuple[int, ...], keepdims: bool) -> Array:
     """Broadcast a reduced gradient back to the input shape (a read-only view)."""
     if not keepdims:
         g = np.expand_dims(g, axes) if axes else g
@@ -370,7 +375,7 @@ def _expand_back(g, in_shape, axes, keepdims):
 
 class Sum(Function):
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False):
+    def forward(ctx: Any, a: Array, axis: Any = None, keepdims: bool = False) -> Array:
         a = np.asarray(a)
         ctx.shape = a.shape
         ctx.axes = _norm_axes(axis, a.ndim, "sum") if a.ndim else ()
@@ -378,13 +383,13 @@ class Sum(Function):
         return np.asarray(np.sum(a, axis=ctx.axes, keepdims=keepdims))
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _expand_back(g, ctx.shape, ctx.axes, ctx.keepdims)
 
 
 class Mean(Function):
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False):
+    def forward(ctx: Any, a: Array, axis: Any = None, keepdims: bool = False) -> Array:
         a = np.asarray(a)
         ctx.shape = a.shape
         ctx.axes = _norm_axes(axis, a.ndim, "mean") if a.ndim else ()
@@ -394,13 +399,13 @@ class Mean(Function):
         return np.asarray(out)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _expand_back(g / g.dtype.type(ctx.count), ctx.shape, ctx.axes, ctx.keepdims)
 
 
 class Max(Function):
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False, sign=1):
+    def forward(ctx: Any, a: Array, axis: Any = None, keepdims: bool = False, sign: int = 1) -> Array:
         a = np.asarray(a)
         if a.size == 0:
             raise ValueError(f"{'max' if sign > 0 else 'min'}: cannot reduce an empty tensor of shape {a.shape}")
@@ -412,7 +417,7 @@ class Max(Function):
         return np.asarray(out if keepdims else np.squeeze(out, axis=axes))
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         a, out = ctx.saved_tensors
         mask = a == out
         count = mask.sum(axis=ctx.axes, keepdims=True)
@@ -426,7 +431,7 @@ class Max(Function):
 
 class Reshape(Function):
     @staticmethod
-    def forward(ctx, a, shape):
+    def forward(ctx: Any, a: Array, shape: Any) -> Array:
         ctx.shape = np.shape(a)
         try:
             return np.reshape(a, shape)
@@ -435,13 +440,13 @@ class Reshape(Function):
                              f"({int(np.prod(ctx.shape))} elements)") from None
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return g.reshape(ctx.shape)
 
 
 class Permute(Function):
     @staticmethod
-    def forward(ctx, a, perm):
+    def forward(ctx: Any, a: Array, perm: Any) -> Array:
         a = np.asarray(a)
         if len(perm) != a.ndim or sorted(p % max(a.ndim, 1) for p in perm) != list(range(a.ndim)):
             raise ValueError(f"permute: {perm} is not a permutation of the {a.ndim} dimensions of shape {a.shape}")
@@ -449,11 +454,11 @@ class Permute(Function):
         return np.transpose(a, perm)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return np.transpose(g, ctx.inv)
 
 
-def _is_basic_index(index):
+def _is_basic_index(index: Any) -> bool:
     items = index if isinstance(index, tuple) else (index,)
     for i in items:
         if not (i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer))) or isinstance(i, bool):
@@ -461,7 +466,7 @@ def _is_basic_index(index):
     return True
 
 
-def _unwrap_index(index):
+def _unwrap_index(index: Any) -> Any:
     if isinstance(index, Tensor):
         return index.data
     if isinstance(index, tuple):
@@ -471,7 +476,7 @@ def _unwrap_index(index):
 
 class GetItem(Function):
     @staticmethod
-    def forward(ctx, a, index):
+    def forward(ctx: Any, a: Array, index: Any) -> Array:
         index = _unwrap_index(index)
         ctx.index = index
         ctx.shape = a.shape
@@ -479,7 +484,7 @@ class GetItem(Function):
         return np.asarray(a[index])
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         gx = np.zeros(ctx.shape, dtype=g.dtype)
         if _is_basic_index(ctx.index):
             gx[ctx.index] = g
@@ -493,13 +498,13 @@ class GetItem(Function):
 
 class Linear(Function):
     @staticmethod
-    def forward(ctx, x, w, b=None):
+    def forward(ctx: Any, x: Array, w: Array, b: Array | None = None) -> Array:
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
         return _misc._linear(x, w, b)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         x, w = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad
         g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
@@ -520,7 +525,8 @@ class Linear(Function):
         return gx, gw, gb
 
 
-def _conv2d_grads(ctx, g, x, w, nx, nw, nb):
+def _conv2d_grads(ctx: Any, g: Array, x: Array, w: Array, nx: bool, nw: bool,
+                  nb: bool) -> tuple[Array | None, Array | None, Array | None]:
     """conv2d's input, weight and bias gradients for ``g`` (ctx.args = stride, padding, dilation,
     groups), each in its input's own dtype (the kernels compute in the promoted one)."""
     stride, padding, dilation, groups = ctx.args
@@ -535,7 +541,8 @@ def _conv2d_grads(ctx, g, x, w, nx, nw, nb):
 
 class Conv2d(Function):
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups, relu):
+    def forward(ctx: Any, x: Array, w: Array, b: Array | None, stride: Any, padding: Any, dilation: Any, groups: Any,
+                relu: bool) -> Array:
         out = _nd.conv2d_array("conv2d", x, w, b, stride, padding, dilation, groups, relu)
         ctx.save_for_backward(x, w, out if relu else None)
         ctx.args = (stride, padding, dilation, groups)
@@ -543,7 +550,7 @@ class Conv2d(Function):
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         x, w, out = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
         if out is not None:
@@ -553,7 +560,7 @@ class Conv2d(Function):
 
 class MaxPool2d(Function):
     @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
+    def forward(ctx: Any, x: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> Array:
         out, idx = _nd.max_pool2d_array("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode, True)
         ctx.indices = idx
         ctx.shape = x.shape
@@ -562,7 +569,7 @@ class MaxPool2d(Function):
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         gx = _nd.max_pool2d_backward(g, tuple(ctx.shape), ctx.indices, *ctx.args)
         return gx if gx.dtype == ctx.dtype else gx.astype(ctx.dtype)
 
@@ -575,7 +582,8 @@ class Conv2dReLUMaxPool2d(Function):
     which is then not kept for backward."""
 
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups, pool_args):
+    def forward(ctx: Any, x: Array, w: Array, b: Array | None, stride: Any, padding: Any, dilation: Any, groups: Any,
+                pool_args: tuple[Any, Any, Any, Any, bool]) -> Array:
         out = _nd.conv2d_array("conv2d", x, w, b, stride, padding, dilation, groups, True)
         y, idx = _nd.max_pool2d_array("max_pool2d", out, *pool_args, True)
         ctx.save_for_backward(x, w, y)
@@ -587,7 +595,7 @@ class Conv2dReLUMaxPool2d(Function):
         return y
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         x, w, y = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
         g = _nd.max_pool2d_backward(_nd.relu_backward(g, y), tuple(ctx.out_shape), ctx.indices, *ctx.pool_args)
@@ -596,7 +604,8 @@ class Conv2dReLUMaxPool2d(Function):
 
 class AvgPool2d(Function):
     @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    def forward(ctx: Any, x: Array, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool,
+                count_include_pad: bool, divisor_override: Any) -> Array:
         out, plan = _misc._avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                                               divisor_override)
         ctx.plan = plan
@@ -604,7 +613,7 @@ class AvgPool2d(Function):
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         gx = _misc._avg_pool2d_backward(g, ctx.plan)
         return gx if gx.dtype == ctx.dtype else gx.astype(ctx.dtype)
 
@@ -616,41 +625,41 @@ class CrossEntropy(Function):
     """Softmax + cross entropy in one node: grad = (softmax * sum(A) - A) * scale."""
 
     @staticmethod
-    def forward(ctx, x, target, weight, ignore_index, reduction, label_smoothing):
+    def forward(ctx: Any, x: Array, target: Any, weight: Any, ignore_index: Any, reduction: str, label_smoothing: Any) -> Array:
         loss, saved = _loss._cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing)
         ctx.saved = saved
         ctx.reduction = reduction
         return loss
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         gx, gt = _loss._cross_entropy_backward(g, ctx.saved, ctx.reduction, ctx.needs_input_grad[1])
         return gx, gt, None
 
 
 class NLLLoss(Function):
     @staticmethod
-    def forward(ctx, x, target, weight, ignore_index, reduction):
+    def forward(ctx: Any, x: Array, target: Any, weight: Any, ignore_index: Any, reduction: str) -> Array:
         loss, saved = _loss._nll_forward(x, target, weight, ignore_index, reduction)
         ctx.saved = saved
         ctx.reduction = reduction
         return loss
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _loss._nll_backward(g, ctx.saved, ctx.reduction), None, None
 
 
 class MSELoss(Function):
     @staticmethod
-    def forward(ctx, x, target, reduction):
+    def forward(ctx: Any, x: Array, target: Any, reduction: str) -> Array:
         diff = np.subtract(x, target)
         ctx.save_for_backward(diff)
         ctx.reduction = reduction
         return _loss._reduce(diff * diff, reduction)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         (diff,) = ctx.saved_tensors
         gd = _loss._reduce_backward(g, diff.shape, ctx.reduction) * (2 * diff)
         nx, nt = ctx.needs_input_grad[:2]
@@ -659,14 +668,14 @@ class MSELoss(Function):
 
 class BCEWithLogits(Function):
     @staticmethod
-    def forward(ctx, x, target, weight, pos_weight, reduction):
+    def forward(ctx: Any, x: Array, target: Any, weight: Any, pos_weight: Any, reduction: str) -> Array:
         loss, saved = _loss._bce_logits_forward(x, target, weight, pos_weight, reduction)
         ctx.saved = saved
         ctx.reduction = reduction
         return loss
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         gx, gt = _loss._bce_logits_backward(g, ctx.saved, ctx.reduction, ctx.needs_input_grad[1])
         return gx, gt, None, None
 
@@ -675,23 +684,27 @@ class BCEWithLogits(Function):
 # Called by cnnfast.functional when an argument is a Tensor.
 
 
-def conv2d(input, weight, bias, stride, padding, dilation, groups, relu=False):
+def conv2d(input: Any, weight: Any, bias: Any, stride: IntPair, padding: Any, dilation: IntPair, groups: int,
+           relu: bool = False) -> Tensor:
     return Conv2d.apply(_as_input(input), _as_input(weight), _as_input(bias), stride, padding, dilation, groups, relu)
 
 
-def conv2d_relu_max_pool2d(input, weight, bias, stride, padding, dilation, groups, pool_args):
+def conv2d_relu_max_pool2d(input: Any, weight: Any, bias: Any, stride: IntPair, padding: Any, dilation: IntPair,
+                           groups: int, pool_args: tuple[Any, ...]) -> Tensor:
     """``max_pool2d(relu(conv2d(...)), *pool_args)`` recorded as one node; ``pool_args`` is
     ``(kernel_size, stride, padding, dilation, ceil_mode)``, already normalised (symmetric padding)."""
     return Conv2dReLUMaxPool2d.apply(_as_input(input), _as_input(weight), _as_input(bias), stride, padding,
                                      dilation, groups, pool_args)
 
 
-def max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
-    out, ctx = MaxPool2d._apply_ctx((input, kernel_size, stride, padding, dilation, ceil_mode), {})
+def max_pool2d(input: Tensor, kernel_size: IntPair, stride: IntPair, padding: Any, dilation: IntPair, ceil_mode: bool,
+               return_indices: bool) -> Any:
+    res: tuple[Any, Any] = MaxPool2d._apply_ctx((input, kernel_size, stride, padding, dilation, ceil_mode), {})
+    out, ctx = res
     return (out, ctx.indices) if return_indices else out
 
 
-def relu(input, inplace=False):
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """relu on a Tensor. ``inplace`` overwrites the data only when nothing is recorded (no_grad or
     no grad needed); while recording it computes out of place, since saved arrays may alias it."""
     if inplace and not (input.requires_grad and _grad_enabled()):
@@ -701,7 +714,7 @@ def relu(input, inplace=False):
     return ReLU.apply(input)
 
 
-def _grad_enabled():
+def _grad_enabled() -> bool:
     from .grad_mode import is_grad_enabled
 
     return is_grad_enabled()
@@ -717,13 +730,15 @@ from .._ndarray import pointwise as _pw  # noqa: E402
 from .._ndarray import shape as _shape_ops  # noqa: E402
 
 
-def _like(g, dtype):
+def _like(g: Array, dtype: Any) -> Array:
     return g if g.dtype == dtype else g.astype(dtype)
 
 
 class BatchNorm(Function):
     @staticmethod
-    def forward(ctx, x, w, b, running_mean=None, running_var=None, training=False, momentum=0.1, eps=1e-5):
+    def forward(ctx: Any, x: Array, w: Array | None, b: Array | None, running_mean: Array | None = None,
+                running_var: Array | None = None, training: bool = False, momentum: float = 0.1,
+                eps: float = 1e-5) -> Array:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             x = x.astype(np.float32)
@@ -735,17 +750,17 @@ class BatchNorm(Function):
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         gx, gw, gb = _norm._batch_norm_backward(g, ctx.saved, ctx.needs_input_grad)
         dx, dw, db = ctx.dtypes
         return (None if gx is None else _like(gx, dx)), (None if gw is None else _like(gw, dw)), \
             (None if gb is None else _like(gb, db))
 
 
-def _unary_function(name, fwd, bwd):
+def _unary_function(name: str, fwd: Callable[..., Array], bwd: Callable[..., Array]) -> type[Function]:
     """An autograd Function for an elementwise op y = fwd(x, **kw), dx = bwd(g, x, **kw)."""
 
-    def forward(ctx, x, **kw):
+    def forward(ctx: Any, x: Array, **kw: Any) -> Array:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             x = x.astype(np.float32)
@@ -753,7 +768,7 @@ def _unary_function(name, fwd, bwd):
         ctx.kw = kw
         return fwd(x, **kw)
 
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         (x,) = ctx.saved_tensors
         return _like(bwd(g, x, **ctx.kw), x.dtype)
 
@@ -770,7 +785,7 @@ GELU = _unary_function("GELU", _pw._gelu, _pw._gelu_backward)
 
 class PReLU(Function):
     @staticmethod
-    def forward(ctx, x, w):
+    def forward(ctx: Any, x: Array, w: Array) -> Array:
         x = np.asarray(x)
         w = np.asarray(w)
         if x.dtype.kind != "f":
@@ -780,7 +795,7 @@ class PReLU(Function):
         return _pw._prelu(x, w)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         x, w = ctx.saved_tensors
         nx, nw = ctx.needs_input_grad
         gx, gw = _pw._prelu_backward(g, x, w, nx, nw)
@@ -789,7 +804,7 @@ class PReLU(Function):
 
 class LocalResponseNorm(Function):
     @staticmethod
-    def forward(ctx, x, size, alpha, beta, k):
+    def forward(ctx: Any, x: Array, size: Any, alpha: Any, beta: Any, k: Any) -> Array:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             x = x.astype(np.float32)
@@ -798,13 +813,13 @@ class LocalResponseNorm(Function):
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _norm._lrn_backward(g, ctx.saved, *ctx.args)
 
 
 class AdaptiveAvgPool2d(Function):
     @staticmethod
-    def forward(ctx, x, output_size):
+    def forward(ctx: Any, x: Array, output_size: Any) -> Array:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             x = x.astype(np.float32)
@@ -812,21 +827,21 @@ class AdaptiveAvgPool2d(Function):
         return _adaptive._adaptive_forward(x, *output_size)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _adaptive._adaptive_backward(g, ctx.shape)
 
 
 class Cat(Function):
     @staticmethod
-    def forward(ctx, *arrays, dim=0):
-        arrays = [np.asarray(a) for a in arrays]
+    def forward(ctx: Any, *arrays: Any, dim: int = 0) -> Array:
+        arrs = [np.asarray(a) for a in arrays]
         ctx.dim = dim
-        ctx.bounds = np.cumsum([a.shape[dim] for a in arrays])[:-1]
-        ctx.dtypes = [a.dtype for a in arrays]
-        return np.concatenate(arrays, axis=dim)
+        ctx.bounds = np.cumsum([a.shape[dim] for a in arrs])[:-1]
+        ctx.dtypes = [a.dtype for a in arrs]
+        return np.concatenate(arrs, axis=dim)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         parts = np.split(g, ctx.bounds, axis=ctx.dim)
         return tuple(_like(np.ascontiguousarray(p), dt) if need else None
                      for p, dt, need in zip(parts, ctx.dtypes, ctx.needs_input_grad))
@@ -834,12 +849,12 @@ class Cat(Function):
 
 class Pad(Function):
     @staticmethod
-    def forward(ctx, x, pairs, value=0):
+    def forward(ctx: Any, x: Array, pairs: Any, value: int = 0) -> Array:
         ctx.pairs = pairs
         return _shape_ops._pad_forward(np.asarray(x), pairs, value)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Array) -> Any:
         return _shape_ops._pad_backward(g, ctx.pairs)
 
 

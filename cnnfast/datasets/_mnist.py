@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .._typing import Array, DTypeLike
 
 __all__ = ["load_mnist_5k", "MNIST_5K_CLASSES"]
 
@@ -23,7 +27,7 @@ _SIZES = {"train": 4000, "test": 1000}
 
 
 @functools.lru_cache(maxsize=1)
-def _raw():
+def _raw() -> dict[str, Array]:
     """Read the archive once (about 5 ms); callers get copies, never these arrays."""
     try:
         with np.load(_FILE, allow_pickle=False) as f:
@@ -39,7 +43,7 @@ def _raw():
     return arrays
 
 
-def _split(name, normalize, dtype):
+def _split(name: str, normalize: bool, dtype: np.dtype) -> tuple[Array, Array]:
     a = _raw()
     x = a[f"x_{name}"][:, None, :, :]  # NCHW: (N, 1, 28, 28)
     if normalize:
@@ -49,7 +53,13 @@ def _split(name, normalize, dtype):
     return x, a[f"y_{name}"].astype(np.int64)
 
 
-def load_mnist_5k(split=None, normalize=True, dtype=np.float32):
+@overload
+def load_mnist_5k(split: None = None, normalize: bool = True,
+                  dtype: DTypeLike = np.float32) -> tuple[tuple[Array, Array], tuple[Array, Array]]: ...
+@overload
+def load_mnist_5k(split: str, normalize: bool = True, dtype: DTypeLike = np.float32) -> tuple[Array, Array]: ...
+def load_mnist_5k(split: str | None = None, normalize: bool = True, dtype: DTypeLike = np.float32
+                  ) -> tuple[Array, Array] | tuple[tuple[Array, Array], tuple[Array, Array]]:
     """Load 5,000 real MNIST digits (500 per class) in a fixed, class-stratified split.
 
     Parameters
@@ -69,11 +79,11 @@ def load_mnist_5k(split=None, normalize=True, dtype=np.float32):
     shuffled once, fixed and identical on every call and every machine (it is stored in the file).
     Fresh arrays are returned on each call, so modifying them is safe.
     """
-    dtype = np.dtype(dtype)
-    if normalize and dtype not in (np.float32, np.float64):
-        raise ValueError(f"load_mnist_5k: dtype must be float32 or float64 when normalize=True, got {dtype}")
+    dt = np.dtype(dtype)
+    if normalize and dt not in (np.float32, np.float64):
+        raise ValueError(f"load_mnist_5k: dtype must be float32 or float64 when normalize=True, got {dt}")
     if split is None:
-        return _split("train", normalize, dtype), _split("test", normalize, dtype)
+        return _split("train", normalize, dt), _split("test", normalize, dt)
     if split not in _SIZES:
         raise ValueError(f"load_mnist_5k: split must be None, 'train' or 'test', got {split!r}")
-    return _split(split, normalize, dtype)
+    return _split(split, normalize, dt)

@@ -5,18 +5,24 @@ imports no container, so the layers point one way (container -> here; fusion.py 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import _core
 from .._ndarray.pointwise import _hardsigmoid, _hardswish, _relu6, _silu
 from .normalization import BatchNorm2d
 
+if TYPE_CHECKING:
+    from .module import Module
+
 # ------------------------------------------------------------------------------------------------
 # Inference on ndarrays: Conv2d -> eval BatchNorm2d -> activation in one conv call where possible.
 # Sequential.forward calls conv_block_eval for a Conv2d child given an ndarray (nothing recorded).
 
 
-def _act_kinds():
+def _act_kinds() -> dict[type, str]:
     from .activation import ReLU
     from .pointwise import Hardsigmoid, Hardswish, ReLU6, SiLU
 
@@ -26,12 +32,12 @@ def _act_kinds():
 _ACTS: dict[type, str] = {}
 # each activation as _core.conv_bn_act_forward's (act, (a, b, lo, hi)); SiLU runs in NumPy after it
 # (the C++ kernel's SiLU has no vector exp yet)
-_FUSED_ACTS = {None: ("none", ()), "relu": ("relu", ()), "relu6": ("clamp", (1.0, 0.0, 0.0, 6.0)),
+_FUSED_ACTS: dict[str | None, tuple[str, tuple[float, ...]]] = {None: ("none", ()), "relu": ("relu", ()), "relu6": ("clamp", (1.0, 0.0, 0.0, 6.0)),
                "hardswish": ("hardswish", (1 / 6, 0.5, 0.0, 1.0)), "hardsigmoid": ("clamp", (1 / 6, 0.5, 0.0, 1.0)),
                "silu": ("none", ())}
 
 
-def conv_block_eval(mods, i, x):
+def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
     """Run ``mods[i]`` (a Conv2d) on the ndarray ``x`` together with an eval-mode BatchNorm2d and an
     activation (ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU) that directly follow it; returns
     ``(output, number of modules consumed)``. Same results as running them one by one, up to
@@ -76,11 +82,13 @@ def conv_block_eval(mods, i, x):
 
     fold = False
     if bn is not None:
+        rv, rm = bn.running_var, bn.running_mean
+        assert rv is not None and rm is not None  # bn was picked for tracking running stats
         dt = w.dtype.type
-        scale = dt(1) / np.sqrt(bn.running_var.astype(w.dtype, copy=False) + dt(bn.eps))
+        scale = dt(1) / np.sqrt(rv.astype(w.dtype, copy=False) + dt(bn.eps))
         if bn.weight is not None:
             scale = scale * bn.weight.data.astype(w.dtype, copy=False)
-        shift = -bn.running_mean.astype(w.dtype, copy=False) * scale
+        shift = -rm.astype(w.dtype, copy=False) * scale
         if bn.bias is not None:
             shift = shift + bn.bias.data.astype(w.dtype, copy=False)
         xs = np.shape(x)
@@ -110,7 +118,7 @@ def conv_block_eval(mods, i, x):
     return y, n_used
 
 
-def conv_bn_act(conv, bn, act, x):
+def conv_bn_act(conv: Module, bn: Module | None, act: Module | None, x: Any) -> Any:
     """``act(bn(conv(x)))`` for blocks written as attribute calls (ResNet, GoogLeNet): on an ndarray
     with no forward hooks on the three, one fused call (:func:`conv_block_eval`); otherwise the
     modules one by one (a Tensor is recorded as usual). ``bn`` and ``act`` may be None."""

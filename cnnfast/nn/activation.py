@@ -1,10 +1,13 @@
 """Activation layers: ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, LogSoftmax."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from .. import functional as F
 from .module import Module
+
+if TYPE_CHECKING:
+    from .._typing import ArrayOrTensor
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
 
@@ -12,54 +15,63 @@ __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
 class ReLU(Module):
     """``max(x, 0)``. ``inplace=True`` overwrites the input when nothing is being recorded."""
 
-    def __init__(self, inplace=False):
+    inplace: bool
+
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = bool(inplace)
 
-    def forward(self, input):
+    def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         return F.relu(input, inplace=self.inplace)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
 
 
 class LeakyReLU(Module):
-    def __init__(self, negative_slope=0.01, inplace=False):
+    negative_slope: float
+    inplace: bool
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__()
         self.negative_slope = negative_slope
         self.inplace = bool(inplace)
 
-    def forward(self, input):
+    def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         return F.leaky_relu(input, self.negative_slope, self.inplace)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
 
 
 class Sigmoid(Module):
-    def forward(self, input):
+    def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         return F.sigmoid(input)
 
 
 class Tanh(Module):
-    def forward(self, input):
+    def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         return F.tanh(input)
 
 
 class _SoftmaxBase(Module):
-    _fn: Callable[..., Any] | None = None
+    _fn: ClassVar[Callable[..., Any] | None] = None
+    dim: int | None
 
-    def __init__(self, dim=None):
+    def __init__(self, dim: int | None = None) -> None:
         super().__init__()
         self.dim = dim
 
-    def forward(self, input):
+    def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         if self.dim is None:
             raise ValueError(f"{type(self).__name__}: dim is not set; construct it with dim=, e.g. "
                              f"{type(self).__name__}(dim=1) for (N, C) logits")
-        return type(self)._fn(input, self.dim)
+        fn = type(self)._fn
+        assert fn is not None, "subclasses set _fn"
+        out: ArrayOrTensor = fn(input, self.dim)
+        return out
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
 

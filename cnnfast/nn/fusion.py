@@ -7,6 +7,8 @@ so an inference network runs one kernel per conv and no BatchNorm pass at all. T
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ._eval_fusion import conv_bn_act, conv_block_eval  # noqa: F401  (the ndarray inference path)
@@ -15,28 +17,36 @@ from .linear import Identity
 from .module import Module, Parameter
 from .normalization import BatchNorm2d
 
+if TYPE_CHECKING:
+    from .._typing import Array, ArrayLike
+
 __all__ = ["fuse_conv_bn_weights", "fuse_conv_bn_eval", "fold_batchnorm", "conv_block_eval", "conv_bn_act"]
 
 
-def fuse_conv_bn_weights(conv_w, conv_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b):
+def fuse_conv_bn_weights(conv_w: ArrayLike, conv_b: ArrayLike | None, bn_rm: ArrayLike | None,
+                         bn_rv: ArrayLike | None, bn_eps: float, bn_w: ArrayLike | None,
+                         bn_b: ArrayLike | None) -> tuple[Array, Array]:
     """The folded ``(weight, bias)`` arrays (in ``conv_w``'s dtype; computed in float64).
 
     ``conv_b``, ``bn_w`` and ``bn_b`` may be None (no bias, ``affine=False``)."""
-    conv_w = np.asarray(conv_w)
-    c = conv_w.shape[0]
+    w0 = np.asarray(conv_w)
+    c = w0.shape[0]
     for name, a in (("running_mean", bn_rm), ("running_var", bn_rv), ("conv bias", conv_b), ("bn weight", bn_w),
                     ("bn bias", bn_b)):
         if a is not None and np.shape(a) != (c,):
             raise ValueError(f"fuse_conv_bn_weights: {name} of size {np.shape(a)} does not match the conv's "
-                             f"{c} output channels (weight of size {conv_w.shape})")
-    f64 = lambda a, fill: np.full(c, fill, np.float64) if a is None else np.asarray(a, np.float64)  # noqa: E731
+                             f"{c} output channels (weight of size {w0.shape})")
+
+    def f64(a: ArrayLike | None, fill: float) -> Array:
+        return np.full(c, fill, np.float64) if a is None else np.asarray(a, np.float64)
+
     scale = f64(bn_w, 1.0) / np.sqrt(f64(bn_rv, 1.0) + bn_eps)
-    w = conv_w.astype(np.float64) * scale.reshape((c,) + (1,) * (conv_w.ndim - 1))
+    w = w0.astype(np.float64) * scale.reshape((c,) + (1,) * (w0.ndim - 1))
     b = (f64(conv_b, 0.0) - f64(bn_rm, 0.0)) * scale + f64(bn_b, 0.0)
-    return w.astype(conv_w.dtype), b.astype(conv_w.dtype)
+    return w.astype(w0.dtype), b.astype(w0.dtype)
 
 
-def fuse_conv_bn_eval(conv, bn):
+def fuse_conv_bn_eval(conv: Conv2d, bn: BatchNorm2d) -> Conv2d:
     """A new Conv2d computing ``bn(conv(x))`` of the eval-mode ``bn`` (which must track running stats)."""
     if not isinstance(conv, Conv2d) or not isinstance(bn, BatchNorm2d):
         raise TypeError(f"fuse_conv_bn_eval: expected (Conv2d, BatchNorm2d), got ({type(conv).__name__}, "

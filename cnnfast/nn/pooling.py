@@ -32,7 +32,7 @@ class MaxPool2d(Module):
             padding = _four_pads("MaxPool2d", padding)
         k, st, p, d = _pool_args("MaxPool2d", kernel_size, stride, 0 if four else padding, dilation)
         if four:
-            p = (max(padding[:2]), max(padding[2:]))  # type: ignore[index]  # the 4-tuple of _four_pads
+            p = (max(padding[:2]), max(padding[2:]))  # type: ignore[index,assignment]  # the 4-tuple of _four_pads
         for name, v in (("kernel_size", k), ("stride", st), ("dilation", d)):
             if min(v) <= 0:
                 raise ValueError(f"MaxPool2d: {name} must be positive, got {v}")

@@ -3,13 +3,15 @@
 ``load`` needs the optional ``onnx`` package (``pip install 'cnnfast[onnx]'``), imported when
 called; importing ``cnnfast.onnx`` itself needs only NumPy.
 """
+from typing import Any
+
 from ._graph import SUPPORTED_OPS, GraphModule, OnnxConv2d, OnnxImportError
 from ._import import load
 
 __all__ = ["SUPPORTED_OPS", "GraphModule", "OnnxConv2d", "OnnxImportError", "export", "load"]
 
 
-def export(*args, **kwargs):
+def export(*args: Any, **kwargs: Any) -> None:
     """``export(model, path, example_input)``: write a cnnfast network as an ONNX file
     (implemented in ``cnnfast.onnx_export``)."""
     try:

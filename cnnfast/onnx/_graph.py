@@ -19,6 +19,8 @@ import json
 import math
 import re
 import weakref
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +31,9 @@ from ..nn.conv import Conv2d
 from ..nn.linear import Linear
 from ..nn.module import Module, Parameter
 from ..nn.normalization import BatchNorm2d
+
+if TYPE_CHECKING:
+    from .._typing import Array, DTypeLike
 
 __all__ = ["SUPPORTED_OPS", "GraphModule", "GraphSpec", "Node", "OnnxImportError", "load_spec", "save_spec"]
 
@@ -46,7 +51,8 @@ class Node:
 
     __slots__ = ("attrs", "inputs", "name", "op", "outputs")
 
-    def __init__(self, op, inputs, outputs, attrs=None, name=""):
+    def __init__(self, op: str, inputs: Iterable[str], outputs: Iterable[str], attrs: dict[str, Any] | None = None,
+                 name: str = "") -> None:
         self.op = op
         self.inputs = list(inputs)
         self.outputs = list(outputs)
@@ -61,7 +67,8 @@ class GraphSpec:
     """inputs: [(name, shape with None for free dims, numpy dtype)], outputs: [names],
     nodes: [Node] in topological order, constants: {name: ndarray}, opset: default-domain version."""
 
-    def __init__(self, inputs, outputs, nodes, constants, opset=13, source=""):
+    def __init__(self, inputs: Iterable[tuple[str, Sequence[int | None] | None, DTypeLike]], outputs: Iterable[str],
+                 nodes: Iterable[Node], constants: dict[str, Array], opset: int = 13, source: str = "") -> None:
         self.inputs = [(n, None if s is None else tuple(s), np.dtype(d)) for n, s, d in inputs]
         self.outputs = list(outputs)
         self.nodes = list(nodes)
@@ -742,7 +749,8 @@ class GraphModule(Module):
     ``train()`` to fine-tune. ``input_names`` / ``output_names`` list the graph's ends.
     """
 
-    def __init__(self, spec, outputs=None, inputs=None):
+    def __init__(self, spec: GraphSpec, outputs: str | Sequence[str] | None = None,
+                 inputs: str | Sequence[str] | None = None) -> None:
         super().__init__()
         if outputs is None:
             outputs = list(spec.outputs)
@@ -928,7 +936,7 @@ class GraphModule(Module):
         return Node(nd.op, nd.inputs, nd.outputs, dict(nd.attrs, _module=name), nd.name)
 
     # ------------------------------------------------------------------ run
-    def forward(self, *inputs):
+    def forward(self, *inputs: Any) -> Any:
         names = self.input_names
         if len(inputs) != len(names):
             raise ValueError(f"GraphModule: expected {len(names)} input(s) {names}, got {len(inputs)}")

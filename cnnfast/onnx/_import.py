@@ -2,15 +2,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._graph import DTYPES, GraphModule, GraphSpec, Node, OnnxImportError
 
+if TYPE_CHECKING:
+    import onnx
+
+    from .._typing import Array
+
 __all__ = ["load", "spec_from_onnx"]
 
 
-def _onnx():
+def _onnx() -> Any:
     try:
         import onnx
     except ImportError:
@@ -19,7 +26,7 @@ def _onnx():
     return onnx
 
 
-def _attr_value(onnx, a, where):
+def _attr_value(onnx: Any, a: Any, where: str) -> Any:
     from onnx import numpy_helper
 
     T = onnx.AttributeProto
@@ -41,7 +48,7 @@ def _attr_value(onnx, a, where):
                           f"(subgraphs and sparse tensors cannot be imported)")
 
 
-def _constant_value(onnx, node, attrs):
+def _constant_value(onnx: Any, node: Any, attrs: dict[str, Any]) -> Array:
     if "value" in attrs:
         return np.asarray(attrs["value"])
     for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
@@ -51,7 +58,7 @@ def _constant_value(onnx, node, attrs):
     raise OnnxImportError(f"Constant node {node.name!r}: no supported value attribute (got {sorted(attrs)})")
 
 
-def spec_from_onnx(model, source=""):
+def spec_from_onnx(model: onnx.ModelProto, source: str = "") -> GraphSpec:
     """An ``onnx.ModelProto`` -> :class:`GraphSpec` (initializers and Constant nodes as constants)."""
     onnx = _onnx()
     from onnx import numpy_helper
@@ -102,7 +109,9 @@ def spec_from_onnx(model, source=""):
     return GraphSpec(inputs, outputs, nodes, constants, opset, source)
 
 
-def load(path, outputs=None, *, inputs=None):
+def load(path: str | os.PathLike[str] | bytes | bytearray | onnx.ModelProto,
+         outputs: str | Sequence[str] | None = None, *,
+         inputs: str | Sequence[str] | None = None) -> GraphModule:
     """Import an ONNX model as a trainable ``cnnfast.nn.Module`` (see :class:`GraphModule`).
 
     ``path`` is a file name, bytes of a serialised model, or an ``onnx.ModelProto``. ``outputs``

@@ -7,6 +7,11 @@ PaddleOCR, Apache-2.0, via the rapidocr 3.10.0 wheel; see ``NOTICE`` and
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..onnx._graph import GraphModule
 
 __all__ = ["PPOCR_MEAN", "PPOCR_STD", "ppocr_backbone", "ppocr_backbone_info"]
 
@@ -16,7 +21,7 @@ PPOCR_MEAN = 0.5
 PPOCR_STD = 0.5
 
 
-def _files():
+def _files() -> tuple[str, str]:
     j, z = (os.path.join(_HERE, _STEM + ext) for ext in (".json", ".npz"))
     for p in (j, z):
         if not os.path.isfile(p):
@@ -25,7 +30,8 @@ def _files():
     return j, z
 
 
-def ppocr_backbone(outputs=None, inputs=None):
+def ppocr_backbone(outputs: str | Sequence[str] | None = None,
+                   inputs: str | Sequence[str] | None = None) -> GraphModule:
     """PP-OCRv6_rec_small's CNN backbone as a trainable ``cnnfast.nn.Module`` (eval mode, float32).
 
     Input: ``(N, 3, 48, W)`` float32, RGB in [0, 1] normalised as ``(x - 0.5) / 0.5``. Output:
@@ -40,7 +46,7 @@ def ppocr_backbone(outputs=None, inputs=None):
     return GraphModule(spec, outputs=outputs, inputs=inputs)
 
 
-def ppocr_backbone_info():
+def ppocr_backbone_info() -> dict[str, Any]:
     """The provenance record of :func:`ppocr_backbone` (source file, SHA-256, licence, shapes)."""
     import json
 
