@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -54,23 +54,22 @@ def _finish(fig: Figure, path: str | os.PathLike[str] | None) -> Figure:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     suffix = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".cnnfast-viz-", suffix=suffix)
-    os.close(fd)
+    # Created with mode 0o666 as open() would, so the process umask applies (it is never read or set).
+    while True:
+        tmp = os.path.join(directory, f".cnnfast-viz-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         fig.savefig(tmp, dpi=fig.dpi, format=None if os.path.splitext(path)[1] else "png")
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
     return fig
-
-
-# The process umask, to give saved files the permissions open() would. Reading it means setting it,
-# so it is read once, at import.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 def _fmt(v: float) -> str:
