@@ -278,6 +278,61 @@ def test_reduction_parts_independent_of_thread_count(isa, rng, case):
             np.testing.assert_array_equal(other[key], runs[0][key], err_msg=key)
 
 
+# Strided pointwise layers (1x1, stride > 1, no padding) run the GEMM kernels on a compact copy of
+# the sampled pixels, and bwd_input scatters the compact gradient into the zeroed gx (conv2d_gemm.h,
+# is_strided_1x1): even and odd sizes, unequal strides, a stride on one axis only, stride beyond
+# the plane (one output pixel), groups, enough channels for bwd_input's forward-conv path.
+STRIDED_1X1_CASES = {
+    "s2-even": (3, 12, 14, 14, 20, 1, 1, (2, 2), (0, 0), (1, 1), 1),
+    "s2-odd": (2, 10, 15, 13, 24, 1, 1, (2, 2), (0, 0), (1, 1), 1),
+    "s3x2": (2, 8, 17, 11, 16, 1, 1, (3, 2), (0, 0), (1, 1), 1),
+    "s2x1": (2, 8, 9, 10, 16, 1, 1, (2, 1), (0, 0), (1, 1), 1),
+    "s1x2-dilated": (2, 8, 9, 10, 16, 1, 1, (1, 2), (0, 0), (3, 3), 1),
+    "stride-beyond-plane": (3, 8, 3, 4, 16, 1, 1, (5, 5), (0, 0), (1, 1), 1),
+    "groups2": (2, 16, 12, 12, 24, 1, 1, (2, 2), (0, 0), (1, 1), 2),
+    "c96-bwd-input-as-fwd": (2, 96, 28, 28, 40, 1, 1, (2, 2), (0, 0), (1, 1), 1),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(STRIDED_1X1_CASES), ids=list(STRIDED_1X1_CASES))
+def test_strided_pointwise(isa, rng, case, dtype):
+    _check(isa, rng, dtype, *STRIDED_1X1_CASES[case])
+    if isa == "ref":
+        return
+    # Each pass pinned to the GEMM kernel (small shapes pick the direct kernels), against the oracle.
+    N, C, H, W, K, R, S, stride, padding, dilation, groups = STRIDED_1X1_CASES[case]
+    x, w, b, gy = _make(rng, dtype, N, C, H, W, K, R, S, stride, padding, dilation, groups)
+    terms = reference.conv2d_terms(x, w, b, gy, stride, padding, dilation, groups, True)
+    dt = "f32" if dtype == np.float32 else "f64"
+    for key in ("fwd", "bwd_input", "bwd_weight"):
+        cnnfast._core._pin_conv2d_kernel(f"conv2d_{key}_{dt}_{isa}")
+        try:
+            got = _passes(x, w, b, gy, stride, padding, dilation, groups, True)
+            last = cnnfast.runtime_info()["last_kernels"]
+        finally:
+            cnnfast._core._pin_conv2d_kernel(None)
+        assert last[f"conv2d_{key}_{dt}"] == f"conv2d_{key}_{dt}_{isa}", (key, last)
+        reference.assert_conv_close(got, terms, dtype, err_msg=f"isa={isa}, {key} pinned")
+
+
+def test_strided_pointwise_independent_of_thread_count(isa, rng):
+    shape = STRIDED_1X1_CASES["c96-bwd-input-as-fwd"]
+    N, C, H, W, K, R, S, stride, padding, dilation, groups = shape
+    x, w, b, gy = _make(rng, np.float32, *shape)
+    prev = cnnfast.get_num_threads()
+    runs = []
+    try:
+        for nt in (1, 2, 3):
+            cnnfast.set_num_threads(nt)
+            runs.append(_passes(x, w, b, gy, stride, padding, dilation, groups, True))
+    finally:
+        cnnfast.set_num_threads(prev)
+    for other in runs[1:]:
+        for key in runs[0]:
+            np.testing.assert_array_equal(other[key], runs[0][key], err_msg=key)
+
+
 # Stride-1 backward-input runs as a forward conv of gy with rotated, channel-swapped weights and
 # padding d*(R-1) - p, when C/groups >= 96 (AVX-512: 48) and N*OH*OW >= 512 (conv2d_gemm.h,
 # bwd_input_as_fwd). These shapes take that path (first six) or sit just outside it (next two:

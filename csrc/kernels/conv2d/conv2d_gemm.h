@@ -669,6 +669,55 @@ bool grouped_direct_bwd_weight(const Conv2dShape& p, const typename V::T* x, con
   return true;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Strided pointwise layers (1x1, stride > 1, no padding: ResNet's projection shortcuts) run as
+// the stride-1 problem on a compact copy of the sampled pixels, x'[n, c, oh, ow] =
+// x[n, c, oh*sh, ow*sw]: one gather of N*C*OH*OW values, then im2col-free GEMM rows (is_plain_1x1)
+// instead of one strided segment per output row in every column tile. bwd_input likewise computes
+// the compact gradient and scatters it into the zeroed gx. The copy lives in scratch slot 3 of
+// the calling thread (the stride-1 passes use slots 0-2).
+// ---------------------------------------------------------------------------------------------
+inline bool is_strided_1x1(const Conv2dShape& p) {
+  return p.R == 1 && p.S == 1 && p.ph == 0 && p.pw == 0 && (p.sh > 1 || p.sw > 1) && p.OH > 0 && p.OW > 0;
+}
+
+inline Conv2dShape compact_1x1_shape(const Conv2dShape& p) {
+  Conv2dShape q = p;
+  q.H = p.OH;
+  q.W = p.OW;
+  q.sh = q.sw = q.dh = q.dw = 1;
+  return q;
+}
+
+// Gathers (to_compact) xs[plane, oh, ow] = x[plane, oh*sh, ow*sw], or scatters back into a zeroed
+// full-size x, over N*C planes.
+template <typename T>
+void subsample_1x1(const Conv2dShape& p, const T* src, T* dst, bool to_compact) {
+  const int64_t HW = p.H * p.W, P = p.OH * p.OW;
+  parallel_for(p.N * p.C, P, [&](int64_t b, int64_t e) {
+    for (int64_t pl = b; pl < e; ++pl) {
+      if (to_compact) {
+        const T* s = src + pl * HW;
+        T* d = dst + pl * P;
+        for (int64_t oh = 0; oh < p.OH; ++oh) {
+          const T* srow = s + oh * p.sh * p.W;
+          T* drow = d + oh * p.OW;
+          for (int64_t ow = 0; ow < p.OW; ++ow) drow[ow] = srow[ow * p.sw];
+        }
+      } else {
+        const T* s = src + pl * P;
+        T* d = dst + pl * HW;
+        std::fill(d, d + HW, T(0));
+        for (int64_t oh = 0; oh < p.OH; ++oh) {
+          const T* srow = s + oh * p.OW;
+          T* drow = d + oh * p.sh * p.W;
+          for (int64_t ow = 0; ow < p.OW; ++ow) drow[ow * p.sw] = srow[ow];
+        }
+      }
+    }
+  });
+}
+
 // y = conv(x, w) + bias, ReLU. `rotated`: w is a layer's weights and the forward matrix is their
 // rotated, channel-swapped copy (bwd_input_as_fwd; p is then the rotated shape and bias null).
 template <class V, class B>
@@ -874,6 +923,13 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
 template <class V, class B>
 bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
          typename V::T* y, bool relu) {
+  using T = typename V::T;
+  if (is_strided_1x1(p)) {  // falls through to strided im2col if the copy cannot be allocated
+    if (T* xs = thread_scratch_of<T, 3>(size_t(p.N * p.C * p.OH * p.OW))) {
+      subsample_1x1(p, x, xs, true);
+      return fwd_impl<V, B>(compact_1x1_shape(p), xs, w, false, bias, y, relu);
+    }
+  }
   return fwd_impl<V, B>(p, x, w, false, bias, y, relu);
 }
 
@@ -905,6 +961,12 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
   using T = typename V::T;
   using R = typename V::R;
   constexpr int NR = 2 * V::N;
+  if (is_strided_1x1(p)) {  // falls through to strided im2col if the copy cannot be allocated
+    if (T* xs = thread_scratch_of<T, 3>(size_t(p.N * p.C * p.OH * p.OW))) {
+      subsample_1x1(p, x, xs, true);
+      return bwd_weight<V, B>(compact_1x1_shape(p), xs, gy, gw, gb);
+    }
+  }
   // Register tile rows: B::MRW with the im2col block at a fixed row stride LDA (one pointer, the
   // rows at constant offsets), else B::MR row pointers (LDA = 0: rows kcur apart).
   constexpr int MR = B::MRW > 0 ? B::MRW : B::MR;
@@ -1133,6 +1195,14 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
   if (P == 0 || Kg == 0) {
     std::fill(gx, gx + p.N * p.C * HW, T(0));
     return true;
+  }
+  if (is_strided_1x1(p)) {  // falls through to col2im if the compact gradient cannot be allocated
+    if (T* gxs = thread_scratch_of<T, 3>(size_t(p.N * p.C * P))) {
+      if (bwd_input<V, B>(compact_1x1_shape(p), gy, w, gxs)) {
+        subsample_1x1(p, gxs, gx, false);
+        return true;
+      }
+    }
   }
   // Grouped layers with few input channels per group: the grouped direct forward (no im2col).
   if (bwd_input_as_fwd(p, B::bwd_input_fwd_min_cg) ||
