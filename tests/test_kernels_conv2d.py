@@ -278,9 +278,9 @@ def test_reduction_parts_independent_of_thread_count(isa, rng, case):
             np.testing.assert_array_equal(other[key], runs[0][key], err_msg=key)
 
 
-# Strided pointwise layers (1x1, stride > 1, no padding) run the GEMM kernels on a compact copy of
-# the sampled pixels, and bwd_input scatters the compact gradient into the zeroed gx (conv2d_gemm.h,
-# is_strided_1x1): even and odd sizes, unequal strides, a stride on one axis only, stride beyond
+# Strided pointwise layers (1x1, stride > 1, no padding) on the GEMM kernels: bwd_input solves the
+# compact stride-1 problem and scatters it into the zeroed gx (conv2d_gemm.h, is_strided_1x1),
+# forward and weight gradient use strided im2col: even and odd sizes, unequal strides, a stride on one axis only, stride beyond
 # the plane (one output pixel), groups, enough channels for bwd_input's forward-conv path.
 STRIDED_1X1_CASES = {
     "s2-even": (3, 12, 14, 14, 20, 1, 1, (2, 2), (0, 0), (1, 1), 1),

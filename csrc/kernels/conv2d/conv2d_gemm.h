@@ -6,7 +6,8 @@
 //   bwd_weight  gW^T[CRS x Kg] = col[CRS x N*P] * gY^T[N*P x Kg]       (reduction over batch+space)
 //   bwd_input   col[CRS x P]  = W^T[CRS x Kg] * gY[Kg x P], then col2im scatter-add, per image;
 //               for stride 1 with enough channels and columns, a forward conv of gY with the
-//               rotated, channel-swapped weights instead (bwd_input_as_fwd)
+//               rotated, channel-swapped weights instead (bwd_input_as_fwd); 1x1 layers with
+//               stride > 1 solve the compact stride-1 problem and scatter it (is_strided_1x1)
 // col is never materialised whole: each thread builds the tile it needs (a few hundred KB, sized
 // for L2) in its own scratch buffer (common/scratch.h).
 // Grouped stride-1 layers with at most kGroupedDirectMaxKg output channels per group (ResNeXt)
@@ -670,12 +671,15 @@ bool grouped_direct_bwd_weight(const Conv2dShape& p, const typename V::T* x, con
 }
 
 // ---------------------------------------------------------------------------------------------
-// Strided pointwise layers (1x1, stride > 1, no padding: ResNet's projection shortcuts) run as
-// the stride-1 problem on a compact copy of the sampled pixels, x'[n, c, oh, ow] =
-// x[n, c, oh*sh, ow*sw]: one gather of N*C*OH*OW values, then im2col-free GEMM rows (is_plain_1x1)
-// instead of one strided segment per output row in every column tile. bwd_input likewise computes
-// the compact gradient and scatters it into the zeroed gx. The copy lives in scratch slot 3 of
-// the calling thread (the stride-1 passes use slots 0-2).
+// Strided pointwise layers (1x1, stride > 1, no padding: ResNet's projection shortcuts): bwd_input
+// computes the gradient of the compact stride-1 problem (x'[n, c, oh, ow] = x[n, c, oh*sh, ow*sw],
+// a plain GEMM: is_plain_1x1, or bwd_input_as_fwd) into scratch slot 3 of the calling thread (the
+// stride-1 passes use slots 0-2), then scatters it into the zeroed gx, instead of col2im over
+// one strided segment per output row. chosen because (Xeon, AVX-512, median of 21 alternating
+// rounds, bench/ab_builds.py) bwd_input ran 1.02-1.11x (1 thread, CPU time) and 1.08-1.10x
+// (2 threads) faster on ResNet's 1x1 s2 256x14x14 -> 512 (N=8) and 256x56x56 -> 512 (N=4); the
+// same compact copy for the forward and the weight gradient measured 0.95-1.08x and 0.93-0.98x
+// (strided im2col is already one gather per value there), so they keep the strided im2col.
 // ---------------------------------------------------------------------------------------------
 inline bool is_strided_1x1(const Conv2dShape& p) {
   return p.R == 1 && p.S == 1 && p.ph == 0 && p.pw == 0 && (p.sh > 1 || p.sw > 1) && p.OH > 0 && p.OW > 0;
@@ -689,30 +693,19 @@ inline Conv2dShape compact_1x1_shape(const Conv2dShape& p) {
   return q;
 }
 
-// Gathers (to_compact) xs[plane, oh, ow] = x[plane, oh*sh, ow*sw], or scatters back into a zeroed
-// full-size x, over N*C planes.
+// x[plane, oh*sh, ow*sw] = xs[plane, oh, ow], zeros elsewhere, over the N*C planes of x.
 template <typename T>
-void subsample_1x1(const Conv2dShape& p, const T* src, T* dst, bool to_compact) {
+void scatter_1x1(const Conv2dShape& p, const T* xs, T* x) {
   const int64_t HW = p.H * p.W, P = p.OH * p.OW;
-  parallel_for(p.N * p.C, P, [&](int64_t b, int64_t e) {
+  parallel_for(p.N * p.C, HW, [&](int64_t b, int64_t e) {
     for (int64_t pl = b; pl < e; ++pl) {
-      if (to_compact) {
-        const T* s = src + pl * HW;
-        T* d = dst + pl * P;
-        for (int64_t oh = 0; oh < p.OH; ++oh) {
-          const T* srow = s + oh * p.sh * p.W;
-          T* drow = d + oh * p.OW;
-          for (int64_t ow = 0; ow < p.OW; ++ow) drow[ow] = srow[ow * p.sw];
-        }
-      } else {
-        const T* s = src + pl * P;
-        T* d = dst + pl * HW;
-        std::fill(d, d + HW, T(0));
-        for (int64_t oh = 0; oh < p.OH; ++oh) {
-          const T* srow = s + oh * p.OW;
-          T* drow = d + oh * p.sh * p.W;
-          for (int64_t ow = 0; ow < p.OW; ++ow) drow[ow * p.sw] = srow[ow];
-        }
+      const T* s = xs + pl * P;
+      T* d = x + pl * HW;
+      std::fill(d, d + HW, T(0));
+      for (int64_t oh = 0; oh < p.OH; ++oh) {
+        const T* srow = s + oh * p.OW;
+        T* drow = d + oh * p.sh * p.W;
+        for (int64_t ow = 0; ow < p.OW; ++ow) drow[ow * p.sw] = srow[ow];
       }
     }
   });
@@ -923,13 +916,6 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
 template <class V, class B>
 bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
          typename V::T* y, bool relu) {
-  using T = typename V::T;
-  if (is_strided_1x1(p)) {  // falls through to strided im2col if the copy cannot be allocated
-    if (T* xs = thread_scratch_of<T, 3>(size_t(p.N * p.C * p.OH * p.OW))) {
-      subsample_1x1(p, x, xs, true);
-      return fwd_impl<V, B>(compact_1x1_shape(p), xs, w, false, bias, y, relu);
-    }
-  }
   return fwd_impl<V, B>(p, x, w, false, bias, y, relu);
 }
 
@@ -961,12 +947,6 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
   using T = typename V::T;
   using R = typename V::R;
   constexpr int NR = 2 * V::N;
-  if (is_strided_1x1(p)) {  // falls through to strided im2col if the copy cannot be allocated
-    if (T* xs = thread_scratch_of<T, 3>(size_t(p.N * p.C * p.OH * p.OW))) {
-      subsample_1x1(p, x, xs, true);
-      return bwd_weight<V, B>(compact_1x1_shape(p), xs, gy, gw, gb);
-    }
-  }
   // Register tile rows: B::MRW with the im2col block at a fixed row stride LDA (one pointer, the
   // rows at constant offsets), else B::MR row pointers (LDA = 0: rows kcur apart).
   constexpr int MR = B::MRW > 0 ? B::MRW : B::MR;
@@ -1199,7 +1179,7 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
   if (is_strided_1x1(p)) {  // falls through to col2im if the compact gradient cannot be allocated
     if (T* gxs = thread_scratch_of<T, 3>(size_t(p.N * p.C * P))) {
       if (bwd_input<V, B>(compact_1x1_shape(p), gy, w, gxs)) {
-        subsample_1x1(p, gxs, gx, false);
+        scatter_1x1(p, gxs, gx);
         return true;
       }
     }
