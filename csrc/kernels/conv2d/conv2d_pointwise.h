@@ -1,5 +1,5 @@
 // Direct pointwise (1x1, stride 1, no padding, groups 1) forward conv for small planes, written
-// once for any vector type V of common/simd.h and instantiated per ISA in conv2d_pointwise_<isa>.cpp.
+// once for any vector type V of common/simd.h and instantiated in conv2d_pointwise_avx512.cpp (AVX2: measured no faster than the GEMM path).
 //
 // Per image, y[k][p] = bias[k] + sum_c w[k][c] * x[c][p] (p = pixels, contiguous in NCHW) is a
 // GEMM whose operands are already in a usable layout: the register tile is MR output channels x
@@ -12,7 +12,8 @@
 // into the next channel's pixels (its extra lanes are computed and dropped); only the very last
 // channel of the last image, where that would leave the buffer, uses a masked load.
 //
-// Work units are (image, MR-channel block, pixel block) register tiles, pixel blocks fastest, in
+// Work units are (image, MR-channel block, pixel block) register tiles, pixel blocks fastest (of
+// whole vectors, balanced: at most NV each), in
 // contiguous per-thread chunks; every output is reduced over c in order, so results do not
 // depend on the thread count. No scratch memory: nothing to decline on allocation failure.
 //
@@ -32,13 +33,17 @@ namespace pointwise {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// The shapes this kernel takes: plain 1x1, groups 1, and planes small enough that the general
-// GEMM path's packing is not amortised (larger planes keep the GEMM; see kMaxPixels).
+// The shapes this kernel takes: plain 1x1, groups 1, planes small enough that the general GEMM
+// path's packing is not amortised (kMaxPixels), and one of C, K at most kMaxMinCK. Xeon AVX-512,
+// 2 threads, bench/ab_builds.py pw* shapes, vs the GEMM: 1.1-1.3x at 576->96 and 32->192 (N 1),
+// 96->576 and 960->160 (N 8), 160->960 (N 1); 0.8-1.0x at 256->256 (N 8) and 512->512 7x7,
+// where the GEMM's packed weights and batched columns pay off, hence the min(C, K) bound.
 constexpr int64_t kMaxPixels = 1024;  // up to 32x32
+constexpr int64_t kMaxMinCK = 192;
 
 inline bool applies(const Conv2dShape& p) {
   return p.R == 1 && p.S == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0 && p.groups == 1 &&
-         p.OH == p.H && p.OW == p.W && p.OH * p.OW <= kMaxPixels;
+         p.OH == p.H && p.OW == p.W && p.OH * p.OW <= kMaxPixels && (p.C <= kMaxMinCK || p.K <= kMaxMinCK);
 }
 
 // Calls f(std::integral_constant<int, m>{}) for a runtime 1 <= m <= MAX.
@@ -116,7 +121,10 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
   const int64_t N = p.N, C = p.C, K = p.K, P = p.OH * p.OW;
   if (N == 0 || K == 0 || P == 0) return true;
   if (C == 0) return false;  // bias-only output: leave to the general path
-  constexpr int64_t PB = int64_t(NV) * V::N;  // pixels per full tile
+  // Pixel blocks of whole vectors, balanced (49 floats on AVX-512: 4 vectors, 2 + 2 with NV = 3,
+  // not 3 + 1, whose last tile would do a full tile's loads and broadcasts for one pixel).
+  const int64_t nvec = ceil_div(P, V::N), nblk = ceil_div(nvec, NV);
+  const int64_t PB = ceil_div(nvec, nblk) * V::N;  // pixels per block, at most NV vectors
   const int64_t npb = ceil_div(P, PB), nkb = ceil_div(K, MR);
   const int64_t units = N * nkb * npb;
   parallel_for(units, MR * PB * C, [&](int64_t b, int64_t e) {
