@@ -35,9 +35,10 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The shapes this kernel takes: plain 1x1, groups 1, planes small enough that the general GEMM
 // path's packing is not amortised (kMaxPixels), and one of C, K at most kMaxMinCK. Xeon AVX-512,
-// 2 threads, bench/ab_builds.py pw* shapes, vs the GEMM: 1.1-1.3x at 576->96 and 32->192 (N 1),
-// 96->576 and 960->160 (N 8), 160->960 (N 1); 0.8-1.0x at 256->256 (N 8) and 512->512 7x7,
-// where the GEMM's packed weights and batched columns pay off, hence the min(C, K) bound.
+// bench/ab_builds.py pw* shapes vs the GEMM, CPU time at 1 thread: 1.14x at 576->96 14x14 and
+// 1.13x at 32->192 28x28 (N 1), 1.10x at 160->960 7x7 (N 1), 1.08x at 960->160 7x7 and 1.02x at
+// 96->576 14x14 (N 8). Wall time at 2 threads (noisy) gave 0.8-1.0x at 256->256 14x14 (N 8) and
+// 512->512 7x7, where the GEMM's packed weights and batched columns pay off: the min(C, K) bound.
 constexpr int64_t kMaxPixels = 1024;  // up to 32x32
 constexpr int64_t kMaxMinCK = 192;
 
