@@ -10,7 +10,7 @@ the CPU time counts spinning workers too).
 
 Shapes: c1 / c2 = LeNet-5 conv layers at batch 64 (c1_256, c2_256 at 256, c1_1 / c2_1 at 1),
 r512 = ResNet 3x3 512x7x7 at batch 1, mbv2_dw / effnet_dw = depthwise 3x3 960x7x7 (batch 32) and
-5x5 s2 672x14x14 (batch 16); the rest are bench/fair.py suite/sweep layers of the same
+5x5 s2 672x14x14 (batch 16); pw<C>_<K>_<H>_n<N> = 1x1 convs on small planes; the rest are bench/fair.py suite/sweep layers of the same
 name (resnext = resnext_3x3_g32_256x28_n8, alex2 = alexnet_c2_g2_n2, ...). A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
 figure in brackets is the first variant's time over this one's (> 1: faster than the first).
 """
@@ -41,7 +41,13 @@ SHAPES = {"resnext": (8, 256, 28, 28, 256, 3, 1, 1, 32), "resnext56": (4, 128, 5
           # depthwise (a 9th field: groups): MobileNetV2 / EfficientNet-B0 last stages
           "mbv2_dw": (32, 960, 7, 7, 960, 3, 1, 1, 960), "effnet_dw": (16, 672, 14, 14, 672, 5, 2, 2, 672),
           "mbv2_dw14": (16, 384, 14, 14, 384, 3, 1, 1, 384), "mbv2_dw_s2_28": (16, 192, 28, 28, 192, 3, 2, 1, 192),
-          "effnet_dw14": (16, 480, 14, 14, 480, 5, 1, 2, 480)}
+          "effnet_dw14": (16, 480, 14, 14, 480, 5, 1, 2, 480),
+          # pointwise 1x1 on small planes (MobileNetV2 / PP-LCNet layers) at batch 1 and 8
+          "pw256_n1": (1, 256, 14, 14, 256, 1, 1, 0), "pw256_n8": (8, 256, 14, 14, 256, 1, 1, 0),
+          "pw576_96_14_n1": (1, 576, 14, 14, 96, 1, 1, 0), "pw96_576_14_n8": (8, 96, 14, 14, 576, 1, 1, 0),
+          "pw160_960_7_n1": (1, 160, 7, 7, 960, 1, 1, 0), "pw960_160_7_n8": (8, 960, 7, 7, 160, 1, 1, 0),
+          "pw32_192_28_n1": (1, 32, 28, 28, 192, 1, 1, 0), "pw512_7_n1": (1, 512, 7, 7, 512, 1, 1, 0),
+          "pw512_7_n8": (8, 512, 7, 7, 512, 1, 1, 0)}
 
 
 def load_core(label, path):

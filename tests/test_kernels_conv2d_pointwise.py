@@ -1,0 +1,124 @@
+"""The direct pointwise (1x1) forward kernel (conv2d_pointwise.h, AVX-512 only).
+
+Plain 1x1 convs (stride 1, no padding, groups 1) on planes up to 32x32 with min(C, K) <= 192 reach
+`_pointwise`; these
+check it against the float64 oracle and the `ref` kernel: pixel counts 1..50 (a masked or
+over-reading tail vector, none, one or several whole vectors), output channels that are not a
+multiple of the register tile, batches 1..3 (the last image's tail is the one masked), bias / fused
+ReLU, float32 / float64, and results independent of the thread count.
+"""
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+import cnnfast
+from cnnfast import _core
+
+_spec = importlib.util.spec_from_file_location("cnnfast_test_reference", pathlib.Path(__file__).with_name("reference.py"))
+reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reference)
+
+
+def _fwd(x, w, b, relu):
+    return _core.conv2d_forward(x, w, b, (1, 1), (0, 0), (1, 1), 1, relu)
+
+
+def _check(isa, rng, dtype, N, C, H, W, K, bias=True, relu=False):
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C, 1, 1)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype) if bias else None
+    y = _fwd(x, w, b, relu)
+    dt = "f32" if dtype == np.float32 else "f64"
+    if isa != "ref":  # the shape must reach the pointwise kernel, or the test checks nothing new
+        assert cnnfast.runtime_info()["last_kernels"][f"conv2d_fwd_{dt}"] == f"conv2d_fwd_{dt}_{isa}_pointwise"
+    terms = reference.conv2d_terms(x, w, b, None, 1, 0, 1, 1, relu)
+    reference.assert_conv_close({"y": y}, terms, dtype, err_msg=f"isa={isa} pointwise")
+    prev = cnnfast.get_isa()
+    cnnfast.set_isa("ref")
+    try:
+        want = _fwd(x, w, b, relu)
+    finally:
+        cnnfast.set_isa(prev)
+    assert y.dtype == dtype and y.shape == want.shape
+    return x, w, b, y
+
+
+def _simd(isa):
+    if isa != "avx512":
+        pytest.skip("the pointwise kernel is registered for AVX-512 only")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_pixel_counts(isa, rng, dtype):
+    """Every plane of 1..50 pixels (as 1 x P rows and some 2-D planes), odd channel counts."""
+    _simd(isa)
+    for P in range(1, 51):
+        _check(isa, rng, dtype, 1 + P % 3, 3 + P % 5, 1, P, 5 + P % 11, bias=P % 2 == 0, relu=P % 3 == 0)
+    for H, W in [(7, 7), (5, 9), (3, 11)]:
+        _check(isa, rng, dtype, 2, 13, H, W, 17)
+
+
+# (N, C, H, W, K): MobileNet-like layers with channels that are not multiples of the tile, the
+# largest plane the kernel takes (32x32) and a single channel in or out.
+SHAPES = {
+    "k19-c37-14x14": (1, 37, 14, 14, 19),
+    "k96-c576-7x7-n3": (3, 57, 7, 7, 96),
+    "k1-c5": (2, 5, 6, 6, 1),
+    "c1-k9": (3, 1, 9, 5, 9),
+    "32x32": (1, 24, 32, 32, 13),
+}
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(SHAPES), ids=list(SHAPES))
+def test_shapes(isa, rng, case, dtype, bias, relu):
+    _simd(isa)
+    _check(isa, rng, dtype, *SHAPES[case], bias=bias, relu=relu)
+
+
+def test_relu_keeps_nan(isa, rng):
+    """Fused ReLU as in ref: max(0, NaN) is NaN, negatives become 0."""
+    _simd(isa)
+    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    x[0, 2, 1, 3] = np.nan
+    w = rng.standard_normal((6, 4, 1, 1)).astype(np.float32)
+    y = _fwd(x, w, None, True)
+    assert np.isnan(y[0, :, 1, 3]).all()
+    mask = ~np.isnan(y)
+    assert (y[mask] >= 0).all()
+
+
+def test_larger_planes_keep_the_gemm(isa, rng):
+    """Planes above 32x32, stride 2 and C, K both above 192 are not taken by the pointwise kernel."""
+    _simd(isa)
+    x = rng.standard_normal((1, 8, 33, 32)).astype(np.float32)
+    w = rng.standard_normal((40, 8, 1, 1)).astype(np.float32)
+    _fwd(x, w, None, False)
+    assert not cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
+    _core.conv2d_forward(x, w, None, (2, 2), (0, 0), (1, 1), 1, False)
+    assert not cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
+    _fwd(rng.standard_normal((1, 200, 2, 2)).astype(np.float32), rng.standard_normal((193, 200, 1, 1)).astype(np.float32),
+         None, False)
+    assert not cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
+
+
+def test_independent_of_thread_count(isa, rng):
+    _simd(isa)
+    x = rng.standard_normal((3, 45, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((70, 45, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(70).astype(np.float32)
+    prev = cnnfast.get_num_threads()
+    try:
+        cnnfast.set_num_threads(1)
+        one = _fwd(x, w, b, True)
+        cnnfast.set_num_threads(2)
+        two = _fwd(x, w, b, True)
+    finally:
+        cnnfast.set_num_threads(prev)
+    np.testing.assert_array_equal(two, one)
