@@ -256,6 +256,11 @@ bool sc_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
   // stem (K = 32) 0.95x / 1.0-1.05x, AlexNet's 11x11 stem (K = 64) 0.87x / 1.0x, the 7x7/s2 ResNet
   // stem 0.77x / 0.93x, a 3x3 CIFAR stem (K = 64) 0.65x / 0.9-1.1x. Below 32 this kernel is 1.3-10x
   // faster (LeNet's 6, 12, 16, 24; bench/conv_weight_grad_choice.py).
+  // Tried for K >= 32 and lost (Xeon, 1 thread, --cpu-time, dense forced past this limit, ms for the
+  // ResNet stem N=1 / CIFAR 3x3 stem / AlexNet c1 / MobileNetV2 stem): the blocking here, KA = 4 x
+  // TB = 6, 2.5-2.7 / 3.6-4.9 / 7.5-8.3 / 2.5-2.8; KA = 8 x TB = 3 (AVX-512) 3.2-3.3 / 5.1-5.8 /
+  // 9.6-9.9 / 3.0-3.5; taps outer, channel blocks inner (the tap rows stay in L1) 2.7-3.4 /
+  // 4.2-4.8 / 8.3-8.8 / 2.5-3.7 (AVX2 too: 4-10% slower); GEMM 2.0-3.1 / 2.7-4.0 / 6.8-10.5 / 2.4-3.1.
   if (p.K >= kSmallCBwdWeightMaxK<V> && !relax_heuristics()) return false;
   return small_c_block(p.K) == 6 ? sc_bwd_weight_impl<V, 6>(p, x, gy, gw, gb)
                                  : sc_bwd_weight_impl<V, 4>(p, x, gy, gw, gb);
