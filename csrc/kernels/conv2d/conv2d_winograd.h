@@ -74,6 +74,25 @@ struct Geometry {
   int64_t TH, TW, T;  // tiles per column / row of an image, tiles in all
 };
 
+// Tiles t0 .. t0 + count - 1 (numbered image by image, row-major within an image) as their image
+// tn[j] and first output row toh[j] / column tow[j].
+inline void tile_coords(const Geometry& g, int64_t t0, int64_t count, int64_t* tn, int64_t* toh, int64_t* tow) {
+  const int64_t per_image = g.TH * g.TW;
+  int64_t n = t0 / per_image, th = (t0 % per_image) / g.TW, tw = t0 % g.TW;
+  for (int64_t j = 0; j < count; ++j) {
+    tn[j] = n;
+    toh[j] = 4 * th;
+    tow[j] = 4 * tw;
+    if (++tw == g.TW) {
+      tw = 0;
+      if (++th == g.TH) {
+        th = 0;
+        ++n;
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The 1-D transforms, applied to the rows and then the columns of a 6x6 (3x3 for G) block.
 // ---------------------------------------------------------------------------------------------
@@ -450,22 +469,7 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
       const int64_t t0 = blk * tb, t1 = std::min(T_, t0 + tb), nvalid = t1 - t0;
       const int64_t k0 = ks * kchunk, k1 = std::min(Cout, k0 + kchunk);
       const int64_t npan = ceil_div(nvalid, NR);
-      {
-        const int64_t per_image = g.TH * g.TW;
-        int64_t n = t0 / per_image, th = (t0 % per_image) / g.TW, tw = t0 % g.TW;
-        for (int64_t j = 0; j < nvalid; ++j) {
-          tn[j] = n;
-          toh[j] = 4 * th;
-          tow[j] = 4 * tw;
-          if (++tw == g.TW) {
-            tw = 0;
-            if (++th == g.TH) {
-              th = 0;
-              ++n;
-            }
-          }
-        }
-      }
+      tile_coords(g, t0, nvalid, tn, toh, tow);
 
       // 1. Input transform of the block, all input channels: Vb[xi * xs_v + c * ldv + j], V::N
       //    tiles at a time (any tiles: a group may span tile rows and images; see input_group).

@@ -218,22 +218,7 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
   }
   for (int64_t ch = 0; ch < nchunks; ++ch) {
     const int64_t t0 = ch * chunk, nvalid = std::min(chunk, T_ - t0);
-    {
-      const int64_t per_image = g.TH * g.TW;
-      int64_t n = t0 / per_image, th = (t0 % per_image) / g.TW, tw = t0 % g.TW;
-      for (int64_t j = 0; j < nvalid; ++j) {
-        tn[j] = n;
-        toh[j] = 4 * th;
-        tow[j] = 4 * tw;
-        if (++tw == g.TW) {
-          tw = 0;
-          if (++th == g.TH) {
-            th = 0;
-            ++n;
-          }
-        }
-      }
-    }
+    tile_coords(g, t0, nvalid, tn, toh, tow);
     // 1. Input transform, per input channel, V::N tiles at a time (tiles from nvalid on are zero:
     //    the GEMMs read only nvalid, but the last group's vectors are written whole).
     parallel_for(C, nvalid * 36 * 8, [&](int64_t b, int64_t e) {
