@@ -122,6 +122,9 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
   const int64_t N = p.N, C = p.C, K = p.K, P = p.OH * p.OW;
   if (N == 0 || K == 0 || P == 0) return true;
   if (C == 0) return false;  // bias-only output: leave to the general path
+  // A plane narrower than one vector: a tail load of channel c would run past channel c + 1 (and,
+  // near the end, past the input buffer). Leave such planes (1x1 heads, SE blocks) to the GEMM.
+  if (P < V::N) return false;
   // Pixel blocks of whole vectors, balanced (49 floats on AVX-512: 4 vectors, 2 + 2 with NV = 3,
   // not 3 + 1, whose last tile would do a full tile's loads and broadcasts for one pixel).
   const int64_t nvec = ceil_div(P, V::N), nblk = ceil_div(nvec, NV);
