@@ -117,6 +117,12 @@ void lanes_weights(const typename V::T* w, int64_t c0, int nc, int64_t RS, bool 
     for (int l = 0; l < N; ++l) wv[t * N + l] = l < nc ? w[(c0 + l) * RS + (flip ? RS - 1 - t : t)] : 0;
 }
 
+// toff[r*S + s]: offset of tap (r, s) in a zero-bordered [h][w][lane] buffer WP columns wide.
+inline void lanes_tap_offsets(const Conv2dShape& p, int64_t WP, int64_t lanes, int64_t* toff) {
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int64_t s = 0; s < p.S; ++s) toff[r * p.S + s] = (r * p.dh * WP + s * p.dw) * lanes;
+}
+
 template <class V>
 bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
                   typename V::T* y, bool relu) {
@@ -148,8 +154,7 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
   Workspace ws(shared.off, measure.off, nt);
   if (!ws.ok()) return false;
   toff = rebase(ws, toff);
-  for (int64_t r = 0; r < p.R; ++r)
-    for (int64_t s = 0; s < p.S; ++s) toff[r * p.S + s] = (r * p.dh * g.WP + s * p.dw) * N;
+  lanes_tap_offsets(p, g.WP, N, toff);
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
@@ -204,8 +209,7 @@ bool dw_lanes_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typ
   Workspace ws(shared.off, measure.off, nt);
   if (!ws.ok()) return false;
   toff = rebase(ws, toff);
-  for (int64_t r = 0; r < p.R; ++r)
-    for (int64_t s = 0; s < p.S; ++s) toff[r * p.S + s] = (r * p.dh * g.WP + s * p.dw) * N;
+  lanes_tap_offsets(p, g.WP, N, toff);
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
@@ -287,8 +291,7 @@ bool dw_lanes_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typ
   Workspace ws(shared.off, measure.off, nt);
   if (!ws.ok()) return false;
   toff = rebase(ws, toff), partial = rebase(ws, partial);
-  for (int64_t r = 0; r < p.R; ++r)
-    for (int64_t s = 0; s < p.S; ++s) toff[r * p.S + s] = (r * p.dh * g.WP + s * p.dw) * N;
+  lanes_tap_offsets(p, g.WP, N, toff);
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
