@@ -239,6 +239,30 @@ def test_depthwise_channel_lanes(isa, rng, dtype, x_shape, k, stride, padding, d
     _check(isa, x, w, b, stride, padding, dilation, C, relu=bias)
 
 
+# Row blocks read in place (conv2d_dw_rows.h: stride 1 and 2, square 3/5/7 filters, output rows of
+# at least one vector): widths around one and two vectors of either ISA and either dtype (masked
+# loads at both image edges, a partial last vector, a lone last column vector), heights that
+# leave a short last block of rows, padding from 0 to kernel - 1 per axis, depth multiplier 2.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, mult, k, stride, padding", [
+    ((2, 3, 13, 17), 1, 3, 1, 1),
+    ((1, 2, 9, 33), 2, 3, 1, (0, 2)),
+    ((1, 3, 11, 56), 1, 3, 1, 1),            # MobileNetV2 56 x 56 row width
+    ((1, 2, 6, 31), 1, 5, 1, 2),
+    ((2, 2, 7, 40), 1, 5, 1, (4, 1)),
+    ((1, 2, 10, 24), 1, 7, 1, 3),            # ConvNeXt 7x7
+    ((1, 2, 17, 64), 1, 3, 2, 1),            # stride 2: phase rows
+    ((2, 3, 13, 35), 2, 3, 2, (2, 0)),
+    ((1, 2, 11, 67), 1, 5, 2, 2),            # EfficientNet 5x5 s2
+    ((1, 2, 15, 45), 1, 7, 2, (6, 3)),
+])
+def test_depthwise_row_blocks(isa, rng, dtype, x_shape, mult, k, stride, padding):
+    C = x_shape[1]
+    x, w, b = _arrays(rng, dtype, x_shape, (C * mult, 1, k, k), True)
+    _check(isa, x, w, b, stride, padding, 1, C, relu=True)
+    _check(isa, x, w, None, stride, padding, 1, C)
+
+
 # Big enough to be split over threads (rows of one image for the depthwise filter, a fixed
 # number of reduction parts for grad_weight): the results must be bit-identical for 1 and 2.
 @pytest.mark.parametrize("case", [
@@ -251,6 +275,8 @@ def test_depthwise_channel_lanes(isa, rng, dtype, x_shape, k, stride, padding, d
     dict(x=(1, 8, 30, 30), w=(16, 8, 3, 3), stride=1, padding=1, groups=1),    # small plane, N=1
     dict(x=(16, 40, 7, 7), w=(40, 1, 3, 3), stride=1, padding=1, groups=40),   # channels as lanes
     dict(x=(9, 24, 14, 14), w=(24, 1, 5, 5), stride=2, padding=2, groups=24),  # lanes, 5x5 s2
+    dict(x=(1, 4, 70, 70), w=(4, 1, 3, 3), stride=1, padding=1, groups=4),     # row blocks, row chunks
+    dict(x=(1, 3, 90, 90), w=(3, 1, 3, 3), stride=2, padding=1, groups=3),     # row blocks s2, chunks
 ])
 def test_results_do_not_depend_on_thread_count(isa, rng, case):
     x, w, b = _arrays(rng, np.float32, case["x"], case["w"], True)

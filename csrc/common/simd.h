@@ -96,6 +96,11 @@ struct Avx2F32 {
     const I k = iota(), m = _mm256_and_si256(_mm256_cmpgt_epi32(k, iset1(lo - 1)), _mm256_cmpgt_epi32(iset1(hi), k));
     return _mm256_blendv_ps(set1(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
   }
+  // Lane mask lo .. hi - 1 for loadz (0 <= lo <= hi <= N), and a masked load: the masked-off
+  // lanes are zero and their memory is never touched (no fault past either end of a row).
+  using LM = __m256i;
+  static LM lmask(int lo, int hi) { const I k = iota(); return _mm256_and_si256(_mm256_cmpgt_epi32(k, iset1(lo - 1)), _mm256_cmpgt_epi32(iset1(hi), k)); }
+  static R loadz(const T* p, LM m) { return _mm256_maskload_ps(p, m); }
   // Even / odd lanes of the 2N-lane row a:b in a fixed lane order of the ISA's choosing (here
   // [a0 a2 b0 b2 | a4 a6 b4 b6]: one in-lane shuffle). Lane-wise operations work in any order;
   // unzip_fix puts their result in natural order ([a0 a2 a4 a6 | b0 b2 b4 b6]).
@@ -191,6 +196,9 @@ struct Avx2F64 {
     const I k = iota(), m = _mm256_and_si256(_mm256_cmpgt_epi64(k, iset1(lo - 1)), _mm256_cmpgt_epi64(iset1(hi), k));
     return _mm256_blendv_pd(set1(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
   }
+  using LM = __m256i;  // as Avx2F32
+  static LM lmask(int lo, int hi) { const I k = iota(); return _mm256_and_si256(_mm256_cmpgt_epi64(k, iset1(lo - 1)), _mm256_cmpgt_epi64(iset1(hi), k)); }
+  static R loadz(const T* p, LM m) { return _mm256_maskload_pd(p, m); }
   // unpacklo gives [a0 b0 | a2 b2]; the fix reorders to [a0 a2 b0 b2]
   static R even(R a, R b) { return _mm256_unpacklo_pd(a, b); }
   static R odd(R a, R b) { return _mm256_unpackhi_pd(a, b); }
@@ -290,6 +298,9 @@ struct Avx512F32 {
   static R load_part(const T* p, int lo, int hi, T fill) {  // mask bits lo .. hi - 1
     return _mm512_mask_loadu_ps(set1(fill), static_cast<M>(((1u << hi) - 1) & ~((1u << lo) - 1)), p);
   }
+  using LM = __mmask16;  // as Avx2F32 (masked-off lanes are fault-suppressed)
+  static LM lmask(int lo, int hi) { return static_cast<LM>(((1u << hi) - 1) & ~((1u << lo) - 1)); }
+  static R loadz(const T* p, LM m) { return _mm512_maskz_loadu_ps(m, p); }
   // Two-source permutes give the even / odd lanes in natural order: the fix is a no-op.
   static I even_lanes() { return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30); }
   static R even(R a, R b) { return _mm512_permutex2var_ps(a, even_lanes(), b); }
@@ -386,6 +397,9 @@ struct Avx512F64 {
   static R load_part(const T* p, int lo, int hi, T fill) {  // mask bits lo .. hi - 1
     return _mm512_mask_loadu_pd(set1(fill), static_cast<M>(((1u << hi) - 1) & ~((1u << lo) - 1)), p);
   }
+  using LM = __mmask8;  // as Avx2F32
+  static LM lmask(int lo, int hi) { return static_cast<LM>(((1u << hi) - 1) & ~((1u << lo) - 1)); }
+  static R loadz(const T* p, LM m) { return _mm512_maskz_loadu_pd(m, p); }
   // Two-source permutes give the even / odd lanes in natural order: the fix is a no-op.
   static I even_lanes() { return _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14); }
   static R even(R a, R b) { return _mm512_permutex2var_pd(a, even_lanes(), b); }

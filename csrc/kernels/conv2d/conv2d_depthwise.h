@@ -5,6 +5,7 @@
 #pragma once
 #include "kernels/conv2d/conv2d_direct_common.h"
 #include "kernels/conv2d/conv2d_dw_lanes.h"
+#include "kernels/conv2d/conv2d_dw_rows.h"
 #include "kernels/conv2d/conv2d_plane.h"
 
 namespace cnnfast {
@@ -305,46 +306,6 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
 // 28 x 28 map: 4 vectors) in 4 accumulator chains that wait on the FMA latency; here 8
 // independent chains run over the 9 taps whatever the row width.
 // ------------------------------------------------------------------------------------------
-// dst[0, n) = src[0, n) in whole vectors, the last one masked (a 14-column row: one masked load
-// and store, where a memcpy call costs more than the row's arithmetic).
-template <class V>
-inline void copy_row(typename V::T* dst, const typename V::T* src, int64_t n) {
-  constexpr int N = V::N;
-  int64_t j = 0;
-  for (; j + N <= n; j += N) V::store(dst + j, V::load(src + j));
-  if (j < n) {
-    const int r = static_cast<int>(n - j);
-    V::store_n(dst + j, V::load_part(src + j, 0, r, typename V::T(0)), r);
-  }
-}
-
-// even[j] = src[2j - pw], odd[j] = src[2j + 1 - pw] for j < need, 0 outside [0, W): whole
-// vectors from masked loads (fill_phased runs a short row -- 28 columns, 14 per phase -- through
-// its scalar edge loops).
-template <class V>
-inline void deinterleave_row(typename V::T* even, typename V::T* odd, const typename V::T* src, int64_t W, int64_t pw,
-                             int64_t need) {
-  using T = typename V::T;
-  constexpr int N = V::N;
-  auto part = [&](int64_t base) {  // src[base, base + N), zero outside [0, W)
-    const int64_t lo = imin(N, imax(0, -base)), hi = imax(lo, imin(N, W - base));
-    if (lo == 0 && hi == N) return V::load(src + base);
-    if (lo == hi) return V::zero();
-    return V::load_part(src + base, static_cast<int>(lo), static_cast<int>(hi), T(0));
-  };
-  // Vectors wholly left of or right of the image stay as they are (zero: see dw_fill).
-  for (int64_t j = imax(0, floor_div(pw - 2 * N, 2) + 1) / N * N; j < need && 2 * j - pw < W; j += N) {
-    const int64_t base = 2 * j - pw;
-    const typename V::R a = part(base), b = part(base + N);
-    const typename V::R e = V::unzip_fix(V::even(a, b)), o = V::unzip_fix(V::odd(a, b));
-    if (j + N <= need) {
-      V::store(even + j, e), V::store(odd + j, o);
-    } else {
-      V::store_n(even + j, e, static_cast<int>(need - j)), V::store_n(odd + j, o, static_cast<int>(need - j));
-    }
-  }
-}
-
 // PlaneGeo::fill for planes whose padding is already zero (the buffer zeroed once per thread,
 // and every vector of a phase outside the image left as it is): column stride 1 copies only the
 // image columns of each row, vector by vector; stride 2 deinterleaves them with masked loads.
@@ -616,6 +577,7 @@ template <class V>
 bool dw_fwd_any(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
                 typename V::T* y, bool relu) {
   if (dw_lanes_fwd<V>(p, x, w, bias, y, relu)) return true;  // small planes: channels as lanes
+  if (dw_rows_fwd<V>(p, x, w, bias, y, relu)) return true;   // stride 1: row blocks in place
   return (dw_short_rows(p.OW, V::N) && dw_plane_fwd<V>(p, x, w, bias, y, relu)) || dw_fwd<V>(p, x, w, bias, y, relu);
 }
 template <class V>

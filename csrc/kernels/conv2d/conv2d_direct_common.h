@@ -335,6 +335,47 @@ void sum_parts(const T* partial, int64_t parts, int64_t part_stride, int64_t k_s
     }
 }
 
+// Row copies shared by the depthwise kernels (conv2d_depthwise.h, conv2d_dw_rows.h).
+// dst[0, n) = src[0, n) in whole vectors, the last one masked (a 14-column row: one masked load
+// and store, where a memcpy call costs more than the row's arithmetic).
+template <class V>
+inline void copy_row(typename V::T* dst, const typename V::T* src, int64_t n) {
+  constexpr int N = V::N;
+  int64_t j = 0;
+  for (; j + N <= n; j += N) V::store(dst + j, V::load(src + j));
+  if (j < n) {
+    const int r = static_cast<int>(n - j);
+    V::store_n(dst + j, V::load_part(src + j, 0, r, typename V::T(0)), r);
+  }
+}
+
+// even[j] = src[2j - pw], odd[j] = src[2j + 1 - pw] for j < need, 0 outside [0, W): whole
+// vectors from masked loads (fill_phased runs a short row -- 28 columns, 14 per phase -- through
+// its scalar edge loops).
+template <class V>
+inline void deinterleave_row(typename V::T* even, typename V::T* odd, const typename V::T* src, int64_t W, int64_t pw,
+                             int64_t need) {
+  using T = typename V::T;
+  constexpr int N = V::N;
+  auto part = [&](int64_t base) {  // src[base, base + N), zero outside [0, W)
+    const int64_t lo = imin(N, imax(0, -base)), hi = imax(lo, imin(N, W - base));
+    if (lo == 0 && hi == N) return V::load(src + base);
+    if (lo == hi) return V::zero();
+    return V::load_part(src + base, static_cast<int>(lo), static_cast<int>(hi), T(0));
+  };
+  // Vectors wholly left of or right of the image stay as they are (zero: see dw_fill).
+  for (int64_t j = imax(0, floor_div(pw - 2 * N, 2) + 1) / N * N; j < need && 2 * j - pw < W; j += N) {
+    const int64_t base = 2 * j - pw;
+    const typename V::R a = part(base), b = part(base + N);
+    const typename V::R e = V::unzip_fix(V::even(a, b)), o = V::unzip_fix(V::odd(a, b));
+    if (j + N <= need) {
+      V::store(even + j, e), V::store(odd + j, o);
+    } else {
+      V::store_n(even + j, e, static_cast<int>(need - j)), V::store_n(odd + j, o, static_cast<int>(need - j));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace direct
 }  // namespace cnnfast

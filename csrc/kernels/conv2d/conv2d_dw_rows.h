@@ -1,0 +1,221 @@
+// Depthwise forward at stride 1 and 2 on planes with rows of at least one vector, reading the input
+// planes in place (no padded copy): a block of RB output rows x CV column vectors of one plane
+// lives in registers; every input row under the block is loaded once per filter column s (masked
+// at the left and right image edges, so the padding costs nothing) and feeds each of the up to R
+// output rows it reaches. A 3x3 filter costs (RB + 2) * 3 loads per RB * 9 FMAs (0.5 loads per
+// FMA at RB = 4) where the plane engine (conv2d_plane.h) loads once per FMA, and its loads at
+// column offsets -1 / +1 split cache lines on AVX-512, so it ran at a third of the FMA rate.
+// The filter taps stay in registers (9 or 25 of AVX-512's 32; AVX2 keeps what fits).
+// Entry point: dw_rows_fwd (tried by dw_fwd_any after the channels-as-lanes kernel).
+#pragma once
+#include "common/portable.h"
+#include "kernels/conv2d/conv2d_direct_common.h"
+
+namespace cnnfast {
+namespace direct {
+namespace {
+
+// One block: rows [oh0, oh0 + rb) (rb <= RB) x column vectors [j0, j0 + CV) of one output plane.
+// Stride 1 (SH == 1): rows[i] = input row oh0 - ph + i at column j0*N - pw, tap s at +s. Stride 2:
+// rows[i] = the phase-split copy of input row 2*oh0 - ph + i (even padded columns, the odd ones
+// `odd` elements further) at column j0*N, tap s in phase s & 1 at +(s >> 1), all loads whole.
+// Stride 1 (a zero row where that row is outside the
+// image, so the block has no branches and its accumulators stay in registers); msk[cv * S + s]
+// masks the loads of the edge blocks (Full: every load of the block lies inside its row).
+template <class V, int R, int S, int RB, int CV, bool Full, int SH = 1>
+CNNFAST_FORCE_INLINE void dw_rows_block(const typename V::T* const* rows, int64_t odd, const typename V::R* wv, typename V::R b,
+                                        const typename V::LM* msk, bool relu, typename V::T* yr, int64_t OW,
+                                        int64_t rb, int64_t cols0) {
+  using R_ = typename V::R;
+  constexpr int N = V::N;
+  R_ acc[RB][CV];
+#pragma GCC unroll 8
+  for (int rr = 0; rr < RB; ++rr)
+#pragma GCC unroll 4
+    for (int cv = 0; cv < CV; ++cv) acc[rr][cv] = b;
+#pragma GCC unroll 16
+  for (int i = 0; i < (RB - 1) * SH + R; ++i) {
+    const typename V::T* row = rows[i];
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s) {
+      const typename V::T* xs = row + (SH == 1 ? s : (s & 1) * odd + (s >> 1));
+#pragma GCC unroll 4
+      for (int cv = 0; cv < CV; ++cv) {
+        const R_ xv = Full ? V::load(xs + cv * N) : V::loadz(xs + cv * N, msk[cv * S + s]);
+#pragma GCC unroll 8
+        for (int rr = 0; rr < RB; ++rr) {
+          const int r = i - SH * rr;
+          if (r >= 0 && r < R) acc[rr][cv] = V::fma(wv[r * S + s], xv, acc[rr][cv]);
+        }
+      }
+    }
+  }
+  for (int64_t rr = 0; rr < rb; ++rr)
+#pragma GCC unroll 4
+    for (int cv = 0; cv < CV; ++cv) {
+      const int64_t cols = cols0 - cv * N;  // output columns left from this vector on
+      if (cols <= 0) break;
+      const R_ a = relu ? V::relu(acc[rr][cv]) : acc[rr][cv];
+      typename V::T* d = yr + rr * OW + cv * N;
+      if (cols >= N)
+        V::store(d, a);
+      else
+        V::store_n(d, a, static_cast<int>(cols));
+    }
+}
+
+// Column vectors [j0, j0 + CV) of rows [oh0, oh1) of one plane; zrow: a zero row for the rows
+// outside the image, addressable from column -pw to round_up(OW, N) + S + N.
+template <class V, int R, int S, int RB, int CV>
+CNNFAST_FORCE_INLINE void dw_rows_strip(const Conv2dShape& p, const typename V::T* xp, const typename V::T* zrow,
+                                        const typename V::R* wv, typename V::R b, bool relu, typename V::T* yp,
+                                        int64_t oh0, int64_t oh1, int64_t j0) {
+  constexpr int N = V::N;
+  typename V::LM msk[CV * S];
+  bool full = true;
+  for (int cv = 0; cv < CV; ++cv)
+    for (int s = 0; s < S; ++s) {
+      const int64_t c0 = (j0 + cv) * N + s - p.pw;  // input column of lane 0
+      const int64_t lo = imin(N, imax(0, -c0)), hi = imax(lo, imin(N, p.W - c0));
+      msk[cv * S + s] = V::lmask(static_cast<int>(lo), static_cast<int>(hi));
+      full = full && lo == 0 && hi == N;
+    }
+  const int64_t col0 = j0 * N - p.pw, cols0 = p.OW - j0 * N;
+  const typename V::T* rows[RB + R - 1];
+  for (int64_t oh = oh0; oh < oh1; oh += RB) {
+    const int64_t rb = imin(RB, oh1 - oh);
+    for (int i = 0; i < RB + R - 1; ++i) {
+      const int64_t ih = oh - p.ph + i;
+      rows[i] = (ih >= 0 && ih < p.H ? xp + ih * p.W : zrow) + col0;
+    }
+    typename V::T* yr = yp + oh * p.OW + j0 * N;
+    if (full)
+      dw_rows_block<V, R, S, RB, CV, true>(rows, 0, wv, b, msk, relu, yr, p.OW, rb, cols0);
+    else
+      dw_rows_block<V, R, S, RB, CV, false>(rows, 0, wv, b, msk, relu, yr, p.OW, rb, cols0);
+  }
+}
+
+template <class V, int R, int S, int RB, int CV>
+bool dw_rows_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
+                      typename V::T* y, bool relu) {
+  using T = typename V::T;
+  constexpr int N = V::N;
+  const int64_t M = p.K / p.C, planes = p.N * p.K, nvec = ceil_div(p.OW, N);
+  const int64_t rc = row_chunks(planes, ceil_div(p.OH, RB)), units = planes * rc;
+  const int nt = plan_threads(units, planes * p.OH * p.OW * R * S);
+  // The zero row: read from column -pw to round_up(OW, N) + S (masked lanes are never read).
+  const int64_t zlen = p.pw + round_up(p.OW, N) + S + N;
+  T* zbuf = static_cast<T*>(std::calloc(static_cast<size_t>(zlen), sizeof(T)));
+  if (!zbuf) return false;
+  const T* zrow = zbuf + p.pw;
+  run_parallel(nt, units, [&](int64_t ub, int64_t ue, int) {
+    for (int64_t u = ub; u < ue; ++u) {
+      const int64_t plane = u / rc, chunk = u % rc;
+      const int64_t n = plane / p.K, k = plane % p.K;
+      // chunk boundaries on multiples of RB rows
+      const int64_t nblk = ceil_div(p.OH, RB);
+      const int64_t oh0 = chunk * nblk / rc * RB, oh1 = imin(p.OH, (chunk + 1) * nblk / rc * RB);
+      const T* xp = x + (n * p.C + k / M) * p.H * p.W;
+      T* yp = y + plane * p.OH * p.OW;
+      typename V::R wv[R * S];
+      for (int t = 0; t < R * S; ++t) wv[t] = V::set1(w[k * R * S + t]);
+      const typename V::R b = V::set1(bias ? bias[k] : T(0));
+      int64_t j = 0;
+      for (; j + CV <= nvec; j += CV) dw_rows_strip<V, R, S, RB, CV>(p, xp, zrow, wv, b, relu, yp, oh0, oh1, j);
+      for (; j < nvec; ++j) dw_rows_strip<V, R, S, RB, 1>(p, xp, zrow, wv, b, relu, yp, oh0, oh1, j);
+    }
+  });
+  std::free(zbuf);
+  return true;
+}
+
+// Stride 2 (both axes): each thread deinterleaves the input rows its chunk reads into even / odd
+// padded phase rows (zeroed once: the vectors wholly outside the image are never written), then
+// runs the blocks over those with whole loads.
+template <class V, int R, int S, int RB, int CV>
+bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T* w,
+                         const typename V::T* bias, typename V::T* y, bool relu) {
+  using T = typename V::T;
+  constexpr int N = V::N;
+  const int64_t M = p.K / p.C, planes = p.N * p.K, nvec = ceil_div(p.OW, N);
+  const int64_t plen = round_up(imax(nvec * N + S, ceil_div(p.W + 2 * p.pw, 2)), N);  // one phase row
+  const int64_t nblk = ceil_div(p.OH, RB), rc = row_chunks(planes, nblk), units = planes * rc;
+  const int nt = plan_threads(units, planes * p.OH * p.OW * R * S);
+  const int64_t per_thread = (p.H + 1) * 2 * plen;  // phase rows, then the zero row
+  T* buf = static_cast<T*>(std::calloc(static_cast<size_t>(per_thread * nt), sizeof(T)));
+  if (!buf) return false;
+  run_parallel(nt, units, [&](int64_t ub, int64_t ue, int tid) {
+    T* rowbuf = buf + tid * per_thread;
+    const T* zrow = rowbuf + p.H * 2 * plen;
+    const T* rows[(RB - 1) * 2 + R];
+    int64_t filled_plane = -1;
+    for (int64_t u = ub; u < ue; ++u) {
+      const int64_t plane = u / rc, chunk = u % rc;
+      const int64_t n = plane / p.K, k = plane % p.K;
+      const int64_t oh0 = chunk * nblk / rc * RB, oh1 = imin(p.OH, (chunk + 1) * nblk / rc * RB);
+      const int64_t ilo = imax(0, 2 * oh0 - p.ph), ihi = imin(p.H, 2 * (oh1 - 1) - p.ph + R);  // rows read
+      const T* xp = x + (n * p.C + k / M) * p.H * p.W;
+      if (filled_plane != n * p.C + k / M || rc > 1) {  // depth multiplier M: M planes read one input
+        for (int64_t ih = ilo; ih < ihi; ++ih)
+          deinterleave_row<V>(rowbuf + ih * 2 * plen, rowbuf + ih * 2 * plen + plen, xp + ih * p.W, p.W, p.pw, plen);
+        filled_plane = n * p.C + k / M;
+      }
+      T* yp = y + plane * p.OH * p.OW;
+      typename V::R wv[R * S];
+      for (int t = 0; t < R * S; ++t) wv[t] = V::set1(w[k * R * S + t]);
+      const typename V::R b = V::set1(bias ? bias[k] : T(0));
+      for (int64_t oh = oh0; oh < oh1; oh += RB) {
+        const int64_t rb = imin(RB, oh1 - oh);
+        for (int i = 0; i < (RB - 1) * 2 + R; ++i) {
+          const int64_t ih = 2 * oh - p.ph + i;
+          rows[i] = ih >= ilo && ih < ihi ? rowbuf + ih * 2 * plen : zrow;
+        }
+        int64_t j = 0;
+        for (; j + CV <= nvec; j += CV) {
+          const T* rj[(RB - 1) * 2 + R];
+          for (int i = 0; i < (RB - 1) * 2 + R; ++i) rj[i] = rows[i] + j * N;
+          dw_rows_block<V, R, S, RB, CV, true, 2>(rj, plen, wv, b, nullptr, relu, yp + oh * p.OW + j * N, p.OW, rb,
+                                                   p.OW - j * N);
+        }
+        for (; j < nvec; ++j) {
+          const T* rj[(RB - 1) * 2 + R];
+          for (int i = 0; i < (RB - 1) * 2 + R; ++i) rj[i] = rows[i] + j * N;
+          dw_rows_block<V, R, S, RB, 1, true, 2>(rj, plen, wv, b, nullptr, relu, yp + oh * p.OW + j * N, p.OW, rb,
+                                                  p.OW - j * N);
+        }
+      }
+    }
+  });
+  std::free(buf);
+  return true;
+}
+
+// Stride 1 or 2 (both axes), no dilation, square 3x3 / 5x5 / 7x7 filters, padding below the kernel
+// size, output rows of at least one vector. Register blocking per ISA: AVX-512 (32 registers)
+// keeps the taps and RB x CV accumulators; AVX2 (16) one column vector of 4 rows.
+template <class V>
+bool dw_rows_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
+                 typename V::T* y, bool relu) {
+  if (!is_depthwise(p) || p.sh != p.sw || p.sh > 2 || p.dh != 1 || p.dw != 1 || p.R != p.S) return false;
+  if (p.ph >= p.R || p.pw >= p.S || p.OW < V::N || p.OH < 1) return false;
+  constexpr bool wide = sizeof(typename V::R) == 64;
+  if (p.sh == 2) {
+    switch (p.R) {
+      case 3: return wide ? dw_rows_fwd_s2_impl<V, 3, 3, 4, 2>(p, x, w, bias, y, relu) : dw_rows_fwd_s2_impl<V, 3, 3, 4, 1>(p, x, w, bias, y, relu);
+      case 5: return dw_rows_fwd_s2_impl<V, 5, 5, 4, 1>(p, x, w, bias, y, relu);
+      case 7: return dw_rows_fwd_s2_impl<V, 7, 7, 4, 1>(p, x, w, bias, y, relu);
+      default: return false;
+    }
+  }
+  switch (p.R) {
+    case 3: return wide ? dw_rows_fwd_impl<V, 3, 3, 4, 2>(p, x, w, bias, y, relu) : dw_rows_fwd_impl<V, 3, 3, 4, 1>(p, x, w, bias, y, relu);
+    case 5: return dw_rows_fwd_impl<V, 5, 5, 4, 1>(p, x, w, bias, y, relu);
+    case 7: return dw_rows_fwd_impl<V, 7, 7, 4, 1>(p, x, w, bias, y, relu);
+    default: return false;
+  }
+}
+
+}  // namespace
+}  // namespace direct
+}  // namespace cnnfast
