@@ -583,6 +583,7 @@ bool dw_fwd_any(const Conv2dShape& p, const typename V::T* x, const typename V::
 template <class V>
 bool dw_bwd_input_any(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   if (dw_lanes_bwd_input<V>(p, gy, w, gx)) return true;
+  if (dw_rows_bwd_input<V>(p, gy, w, gx)) return true;
   if (p.sh == 1 && p.sw == 1)
     return (dw_short_rows(p.W, V::N) && dw_plane_bwd_input<V>(p, gy, w, gx)) || dw_bwd_input<V>(p, gy, w, gx);
   return (dw_short_rows(ceil_div(p.W, p.sw), V::N) && dw_plane_bwd_input_phased<V>(p, gy, w, gx)) ||

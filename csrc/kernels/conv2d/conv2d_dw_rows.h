@@ -6,7 +6,8 @@
 // FMA at RB = 4) where the plane engine (conv2d_plane.h) loads once per FMA, and its loads at
 // column offsets -1 / +1 split cache lines on AVX-512, so it ran at a third of the FMA rate.
 // The filter taps stay in registers (9 or 25 of AVX-512's 32; AVX2 keeps what fits).
-// Entry point: dw_rows_fwd (tried by dw_fwd_any after the channels-as-lanes kernel).
+// Entry points: dw_rows_fwd and dw_rows_bwd_input (tried by dw_fwd_any / dw_bwd_input_any after the
+// channels-as-lanes kernels).
 #pragma once
 #include "common/portable.h"
 #include "kernels/conv2d/conv2d_direct_common.h"
@@ -195,10 +196,15 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
 // size, output rows of at least one vector. Register blocking per ISA: AVX-512 (32 registers)
 // keeps the taps and RB x CV accumulators; AVX2 (16) one column vector of 4 rows.
 template <class V>
+bool dw_rows_domain(const Conv2dShape& p) {
+  return is_depthwise(p) && p.sh == p.sw && p.sh <= 2 && p.dh == 1 && p.dw == 1 && p.R == p.S &&
+         (p.R == 3 || p.R == 5 || p.R == 7) && p.ph < p.R && p.pw < p.S && p.OW >= V::N && p.OH >= 1;
+}
+
+template <class V>
 bool dw_rows_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
                  typename V::T* y, bool relu) {
-  if (!is_depthwise(p) || p.sh != p.sw || p.sh > 2 || p.dh != 1 || p.dw != 1 || p.R != p.S) return false;
-  if (p.ph >= p.R || p.pw >= p.S || p.OW < V::N || p.OH < 1) return false;
+  if (!dw_rows_domain<V>(p)) return false;
   constexpr bool wide = sizeof(typename V::R) == 64;
   if (p.sh == 2) {
     switch (p.R) {
@@ -214,6 +220,26 @@ bool dw_rows_fwd(const Conv2dShape& p, const typename V::T* x, const typename V:
     case 7: return dw_rows_fwd_impl<V, 7, 7, 4, 1>(p, x, w, bias, y, relu);
     default: return false;
   }
+}
+
+// grad_input at stride 1, depth multiplier 1: the forward of grad_output with the filters
+// flipped and padding R - 1 - ph (a correlation of the same shape class).
+template <class V>
+bool dw_rows_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
+  using T = typename V::T;
+  if (!is_depthwise(p) || p.K != p.C || p.sh != 1 || p.sw != 1) return false;
+  Conv2dShape q = p;
+  q.H = p.OH, q.W = p.OW, q.OH = p.H, q.OW = p.W;
+  q.ph = p.dh * (p.R - 1) - p.ph, q.pw = p.dw * (p.S - 1) - p.pw;
+  if (q.ph < 0 || q.pw < 0 || !dw_rows_domain<V>(q)) return false;
+  const int64_t RS = p.R * p.S;
+  T* wf = static_cast<T*>(std::malloc(static_cast<size_t>(p.K * RS) * sizeof(T)));
+  if (!wf) return false;
+  for (int64_t k = 0; k < p.K; ++k)
+    for (int64_t t = 0; t < RS; ++t) wf[k * RS + t] = w[k * RS + RS - 1 - t];
+  const bool ok = dw_rows_fwd<V>(q, gy, wf, nullptr, gx, false);
+  std::free(wf);
+  return ok;
 }
 
 }  // namespace
