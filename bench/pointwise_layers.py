@@ -3,7 +3,6 @@
     python bench/pointwise_layers.py                              # cnnfast vs ORT, batch 1, 2 threads
     python bench/pointwise_layers.py --batch 1,8 --isa avx2 --rounds 5 --only '56|112'
     python bench/pointwise_layers.py --core base=/tmp/old_core.so --core new=cnnfast/_core*.so --no-ort
-    python bench/pointwise_layers.py --inproc --core base=... --core new=...   # one process (quick A/B)
 
 The layers are the 1x1 convs of torchvision's MobileNetV2 (C->K on HxW, with the number of times
 each occurs in the network), PP-LCNet's and a few of EfficientNet-B0's; every one is
@@ -22,8 +21,8 @@ network: the figure compares with a network profile) and summed, and each framew
 the first (>1: the first is slower). Round 0 checks every output against the first framework's
 (relative error, scaled by max |y|); a mismatch marks the row BAD.
 
---inproc loads every cnnfast core into this one process instead (no ORT), alternating the cores
-call by call within each round: the quickest A/B of two builds on a loaded machine.
+(Two cnnfast builds loaded into one process are not comparable at 2 threads: each has its own
+thread pool, whose idle workers compete with the other's. Hence one process per build.)
 """
 from __future__ import annotations
 
@@ -32,6 +31,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,15 +100,15 @@ def cnnfast_fn(core, x, w, b):
     return lambda: core.conv_bn_act_forward(x, w, b, (1, 1), (0, 0), (1, 1), 1, False, None, "relu")
 
 
-def time_fn(fn, min_iters, budget):
+def time_fn(fn, min_iters, budget, clock=time.perf_counter):
     for _ in range(3):
         fn()
     ts = []
     t_end = time.perf_counter() + budget
     while len(ts) < min_iters or time.perf_counter() < t_end:
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        ts.append(time.perf_counter() - t0)
+        ts.append(clock() - t0)
         if len(ts) >= 20 * min_iters:
             break
     return float(np.median(ts))
@@ -142,7 +142,8 @@ def worker(job_path):
         y = fn()
         if job["save"]:
             np.save(case["out"], y)
-        res[case["key"]] = time_fn(fn, job["min_iters"], job["budget"])
+        clock = time.thread_time if job["cpu_time"] and fw != "ort" else time.perf_counter
+        res[case["key"]] = time_fn(fn, job["min_iters"], job["budget"], clock)
         if fw == "ort" and job["ort_node"]:  # the Conv node's own time, as in a network's profile
             prof_path = sess.end_profiling()
             prof = json.load(open(prof_path))
@@ -174,10 +175,12 @@ def main():
     ap.add_argument("--core", action="append", default=[],
                     help="LABEL=PATH of a cnnfast _core .so (default: this checkout's, as 'cnnfast')")
     ap.add_argument("--no-ort", action="store_true")
-    ap.add_argument("--inproc", action="store_true", help="all cnnfast cores in this process (implies --no-ort)")
     ap.add_argument("--ort-session", action="store_true",
                     help="time ORT's whole session.run (with its NCHW <-> NCHWc reorders) instead of the Conv "
                          "node's own time from ORT's profile (the default: what a network's profile shows)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time cnnfast by the calling thread's CPU time (with --threads 1: robust on a loaded "
+                         "machine; ORT keeps its node time)")
     ap.add_argument("--min-iters", type=int, default=30)
     ap.add_argument("--budget", type=float, default=0.1, help="seconds of timed calls per layer and round")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -190,7 +193,7 @@ def main():
         cores = {"cnnfast": sorted(glob.glob(str(ROOT / "cnnfast" / "_core*.so")))[0]}
     layers = [lay for lay in LAYERS if re.search(a.only, lay[0])]
     batches = [int(s) for s in a.batch.split(",")]
-    fws = list(cores) + ([] if a.no_ort or a.inproc else ["ort"])
+    fws = list(cores) + ([] if a.no_ort else ["ort"])
     tmp = Path(tempfile.mkdtemp(prefix="pw_layers_"))
     cases = []
     for n in batches:
@@ -204,49 +207,31 @@ def main():
                           "n": n, "name": name})
     times = {fw: {c["key"]: [] for c in cases} for fw in fws}
     bad = set()
-    if a.inproc:
-        mods = {fw: load_core(fw, path, a.threads) for fw, path in cores.items()}
-        for c in cases:
-            d = np.load(c["npz"])
-            fns = {fw: cnnfast_fn(m, d["x"], d["w"], d["b"]) for fw, m in mods.items()}
-            ys = []
-            for fw, m in mods.items():
-                if a.isa:
-                    m.set_isa(a.isa)
-                ys.append(fns[fw]())
-            scale = float(np.abs(ys[0]).max()) or 1.0
-            if any(float(np.abs(y - ys[0]).max()) > 1e-4 * scale for y in ys[1:]):
-                bad.add(c["key"])
-            for _ in range(a.rounds):
-                for fw, m in mods.items():
-                    if a.isa:
-                        m.set_isa(a.isa)
-                    times[fw][c["key"]].append(time_fn(fns[fw], a.min_iters // 3 + 1, a.budget / 3))
-    else:
-        outs = []
-        for r in range(a.rounds):
-            for fw in fws:
-                job = {"framework": fw, "threads": a.threads, "isa": a.isa, "core": cores.get(fw),
-                       "min_iters": a.min_iters, "ort_node": not a.ort_session, "budget": a.budget, "save": r == 0,
-                       "result": str(tmp / f"res_{fw}_{r}.json"), "cases": []}
-                for c in cases:
-                    job["cases"].append(dict(c, out=str(tmp / f"out_{fw}_{c['key']}.npy")))
-                jp = tmp / f"job_{fw}_{r}.json"
-                json.dump(job, open(jp, "w"))
-                env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
-                subprocess.run([sys.executable, __file__, "--worker", str(jp)], check=True, env=env)
-                for k, v in json.load(open(job["result"])).items():
-                    times[fw][k].append(v)
-                if r == 0:
-                    outs.append({c["key"]: str(tmp / f"out_{fw}_{c['key']}.npy") for c in cases})
-        bad = check(outs, [c["key"] for c in cases])
+    outs = []
+    for r in range(a.rounds):
+        for fw in fws:
+            job = {"framework": fw, "threads": a.threads, "isa": a.isa, "core": cores.get(fw),
+                   "min_iters": a.min_iters, "cpu_time": a.cpu_time, "ort_node": not a.ort_session, "budget": a.budget, "save": r == 0,
+                   "result": str(tmp / f"res_{fw}_{r}.json"), "cases": []}
+            for c in cases:
+                job["cases"].append(dict(c, out=str(tmp / f"out_{fw}_{c['key']}.npy")))
+            jp = tmp / f"job_{fw}_{r}.json"
+            json.dump(job, open(jp, "w"))
+            env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+            subprocess.run([sys.executable, __file__, "--worker", str(jp)], check=True, env=env)
+            for k, v in json.load(open(job["result"])).items():
+                times[fw][k].append(v)
+            if r == 0:
+                outs.append({c["key"]: str(tmp / f"out_{fw}_{c['key']}.npy") for c in cases})
+    bad = check(outs, [c["key"] for c in cases])
 
     import platform
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
                platform.processor())
     print(f"# 1x1 conv+bias+ReLU forward, float32, {a.threads} threads, cnnfast ISA {a.isa or 'auto'}, {cpu}; "
-          f"median of {a.rounds} rounds, microseconds x count")
-    print("| layer | n | count | " + " | ".join(fws) + " | " + " | ".join(f"{fw}/{fws[0]}" for fw in fws[1:]) + " |")
+          f"median of {a.rounds} rounds, microseconds x count"
+          + (", cnnfast CPU time" if a.cpu_time else ""))
+    print("| layer | n | count | " + " | ".join(fws) + " | " + " | ".join(f"{fws[0]}/{fw}" for fw in fws[1:]) + " |")
     print("|---" * (3 + 2 * len(fws) - 1) + "|")
     for n in batches:
         tot = {fw: 0.0 for fw in fws}
@@ -259,6 +244,7 @@ def main():
                   + " | ".join(f"{med[fws[0]] / med[fw]:.2f}" for fw in fws[1:]) + " |")
         print(f"| **total** | {n} | | " + " | ".join(f"{tot[fw]:.0f}" for fw in fws) + " | "
               + " | ".join(f"{tot[fws[0]] / tot[fw]:.2f}" for fw in fws[1:]) + " |")
+    shutil.rmtree(tmp, ignore_errors=True)
     return 1 if bad else 0
 
 
