@@ -5,7 +5,8 @@
     python bench/pointwise_layers.py --core base=/tmp/old_core.so --core new=cnnfast/_core*.so --no-ort
 
 The layers are the 1x1 convs of torchvision's MobileNetV2 (C->K on HxW, with the number of times
-each occurs in the network), PP-LCNet's and a few of EfficientNet-B0's; every one is
+each occurs in the network), PP-LCNet's, a few of EfficientNet-B0's and ResNet-50's (--only 'mbv2'
+for MobileNetV2 alone); every one is
 conv + bias + ReLU, float32, NCHW. cnnfast runs `_core.conv_bn_act_forward(x, w, b, (1,1), (0,0),
 (1,1), 1, False, None, 'relu')`; ONNX Runtime a one-node-pair graph (Conv + Relu, the same
 weights as initializers, all graph optimisations, `intra_op_num_threads` = --threads).
@@ -60,6 +61,9 @@ LAYERS = [
     ("lcnet_256_512_7", 256, 512, 7, 1), ("lcnet_512_512_7", 512, 512, 7, 1),
     # EfficientNet-B0 projections with few output channels
     ("effb0_32_16_112", 32, 16, 112, 1), ("effb0_144_40_28", 144, 40, 28, 1), ("effb0_240_80_14", 240, 80, 14, 1),
+    # ResNet-50 bottleneck 1x1 layers (not mobile; to see that the large ones do not regress)
+    ("r50_64_256_56", 64, 256, 56, 3), ("r50_256_64_56", 256, 64, 56, 2), ("r50_1024_256_14", 1024, 256, 14, 5),
+    ("r50_256_1024_14", 256, 1024, 14, 6), ("r50_2048_512_7", 2048, 512, 7, 2), ("r50_512_2048_7", 512, 2048, 7, 3),
 ]
 
 

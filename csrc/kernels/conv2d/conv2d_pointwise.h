@@ -1,21 +1,23 @@
-// Direct pointwise (1x1, stride 1, no padding, groups 1) forward conv for small planes, written
-// once for any vector type V of common/simd.h and instantiated in conv2d_pointwise_avx512.cpp (AVX2: measured no faster than the GEMM path).
+// Direct pointwise (1x1, stride 1, no padding, groups 1) forward conv, written once for any vector
+// type V of common/simd.h and instantiated in conv2d_pointwise_avx2.cpp / conv2d_pointwise_avx512.cpp.
 //
 // Per image, y[k][p] = bias[k] + sum_c w[k][c] * x[c][p] (p = pixels, contiguous in NCHW) is a
 // GEMM whose operands are already in a usable layout: the register tile is MR output channels x
 // NV pixel vectors, the weights are broadcast from their natural [k][c] rows and the NV x vectors
 // of channel c are loaded in place, so nothing is packed (the general GEMM path copies x into
-// panels and, on AVX-512, packs the weights on every call, which at batch 1-8 on 7x7..28x28
-// planes costs as much as the multiply-adds). Bias and ReLU are applied at the store.
+// panels and, on AVX-512, packs the weights on every call, which costs as much as the multiply-
+// adds when K is small -- MobileNetV2's 144->24 56x56: each input value feeds 24 outputs -- or the
+// plane is). Bias and ReLU are applied at the store. Blocking (fwd): strips of pixels that stay in
+// L1 while every row block of a work unit reads them, so the input is read from memory once.
 //
-// Pixel tails (49, 196, ... pixels): lanes never mix, so a tail vector may read past the plane
-// into the next channel's pixels (its extra lanes are computed and dropped); only the very last
-// channel of the last image, where that would leave the buffer, uses a masked load.
+// Pixel tails (196 = 12 x 16 + 4 floats, ...): lanes never mix, so a tail vector may read past the
+// plane into the next channel's pixels (its extra lanes are computed and dropped); only the very
+// last channel of the last image, where that would leave the buffer, uses a masked load. A tail of
+// at most V::N / 8 pixels (7x7 = 3 x 16 + 1) goes to dot products instead (tail_pixels).
 //
-// Work units are (image, MR-channel block, pixel block) register tiles, pixel blocks fastest (of
-// whole vectors, balanced: at most NV each), in
-// contiguous per-thread chunks; every output is reduced over c in order, so results do not
-// depend on the thread count. No scratch memory: nothing to decline on allocation failure.
+// Every output is reduced over c in order by one register tile (tail pixels: one dot product), so
+// results do not depend on the thread count or the blocking. No scratch memory: nothing to decline
+// on allocation failure.
 //
 // Internal linkage (anonymous namespace): see common/simd.h.
 #pragma once
@@ -26,6 +28,7 @@
 #include "common/parallel.h"
 #include "common/portable.h"
 #include "common/simd.h"
+#include "dispatch/heuristics.h"
 #include "kernels/conv2d/conv2d.h"
 
 namespace cnnfast {
@@ -34,18 +37,25 @@ namespace pointwise {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// The shapes this kernel takes: plain 1x1, groups 1, planes small enough that the general GEMM
-// path's packing is not amortised (kMaxPixels), and one of C, K at most kMaxMinCK. Xeon AVX-512,
-// bench/ab_builds.py pw* shapes vs the GEMM, CPU time at 1 thread: 1.14x at 576->96 14x14 and
-// 1.13x at 32->192 28x28 (N 1), 1.10x at 160->960 7x7 (N 1), 1.08x at 960->160 7x7 and 1.02x at
-// 96->576 14x14 (N 8). Wall time at 2 threads (noisy) gave 0.8-1.0x at 256->256 14x14 (N 8) and
-// 512->512 7x7, where the GEMM's packed weights and batched columns pay off: the min(C, K) bound.
-constexpr int64_t kMaxPixels = int64_t(1) << 40;  // EXPERIMENT
-constexpr int64_t kMaxMinCK = int64_t(1) << 40;
-
+// The shapes this kernel takes: plain 1x1, groups 1 (any plane, any batch).
 inline bool applies(const Conv2dShape& p) {
   return p.R == 1 && p.S == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0 && p.groups == 1 &&
-         p.OH == p.H && p.OW == p.W && p.OH * p.OW <= kMaxPixels && (p.C <= kMaxMinCK || p.K <= kMaxMinCK);
+         p.OH == p.H && p.OW == p.W;
+}
+
+// The shapes left to the general GEMM path (its packed weights, 14 rows x 32 columns on AVX-512,
+// reuse each input value for more output channels once both C and K are large), per ISA; skipped
+// while relax_heuristics() (the autotuner) is on. chosen because (Xeon, 1 thread, CPU time,
+// median of 3 alternating fresh-process rounds, bench/pointwise_layers.py, ResNet-50 and mobile
+// 1x1 layers at batch 1 and 8) the direct kernel ran 0.80-0.82x of the GEMM on 64->256 and
+// 256->64 56x56 at batch 8 and 0.90-0.94x with C >= 1024 (AVX-512), 0.83-0.96x with min(C, K) >=
+// 256 at batch 8 (AVX2), and 0.94-1.87x on every other layer measured.
+inline bool prefers_gemm_avx512(const Conv2dShape& p) {
+  const int64_t lo = std::min(p.C, p.K), hi = std::max(p.C, p.K), cols = p.N * p.OH * p.OW;
+  return (lo >= 64 && hi >= 256 && cols >= 8192) || (p.C >= 1024 && p.K >= 256);
+}
+inline bool prefers_gemm_avx2(const Conv2dShape& p) {
+  return std::min(p.C, p.K) >= 256 && p.N * p.OH * p.OW >= 392;
 }
 
 // Calls f(std::integral_constant<int, m>{}) for a runtime 1 <= m <= MAX.
@@ -236,8 +246,8 @@ constexpr int64_t kStripBytes = 20 * 1024;
 // the work when the image has too few strips for the threads (batch 1, small planes).
 template <class V, int MR, int NV>
 bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
-         typename V::T* y, bool relu) {
-  if (!applies(p)) return false;
+         typename V::T* y, bool relu, bool (*prefers_gemm)(const Conv2dShape&)) {
+  if (!applies(p) || (!relax_heuristics() && prefers_gemm(p))) return false;
   const int64_t N = p.N, C = p.C, K = p.K, P = p.OH * p.OW;
   if (N == 0 || K == 0 || P == 0) return true;
   if (C == 0) return false;  // bias-only output: leave to the general path
