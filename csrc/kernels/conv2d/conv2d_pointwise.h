@@ -258,7 +258,8 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
   constexpr int64_t TB = NV * V::N * int64_t(sizeof(T));  // bytes of one tile's pixels of a channel
   // A remainder of at most an eighth of a vector goes to tail_pixels (if its columns fit kTailMaxValues).
   const int64_t rtail = P % V::N;
-  const int64_t ntail = rtail > 0 && 8 * rtail <= V::N && rtail * C <= kTailMaxValues ? rtail : 0;
+  const int64_t ntail =
+      rtail > 0 && (8 * rtail <= V::N || (4 * rtail <= V::N && C >= 192)) && rtail * C <= kTailMaxValues ? rtail : 0;
   const int64_t Pm = P - ntail;  // pixels of the register tiles (whole vectors if ntail > 0)
   const int64_t nvec = ceil_div(Pm, V::N);
   // Channel blocks: as few as keep one tile width of them within kStripBytes.

@@ -8,7 +8,7 @@ namespace cnnfast {
 
 bool conv2d_fwd_f32_avx2_pointwise(const Conv2dShape& p, const float* x, const float* w, const float* b, float* y,
                                    bool relu) {
-  return pointwise::fwd<Avx2F32, 6, 2>(p, x, w, b, y, relu, pointwise::prefers_gemm_avx2);
+  return pointwise::fwd<Avx2F32, 4, 3>(p, x, w, b, y, relu, pointwise::prefers_gemm_avx2);
 }
 bool conv2d_fwd_f64_avx2_pointwise(const Conv2dShape& p, const double* x, const double* w, const double* b,
                                    double* y, bool relu) {
