@@ -205,9 +205,9 @@ def main():
             key = f"{name}_n{n}"
             x, w, b = layer_data(name, C, K, H, n)
             np.savez(tmp / f"{key}.npz", x=x, w=w, b=b)
-            if "ort" in fws and not (tmp / f"{name}.onnx").exists():
-                write_onnx(str(tmp / f"{name}.onnx"), w, b)
-            cases.append({"key": key, "npz": str(tmp / f"{key}.npz"), "onnx": str(tmp / f"{name}.onnx"), "count": cnt,
+            if "ort" in fws:
+                write_onnx(str(tmp / f"{key}.onnx"), w, b)
+            cases.append({"key": key, "npz": str(tmp / f"{key}.npz"), "onnx": str(tmp / f"{key}.onnx"), "count": cnt,
                           "n": n, "name": name})
     times = {fw: {c["key"]: [] for c in cases} for fw in fws}
     bad = set()

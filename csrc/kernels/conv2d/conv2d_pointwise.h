@@ -242,9 +242,10 @@ constexpr int64_t kStripBytes = 20 * 1024;
 // holds at most kStripBytes of the input, so the unit's MR-row blocks all read it from L1 and
 // the input is read from memory once per chunk; the next strip is prefetched during the first
 // row block. Channel blocks (only when even one tile's NV vectors of all C channels overflow
-// kStripBytes: C > 100 or so on AVX-512) leave partial sums in y. Chunks of output channels split
-// the work when the image has too few strips for the threads (batch 1, small planes).
-template <class V, int MR, int NV>
+// ChannelBlockBytes: C > 170 on AVX-512, C > 213 on AVX2) leave partial sums in y. Chunks of
+// output channels split the work when the image has too few strips for the threads (batch 1,
+// small planes).
+template <class V, int MR, int NV, int64_t ChannelBlockBytes = kStripBytes>
 bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
          typename V::T* y, bool relu, bool (*prefers_gemm)(const Conv2dShape&)) {
   if (!applies(p) || (!relax_heuristics() && prefers_gemm(p))) return false;
@@ -266,8 +267,9 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
       rtail > 0 && (8 * rtail <= V::N || (4 * rtail <= V::N && C >= 192)) && rtail * C <= kTailMaxValues ? rtail : 0;
   const int64_t Pm = P - ntail;  // pixels of the register tiles (whole vectors if ntail > 0)
   const int64_t nvec = ceil_div(Pm, V::N);
-  // Channel blocks: as few as keep one tile width of them within kStripBytes.
-  const int64_t ncb = ceil_div(C * TB, kStripBytes), cb = ceil_div(C, ncb);
+  // Channel blocks: as few as keep one tile width of them within ChannelBlockBytes (a larger
+  // L1 than Zen 4's 32 KB holds more: AVX-512 passes 32 KB, see conv2d_pointwise_avx512.cpp).
+  const int64_t ncb = ceil_div(C * TB, ChannelBlockBytes), cb = ceil_div(C, ncb);
   // Tiles: pixel blocks of whole vectors, balanced (49 floats on AVX-512: 4 vectors, 2 + 2 with
   // NV = 3, not 3 + 1, whose last tile would do a full tile's loads and broadcasts for one pixel).
   const int64_t ntile = ceil_div(nvec, NV);
