@@ -1,11 +1,12 @@
-"""The direct pointwise (1x1) forward kernel (conv2d_pointwise.h, AVX-512 only).
+"""The direct pointwise (1x1) forward kernel (conv2d_pointwise.h, AVX2 and AVX-512).
 
-Plain 1x1 convs (stride 1, no padding, groups 1) on planes up to 32x32 with min(C, K) <= 192 reach
-`_pointwise`; these
-check it against the float64 oracle and the `ref` kernel: pixel counts 1..50 (a masked or
-over-reading tail vector, none, one or several whole vectors), output channels that are not a
-multiple of the register tile, batches 1..3 (the last image's tail is the one masked), bias / fused
-ReLU, float32 / float64, and results independent of the thread count.
+Plain 1x1 convs (stride 1, no padding, groups 1) reach `_pointwise` unless C, K and N*H*W are all
+large (prefers_gemm_*); these check it against the float64 oracle and the `ref` kernel: pixel
+counts 1..50 (a masked or over-reading tail vector, tail pixels as dot products, none, one or
+several whole vectors), output channels that are not a multiple of the register tile, batches 1..3
+(the last image's tail is the one masked), large planes (several strips, prefetch), many input
+channels (channel blocks: partial sums in the output), bias / fused ReLU, float32 / float64, and
+results independent of the thread count.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def _check(isa, rng, dtype, N, C, H, W, K, bias=True, relu=False):
     b = rng.standard_normal(K).astype(dtype) if bias else None
     y = _fwd(x, w, b, relu)
     dt = "f32" if dtype == np.float32 else "f64"
-    lanes = 64 // np.dtype(dtype).itemsize  # one AVX-512 vector
+    lanes = (64 if isa == "avx512" else 32) // np.dtype(dtype).itemsize  # one vector
     got = cnnfast.runtime_info()["last_kernels"][f"conv2d_fwd_{dt}"]
     if isa != "ref" and H * W >= lanes:  # the shape must reach the pointwise kernel
         assert got == f"conv2d_fwd_{dt}_{isa}_pointwise"
@@ -52,8 +53,8 @@ def _check(isa, rng, dtype, N, C, H, W, K, bias=True, relu=False):
 
 
 def _simd(isa):
-    if isa != "avx512":
-        pytest.skip("the pointwise kernel is registered for AVX-512 only")
+    if isa == "ref":
+        pytest.skip("the pointwise kernel is a SIMD kernel (ref is its oracle)")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -74,6 +75,14 @@ SHAPES = {
     "k1-c5": (2, 5, 6, 6, 1),
     "c1-k9": (3, 1, 9, 5, 9),
     "32x32": (1, 24, 32, 32, 13),
+    # MobileNetV2's few-output-channel layers on large planes (several strips, prefetch), PP-LCNet's
+    "k24-c144-56x56": (1, 144, 56, 56, 24),
+    "k16-c32-60x60-n2": (2, 32, 60, 60, 16),
+    "k35-c20-33x41": (1, 20, 33, 41, 35),
+    # many input channels: channel blocks leave partial sums in y; 7x7 with a tail pixel
+    "k70-c333-7x7": (1, 333, 7, 7, 70),
+    "k9-c1000-9x9-n2": (2, 1000, 9, 9, 9),
+    "k130-c211-10x10": (1, 211, 10, 10, 130),
 }
 
 
@@ -98,31 +107,39 @@ def test_relu_keeps_nan(isa, rng):
     assert (y[mask] >= 0).all()
 
 
-def test_larger_planes_keep_the_gemm(isa, rng):
-    """Planes above 32x32, stride 2 and C, K both above 192 are not taken by the pointwise kernel."""
+def test_large_problems_keep_the_gemm(isa, rng):
+    """Stride 2, groups and the largest C x K x N*H*W problems (prefers_gemm_*) are not taken."""
     _simd(isa)
     x = rng.standard_normal((1, 8, 33, 32)).astype(np.float32)
     w = rng.standard_normal((40, 8, 1, 1)).astype(np.float32)
     _fwd(x, w, None, False)
-    assert not cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
+    assert cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
     _core.conv2d_forward(x, w, None, (2, 2), (0, 0), (1, 1), 1, False)
     assert not cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
-    _fwd(rng.standard_normal((1, 200, 2, 2)).astype(np.float32), rng.standard_normal((193, 200, 1, 1)).astype(np.float32),
-         None, False)
+    _core.conv2d_forward(x, w[:, :4], None, (1, 1), (0, 0), (1, 1), 2, False)
+    assert not cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
+    _fwd(rng.standard_normal((1, 1024, 20, 20)).astype(np.float32),
+         rng.standard_normal((256, 1024, 1, 1)).astype(np.float32), None, False)
     assert not cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
 
 
-def test_independent_of_thread_count(isa, rng):
+@pytest.mark.parametrize("shape", [(3, 45, 14, 14, 70), (1, 144, 56, 56, 24), (1, 333, 7, 7, 70), (2, 16, 40, 40, 96)],
+                         ids=["14x14-n3", "56x56", "7x7-c333", "40x40-n2"])
+def test_independent_of_thread_count(isa, rng, shape):
+    """Bitwise the same output for 1, 2 and 3 threads (the units and chunks change with them)."""
     _simd(isa)
-    x = rng.standard_normal((3, 45, 14, 14)).astype(np.float32)
-    w = rng.standard_normal((70, 45, 1, 1)).astype(np.float32)
-    b = rng.standard_normal(70).astype(np.float32)
+    N, C, H, W, K = shape
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
     prev = cnnfast.get_num_threads()
     try:
-        cnnfast.set_num_threads(1)
-        one = _fwd(x, w, b, True)
-        cnnfast.set_num_threads(2)
-        two = _fwd(x, w, b, True)
+        outs = []
+        for t in (1, 2, 3):
+            cnnfast.set_num_threads(t)
+            outs.append(_fwd(x, w, b, True))
+            assert cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
     finally:
         cnnfast.set_num_threads(prev)
-    np.testing.assert_array_equal(two, one)
+    np.testing.assert_array_equal(outs[1], outs[0])
+    np.testing.assert_array_equal(outs[2], outs[0])

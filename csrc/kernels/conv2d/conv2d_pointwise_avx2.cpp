@@ -1,0 +1,18 @@
+// Direct pointwise (1x1) conv2d forward (conv2d_pointwise.h) with the avx2 vectors: register tile
+// 6 output channels x 2 pixel vectors (12 ymm accumulators, 2 input vectors, 1 broadcast).
+// Registered in conv2d.inc.
+#include "dispatch/kernels.h"
+#include "kernels/conv2d/conv2d_pointwise.h"
+
+namespace cnnfast {
+
+bool conv2d_fwd_f32_avx2_pointwise(const Conv2dShape& p, const float* x, const float* w, const float* b, float* y,
+                                   bool relu) {
+  return pointwise::fwd<Avx2F32, 4, 3>(p, x, w, b, y, relu, pointwise::prefers_gemm_avx2);
+}
+bool conv2d_fwd_f64_avx2_pointwise(const Conv2dShape& p, const double* x, const double* w, const double* b,
+                                   double* y, bool relu) {
+  return pointwise::fwd<Avx2F64, 6, 2>(p, x, w, b, y, relu, pointwise::prefers_gemm_avx2);
+}
+
+}  // namespace cnnfast
