@@ -250,6 +250,126 @@ void im2col_row_segs(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Stride-2 layers: polyphase im2col (is_phase_s2). Row (c, r, s) of im2col reads the padded input
+// at (2*oh + r, 2*ow + s): every other value, which the strided gather above copies one by one
+// (on ResNet-18's 3x3/s2 128x28 -> 256 layer it was ~18% of the forward pass). Split the input
+// rows a tile needs once per channel into their four phases, ph[a][b][i][j] = xpad[2i + a][2j + b]
+// (vector de-interleaves), and the row becomes one contiguous run per output row:
+// ph[r % 2][s % 2][oh + r/2][ow + s/2 ..], the same run for the taps (r, s) and (r + 2, s) one
+// phase row apart. The columns, the GEMM and its output are unchanged (no wasted columns).
+// ---------------------------------------------------------------------------------------------
+inline bool is_phase_s2(const Conv2dShape& p) {
+  return p.sh == 2 && p.sw == 2 && p.dh == 1 && p.dw == 1 && p.R * p.S > 1 && p.OH > 0 && p.OW > 0;
+}
+
+// The phases of one input channel over the output rows of a tile (its ColSegments), at most
+// `cap` columns. Layout: phase (a, b) at buf + (2a + b) * ps; in it, image k of the tile has
+// rows (its first output row + i, i < nrows[k]) at pitch `pitch`, from row offset rowoff[k].
+template <class V>
+struct PhaseTile {
+  using T = typename V::T;
+  int64_t pitch = 0, ps = 0, nimg = 0, halo = 0;
+  int64_t* img;     // per image of the tile: image offset n*C*H*W
+  int64_t* oh0;     //   first output row
+  int64_t* nrows;   //   phase rows
+  int64_t* rowoff;  //   row offset in each phase
+  int64_t* poff;    // per segment: offset of its first column in a phase
+  T* buf;
+
+  // Values (T) and int64s of scratch for tiles of at most `cap` columns.
+  static int64_t values(const Conv2dShape& p, int64_t cap) {
+    const int64_t pit = round_up(p.OW + (p.S - 1) / 2, V::N);
+    return 4 * max_rows(p, cap) * pit;
+  }
+  static int64_t ints(int64_t cap) { return 5 * (cap + 2); }
+  static int64_t max_rows(const Conv2dShape& p, int64_t cap) {
+    return (ceil_div(cap, p.OW) + 1) * (1 + (p.R - 1) / 2);  // segments x rows per segment
+  }
+  static PhaseTile in(const Conv2dShape& p, int64_t cap, T* vals, int64_t* mem) {
+    PhaseTile t;
+    t.pitch = round_up(p.OW + (p.S - 1) / 2, V::N);
+    t.halo = (p.R - 1) / 2;
+    const int64_t n = cap + 2;
+    t.img = mem;
+    t.oh0 = mem + n;
+    t.nrows = mem + 2 * n;
+    t.rowoff = mem + 3 * n;
+    t.poff = mem + 4 * n;
+    t.buf = vals;
+    return t;
+  }
+  // The images and rows of the tile whose columns `segs` describes.
+  void setup(const ColSegments& segs) {
+    nimg = 0;
+    int64_t rows = 0;
+    for (int64_t i = 0; i < segs.count; ++i) {
+      if (nimg == 0 || segs.img[i] != img[nimg - 1]) {
+        if (nimg > 0) rows += nrows[nimg - 1];
+        img[nimg] = segs.img[i];
+        oh0[nimg] = segs.oh[i];
+        rowoff[nimg] = rows;
+        ++nimg;
+      }
+      nrows[nimg - 1] = segs.oh[i] - oh0[nimg - 1] + 1 + halo;
+      poff[i] = (rowoff[nimg - 1] + segs.oh[i] - oh0[nimg - 1]) * pitch + segs.ow[i];
+    }
+    if (nimg > 0) rows += nrows[nimg - 1];
+    ps = rows * pitch;
+  }
+  // Phases of input channel ci (absolute channel index). Each input row is read with (masked)
+  // vector loads and split in registers: building it in memory first and reloading it stalled on
+  // store forwarding (the short zero-fill stores under each whole-vector load).
+  void build(const Conv2dShape& p, const T* x, int64_t ci) const {
+    using R = typename V::R;
+    constexpr int N = V::N;
+    const int64_t H = p.H, W = p.W;
+    auto part = [&](const T* xr, int64_t o) -> R {  // xpad row values t = o + pw .. + N
+      const int64_t lo = std::clamp<int64_t>(-o, 0, N), hi = std::clamp<int64_t>(W - o, lo, N);
+      if (lo == 0 && hi == N) return V::load(xr + o);
+      if (lo == hi) return V::zero();
+      return V::load_part(xr + o, int(lo), int(hi), T(0));
+    };
+    for (int64_t k = 0; k < nimg; ++k) {
+      const T* xc = x + img[k] + ci * H * W;
+      for (int64_t a = 0; a < 2; ++a) {
+        T* d0 = buf + 2 * a * ps + rowoff[k] * pitch;  // phase (a, 0); (a, 1) is ps further
+        for (int64_t i = 0; i < nrows[k]; ++i, d0 += pitch) {
+          const int64_t ih = 2 * (oh0[k] + i) + a - p.ph;
+          if (ih < 0 || ih >= H) {
+            for (int64_t j = 0; j < pitch; j += N) {
+              V::store(d0 + j, V::zero());
+              V::store(d0 + ps + j, V::zero());
+            }
+            continue;
+          }
+          const T* xr = xc + ih * W;
+          for (int64_t j = 0; j < pitch; j += N) {  // xpad[t] = x[ih][t - pw], t = 2j ..
+            const R lo = part(xr, 2 * j - p.pw), hi = part(xr, 2 * j + N - p.pw);
+            V::store(d0 + j, V::unzip_fix(V::even(lo, hi)));
+            V::store(d0 + ps + j, V::unzip_fix(V::odd(lo, hi)));
+          }
+        }
+      }
+    }
+  }
+  // line = im2col row (c, r, s) of the built channel over the tile's columns.
+  void emit(const ColSegments& segs, int64_t r, int64_t s, T* line) const {
+    const T* base = buf + (2 * (r & 1) + (s & 1)) * ps + (r >> 1) * pitch + (s >> 1);
+    T* dst = line;
+    for (int64_t i = 0; i < segs.count; ++i) {
+      const int64_t n = segs.len[i];
+      const T* src = base + poff[i];
+      if (n >= V::N) {
+        copy_run<V>(dst, src, n);
+      } else {
+        V::store_n(dst, V::load_part(src, 0, int(n), T(0)), int(n));
+      }
+      dst += n;
+    }
+  }
+};
+
 // gx[n, ci] += col2im of row (c, r, s) over the columns described by `segs` (not plain 1x1).
 template <class V, typename T = typename V::T>
 void col2im_row_add_segs(const Conv2dShape& p, T* gx, int64_t ci, int64_t r, int64_t s, const ColSegments& segs,
@@ -371,21 +491,24 @@ void pack_weights(const Conv2dShape& q, const T* w, bool rotated, int64_t mrb, T
     for (int64_t it = b; it < e; ++it) {
       const int64_t g = it / nmb, m0 = (it % nmb) * mrb, rows = std::min(mrb, Kg - m0);
       T* dst = ap + it * mrb * CRS;
+      if (!rotated) {
+        // Column by column: `rows` sequential read streams (the block's weight rows, output rows
+        // g*Kg + m0 + i of the forward GEMM) and one sequential write stream. (Row by row, the
+        // writes `rows` values apart took 5% of a 3x3/s2 128 -> 256 forward pass.)
+        const T* src = w + (g * Kg + m0) * CRS;
+        for (int64_t k = 0; k < CRS; ++k, dst += rows)
+          for (int64_t i = 0; i < rows; ++i) dst[i] = src[i * CRS + k];
+        continue;
+      }
       for (int64_t i = 0; i < rows; ++i) {
-        const int64_t m = g * Kg + m0 + i;  // output row of the forward GEMM
-        if (!rotated) {
-          const T* src = w + m * CRS;
-          for (int64_t k = 0; k < CRS; ++k) dst[k * rows + i] = src[k];
-        } else {
-          // Row m is input channel c = m % Kg of the layer (group g); reduction index k = (k', r, s)
-          // over the layer's output channels k' of group g: w[g*Cg + k', c, R-1-r, S-1-s].
-          // (Here Cg, Kg are the rotated shape's: Cg = the layer's K/groups, Kg = its C/groups.)
-          const int64_t c = m0 + i;
-          for (int64_t kk = 0; kk < Cg; ++kk) {
-            const T* src = w + ((g * Cg + kk) * Kg + c) * RS;
-            T* d = dst + kk * RS * rows + i;
-            for (int64_t t = 0; t < RS; ++t) d[t * rows] = src[RS - 1 - t];
-          }
+        // Row i is input channel c = m0 + i of the layer (group g); reduction index k = (k', r, s)
+        // over the layer's output channels k' of group g: w[g*Cg + k', c, R-1-r, S-1-s].
+        // (Here Cg, Kg are the rotated shape's: Cg = the layer's K/groups, Kg = its C/groups.)
+        const int64_t c = m0 + i;
+        for (int64_t kk = 0; kk < Cg; ++kk) {
+          const T* src = w + ((g * Cg + kk) * Kg + c) * RS;
+          T* d = dst + kk * RS * rows + i;
+          for (int64_t t = 0; t < RS; ++t) d[t * rows] = src[RS - 1 - t];
         }
       }
     }
@@ -774,10 +897,11 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
 
   std::atomic<bool> ok{true};
   parallel_for(items, nc * mchunk * CRS, [&](int64_t b, int64_t e) {
-    // Per thread: packed B block (kc x nc), one im2col line, the tile's segment table (at most
-    // one segment per column plus one).
-    const size_t seg_bytes = size_t(4 * (nc + 1)) * sizeof(int64_t);
-    const size_t bp_bytes = size_t(kc * nc + nc + NR) * sizeof(T);
+    // Per thread: packed B block (kc x nc), one im2col line, the phases of stride-2 layers (else
+    // nothing), the tile's segment table (at most one segment per column plus one), the phases'.
+    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p);
+    const size_t seg_bytes = size_t(4 * (nc + 1) + (phased ? PhaseTile<V>::ints(nc) : 0)) * sizeof(int64_t);
+    const size_t bp_bytes = size_t(kc * nc + nc + NR + (phased ? PhaseTile<V>::values(p, nc) : 0)) * sizeof(T);
     char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(bp_bytes), 64) + seg_bytes));
     if (!mem) {
       ok = false;
@@ -787,7 +911,8 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
     T* line = bp + kc * nc;
     int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(bp_bytes), 64));
     ColSegments segs = ColSegments::in(seg_mem, nc);
-    const bool plain = is_plain_1x1(p);
+    PhaseTile<V> phase;
+    if (phased) phase = PhaseTile<V>::in(p, nc, line + nc + NR, seg_mem + 4 * (nc + 1));
     for (int64_t it = b; it < e; ++it) {
       const int64_t ms = it % msplit, t = (it / msplit) % ntiles, g = it / (msplit * ntiles);
       const int64_t q0 = t * nc, ncur = std::min(nc, cols - q0);
@@ -798,12 +923,17 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
         // Pack B = im2col rows k0..k0+kcur, columns q0..q0+ncur, into NR-wide panels.
         {
           if (!plain) segs.build(p, q0, ncur);
+          if (phased) phase.setup(segs);
           int64_t c = k0 / RS, r = (k0 % RS) / p.S, s = k0 % p.S;
           for (int64_t kk = 0; kk < kcur; ++kk) {
-            if (plain)
+            if (phased) {
+              if (kk == 0 || (r == 0 && s == 0)) phase.build(p, x, g * Cg + c);
+              phase.emit(segs, r, s, line);
+            } else if (plain) {
               im2col_row<V>(p, x, g, c, r, s, q0, ncur, line);
-            else
+            } else {
               im2col_row_segs<V>(p, x, g, c, r, s, segs, line);
+            }
             scatter_row_to_panels<V, NR>(line, ncur, bp + kk * NR, kcur * NR);
             if (++s == p.S) {
               s = 0;
