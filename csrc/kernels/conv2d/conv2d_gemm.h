@@ -1138,9 +1138,12 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
   parallel_for(items, rchunk * Kg * kbpp * kc, [&](int64_t b, int64_t e) {
     // Per thread: gW^T sub-block (mrb x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
     // Then the segment table of the current column block (ColSegments).
+    // Stride-2 layers: the phases of one input channel (PhaseTile) and their tables.
+    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p);
     const int64_t lda = LDA > 0 ? LDA : kc;
-    const size_t buf_bytes = size_t(mrb * ldc + kc * ldc + mc * lda) * sizeof(T);
-    char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (kc + 1)) * sizeof(int64_t)));
+    const size_t buf_bytes = size_t(mrb * ldc + kc * ldc + mc * lda + (phased ? PhaseTile<V>::values(p, kc) : 0)) * sizeof(T);
+    const size_t int_bytes = size_t(4 * (kc + 1) + (phased ? PhaseTile<V>::ints(kc) : 0)) * sizeof(int64_t);
+    char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + int_bytes));
     if (!mem) {
       ok = false;
       return;
@@ -1150,7 +1153,8 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
     T* abuf = bp + kc * ldc;
     int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(buf_bytes), 64));
     ColSegments segs = ColSegments::in(seg_mem, kc);
-    const bool plain = is_plain_1x1(p);
+    PhaseTile<V> phase;
+    if (phased) phase = PhaseTile<V>::in(p, kc, abuf + mc * lda, seg_mem + 4 * (kc + 1));
     // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels:
     // V::N x V::N register transposes, a scalar loop for the ragged edges.
     auto pack_gyt = [&](int64_t g, int64_t q0, int64_t kcur) {
@@ -1182,15 +1186,20 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
           const int64_t kcur = std::min(kc, qe - q0);
           if (!one_block) pack_gyt(g, q0, kcur);
           if (!plain) segs.build(p, q0, kcur);
+          if (phased) phase.setup(segs);
           const int64_t ars = LDA > 0 ? LDA : kcur;  // im2col row stride
           for (int64_t mb0 = sb0; mb0 < sb1; mb0 += mc) {
             const int64_t mrows_blk = std::min(mc, sb1 - mb0);
             int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
             for (int64_t i = 0; i < mrows_blk; ++i) {
-              if (plain)
+              if (phased) {
+                if (i == 0 || (r == 0 && s == 0)) phase.build(p, x, g * Cg + c);
+                phase.emit(segs, r, s, abuf + i * ars);
+              } else if (plain) {
                 im2col_row<V>(p, x, g, c, r, s, q0, kcur, abuf + i * ars);
-              else
+              } else {
                 im2col_row_segs<V>(p, x, g, c, r, s, segs, abuf + i * ars);
+              }
               if (++s == p.S) {
                 s = 0;
                 if (++r == p.R) {
