@@ -1303,6 +1303,63 @@ inline Conv2dShape bwd_input_fwd_shape(const Conv2dShape& p) {
   return q;
 }
 
+// Stride-2 bwd_input (is_phase_s2): col2im into the four phases of each padded gx plane instead
+// of gx itself, acc[a][b][i][j] += the col row (c, r, s) at (i, j) = (oh + r/2, ow + s/2) with
+// (a, b) = (r % 2, s % 2), one contiguous vector run per output row (the strided scatter-add took
+// ~15% of a 3x3/s2 128 -> 256 bwd_input); the phases are interleaved into gx once at the end.
+// Each gx value receives the same terms in the same order as with the direct scatter-add.
+struct PhasePlane {
+  int64_t pitch, rows, ps;  // row pitch, rows and size of one phase
+  explicit PhasePlane(const Conv2dShape& p, int64_t n) {
+    // Rows / columns every window reaches and every gx row / column reads (+1: the odd phase of
+    // an odd pw is read one value further; see to_plane).
+    rows = std::max(p.OH + (p.R - 1) / 2, (p.H - 1 + p.ph) / 2 + 1);
+    pitch = round_up(std::max(p.OW + (p.S - 1) / 2, (p.W + p.pw) / 2 + 1) + 1, n);
+    ps = rows * pitch;
+  }
+  int64_t values() const { return 4 * ps; }  // per channel
+};
+
+template <class V, typename T = typename V::T>
+void phase_col2im_add(const PhasePlane& pp, const ColSegments& segs, T* acc, int64_t r, int64_t s, const T* src) {
+  T* base = acc + (2 * (r & 1) + (s & 1)) * pp.ps + (r >> 1) * pp.pitch + (s >> 1);
+  for (int64_t i = 0; i < segs.count; ++i) {
+    T* d = base + segs.oh[i] * pp.pitch + segs.ow[i];
+    const int64_t n = segs.len[i];
+    int64_t t = 0;
+    for (; t + V::N <= n; t += V::N) V::store(d + t, V::add(V::load(d + t), V::load(src + t)));
+    if (t < n) {
+      const int m = int(n - t);
+      V::store_n(d + t, V::add(V::load_part(d + t, 0, m, T(0)), V::load_part(src + t, 0, m, T(0))), m);
+    }
+    src += n;
+  }
+}
+
+// gx plane[ih][iw] = xpad value (ih + ph, iw + pw) of the phases acc: row t = ih + ph is row
+// t / 2 of phases (t % 2, 0) and (t % 2, 1), which interleave into the padded row.
+template <class V, typename T = typename V::T>
+void phase_to_plane(const Conv2dShape& p, const PhasePlane& pp, const T* acc, T* plane) {
+  constexpr int N = V::N;
+  const int64_t W = p.W, j0 = p.pw / 2;
+  for (int64_t ih = 0; ih < p.H; ++ih) {
+    const int64_t t = ih + p.ph;
+    const T* ev = acc + 2 * (t & 1) * pp.ps + (t >> 1) * pp.pitch;  // phase (t % 2, 0) row
+    const T* od = ev + pp.ps;
+    // gx[ih][iw0 + 2u] and [iw0 + 2u + 1] for even iw0: from (first, second)[iw0 / 2 + u].
+    const T* first = (p.pw & 1) ? od + j0 : ev + j0;
+    const T* second = (p.pw & 1) ? ev + j0 + 1 : od + j0;
+    T* dst = plane + ih * W;
+    int64_t iw = 0;
+    for (; iw + 2 * N <= W; iw += 2 * N) V::interleave2(first + iw / 2, second + iw / 2, dst + iw);
+    if (iw < W) {
+      alignas(64) T tmp[2 * N];
+      V::interleave2(first + iw / 2, second + iw / 2, tmp);
+      for (int64_t u = 0; iw + u < W; ++u) dst[iw + u] = tmp[u];
+    }
+  }
+}
+
 template <class V, class B>
 bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
@@ -1343,9 +1400,12 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
 
   std::atomic<bool> ok{true};
   parallel_for(items, cchunk * RS * Kg * P, [&](int64_t b, int64_t e) {
-    // Per thread: packed gY tile (Kg x nc), col tile (mc x nc), padded copy of an edge A panel.
-    // Then the segment table of the current spatial tile (ColSegments).
-    const size_t buf_bytes = size_t(Kg * nc + mc * nc + kc * MR) * sizeof(T);
+    // Per thread: packed gY tile (Kg x nc), col tile (mc x nc), padded copy of an edge A panel,
+    // stride-2 layers the phases of the item's gx planes (PhasePlane). Then the segment table of
+    // the current spatial tile (ColSegments).
+    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p);
+    const PhasePlane pp(p, V::N);
+    const size_t buf_bytes = size_t(Kg * nc + mc * nc + kc * MR + (phased ? cchunk * pp.values() + V::N : 0)) * sizeof(T);
     char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (nc + 1)) * sizeof(int64_t)));
     if (!mem) {
       ok = false;
@@ -1356,12 +1416,15 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
     T* aedge = colbuf + mc * nc;
     int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(buf_bytes), 64));
     ColSegments segs = ColSegments::in(seg_mem, nc);
-    const bool plain = is_plain_1x1(p);
+    T* acc = aedge + kc * MR;  // phases of channel c at acc + (c - c0) * pp.values()
     for (int64_t it = b; it < e; ++it) {
       const int64_t cs = it % csplit, g = (it / csplit) % G, n = it / (csplit * G);
       const int64_t c0 = cs * cchunk, c1 = std::min(Cg, c0 + cchunk), r0 = c0 * RS, r1 = c1 * RS;
       T* gxn = gx + (n * p.C + g * Cg) * HW;
-      std::fill(gxn + c0 * HW, gxn + c1 * HW, T(0));
+      if (phased)
+        std::fill(acc, acc + (c1 - c0) * pp.values(), T(0));
+      else
+        std::fill(gxn + c0 * HW, gxn + c1 * HW, T(0));
       for (int64_t p0 = 0; p0 < P; p0 += nc) {
         const int64_t ncur = std::min(nc, P - p0), npan = ceil_div(ncur, NR);
         for (int64_t k = 0; k < Kg; ++k)
@@ -1400,7 +1463,9 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
           if (!plain) segs.build(p, n * P + p0, ncur);
           int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
           for (int64_t i = 0; i < mrows_blk; ++i) {
-            if (plain)
+            if (phased)
+              phase_col2im_add<V>(pp, segs, acc + (c - c0) * pp.values(), r, s, colbuf + i * nc);
+            else if (plain)
               col2im_row_add(p, gx, n, g * Cg + c, r, s, p0, ncur, colbuf + i * nc);
             else
               col2im_row_add_segs<V>(p, gx, g * Cg + c, r, s, segs, colbuf + i * nc);
@@ -1414,6 +1479,8 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
           }
         }
       }
+      if (phased)
+        for (int64_t c = c0; c < c1; ++c) phase_to_plane<V>(p, pp, acc + (c - c0) * pp.values(), gxn + c * HW);
     }
   });
   return ok;
