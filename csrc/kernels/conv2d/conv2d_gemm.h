@@ -319,35 +319,41 @@ struct PhaseTile {
   }
   // Phases of input channel ci (absolute channel index). Each input row is read with (masked)
   // vector loads and split in registers: building it in memory first and reloading it stalled on
-  // store forwarding (the short zero-fill stores under each whole-vector load).
+  // store forwarding (the short zero-fill stores under each whole-vector load). The load masks
+  // depend on the column only: computed once per vector column, then every row of it.
   void build(const Conv2dShape& p, const T* x, int64_t ci) const {
     using R = typename V::R;
     constexpr int N = V::N;
     const int64_t H = p.H, W = p.W;
-    auto part = [&](const T* xr, int64_t o) -> R {  // xpad row values t = o + pw .. + N
-      const int64_t lo = std::clamp<int64_t>(-o, 0, N), hi = std::clamp<int64_t>(W - o, lo, N);
-      if (lo == 0 && hi == N) return V::load(xr + o);
-      if (lo == hi) return V::zero();
-      return V::load_part(xr + o, int(lo), int(hi), T(0));
-    };
     for (int64_t k = 0; k < nimg; ++k) {
       const T* xc = x + img[k] + ci * H * W;
-      for (int64_t a = 0; a < 2; ++a) {
-        T* d0 = buf + 2 * a * ps + rowoff[k] * pitch;  // phase (a, 0); (a, 1) is ps further
-        for (int64_t i = 0; i < nrows[k]; ++i, d0 += pitch) {
-          const int64_t ih = 2 * (oh0[k] + i) + a - p.ph;
-          if (ih < 0 || ih >= H) {
-            for (int64_t j = 0; j < pitch; j += N) {
-              V::store(d0 + j, V::zero());
-              V::store(d0 + ps + j, V::zero());
+      for (int64_t j = 0; j < pitch; j += N) {
+        // Phase column j .. j + N: padded input columns t = 2j .. 2j + 2N, x columns t - pw; the
+        // lanes [lo, hi) of each half inside the row (a whole vector when lo = 0, hi = N).
+        const int64_t o0 = 2 * j - p.pw, o1 = o0 + N;
+        const int64_t lo0 = std::clamp<int64_t>(-o0, 0, N), hi0 = std::clamp<int64_t>(W - o0, lo0, N);
+        const int64_t lo1 = std::clamp<int64_t>(-o1, 0, N), hi1 = std::clamp<int64_t>(W - o1, lo1, N);
+        const bool full = lo0 == 0 && hi0 == N && lo1 == 0 && hi1 == N;
+        for (int64_t a = 0; a < 2; ++a) {
+          T* d0 = buf + 2 * a * ps + rowoff[k] * pitch + j;  // phase (a, 0); (a, 1) is ps further
+          for (int64_t i = 0; i < nrows[k]; ++i, d0 += pitch) {
+            const int64_t ih = 2 * (oh0[k] + i) + a - p.ph;
+            R ev = V::zero(), od = V::zero();
+            if (ih >= 0 && ih < H) {
+              const T* xr = xc + ih * W;
+              R v0, v1;
+              if (full) {
+                v0 = V::load(xr + o0);
+                v1 = V::load(xr + o1);
+              } else {
+                v0 = lo0 < hi0 ? V::load_part(xr + o0, int(lo0), int(hi0), T(0)) : V::zero();
+                v1 = lo1 < hi1 ? V::load_part(xr + o1, int(lo1), int(hi1), T(0)) : V::zero();
+              }
+              ev = V::unzip_fix(V::even(v0, v1));
+              od = V::unzip_fix(V::odd(v0, v1));
             }
-            continue;
-          }
-          const T* xr = xc + ih * W;
-          for (int64_t j = 0; j < pitch; j += N) {  // xpad[t] = x[ih][t - pw], t = 2j ..
-            const R lo = part(xr, 2 * j - p.pw), hi = part(xr, 2 * j + N - p.pw);
-            V::store(d0 + j, V::unzip_fix(V::even(lo, hi)));
-            V::store(d0 + ps + j, V::unzip_fix(V::odd(lo, hi)));
+            V::store(d0, ev);
+            V::store(d0 + ps, od);
           }
         }
       }
