@@ -9,7 +9,9 @@
 //               rotated, channel-swapped weights instead (bwd_input_as_fwd); 1x1 layers with
 //               stride > 1 solve the compact stride-1 problem and scatter it (is_strided_1x1)
 // col is never materialised whole: each thread builds the tile it needs (a few hundred KB, sized
-// for L2) in its own scratch buffer (common/scratch.h).
+// for L2) in its own scratch buffer (common/scratch.h). Stride-2 layers build it from the input
+// split into its four phases (PhaseTile), and bwd_input scatters into the phases of gx
+// (PhasePlane): contiguous runs instead of every-other-value gathers and scatters (is_phase_s2).
 // Grouped stride-1 layers with at most kGroupedDirectMaxKg output channels per group (ResNeXt)
 // skip im2col: a direct kernel per (image, group) for the forward (and bwd_input as a forward
 // conv) and the weight gradient (is_grouped_direct).
