@@ -9,7 +9,9 @@
 //               rotated, channel-swapped weights instead (bwd_input_as_fwd); 1x1 layers with
 //               stride > 1 solve the compact stride-1 problem and scatter it (is_strided_1x1)
 // col is never materialised whole: each thread builds the tile it needs (a few hundred KB, sized
-// for L2) in its own scratch buffer (common/scratch.h).
+// for L2) in its own scratch buffer (common/scratch.h). Stride-2 layers build it from the input
+// split into its four phases (PhaseTile), and bwd_input scatters into the phases of gx
+// (PhasePlane): contiguous runs instead of every-other-value gathers and scatters (is_phase_s2).
 // Grouped stride-1 layers with at most kGroupedDirectMaxKg output channels per group (ResNeXt)
 // skip im2col: a direct kernel per (image, group) for the forward (and bwd_input as a forward
 // conv) and the weight gradient (is_grouped_direct).
@@ -250,6 +252,132 @@ void im2col_row_segs(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Stride-2 layers: polyphase im2col (is_phase_s2). Row (c, r, s) of im2col reads the padded input
+// at (2*oh + r, 2*ow + s): every other value, which the strided gather above copies one by one
+// (on ResNet-18's 3x3/s2 128x28 -> 256 layer it was ~18% of the forward pass). Split the input
+// rows a tile needs once per channel into their four phases, ph[a][b][i][j] = xpad[2i + a][2j + b]
+// (vector de-interleaves), and the row becomes one contiguous run per output row:
+// ph[r % 2][s % 2][oh + r/2][ow + s/2 ..], the same run for the taps (r, s) and (r + 2, s) one
+// phase row apart. The columns, the GEMM and its output are unchanged (no wasted columns).
+// ---------------------------------------------------------------------------------------------
+inline bool is_phase_s2(const Conv2dShape& p) {
+  return p.sh == 2 && p.sw == 2 && p.dh == 1 && p.dw == 1 && p.R * p.S > 1 && p.OH > 0 && p.OW > 0;
+}
+
+// The phases of one input channel over the output rows of a tile (its ColSegments), at most
+// `cap` columns. Layout: phase (a, b) at buf + (2a + b) * ps; in it, image k of the tile has
+// rows (its first output row + i, i < nrows[k]) at pitch `pitch`, from row offset rowoff[k].
+template <class V>
+struct PhaseTile {
+  using T = typename V::T;
+  int64_t pitch = 0, ps = 0, nimg = 0, halo = 0;
+  int64_t* img;     // per image of the tile: image offset n*C*H*W
+  int64_t* oh0;     //   first output row
+  int64_t* nrows;   //   phase rows
+  int64_t* rowoff;  //   row offset in each phase
+  int64_t* poff;    // per segment: offset of its first column in a phase
+  T* buf;
+
+  // Values (T) and int64s of scratch for tiles of at most `cap` columns.
+  static int64_t values(const Conv2dShape& p, int64_t cap) {
+    const int64_t pit = round_up(p.OW + (p.S - 1) / 2, V::N);
+    return 4 * max_rows(p, cap) * pit;
+  }
+  static int64_t ints(int64_t cap) { return 5 * (cap + 2); }
+  static int64_t max_rows(const Conv2dShape& p, int64_t cap) {
+    return (ceil_div(cap, p.OW) + 1) * (1 + (p.R - 1) / 2);  // segments x rows per segment
+  }
+  static PhaseTile in(const Conv2dShape& p, int64_t cap, T* vals, int64_t* mem) {
+    PhaseTile t;
+    t.pitch = round_up(p.OW + (p.S - 1) / 2, V::N);
+    t.halo = (p.R - 1) / 2;
+    const int64_t n = cap + 2;
+    t.img = mem;
+    t.oh0 = mem + n;
+    t.nrows = mem + 2 * n;
+    t.rowoff = mem + 3 * n;
+    t.poff = mem + 4 * n;
+    t.buf = vals;
+    return t;
+  }
+  // The images and rows of the tile whose columns `segs` describes.
+  void setup(const ColSegments& segs) {
+    nimg = 0;
+    int64_t rows = 0;
+    for (int64_t i = 0; i < segs.count; ++i) {
+      if (nimg == 0 || segs.img[i] != img[nimg - 1]) {
+        if (nimg > 0) rows += nrows[nimg - 1];
+        img[nimg] = segs.img[i];
+        oh0[nimg] = segs.oh[i];
+        rowoff[nimg] = rows;
+        ++nimg;
+      }
+      nrows[nimg - 1] = segs.oh[i] - oh0[nimg - 1] + 1 + halo;
+      poff[i] = (rowoff[nimg - 1] + segs.oh[i] - oh0[nimg - 1]) * pitch + segs.ow[i];
+    }
+    if (nimg > 0) rows += nrows[nimg - 1];
+    ps = rows * pitch;
+  }
+  // Phases of input channel ci (absolute channel index). Each input row is read with (masked)
+  // vector loads and split in registers: building it in memory first and reloading it stalled on
+  // store forwarding (the short zero-fill stores under each whole-vector load). The load masks
+  // depend on the column only: computed once per vector column, then every row of it.
+  void build(const Conv2dShape& p, const T* x, int64_t ci) const {
+    using R = typename V::R;
+    constexpr int N = V::N;
+    const int64_t H = p.H, W = p.W;
+    for (int64_t k = 0; k < nimg; ++k) {
+      const T* xc = x + img[k] + ci * H * W;
+      for (int64_t j = 0; j < pitch; j += N) {
+        // Phase column j .. j + N: padded input columns t = 2j .. 2j + 2N, x columns t - pw; the
+        // lanes [lo, hi) of each half inside the row (a whole vector when lo = 0, hi = N).
+        const int64_t o0 = 2 * j - p.pw, o1 = o0 + N;
+        const int64_t lo0 = std::clamp<int64_t>(-o0, 0, N), hi0 = std::clamp<int64_t>(W - o0, lo0, N);
+        const int64_t lo1 = std::clamp<int64_t>(-o1, 0, N), hi1 = std::clamp<int64_t>(W - o1, lo1, N);
+        const bool full = lo0 == 0 && hi0 == N && lo1 == 0 && hi1 == N;
+        for (int64_t a = 0; a < 2; ++a) {
+          T* d0 = buf + 2 * a * ps + rowoff[k] * pitch + j;  // phase (a, 0); (a, 1) is ps further
+          for (int64_t i = 0; i < nrows[k]; ++i, d0 += pitch) {
+            const int64_t ih = 2 * (oh0[k] + i) + a - p.ph;
+            R ev = V::zero(), od = V::zero();
+            if (ih >= 0 && ih < H) {
+              const T* xr = xc + ih * W;
+              R v0, v1;
+              if (full) {
+                v0 = V::load(xr + o0);
+                v1 = V::load(xr + o1);
+              } else {
+                v0 = lo0 < hi0 ? V::load_part(xr + o0, int(lo0), int(hi0), T(0)) : V::zero();
+                v1 = lo1 < hi1 ? V::load_part(xr + o1, int(lo1), int(hi1), T(0)) : V::zero();
+              }
+              ev = V::unzip_fix(V::even(v0, v1));
+              od = V::unzip_fix(V::odd(v0, v1));
+            }
+            V::store(d0, ev);
+            V::store(d0 + ps, od);
+          }
+        }
+      }
+    }
+  }
+  // line = im2col row (c, r, s) of the built channel over the tile's columns.
+  void emit(const ColSegments& segs, int64_t r, int64_t s, T* line) const {
+    const T* base = buf + (2 * (r & 1) + (s & 1)) * ps + (r >> 1) * pitch + (s >> 1);
+    T* dst = line;
+    for (int64_t i = 0; i < segs.count; ++i) {
+      const int64_t n = segs.len[i];
+      const T* src = base + poff[i];
+      if (n >= V::N) {
+        copy_run<V>(dst, src, n);
+      } else {
+        V::store_n(dst, V::load_part(src, 0, int(n), T(0)), int(n));
+      }
+      dst += n;
+    }
+  }
+};
+
 // gx[n, ci] += col2im of row (c, r, s) over the columns described by `segs` (not plain 1x1).
 template <class V, typename T = typename V::T>
 void col2im_row_add_segs(const Conv2dShape& p, T* gx, int64_t ci, int64_t r, int64_t s, const ColSegments& segs,
@@ -371,21 +499,24 @@ void pack_weights(const Conv2dShape& q, const T* w, bool rotated, int64_t mrb, T
     for (int64_t it = b; it < e; ++it) {
       const int64_t g = it / nmb, m0 = (it % nmb) * mrb, rows = std::min(mrb, Kg - m0);
       T* dst = ap + it * mrb * CRS;
+      if (!rotated) {
+        // Column by column: `rows` sequential read streams (the block's weight rows, output rows
+        // g*Kg + m0 + i of the forward GEMM) and one sequential write stream. (Row by row, the
+        // writes `rows` values apart took 5% of a 3x3/s2 128 -> 256 forward pass.)
+        const T* src = w + (g * Kg + m0) * CRS;
+        for (int64_t k = 0; k < CRS; ++k, dst += rows)
+          for (int64_t i = 0; i < rows; ++i) dst[i] = src[i * CRS + k];
+        continue;
+      }
       for (int64_t i = 0; i < rows; ++i) {
-        const int64_t m = g * Kg + m0 + i;  // output row of the forward GEMM
-        if (!rotated) {
-          const T* src = w + m * CRS;
-          for (int64_t k = 0; k < CRS; ++k) dst[k * rows + i] = src[k];
-        } else {
-          // Row m is input channel c = m % Kg of the layer (group g); reduction index k = (k', r, s)
-          // over the layer's output channels k' of group g: w[g*Cg + k', c, R-1-r, S-1-s].
-          // (Here Cg, Kg are the rotated shape's: Cg = the layer's K/groups, Kg = its C/groups.)
-          const int64_t c = m0 + i;
-          for (int64_t kk = 0; kk < Cg; ++kk) {
-            const T* src = w + ((g * Cg + kk) * Kg + c) * RS;
-            T* d = dst + kk * RS * rows + i;
-            for (int64_t t = 0; t < RS; ++t) d[t * rows] = src[RS - 1 - t];
-          }
+        // Row i is input channel c = m0 + i of the layer (group g); reduction index k = (k', r, s)
+        // over the layer's output channels k' of group g: w[g*Cg + k', c, R-1-r, S-1-s].
+        // (Here Cg, Kg are the rotated shape's: Cg = the layer's K/groups, Kg = its C/groups.)
+        const int64_t c = m0 + i;
+        for (int64_t kk = 0; kk < Cg; ++kk) {
+          const T* src = w + ((g * Cg + kk) * Kg + c) * RS;
+          T* d = dst + kk * RS * rows + i;
+          for (int64_t t = 0; t < RS; ++t) d[t * rows] = src[RS - 1 - t];
         }
       }
     }
@@ -766,18 +897,24 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
       msplit = std::min<int64_t>(ceil_div(nt, G * ntiles), nmb);
     }
   }
-  const int64_t nc = round_up(ceil_div(cols, ntiles), NR);
-  ntiles = ceil_div(cols, nc);
+  // Tile t: panels [t * npan_all / ntiles, (t + 1) * npan_all / ntiles) of the NR-wide column
+  // panels, so the count chosen above survives (rounding one width up to whole panels made 8
+  // tiles of ResNet-18's 3x3/s2 128x28 layer, 49 panels, 7 of 7 panels: 4 + 3 on two threads).
+  // The reduction of every column does not depend on its tile, so neither do the results.
+  const int64_t npan_all = ceil_div(cols, NR);
+  ntiles = std::min(ntiles, npan_all);
+  const int64_t nc = ceil_div(npan_all, ntiles) * NR;  // widest tile
   const int64_t mchunk = ceil_div(nmb, msplit) * mrb;
   msplit = ceil_div(Kg, mchunk);
   const int64_t items = G * ntiles * msplit;
 
   std::atomic<bool> ok{true};
   parallel_for(items, nc * mchunk * CRS, [&](int64_t b, int64_t e) {
-    // Per thread: packed B block (kc x nc), one im2col line, the tile's segment table (at most
-    // one segment per column plus one).
-    const size_t seg_bytes = size_t(4 * (nc + 1)) * sizeof(int64_t);
-    const size_t bp_bytes = size_t(kc * nc + nc + NR) * sizeof(T);
+    // Per thread: packed B block (kc x nc), one im2col line, the phases of stride-2 layers (else
+    // nothing), the tile's segment table (at most one segment per column plus one), the phases'.
+    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p);
+    const size_t seg_bytes = size_t(4 * (nc + 1) + (phased ? PhaseTile<V>::ints(nc) : 0)) * sizeof(int64_t);
+    const size_t bp_bytes = size_t(kc * nc + nc + NR + (phased ? PhaseTile<V>::values(p, nc) : 0)) * sizeof(T);
     char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(bp_bytes), 64) + seg_bytes));
     if (!mem) {
       ok = false;
@@ -787,10 +924,11 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
     T* line = bp + kc * nc;
     int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(bp_bytes), 64));
     ColSegments segs = ColSegments::in(seg_mem, nc);
-    const bool plain = is_plain_1x1(p);
+    PhaseTile<V> phase;
+    if (phased) phase = PhaseTile<V>::in(p, nc, line + nc + NR, seg_mem + 4 * (nc + 1));
     for (int64_t it = b; it < e; ++it) {
       const int64_t ms = it % msplit, t = (it / msplit) % ntiles, g = it / (msplit * ntiles);
-      const int64_t q0 = t * nc, ncur = std::min(nc, cols - q0);
+      const int64_t q0 = t * npan_all / ntiles * NR, ncur = std::min((t + 1) * npan_all / ntiles * NR, cols) - q0;
       const int64_t m0 = ms * mchunk, m1 = std::min(Kg, m0 + mchunk);
       const int64_t npan = ceil_div(ncur, NR);
       for (int64_t k0 = 0; k0 < CRS; k0 += kc) {
@@ -798,12 +936,17 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
         // Pack B = im2col rows k0..k0+kcur, columns q0..q0+ncur, into NR-wide panels.
         {
           if (!plain) segs.build(p, q0, ncur);
+          if (phased) phase.setup(segs);
           int64_t c = k0 / RS, r = (k0 % RS) / p.S, s = k0 % p.S;
           for (int64_t kk = 0; kk < kcur; ++kk) {
-            if (plain)
+            if (phased) {
+              if (kk == 0 || (r == 0 && s == 0)) phase.build(p, x, g * Cg + c);
+              phase.emit(segs, r, s, line);
+            } else if (plain) {
               im2col_row<V>(p, x, g, c, r, s, q0, ncur, line);
-            else
+            } else {
               im2col_row_segs<V>(p, x, g, c, r, s, segs, line);
+            }
             scatter_row_to_panels<V, NR>(line, ncur, bp + kk * NR, kcur * NR);
             if (++s == p.S) {
               s = 0;
@@ -1008,9 +1151,12 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
   parallel_for(items, rchunk * Kg * kbpp * kc, [&](int64_t b, int64_t e) {
     // Per thread: gW^T sub-block (mrb x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
     // Then the segment table of the current column block (ColSegments).
+    // Stride-2 layers: the phases of one input channel (PhaseTile) and their tables.
+    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p);
     const int64_t lda = LDA > 0 ? LDA : kc;
-    const size_t buf_bytes = size_t(mrb * ldc + kc * ldc + mc * lda) * sizeof(T);
-    char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (kc + 1)) * sizeof(int64_t)));
+    const size_t buf_bytes = size_t(mrb * ldc + kc * ldc + mc * lda + (phased ? PhaseTile<V>::values(p, kc) : 0)) * sizeof(T);
+    const size_t int_bytes = size_t(4 * (kc + 1) + (phased ? PhaseTile<V>::ints(kc) : 0)) * sizeof(int64_t);
+    char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + int_bytes));
     if (!mem) {
       ok = false;
       return;
@@ -1020,7 +1166,8 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
     T* abuf = bp + kc * ldc;
     int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(buf_bytes), 64));
     ColSegments segs = ColSegments::in(seg_mem, kc);
-    const bool plain = is_plain_1x1(p);
+    PhaseTile<V> phase;
+    if (phased) phase = PhaseTile<V>::in(p, kc, abuf + mc * lda, seg_mem + 4 * (kc + 1));
     // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels:
     // V::N x V::N register transposes, a scalar loop for the ragged edges.
     auto pack_gyt = [&](int64_t g, int64_t q0, int64_t kcur) {
@@ -1052,15 +1199,20 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
           const int64_t kcur = std::min(kc, qe - q0);
           if (!one_block) pack_gyt(g, q0, kcur);
           if (!plain) segs.build(p, q0, kcur);
+          if (phased) phase.setup(segs);
           const int64_t ars = LDA > 0 ? LDA : kcur;  // im2col row stride
           for (int64_t mb0 = sb0; mb0 < sb1; mb0 += mc) {
             const int64_t mrows_blk = std::min(mc, sb1 - mb0);
             int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
             for (int64_t i = 0; i < mrows_blk; ++i) {
-              if (plain)
+              if (phased) {
+                if (i == 0 || (r == 0 && s == 0)) phase.build(p, x, g * Cg + c);
+                phase.emit(segs, r, s, abuf + i * ars);
+              } else if (plain) {
                 im2col_row<V>(p, x, g, c, r, s, q0, kcur, abuf + i * ars);
-              else
+              } else {
                 im2col_row_segs<V>(p, x, g, c, r, s, segs, abuf + i * ars);
+              }
               if (++s == p.S) {
                 s = 0;
                 if (++r == p.R) {
@@ -1164,12 +1316,73 @@ inline Conv2dShape bwd_input_fwd_shape(const Conv2dShape& p) {
   return q;
 }
 
+// Stride-2 bwd_input (is_phase_s2): col2im into the four phases of each padded gx plane instead
+// of gx itself, acc[a][b][i][j] += the col row (c, r, s) at (i, j) = (oh + r/2, ow + s/2) with
+// (a, b) = (r % 2, s % 2), one contiguous vector run per output row (the strided scatter-add took
+// ~15% of a 3x3/s2 128 -> 256 bwd_input); the phases are interleaved into gx once at the end.
+// Each gx value receives the same terms in the same order as with the direct scatter-add.
+struct PhasePlane {
+  int64_t pitch, rows, ps;  // row pitch, rows and size of one phase
+  explicit PhasePlane(const Conv2dShape& p, int64_t n) {
+    // Rows / columns every window reaches and every gx row / column reads (+1: the odd phase of
+    // an odd pw is read one value further; see to_plane).
+    rows = std::max(p.OH + (p.R - 1) / 2, (p.H - 1 + p.ph) / 2 + 1);
+    pitch = round_up(std::max(p.OW + (p.S - 1) / 2, (p.W + p.pw) / 2 + 1) + 1, n);
+    ps = rows * pitch;
+  }
+  int64_t values() const { return 4 * ps; }  // per channel
+};
+
+template <class V, typename T = typename V::T>
+void phase_col2im_add(const PhasePlane& pp, const ColSegments& segs, T* acc, int64_t r, int64_t s, const T* src) {
+  T* base = acc + (2 * (r & 1) + (s & 1)) * pp.ps + (r >> 1) * pp.pitch + (s >> 1);
+  for (int64_t i = 0; i < segs.count; ++i) {
+    T* d = base + segs.oh[i] * pp.pitch + segs.ow[i];
+    const int64_t n = segs.len[i];
+    int64_t t = 0;
+    for (; t + V::N <= n; t += V::N) V::store(d + t, V::add(V::load(d + t), V::load(src + t)));
+    if (t < n) {
+      const int m = int(n - t);
+      V::store_n(d + t, V::add(V::load_part(d + t, 0, m, T(0)), V::load_part(src + t, 0, m, T(0))), m);
+    }
+    src += n;
+  }
+}
+
+// gx plane[ih][iw] = xpad value (ih + ph, iw + pw) of the phases acc: row t = ih + ph is row
+// t / 2 of phases (t % 2, 0) and (t % 2, 1), which interleave into the padded row.
+template <class V, typename T = typename V::T>
+void phase_to_plane(const Conv2dShape& p, const PhasePlane& pp, const T* acc, T* plane) {
+  constexpr int N = V::N;
+  const int64_t W = p.W, j0 = p.pw / 2;
+  for (int64_t ih = 0; ih < p.H; ++ih) {
+    const int64_t t = ih + p.ph;
+    const T* ev = acc + 2 * (t & 1) * pp.ps + (t >> 1) * pp.pitch;  // phase (t % 2, 0) row
+    const T* od = ev + pp.ps;
+    // gx[ih][iw0 + 2u] and [iw0 + 2u + 1] for even iw0: from (first, second)[iw0 / 2 + u].
+    const T* first = (p.pw & 1) ? od + j0 : ev + j0;
+    const T* second = (p.pw & 1) ? ev + j0 + 1 : od + j0;
+    T* dst = plane + ih * W;
+    int64_t iw = 0;
+    for (; iw + 2 * N <= W; iw += 2 * N) V::interleave2(first + iw / 2, second + iw / 2, dst + iw);
+    if (iw < W) {
+      alignas(64) T tmp[2 * N];
+      V::interleave2(first + iw / 2, second + iw / 2, tmp);
+      for (int64_t u = 0; iw + u < W; ++u) dst[iw + u] = tmp[u];
+    }
+  }
+}
+
 template <class V, class B>
 bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int NR = 2 * V::N;
-  constexpr int MR = B::MR;
+  // Register tile rows: AVX-512 B::MRP (14 x 32; W^T is read in place, its MR values of a step
+  // contiguous, so the broadcasts fold into the multiply-adds as in the packed forward). chosen
+  // because (Xeon, AVX-512, 1 thread, CPU time, bench/ab_builds.py, 7 rounds) bwd_input ran 1.02-1.09x
+  // faster than with 8-row tiles on the 3x3/s2 layers r18s2, r50s2, rdown, cifar_s2.
+  constexpr int MR = B::MRP > 0 ? B::MRP : B::MR;
   const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS, HW = p.H * p.W;
   const int64_t P = p.OH * p.OW;
   if (P == 0 || Kg == 0) {
@@ -1204,9 +1417,12 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
 
   std::atomic<bool> ok{true};
   parallel_for(items, cchunk * RS * Kg * P, [&](int64_t b, int64_t e) {
-    // Per thread: packed gY tile (Kg x nc), col tile (mc x nc), padded copy of an edge A panel.
-    // Then the segment table of the current spatial tile (ColSegments).
-    const size_t buf_bytes = size_t(Kg * nc + mc * nc + kc * MR) * sizeof(T);
+    // Per thread: packed gY tile (Kg x nc), col tile (mc x nc), padded copy of an edge A panel,
+    // stride-2 layers the phases of the item's gx planes (PhasePlane). Then the segment table of
+    // the current spatial tile (ColSegments).
+    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p);
+    const PhasePlane pp(p, V::N);
+    const size_t buf_bytes = size_t(Kg * nc + mc * nc + kc * MR + (phased ? cchunk * pp.values() + V::N : 0)) * sizeof(T);
     char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (nc + 1)) * sizeof(int64_t)));
     if (!mem) {
       ok = false;
@@ -1217,12 +1433,15 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
     T* aedge = colbuf + mc * nc;
     int64_t* seg_mem = reinterpret_cast<int64_t*>(mem + round_up(int64_t(buf_bytes), 64));
     ColSegments segs = ColSegments::in(seg_mem, nc);
-    const bool plain = is_plain_1x1(p);
+    T* acc = aedge + kc * MR;  // phases of channel c at acc + (c - c0) * pp.values()
     for (int64_t it = b; it < e; ++it) {
       const int64_t cs = it % csplit, g = (it / csplit) % G, n = it / (csplit * G);
       const int64_t c0 = cs * cchunk, c1 = std::min(Cg, c0 + cchunk), r0 = c0 * RS, r1 = c1 * RS;
       T* gxn = gx + (n * p.C + g * Cg) * HW;
-      std::fill(gxn + c0 * HW, gxn + c1 * HW, T(0));
+      if (phased)
+        std::fill(acc, acc + (c1 - c0) * pp.values(), T(0));
+      else
+        std::fill(gxn + c0 * HW, gxn + c1 * HW, T(0));
       for (int64_t p0 = 0; p0 < P; p0 += nc) {
         const int64_t ncur = std::min(nc, P - p0), npan = ceil_div(ncur, NR);
         for (int64_t k = 0; k < Kg; ++k)
@@ -1261,7 +1480,9 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
           if (!plain) segs.build(p, n * P + p0, ncur);
           int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
           for (int64_t i = 0; i < mrows_blk; ++i) {
-            if (plain)
+            if (phased)
+              phase_col2im_add<V>(pp, segs, acc + (c - c0) * pp.values(), r, s, colbuf + i * nc);
+            else if (plain)
               col2im_row_add(p, gx, n, g * Cg + c, r, s, p0, ncur, colbuf + i * nc);
             else
               col2im_row_add_segs<V>(p, gx, g * Cg + c, r, s, segs, colbuf + i * nc);
@@ -1275,6 +1496,8 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
           }
         }
       }
+      if (phased)
+        for (int64_t c = c0; c < c1; ++c) phase_to_plane<V>(p, pp, acc + (c - c0) * pp.values(), gxn + c * HW);
     }
   });
   return ok;
