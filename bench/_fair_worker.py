@@ -17,6 +17,7 @@ the driver wrote), and two co-resident variants for the LeNet training step:
 
 Nothing here imports cnnfast or torch at module level; tests/reference.py is not needed either.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,11 @@ import traceback
 
 import numpy as np
 
-CONV_KERNEL_KEYS = {"forward": "conv2d_fwd_f32", "grad_input": "conv2d_bwd_input_f32",
-                    "grad_weight": "conv2d_bwd_weight_f32"}
+CONV_KERNEL_KEYS = {
+    "forward": "conv2d_fwd_f32",
+    "grad_input": "conv2d_bwd_input_f32",
+    "grad_weight": "conv2d_bwd_weight_f32",
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -41,8 +45,9 @@ class Env:
         self.threads = threads
         self.versions: dict = {}
         self.info: dict = {}
-        order = {"cnnfast+torch": ("torch", "cnnfast"), "torch+cnnfast": ("cnnfast", "torch")}.get(framework,
-                                                                                                   (framework,))
+        order = {"cnnfast+torch": ("torch", "cnnfast"), "torch+cnnfast": ("cnnfast", "torch")}.get(
+            framework, (framework,)
+        )
         for name in order:
             getattr(self, "_import_" + name)()
 
@@ -55,9 +60,13 @@ class Env:
         self.cnnfast = cnnfast
         info = cnnfast.runtime_info()
         self.versions["cnnfast"] = cnnfast.__version__
-        self.info.update(isa=cnnfast.get_isa(), available_isas=list(info.get("available_isas", [])),
-                         cnnfast_threads=cnnfast.get_num_threads(), openmp=info.get("openmp"),
-                         kernels=dict(info.get("kernels", {})))
+        self.info.update(
+            isa=cnnfast.get_isa(),
+            available_isas=list(info.get("available_isas", [])),
+            cnnfast_threads=cnnfast.get_num_threads(),
+            openmp=info.get("openmp"),
+            kernels=dict(info.get("kernels", {})),
+        )
 
     def _import_torch(self):
         import torch
@@ -248,8 +257,7 @@ def _runtime_fn(env, onnx_path, x, static_shape=False):
     ov = env.ov
     core = ov.Core()
     # f32 explicitly: on CPUs with AMX / AVX512-BF16 OpenVINO's default precision is bf16.
-    config = {"INFERENCE_NUM_THREADS": env.threads, "INFERENCE_PRECISION_HINT": "f32",
-              "PERFORMANCE_HINT": "LATENCY"}
+    config = {"INFERENCE_NUM_THREADS": env.threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
     model = core.read_model(onnx_path)
     if static_shape:
         model.reshape(list(x.shape))
@@ -276,6 +284,7 @@ def cnnfast_module(cf, case):
         return model
     try:
         from cnnfast import onnx as cf_onnx
+
         load = cf_onnx.load
     except (ImportError, AttributeError) as e:
         raise RuntimeError(f"this cnnfast has no cnnfast.onnx.load ({e})") from None
@@ -297,8 +306,15 @@ def case_onnxnet(env, case, W, factory=cnnfast_module):
 
         return [("forward", fn, lambda y: {"y": np.array(y, copy=True)}, None, None)]
     if env.framework in ("onnxruntime", "openvino"):
-        return [("forward", _runtime_fn(env, case["onnx"], x, static_shape=True),
-                 lambda y: {"y": np.array(y, copy=True)}, None, None)]
+        return [
+            (
+                "forward",
+                _runtime_fn(env, case["onnx"], x, static_shape=True),
+                lambda y: {"y": np.array(y, copy=True)},
+                None,
+                None,
+            )
+        ]
     raise ValueError(f"{env.framework} has no path for ONNX files")
 
 
@@ -335,15 +351,21 @@ def case_conv(env, case, W):
     fw = env.framework
     if fw == "cnnfast":
         cf = env.cnnfast
-        fns = {"forward": lambda: cf.conv2d(x, w, b, s, pad, 1, g),
-               "grad_input": lambda: cf.conv2d_input(x.shape, w, gy, s, pad, 1, g),
-               "grad_weight": lambda: cf.conv2d_weight(x, w.shape, gy, s, pad, 1, g)}
+        fns = {
+            "forward": lambda: cf.conv2d(x, w, b, s, pad, 1, g),
+            "grad_input": lambda: cf.conv2d_input(x.shape, w, gy, s, pad, 1, g),
+            "grad_weight": lambda: cf.conv2d_weight(x, w.shape, gy, s, pad, 1, g),
+        }
         ax, aw, ab, agy = np.abs(x), np.abs(w), np.abs(b), np.abs(gy)
-        scales = {"forward": lambda: cf.conv2d(ax, aw, ab, s, pad, 1, g),
-                  "grad_input": lambda: cf.conv2d_input(x.shape, aw, agy, s, pad, 1, g),
-                  "grad_weight": lambda: cf.conv2d_weight(ax, w.shape, agy, s, pad, 1, g)}
-        return [(k, fns[k], lambda y: {"y": np.array(y, copy=True)},
-                 (lambda k=k: {"y": np.asarray(scales[k]())}), None) for k in case["passes"]]
+        scales = {
+            "forward": lambda: cf.conv2d(ax, aw, ab, s, pad, 1, g),
+            "grad_input": lambda: cf.conv2d_input(x.shape, aw, agy, s, pad, 1, g),
+            "grad_weight": lambda: cf.conv2d_weight(ax, w.shape, agy, s, pad, 1, g),
+        }
+        return [
+            (k, fns[k], lambda y: {"y": np.array(y, copy=True)}, (lambda k=k: {"y": np.asarray(scales[k]())}), None)
+            for k in case["passes"]
+        ]
     if fw == "torch":
         torch = env.torch
         xt, wt, bt, gyt = (torch.from_numpy(a) for a in (x, w, b, gy))
@@ -357,9 +379,11 @@ def case_conv(env, case, W):
             with torch.no_grad():
                 return F.conv2d(xt, wt, bt, st, pt, 1, g)
 
-        fns = {"forward": fwd,
-               "grad_input": lambda: cb(gyt, xt, wt, None, st, pt, [1, 1], False, [0, 0], g, [True, False, False])[0],
-               "grad_weight": lambda: cb(gyt, xt, wt, None, st, pt, [1, 1], False, [0, 0], g, [False, True, False])[1]}
+        fns = {
+            "forward": fwd,
+            "grad_input": lambda: cb(gyt, xt, wt, None, st, pt, [1, 1], False, [0, 0], g, [True, False, False])[0],
+            "grad_weight": lambda: cb(gyt, xt, wt, None, st, pt, [1, 1], False, [0, 0], g, [False, True, False])[1],
+        }
         return [(k, fns[k], lambda y: {"y": y.numpy().copy()}, None, None) for k in case["passes"]]
     raise ValueError(f"{fw} has no conv2d path")
 
@@ -372,9 +396,11 @@ def case_pool(env, case, W):
     if fw == "cnnfast":
         cf = env.cnnfast
         idx = cf.max_pool2d(x, k, s, pad, return_indices=True)[1]  # its own indices for its backward
-        fns = {"forward": lambda: (cf.max_pool2d(x, k, s, pad),),
-               "forward_indices": lambda: cf.max_pool2d(x, k, s, pad, return_indices=True),
-               "backward": lambda: (cf.max_pool2d_backward(gy, x.shape, idx, k, s, pad),)}
+        fns = {
+            "forward": lambda: (cf.max_pool2d(x, k, s, pad),),
+            "forward_indices": lambda: cf.max_pool2d(x, k, s, pad, return_indices=True),
+            "backward": lambda: (cf.max_pool2d_backward(gy, x.shape, idx, k, s, pad),),
+        }
         conv = np.asarray
     elif fw == "torch":
         torch = env.torch
@@ -392,8 +418,11 @@ def case_pool(env, case, W):
             with torch.no_grad():
                 return F.max_pool2d(xt, k, s, pad, return_indices=True)
 
-        fns = {"forward": fwd, "forward_indices": fwd_idx,
-               "backward": lambda: (bwd(gyt, xt, [k, k], [s, s], [pad, pad], [1, 1], False, it),)}
+        fns = {
+            "forward": fwd,
+            "forward_indices": fwd_idx,
+            "backward": lambda: (bwd(gyt, xt, [k, k], [s, s], [pad, pad], [1, 1], False, it),),
+        }
 
         def conv(t):
             return t.numpy()
@@ -417,8 +446,14 @@ def case_peak(env, case, W):
     return {"fma": {"value": max(vals), "values": vals, "isa": isa}}
 
 
-CASES = {"lenet_train": case_lenet_train, "net": case_net, "conv": case_conv, "pool": case_pool,
-         "peak": case_peak, "onnxnet": case_onnxnet}
+CASES = {
+    "lenet_train": case_lenet_train,
+    "net": case_net,
+    "conv": case_conv,
+    "pool": case_pool,
+    "peak": case_peak,
+    "onnxnet": case_onnxnet,
+}
 
 
 # ----------------------------------------------------------------------------------------------

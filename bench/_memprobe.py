@@ -7,6 +7,7 @@ allocated (other frameworks, caches, earlier cases) is counted. After the inputs
 resets the kernel's RSS high-water mark (/proc/self/clear_refs, Linux) and reports how far one
 call raises it: the call's extra working bytes, its output included.
 """
+
 from __future__ import annotations
 
 import gc
@@ -47,9 +48,11 @@ def main(impl: str, pass_: str, case_name: str, threads: int) -> dict:
         import cnnfast
 
         cnnfast.set_num_threads(threads)
-        fn = {"forward": lambda: cnnfast.conv2d(x, w, b, s, p),
-              "backward_input": lambda: cnnfast.conv2d_input(x.shape, w, gy, s, p),
-              "backward_weight": lambda: cnnfast.conv2d_backward(gy, x, w, s, p, output_mask=(False, True, True))}[pass_]
+        fn = {
+            "forward": lambda: cnnfast.conv2d(x, w, b, s, p),
+            "backward_input": lambda: cnnfast.conv2d_input(x.shape, w, gy, s, p),
+            "backward_weight": lambda: cnnfast.conv2d_backward(gy, x, w, s, p, output_mask=(False, True, True)),
+        }[pass_]
     elif impl == "torch":
         import torch
 
@@ -62,17 +65,20 @@ def main(impl: str, pass_: str, case_name: str, threads: int) -> dict:
             with torch.no_grad():
                 return torch.nn.functional.conv2d(xt, wt, bt, sp, pp)
 
-        fn = {"forward": fwd,
-              "backward_input": lambda: cb(gyt, xt, wt, None, sp, pp, [1, 1], False, [0, 0], 1, [True, False, False]),
-              "backward_weight": lambda: cb(gyt, xt, wt, [case.K], sp, pp, [1, 1], False, [0, 0], 1,
-                                            [False, True, True])}[pass_]
+        fn = {
+            "forward": fwd,
+            "backward_input": lambda: cb(gyt, xt, wt, None, sp, pp, [1, 1], False, [0, 0], 1, [True, False, False]),
+            "backward_weight": lambda: cb(gyt, xt, wt, [case.K], sp, pp, [1, 1], False, [0, 0], 1, [False, True, True]),
+        }[pass_]
     else:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(threads)
-        fn = {"forward": lambda: reference.conv2d(x, w, b, s, p),
-              "backward_input": lambda: numpy_conv2d_input(gy, w, x.shape, s, p),
-              "backward_weight": lambda: numpy_conv2d_weight(x, gy, w.shape, s, p)}[pass_]
+        fn = {
+            "forward": lambda: reference.conv2d(x, w, b, s, p),
+            "backward_input": lambda: numpy_conv2d_input(gy, w, x.shape, s, p),
+            "backward_weight": lambda: numpy_conv2d_weight(x, gy, w.shape, s, p),
+        }[pass_]
     gc.collect()
     rss_before = _status_kb("VmRSS")
     exact = _reset_hwm() and rss_before is not None
@@ -82,12 +88,22 @@ def main(impl: str, pass_: str, case_name: str, threads: int) -> dict:
         delta_kb = _status_kb("VmHWM") - rss_before
     else:  # no clear_refs: the lifetime peak, which only counts if the call exceeded the setup's peak
         delta_kb = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss_before)
-    out_bytes = {"forward": 4 * int(np.prod(case.y_shape)), "backward_input": 4 * int(np.prod(case.x_shape)),
-                 "backward_weight": 4 * (int(np.prod(case.w_shape)) + case.K)}[pass_]
+    out_bytes = {
+        "forward": 4 * int(np.prod(case.y_shape)),
+        "backward_input": 4 * int(np.prod(case.x_shape)),
+        "backward_weight": 4 * (int(np.prod(case.w_shape)) + case.K),
+    }[pass_]
     del out
-    return {"impl": impl, "pass": pass_, "case": case_name, "threads": threads, "exact": exact,
-            "rss_delta_bytes": delta_kb * 1024, "output_bytes": out_bytes,
-            "rss_before_bytes": (rss_before or 0) * 1024}
+    return {
+        "impl": impl,
+        "pass": pass_,
+        "case": case_name,
+        "threads": threads,
+        "exact": exact,
+        "rss_delta_bytes": delta_kb * 1024,
+        "output_bytes": out_bytes,
+        "rss_before_bytes": (rss_before or 0) * 1024,
+    }
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ a float64 oracle from tests/reference.py computed once per case and cached, and 
 tolerances. Nothing here imports torch, nor cnnfast at import time (bench/fair.py's driver reads the shape
 tables without loading any framework): the variants import their framework themselves.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -114,7 +115,7 @@ NUMPY_MAX_FLOPS_SMOKE = 0.3e9
 
 def rng_for(name: str) -> np.random.Generator:
     """A generator seeded from the case name: the same inputs in every process (see _memprobe)."""
-    return np.random.default_rng(sum(ord(ch) * 131 ** i for i, ch in enumerate(name)) % (2 ** 32))
+    return np.random.default_rng(sum(ord(ch) * 131**i for i, ch in enumerate(name)) % (2**32))
 
 
 def conv_inputs(case: ConvCase) -> dict:
@@ -186,8 +187,8 @@ def numpy_conv2d_input(gy, w, x_shape, stride, pad, groups=1):
         cols = np.einsum("kcrs,nkij->ncrsij", w[ks], gy[:, ks], optimize=True)
         for r in range(R):
             for s in range(S):
-                gxp[:, cs, r:r + stride * OH:stride, s:s + stride * OW:stride] += cols[:, :, r, s]
-    return np.ascontiguousarray(gxp[:, :, pad:pad + H, pad:pad + W])
+                gxp[:, cs, r : r + stride * OH : stride, s : s + stride * OW : stride] += cols[:, :, r, s]
+    return np.ascontiguousarray(gxp[:, :, pad : pad + H, pad : pad + W])
 
 
 def numpy_conv2d_weight(x, gy, w_shape, stride, pad, groups=1):
@@ -249,6 +250,7 @@ _pool_cache = _OneCaseCache()
 
 def pool_data(shape: PoolShape, cfg: PoolCfg) -> dict:
     """x, gy and the oracle (y, idx, gx), exact float32 (max is exact; one add.at for gx)."""
+
     def make():
         rng = rng_for(shape.name + cfg.name)
         x = rng.standard_normal((shape.N, shape.C, shape.H, shape.W), dtype=np.float32)

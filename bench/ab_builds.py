@@ -14,6 +14,7 @@ r512 = ResNet 3x3 512x7x7 at batch 1, mbv2_dw / effnet_dw = depthwise 3x3 960x7x
 name (resnext = resnext_3x3_g32_256x28_n8, alex2 = alexnet_c2_g2_n2, ...). A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
 figure in brackets is the first variant's time over this one's (> 1: faster than the first).
 """
+
 from __future__ import annotations
 
 import importlib.machinery
@@ -27,32 +28,53 @@ import numpy as np
 T = int(os.environ.get("T", "2"))
 CLOCK = time.process_time if os.environ.get("CPU") else time.perf_counter
 # name: (N, C, H, W, K, kernel, stride, padding[, groups])
-SHAPES = {"resnext": (8, 256, 28, 28, 256, 3, 1, 1, 32), "resnext56": (4, 128, 56, 56, 128, 3, 1, 1, 32),
-          "alex2": (2, 96, 27, 27, 256, 5, 1, 2, 2), "alex1": (4, 3, 224, 224, 64, 11, 4, 2),
-          "rdown": (16, 64, 56, 56, 128, 3, 2, 1), "cifar_s2": (64, 16, 32, 32, 32, 3, 2, 1),
-          "r18s2": (8, 128, 28, 28, 256, 3, 2, 1), "r50s2": (4, 128, 56, 56, 128, 3, 2, 1),
-          "r18_1x1s2": (8, 256, 14, 14, 512, 1, 2, 0), "r50_1x1s2": (4, 256, 56, 56, 512, 1, 2, 0),
-          "i5x5": (4, 48, 32, 32, 64, 5, 1, 2), "pw256": (16, 256, 14, 14, 256, 1, 1, 0),
-          "r50_64to256": (4, 64, 56, 56, 256, 1, 1, 0),
-          "c1": (64, 1, 28, 28, 6, 5, 1, 2), "c2": (64, 6, 14, 14, 16, 5, 1, 0),
-          "c1_256": (256, 1, 28, 28, 6, 5, 1, 2), "c2_256": (256, 6, 14, 14, 16, 5, 1, 0),
-          "c1_1": (1, 1, 28, 28, 6, 5, 1, 2), "c2_1": (1, 6, 14, 14, 16, 5, 1, 0),
-          "r512": (1, 512, 7, 7, 512, 3, 1, 1),
-          # depthwise (a 9th field: groups): MobileNetV2 / EfficientNet-B0 last stages
-          "mbv2_dw": (32, 960, 7, 7, 960, 3, 1, 1, 960), "effnet_dw": (16, 672, 14, 14, 672, 5, 2, 2, 672),
-          "mbv2_dw14": (16, 384, 14, 14, 384, 3, 1, 1, 384), "mbv2_dw_s2_28": (16, 192, 28, 28, 192, 3, 2, 1, 192),
-          "effnet_dw14": (16, 480, 14, 14, 480, 5, 1, 2, 480),
-          "dw144_56_n1": (1, 144, 56, 56, 144, 3, 1, 1, 144), "dw32_112_n1": (1, 32, 112, 112, 32, 3, 1, 1, 32),
-          "dw192_28_n1": (1, 192, 28, 28, 192, 3, 1, 1, 192), "dw5_256_28_n1": (1, 256, 28, 28, 256, 5, 1, 2, 256),
-          "dw144_56_n8": (8, 144, 56, 56, 144, 3, 1, 1, 144), "dw7_96_56_n4": (4, 96, 56, 56, 96, 7, 1, 3, 96),
-          "dw96_112s2_n1": (1, 96, 112, 112, 96, 3, 2, 1, 96), "dw144_56s2_n1": (1, 144, 56, 56, 144, 3, 2, 1, 144),
-          "dw5_240_56s2_n1": (1, 240, 56, 56, 240, 5, 2, 2, 240),
-          # pointwise 1x1 on small planes (MobileNetV2 / PP-LCNet layers) at batch 1 and 8
-          "pw256_n1": (1, 256, 14, 14, 256, 1, 1, 0), "pw256_n8": (8, 256, 14, 14, 256, 1, 1, 0),
-          "pw576_96_14_n1": (1, 576, 14, 14, 96, 1, 1, 0), "pw96_576_14_n8": (8, 96, 14, 14, 576, 1, 1, 0),
-          "pw160_960_7_n1": (1, 160, 7, 7, 960, 1, 1, 0), "pw960_160_7_n8": (8, 960, 7, 7, 160, 1, 1, 0),
-          "pw32_192_28_n1": (1, 32, 28, 28, 192, 1, 1, 0), "pw512_7_n1": (1, 512, 7, 7, 512, 1, 1, 0),
-          "pw512_7_n8": (8, 512, 7, 7, 512, 1, 1, 0)}
+SHAPES = {
+    "resnext": (8, 256, 28, 28, 256, 3, 1, 1, 32),
+    "resnext56": (4, 128, 56, 56, 128, 3, 1, 1, 32),
+    "alex2": (2, 96, 27, 27, 256, 5, 1, 2, 2),
+    "alex1": (4, 3, 224, 224, 64, 11, 4, 2),
+    "rdown": (16, 64, 56, 56, 128, 3, 2, 1),
+    "cifar_s2": (64, 16, 32, 32, 32, 3, 2, 1),
+    "r18s2": (8, 128, 28, 28, 256, 3, 2, 1),
+    "r50s2": (4, 128, 56, 56, 128, 3, 2, 1),
+    "r18_1x1s2": (8, 256, 14, 14, 512, 1, 2, 0),
+    "r50_1x1s2": (4, 256, 56, 56, 512, 1, 2, 0),
+    "i5x5": (4, 48, 32, 32, 64, 5, 1, 2),
+    "pw256": (16, 256, 14, 14, 256, 1, 1, 0),
+    "r50_64to256": (4, 64, 56, 56, 256, 1, 1, 0),
+    "c1": (64, 1, 28, 28, 6, 5, 1, 2),
+    "c2": (64, 6, 14, 14, 16, 5, 1, 0),
+    "c1_256": (256, 1, 28, 28, 6, 5, 1, 2),
+    "c2_256": (256, 6, 14, 14, 16, 5, 1, 0),
+    "c1_1": (1, 1, 28, 28, 6, 5, 1, 2),
+    "c2_1": (1, 6, 14, 14, 16, 5, 1, 0),
+    "r512": (1, 512, 7, 7, 512, 3, 1, 1),
+    # depthwise (a 9th field: groups): MobileNetV2 / EfficientNet-B0 last stages
+    "mbv2_dw": (32, 960, 7, 7, 960, 3, 1, 1, 960),
+    "effnet_dw": (16, 672, 14, 14, 672, 5, 2, 2, 672),
+    "mbv2_dw14": (16, 384, 14, 14, 384, 3, 1, 1, 384),
+    "mbv2_dw_s2_28": (16, 192, 28, 28, 192, 3, 2, 1, 192),
+    "effnet_dw14": (16, 480, 14, 14, 480, 5, 1, 2, 480),
+    "dw144_56_n1": (1, 144, 56, 56, 144, 3, 1, 1, 144),
+    "dw32_112_n1": (1, 32, 112, 112, 32, 3, 1, 1, 32),
+    "dw192_28_n1": (1, 192, 28, 28, 192, 3, 1, 1, 192),
+    "dw5_256_28_n1": (1, 256, 28, 28, 256, 5, 1, 2, 256),
+    "dw144_56_n8": (8, 144, 56, 56, 144, 3, 1, 1, 144),
+    "dw7_96_56_n4": (4, 96, 56, 56, 96, 7, 1, 3, 96),
+    "dw96_112s2_n1": (1, 96, 112, 112, 96, 3, 2, 1, 96),
+    "dw144_56s2_n1": (1, 144, 56, 56, 144, 3, 2, 1, 144),
+    "dw5_240_56s2_n1": (1, 240, 56, 56, 240, 5, 2, 2, 240),
+    # pointwise 1x1 on small planes (MobileNetV2 / PP-LCNet layers) at batch 1 and 8
+    "pw256_n1": (1, 256, 14, 14, 256, 1, 1, 0),
+    "pw256_n8": (8, 256, 14, 14, 256, 1, 1, 0),
+    "pw576_96_14_n1": (1, 576, 14, 14, 96, 1, 1, 0),
+    "pw96_576_14_n8": (8, 96, 14, 14, 576, 1, 1, 0),
+    "pw160_960_7_n1": (1, 160, 7, 7, 960, 1, 1, 0),
+    "pw960_160_7_n8": (8, 960, 7, 7, 160, 1, 1, 0),
+    "pw32_192_28_n1": (1, 32, 28, 28, 192, 1, 1, 0),
+    "pw512_7_n1": (1, 512, 7, 7, 512, 1, 1, 0),
+    "pw512_7_n8": (8, 512, 7, 7, 512, 1, 1, 0),
+}
 
 
 def load_core(label, path):
@@ -78,13 +100,16 @@ def data(name):
 def fns_core(m, name):
     x, w, b, gy, s, p, g = data(name)
     S, P, D = (s, s), (p, p), (1, 1)
-    return {"fwd": lambda: m.conv2d_forward(x, w, b, S, P, D, g, False),
-            "bwd_input": lambda: m.conv2d_backward_input(list(x.shape), gy, w, S, P, D, g),
-            "bwd_weight": lambda: m.conv2d_backward_weight(x, list(w.shape), gy, S, P, D, g, True)}
+    return {
+        "fwd": lambda: m.conv2d_forward(x, w, b, S, P, D, g, False),
+        "bwd_input": lambda: m.conv2d_backward_input(list(x.shape), gy, w, S, P, D, g),
+        "bwd_weight": lambda: m.conv2d_backward_weight(x, list(w.shape), gy, S, P, D, g, True),
+    }
 
 
 def fns_torch(name):
     import torch
+
     torch.set_num_threads(T)
     x, w, b, gy, s, p, g = data(name)
     xt, wt, bt, gyt = (torch.from_numpy(a) for a in (x, w, b, gy))
@@ -93,11 +118,14 @@ def fns_torch(name):
     def fwd():
         with torch.no_grad():
             return torch.nn.functional.conv2d(xt, wt, bt, s, p, 1, g)
-    return {"fwd": fwd,
-            "bwd_input": lambda: cb(gyt, xt, wt, None, [s, s], [p, p], [1, 1], False, [0, 0], g,
-                                    [True, False, False])[0],
-            "bwd_weight": lambda: cb(gyt, xt, wt, [wt.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], g,
-                                     [False, True, True])[1]}
+
+    return {
+        "fwd": fwd,
+        "bwd_input": lambda: cb(gyt, xt, wt, None, [s, s], [p, p], [1, 1], False, [0, 0], g, [True, False, False])[0],
+        "bwd_weight": lambda: cb(
+            gyt, xt, wt, [wt.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], g, [False, True, True]
+        )[1],
+    }
 
 
 def timed(fn, target=0.015):
@@ -136,8 +164,10 @@ def main():
                         del os.environ[e.split("=")[0]]
             med = {v: float(np.median(t)) for v, t in ts.items()}
             first = med[variants[0]]
-            print(f"{nm:7s} {ps:10s} " + "  ".join(f"{v}={med[v] * 1e3:.3f}ms({first / med[v]:.2f})" for v in variants),
-                  flush=True)
+            print(
+                f"{nm:7s} {ps:10s} " + "  ".join(f"{v}={med[v] * 1e3:.3f}ms({first / med[v]:.2f})" for v in variants),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ activations: the C++ kernel into a preallocated output vs the NumPy formula (one
 linear: _core.linear_forward vs the conv2d GEMM, for ``a (m, k) @ b (n, k)^T`` (a Linear layer at
 batch m; a 1x1 conv on a 1x1 plane).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,9 @@ from cnnfast._ndarray import pointwise as P
 
 ACT_SHAPES = [(1, 16, 112, 112), (1, 128, 56, 56), (1, 512, 14, 14), (16, 64, 56, 56), (1, 480, 1, 1)]
 # (m, n, k): Linear(k, n) at batch m; 1x1 conv k -> n on a 1x1 plane at batch m
-LINEAR_SHAPES = [(m, n, k) for (n, k) in ((1280, 512), (1000, 1280), (120, 400), (128, 512), (512, 128))
-                 for m in (1, 2, 4, 8, 16)]
+LINEAR_SHAPES = [
+    (m, n, k) for (n, k) in ((1280, 512), (1000, 1280), (120, 400), (128, 512), (512, 128)) for m in (1, 2, 4, 8, 16)
+]
 
 
 def _ab(fa, fb, rounds, reps):
@@ -46,10 +48,12 @@ def main(argv=None):
     print(f"ISA {info.get('selected_isa', _core.get_isa())}, {_core.get_num_threads()} threads")
     rng = np.random.default_rng(0)
     print("\n| activation | shape | C++ (us) | NumPy formula (us) | speed-up |\n|---|---|---|---|---|")
-    for name, kern, ref in (("hardswish", P._hardswish, P._hardswish_np),
-                            ("hardsigmoid", P._hardsigmoid, P._hardsigmoid_np),
-                            ("relu6", P._relu6, P._relu6_np),
-                            ("silu (C++ ref)", lambda x, out: _core.pointwise_forward(x, "silu", out=out), P._silu_np)):
+    for name, kern, ref in (
+        ("hardswish", P._hardswish, P._hardswish_np),
+        ("hardsigmoid", P._hardsigmoid, P._hardsigmoid_np),
+        ("relu6", P._relu6, P._relu6_np),
+        ("silu (C++ ref)", lambda x, out: _core.pointwise_forward(x, "silu", out=out), P._silu_np),
+    ):
         for shape in ACT_SHAPES:
             x = rng.uniform(-5, 5, shape).astype(np.float32)
             y = np.empty_like(x)  # out of place: repeated in-place passes would drift into subnormals
@@ -63,8 +67,12 @@ def main(argv=None):
         b = rng.standard_normal((n, k)).astype(np.float32)
         xs, ws = a.reshape(m, k, 1, 1), b.reshape(n, k, 1, 1)
         reps = max(1, 2000000 // (m * n * k))
-        t1, t2 = _ab(lambda a=a, b=b: _core.linear_forward(a, b),
-                     lambda xs=xs, ws=ws: _core.conv2d_forward(xs, ws, None, one, zero, one, 1, False), args.rounds, reps)
+        t1, t2 = _ab(
+            lambda a=a, b=b: _core.linear_forward(a, b),
+            lambda xs=xs, ws=ws: _core.conv2d_forward(xs, ws, None, one, zero, one, 1, False),
+            args.rounds,
+            reps,
+        )
         print(f"| {m} | {n} | {k} | {t1 * 1e6:.1f} | {t2 * 1e6:.1f} | {t2 / t1:.2f}x |")
 
 

@@ -15,6 +15,7 @@ Usage (prints a markdown table; a shared machine is noisy, so repeat before beli
     CNNFAST_ISA=avx512 python bench/autotune_check.py [--reps 9] [--only SUBSTR]
     CNNFAST_ISA=avx2   python bench/autotune_check.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,10 +94,14 @@ def main():
     a = ap.parse_args()
     isa = cnnfast.get_isa()
     info = cnnfast.runtime_info()
-    print(f"cnnfast autotune check: ISA {isa}, {info['num_threads']} threads, winograd "
-          f"{'on' if info['winograd'] else 'off'}; ratio = threshold pick time / tuned pick time (median of "
-          f"{a.reps} alternating pairs; 1.00 = same pick, not timed)\n")
-    print("| layer | pass | threshold pick | tuned pick | threshold ms | tuned ms | ratio | first call ms | first call / tuned | candidates |")
+    print(
+        f"cnnfast autotune check: ISA {isa}, {info['num_threads']} threads, winograd "
+        f"{'on' if info['winograd'] else 'off'}; ratio = threshold pick time / tuned pick time (median of "
+        f"{a.reps} alternating pairs; 1.00 = same pick, not timed)\n"
+    )
+    print(
+        "| layer | pass | threshold pick | tuned pick | threshold ms | tuned ms | ratio | first call ms | first call / tuned | candidates |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     ratios, overheads, firsts, differ = [], [], [], 0
@@ -124,8 +129,10 @@ def main():
             if entry is None:  # not tuned (small problem): the ordered list runs
                 cand = "-"
             else:
-                cand = ", ".join(f"{short(k, pass_, isa)}{'*' if entry['relaxed'][k] else ''} {v:.2f}"
-                                 for k, v in entry["times_ms"].items())
+                cand = ", ".join(
+                    f"{short(k, pass_, isa)}{'*' if entry['relaxed'][k] else ''} {v:.2f}"
+                    for k, v in entry["times_ms"].items()
+                )
             t_on = []
             if thr == tuned:
                 for _ in range(3):
@@ -149,17 +156,24 @@ def main():
             if entry is not None:
                 overheads.append(first / steady)
                 firsts.append(first)
-            print(f"| {sid} | {pass_} | {short(thr, pass_, isa)} | {short(tuned, pass_, isa)} | "
-                  f"{statistics.median(t_off) * 1e3:.2f} | {steady * 1e3:.2f} | {ratio:.2f} | {first * 1e3:.1f} | "
-                  f"{first / steady:.1f} | {cand} |", flush=True)
+            print(
+                f"| {sid} | {pass_} | {short(thr, pass_, isa)} | {short(tuned, pass_, isa)} | "
+                f"{statistics.median(t_off) * 1e3:.2f} | {steady * 1e3:.2f} | {ratio:.2f} | {first * 1e3:.1f} | "
+                f"{first / steady:.1f} | {cand} |",
+                flush=True,
+            )
     cnnfast.set_autotune(prev)
     geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    print(f"\n{len(ratios)} cases, {differ} with a different pick; ratio geomean {geo:.3f}, min {min(ratios):.2f}, "
-          f"max {max(ratios):.2f}")
+    print(
+        f"\n{len(ratios)} cases, {differ} with a different pick; ratio geomean {geo:.3f}, min {min(ratios):.2f}, "
+        f"max {max(ratios):.2f}"
+    )
     if overheads:
-        print(f"first call (tuned cases): median {statistics.median(overheads):.1f}x the tuned steady call, "
-              f"max {max(overheads):.1f}x; median {statistics.median(firsts) * 1e3:.1f} ms, max {max(firsts) * 1e3:.1f} ms, "
-              f"total {sum(firsts):.2f} s")
+        print(
+            f"first call (tuned cases): median {statistics.median(overheads):.1f}x the tuned steady call, "
+            f"max {max(overheads):.1f}x; median {statistics.median(firsts) * 1e3:.1f} ms, max {max(firsts) * 1e3:.1f} ms, "
+            f"total {sum(firsts):.2f} s"
+        )
     print("(* = candidate the thresholds decline, timed with them relaxed)")
 
 

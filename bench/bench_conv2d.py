@@ -3,20 +3,36 @@
 One pytest-benchmark group per (pass, case): "conv2d-<pass>-<case>". Every variant checks its
 answer against the float64 oracle (tests/reference.py), computed once per case.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import cnnfast
-from _suite import (CONV_CASES, CONV_PASSES, NUMPY_MAX_FLOPS, NUMPY_MAX_FLOPS_SMOKE, assert_close, conv_data,
-                    conv_oracle, numpy_conv2d_input, numpy_conv2d_weight, reference, run_benchmark)
+from _suite import (
+    CONV_CASES,
+    CONV_PASSES,
+    NUMPY_MAX_FLOPS,
+    NUMPY_MAX_FLOPS_SMOKE,
+    assert_close,
+    conv_data,
+    conv_oracle,
+    numpy_conv2d_input,
+    numpy_conv2d_weight,
+    reference,
+    run_benchmark,
+)
 
 IMPLS = ("cnnfast", "torch", "numpy")
 
 # Case-major order, so each case's inputs and oracle are built once and then freed (_suite cache).
-PARAMS = [pytest.param(case, pass_, impl, id=f"{pass_}-{case.name}-{impl}")
-          for case in CONV_CASES for pass_ in CONV_PASSES for impl in IMPLS]
+PARAMS = [
+    pytest.param(case, pass_, impl, id=f"{pass_}-{case.name}-{impl}")
+    for case in CONV_CASES
+    for pass_ in CONV_PASSES
+    for impl in IMPLS
+]
 
 
 def _cnnfast_fn(case, pass_, d):
@@ -32,17 +48,20 @@ def _torch_fn(torch, case, pass_, d):
     x, w, b, gy = (torch.from_numpy(d[k]) for k in ("x", "w", "b", "gy"))
     s, p = [case.stride] * 2, [case.pad] * 2
     if pass_ == "forward":
+
         def fwd():
             with torch.no_grad():
                 return torch.nn.functional.conv2d(x, w, b, s, p).numpy()
+
         return fwd
     # aten.convolution_backward is what autograd (and torch.nn.grad.conv2d_input/_weight) call;
     # output_mask makes it compute only the requested gradients, as cnnfast does.
     cb = torch.ops.aten.convolution_backward
     if pass_ == "backward_input":
         return lambda: cb(gy, x, w, None, s, p, [1, 1], False, [0, 0], 1, [True, False, False])[0].numpy()
-    return lambda: tuple(t.numpy() for t in cb(gy, x, w, [case.K], s, p, [1, 1], False, [0, 0], 1,
-                                              [False, True, True])[1:])
+    return lambda: tuple(
+        t.numpy() for t in cb(gy, x, w, [case.K], s, p, [1, 1], False, [0, 0], 1, [False, True, True])[1:]
+    )
 
 
 def _numpy_fn(case, pass_, d):
@@ -74,14 +93,27 @@ def test_conv2d(benchmark, request, threads, smoke, case, pass_, impl):
         request.getfixturevalue("numpy_allowed")
         cap = NUMPY_MAX_FLOPS_SMOKE if smoke else NUMPY_MAX_FLOPS
         if case.flops > cap:
-            pytest.skip(f"NumPy reference not timed above {cap / 1e9:g} GFLOP per pass "
-                        f"({case.flops / 1e9:.2f} here): seconds per call; its N=1 twin shows the ratio")
+            pytest.skip(
+                f"NumPy reference not timed above {cap / 1e9:g} GFLOP per pass "
+                f"({case.flops / 1e9:.2f} here): seconds per call; its N=1 twin shows the ratio"
+            )
     d = conv_data(case)
-    fn = {"cnnfast": lambda: _cnnfast_fn(case, pass_, d),
-          "torch": lambda: _torch_fn(torch, case, pass_, d),
-          "numpy": lambda: _numpy_fn(case, pass_, d)}[impl]()
-    out = run_benchmark(benchmark, fn, op="conv2d", pass_=pass_, case=case.name, impl=impl, threads=threads,
-                        flops=case.flops, label=case.label)
+    fn = {
+        "cnnfast": lambda: _cnnfast_fn(case, pass_, d),
+        "torch": lambda: _torch_fn(torch, case, pass_, d),
+        "numpy": lambda: _numpy_fn(case, pass_, d),
+    }[impl]()
+    out = run_benchmark(
+        benchmark,
+        fn,
+        op="conv2d",
+        pass_=pass_,
+        case=case.name,
+        impl=impl,
+        threads=threads,
+        flops=case.flops,
+        label=case.label,
+    )
     _check(case, pass_, impl, out)
 
 

@@ -12,6 +12,7 @@ channel on its own: a (k, k, 1) kernel for correlate, size/sigma 0 or 1 along th
 for uniform/gaussian, and one call per channel for sobel (whose smoothing would otherwise mix
 the channels).
 """
+
 from __future__ import annotations
 
 import numpy as np

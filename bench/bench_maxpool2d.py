@@ -4,18 +4,33 @@ Groups "maxpool2d-<pass>-<shape>_<cfg>", passes forward / forward_indices / back
 2x2/s2 and 3x3/s2/p1. Answers are checked exactly against tests/reference.py (max is exact;
 the backward's overlapping-window sums to POOL_BWD_RTOL).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import cnnfast
-from _suite import (POOL_BWD_RTOL, POOL_CFGS, POOL_PASSES, POOL_SHAPES, numpy_max_pool2d, pool_bytes, pool_data,
-                    reference, run_benchmark)
+from _suite import (
+    POOL_BWD_RTOL,
+    POOL_CFGS,
+    POOL_PASSES,
+    POOL_SHAPES,
+    numpy_max_pool2d,
+    pool_bytes,
+    pool_data,
+    reference,
+    run_benchmark,
+)
 
 IMPLS = ("cnnfast", "torch", "numpy")
-PARAMS = [pytest.param(shape, cfg, pass_, impl, id=f"{pass_}-{shape.name}_{cfg.name}-{impl}")
-          for shape in POOL_SHAPES for cfg in POOL_CFGS for pass_ in POOL_PASSES for impl in IMPLS]
+PARAMS = [
+    pytest.param(shape, cfg, pass_, impl, id=f"{pass_}-{shape.name}_{cfg.name}-{impl}")
+    for shape in POOL_SHAPES
+    for cfg in POOL_CFGS
+    for pass_ in POOL_PASSES
+    for impl in IMPLS
+]
 
 
 def _fn(impl, torch, cfg, pass_, d):
@@ -31,15 +46,19 @@ def _fn(impl, torch, cfg, pass_, d):
         xt, gyt, it = torch.from_numpy(x), torch.from_numpy(gy), torch.from_numpy(idx)
         F = torch.nn.functional
         if pass_ == "forward":
+
             def fwd():
                 with torch.no_grad():
                     return F.max_pool2d(xt, k, s, p).numpy()
+
             return fwd
         if pass_ == "forward_indices":
+
             def fwd_idx():
                 with torch.no_grad():
                     y, i = F.max_pool2d(xt, k, s, p, return_indices=True)
                 return y.numpy(), i.numpy()
+
             return fwd_idx
         # What autograd calls for max_pool2d's backward.
         bwd = torch.ops.aten.max_pool2d_with_indices_backward
@@ -71,7 +90,15 @@ def test_max_pool2d(benchmark, request, threads, shape, cfg, pass_, impl):
         request.getfixturevalue("numpy_allowed")
     d = pool_data(shape, cfg)
     case = f"{shape.name}_{cfg.name}"
-    out = run_benchmark(benchmark, _fn(impl, torch, cfg, pass_, d), op="maxpool2d", pass_=pass_, case=case,
-                        impl=impl, threads=threads, bytes=pool_bytes(shape, cfg, pass_),
-                        label=f"{shape.N}x{shape.C}x{shape.H}x{shape.W}, {cfg.k}x{cfg.k} s{cfg.s} p{cfg.p}")
+    out = run_benchmark(
+        benchmark,
+        _fn(impl, torch, cfg, pass_, d),
+        op="maxpool2d",
+        pass_=pass_,
+        case=case,
+        impl=impl,
+        threads=threads,
+        bytes=pool_bytes(shape, cfg, pass_),
+        label=f"{shape.N}x{shape.C}x{shape.H}x{shape.W}, {cfg.k}x{cfg.k} s{cfg.s} p{cfg.p}",
+    )
     _check(f"{impl} max_pool2d {pass_} {case}", pass_, out, d)

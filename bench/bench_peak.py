@@ -7,6 +7,7 @@
 - Import time: `python -c "import cnnfast"` in a fresh interpreter, median of several runs
   (target < 0.15 s), next to `import numpy` (which cnnfast imports) and `import torch`.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,10 +45,22 @@ def test_fma_peak(benchmark, smoke, peak_threads, when):
     isa = _fma_isa()
     seen = []
     benchmark.group = "peak-fma"
-    benchmark.pedantic(lambda: seen.append(_core._bench_fma_peak(isa, peak_threads, PEAK_SECONDS)),
-                       rounds=1 if smoke else 5, iterations=1)
-    benchmark.extra_info.update(op="peak", pass_="fma", case=f"threads={peak_threads}", impl="cnnfast",
-                                threads=peak_threads, isa=isa, when=when, gflops=max(seen), gflops_rounds=seen)
+    benchmark.pedantic(
+        lambda: seen.append(_core._bench_fma_peak(isa, peak_threads, PEAK_SECONDS)),
+        rounds=1 if smoke else 5,
+        iterations=1,
+    )
+    benchmark.extra_info.update(
+        op="peak",
+        pass_="fma",
+        case=f"threads={peak_threads}",
+        impl="cnnfast",
+        threads=peak_threads,
+        isa=isa,
+        when=when,
+        gflops=max(seen),
+        gflops_rounds=seen,
+    )
     assert max(seen) > 0, seen
 
 
@@ -55,11 +68,20 @@ def test_fma_peak(benchmark, smoke, peak_threads, when):
 def test_bandwidth(benchmark, smoke, threads, when):
     seen = []
     benchmark.group = "peak-bandwidth"
-    benchmark.pedantic(lambda: seen.append(_core._bench_bandwidth(threads, BANDWIDTH_MB, 3)),
-                       rounds=1 if smoke else 3, iterations=1)
+    benchmark.pedantic(
+        lambda: seen.append(_core._bench_bandwidth(threads, BANDWIDTH_MB, 3)), rounds=1 if smoke else 3, iterations=1
+    )
     best = {k: max(r[k] for r in seen) for k in seen[0]}
-    benchmark.extra_info.update(op="peak", pass_="bandwidth", case=f"threads={threads}", impl="cnnfast",
-                                threads=threads, when=when, megabytes=BANDWIDTH_MB, **{f"{k}_gbs": v for k, v in best.items()})
+    benchmark.extra_info.update(
+        op="peak",
+        pass_="bandwidth",
+        case=f"threads={threads}",
+        impl="cnnfast",
+        threads=threads,
+        when=when,
+        megabytes=BANDWIDTH_MB,
+        **{f"{k}_gbs": v for k, v in best.items()},
+    )
     assert all(v > 0 for v in best.values()), best
 
 
@@ -100,7 +122,8 @@ def test_import_time(benchmark, smoke, impl, tmp_path):
             assert proc.returncode == 0, f"{' '.join(argv)} failed:\n{proc.stderr[-3000:]}"
 
         benchmark.group = "import"
-        benchmark.extra_info.update(op="import", pass_="import", case="import", impl=impl, threads=0,
-                                    command=" ".join(argv[1:]))
+        benchmark.extra_info.update(
+            op="import", pass_="import", case="import", impl=impl, threads=0, command=" ".join(argv[1:])
+        )
         # One warm-up run writes the .pyc files and warms the page cache, as any second import would.
         benchmark.pedantic(run, rounds=1 if smoke else IMPORT_ROUNDS, iterations=1, warmup_rounds=0 if smoke else 1)

@@ -5,6 +5,7 @@ autograd do); forward_out / backward_out write into a preallocated buffer and fo
 overwrites the input, which is what the bandwidth target is about (no page faults on a fresh
 output). Every answer is checked exactly against tests/reference.py.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,12 @@ PASSES = ("forward", "backward", "forward_out", "backward_out", "forward_inplace
 # Bytes each pass must move per element: read x (and grad_output) and write the result.
 BYTES_PER_ELEMENT = {"forward": 8, "backward": 12, "forward_out": 8, "backward_out": 12, "forward_inplace": 8}
 IMPLS = ("cnnfast", "torch", "numpy")
-PARAMS = [pytest.param(name, pass_, impl, id=f"{pass_}-{name}-{impl}")
-          for name in RELU_SHAPES for pass_ in PASSES for impl in IMPLS]
+PARAMS = [
+    pytest.param(name, pass_, impl, id=f"{pass_}-{name}-{impl}")
+    for name in RELU_SHAPES
+    for pass_ in PASSES
+    for impl in IMPLS
+]
 
 
 def _fn(impl, torch, pass_, d):
@@ -59,9 +64,17 @@ def test_relu(benchmark, request, threads, name, pass_, impl):
     if impl == "numpy":
         request.getfixturevalue("numpy_allowed")
     d = relu_data(name)
-    out = run_benchmark(benchmark, _fn(impl, torch, pass_, d), op="relu", pass_=pass_, case=name, impl=impl,
-                        threads=threads, bytes=BYTES_PER_ELEMENT[pass_] * d["x"].size,
-                        label="x".join(map(str, d["x"].shape)))
+    out = run_benchmark(
+        benchmark,
+        _fn(impl, torch, pass_, d),
+        op="relu",
+        pass_=pass_,
+        case=name,
+        impl=impl,
+        threads=threads,
+        bytes=BYTES_PER_ELEMENT[pass_] * d["x"].size,
+        label="x".join(map(str, d["x"].shape)),
+    )
     ref = d["gx"] if pass_.startswith("backward") else d["y"]
     assert out.dtype == np.float32, f"{impl} relu {pass_}: dtype {out.dtype}"
     np.testing.assert_array_equal(out, ref, err_msg=f"{impl} relu {pass_} {name}")

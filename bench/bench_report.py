@@ -1,4 +1,5 @@
 """Self-test of bench/compare.py on a small synthetic pytest-benchmark JSON (runs in smoke mode too)."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,12 @@ import compare
 
 
 def _bench(group, impl, median_s, **extra):
-    return {"group": group, "name": f"test[{impl}]", "stats": {"median": median_s},
-            "extra_info": {"impl": impl, "threads": 2, **extra}}
+    return {
+        "group": group,
+        "name": f"test[{impl}]",
+        "stats": {"median": median_s},
+        "extra_info": {"impl": impl, "threads": 2, **extra},
+    }
 
 
 def _data():
@@ -18,8 +23,17 @@ def _data():
         "machine_info": {"cnnfast": {"version": "x", "selected_isa": "avx2"}, "torch": {"version": "t"}},
         "benchmarks": [
             _bench("peak-fma", "cnnfast", 0.3, op="peak", pass_="fma", case="threads=2", gflops=100.0),
-            _bench("peak-bandwidth", "cnnfast", 1.0, op="peak", pass_="bandwidth", case="threads=2",
-                   copy_gbs=20.0, scale_gbs=20.0, triad_gbs=22.0),
+            _bench(
+                "peak-bandwidth",
+                "cnnfast",
+                1.0,
+                op="peak",
+                pass_="bandwidth",
+                case="threads=2",
+                copy_gbs=20.0,
+                scale_gbs=20.0,
+                triad_gbs=22.0,
+            ),
             # ratio 2.0, 25 GFLOP/s of a 100 GFLOP/s peak: the 3x3 row misses its 80% target
             _bench("g1", "cnnfast", 0.08, case="resnet_3x3_64x56_n16", **conv),
             _bench("g1", "torch", 0.16, case="resnet_3x3_64x56_n16", **conv),
@@ -29,10 +43,26 @@ def _data():
             # 80 MB in 5 ms = 16 GB/s = 80% of copy bandwidth: met
             _bench("g3", "cnnfast", 0.005, op="relu", pass_="forward_inplace", case="r", bytes=int(80e6)),
             _bench("g4", "cnnfast", 0.1, op="import", pass_="import", case="import", threads=0),
-            _bench("g5", "cnnfast", 1.0, op="memory", pass_="forward", case="resnet_stem_n16",
-                   rss_delta_bytes=int(60e6), output_bytes=int(51e6)),
-            _bench("g5", "torch", 1.0, op="memory", pass_="forward", case="resnet_stem_n16",
-                   rss_delta_bytes=int(120e6), output_bytes=int(51e6)),
+            _bench(
+                "g5",
+                "cnnfast",
+                1.0,
+                op="memory",
+                pass_="forward",
+                case="resnet_stem_n16",
+                rss_delta_bytes=int(60e6),
+                output_bytes=int(51e6),
+            ),
+            _bench(
+                "g5",
+                "torch",
+                1.0,
+                op="memory",
+                pass_="forward",
+                case="resnet_stem_n16",
+                rss_delta_bytes=int(120e6),
+                output_bytes=int(51e6),
+            ),
             {"group": "filters-x", "name": "test_other", "stats": {"median": 0.001}, "extra_info": {}},
         ],
     }

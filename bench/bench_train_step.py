@@ -6,6 +6,7 @@ cnnfast.optim, which follow torch.nn / torch.optim; skips until they exist. Both
 from the same weights; every answer is checked against a float64 NumPy forward
 (tests/reference.py), and cnnfast's updated weights against torch's when torch is installed.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,9 +28,19 @@ STEP_RTOL, STEP_ATOL = 1e-3, 1e-5
 def _lenet(m):
     """LeNet-5 from a torch.nn-like module namespace (cnnfast.nn or torch.nn)."""
     return m.Sequential(
-        m.Conv2d(1, 6, 5), m.ReLU(), m.MaxPool2d(2),
-        m.Conv2d(6, 16, 5), m.ReLU(), m.MaxPool2d(2),
-        m.Flatten(), m.Linear(16 * 4 * 4, 120), m.ReLU(), m.Linear(120, 84), m.ReLU(), m.Linear(84, 10))
+        m.Conv2d(1, 6, 5),
+        m.ReLU(),
+        m.MaxPool2d(2),
+        m.Conv2d(6, 16, 5),
+        m.ReLU(),
+        m.MaxPool2d(2),
+        m.Flatten(),
+        m.Linear(16 * 4 * 4, 120),
+        m.ReLU(),
+        m.Linear(120, 84),
+        m.ReLU(),
+        m.Linear(84, 10),
+    )
 
 
 def _array(t) -> np.ndarray:
@@ -69,7 +80,7 @@ def _numpy_logits(ws, x):
 def _numpy_loss(ws, x, y):
     z = _numpy_logits(ws, x)
     m = z.max(axis=1, keepdims=True)
-    lse = (m[:, 0] + np.log(np.exp(z - m).sum(axis=1)))
+    lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
     return float(np.mean(lse - z[np.arange(len(y)), y]))
 
 
@@ -145,10 +156,23 @@ def test_train_step(benchmark, request, threads, impl):
         tmodel = _torch_model(torch, ws)
         _torch_step_fn(torch, tmodel, x, y)()
         for i, (pc, pt) in enumerate(zip(model.parameters(), tmodel.parameters())):
-            np.testing.assert_allclose(_array(pc), _array(pt), rtol=STEP_RTOL, atol=STEP_ATOL,
-                                       err_msg=f"parameter {i} after one SGD step: cnnfast vs torch")
-    loss = run_benchmark(benchmark, step, op="lenet", pass_="train_step", case=f"n{TRAIN_BATCH}", impl=impl,
-                         threads=threads, label=f"LeNet-5 SGD step, batch {TRAIN_BATCH}")
+            np.testing.assert_allclose(
+                _array(pc),
+                _array(pt),
+                rtol=STEP_RTOL,
+                atol=STEP_ATOL,
+                err_msg=f"parameter {i} after one SGD step: cnnfast vs torch",
+            )
+    loss = run_benchmark(
+        benchmark,
+        step,
+        op="lenet",
+        pass_="train_step",
+        case=f"n{TRAIN_BATCH}",
+        impl=impl,
+        threads=threads,
+        label=f"LeNet-5 SGD step, batch {TRAIN_BATCH}",
+    )
     assert np.isfinite(loss), f"{impl}: loss {loss} after training steps"
 
 
@@ -171,8 +195,17 @@ def test_inference(benchmark, request, threads, impl):
         def fn():
             with _no_grad():
                 return _array(model(x))
-    out = run_benchmark(benchmark, fn, op="lenet", pass_="inference", case=f"n{INFER_BATCH}", impl=impl,
-                        threads=threads, label=f"LeNet-5 forward, batch {INFER_BATCH}")
+
+    out = run_benchmark(
+        benchmark,
+        fn,
+        op="lenet",
+        pass_="inference",
+        case=f"n{INFER_BATCH}",
+        impl=impl,
+        threads=threads,
+        label=f"LeNet-5 forward, batch {INFER_BATCH}",
+    )
     assert_close(f"{impl} LeNet-5 inference", out, _numpy_logits(ws, x), tol=CONV_TOL)
 
 

@@ -8,6 +8,7 @@ Per case: medians (ms), the ratio torch/cnnfast (> 1: cnnfast is faster), cnnfas
 (from bench_peak.py in the same JSON), the geometric mean of the ratio per conv pass, and each
 row's target ("met" / "MISSED"). Needs only the standard library.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,17 +20,28 @@ from collections import defaultdict
 
 # Display order of the sections and of the passes inside them.
 OP_ORDER = ["conv2d", "maxpool2d", "relu", "lenet", "import", "memory"]
-PASS_ORDER = ["forward", "backward_input", "backward_weight", "forward_indices", "backward",
-              "forward_out", "backward_out", "forward_inplace", "train_step", "inference", "import"]
+PASS_ORDER = [
+    "forward",
+    "backward_input",
+    "backward_weight",
+    "forward_indices",
+    "backward",
+    "forward_out",
+    "backward_out",
+    "forward_inplace",
+    "train_step",
+    "inference",
+    "import",
+]
 
 # The targets of the performance issue, in one place.
-CONV_GEOMEAN_MIN = 1.2   # per conv pass, geometric mean of torch/cnnfast
-CONV_CASE_MIN = 0.8      # no conv case slower than this ratio
+CONV_GEOMEAN_MIN = 1.2  # per conv pass, geometric mean of torch/cnnfast
+CONV_CASE_MIN = 0.8  # no conv case slower than this ratio
 CONV3X3_PEAK_MIN = 80.0  # % of FMA peak, 3x3 stride-1 C>=64 forward
 POOL_FWD_RATIO_MIN, POOL_FWD_BW_MIN = 5.0, 50.0
 POOL_BWD_RATIO_MIN = 1.0
-RELU_RATIO_MIN = 1.5     # out-of-place forward/backward
-RELU_BW_MIN = 70.0       # out= / in-place, % of copy bandwidth
+RELU_RATIO_MIN = 1.5  # out-of-place forward/backward
+RELU_BW_MIN = 70.0  # out= / in-place, % of copy bandwidth
 TRAIN_RATIO_MIN, INFER_RATIO_MIN = 1.5, 1.3
 IMPORT_MAX_S = 0.15
 # Bandwidth targets apply only to working sets that must stream from DRAM: above the 32 MB L3
@@ -149,20 +161,32 @@ def build_table(data: dict, threads: int = 2) -> str:
     cpu = (info.get("cpu") or {}).get("brand_raw", info.get("processor", "?"))
     fma = peaks["fma"]
     bw = peaks["bandwidth"].get(threads, {})
-    lines.append(f"**Machine**: {cpu}, {info.get('cpu_count', '?')} CPUs; threads = {threads} for every framework. "
-                 f"cnnfast {cf.get('version', '?')} (ISA {cf.get('selected_isa', '?')}), PyTorch {torch_v}, "
-                 f"{data.get('datetime', '')[:19]}, commit {(data.get('commit_info') or {}).get('id', '?')[:10]}.")
+    lines.append(
+        f"**Machine**: {cpu}, {info.get('cpu_count', '?')} CPUs; threads = {threads} for every framework. "
+        f"cnnfast {cf.get('version', '?')} (ISA {cf.get('selected_isa', '?')}), PyTorch {torch_v}, "
+        f"{data.get('datetime', '')[:19]}, commit {(data.get('commit_info') or {}).get('id', '?')[:10]}."
+    )
     kern = cf.get("kernels")
     if kern:
         lines.append("")
         lines.append("**cnnfast kernels selected**: " + ", ".join(f"{k}={v}" for k, v in kern.items()) + ".")
     lines.append("")
-    lines.append("**Measured peaks**: FMA " + (", ".join(f"{fma[t]:.1f} GFLOP/s ({t} thread{'s' if t > 1 else ''})"
-                                                    for t in sorted(fma)) or "not measured")
-                 + "; bandwidth " + (f"copy {bw['copy_gbs']:.1f}, scale {bw['scale_gbs']:.1f}, triad {bw['triad_gbs']:.1f} GB/s "
-                                     f"({threads} threads)" if bw else "not measured") + ".")
+    lines.append(
+        "**Measured peaks**: FMA "
+        + (", ".join(f"{fma[t]:.1f} GFLOP/s ({t} thread{'s' if t > 1 else ''})" for t in sorted(fma)) or "not measured")
+        + "; bandwidth "
+        + (
+            f"copy {bw['copy_gbs']:.1f}, scale {bw['scale_gbs']:.1f}, triad {bw['triad_gbs']:.1f} GB/s "
+            f"({threads} threads)"
+            if bw
+            else "not measured"
+        )
+        + "."
+    )
     lines.append("")
-    lines.append("| case | shape | cnnfast ms | PyTorch ms | torch/cnnfast | NumPy ms | cnnfast rate | % of peak | target | |")
+    lines.append(
+        "| case | shape | cnnfast ms | PyTorch ms | torch/cnnfast | NumPy ms | cnnfast rate | % of peak | target | |"
+    )
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---|---|")
 
     conv_ratios: dict[str, list[float]] = defaultdict(list)
@@ -177,8 +201,10 @@ def build_table(data: dict, threads: int = 2) -> str:
         worst = min(rs)
         ok = g >= CONV_GEOMEAN_MIN and worst >= CONV_CASE_MIN
         verdicts.append(ok)
-        lines.append(f"| **conv2d {pass_}: geomean of {len(rs)}** | | | | **{g:.2f}x** | | | | "
-                     f">={CONV_GEOMEAN_MIN}x, none <{CONV_CASE_MIN}x (worst {worst:.2f}x) | {_verdict(ok)} |")
+        lines.append(
+            f"| **conv2d {pass_}: geomean of {len(rs)}** | | | | **{g:.2f}x** | | | | "
+            f">={CONV_GEOMEAN_MIN}x, none <{CONV_CASE_MIN}x (worst {worst:.2f}x) | {_verdict(ok)} |"
+        )
 
     prev_conv_pass = None
     for key in keys:
@@ -205,8 +231,10 @@ def build_table(data: dict, threads: int = 2) -> str:
                 target, ok = "<= torch", (None if cb is None or tb is None else cb <= tb)
             if ok is not None:
                 verdicts.append(ok)
-            lines.append(f"| peak RSS: conv2d {pass_} {case} | {label} | {_mb(cb)} | {_mb(tb)} | {_ratio(ratio)} | "
-                         f"{_mb(nb)} | output {_mb(out_b)} | | {target} | {_verdict(ok) if target else ''} |")
+            lines.append(
+                f"| peak RSS: conv2d {pass_} {case} | {label} | {_mb(cb)} | {_mb(tb)} | {_ratio(ratio)} | "
+                f"{_mb(nb)} | output {_mb(out_b)} | | {target} | {_verdict(ok) if target else ''} |"
+            )
             continue
         cs = c and c.get("median_s")
         ts = t and t.get("median_s")
@@ -229,20 +257,24 @@ def build_table(data: dict, threads: int = 2) -> str:
         if ok is not None:
             verdicts.append(ok)
         name = f"{op} {pass_} {case}" if op != "import" else "import time: cnnfast / torch / numpy"
-        lines.append(f"| {name} | {label} | {_ms(cs)} | {_ms(ts)} | {_ratio(ratio)} | {_ms(ns)} | {rate} | "
-                     f"{'' if pct is None else f'{pct:.0f}%'} | {target} | {_verdict(ok) if target else ''} |")
+        lines.append(
+            f"| {name} | {label} | {_ms(cs)} | {_ms(ts)} | {_ratio(ratio)} | {_ms(ns)} | {rate} | "
+            f"{'' if pct is None else f'{pct:.0f}%'} | {target} | {_verdict(ok) if target else ''} |"
+        )
     if prev_conv_pass is not None:
         emit_geomean(prev_conv_pass)
 
     lines.append("")
     met = sum(1 for v in verdicts if v)
-    lines.append(f"**Targets met: {met} of {len(verdicts)}** (rows without a PyTorch timing are not judged). "
-                 "Ratio = PyTorch median / cnnfast median (> 1: cnnfast faster). % of peak: conv against the "
-                 f"{threads}-thread FMA peak, counting the direct algorithm's 2*N*K*C*R*S*OH*OW FLOPs whatever "
-                 "the kernel (in brackets: the cnnfast kernel that ran; Winograd does 4x fewer multiplications, so "
-                 "its effective rate can pass 100%); "
-                 f"pool/ReLU GB/s (bytes read + written once) against the {threads}-thread "
-                 "STREAM copy bandwidth. Import: NumPy column = `import numpy`, which cnnfast includes.")
+    lines.append(
+        f"**Targets met: {met} of {len(verdicts)}** (rows without a PyTorch timing are not judged). "
+        "Ratio = PyTorch median / cnnfast median (> 1: cnnfast faster). % of peak: conv against the "
+        f"{threads}-thread FMA peak, counting the direct algorithm's 2*N*K*C*R*S*OH*OW FLOPs whatever "
+        "the kernel (in brackets: the cnnfast kernel that ran; Winograd does 4x fewer multiplications, so "
+        "its effective rate can pass 100%); "
+        f"pool/ReLU GB/s (bytes read + written once) against the {threads}-thread "
+        "STREAM copy bandwidth. Import: NumPy column = `import numpy`, which cnnfast includes."
+    )
     if other:
         lines.append("")
         lines.append("Other benchmarks in this file:")

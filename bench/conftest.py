@@ -5,6 +5,7 @@ Run from the repository root:  pytest bench                      (timed; ~minute
 Every benchmark asserts its answer against the NumPy reference. torch variants skip cleanly when
 torch is not installed. Thread caps: --bench-threads=2 (default; comma-separated list allowed).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,10 +27,16 @@ from _suite import DEFAULT_THREADS  # noqa: E402
 
 def pytest_addoption(parser):
     group = parser.getgroup("cnnfast bench")
-    group.addoption("--bench-threads", default=str(DEFAULT_THREADS),
-                    help="comma-separated thread counts to run every benchmark at (default: %(default)s)")
-    group.addoption("--bench-no-numpy", action="store_true",
-                    help="skip the NumPy reference variants (they are the slowest part of the suite)")
+    group.addoption(
+        "--bench-threads",
+        default=str(DEFAULT_THREADS),
+        help="comma-separated thread counts to run every benchmark at (default: %(default)s)",
+    )
+    group.addoption(
+        "--bench-no-numpy",
+        action="store_true",
+        help="skip the NumPy reference variants (they are the slowest part of the suite)",
+    )
 
 
 def _thread_counts(config) -> list[int]:
@@ -45,8 +52,12 @@ def _thread_counts(config) -> list[int]:
 
 def pytest_collect_file(file_path, parent):
     """Collect bench/bench_*.py (the root config's python_files only matches test_*.py)."""
-    if (file_path.suffix == ".py" and file_path.name.startswith("bench_") and file_path.parent == _BENCH_DIR
-            and not parent.session.isinitpath(file_path)):  # a file named on the command line is collected anyway
+    if (
+        file_path.suffix == ".py"
+        and file_path.name.startswith("bench_")
+        and file_path.parent == _BENCH_DIR
+        and not parent.session.isinitpath(file_path)
+    ):  # a file named on the command line is collected anyway
         return pytest.Module.from_parent(parent, path=file_path)
     return None
 
@@ -54,6 +65,7 @@ def pytest_collect_file(file_path, parent):
 def pytest_collection_modifyitems(session, config, items):
     """Machine peaks (the table's denominators) first, their "end" repeats last; import timing
     at the end too. The order of everything else is kept."""
+
     def rank(item):
         if item.path.name != "bench_peak.py":
             return 1
@@ -64,8 +76,7 @@ def pytest_collection_modifyitems(session, config, items):
 
 def pytest_generate_tests(metafunc):
     if "threads" in metafunc.fixturenames:
-        metafunc.parametrize("threads", _thread_counts(metafunc.config), indirect=True,
-                             ids=lambda t: f"threads={t}")
+        metafunc.parametrize("threads", _thread_counts(metafunc.config), indirect=True, ids=lambda t: f"threads={t}")
 
 
 @pytest.fixture
@@ -138,5 +149,4 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 def pytest_report_header(config):
     info = cnnfast.runtime_info()
-    return (f"cnnfast bench: ISA {info['selected_isa']}, kernels {info['kernels']}, "
-            f"threads {_thread_counts(config)}")
+    return f"cnnfast bench: ISA {info['selected_isa']}, kernels {info['kernels']}, " f"threads {_thread_counts(config)}"

@@ -11,6 +11,7 @@ On a busy machine (wall times of the autotuner swing 2-3x) compare builds instea
 the default dispatch's thread CPU time on 1 thread, minimum of --repeats calls; run it under each
 build (PYTHONPATH=checkout-A, then B) and compare the lines. --forward times conv2d forward instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -100,7 +101,9 @@ def main(argv=None):
                 (e,) = [e for e in cnnfast.autotune_cache() if e["pass"] == "bwd_weight"]
                 for k, v in e["times_ms"].items():
                     times.setdefault(k, []).append(v)
-            med = {k.rsplit("_", 1)[-1] if k.endswith("_dense") else "gemm": float(np.median(v)) for k, v in times.items()}
+            med = {
+                k.rsplit("_", 1)[-1] if k.endswith("_dense") else "gemm": float(np.median(v)) for k, v in times.items()
+            }
             cnnfast.set_autotune(False)
             cnnfast.conv2d_weight(x, ws, g, stride=s, padding=pad)
             chosen = cnnfast.runtime_info()["last_kernels"]["conv2d_bwd_weight_f32"]

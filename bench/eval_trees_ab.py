@@ -12,6 +12,7 @@ text classifier, rapidocr 3.10.0) through cnnfast.onnx.load; mobilenet_v2_n1, re
 mobilenet_v3_small_n1 from cnnfast.models in eval mode (random weights). The ONNX files come from
 bench/fair.py's wheel cache. The same _core build may serve both trees when only Python changed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,10 +26,15 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-NETS = {"lcnet_n1": ("lcnet", (1, 3, 224, 224)), "lcnet_n16": ("lcnet", (16, 3, 224, 224)),
-        "cls_n1": ("cls", (1, 3, 48, 192)), "cls_n16": ("cls", (16, 3, 48, 192)),
-        "mobilenet_v2_n1": ("mobilenet_v2", (1, 3, 224, 224)), "resnet18_n1": ("resnet18", (1, 3, 224, 224)),
-        "mobilenet_v3_small_n1": ("mobilenet_v3_small", (1, 3, 224, 224))}
+NETS = {
+    "lcnet_n1": ("lcnet", (1, 3, 224, 224)),
+    "lcnet_n16": ("lcnet", (16, 3, 224, 224)),
+    "cls_n1": ("cls", (1, 3, 48, 192)),
+    "cls_n16": ("cls", (16, 3, 48, 192)),
+    "mobilenet_v2_n1": ("mobilenet_v2", (1, 3, 224, 224)),
+    "resnet18_n1": ("resnet18", (1, 3, 224, 224)),
+    "mobilenet_v3_small_n1": ("mobilenet_v3_small", (1, 3, 224, 224)),
+}
 
 WORKER = r"""
 import json, sys, time
@@ -74,22 +80,33 @@ def main(argv=None):
     print("| network | A wall | B wall | A cpu | B cpu | A/B wall | A/B cpu |\n|---|---|---|---|---|---|---|")
     for net in args.nets.split(","):
         kind, shape = NETS[net]
-        path = str(fair.wheel_member(srcs[kind]["wheel"], srcs[kind]["version"], srcs[kind]["member"])) \
-            if kind in srcs else ""
+        path = (
+            str(fair.wheel_member(srcs[kind]["wheel"], srcs[kind]["version"], srcs[kind]["member"]))
+            if kind in srcs
+            else ""
+        )
         for _ in range(args.rounds):
             for tag, root in (("A", args.a), ("B", args.b)):
                 env = dict(os.environ, PYTHONPATH=str(Path(root).resolve()))
                 # cwd: not a tree root (python -c puts the working directory first on sys.path)
-                out = subprocess.run([sys.executable, "-c", WORKER, kind, json.dumps(shape), str(args.threads),
-                                      str(args.calls), path], env=env, capture_output=True, text=True, check=True,
-                                     cwd=tempfile.gettempdir())
+                out = subprocess.run(
+                    [sys.executable, "-c", WORKER, kind, json.dumps(shape), str(args.threads), str(args.calls), path],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=tempfile.gettempdir(),
+                )
                 d = json.loads(out.stdout.strip().splitlines()[-1])
                 want = Path(root).resolve() / "cnnfast" / "__init__.py"
                 assert Path(d["file"]).resolve() == want, (d["file"], want)
                 res.setdefault((net, tag), []).append(d)
         med = {t: {k: float(np.median([d[k] for d in res[(net, t)]])) * 1e3 for k in ("wall", "cpu")} for t in "AB"}
-        print(f"| {net} | {med['A']['wall']:.2f} | {med['B']['wall']:.2f} | {med['A']['cpu']:.2f} | {med['B']['cpu']:.2f} "
-              f"| {med['A']['wall'] / med['B']['wall']:.2f}x | {med['A']['cpu'] / med['B']['cpu']:.2f}x |", flush=True)
+        print(
+            f"| {net} | {med['A']['wall']:.2f} | {med['B']['wall']:.2f} | {med['A']['cpu']:.2f} | {med['B']['cpu']:.2f} "
+            f"| {med['A']['wall'] / med['B']['wall']:.2f}x | {med['A']['cpu'] / med['B']['cpu']:.2f}x |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

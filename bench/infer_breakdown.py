@@ -18,6 +18,7 @@ Configurations (same weights, eval mode, ndarray input, ``cnnfast.no_grad()``):
 (``_core.conv2d_forward``) and the rest (NumPy passes for BatchNorm, activations and adds, and
 Python).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,16 +39,29 @@ def pplcnet_like(num_classes=4, scale=1.0):
     """PP-LCNet x1.0's layout (Cui et al. 2021): 3x3/s2 stem, depthwise-separable blocks (3x3 then
     5x5 depthwise, Hardswish, squeeze-and-excitation in the last two), global pool, 1x1 conv head.
     Built from cnnfast.nn; BatchNorm statistics randomised by the caller."""
+
     def c(v):
         return max(8, int(v * scale + 4) // 8 * 8)
 
     def cbh(cin, cout, k, s, groups=1):
-        return [nn.Conv2d(cin, cout, k, s, (k - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
-                nn.Hardswish()]
+        return [
+            nn.Conv2d(cin, cout, k, s, (k - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.Hardswish(),
+        ]
 
-    cfg = [(3, 16, 32, 1, False), (3, 32, 64, 2, False), (3, 64, 64, 1, False), (3, 64, 128, 2, False),
-           (3, 128, 128, 1, False), (3, 128, 256, 2, False)] + [(5, 256, 256, 1, False)] * 5 + \
-          [(5, 256, 512, 2, True), (5, 512, 512, 1, True)]
+    cfg = (
+        [
+            (3, 16, 32, 1, False),
+            (3, 32, 64, 2, False),
+            (3, 64, 64, 1, False),
+            (3, 64, 128, 2, False),
+            (3, 128, 128, 1, False),
+            (3, 128, 256, 2, False),
+        ]
+        + [(5, 256, 256, 1, False)] * 5
+        + [(5, 256, 512, 2, True), (5, 512, 512, 1, True)]
+    )
     layers = cbh(3, c(16), 3, 2)
     for k, cin, cout, s, se in cfg:
         block = cbh(c(cin), c(cin), k, s, groups=c(cin))
@@ -55,8 +69,13 @@ def pplcnet_like(num_classes=4, scale=1.0):
             block.append(SqueezeExcitation(c(cin), c(cin) // 4, scale_activation=nn.Hardsigmoid))
         block += cbh(c(cin), c(cout), 1, 1)
         layers.append(nn.Sequential(*block))
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Conv2d(c(512), 1280, 1), nn.Hardswish(), nn.Flatten(),
-               nn.Linear(1280, num_classes)]
+    layers += [
+        nn.AdaptiveAvgPool2d(1),
+        nn.Conv2d(c(512), 1280, 1),
+        nn.Hardswish(),
+        nn.Flatten(),
+        nn.Linear(1280, num_classes),
+    ]
     return nn.Sequential(*layers)
 
 
@@ -120,20 +139,26 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=10, help="timed calls per configuration and round")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--compare-threads", action="store_true",
-                    help="also time the fused configuration on 1 thread, alternating with --threads in each round")
+    ap.add_argument(
+        "--compare-threads",
+        action="store_true",
+        help="also time the fused configuration on 1 thread, alternating with --threads in each round",
+    )
     args = ap.parse_args(argv)
     cnnfast.set_num_threads(args.threads)
-    print(f"cnnfast {cnnfast.__version__}, ISA {cnnfast.get_isa()}, {cnnfast.get_num_threads()} threads, "
-          f"batch {args.batch}, {args.size}x{args.size}, {args.rounds} rounds x {args.iters} calls (medians)")
-    print(f"{'network':20s} {'layer-by-layer ms':>18s} {'fused ms':>9s} {'folded ms':>10s} "
-          f"{'layer-by-layer/fused':>21s} {'max |diff|':>10s}")
+    print(
+        f"cnnfast {cnnfast.__version__}, ISA {cnnfast.get_isa()}, {cnnfast.get_num_threads()} threads, "
+        f"batch {args.batch}, {args.size}x{args.size}, {args.rounds} rounds x {args.iters} calls (medians)"
+    )
+    print(
+        f"{'network':20s} {'layer-by-layer ms':>18s} {'fused ms':>9s} {'folded ms':>10s} "
+        f"{'layer-by-layer/fused':>21s} {'max |diff|':>10s}"
+    )
     rng = np.random.default_rng(0)
     for name in args.nets:
         cnnfast.manual_seed(0)
         model = _randomize_bn(NETS[name](), rng).eval()
-        configs = {"layer-by-layer": _unfused(model), "fused": model,
-                   "folded": nn.fold_batchnorm(copy.deepcopy(model))}
+        configs = {"layer-by-layer": _unfused(model), "fused": model, "folded": nn.fold_batchnorm(copy.deepcopy(model))}
         x = rng.uniform(-1, 1, (args.batch, 3, args.size, args.size)).astype(np.float32)
         with cnnfast.no_grad():
             outs = {k: np.asarray(m(x)) for k, m in configs.items()}
@@ -153,17 +178,23 @@ def main(argv=None):
                     model(x)
         med = {k: float(np.median(v)) for k, v in times.items()}
         diff = max(float(np.abs(outs[k] - outs["layer-by-layer"]).max()) for k in outs)
-        print(f"{name:20s} {med['layer-by-layer'] * 1e3:18.2f} {med['fused'] * 1e3:9.2f} {med['folded'] * 1e3:10.2f} "
-              f"{med['layer-by-layer'] / med['fused']:20.2f}x {diff:10.2g}")
+        print(
+            f"{name:20s} {med['layer-by-layer'] * 1e3:18.2f} {med['fused'] * 1e3:9.2f} {med['folded'] * 1e3:10.2f} "
+            f"{med['layer-by-layer'] / med['fused']:20.2f}x {diff:10.2g}"
+        )
         if args.compare_threads:
-            print(f"    fused on 1 thread {med['fused, 1 thread'] * 1e3:.2f} ms: {args.threads} threads / 1 thread = "
-                  f"{med['fused'] / med['fused, 1 thread']:.2f} (time ratio; < 1: the second thread helps)")
+            print(
+                f"    fused on 1 thread {med['fused, 1 thread'] * 1e3:.2f} ms: {args.threads} threads / 1 thread = "
+                f"{med['fused'] / med['fused, 1 thread']:.2f} (time ratio; < 1: the second thread helps)"
+            )
         if args.profile:
             for k in ("layer-by-layer", "fused"):
                 total, conv = _profile(configs[k], x, args.iters)
-                print(f"    {k:15s} profiled {total * 1e3:7.2f} ms: conv kernels {conv * 1e3:6.2f} ms "
-                      f"({conv / total:4.0%}), the rest (BatchNorm / activation / add NumPy passes, Python) "
-                      f"{(total - conv) * 1e3:6.2f} ms")
+                print(
+                    f"    {k:15s} profiled {total * 1e3:7.2f} ms: conv kernels {conv * 1e3:6.2f} ms "
+                    f"({conv / total:4.0%}), the rest (BatchNorm / activation / add NumPy passes, Python) "
+                    f"{(total - conv) * 1e3:6.2f} ms"
+                )
     return 0
 
 

@@ -5,6 +5,7 @@ copy-free mappings ``mm_nt`` (x @ W.T) and ``mm_tn`` (g.T @ x), on LeNet-5's Lin
 
 Prints the median microseconds of each, the two variants timed alternately in one process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,12 @@ def main():
             x = rng.standard_normal((b, i), dtype=np.float32)
             w = rng.standard_normal((o, i), dtype=np.float32)
             g = rng.standard_normal((b, o), dtype=np.float32)
-            fns = [lambda: mm(x, np.ascontiguousarray(w.T)), lambda: mm_nt(x, w),
-                   lambda: mm(np.ascontiguousarray(g.T), x), lambda: mm_tn(g, x)]
+            fns = [
+                lambda: mm(x, np.ascontiguousarray(w.T)),
+                lambda: mm_nt(x, w),
+                lambda: mm(np.ascontiguousarray(g.T), x),
+                lambda: mm_tn(g, x),
+            ]
             np.testing.assert_allclose(fns[0](), fns[1](), rtol=1e-4, atol=1e-3)
             np.testing.assert_allclose(fns[2](), fns[3](), rtol=1e-4, atol=1e-3)
             times = [[] for _ in fns]

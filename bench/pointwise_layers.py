@@ -25,6 +25,7 @@ the first (>1: the first is slower). Round 0 checks every output against the fir
 (Two cnnfast builds loaded into one process are not comparable at 2 threads: each has its own
 thread pool, whose idle workers compete with the other's. Hence one process per build.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,23 +48,46 @@ ROOT = Path(__file__).resolve().parent.parent
 # (name, C, K, H, count): C -> K on H x H, `count` times in the network.
 LAYERS = [
     # MobileNetV2 (torchvision), expansion and projection 1x1 layers
-    ("mbv2_32_16_112", 32, 16, 112, 1), ("mbv2_16_96_112", 16, 96, 112, 1),
-    ("mbv2_96_24_56", 96, 24, 56, 1), ("mbv2_24_144_56", 24, 144, 56, 2), ("mbv2_144_24_56", 144, 24, 56, 1),
-    ("mbv2_144_32_28", 144, 32, 28, 1), ("mbv2_32_192_28", 32, 192, 28, 3), ("mbv2_192_32_28", 192, 32, 28, 2),
-    ("mbv2_192_64_14", 192, 64, 14, 1), ("mbv2_64_384_14", 64, 384, 14, 4), ("mbv2_384_64_14", 384, 64, 14, 3),
-    ("mbv2_384_96_14", 384, 96, 14, 1), ("mbv2_96_576_14", 96, 576, 14, 3), ("mbv2_576_96_14", 576, 96, 14, 2),
-    ("mbv2_576_160_7", 576, 160, 7, 1), ("mbv2_160_960_7", 160, 960, 7, 3), ("mbv2_960_160_7", 960, 160, 7, 2),
-    ("mbv2_960_320_7", 960, 320, 7, 1), ("mbv2_320_1280_7", 320, 1280, 7, 1),
+    ("mbv2_32_16_112", 32, 16, 112, 1),
+    ("mbv2_16_96_112", 16, 96, 112, 1),
+    ("mbv2_96_24_56", 96, 24, 56, 1),
+    ("mbv2_24_144_56", 24, 144, 56, 2),
+    ("mbv2_144_24_56", 144, 24, 56, 1),
+    ("mbv2_144_32_28", 144, 32, 28, 1),
+    ("mbv2_32_192_28", 32, 192, 28, 3),
+    ("mbv2_192_32_28", 192, 32, 28, 2),
+    ("mbv2_192_64_14", 192, 64, 14, 1),
+    ("mbv2_64_384_14", 64, 384, 14, 4),
+    ("mbv2_384_64_14", 384, 64, 14, 3),
+    ("mbv2_384_96_14", 384, 96, 14, 1),
+    ("mbv2_96_576_14", 96, 576, 14, 3),
+    ("mbv2_576_96_14", 576, 96, 14, 2),
+    ("mbv2_576_160_7", 576, 160, 7, 1),
+    ("mbv2_160_960_7", 160, 960, 7, 3),
+    ("mbv2_960_160_7", 960, 160, 7, 2),
+    ("mbv2_960_320_7", 960, 320, 7, 1),
+    ("mbv2_320_1280_7", 320, 1280, 7, 1),
     # PP-LCNet x1.0 pointwise layers
-    ("lcnet_16_32_112", 16, 32, 112, 1), ("lcnet_32_64_56", 32, 64, 56, 1), ("lcnet_64_64_56", 64, 64, 56, 1),
-    ("lcnet_64_128_28", 64, 128, 28, 1), ("lcnet_128_128_28", 128, 128, 28, 1),
-    ("lcnet_128_256_14", 128, 256, 14, 1), ("lcnet_256_256_14", 256, 256, 14, 5),
-    ("lcnet_256_512_7", 256, 512, 7, 1), ("lcnet_512_512_7", 512, 512, 7, 1),
+    ("lcnet_16_32_112", 16, 32, 112, 1),
+    ("lcnet_32_64_56", 32, 64, 56, 1),
+    ("lcnet_64_64_56", 64, 64, 56, 1),
+    ("lcnet_64_128_28", 64, 128, 28, 1),
+    ("lcnet_128_128_28", 128, 128, 28, 1),
+    ("lcnet_128_256_14", 128, 256, 14, 1),
+    ("lcnet_256_256_14", 256, 256, 14, 5),
+    ("lcnet_256_512_7", 256, 512, 7, 1),
+    ("lcnet_512_512_7", 512, 512, 7, 1),
     # EfficientNet-B0 projections with few output channels
-    ("effb0_32_16_112", 32, 16, 112, 1), ("effb0_144_40_28", 144, 40, 28, 1), ("effb0_240_80_14", 240, 80, 14, 1),
+    ("effb0_32_16_112", 32, 16, 112, 1),
+    ("effb0_144_40_28", 144, 40, 28, 1),
+    ("effb0_240_80_14", 240, 80, 14, 1),
     # ResNet-50 bottleneck 1x1 layers (not mobile; to see that the large ones do not regress)
-    ("r50_64_256_56", 64, 256, 56, 3), ("r50_256_64_56", 256, 64, 56, 2), ("r50_1024_256_14", 1024, 256, 14, 5),
-    ("r50_256_1024_14", 256, 1024, 14, 6), ("r50_2048_512_7", 2048, 512, 7, 2), ("r50_512_2048_7", 512, 2048, 7, 3),
+    ("r50_64_256_56", 64, 256, 56, 3),
+    ("r50_256_64_56", 256, 64, 56, 2),
+    ("r50_1024_256_14", 1024, 256, 14, 5),
+    ("r50_256_1024_14", 256, 1024, 14, 6),
+    ("r50_2048_512_7", 2048, 512, 7, 2),
+    ("r50_512_2048_7", 512, 2048, 7, 3),
 ]
 
 
@@ -78,13 +102,18 @@ def layer_data(name, C, K, H, n):
 def write_onnx(path, w, b):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
     K, C = w.shape[:2]
     g = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[1, 1], strides=[1, 1], pads=[0, 0, 0, 0]),
-         helper.make_node("Relu", ["c"], ["y"])],
-        "pw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", C, "h", "w"])],
+        [
+            helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[1, 1], strides=[1, 1], pads=[0, 0, 0, 0]),
+            helper.make_node("Relu", ["c"], ["y"]),
+        ],
+        "pw",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", C, "h", "w"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     onnx.save(m, path)
@@ -93,6 +122,7 @@ def write_onnx(path, w, b):
 def load_core(label, path, threads):
     import importlib.machinery
     import importlib.util
+
     loader = importlib.machinery.ExtensionFileLoader(label + "._core", path)
     mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(label + "._core", loader))
     loader.exec_module(mod)
@@ -123,6 +153,7 @@ def worker(job_path):
     fw, threads = job["framework"], job["threads"]
     if fw == "ort":
         import onnxruntime as ort
+
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
@@ -152,9 +183,14 @@ def worker(job_path):
             prof_path = sess.end_profiling()
             prof = json.load(open(prof_path))
             os.remove(prof_path)
-            durs = [ev["dur"] * 1e-6 for ev in prof if ev.get("cat") == "Node" and ev["name"].endswith("_kernel_time")
-                    and "Reorder" not in ev.get("args", {}).get("op_name", "")]
-            res[case["key"]] = float(np.median(durs[-max(1, len(durs) // 2):]))
+            durs = [
+                ev["dur"] * 1e-6
+                for ev in prof
+                if ev.get("cat") == "Node"
+                and ev["name"].endswith("_kernel_time")
+                and "Reorder" not in ev.get("args", {}).get("op_name", "")
+            ]
+            res[case["key"]] = float(np.median(durs[-max(1, len(durs) // 2) :]))
     json.dump(res, open(job["result"], "w"))
 
 
@@ -176,15 +212,25 @@ def main():
     ap.add_argument("--isa", default="", help="cnnfast ISA (avx512, avx2); default: the CPU's best")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default="", help="regex on layer names")
-    ap.add_argument("--core", action="append", default=[],
-                    help="LABEL=PATH of a cnnfast _core .so (default: this checkout's, as 'cnnfast')")
+    ap.add_argument(
+        "--core",
+        action="append",
+        default=[],
+        help="LABEL=PATH of a cnnfast _core .so (default: this checkout's, as 'cnnfast')",
+    )
     ap.add_argument("--no-ort", action="store_true")
-    ap.add_argument("--ort-session", action="store_true",
-                    help="time ORT's whole session.run (with its NCHW <-> NCHWc reorders) instead of the Conv "
-                         "node's own time from ORT's profile (the default: what a network's profile shows)")
-    ap.add_argument("--cpu-time", action="store_true",
-                    help="time cnnfast by the calling thread's CPU time (with --threads 1: robust on a loaded "
-                         "machine; ORT keeps its node time)")
+    ap.add_argument(
+        "--ort-session",
+        action="store_true",
+        help="time ORT's whole session.run (with its NCHW <-> NCHWc reorders) instead of the Conv "
+        "node's own time from ORT's profile (the default: what a network's profile shows)",
+    )
+    ap.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time cnnfast by the calling thread's CPU time (with --threads 1: robust on a loaded "
+        "machine; ORT keeps its node time)",
+    )
     ap.add_argument("--min-iters", type=int, default=30)
     ap.add_argument("--budget", type=float, default=0.1, help="seconds of timed calls per layer and round")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -207,16 +253,34 @@ def main():
             np.savez(tmp / f"{key}.npz", x=x, w=w, b=b)
             if "ort" in fws:
                 write_onnx(str(tmp / f"{key}.onnx"), w, b)
-            cases.append({"key": key, "npz": str(tmp / f"{key}.npz"), "onnx": str(tmp / f"{key}.onnx"), "count": cnt,
-                          "n": n, "name": name})
+            cases.append(
+                {
+                    "key": key,
+                    "npz": str(tmp / f"{key}.npz"),
+                    "onnx": str(tmp / f"{key}.onnx"),
+                    "count": cnt,
+                    "n": n,
+                    "name": name,
+                }
+            )
     times = {fw: {c["key"]: [] for c in cases} for fw in fws}
     bad = set()
     outs = []
     for r in range(a.rounds):
         for fw in fws:
-            job = {"framework": fw, "threads": a.threads, "isa": a.isa, "core": cores.get(fw),
-                   "min_iters": a.min_iters, "cpu_time": a.cpu_time, "ort_node": not a.ort_session, "budget": a.budget, "save": r == 0,
-                   "result": str(tmp / f"res_{fw}_{r}.json"), "cases": []}
+            job = {
+                "framework": fw,
+                "threads": a.threads,
+                "isa": a.isa,
+                "core": cores.get(fw),
+                "min_iters": a.min_iters,
+                "cpu_time": a.cpu_time,
+                "ort_node": not a.ort_session,
+                "budget": a.budget,
+                "save": r == 0,
+                "result": str(tmp / f"res_{fw}_{r}.json"),
+                "cases": [],
+            }
             for c in cases:
                 job["cases"].append(dict(c, out=str(tmp / f"out_{fw}_{c['key']}.npy")))
             jp = tmp / f"job_{fw}_{r}.json"
@@ -230,11 +294,15 @@ def main():
     bad = check(outs, [c["key"] for c in cases])
 
     import platform
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor())
-    print(f"# 1x1 conv+bias+ReLU forward, float32, {a.threads} threads, cnnfast ISA {a.isa or 'auto'}, {cpu}; "
-          f"median of {a.rounds} rounds, microseconds x count"
-          + (", cnnfast CPU time" if a.cpu_time else ""))
+
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+        platform.processor(),
+    )
+    print(
+        f"# 1x1 conv+bias+ReLU forward, float32, {a.threads} threads, cnnfast ISA {a.isa or 'auto'}, {cpu}; "
+        f"median of {a.rounds} rounds, microseconds x count" + (", cnnfast CPU time" if a.cpu_time else "")
+    )
     print("| layer | n | count | " + " | ".join(fws) + " | " + " | ".join(f"{fws[0]}/{fw}" for fw in fws[1:]) + " |")
     print("|---" * (3 + 2 * len(fws) - 1) + "|")
     for n in batches:
@@ -244,10 +312,20 @@ def main():
             for fw in fws:
                 tot[fw] += med[fw]
             flag = " BAD" if c["key"] in bad else ""
-            print(f"| {c['name']}{flag} | {n} | {c['count']} | " + " | ".join(f"{med[fw]:.0f}" for fw in fws) + " | "
-                  + " | ".join(f"{med[fws[0]] / med[fw]:.2f}" for fw in fws[1:]) + " |")
-        print(f"| **total** | {n} | | " + " | ".join(f"{tot[fw]:.0f}" for fw in fws) + " | "
-              + " | ".join(f"{tot[fws[0]] / tot[fw]:.2f}" for fw in fws[1:]) + " |")
+            print(
+                f"| {c['name']}{flag} | {n} | {c['count']} | "
+                + " | ".join(f"{med[fw]:.0f}" for fw in fws)
+                + " | "
+                + " | ".join(f"{med[fws[0]] / med[fw]:.2f}" for fw in fws[1:])
+                + " |"
+            )
+        print(
+            f"| **total** | {n} | | "
+            + " | ".join(f"{tot[fw]:.0f}" for fw in fws)
+            + " | "
+            + " | ".join(f"{tot[fws[0]] / tot[fw]:.2f}" for fw in fws[1:])
+            + " |"
+        )
     shutil.rmtree(tmp, ignore_errors=True)
     return 1 if bad else 0
 

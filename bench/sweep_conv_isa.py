@@ -20,6 +20,7 @@ table: per ISA and pass, the geomean of the speed ratios (PyTorch time / cnnfast
 worst cases. The figures are for the CPU it runs on; on a shared machine, rerun before believing
 a ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -178,8 +179,14 @@ def _worker_cnnfast(cases, passes, rounds, isas):
                 for i in isas:
                     cnnfast.set_isa(i)
                     times[i].append(_time(fn, reps))
-            out["rows"].append({"case": case[0], "pass": ps, "kernel": kernel,
-                                "ms": {i: 1e3 * statistics.median(t) for i, t in times.items()}})
+            out["rows"].append(
+                {
+                    "case": case[0],
+                    "pass": ps,
+                    "kernel": kernel,
+                    "ms": {i: 1e3 * statistics.median(t) for i, t in times.items()},
+                }
+            )
     return out
 
 
@@ -240,8 +247,10 @@ def report(cf, th, cases, passes, threads):
                 if rs:
                     gm = math.exp(sum(math.log(x) for x, _ in rs) / len(rs))
                     worst = sorted(rs)[:4]
-                    print(f"{i:7s} {ps:10s} geomean {gm:5.2f}x over {len(rs)}, below 0.9x: {sum(x < 0.9 for x, _ in rs)}; "
-                          "worst " + ", ".join(f"{c} {x:.2f}x" for x, c in worst))
+                    print(
+                        f"{i:7s} {ps:10s} geomean {gm:5.2f}x over {len(rs)}, below 0.9x: {sum(x < 0.9 for x, _ in rs)}; "
+                        "worst " + ", ".join(f"{c} {x:.2f}x" for x, c in worst)
+                    )
 
 
 def main(argv=None):
@@ -253,13 +262,21 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--isas", default="avx512,avx2")
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--torch-isa", choices=["matched", "native"], default="matched",
-                    help="matched (default): PyTorch capped to each column's ISA (ONEDNN_MAX_CPU_ISA, "
-                    "ATEN_CPU_CAPABILITY); native: PyTorch as it runs on this CPU for every column")
+    ap.add_argument(
+        "--torch-isa",
+        choices=["matched", "native"],
+        default="matched",
+        help="matched (default): PyTorch capped to each column's ISA (ONEDNN_MAX_CPU_ISA, "
+        "ATEN_CPU_CAPABILITY); native: PyTorch as it runs on this CPU for every column",
+    )
     ap.add_argument("--report", help="print the tables of a --json file written earlier and exit")
     ap.add_argument("--json", help="write the raw results here")
-    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                    help="cpu: process CPU time (use with --threads 1 on a loaded machine)")
+    ap.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: process CPU time (use with --threads 1 on a loaded machine)",
+    )
     ap.add_argument("--worker", choices=["cnnfast", "torch"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.report:
@@ -279,15 +296,31 @@ def main(argv=None):
         json.dump(_worker_torch(cases, passes, a.rounds), sys.stdout)
         return 0
 
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), CNNFAST_NUM_THREADS=str(a.threads),
-               SWEEP_THREADS=str(a.threads), SWEEP_CLOCK=a.clock)
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(a.threads),
+        CNNFAST_NUM_THREADS=str(a.threads),
+        SWEEP_THREADS=str(a.threads),
+        SWEEP_CLOCK=a.clock,
+    )
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    base = [sys.executable, __file__, "--set", a.set, "--passes", a.passes, "--rounds", str(a.rounds),
-            "--isas", a.isas] + (["--cases", a.cases] if a.cases else [])
+    base = [
+        sys.executable,
+        __file__,
+        "--set",
+        a.set,
+        "--passes",
+        a.passes,
+        "--rounds",
+        str(a.rounds),
+        "--isas",
+        a.isas,
+    ] + (["--cases", a.cases] if a.cases else [])
 
     def run(worker, extra=None):
-        out = subprocess.run(base + ["--worker", worker], env=dict(env, **(extra or {})), check=True,
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            base + ["--worker", worker], env=dict(env, **(extra or {})), check=True, capture_output=True, text=True
+        )
         return json.loads(out.stdout)
 
     cf = run("cnnfast")

@@ -12,6 +12,7 @@ see the same machine load; each figure is the median over rounds of the mean tim
 calls. Speed-ups are torch time / cnnfast time. The answers are checked against torch's within
 the float32 tolerance of tests/reference.py before timing (a wrong kernel never gets a figure).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ CONV = [
     ("lenet_c1_n64", 64, 1, 28, 28, 6, 5, 1, 2, 1, ALL),
     ("lenet_c2_n64_14", 64, 6, 14, 14, 16, 5, 1, 0, 1, ALL),
     ("lenet_c2_n64_12", 64, 6, 12, 12, 16, 5, 1, 0, 1, ALL),
-    ("lenet_c1_n256", 256, 1, 28, 28, 6, 5, 1, 2, 1, ("fwd",)),       # inference batch
+    ("lenet_c1_n256", 256, 1, 28, 28, 6, 5, 1, 2, 1, ("fwd",)),  # inference batch
     ("lenet_c2_n256_14", 256, 6, 14, 14, 16, 5, 1, 0, 1, ("fwd",)),
     ("resnet_3x3_512x7_n1", 1, 512, 7, 7, 512, 3, 1, 1, 1, ALL),
     ("stem_n16", 16, 3, 224, 224, 64, 7, 2, 3, 1, ALL),
@@ -40,8 +41,18 @@ CONV = [
     ("5x5_48to64_32_n4", 4, 48, 32, 32, 64, 5, 1, 2, 1, ALL),
 ]
 # MobileNetV2 depthwise 3x3 layers (channels, plane, stride).
-for c, hw, s in [(32, 112, 1), (96, 112, 2), (144, 56, 1), (144, 56, 2), (192, 28, 1), (192, 28, 2), (384, 14, 1),
-                 (576, 14, 1), (576, 14, 2), (960, 7, 1)]:
+for c, hw, s in [
+    (32, 112, 1),
+    (96, 112, 2),
+    (144, 56, 1),
+    (144, 56, 2),
+    (192, 28, 1),
+    (192, 28, 2),
+    (384, 14, 1),
+    (576, 14, 1),
+    (576, 14, 2),
+    (960, 7, 1),
+]:
     for n in (1, 16):
         CONV.append((f"dw_{c}x{hw}_s{s}_n{n}", n, c, hw, hw, c, 3, s, 1, c, ALL))
 
@@ -81,6 +92,7 @@ def _fns(framework, kind, case, passes):
         _, N, C, H, W, K, R, s, p, g, _ = case
         if framework == "torch":
             import torch
+
             F = torch.nn.functional
             xt, wt, bt, gyt = (torch.from_numpy(a) for a in (x, w, b, gy))
             cb = torch.ops.aten.convolution_backward
@@ -88,20 +100,29 @@ def _fns(framework, kind, case, passes):
             def fwd():
                 with torch.no_grad():
                     return F.conv2d(xt, wt, bt, s, p, 1, g).numpy()
-            return {"fwd": fwd,
-                    "bwd_input": lambda: cb(gyt, xt, wt, None, [s, s], [p, p], [1, 1], False, [0, 0], g,
-                                            [True, False, False])[0].numpy(),
-                    "bwd_weight": lambda: cb(gyt, xt, wt, None, [s, s], [p, p], [1, 1], False, [0, 0], g,
-                                             [False, True, False])[1].numpy()}
+
+            return {
+                "fwd": fwd,
+                "bwd_input": lambda: cb(
+                    gyt, xt, wt, None, [s, s], [p, p], [1, 1], False, [0, 0], g, [True, False, False]
+                )[0].numpy(),
+                "bwd_weight": lambda: cb(
+                    gyt, xt, wt, None, [s, s], [p, p], [1, 1], False, [0, 0], g, [False, True, False]
+                )[1].numpy(),
+            }
         import cnnfast
+
         F = cnnfast.functional
-        return {"fwd": lambda: F.conv2d(x, w, b, s, p, 1, g),
-                "bwd_input": lambda: F.conv2d_input(x.shape, w, gy, s, p, 1, g),
-                "bwd_weight": lambda: F.conv2d_weight(x, w.shape, gy, s, p, 1, g)}
+        return {
+            "fwd": lambda: F.conv2d(x, w, b, s, p, 1, g),
+            "bwd_input": lambda: F.conv2d_input(x.shape, w, gy, s, p, 1, g),
+            "bwd_weight": lambda: F.conv2d_weight(x, w.shape, gy, s, p, 1, g),
+        }
     x, gy = _data(kind, case)
     _, N, C, H, W, k, s, p = case
     if framework == "torch":
         import torch
+
         F = torch.nn.functional
         xt, gyt = torch.from_numpy(x), torch.from_numpy(gy)
         with torch.no_grad():
@@ -116,13 +137,20 @@ def _fns(framework, kind, case, passes):
             with torch.no_grad():
                 y, i = F.max_pool2d(xt, k, s, p, return_indices=True)
             return y.numpy()
-        return {"fwd": fwd, "fwd_idx": fwd_idx,
-                "bwd": lambda: bwd(gyt, xt, [k, k], [s, s], [p, p], [1, 1], False, it).numpy()}
+
+        return {
+            "fwd": fwd,
+            "fwd_idx": fwd_idx,
+            "bwd": lambda: bwd(gyt, xt, [k, k], [s, s], [p, p], [1, 1], False, it).numpy(),
+        }
     import cnnfast
+
     _, idx = cnnfast.max_pool2d(x, k, s, p, return_indices=True)
-    return {"fwd": lambda: cnnfast.max_pool2d(x, k, s, p),
-            "fwd_idx": lambda: cnnfast.max_pool2d(x, k, s, p, return_indices=True)[0],
-            "bwd": lambda: cnnfast.max_pool2d_backward(gy, x.shape, idx, k, s, p)}
+    return {
+        "fwd": lambda: cnnfast.max_pool2d(x, k, s, p),
+        "fwd_idx": lambda: cnnfast.max_pool2d(x, k, s, p, return_indices=True)[0],
+        "bwd": lambda: cnnfast.max_pool2d_backward(gy, x.shape, idx, k, s, p),
+    }
 
 
 _CLOCK = time.perf_counter
@@ -144,10 +172,12 @@ def _time(fn, target_s=0.02):
 def worker(framework, names, rounds, threads):
     if framework == "torch":
         import torch
+
         torch.set_num_threads(threads)
         variants = ["torch"]
     else:
         import cnnfast
+
         cnnfast.set_num_threads(threads)
         variants = [v for v in ("avx512", "avx2") if v in cnnfast.runtime_info()["available_isas"]]
     out = {}
@@ -184,9 +214,13 @@ def main():
     ap.add_argument("-k", action="append", default=[], help="substring of the case names to run (repeatable)")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                    help="cpu: process CPU time, robust on a loaded machine (use with --threads 1: with more"
-                         " threads it counts spinning workers too)")
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: process CPU time, robust on a loaded machine (use with --threads 1: with more"
+        " threads it counts spinning workers too)",
+    )
     ap.add_argument("--worker", choices=("torch", "cnnfast"))
     ap.add_argument("--names")
     a = ap.parse_args()
@@ -199,8 +233,20 @@ def main():
     env = dict(os.environ, SWEEP_TMP=os.environ.get("SWEEP_TMP", "/tmp"))
     res = {}
     for fw in ("cnnfast", "torch"):
-        cmd = [sys.executable, __file__, "--worker", fw, "--names", ",".join(names), "--rounds", str(a.rounds),
-               "--threads", str(a.threads), "--clock", a.clock]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            fw,
+            "--names",
+            ",".join(names),
+            "--rounds",
+            str(a.rounds),
+            "--threads",
+            str(a.threads),
+            "--clock",
+            a.clock,
+        ]
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if r.returncode:
             sys.exit(f"{fw} worker failed:\n{r.stderr}")
@@ -221,8 +267,10 @@ def main():
                 ok.append(err <= 5e-4)
         c5 = cv.get("avx512", float("nan"))
         c2 = cv.get("avx2", float("nan"))
-        print(f"| {name} | {pass_} | {c5 * 1e3:.3f} | {c2 * 1e3:.3f} | {tt * 1e3:.3f} | {tt / c5:.2f} | {tt / c2:.2f} |"
-              f" {'ok' if all(ok) else 'WRONG'} |")
+        print(
+            f"| {name} | {pass_} | {c5 * 1e3:.3f} | {c2 * 1e3:.3f} | {tt * 1e3:.3f} | {tt / c5:.2f} | {tt / c2:.2f} |"
+            f" {'ok' if all(ok) else 'WRONG'} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Smoke test of bench/fair.py (the fair, process-per-framework benchmark): CI runs it through
 ``pytest bench --benchmark-disable`` (it skips in timed runs). One round, one timed call, a few
 small cases with every installed framework: the tables come out and every output matches."""
+
 from __future__ import annotations
 
 import json
@@ -28,17 +29,41 @@ def _env():
 
 def test_fair_smoke_run(smoke, tmp_path):
     if not smoke:
-        pytest.skip("bench/fair.py runs here only as a smoke test (--benchmark-disable); for figures run "
-                    "python bench/fair.py")
+        pytest.skip(
+            "bench/fair.py runs here only as a smoke test (--benchmark-disable); for figures run "
+            "python bench/fair.py"
+        )
     out_json, out_md = tmp_path / "fair.json", tmp_path / "fair.md"
-    proc = subprocess.run([sys.executable, str(FAIR), "--smoke", "--quiet", "--threads", "2", "--json", str(out_json),
-                           "--output", str(out_md)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(FAIR),
+            "--smoke",
+            "--quiet",
+            "--threads",
+            "2",
+            "--json",
+            str(out_json),
+            "--output",
+            str(out_md),
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"fair.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     table = out_md.read_text()
     assert table.strip() == proc.stdout.strip()
-    for heading in ("## a. LeNet-5", "## b. Co-residency", "## c. conv2d per pass", "## d. 3x3 conv",
-                    "## e. Inference", "## f. max_pool2d"):
+    for heading in (
+        "## a. LeNet-5",
+        "## b. Co-residency",
+        "## c. conv2d per pass",
+        "## d. 3x3 conv",
+        "## e. Inference",
+        "## f. max_pool2d",
+    ):
         assert heading in table, heading
     assert "targets met." in table and "CPU: " in table and "MISMATCH" not in table
 
@@ -132,9 +157,14 @@ def test_onnx_nets_smoke(smoke, tmp_path):
         pytest.skip("smoke mode only (--benchmark-disable)")
     pytest.importorskip("onnx")
     out_json = tmp_path / "g.json"
-    proc = subprocess.run([sys.executable, str(FAIR), "--smoke", "--quiet", "--only", "onnx-nets/mobilenet_v2",
-                           "--json", str(out_json)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(FAIR), "--smoke", "--quiet", "--only", "onnx-nets/mobilenet_v2", "--json", str(out_json)],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"fair.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert "## g. Networks from ONNX files" in proc.stdout
     data = json.loads(out_json.read_text())
@@ -148,6 +178,7 @@ def test_onnx_nets_smoke(smoke, tmp_path):
 
 def test_wheel_member_reports_why_when_unavailable(tmp_path, monkeypatch):
     """No wheel and no network: a RuntimeError saying so (the case is then reported as not run)."""
+
     def no_pip(*args, **kwargs):
         raise OSError("no network here")
 

@@ -12,6 +12,7 @@ thresholds as committed, shapes Winograd declines show the same kernel on both s
     CNNFAST_ISA=avx2 python bench/winograd_wgrad_choice.py --relaxed
     python bench/winograd_wgrad_choice.py --cases fair          # the bench/fair.py 3x3 cases
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,14 @@ def sweep(max_macs):
         if 9 * c * c * n * hw * hw <= max_macs:
             out[f"c{c}_{hw}px_n{n}"] = (n, c, hw, hw, c, 1)
     # Unequal channel counts (the 8..16-channel edge, wide K).
-    for n, c, hw, k in ((16, 8, 28, 64), (16, 16, 28, 64), (16, 64, 28, 8), (16, 64, 28, 16), (4, 64, 14, 512),
-                        (4, 512, 14, 64)):
+    for n, c, hw, k in (
+        (16, 8, 28, 64),
+        (16, 16, 28, 64),
+        (16, 64, 28, 8),
+        (16, 64, 28, 16),
+        (4, 64, 14, 512),
+        (4, 512, 14, 64),
+    ):
         out[f"c{c}k{k}_{hw}px_n{n}"] = (n, c, hw, hw, k, 1)
     return out
 
@@ -114,15 +121,22 @@ def main(argv=None):
         cases = {k: v for k, v in cases.items() if re.search(args.only, k)}
     rng = np.random.default_rng(0)
     prev = cnnfast.get_winograd()
-    print(f"ISA {cnnfast.get_isa()}, {args.threads} threads, heuristics {'relaxed' if args.relaxed else 'as built'}; "
-          f"ms per call (median of {args.rounds} alternating rounds); speedup = median(time off / time on)")
-    print(f"{'case':24} {'N':>3} {'C':>4} {'HxW':>7} {'K':>4} {'on ms':>8} {'off ms':>8} {'speedup':>8}  kernels on / off")
+    print(
+        f"ISA {cnnfast.get_isa()}, {args.threads} threads, heuristics {'relaxed' if args.relaxed else 'as built'}; "
+        f"ms per call (median of {args.rounds} alternating rounds); speedup = median(time off / time on)"
+    )
+    print(
+        f"{'case':24} {'N':>3} {'C':>4} {'HxW':>7} {'K':>4} {'on ms':>8} {'off ms':>8} {'speedup':>8}  kernels on / off"
+    )
     try:
         for name, shape in cases.items():
             names, on, off, r = measure(shape, args.rounds, rng, args.relaxed)
             n, c, h, w, k, _ = shape
-            print(f"{name:24} {n:3} {c:4} {f'{h}x{w}':>7} {k:4} {on * 1e3:8.3f} {off * 1e3:8.3f} {r:7.2f}x  "
-                  f"{names[True]} / {names[False]}", flush=True)
+            print(
+                f"{name:24} {n:3} {c:4} {f'{h}x{w}':>7} {k:4} {on * 1e3:8.3f} {off * 1e3:8.3f} {r:7.2f}x  "
+                f"{names[True]} / {names[False]}",
+                flush=True,
+            )
     finally:
         cnnfast.set_winograd(prev)
         _core._pin_conv2d_kernel(None)

@@ -1,5 +1,6 @@
 """``python -m cnnfast``: print the runtime report (ISAs, kernels, threads); ``python -m cnnfast demo
 [options]`` runs the LeNet/MNIST training demo (same as ``python -m cnnfast.demo``)."""
+
 import sys
 from collections.abc import Sequence
 
@@ -7,13 +8,17 @@ from collections.abc import Sequence
 def _main(argv: Sequence[str]) -> int:
     if argv and argv[0] == "demo":
         from .demo import main
+
         main(argv[1:])
         return 0
     if argv and argv[0] not in ("-h", "--help"):
-        print(f"python -m cnnfast: unknown command {argv[0]!r}; use no argument (runtime report) or 'demo'",
-              file=sys.stderr)
+        print(
+            f"python -m cnnfast: unknown command {argv[0]!r}; use no argument (runtime report) or 'demo'",
+            file=sys.stderr,
+        )
         return 2
     import cnnfast
+
     if argv:
         print(__doc__)
         return 0

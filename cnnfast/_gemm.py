@@ -15,6 +15,7 @@ axis) is the input gradient of a 1x1 convolution whose filters are A. On LeNet-5
 shapes these are as fast or faster than ``mm`` with a transposed copy (up to 8x at batch 1, and
 for 10 outputs; ``python bench/linear_gemm.py``).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The default random generator behind layer initialisation and dropout (``cnnfast.manual_seed``)."""
+
 from __future__ import annotations
 
 import numbers
@@ -43,5 +44,7 @@ def _get_generator(generator: np.random.Generator | int | None, op: str = "") ->
         return generator
     if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
         return np.random.default_rng(int(generator))
-    raise TypeError(f"{op + ': ' if op else ''}generator must be None, an int seed or a numpy.random.Generator, "
-                    f"got {type(generator).__name__}")
+    raise TypeError(
+        f"{op + ': ' if op else ''}generator must be None, an int seed or a numpy.random.Generator, "
+        f"got {type(generator).__name__}"
+    )

@@ -1,4 +1,5 @@
 """Runtime introspection and thread control: show_runtime(), get/set_num_threads(), ISA control."""
+
 from __future__ import annotations
 
 import sys
@@ -7,9 +8,24 @@ from typing import TextIO
 from . import _core
 from ._version import __version__
 
-__all__ = ["show_runtime", "runtime_info", "get_num_threads", "set_num_threads", "get_isa", "set_isa", "available_isas",
-           "empty_cache", "set_cache_limit", "cache_info", "get_winograd", "set_winograd", "get_autotune", "set_autotune",
-           "autotune_cache", "clear_autotune_cache"]
+__all__ = [
+    "show_runtime",
+    "runtime_info",
+    "get_num_threads",
+    "set_num_threads",
+    "get_isa",
+    "set_isa",
+    "available_isas",
+    "empty_cache",
+    "set_cache_limit",
+    "cache_info",
+    "get_winograd",
+    "set_winograd",
+    "get_autotune",
+    "set_autotune",
+    "autotune_cache",
+    "clear_autotune_cache",
+]
 
 
 def get_num_threads() -> int:

@@ -6,6 +6,7 @@ so with the constrained TypeVar :data:`ArrayOrTensor`; functions with several op
 ``typing.overload`` (a Tensor anywhere -> Tensor, else ndarray), with :data:`TensorLike` as the
 type of an operand that may be either.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -26,8 +27,18 @@ else:
     # Tensor: it sits below cnnfast.autograd.
     from ._utils import _is_tensor as _is_tensor
 
-__all__ = ["Array", "ArrayLike", "ArrayOrTensor", "DTypeLike", "Generator", "IntPair", "NDArray", "Padding",
-           "Shape", "TensorLike"]
+__all__ = [
+    "Array",
+    "ArrayLike",
+    "ArrayOrTensor",
+    "DTypeLike",
+    "Generator",
+    "IntPair",
+    "NDArray",
+    "Padding",
+    "Shape",
+    "TensorLike",
+]
 
 #: An ndarray of any dtype (cnnfast computes in float32 or float64).
 Array = NDArray[Any]

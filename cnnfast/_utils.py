@@ -1,4 +1,5 @@
 """Argument normalisation shared by cnnfast.functional and cnnfast.nn."""
+
 from __future__ import annotations
 
 import numbers
@@ -85,8 +86,12 @@ def _as_float(op: str, **named: Any) -> tuple[Any, ...]:
     for name, x in named.items():
         if type(x) is np.ndarray:
             xdt = x.dtype
-            if (xdt is not _F32 and xdt is not _F64) or (dt is not None and xdt is not dt) \
-                    or not x.ndim or not x.flags.c_contiguous:
+            if (
+                (xdt is not _F32 and xdt is not _F64)
+                or (dt is not None and xdt is not dt)
+                or not x.ndim
+                or not x.flags.c_contiguous
+            ):
                 break
             dt = xdt
         elif x is not None or name not in _OPTIONAL:

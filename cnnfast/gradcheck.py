@@ -1,4 +1,5 @@
 """``cnnfast.gradcheck``: compare autograd's gradients with float64 central finite differences."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -20,11 +21,14 @@ class GradcheckError(RuntimeError):
 
 def _outputs(result: object) -> tuple[Tensor, ...] | list[Tensor]:
     from .autograd.tensor import Tensor
+
     outs = result if isinstance(result, (tuple, list)) else (result,)
     for i, o in enumerate(outs):
         if not isinstance(o, Tensor):
-            raise TypeError(f"gradcheck: fn must return a Tensor (or a tuple of Tensors) computed from the inputs; "
-                            f"output {i} is {type(o).__name__}")
+            raise TypeError(
+                f"gradcheck: fn must return a Tensor (or a tuple of Tensors) computed from the inputs; "
+                f"output {i} is {type(o).__name__}"
+            )
     return outs
 
 
@@ -33,8 +37,16 @@ def _objective(outs: Sequence[Tensor], cotangents: Sequence[NDArray[Any]]) -> fl
     return float(sum(np.vdot(v, o.data.astype(np.float64)) for v, o in zip(cotangents, outs)))
 
 
-def gradcheck(fn: Callable[..., Any], inputs: Sequence[Any], eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
-              raise_exception: bool = True, *, seed: int = 0) -> bool:
+def gradcheck(
+    fn: Callable[..., Any],
+    inputs: Sequence[Any],
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+    *,
+    seed: int = 0,
+) -> bool:
     """Check the gradients autograd computes for ``fn(*inputs)`` against finite differences.
 
     For every input Tensor with ``requires_grad=True`` (which must be float64: float32 finite
@@ -63,8 +75,10 @@ def gradcheck(fn: Callable[..., Any], inputs: Sequence[Any], eps: float = 1e-6, 
         raise ValueError("gradcheck: no input Tensor has requires_grad=True, so there is nothing to check")
     for i, t in checked:
         if t.data.dtype != np.float64:
-            raise TypeError(f"gradcheck: input {i} has dtype {t.data.dtype}, but finite differences need float64 "
-                            f"precision; use Tensor(x.astype(np.float64), requires_grad=True)")
+            raise TypeError(
+                f"gradcheck: input {i} has dtype {t.data.dtype}, but finite differences need float64 "
+                f"precision; use Tensor(x.astype(np.float64), requires_grad=True)"
+            )
     if not eps > 0:
         raise ValueError(f"gradcheck: eps must be positive, got {eps}")
 
@@ -78,8 +92,10 @@ def gradcheck(fn: Callable[..., Any], inputs: Sequence[Any], eps: float = 1e-6, 
         cotangents = [rng.standard_normal(o.shape) for o in outs]
         for o in outs:
             if o.data.dtype != np.float64:
-                raise TypeError(f"gradcheck: fn returned an output of dtype {o.data.dtype}; with float64 inputs the "
-                                "outputs must be float64 too (a float32 step inside fn ruins the finite differences)")
+                raise TypeError(
+                    f"gradcheck: fn returned an output of dtype {o.data.dtype}; with float64 inputs the "
+                    "outputs must be float64 too (a float32 step inside fn ruins the finite differences)"
+                )
         live = [(o, v) for o, v in zip(outs, cotangents) if o.requires_grad]
         for k, (o, v) in enumerate(live):
             o.backward(v.astype(o.data.dtype), retain_graph=k + 1 < len(live))
@@ -90,7 +106,9 @@ def gradcheck(fn: Callable[..., Any], inputs: Sequence[Any], eps: float = 1e-6, 
 
     # Numerical: central differences, one element at a time, without recording a graph.
     failures = []
-    worst: tuple[Any, int, tuple[int, ...], Any, Any] | None = None  # (score, input index, element index, analytic, numeric)
+    worst: tuple[Any, int, tuple[int, ...], Any, Any] | None = (
+        None  # (score, input index, element index, analytic, numeric)
+    )
     with no_grad():
         for (i, t), ana in zip(checked, analytic):
             num = np.empty_like(ana)
@@ -116,9 +134,11 @@ def gradcheck(fn: Callable[..., Any], inputs: Sequence[Any], eps: float = 1e-6, 
         return True
     _, i, j, a, n = worst  # type: ignore[misc, assignment]  # set when there are failures; j: the worst index
     summary = "; ".join(f"input {k}: {nb}/{tot} elements" for k, nb, tot in failures)
-    msg = (f"gradcheck: analytic and numerical gradients disagree ({summary} outside atol={atol}, rtol={rtol}).\n"
-           f"Worst mismatch: input {i} ({inputs[i].data.dtype}, shape {inputs[i].shape}) at index {j}: "
-           f"analytic {a!r} vs numerical {n!r} (difference {abs(a - n):.3g}, eps={eps}).")
+    msg = (
+        f"gradcheck: analytic and numerical gradients disagree ({summary} outside atol={atol}, rtol={rtol}).\n"
+        f"Worst mismatch: input {i} ({inputs[i].data.dtype}, shape {inputs[i].shape}) at index {j}: "
+        f"analytic {a!r} vs numerical {n!r} (difference {abs(a - n):.3g}, eps={eps})."
+    )
     if raise_exception:
         raise GradcheckError(msg)
     return False

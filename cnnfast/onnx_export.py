@@ -16,6 +16,7 @@ written atomically: a temporary file in the same folder, renamed over ``path`` o
 
 Needs the ``onnx`` package (``pip install 'cnnfast[onnx]'``), imported on first use.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,8 +53,10 @@ def _import_onnx():
         import onnx
         from onnx import helper, numpy_helper
     except ImportError as e:
-        raise ImportError("cnnfast.onnx.export needs the 'onnx' package, which is not installed: "
-                          "pip install 'cnnfast[onnx]' (or pip install onnx)") from e
+        raise ImportError(
+            "cnnfast.onnx.export needs the 'onnx' package, which is not installed: "
+            "pip install 'cnnfast[onnx]' (or pip install onnx)"
+        ) from e
     return onnx, helper, numpy_helper
 
 
@@ -104,23 +107,30 @@ class _Tracer:
             if not outs or (not isinstance(out, Tensor) and not isinstance(out, (tuple, list))):
                 raise UnsupportedExportError(
                     f"cnnfast.onnx.export: {label} returned {type(out).__name__} for a Tensor input; its forward "
-                    f"computes outside cnnfast's recorded operations, so it cannot be traced")
+                    f"computes outside cnnfast's recorded operations, so it cannot be traced"
+                )
             in_ids = {id(t) for t in inputs}
             if any(t.requires_grad for t in inputs):
                 for t in outs:
                     if t._ctx is None and id(t) not in in_ids:
                         raise UnsupportedExportError(
                             f"cnnfast.onnx.export: {label} returned a Tensor that is not computed from its input by "
-                            f"recorded operations (NumPy on .data?), so it cannot be traced")
+                            f"recorded operations (NumPy on .data?), so it cannot be traced"
+                        )
             handler = _layer_handler(module)
             if handler is not None and handler is not _PASS and not isinstance(out, Tensor):
-                why = "; only the pooled values can be exported (return_indices=True)" \
-                    if getattr(module, "return_indices", False) else ""
+                why = (
+                    "; only the pooled values can be exported (return_indices=True)"
+                    if getattr(module, "return_indices", False)
+                    else ""
+                )
                 raise UnsupportedExportError(f"cnnfast.onnx.export: {label} returned {type(out).__name__}{why}")
             if handler is not None and handler is not _PASS:
                 if len(inputs) != 1 or len(args) != 1:
-                    raise UnsupportedExportError(f"cnnfast.onnx.export: {label} was called with {len(args)} "
-                                                 f"arguments; one Tensor input is expected")
+                    raise UnsupportedExportError(
+                        f"cnnfast.onnx.export: {label} was called with {len(args)} "
+                        f"arguments; one Tensor input is expected"
+                    )
                 ctx = _ModuleCall()
                 ctx.module, ctx.path, ctx.parents = module, path, (inputs[0],)
                 ctx.needs_input_grad = (True,)
@@ -169,8 +179,9 @@ class _Graph:
         self.counter += 1
         stem = name or op
         outputs = outputs or [self.unique(f"{stem}_out" if n_out == 1 else f"{stem}_out{i}") for i in range(n_out)]
-        self.nodes.append(self.helper.make_node(op, list(inputs), list(outputs), name=self.unique(f"{stem}:{op}"),
-                                                **attrs))
+        self.nodes.append(
+            self.helper.make_node(op, list(inputs), list(outputs), name=self.unique(f"{stem}:{op}"), **attrs)
+        )
         return outputs[0] if n_out == 1 else outputs
 
     def const(self, value, name=None, dtype=None):
@@ -225,6 +236,7 @@ def _onnx_pads(padding):
 # -------------------------------------------------------------- translations of cnnfast.nn layers
 # Each takes (g, module, path, x_name, x, out) -> output name. x, out: the traced Tensors.
 
+
 def _conv_layer(g, m, path, xn, x, out):
     from .functional.conv import _conv_pads
 
@@ -234,8 +246,16 @@ def _conv_layer(g, m, path, xn, x, out):
     if m.bias is not None:
         inputs.append(g.array(m.bias.data, f"{path}.bias" if path else "bias"))
     t, b, l, r = pads
-    return g.node("Conv", inputs, name=path, kernel_shape=list(w.shape[2:]), strides=list(m.stride),
-                  dilations=list(m.dilation), pads=[t, l, b, r], group=int(m.groups))
+    return g.node(
+        "Conv",
+        inputs,
+        name=path,
+        kernel_shape=list(w.shape[2:]),
+        strides=list(m.stride),
+        dilations=list(m.dilation),
+        pads=[t, l, b, r],
+        group=int(m.groups),
+    )
 
 
 def _linear(g, path, xn, x, wn, bn, w_shape):
@@ -254,16 +274,21 @@ def _linear_layer(g, m, path, xn, x, out):
 
 def _bn_layer(g, m, path, xn, x, out):
     if m.running_mean is None or m.running_var is None:
-        raise UnsupportedExportError(f"cnnfast.onnx.export: {_module_label(path, m)} has track_running_stats=False, "
-                                     f"so it normalises with each batch's statistics even in eval mode; ONNX "
-                                     f"BatchNormalization (inference) needs running statistics")
+        raise UnsupportedExportError(
+            f"cnnfast.onnx.export: {_module_label(path, m)} has track_running_stats=False, "
+            f"so it normalises with each batch's statistics even in eval mode; ONNX "
+            f"BatchNormalization (inference) needs running statistics"
+        )
     c = m.num_features
     p = f"{path}." if path else ""
     scale = g.array(m.weight.data, p + "weight") if m.weight is not None else g.const(np.ones(c), p + "weight")
     bias = g.array(m.bias.data, p + "bias") if m.bias is not None else g.const(np.zeros(c), p + "bias")
-    return g.node("BatchNormalization", [xn, scale, bias, g.array(m.running_mean, p + "running_mean"),
-                                         g.array(m.running_var, p + "running_var")],
-                  name=path, epsilon=float(m.eps))
+    return g.node(
+        "BatchNormalization",
+        [xn, scale, bias, g.array(m.running_mean, p + "running_mean"), g.array(m.running_var, p + "running_var")],
+        name=path,
+        epsilon=float(m.eps),
+    )
 
 
 def _relu6(g, path, xn):
@@ -305,17 +330,29 @@ def _pool_args(m):
 
 def _maxpool_layer(g, m, path, xn, x, out):
     if m.return_indices:
-        raise UnsupportedExportError(f"cnnfast.onnx.export: {_module_label(path, m)} has return_indices=True; only "
-                                     f"the pooled values can be exported")
+        raise UnsupportedExportError(
+            f"cnnfast.onnx.export: {_module_label(path, m)} has return_indices=True; only "
+            f"the pooled values can be exported"
+        )
     k, s, pads = _pool_args(m)
-    return g.node("MaxPool", [xn], name=path, kernel_shape=list(k), strides=list(s), pads=pads,
-                  dilations=list(_pair(m.dilation)), ceil_mode=int(m.ceil_mode))
+    return g.node(
+        "MaxPool",
+        [xn],
+        name=path,
+        kernel_shape=list(k),
+        strides=list(s),
+        pads=pads,
+        dilations=list(_pair(m.dilation)),
+        ceil_mode=int(m.ceil_mode),
+    )
 
 
 def _avgpool_layer(g, m, path, xn, x, out):
     if m.divisor_override is not None:
-        raise UnsupportedExportError(f"cnnfast.onnx.export: {_module_label(path, m)} has divisor_override, which "
-                                     f"ONNX AveragePool cannot express")
+        raise UnsupportedExportError(
+            f"cnnfast.onnx.export: {_module_label(path, m)} has divisor_override, which "
+            f"ONNX AveragePool cannot express"
+        )
     k, s, pads = _pool_args(m)
     if m.ceil_mode and m.count_include_pad and any(pads):
         # ceil_mode with padding: ONNX's shape rule (before opset 19) and runtimes disagree with
@@ -323,8 +360,16 @@ def _avgpool_layer(g, m, path, xn, x, out):
         # of windows overhanging the padded input. Unambiguous: zero-pad explicitly, average
         # without padding, rescale by cnnfast's own divisors.
         return _avgpool_exact(g, path, xn, x, out, k, s, pads, True)
-    return g.node("AveragePool", [xn], name=path, kernel_shape=list(k), strides=list(s), pads=pads,
-                  ceil_mode=int(m.ceil_mode), count_include_pad=int(m.count_include_pad))
+    return g.node(
+        "AveragePool",
+        [xn],
+        name=path,
+        kernel_shape=list(k),
+        strides=list(s),
+        pads=pads,
+        ceil_mode=int(m.ceil_mode),
+        count_include_pad=int(m.count_include_pad),
+    )
 
 
 def _avgpool_exact(g, path, xn, x, out, k, s, pads, count_include_pad):
@@ -347,11 +392,11 @@ def _avgpool_exact(g, path, xn, x, out, k, s, pads, count_include_pad):
         mw[: w + l + r] = 1
         if not count_include_pad:
             mh[:] = 0
-            mh[t:t + h] = 1
+            mh[t : t + h] = 1
             mw[:] = 0
-            mw[l:l + w] = 1
-        dh = np.array([mh[i * s[0]: i * s[0] + k[0]].sum() for i in range(oh)])
-        dw = np.array([mw[j * s[1]: j * s[1] + k[1]].sum() for j in range(ow)])
+            mw[l : l + w] = 1
+        dh = np.array([mh[i * s[0] : i * s[0] + k[0]].sum() for i in range(oh)])
+        dw = np.array([mw[j * s[1] : j * s[1] + k[1]].sum() for j in range(ow)])
     factor = (k[0] * k[1]) / np.outer(dh, dw)
     return g.node("Mul", [avg, g.const(factor, "avgpool_divisor")], name=path)
 
@@ -364,9 +409,11 @@ def _adaptive(g, path, label, xn, x, out):
     if h % oh == 0 and w % ow == 0:
         k = [h // oh, w // ow]
         return g.node("AveragePool", [xn], name=path, kernel_shape=k, strides=k)
-    raise UnsupportedExportError(f"cnnfast.onnx.export: {label}: adaptive average pooling from {h}x{w} to "
-                                 f"{oh}x{ow} has windows of unequal sizes, which ONNX AveragePool cannot express "
-                                 f"(only output sizes that divide the input size are exported)")
+    raise UnsupportedExportError(
+        f"cnnfast.onnx.export: {label}: adaptive average pooling from {h}x{w} to "
+        f"{oh}x{ow} has windows of unequal sizes, which ONNX AveragePool cannot express "
+        f"(only output sizes that divide the input size are exported)"
+    )
 
 
 def _adaptive_layer(g, m, path, xn, x, out):
@@ -383,7 +430,8 @@ def _reshape_to(g, path, xn, x, shape):
         else:
             raise UnsupportedExportError(
                 f"a reshape from {tuple(x.shape)} to {tuple(shape)} moves the batch dimension, so the graph "
-                f"cannot have a free batch size; pass dynamic_batch=False")
+                f"cannot have a free batch size; pass dynamic_batch=False"
+            )
     return g.node("Reshape", [xn, g.ints(spec, "shape")], name=path)
 
 
@@ -404,8 +452,14 @@ def _lrn(g, path, xn, x, size, alpha, beta, k):
     # even size: torch's window is [c - size//2, c + (size-1)//2]; average x^2 over it with a 3-D pool
     sq = g.node("Mul", [xn, xn], name=path)
     sq5 = g.node("Unsqueeze", [sq, g.ints([1], "axes")], name=path)
-    avg = g.node("AveragePool", [sq5], name=path, kernel_shape=[size, 1, 1],
-                 pads=[size // 2, 0, 0, (size - 1) // 2, 0, 0], count_include_pad=1)
+    avg = g.node(
+        "AveragePool",
+        [sq5],
+        name=path,
+        kernel_shape=[size, 1, 1],
+        pads=[size // 2, 0, 0, (size - 1) // 2, 0, 0],
+        count_include_pad=1,
+    )
     s = g.node("Squeeze", [avg, g.ints([1], "axes")], name=path)
     s = g.node("Add", [g.node("Mul", [s, g.const(alpha)], name=path), g.const(k)], name=path)
     return g.node("Div", [xn, g.node("Pow", [s, g.const(beta)], name=path)], name=path)
@@ -424,16 +478,18 @@ def _build_layers():
         nn.BatchNorm2d: _bn_layer,
         nn.ReLU: _simple("Relu"),
         nn.ReLU6: lambda g, m, path, xn, x, out: _relu6(g, path, xn),
-        nn.LeakyReLU: lambda g, m, path, xn, x, out: g.node("LeakyRelu", [xn], name=path,
-                                                            alpha=float(m.negative_slope)),
+        nn.LeakyReLU: lambda g, m, path, xn, x, out: g.node(
+            "LeakyRelu", [xn], name=path, alpha=float(m.negative_slope)
+        ),
         nn.Sigmoid: _simple("Sigmoid"),
         nn.Tanh: _simple("Tanh"),
         nn.SiLU: lambda g, m, path, xn, x, out: _silu(g, path, xn),
         nn.Hardswish: _simple("HardSwish"),
         nn.Hardsigmoid: lambda g, m, path, xn, x, out: _hardsigmoid(g, path, xn),
         nn.GELU: lambda g, m, path, xn, x, out: _gelu(g, path, xn, m.approximate),
-        nn.PReLU: lambda g, m, path, xn, x, out: _prelu(g, path, xn, x, g.array(m.weight.data, f"{path}.weight"),
-                                                        m.weight.size),
+        nn.PReLU: lambda g, m, path, xn, x, out: _prelu(
+            g, path, xn, x, g.array(m.weight.data, f"{path}.weight"), m.weight.size
+        ),
         nn.Softmax: lambda g, m, path, xn, x, out: g.node("Softmax", [xn], name=path, axis=int(m.dim)),
         nn.LogSoftmax: lambda g, m, path, xn, x, out: g.node("LogSoftmax", [xn], name=path, axis=int(m.dim)),
         nn.MaxPool2d: _maxpool_layer,
@@ -453,12 +509,14 @@ _LAYERS: dict[type, object] = {}
 def _binary(op):
     def fn(g, ctx, path, args, out):
         return g.node(op, args[:2], name=path)
+
     return fn
 
 
 def _unary(op, **attrs):
     def fn(g, ctx, path, args, out):
         return g.node(op, args[:1], name=path, **attrs)
+
     return fn
 
 
@@ -477,23 +535,38 @@ def _op_conv(g, ctx, path, args, out):
     stride, pads, dilation, groups = _prepare("conv2d", stride, padding, dilation, groups, wshape)
     t, b, l, r = pads
     inputs = args[:2] + ([args[2]] if ctx.parents[2] is not None else [])
-    y = g.node("Conv", inputs, name=path, kernel_shape=list(wshape[2:]), strides=list(stride),
-               dilations=list(dilation), pads=[t, l, b, r], group=int(groups))
+    y = g.node(
+        "Conv",
+        inputs,
+        name=path,
+        kernel_shape=list(wshape[2:]),
+        strides=list(stride),
+        dilations=list(dilation),
+        pads=[t, l, b, r],
+        group=int(groups),
+    )
     return g.node("Relu", [y], name=path) if relu else y
 
 
 def _op_maxpool(g, ctx, path, args, out):
     k, s, p, d, ceil = ctx.args
-    return g.node("MaxPool", args[:1], name=path, kernel_shape=list(k), strides=list(s), pads=[p[0], p[1]] * 2,
-                  dilations=list(d), ceil_mode=int(ceil))
+    return g.node(
+        "MaxPool",
+        args[:1],
+        name=path,
+        kernel_shape=list(k),
+        strides=list(s),
+        pads=[p[0], p[1]] * 2,
+        dilations=list(d),
+        ceil_mode=int(ceil),
+    )
 
 
 def _op_avgpool(g, ctx, path, args, out):
     (_, _, h, w), (hp, wp), k, s, p, (oh, ow), div, unbatched = ctx.plan
     if unbatched:
         raise UnsupportedExportError("avg_pool2d on an unbatched (3-D) input")
-    padded = g.node("Pad", [args[0], g.ints([0, 0, p[0], p[1], 0, 0, hp - h - p[0], wp - w - p[1]], "pads")],
-                    name=path)
+    padded = g.node("Pad", [args[0], g.ints([0, 0, p[0], p[1], 0, 0, hp - h - p[0], wp - w - p[1]], "pads")], name=path)
     avg = g.node("AveragePool", [padded], name=path, kernel_shape=list(k), strides=list(s))
     factor = (k[0] * k[1]) / np.broadcast_to(np.asarray(div, np.float64), (oh, ow))
     return g.node("Mul", [avg, g.const(factor, "avgpool_divisor")], name=path)
@@ -593,6 +666,7 @@ def _op_unary_kw(kind):
         if kind == "silu":
             return _silu(g, path, xn)
         return _gelu(g, path, xn, ctx.kw.get("approximate", "none"))
+
     return fn
 
 
@@ -613,26 +687,59 @@ def _op_lrn(g, ctx, path, args, out):
 
 
 _OPS = {
-    _ops.Add: _binary("Add"), _ops.Sub: _binary("Sub"), _ops.Mul: _binary("Mul"), _ops.Div: _binary("Div"),
-    _ops.Pow: _binary("Pow"), _ops.MatMul: _binary("MatMul"),
-    _ops.Neg: _unary("Neg"), _ops.Exp: _unary("Exp"), _ops.Log: _unary("Log"), _ops.Sqrt: _unary("Sqrt"),
-    _ops.Tanh: _unary("Tanh"), _ops.Sigmoid: _unary("Sigmoid"), _ops.Abs: _unary("Abs"),
-    _ops.ReLU: _unary("Relu"), _ops.Clone: _unary("Identity"),
+    _ops.Add: _binary("Add"),
+    _ops.Sub: _binary("Sub"),
+    _ops.Mul: _binary("Mul"),
+    _ops.Div: _binary("Div"),
+    _ops.Pow: _binary("Pow"),
+    _ops.MatMul: _binary("MatMul"),
+    _ops.Neg: _unary("Neg"),
+    _ops.Exp: _unary("Exp"),
+    _ops.Log: _unary("Log"),
+    _ops.Sqrt: _unary("Sqrt"),
+    _ops.Tanh: _unary("Tanh"),
+    _ops.Sigmoid: _unary("Sigmoid"),
+    _ops.Abs: _unary("Abs"),
+    _ops.ReLU: _unary("Relu"),
+    _ops.Clone: _unary("Identity"),
     _ops.LeakyReLU: lambda g, ctx, path, args, out: g.node("LeakyRelu", args[:1], name=path, alpha=float(ctx.slope)),
     _ops.Softmax: lambda g, ctx, path, args, out: g.node("Softmax", args[:1], name=path, axis=int(ctx.dim)),
     _ops.LogSoftmax: lambda g, ctx, path, args, out: g.node("LogSoftmax", args[:1], name=path, axis=int(ctx.dim)),
-    _ops.Clip: _op_clip, _ops.Cast: _op_cast,
-    _ops.Sum: _op_sum, _ops.Mean: _op_mean, _ops.Max: _op_max,
-    _ops.Reshape: _op_reshape, _ops.Permute: _op_permute, _ops.Cat: _op_cat,
-    _ops.Linear: _op_linear, _ops.Conv2d: _op_conv, _ops.MaxPool2d: _op_maxpool, _ops.AvgPool2d: _op_avgpool,
-    _ops.BatchNorm: _op_batchnorm, _ops.AdaptiveAvgPool2d: _op_adaptive, _ops.Pad: _op_pad,
-    _ops.ReLU6: _op_unary_kw("relu6"), _ops.Hardsigmoid: _op_unary_kw("hardsigmoid"),
-    _ops.Hardswish: _op_unary_kw("hardswish"), _ops.SiLU: _op_unary_kw("silu"), _ops.GELU: _op_unary_kw("gelu"),
-    _ops.PReLU: _op_prelu, _ops.LocalResponseNorm: _op_lrn,
+    _ops.Clip: _op_clip,
+    _ops.Cast: _op_cast,
+    _ops.Sum: _op_sum,
+    _ops.Mean: _op_mean,
+    _ops.Max: _op_max,
+    _ops.Reshape: _op_reshape,
+    _ops.Permute: _op_permute,
+    _ops.Cat: _op_cat,
+    _ops.Linear: _op_linear,
+    _ops.Conv2d: _op_conv,
+    _ops.MaxPool2d: _op_maxpool,
+    _ops.AvgPool2d: _op_avgpool,
+    _ops.BatchNorm: _op_batchnorm,
+    _ops.AdaptiveAvgPool2d: _op_adaptive,
+    _ops.Pad: _op_pad,
+    _ops.ReLU6: _op_unary_kw("relu6"),
+    _ops.Hardsigmoid: _op_unary_kw("hardsigmoid"),
+    _ops.Hardswish: _op_unary_kw("hardswish"),
+    _ops.SiLU: _op_unary_kw("silu"),
+    _ops.GELU: _op_unary_kw("gelu"),
+    _ops.PReLU: _op_prelu,
+    _ops.LocalResponseNorm: _op_lrn,
 }
 # How many leading entries of ctx.parents are data inputs (the rest are attributes).
-_N_INPUTS = {_ops.Conv2d: 3, _ops.Linear: 3, _ops.BatchNorm: 1, _ops.MaxPool2d: 1, _ops.AvgPool2d: 1,
-             _ops.Cast: 1, _ops.Pad: 1, _ops.LocalResponseNorm: 1, _ops.AdaptiveAvgPool2d: 1}
+_N_INPUTS = {
+    _ops.Conv2d: 3,
+    _ops.Linear: 3,
+    _ops.BatchNorm: 1,
+    _ops.MaxPool2d: 1,
+    _ops.AvgPool2d: 1,
+    _ops.Cast: 1,
+    _ops.Pad: 1,
+    _ops.LocalResponseNorm: 1,
+    _ops.AdaptiveAvgPool2d: 1,
+}
 
 
 def _convert(g, model, outputs, out_names, param_names, buffer_names):
@@ -695,7 +802,8 @@ def _convert(g, model, outputs, out_names, param_names, buffer_names):
                 raise UnsupportedExportError(
                     f"cnnfast.onnx.export: {_module_label(path, owner)} uses an operation with no ONNX translation "
                     f"({type(ctx).__name__}); supported: {', '.join(sorted(c.__name__ for c in _OPS))} and the "
-                    f"cnnfast.nn layers {', '.join(sorted(c.__name__ for c in _LAYERS))}")
+                    f"cnnfast.nn layers {', '.join(sorted(c.__name__ for c in _LAYERS))}"
+                )
             parents = _data_parents(ctx)
             like = t.data.dtype if t.data.dtype.kind == "f" else None
             args = [g.names[id(p)] if isinstance(p, Tensor) else value_name(p, like) for p in parents]
@@ -707,7 +815,12 @@ def _convert(g, model, outputs, out_names, param_names, buffer_names):
                     raise
                 owner = dict(model.named_modules()).get(path, model)
                 raise UnsupportedExportError(f"cnnfast.onnx.export: {_module_label(path, owner)}: {e}") from None
-        if target is not None and len(g.nodes) > before and name == g.nodes[-1].output[0] and name not in preset.values():
+        if (
+            target is not None
+            and len(g.nodes) > before
+            and name == g.nodes[-1].output[0]
+            and name not in preset.values()
+        ):
             # give the graph output its public name
             g.used.discard(name)
             g.nodes[-1].output[0] = target
@@ -725,9 +838,16 @@ def _data_parents(ctx):
 
 
 # ------------------------------------------------------------------------------------------ export
-def export(model: Module, path: _Dest, example_input: Any, *, opset: int = 17,
-           input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
-           dynamic_batch: bool = True) -> None:
+def export(
+    model: Module,
+    path: _Dest,
+    example_input: Any,
+    *,
+    opset: int = 17,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_batch: bool = True,
+) -> None:
     """Write ``model`` (a ``cnnfast.nn.Module``) to the ONNX file ``path``, traced on ``example_input``.
 
     ``example_input`` is an NCHW ndarray (or Tensor), or a tuple of them for several inputs; the
@@ -747,8 +867,10 @@ def export(model: Module, path: _Dest, example_input: Any, *, opset: int = 17,
         raise TypeError(f"cnnfast.onnx.export: opset must be an int, got {opset!r}")
     max_opset = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= max_opset:
-        raise ValueError(f"cnnfast.onnx.export: opset must be between {MIN_OPSET} and {max_opset} (the installed "
-                         f"onnx {onnx.__version__}'s newest), got {opset}")
+        raise ValueError(
+            f"cnnfast.onnx.export: opset must be between {MIN_OPSET} and {max_opset} (the installed "
+            f"onnx {onnx.__version__}'s newest), got {opset}"
+        )
     if not _LAYERS:
         _LAYERS.update(_build_layers())
     examples = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
@@ -761,8 +883,11 @@ def export(model: Module, path: _Dest, example_input: Any, *, opset: int = 17,
             raise ValueError(f"cnnfast.onnx.export: example input {i} must have a batch dimension, got a scalar")
         arrays.append(np.ascontiguousarray(a))
     dtype = arrays[0].dtype
-    in_names = list(input_names) if input_names is not None else (
-        ["input"] if len(arrays) == 1 else [f"input_{i}" for i in range(len(arrays))])
+    in_names = (
+        list(input_names)
+        if input_names is not None
+        else (["input"] if len(arrays) == 1 else [f"input_{i}" for i in range(len(arrays))])
+    )
     if len(in_names) != len(arrays):
         raise ValueError(f"cnnfast.onnx.export: {len(in_names)} input_names for {len(arrays)} example inputs")
 
@@ -778,14 +903,21 @@ def export(model: Module, path: _Dest, example_input: Any, *, opset: int = 17,
     multi = isinstance(result, (tuple, list))
     outs = list(result) if multi else [result]
     if not outs or not all(isinstance(o, Tensor) for o in outs):
-        raise UnsupportedExportError(f"cnnfast.onnx.export: the model returned {type(result).__name__}; a Tensor or "
-                                     f"a tuple of Tensors is expected")
-    out_names = list(output_names) if output_names is not None else (
-        ["output"] if len(outs) == 1 else [f"output_{i}" for i in range(len(outs))])
+        raise UnsupportedExportError(
+            f"cnnfast.onnx.export: the model returned {type(result).__name__}; a Tensor or "
+            f"a tuple of Tensors is expected"
+        )
+    out_names = (
+        list(output_names)
+        if output_names is not None
+        else (["output"] if len(outs) == 1 else [f"output_{i}" for i in range(len(outs))])
+    )
     if len(out_names) != len(outs):
         raise ValueError(f"cnnfast.onnx.export: {len(out_names)} output_names for {len(outs)} outputs")
     if len(set(in_names + out_names)) != len(in_names) + len(out_names):
-        raise ValueError(f"cnnfast.onnx.export: input and output names must be distinct, got {in_names} and {out_names}")
+        raise ValueError(
+            f"cnnfast.onnx.export: input and output names must be distinct, got {in_names} and {out_names}"
+        )
 
     g = _Graph(helper, numpy_helper, int(opset), dtype, bool(dynamic_batch), arrays[0].shape[0])
     for t, nm in zip(inputs, in_names):
@@ -809,14 +941,17 @@ def export(model: Module, path: _Dest, example_input: Any, *, opset: int = 17,
         return d
 
     graph = helper.make_graph(
-        g.nodes, type(model).__name__,
+        g.nodes,
+        type(model).__name__,
         [helper.make_tensor_value_info(n, elem, dims(a.shape)) for n, a in zip(in_names, arrays)],
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(o.data.dtype), dims(o.shape))
-         for n, o in zip(out_names, outs)],
-        g.inits)
+        [
+            helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(o.data.dtype), dims(o.shape))
+            for n, o in zip(out_names, outs)
+        ],
+        g.inits,
+    )
     opsets = [helper.make_opsetid("", int(opset))]
-    proto = helper.make_model(graph, opset_imports=opsets, producer_name="cnnfast",
-                              producer_version=_version())
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="cnnfast", producer_version=_version())
     proto.ir_version = helper.find_min_ir_version_for(opsets)
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()

@@ -10,6 +10,7 @@ Writes are atomic: the archive goes to a temporary file in the destination direc
 and fsync'ed, and then ``os.replace``-d over the destination, so a crash or an error mid-write
 leaves either the old file or the new one, never half a file.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,9 @@ def _to_state_dict(obj: Any) -> dict[str, NDArray[Any]]:
     if not isinstance(obj, dict):
         state_dict = getattr(obj, "state_dict", None)
         if not callable(state_dict):
-            raise TypeError(f"cnnfast.save: expected a Module or a state_dict (dict of str -> array), got {type(obj).__name__}")
+            raise TypeError(
+                f"cnnfast.save: expected a Module or a state_dict (dict of str -> array), got {type(obj).__name__}"
+            )
         obj = state_dict()
     out: dict[str, NDArray[Any]] = {}
     for key, value in obj.items():
@@ -49,11 +52,15 @@ def _to_state_dict(obj: Any) -> dict[str, NDArray[Any]]:
         data = getattr(value, "data", None)
         arr = data if isinstance(data, np.ndarray) and not isinstance(value, np.ndarray) else value
         if not isinstance(arr, (np.ndarray, np.generic, int, float, bool)):
-            raise TypeError(f"cnnfast.save: value for key {key!r} must be an ndarray or a Tensor, got {type(value).__name__}")
+            raise TypeError(
+                f"cnnfast.save: value for key {key!r} must be an ndarray or a Tensor, got {type(value).__name__}"
+            )
         arr = np.asarray(arr)
         if arr.dtype.kind not in _ALLOWED_KINDS:
-            raise TypeError(f"cnnfast.save: value for key {key!r} has dtype {arr.dtype}; only bool, integer and "
-                            "floating-point arrays can be saved (no object arrays, no pickling)")
+            raise TypeError(
+                f"cnnfast.save: value for key {key!r} has dtype {arr.dtype}; only bool, integer and "
+                "floating-point arrays can be saved (no object arrays, no pickling)"
+            )
         out[key] = arr
     return out
 
@@ -67,8 +74,11 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
     """
     state = _to_state_dict(obj)
     from . import __version__
+
     meta = {
-        "format": FORMAT_NAME, "version": FORMAT_VERSION, "cnnfast_version": __version__,
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "cnnfast_version": __version__,
         "keys": list(state),
         "dtypes": {k: v.dtype.str for k, v in state.items()},
         "shapes": {k: list(v.shape) for k, v in state.items()},
@@ -126,7 +136,9 @@ def load(path: str | os.PathLike[str]) -> dict[str, NDArray[Any]]:
             if magic.startswith(b"\x93NUMPY"):
                 raise _bad(path, "it is a single-array .npy file, not a .npz archive")
             if magic[:1] == b"\x80":
-                raise _bad(path, "it looks like a pickle (e.g. from torch.save or pickle.dump); cnnfast never unpickles")
+                raise _bad(
+                    path, "it looks like a pickle (e.g. from torch.save or pickle.dump); cnnfast never unpickles"
+                )
             if not magic:
                 raise _bad(path, "the file is empty")
             raise _bad(path, f"not a .npz (zip) archive (starts with {magic!r})")
@@ -143,7 +155,9 @@ def _read_archive(path: str, archive: Any) -> dict[str, NDArray[Any]]:
     with archive:
         try:
             if _META_KEY not in archive.files:
-                raise _bad(path, f"no {_META_KEY!r} metadata entry (an .npz from elsewhere? it has keys {archive.files[:8]})")
+                raise _bad(
+                    path, f"no {_META_KEY!r} metadata entry (an .npz from elsewhere? it has keys {archive.files[:8]})"
+                )
             try:
                 meta = json.loads(archive[_META_KEY].tobytes().decode("utf-8"))
                 keys, dtypes, shapes = meta["keys"], meta["dtypes"], meta["shapes"]
@@ -152,8 +166,11 @@ def _read_archive(path: str, archive: Any) -> dict[str, NDArray[Any]]:
             if meta.get("format") != FORMAT_NAME:
                 raise _bad(path, f"metadata format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
             if not isinstance(meta.get("version"), int) or meta["version"] > FORMAT_VERSION:
-                raise _bad(path, f"format version {meta.get('version')!r} is newer than this cnnfast supports "
-                                 f"({FORMAT_VERSION}); upgrade cnnfast")
+                raise _bad(
+                    path,
+                    f"format version {meta.get('version')!r} is newer than this cnnfast supports "
+                    f"({FORMAT_VERSION}); upgrade cnnfast",
+                )
             missing = [k for k in keys if k not in archive.files]
             extra = [k for k in archive.files if k != _META_KEY and k not in keys]
             if missing or extra:
@@ -164,12 +181,18 @@ def _read_archive(path: str, archive: Any) -> dict[str, NDArray[Any]]:
                     arr = archive[k]
                 except ValueError as e:
                     if "pickle" in str(e):
-                        raise _bad(path, f"entry {k!r} contains pickled data (an object array), which cnnfast "
-                                         "never loads (allow_pickle=False)") from None
+                        raise _bad(
+                            path,
+                            f"entry {k!r} contains pickled data (an object array), which cnnfast "
+                            "never loads (allow_pickle=False)",
+                        ) from None
                     raise _bad(path, f"entry {k!r} is unreadable ({e})") from None
                 if arr.dtype.str != dtypes.get(k) or list(arr.shape) != shapes.get(k):
-                    raise _bad(path, f"entry {k!r} is {arr.dtype.str} {list(arr.shape)} but the metadata says "
-                                     f"{dtypes.get(k)} {shapes.get(k)}")
+                    raise _bad(
+                        path,
+                        f"entry {k!r} is {arr.dtype.str} {list(arr.shape)} but the metadata says "
+                        f"{dtypes.get(k)} {shapes.get(k)}",
+                    )
                 out[k] = arr
             return out
         except ValueError:

@@ -12,6 +12,7 @@ Both follow scikit-learn's estimator API, so they go into ``Pipeline``, ``GridSe
 
 Needs the optional extra: ``pip install 'cnnfast[sklearn]'``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,8 +56,9 @@ def default_network(input_shape, n_outputs, random_state=None):
     gen = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
     input_shape = tuple(int(s) for s in input_shape)
     if len(input_shape) == 1:
-        return nn.Sequential(nn.Linear(input_shape[0], 64, generator=gen), nn.ReLU(),
-                             nn.Linear(64, n_outputs, generator=gen))
+        return nn.Sequential(
+            nn.Linear(input_shape[0], 64, generator=gen), nn.ReLU(), nn.Linear(64, n_outputs, generator=gen)
+        )
     if len(input_shape) != 3:
         raise ValueError(f"default_network: expected one sample of shape (C, H, W) or (F,), got {input_shape}")
     c, h, w = input_shape
@@ -73,8 +75,10 @@ def default_network(input_shape, n_outputs, random_state=None):
 
 def _check_positive(name, value, kind=numbers.Integral):
     if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
-        raise ValueError(f"CNNClassifier: {name} must be a positive {'int' if kind is numbers.Integral else 'number'}, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"CNNClassifier: {name} must be a positive {'int' if kind is numbers.Integral else 'number'}, "
+            f"got {value!r}"
+        )
 
 
 class _ShapeMixin:
@@ -85,13 +89,17 @@ class _ShapeMixin:
         else:
             X, y = validate_data(self, X, y, reset=reset, allow_nd=True, dtype=[np.float32, np.float64])
         if X.ndim not in (2, 4):
-            raise ValueError(f"{type(self).__name__}: expected tabular data (n_samples, n_features) or images "
-                             f"(n_samples, channels, height, width), got an array of shape {X.shape}")
+            raise ValueError(
+                f"{type(self).__name__}: expected tabular data (n_samples, n_features) or images "
+                f"(n_samples, channels, height, width), got an array of shape {X.shape}"
+            )
         if reset:
             self.input_shape_ = X.shape[1:]
         elif X.shape[1:] != self.input_shape_:
-            raise ValueError(f"{type(self).__name__}: X has samples of shape {X.shape[1:]}, but this estimator "
-                             f"was fitted on samples of shape {self.input_shape_}")
+            raise ValueError(
+                f"{type(self).__name__}: X has samples of shape {X.shape[1:]}, but this estimator "
+                f"was fitted on samples of shape {self.input_shape_}"
+            )
         return _float32(X) if isinstance(y, str) and y == "no_validation" else (_float32(X), y)
 
 
@@ -126,8 +134,18 @@ class CNNClassifier(_ShapeMixin, ClassifierMixin, BaseEstimator):
     (epochs run by the last fit), ``loss_curve_`` (training loss per epoch, across warm starts).
     """
 
-    def __init__(self, module=None, *, max_iter=15, batch_size=32, learning_rate_init=1e-2, weight_decay=0.0,
-                 random_state=None, warm_start=False, verbose=0):
+    def __init__(
+        self,
+        module=None,
+        *,
+        max_iter=15,
+        batch_size=32,
+        learning_rate_init=1e-2,
+        weight_decay=0.0,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+    ):
         self.module = module
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -148,13 +166,17 @@ class CNNClassifier(_ShapeMixin, ClassifierMixin, BaseEstimator):
         classes, y_index = np.unique(y, return_inverse=True)
         if warm:
             if not np.array_equal(classes, np.intersect1d(classes, self.classes_)):
-                raise ValueError(f"CNNClassifier: warm_start fit got classes {classes} not all among the classes "
-                                 f"of the first fit {self.classes_}")
+                raise ValueError(
+                    f"CNNClassifier: warm_start fit got classes {classes} not all among the classes "
+                    f"of the first fit {self.classes_}"
+                )
             y_index = np.searchsorted(self.classes_, y)
         else:
             if len(classes) < 2:
-                raise ValueError(f"CNNClassifier: needs samples of at least 2 classes in the data, but the data "
-                                 f"contains only one class: {classes[0]!r}")
+                raise ValueError(
+                    f"CNNClassifier: needs samples of at least 2 classes in the data, but the data "
+                    f"contains only one class: {classes[0]!r}"
+                )
             self.classes_ = classes
         rs = check_random_state(self.random_state)
         if not warm:
@@ -164,13 +186,21 @@ class CNNClassifier(_ShapeMixin, ClassifierMixin, BaseEstimator):
                 self.module_ = copy.deepcopy(self.module)
             self.loss_curve_ = []
         self._check_output(X[:1])
-        optimizer = cnnfast.optim.Adam(self.module_.parameters(), lr=self.learning_rate_init,
-                                       weight_decay=self.weight_decay)
+        optimizer = cnnfast.optim.Adam(
+            self.module_.parameters(), lr=self.learning_rate_init, weight_decay=self.weight_decay
+        )
         scheduler = cnnfast.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_iter)
-        history = cnnfast.fit(self.module_, X, y_index.astype(np.int64), epochs=int(self.max_iter),
-                              batch_size=int(self.batch_size), optimizer=optimizer,
-                              seed=int(rs.randint(np.iinfo(np.int32).max)), verbose=self.verbose,
-                              callbacks=[lambda epoch, logs: scheduler.step()])
+        history = cnnfast.fit(
+            self.module_,
+            X,
+            y_index.astype(np.int64),
+            epochs=int(self.max_iter),
+            batch_size=int(self.batch_size),
+            optimizer=optimizer,
+            seed=int(rs.randint(np.iinfo(np.int32).max)),
+            verbose=self.verbose,
+            callbacks=[lambda epoch, logs: scheduler.step()],
+        )
         self.n_iter_ = len(history.epoch)
         self.loss_curve_ = list(self.loss_curve_) + list(history.history["loss"])
         self.module_.eval()
@@ -179,8 +209,10 @@ class CNNClassifier(_ShapeMixin, ClassifierMixin, BaseEstimator):
     def _check_output(self, X1):
         out = cnnfast.predict(self.module_, X1)
         if out.shape != (1, len(self.classes_)):
-            raise ValueError(f"CNNClassifier: the module maps a sample of shape {X1.shape[1:]} to an output of shape "
-                             f"{out.shape[1:]}, but {len(self.classes_)} class logits are needed")
+            raise ValueError(
+                f"CNNClassifier: the module maps a sample of shape {X1.shape[1:]} to an output of shape "
+                f"{out.shape[1:]}, but {len(self.classes_)} class logits are needed"
+            )
 
     def predict_proba(self, X):
         """Class probabilities, shape (N, n_classes), columns in the order of ``classes_``."""

@@ -16,6 +16,7 @@ global (``os.system``, ``builtins.eval``, ...) is refused with :class:`UnsafeTor
 naming it, before anything is called. Plain values (dicts, lists, tuples, numbers, strings)
 need no globals and load as they are.
 """
+
 from __future__ import annotations
 
 import collections
@@ -45,10 +46,18 @@ class UnsafeTorchFileError(pickle.UnpicklingError):
 
 # storage class name -> NumPy dtype (bfloat16 is read as uint16 and widened to float32)
 _STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": "bfloat16", "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
-    "ComplexFloatStorage": np.complex64, "ComplexDoubleStorage": np.complex128,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+    "ComplexFloatStorage": np.complex64,
+    "ComplexDoubleStorage": np.complex128,
 }
 
 
@@ -62,8 +71,9 @@ class _StorageType:
         self.dtype = _STORAGE_DTYPES[name]
 
     def __call__(self, *args: object, **kwargs: object) -> None:
-        raise UnsafeTorchFileError(f"load_torch: the pickle calls torch.{self.name}(...), which a state dict never "
-                                   "does; refusing the file")
+        raise UnsafeTorchFileError(
+            f"load_torch: the pickle calls torch.{self.name}(...), which a state dict never " "does; refusing the file"
+        )
 
     def __repr__(self) -> str:
         return f"torch.{self.name}"
@@ -76,16 +86,25 @@ class _Storage:
 
     __slots__ = ("array", "key", "dtype", "numel", "base", "offset")
 
-    def __init__(self, key: str, dtype: _DType, numel: int, array: Array | None = None, base: _Storage | None = None,
-                 offset: int = 0) -> None:
+    def __init__(
+        self,
+        key: str,
+        dtype: _DType,
+        numel: int,
+        array: Array | None = None,
+        base: _Storage | None = None,
+        offset: int = 0,
+    ) -> None:
         self.key, self.dtype, self.numel, self.array, self.base, self.offset = key, dtype, numel, array, base, offset
 
     def flat(self) -> Array:
         if self.base is not None:
-            return self.base.flat()[self.offset:self.offset + self.numel]
+            return self.base.flat()[self.offset : self.offset + self.numel]
         if self.array is None:
-            raise ValueError(f"load_torch: storage {self.key!r} is named in the pickle but its data is missing "
-                             "from the file (truncated?)")
+            raise ValueError(
+                f"load_torch: storage {self.key!r} is named in the pickle but its data is missing "
+                "from the file (truncated?)"
+            )
         return self.array
 
 
@@ -105,24 +124,36 @@ class _Pending:
         if last >= flat.size:
             raise ValueError(
                 f"load_torch: tensor of size {size}, stride {stride}, offset {offset} reads element {last} of storage "
-                f"{self.storage.key!r}, which has only {flat.size} elements; the file is corrupt")
-        view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size,
-                                               strides=tuple(st * flat.itemsize for st in stride), writeable=False)
+                f"{self.storage.key!r}, which has only {flat.size} elements; the file is corrupt"
+            )
+        view = np.lib.stride_tricks.as_strided(
+            flat[offset:], shape=size, strides=tuple(st * flat.itemsize for st in stride), writeable=False
+        )
         return np.array(view, copy=True, order="C")  # own, C-contiguous memory: independent of shared storages
 
 
-def _rebuild_tensor_v2(storage: object, storage_offset: int, size: Any, stride: Any, requires_grad: bool = False,
-                       backward_hooks: object = None, metadata: object = None) -> _Pending:
+def _rebuild_tensor_v2(
+    storage: object,
+    storage_offset: int,
+    size: Any,
+    stride: Any,
+    requires_grad: bool = False,
+    backward_hooks: object = None,
+    metadata: object = None,
+) -> _Pending:
     if not isinstance(storage, _Storage):
-        raise pickle.UnpicklingError(f"load_torch: a tensor's storage is a {type(storage).__name__}, not a storage "
-                                     "record; the file is corrupt")
+        raise pickle.UnpicklingError(
+            f"load_torch: a tensor's storage is a {type(storage).__name__}, not a storage "
+            "record; the file is corrupt"
+        )
     try:
         size = tuple(int(s) for s in size)
         stride = tuple(int(s) for s in stride)
         offset = int(storage_offset)
     except (TypeError, ValueError):
-        raise pickle.UnpicklingError(f"load_torch: tensor with invalid size {size!r} / stride {stride!r} / offset "
-                                     f"{storage_offset!r}") from None
+        raise pickle.UnpicklingError(
+            f"load_torch: tensor with invalid size {size!r} / stride {stride!r} / offset " f"{storage_offset!r}"
+        ) from None
     if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
         raise pickle.UnpicklingError(f"load_torch: tensor with invalid size {size} / stride {stride} / offset {offset}")
     return _Pending(storage, offset, size, stride)
@@ -132,8 +163,9 @@ def _rebuild_parameter(data: Any, requires_grad: bool = False, backward_hooks: o
     return data
 
 
-def _rebuild_parameter_with_state(data: Any, requires_grad: bool = False, backward_hooks: object = None,
-                                  state: object = None) -> Any:
+def _rebuild_parameter_with_state(
+    data: Any, requires_grad: bool = False, backward_hooks: object = None, state: object = None
+) -> Any:
     return data
 
 
@@ -154,8 +186,10 @@ def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
     """What pickle protocol 2 (torch.save's) writes for bytes: ``_codecs.encode(str, 'latin1')``.
     Only that encoding is accepted (a codec lookup by name could import modules)."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise UnsafeTorchFileError(f"load_torch: refusing _codecs.encode with encoding {encoding!r:.40} (only the "
-                                   "latin1 bytes encoding of pickle protocol 2 is allowed)")
+        raise UnsafeTorchFileError(
+            f"load_torch: refusing _codecs.encode with encoding {encoding!r:.40} (only the "
+            "latin1 bytes encoding of pickle protocol 2 is allowed)"
+        )
     return text.encode("latin1")
 
 
@@ -164,6 +198,7 @@ def _plain(fn: Callable[..., Any]) -> Callable[..., Any]:
         if any(not isinstance(a, (list, tuple, str, int, float)) for a in args):
             raise UnsafeTorchFileError(f"load_torch: {fn.__name__}() called on a non-plain value")
         return fn(*args)
+
     return call
 
 
@@ -175,8 +210,9 @@ _ALLOWED: dict[tuple[str, str], Callable[..., Any]] = {
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
 }
 for _mod in ("builtins", "__builtin__"):  # protocol 2 writes Python 2's module name
-    _ALLOWED.update({(_mod, "set"): _plain(set), (_mod, "frozenset"): _plain(frozenset),
-                     (_mod, "complex"): _plain(complex)})
+    _ALLOWED.update(
+        {(_mod, "set"): _plain(set), (_mod, "frozenset"): _plain(frozenset), (_mod, "complex"): _plain(complex)}
+    )
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -197,15 +233,20 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise UnsafeTorchFileError(
                 f"load_torch: refusing to load global '{module}.{name}': a state-dict file only needs tensors, "
                 f"OrderedDicts and plain values (this file may run code if opened with torch.load(weights_only=False); "
-                f"it was not executed)") from None
+                f"it was not executed)"
+            ) from None
 
     def persistent_load(self, pid: Any) -> _Storage:
         # zip: ('storage', type, key, location, numel); legacy: the same + view_metadata
         if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage":
-            raise pickle.UnpicklingError(f"load_torch: unsupported persistent id {pid!r:.80} (expected a storage record)")
+            raise pickle.UnpicklingError(
+                f"load_torch: unsupported persistent id {pid!r:.80} (expected a storage record)"
+            )
         stype, key, numel = pid[1], str(pid[2]), pid[4]
         if not isinstance(stype, _StorageType):
-            raise pickle.UnpicklingError(f"load_torch: storage record with type {stype!r:.80}, not a torch storage type")
+            raise pickle.UnpicklingError(
+                f"load_torch: storage record with type {stype!r:.80}, not a torch storage type"
+            )
         if isinstance(numel, bool) or not isinstance(numel, int) or numel < 0:
             raise pickle.UnpicklingError(f"load_torch: storage {key!r} with invalid size {numel!r:.40}")
         if key not in self.storages:
@@ -245,16 +286,27 @@ def _decode(raw: bytes, dtype: _DType, numel: int, little: bool, where: str) -> 
     wide = isinstance(dtype, str) and dtype == "bfloat16"
     dt = np.dtype(np.uint16 if wide else dtype)
     if len(raw) < numel * dt.itemsize:
-        raise ValueError(f"load_torch: {where} holds {len(raw)} bytes, fewer than the {numel} x {dt.itemsize} the "
-                         "pickle declares (truncated file?)")
+        raise ValueError(
+            f"load_torch: {where} holds {len(raw)} bytes, fewer than the {numel} x {dt.itemsize} the "
+            "pickle declares (truncated file?)"
+        )
     arr = np.frombuffer(raw, dtype=dt.newbyteorder("<" if little else ">"), count=numel)
     arr = arr.astype(dt.newbyteorder("="), copy=False)
     return _bf16_to_f32(arr) if wide else arr
 
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_CORRUPT = (pickle.UnpicklingError, EOFError, AttributeError, IndexError, TypeError, KeyError, UnicodeDecodeError,
-            OverflowError, MemoryError)
+_CORRUPT = (
+    pickle.UnpicklingError,
+    EOFError,
+    AttributeError,
+    IndexError,
+    TypeError,
+    KeyError,
+    UnicodeDecodeError,
+    OverflowError,
+    MemoryError,
+)
 
 
 def _unpickle(name: str, file: IO[bytes], read_storage: _ReadStorage) -> tuple[Any, dict[str, _Storage]]:
@@ -277,8 +329,10 @@ def _load_zip(name: str, source: IO[bytes]) -> Any:
         names = zf.namelist()
         pkls = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
         if len(pkls) != 1:
-            raise ValueError(f"load_torch: {name} is a zip file but not a torch.save archive (expected one "
-                             f"'<name>/data.pkl', found {len(pkls)})")
+            raise ValueError(
+                f"load_torch: {name} is a zip file but not a torch.save archive (expected one "
+                f"'<name>/data.pkl', found {len(pkls)})"
+            )
         prefix = pkls[0][: -len("data.pkl")]
 
         def read(entry: str) -> bytes:
@@ -307,6 +361,7 @@ def _load_legacy(name: str, f: IO[bytes]) -> Any:
     """torch.save(..., _use_new_zipfile_serialization=False) and torch < 1.6: pickles of the magic
     number, the protocol version and sys_info, then the object, then the list of storage keys, then
     each storage as an int64 element count followed by its bytes."""
+
     def plain() -> Any:
         return _unpickle(name, f, lambda *a: None)[0]
 

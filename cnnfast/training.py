@@ -4,6 +4,7 @@ They are thin loops over :class:`cnnfast.data.DataLoader` and the usual autograd
 (``zero_grad`` -> forward -> loss -> ``backward`` -> ``step``), written for the common case of
 classification with integer labels; anything else is a loop you can write in a few lines.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,13 +61,17 @@ def _check_xy(X: TensorLike, y: TensorLike, who: str) -> tuple[Array, Array]:
     y = getattr(y, "data", y) if not isinstance(y, np.ndarray) else y
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim == 0 or y.ndim == 0 or X.shape[0] != y.shape[0]:
-        raise ValueError(f"{who}: X and y must have the same number of samples (first dimension), "
-                         f"got X of shape {X.shape} and y of shape {y.shape}")
+        raise ValueError(
+            f"{who}: X and y must have the same number of samples (first dimension), "
+            f"got X of shape {X.shape} and y of shape {y.shape}"
+        )
     if X.shape[0] == 0:
         raise ValueError(f"{who}: got an empty dataset (X of shape {X.shape})")
     if X.dtype.kind != "f":
-        raise TypeError(f"{who}: X must be floating point (float32 or float64), got {X.dtype}; "
-                        "e.g. X.astype(np.float32) / 255 for images")
+        raise TypeError(
+            f"{who}: X must be floating point (float32 or float64), got {X.dtype}; "
+            "e.g. X.astype(np.float32) / 255 for images"
+        )
     return X, y
 
 
@@ -88,11 +93,13 @@ def _correct(out: Array, yb: Array) -> int | None:
 
 def _default_loss() -> Callable[..., Any]:
     from .nn import CrossEntropyLoss
+
     return CrossEntropyLoss()
 
 
 def _tensor(a: ArrayLike) -> Any:
     from .autograd import Tensor
+
     return Tensor(a)
 
 
@@ -106,7 +113,9 @@ def _mode(model: Any) -> bool:
 
 
 def _fmt_logs(logs: dict[str, Any]) -> str:
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items() if v is not None and not (isinstance(v, float) and math.isnan(v)))
+    return " - ".join(
+        f"{k}: {v:.4f}" for k, v in logs.items() if v is not None and not (isinstance(v, float) and math.isnan(v))
+    )
 
 
 def _stdout_isatty() -> bool:
@@ -129,8 +138,9 @@ class _Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self.bar = tqdm(total=steps, desc=self.prefix, unit="batch", leave=True, file=sys.stdout,
-                                dynamic_ncols=True)
+                self.bar = tqdm(
+                    total=steps, desc=self.prefix, unit="batch", leave=True, file=sys.stdout, dynamic_ncols=True
+                )
 
     def update(self, step: int, logs: dict[str, Any]) -> None:
         if self.bar is not None:
@@ -171,11 +181,23 @@ def _call_callbacks(callbacks: Sequence[_Callback] | None, epoch: int, logs: dic
 
 
 # -------------------------------------------------------------------------------------- the API
-def fit(model: Module, X: TensorLike, y: TensorLike, *, epochs: int, batch_size: int = 64,
-        optimizer: Optimizer | None = None, loss: Callable[..., Any] | None = None,
-        validation_data: tuple[TensorLike, TensorLike] | None = None, validation_split: float | None = None,
-        shuffle: bool = True, seed: int | None = None, verbose: int = 1, callbacks: Sequence[_Callback] | None = None,
-        distributed: bool = False) -> History:
+def fit(
+    model: Module,
+    X: TensorLike,
+    y: TensorLike,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    optimizer: Optimizer | None = None,
+    loss: Callable[..., Any] | None = None,
+    validation_data: tuple[TensorLike, TensorLike] | None = None,
+    validation_split: float | None = None,
+    shuffle: bool = True,
+    seed: int | None = None,
+    verbose: int = 1,
+    callbacks: Sequence[_Callback] | None = None,
+    distributed: bool = False,
+) -> History:
     """Train ``model`` on ``(X, y)`` for ``epochs`` epochs of mini-batch gradient descent.
 
     Parameters
@@ -240,8 +262,10 @@ def fit(model: Module, X: TensorLike, y: TensorLike, *, epochs: int, batch_size:
             raise ValueError(f"fit: validation_split must be in (0, 1), got {validation_split!r}")
         n_val = int(round(len(X) * validation_split))
         if n_val == 0 or n_val == len(X):
-            raise ValueError(f"fit: validation_split={validation_split} of {len(X)} samples leaves "
-                             f"{len(X) - n_val} for training and {n_val} for validation")
+            raise ValueError(
+                f"fit: validation_split={validation_split} of {len(X)} samples leaves "
+                f"{len(X) - n_val} for training and {n_val} for validation"
+            )
         validation_data = (X[-n_val:], y[-n_val:])
         X, y = X[:-n_val], y[:-n_val]
     if validation_data is not None:
@@ -250,6 +274,7 @@ def fit(model: Module, X: TensorLike, y: TensorLike, *, epochs: int, batch_size:
         Xv, yv = _check_xy(*validation_data, "fit (validation_data)")
     if optimizer is None:
         from .optim import Adam
+
         optimizer = Adam(model.parameters(), lr=1e-3)
     loss_fn = loss if loss is not None else _default_loss()
 
@@ -280,8 +305,10 @@ def fit(model: Module, X: TensorLike, y: TensorLike, *, epochs: int, batch_size:
                 value, n, c = sync(value, n, c)
             if not math.isfinite(value):
                 progress.close({"loss": value}, time.perf_counter() - t0, 0.0)
-                raise FloatingPointError(f"fit: the loss became {value} at epoch {epoch + 1}, step {step}; "
-                                         "lower the learning rate or check the inputs for NaN/inf")
+                raise FloatingPointError(
+                    f"fit: the loss became {value} at epoch {epoch + 1}, step {step}; "
+                    "lower the learning rate or check the inputs for NaN/inf"
+                )
             total_loss += value * n
             seen += n
             if c is not None:
@@ -301,16 +328,19 @@ def fit(model: Module, X: TensorLike, y: TensorLike, *, epochs: int, batch_size:
     return history
 
 
-def _distributed_setup(model: Module, X: Array, y: Array, batch_size: int, shuffle: bool,
-                       seed: int | None) -> tuple[Any, Any, Callable[[float, int, int | None], tuple[float, int, int | None]], int]:
+def _distributed_setup(
+    model: Module, X: Array, y: Array, batch_size: int, shuffle: bool, seed: int | None
+) -> tuple[Any, Any, Callable[[float, int, int | None], tuple[float, int, int | None]], int]:
     """fit(distributed=True): the DDP wrapper, this rank's loader and the per-step metric reduction."""
     from . import distributed as dist
     from .data import DataLoader, DistributedSampler, TensorDataset
 
     rank, world = dist.init()
     if batch_size % world:
-        raise ValueError(f"fit: with distributed=True batch_size is the global batch, split evenly between the "
-                         f"{world} ranks; {batch_size} is not divisible by {world}")
+        raise ValueError(
+            f"fit: with distributed=True batch_size is the global batch, split evenly between the "
+            f"{world} ranks; {batch_size} is not divisible by {world}"
+        )
     ddp = model if isinstance(model, dist.DistributedDataParallel) else dist.DistributedDataParallel(model)
     if seed is None:  # one shuffling seed for all ranks, drawn on rank 0
         entropy: Any = np.random.SeedSequence().entropy  # an int when none is given
@@ -330,21 +360,29 @@ def _distributed_setup(model: Module, X: Array, y: Array, batch_size: int, shuff
 
 def _batched_outputs(model: Module, X: Array, batch_size: int, who: str) -> Iterator[tuple[int, Array, Array]]:
     from .autograd import no_grad
+
     _check_batch_size(batch_size, who)
     was_training = _mode(model)
     _set_mode(model, False)
     try:
         with no_grad():
             for start in range(0, len(X), int(batch_size)):
-                xb = X[start:start + int(batch_size)]
+                xb = X[start : start + int(batch_size)]
                 out = model(_tensor(xb))
                 yield start, xb, np.asarray(getattr(out, "data", out))
     finally:
         _set_mode(model, was_training)
 
 
-def evaluate(model: Module, X: TensorLike, y: TensorLike, batch_size: int = 256, *, loss: Callable[..., Any] | None = None,
-             distributed: bool = False) -> dict[str, float]:
+def evaluate(
+    model: Module,
+    X: TensorLike,
+    y: TensorLike,
+    batch_size: int = 256,
+    *,
+    loss: Callable[..., Any] | None = None,
+    distributed: bool = False,
+) -> dict[str, float]:
     """Loss and accuracy of ``model`` on ``(X, y)``: ``{'loss': float, 'accuracy': float}``.
 
     Runs in eval mode under ``no_grad`` (the model's previous train/eval mode is restored
@@ -357,6 +395,7 @@ def evaluate(model: Module, X: TensorLike, y: TensorLike, batch_size: int = 256,
     X, y = _check_xy(X, y, "evaluate")
     if distributed:
         from . import distributed as dist
+
         model = getattr(model, "module", model) if isinstance(model, dist.DistributedDataParallel) else model
         rank, world = dist.init()
         part = _evaluate_sums(model, X[rank::world], y[rank::world], batch_size, loss) if rank < len(X) else [0.0] * 4
@@ -368,10 +407,11 @@ def evaluate(model: Module, X: TensorLike, y: TensorLike, batch_size: int = 256,
 
 def _evaluate_sums(model: Module, X: Array, y: Array, batch_size: int, loss: Callable[..., Any] | None) -> list[float]:
     from .autograd import no_grad
+
     loss_fn = loss if loss is not None else _default_loss()
     total, correct, counted = 0.0, 0, 0
     for start, xb, out in _batched_outputs(model, X, batch_size, "evaluate"):
-        yb = y[start:start + len(xb)]
+        yb = y[start : start + len(xb)]
         with no_grad():
             total += float(getattr(loss_fn(_tensor(out), yb), "data", 0.0)) * len(xb)
         c = _correct(out, yb)

@@ -13,6 +13,7 @@ N digits (N/10 per class) of ``cnnfast.datasets.load_mnist_5k``, resized to 48x4
 channels, ``(x - 0.5) / 0.5``. For comparison the lecture's LeNet (``cnnfast.demo.build_lenet``) is
 trained from scratch on the same N digits at 28x28. Both are tested on the 1,000 held-out digits.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,7 +79,7 @@ def labeled_subset(y: Array, n: int) -> Array:
 
 
 def _batched(fn: Callable[[Array], Any], x: Array, batch: int = 100) -> Array:
-    return np.concatenate([fn(x[i:i + batch]) for i in range(0, len(x), batch)])
+    return np.concatenate([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
 def _accuracy(logits: Array, y: Array) -> float:
@@ -92,8 +93,16 @@ def build_head(in_features: int = 120, hidden: int = HIDDEN, classes: int = 10) 
     return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, classes))
 
 
-def train_classifier(model: Module, X: Array, y: Array, epochs: int, lr: float, batch_size: int | None = None,
-                     seed: int = 0, keep_eval: Iterable[Module] = ()) -> Module:
+def train_classifier(
+    model: Module,
+    X: Array,
+    y: Array,
+    epochs: int,
+    lr: float,
+    batch_size: int | None = None,
+    seed: int = 0,
+    keep_eval: Iterable[Module] = (),
+) -> Module:
     """Adam on cross-entropy, full batch (or mini-batches), cosine-annealed lr; returns the model.
     The modules in ``keep_eval`` stay in eval mode (BatchNorm keeps its pretrained statistics)."""
     import cnnfast
@@ -109,7 +118,7 @@ def train_classifier(model: Module, X: Array, y: Array, epochs: int, lr: float, 
     for _ in range(epochs):
         order = rng.permutation(len(X))
         for i in range(0, len(X), bs):
-            b = order[i:i + bs]
+            b = order[i : i + bs]
             opt.zero_grad()
             loss = cnnfast.cross_entropy(model(cnnfast.Tensor(X[b])), y[b])
             loss.backward()
@@ -145,8 +154,9 @@ def pooled(last: Module, mid: Array) -> Array:
         return _batched(lambda b: last(b).mean(axis=(2, 3)), mid)
 
 
-def run_frozen(feats_train: Array, y_train: Array, feats_test: Array, y_test: Array,
-               seed: int = 0) -> tuple[float, Sequential]:
+def run_frozen(
+    feats_train: Array, y_train: Array, feats_test: Array, y_test: Array, seed: int = 0
+) -> tuple[float, Sequential]:
     import cnnfast
 
     cnnfast.manual_seed(seed)
@@ -166,8 +176,17 @@ def run_scratch(X: Array, y: Array, Xt: Array, yt: Array, seed: int = 0) -> tupl
     return _accuracy(_batched(model, Xt), yt), model
 
 
-def run_fine_tune(last: Module, head: Module, mid: Array, y: Array, mid_test: Array, y_test: Array, seed: int = 0,
-                  epochs: int = FINE_TUNE_EPOCHS, lr: float = FINE_TUNE_LR) -> tuple[float, Module]:
+def run_fine_tune(
+    last: Module,
+    head: Module,
+    mid: Array,
+    y: Array,
+    mid_test: Array,
+    y_test: Array,
+    seed: int = 0,
+    epochs: int = FINE_TUNE_EPOCHS,
+    lr: float = FINE_TUNE_LR,
+) -> tuple[float, Module]:
     """Unfreeze the backbone's last stage and train it together with the (already trained) head."""
     from . import nn
 
@@ -234,8 +253,18 @@ def _accuracy_figure(path: str, ns: Sequence[int], frozen: Sequence[float], scra
     plt.close(fig)
 
 
-def write_plots(directory: str, stem: Module, last: Module, X: Array, y: Array, Xt: Array, yt: Array,
-                feats_test: Array, seed: int = 0, log: Callable[..., Any] = print) -> list[str]:
+def write_plots(
+    directory: str,
+    stem: Module,
+    last: Module,
+    X: Array,
+    y: Array,
+    Xt: Array,
+    yt: Array,
+    feats_test: Array,
+    seed: int = 0,
+    log: Callable[..., Any] = print,
+) -> list[str]:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -246,8 +275,12 @@ def write_plots(directory: str, stem: Module, last: Module, X: Array, y: Array, 
 
     from .pretrained import ppocr_backbone
 
-    stages = [("stem", "p2o.pd_op.relu.0.0"), ("stage 1", "Add.43"), ("stage 3", "Add.123"),
-              ("output", "p2o.pd_op.add.65.0")]
+    stages = [
+        ("stem", "p2o.pd_op.relu.0.0"),
+        ("stage 1", "Add.43"),
+        ("stage 3", "Add.123"),
+        ("output", "p2o.pd_op.add.65.0"),
+    ]
     probe = ppocr_backbone(outputs=[t for _, t in stages])
     with cnnfast.no_grad():
         maps = probe(preprocess(Xt[:1]))
@@ -270,8 +303,12 @@ def write_plots(directory: str, stem: Module, last: Module, X: Array, y: Array, 
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cnnfast.transfer", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
+    p = argparse.ArgumentParser(
+        prog="python -m cnnfast.transfer",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
     p.add_argument("--labels", type=int, default=100, help="labeled training digits, a multiple of 10 (default 100)")
     p.add_argument("--fine-tune", action="store_true", help="also train the backbone's last stage (slower)")
     p.add_argument("--plots", metavar="DIR", help="write transfer_accuracy.png and transfer_feature_maps.png to DIR")
@@ -295,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
     (X, y), (Xt, yt) = load_mnist_5k()
     if args.test_limit:
-        Xt, yt = Xt[:args.test_limit], yt[:args.test_limit]
+        Xt, yt = Xt[: args.test_limit], yt[: args.test_limit]
     try:
         idx = labeled_subset(y, args.labels)
     except ValueError as e:
@@ -304,36 +341,49 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     stem, last = backbone_parts()
     info = ppocr_backbone_info()
     n_params = sum(p.data.size for p in stem.parameters()) + sum(p.data.size for p in last.parameters())
-    log(f"Pretrained backbone: {info['name']} ({n_params:,} parameters, frozen; {info['license']}, "
-        f"from {info['source_wheel']}), head removed at {info['cut_at']}")
+    log(
+        f"Pretrained backbone: {info['name']} ({n_params:,} parameters, frozen; {info['license']}, "
+        f"from {info['source_wheel']}), head removed at {info['cut_at']}"
+    )
     log(f"Added dense layers: global average pooling -> Linear(120, {HIDDEN}) -> ReLU -> Linear({HIDDEN}, 10)")
-    log(f"Data: {args.labels} labeled digits ({args.labels // 10} per class) for training, {len(Xt):,} held-out "
-        f"digits for testing; digits resized to 48x48, 3 channels, (x - 0.5) / 0.5")
+    log(
+        f"Data: {args.labels} labeled digits ({args.labels // 10} per class) for training, {len(Xt):,} held-out "
+        f"digits for testing; digits resized to 48x48, 3 channels, (x - 0.5) / 0.5"
+    )
     mid, mid_test = stem_outputs(stem, X[idx]), stem_outputs(stem, Xt)
     feats, feats_test = pooled(last, mid), pooled(last, mid_test)
     t_feat = time.perf_counter() - t0
     acc_frozen, head = run_frozen(feats, y[idx], feats_test, yt, args.seed)
-    log(f"  pretrained backbone (frozen) + dense layers: {acc_frozen:.1%}  (features {t_feat:.1f}s, "
-        f"head {HEAD_EPOCHS} epochs)")
+    log(
+        f"  pretrained backbone (frozen) + dense layers: {acc_frozen:.1%}  (features {t_feat:.1f}s, "
+        f"head {HEAD_EPOCHS} epochs)"
+    )
     t1 = time.perf_counter()
     acc_scratch, lenet = run_scratch(X[idx], y[idx], Xt, yt, args.seed)
-    log(f"  LeNet from scratch ({sum(p.data.size for p in lenet.parameters()):,} parameters, 28x28 input): "
-        f"{acc_scratch:.1%}  ({SCRATCH_EPOCHS} epochs, {time.perf_counter() - t1:.1f}s)")
+    log(
+        f"  LeNet from scratch ({sum(p.data.size for p in lenet.parameters()):,} parameters, 28x28 input): "
+        f"{acc_scratch:.1%}  ({SCRATCH_EPOCHS} epochs, {time.perf_counter() - t1:.1f}s)"
+    )
     result = {"labels": args.labels, "frozen": acc_frozen, "scratch": acc_scratch, "test_size": len(Xt)}
     if args.fine_tune:
         t2 = time.perf_counter()
         acc_ft, _ = run_fine_tune(last, head, mid, y[idx], mid_test, yt, args.seed)
         result["fine_tuned"] = acc_ft
-        log(f"  + last stage of the backbone fine-tuned with the head: {acc_ft:.1%}  ({FINE_TUNE_EPOCHS} epochs, "
-            f"lr {FINE_TUNE_LR}, {time.perf_counter() - t2:.1f}s)")
+        log(
+            f"  + last stage of the backbone fine-tuned with the head: {acc_ft:.1%}  ({FINE_TUNE_EPOCHS} epochs, "
+            f"lr {FINE_TUNE_LR}, {time.perf_counter() - t2:.1f}s)"
+        )
     if args.plots:
         log(f"Accuracy vs number of labeled digits (for {args.plots}):")
         result["plots"] = write_plots(args.plots, stem, last, X, y, Xt, yt, feats_test, args.seed, log)
         if result["plots"]:
             log("plots written: " + ", ".join(result["plots"]))
     best = ("fine-tuned", result["fine_tuned"]) if args.fine_tune else ("frozen", acc_frozen)
-    print(f"transfer: {args.labels:,} labeled digits -> pretrained backbone ({best[0]}) {best[1]:.1%} vs from scratch "
-          f"{acc_scratch:.1%} on {len(Xt):,} held-out digits", flush=True)
+    print(
+        f"transfer: {args.labels:,} labeled digits -> pretrained backbone ({best[0]}) {best[1]:.1%} vs from scratch "
+        f"{acc_scratch:.1%} on {len(Xt):,} held-out digits",
+        flush=True,
+    )
     return result
 
 

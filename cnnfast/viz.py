@@ -7,6 +7,7 @@ state, so it works headless (no display, no backend to configure), from threads,
 Figure and, given ``path``, also saves it (format from the file extension, PNG for ``.png``); the file
 is written to a temporary name and renamed, so it is never left half-written.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,13 @@ if TYPE_CHECKING:
 
 
 __all__ = [
-    "plot_convolution", "plot_kernels", "plot_feature_maps", "plot_filters_demo", "plot_history",
-    "LECTURE_IMAGE", "LECTURE_KERNEL",
+    "plot_convolution",
+    "plot_kernels",
+    "plot_feature_maps",
+    "plot_filters_demo",
+    "plot_history",
+    "LECTURE_IMAGE",
+    "LECTURE_KERNEL",
 ]
 
 #: The lecture's worked example (slides 7-9): this image correlated with LECTURE_KERNEL, stride 1,
@@ -101,6 +107,7 @@ def _as_array(x: Any, name: str, op: str) -> Array:
 # plot_convolution
 # ----------------------------------------------------------------------------------------------
 
+
 def _draw_grid(ax: Axes, values: Array, title: str, pad_mask: Array | None = None, cmap: str = "Blues") -> None:
     """A matrix as coloured cells with their values written in; padding cells grey and italic."""
     from matplotlib.colors import Normalize
@@ -120,8 +127,16 @@ def _draw_grid(ax: Axes, values: Array, title: str, pad_mask: Array | None = Non
     for i in range(h):
         for j in range(w):
             is_pad = pad_mask is not None and pad_mask[i, j]
-            ax.text(j, i, _fmt(values[i, j]), ha="center", va="center", fontsize=size,
-                    color="#707070" if is_pad else "black", style="italic" if is_pad else "normal")
+            ax.text(
+                j,
+                i,
+                _fmt(values[i, j]),
+                ha="center",
+                va="center",
+                fontsize=size,
+                color="#707070" if is_pad else "black",
+                style="italic" if is_pad else "normal",
+            )
     ax.set_xticks(np.arange(-0.5, w, 1), minor=True)
     ax.set_yticks(np.arange(-0.5, h, 1), minor=True)
     ax.grid(which="minor", color="white", linewidth=2)
@@ -131,12 +146,16 @@ def _draw_grid(ax: Axes, values: Array, title: str, pad_mask: Array | None = Non
     ax.set_title(title, fontsize=11)
 
 
-def _outline(ax: Axes, top: float, left: float, height: float, width: float, colour: str = _HIGHLIGHT,
-             lw: float = 3.0) -> None:
+def _outline(
+    ax: Axes, top: float, left: float, height: float, width: float, colour: str = _HIGHLIGHT, lw: float = 3.0
+) -> None:
     from matplotlib.patches import Rectangle
 
-    ax.add_patch(Rectangle((left - 0.5, top - 0.5), width, height, fill=False, edgecolor=colour, linewidth=lw,
-                           zorder=5, clip_on=False))
+    ax.add_patch(
+        Rectangle(
+            (left - 0.5, top - 0.5), width, height, fill=False, edgecolor=colour, linewidth=lw, zorder=5, clip_on=False
+        )
+    )
 
 
 def _symbol(fig: Figure, spec: Any, text: str) -> None:
@@ -145,9 +164,16 @@ def _symbol(fig: Figure, spec: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=26, transform=ax.transAxes)
 
 
-def plot_convolution(image: ArrayLike | None = None, kernel: ArrayLike | None = None, stride: IntPair = 1,
-                     padding: IntPair = 0, highlight: tuple[int, int] = (0, 0), *, path: str | os.PathLike[str] | None = None,
-                     dpi: float = 100) -> Figure:
+def plot_convolution(
+    image: ArrayLike | None = None,
+    kernel: ArrayLike | None = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    highlight: tuple[int, int] = (0, 0),
+    *,
+    path: str | os.PathLike[str] | None = None,
+    dpi: float = 100,
+) -> Figure:
     """Draw one convolution as the lecture does (slides 7-9, 26-28): input * kernel = output.
 
     The input grid shows its values (zero-padding cells grey and italic), then the kernel, then the
@@ -166,16 +192,19 @@ def plot_convolution(image: ArrayLike | None = None, kernel: ArrayLike | None = 
     img = _as_array(LECTURE_IMAGE if image is None else image, "image", op)
     ker = _as_array(LECTURE_KERNEL if kernel is None else kernel, "kernel", op)
     if img.ndim != 2 or ker.ndim != 2:
-        raise ValueError(f"{op}: image and kernel must be 2-D, got image of shape {img.shape} and kernel of "
-                         f"shape {ker.shape}")
+        raise ValueError(
+            f"{op}: image and kernel must be 2-D, got image of shape {img.shape} and kernel of " f"shape {ker.shape}"
+        )
     sh, sw = _pair(stride, "stride", op)
     ph, pw = _pair(padding, "padding", op)
     if sh < 1 or sw < 1 or ph < 0 or pw < 0:
         raise ValueError(f"{op}: stride must be >= 1 and padding >= 0, got stride={stride!r}, padding={padding!r}")
     padded = np.pad(img.astype(np.float64), ((ph, ph), (pw, pw)))
     if max(padded.shape) > 16 or max(ker.shape) > 16:
-        raise ValueError(f"{op}: grids larger than 16 cells a side are not legible; got padded image "
-                         f"{padded.shape} and kernel {ker.shape}")
+        raise ValueError(
+            f"{op}: grids larger than 16 cells a side are not legible; got padded image "
+            f"{padded.shape} and kernel {ker.shape}"
+        )
     kh, kw = ker.shape
     if kh > padded.shape[0] or kw > padded.shape[1]:
         raise ValueError(f"{op}: kernel {ker.shape} is larger than the padded image {padded.shape}")
@@ -187,9 +216,9 @@ def plot_convolution(image: ArrayLike | None = None, kernel: ArrayLike | None = 
         raise ValueError(f"{op}: highlight {tuple(highlight)} is outside the {oh}x{ow} output")
 
     pad_mask = np.ones(padded.shape, bool)
-    pad_mask[ph:ph + img.shape[0], pw:pw + img.shape[1]] = False
+    pad_mask[ph : ph + img.shape[0], pw : pw + img.shape[1]] = False
     top, left = r * sh, c * sw
-    window = padded[top:top + kh, left:left + kw]
+    window = padded[top : top + kh, left : left + kw]
     terms = [f"{_fmt_term(a)}x{_fmt_term(b)}" for a, b in zip(window.ravel(), ker.ravel())]
     lines, line = [], []
     for t in terms:  # wrap long sums (5x5 kernels and up) over several lines
@@ -215,8 +244,9 @@ def plot_convolution(image: ArrayLike | None = None, kernel: ArrayLike | None = 
     pad_txt = "" if (ph, pw) == (0, 0) else f"\nzero padding {ph if ph == pw else (ph, pw)}"
     _draw_grid(ax_in, padded, f"input {img.shape[0]}x{img.shape[1]}{pad_txt}", pad_mask)
     _draw_grid(ax_k, ker.astype(np.float64), f"kernel {kh}x{kw}", cmap="Oranges")
-    _draw_grid(ax_out, out.astype(np.float64), f"output {oh}x{ow}\nstride {sh if sh == sw else (sh, sw)}",
-               cmap="Greens")
+    _draw_grid(
+        ax_out, out.astype(np.float64), f"output {oh}x{ow}\nstride {sh if sh == sw else (sh, sw)}", cmap="Greens"
+    )
     _outline(ax_in, top, left, kh, kw)
     _outline(ax_k, 0, 0, kh, kw)
     _outline(ax_out, r, c, 1, 1)
@@ -229,9 +259,18 @@ def plot_convolution(image: ArrayLike | None = None, kernel: ArrayLike | None = 
 # plot_kernels
 # ----------------------------------------------------------------------------------------------
 
-def plot_kernels(conv_layer_or_weight: Any, *, max_kernels: int = 64, ncols: int | None = None,
-                 annotate: bool | None = None, names: Sequence[str] | None = None, title: str | None = None,
-                 path: str | os.PathLike[str] | None = None, dpi: float = 100) -> Figure:
+
+def plot_kernels(
+    conv_layer_or_weight: Any,
+    *,
+    max_kernels: int = 64,
+    ncols: int | None = None,
+    annotate: bool | None = None,
+    names: Sequence[str] | None = None,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    dpi: float = 100,
+) -> Figure:
     """Grid of a conv layer's kernels, one panel per output channel.
 
     Accepts an ``nn.Conv2d`` (its ``.weight``), a Tensor, or an ndarray ``(K, C, kH, kW)`` (also
@@ -282,15 +321,23 @@ def plot_kernels(conv_layer_or_weight: Any, *, max_kernels: int = 64, ncols: int
             im = ax.imshow(maps[i], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
             if annotate:
                 for (a, b), v in np.ndenumerate(maps[i]):
-                    ax.text(b, a, f"{v:.2f}", ha="center", va="center", fontsize=max(7, 11 - max(kh, kw)),
-                            color="white" if abs(v) > 0.6 * vmax else "black")  # readable on dark cells
+                    ax.text(
+                        b,
+                        a,
+                        f"{v:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=max(7, 11 - max(kh, kw)),
+                        color="white" if abs(v) > 0.6 * vmax else "black",
+                    )  # readable on dark cells
         ax.set_title(f"#{i}" if names is None else str(names[i]), fontsize=8 if names is None else 10, pad=2)
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
     how = "RGB" if rgb else ("channels averaged" if c > 1 else "")
     shown = f", first {k} shown" if k < k_all else ""
-    fig.suptitle(title or f"conv kernels {k_all}x{c}x{kh}x{kw}" + (f" ({how}{shown})" if how or shown else ""),
-                 fontsize=11)
+    fig.suptitle(
+        title or f"conv kernels {k_all}x{c}x{kh}x{kw}" + (f" ({how}{shown})" if how or shown else ""), fontsize=11
+    )
     return _finish(fig, path)
 
 
@@ -298,14 +345,16 @@ def plot_kernels(conv_layer_or_weight: Any, *, max_kernels: int = 64, ncols: int
 # plot_feature_maps
 # ----------------------------------------------------------------------------------------------
 
+
 def _children(model: Any) -> list[Any]:
     if hasattr(model, "children"):
         return list(model.children())
     try:
         return list(model)
     except TypeError:
-        raise TypeError(f"plot_feature_maps: model must be a Sequential (an iterable of layers), got "
-                        f"{type(model).__name__}") from None
+        raise TypeError(
+            f"plot_feature_maps: model must be a Sequential (an iterable of layers), got " f"{type(model).__name__}"
+        ) from None
 
 
 def _describe(layer: Any) -> str:
@@ -314,8 +363,15 @@ def _describe(layer: Any) -> str:
     return text if len(text) <= 34 else text[:31] + "..."
 
 
-def plot_feature_maps(model: Any, image: Any, layers: Iterable[int] | None = None, *, max_channels: int = 8,
-                      path: str | os.PathLike[str] | None = None, dpi: float = 100) -> Figure:
+def plot_feature_maps(
+    model: Any,
+    image: Any,
+    layers: Iterable[int] | None = None,
+    *,
+    max_channels: int = 8,
+    path: str | os.PathLike[str] | None = None,
+    dpi: float = 100,
+) -> Figure:
     """Run ``model`` on one input and show the feature maps after each layer, one row per layer.
 
     ``model`` is a Sequential (anything iterable over layers; each layer is called on the previous
@@ -369,8 +425,9 @@ def plot_feature_maps(model: Any, image: Any, layers: Iterable[int] | None = Non
                 continue
             ax.imshow(maps[0, j], cmap="viridis", interpolation="nearest")
             if j == 0:
-                ax.set_ylabel(f"{label}\n{c}x{maps.shape[2]}x{maps.shape[3]}", fontsize=7, rotation=0, ha="right",
-                              va="center")
+                ax.set_ylabel(
+                    f"{label}\n{c}x{maps.shape[2]}x{maps.shape[3]}", fontsize=7, rotation=0, ha="right", va="center"
+                )
     fig.suptitle(f"feature maps, one row per layer (first {ncols} channels)", fontsize=11)
     return _finish(fig, path)
 
@@ -385,8 +442,9 @@ def _run_layers(op: str, children: Sequence[Any], x: Any, layers: Any) -> list[t
         wanted = (i in layers) if layers is not None else out.ndim == 4
         if wanted:
             if out.ndim != 4:
-                raise ValueError(f"{op}: layer {i} ({_describe(layer)}) outputs shape {out.shape}, not feature "
-                                 f"maps (1, C, H, W)")
+                raise ValueError(
+                    f"{op}: layer {i} ({_describe(layer)}) outputs shape {out.shape}, not feature " f"maps (1, C, H, W)"
+                )
             rows.append((f"{i}: {_describe(layer)}", out))
     return rows
 
@@ -395,8 +453,10 @@ def _run_layers(op: str, children: Sequence[Any], x: Any, layers: Any) -> list[t
 # plot_filters_demo
 # ----------------------------------------------------------------------------------------------
 
-def plot_filters_demo(image: ArrayLike | None = None, *, sigma: float = 2.0, path: str | os.PathLike[str] | None = None,
-                      dpi: float = 100) -> Figure:
+
+def plot_filters_demo(
+    image: ArrayLike | None = None, *, sigma: float = 2.0, path: str | os.PathLike[str] | None = None, dpi: float = 100
+) -> Figure:
     """The original image beside Sobel x, Sobel y, the Sobel magnitude and a Gaussian blur.
 
     ``image`` is grayscale ``(H, W)`` or colour ``(H, W, 3)`` (uint8 0-255 or float); default the
@@ -424,8 +484,12 @@ def plot_filters_demo(image: ArrayLike | None = None, *, sigma: float = 2.0, pat
 
     def show_image(ax: Axes, a: Array) -> None:
         a = np.clip(a / scale, 0, 1) if a.dtype != np.uint8 else a
-        ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0 if a.ndim == 2 else None,
-                  vmax=(1 if a.dtype != np.uint8 else 255) if a.ndim == 2 else None)
+        ax.imshow(
+            a,
+            cmap="gray" if a.ndim == 2 else None,
+            vmin=0 if a.ndim == 2 else None,
+            vmax=(1 if a.dtype != np.uint8 else 255) if a.ndim == 2 else None,
+        )
 
     h, w = grey.shape
     fig = _figure((5 * 2.9 * min(1.6, max(0.6, w / h)), 3.4), dpi)
@@ -433,13 +497,23 @@ def plot_filters_demo(image: ArrayLike | None = None, *, sigma: float = 2.0, pat
     show_image(axes[0], img)
     axes[0].set_title("original", fontsize=10)
     lim = float(max(np.abs(gx).max(), np.abs(gy).max())) or 1.0
-    for ax, g, name, k in ((axes[1], gx, "Sobel x  (d/dx)", F.kernels.sobel_x()),
-                           (axes[2], gy, "Sobel y  (d/dy)", F.kernels.sobel_y())):
+    for ax, g, name, k in (
+        (axes[1], gx, "Sobel x  (d/dx)", F.kernels.sobel_x()),
+        (axes[2], gy, "Sobel y  (d/dy)", F.kernels.sobel_y()),
+    ):
         ax.imshow(g, cmap="gray", vmin=-lim / 2, vmax=lim / 2)  # half range: mid-grey = 0, edges saturate
         rows = "\n".join(" ".join(f"{int(v):>2d}" for v in row) for row in k)
         ax.set_title(name, fontsize=10)
-        ax.text(0.02, 0.02, rows, transform=ax.transAxes, fontsize=7, family="monospace", va="bottom",
-                bbox=dict(facecolor="white", alpha=0.8, edgecolor="none", pad=2))
+        ax.text(
+            0.02,
+            0.02,
+            rows,
+            transform=ax.transAxes,
+            fontsize=7,
+            family="monospace",
+            va="bottom",
+            bbox=dict(facecolor="white", alpha=0.8, edgecolor="none", pad=2),
+        )
     axes[3].imshow(mag, cmap="magma", vmin=0, vmax=float(np.percentile(mag, 99.5)) or 1.0)
     axes[3].set_title("Sobel magnitude", fontsize=10)
     show_image(axes[4], blur)
@@ -453,6 +527,7 @@ def plot_filters_demo(image: ArrayLike | None = None, *, sigma: float = 2.0, pat
 # ----------------------------------------------------------------------------------------------
 # plot_history
 # ----------------------------------------------------------------------------------------------
+
 
 def plot_history(history: Any, *, path: str | os.PathLike[str] | None = None, dpi: float = 100) -> Figure:
     """Loss and accuracy per epoch, training and validation, side by side.
@@ -476,8 +551,14 @@ def plot_history(history: Any, *, path: str | os.PathLike[str] | None = None, dp
             y = np.asarray(h[key], dtype=np.float64)
             epochs = np.arange(1, len(y) + 1)
             val = key.startswith("val_")
-            ax.plot(epochs, y, marker="o", markersize=3, linestyle="--" if val else "-",
-                    label="validation" if val else "training")
+            ax.plot(
+                epochs,
+                y,
+                marker="o",
+                markersize=3,
+                linestyle="--" if val else "-",
+                label="validation" if val else "training",
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_title(metric, fontsize=11)

@@ -15,6 +15,7 @@
 
 Needs ``pip install 'cnnfast[dask]'``. ``DIR`` defaults to a temporary directory, deleted at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ def write_images(path, n, chunk, seed=0):
         block = digits[idx]
         for k, (dy, dx) in enumerate(shifts):
             block[k] = np.roll(block[k], (dy, dx), axis=(1, 2))
-        out[start:start + len(idx)] = block
+        out[start : start + len(idx)] = block
     out.flush()
     del out
 
@@ -59,8 +60,12 @@ def load_images(path, chunk):
     shape, dtype = header.shape, header.dtype
     del header
     read = dask.delayed(_read_rows, pure=True)
-    blocks = [da.from_delayed(read(path, s, min(s + chunk, shape[0])), (min(s + chunk, shape[0]) - s,) + shape[1:],
-                              dtype=dtype) for s in range(0, shape[0], chunk)]
+    blocks = [
+        da.from_delayed(
+            read(path, s, min(s + chunk, shape[0])), (min(s + chunk, shape[0]) - s,) + shape[1:], dtype=dtype
+        )
+        for s in range(0, shape[0], chunk)
+    ]
     return da.concatenate(blocks, axis=0)
 
 
@@ -73,8 +78,16 @@ def backbone(train=True, seed=0):
     model = build_lenet()
     if train:
         X, y = cnnfast.datasets.load_mnist_5k("train")
-        cnnfast.fit(model, X, y, epochs=1, batch_size=64, seed=seed, verbose=0,
-                    optimizer=cnnfast.optim.Adam(model.parameters(), lr=3e-3))
+        cnnfast.fit(
+            model,
+            X,
+            y,
+            epochs=1,
+            batch_size=64,
+            seed=seed,
+            verbose=0,
+            optimizer=cnnfast.optim.Adam(model.parameters(), lr=3e-3),
+        )
     return model[:-1].eval()
 
 
@@ -82,8 +95,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=50_000, help="number of images (default 50,000)")
     p.add_argument("--chunk", type=int, default=2_000, help="images per Dask chunk (default 2,000)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="0: threaded scheduler in this process (default); N: a LocalCluster of N worker processes")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="0: threaded scheduler in this process (default); N: a LocalCluster of N worker processes",
+    )
     p.add_argument("--dir", default=None, help="where images.npy and features.npy go (default: a temporary directory)")
     p.add_argument("--no-train", action="store_true", help="use the untrained LeNet's features")
     args = p.parse_args(argv)
@@ -105,12 +122,16 @@ def main(argv=None):
 
     t = time.perf_counter()
     write_images(images_path, args.n, args.chunk)
-    print(f"wrote {args.n:,} images to {images_path} ({os.path.getsize(images_path) / 2**20:.0f} MiB) "
-          f"in {time.perf_counter() - t:.1f}s")
+    print(
+        f"wrote {args.n:,} images to {images_path} ({os.path.getsize(images_path) / 2**20:.0f} MiB) "
+        f"in {time.perf_counter() - t:.1f}s"
+    )
     t = time.perf_counter()
     model = backbone(train=not args.no_train)
-    print(f"backbone: LeNet up to its 84-unit layer ({'trained 1 epoch' if not args.no_train else 'untrained'}, "
-          f"{time.perf_counter() - t:.1f}s)")
+    print(
+        f"backbone: LeNet up to its 84-unit layer ({'trained 1 epoch' if not args.no_train else 'untrained'}, "
+        f"{time.perf_counter() - t:.1f}s)"
+    )
 
     images = load_images(images_path, args.chunk)
     features = cnnfast.dask.predict(model, images, batch_size=500)
@@ -135,8 +156,12 @@ def main(argv=None):
     else:
         from distributed import Client, LocalCluster, progress
 
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             client.run(cnnfast.set_num_threads, 1)
             t = time.perf_counter()  # not counting the cluster's start
             future = client.compute(features)
@@ -147,12 +172,15 @@ def main(argv=None):
             out.flush()
         where = f"LocalCluster, {args.workers} worker processes x 1 thread"
     elapsed = time.perf_counter() - t
-    print(f"features of {args.n:,} images in {elapsed:.1f}s ({args.n / elapsed:,.0f} images/s; {where}) "
-          f"-> {features_path}")
+    print(
+        f"features of {args.n:,} images in {elapsed:.1f}s ({args.n / elapsed:,.0f} images/s; {where}) "
+        f"-> {features_path}"
+    )
 
-    first = np.load(images_path, mmap_mode="r")[:args.chunk]
-    np.testing.assert_allclose(np.load(features_path, mmap_mode="r")[:len(first)], cnnfast.predict(model, first),
-                               rtol=1e-4, atol=1e-5)
+    first = np.load(images_path, mmap_mode="r")[: args.chunk]
+    np.testing.assert_allclose(
+        np.load(features_path, mmap_mode="r")[: len(first)], cnnfast.predict(model, first), rtol=1e-4, atol=1e-5
+    )
     print("first chunk checked against cnnfast.predict: equal")
     del out
     if tmp is not None:

@@ -15,6 +15,7 @@ Figures:
 The MNIST figures train the model with ``cnnfast.training.fit`` (3 epochs took about two minutes
 on a busy 2-core machine); ``--no-train`` skips them. Needs matplotlib (pip install cnnfast[viz]).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,18 @@ from cnnfast.training import fit
 def lenet():
     """LeNet-5 shaped for 28x28 digits: two conv/ReLU/pool stages, then three linear layers."""
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+        nn.Conv2d(1, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
     )
 
 
@@ -74,15 +84,41 @@ def main(argv=None):
 
     save("convolution_lecture.png", lambda path: viz.plot_convolution(path=path, dpi=dpi))
     demo = np.array([[3, 0, 1, 2, 7], [1, 5, 8, 9, 3], [2, 7, 2, 5, 1], [0, 1, 3, 1, 7], [4, 2, 1, 6, 2]])
-    save("convolution_padding_stride.png", lambda path: viz.plot_convolution(
-        demo, F.kernels.sobel_x(), stride=2, padding=1, highlight=(1, 0), path=path, dpi=dpi))
+    save(
+        "convolution_padding_stride.png",
+        lambda path: viz.plot_convolution(
+            demo, F.kernels.sobel_x(), stride=2, padding=1, highlight=(1, 0), path=path, dpi=dpi
+        ),
+    )
     k = F.kernels
-    bank = np.stack([k.sobel_x(), k.sobel_y(), k.prewitt_x(), k.laplace(), k.box(3), k.gaussian(0.8, size=3),
-                     k.sharpen(), k.emboss()])[:, None]
-    names = ["sobel_x()", "sobel_y()", "prewitt_x()", "laplace()", "box(3)", "gaussian(0.8, size=3)", "sharpen()",
-             "emboss()"]
-    save("kernels_hand_designed.png", lambda path: viz.plot_kernels(
-        bank, ncols=4, names=names, title="hand-designed kernels (cnnfast.filters.kernels)", path=path, dpi=dpi))
+    bank = np.stack(
+        [
+            k.sobel_x(),
+            k.sobel_y(),
+            k.prewitt_x(),
+            k.laplace(),
+            k.box(3),
+            k.gaussian(0.8, size=3),
+            k.sharpen(),
+            k.emboss(),
+        ]
+    )[:, None]
+    names = [
+        "sobel_x()",
+        "sobel_y()",
+        "prewitt_x()",
+        "laplace()",
+        "box(3)",
+        "gaussian(0.8, size=3)",
+        "sharpen()",
+        "emboss()",
+    ]
+    save(
+        "kernels_hand_designed.png",
+        lambda path: viz.plot_kernels(
+            bank, ncols=4, names=names, title="hand-designed kernels (cnnfast.filters.kernels)", path=path, dpi=dpi
+        ),
+    )
     save("filters_camera.png", lambda path: viz.plot_filters_demo(sample_image("camera"), path=path, dpi=dpi))
     save("filters_astronaut.png", lambda path: viz.plot_filters_demo(sample_image("astronaut"), path=path, dpi=dpi))
 
@@ -92,10 +128,13 @@ def main(argv=None):
     train_data, test_data = load_mnist_5k()
     model = lenet()
     t = time.perf_counter()
-    history = fit(model, *train_data, epochs=args.epochs, batch_size=64, validation_data=test_data, seed=0,
-                  verbose=0)  # Adam, lr 1e-3, cross-entropy: fit's defaults
-    print(f"trained LeNet for {args.epochs} epochs in {time.perf_counter() - t:.0f} s: "
-          f"val_accuracy {history.history['val_accuracy'][-1]:.3f}")
+    history = fit(
+        model, *train_data, epochs=args.epochs, batch_size=64, validation_data=test_data, seed=0, verbose=0
+    )  # Adam, lr 1e-3, cross-entropy: fit's defaults
+    print(
+        f"trained LeNet for {args.epochs} epochs in {time.perf_counter() - t:.0f} s: "
+        f"val_accuracy {history.history['val_accuracy'][-1]:.3f}"
+    )
     save("mnist_history.png", lambda path: viz.plot_history(history, path=path, dpi=dpi))
     save("mnist_kernels.png", lambda path: viz.plot_kernels(model[0], path=path, dpi=dpi))
     digit = test_data[0][0]  # (1, 28, 28)

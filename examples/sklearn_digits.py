@@ -8,6 +8,7 @@ float32 images and prints ``cross_val_score(CNNClassifier(random_state=0), X, y,
 bar: a mean >= 0.95). ``--grid`` also runs a small ``GridSearchCV(n_jobs=2)`` over the learning rate,
 and a ``Pipeline`` of frozen CNN features + ``LogisticRegression``. Needs ``pip install 'cnnfast[sklearn]'``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,10 @@ def main(argv=None):
     print(f"{clf!r} on digits {X.shape}, cv={args.cv}")
     t = time.perf_counter()
     scores = cross_val_score(clf, X, y, cv=args.cv)
-    print(f"cross_val_score: {np.round(scores, 4).tolist()}  mean {scores.mean():.4f} "
-          f"({'meets' if scores.mean() >= 0.95 else 'BELOW'} the 0.95 bar)  {time.perf_counter() - t:.1f}s")
+    print(
+        f"cross_val_score: {np.round(scores, 4).tolist()}  mean {scores.mean():.4f} "
+        f"({'meets' if scores.mean() >= 0.95 else 'BELOW'} the 0.95 bar)  {time.perf_counter() - t:.1f}s"
+    )
 
     if args.grid:
         from sklearn.linear_model import LogisticRegression
@@ -49,10 +52,13 @@ def main(argv=None):
         from sklearn.pipeline import Pipeline
 
         t = time.perf_counter()
-        search = GridSearchCV(CNNClassifier(random_state=0, max_iter=8), {"learning_rate_init": [3e-3, 1e-2]},
-                              cv=3, n_jobs=2).fit(X, y)
-        print(f"GridSearchCV(n_jobs=2): best {search.best_params_}, cv score {search.best_score_:.4f}  "
-              f"{time.perf_counter() - t:.1f}s")
+        search = GridSearchCV(
+            CNNClassifier(random_state=0, max_iter=8), {"learning_rate_init": [3e-3, 1e-2]}, cv=3, n_jobs=2
+        ).fit(X, y)
+        print(
+            f"GridSearchCV(n_jobs=2): best {search.best_params_}, cv score {search.best_score_:.4f}  "
+            f"{time.perf_counter() - t:.1f}s"
+        )
 
         # A frozen network as a feature extractor: here the convolutional part of a CNN trained on
         # the first half, feeding a LogisticRegression fitted on the other half's features.
@@ -61,8 +67,10 @@ def main(argv=None):
         pipe = Pipeline([("cnn", CNNFeatures(backbone)), ("clf", LogisticRegression(max_iter=1000))])
         Xb_train, Xb_test, yb_train, yb_test = train_test_split(Xb, yb, test_size=0.5, random_state=0, stratify=yb)
         pipe.fit(Xb_train, yb_train)
-        print(f"Pipeline(CNNFeatures -> LogisticRegression): test accuracy {pipe.score(Xb_test, yb_test):.4f} "
-              f"({cnnfast.predict(backbone, X[:1]).size} features)")
+        print(
+            f"Pipeline(CNNFeatures -> LogisticRegression): test accuracy {pipe.score(Xb_test, yb_test):.4f} "
+            f"({cnnfast.predict(backbone, X[:1]).size} features)"
+        )
 
 
 if __name__ == "__main__":

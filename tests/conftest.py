@@ -1,4 +1,5 @@
 """Shared fixtures: run kernel tests on every compiled ISA this CPU supports."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,13 @@ AVAILABLE_ISAS = list(_INFO["available_isas"])
 def isa_params():
     """pytest params for every compiled ISA; those this CPU lacks are skipped with the reason."""
     return [
-        pytest.param(isa, id=f"isa={isa}", marks=() if isa in AVAILABLE_ISAS else pytest.mark.skip(
-            reason=f"this CPU does not support {isa} (features: {_INFO['cpu_features']})"))
+        pytest.param(
+            isa,
+            id=f"isa={isa}",
+            marks=()
+            if isa in AVAILABLE_ISAS
+            else pytest.mark.skip(reason=f"this CPU does not support {isa} (features: {_INFO['cpu_features']})"),
+        )
         for isa in COMPILED_ISAS
     ]
 
@@ -37,6 +43,8 @@ def rng():
 
 
 def pytest_report_header(config):
-    return (f"cnnfast {cnnfast.__version__}: compiled ISAs {COMPILED_ISAS}, available {AVAILABLE_ISAS}, "
-            f"selected {_INFO['selected_isa']}, threads {_INFO['num_threads']}, "
-            f"CNNFAST_ISA={os.environ.get('CNNFAST_ISA', '')!r}, sanitized={_INFO.get('sanitized')}")
+    return (
+        f"cnnfast {cnnfast.__version__}: compiled ISAs {COMPILED_ISAS}, available {AVAILABLE_ISAS}, "
+        f"selected {_INFO['selected_isa']}, threads {_INFO['num_threads']}, "
+        f"CNNFAST_ISA={os.environ.get('CNNFAST_ISA', '')!r}, sanitized={_INFO.get('sanitized')}"
+    )

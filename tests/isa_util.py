@@ -1,4 +1,5 @@
 """Running a call on one ISA's kernels (shared by the kernel tests)."""
+
 from __future__ import annotations
 
 import contextlib

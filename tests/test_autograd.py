@@ -1,5 +1,6 @@
 """The autograd engine: Tensor basics, graph traversal, accumulation, grad modes, error messages,
 and every Tensor op's gradient against float64 central finite differences (and torch if present)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,10 +48,10 @@ def test_tensor_wraps_array_without_copy():
 
 
 def test_tensor_dtype_rules():
-    assert Tensor([1.0, 2.0]).dtype == np.float32          # Python floats -> float32, as torch
-    assert Tensor(np.zeros(2)).dtype == np.float64          # ndarrays keep float64
+    assert Tensor([1.0, 2.0]).dtype == np.float32  # Python floats -> float32, as torch
+    assert Tensor(np.zeros(2)).dtype == np.float64  # ndarrays keep float64
     assert Tensor(np.zeros(2, np.float32)).dtype == np.float32
-    assert Tensor([1, 2]).dtype.kind == "i"                  # ints stay ints without grad
+    assert Tensor([1, 2]).dtype.kind == "i"  # ints stay ints without grad
     assert Tensor([1, 2], requires_grad=True).dtype == np.float32
     assert Tensor(np.array([1, 2], np.int64), requires_grad=True).dtype == np.float32
     with pytest.raises(TypeError, match="dtype"):
@@ -290,11 +291,11 @@ def test_inplace_rules():
 def test_ndarray_mixing_and_reflected_ops():
     x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
     c = np.array([3.0, 4.0])
-    for y in (c + x, x + c, c * x, c - x, c / x, 2 ** x, c @ x):
+    for y in (c + x, x + c, c * x, c - x, c / x, 2**x, c @ x):
         assert isinstance(y, Tensor) and y.requires_grad
     y = (c - x) * (c / x)
     y.sum().backward()
-    np.testing.assert_allclose(x.grad, -c / x.data - (c - x.data) * c / x.data ** 2)
+    np.testing.assert_allclose(x.grad, -c / x.data - (c - x.data) * c / x.data**2)
 
 
 def test_comparisons_and_argmax_are_not_differentiable():
@@ -313,33 +314,39 @@ A34 = RNG.standard_normal((3, 4))
 P34 = RNG.random((3, 4)) + 0.5  # positive, for log/sqrt/pow
 
 
-@pytest.mark.parametrize("name, fn, inputs", [
-    ("add_sub_neg", lambda a, b: -(a - b) + a, (A34, A34[::-1].copy())),
-    ("mul_div", lambda a, b: a * b / (b + 3), (A34, P34)),
-    ("pow_scalar", lambda a: a ** 3 - a ** 0.5, (P34,)),
-    ("pow_tensor", lambda a, b: a ** b, (P34, A34)),
-    ("rpow", lambda a: 2.0 ** a, (A34,)),
-    ("exp_log_sqrt", lambda a: a.exp() + a.log() * a.sqrt(), (P34,)),
-    ("tanh_sigmoid_abs", lambda a: a.tanh() * a.sigmoid() + a.abs(), (A34,)),
-    ("clip", lambda a: a.clip(-0.5, 0.7) * a, (A34,)),
-    ("relu", lambda a: a.relu() * a, (A34,)),
-    ("sum_axis", lambda a: a.sum(axis=1) * a.sum(0, keepdims=True).sum(), (A34,)),
-    ("sum_dim_tuple", lambda a: a.sum(dim=(0, 2), keepdim=True), (RNG.standard_normal((2, 3, 4)),)),
-    ("mean", lambda a: a.mean(axis=0) + a.mean(), (A34,)),
-    ("max_min", lambda a: a.max(axis=1) - a.min(0).sum() + a.max(), (A34,)),
-    ("reshape_view_flatten", lambda a: a.reshape(4, 3).view(2, 6).flatten() * np.arange(12), (A34,)),
-    ("transpose_permute", lambda a: a.transpose(0, 2).permute(1, 0, 2) @ np.ones((2, 5)),
-     (RNG.standard_normal((2, 3, 4)),)),
-    ("T", lambda a: a.T @ a, (A34,)),
-    ("squeeze_unsqueeze", lambda a: a.unsqueeze(0).squeeze(0).unsqueeze(-1).squeeze(), (A34,)),
-    ("matmul_2d", lambda a, b: a @ b, (A34, RNG.standard_normal((4, 2)))),
-    ("matmul_vec", lambda a, b: (a @ b) * (b @ a.T), (A34, RNG.standard_normal(4))),
-    ("matmul_batched", lambda a, b: a @ b, (RNG.standard_normal((2, 3, 4)), RNG.standard_normal((4, 5)))),
-    ("getitem_basic", lambda a: a[1:, ::2] * a[0, None, 1:3].sum(), (A34,)),
-    ("getitem_fancy_repeated", lambda a: a[np.array([0, 2, 0, 0]), np.array([1, 1, 3, 1])], (A34,)),
-    ("getitem_bool", lambda a: a[a.data > 0], (A34,)),
-    ("softmax_logsoftmax", lambda a: a.softmax(1) * a.log_softmax(0), (A34,)),
-])
+@pytest.mark.parametrize(
+    "name, fn, inputs",
+    [
+        ("add_sub_neg", lambda a, b: -(a - b) + a, (A34, A34[::-1].copy())),
+        ("mul_div", lambda a, b: a * b / (b + 3), (A34, P34)),
+        ("pow_scalar", lambda a: a**3 - a**0.5, (P34,)),
+        ("pow_tensor", lambda a, b: a**b, (P34, A34)),
+        ("rpow", lambda a: 2.0**a, (A34,)),
+        ("exp_log_sqrt", lambda a: a.exp() + a.log() * a.sqrt(), (P34,)),
+        ("tanh_sigmoid_abs", lambda a: a.tanh() * a.sigmoid() + a.abs(), (A34,)),
+        ("clip", lambda a: a.clip(-0.5, 0.7) * a, (A34,)),
+        ("relu", lambda a: a.relu() * a, (A34,)),
+        ("sum_axis", lambda a: a.sum(axis=1) * a.sum(0, keepdims=True).sum(), (A34,)),
+        ("sum_dim_tuple", lambda a: a.sum(dim=(0, 2), keepdim=True), (RNG.standard_normal((2, 3, 4)),)),
+        ("mean", lambda a: a.mean(axis=0) + a.mean(), (A34,)),
+        ("max_min", lambda a: a.max(axis=1) - a.min(0).sum() + a.max(), (A34,)),
+        ("reshape_view_flatten", lambda a: a.reshape(4, 3).view(2, 6).flatten() * np.arange(12), (A34,)),
+        (
+            "transpose_permute",
+            lambda a: a.transpose(0, 2).permute(1, 0, 2) @ np.ones((2, 5)),
+            (RNG.standard_normal((2, 3, 4)),),
+        ),
+        ("T", lambda a: a.T @ a, (A34,)),
+        ("squeeze_unsqueeze", lambda a: a.unsqueeze(0).squeeze(0).unsqueeze(-1).squeeze(), (A34,)),
+        ("matmul_2d", lambda a, b: a @ b, (A34, RNG.standard_normal((4, 2)))),
+        ("matmul_vec", lambda a, b: (a @ b) * (b @ a.T), (A34, RNG.standard_normal(4))),
+        ("matmul_batched", lambda a, b: a @ b, (RNG.standard_normal((2, 3, 4)), RNG.standard_normal((4, 5)))),
+        ("getitem_basic", lambda a: a[1:, ::2] * a[0, None, 1:3].sum(), (A34,)),
+        ("getitem_fancy_repeated", lambda a: a[np.array([0, 2, 0, 0]), np.array([1, 1, 3, 1])], (A34,)),
+        ("getitem_bool", lambda a: a[a.data > 0], (A34,)),
+        ("softmax_logsoftmax", lambda a: a.softmax(1) * a.log_softmax(0), (A34,)),
+    ],
+)
 def test_op_gradients_match_finite_differences(name, fn, inputs):
     fd_check(fn, *inputs)
 

@@ -14,6 +14,7 @@ Tolerances are derived from the sums computed: |got - want| <= tol * sum |terms|
 (the same convolution of |x| and |w|), with tol = 1e-4 for float32 (Winograd's transforms round
 more than a direct sum) and 1e-11 for float64.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,10 @@ def _assert_close(got, want, scale, dtype, what):
     bound = _tol(dtype) * scale + 1e-30
     worst = np.unravel_index(np.argmax(err / bound), err.shape) if err.size else ()
     assert got.shape == want.shape, f"{what}: shape {got.shape} vs {want.shape}"
-    assert np.all(err <= bound), (f"{what}: error {err[worst]:.3g} at {worst} exceeds {bound[worst]:.3g} "
-                                  f"(tol {_tol(dtype)} x sum |terms| {scale[worst]:.3g})")
+    assert np.all(err <= bound), (
+        f"{what}: error {err[worst]:.3g} at {worst} exceeds {bound[worst]:.3g} "
+        f"(tol {_tol(dtype)} x sum |terms| {scale[worst]:.3g})"
+    )
 
 
 class Case:
@@ -198,7 +201,9 @@ def test_thread_count_and_isa_changes_retune(rng):
     finally:
         cnnfast.set_num_threads(threads)
     keys = {(e["isa"], e["threads"]) for e in _entries()}
-    expected = {(SIMD[-1], threads), (SIMD[-1], 1 if threads > 1 else 2)} | ({(SIMD[0], threads)} if len(SIMD) > 1 else set())
+    expected = {(SIMD[-1], threads), (SIMD[-1], 1 if threads > 1 else 2)} | (
+        {(SIMD[0], threads)} if len(SIMD) > 1 else set()
+    )
     assert keys == expected
 
 
@@ -272,8 +277,9 @@ def test_set_autotune_rejects_non_bool():
 def _python(code, **env):
     e = dict(os.environ)
     e.update(env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e,
-                          cwd=os.path.dirname(__file__))
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=e, cwd=os.path.dirname(__file__)
+    )
 
 
 def test_environment_variable():
@@ -286,13 +292,13 @@ def test_environment_variable():
 
 # Every kernel on its own, with the thresholds relaxed: configurations only the tuner gives it.
 RELAXED = [
-    dict(x_shape=(2, 16, 12, 12), w_shape=(48, 16, 3, 3), padding=1),        # dense: K > 32
-    dict(x_shape=(1, 72, 10, 9), w_shape=(16, 72, 3, 3), padding=1),         # dense: C*R*S > 512; Winograd
-    dict(x_shape=(1, 8, 9, 11), w_shape=(4, 8, 3, 3), padding=1),            # Winograd: Cin < 16, Cout < 8
-    dict(x_shape=(1, 24, 5, 6), w_shape=(40, 24, 3, 3), padding=2),          # Winograd: few tiles
-    dict(x_shape=(2, 40, 14, 13), w_shape=(4, 40, 3, 3), padding=1),         # bwd_input "full": K < 8
+    dict(x_shape=(2, 16, 12, 12), w_shape=(48, 16, 3, 3), padding=1),  # dense: K > 32
+    dict(x_shape=(1, 72, 10, 9), w_shape=(16, 72, 3, 3), padding=1),  # dense: C*R*S > 512; Winograd
+    dict(x_shape=(1, 8, 9, 11), w_shape=(4, 8, 3, 3), padding=1),  # Winograd: Cin < 16, Cout < 8
+    dict(x_shape=(1, 24, 5, 6), w_shape=(40, 24, 3, 3), padding=2),  # Winograd: few tiles
+    dict(x_shape=(2, 40, 14, 13), w_shape=(4, 40, 3, 3), padding=1),  # bwd_input "full": K < 8
     dict(x_shape=(2, 12, 15, 16), w_shape=(40, 12, 5, 3), stride=(2, 1), padding=(2, 1)),  # bwd_input col2im, sh 2
-    dict(x_shape=(1, 6, 70, 66), w_shape=(36, 6, 3, 3), padding=1),          # plane > 64 KiB
+    dict(x_shape=(1, 6, 70, 66), w_shape=(36, 6, 3, 3), padding=1),  # plane > 64 KiB
     dict(x_shape=(2, 9, 13, 12), w_shape=(33, 9, 3, 3), dilation=2, padding=2, stride=2),
     dict(x_shape=(2, 32, 9, 9), w_shape=(32, 1, 3, 3), padding=1, groups=32),  # depthwise
     dict(x_shape=(2, 16, 10, 10), w_shape=(32, 4, 3, 3), padding=1, groups=4),  # grouped
@@ -300,8 +306,11 @@ RELAXED = [
 
 
 def _kernels(isa_name, pass_, dtype):
-    return [f"{op}_{d}_{dt}_{i}{v}" for op, d, dt, i, v in _core._kernel_list()
-            if op == "conv2d" and d == pass_ and dt == dtype and i == isa_name]
+    return [
+        f"{op}_{d}_{dt}_{i}{v}"
+        for op, d, dt, i, v in _core._kernel_list()
+        if op == "conv2d" and d == pass_ and dt == dtype and i == isa_name
+    ]
 
 
 @needs_simd
@@ -321,7 +330,9 @@ def test_every_kernel_with_thresholds_relaxed(rng, isa_name, dtype, pass_):
                     out = case.run(pass_)
                 finally:
                     _core._pin_conv2d_kernel(None)
-                case.check(pass_, out, f"pinned {name} ran {cnnfast.runtime_info()['last_kernels'][f'conv2d_{pass_}_{dt}']}")
+                case.check(
+                    pass_, out, f"pinned {name} ran {cnnfast.runtime_info()['last_kernels'][f'conv2d_{pass_}_{dt}']}"
+                )
 
 
 def test_pin_rejects_unknown_kernel():

@@ -1,4 +1,5 @@
 """cnnfast.dask.predict on the threaded scheduler and on a distributed LocalCluster of worker processes."""
+
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ def _require(name):
     """Import an optional extra; in CI (where the test extra installs it) a missing one fails instead of skipping."""
     if os.environ.get("CI"):
         import importlib
+
         return importlib.import_module(name)
     return pytest.importorskip(name, reason=f"{name} is not installed: pip install 'cnnfast[dask]'")
 
@@ -23,6 +25,7 @@ cdask = pytest.importorskip("cnnfast.dask")
 
 def _lenet():
     from cnnfast.demo import build_lenet
+
     cnnfast.manual_seed(0)
     return build_lenet()
 
@@ -44,7 +47,9 @@ def test_threaded_scheduler_equals_predict_on_the_whole_array():
     np.testing.assert_allclose(probs, cnnfast.predict(model, x, softmax=True), rtol=1e-5, atol=1e-6)
     features = cdask.predict(model[:6], dx)  # conv/pool feature maps: a 4-D output
     assert features.shape == (70, 16, 5, 5)
-    np.testing.assert_allclose(features.compute(scheduler="threads"), cnnfast.predict(model[:6], x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        features.compute(scheduler="threads"), cnnfast.predict(model[:6], x), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_bad_inputs_are_explained():
@@ -79,8 +84,12 @@ def test_local_cluster_of_processes_receives_the_model_once_per_worker(tmp_path)
     model = _counted_model(str(log))
     x = _images(96)
     dx = da.from_array(x, chunks=12)  # 8 chunks for 2 workers
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  worker_dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, worker_dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         client.run(cnnfast.set_num_threads, 1)
         worker_pids = set(client.run(os.getpid).values())
         with distributed.get_task_stream(client) as stream:

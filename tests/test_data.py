@@ -1,4 +1,5 @@
 """DataLoader / TensorDataset behaviour and the shipped MNIST subset."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,9 @@ def test_tensordataset_indexing_and_errors():
         TensorDataset()
 
 
-@pytest.mark.parametrize("n,bs,drop_last", [(10, 3, False), (10, 3, True), (10, 5, False), (10, 5, True), (2, 4, False),
-                                            (2, 4, True)])
+@pytest.mark.parametrize(
+    "n,bs,drop_last", [(10, 3, False), (10, 3, True), (10, 5, False), (10, 5, True), (2, 4, False), (2, 4, True)]
+)
 def test_batching_sizes_and_len(n, bs, drop_last):
     dl = DataLoader(_ds(n), batch_size=bs, drop_last=drop_last)
     batches = list(dl)
@@ -107,6 +109,7 @@ def test_random_split():
 
 # -- the shipped MNIST subset -------------------------------------------------------------------
 
+
 def test_mnist_5k_shapes_dtypes_and_ranges():
     (xtr, ytr), (xte, yte) = load_mnist_5k()
     assert xtr.shape == (4000, 1, 28, 28) and xte.shape == (1000, 1, 28, 28)
@@ -127,7 +130,7 @@ def test_mnist_5k_split_is_stratified_disjoint_and_shuffled():
     np.testing.assert_array_equal(np.bincount(yte, minlength=10), [100] * 10)
     assert set(ytr.tolist()) == set(range(10))
     # not sorted by class: every window of 100 training labels holds several classes
-    assert min(len(set(ytr[i:i + 100].tolist())) for i in range(0, 4000, 100)) >= 8
+    assert min(len(set(ytr[i : i + 100].tolist())) for i in range(0, 4000, 100)) >= 8
     # train and test hold different images
     tr = {x.tobytes() for x in xtr}
     assert not any(x.tobytes() in tr for x in xte)

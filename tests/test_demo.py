@@ -1,4 +1,5 @@
 """The LeNet demo: the architecture, the CLI, the plots, and the full training run reaching the bar."""
+
 from __future__ import annotations
 
 import subprocess
@@ -22,8 +23,9 @@ def test_lenet_architecture():
 
 
 def test_cli_help_runs_as_a_module(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "cnnfast.demo", "--help"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "cnnfast.demo", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     for opt in ("--epochs", "--batch-size", "--lr", "--threads", "--seed", "--plots", "--compare-torch"):
         assert opt in r.stdout
@@ -58,6 +60,7 @@ def test_default_demo_reaches_the_accuracy_bar(capsys):
     PyTorch trained from the same weights on the same batches, when torch is installed)."""
     try:
         import torch  # noqa: F401
+
         compare = ["--compare-torch"]
     except ImportError:
         compare = []
@@ -76,6 +79,7 @@ def test_python_dash_m_cnnfast(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cnnfast"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "selected ISA" in r.stdout and "python -m cnnfast.demo" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "cnnfast", "bogus"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "cnnfast", "bogus"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2 and "unknown command 'bogus'" in r.stderr

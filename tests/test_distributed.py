@@ -3,6 +3,7 @@ of 2 MPI ranks (each half of every batch) with 1 process (full batches), run und
 
 This file is also the MPI worker: ``mpirun -n 2 python tests/test_distributed.py OUTDIR``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,7 +20,7 @@ import cnnfast
 from cnnfast import distributed as dist
 from cnnfast.data import DataLoader, DistributedSampler, TensorDataset
 
-STEPS, BATCH = 6, 8          # the manual loop: 6 steps of 8 samples (4 per rank)
+STEPS, BATCH = 6, 8  # the manual loop: 6 steps of 8 samples (4 per rank)
 FIT_EPOCHS, FIT_BATCH = 2, 6  # fit(distributed=True): 2 epochs of 30 samples, global batch 6 (3 per rank)
 
 
@@ -60,10 +61,10 @@ def _train_manual(model, X, y, part=None):
     """SGD steps over fixed batches; rank ``part = (r, R)`` takes the r-th of R equal slices."""
     opt, loss_fn = _sgd(model), cnnfast.nn.CrossEntropyLoss()
     for k in range(STEPS):
-        xb, yb = X[k * BATCH:(k + 1) * BATCH], y[k * BATCH:(k + 1) * BATCH]
+        xb, yb = X[k * BATCH : (k + 1) * BATCH], y[k * BATCH : (k + 1) * BATCH]
         if part is not None:
             r, R = part
-            xb, yb = xb[r * BATCH // R:(r + 1) * BATCH // R], yb[r * BATCH // R:(r + 1) * BATCH // R]
+            xb, yb = xb[r * BATCH // R : (r + 1) * BATCH // R], yb[r * BATCH // R : (r + 1) * BATCH // R]
         opt.zero_grad()
         loss_fn(model(cnnfast.Tensor(xb)), yb).backward()
         opt.step()
@@ -95,16 +96,31 @@ def _worker(outdir):
     fit_own_init = _flat(fit_model)
     fit_ddp = dist.DistributedDataParallel(fit_model)
     fit_init = _flat(fit_model)
-    history = cnnfast.fit(fit_ddp, X[:30], y[:30], epochs=FIT_EPOCHS, batch_size=FIT_BATCH, optimizer=_sgd(fit_model),
-                          seed=7, verbose=2, distributed=True)
+    history = cnnfast.fit(
+        fit_ddp,
+        X[:30],
+        y[:30],
+        epochs=FIT_EPOCHS,
+        batch_size=FIT_BATCH,
+        optimizer=_sgd(fit_model),
+        seed=7,
+        verbose=2,
+        distributed=True,
+    )
     buckets = len(ddp._reducer.buckets)
-    np.savez(os.path.join(outdir, f"rank{rank}.npz"), world=world, buckets=buckets,
-             loss=np.array(history.history["loss"]), **{f"own_init/{k}": v for k, v in own_init.items()},
-             **{f"init/{k}": v for k, v in init.items()}, **{f"final/{k}": v for k, v in _flat(model).items()},
-             **{f"grad/{k}": v for k, v in first_grads.items()},
-             **{f"fit_own_init/{k}": v for k, v in fit_own_init.items()},
-             **{f"fit_init/{k}": v for k, v in fit_init.items()},
-             **{f"fit_final/{k}": v for k, v in _flat(fit_model).items()})
+    np.savez(
+        os.path.join(outdir, f"rank{rank}.npz"),
+        world=world,
+        buckets=buckets,
+        loss=np.array(history.history["loss"]),
+        **{f"own_init/{k}": v for k, v in own_init.items()},
+        **{f"init/{k}": v for k, v in init.items()},
+        **{f"final/{k}": v for k, v in _flat(model).items()},
+        **{f"grad/{k}": v for k, v in first_grads.items()},
+        **{f"fit_own_init/{k}": v for k, v in fit_own_init.items()},
+        **{f"fit_init/{k}": v for k, v in fit_init.items()},
+        **{f"fit_final/{k}": v for k, v in _flat(fit_model).items()},
+    )
 
 
 # --------------------------------------------------------------------------------- in-process tests
@@ -238,8 +254,13 @@ def _mpi_env():
 def mpi_run(tmp_path_factory):
     mpirun = _mpirun()
     out = tmp_path_factory.mktemp("mpi")
-    r = subprocess.run(_mpi_command(mpirun, 2) + [sys.executable, os.path.abspath(__file__), str(out)],
-                       capture_output=True, text=True, timeout=240, env=_mpi_env())
+    r = subprocess.run(
+        _mpi_command(mpirun, 2) + [sys.executable, os.path.abspath(__file__), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_mpi_env(),
+    )
     assert r.returncode == 0, f"mpirun failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     ranks = [dict(np.load(out / f"rank{k}.npz")) for k in range(2)]
     return ranks, r.stdout
@@ -291,8 +312,9 @@ def test_mpi_fit_distributed_equals_fit_and_prints_on_rank0_only(mpi_run):
     (r0, _), stdout = mpi_run
     X, y = _data()
     model = _load(_net(), _part(r0, "fit_init"))
-    history = cnnfast.fit(model, X[:30], y[:30], epochs=FIT_EPOCHS, batch_size=FIT_BATCH, optimizer=_sgd(model),
-                          seed=7, verbose=0)
+    history = cnnfast.fit(
+        model, X[:30], y[:30], epochs=FIT_EPOCHS, batch_size=FIT_BATCH, optimizer=_sgd(model), seed=7, verbose=0
+    )
     _assert_close(_part(r0, "fit_final"), _flat(model), "fit(distributed=True) on 2 ranks vs fit")
     np.testing.assert_allclose(r0["loss"], history.history["loss"], rtol=1e-5)
     for epoch in range(1, FIT_EPOCHS + 1):

@@ -1,4 +1,5 @@
 """cnnfast.filters vs a NumPy loop reference (always) and scipy.ndimage (when installed)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,9 +25,9 @@ def ref_correlate(image, kernel, mode="constant", cval=0.0, stride=1):
     out = np.zeros((h, w))
     for a in range(kh):
         for b in range(kw):
-            out += k[a, b] * x[a:a + h, b:b + w]
+            out += k[a, b] * x[a : a + h, b : b + w]
     s = (stride, stride) if np.isscalar(stride) else stride
-    return out[::s[0], ::s[1]]
+    return out[:: s[0], :: s[1]]
 
 
 def ref_layout(image, kernel, **kw):
@@ -57,6 +58,7 @@ def _image(rng, shape, dtype):
 # correctness
 # ------------------------------------------------------------------------------------------------
 
+
 def test_lecture_example():
     img = np.array([[4, 2, 0, 0], [3, 2, 3, 8], [2, 1, 8, 5], [4, 6, 8, 2]])
     k = np.arange(1, 10).reshape(3, 3)
@@ -78,8 +80,9 @@ def test_correlate_vs_numpy_reference(mode, dtype, shape, ksize, rng):
     assert out.dtype == (np.float64 if dtype == np.float64 else np.float32)
     assert out.shape == img.shape
     scale = 255.0 if dtype == np.uint8 else 1.0
-    np.testing.assert_allclose(out, ref_layout(img, k, mode=mode, cval=0.5), rtol=TOL[dtype],
-                               atol=TOL[dtype] * scale * np.abs(k).sum())
+    np.testing.assert_allclose(
+        out, ref_layout(img, k, mode=mode, cval=0.5), rtol=TOL[dtype], atol=TOL[dtype] * scale * np.abs(k).sum()
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -101,8 +104,16 @@ def test_correlate_vs_scipy(mode, dtype, layout, ksize, rng):
 
 
 @settings(max_examples=40, deadline=None)
-@given(h=st.integers(1, 9), w=st.integers(1, 9), kh=st.integers(1, 7), kw=st.integers(1, 7),
-       mode=st.sampled_from(MODES), sh=st.integers(1, 3), sw=st.integers(1, 3), seed=st.integers(0, 2**16))
+@given(
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    kh=st.integers(1, 7),
+    kw=st.integers(1, 7),
+    mode=st.sampled_from(MODES),
+    sh=st.integers(1, 3),
+    sw=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
 def test_correlate_small_images_any_kernel_vs_scipy(h, w, kh, kw, mode, sh, sw, seed):
     """Kernels larger than the image: repeated reflection/wrap must still match np.pad and scipy."""
     r = np.random.default_rng(seed)
@@ -122,10 +133,14 @@ def test_stride_samples_the_full_result(mode, stride, rng):
     s = (stride, stride) if isinstance(stride, int) else stride
     full = F.correlate(img, k, mode=mode)
     out = F.correlate(img, k, mode=mode, stride=stride)
-    np.testing.assert_allclose(out, full[::s[0], ::s[1]], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out, full[:: s[0], :: s[1]], rtol=1e-6, atol=1e-6)
     # separable filters apply the stride inside their passes
-    np.testing.assert_allclose(F.gaussian_blur(img, 1.0, mode=mode, stride=stride),
-                               F.gaussian_blur(img, 1.0, mode=mode)[::s[0], ::s[1]], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        F.gaussian_blur(img, 1.0, mode=mode, stride=stride),
+        F.gaussian_blur(img, 1.0, mode=mode)[:: s[0], :: s[1]],
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -148,8 +163,9 @@ def test_convolve_is_correlate_with_the_flipped_kernel(mode, ksize, stride, rng)
     np.testing.assert_allclose(got, want[::stride, ::stride], rtol=1e-12, atol=1e-12)
     if ndi is not None:
         for ch in range(2):
-            np.testing.assert_allclose(got[..., ch], ndi.convolve(img[..., ch], k, mode=mode)[::stride, ::stride],
-                                       rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(
+                got[..., ch], ndi.convolve(img[..., ch], k, mode=mode)[::stride, ::stride], rtol=1e-12, atol=1e-12
+            )
     if ksize == (3, 3):
         sym = k + k[::-1, ::-1]  # point-symmetric: convolution and correlation agree
         np.testing.assert_allclose(F.convolve(img, sym, mode=mode), F.correlate(img, sym, mode=mode), rtol=1e-12)
@@ -161,8 +177,7 @@ def test_channels_first_matches_channels_last(rng):
     nchw = np.ascontiguousarray(img.transpose(0, 3, 1, 2))
     out = F.correlate(nchw, k, mode="reflect", channels_first=True)
     np.testing.assert_allclose(out.transpose(0, 2, 3, 1), F.correlate(img, k, mode="reflect"), rtol=1e-13)
-    np.testing.assert_allclose(F.sobel(nchw[0], channels_first=True).transpose(1, 2, 0), F.sobel(img[0]),
-                               rtol=1e-13)
+    np.testing.assert_allclose(F.sobel(nchw[0], channels_first=True).transpose(1, 2, 0), F.sobel(img[0]), rtol=1e-13)
 
 
 def test_non_contiguous_and_int_inputs(rng):
@@ -178,8 +193,12 @@ def test_correlate_separable_equals_outer_product(rng):
     img = _image(rng, (9, 10, 2), np.float64)
     kr, kc = rng.standard_normal(5), rng.standard_normal(4)
     for mode in MODES:
-        np.testing.assert_allclose(F.correlate_separable(img, kr, kc, mode=mode, cval=2.0),
-                                   F.correlate(img, np.outer(kr, kc), mode=mode, cval=2.0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            F.correlate_separable(img, kr, kc, mode=mode, cval=2.0),
+            F.correlate(img, np.outer(kr, kc), mode=mode, cval=2.0),
+            rtol=1e-12,
+            atol=1e-12,
+        )
     np.testing.assert_allclose(F.correlate_separable(img, [2.0], kc), F.correlate(img, 2 * kc[None]), rtol=1e-13)
     np.testing.assert_allclose(F.correlate_separable(img, kr, [3.0]), F.correlate(img, 3 * kr[:, None]), rtol=1e-13)
 
@@ -193,6 +212,7 @@ def test_empty_image_gives_empty_result():
 # named filters vs scipy
 # ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
 def test_named_filters_vs_scipy(mode, dtype, rng):
@@ -204,18 +224,23 @@ def test_named_filters_vs_scipy(mode, dtype, rng):
     tol = dict(rtol=1e-5, atol=1e-3 if dtype == np.uint8 else 1e-5)
     kw = dict(mode=mode, cval=1.0)
     for axis in (0, 1):
-        np.testing.assert_allclose(F.sobel(img, axis, mode=mode), per_channel(lambda a: ndi.sobel(a, axis, mode=mode)),
-                                   **tol)
-        np.testing.assert_allclose(F.prewitt(img, axis, mode=mode),
-                                   per_channel(lambda a: ndi.prewitt(a, axis, mode=mode)), **tol)
+        np.testing.assert_allclose(
+            F.sobel(img, axis, mode=mode), per_channel(lambda a: ndi.sobel(a, axis, mode=mode)), **tol
+        )
+        np.testing.assert_allclose(
+            F.prewitt(img, axis, mode=mode), per_channel(lambda a: ndi.prewitt(a, axis, mode=mode)), **tol
+        )
     np.testing.assert_allclose(F.laplace(img, **kw), per_channel(lambda a: ndi.laplace(a, **kw)), **tol)
     for size in (3, 4, (2, 5)):
         s = (size, size) if isinstance(size, int) else size
         np.testing.assert_allclose(F.box_blur(img, size, **kw), ndi.uniform_filter(f, s + (1,), **kw), **tol)
     for sigma, truncate in ((1.0, 4.0), (0.7, 2.0), ((1.5, 0.0), 4.0)):
         s = (sigma, sigma) if np.isscalar(sigma) else sigma
-        np.testing.assert_allclose(F.gaussian_blur(img, sigma, truncate=truncate, **kw),
-                                   ndi.gaussian_filter(f, s + (0,), truncate=truncate, **kw), **tol)
+        np.testing.assert_allclose(
+            F.gaussian_blur(img, sigma, truncate=truncate, **kw),
+            ndi.gaussian_filter(f, s + (0,), truncate=truncate, **kw),
+            **tol,
+        )
 
 
 def test_sobel_magnitude_direction_and_kernels(rng):
@@ -290,31 +315,38 @@ def test_sample_image_errors_and_copies():
 # errors
 # ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("call, exc, match", [
-    (lambda: F.correlate(np.zeros(5), np.ones((3, 3))), ValueError, r"grayscale \(H, W\).*shape \(5,\)"),
-    (lambda: F.correlate(np.zeros((1, 2, 3, 4, 5)), np.ones((3, 3))), ValueError, "got an array of shape"),
-    (lambda: F.correlate(np.zeros((4, 4)), np.ones((3, 3, 1))), ValueError, r"kernel must be 2-D.*\(3, 3, 1\)"),
-    (lambda: F.correlate(np.zeros((4, 4)), np.ones(3)), ValueError, "kernel must be 2-D"),
-    (lambda: F.correlate(np.zeros((4, 4)), np.zeros((0, 3))), ValueError, "must not be empty"),
-    (lambda: F.correlate(np.zeros((4, 4)), [[1, np.nan]]), ValueError, "NaN or infinity"),
-    (lambda: F.correlate(np.zeros((4, 4)), [[1, np.inf]]), ValueError, "NaN or infinity"),
-    (lambda: F.correlate(np.zeros((4, 4)), np.ones((3, 3)), mode="same"), ValueError,
-     "unknown mode 'same'; valid modes are 'constant', 'reflect', 'mirror', 'nearest', 'wrap'"),
-    (lambda: F.correlate(np.zeros((4, 4)), np.ones((3, 3)), stride=0), ValueError, "stride must be >= 1"),
-    (lambda: F.correlate(np.zeros((4, 4)), np.ones((3, 3)), stride=1.5), TypeError, "stride"),
-    (lambda: F.correlate(np.zeros((4, 4)), np.ones((3, 3)), cval="0"), TypeError, "cval"),
-    (lambda: F.correlate(np.array([["a", "b"]]), np.ones((3, 3))), TypeError, "real numeric image"),
-    (lambda: F.correlate(np.zeros((4, 4), complex), np.ones((3, 3))), TypeError, "complex"),
-    (lambda: F.correlate("image", np.ones((3, 3))), TypeError, "expected an image array"),
-    (lambda: F.correlate(np.zeros((4, 4)), [["x"]]), TypeError, "real numeric kernel"),
-    (lambda: F.sobel(np.zeros((4, 4)), axis=2), ValueError, "axis must be None"),
-    (lambda: F.box_blur(np.zeros((4, 4)), 0), ValueError, "size must be >= 1"),
-    (lambda: F.gaussian_blur(np.zeros((4, 4)), -1.0), ValueError, "sigma must be a finite number >= 0"),
-    (lambda: F.gaussian_blur(np.zeros((4, 4)), (1.0, 2.0, 3.0)), ValueError, "sigma must be a number or a pair"),
-    (lambda: F.kernels.gaussian(1.0, size=4), ValueError, "positive odd int"),
-    (lambda: F.kernels.identity(2), ValueError, "positive odd int"),
-    (lambda: F.correlate_separable(np.zeros((4, 4)), np.ones((2, 2)), np.ones(3)), ValueError, "1-D kernels"),
-])
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: F.correlate(np.zeros(5), np.ones((3, 3))), ValueError, r"grayscale \(H, W\).*shape \(5,\)"),
+        (lambda: F.correlate(np.zeros((1, 2, 3, 4, 5)), np.ones((3, 3))), ValueError, "got an array of shape"),
+        (lambda: F.correlate(np.zeros((4, 4)), np.ones((3, 3, 1))), ValueError, r"kernel must be 2-D.*\(3, 3, 1\)"),
+        (lambda: F.correlate(np.zeros((4, 4)), np.ones(3)), ValueError, "kernel must be 2-D"),
+        (lambda: F.correlate(np.zeros((4, 4)), np.zeros((0, 3))), ValueError, "must not be empty"),
+        (lambda: F.correlate(np.zeros((4, 4)), [[1, np.nan]]), ValueError, "NaN or infinity"),
+        (lambda: F.correlate(np.zeros((4, 4)), [[1, np.inf]]), ValueError, "NaN or infinity"),
+        (
+            lambda: F.correlate(np.zeros((4, 4)), np.ones((3, 3)), mode="same"),
+            ValueError,
+            "unknown mode 'same'; valid modes are 'constant', 'reflect', 'mirror', 'nearest', 'wrap'",
+        ),
+        (lambda: F.correlate(np.zeros((4, 4)), np.ones((3, 3)), stride=0), ValueError, "stride must be >= 1"),
+        (lambda: F.correlate(np.zeros((4, 4)), np.ones((3, 3)), stride=1.5), TypeError, "stride"),
+        (lambda: F.correlate(np.zeros((4, 4)), np.ones((3, 3)), cval="0"), TypeError, "cval"),
+        (lambda: F.correlate(np.array([["a", "b"]]), np.ones((3, 3))), TypeError, "real numeric image"),
+        (lambda: F.correlate(np.zeros((4, 4), complex), np.ones((3, 3))), TypeError, "complex"),
+        (lambda: F.correlate("image", np.ones((3, 3))), TypeError, "expected an image array"),
+        (lambda: F.correlate(np.zeros((4, 4)), [["x"]]), TypeError, "real numeric kernel"),
+        (lambda: F.sobel(np.zeros((4, 4)), axis=2), ValueError, "axis must be None"),
+        (lambda: F.box_blur(np.zeros((4, 4)), 0), ValueError, "size must be >= 1"),
+        (lambda: F.gaussian_blur(np.zeros((4, 4)), -1.0), ValueError, "sigma must be a finite number >= 0"),
+        (lambda: F.gaussian_blur(np.zeros((4, 4)), (1.0, 2.0, 3.0)), ValueError, "sigma must be a number or a pair"),
+        (lambda: F.kernels.gaussian(1.0, size=4), ValueError, "positive odd int"),
+        (lambda: F.kernels.identity(2), ValueError, "positive odd int"),
+        (lambda: F.correlate_separable(np.zeros((4, 4)), np.ones((2, 2)), np.ones(3)), ValueError, "1-D kernels"),
+    ],
+)
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()

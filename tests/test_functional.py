@@ -1,4 +1,5 @@
 """cnnfast.functional on ndarrays vs the NumPy reference (tests/reference.py), on every ISA."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,12 +14,12 @@ TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol
 CONV_CASES = [
     # (N, C, H, W, K, (R, S), stride, padding, dilation, groups)
     (2, 3, 9, 8, 4, (3, 3), 1, 1, 1, 1),
-    (1, 4, 7, 7, 6, (2, 2), 2, 0, 1, 2),        # even kernel, stride, groups
-    (2, 6, 10, 9, 6, (3, 3), 1, 1, 1, 6),        # depthwise
+    (1, 4, 7, 7, 6, (2, 2), 2, 0, 1, 2),  # even kernel, stride, groups
+    (2, 6, 10, 9, 6, (3, 3), 1, 1, 1, 6),  # depthwise
     (3, 6, 11, 5, 12, (3, 2), (2, 1), (1, 0), (2, 1), 3),  # rectangular, dilation, asymmetric args
-    (1, 1, 5, 5, 1, (5, 5), 1, 0, 1, 1),         # kernel == input
-    (2, 17, 6, 6, 9, (1, 1), 1, 0, 1, 1),        # 1x1, channels = vector width + 1
-    (1, 2, 4, 4, 3, (3, 3), 3, 2, 1, 1),         # stride > kernel, padding larger than half
+    (1, 1, 5, 5, 1, (5, 5), 1, 0, 1, 1),  # kernel == input
+    (2, 17, 6, 6, 9, (1, 1), 1, 0, 1, 1),  # 1x1, channels = vector width + 1
+    (1, 2, 4, 4, 3, (3, 3), 3, 2, 1, 1),  # stride > kernel, padding larger than half
 ]
 
 
@@ -38,7 +39,9 @@ def test_conv2d_forward_backward_matches_reference(isa, rng, case, dtype):
         assert g.dtype == dtype and g.shape == terms[key][0].shape
     ref.assert_conv_close(dict(zip(("y", "gx", "gw", "gb"), (y,) + tuple(got))), terms, dtype)
     # fused conv + bias + relu forward
-    np.testing.assert_allclose(cnnfast.conv2d_relu(x, w, b, stride, padding, dilation, groups), np.maximum(y, 0), **TOL[dtype])
+    np.testing.assert_allclose(
+        cnnfast.conv2d_relu(x, w, b, stride, padding, dilation, groups), np.maximum(y, 0), **TOL[dtype]
+    )
 
 
 @settings(max_examples=40, deadline=None)
@@ -61,19 +64,24 @@ def test_conv2d_hypothesis(data):
     y = cnnfast.conv2d(x, w, None, *args)
     np.testing.assert_allclose(y, ref.conv2d(x, w, None, *args), rtol=1e-10, atol=1e-10)
     gy = r.standard_normal(y.shape)
-    for g, want in zip(cnnfast.conv2d_backward(gy, x, w, *args, output_mask=(True, True, False))[:2],
-                       ref.conv2d_backward(gy, x, w, *args)[:2]):
+    for g, want in zip(
+        cnnfast.conv2d_backward(gy, x, w, *args, output_mask=(True, True, False))[:2],
+        ref.conv2d_backward(gy, x, w, *args)[:2],
+    ):
         np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, w_shape, args", [
-    # grouped layers whose per-group reduction C/g*R*S is shorter than the GEMM register tile:
-    # the tile's weight reads once ran past the end of w (found by the ASan run in CI)
-    ((3, 6, 1, 1), (3, 2, 1, 1), ((3, 1), (0, 3), (2, 2), 3)),
-    ((2, 4, 5, 5), (4, 1, 1, 1), (1, 0, 1, 4)),
-    ((2, 6, 4, 4), (9, 2, 1, 2), (1, 1, 1, 3)),
-])
+@pytest.mark.parametrize(
+    "x_shape, w_shape, args",
+    [
+        # grouped layers whose per-group reduction C/g*R*S is shorter than the GEMM register tile:
+        # the tile's weight reads once ran past the end of w (found by the ASan run in CI)
+        ((3, 6, 1, 1), (3, 2, 1, 1), ((3, 1), (0, 3), (2, 2), 3)),
+        ((2, 4, 5, 5), (4, 1, 1, 1), (1, 0, 1, 4)),
+        ((2, 6, 4, 4), (9, 2, 1, 2), (1, 1, 1, 3)),
+    ],
+)
 def test_conv2d_backward_short_grouped_reductions(dtype, x_shape, w_shape, args, rng):
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
@@ -91,7 +99,7 @@ def test_lecture_worked_example():
     np.testing.assert_array_equal(out, [[[142, 189], [225, 230]]])
     assert out.dtype == np.float32  # integers compute in float32
     # The yellow entry, written out as on slide 8.
-    assert 4*1 + 2*2 + 0*3 + 3*4 + 2*5 + 3*6 + 2*7 + 1*8 + 8*9 == out[0, 0, 0]
+    assert 4 * 1 + 2 * 2 + 0 * 3 + 3 * 4 + 2 * 5 + 3 * 6 + 2 * 7 + 1 * 8 + 8 * 9 == out[0, 0, 0]
     # Stride 2 (slide 27) keeps only the top-left window; zero padding (slide 28) keeps the size.
     np.testing.assert_array_equal(cnnfast.conv2d(image[None], kernel[None, None], stride=2), [[[142]]])
     padded = cnnfast.conv2d(image[None], kernel[None, None], padding=1)
@@ -112,12 +120,16 @@ def test_padding_same_and_valid(rng, kernel, dilation):
     th, tw = dilation * (kernel[0] - 1), dilation * (kernel[1] - 1)
     xp = np.pad(x, ((0, 0), (0, 0), (th // 2, th - th // 2), (tw // 2, tw - tw // 2)))
     np.testing.assert_allclose(y, ref.conv2d(xp, w, dilation=dilation), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(cnnfast.conv2d(x, w, padding="valid", dilation=dilation),
-                               ref.conv2d(x, w, dilation=dilation), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        cnnfast.conv2d(x, w, padding="valid", dilation=dilation),
+        ref.conv2d(x, w, dilation=dilation),
+        rtol=1e-10,
+        atol=1e-10,
+    )
     gy = rng.standard_normal(y.shape)
     gi, gw, gb = cnnfast.conv2d_backward(gy, x, w, padding="same", dilation=dilation)
     rgi, rgw, rgb = ref.conv2d_backward(gy, xp, w, dilation=dilation)
-    np.testing.assert_allclose(gi, rgi[:, :, th // 2:th // 2 + 7, tw // 2:tw // 2 + 10], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gi, rgi[:, :, th // 2 : th // 2 + 7, tw // 2 : tw // 2 + 10], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(gw, rgw, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(gb, rgb, rtol=1e-10, atol=1e-10)
 
@@ -138,7 +150,11 @@ def test_output_shape_helpers_agree_with_ops(rng):
     for kw in [dict(), dict(stride=2, padding=1), dict(stride=(3, 1), dilation=2, padding=(2, 1))]:
         assert cnnfast.conv2d_output_shape(x.shape, w.shape, **kw) == cnnfast.conv2d(x, w, **kw).shape
     assert cnnfast.conv2d_output_shape(x.shape[1:], w.shape, padding="same") == (5, 13, 11)
-    for kw in [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), dict(kernel_size=(2, 3), dilation=2)]:
+    for kw in [
+        dict(kernel_size=2),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+        dict(kernel_size=(2, 3), dilation=2),
+    ]:
         assert cnnfast.max_pool2d_output_shape(x.shape, **kw) == cnnfast.max_pool2d(x, **kw).shape
 
 
@@ -151,13 +167,17 @@ def test_dtype_rules_and_layouts(rng):
     assert cnnfast.conv2d(x64.astype(np.float32), w64.astype(np.float32)).dtype == np.float32
     assert cnnfast.conv2d(x64.astype(np.float16), w64.astype(np.float16)).dtype == np.float32
     xi = (x64 * 10).astype(np.int16)
-    np.testing.assert_allclose(cnnfast.conv2d(xi, w64.astype(np.float32)), ref.conv2d(xi.astype(np.float64), w64), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        cnnfast.conv2d(xi, w64.astype(np.float32)), ref.conv2d(xi.astype(np.float64), w64), rtol=1e-4, atol=1e-3
+    )
     # Non-contiguous views (a transposed array, a strided slice) give the same answer.
     xt = np.ascontiguousarray(x64.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
     assert not xt.flags.c_contiguous
     np.testing.assert_allclose(cnnfast.conv2d(xt, w64), want, rtol=1e-12)
     big = rng.standard_normal((1, 2, 12, 12))
-    np.testing.assert_allclose(cnnfast.conv2d(big[:, :, ::2, ::2], w64), ref.conv2d(big[:, :, ::2, ::2].copy(), w64), rtol=1e-12)
+    np.testing.assert_allclose(
+        cnnfast.conv2d(big[:, :, ::2, ::2], w64), ref.conv2d(big[:, :, ::2, ::2].copy(), w64), rtol=1e-12
+    )
     # Nested lists work like arrays.
     np.testing.assert_allclose(cnnfast.relu([[-1.0, 2.0]]), [[0.0, 2.0]])
     # Zero-size batch.
@@ -165,13 +185,16 @@ def test_dtype_rules_and_layouts(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("cfg", [
-    dict(kernel_size=2),
-    dict(kernel_size=3, stride=2, padding=1),
-    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
-    dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1)),
-    dict(kernel_size=2, stride=3, ceil_mode=True),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(kernel_size=2),
+        dict(kernel_size=3, stride=2, padding=1),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+        dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1)),
+        dict(kernel_size=2, stride=3, ceil_mode=True),
+    ],
+)
 def test_max_pool2d_matches_reference(isa, rng, cfg, dtype):
     x = rng.standard_normal((2, 3, 9, 10)).astype(dtype)
     x[0, 0, 1, 1] = np.nan
@@ -182,11 +205,13 @@ def test_max_pool2d_matches_reference(isa, rng, cfg, dtype):
     np.testing.assert_array_equal(idx, ridx)
     np.testing.assert_array_equal(cnnfast.max_pool2d(x, **cfg), ry)
     gy = rng.standard_normal(y.shape).astype(dtype)
-    np.testing.assert_allclose(cnnfast.max_pool2d_backward(gy, x, idx, **cfg), ref.max_pool2d_backward(gy, idx, x.shape),
-                               **TOL[dtype])
+    np.testing.assert_allclose(
+        cnnfast.max_pool2d_backward(gy, x, idx, **cfg), ref.max_pool2d_backward(gy, idx, x.shape), **TOL[dtype]
+    )
     # Only the input shape is needed.
-    np.testing.assert_allclose(cnnfast.max_pool2d_backward(gy, x.shape, idx, **cfg), ref.max_pool2d_backward(gy, idx, x.shape),
-                               **TOL[dtype])
+    np.testing.assert_allclose(
+        cnnfast.max_pool2d_backward(gy, x.shape, idx, **cfg), ref.max_pool2d_backward(gy, idx, x.shape), **TOL[dtype]
+    )
 
 
 def test_max_pool2d_unbatched_and_semantics():
@@ -248,7 +273,9 @@ def test_backward_kernels_match_finite_differences(rng):
     y, idx = cnnfast.max_pool2d(xp, 3, 2, 1, return_indices=True)
     gyp = rng.standard_normal(y.shape)
     lossp = lambda: float(np.sum(gyp * cnnfast.max_pool2d(xp, 3, 2, 1)))  # noqa: E731
-    np.testing.assert_allclose(cnnfast.max_pool2d_backward(gyp, xp, idx, 3, 2, 1), _numeric_grad(lossp, xp, 1e-4), atol=1e-6)
+    np.testing.assert_allclose(
+        cnnfast.max_pool2d_backward(gyp, xp, idx, 3, 2, 1), _numeric_grad(lossp, xp, 1e-4), atol=1e-6
+    )
 
     xr = rng.standard_normal((3, 5)) + 0.01
     gyr = rng.standard_normal(xr.shape)

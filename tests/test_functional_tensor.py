@@ -1,5 +1,6 @@
 """cnnfast.functional on Tensors (recorded, gradients vs float64 finite differences and torch) and
 the new NumPy-level ops (linear, avg_pool2d, activations, softmax, dropout, flatten, one_hot)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -85,8 +86,15 @@ def test_conv2d_only_weight_requires_grad():
     assert x.grad is None and w.grad.shape == w.shape
 
 
-@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
-                                dict(kernel_size=2, stride=1, dilation=2), dict(kernel_size=3, stride=2, ceil_mode=True)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(kernel_size=2),
+        dict(kernel_size=3, stride=2, padding=1),
+        dict(kernel_size=2, stride=1, dilation=2),
+        dict(kernel_size=3, stride=2, ceil_mode=True),
+    ],
+)
 def test_max_pool2d_tensor_gradients(kw):
     x = rand(2, 3, 7, 6)  # continuous random values: no ties, so finite differences are exact
     fd_check(lambda x: F.max_pool2d(x, **kw), x)
@@ -112,22 +120,28 @@ def test_relu_tensor_and_inplace():
 # ---------------------------------------------------------------------------- new ops: FD
 
 
-@pytest.mark.parametrize("name, fn, shapes", [
-    ("linear", lambda x, w, b: F.linear(x, w, b), [(4, 5), (3, 5), (3,)]),
-    ("linear_3d_nobias", lambda x, w: F.linear(x, w), [(2, 4, 5), (3, 5)]),
-    ("linear_1d", lambda x, w, b: F.linear(x, w, b), [(5,), (3, 5), (3,)]),
-    ("avg_pool2d", lambda x: F.avg_pool2d(x, 2), [(2, 3, 6, 5)]),
-    ("avg_pool2d_pad", lambda x: F.avg_pool2d(x, 3, 2, 1), [(1, 2, 7, 6)]),
-    ("avg_pool2d_nopadcount_ceil", lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
-     [(1, 2, 6, 6)]),
-    ("avg_pool2d_unbatched", lambda x: F.avg_pool2d(x, (2, 3), stride=(1, 2)), [(2, 5, 7)]),
-    ("leaky_relu", lambda x: F.leaky_relu(x, 0.1), [(3, 4)]),
-    ("sigmoid", F.sigmoid, [(3, 4)]),
-    ("tanh", F.tanh, [(3, 4)]),
-    ("softmax", lambda x: F.softmax(x, dim=1), [(3, 4, 2)]),
-    ("log_softmax", lambda x: F.log_softmax(x, dim=-1), [(3, 4)]),
-    ("flatten", lambda x: F.flatten(x, 1) * np.arange(12.0), [(2, 3, 2, 2)]),
-])
+@pytest.mark.parametrize(
+    "name, fn, shapes",
+    [
+        ("linear", lambda x, w, b: F.linear(x, w, b), [(4, 5), (3, 5), (3,)]),
+        ("linear_3d_nobias", lambda x, w: F.linear(x, w), [(2, 4, 5), (3, 5)]),
+        ("linear_1d", lambda x, w, b: F.linear(x, w, b), [(5,), (3, 5), (3,)]),
+        ("avg_pool2d", lambda x: F.avg_pool2d(x, 2), [(2, 3, 6, 5)]),
+        ("avg_pool2d_pad", lambda x: F.avg_pool2d(x, 3, 2, 1), [(1, 2, 7, 6)]),
+        (
+            "avg_pool2d_nopadcount_ceil",
+            lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+            [(1, 2, 6, 6)],
+        ),
+        ("avg_pool2d_unbatched", lambda x: F.avg_pool2d(x, (2, 3), stride=(1, 2)), [(2, 5, 7)]),
+        ("leaky_relu", lambda x: F.leaky_relu(x, 0.1), [(3, 4)]),
+        ("sigmoid", F.sigmoid, [(3, 4)]),
+        ("tanh", F.tanh, [(3, 4)]),
+        ("softmax", lambda x: F.softmax(x, dim=1), [(3, 4, 2)]),
+        ("log_softmax", lambda x: F.log_softmax(x, dim=-1), [(3, 4)]),
+        ("flatten", lambda x: F.flatten(x, 1) * np.arange(12.0), [(2, 3, 2, 2)]),
+    ],
+)
 def test_new_ops_gradients(name, fn, shapes):
     fd_check(fn, *[rand(*s) for s in shapes])
 
@@ -149,11 +163,15 @@ def test_new_ops_match_torch():
     torch = pytest.importorskip("torch")
     tf = torch.nn.functional
     f32 = np.float32
-    torch_check(lambda x, w, b: F.linear(x, w, b), tf.linear, rand(4, 6, dtype=f32), rand(3, 6, dtype=f32),
-                rand(3, dtype=f32))
-    for kw in (dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
-               dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
-               dict(kernel_size=3, stride=1, padding=1, divisor_override=4)):
+    torch_check(
+        lambda x, w, b: F.linear(x, w, b), tf.linear, rand(4, 6, dtype=f32), rand(3, 6, dtype=f32), rand(3, dtype=f32)
+    )
+    for kw in (
+        dict(kernel_size=2),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+        dict(kernel_size=3, stride=1, padding=1, divisor_override=4),
+    ):
         torch_check(lambda x: F.avg_pool2d(x, **kw), lambda x: tf.avg_pool2d(x, **kw), rand(2, 3, 7, 8, dtype=f32))
     torch_check(lambda x: F.leaky_relu(x, 0.2), lambda x: tf.leaky_relu(x, 0.2), rand(5, 4, dtype=f32))
     torch_check(F.sigmoid, torch.sigmoid, rand(5, 4, dtype=f32) * 20)
@@ -167,10 +185,15 @@ def test_conv2d_tensor_matches_torch(kw):
     torch = pytest.importorskip("torch")
     g = kw.get("groups", 1)
     # float32 sums over C*kh*kw products: tolerance a few float32 ulps of the output magnitude
-    torch_check(lambda x, w, b: F.conv2d_relu(x, w, b, **kw),
-                lambda x, w, b: torch.relu(torch.nn.functional.conv2d(x, w, b, **kw)),
-                rand(2, 4, 8, 7, dtype=np.float32), rand(6, 4 // g, 3, 3, dtype=np.float32), rand(6, dtype=np.float32),
-                atol=1e-4, grad_atol=1e-4)
+    torch_check(
+        lambda x, w, b: F.conv2d_relu(x, w, b, **kw),
+        lambda x, w, b: torch.relu(torch.nn.functional.conv2d(x, w, b, **kw)),
+        rand(2, 4, 8, 7, dtype=np.float32),
+        rand(6, 4 // g, 3, 3, dtype=np.float32),
+        rand(6, dtype=np.float32),
+        atol=1e-4,
+        grad_atol=1e-4,
+    )
 
 
 # ---------------------------------------------------------------------------- ndarray path
@@ -178,8 +201,17 @@ def test_conv2d_tensor_matches_torch(kw):
 
 def test_ndarray_in_ndarray_out():
     x = rand(2, 3, 4, 4, dtype=np.float32)
-    for out in (F.avg_pool2d(x, 2), F.leaky_relu(x), F.sigmoid(x), F.tanh(x), F.softmax(x, 1), F.log_softmax(x, 1),
-                F.dropout(x, 0.5), F.flatten(x, 1), F.linear(x.reshape(2, -1), rand(5, 48, dtype=np.float32))):
+    for out in (
+        F.avg_pool2d(x, 2),
+        F.leaky_relu(x),
+        F.sigmoid(x),
+        F.tanh(x),
+        F.softmax(x, 1),
+        F.log_softmax(x, 1),
+        F.dropout(x, 0.5),
+        F.flatten(x, 1),
+        F.linear(x.reshape(2, -1), rand(5, 48, dtype=np.float32)),
+    ):
         assert type(out) is np.ndarray and out.dtype == np.float32
 
 
@@ -209,8 +241,10 @@ def test_avg_pool2d_matches_manual_windows():
     x = rand(1, 1, 4, 4)
     y = F.avg_pool2d(x, 2)
     np.testing.assert_allclose(y[0, 0], x[0, 0].reshape(2, 2, 2, 2).mean(axis=(1, 3)))
-    assert F.avg_pool2d_output_shape((1, 2, 7, 8), 3, 2, 1, ceil_mode=True) == F.avg_pool2d(rand(1, 2, 7, 8), 3, 2, 1,
-                                                                                             ceil_mode=True).shape
+    assert (
+        F.avg_pool2d_output_shape((1, 2, 7, 8), 3, 2, 1, ceil_mode=True)
+        == F.avg_pool2d(rand(1, 2, 7, 8), 3, 2, 1, ceil_mode=True).shape
+    )
 
 
 def test_dropout_eval_and_p_edges():

@@ -1,6 +1,7 @@
 """Sequential's inference fusion on ndarrays (cnnfast.nn.fusion.conv_block_eval): Conv2d -> eval
 BatchNorm2d -> activation in one conv call gives the layer-by-layer result (float rounding), and
 falls back to layer by layer wherever folding would be wrong."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -71,14 +72,23 @@ def test_no_fusion_where_it_would_be_wrong():
     y = train_bn(x)  # training mode: batch statistics, running stats updated
     assert not np.array_equal(train_bn[1].running_mean, before)
     c = train_bn[0](x)
-    ref = np.maximum((c - c.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(c.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
-                     * train_bn[1].weight.data.reshape(1, -1, 1, 1) + train_bn[1].bias.data.reshape(1, -1, 1, 1), 0)
+    ref = np.maximum(
+        (c - c.mean(axis=(0, 2, 3), keepdims=True))
+        / np.sqrt(c.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+        * train_bn[1].weight.data.reshape(1, -1, 1, 1)
+        + train_bn[1].bias.data.reshape(1, -1, 1, 1),
+        0,
+    )
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
     batch_stats = nn.Sequential(nn.Conv2d(3, 4, 3), _bn(4, rng, track_running_stats=False), nn.ReLU()).eval()
     conv_out = batch_stats[0](x)
-    ref = np.maximum((conv_out - conv_out.mean(axis=(0, 2, 3), keepdims=True))
-                     / np.sqrt(conv_out.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
-                     * batch_stats[1].weight.data.reshape(1, -1, 1, 1) + batch_stats[1].bias.data.reshape(1, -1, 1, 1), 0)
+    ref = np.maximum(
+        (conv_out - conv_out.mean(axis=(0, 2, 3), keepdims=True))
+        / np.sqrt(conv_out.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+        * batch_stats[1].weight.data.reshape(1, -1, 1, 1)
+        + batch_stats[1].bias.data.reshape(1, -1, 1, 1),
+        0,
+    )
     np.testing.assert_allclose(batch_stats(x), ref, rtol=1e-4, atol=1e-5)
 
 
@@ -97,7 +107,9 @@ def test_hooks_and_tensors_see_every_layer():
     np.testing.assert_allclose(y.data, seq(x), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet18", "resnet50", "googlenet"])
+@pytest.mark.parametrize(
+    "name", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet18", "resnet50", "googlenet"]
+)
 def test_models_fused_equals_layer_by_layer(name):
     rng = np.random.default_rng(4)
     model = getattr(cnnfast.models, name)(num_classes=10)
@@ -112,8 +124,7 @@ def test_models_fused_equals_layer_by_layer(name):
     x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
     with cnnfast.no_grad():
         fused = model(x)
-        handles = [m.register_forward_hook(lambda *a: None) for m in model.modules()
-                   if type(m) in (nn.Conv2d, nn.ReLU)]
+        handles = [m.register_forward_hook(lambda *a: None) for m in model.modules() if type(m) in (nn.Conv2d, nn.ReLU)]
         plain = model(x)  # a hook on every conv and ReLU switches the fusion off
     for h in handles:
         h.remove()

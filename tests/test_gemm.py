@@ -1,4 +1,5 @@
 """cnnfast._gemm.mm (the Linear layers' matrix products on cnnfast's own GEMM) against NumPy in float64."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,10 @@ from cnnfast._gemm import mm
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (64, 400, 120), (64, 120, 84), (7, 13, 5), (33, 17, 65), (3, 1000, 2),
-                                   (120, 64, 400), (256, 84, 10)])
+@pytest.mark.parametrize(
+    "m,k,n",
+    [(1, 1, 1), (64, 400, 120), (64, 120, 84), (7, 13, 5), (33, 17, 65), (3, 1000, 2), (120, 64, 400), (256, 84, 10)],
+)
 def test_mm_matches_float64_matmul(isa, rng, dtype, m, k, n):
     a = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal((k, n)).astype(dtype)
@@ -37,7 +40,11 @@ def test_linear_forward_and_backward_use_the_same_math_as_numpy(rng, dtype):
     b = rng.standard_normal(120).astype(dtype)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(cnnfast.linear(x, w, b), x @ w.T + b, **tol)
-    xt, wt, bt = cnnfast.Tensor(x, requires_grad=True), cnnfast.Tensor(w, requires_grad=True), cnnfast.Tensor(b, requires_grad=True)
+    xt, wt, bt = (
+        cnnfast.Tensor(x, requires_grad=True),
+        cnnfast.Tensor(w, requires_grad=True),
+        cnnfast.Tensor(b, requires_grad=True),
+    )
     g = rng.standard_normal((64, 120)).astype(dtype)
     (cnnfast.linear(xt, wt, bt) * cnnfast.Tensor(g)).sum().backward()
     np.testing.assert_allclose(xt.grad, g @ w, **tol)

@@ -1,4 +1,5 @@
 """cnnfast.gradcheck: passes correct gradients, catches a wrong backward, clear reports."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,7 @@ class _Cube(Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return x ** 3
+        return x**3
 
     @staticmethod
     def backward(ctx, g):
@@ -44,8 +45,10 @@ def test_passes_for_correct_gradients():
 
 def test_catches_a_wrong_backward_and_names_input_and_index():
     x = _t((2, 5))
-    with pytest.raises(GradcheckError, match=r"input 0: 1/10 elements[\s\S]*input 0 \(float64, shape \(2, 5\)\) "
-                                             r"at index \(1, 0\): analytic"):
+    with pytest.raises(
+        GradcheckError,
+        match=r"input 0: 1/10 elements[\s\S]*input 0 \(float64, shape \(2, 5\)\) " r"at index \(1, 0\): analytic",
+    ):
         gradcheck(_WrongCube.apply, (x,))
     assert gradcheck(_WrongCube.apply, (x,), raise_exception=False) is False
 

@@ -7,6 +7,7 @@ for stride 1 with padding <= dilation*(kernel-1)). Each shape here is computed t
 test (where the direct kernels run), on the scalar `ref` path, and by the NumPy oracle
 tests/reference.py. Forward (+bias, +fused ReLU), grad_input, grad_weight and grad_bias.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -72,46 +73,72 @@ def conv_geometry(draw, max_hw=14):
 
 
 @SETTINGS
-@given(geo=conv_geometry(), N=st.integers(1, 2), C=st.integers(1, 17), mult=st.integers(1, 3),
-       bias=st.booleans(), relu=st.booleans(), f64=st.booleans(), seed=st.integers(0, 2**31 - 1))
+@given(
+    geo=conv_geometry(),
+    N=st.integers(1, 2),
+    C=st.integers(1, 17),
+    mult=st.integers(1, 3),
+    bias=st.booleans(),
+    relu=st.booleans(),
+    f64=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_depthwise_matches_ref_and_reference(isa, geo, N, C, mult, bias, relu, f64, seed):
     (R, S), stride, padding, dilation, (H, W) = geo
-    x, w, b = _arrays(np.random.default_rng(seed), np.float64 if f64 else np.float32,
-                      (N, C, H, W), (C * mult, 1, R, S), bias)
+    x, w, b = _arrays(
+        np.random.default_rng(seed), np.float64 if f64 else np.float32, (N, C, H, W), (C * mult, 1, R, S), bias
+    )
     _check(isa, x, w, b, stride, padding, dilation, C, relu)
 
 
 @SETTINGS
-@given(geo=conv_geometry(), N=st.integers(1, 2), C=st.integers(1, 4), K=st.integers(1, 13),
-       bias=st.booleans(), relu=st.booleans(), f64=st.booleans(), seed=st.integers(0, 2**31 - 1))
+@given(
+    geo=conv_geometry(),
+    N=st.integers(1, 2),
+    C=st.integers(1, 4),
+    K=st.integers(1, 13),
+    bias=st.booleans(),
+    relu=st.booleans(),
+    f64=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_small_channels_matches_ref_and_reference(isa, geo, N, C, K, bias, relu, f64, seed):
     (R, S), stride, padding, dilation, (H, W) = geo
-    x, w, b = _arrays(np.random.default_rng(seed), np.float64 if f64 else np.float32,
-                      (N, C, H, W), (K, C, R, S), bias)
+    x, w, b = _arrays(np.random.default_rng(seed), np.float64 if f64 else np.float32, (N, C, H, W), (K, C, R, S), bias)
     _check(isa, x, w, b, stride, padding, dilation, 1, relu)
 
 
 @SETTINGS
-@given(geo=conv_geometry(max_hw=12), N=st.integers(1, 3), C=st.integers(5, 12), K=st.integers(1, 20),
-       bias=st.booleans(), relu=st.booleans(), f64=st.booleans(), seed=st.integers(0, 2**31 - 1))
+@given(
+    geo=conv_geometry(max_hw=12),
+    N=st.integers(1, 3),
+    C=st.integers(5, 12),
+    K=st.integers(1, 20),
+    bias=st.booleans(),
+    relu=st.booleans(),
+    f64=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_small_plane_matches_ref_and_reference(isa, geo, N, C, K, bias, relu, f64, seed):
     (R, S), stride, padding, dilation, (H, W) = geo
     assume(C * R * S <= 512)
-    x, w, b = _arrays(np.random.default_rng(seed), np.float64 if f64 else np.float32,
-                      (N, C, H, W), (K, C, R, S), bias)
+    x, w, b = _arrays(np.random.default_rng(seed), np.float64 if f64 else np.float32, (N, C, H, W), (K, C, R, S), bias)
     _check(isa, x, w, b, stride, padding, dilation, 1, relu)
 
 
 # Small-plane shapes at the edges of its domain: LeNet c2, the largest K and C*R*S it takes, a
 # plane near 64 KiB, K around the grad_input threshold (8), row strides > 1 with column stride 1.
-@pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation", [
-    ((3, 6, 12, 12), (16, 6, 5, 5), 1, 0, 1),
-    ((2, 8, 9, 10), (32, 8, 3, 3), 1, 1, 1),
-    ((1, 20, 7, 9), (12, 20, 5, 5), 1, 2, 1),
-    ((1, 5, 40, 60), (8, 5, 3, 3), 1, 1, 1),
-    ((2, 6, 11, 13), (7, 6, 3, 3), (2, 1), (0, 2), (1, 2)),
-    ((2, 6, 11, 13), (9, 6, 3, 2), (3, 1), 1, 2),
-])
+@pytest.mark.parametrize(
+    "x_shape,w_shape,stride,padding,dilation",
+    [
+        ((3, 6, 12, 12), (16, 6, 5, 5), 1, 0, 1),
+        ((2, 8, 9, 10), (32, 8, 3, 3), 1, 1, 1),
+        ((1, 20, 7, 9), (12, 20, 5, 5), 1, 2, 1),
+        ((1, 5, 40, 60), (8, 5, 3, 3), 1, 1, 1),
+        ((2, 6, 11, 13), (7, 6, 3, 3), (2, 1), (0, 2), (1, 2)),
+        ((2, 6, 11, 13), (9, 6, 3, 2), (3, 1), 1, 2),
+    ],
+)
 def test_small_plane_domain_edges(isa, rng, x_shape, w_shape, stride, padding, dilation):
     for dtype in (np.float32, np.float64):
         x, w, b = _arrays(rng, dtype, x_shape, w_shape, True)
@@ -122,15 +149,18 @@ def test_small_plane_domain_edges(isa, rng, x_shape, w_shape, stride, padding, d
 # 4/8/16 lanes, 14-16 or 32 on two vectors, short rows): LeNet c2 and its neighbours, column blocks
 # that do not divide the row, row blocks past the last row, padding, dilation, one image in row
 # chunks (both threads busy), float64.
-@pytest.mark.parametrize("x_shape,w_shape,padding,dilation", [
-    ((3, 6, 14, 14), (16, 6, 5, 5), 0, 1),
-    ((2, 6, 12, 12), (16, 6, 5, 5), 0, 1),
-    ((2, 6, 9, 11), (15, 6, 3, 3), 1, 1),
-    ((2, 5, 13, 7), (14, 5, 3, 2), (2, 1), (1, 2)),
-    ((1, 7, 20, 5), (8, 7, 3, 3), 1, 1),
-    ((2, 3, 10, 19), (4, 3, 5, 5), 2, 1),
-    ((1, 6, 24, 9), (32, 6, 3, 3), 1, 1),
-])
+@pytest.mark.parametrize(
+    "x_shape,w_shape,padding,dilation",
+    [
+        ((3, 6, 14, 14), (16, 6, 5, 5), 0, 1),
+        ((2, 6, 12, 12), (16, 6, 5, 5), 0, 1),
+        ((2, 6, 9, 11), (15, 6, 3, 3), 1, 1),
+        ((2, 5, 13, 7), (14, 5, 3, 2), (2, 1), (1, 2)),
+        ((1, 7, 20, 5), (8, 7, 3, 3), 1, 1),
+        ((2, 3, 10, 19), (4, 3, 5, 5), 2, 1),
+        ((1, 6, 24, 9), (32, 6, 3, 3), 1, 1),
+    ],
+)
 def test_channel_vector_forward(isa, rng, x_shape, w_shape, padding, dilation):
     for dtype in (np.float32, np.float64):
         for relu in (False, True):
@@ -198,15 +228,18 @@ def test_padding_wider_than_the_image(isa, rng):
 # stride-1 correlations, the plane fills that skip the padding, and planes cut into row chunks
 # (a single channel: its zero rows move from chunk to chunk).
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, mult, k, stride, padding, dilation", [
-    ((2, 5, 28, 28), 1, (5, 5), 2, 2, 1),        # EfficientNet-B0 5x5 s2
-    ((3, 4, 14, 14), 1, (3, 3), 2, 1, 1),        # MobileNet 3x3 s2 on a 14 x 14 map
-    ((1, 3, 15, 13), 2, (3, 5), (2, 3), (1, 2), 1),  # odd sizes, depth multiplier 2, strides 2 and 3
-    ((2, 3, 17, 19), 1, (3, 3), 2, (0, 3), 2),   # dilation 2 (all taps in one column phase)
-    ((1, 2, 9, 7), 3, (5, 5), (3, 2), 4, 1),     # padding beyond the kernel, M = 3
-    ((1, 1, 60, 30), 1, (5, 5), (1, 2), 2, 1),   # one plane: row chunks
-    ((1, 1, 40, 24), 2, (3, 3), 2, 1, 1),        # one input plane, row chunks, M = 2
-])
+@pytest.mark.parametrize(
+    "x_shape, mult, k, stride, padding, dilation",
+    [
+        ((2, 5, 28, 28), 1, (5, 5), 2, 2, 1),  # EfficientNet-B0 5x5 s2
+        ((3, 4, 14, 14), 1, (3, 3), 2, 1, 1),  # MobileNet 3x3 s2 on a 14 x 14 map
+        ((1, 3, 15, 13), 2, (3, 5), (2, 3), (1, 2), 1),  # odd sizes, depth multiplier 2, strides 2 and 3
+        ((2, 3, 17, 19), 1, (3, 3), 2, (0, 3), 2),  # dilation 2 (all taps in one column phase)
+        ((1, 2, 9, 7), 3, (5, 5), (3, 2), 4, 1),  # padding beyond the kernel, M = 3
+        ((1, 1, 60, 30), 1, (5, 5), (1, 2), 2, 1),  # one plane: row chunks
+        ((1, 1, 40, 24), 2, (3, 3), 2, 1, 1),  # one input plane, row chunks, M = 2
+    ],
+)
 def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, padding, dilation):
     C = x_shape[1]
     x, w, b = _arrays(rng, dtype, x_shape, (C * mult, 1, *k), True)
@@ -217,21 +250,24 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
 # (conv2d_dw_lanes.h). Channel counts around 8 and 16 give partial last blocks on both ISAs;
 # grad_input only at stride 1 with padding <= the kernel reach (else the plane engine).
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, k, stride, padding, dilation", [
-    ((2, 16, 7, 7), (3, 3), 1, 1, 1),        # MobileNetV2 last stage
-    ((1, 20, 7, 7), (5, 5), 1, 2, 1),        # EfficientNet 5x5, partial block
-    ((3, 37, 14, 14), (5, 5), 2, 2, 1),      # 5x5 s2 onto 7 x 7
-    ((1, 9, 9, 9), (7, 7), 1, 3, 1),         # 7x7, runtime tap count
-    ((2, 33, 1, 1), (3, 3), 1, 1, 1),        # 1 x 1 plane
-    ((1, 8, 2, 3), (3, 3), 1, 1, 1),
-    ((2, 24, 5, 8), (3, 3), (2, 1), (1, 0), 1),
-    ((1, 17, 12, 16), (3, 3), 2, 1, 1),      # stride 2, even input
-    ((1, 12, 9, 9), (3, 3), 1, 2, 2),        # dilation 2
-    ((1, 16, 4, 4), (3, 3), 1, 3, 1),        # padding wider than the kernel (grad_input declines)
-    ((2, 31, 8, 8), (1, 1), 1, 0, 1),
-    ((2, 20, 14, 14), (5, 5), 1, 2, 1),      # 14 x 14 (grad_weight of 5x5 declines)
-    ((1, 18, 16, 16), (3, 3), 1, 1, 1),      # the largest plane taken
-])
+@pytest.mark.parametrize(
+    "x_shape, k, stride, padding, dilation",
+    [
+        ((2, 16, 7, 7), (3, 3), 1, 1, 1),  # MobileNetV2 last stage
+        ((1, 20, 7, 7), (5, 5), 1, 2, 1),  # EfficientNet 5x5, partial block
+        ((3, 37, 14, 14), (5, 5), 2, 2, 1),  # 5x5 s2 onto 7 x 7
+        ((1, 9, 9, 9), (7, 7), 1, 3, 1),  # 7x7, runtime tap count
+        ((2, 33, 1, 1), (3, 3), 1, 1, 1),  # 1 x 1 plane
+        ((1, 8, 2, 3), (3, 3), 1, 1, 1),
+        ((2, 24, 5, 8), (3, 3), (2, 1), (1, 0), 1),
+        ((1, 17, 12, 16), (3, 3), 2, 1, 1),  # stride 2, even input
+        ((1, 12, 9, 9), (3, 3), 1, 2, 2),  # dilation 2
+        ((1, 16, 4, 4), (3, 3), 1, 3, 1),  # padding wider than the kernel (grad_input declines)
+        ((2, 31, 8, 8), (1, 1), 1, 0, 1),
+        ((2, 20, 14, 14), (5, 5), 1, 2, 1),  # 14 x 14 (grad_weight of 5x5 declines)
+        ((1, 18, 16, 16), (3, 3), 1, 1, 1),  # the largest plane taken
+    ],
+)
 @pytest.mark.parametrize("bias", [True, False])
 def test_depthwise_channel_lanes(isa, rng, dtype, x_shape, k, stride, padding, dilation, bias):
     C = x_shape[1]
@@ -244,18 +280,21 @@ def test_depthwise_channel_lanes(isa, rng, dtype, x_shape, k, stride, padding, d
 # loads at both image edges, a partial last vector, a lone last column vector), heights that
 # leave a short last block of rows, padding from 0 to kernel - 1 per axis, depth multiplier 2.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, mult, k, stride, padding", [
-    ((2, 3, 13, 17), 1, 3, 1, 1),
-    ((1, 2, 9, 33), 2, 3, 1, (0, 2)),
-    ((1, 3, 11, 56), 1, 3, 1, 1),            # MobileNetV2 56 x 56 row width
-    ((1, 2, 6, 31), 1, 5, 1, 2),
-    ((2, 2, 7, 40), 1, 5, 1, (4, 1)),
-    ((1, 2, 10, 24), 1, 7, 1, 3),            # ConvNeXt 7x7
-    ((1, 2, 17, 64), 1, 3, 2, 1),            # stride 2: phase rows
-    ((2, 3, 13, 35), 2, 3, 2, (2, 0)),
-    ((1, 2, 11, 67), 1, 5, 2, 2),            # EfficientNet 5x5 s2
-    ((1, 2, 15, 45), 1, 7, 2, (6, 3)),
-])
+@pytest.mark.parametrize(
+    "x_shape, mult, k, stride, padding",
+    [
+        ((2, 3, 13, 17), 1, 3, 1, 1),
+        ((1, 2, 9, 33), 2, 3, 1, (0, 2)),
+        ((1, 3, 11, 56), 1, 3, 1, 1),  # MobileNetV2 56 x 56 row width
+        ((1, 2, 6, 31), 1, 5, 1, 2),
+        ((2, 2, 7, 40), 1, 5, 1, (4, 1)),
+        ((1, 2, 10, 24), 1, 7, 1, 3),  # ConvNeXt 7x7
+        ((1, 2, 17, 64), 1, 3, 2, 1),  # stride 2: phase rows
+        ((2, 3, 13, 35), 2, 3, 2, (2, 0)),
+        ((1, 2, 11, 67), 1, 5, 2, 2),  # EfficientNet 5x5 s2
+        ((1, 2, 15, 45), 1, 7, 2, (6, 3)),
+    ],
+)
 def test_depthwise_row_blocks(isa, rng, dtype, x_shape, mult, k, stride, padding):
     C = x_shape[1]
     x, w, b = _arrays(rng, dtype, x_shape, (C * mult, 1, k, k), True)
@@ -265,19 +304,22 @@ def test_depthwise_row_blocks(isa, rng, dtype, x_shape, mult, k, stride, padding
 
 # Big enough to be split over threads (rows of one image for the depthwise filter, a fixed
 # number of reduction parts for grad_weight): the results must be bit-identical for 1 and 2.
-@pytest.mark.parametrize("case", [
-    dict(x=(1, 3, 96, 70), w=(3, 1, 5, 5), stride=1, padding=2, groups=3),     # image filter
-    dict(x=(2, 8, 33, 30), w=(16, 1, 3, 3), stride=2, padding=1, groups=8),    # MobileNet-like
-    dict(x=(4, 16, 28, 28), w=(16, 1, 5, 5), stride=2, padding=2, groups=16),  # EfficientNet-like
-    dict(x=(1, 3, 64, 64), w=(16, 3, 7, 7), stride=2, padding=3, groups=1),    # ResNet-stem-like
-    dict(x=(8, 1, 28, 28), w=(6, 1, 5, 5), stride=1, padding=0, groups=1),     # LeNet c1
-    dict(x=(20, 6, 12, 12), w=(16, 6, 5, 5), stride=1, padding=0, groups=1),   # LeNet c2
-    dict(x=(1, 8, 30, 30), w=(16, 8, 3, 3), stride=1, padding=1, groups=1),    # small plane, N=1
-    dict(x=(16, 40, 7, 7), w=(40, 1, 3, 3), stride=1, padding=1, groups=40),   # channels as lanes
-    dict(x=(9, 24, 14, 14), w=(24, 1, 5, 5), stride=2, padding=2, groups=24),  # lanes, 5x5 s2
-    dict(x=(1, 4, 70, 70), w=(4, 1, 3, 3), stride=1, padding=1, groups=4),     # row blocks, row chunks
-    dict(x=(1, 3, 90, 90), w=(3, 1, 3, 3), stride=2, padding=1, groups=3),     # row blocks s2, chunks
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(x=(1, 3, 96, 70), w=(3, 1, 5, 5), stride=1, padding=2, groups=3),  # image filter
+        dict(x=(2, 8, 33, 30), w=(16, 1, 3, 3), stride=2, padding=1, groups=8),  # MobileNet-like
+        dict(x=(4, 16, 28, 28), w=(16, 1, 5, 5), stride=2, padding=2, groups=16),  # EfficientNet-like
+        dict(x=(1, 3, 64, 64), w=(16, 3, 7, 7), stride=2, padding=3, groups=1),  # ResNet-stem-like
+        dict(x=(8, 1, 28, 28), w=(6, 1, 5, 5), stride=1, padding=0, groups=1),  # LeNet c1
+        dict(x=(20, 6, 12, 12), w=(16, 6, 5, 5), stride=1, padding=0, groups=1),  # LeNet c2
+        dict(x=(1, 8, 30, 30), w=(16, 8, 3, 3), stride=1, padding=1, groups=1),  # small plane, N=1
+        dict(x=(16, 40, 7, 7), w=(40, 1, 3, 3), stride=1, padding=1, groups=40),  # channels as lanes
+        dict(x=(9, 24, 14, 14), w=(24, 1, 5, 5), stride=2, padding=2, groups=24),  # lanes, 5x5 s2
+        dict(x=(1, 4, 70, 70), w=(4, 1, 3, 3), stride=1, padding=1, groups=4),  # row blocks, row chunks
+        dict(x=(1, 3, 90, 90), w=(3, 1, 3, 3), stride=2, padding=1, groups=3),  # row blocks s2, chunks
+    ],
+)
 def test_results_do_not_depend_on_thread_count(isa, rng, case):
     x, w, b = _arrays(rng, np.float32, case["x"], case["w"], True)
     args = (case["stride"], case["padding"], 1, case["groups"])
@@ -326,15 +368,18 @@ def no_winograd():
 # <= 32 on AVX2): each case must reach the kernel the dispatch promises (an ISA name: direct on
 # that ISA only) and match ref and the float64 oracle. Winograd is off here: its weight gradient,
 # listed before _dense, takes the 16 -> 16 case on AVX2 (test_kernels_conv2d_winograd.py).
-@pytest.mark.parametrize("x_shape,w_shape,padding,direct", [
-    ((4, 16, 32, 32), (16, 16, 3, 3), 1, True),    # 3x3, 16 -> 16, a 34 x 34 padded plane
-    ((2, 32, 40, 40), (8, 32, 3, 3), 1, True),     # K = 8 over 32 channels
-    ((2, 32, 48, 48), (16, 32, 1, 1), 0, "avx512"),  # 1x1: direct on AVX-512 only
-    ((1, 3, 64, 64), (64, 3, 7, 7), 3, False),     # stem-like: K = 64 goes to GEMM
-    ((1, 3, 96, 96), (32, 3, 3, 3), 1, "avx2"),    # small C, K = 32: direct on AVX2 only
-    ((2, 3, 32, 32), (24, 3, 5, 5), 2, True),      # small C, K = 24: direct
-    ((3, 2, 75, 21), (5, 2, 3, 4), 1, True),       # small C, tall image: several row groups per image
-])
+@pytest.mark.parametrize(
+    "x_shape,w_shape,padding,direct",
+    [
+        ((4, 16, 32, 32), (16, 16, 3, 3), 1, True),  # 3x3, 16 -> 16, a 34 x 34 padded plane
+        ((2, 32, 40, 40), (8, 32, 3, 3), 1, True),  # K = 8 over 32 channels
+        ((2, 32, 48, 48), (16, 32, 1, 1), 0, "avx512"),  # 1x1: direct on AVX-512 only
+        ((1, 3, 64, 64), (64, 3, 7, 7), 3, False),  # stem-like: K = 64 goes to GEMM
+        ((1, 3, 96, 96), (32, 3, 3, 3), 1, "avx2"),  # small C, K = 32: direct on AVX2 only
+        ((2, 3, 32, 32), (24, 3, 5, 5), 2, True),  # small C, K = 24: direct
+        ((3, 2, 75, 21), (5, 2, 3, 4), 1, True),  # small C, tall image: several row groups per image
+    ],
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_weight_gradient_dispatch_on_wider_planes(isa, rng, x_shape, w_shape, padding, direct, dtype, no_winograd):
     x, w, b = _arrays(rng, dtype, x_shape, w_shape, True)
@@ -351,11 +396,14 @@ def test_weight_gradient_dispatch_on_wider_planes(isa, rng, x_shape, w_shape, pa
 # The small-plane forward leaves float32 3x3 stride-1 layers with >= 16 input channels to Winograd
 # (with 512-bit vectors only from C*K >= 512): each case must reach the kernel the dispatch
 # promises and match ref and the float64 oracle.
-@pytest.mark.parametrize("x_shape,w_shape,want", [
-    ((2, 32, 16, 16), (32, 32, 3, 3), {"avx2": "winograd", "avx512": "winograd"}),
-    ((2, 16, 16, 16), (16, 16, 3, 3), {"avx2": "winograd", "avx512": "dense"}),
-    ((2, 8, 16, 16), (16, 8, 3, 3), {"avx2": "dense", "avx512": "dense"}),  # Winograd wants C >= 16
-])
+@pytest.mark.parametrize(
+    "x_shape,w_shape,want",
+    [
+        ((2, 32, 16, 16), (32, 32, 3, 3), {"avx2": "winograd", "avx512": "winograd"}),
+        ((2, 16, 16, 16), (16, 16, 3, 3), {"avx2": "winograd", "avx512": "dense"}),
+        ((2, 8, 16, 16), (16, 8, 3, 3), {"avx2": "dense", "avx512": "dense"}),  # Winograd wants C >= 16
+    ],
+)
 def test_plane_forward_leaves_3x3_layers_to_winograd(isa, rng, x_shape, w_shape, want):
     x, w, b = _arrays(rng, np.float32, x_shape, w_shape, True)
     prev = cnnfast.get_winograd()

@@ -8,6 +8,7 @@ several whole vectors), output channels that are not a multiple of the register 
 channels (channel blocks: partial sums in the output), bias / fused ReLU, float32 / float64, and
 results independent of the thread count.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -19,7 +20,9 @@ import pytest
 import cnnfast
 from cnnfast import _core
 
-_spec = importlib.util.spec_from_file_location("cnnfast_test_reference", pathlib.Path(__file__).with_name("reference.py"))
+_spec = importlib.util.spec_from_file_location(
+    "cnnfast_test_reference", pathlib.Path(__file__).with_name("reference.py")
+)
 reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference)
 
@@ -118,13 +121,20 @@ def test_large_problems_keep_the_gemm(isa, rng):
     assert not cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
     _core.conv2d_forward(x, w[:, :4], None, (1, 1), (0, 0), (1, 1), 2, False)
     assert not cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
-    _fwd(rng.standard_normal((1, 1024, 20, 20)).astype(np.float32),
-         rng.standard_normal((256, 1024, 1, 1)).astype(np.float32), None, False)
+    _fwd(
+        rng.standard_normal((1, 1024, 20, 20)).astype(np.float32),
+        rng.standard_normal((256, 1024, 1, 1)).astype(np.float32),
+        None,
+        False,
+    )
     assert not cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
 
 
-@pytest.mark.parametrize("shape", [(3, 45, 14, 14, 70), (1, 144, 56, 56, 24), (1, 333, 7, 7, 70), (2, 16, 40, 40, 96)],
-                         ids=["14x14-n3", "56x56", "7x7-c333", "40x40-n2"])
+@pytest.mark.parametrize(
+    "shape",
+    [(3, 45, 14, 14, 70), (1, 144, 56, 56, 24), (1, 333, 7, 7, 70), (2, 16, 40, 40, 96)],
+    ids=["14x14-n3", "56x56", "7x7-c333", "40x40-n2"],
+)
 def test_independent_of_thread_count(isa, rng, shape):
     """Bitwise the same output for 1, 2 and 3 threads (the units and chunks change with them)."""
     _simd(isa)

@@ -13,6 +13,7 @@ NumPy oracle tests/reference.py with the tolerances of test_kernels_conv2d.py: r
 data its max error is 3e-5 to 1.1e-4 * sqrt(C*9) on the ResNet-18 layers, up to 0.86 of this
 tolerance at C = 512, which is why C > 512 declines; see README "Runtime".)
 """
+
 from __future__ import annotations
 
 import os
@@ -111,9 +112,17 @@ def test_forward_and_grad_input(isa, rng, case, bias):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(N=st.integers(1, 4), C=st.integers(16, 24), K=st.integers(8, 40), H=st.integers(1, 14),
-       W=st.integers(1, 18), ph=st.integers(0, 2), pw=st.integers(0, 2), relu=st.booleans(),
-       threads=st.integers(1, 3))
+@given(
+    N=st.integers(1, 4),
+    C=st.integers(16, 24),
+    K=st.integers(8, 40),
+    H=st.integers(1, 14),
+    W=st.integers(1, 18),
+    ph=st.integers(0, 2),
+    pw=st.integers(0, 2),
+    relu=st.booleans(),
+    threads=st.integers(1, 3),
+)
 def test_random_geometries(rng, N, C, K, H, W, ph, pw, relu, threads):
     """Any geometry Winograd may take (1-row images, every padding, tiles cut on both edges),
     whichever kernel ends up running, against the NumPy oracle; forward, grad_input, grad_weight."""
@@ -195,8 +204,9 @@ def test_switch_selects_the_gemm_path(rng):
 def _run(code, **env):
     e = {k: v for k, v in os.environ.items() if not k.startswith("CNNFAST_")}
     e.update(env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e,
-                          cwd=os.path.dirname(__file__))
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=e, cwd=os.path.dirname(__file__)
+    )
 
 
 def test_environment_variable():

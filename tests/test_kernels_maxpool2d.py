@@ -3,6 +3,7 @@
 The fast path must agree with the reference *exactly* (values bit for bit up to the sign of
 zero, indices identical): max-pooling does no arithmetic, so there is no rounding to tolerate.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -83,10 +84,21 @@ def test_matches_numpy_reference(isa, rng, dtype, cfg):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 12), w=st.integers(1, 20),
-    kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 4), sw=st.integers(1, 4),
-    dh=st.integers(1, 3), dw=st.integers(1, 3), fh=st.floats(0, 1), fw=st.floats(0, 1),
-    ceil_mode=st.booleans(), f64=st.booleans(), special=st.sampled_from(["none", "nan", "-inf", "ties"]),
+    n=st.integers(1, 2),
+    c=st.integers(1, 3),
+    h=st.integers(1, 12),
+    w=st.integers(1, 20),
+    kh=st.integers(1, 4),
+    kw=st.integers(1, 4),
+    sh=st.integers(1, 4),
+    sw=st.integers(1, 4),
+    dh=st.integers(1, 3),
+    dw=st.integers(1, 3),
+    fh=st.floats(0, 1),
+    fw=st.floats(0, 1),
+    ceil_mode=st.booleans(),
+    f64=st.booleans(),
+    special=st.sampled_from(["none", "nan", "-inf", "ties"]),
     seed=st.integers(0, 2**16),
 )
 def test_hypothesis_fast_matches_ref(n, c, h, w, kh, kw, sh, sw, dh, dw, fh, fw, ceil_mode, f64, special, seed):
@@ -124,7 +136,7 @@ def test_hypothesis_fast_matches_ref(n, c, h, w, kh, kw, sh, sw, dh, dw, fh, fw,
 def test_nan_propagates_with_its_index(isa, dtype):
     x = np.arange(2 * 18 * 18, dtype=dtype).reshape(1, 2, 18, 18)
     x[0, 0, 4, 5] = np.nan
-    x[0, 0, 5, 4] = np.nan   # same 2x2 window (rows 4-5, cols 4-5): the first NaN in scan order wins
+    x[0, 0, 5, 4] = np.nan  # same 2x2 window (rows 4-5, cols 4-5): the first NaN in scan order wins
     x[0, 1, 17, 17] = np.nan  # last element: NaN beats the larger numbers before it
     y, idx = check_fwd(isa, x, 2, 2)
     assert np.isnan(y[0, 0, 2, 2]) and idx[0, 0, 2, 2] == 4 * 18 + 5
@@ -140,7 +152,7 @@ def test_nan_propagates_with_its_index(isa, dtype):
 def test_ties_go_to_first_index_in_scan_order(isa, dtype):
     x = np.zeros((1, 1, 4, 20), dtype)
     y, idx = check_fwd(isa, x, 2, 2)
-    expect = (np.arange(2)[:, None] * 2 * 20 + np.arange(10)[None, :] * 2)
+    expect = np.arange(2)[:, None] * 2 * 20 + np.arange(10)[None, :] * 2
     np.testing.assert_array_equal(idx[0, 0], expect)
     # a tie across columns where the later column holds the earlier row: (0, 1) beats (1, 0)
     x = np.zeros((1, 1, 2, 18), dtype)
@@ -179,8 +191,11 @@ def test_all_padding_windows(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cfg", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=1, padding=1),
-                                 dict(kernel_size=3, stride=2, padding=1)], ids=["2x2s2", "3x3s1p1", "3x3s2p1"])
+@pytest.mark.parametrize(
+    "cfg",
+    [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=3, stride=2, padding=1)],
+    ids=["2x2s2", "3x3s1p1", "3x3s2p1"],
+)
 def test_backward_matches_ref(isa, rng, dtype, cfg):
     x = rng.integers(-3, 3, (3, 4, 9, 17)).astype(dtype)  # many ties: indices repeat in overlapping windows
     y, idx = check_fwd(isa, x, **cfg)
@@ -274,8 +289,11 @@ def test_stride2_wide_rows_match_ref(isa, rng, dtype, W):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cfg, W", [(S2_CONFIGS[1], 46), (S2_CONFIGS[2], 49), (S2_CONFIGS[3], 48), (S2_CONFIGS[3], 37)],
-                         ids=["2x2p1", "3x3p0", "3x3p1", "3x3p1-odd"])
+@pytest.mark.parametrize(
+    "cfg, W",
+    [(S2_CONFIGS[1], 46), (S2_CONFIGS[2], 49), (S2_CONFIGS[3], 48), (S2_CONFIGS[3], 37)],
+    ids=["2x2p1", "3x3p0", "3x3p1", "3x3p1-odd"],
+)
 def test_stride2_nan_at_every_column(isa, rng, dtype, cfg, W):
     # One NaN at a time, in every column of the first, a middle and the last row of the whole
     # input (the first and last rows of x are loaded without reading outside it): NaN must win
@@ -294,9 +312,18 @@ def test_stride2_nan_at_every_column(isa, rng, dtype, cfg, W):
 
 @settings(max_examples=30, deadline=None)
 @given(
-    h=st.integers(1, 9), w=st.integers(33, 80), kh=st.integers(1, 4), kw=st.integers(2, 3), sh=st.integers(1, 3),
-    dh=st.integers(1, 2), fh=st.floats(0, 1), pw=st.integers(0, 1), ceil_mode=st.booleans(), f64=st.booleans(),
-    special=st.integers(0, 3), seed=st.integers(0, 2**16),
+    h=st.integers(1, 9),
+    w=st.integers(33, 80),
+    kh=st.integers(1, 4),
+    kw=st.integers(2, 3),
+    sh=st.integers(1, 3),
+    dh=st.integers(1, 2),
+    fh=st.floats(0, 1),
+    pw=st.integers(0, 1),
+    ceil_mode=st.booleans(),
+    f64=st.booleans(),
+    special=st.integers(0, 3),
+    seed=st.integers(0, 2**16),
 )
 def test_hypothesis_stride2_wide_rows(h, w, kh, kw, sh, dh, fh, pw, ceil_mode, f64, special, seed):
     ph = int(fh * (((kh - 1) * dh + 1) // 2))

@@ -1,6 +1,7 @@
 """The pointwise activation kernels (kernels/pointwise: clamp, hardswish, silu) and the
 small-batch matrix-vector kernel (kernels/linear) on every compiled ISA, against the NumPy
 formulas and the scalar `_ref` twin; the functional activations and the eval paths that use them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,9 +40,13 @@ def _close(got, want, dtype, scale):
 def test_clamp_and_hardswish_match_formulas(isa, rng, dtype, n):
     x = _x(rng, n, dtype)
     x64 = x.astype(np.float64)
-    for kind, a, b, lo, hi in (("clamp", 1.0, 0.0, 0.0, 6.0), ("clamp", 1 / 6, 0.5, 0.0, 1.0),
-                               ("clamp", 0.2, 0.5, 0.0, 1.0), ("hardswish", 1 / 6, 0.5, 0.0, 1.0),
-                               ("hardswish", 0.5, 1.5, -1.0, 2.0)):
+    for kind, a, b, lo, hi in (
+        ("clamp", 1.0, 0.0, 0.0, 6.0),
+        ("clamp", 1 / 6, 0.5, 0.0, 1.0),
+        ("clamp", 0.2, 0.5, 0.0, 1.0),
+        ("hardswish", 1 / 6, 0.5, 0.0, 1.0),
+        ("hardswish", 0.5, 1.5, -1.0, 2.0),
+    ):
         y = _core.pointwise_forward(x, kind, a, b, lo, hi)
         t = np.clip(x64 * a + b, lo, hi)
         want = t if kind == "clamp" else x64 * t
@@ -83,8 +88,12 @@ def test_nan_inf_and_in_place(isa, dtype):
 def test_functional_activations_match_numpy_formulas(isa, rng):
     for dtype in DTYPES:
         x = rng.uniform(-8, 8, (2, 5, 7, 9)).astype(dtype)
-        for fast, slow in ((P._relu6, P._relu6_np), (P._hardswish, P._hardswish_np),
-                           (P._hardsigmoid, P._hardsigmoid_np), (P._silu, P._silu_np)):
+        for fast, slow in (
+            (P._relu6, P._relu6_np),
+            (P._hardswish, P._hardswish_np),
+            (P._hardsigmoid, P._hardsigmoid_np),
+            (P._silu, P._silu_np),
+        ):
             want = slow(x)
             np.testing.assert_allclose(fast(x), want, rtol=4 * np.finfo(dtype).eps, atol=8 * np.finfo(dtype).eps)
             y = np.empty_like(x)
@@ -92,8 +101,9 @@ def test_functional_activations_match_numpy_formulas(isa, rng):
             np.testing.assert_allclose(y, want, rtol=4 * np.finfo(dtype).eps, atol=8 * np.finfo(dtype).eps)
         # non-contiguous input: the kernel gets a contiguous copy, the input is untouched
         xt = x.transpose(0, 1, 3, 2)
-        np.testing.assert_allclose(P._hardswish(xt), P._hardswish_np(xt), rtol=4 * np.finfo(dtype).eps,
-                                   atol=8 * np.finfo(dtype).eps)
+        np.testing.assert_allclose(
+            P._hardswish(xt), P._hardswish_np(xt), rtol=4 * np.finfo(dtype).eps, atol=8 * np.finfo(dtype).eps
+        )
     x16 = rng.uniform(-8, 8, 50).astype(np.float16)  # other dtypes: the NumPy formula
     assert P._hardswish(x16).dtype == np.float16
 
@@ -112,8 +122,18 @@ def test_pointwise_errors():
 
 # (m, n, k): around the 4-row blocks, the 2-vector unroll of k and its scalar tail, m up to the
 # SIMD kernels' limit of 8 and beyond it (ref runs)
-LINEAR = [(1, 1, 1), (1, 5, 3), (2, 7, 17), (3, 4, 16), (4, 9, 33), (1, 130, 64), (8, 13, 100), (9, 6, 40),
-          (1, 1280, 512), (3, 1000, 129)]
+LINEAR = [
+    (1, 1, 1),
+    (1, 5, 3),
+    (2, 7, 17),
+    (3, 4, 16),
+    (4, 9, 33),
+    (1, 130, 64),
+    (8, 13, 100),
+    (9, 6, 40),
+    (1, 1280, 512),
+    (3, 1000, 129),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -159,9 +179,19 @@ def test_se_block_eval_matches_unfused(rng):
     activations the eval path fuses) gives the same result on ndarrays (fused, matrix-vector) as on
     Tensors (module by module), for batches on both sides of the matrix-vector limit."""
     nn = cnnfast.nn
-    seq = nn.Sequential(nn.Conv2d(24, 8, 1), nn.ReLU(), nn.Conv2d(8, 24, 1), nn.Hardsigmoid(),
-                        nn.Conv2d(24, 16, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish(),
-                        nn.Conv2d(16, 16, 1), nn.ReLU6(), nn.Conv2d(16, 12, 1, padding="same"), nn.SiLU())
+    seq = nn.Sequential(
+        nn.Conv2d(24, 8, 1),
+        nn.ReLU(),
+        nn.Conv2d(8, 24, 1),
+        nn.Hardsigmoid(),
+        nn.Conv2d(24, 16, 1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.Hardswish(),
+        nn.Conv2d(16, 16, 1),
+        nn.ReLU6(),
+        nn.Conv2d(16, 12, 1, padding="same"),
+        nn.SiLU(),
+    )
     bn = seq[5]
     bn.running_mean[...] = rng.normal(0, 0.3, 16)
     bn.running_var[...] = rng.uniform(0.5, 2, 16)
@@ -175,41 +205,61 @@ def test_se_block_eval_matches_unfused(rng):
 
 def _conv_bn_act_reference(x, w, b, stride, pad, groups, bn, act):
     """conv2d -> BatchNorm (running statistics) -> activation, in float64, module by module."""
-    y = cnnfast.functional.conv2d(x.astype(np.float64), w.astype(np.float64),
-                                  None if b is None else b.astype(np.float64), stride, pad, 1, groups)
+    y = cnnfast.functional.conv2d(
+        x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64), stride, pad, 1, groups
+    )
     if bn is not None:
         mean, var, gamma, beta, eps = bn
         s = (1.0 if gamma is None else gamma.astype(np.float64)) / np.sqrt(var.astype(np.float64) + eps)
         y = (y - mean.astype(np.float64).reshape(1, -1, 1, 1)) * np.reshape(s, (1, -1, 1, 1))
         if beta is not None:
             y = y + beta.astype(np.float64).reshape(1, -1, 1, 1)
-    return {"none": lambda v: v, "relu": lambda v: np.maximum(v, 0), "relu6": P._relu6_np,
-            "hardswish": P._hardswish_np, "hardsigmoid": P._hardsigmoid_np}[act](y)
+    return {
+        "none": lambda v: v,
+        "relu": lambda v: np.maximum(v, 0),
+        "relu6": P._relu6_np,
+        "hardswish": P._hardswish_np,
+        "hardsigmoid": P._hardsigmoid_np,
+    }[act](y)
 
 
-_ACT_ARGS = {"none": ("none",), "relu": ("relu",), "relu6": ("clamp", 1.0, 0.0, 0.0, 6.0),
-             "hardswish": ("hardswish", 1 / 6, 0.5, 0.0, 1.0), "hardsigmoid": ("clamp", 1 / 6, 0.5, 0.0, 1.0)}
+_ACT_ARGS = {
+    "none": ("none",),
+    "relu": ("relu",),
+    "relu6": ("clamp", 1.0, 0.0, 0.0, 6.0),
+    "hardswish": ("hardswish", 1 / 6, 0.5, 0.0, 1.0),
+    "hardsigmoid": ("clamp", 1 / 6, 0.5, 0.0, 1.0),
+}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", [
-    # (x shape, w shape, stride, pad, groups): BN folded (small weights) / applied to the output
-    # (weights larger than the output) / 1x1 conv on a 1x1 plane (matrix-vector, and the GEMM above 4 images)
-    ((2, 4, 9, 8), (6, 4, 3, 3), (1, 1), (1, 1), 1),
-    ((1, 32, 3, 3), (48, 32, 3, 3), (2, 2), (1, 1), 1),
-    ((3, 6, 7, 7), (6, 1, 3, 3), (1, 1), (1, 1), 6),
-    ((1, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),
-    ((4, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),
-    ((6, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),
-], ids=["fold", "no_fold", "depthwise", "matvec_n1", "matvec_n4", "gemm_n6"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        # (x shape, w shape, stride, pad, groups): BN folded (small weights) / applied to the output
+        # (weights larger than the output) / 1x1 conv on a 1x1 plane (matrix-vector, and the GEMM above 4 images)
+        ((2, 4, 9, 8), (6, 4, 3, 3), (1, 1), (1, 1), 1),
+        ((1, 32, 3, 3), (48, 32, 3, 3), (2, 2), (1, 1), 1),
+        ((3, 6, 7, 7), (6, 1, 3, 3), (1, 1), (1, 1), 6),
+        ((1, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),
+        ((4, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),
+        ((6, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),
+    ],
+    ids=["fold", "no_fold", "depthwise", "matvec_n1", "matvec_n4", "gemm_n6"],
+)
 def test_conv_bn_act_matches_modules(rng, dtype, case):
     xs, ws, stride, pad, groups = case
     x = rng.standard_normal(xs).astype(dtype)
     w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dtype)
     b = rng.standard_normal(ws[0]).astype(dtype)
     o = ws[0]
-    bn = (rng.normal(0, 0.3, o).astype(np.float32), rng.uniform(0.5, 2, o).astype(np.float32),
-          rng.uniform(0.5, 1.5, o).astype(np.float32), rng.normal(0, 0.3, o).astype(np.float32), 1e-5)
+    bn = (
+        rng.normal(0, 0.3, o).astype(np.float32),
+        rng.uniform(0.5, 2, o).astype(np.float32),
+        rng.uniform(0.5, 1.5, o).astype(np.float32),
+        rng.normal(0, 0.3, o).astype(np.float32),
+        1e-5,
+    )
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for bias in (None, b):
         for bnt in (None, bn, bn[:2] + (None, None, 1e-3)):
@@ -217,8 +267,13 @@ def test_conv_bn_act_matches_modules(rng, dtype, case):
                 got = _core.conv_bn_act_forward(x, w, bias, stride, pad, (1, 1), groups, False, bnt, *args)
                 want = _conv_bn_act_reference(x, w, bias, stride, pad, groups, bnt, act)
                 assert got.dtype == dtype and got.shape == want.shape
-                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()),
-                                           err_msg=f"bias={bias is not None} bn={bnt is not None} act={act}")
+                np.testing.assert_allclose(
+                    got,
+                    want,
+                    rtol=tol,
+                    atol=tol * max(1.0, np.abs(want).max()),
+                    err_msg=f"bias={bias is not None} bn={bnt is not None} act={act}",
+                )
 
 
 def test_conv_bn_act_errors():
@@ -226,12 +281,14 @@ def test_conv_bn_act_errors():
     w = np.zeros((6, 4, 3, 3), np.float32)
     ok = (np.zeros(6, np.float32), np.ones(6, np.float32), None, None, 1e-5)
     with pytest.raises(ValueError, match=r"running_var of size \(5,\) does not match the conv's 6 output channels"):
-        _core.conv_bn_act_forward(x, w, None, (1, 1), (1, 1), (1, 1), 1, False, (ok[0], np.ones(5, np.float32)) + ok[2:],
-                                  "none")
+        _core.conv_bn_act_forward(
+            x, w, None, (1, 1), (1, 1), (1, 1), 1, False, (ok[0], np.ones(5, np.float32)) + ok[2:], "none"
+        )
     with pytest.raises(ValueError, match="act must be"):
         _core.conv_bn_act_forward(x, w, None, (1, 1), (1, 1), (1, 1), 1, False, ok, "gelu")
     with pytest.raises(ValueError, match="input has dtype float64 but weight has dtype float32"):
         _core.conv_bn_act_forward(x.astype(np.float64), w, None, (1, 1), (1, 1), (1, 1), 1, False, None, "none")
     with pytest.raises(ValueError, match="channels"):  # the conv's own shape check
-        _core.conv_bn_act_forward(np.zeros((1, 3, 5, 5), np.float32), w, None, (1, 1), (1, 1), (1, 1), 1, False, None,
-                                  "relu")
+        _core.conv_bn_act_forward(
+            np.zeros((1, 3, 5, 5), np.float32), w, None, (1, 1), (1, 1), (1, 1), 1, False, None, "relu"
+        )

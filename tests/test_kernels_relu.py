@@ -1,5 +1,6 @@
 """relu kernels on every compiled ISA against the scalar `_ref` twin and tests/reference.py, plus
 the output-buffer cache the ops layer allocates large outputs from (common/allocator.h)."""
+
 from __future__ import annotations
 
 import gc
@@ -112,7 +113,9 @@ def test_inplace_and_out(isa, rng, dtype):
 @pytest.mark.parametrize("fn", ["relu", "relu_backward"])
 def test_out_errors(fn):
     x = np.ones((4, 6), np.float32)
-    call = (lambda out: cnnfast.relu(x, out=out)) if fn == "relu" else (lambda out: cnnfast.relu_backward(x, x, out=out))
+    call = (
+        (lambda out: cnnfast.relu(x, out=out)) if fn == "relu" else (lambda out: cnnfast.relu_backward(x, x, out=out))
+    )
     with pytest.raises(ValueError, match="dtype"):
         call(np.empty((4, 6), np.float64))
     with pytest.raises(ValueError, match=r"size \(4, 5\)"):
@@ -150,6 +153,7 @@ def test_thread_count_independent(isa, rng):
 
 
 # --- the output-buffer cache (csrc/common/allocator.h) ---------------------------------------
+
 
 def data_ptr(a):
     return a.__array_interface__["data"][0]

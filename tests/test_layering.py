@@ -6,6 +6,7 @@ layering, bottom to top (CONTRIBUTING.md): ``_core``/``_utils``/``_gemm``/``_ran
 ``_ndarray`` (array math); ``autograd`` (Tensor operations); ``functional`` (the ndarray-or-Tensor
 edge); ``nn``, ``optim``, ``models`` and the rest.
 """
+
 from __future__ import annotations
 
 import ast
@@ -71,7 +72,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(v)
         for w in sorted(graph[v]):
             if state.get(w) == 1:
-                return stack[stack.index(w):] + [w]
+                return stack[stack.index(w) :] + [w]
             if w not in state and (c := visit(w)) is not None:
                 return c
         stack.pop()
@@ -102,12 +103,16 @@ def test_no_import_cycle_inside_cnnfast():
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
-@pytest.mark.parametrize("lower,upper", [
-    ("cnnfast._ndarray", ("cnnfast.autograd", "cnnfast.functional", "cnnfast.nn")),
-    ("cnnfast.autograd", ("cnnfast.functional", "cnnfast.nn")),
-])
+@pytest.mark.parametrize(
+    "lower,upper",
+    [
+        ("cnnfast._ndarray", ("cnnfast.autograd", "cnnfast.functional", "cnnfast.nn")),
+        ("cnnfast.autograd", ("cnnfast.functional", "cnnfast.nn")),
+    ],
+)
 def test_lower_layers_do_not_import_upper_ones(lower, upper):
     g = import_graph()
-    bad = {(m, d) for m, deps in g.items() if m == lower or m.startswith(lower + ".")
-           for d in deps if d.startswith(upper)}
+    bad = {
+        (m, d) for m, deps in g.items() if m == lower or m.startswith(lower + ".") for d in deps if d.startswith(upper)
+    }
     assert not bad, f"{lower} imports a layer above it: {sorted(bad)}"

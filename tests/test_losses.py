@@ -1,5 +1,6 @@
 """Losses (functional and nn): values and gradients vs float64 finite differences and torch,
 reductions, class weights, ignore_index, label smoothing, probability targets, errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -97,8 +98,11 @@ def test_cross_entropy_probability_targets_match_torch_and_fd():
 def test_one_hot_targets_equal_index_targets():
     oh = F.one_hot(LABELS, 4).astype(np.float64)
     np.testing.assert_allclose(F.cross_entropy(LOGITS, oh), F.cross_entropy(LOGITS, LABELS), rtol=1e-12)
-    np.testing.assert_allclose(F.cross_entropy(LOGITS, oh, label_smoothing=0.1),
-                               F.cross_entropy(LOGITS, LABELS, label_smoothing=0.1), rtol=1e-12)
+    np.testing.assert_allclose(
+        F.cross_entropy(LOGITS, oh, label_smoothing=0.1),
+        F.cross_entropy(LOGITS, LABELS, label_smoothing=0.1),
+        rtol=1e-12,
+    )
 
 
 def test_cross_entropy_spatial_and_unbatched():
@@ -123,8 +127,9 @@ def test_cross_entropy_is_stable_for_huge_logits():
     np.testing.assert_allclose(t.grad, [[1, 0, -1]], atol=1e-6)
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(reduction="sum"), dict(reduction="none"), dict(weight=W4),
-                                dict(ignore_index=3, weight=W4)])
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(reduction="sum"), dict(reduction="none"), dict(weight=W4), dict(ignore_index=3, weight=W4)]
+)
 def test_nll_loss_matches_torch_and_fd(kw):
     torch = pytest.importorskip("torch")
     logp = F.log_softmax(LOGITS, 1)
@@ -152,8 +157,16 @@ def test_mse_loss(reduction):
     check_loss_grad(lambda a, t: F.mse_loss(a, t, reduction=reduction), x, wrt_target=y)
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(reduction="sum"), dict(reduction="none"),
-                                dict(weight=np.array([1.0, 2.0, 0.5, 1.0])), dict(pos_weight=np.array([3.0, 1.0, 0.5, 2.0]))])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(reduction="sum"),
+        dict(reduction="none"),
+        dict(weight=np.array([1.0, 2.0, 0.5, 1.0])),
+        dict(pos_weight=np.array([3.0, 1.0, 0.5, 2.0])),
+    ],
+)
 def test_bce_with_logits(kw):
     torch = pytest.importorskip("torch")
     x = R.standard_normal((3, 4)) * 3

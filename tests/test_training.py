@@ -1,4 +1,5 @@
 """fit / evaluate / predict / History on small problems, and training that tracks PyTorch."""
+
 from __future__ import annotations
 
 import sys
@@ -29,8 +30,17 @@ def test_fit_reduces_loss_and_fills_history():
     X, y = _blobs()
     model = _mlp()
     before = evaluate(model, X, y)
-    h = fit(model, X, y, epochs=5, batch_size=32, optimizer=optim.Adam(model.parameters(), lr=1e-2),
-            validation_data=_blobs(100, seed=0), seed=0, verbose=0)
+    h = fit(
+        model,
+        X,
+        y,
+        epochs=5,
+        batch_size=32,
+        optimizer=optim.Adam(model.parameters(), lr=1e-2),
+        validation_data=_blobs(100, seed=0),
+        seed=0,
+        verbose=0,
+    )
     assert isinstance(h, History)
     assert h.epoch == [0, 1, 2, 3, 4]
     assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
@@ -176,9 +186,18 @@ def test_diverging_loss_is_reported():
 
 # -- cnnfast tracks PyTorch step by step ----------------------------------------------------------
 
+
 def _small_cnn():
-    return [("conv", (1, 4, 3)), ("relu",), ("pool",), ("conv", (4, 6, 3)), ("relu",), ("pool",), ("flatten",),
-            ("linear", (6 * 3 * 3, 10))]
+    return [
+        ("conv", (1, 4, 3)),
+        ("relu",),
+        ("pool",),
+        ("conv", (4, 6, 3)),
+        ("relu",),
+        ("pool",),
+        ("flatten",),
+        ("linear", (6 * 3 * 3, 10)),
+    ]
 
 
 def _build(spec, nnmod):
@@ -253,7 +272,7 @@ def test_fit_matches_a_manual_torch_loop_with_the_same_batches():
         order = order_rng.permutation(40)
         total = 0.0
         for s in range(0, 40, 16):
-            idx = order[s:s + 16]
+            idx = order[s : s + 16]
             loss = torch.nn.functional.cross_entropy(theirs(torch.from_numpy(X[idx])), torch.from_numpy(y[idx]))
             topt.zero_grad()
             loss.backward()

@@ -2,6 +2,7 @@
 Hardswish/Hardsigmoid/SiLU/ReLU6/GELU/PReLU, LocalResponseNorm, cat, pad, asymmetric padding,
 conv+BN folding: forward and gradients against PyTorch (float32 and float64) and float64 finite
 differences (cnnfast.gradcheck)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,6 +53,7 @@ def check_fd(fn, *arrays):
 
 # ---------------------------------------------------------------------------- activations
 
+
 def _tf():
     return pytest.importorskip("torch").nn.functional
 
@@ -98,8 +100,12 @@ def test_activation_finite_differences(name):
 def test_activation_modules_and_inplace():
     torch = pytest.importorskip("torch")
     x = rand(2, 3, 4, 4, dtype=np.float32, scale=4)
-    for cls, tcls in [(nn.Hardswish, torch.nn.Hardswish), (nn.Hardsigmoid, torch.nn.Hardsigmoid),
-                      (nn.SiLU, torch.nn.SiLU), (nn.ReLU6, torch.nn.ReLU6)]:
+    for cls, tcls in [
+        (nn.Hardswish, torch.nn.Hardswish),
+        (nn.Hardsigmoid, torch.nn.Hardsigmoid),
+        (nn.SiLU, torch.nn.SiLU),
+        (nn.ReLU6, torch.nn.ReLU6),
+    ]:
         for inplace in (False, True):
             m, tm = cls(inplace=inplace), tcls(inplace=inplace)
             assert repr(m) == repr(tm)
@@ -132,8 +138,9 @@ def test_prelu_matches_torch(nparams, dtype):
     m, tm = nn.PReLU(nparams), torch.nn.PReLU(nparams)
     assert repr(m) == repr(tm)
     assert list(m.state_dict()) == list(tm.state_dict()) == ["weight"]
-    np.testing.assert_allclose(m(x.astype(np.float32)), tm(torch.tensor(x, dtype=torch.float32)).detach().numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        m(x.astype(np.float32)), tm(torch.tensor(x, dtype=torch.float32)).detach().numpy(), atol=1e-6
+    )
     with pytest.raises(ValueError, match="channel size"):
         F.prelu(x, np.ones(4))
 
@@ -149,9 +156,13 @@ def test_batch_norm_functional_matches_torch(training, dtype):
     rm, rv = rand(3).astype(dtype), R.uniform(0.5, 2, 3).astype(dtype)
     rm_t, rv_t = torch.tensor(rm), torch.tensor(rv)
     rm_c, rv_c = rm.copy(), rv.copy()
-    against_torch(lambda x, w, b: F.batch_norm(x, rm_c, rv_c, w, b, training, 0.3, 1e-3),
-                  lambda x, w, b: torch.nn.functional.batch_norm(x, rm_t, rv_t, w, b, training, 0.3, 1e-3),
-                  [x, w, b], dtype, atol=1e-4 if dtype == np.float32 else None)
+    against_torch(
+        lambda x, w, b: F.batch_norm(x, rm_c, rv_c, w, b, training, 0.3, 1e-3),
+        lambda x, w, b: torch.nn.functional.batch_norm(x, rm_t, rv_t, w, b, training, 0.3, 1e-3),
+        [x, w, b],
+        dtype,
+        atol=1e-4 if dtype == np.float32 else None,
+    )
     # running statistics: updated in place in training (unbiased variance), untouched in eval
     np.testing.assert_allclose(rm_c, rm_t.numpy(), **TOL[dtype])
     np.testing.assert_allclose(rv_c, rv_t.numpy(), **TOL[dtype])
@@ -159,9 +170,16 @@ def test_batch_norm_functional_matches_torch(training, dtype):
     # the ndarray path gives the same output
     rm2, rv2 = rm.copy(), rv.copy()
     out = F.batch_norm(x.astype(dtype), rm2, rv2, w.astype(dtype), b.astype(dtype), training, 0.3, 1e-3)
-    ref = torch.nn.functional.batch_norm(torch.tensor(x.astype(dtype)), torch.tensor(rm), torch.tensor(rv),
-                                         torch.tensor(w.astype(dtype)), torch.tensor(b.astype(dtype)), training, 0.3,
-                                         1e-3)
+    ref = torch.nn.functional.batch_norm(
+        torch.tensor(x.astype(dtype)),
+        torch.tensor(rm),
+        torch.tensor(rv),
+        torch.tensor(w.astype(dtype)),
+        torch.tensor(b.astype(dtype)),
+        training,
+        0.3,
+        1e-3,
+    )
     assert type(out) is np.ndarray and out.dtype == dtype
     np.testing.assert_allclose(out, ref.numpy(), **TOL[dtype])
 
@@ -169,8 +187,12 @@ def test_batch_norm_functional_matches_torch(training, dtype):
 @pytest.mark.parametrize("training", [True, False])
 def test_batch_norm_finite_differences(training):
     rm, rv = rand(3), R.uniform(0.5, 2, 3)
-    check_fd(lambda x, w, b: F.batch_norm(x, rm.copy(), rv.copy(), w, b, training, 0.1, 1e-5),
-             rand(3, 3, 2, 3), R.uniform(0.5, 2, 3), rand(3))
+    check_fd(
+        lambda x, w, b: F.batch_norm(x, rm.copy(), rv.copy(), w, b, training, 0.1, 1e-5),
+        rand(3, 3, 2, 3),
+        R.uniform(0.5, 2, 3),
+        rand(3),
+    )
     # no affine parameters, (N, C) input
     check_fd(lambda x: F.batch_norm(x, None, None, training=True), rand(4, 3))
 
@@ -278,11 +300,18 @@ def test_fold_batchnorm_in_sequential_and_torch_reference():
     # the folded weights equal torch.nn.utils.fusion's
     from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-    w, b = nn.fuse_conv_bn_weights(conv.weight.data, None, bn.running_mean, bn.running_var, bn.eps,
-                                   bn.weight.data, bn.bias.data)
-    tw, tb = fuse_conv_bn_weights(torch.tensor(conv.weight.data), None, torch.tensor(bn.running_mean),
-                                  torch.tensor(bn.running_var), bn.eps, torch.tensor(bn.weight.data),
-                                  torch.tensor(bn.bias.data))
+    w, b = nn.fuse_conv_bn_weights(
+        conv.weight.data, None, bn.running_mean, bn.running_var, bn.eps, bn.weight.data, bn.bias.data
+    )
+    tw, tb = fuse_conv_bn_weights(
+        torch.tensor(conv.weight.data),
+        None,
+        torch.tensor(bn.running_mean),
+        torch.tensor(bn.running_var),
+        bn.eps,
+        torch.tensor(bn.weight.data),
+        torch.tensor(bn.bias.data),
+    )
     np.testing.assert_allclose(w, tw.detach().numpy(), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(b, tb.detach().numpy(), rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="eval"):
@@ -300,8 +329,9 @@ ADAPTIVE = [((7, 5), 1), ((7, 5), (2, 3)), ((6, 6), 3), ((6, 9), (4, None)), ((5
 def test_adaptive_avg_pool2d_matches_torch(hw, out, dtype):
     torch = pytest.importorskip("torch")
     x = rand(2, 3, *hw)
-    against_torch(lambda t: F.adaptive_avg_pool2d(t, out),
-                  lambda t: torch.nn.functional.adaptive_avg_pool2d(t, out), [x], dtype)
+    against_torch(
+        lambda t: F.adaptive_avg_pool2d(t, out), lambda t: torch.nn.functional.adaptive_avg_pool2d(t, out), [x], dtype
+    )
     y = F.adaptive_avg_pool2d(x[0].astype(dtype), out)  # CHW
     ref = torch.nn.functional.adaptive_avg_pool2d(torch.tensor(x[0].astype(dtype)), out).numpy()
     np.testing.assert_allclose(y, ref, **TOL[dtype])
@@ -319,15 +349,24 @@ def test_adaptive_avg_pool2d_finite_differences_and_global():
         F.adaptive_avg_pool2d(x, 0)
 
 
-@pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
-                                dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
-                                dict(kernel_size=2, ceil_mode=True, count_include_pad=False),
-                                dict(kernel_size=3, stride=1, padding=1, divisor_override=5)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+        dict(kernel_size=2, ceil_mode=True, count_include_pad=False),
+        dict(kernel_size=3, stride=1, padding=1, divisor_override=5),
+    ],
+)
 def test_avg_pool2d_options_match_torch(kw):
     torch = pytest.importorskip("torch")
     for dtype in DTYPES:
-        against_torch(lambda t: F.avg_pool2d(t, **kw), lambda t: torch.nn.functional.avg_pool2d(t, **kw),
-                      [rand(2, 3, 7, 6)], dtype)
+        against_torch(
+            lambda t: F.avg_pool2d(t, **kw),
+            lambda t: torch.nn.functional.avg_pool2d(t, **kw),
+            [rand(2, 3, 7, 6)],
+            dtype,
+        )
 
 
 # ---------------------------------------------------------------------------- asymmetric padding
@@ -342,10 +381,13 @@ def test_conv2d_asymmetric_padding_matches_torch(pads):
     t, b, l, r = pads
     tf = torch.nn.functional
     for dtype in DTYPES:
-        against_torch(lambda x, w, bias: F.conv2d(x, w, bias, stride=2, padding=pads),
-                      lambda x, w, bias: tf.conv2d(tf.pad(x, (l, r, t, b)), w, bias, stride=2),
-                      [rand(2, 3, 7, 8), rand(4, 3, 3, 3), rand(4)], dtype,
-                      atol=1e-4 if dtype == np.float32 else None)
+        against_torch(
+            lambda x, w, bias: F.conv2d(x, w, bias, stride=2, padding=pads),
+            lambda x, w, bias: tf.conv2d(tf.pad(x, (l, r, t, b)), w, bias, stride=2),
+            [rand(2, 3, 7, 8), rand(4, 3, 3, 3), rand(4)],
+            dtype,
+            atol=1e-4 if dtype == np.float32 else None,
+        )
     x, w = rand(1, 2, 5, 6, dtype=np.float32), rand(3, 2, 3, 3, dtype=np.float32)
     assert F.conv2d_output_shape(x.shape, w.shape, 2, pads) == F.conv2d(x, w, None, 2, pads).shape
     conv = nn.Conv2d(2, 3, 3, stride=2, padding=pads)
@@ -361,18 +403,25 @@ def test_pools_asymmetric_padding_match_torch(pads):
     t, b, l, r = pads
     tf = torch.nn.functional
     for dtype in DTYPES:
-        against_torch(lambda x: F.max_pool2d(x, 3, 2, pads, ceil_mode=True),
-                      lambda x: tf.max_pool2d(tf.pad(x, (l, r, t, b), value=-float("inf")), 3, 2, ceil_mode=True),
-                      [rand(2, 3, 7, 8)], dtype)
-        against_torch(lambda x: F.avg_pool2d(x, 3, 2, pads),
-                      lambda x: tf.avg_pool2d(tf.pad(x, (l, r, t, b)), 3, 2), [rand(2, 3, 7, 8)], dtype)
+        against_torch(
+            lambda x: F.max_pool2d(x, 3, 2, pads, ceil_mode=True),
+            lambda x: tf.max_pool2d(tf.pad(x, (l, r, t, b), value=-float("inf")), 3, 2, ceil_mode=True),
+            [rand(2, 3, 7, 8)],
+            dtype,
+        )
+        against_torch(
+            lambda x: F.avg_pool2d(x, 3, 2, pads),
+            lambda x: tf.avg_pool2d(tf.pad(x, (l, r, t, b)), 3, 2),
+            [rand(2, 3, 7, 8)],
+            dtype,
+        )
     # count_include_pad=False: padded zeros are not counted
     x = rand(1, 1, 5, 6)
     y = F.avg_pool2d(x, 3, 2, pads, count_include_pad=False)
     xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=np.nan)
     for i in range(y.shape[2]):
         for j in range(y.shape[3]):
-            np.testing.assert_allclose(y[0, 0, i, j], np.nanmean(xp[0, 0, 2 * i:2 * i + 3, 2 * j:2 * j + 3]))
+            np.testing.assert_allclose(y[0, 0, i, j], np.nanmean(xp[0, 0, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3]))
     # indices point into the unpadded plane
     out, idx = F.max_pool2d(x, 3, 2, pads, return_indices=True)
     np.testing.assert_array_equal(x.reshape(1, 1, -1)[0, 0][idx], out)
@@ -380,8 +429,9 @@ def test_pools_asymmetric_padding_match_torch(pads):
     check_fd(lambda a: F.avg_pool2d(a, 3, 2, pads, count_include_pad=False), rand(1, 2, 5, 6))
     # the modules take the 4-tuple too
     np.testing.assert_array_equal(nn.MaxPool2d(3, 2, pads)(x), F.max_pool2d(x, 3, 2, pads))
-    np.testing.assert_array_equal(nn.AvgPool2d(3, 2, pads, count_include_pad=False)(x),
-                                  F.avg_pool2d(x, 3, 2, pads, count_include_pad=False))
+    np.testing.assert_array_equal(
+        nn.AvgPool2d(3, 2, pads, count_include_pad=False)(x), F.avg_pool2d(x, 3, 2, pads, count_include_pad=False)
+    )
     with pytest.raises(ValueError, match="at most half"):
         nn.MaxPool2d(3, 2, (2, 0, 0, 0))
     with pytest.raises(ValueError, match="at most half"):
@@ -394,8 +444,12 @@ def test_pad_matches_torch_and_crops():
     torch = pytest.importorskip("torch")
     for pad in [(1, 2), (1, 0, 2, 3), (-1, 2, 0, -2), (0, 0, 0, 0, 1, 1)]:
         for dtype in DTYPES:
-            against_torch(lambda x: F.pad(x, pad, value=0.5), lambda x: torch.nn.functional.pad(x, pad, value=0.5),
-                          [rand(2, 3, 4, 5)], dtype)
+            against_torch(
+                lambda x: F.pad(x, pad, value=0.5),
+                lambda x: torch.nn.functional.pad(x, pad, value=0.5),
+                [rand(2, 3, 4, 5)],
+                dtype,
+            )
     check_fd(lambda x: F.pad(x, (-1, 2, 1, -1)), rand(1, 2, 3, 4))
     with pytest.raises(NotImplementedError, match="constant"):
         F.pad(rand(1, 1, 3, 3), (1, 1), mode="reflect")
@@ -431,9 +485,12 @@ def test_local_response_norm_matches_torch(size):
     torch = pytest.importorskip("torch")
     kw = dict(alpha=1e-2, beta=0.75, k=2.0)
     for dtype in DTYPES:
-        against_torch(lambda x: F.local_response_norm(x, size, **kw),
-                      lambda x: torch.nn.functional.local_response_norm(x, size, **kw), [rand(2, 7, 3, 4, scale=3)],
-                      dtype)
+        against_torch(
+            lambda x: F.local_response_norm(x, size, **kw),
+            lambda x: torch.nn.functional.local_response_norm(x, size, **kw),
+            [rand(2, 7, 3, 4, scale=3)],
+            dtype,
+        )
     check_fd(lambda x: F.local_response_norm(x, size, alpha=0.1, beta=0.75, k=1.0), rand(1, 5, 2, 2))
     assert repr(nn.LocalResponseNorm(size, **kw)) == repr(torch.nn.LocalResponseNorm(size, **kw))
 
@@ -456,8 +513,20 @@ def test_squeeze_excitation_tensor_ops_match_torch():
 
 
 def test_identity_and_new_modules_in_namespaces():
-    for name in ("BatchNorm2d", "AdaptiveAvgPool2d", "Hardswish", "Hardsigmoid", "SiLU", "ReLU6", "GELU", "PReLU",
-                 "LocalResponseNorm", "Identity", "fold_batchnorm", "fuse_conv_bn_eval"):
+    for name in (
+        "BatchNorm2d",
+        "AdaptiveAvgPool2d",
+        "Hardswish",
+        "Hardsigmoid",
+        "SiLU",
+        "ReLU6",
+        "GELU",
+        "PReLU",
+        "LocalResponseNorm",
+        "Identity",
+        "fold_batchnorm",
+        "fuse_conv_bn_eval",
+    ):
         assert hasattr(nn, name)
     for name in ("batch_norm", "adaptive_avg_pool2d", "hardswish", "cat", "pad", "gelu", "prelu"):
         assert hasattr(F, name) and hasattr(cnnfast, name)

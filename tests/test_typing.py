@@ -1,6 +1,7 @@
 """Static checks as tests: the _core stub lists every function the extension exports; `mypy -p
 cnnfast` and `ruff check` are clean (both run when installed -- the test extra installs them --
 and only from a source checkout, whose pyproject.toml holds their settings)."""
+
 from __future__ import annotations
 
 import ast
@@ -31,8 +32,10 @@ def test_core_stub_lists_every_exported_function():
     stub = ast.parse((PKG / "_core.pyi").read_text())
     stubbed = {n.name for n in stub.body if isinstance(n, ast.FunctionDef)}
     exported = {n for n in dir(_core) if not n.startswith("__")}
-    assert stubbed == exported, (f"in _core but not in _core.pyi: {sorted(exported - stubbed)}; "
-                                 f"in _core.pyi but not in _core: {sorted(stubbed - exported)}")
+    assert stubbed == exported, (
+        f"in _core but not in _core.pyi: {sorted(exported - stubbed)}; "
+        f"in _core.pyi but not in _core: {sorted(stubbed - exported)}"
+    )
 
 
 def test_package_is_marked_typed():
@@ -42,8 +45,14 @@ def test_package_is_marked_typed():
 def test_mypy_is_clean():
     pytest.importorskip("mypy")
     root = _checkout_root()
-    r = subprocess.run([sys.executable, "-m", "mypy", "-p", "cnnfast"], cwd=root, capture_output=True, text=True,
-                       timeout=600, env={**os.environ, "MYPY_FORCE_COLOR": "0"})
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "-p", "cnnfast"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MYPY_FORCE_COLOR": "0"},
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 

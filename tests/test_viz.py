@@ -1,4 +1,5 @@
 """cnnfast.viz: every figure renders headless to a PNG of the expected size with real content."""
+
 from __future__ import annotations
 
 import os
@@ -55,8 +56,9 @@ def test_plot_convolution_padding_stride_highlight(tmp_path):
     k = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]])
     fig = viz.plot_convolution(img, k, stride=2, padding=1, highlight=(1, 2), path=tmp_path / "c.png")
     _check_png(fig, tmp_path / "c.png")
-    expected = cnnfast.conv2d(img[None, None].astype(np.float32), k[None, None].astype(np.float32), stride=2,
-                              padding=1)[0, 0]
+    expected = cnnfast.conv2d(
+        img[None, None].astype(np.float32), k[None, None].astype(np.float32), stride=2, padding=1
+    )[0, 0]
     assert fig._supxlabel.get_text().endswith(f"= {int(expected[1, 2])}")
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert len(texts) == 7 * 7 and texts.count("0") >= 24  # the padded grid, 24 padding zeros drawn
@@ -152,8 +154,12 @@ def test_plot_filters_demo(tmp_path, name):
 
 
 def test_plot_history(tmp_path):
-    hist = {"loss": [1.2, 0.7, 0.4], "accuracy": [0.6, 0.8, 0.9], "val_loss": [1.3, 0.9, 0.8],
-            "val_accuracy": [0.55, 0.75, 0.8]}
+    hist = {
+        "loss": [1.2, 0.7, 0.4],
+        "accuracy": [0.6, 0.8, 0.9],
+        "val_loss": [1.3, 0.9, 0.8],
+        "val_accuracy": [0.55, 0.75, 0.8],
+    }
 
     class History:
         history = hist
@@ -192,8 +198,10 @@ def test_threads_render_independently(tmp_path):
 
 def test_never_imports_pyplot(tmp_path):
     """pyplot's global state (and its GUI backend selection) is never touched."""
-    code = ("import sys, cnnfast.viz as v; v.plot_convolution(path='c.png'); v.plot_history({'loss': [1, 0.5]}); "
-            "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'")
+    code = (
+        "import sys, cnnfast.viz as v; v.plot_convolution(path='c.png'); v.plot_history({'loss': [1, 0.5]}); "
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True, timeout=120)
     assert (tmp_path / "c.png").exists()
 

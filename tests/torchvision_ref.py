@@ -7,6 +7,7 @@ files unpacked, and ``torchvision`` / ``torchvision.models`` / ``torchvision.ext
 use) are imported: the C++ operators (nms, roi_align, ...) are never loaded. Tests that need it
 skip with the reason when torch is missing or the wheel cannot be had (offline).
 """
+
 from __future__ import annotations
 
 import glob
@@ -22,8 +23,11 @@ import pytest
 
 VERSION = "0.29.1"
 ARCHS = {  # cnnfast name -> (torchvision module, builder kwargs that match cnnfast's defaults)
-    "resnet18": ("resnet", {}), "resnet34": ("resnet", {}), "resnet50": ("resnet", {}),
-    "mobilenet_v2": ("mobilenetv2", {}), "mobilenet_v3_small": ("mobilenetv3", {}),
+    "resnet18": ("resnet", {}),
+    "resnet34": ("resnet", {}),
+    "resnet50": ("resnet", {}),
+    "mobilenet_v2": ("mobilenetv2", {}),
+    "mobilenet_v3_small": ("mobilenetv3", {}),
     "efficientnet_b0": ("efficientnet", {}),
     "googlenet": ("googlenet", {"aux_logits": False, "init_weights": False}),
 }
@@ -40,14 +44,20 @@ def _wheel():
         return found[0]
     os.makedirs(folder, exist_ok=True)
     try:
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                            f"torchvision=={VERSION}", "-d", folder], capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"torchvision=={VERSION}", "-d", folder],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         pytest.skip(f"torchvision {VERSION} wheel unavailable (pip download failed: {e})")
     found = glob.glob(os.path.join(folder, f"torchvision-{VERSION}-*.whl"))
     if r.returncode or not found:
-        pytest.skip(f"torchvision {VERSION} wheel unavailable (offline?): pip download said "
-                    f"{(r.stderr or r.stdout).strip()[-300:]!r}")
+        pytest.skip(
+            f"torchvision {VERSION} wheel unavailable (offline?): pip download said "
+            f"{(r.stderr or r.stdout).strip()[-300:]!r}"
+        )
     return found[0]
 
 

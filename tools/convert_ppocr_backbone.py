@@ -16,6 +16,7 @@ repository root (needs onnx and onnxruntime; downloads the wheel with pip unless
 
 It checks the converted backbone against ONNX Runtime on the original file before writing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,10 @@ STEM = "ppocrv6_rec_small_backbone"
 def fetch_wheel(folder):
     found = glob.glob(os.path.join(folder, f"rapidocr-{VERSION}-*.whl"))
     if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"rapidocr=={VERSION}",
-                        "-d", folder], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"rapidocr=={VERSION}", "-d", folder],
+            check=True,
+        )
         found = glob.glob(os.path.join(folder, f"rapidocr-{VERSION}-*.whl"))
     return found[0]
 
@@ -92,24 +95,49 @@ def main(argv=None):
     e32 = float(np.abs(got32 - ref).max()) / scale
     e16 = float(np.abs(got16 - ref).max()) / scale
     print(f"backbone: {len(spec.nodes)} nodes, {n_params:,} parameters, output {ref.shape} for input {x.shape}")
-    print(f"max error vs ONNX Runtime, relative to max |output| {scale:.3g}: float32 weights {e32:.2e}, "
-          f"float16 weights {e16:.2e}")
+    print(
+        f"max error vs ONNX Runtime, relative to max |output| {scale:.3g}: float32 weights {e32:.2e}, "
+        f"float16 weights {e16:.2e}"
+    )
     if e32 > 1e-4 or e16 > 2e-2:
         raise SystemExit("conversion check failed: errors too large")
 
-    meta = {"name": "PP-OCRv6_rec_small backbone", "cut_at": CUT, "parameters": n_params,
-            "source_file": MEMBER, "source_wheel": os.path.basename(wheel), "source_sha256": sha_model,
-            "wheel_sha256": sha_wheel, "license": "Apache-2.0", "storage": "float16",
-            "input": "N x 3 x 48 x W float32, RGB in [0, 1] normalised as (x - 0.5) / 0.5",
-            "output": "N x 120 x 1 x ceil(W / 8) feature map"}
+    meta = {
+        "name": "PP-OCRv6_rec_small backbone",
+        "cut_at": CUT,
+        "parameters": n_params,
+        "source_file": MEMBER,
+        "source_wheel": os.path.basename(wheel),
+        "source_sha256": sha_model,
+        "wheel_sha256": sha_wheel,
+        "license": "Apache-2.0",
+        "storage": "float16",
+        "input": "N x 3 x 48 x W float32, RGB in [0, 1] normalised as (x - 0.5) / 0.5",
+        "output": "N x 120 x 1 x ceil(W / 8) feature map",
+    }
     os.makedirs(args.out, exist_ok=True)
-    save_spec(spec, os.path.join(args.out, STEM + ".json"), os.path.join(args.out, STEM + ".npz"),
-              float_dtype=np.float16, meta=meta)
+    save_spec(
+        spec,
+        os.path.join(args.out, STEM + ".json"),
+        os.path.join(args.out, STEM + ".npz"),
+        float_dtype=np.float16,
+        meta=meta,
+    )
     with open(os.path.join(args.out, "LICENSE-Apache-2.0.txt"), "w") as f:
         f.write(license_text)
     with open(os.path.join(args.out, "NOTICE"), "w") as f:
-        f.write(NOTICE.format(version=VERSION, member=MEMBER, sha_model=sha_model, sha_wheel=sha_wheel,
-                              wheel=os.path.basename(wheel), cut=CUT, n_params=n_params, stem=STEM))
+        f.write(
+            NOTICE.format(
+                version=VERSION,
+                member=MEMBER,
+                sha_model=sha_model,
+                sha_wheel=sha_wheel,
+                wheel=os.path.basename(wheel),
+                cut=CUT,
+                n_params=n_params,
+                stem=STEM,
+            )
+        )
     size = os.path.getsize(os.path.join(args.out, STEM + ".npz"))
     print(f"wrote {STEM}.json, {STEM}.npz ({size / 1e6:.2f} MB), NOTICE and LICENSE-Apache-2.0.txt in {args.out}")
 

@@ -1,4 +1,5 @@
 """The array math of cnnfast.functional.activation: ndarray in, ndarray out, no Tensor (see _ndarray/__init__.py)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -28,10 +29,16 @@ def _relu_array(input: Any, inplace: bool = False, out: Array | None = None) -> 
     """relu on an array (see cnnfast.functional.relu)."""
     op = "relu"
     if inplace:
-        if not isinstance(input, np.ndarray) or input.dtype not in (np.float32, np.float64) \
-                or not input.flags.c_contiguous or not input.flags.writeable:
-            raise ValueError(f"{op}: inplace=True needs a writeable C-contiguous float32/float64 ndarray, "
-                             f"got {type(input).__name__}" + (f" of dtype {input.dtype}" if isinstance(input, np.ndarray) else ""))
+        if (
+            not isinstance(input, np.ndarray)
+            or input.dtype not in (np.float32, np.float64)
+            or not input.flags.c_contiguous
+            or not input.flags.writeable
+        ):
+            raise ValueError(
+                f"{op}: inplace=True needs a writeable C-contiguous float32/float64 ndarray, "
+                f"got {type(input).__name__}" + (f" of dtype {input.dtype}" if isinstance(input, np.ndarray) else "")
+            )
         return _core.relu_forward(input, input)
     (x,) = _as_float(op, input=input)
     return _core.relu_forward(x, out)

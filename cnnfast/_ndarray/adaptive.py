@@ -1,4 +1,5 @@
 """The array math of cnnfast.functional.adaptive: ndarray in, ndarray out, no Tensor (see _ndarray/__init__.py)."""
+
 from __future__ import annotations
 
 import numbers

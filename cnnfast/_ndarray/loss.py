@@ -1,4 +1,5 @@
 """The array math of cnnfast.functional.loss: ndarray in, ndarray out, no Tensor (see _ndarray/__init__.py)."""
+
 from __future__ import annotations
 
 import numbers
@@ -72,18 +73,24 @@ def _index_coeffs(op, x, t, w, ignore_index, label_smoothing):
     n, c = x.shape[:2]
     expected = (n,) + x.shape[2:]
     if t.shape != expected:
-        raise ValueError(f"{op}: target of size {t.shape} does not match input of size {x.shape}: expected class "
-                         f"indices of size {expected}" + (" or class probabilities of the input's size"
-                                                          if op == "cross_entropy" else ""))
+        raise ValueError(
+            f"{op}: target of size {t.shape} does not match input of size {x.shape}: expected class "
+            f"indices of size {expected}"
+            + (" or class probabilities of the input's size" if op == "cross_entropy" else "")
+        )
     if t.dtype.kind not in "iu":
-        raise TypeError(f"{op}: class-index targets must be integers, got dtype {t.dtype}"
-                        + (" (probability targets must have the input's shape)" if op == "cross_entropy" else ""))
+        raise TypeError(
+            f"{op}: class-index targets must be integers, got dtype {t.dtype}"
+            + (" (probability targets must have the input's shape)" if op == "cross_entropy" else "")
+        )
     valid = t != ignore_index
     tv = t[valid]
     if tv.size and (tv.min() < 0 or tv.max() >= c):
         bad = tv.min() if tv.min() < 0 else tv.max()
-        raise ValueError(f"{op}: target {bad} is out of bounds for {c} classes (expected 0 <= target < {c}, "
-                         f"or ignore_index={ignore_index})")
+        raise ValueError(
+            f"{op}: target {bad} is out of bounds for {c} classes (expected 0 <= target < {c}, "
+            f"or ignore_index={ignore_index})"
+        )
     ts = np.where(valid, t, 0)
     wt = valid.astype(x.dtype) if w is None else w[ts] * valid
     a = np.zeros(x.shape, dtype=x.dtype)
@@ -170,8 +177,10 @@ def _nll_backward(g, saved, reduction):
 
 def _same_shape(op, x, t):
     if np.shape(x) != np.shape(t):
-        raise ValueError(f"{op}: input of size {np.shape(x)} and target of size {np.shape(t)} must have the same "
-                         f"size (no implicit broadcasting, which usually hides a bug)")
+        raise ValueError(
+            f"{op}: input of size {np.shape(x)} and target of size {np.shape(t)} must have the same "
+            f"size (no implicit broadcasting, which usually hides a bug)"
+        )
 
 
 def _softplus_neg(x):
@@ -191,7 +200,9 @@ def _bce_logits_forward(x, target, weight, pos_weight, reduction):
         try:
             np.broadcast_shapes(pw.shape, x.shape)
         except ValueError:
-            raise ValueError(f"{op}: pos_weight of size {pw.shape} cannot broadcast to input of size {x.shape}") from None
+            raise ValueError(
+                f"{op}: pos_weight of size {pw.shape} cannot broadcast to input of size {x.shape}"
+            ) from None
         lw = 1 + (pw - 1) * y
         loss = (1 - y) * x + lw * sp
     else:

@@ -1,4 +1,5 @@
 """The array math of cnnfast.functional.misc: ndarray in, ndarray out, no Tensor (see _ndarray/__init__.py)."""
+
 from __future__ import annotations
 
 import numbers
@@ -13,11 +14,14 @@ def _linear(x, w, b):
     if w.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got weight of size {w.shape}")
     if x.ndim == 0 or x.shape[-1] != w.shape[1]:
-        raise ValueError(f"linear: input of size {x.shape} does not match weight of size {w.shape}: expected the "
-                         f"last dimension of input to be {w.shape[1]}")
+        raise ValueError(
+            f"linear: input of size {x.shape} does not match weight of size {w.shape}: expected the "
+            f"last dimension of input to be {w.shape[1]}"
+        )
     if b is not None and b.shape != (w.shape[0],):
-        raise ValueError(f"linear: bias of size {b.shape} does not match weight of size {w.shape}: expected "
-                         f"({w.shape[0]},)")
+        raise ValueError(
+            f"linear: bias of size {b.shape} does not match weight of size {w.shape}: expected " f"({w.shape[0]},)"
+        )
     if x.ndim == 2 and x.dtype == w.dtype:
         out = _mm_nt(x, w)  # cnnfast's GEMM: see _gemm.py for why not NumPy's BLAS
     else:
@@ -57,8 +61,10 @@ def _avg_pool_shape(op, shape, k, s, p, ceil_mode):
     h, w = shape[-2:]
     oh, ow = _pool_out(h, k[0], s[0], p[0], ceil_mode), _pool_out(w, k[1], s[1], p[1], ceil_mode)
     if oh < 1 or ow < 1:
-        raise ValueError(f"{op}: Given input size {tuple(shape)} with kernel_size={k}, stride={s}, padding={p}, "
-                         f"the output size ({oh}, {ow}) is too small")
+        raise ValueError(
+            f"{op}: Given input size {tuple(shape)} with kernel_size={k}, stride={s}, padding={p}, "
+            f"the output size ({oh}, {ow}) is too small"
+        )
     return oh, ow
 
 
@@ -86,12 +92,12 @@ def _avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_includ
         xp = x4
     else:
         xp = np.zeros((n, c, hp, wp), dtype=x.dtype)
-        xp[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = x4
+        xp[:, :, p[0] : p[0] + h, p[1] : p[1] + w] = x4
     out = np.zeros((n, c, oh, ow), dtype=x.dtype)
     he, we = s[0] * (oh - 1) + 1, s[1] * (ow - 1) + 1
     for i in range(k[0]):
         for j in range(k[1]):
-            out += xp[:, :, i:i + he:s[0], j:j + we:s[1]]
+            out += xp[:, :, i : i + he : s[0], j : j + we : s[1]]
     if divisor_override:
         div = np.asarray(float(divisor_override), dtype=x.dtype)
     else:
@@ -111,8 +117,8 @@ def _avg_pool2d_backward(g, plan):
     he, we = s[0] * (oh - 1) + 1, s[1] * (ow - 1) + 1
     for i in range(k[0]):
         for j in range(k[1]):
-            gxp[:, :, i:i + he:s[0], j:j + we:s[1]] += gd
-    gx = np.ascontiguousarray(gxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w])
+            gxp[:, :, i : i + he : s[0], j : j + we : s[1]] += gd
+    gx = np.ascontiguousarray(gxp[:, :, p[0] : p[0] + h, p[1] : p[1] + w])
     return gx[0] if unbatched else gx
 
 
@@ -171,8 +177,10 @@ def _flat_shape(shape, start_dim, end_dim):
     if nd == 0:
         return (1,)
     if not (-nd <= start_dim < nd and -nd <= end_dim < nd):
-        raise IndexError(f"flatten: start_dim={start_dim}, end_dim={end_dim} out of range for input of size {tuple(shape)}")
+        raise IndexError(
+            f"flatten: start_dim={start_dim}, end_dim={end_dim} out of range for input of size {tuple(shape)}"
+        )
     s, e = start_dim % nd, end_dim % nd
     if s > e:
         raise ValueError(f"flatten: start_dim={start_dim} cannot come after end_dim={end_dim}")
-    return tuple(shape[:s]) + (int(np.prod(shape[s:e + 1], dtype=np.int64)),) + tuple(shape[e + 1:])
+    return tuple(shape[:s]) + (int(np.prod(shape[s : e + 1], dtype=np.int64)),) + tuple(shape[e + 1 :])

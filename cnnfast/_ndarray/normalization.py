@@ -1,4 +1,5 @@
 """The array math of cnnfast.functional.normalization: ndarray in, ndarray out, no Tensor (see _ndarray/__init__.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,11 +9,12 @@ def _bn_check(op, x, running_mean, running_var, weight, bias, training):
     if x.ndim < 2:
         raise ValueError(f"{op}: expected an input of 2 or more dimensions (N, C, ...), got input of size {x.shape}")
     c = x.shape[1]
-    for name, a in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
-                    ("bias", bias)):
+    for name, a in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
         if a is not None and np.shape(a) != (c,):
-            raise ValueError(f"{op}: {name} should contain {c} elements (one per channel of input of size {x.shape}), "
-                             f"got {name} of size {np.shape(a)}")
+            raise ValueError(
+                f"{op}: {name} should contain {c} elements (one per channel of input of size {x.shape}), "
+                f"got {name} of size {np.shape(a)}"
+            )
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: running_mean and running_var must both be arrays or both be None")
     if not training and running_mean is None:
@@ -107,7 +109,7 @@ def _channel_window_sum(a, before, after):
     pad = [(0, 0)] * a.ndim
     pad[1] = (before + 1, after)
     cs = np.cumsum(np.pad(a, pad), axis=1)
-    return cs[:, before + 1 + after:before + 1 + after + c] - cs[:, :c]
+    return cs[:, before + 1 + after : before + 1 + after + c] - cs[:, :c]
 
 
 def _lrn_forward(x, size, alpha, beta, k):

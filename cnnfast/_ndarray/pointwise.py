@@ -1,4 +1,5 @@
 """The array math of cnnfast.functional.pointwise: ndarray in, ndarray out, no Tensor (see _ndarray/__init__.py)."""
+
 from __future__ import annotations
 
 import math
@@ -159,11 +160,12 @@ def _gelu_backward(g, x, approximate="none"):
 def _prelu_weight(op, x, w):
     """weight (1,) or (C,) -> an array broadcasting along dim 1 of x."""
     w = np.asarray(w)
-    if w.ndim > 1 or (w.ndim == 1 and w.size not in (1,)
-                      and (x.ndim < 2 or w.size != x.shape[1])):
-        raise ValueError(f"{op}: Mismatch of parameter numbers and input channel size. Found parameter numbers = "
-                         f"{w.size} and channel size = {x.shape[1] if x.ndim >= 2 else 1} (weight of size {w.shape}, "
-                         f"input of size {x.shape})")
+    if w.ndim > 1 or (w.ndim == 1 and w.size not in (1,) and (x.ndim < 2 or w.size != x.shape[1])):
+        raise ValueError(
+            f"{op}: Mismatch of parameter numbers and input channel size. Found parameter numbers = "
+            f"{w.size} and channel size = {x.shape[1] if x.ndim >= 2 else 1} (weight of size {w.shape}, "
+            f"input of size {x.shape})"
+        )
     if w.size == 1:
         return w.reshape(())
     return w.reshape((1, w.size) + (1,) * (x.ndim - 2))

@@ -1,4 +1,5 @@
 """The array math of cnnfast.functional.pooling: ndarray in, ndarray out, no Tensor (see _ndarray/__init__.py)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,11 +14,16 @@ if TYPE_CHECKING:
     from .._typing import Array, ArrayLike, IntPair, Padding, Shape
 
 
-def _pool_args(op: str, kernel_size: IntPair, stride: IntPair | None, padding: Padding, dilation: IntPair
-               ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
+def _pool_args(
+    op: str, kernel_size: IntPair, stride: IntPair | None, padding: Padding, dilation: IntPair
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
     kernel_size = _pair(kernel_size, "kernel_size", op)
     # stride=None (or an empty list, as torch allows) means stride = kernel_size
-    stride = kernel_size if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _pair(stride, "stride", op)
+    stride = (
+        kernel_size
+        if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
+        else _pair(stride, "stride", op)
+    )
     return kernel_size, stride, _pair(padding, "padding", op), _pair(dilation, "dilation", op)
 
 
@@ -29,9 +35,16 @@ def _batch(op: str, x: Array) -> tuple[Array, bool]:
     return x, False
 
 
-def max_pool2d_backward(grad_output: ArrayLike, input: ArrayLike | Shape, indices: ArrayLike, kernel_size: IntPair,
-                        stride: IntPair | None = None, padding: IntPair = 0, dilation: IntPair = 1,
-                        ceil_mode: bool = False) -> Array:
+def max_pool2d_backward(
+    grad_output: ArrayLike,
+    input: ArrayLike | Shape,
+    indices: ArrayLike,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+) -> Array:
     """Gradient of :func:`max_pool2d`: scatters ``grad_output`` to ``indices`` (from the forward).
 
     ``input`` is the forward input or just its shape (a tuple). Returns an array of that shape.
@@ -56,8 +69,14 @@ def max_pool2d_backward(grad_output: ArrayLike, input: ArrayLike | Shape, indice
     return gx[0] if unbatched else gx
 
 
-def max_pool2d_output_shape(input_shape: Sequence[int], kernel_size: IntPair, stride: IntPair | None = None,
-                            padding: IntPair = 0, dilation: IntPair = 1, ceil_mode: bool = False) -> Shape:
+def max_pool2d_output_shape(
+    input_shape: Sequence[int],
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+) -> Shape:
     """Output shape of :func:`max_pool2d`, validated exactly as max_pool2d validates."""
     op = "max_pool2d"
     k, s, p, d = _pool_args(op, kernel_size, stride, padding, dilation)
@@ -70,9 +89,16 @@ def max_pool2d_output_shape(input_shape: Sequence[int], kernel_size: IntPair, st
     return out[1:] if unbatched else out
 
 
-def _max_pool2d_array(op: str, input: ArrayLike, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int],
-                      d: tuple[int, int], ceil_mode: bool,
-                      return_indices: bool) -> Any:
+def _max_pool2d_array(
+    op: str,
+    input: ArrayLike,
+    k: tuple[int, int],
+    s: tuple[int, int],
+    p: tuple[int, int],
+    d: tuple[int, int],
+    ceil_mode: bool,
+    return_indices: bool,
+) -> Any:
     """max_pool2d on an array, arguments already normalised (see cnnfast.functional.max_pool2d)."""
     (x,) = _as_float(op, input=input)
     x, unbatched = _batch(op, x)

@@ -1,4 +1,5 @@
 """The array math of cnnfast.functional.shape: ndarray in, ndarray out, no Tensor (see _ndarray/__init__.py)."""
+
 from __future__ import annotations
 
 import numbers
@@ -24,19 +25,26 @@ def _cat_check(op: str, shapes: Sequence[Sequence[int]], dim: int) -> int:
     d = dim % nd
     for i, s in enumerate(shapes):
         if len(s) != nd or any(a != b for j, (a, b) in enumerate(zip(s, shapes[0])) if j != d):
-            raise ValueError(f"{op}: Sizes of tensors must match except in dimension {d}: tensor 0 has size "
-                             f"{tuple(shapes[0])} but tensor {i} has size {tuple(s)}")
+            raise ValueError(
+                f"{op}: Sizes of tensors must match except in dimension {d}: tensor 0 has size "
+                f"{tuple(shapes[0])} but tensor {i} has size {tuple(s)}"
+            )
     return d
 
 
 def _pad_pairs(op: str, shape: Sequence[int], pad: Sequence[int]) -> list[tuple[int, int]]:
     """torch's pad tuple (last dim first: left, right, top, bottom, ...) -> per-axis (before, after)."""
-    if not isinstance(pad, (tuple, list)) or len(pad) % 2 or \
-            any(isinstance(p, bool) or not isinstance(p, numbers.Integral) for p in pad):
+    if (
+        not isinstance(pad, (tuple, list))
+        or len(pad) % 2
+        or any(isinstance(p, bool) or not isinstance(p, numbers.Integral) for p in pad)
+    ):
         raise ValueError(f"{op}: pad must be a tuple of an even number of ints, got {pad!r}")
     if len(pad) // 2 > len(shape):
-        raise ValueError(f"{op}: padding of length {len(pad)} is too long for an input of {len(shape)} dimensions "
-                         f"(size {tuple(shape)})")
+        raise ValueError(
+            f"{op}: padding of length {len(pad)} is too long for an input of {len(shape)} dimensions "
+            f"(size {tuple(shape)})"
+        )
     pairs = [(0, 0)] * len(shape)
     for i in range(len(pad) // 2):
         ax = len(shape) - 1 - i
@@ -48,8 +56,7 @@ def _pad_pairs(op: str, shape: Sequence[int], pad: Sequence[int]) -> list[tuple[
 
 def _crop(a: Array, pairs: Sequence[tuple[int, int]]) -> Array:
     """Apply the negative parts of pairs (cropping); returns a view."""
-    idx = tuple(slice(-b if b < 0 else 0, a.shape[i] + a_ if a_ < 0 else None)
-                for i, (b, a_) in enumerate(pairs))
+    idx = tuple(slice(-b if b < 0 else 0, a.shape[i] + a_ if a_ < 0 else None) for i, (b, a_) in enumerate(pairs))
     return a[idx]
 
 

@@ -3,6 +3,7 @@
 The backward engine that sweeps the tape is in ``tensor.py`` (``Tensor.backward``); ``backward``
 is re-exported here under its old name.
 """
+
 from __future__ import annotations
 
 from typing import Any

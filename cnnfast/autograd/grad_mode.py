@@ -1,4 +1,5 @@
 """Grad mode: whether operations on Tensors are recorded for backward (thread-local, as in PyTorch)."""
+
 from __future__ import annotations
 
 import functools

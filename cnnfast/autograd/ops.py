@@ -5,6 +5,7 @@ call the ``conv2d`` / ``max_pool2d`` / ``relu`` / ... wrappers at the bottom of 
 given a Tensor. The array math, shared with the ndarray path, lives one layer down in
 ``cnnfast._ndarray`` (this module never imports ``cnnfast.functional``, which imports it).
 """
+
 from __future__ import annotations
 
 import sys
@@ -139,8 +140,10 @@ class MatMul(Function):
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
-            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
-                             f"({a.shape[-1]} != {b.shape[-2 if b.ndim > 1 else 0]})")
+            raise ValueError(
+                f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
+                f"({a.shape[-1]} != {b.shape[-2 if b.ndim > 1 else 0]})"
+            )
         ctx.save_for_backward(a, b)
         return np.matmul(a, b)
 
@@ -436,8 +439,10 @@ class Reshape(Function):
         try:
             return np.reshape(a, shape)
         except ValueError:
-            raise ValueError(f"reshape: shape {tuple(shape)} is invalid for a tensor of shape {ctx.shape} "
-                             f"({int(np.prod(ctx.shape))} elements)") from None
+            raise ValueError(
+                f"reshape: shape {tuple(shape)} is invalid for a tensor of shape {ctx.shape} "
+                f"({int(np.prod(ctx.shape))} elements)"
+            ) from None
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> Any:
@@ -525,13 +530,15 @@ class Linear(Function):
         return gx, gw, gb
 
 
-def _conv2d_grads(ctx: Any, g: Array, x: Array, w: Array, nx: bool, nw: bool,
-                  nb: bool) -> tuple[Array | None, Array | None, Array | None]:
+def _conv2d_grads(
+    ctx: Any, g: Array, x: Array, w: Array, nx: bool, nw: bool, nb: bool
+) -> tuple[Array | None, Array | None, Array | None]:
     """conv2d's input, weight and bias gradients for ``g`` (ctx.args = stride, padding, dilation,
     groups), each in its input's own dtype (the kernels compute in the promoted one)."""
     stride, padding, dilation, groups = ctx.args
-    gx, gw, gb = _nd.conv2d_backward(g, x, w, stride, padding, dilation, groups,
-                                     output_mask=(nx, nw, nb and ctx.has_bias))
+    gx, gw, gb = _nd.conv2d_backward(
+        g, x, w, stride, padding, dilation, groups, output_mask=(nx, nw, nb and ctx.has_bias)
+    )
     if gx is not None and gx.dtype != x.dtype:
         gx = gx.astype(x.dtype)
     if gw is not None and gw.dtype != w.dtype:
@@ -541,8 +548,9 @@ def _conv2d_grads(ctx: Any, g: Array, x: Array, w: Array, nx: bool, nw: bool,
 
 class Conv2d(Function):
     @staticmethod
-    def forward(ctx: Any, x: Array, w: Array, b: Array | None, stride: Any, padding: Any, dilation: Any, groups: Any,
-                relu: bool) -> Array:
+    def forward(
+        ctx: Any, x: Array, w: Array, b: Array | None, stride: Any, padding: Any, dilation: Any, groups: Any, relu: bool
+    ) -> Array:
         out = _nd.conv2d_array("conv2d", x, w, b, stride, padding, dilation, groups, relu)
         ctx.save_for_backward(x, w, out if relu else None)
         ctx.args = (stride, padding, dilation, groups)
@@ -560,7 +568,9 @@ class Conv2d(Function):
 
 class MaxPool2d(Function):
     @staticmethod
-    def forward(ctx: Any, x: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> Array:
+    def forward(
+        ctx: Any, x: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool
+    ) -> Array:
         out, idx = _nd.max_pool2d_array("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode, True)
         ctx.indices = idx
         ctx.shape = x.shape
@@ -582,8 +592,17 @@ class Conv2dReLUMaxPool2d(Function):
     which is then not kept for backward."""
 
     @staticmethod
-    def forward(ctx: Any, x: Array, w: Array, b: Array | None, stride: Any, padding: Any, dilation: Any, groups: Any,
-                pool_args: tuple[Any, Any, Any, Any, bool]) -> Array:
+    def forward(
+        ctx: Any,
+        x: Array,
+        w: Array,
+        b: Array | None,
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        groups: Any,
+        pool_args: tuple[Any, Any, Any, Any, bool],
+    ) -> Array:
         out = _nd.conv2d_array("conv2d", x, w, b, stride, padding, dilation, groups, True)
         y, idx = _nd.max_pool2d_array("max_pool2d", out, *pool_args, True)
         ctx.save_for_backward(x, w, y)
@@ -604,10 +623,19 @@ class Conv2dReLUMaxPool2d(Function):
 
 class AvgPool2d(Function):
     @staticmethod
-    def forward(ctx: Any, x: Array, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool,
-                count_include_pad: bool, divisor_override: Any) -> Array:
-        out, plan = _misc._avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                                              divisor_override)
+    def forward(
+        ctx: Any,
+        x: Array,
+        kernel_size: Any,
+        stride: Any,
+        padding: Any,
+        ceil_mode: bool,
+        count_include_pad: bool,
+        divisor_override: Any,
+    ) -> Array:
+        out, plan = _misc._avg_pool2d_forward(
+            x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+        )
         ctx.plan = plan
         ctx.dtype = np.asarray(x).dtype
         return out
@@ -625,7 +653,9 @@ class CrossEntropy(Function):
     """Softmax + cross entropy in one node: grad = (softmax * sum(A) - A) * scale."""
 
     @staticmethod
-    def forward(ctx: Any, x: Array, target: Any, weight: Any, ignore_index: Any, reduction: str, label_smoothing: Any) -> Array:
+    def forward(
+        ctx: Any, x: Array, target: Any, weight: Any, ignore_index: Any, reduction: str, label_smoothing: Any
+    ) -> Array:
         loss, saved = _loss._cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing)
         ctx.saved = saved
         ctx.reduction = reduction
@@ -684,21 +714,45 @@ class BCEWithLogits(Function):
 # Called by cnnfast.functional when an argument is a Tensor.
 
 
-def conv2d(input: Any, weight: Any, bias: Any, stride: IntPair, padding: Any, dilation: IntPair, groups: int,
-           relu: bool = False) -> Tensor:
+def conv2d(
+    input: Any,
+    weight: Any,
+    bias: Any,
+    stride: IntPair,
+    padding: Any,
+    dilation: IntPair,
+    groups: int,
+    relu: bool = False,
+) -> Tensor:
     return Conv2d.apply(_as_input(input), _as_input(weight), _as_input(bias), stride, padding, dilation, groups, relu)
 
 
-def conv2d_relu_max_pool2d(input: Any, weight: Any, bias: Any, stride: IntPair, padding: Any, dilation: IntPair,
-                           groups: int, pool_args: tuple[Any, ...]) -> Tensor:
+def conv2d_relu_max_pool2d(
+    input: Any,
+    weight: Any,
+    bias: Any,
+    stride: IntPair,
+    padding: Any,
+    dilation: IntPair,
+    groups: int,
+    pool_args: tuple[Any, ...],
+) -> Tensor:
     """``max_pool2d(relu(conv2d(...)), *pool_args)`` recorded as one node; ``pool_args`` is
     ``(kernel_size, stride, padding, dilation, ceil_mode)``, already normalised (symmetric padding)."""
-    return Conv2dReLUMaxPool2d.apply(_as_input(input), _as_input(weight), _as_input(bias), stride, padding,
-                                     dilation, groups, pool_args)
+    return Conv2dReLUMaxPool2d.apply(
+        _as_input(input), _as_input(weight), _as_input(bias), stride, padding, dilation, groups, pool_args
+    )
 
 
-def max_pool2d(input: Tensor, kernel_size: IntPair, stride: IntPair, padding: Any, dilation: IntPair, ceil_mode: bool,
-               return_indices: bool) -> Any:
+def max_pool2d(
+    input: Tensor,
+    kernel_size: IntPair,
+    stride: IntPair,
+    padding: Any,
+    dilation: IntPair,
+    ceil_mode: bool,
+    return_indices: bool,
+) -> Any:
     res: tuple[Any, Any] = MaxPool2d._apply_ctx((input, kernel_size, stride, padding, dilation, ceil_mode), {})
     out, ctx = res
     return (out, ctx.indices) if return_indices else out
@@ -708,8 +762,11 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """relu on a Tensor. ``inplace`` overwrites the data only when nothing is recorded (no_grad or
     no grad needed); while recording it computes out of place, since saved arrays may alias it."""
     if inplace and not (input.requires_grad and _grad_enabled()):
-        _nd.relu_array(input.data, inplace=True) if input.data.dtype.kind == "f" and input.data.flags.c_contiguous \
-            else np.maximum(input.data, 0, out=input.data)
+        _nd.relu_array(
+            input.data, inplace=True
+        ) if input.data.dtype.kind == "f" and input.data.flags.c_contiguous else np.maximum(
+            input.data, 0, out=input.data
+        )
         return input
     return ReLU.apply(input)
 
@@ -736,9 +793,17 @@ def _like(g: Array, dtype: Any) -> Array:
 
 class BatchNorm(Function):
     @staticmethod
-    def forward(ctx: Any, x: Array, w: Array | None, b: Array | None, running_mean: Array | None = None,
-                running_var: Array | None = None, training: bool = False, momentum: float = 0.1,
-                eps: float = 1e-5) -> Array:
+    def forward(
+        ctx: Any,
+        x: Array,
+        w: Array | None,
+        b: Array | None,
+        running_mean: Array | None = None,
+        running_var: Array | None = None,
+        training: bool = False,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+    ) -> Array:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             x = x.astype(np.float32)
@@ -753,8 +818,11 @@ class BatchNorm(Function):
     def backward(ctx: Any, g: Array) -> Any:
         gx, gw, gb = _norm._batch_norm_backward(g, ctx.saved, ctx.needs_input_grad)
         dx, dw, db = ctx.dtypes
-        return (None if gx is None else _like(gx, dx)), (None if gw is None else _like(gw, dw)), \
-            (None if gb is None else _like(gb, db))
+        return (
+            (None if gx is None else _like(gx, dx)),
+            (None if gw is None else _like(gw, dw)),
+            (None if gb is None else _like(gb, db)),
+        )
 
 
 def _unary_function(name: str, fwd: Callable[..., Array], bwd: Callable[..., Array]) -> type[Function]:
@@ -772,8 +840,11 @@ def _unary_function(name: str, fwd: Callable[..., Array], bwd: Callable[..., Arr
         (x,) = ctx.saved_tensors
         return _like(bwd(g, x, **ctx.kw), x.dtype)
 
-    return type(name, (Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward),
-                                    "__module__": __name__})
+    return type(
+        name,
+        (Function,),
+        {"forward": staticmethod(forward), "backward": staticmethod(backward), "__module__": __name__},
+    )
 
 
 ReLU6 = _unary_function("ReLU6", _pw._relu6, _pw._relu6_backward)
@@ -843,8 +914,10 @@ class Cat(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> Any:
         parts = np.split(g, ctx.bounds, axis=ctx.dim)
-        return tuple(_like(np.ascontiguousarray(p), dt) if need else None
-                     for p, dt, need in zip(parts, ctx.dtypes, ctx.needs_input_grad))
+        return tuple(
+            _like(np.ascontiguousarray(p), dt) if need else None
+            for p, dt, need in zip(parts, ctx.dtypes, ctx.needs_input_grad)
+        )
 
 
 class Pad(Function):

@@ -1,4 +1,5 @@
 """``Tensor``: a NumPy array plus what autograd needs (``grad``, ``requires_grad``, ``grad_fn``)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -147,8 +148,9 @@ class Tensor:
 
     def item(self) -> Any:
         if self.data.size != 1:
-            raise ValueError(f"item: only a tensor with one element can be converted to a Python scalar, "
-                             f"got shape {self.shape}")
+            raise ValueError(
+                f"item: only a tensor with one element can be converted to a Python scalar, " f"got shape {self.shape}"
+            )
         return self.data.item()
 
     def tolist(self) -> Any:
@@ -243,8 +245,10 @@ class Tensor:
     def _check_inplace(self, op: str) -> None:
         if self.requires_grad and _state.enabled:
             what = "a leaf Tensor that requires grad" if self._ctx is None else "a Tensor recorded for autograd"
-            raise RuntimeError(f"{op}: in-place operation on {what}; wrap the update in cnnfast.no_grad() or "
-                               f"use the out-of-place form")
+            raise RuntimeError(
+                f"{op}: in-place operation on {what}; wrap the update in cnnfast.no_grad() or "
+                f"use the out-of-place form"
+            )
 
     # ------------------------------------------------------------------ dtype
     def astype(self, dtype: DTypeLike) -> Tensor:
@@ -321,8 +325,7 @@ class Tensor:
 
     def add_(self, other: TensorLike, alpha: builtins.float = 1) -> Tensor:
         scaled: Any = other.data if isinstance(other, Tensor) else other
-        return self._inplace("add_", other if alpha == 1 else scaled * alpha,
-                             np.add)
+        return self._inplace("add_", other if alpha == 1 else scaled * alpha, np.add)
 
     def mul_(self, other: TensorLike) -> Tensor:
         return self._inplace("mul_", other, np.multiply)
@@ -350,30 +353,32 @@ class Tensor:
         return self._cmp(other, np.greater_equal)
 
     # ------------------------------------------------------------------ reductions
-    def sum(self, axis: _Axis = None, keepdims: bool = False, *, dim: _Axis = None,
-           keepdim: bool = False) -> Tensor:
+    def sum(self, axis: _Axis = None, keepdims: bool = False, *, dim: _Axis = None, keepdim: bool = False) -> Tensor:
         return _ops.Sum.apply(self, axis=_axis(axis, dim, "sum"), keepdims=_keep(keepdims, keepdim))
 
-    def mean(self, axis: _Axis = None, keepdims: bool = False, *, dim: _Axis = None,
-            keepdim: bool = False) -> Tensor:
+    def mean(self, axis: _Axis = None, keepdims: bool = False, *, dim: _Axis = None, keepdim: bool = False) -> Tensor:
         return _ops.Mean.apply(self, axis=_axis(axis, dim, "mean"), keepdims=_keep(keepdims, keepdim))
 
-    def max(self, axis: _Axis = None, keepdims: bool = False, *, dim: _Axis = None,
-           keepdim: bool = False) -> Tensor:
+    def max(self, axis: _Axis = None, keepdims: bool = False, *, dim: _Axis = None, keepdim: bool = False) -> Tensor:
         """Maximum over ``axis`` (values only). The gradient is shared equally between tied maxima."""
         return _ops.Max.apply(self, axis=_axis(axis, dim, "max"), keepdims=_keep(keepdims, keepdim), sign=1)
 
-    def min(self, axis: _Axis = None, keepdims: bool = False, *, dim: _Axis = None,
-           keepdim: bool = False) -> Tensor:
+    def min(self, axis: _Axis = None, keepdims: bool = False, *, dim: _Axis = None, keepdim: bool = False) -> Tensor:
         return _ops.Max.apply(self, axis=_axis(axis, dim, "min"), keepdims=_keep(keepdims, keepdim), sign=-1)
 
-    def argmax(self, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None,
-              keepdim: bool = False) -> Tensor:
-        return Tensor._make(np.argmax(self.data, axis=_axis(axis, dim, "argmax"), keepdims=_keep(keepdims, keepdim)), None)
+    def argmax(
+        self, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None, keepdim: bool = False
+    ) -> Tensor:
+        return Tensor._make(
+            np.argmax(self.data, axis=_axis(axis, dim, "argmax"), keepdims=_keep(keepdims, keepdim)), None
+        )
 
-    def argmin(self, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None,
-              keepdim: bool = False) -> Tensor:
-        return Tensor._make(np.argmin(self.data, axis=_axis(axis, dim, "argmin"), keepdims=_keep(keepdims, keepdim)), None)
+    def argmin(
+        self, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None, keepdim: bool = False
+    ) -> Tensor:
+        return Tensor._make(
+            np.argmin(self.data, axis=_axis(axis, dim, "argmin"), keepdims=_keep(keepdims, keepdim)), None
+        )
 
     # ------------------------------------------------------------------ shape
     def reshape(self, *shape: Any) -> Tensor:
@@ -485,6 +490,7 @@ class Tensor:
 # micrograd's: one topological sort of the graph below the output, then one reverse sweep calling
 # each node's ``backward`` and accumulating the input gradients with ``+``.
 
+
 def _topo_order(root: Tensor) -> list[Tensor]:
     """Nodes that require grad below ``root``, inputs before outputs (iterative DFS post-order)."""
     order = []
@@ -518,20 +524,25 @@ def _accumulate_leaf(node: Tensor, g: np.ndarray) -> None:
 def _backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
     if not root.requires_grad:
-        raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
-                           "(create leaves with requires_grad=True, and do not call backward inside no_grad)")
+        raise RuntimeError(
+            "backward: the tensor does not require grad and has no grad_fn "
+            "(create leaves with requires_grad=True, and do not call backward inside no_grad)"
+        )
     if gradient is None:
         if root.data.size != 1:
-            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; got a Tensor "
-                               f"of shape {root.shape}, so pass gradient= (an array of that shape)")
+            raise RuntimeError(
+                f"backward: grad can be implicitly created only for scalar outputs; got a Tensor "
+                f"of shape {root.shape}, so pass gradient= (an array of that shape)"
+            )
         gradient = np.ones_like(root.data)
     else:
         if isinstance(gradient, Tensor):
             gradient = gradient.data
         gradient = np.asarray(gradient, dtype=root.data.dtype)
         if gradient.shape != root.shape:
-            raise RuntimeError(f"backward: gradient of shape {gradient.shape} does not match the tensor's "
-                               f"shape {root.shape}")
+            raise RuntimeError(
+                f"backward: gradient of shape {gradient.shape} does not match the tensor's " f"shape {root.shape}"
+            )
     order = _topo_order(root)
     grads = {id(root): gradient}
     for node in reversed(order):
@@ -544,8 +555,10 @@ def _backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) ->
         if ctx is None:
             continue
         if ctx._freed:
-            raise RuntimeError(f"backward: trying to backward through {ctx.name()} a second time; its saved "
-                               "arrays were freed after the first backward (pass retain_graph=True to keep them)")
+            raise RuntimeError(
+                f"backward: trying to backward through {ctx.name()} a second time; its saved "
+                "arrays were freed after the first backward (pass retain_graph=True to keep them)"
+            )
         in_grads = type(ctx).backward(ctx, g)
         if type(in_grads) is not tuple:
             in_grads = (in_grads,)
@@ -553,8 +566,10 @@ def _backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) ->
             if gp is None or not isinstance(p, Tensor) or not p.requires_grad:
                 continue
             if gp.shape != p.data.shape:
-                raise RuntimeError(f"backward: {ctx.name()} returned a gradient of shape {gp.shape} for an input "
-                                   f"of shape {p.data.shape}")
+                raise RuntimeError(
+                    f"backward: {ctx.name()} returned a gradient of shape {gp.shape} for an input "
+                    f"of shape {p.data.shape}"
+                )
             k = id(p)
             prev = grads.get(k)
             grads[k] = gp if prev is None else prev + gp

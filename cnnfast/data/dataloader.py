@@ -1,4 +1,5 @@
 """``DataLoader``: mini-batches over a dataset, optionally shuffled, reproducibly with a seed."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
@@ -46,16 +47,30 @@ class DataLoader:
     collated with ``collate_fn`` (``default_collate`` stacks them).
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool = False, sampler: Sampler | None = None,
-                 *, drop_last: bool = False, collate_fn: Callable[[list[Any]], Any] | None = None,
-                 generator: int | np.random.Generator | None = None, seed: int | None = None) -> None:
-        if batch_size is not None and (not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool)
-                                       or batch_size <= 0):
-            raise ValueError(f"DataLoader: batch_size should be a positive integer value or None, but got batch_size={batch_size!r}")
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int | None = 1,
+        shuffle: bool = False,
+        sampler: Sampler | None = None,
+        *,
+        drop_last: bool = False,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        generator: int | np.random.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if batch_size is not None and (
+            not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size <= 0
+        ):
+            raise ValueError(
+                f"DataLoader: batch_size should be a positive integer value or None, but got batch_size={batch_size!r}"
+            )
         if seed is not None and generator is not None:
             raise ValueError("DataLoader: pass either generator= or seed=, not both")
         if batch_size is None and drop_last:
-            raise ValueError("DataLoader: batch_size=None option disables auto-batching and is mutually exclusive with drop_last")
+            raise ValueError(
+                "DataLoader: batch_size=None option disables auto-batching and is mutually exclusive with drop_last"
+            )
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.dataset = dataset
@@ -89,7 +104,7 @@ class DataLoader:
         stop = (n // bs) * bs if self.drop_last else n
         fast = isinstance(self.dataset, TensorDataset) and self.collate_fn is None
         for start in range(0, stop, bs):
-            idx = order[start:start + bs]
+            idx = order[start : start + bs]
             if fast:
                 yield self.dataset[idx]
             else:
@@ -97,5 +112,7 @@ class DataLoader:
                 yield collate([self.dataset[int(i)] for i in idx])
 
     def __repr__(self) -> str:
-        return (f"DataLoader(dataset={type(self.dataset).__name__}(len={len(self.dataset)}), batch_size={self.batch_size}, "
-                f"shuffle={self.shuffle}, drop_last={self.drop_last})")
+        return (
+            f"DataLoader(dataset={type(self.dataset).__name__}(len={len(self.dataset)}), batch_size={self.batch_size}, "
+            f"shuffle={self.shuffle}, drop_last={self.drop_last})"
+        )

@@ -1,4 +1,5 @@
 """Map-style datasets: ``Dataset`` (the protocol) and ``TensorDataset`` (aligned arrays)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -46,7 +47,9 @@ class TensorDataset(Dataset):
         sizes = [a.shape[0] for a in tensors]
         if any(s != sizes[0] for s in sizes):
             shapes = ", ".join(str(a.shape) for a in tensors)
-            raise ValueError(f"TensorDataset: size mismatch between arrays: first dimensions must be equal, got shapes {shapes}")
+            raise ValueError(
+                f"TensorDataset: size mismatch between arrays: first dimensions must be equal, got shapes {shapes}"
+            )
         self.tensors = tensors  # PyTorch's attribute name
 
     def __getitem__(self, index: Any) -> tuple[Array, ...]:
@@ -70,8 +73,9 @@ class Subset(Dataset):
         return len(self.indices)
 
 
-def random_split(dataset: Dataset, lengths: Sequence[float], generator: int | np.random.Generator | None = None
-                 ) -> list[Subset]:
+def random_split(
+    dataset: Dataset, lengths: Sequence[float], generator: int | np.random.Generator | None = None
+) -> list[Subset]:
     """Split ``dataset`` into non-overlapping ``Subset``s of the given lengths (or fractions)."""
     n = len(dataset)
     lengths = list(lengths)
@@ -86,7 +90,7 @@ def random_split(dataset: Dataset, lengths: Sequence[float], generator: int | np
     out: list[Subset] = []
     start: Any = 0  # an int: the lengths are ints by now
     for k in lengths:
-        out.append(Subset(dataset, perm[start:start + k]))
+        out.append(Subset(dataset, perm[start : start + k]))
         start += k
     return out
 

@@ -1,4 +1,5 @@
 """Samplers: which dataset indices a ``DataLoader`` visits, in which order (``torch.utils.data`` names)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -47,16 +48,26 @@ class DistributedSampler(Sampler):
     :func:`~cnnfast.distributed.get_rank` (MPI).
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         if num_replicas is None or rank is None:
             from cnnfast import distributed
+
             num_replicas = distributed.get_world_size() if num_replicas is None else num_replicas
             rank = distributed.get_rank() if rank is None else rank
         self.num_replicas = _check_int("num_replicas", num_replicas, 1)
         self.rank = _check_int("rank", rank, 0)
         if self.rank >= self.num_replicas:
-            raise ValueError(f"DistributedSampler: invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]")
+            raise ValueError(
+                f"DistributedSampler: invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]"
+            )
         self.seed = _check_int("seed", seed, 0)
         self.dataset = dataset
         self.shuffle = bool(shuffle)
@@ -93,8 +104,8 @@ class DistributedSampler(Sampler):
         if self.total_size > len(order):  # pad with the order's own head (repeated if needed)
             reps = -(-self.total_size // max(len(order), 1))
             order = np.tile(order, reps)
-        order = order[:self.total_size]
-        return np.ascontiguousarray(order[self.rank::self.num_replicas], dtype=np.int64)
+        order = order[: self.total_size]
+        return np.ascontiguousarray(order[self.rank :: self.num_replicas], dtype=np.int64)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices().tolist())
@@ -103,5 +114,7 @@ class DistributedSampler(Sampler):
         return self.num_samples
 
     def __repr__(self) -> str:
-        return (f"DistributedSampler(len(dataset)={len(self.dataset)}, num_replicas={self.num_replicas}, "
-                f"rank={self.rank}, shuffle={self.shuffle}, seed={self.seed}, drop_last={self.drop_last})")
+        return (
+            f"DistributedSampler(len(dataset)={len(self.dataset)}, num_replicas={self.num_replicas}, "
+            f"rank={self.rank}, shuffle={self.shuffle}, seed={self.seed}, drop_last={self.drop_last})"
+        )

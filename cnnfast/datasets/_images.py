@@ -3,6 +3,7 @@
 Both are public domain (see ``IMAGES_LICENSE.txt`` next to this file) and are stored as
 compressed ``.npz`` archives, so loading needs NumPy only (no matplotlib, no Pillow).
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ The data come from the MNIST database (LeCun et al., CC BY-SA 3.0); see ``MNIST_
 next to this file for the source, the license, the citation and how the file was generated.
 Loading needs NumPy only and never touches the network.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,13 +34,17 @@ def _raw() -> dict[str, Array]:
         with np.load(_FILE, allow_pickle=False) as f:
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except FileNotFoundError:
-        raise FileNotFoundError(f"load_mnist_5k: the data file {_FILE} is missing from this cnnfast "
-                                "installation (it is package data; reinstall cnnfast)") from None
+        raise FileNotFoundError(
+            f"load_mnist_5k: the data file {_FILE} is missing from this cnnfast "
+            "installation (it is package data; reinstall cnnfast)"
+        ) from None
     for split, n in _SIZES.items():
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.shape != (n, 28, 28) or x.dtype != np.uint8 or y.shape != (n,):
-            raise RuntimeError(f"load_mnist_5k: {_FILE} is damaged: x_{split} {x.shape} {x.dtype}, "
-                               f"y_{split} {y.shape}; expected ({n}, 28, 28) uint8 and ({n},)")
+            raise RuntimeError(
+                f"load_mnist_5k: {_FILE} is damaged: x_{split} {x.shape} {x.dtype}, "
+                f"y_{split} {y.shape}; expected ({n}, 28, 28) uint8 and ({n},)"
+            )
     return arrays
 
 
@@ -54,12 +59,14 @@ def _split(name: str, normalize: bool, dtype: np.dtype) -> tuple[Array, Array]:
 
 
 @overload
-def load_mnist_5k(split: None = None, normalize: bool = True,
-                  dtype: DTypeLike = np.float32) -> tuple[tuple[Array, Array], tuple[Array, Array]]: ...
+def load_mnist_5k(
+    split: None = None, normalize: bool = True, dtype: DTypeLike = np.float32
+) -> tuple[tuple[Array, Array], tuple[Array, Array]]: ...
 @overload
 def load_mnist_5k(split: str, normalize: bool = True, dtype: DTypeLike = np.float32) -> tuple[Array, Array]: ...
-def load_mnist_5k(split: str | None = None, normalize: bool = True, dtype: DTypeLike = np.float32
-                  ) -> tuple[Array, Array] | tuple[tuple[Array, Array], tuple[Array, Array]]:
+def load_mnist_5k(
+    split: str | None = None, normalize: bool = True, dtype: DTypeLike = np.float32
+) -> tuple[Array, Array] | tuple[tuple[Array, Array], tuple[Array, Array]]:
     """Load 5,000 real MNIST digits (500 per class) in a fixed, class-stratified split.
 
     Parameters

@@ -1,4 +1,5 @@
 """relu on NumPy arrays (and, given a Tensor, recorded for autograd)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

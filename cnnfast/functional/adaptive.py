@@ -6,6 +6,7 @@ separable: ``out = A_h @ x @ A_w.T`` with ``A`` an (O, L) matrix of 1/bin-size w
 gradient is ``A_h.T @ g @ A_w``. The common cases take a faster path: output 1x1 (global
 average pooling, a mean) and sizes that divide evenly (a reshape and a mean).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,10 @@ from ..autograd import ops as _ops
 from .._typing import _is_tensor
 from .._utils import _as_float
 from .._ndarray.adaptive import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
-    _adaptive_backward, _adaptive_forward, _bins, _output_size,
+    _adaptive_backward,
+    _adaptive_forward,
+    _bins,
+    _output_size,
 )
 
 if TYPE_CHECKING:

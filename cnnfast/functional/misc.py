@@ -4,6 +4,7 @@ ndarray in -> ndarray out; given a cnnfast Tensor the result is a Tensor recorde
 The array math is in ``cnnfast._ndarray.misc``, shared with the autograd Functions; its ``_``-prefixed
 helpers are importable from here under their old names.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -16,16 +17,39 @@ from ..autograd import ops as _ops
 from .._typing import _is_tensor
 from .._utils import _any_tensor, _as_float, _tensor_arg  # noqa: F401  (_tensor_arg: its old home)
 from .._ndarray.misc import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
-    _avg_pool2d_backward, _avg_pool2d_forward, _avg_pool_args, _avg_pool_shape, _check_dim, _divisors,
-    _dropout_mask, _flat_shape, _leaky_relu, _linear, _log_softmax, _pool_out, _sigmoid, _softmax,
+    _avg_pool2d_backward,
+    _avg_pool2d_forward,
+    _avg_pool_args,
+    _avg_pool_shape,
+    _check_dim,
+    _divisors,
+    _dropout_mask,
+    _flat_shape,
+    _leaky_relu,
+    _linear,
+    _log_softmax,
+    _pool_out,
+    _sigmoid,
+    _softmax,
 )
 
 if TYPE_CHECKING:
     from .._typing import Array, ArrayLike, ArrayOrTensor, Generator, IntPair, Padding, TensorLike
     from ..autograd.tensor import Tensor
 
-__all__ = ["linear", "avg_pool2d", "avg_pool2d_output_shape", "leaky_relu", "sigmoid", "tanh", "softmax",
-           "log_softmax", "dropout", "flatten", "one_hot"]
+__all__ = [
+    "linear",
+    "avg_pool2d",
+    "avg_pool2d_output_shape",
+    "leaky_relu",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "log_softmax",
+    "dropout",
+    "flatten",
+    "one_hot",
+]
 
 
 def _ag() -> Any:
@@ -54,9 +78,15 @@ def linear(input: TensorLike, weight: TensorLike, bias: TensorLike | None = None
 # ---------------------------------------------------------------------------- avg_pool2d
 
 
-def avg_pool2d(input: ArrayOrTensor, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0,
-               ceil_mode: bool = False, count_include_pad: bool = True,
-               divisor_override: int | None = None) -> ArrayOrTensor:
+def avg_pool2d(
+    input: ArrayOrTensor,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: Padding = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> ArrayOrTensor:
     """2-D average pooling over an NCHW batch or CHW image (``torch.nn.functional.avg_pool2d``).
 
     ``stride`` defaults to ``kernel_size``; zero padding at most half the kernel. With
@@ -65,8 +95,7 @@ def avg_pool2d(input: ArrayOrTensor, kernel_size: IntPair, stride: IntPair | Non
     """
     op = "avg_pool2d"
     if isinstance(padding, (tuple, list)) and len(padding) == 4:
-        return _avg_pool2d_asym(op, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                                divisor_override)
+        return _avg_pool2d_asym(op, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
     k, s, p = _avg_pool_args(op, kernel_size, stride, padding)
     if divisor_override is not None and (not isinstance(divisor_override, numbers.Integral) or divisor_override <= 0):
         raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override!r}")
@@ -76,8 +105,16 @@ def avg_pool2d(input: ArrayOrTensor, kernel_size: IntPair, stride: IntPair | Non
     return _avg_pool2d_forward(x, k, s, p, bool(ceil_mode), bool(count_include_pad), divisor_override)[0]
 
 
-def _avg_pool2d_asym(op: str, input: Any, kernel_size: IntPair, stride: IntPair | None, padding: Any,
-                     ceil_mode: bool, count_include_pad: bool, divisor_override: int | None) -> Any:
+def _avg_pool2d_asym(
+    op: str,
+    input: Any,
+    kernel_size: IntPair,
+    stride: IntPair | None,
+    padding: Any,
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> Any:
     """Asymmetric padding: zero-pad explicitly, sum-pool without padding, divide by the window
     sizes (counting the padding or not)."""
     from .conv import _four_pads
@@ -86,8 +123,9 @@ def _avg_pool2d_asym(op: str, input: Any, kernel_size: IntPair, stride: IntPair 
     t, b, l, r = _four_pads(op, padding)
     k, s, _ = _avg_pool_args(op, kernel_size, stride, 0)
     if max(t, b) > k[0] // 2 or max(l, r) > k[1] // 2:
-        raise ValueError(f"{op}: pad should be at most half of kernel size, but got padding={tuple(padding)} and "
-                         f"kernel_size={k}")
+        raise ValueError(
+            f"{op}: pad should be at most half of kernel size, but got padding={tuple(padding)} and " f"kernel_size={k}"
+        )
     if divisor_override is not None and (not isinstance(divisor_override, numbers.Integral) or divisor_override <= 0):
         raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override!r}")
     x = input if _is_tensor(input) else _as_float(op, input=input)[0]
@@ -101,15 +139,20 @@ def _avg_pool2d_asym(op: str, input: Any, kernel_size: IntPair, stride: IntPair 
     if count_include_pad:
         mask[...] = 1
     else:
-        mask[..., t:t + x.shape[-2], l:l + x.shape[-1]] = 1
+        mask[..., t : t + x.shape[-2], l : l + x.shape[-1]] = 1
     count = avg_pool2d(mask, k, s, 0, ceil_mode, True, 1)
     if x.ndim == 3:
         count = count[0]
     return sums / count
 
 
-def avg_pool2d_output_shape(input_shape: Sequence[int], kernel_size: IntPair, stride: IntPair | None = None,
-                            padding: IntPair = 0, ceil_mode: bool = False) -> tuple[int, ...]:
+def avg_pool2d_output_shape(
+    input_shape: Sequence[int],
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+) -> tuple[int, ...]:
     """Output shape of :func:`avg_pool2d`, validated as avg_pool2d validates."""
     op = "avg_pool2d"
     k, s, p = _avg_pool_args(op, kernel_size, stride, padding)
@@ -178,8 +221,9 @@ def log_softmax(input: ArrayOrTensor, dim: int) -> ArrayOrTensor:
 # ---------------------------------------------------------------------------- dropout / shape
 
 
-def dropout(input: ArrayOrTensor, p: float = 0.5, training: bool = True, inplace: bool = False, *,
-            generator: Generator = None) -> ArrayOrTensor:
+def dropout(
+    input: ArrayOrTensor, p: float = 0.5, training: bool = True, inplace: bool = False, *, generator: Generator = None
+) -> ArrayOrTensor:
     """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)`` (when ``training``).
 
     ``generator`` (a numpy Generator or int seed) makes the mask reproducible; by default the
@@ -190,8 +234,9 @@ def dropout(input: ArrayOrTensor, p: float = 0.5, training: bool = True, inplace
     if _is_tensor(input):
         if not training or p == 0:
             return input
-        mask = _dropout_mask(input.shape, p, input.data.dtype if input.data.dtype.kind == "f" else np.dtype(np.float32),
-                             generator)
+        mask = _dropout_mask(
+            input.shape, p, input.data.dtype if input.data.dtype.kind == "f" else np.dtype(np.float32), generator
+        )
         if inplace and not (input.requires_grad and _grad_enabled()):
             input.data *= mask
             return input

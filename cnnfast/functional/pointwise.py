@@ -8,6 +8,7 @@ over memory; a fused conv epilogue (C++) would save those passes (see README, "T
 Gradients at the kinks follow PyTorch: relu6 and hardsigmoid pass no gradient at their
 breakpoints (-3/3, 0/6), hardswish's gradient is ``x/3 + 1/2`` on ``(-3, 3)``, 0 at -3 and 1 at 3.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -19,9 +20,26 @@ from ..autograd import ops as _ops
 from .._typing import _is_tensor
 from .._utils import _any_tensor, _as_float, _tensor_arg
 from .._ndarray.pointwise import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
-    _INV_SQRT_2, _INV_SQRT_2PI, _SQRT_2_OVER_PI, _check_approximate, _erf, _erf_ufunc, _gelu, _gelu_backward,
-    _hardsigmoid, _hardsigmoid_backward, _hardswish, _hardswish_backward, _prelu, _prelu_backward, _prelu_weight,
-    _relu6, _relu6_backward, _sigmoid, _silu, _silu_backward,
+    _INV_SQRT_2,
+    _INV_SQRT_2PI,
+    _SQRT_2_OVER_PI,
+    _check_approximate,
+    _erf,
+    _erf_ufunc,
+    _gelu,
+    _gelu_backward,
+    _hardsigmoid,
+    _hardsigmoid_backward,
+    _hardswish,
+    _hardswish_backward,
+    _prelu,
+    _prelu_backward,
+    _prelu_weight,
+    _relu6,
+    _relu6_backward,
+    _sigmoid,
+    _silu,
+    _silu_backward,
 )
 
 if TYPE_CHECKING:
@@ -46,8 +64,9 @@ def _inplace_ok(op: str, input: object) -> None:
         raise ValueError(f"{op}: inplace=True needs a writeable floating point ndarray, got {type(input).__name__}")
 
 
-def _unary(op: str, fwd: Callable[..., Array], fn_name: str, input: ArrayOrTensor, inplace: bool,
-           **kw: Any) -> ArrayOrTensor:
+def _unary(
+    op: str, fwd: Callable[..., Array], fn_name: str, input: ArrayOrTensor, inplace: bool, **kw: Any
+) -> ArrayOrTensor:
     """Shared entry: Tensor -> recorded Function (in place only when nothing is recorded), array -> array."""
     if _is_tensor(input):
         if inplace and not (input.requires_grad and _grad_enabled()) and input.data.dtype.kind == "f":

@@ -1,4 +1,5 @@
 """max_pool2d on NumPy arrays (and, given a Tensor, recorded for autograd)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -10,7 +11,10 @@ from .._typing import _is_tensor
 from .._utils import _as_float
 from .._ndarray.pooling import _max_pool2d_array
 from .._ndarray.pooling import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
-    _batch, _pool_args, max_pool2d_backward, max_pool2d_output_shape,
+    _batch,
+    _pool_args,
+    max_pool2d_backward,
+    max_pool2d_output_shape,
 )
 
 if TYPE_CHECKING:
@@ -21,23 +25,55 @@ __all__ = ["max_pool2d", "max_pool2d_backward", "max_pool2d_output_shape"]
 
 
 @overload
-def max_pool2d(input: ArrayOrTensor, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0,
-               dilation: IntPair = 1, ceil_mode: bool = False,
-               return_indices: Literal[False] = False) -> ArrayOrTensor: ...
+def max_pool2d(
+    input: ArrayOrTensor,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: Literal[False] = False,
+) -> ArrayOrTensor: ...
 @overload
-def max_pool2d(input: ArrayOrTensor, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0,
-               dilation: IntPair = 1, ceil_mode: bool = False, *,
-               return_indices: Literal[True]) -> tuple[ArrayOrTensor, Array]: ...
+def max_pool2d(
+    input: ArrayOrTensor,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    *,
+    return_indices: Literal[True],
+) -> tuple[ArrayOrTensor, Array]: ...
 @overload
-def max_pool2d(input: ArrayOrTensor, kernel_size: IntPair, stride: IntPair | None, padding: Padding,
-               dilation: IntPair, ceil_mode: bool, return_indices: Literal[True]) -> tuple[ArrayOrTensor, Array]: ...
+def max_pool2d(
+    input: ArrayOrTensor,
+    kernel_size: IntPair,
+    stride: IntPair | None,
+    padding: Padding,
+    dilation: IntPair,
+    ceil_mode: bool,
+    return_indices: Literal[True],
+) -> tuple[ArrayOrTensor, Array]: ...
 @overload
-def max_pool2d(input: ArrayOrTensor, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0,
-               dilation: IntPair = 1, ceil_mode: bool = False,
-               return_indices: bool = False) -> ArrayOrTensor | tuple[ArrayOrTensor, Array]: ...
-def max_pool2d(input: Array | Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0,
-               dilation: IntPair = 1, ceil_mode: bool = False,
-               return_indices: bool = False) -> Array | Tensor | tuple[Array | Tensor, Array]:
+def max_pool2d(
+    input: ArrayOrTensor,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> ArrayOrTensor | tuple[ArrayOrTensor, Array]: ...
+def max_pool2d(
+    input: Array | Tensor,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Array | Tensor | tuple[Array | Tensor, Array]:
     """2-D max pooling over an NCHW batch or a CHW image (``torch.nn.functional.max_pool2d``).
 
     ``padding`` may also be a 4-tuple ``(top, bottom, left, right)`` (asymmetric, each at most half
@@ -57,8 +93,16 @@ def max_pool2d(input: Array | Tensor, kernel_size: IntPair, stride: IntPair | No
     return _max_pool2d_array(op, input, k, s, p, d, bool(ceil_mode), bool(return_indices))
 
 
-def _max_pool2d_asym(op: str, input: Any, kernel_size: IntPair, stride: IntPair | None, padding: Any,
-                     dilation: IntPair, ceil_mode: bool, return_indices: bool) -> Any:
+def _max_pool2d_asym(
+    op: str,
+    input: Any,
+    kernel_size: IntPair,
+    stride: IntPair | None,
+    padding: Any,
+    dilation: IntPair,
+    ceil_mode: bool,
+    return_indices: bool,
+) -> Any:
     from .conv import _four_pads
     from .shape import pad as _pad
 
@@ -66,8 +110,10 @@ def _max_pool2d_asym(op: str, input: Any, kernel_size: IntPair, stride: IntPair 
     k, s, _, d = _pool_args(op, kernel_size, stride, 0, dilation)
     half = [(d[i] * (k[i] - 1) + 1) // 2 for i in range(2)]
     if max(t, b) > half[0] or max(l, r) > half[1]:
-        raise ValueError(f"{op}: pad should be at most half of effective kernel size, but got padding={tuple(padding)}, "
-                         f"kernel_size={k}, dilation={d}")
+        raise ValueError(
+            f"{op}: pad should be at most half of effective kernel size, but got padding={tuple(padding)}, "
+            f"kernel_size={k}, dilation={d}"
+        )
     x = input if _is_tensor(input) else _as_float(op, input=input)[0]
     if x.ndim not in (3, 4):
         raise ValueError(f"{op}: Expected 3D or 4D (batch mode) input, but got input of size {tuple(x.shape)}")

@@ -2,6 +2,7 @@
 
 ndarray in -> ndarray out; given cnnfast Tensors the result is a Tensor recorded for backward.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -13,7 +14,11 @@ from ..autograd import ops as _ops
 from .._typing import _is_tensor
 from .._utils import _any_tensor, _tensor_arg
 from .._ndarray.shape import (  # noqa: F401  (NumPy-level helpers, re-exported under their old names)
-    _cat_check, _crop, _pad_backward, _pad_forward, _pad_pairs,
+    _cat_check,
+    _crop,
+    _pad_backward,
+    _pad_forward,
+    _pad_pairs,
 )
 
 if TYPE_CHECKING:

@@ -11,13 +11,27 @@ names, state-dict keys, shapes, parameter counts and eval-mode outputs are those
 The weights are not downloaded here (cnnfast works offline): fetch the .pth files elsewhere.
 Inputs are NCHW float32, normalised as torchvision's weights expect (ImageNet mean/std).
 """
+
 from .efficientnet import EfficientNet, efficientnet_b0
 from .googlenet import GoogLeNet, googlenet
 from .mobilenet import MobileNetV2, MobileNetV3, mobilenet_v2, mobilenet_v3_small
 from .resnet import ResNet, resnet18, resnet34, resnet50
 
-__all__ = ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "googlenet",
-           "ResNet", "MobileNetV2", "MobileNetV3", "EfficientNet", "GoogLeNet", "list_models"]
+__all__ = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "efficientnet_b0",
+    "googlenet",
+    "ResNet",
+    "MobileNetV2",
+    "MobileNetV3",
+    "EfficientNet",
+    "GoogLeNet",
+    "list_models",
+]
 
 
 def list_models() -> list[str]:

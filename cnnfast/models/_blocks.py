@@ -1,5 +1,6 @@
 """Blocks shared by the models: Conv2dNormActivation, SqueezeExcitation, StochasticDepth,
 _make_divisible and torchvision's weight initialisation (same module names as torchvision.ops)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,17 +30,29 @@ class Conv2dNormActivation(nn.Sequential):
     """Conv2d (no bias when normalised) -> BatchNorm2d -> activation, as ``torchvision.ops.Conv2dNormActivation``
     (children ``0``, ``1``, ``2``). ``padding=None`` means ``(kernel_size - 1) // 2 * dilation``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int | None = None, groups: int = 1,
-                 norm_layer: Callable[[int], nn.Module] | None = nn.BatchNorm2d,
-                 activation_layer: Callable[..., nn.Module] | None = nn.ReLU, dilation: int = 1,
-                 inplace: bool | None = True, bias: bool | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int | None = None,
+        groups: int = 1,
+        norm_layer: Callable[[int], nn.Module] | None = nn.BatchNorm2d,
+        activation_layer: Callable[..., nn.Module] | None = nn.ReLU,
+        dilation: int = 1,
+        inplace: bool | None = True,
+        bias: bool | None = None,
+    ) -> None:
         if padding is None:
             padding = (kernel_size - 1) // 2 * dilation
         if bias is None:
             bias = norm_layer is None
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups,
-                            bias=bias)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=bias
+            )
+        ]
         if norm_layer is not None:
             layers.append(norm_layer(out_channels))
         if activation_layer is not None:
@@ -51,8 +64,13 @@ class Conv2dNormActivation(nn.Sequential):
 class SqueezeExcitation(nn.Module):
     """``x * scale_activation(fc2(activation(fc1(avgpool(x)))))`` with 1x1 convs (torchvision.ops.SqueezeExcitation)."""
 
-    def __init__(self, input_channels: int, squeeze_channels: int, activation: Callable[[], nn.Module] = nn.ReLU,
-                 scale_activation: Callable[[], nn.Module] = nn.Sigmoid) -> None:
+    def __init__(
+        self,
+        input_channels: int,
+        squeeze_channels: int,
+        activation: Callable[[], nn.Module] = nn.ReLU,
+        scale_activation: Callable[[], nn.Module] = nn.Sigmoid,
+    ) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc1 = nn.Conv2d(input_channels, squeeze_channels, 1)
@@ -71,8 +89,9 @@ class SqueezeExcitation(nn.Module):
         return self._scale(input) * input
 
 
-def stochastic_depth(input: ArrayOrTensor, p: float, mode: str, training: bool = True,
-                     generator: Generator = None) -> ArrayOrTensor:
+def stochastic_depth(
+    input: ArrayOrTensor, p: float, mode: str, training: bool = True, generator: Generator = None
+) -> ArrayOrTensor:
     """Randomly zero whole rows (``mode='row'``: per sample) or the whole input (``'batch'``) with
     probability ``p``, scaling survivors by ``1/(1-p)`` (torchvision.ops.stochastic_depth)."""
     if p < 0.0 or p > 1.0:

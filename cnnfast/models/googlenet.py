@@ -6,6 +6,7 @@ the original weights expect: torchvision sets it when it loads its pretrained we
 ``transform_input=True`` when you load them. A state dict that still holds the auxiliary heads
 (``aux1.*``, ``aux2.*``, as torchvision's weight file does) loads: those keys are skipped.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -44,28 +45,41 @@ class BasicConv2d(nn.Module):
 
 
 class Inception(nn.Module):
-    def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int,
-                 pool_proj: int) -> None:
+    def __init__(
+        self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int
+    ) -> None:
         super().__init__()
         self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
-        self.branch2 = nn.Sequential(BasicConv2d(in_channels, ch3x3red, kernel_size=1),
-                                     BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1))
-        self.branch3 = nn.Sequential(BasicConv2d(in_channels, ch5x5red, kernel_size=1),
-                                     BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1))
-        self.branch4 = nn.Sequential(nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
-                                     BasicConv2d(in_channels, pool_proj, kernel_size=1))
+        self.branch2 = nn.Sequential(
+            BasicConv2d(in_channels, ch3x3red, kernel_size=1), BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1)
+        )
+        self.branch3 = nn.Sequential(
+            BasicConv2d(in_channels, ch5x5red, kernel_size=1), BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1)
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
+            BasicConv2d(in_channels, pool_proj, kernel_size=1),
+        )
 
     def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
         return cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
 
 
 class GoogLeNet(nn.Module):
-    def __init__(self, num_classes: int = 1000, aux_logits: bool = False, transform_input: bool = False,
-                 init_weights: bool = True, dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        aux_logits: bool = False,
+        transform_input: bool = False,
+        init_weights: bool = True,
+        dropout: float = 0.2,
+    ) -> None:
         super().__init__()
         if aux_logits:
-            raise NotImplementedError("GoogLeNet: the auxiliary heads (aux_logits=True) are not implemented; they "
-                                      "only serve training from scratch")
+            raise NotImplementedError(
+                "GoogLeNet: the auxiliary heads (aux_logits=True) are not implemented; they "
+                "only serve training from scratch"
+            )
         self.aux_logits = False
         self.transform_input = bool(transform_input)
         self.conv1 = BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3)
@@ -131,5 +145,3 @@ class GoogLeNet(nn.Module):
 def googlenet(*, num_classes: int = 1000, transform_input: bool = False, **kwargs: Any) -> GoogLeNet:
     """GoogLeNet without auxiliary heads (6,624,904 parameters with 1000 classes)."""
     return GoogLeNet(num_classes=num_classes, transform_input=transform_input, **kwargs)
-
-

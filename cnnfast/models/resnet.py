@@ -1,4 +1,5 @@
 """ResNet-18/34/50 (torchvision's ``resnet.py``: ResNet v1.5, stride on the 3x3 conv of the bottleneck)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -18,8 +19,16 @@ __all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=dilation, groups=groups, bias=False,
-                     dilation=dilation)
+    return nn.Conv2d(
+        in_planes,
+        out_planes,
+        kernel_size=3,
+        stride=stride,
+        padding=dilation,
+        groups=groups,
+        bias=False,
+        dilation=dilation,
+    )
 
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -28,8 +37,14 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 
 def _add_relu(relu: nn.Module, out: Any, identity: Any) -> Any:
     """``relu(out + identity)``; on ndarrays in place on ``out`` (the block's own fresh conv output)."""
-    if type(out) is np.ndarray and type(identity) is np.ndarray and not relu._forward_hooks \
-            and out.shape == identity.shape and out.dtype == identity.dtype and out.flags.c_contiguous:
+    if (
+        type(out) is np.ndarray
+        and type(identity) is np.ndarray
+        and not relu._forward_hooks
+        and out.shape == identity.shape
+        and out.dtype == identity.dtype
+        and out.flags.c_contiguous
+    ):
         out += identity
         return F.relu_(out)
     return relu(out + identity)
@@ -91,8 +106,13 @@ class ResNet(nn.Module):
 
     _conv_bn_pairs = (("conv1", "bn1"),)
 
-    def __init__(self, block: type[BasicBlock | Bottleneck], layers: Sequence[int], num_classes: int = 1000,
-                 zero_init_residual: bool = False) -> None:
+    def __init__(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        layers: Sequence[int],
+        num_classes: int = 1000,
+        zero_init_residual: bool = False,
+    ) -> None:
         super().__init__()
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
@@ -119,11 +139,14 @@ class ResNet(nn.Module):
                 elif isinstance(m, BasicBlock):
                     init.zeros_(m.bn2.weight)
 
-    def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
+            downsample = nn.Sequential(
+                conv1x1(self.inplanes, planes * block.expansion, stride), nn.BatchNorm2d(planes * block.expansion)
+            )
         layers = [block(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes * block.expansion
         for _ in range(1, blocks):

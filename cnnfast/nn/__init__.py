@@ -3,6 +3,7 @@
 Layers take NumPy arrays and return NumPy arrays; given a ``cnnfast.Tensor`` they record for
 backward. ``cnnfast.nn.functional`` is ``cnnfast.functional``.
 """
+
 import sys as _sys
 
 from .. import functional
@@ -25,11 +26,42 @@ from .adaptive import AdaptiveAvgPool2d
 from .fusion import fold_batchnorm, fuse_conv_bn_eval, fuse_conv_bn_weights
 
 __all__ = [
-    "functional", "init", "Module", "Parameter", "Sequential", "ModuleList",
-    "Conv2d", "MaxPool2d", "AvgPool2d", "Linear", "Flatten", "Identity", "Dropout",
-    "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
-    "CrossEntropyLoss", "NLLLoss", "MSELoss", "BCEWithLogitsLoss", "summary", "ModelSummary",
+    "functional",
+    "init",
+    "Module",
+    "Parameter",
+    "Sequential",
+    "ModuleList",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "Linear",
+    "Flatten",
+    "Identity",
+    "Dropout",
+    "ReLU",
+    "LeakyReLU",
+    "Sigmoid",
+    "Tanh",
+    "Softmax",
+    "LogSoftmax",
+    "CrossEntropyLoss",
+    "NLLLoss",
+    "MSELoss",
+    "BCEWithLogitsLoss",
+    "summary",
+    "ModelSummary",
     # transfer learning (issue 10)
-    "BatchNorm2d", "LocalResponseNorm", "ReLU6", "Hardsigmoid", "Hardswish", "SiLU", "GELU", "PReLU",
-    "AdaptiveAvgPool2d", "fuse_conv_bn_eval", "fuse_conv_bn_weights", "fold_batchnorm",
+    "BatchNorm2d",
+    "LocalResponseNorm",
+    "ReLU6",
+    "Hardsigmoid",
+    "Hardswish",
+    "SiLU",
+    "GELU",
+    "PReLU",
+    "AdaptiveAvgPool2d",
+    "fuse_conv_bn_eval",
+    "fuse_conv_bn_weights",
+    "fold_batchnorm",
 ]

@@ -3,6 +3,7 @@
 Sequential.forward (nn/container.py) and the attribute-call blocks of cnnfast.models use this; it
 imports no container, so the layers point one way (container -> here; fusion.py re-exports it).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,9 +33,14 @@ def _act_kinds() -> dict[type, str]:
 _ACTS: dict[type, str] = {}
 # each activation as _core.conv_bn_act_forward's (act, (a, b, lo, hi)); SiLU runs in NumPy after it
 # (the C++ kernel's SiLU has no vector exp yet)
-_FUSED_ACTS: dict[str | None, tuple[str, tuple[float, ...]]] = {None: ("none", ()), "relu": ("relu", ()), "relu6": ("clamp", (1.0, 0.0, 0.0, 6.0)),
-               "hardswish": ("hardswish", (1 / 6, 0.5, 0.0, 1.0)), "hardsigmoid": ("clamp", (1 / 6, 0.5, 0.0, 1.0)),
-               "silu": ("none", ())}
+_FUSED_ACTS: dict[str | None, tuple[str, tuple[float, ...]]] = {
+    None: ("none", ()),
+    "relu": ("relu", ()),
+    "relu6": ("clamp", (1.0, 0.0, 0.0, 6.0)),
+    "hardswish": ("hardswish", (1 / 6, 0.5, 0.0, 1.0)),
+    "hardsigmoid": ("clamp", (1 / 6, 0.5, 0.0, 1.0)),
+    "silu": ("none", ()),
+}
 
 
 def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
@@ -58,8 +64,13 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
     conv = mods[i]
     n_used, bn, act = 1, None, None
     nxt = mods[i + 1] if i + 1 < len(mods) else None
-    if (type(nxt) is BatchNorm2d and not nxt.training and nxt.running_mean is not None and not nxt._forward_hooks
-            and nxt.num_features == conv.out_channels):
+    if (
+        type(nxt) is BatchNorm2d
+        and not nxt.training
+        and nxt.running_mean is not None
+        and not nxt._forward_hooks
+        and nxt.num_features == conv.out_channels
+    ):
         bn, n_used = nxt, 2
         nxt = mods[i + 2] if i + 2 < len(mods) else None
     if nxt is not None and type(nxt) in _ACTS and not nxt._forward_hooks:
@@ -67,13 +78,29 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
     w = conv.weight.data
     b = None if conv.bias is None else conv.bias.data
     pad = conv.padding
-    if (type(x) is np.ndarray and x.ndim == 4 and x.dtype == w.dtype and w.dtype.type in (np.float32, np.float64)
-            and (b is None or b.dtype == w.dtype) and type(pad) is tuple and len(pad) == 2
-            and x.shape[1] == w.shape[1] * conv.groups):
+    if (
+        type(x) is np.ndarray
+        and x.ndim == 4
+        and x.dtype == w.dtype
+        and w.dtype.type in (np.float32, np.float64)
+        and (b is None or b.dtype == w.dtype)
+        and type(pad) is tuple
+        and len(pad) == 2
+        and x.shape[1] == w.shape[1] * conv.groups
+    ):
         # the whole block in one C++ call (conv -> BatchNorm folded or per channel -> activation)
         kind, params = _FUSED_ACTS[act]
-        bnt = None if bn is None else (bn.running_mean, bn.running_var, None if bn.weight is None else bn.weight.data,
-                                       None if bn.bias is None else bn.bias.data, float(bn.eps))
+        bnt = (
+            None
+            if bn is None
+            else (
+                bn.running_mean,
+                bn.running_var,
+                None if bn.weight is None else bn.weight.data,
+                None if bn.bias is None else bn.bias.data,
+                float(bn.eps),
+            )
+        )
         y = _core.conv_bn_act_forward(x, w, b, conv.stride, pad, conv.dilation, conv.groups, False, bnt, kind, *params)
         if act == "silu":
             _silu(y, out=y)
@@ -92,8 +119,12 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
         if bn.bias is not None:
             shift = shift + bn.bias.data.astype(w.dtype, copy=False)
         xs = np.shape(x)
-        out_est = (xs[0] if len(xs) == 4 else 1) * w.shape[0] * max(xs[-2] // conv.stride[0], 1) \
+        out_est = (
+            (xs[0] if len(xs) == 4 else 1)
+            * w.shape[0]
+            * max(xs[-2] // conv.stride[0], 1)
             * max(xs[-1] // conv.stride[1], 1)
+        )
         fold = w.size <= out_est
         if fold:
             w = w * scale.reshape(-1, 1, 1, 1)

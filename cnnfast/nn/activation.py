@@ -1,4 +1,5 @@
 """Activation layers: ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, LogSoftmax."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
@@ -64,8 +65,10 @@ class _SoftmaxBase(Module):
 
     def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         if self.dim is None:
-            raise ValueError(f"{type(self).__name__}: dim is not set; construct it with dim=, e.g. "
-                             f"{type(self).__name__}(dim=1) for (N, C) logits")
+            raise ValueError(
+                f"{type(self).__name__}: dim is not set; construct it with dim=, e.g. "
+                f"{type(self).__name__}(dim=1) for (N, C) logits"
+            )
         fn = type(self)._fn
         assert fn is not None, "subclasses set _fn"
         out: ArrayOrTensor = fn(input, self.dim)

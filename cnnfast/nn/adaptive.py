@@ -1,4 +1,5 @@
 """``AdaptiveAvgPool2d``: average pooling to a fixed output size (global pooling with size 1)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

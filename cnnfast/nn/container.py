@@ -1,4 +1,5 @@
 """``Sequential`` and ``ModuleList``."""
+
 from __future__ import annotations
 
 import collections
@@ -36,18 +37,24 @@ def _recording(input: object) -> bool:
 def _plain_pool(m: Module) -> bool:
     """A MaxPool2d that the fused node can stand in for: no hooks, no indices returned, symmetric
     padding."""
-    return (type(m) is _MaxPool2d and not m._forward_hooks and not m.return_indices
-            and not (isinstance(m.padding, (tuple, list)) and len(m.padding) == 4))
+    return (
+        type(m) is _MaxPool2d
+        and not m._forward_hooks
+        and not m.return_indices
+        and not (isinstance(m.padding, (tuple, list)) and len(m.padding) == 4)
+    )
 
 
 def _conv_relu_pool(conv: _Conv2d, pool: Module, input: _Tensor) -> _Tensor:
     """``pool(relu(conv(input)))`` recorded as one autograd node (see ops.Conv2dReLUMaxPool2d)."""
     from ..autograd import ops as _ag
 
-    pool_args = _pool_args("max_pool2d", pool.kernel_size, pool.stride, pool.padding, pool.dilation) \
-        + (bool(pool.ceil_mode),)
-    return _ag.conv2d_relu_max_pool2d(input, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
-                                      conv.groups, pool_args)
+    pool_args = _pool_args("max_pool2d", pool.kernel_size, pool.stride, pool.padding, pool.dilation) + (
+        bool(pool.ceil_mode),
+    )
+    return _ag.conv2d_relu_max_pool2d(
+        input, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups, pool_args
+    )
 
 
 class Sequential(Module):
@@ -133,8 +140,13 @@ class Sequential(Module):
                 input, used = conv_block_eval(mods, i, input)
                 i += used
                 continue
-            if (type(m) is _Conv2d and i + 1 < n and type(mods[i + 1]) is _ReLU
-                    and not m._forward_hooks and not mods[i + 1]._forward_hooks):
+            if (
+                type(m) is _Conv2d
+                and i + 1 < n
+                and type(mods[i + 1]) is _ReLU
+                and not m._forward_hooks
+                and not mods[i + 1]._forward_hooks
+            ):
                 if i + 2 < n and _recording(input) and _plain_pool(mods[i + 2]):
                     input = _conv_relu_pool(m, mods[i + 2], input)
                     i += 3

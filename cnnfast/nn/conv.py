@@ -1,4 +1,5 @@
 """``Conv2d``: a 2-D convolution layer over the conv2d kernels."""
+
 from __future__ import annotations
 
 import math
@@ -34,20 +35,33 @@ class Conv2d(Module):
     Called on an ndarray it returns an ndarray; on a Tensor, a Tensor recorded for backward.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
-                 padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", dtype: DTypeLike = np.float32, generator: Generator = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntPair,
+        stride: IntPair = 1,
+        padding: Padding = 0,
+        dilation: IntPair = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        dtype: DTypeLike = np.float32,
+        generator: Generator = None,
+    ) -> None:
         super().__init__()
         op = "Conv2d"
         self.in_channels = _positive(op, "in_channels", in_channels)
         self.out_channels = _positive(op, "out_channels", out_channels)
         self.groups = _positive(op, "groups", groups)
         if in_channels % groups:
-            raise ValueError(f"{op}: in_channels must be divisible by groups (got in_channels={in_channels}, "
-                             f"groups={groups})")
+            raise ValueError(
+                f"{op}: in_channels must be divisible by groups (got in_channels={in_channels}, " f"groups={groups})"
+            )
         if out_channels % groups:
-            raise ValueError(f"{op}: out_channels must be divisible by groups (got out_channels={out_channels}, "
-                             f"groups={groups})")
+            raise ValueError(
+                f"{op}: out_channels must be divisible by groups (got out_channels={out_channels}, " f"groups={groups})"
+            )
         self.kernel_size = _pair(kernel_size, "kernel_size", op)
         self.stride = _pair(stride, "stride", op)
         self.dilation = _pair(dilation, "dilation", op)
@@ -59,7 +73,9 @@ class Conv2d(Module):
             if padding not in ("same", "valid"):
                 raise ValueError(f"{op}: invalid padding string {padding!r}, should be one of 'valid', 'same'")
             if padding == "same" and self.stride != (1, 1):
-                raise ValueError(f"{op}: padding='same' is not supported for strided convolutions (stride={self.stride})")
+                raise ValueError(
+                    f"{op}: padding='same' is not supported for strided convolutions (stride={self.stride})"
+                )
             self.padding = padding
         elif isinstance(padding, (tuple, list)) and len(padding) == 4:  # (top, bottom, left, right)
             from ..functional.conv import _four_pads

@@ -5,6 +5,7 @@
 so an inference network runs one kernel per conv and no BatchNorm pass at all. The names follow
 ``torch.nn.utils.fusion``.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -23,19 +24,32 @@ if TYPE_CHECKING:
 __all__ = ["fuse_conv_bn_weights", "fuse_conv_bn_eval", "fold_batchnorm", "conv_block_eval", "conv_bn_act"]
 
 
-def fuse_conv_bn_weights(conv_w: ArrayLike, conv_b: ArrayLike | None, bn_rm: ArrayLike | None,
-                         bn_rv: ArrayLike | None, bn_eps: float, bn_w: ArrayLike | None,
-                         bn_b: ArrayLike | None) -> tuple[Array, Array]:
+def fuse_conv_bn_weights(
+    conv_w: ArrayLike,
+    conv_b: ArrayLike | None,
+    bn_rm: ArrayLike | None,
+    bn_rv: ArrayLike | None,
+    bn_eps: float,
+    bn_w: ArrayLike | None,
+    bn_b: ArrayLike | None,
+) -> tuple[Array, Array]:
     """The folded ``(weight, bias)`` arrays (in ``conv_w``'s dtype; computed in float64).
 
     ``conv_b``, ``bn_w`` and ``bn_b`` may be None (no bias, ``affine=False``)."""
     w0 = np.asarray(conv_w)
     c = w0.shape[0]
-    for name, a in (("running_mean", bn_rm), ("running_var", bn_rv), ("conv bias", conv_b), ("bn weight", bn_w),
-                    ("bn bias", bn_b)):
+    for name, a in (
+        ("running_mean", bn_rm),
+        ("running_var", bn_rv),
+        ("conv bias", conv_b),
+        ("bn weight", bn_w),
+        ("bn bias", bn_b),
+    ):
         if a is not None and np.shape(a) != (c,):
-            raise ValueError(f"fuse_conv_bn_weights: {name} of size {np.shape(a)} does not match the conv's "
-                             f"{c} output channels (weight of size {w0.shape})")
+            raise ValueError(
+                f"fuse_conv_bn_weights: {name} of size {np.shape(a)} does not match the conv's "
+                f"{c} output channels (weight of size {w0.shape})"
+            )
 
     def f64(a: ArrayLike | None, fill: float) -> Array:
         return np.full(c, fill, np.float64) if a is None else np.asarray(a, np.float64)
@@ -49,21 +63,41 @@ def fuse_conv_bn_weights(conv_w: ArrayLike, conv_b: ArrayLike | None, bn_rm: Arr
 def fuse_conv_bn_eval(conv: Conv2d, bn: BatchNorm2d) -> Conv2d:
     """A new Conv2d computing ``bn(conv(x))`` of the eval-mode ``bn`` (which must track running stats)."""
     if not isinstance(conv, Conv2d) or not isinstance(bn, BatchNorm2d):
-        raise TypeError(f"fuse_conv_bn_eval: expected (Conv2d, BatchNorm2d), got ({type(conv).__name__}, "
-                        f"{type(bn).__name__})")
+        raise TypeError(
+            f"fuse_conv_bn_eval: expected (Conv2d, BatchNorm2d), got ({type(conv).__name__}, " f"{type(bn).__name__})"
+        )
     if conv.training or bn.training:
-        raise ValueError("fuse_conv_bn_eval: fusion is only for eval mode (call .eval() first): in training mode "
-                         "BatchNorm uses the batch's statistics, which no fixed conv can reproduce")
+        raise ValueError(
+            "fuse_conv_bn_eval: fusion is only for eval mode (call .eval() first): in training mode "
+            "BatchNorm uses the batch's statistics, which no fixed conv can reproduce"
+        )
     if bn.running_mean is None:
         raise ValueError("fuse_conv_bn_eval: the BatchNorm2d does not track running stats (track_running_stats=False)")
     if bn.num_features != conv.out_channels:
-        raise ValueError(f"fuse_conv_bn_eval: BatchNorm2d({bn.num_features}) does not follow a conv with "
-                         f"{conv.out_channels} output channels")
-    w, b = fuse_conv_bn_weights(conv.weight.data, None if conv.bias is None else conv.bias.data, bn.running_mean,
-                                bn.running_var, bn.eps, None if bn.weight is None else bn.weight.data,
-                                None if bn.bias is None else bn.bias.data)
-    fused = Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                   conv.groups, bias=True, dtype=w.dtype)
+        raise ValueError(
+            f"fuse_conv_bn_eval: BatchNorm2d({bn.num_features}) does not follow a conv with "
+            f"{conv.out_channels} output channels"
+        )
+    w, b = fuse_conv_bn_weights(
+        conv.weight.data,
+        None if conv.bias is None else conv.bias.data,
+        bn.running_mean,
+        bn.running_var,
+        bn.eps,
+        None if bn.weight is None else bn.weight.data,
+        None if bn.bias is None else bn.bias.data,
+    )
+    fused = Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+        dtype=w.dtype,
+    )
     fused.weight = Parameter(w, requires_grad=conv.weight.requires_grad)
     fused.bias = Parameter(b, requires_grad=conv.weight.requires_grad)
     fused.eval()
@@ -87,8 +121,11 @@ def fold_batchnorm(model: Module) -> Module:
         pairs = list(getattr(m, "_conv_bn_pairs", ()))
         if isinstance(m, Sequential):
             names = [k for k, v in m._modules.items() if v is not None]
-            pairs += [(a, b) for a, b in zip(names, names[1:])
-                      if type(m._modules[a]) is Conv2d and type(m._modules[b]) is BatchNorm2d]
+            pairs += [
+                (a, b)
+                for a, b in zip(names, names[1:])
+                if type(m._modules[a]) is Conv2d and type(m._modules[b]) is BatchNorm2d
+            ]
         for cname, bname in pairs:
             conv, bn = m._modules.get(cname), m._modules.get(bname)
             if type(conv) is Conv2d and type(bn) is BatchNorm2d:

@@ -3,6 +3,7 @@ returns it. Arguments may be Tensors/Parameters (their ``.data`` is filled, noth
 or ndarrays. ``generator=`` (a numpy Generator or int seed) makes the draw reproducible; without
 it the default generator seeded by :func:`cnnfast.manual_seed` is used.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,15 +21,27 @@ if TYPE_CHECKING:
 # The functions fill a Tensor (a Parameter) or an ndarray in place and return it.
 _T = TypeVar("_T", bound=Union[Tensor, "Array"])
 
-__all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_", "xavier_uniform_",
-           "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
+__all__ = [
+    "calculate_gain",
+    "uniform_",
+    "normal_",
+    "constant_",
+    "zeros_",
+    "ones_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+]
 
 
 def _array(tensor: Tensor | Array, op: str) -> Array:
     arr = tensor.data if isinstance(tensor, Tensor) else tensor
     if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating point Tensor or ndarray, got "
-                        f"{type(tensor).__name__}" + (f" of dtype {arr.dtype}" if isinstance(arr, np.ndarray) else ""))
+        raise TypeError(
+            f"{op}: expected a floating point Tensor or ndarray, got "
+            f"{type(tensor).__name__}" + (f" of dtype {arr.dtype}" if isinstance(arr, np.ndarray) else "")
+        )
     return arr
 
 
@@ -54,7 +67,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
             slope = float(param)
         else:
             raise ValueError(f"calculate_gain: negative_slope {param!r} is not a valid number")
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4
     raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
@@ -62,8 +75,10 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 def _calculate_fan_in_and_fan_out(arr: Array) -> tuple[int, int]:
     if arr.ndim < 2:
-        raise ValueError(f"fan in and fan out can not be computed for a tensor with fewer than 2 dimensions "
-                         f"(got shape {arr.shape})")
+        raise ValueError(
+            f"fan in and fan out can not be computed for a tensor with fewer than 2 dimensions "
+            f"(got shape {arr.shape})"
+        )
     receptive = int(np.prod(arr.shape[2:])) if arr.ndim > 2 else 1
     return arr.shape[1] * receptive, arr.shape[0] * receptive
 
@@ -112,8 +127,9 @@ def xavier_normal_(tensor: _T, gain: float = 1.0, generator: Generator = None) -
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
 
-def kaiming_uniform_(tensor: _T, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
-                     generator: Generator = None) -> _T:
+def kaiming_uniform_(
+    tensor: _T, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator: Generator = None
+) -> _T:
     """He uniform: U(-b, b), ``b = gain * sqrt(3 / fan)`` with ``gain = calculate_gain(nonlinearity, a)``.
 
     ``a=sqrt(5)`` (what Conv2d and Linear use by default, as PyTorch) gives ``b = 1/sqrt(fan_in)``.
@@ -125,8 +141,9 @@ def kaiming_uniform_(tensor: _T, a: float = 0, mode: str = "fan_in", nonlinearit
     return uniform_(tensor, -bound, bound, generator)
 
 
-def kaiming_normal_(tensor: _T, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
-                    generator: Generator = None) -> _T:
+def kaiming_normal_(
+    tensor: _T, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator: Generator = None
+) -> _T:
     """He normal: N(0, std^2), ``std = gain / sqrt(fan)``."""
     fan = _fan(_array(tensor, "kaiming_normal_"), mode, "kaiming_normal_")
     if fan == 0:

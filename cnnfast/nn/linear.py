@@ -1,4 +1,5 @@
 """``Linear`` (fully connected), ``Identity`` and ``Flatten``."""
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,14 @@ class Linear(Module):
     Initialised as PyTorch: weight and bias U(-1/sqrt(in_features), 1/sqrt(in_features)).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: DTypeLike = np.float32,
-                 generator: Generator = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        dtype: DTypeLike = np.float32,
+        generator: Generator = None,
+    ) -> None:
         super().__init__()
         for name, v in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:

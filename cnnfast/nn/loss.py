@@ -1,4 +1,5 @@
 """Loss layers: CrossEntropyLoss, NLLLoss, MSELoss, BCEWithLogitsLoss (``forward(input, target)``)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, overload
@@ -36,8 +37,14 @@ class CrossEntropyLoss(_Loss):
     ``target`` is class indices (N,) or class probabilities / one-hot rows of the logits' shape.
     """
 
-    def __init__(self, weight: TensorLike | None = None, *, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        weight: TensorLike | None = None,
+        *,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__(reduction)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
@@ -52,8 +59,14 @@ class CrossEntropyLoss(_Loss):
     @overload
     def forward(self, input: ArrayLike, target: ArrayLike) -> Array: ...
     def forward(self, input: TensorLike, target: TensorLike) -> Array | Tensor:
-        return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
-                               label_smoothing=self.label_smoothing)
+        return F.cross_entropy(
+            input,
+            target,
+            self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+        )
 
     def extra_repr(self) -> str:
         parts = [super().extra_repr()] if self.reduction != "mean" else []
@@ -101,8 +114,9 @@ class MSELoss(_Loss):
 class BCEWithLogitsLoss(_Loss):
     """Sigmoid + binary cross entropy, numerically stable (takes logits, not probabilities)."""
 
-    def __init__(self, weight: TensorLike | None = None, *, reduction: str = "mean",
-                 pos_weight: TensorLike | None = None) -> None:
+    def __init__(
+        self, weight: TensorLike | None = None, *, reduction: str = "mean", pos_weight: TensorLike | None = None
+    ) -> None:
         super().__init__(reduction)
         self.register_buffer("weight", _weight(weight))
         self.register_buffer("pos_weight", _weight(pos_weight))
@@ -114,5 +128,6 @@ class BCEWithLogitsLoss(_Loss):
     @overload
     def forward(self, input: ArrayLike, target: ArrayLike) -> Array: ...
     def forward(self, input: TensorLike, target: TensorLike) -> Array | Tensor:
-        return F.binary_cross_entropy_with_logits(input, target, self.weight, reduction=self.reduction,
-                                                  pos_weight=self.pos_weight)
+        return F.binary_cross_entropy_with_logits(
+            input, target, self.weight, reduction=self.reduction, pos_weight=self.pos_weight
+        )

@@ -1,4 +1,5 @@
 """``Module`` (the base of every layer) and ``Parameter`` (a Tensor a Module learns)."""
+
 from __future__ import annotations
 
 import collections
@@ -59,7 +60,7 @@ class _RemovableHandle:
 
 
 def _forward_unimplemented(self: Module, *args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError(f"Module [{type(self).__name__}] is missing the required \"forward\" function")
+    raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
 
 class Module:
@@ -95,8 +96,10 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
         if "_parameters" not in d:
-            raise AttributeError(f"cannot assign {name!r} before Module.__init__() call "
-                                 f"(call super().__init__() first in {type(self).__name__}.__init__)")
+            raise AttributeError(
+                f"cannot assign {name!r} before Module.__init__() call "
+                f"(call super().__init__() first in {type(self).__name__}.__init__)"
+            )
         params, modules, buffers = d["_parameters"], d["_modules"], d["_buffers"]
         if isinstance(value, Parameter):
             modules.pop(name, None)
@@ -108,13 +111,15 @@ class Module:
             modules[name] = value
         elif name in params:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} "
-                                f"(a Parameter or None is required)")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} as parameter {name!r} " f"(a Parameter or None is required)"
+                )
             params[name] = None
         elif name in modules:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} as child module {name!r} "
-                                f"(a Module or None is required)")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} as child module {name!r} " f"(a Module or None is required)"
+                )
             modules[name] = None
         elif name in buffers:
             buffers[name] = None if value is None else np.asarray(value.data if isinstance(value, Tensor) else value)
@@ -319,8 +324,10 @@ class Module:
                 continue
             current: Any = p.data if p is not None else m._buffers[name]  # a buffer in targets is not None
             if arr.shape != current.shape:
-                errors.append(f"size mismatch for {key}: copying a param with shape {arr.shape} from checkpoint, "
-                              f"the shape in current model is {current.shape}.")
+                errors.append(
+                    f"size mismatch for {key}: copying a param with shape {arr.shape} from checkpoint, "
+                    f"the shape in current model is {current.shape}."
+                )
             elif arr.dtype.kind not in "biuf":
                 errors.append(f"dtype mismatch for {key}: expected a numeric array, got dtype {arr.dtype}.")
             else:
@@ -370,8 +377,9 @@ class Module:
             return main + "\n  " + "\n  ".join(lines) + "\n)"
         return main + ")"
 
-    def summary(self, input_shape: Shape, file: IO[str] | Literal[False] | None = None,
-                dtype: DTypeLike = np.float32) -> ModelSummary:
+    def summary(
+        self, input_shape: Shape, file: IO[str] | Literal[False] | None = None, dtype: DTypeLike = np.float32
+    ) -> ModelSummary:
         """Print a Keras-style table (layer, output shape, parameter count) for an input of
         ``input_shape`` (batch dimension included, e.g. ``(1, 1, 28, 28)``), with totals
         (trainable / frozen parameters) and memory (parameters, activations of one forward pass).

@@ -1,4 +1,5 @@
 """``BatchNorm2d`` and ``LocalResponseNorm`` (torch.nn names, arguments, defaults and state-dict keys)."""
+
 from __future__ import annotations
 
 import numbers
@@ -43,8 +44,17 @@ class BatchNorm2d(Module):
     running_var: Array | None
     num_batches_tracked: Array | None
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, dtype: DTypeLike = np.float32, *, bias: bool = True) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype: DTypeLike = np.float32,
+        *,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         op = "BatchNorm2d"
         if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features <= 0:
@@ -104,12 +114,22 @@ class BatchNorm2d(Module):
         b: Any = self.bias
         if not isinstance(input, Tensor):
             w, b = (None if w is None else w.data), (None if b is None else b.data)
-        return F.batch_norm(input, self.running_mean if keep else None, self.running_var if keep else None, w, b,
-                            use_batch, factor, self.eps)
+        return F.batch_norm(
+            input,
+            self.running_mean if keep else None,
+            self.running_var if keep else None,
+            w,
+            b,
+            use_batch,
+            factor,
+            self.eps,
+        )
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
+        )
 
 
 class LocalResponseNorm(Module):

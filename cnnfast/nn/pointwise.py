@@ -1,4 +1,5 @@
 """Activation layers of modern CNNs: ReLU6, Hardsigmoid, Hardswish, SiLU, GELU, PReLU (torch.nn names)."""
+
 from __future__ import annotations
 
 import numbers

@@ -1,4 +1,5 @@
 """``MaxPool2d`` and ``AvgPool2d``."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -18,8 +19,15 @@ class MaxPool2d(Module):
     Arguments are validated here, at construction, with the same checks the kernel applies.
     """
 
-    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0, dilation: IntPair = 1,
-                 return_indices: bool = False, ceil_mode: bool = False) -> None:
+    def __init__(
+        self,
+        kernel_size: IntPair,
+        stride: IntPair | None = None,
+        padding: Padding = 0,
+        dilation: IntPair = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
         super().__init__()
         # Validate now rather than at the first forward: a 1x1 dummy input is never too small
         # for these checks to run, and any error names the bad argument.
@@ -37,8 +45,10 @@ class MaxPool2d(Module):
             if min(v) <= 0:
                 raise ValueError(f"MaxPool2d: {name} must be positive, got {v}")
         if min(p) < 0 or any(p[i] > (d[i] * (k[i] - 1) + 1) // 2 for i in range(2)):
-            raise ValueError(f"MaxPool2d: pad should be non-negative and at most half of effective kernel size, "
-                             f"but got padding={padding}, kernel_size={kernel_size}, dilation={dilation}")
+            raise ValueError(
+                f"MaxPool2d: pad should be non-negative and at most half of effective kernel size, "
+                f"but got padding={padding}, kernel_size={kernel_size}, dilation={dilation}"
+            )
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
@@ -47,19 +57,29 @@ class MaxPool2d(Module):
         self.ceil_mode = bool(ceil_mode)
 
     def forward(self, input: ArrayOrTensor) -> ArrayOrTensor | tuple[ArrayOrTensor, Array]:
-        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
-                            self.return_indices)
+        return F.max_pool2d(
+            input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
+        )
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
 
 
 class AvgPool2d(Module):
     """2-D average pooling (``torch.nn.AvgPool2d``); ``stride`` defaults to ``kernel_size``."""
 
-    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0, ceil_mode: bool = False,
-                 count_include_pad: bool = True, divisor_override: int | None = None) -> None:
+    def __init__(
+        self,
+        kernel_size: IntPair,
+        stride: IntPair | None = None,
+        padding: Padding = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
         super().__init__()
         from ..functional.misc import _avg_pool_args
 
@@ -67,8 +87,7 @@ class AvgPool2d(Module):
             from ..functional.conv import _four_pads
 
             padding = _four_pads("AvgPool2d", padding)
-            _avg_pool_args("AvgPool2d", kernel_size, stride,
-                           (max(padding[:2]), max(padding[2:])))  # type: ignore[index]  # the 4-tuple of _four_pads
+            _avg_pool_args("AvgPool2d", kernel_size, stride, (max(padding[:2]), max(padding[2:])))  # type: ignore[index]  # the 4-tuple of _four_pads
         else:
             _avg_pool_args("AvgPool2d", kernel_size, stride, padding)
         self.kernel_size = kernel_size
@@ -79,8 +98,15 @@ class AvgPool2d(Module):
         self.divisor_override = divisor_override
 
     def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
-        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                            self.count_include_pad, self.divisor_override)
+        return F.avg_pool2d(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
     def extra_repr(self) -> str:
         s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

@@ -3,6 +3,7 @@
 ``load`` needs the optional ``onnx`` package (``pip install 'cnnfast[onnx]'``), imported when
 called; importing ``cnnfast.onnx`` itself needs only NumPy.
 """
+
 from typing import Any
 
 from ._graph import SUPPORTED_OPS, GraphModule, OnnxConv2d, OnnxImportError
@@ -19,6 +20,7 @@ def export(*args: Any, **kwargs: Any) -> None:
     except ImportError as e:
         if "onnx_export" not in str(e):
             raise
-        raise NotImplementedError("cnnfast.onnx.export is not available in this build (cnnfast.onnx_export is "
-                                  "missing)") from None
+        raise NotImplementedError(
+            "cnnfast.onnx.export is not available in this build (cnnfast.onnx_export is " "missing)"
+        ) from None
     return _export(*args, **kwargs)

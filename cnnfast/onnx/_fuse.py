@@ -19,6 +19,7 @@ used. A step whose modules were replaced, put in training mode, given forward ho
 different dtype than the input falls back to running its nodes one by one, the path a Tensor
 input takes. Results equal the node-by-node path's up to float rounding (the folding).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +31,21 @@ from ..nn.normalization import BatchNorm2d
 __all__ = ["compile_eval"]
 
 # ops whose output may share memory with an input (views): their inputs are never overwritten
-_VIEW_OPS = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Identity", "Dropout", "Gather",
-             "Cast", "Concat"}
+_VIEW_OPS = {
+    "Reshape",
+    "Flatten",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Slice",
+    "Identity",
+    "Dropout",
+    "Gather",
+    "Cast",
+    "Concat",
+}
+
+
 def _const(gm, name):
     """The current ndarray of the graph constant ``name`` (a Parameter's data or a buffer)."""
     v = gm.__dict__[gm._names[name]]
@@ -92,8 +106,11 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
         y = nd.outputs[0]
         bn_node = None
         c = only(y)
-        if (c is not None and c.op == "BatchNormalization"
-                and type(gm._modules.get(c.attrs.get("_module"))) is BatchNorm2d):
+        if (
+            c is not None
+            and c.op == "BatchNormalization"
+            and type(gm._modules.get(c.attrs.get("_module"))) is BatchNorm2d
+        ):
             bn_node = c
             group.append(c)
             y = c.outputs[0]
@@ -103,8 +120,12 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
             act = c.op
         elif c is not None and c.op == "HardSigmoid":
             act, act_args = "HardSigmoid", (float(c.attrs.get("alpha", 0.2)), float(c.attrs.get("beta", 0.5)))
-        elif (c is not None and c.op == "Clip" and gm._opset >= 11
-              and all((not x) or small_const(x) for x in c.inputs[1:3])):
+        elif (
+            c is not None
+            and c.op == "Clip"
+            and gm._opset >= 11
+            and all((not x) or small_const(x) for x in c.inputs[1:3])
+        ):
             act, act_args = "Clip", tuple(c.inputs[1:3]) + (None,) * (3 - len(c.inputs))
         else:  # y -> Add(y, a) -> Clip(., lo, hi) -> Mul(y, .) -> Div(., d): hardswish as PaddlePaddle exports it
             cs = consumers.get(y, [])
@@ -113,12 +134,22 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
                 mul = next((n for n in cs if n.op == "Mul"), None)
                 clip = only(add.outputs[0]) if add is not None else None
                 div = only(mul.outputs[0]) if mul is not None else None
-                if (add is not None and mul is not None and clip is not None and clip.op == "Clip"
-                        and only(clip.outputs[0]) is mul and div is not None and div.op == "Div"
-                        and add.inputs[0] == y and small_const(add.inputs[1])
-                        and len(clip.inputs) == 3 and all(small_const(x) for x in clip.inputs[1:3])
-                        and set(mul.inputs) == {y, clip.outputs[0]}
-                        and div.inputs[0] == mul.outputs[0] and small_const(div.inputs[1])):
+                if (
+                    add is not None
+                    and mul is not None
+                    and clip is not None
+                    and clip.op == "Clip"
+                    and only(clip.outputs[0]) is mul
+                    and div is not None
+                    and div.op == "Div"
+                    and add.inputs[0] == y
+                    and small_const(add.inputs[1])
+                    and len(clip.inputs) == 3
+                    and all(small_const(x) for x in clip.inputs[1:3])
+                    and set(mul.inputs) == {y, clip.outputs[0]}
+                    and div.inputs[0] == mul.outputs[0]
+                    and small_const(div.inputs[1])
+                ):
                     act, act_args = "hardswish4", (add.inputs[1], clip.inputs[1], clip.inputs[2], div.inputs[1])
                     group += [add, clip, mul, div]
                     c = None
@@ -162,8 +193,10 @@ def _generic(gm, nd, OPS):
         def fn(gm, values):
             values[out] = op(gm, nd, [values[x] if x else None for x in ins])
     else:
+
         def fn(gm, values):
             _run_nodes(gm, (nd,), values, OPS)
+
     return fn, [nd], None, [x for x in ins if x]
 
 
@@ -226,22 +259,40 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
         x = values[xin]
         mods = gm._modules
         conv = mods[cname]
-        if (type(conv) is not OnnxConv2d or conv._forward_hooks
-                or (conv.stride, conv.padding, conv.dilation, conv.groups, conv.auto_pad, conv.fused_relu) != geom):
+        if (
+            type(conv) is not OnnxConv2d
+            or conv._forward_hooks
+            or (conv.stride, conv.padding, conv.dilation, conv.groups, conv.auto_pad, conv.fused_relu) != geom
+        ):
             return slow(gm, values)
         w = conv.weight.data
         bias = conv.bias
         bias = None if bias is None else bias.data
-        if type(x) is not np.ndarray or x.ndim != 4 or x.dtype != w.dtype or (bias is not None and bias.dtype != w.dtype):
+        if (
+            type(x) is not np.ndarray
+            or x.ndim != 4
+            or x.dtype != w.dtype
+            or (bias is not None and bias.dtype != w.dtype)
+        ):
             return slow(gm, values)
         bn = None
         if bname is not None:
             m = mods[bname]
-            if (type(m) is not BatchNorm2d or m.training or m._forward_hooks or m.running_mean is None
-                    or m.num_features != w.shape[0]):
+            if (
+                type(m) is not BatchNorm2d
+                or m.training
+                or m._forward_hooks
+                or m.running_mean is None
+                or m.num_features != w.shape[0]
+            ):
                 return slow(gm, values)
-            bn = (m.running_mean, m.running_var, None if m.weight is None else m.weight.data,
-                  None if m.bias is None else m.bias.data, float(m.eps))
+            bn = (
+                m.running_mean,
+                m.running_var,
+                None if m.weight is None else m.weight.data,
+                None if m.bias is None else m.bias.data,
+                float(m.eps),
+            )
         if conv.auto_pad is None:
             p = sym
             if extra is not None:
@@ -259,22 +310,51 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
         if act == "Clip":
             lo = _scalar_or_none(_const(gm, act_args[0])) if act_args[0] else None
             hi = _scalar_or_none(_const(gm, act_args[1])) if act_args[1] else None
-            values[out] = fused(x, w, bias, stride, p, dil, groups, conv_relu, bn, "clamp", 1.0, 0.0,
-                                -np.inf if lo is None else lo, np.inf if hi is None else hi)
+            values[out] = fused(
+                x,
+                w,
+                bias,
+                stride,
+                p,
+                dil,
+                groups,
+                conv_relu,
+                bn,
+                "clamp",
+                1.0,
+                0.0,
+                -np.inf if lo is None else lo,
+                np.inf if hi is None else hi,
+            )
             return None
         # hardswish4: the constants are trainable; read their current values
         add, lo, hi, div = (_const(gm, n) for n in act_args)
         if add.dtype != w.dtype or div.dtype != w.dtype or not div.item() > 0:
-            values[conv_node.outputs[0] if bname is None else bn_node.outputs[0]] = \
-                fused(x, w, bias, stride, p, dil, groups, conv_relu, bn, "none")
-            _run_nodes(gm, group[2 if bname else 1:], values, OPS)
+            values[conv_node.outputs[0] if bname is None else bn_node.outputs[0]] = fused(
+                x, w, bias, stride, p, dil, groups, conv_relu, bn, "none"
+            )
+            _run_nodes(gm, group[2 if bname else 1 :], values, OPS)
             for o in inner:
                 values.pop(o, None)
             return None
         d = div.item()
         lo, hi = _scalar_or_none(lo), _scalar_or_none(hi)
-        values[out] = fused(x, w, bias, stride, p, dil, groups, conv_relu, bn, "hardswish", 1 / d, add.item() / d,
-                            -np.inf if lo is None else lo / d, np.inf if hi is None else hi / d)
+        values[out] = fused(
+            x,
+            w,
+            bias,
+            stride,
+            p,
+            dil,
+            groups,
+            conv_relu,
+            bn,
+            "hardswish",
+            1 / d,
+            add.item() / d,
+            -np.inf if lo is None else lo / d,
+            np.inf if hi is None else hi / d,
+        )
         return None
 
     return fn, list(group), None, ext_inputs

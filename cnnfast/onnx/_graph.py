@@ -13,6 +13,7 @@ constants become Parameters, integer ones buffers. ndarray in -> ndarray out; Te
 out, recorded for backward. ndarrays in eval mode take the compiled path of :mod:`._fuse` (Conv +
 BatchNorm + activation as one conv call, BatchNorm folded from the current weights on each call).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,20 @@ if TYPE_CHECKING:
 __all__ = ["SUPPORTED_OPS", "GraphModule", "GraphSpec", "Node", "OnnxImportError", "load_spec", "save_spec"]
 
 # ONNX TensorProto data types -> NumPy
-DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64, 9: np.bool_,
-          10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
+DTYPES = {
+    1: np.float32,
+    2: np.uint8,
+    3: np.int8,
+    4: np.uint16,
+    5: np.int16,
+    6: np.int32,
+    7: np.int64,
+    9: np.bool_,
+    10: np.float16,
+    11: np.float64,
+    12: np.uint32,
+    13: np.uint64,
+}
 
 
 class OnnxImportError(ValueError):
@@ -51,8 +64,14 @@ class Node:
 
     __slots__ = ("attrs", "inputs", "name", "op", "outputs")
 
-    def __init__(self, op: str, inputs: Iterable[str], outputs: Iterable[str], attrs: dict[str, Any] | None = None,
-                 name: str = "") -> None:
+    def __init__(
+        self,
+        op: str,
+        inputs: Iterable[str],
+        outputs: Iterable[str],
+        attrs: dict[str, Any] | None = None,
+        name: str = "",
+    ) -> None:
         self.op = op
         self.inputs = list(inputs)
         self.outputs = list(outputs)
@@ -67,8 +86,15 @@ class GraphSpec:
     """inputs: [(name, shape with None for free dims, numpy dtype)], outputs: [names],
     nodes: [Node] in topological order, constants: {name: ndarray}, opset: default-domain version."""
 
-    def __init__(self, inputs: Iterable[tuple[str, Sequence[int | None] | None, DTypeLike]], outputs: Iterable[str],
-                 nodes: Iterable[Node], constants: dict[str, Array], opset: int = 13, source: str = "") -> None:
+    def __init__(
+        self,
+        inputs: Iterable[tuple[str, Sequence[int | None] | None, DTypeLike]],
+        outputs: Iterable[str],
+        nodes: Iterable[Node],
+        constants: dict[str, Array],
+        opset: int = 13,
+        source: str = "",
+    ) -> None:
         self.inputs = [(n, None if s is None else tuple(s), np.dtype(d)) for n, s, d in inputs]
         self.outputs = list(outputs)
         self.nodes = list(nodes)
@@ -114,13 +140,26 @@ def save_spec(spec, json_path, npz_path, float_dtype=None, meta=None):
             a = a.astype(float_dtype)
         arrays[f"c{i}"] = a
     doc = {
-        "format": "cnnfast-graph", "version": 1, "opset": spec.opset, "source": spec.source, "meta": meta or {},
+        "format": "cnnfast-graph",
+        "version": 1,
+        "opset": spec.opset,
+        "source": spec.source,
+        "meta": meta or {},
         "inputs": [[n, None if s is None else list(s), str(d)] for n, s, d in spec.inputs],
         "outputs": spec.outputs,
-        "constants": {n: {"key": f"c{i}", "dtype": str(np.asarray(spec.constants[n]).dtype)}
-                      for i, n in enumerate(names)},
-        "nodes": [{"op": nd.op, "name": nd.name, "inputs": nd.inputs, "outputs": nd.outputs,
-                   "attrs": {k: _attr_to_json(v) for k, v in nd.attrs.items()}} for nd in spec.nodes],
+        "constants": {
+            n: {"key": f"c{i}", "dtype": str(np.asarray(spec.constants[n]).dtype)} for i, n in enumerate(names)
+        },
+        "nodes": [
+            {
+                "op": nd.op,
+                "name": nd.name,
+                "inputs": nd.inputs,
+                "outputs": nd.outputs,
+                "attrs": {k: _attr_to_json(v) for k, v in nd.attrs.items()},
+            }
+            for nd in spec.nodes
+        ],
     }
     tmp_json, tmp_npz = json_path + ".tmp", npz_path + ".tmp.npz"
     with open(tmp_json, "w") as f:
@@ -143,8 +182,10 @@ def load_spec(json_path, npz_path):
         for n, c in doc["constants"].items():
             a = z[c["key"]]
             constants[n] = a.astype(c["dtype"]) if str(a.dtype) != c["dtype"] else a
-    nodes = [Node(d["op"], d["inputs"], d["outputs"], {k: _attr_from_json(v) for k, v in d["attrs"].items()},
-                  d["name"]) for d in doc["nodes"]]
+    nodes = [
+        Node(d["op"], d["inputs"], d["outputs"], {k: _attr_from_json(v) for k, v in d["attrs"].items()}, d["name"])
+        for d in doc["nodes"]
+    ]
     inputs = [(n, None if s is None else tuple(s), d) for n, s, d in doc["inputs"]]
     return GraphSpec(inputs, doc["outputs"], nodes, constants, doc["opset"], doc.get("source", "")), doc.get("meta", {})
 
@@ -528,14 +569,16 @@ def _op_sum(m, node, args):
 def _op_prelu(m, node, args):
     x, slope = args
     return _binary(x, 0, np.maximum, lambda p, q: p.relu()) + _binary(
-        _binary(x, 0, np.minimum, lambda p, q: -((-p).relu())), slope, np.multiply, lambda p, q: p * q)
+        _binary(x, 0, np.minimum, lambda p, q: -((-p).relu())), slope, np.multiply, lambda p, q: p * q
+    )
 
 
 def _op_gap(m, node, args):
     x = args[0]
     if _d(x).ndim != 4:
-        raise OnnxImportError(f"GlobalAveragePool node {node.name!r}: only 4-D input is supported, "
-                              f"got shape {_d(x).shape}")
+        raise OnnxImportError(
+            f"GlobalAveragePool node {node.name!r}: only 4-D input is supported, " f"got shape {_d(x).shape}"
+        )
     return F.global_avg_pool2d(x)
 
 
@@ -546,8 +589,7 @@ def _op_gmp(m, node, args):
 
 def _op_lrn(m, node, args):
     a = node.attrs
-    return F.local_response_norm(args[0], int(a["size"]), a.get("alpha", 1e-4), a.get("beta", 0.75),
-                                 a.get("bias", 1.0))
+    return F.local_response_norm(args[0], int(a["size"]), a.get("alpha", 1e-4), a.get("beta", 0.75), a.get("bias", 1.0))
 
 
 def _op_leaky(m, node, args):
@@ -570,7 +612,7 @@ def _op_pow(m, node, args):
         if b.size == 1 and _scalar(b) == 2.0:
             return _binary(a, a, np.multiply, lambda p, q: p * q)
         b = b.astype(_d(a).dtype, copy=False)
-    return _binary(a, b, np.power, lambda p, q: p ** q)
+    return _binary(a, b, np.power, lambda p, q: p**q)
 
 
 def _sqrt_np(x):
@@ -578,34 +620,71 @@ def _sqrt_np(x):
 
 
 OPS = {
-    "Conv": _op_conv, "BatchNormalization": _op_bn, "_Linear": _op_linear, "Gemm": _op_gemm,
+    "Conv": _op_conv,
+    "BatchNormalization": _op_bn,
+    "_Linear": _op_linear,
+    "Gemm": _op_gemm,
     "MatMul": _op_matmul,
-    "MaxPool": _op_pool("max"), "AveragePool": _op_pool("avg"), "GlobalAveragePool": _op_gap,
-    "GlobalMaxPool": _op_gmp, "LRN": _op_lrn,
-    "Relu": lambda m, n, a: F.relu(a[0]), "LeakyRelu": _op_leaky, "PRelu": _op_prelu,
-    "Sigmoid": lambda m, n, a: F.sigmoid(a[0]), "Tanh": lambda m, n, a: F.tanh(a[0]),
-    "HardSigmoid": _op_hardsigmoid, "HardSwish": lambda m, n, a: F.hardswish(a[0]),
-    "Clip": _op_clip, "Erf": _op_erf,
-    "Softmax": _op_softmax(False), "LogSoftmax": _op_softmax(True),
-    "Exp": _op_unary(lambda t: t.exp(), np.exp), "Log": _op_unary(lambda t: t.log(), np.log),
-    "Sqrt": _op_unary(lambda t: t.sqrt(), _sqrt_np), "Abs": _op_unary(lambda t: t.abs(), np.abs),
+    "MaxPool": _op_pool("max"),
+    "AveragePool": _op_pool("avg"),
+    "GlobalAveragePool": _op_gap,
+    "GlobalMaxPool": _op_gmp,
+    "LRN": _op_lrn,
+    "Relu": lambda m, n, a: F.relu(a[0]),
+    "LeakyRelu": _op_leaky,
+    "PRelu": _op_prelu,
+    "Sigmoid": lambda m, n, a: F.sigmoid(a[0]),
+    "Tanh": lambda m, n, a: F.tanh(a[0]),
+    "HardSigmoid": _op_hardsigmoid,
+    "HardSwish": lambda m, n, a: F.hardswish(a[0]),
+    "Clip": _op_clip,
+    "Erf": _op_erf,
+    "Softmax": _op_softmax(False),
+    "LogSoftmax": _op_softmax(True),
+    "Exp": _op_unary(lambda t: t.exp(), np.exp),
+    "Log": _op_unary(lambda t: t.log(), np.log),
+    "Sqrt": _op_unary(lambda t: t.sqrt(), _sqrt_np),
+    "Abs": _op_unary(lambda t: t.abs(), np.abs),
     "Neg": _op_unary(lambda t: -t, np.negative),
     "Add": lambda m, n, a: _binary(a[0], a[1], np.add, lambda p, q: p + q),
     "Sub": lambda m, n, a: _binary(a[0], a[1], np.subtract, lambda p, q: p - q),
     "Mul": lambda m, n, a: _binary(a[0], a[1], np.multiply, lambda p, q: p * q),
-    "Div": lambda m, n, a: _div(a[0], a[1]), "Pow": _op_pow, "Sum": _op_sum,
-    "ReduceMean": _op_reduce("mean"), "ReduceSum": _op_reduce("sum"), "ReduceMax": _op_reduce("max"),
-    "Reshape": _op_reshape, "Flatten": _op_flatten, "Transpose": _op_transpose, "Squeeze": _op_squeeze,
-    "Unsqueeze": _op_unsqueeze, "Concat": _op_concat, "Slice": _op_slice, "Gather": _op_gather,
-    "Cast": _op_cast, "Shape": _op_shape, "ConstantOfShape": _op_constant_of_shape,
-    "Dropout": _op_dropout, "Identity": lambda m, n, a: a[0],
+    "Div": lambda m, n, a: _div(a[0], a[1]),
+    "Pow": _op_pow,
+    "Sum": _op_sum,
+    "ReduceMean": _op_reduce("mean"),
+    "ReduceSum": _op_reduce("sum"),
+    "ReduceMax": _op_reduce("max"),
+    "Reshape": _op_reshape,
+    "Flatten": _op_flatten,
+    "Transpose": _op_transpose,
+    "Squeeze": _op_squeeze,
+    "Unsqueeze": _op_unsqueeze,
+    "Concat": _op_concat,
+    "Slice": _op_slice,
+    "Gather": _op_gather,
+    "Cast": _op_cast,
+    "Shape": _op_shape,
+    "ConstantOfShape": _op_constant_of_shape,
+    "Dropout": _op_dropout,
+    "Identity": lambda m, n, a: a[0],
 }
 SUPPORTED_OPS = sorted(k for k in OPS if not k.startswith("_"))
 _NO_FOLD = {"Conv", "BatchNormalization", "Dropout", "_Linear"}
 # inputs read as plain values (bounds, shapes, axes, ratios): constants there are buffers, not Parameters
-_STATIC_INPUTS = {"Clip": (1, 2), "Dropout": (1, 2), "Reshape": (1,), "Slice": (1, 2, 3, 4), "Squeeze": (1,),
-                  "Unsqueeze": (1,), "ReduceMean": (1,), "ReduceSum": (1,), "ReduceMax": (1,), "Gather": (1,),
-                  "ConstantOfShape": (0,)}
+_STATIC_INPUTS = {
+    "Clip": (1, 2),
+    "Dropout": (1, 2),
+    "Reshape": (1,),
+    "Slice": (1, 2, 3, 4),
+    "Squeeze": (1,),
+    "Unsqueeze": (1,),
+    "ReduceMean": (1,),
+    "ReduceSum": (1,),
+    "ReduceMax": (1,),
+    "Gather": (1,),
+    "ConstantOfShape": (0,),
+}
 
 
 # ---------------------------------------------------------------------------- the module
@@ -622,11 +701,17 @@ def simplify(spec, outputs=None, inputs=None):
         given = {n: (s, d) for n, s, d in spec.inputs}
         for n in inputs:
             if n not in made and n not in given:
-                raise OnnxImportError(f"input {n!r} is not a tensor of the graph (not an input or the output of "
-                                      f"any node)")
-        spec = GraphSpec([(n,) + given.get(n, (None, np.float32)) for n in inputs], spec.outputs,
-                         [nd for nd in spec.nodes if not set(nd.outputs) & set(inputs)], spec.constants,
-                         spec.opset, spec.source)
+                raise OnnxImportError(
+                    f"input {n!r} is not a tensor of the graph (not an input or the output of " f"any node)"
+                )
+        spec = GraphSpec(
+            [(n,) + given.get(n, (None, np.float32)) for n in inputs],
+            spec.outputs,
+            [nd for nd in spec.nodes if not set(nd.outputs) & set(inputs)],
+            spec.constants,
+            spec.opset,
+            spec.source,
+        )
     if outputs is None:
         outputs = list(spec.outputs)
     elif isinstance(outputs, str):
@@ -646,8 +731,9 @@ def simplify(spec, outputs=None, inputs=None):
     known = set(consts) | set(input_names) | set(producer)
     for o in outputs:
         if o not in known:
-            raise OnnxImportError(f"output {o!r} is not a tensor of the graph (not an input, a constant or "
-                                  f"the output of any node)")
+            raise OnnxImportError(
+                f"output {o!r} is not a tensor of the graph (not an input, a constant or " f"the output of any node)"
+            )
     # nodes needed for the outputs
     need, stack = set(), list(outputs)
     while stack:
@@ -661,8 +747,10 @@ def simplify(spec, outputs=None, inputs=None):
     unsupported = sorted({f"{n.op}" for n in nodes if n.op not in OPS})
     if unsupported:
         first = next(n for n in nodes if n.op in unsupported)
-        raise OnnxImportError(f"unsupported ONNX operator(s) {', '.join(unsupported)} (e.g. node {first.name!r}); "
-                              f"cnnfast supports: {', '.join(SUPPORTED_OPS)}")
+        raise OnnxImportError(
+            f"unsupported ONNX operator(s) {', '.join(unsupported)} (e.g. node {first.name!r}); "
+            f"cnnfast supports: {', '.join(SUPPORTED_OPS)}"
+        )
     # check the references (topological order), fold constants, drop Identity nodes
     alias = {}
     defined = set(consts) | set(input_names)
@@ -671,8 +759,10 @@ def simplify(spec, outputs=None, inputs=None):
         ins = [alias.get(x, x) for x in nd.inputs]
         for x in ins:
             if x and x not in defined:
-                raise OnnxImportError(f"malformed graph: input {x!r} of {nd.op} node {nd.name!r} is not produced "
-                                      f"by an earlier node, a constant or a graph input")
+                raise OnnxImportError(
+                    f"malformed graph: input {x!r} of {nd.op} node {nd.name!r} is not produced "
+                    f"by an earlier node, a constant or a graph input"
+                )
         nd = Node(nd.op, ins, nd.outputs, nd.attrs, nd.name)
         defined.update(o for o in nd.outputs if o)
         if nd.op == "Identity":
@@ -749,8 +839,9 @@ class GraphModule(Module):
     ``train()`` to fine-tune. ``input_names`` / ``output_names`` list the graph's ends.
     """
 
-    def __init__(self, spec: GraphSpec, outputs: str | Sequence[str] | None = None,
-                 inputs: str | Sequence[str] | None = None) -> None:
+    def __init__(
+        self, spec: GraphSpec, outputs: str | Sequence[str] | None = None, inputs: str | Sequence[str] | None = None
+    ) -> None:
         super().__init__()
         if outputs is None:
             outputs = list(spec.outputs)
@@ -792,8 +883,12 @@ class GraphModule(Module):
                 if c is not None and c.op == "Add" and w is not None:
                     other = c.inputs[1] if c.inputs[0] == nd.outputs[0] else c.inputs[0]
                     b = consts.get(other)
-                    if (b is not None and b.dtype.kind == "f" and b.size == w.shape[0]
-                            and b.shape in ((w.shape[0],), (1, w.shape[0], 1, 1), (w.shape[0], 1, 1))):
+                    if (
+                        b is not None
+                        and b.dtype.kind == "f"
+                        and b.size == w.shape[0]
+                        and b.shape in ((w.shape[0],), (1, w.shape[0], 1, 1), (w.shape[0], 1, 1))
+                    ):
                         name = other + "__bias"
                         consts[name] = b.reshape(-1)
                         nd.inputs = nd.inputs[:2] + [name]
@@ -829,15 +924,26 @@ class GraphModule(Module):
                 owned.update(nd.inputs[1:5])
                 nd = Node(nd.op, nd.inputs[:1], nd.outputs[:1], nd.attrs, nd.name)
             elif nd.op == "BatchNormalization":
-                raise OnnxImportError(f"BatchNormalization node {nd.name!r}: scale, bias, mean and variance must be "
-                                      f"constants")
-            elif (nd.op == "Gemm" and nd.inputs[1] in consts and not nd.attrs.get("transA", 0)
-                  and nd.attrs.get("alpha", 1.0) == 1.0 and nd.attrs.get("beta", 1.0) == 1.0
-                  and consts[nd.inputs[1]].ndim == 2
-                  and (len(nd.inputs) < 3 or not nd.inputs[2]
-                       or (nd.inputs[2] in consts
-                           and consts[nd.inputs[2]].size == consts[nd.inputs[1]].shape[
-                               0 if nd.attrs.get("transB", 0) else 1]))):
+                raise OnnxImportError(
+                    f"BatchNormalization node {nd.name!r}: scale, bias, mean and variance must be " f"constants"
+                )
+            elif (
+                nd.op == "Gemm"
+                and nd.inputs[1] in consts
+                and not nd.attrs.get("transA", 0)
+                and nd.attrs.get("alpha", 1.0) == 1.0
+                and nd.attrs.get("beta", 1.0) == 1.0
+                and consts[nd.inputs[1]].ndim == 2
+                and (
+                    len(nd.inputs) < 3
+                    or not nd.inputs[2]
+                    or (
+                        nd.inputs[2] in consts
+                        and consts[nd.inputs[2]].size
+                        == consts[nd.inputs[1]].shape[0 if nd.attrs.get("transB", 0) else 1]
+                    )
+                )
+            ):
                 nd = self._make_linear(nd, consts, unique)
                 owned.update(x for x in nd.inputs[1:] if x)
                 nd = Node("_Linear", nd.inputs[:1], nd.outputs, nd.attrs, nd.name)
@@ -873,31 +979,45 @@ class GraphModule(Module):
                 if x:
                     last[x] = i
         keep = set(self.output_names)
-        self.__dict__["_free_after"] = [[x for x in set(nd.inputs) if x and last.get(x) == i and x not in keep]
-                                        for i, nd in enumerate(plan)]
+        self.__dict__["_free_after"] = [
+            [x for x in set(nd.inputs) if x and last.get(x) == i and x not in keep] for i, nd in enumerate(plan)
+        ]
 
     def _make_conv(self, nd, consts, unique):
         if nd.inputs[1] not in consts or (len(nd.inputs) > 2 and nd.inputs[2] and nd.inputs[2] not in consts):
             raise OnnxImportError(f"Conv node {nd.name!r}: the weight and bias must be constants")
         w = consts[nd.inputs[1]]
         if w.ndim != 4:
-            raise OnnxImportError(f"Conv node {nd.name!r}: only 2-D convolutions are supported (weight of shape "
-                                  f"{w.shape})")
+            raise OnnxImportError(
+                f"Conv node {nd.name!r}: only 2-D convolutions are supported (weight of shape " f"{w.shape})"
+            )
         b = consts[nd.inputs[2]] if len(nd.inputs) > 2 and nd.inputs[2] else None
         groups = int(nd.attrs.get("group", 1))
         stride = _spatial(nd, "strides", [1, 1])
         dil = _spatial(nd, "dilations", [1, 1])
         if "kernel_shape" in nd.attrs and tuple(nd.attrs["kernel_shape"]) != tuple(w.shape[2:]):
-            raise OnnxImportError(f"Conv node {nd.name!r}: kernel_shape {nd.attrs['kernel_shape']} does not match the "
-                                  f"weight of shape {w.shape}")
+            raise OnnxImportError(
+                f"Conv node {nd.name!r}: kernel_shape {nd.attrs['kernel_shape']} does not match the "
+                f"weight of shape {w.shape}"
+            )
         pads = _pool_pads(nd)
         if pads == "VALID":
             pads = (0, 0)
         if isinstance(pads, str) and stride == (1, 1):  # SAME with stride 1 does not depend on the input size
             pads = _auto_pads(pads, (1, 1), w.shape[2:], stride, dil)
         dtype = w.dtype if w.dtype in (np.float32, np.float64) else np.float32
-        conv = _uninitialised(OnnxConv2d, w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride,
-                              pads if not isinstance(pads, str) else 0, dil, groups, bias=b is not None, dtype=dtype)
+        conv = _uninitialised(
+            OnnxConv2d,
+            w.shape[1] * groups,
+            w.shape[0],
+            tuple(w.shape[2:]),
+            stride,
+            pads if not isinstance(pads, str) else 0,
+            dil,
+            groups,
+            bias=b is not None,
+            dtype=dtype,
+        )
         if isinstance(pads, str):
             conv.auto_pad = pads
         conv.fused_relu = bool(nd.attrs.get("_relu"))
@@ -911,8 +1031,12 @@ class GraphModule(Module):
     def _make_bn(self, nd, consts, unique):
         scale, bias, mean, var = (consts[x] for x in nd.inputs[1:5])
         dtype = scale.dtype if scale.dtype in (np.float32, np.float64) else np.float32
-        bn = BatchNorm2d(scale.shape[0], eps=float(nd.attrs.get("epsilon", 1e-5)),
-                         momentum=1.0 - float(nd.attrs.get("momentum", 0.9)), dtype=dtype)
+        bn = BatchNorm2d(
+            scale.shape[0],
+            eps=float(nd.attrs.get("epsilon", 1e-5)),
+            momentum=1.0 - float(nd.attrs.get("momentum", 0.9)),
+            dtype=dtype,
+        )
         bn.weight.data[...] = scale
         bn.bias.data[...] = bias
         bn.running_mean[...] = mean
@@ -949,8 +1073,9 @@ class GraphModule(Module):
                 if x.dtype != dtype and x.dtype.kind in "biuf":
                     x = x.astype(dtype)
             xs = _d(x).shape
-            if shape is not None and (len(xs) != len(shape)
-                                      or any(s is not None and s != v for s, v in zip(shape, xs))):
+            if shape is not None and (
+                len(xs) != len(shape) or any(s is not None and s != v for s, v in zip(shape, xs))
+            ):
                 want = tuple("?" if s is None else s for s in shape)
                 raise ValueError(f"GraphModule: input {n!r} should have shape {want}, got {tuple(xs)}")
             values[n] = x
@@ -967,8 +1092,9 @@ class GraphModule(Module):
                 raise
             except (ValueError, TypeError) as e:
                 shapes = [None if a is None else tuple(_d(a).shape) for a in args]
-                raise ValueError(f"GraphModule: {nd.op} node {nd.name!r} failed on inputs of shapes {shapes}: "
-                                 f"{e}") from None
+                raise ValueError(
+                    f"GraphModule: {nd.op} node {nd.name!r} failed on inputs of shapes {shapes}: " f"{e}"
+                ) from None
             if isinstance(res, tuple):
                 for o, r in zip(nd.outputs, res):
                     if o:
@@ -1004,8 +1130,9 @@ class GraphModule(Module):
         except (ValueError, TypeError) as e:
             nd = step[1][0]
             shapes = [None if not x or x not in values else tuple(np.shape(_d(values[x]))) for x in nd.inputs]
-            raise ValueError(f"GraphModule: {nd.op} node {nd.name!r} failed on inputs of shapes {shapes}: "
-                             f"{e}") from None
+            raise ValueError(
+                f"GraphModule: {nd.op} node {nd.name!r} failed on inputs of shapes {shapes}: " f"{e}"
+            ) from None
         out = tuple(values[o] for o in self.output_names)
         return out[0] if len(out) == 1 else out
 

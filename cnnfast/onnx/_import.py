@@ -1,4 +1,5 @@
 """ONNX file -> :class:`~cnnfast.onnx._graph.GraphSpec` -> trainable ``GraphModule`` (parsing needs ``onnx``)."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,10 @@ def _onnx() -> Any:
     try:
         import onnx
     except ImportError:
-        raise ImportError("cnnfast.onnx.load needs the 'onnx' package to parse ONNX files: "
-                          "pip install 'cnnfast[onnx]' (or pip install onnx)") from None
+        raise ImportError(
+            "cnnfast.onnx.load needs the 'onnx' package to parse ONNX files: "
+            "pip install 'cnnfast[onnx]' (or pip install onnx)"
+        ) from None
     return onnx
 
 
@@ -44,15 +47,21 @@ def _attr_value(onnx: Any, a: Any, where: str) -> Any:
         return [int(v) for v in a.ints]
     if a.type == T.STRINGS:
         return [s.decode("utf-8", "replace") for s in a.strings]
-    raise OnnxImportError(f"{where}: attribute {a.name!r} of type {T.AttributeType.Name(a.type)} is not supported "
-                          f"(subgraphs and sparse tensors cannot be imported)")
+    raise OnnxImportError(
+        f"{where}: attribute {a.name!r} of type {T.AttributeType.Name(a.type)} is not supported "
+        f"(subgraphs and sparse tensors cannot be imported)"
+    )
 
 
 def _constant_value(onnx: Any, node: Any, attrs: dict[str, Any]) -> Array:
     if "value" in attrs:
         return np.asarray(attrs["value"])
-    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
-                       ("value_ints", np.int64)):
+    for key, dtype in (
+        ("value_float", np.float32),
+        ("value_floats", np.float32),
+        ("value_int", np.int64),
+        ("value_ints", np.int64),
+    ):
         if key in attrs:
             return np.asarray(attrs[key], dtype=dtype)
     raise OnnxImportError(f"Constant node {node.name!r}: no supported value attribute (got {sorted(attrs)})")
@@ -88,16 +97,19 @@ def spec_from_onnx(model: onnx.ModelProto, source: str = "") -> GraphSpec:
             raise OnnxImportError(f"graph input {vi.name!r} has an unsupported element type {tt.elem_type}")
         shape = None
         if tt.HasField("shape"):
-            shape = tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
-                          for d in tt.shape.dim)
+            shape = tuple(
+                int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim
+            )
         inputs.append((vi.name, shape, dtype))
     nodes = []
     for i, n in enumerate(g.node):
         name = n.name or (n.output[0] if n.output else f"node{i}")
         where = f"{n.op_type} node {name!r}"
         if n.domain not in ("", "ai.onnx"):
-            raise OnnxImportError(f"unsupported ONNX operator {n.domain}.{n.op_type} (node {name!r}): only the default "
-                                  f"domain is supported")
+            raise OnnxImportError(
+                f"unsupported ONNX operator {n.domain}.{n.op_type} (node {name!r}): only the default "
+                f"domain is supported"
+            )
         attrs = {a.name: _attr_value(onnx, a, where) for a in n.attribute}
         if n.op_type == "Constant":
             if len(n.output) != 1:
@@ -109,9 +121,12 @@ def spec_from_onnx(model: onnx.ModelProto, source: str = "") -> GraphSpec:
     return GraphSpec(inputs, outputs, nodes, constants, opset, source)
 
 
-def load(path: str | os.PathLike[str] | bytes | bytearray | onnx.ModelProto,
-         outputs: str | Sequence[str] | None = None, *,
-         inputs: str | Sequence[str] | None = None) -> GraphModule:
+def load(
+    path: str | os.PathLike[str] | bytes | bytearray | onnx.ModelProto,
+    outputs: str | Sequence[str] | None = None,
+    *,
+    inputs: str | Sequence[str] | None = None,
+) -> GraphModule:
     """Import an ONNX model as a trainable ``cnnfast.nn.Module`` (see :class:`GraphModule`).
 
     ``path`` is a file name, bytes of a serialised model, or an ``onnx.ModelProto``. ``outputs``
@@ -130,8 +145,9 @@ def load(path: str | os.PathLike[str] | bytes | bytearray | onnx.ModelProto,
         try:
             model = onnx.load_model_from_string(bytes(path))
         except Exception as e:  # noqa: BLE001
-            raise OnnxImportError(f"cnnfast.onnx.load: the bytes are not an ONNX model ({type(e).__name__}: {e})") \
-                from None
+            raise OnnxImportError(
+                f"cnnfast.onnx.load: the bytes are not an ONNX model ({type(e).__name__}: {e})"
+            ) from None
         source = "<bytes>"
     else:
         path = os.fspath(path)
@@ -140,8 +156,9 @@ def load(path: str | os.PathLike[str] | bytes | bytearray | onnx.ModelProto,
         try:
             model = onnx.load(path)
         except Exception as e:  # noqa: BLE001 - protobuf DecodeError and friends
-            raise OnnxImportError(f"cnnfast.onnx.load: {path!r} is not a valid ONNX model "
-                                  f"({type(e).__name__}: {e})") from None
+            raise OnnxImportError(
+                f"cnnfast.onnx.load: {path!r} is not a valid ONNX model " f"({type(e).__name__}: {e})"
+            ) from None
         source = os.path.basename(path)
     if not model.HasField("graph") or not model.graph.node:
         raise OnnxImportError(f"cnnfast.onnx.load: {source} holds no graph (empty or not an ONNX model)")

@@ -1,4 +1,5 @@
 """Optimizers and learning-rate schedulers with PyTorch's names, arguments and update rules."""
+
 from .optimizer import Optimizer  # noqa: F401
 from .sgd import SGD  # noqa: F401
 from .adam import Adam, AdamW  # noqa: F401

@@ -4,6 +4,7 @@ Parameters are objects with ``.data`` (an ndarray, updated in place) and ``.grad
 ndarray, or a Tensor whose ``.data`` is one), i.e. ``cnnfast.nn.Parameter``. Subclasses implement
 ``step()`` with whole-array NumPy operations (no per-element Python loops).
 """
+
 from __future__ import annotations
 
 import copy
@@ -77,8 +78,10 @@ class Optimizer:
         self.state = _ParamState()
         self.param_groups: list[dict[str, Any]] = []
         if hasattr(params, "data") and isinstance(params.data, np.ndarray):
-            raise TypeError(f"params argument given to the optimizer should be an iterable of Tensors or dicts, "
-                            f"but got {type(params).__name__}")
+            raise TypeError(
+                f"params argument given to the optimizer should be an iterable of Tensors or dicts, "
+                f"but got {type(params).__name__}"
+            )
         groups: list[Any] = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
@@ -96,8 +99,10 @@ class Optimizer:
         params = [params] if hasattr(params, "data") else list(params)
         for p in params:
             if not isinstance(getattr(p, "data", None), np.ndarray):
-                raise TypeError(f"optimizer can only optimize Tensors/Parameters (objects with an ndarray .data), "
-                                f"but one of the params is {type(p).__name__}")
+                raise TypeError(
+                    f"optimizer can only optimize Tensors/Parameters (objects with an ndarray .data), "
+                    f"but one of the params is {type(p).__name__}"
+                )
             if not np.issubdtype(p.data.dtype, np.floating):
                 raise TypeError(f"optimizer can only optimize floating-point parameters, got dtype {p.data.dtype}")
         group["params"] = params
@@ -134,8 +139,10 @@ class Optimizer:
             if g is None:
                 continue
             if g.shape != p.data.shape:
-                raise ValueError(f"{type(self).__name__}.step: gradient of shape {g.shape} does not match its "
-                                 f"parameter of shape {p.data.shape}")
+                raise ValueError(
+                    f"{type(self).__name__}.step: gradient of shape {g.shape} does not match its "
+                    f"parameter of shape {p.data.shape}"
+                )
             out.append((p, g))
         return out
 
@@ -155,19 +162,25 @@ class Optimizer:
         state = {}
         for pid, s in dict.items(self.state):
             if pid in index:
-                state[index[pid]] = {k: (v.copy() if isinstance(v, np.ndarray) else copy.deepcopy(v)) for k, v in s.items()}
+                state[index[pid]] = {
+                    k: (v.copy() if isinstance(v, np.ndarray) else copy.deepcopy(v)) for k, v in s.items()
+                }
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore hyper-parameters and state saved by ``state_dict()`` (same parameter layout)."""
         saved = state_dict["param_groups"]
         if len(saved) != len(self.param_groups):
-            raise ValueError(f"loaded state dict has {len(saved)} parameter groups, but the optimizer has "
-                             f"{len(self.param_groups)}")
+            raise ValueError(
+                f"loaded state dict has {len(saved)} parameter groups, but the optimizer has "
+                f"{len(self.param_groups)}"
+            )
         for i, (s, g) in enumerate(zip(saved, self.param_groups)):
             if len(s["params"]) != len(g["params"]):
-                raise ValueError(f"loaded state dict contains a parameter group {i} of size {len(s['params'])} that "
-                                 f"doesn't match the size of the optimizer's group ({len(g['params'])})")
+                raise ValueError(
+                    f"loaded state dict contains a parameter group {i} of size {len(s['params'])} that "
+                    f"doesn't match the size of the optimizer's group ({len(g['params'])})"
+                )
         id_map: dict[int, Tensor] = {}
         for s, g in zip(saved, self.param_groups):
             id_map.update(zip(s["params"], g["params"]))
@@ -181,8 +194,9 @@ class Optimizer:
             for k, v in st.items():
                 if isinstance(v, np.ndarray) and k != "step":
                     if v.shape != p.data.shape:
-                        raise ValueError(f"loaded state {k!r} for parameter {key} has shape {v.shape}, "
-                                         f"expected {p.data.shape}")
+                        raise ValueError(
+                            f"loaded state {k!r} for parameter {key} has shape {v.shape}, " f"expected {p.data.shape}"
+                        )
                     v = v.astype(p.data.dtype, copy=True)
                 new[k] = v
             self.state[p] = new

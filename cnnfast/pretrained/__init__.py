@@ -4,6 +4,7 @@
 PaddleOCR, Apache-2.0, via the rapidocr 3.10.0 wheel; see ``NOTICE`` and
 ``LICENSE-Apache-2.0.txt`` in this folder), converted by ``tools/convert_ppocr_backbone.py``.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,13 +26,16 @@ def _files() -> tuple[str, str]:
     j, z = (os.path.join(_HERE, _STEM + ext) for ext in (".json", ".npz"))
     for p in (j, z):
         if not os.path.isfile(p):
-            raise FileNotFoundError(f"cnnfast.pretrained: {p} is missing from this installation (regenerate it with "
-                                    f"tools/convert_ppocr_backbone.py)")
+            raise FileNotFoundError(
+                f"cnnfast.pretrained: {p} is missing from this installation (regenerate it with "
+                f"tools/convert_ppocr_backbone.py)"
+            )
     return j, z
 
 
-def ppocr_backbone(outputs: str | Sequence[str] | None = None,
-                   inputs: str | Sequence[str] | None = None) -> GraphModule:
+def ppocr_backbone(
+    outputs: str | Sequence[str] | None = None, inputs: str | Sequence[str] | None = None
+) -> GraphModule:
     """PP-OCRv6_rec_small's CNN backbone as a trainable ``cnnfast.nn.Module`` (eval mode, float32).
 
     Input: ``(N, 3, 48, W)`` float32, RGB in [0, 1] normalised as ``(x - 0.5) / 0.5``. Output:

@@ -54,19 +54,26 @@ Bandwidth bandwidth(int threads, double megabytes, int repeats) {
   const float q = 3.0f;
   const double bytes = static_cast<double>(n) * sizeof(float);
   Bandwidth bw{};
-  bw.copy = 2 * bytes / best_seconds(repeats, [&] {
-    split(threads, n, [&](int64_t s, int64_t e) { std::copy(A + s, A + e, C + s); });
-  }) * 1e-9;
-  bw.scale = 2 * bytes / best_seconds(repeats, [&] {
-    split(threads, n, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) B[i] = q * C[i];
-    });
-  }) * 1e-9;
-  bw.triad = 3 * bytes / best_seconds(repeats, [&] {
-    split(threads, n, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) A[i] = B[i] + q * C[i];
-    });
-  }) * 1e-9;
+  bw.copy =
+      2 * bytes /
+      best_seconds(repeats, [&] { split(threads, n, [&](int64_t s, int64_t e) { std::copy(A + s, A + e, C + s); }); }) *
+      1e-9;
+  bw.scale = 2 * bytes /
+             best_seconds(repeats,
+                          [&] {
+                            split(threads, n, [&](int64_t s, int64_t e) {
+                              for (int64_t i = s; i < e; ++i) B[i] = q * C[i];
+                            });
+                          }) *
+             1e-9;
+  bw.triad = 3 * bytes /
+             best_seconds(repeats,
+                          [&] {
+                            split(threads, n, [&](int64_t s, int64_t e) {
+                              for (int64_t i = s; i < e; ++i) A[i] = B[i] + q * C[i];
+                            });
+                          }) *
+             1e-9;
   return bw;
 }
 

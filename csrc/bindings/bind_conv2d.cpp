@@ -15,11 +15,12 @@ void bind_conv2d(py::module_& m) {
       },
       "input_size"_a, "weight_size"_a, "bias_len"_a, "stride"_a, "padding"_a, "dilation"_a, "groups"_a,
       "Validate conv2d arguments exactly as the kernels do (no data needed); returns the output size.");
-  m.def("conv2d_forward", &cnnfast::conv2d_forward, "input"_a, "weight"_a, "bias"_a, "stride"_a, "padding"_a, "dilation"_a,
-        "groups"_a, "relu"_a = false, "y = conv2d(input, weight) + bias (optionally fused ReLU); float32/float64, NCHW.");
-  m.def("conv2d_backward_input", &cnnfast::conv2d_backward_input, "input_size"_a, "grad_output"_a, "weight"_a, "stride"_a,
-        "padding"_a, "dilation"_a, "groups"_a, "Gradient of conv2d with respect to its input.");
-  m.def("conv2d_backward_weight", &cnnfast::conv2d_backward_weight, "input"_a, "weight_size"_a, "grad_output"_a, "stride"_a,
-        "padding"_a, "dilation"_a, "groups"_a, "bias"_a,
+  m.def("conv2d_forward", &cnnfast::conv2d_forward, "input"_a, "weight"_a, "bias"_a, "stride"_a, "padding"_a,
+        "dilation"_a, "groups"_a, "relu"_a = false,
+        "y = conv2d(input, weight) + bias (optionally fused ReLU); float32/float64, NCHW.");
+  m.def("conv2d_backward_input", &cnnfast::conv2d_backward_input, "input_size"_a, "grad_output"_a, "weight"_a,
+        "stride"_a, "padding"_a, "dilation"_a, "groups"_a, "Gradient of conv2d with respect to its input.");
+  m.def("conv2d_backward_weight", &cnnfast::conv2d_backward_weight, "input"_a, "weight_size"_a, "grad_output"_a,
+        "stride"_a, "padding"_a, "dilation"_a, "groups"_a, "bias"_a,
         "Gradients of conv2d with respect to weight and bias: returns (grad_weight, grad_bias or None).");
 }

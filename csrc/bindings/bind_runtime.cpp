@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "common/allocator.h"
-#include "common/scratch.h"
 #include "common/check.h"
 #include "common/isa.h"
 #include "common/parallel.h"
+#include "common/scratch.h"
 #include "dispatch/autotune.h"
 #include "dispatch/dispatch.h"
 #include "kernels/conv2d/winograd_switch.h"
@@ -31,8 +31,8 @@ void set_num_threads(int n) {
 py::object last_kernel_name(const std::string& key) {
   using namespace cnnfast;
 #define CNNFAST_KERNEL(op, dir, dtype, isa) CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, )
-#define CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, variant)                                        \
-  if (key == #op "_" #dir "_" #dtype &&                                                             \
+#define CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, variant)                                       \
+  if (key == #op "_" #dir "_" #dtype &&                                                            \
       last_kernel<op##_##dir##_sig<dtype##_t>>().load() == &op##_##dir##_##dtype##_##isa##variant) \
     return py::str(#op "_" #dir "_" #dtype "_" #isa #variant);
 #include "kernels/kernels.inc"
@@ -160,7 +160,8 @@ py::dict runtime_info() {
 py::list kernel_list() {
   py::list l;
 #define CNNFAST_KERNEL(op, dir, dtype, isa) l.append(py::make_tuple(#op, #dir, #dtype, #isa, ""));
-#define CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, variant) l.append(py::make_tuple(#op, #dir, #dtype, #isa, #variant));
+#define CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, variant) \
+  l.append(py::make_tuple(#op, #dir, #dtype, #isa, #variant));
 #include "kernels/kernels.inc"
 #undef CNNFAST_KERNEL_VARIANT
 #undef CNNFAST_KERNEL
@@ -174,37 +175,56 @@ void bind_runtime(py::module_& m) {
   m.def("get_num_threads", &cnnfast::max_threads, "Number of threads a cnnfast kernel will use.");
   m.def("set_isa", &cnnfast::set_isa, "name"_a, "Force a kernel path: 'ref', 'avx2' or 'avx512'.");
   m.def("get_isa", [] { return std::string(cnnfast::isa_name(cnnfast::current_isa())); }, "The selected kernel path.");
-  m.def("set_winograd", [](bool on) { cnnfast::winograd_enabled().store(on); }, "enabled"_a,
-        "Allow (True) or forbid (False) the Winograd F(4x4,3x3) conv2d kernels (process-wide).");
+  m.def(
+      "set_winograd", [](bool on) { cnnfast::winograd_enabled().store(on); }, "enabled"_a,
+      "Allow (True) or forbid (False) the Winograd F(4x4,3x3) conv2d kernels (process-wide).");
   m.def("get_winograd", [] { return cnnfast::winograd_enabled().load(); }, "Whether the Winograd kernels may run.");
   m.def("runtime_info", &runtime_info, "Compiled/available ISAs, selected ISA, CPU features, threading, threads.");
-  m.def("_set_pool_spin_us", [](int64_t us) { CNNFAST_CHECK(us >= 0 && us <= 1000000, "_set_pool_spin_us: 0..1000000, got ", us); cnnfast::pool::set_spin_time_us(us); }, "us"_a,
-        "How long idle pool workers spin before sleeping, in microseconds (default 100; for measurements).");
+  m.def(
+      "_set_pool_spin_us",
+      [](int64_t us) {
+        CNNFAST_CHECK(us >= 0 && us <= 1000000, "_set_pool_spin_us: 0..1000000, got ", us);
+        cnnfast::pool::set_spin_time_us(us);
+      },
+      "us"_a, "How long idle pool workers spin before sleeping, in microseconds (default 100; for measurements).");
   m.def("_get_pool_spin_us", &cnnfast::pool::spin_time_us, "How long idle pool workers spin before sleeping (us).");
-  m.def("set_autotune", [](bool on) { cnnfast::autotune::enabled().store(on); }, "enabled"_a,
-        "Time the conv2d kernels on the first call of each new configuration and reuse the fastest (process-wide).");
+  m.def(
+      "set_autotune", [](bool on) { cnnfast::autotune::enabled().store(on); }, "enabled"_a,
+      "Time the conv2d kernels on the first call of each new configuration and reuse the fastest (process-wide).");
   m.def("get_autotune", [] { return cnnfast::autotune::enabled().load(); }, "Whether conv2d calls are autotuned.");
   m.def("autotune_cache", &autotune_cache, "The tuned conv2d configurations: winner, candidates' times.");
   m.def("clear_autotune_cache", [] { cnnfast::autotune::clear(); }, "Forget every tuned conv2d configuration.");
-  m.def("_autotune_counters", [] {
-    const auto& c = cnnfast::autotune::counters();
-    return py::dict("tunings"_a = c.tunings.load(), "timed_runs"_a = c.timed_runs.load(), "hits"_a = c.hits.load(),
-                    "untuned"_a = c.untuned.load());
-  }, "Counters of the conv2d autotuner (for tests).");
+  m.def(
+      "_autotune_counters",
+      [] {
+        const auto& c = cnnfast::autotune::counters();
+        return py::dict("tunings"_a = c.tunings.load(), "timed_runs"_a = c.timed_runs.load(), "hits"_a = c.hits.load(),
+                        "untuned"_a = c.untuned.load());
+      },
+      "Counters of the conv2d autotuner (for tests).");
   m.def("_pin_conv2d_kernel", &pin_conv2d_kernel, "name"_a,
         "Test/bench hook: run this conv2d kernel (heuristics relaxed) wherever it is in the list; None unpins.");
   m.def("_kernel_list", &kernel_list, "Every (op, dir, dtype, isa, variant) in kernels.inc.");
-  m.def("empty_cache", [] { return cnnfast::empty_cache() + cnnfast::scratch_registry::release_all(); },
-        "Free the cached output buffers (common/allocator.h) and, between kernel calls, the kernels' scratch "
-        "(common/scratch.h); returns bytes freed.");
-  m.def("set_cache_limit", &cnnfast::set_cache_limit, "bytes"_a, "Bound the output-buffer cache (bytes, 0 disables it); returns the old bound.");
-  m.def("cache_info", [] { const auto s = cnnfast::cache_stats(); return py::dict("cached_bytes"_a = s.cached_bytes, "cached_blocks"_a = s.cached_blocks, "hits"_a = s.hits, "misses"_a = s.misses, "limit"_a = cnnfast::cache_limit()); }, "Output-buffer cache statistics.");
+  m.def(
+      "empty_cache", [] { return cnnfast::empty_cache() + cnnfast::scratch_registry::release_all(); },
+      "Free the cached output buffers (common/allocator.h) and, between kernel calls, the kernels' scratch "
+      "(common/scratch.h); returns bytes freed.");
+  m.def("set_cache_limit", &cnnfast::set_cache_limit, "bytes"_a,
+        "Bound the output-buffer cache (bytes, 0 disables it); returns the old bound.");
+  m.def(
+      "cache_info",
+      [] {
+        const auto s = cnnfast::cache_stats();
+        return py::dict("cached_bytes"_a = s.cached_bytes, "cached_blocks"_a = s.cached_blocks, "hits"_a = s.hits,
+                        "misses"_a = s.misses, "limit"_a = cnnfast::cache_limit());
+      },
+      "Output-buffer cache statistics.");
   // Read environment overrides once, at import: a bad CNNFAST_ISA / CNNFAST_NUM_THREADS raises here.
   if (const char* nt = std::getenv("CNNFAST_NUM_THREADS"); nt && *nt) {
     char* end = nullptr;
     const long n = std::strtol(nt, &end, 10);
-    CNNFAST_CHECK(end && *end == '\0' && n >= 1 && n <= 4096,
-                  "CNNFAST_NUM_THREADS must be a positive integer, got '", nt, "'");
+    CNNFAST_CHECK(end && *end == '\0' && n >= 1 && n <= 4096, "CNNFAST_NUM_THREADS must be a positive integer, got '",
+                  nt, "'");
     set_num_threads(static_cast<int>(n));
   }
   if (const char* cm = std::getenv("CNNFAST_CACHE_MB"); cm && *cm) {

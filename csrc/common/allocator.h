@@ -59,7 +59,8 @@ pybind11::capsule block_owner(void* p, std::size_t capacity);
 // An uninitialised C-contiguous array of `shape`, from the cache when it is large enough.
 // Must be called with the GIL held (it creates Python objects).
 template <typename T>
-pybind11::array_t<T, pybind11::array::c_style | pybind11::array::forcecast> new_array(const std::vector<int64_t>& shape) {
+pybind11::array_t<T, pybind11::array::c_style | pybind11::array::forcecast> new_array(
+    const std::vector<int64_t>& shape) {
   using Arr = pybind11::array_t<T, pybind11::array::c_style | pybind11::array::forcecast>;
   std::size_t n = 1;
   for (int64_t s : shape) n *= static_cast<std::size_t>(s);

@@ -16,8 +16,8 @@ template <typename... Args>
   throw std::invalid_argument(os.str());
 }
 
-#define CNNFAST_CHECK(cond, ...)                 \
-  do {                                           \
+#define CNNFAST_CHECK(cond, ...)                        \
+  do {                                                  \
     if (!(cond)) ::cnnfast::throw_invalid(__VA_ARGS__); \
   } while (0)
 

@@ -99,8 +99,10 @@ Isa current_isa() {
   static std::once_flag once;
   std::call_once(once, [] {
     const char* env = std::getenv("CNNFAST_ISA");
-    if (env && *env) select(parse_isa(env));  // errors surface at import (see runtime binding)
-    else g_isa.store(static_cast<int>(best_isa()));
+    if (env && *env)
+      select(parse_isa(env));  // errors surface at import (see runtime binding)
+    else
+      g_isa.store(static_cast<int>(best_isa()));
   });
   return static_cast<Isa>(g_isa.load());
 }

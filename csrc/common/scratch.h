@@ -19,11 +19,11 @@ namespace cnnfast {
 // The registry (external linkage, one per process; compiled without ISA flags).
 namespace scratch_registry {
 struct Entry {
-  void** ptr;              // the owning thread's buffer pointer ...
-  std::size_t* capacity;   // ... and its capacity, both reset to empty by release_all
+  void** ptr;             // the owning thread's buffer pointer ...
+  std::size_t* capacity;  // ... and its capacity, both reset to empty by release_all
 };
-void add(Entry e);          // called by the owning thread on its first allocation
-void remove(void** ptr);    // called by the owning thread when it exits
+void add(Entry e);        // called by the owning thread on its first allocation
+void remove(void** ptr);  // called by the owning thread when it exits
 // Frees every registered buffer if no kernel is running (returns the bytes freed), else frees
 // nothing and returns 0.
 std::size_t release_all();

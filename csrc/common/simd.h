@@ -39,7 +39,7 @@ struct Avx2F32 {
   static R relu(R v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
   // p[0, 2N) -> even[0, N) = p[0], p[2], ...; odd[0, N) = p[1], p[3], ...
   static void deinterleave2(const T* p, T* even, T* odd) {
-    const R a = load(p), b = load(p + N);  // a0..a7, b0..b7
+    const R a = load(p), b = load(p + N);                                               // a0..a7, b0..b7
     const __m256 e = _mm256_shuffle_ps(a, b, 0x88), o = _mm256_shuffle_ps(a, b, 0xDD);  // a0 a2 b0 b2 | a4 a6 b4 b6
     store(even, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
     store(odd, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8)));
@@ -79,7 +79,7 @@ struct Avx2F32 {
   using M = __m256;
   using IT = int32_t;
   using I = __m256i;
-  static void stream(T* p, R v) { _mm256_stream_ps(p, v); }              // nontemporal; p 32-byte aligned
+  static void stream(T* p, R v) { _mm256_stream_ps(p, v); }               // nontemporal; p 32-byte aligned
   static M gt(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }       // a > b (false if either is NaN)
   static M ge(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }       // a >= b (false if either is NaN)
   static M nle(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_NLE_UQ); }     // !(a <= b): a > b, or either is NaN
@@ -90,7 +90,7 @@ struct Avx2F32 {
   static M mandnot(M a, M b) { return _mm256_andnot_ps(a, b); }  // b and not a
   static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
   static R blend(R a, R b, M m) { return _mm256_blendv_ps(a, b, m); }  // b where m, else a
-  static R keep(R a, M m) { return _mm256_and_ps(m, a); }             // a where m, else 0
+  static R keep(R a, M m) { return _mm256_and_ps(m, a); }              // a where m, else 0
   // p[lo, hi) into lanes lo .. hi - 1 (0 <= lo <= hi <= N), fill in the others, which are not read.
   static R load_part(const T* p, int lo, int hi, T fill) {
     const I k = iota(), m = _mm256_and_si256(_mm256_cmpgt_epi32(k, iset1(lo - 1)), _mm256_cmpgt_epi32(iset1(hi), k));
@@ -99,14 +99,19 @@ struct Avx2F32 {
   // Lane mask lo .. hi - 1 for loadz (0 <= lo <= hi <= N), and a masked load: the masked-off
   // lanes are zero and their memory is never touched (no fault past either end of a row).
   using LM = __m256i;
-  static LM lmask(int lo, int hi) { const I k = iota(); return _mm256_and_si256(_mm256_cmpgt_epi32(k, iset1(lo - 1)), _mm256_cmpgt_epi32(iset1(hi), k)); }
+  static LM lmask(int lo, int hi) {
+    const I k = iota();
+    return _mm256_and_si256(_mm256_cmpgt_epi32(k, iset1(lo - 1)), _mm256_cmpgt_epi32(iset1(hi), k));
+  }
   static R loadz(const T* p, LM m) { return _mm256_maskload_ps(p, m); }
   // Even / odd lanes of the 2N-lane row a:b in a fixed lane order of the ISA's choosing (here
   // [a0 a2 b0 b2 | a4 a6 b4 b6]: one in-lane shuffle). Lane-wise operations work in any order;
   // unzip_fix puts their result in natural order ([a0 a2 a4 a6 | b0 b2 b4 b6]).
   static R even(R a, R b) { return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)); }
   static R odd(R a, R b) { return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)); }
-  static R unzip_fix(R v) { return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0))); }
+  static R unzip_fix(R v) {
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
   static I iload(const IT* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static void istore(IT* p, I v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
   static I iset1(IT v) { return _mm256_set1_epi32(v); }
@@ -123,7 +128,8 @@ struct Avx2F32 {
   // The index lanes widened to int64 at p[0, N) (NT: nontemporal, p 32-byte aligned).
   template <bool NT>
   static void store_i64(int64_t* p, I i) {
-    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i)), hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1));
+    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i)),
+                  hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1));
     if (NT) {
       _mm256_stream_si256(reinterpret_cast<__m256i*>(p), lo);
       _mm256_stream_si256(reinterpret_cast<__m256i*>(p + 4), hi);
@@ -197,7 +203,10 @@ struct Avx2F64 {
     return _mm256_blendv_pd(set1(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
   }
   using LM = __m256i;  // as Avx2F32
-  static LM lmask(int lo, int hi) { const I k = iota(); return _mm256_and_si256(_mm256_cmpgt_epi64(k, iset1(lo - 1)), _mm256_cmpgt_epi64(iset1(hi), k)); }
+  static LM lmask(int lo, int hi) {
+    const I k = iota();
+    return _mm256_and_si256(_mm256_cmpgt_epi64(k, iset1(lo - 1)), _mm256_cmpgt_epi64(iset1(hi), k));
+  }
   static R loadz(const T* p, LM m) { return _mm256_maskload_pd(p, m); }
   // unpacklo gives [a0 b0 | a2 b2]; the fix reorders to [a0 a2 b0 b2]
   static R even(R a, R b) { return _mm256_unpacklo_pd(a, b); }
@@ -216,8 +225,10 @@ struct Avx2F64 {
   static I iunzip_fix(I v) { return _mm256_permute4x64_epi64(v, _MM_SHUFFLE(3, 1, 2, 0)); }
   template <bool NT>
   static void store_i64(int64_t* p, I i) {
-    if (NT) _mm256_stream_si256(reinterpret_cast<__m256i*>(p), i);
-    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), i);
+    if (NT)
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(p), i);
+    else
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), i);
   }
   // ---- end of the max_pool2d / relu block ----
 };
@@ -267,7 +278,8 @@ struct Avx512F32 {
     }
     for (int j = 0; j < 4; ++j) {
       const R v0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44), v1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
-      const R v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44), v3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+      const R v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44),
+              v3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
       store(dst + j * ldd, _mm512_shuffle_f32x4(v0, v2, 0x88));
       store(dst + (4 + j) * ldd, _mm512_shuffle_f32x4(v0, v2, 0xDD));
       store(dst + (8 + j) * ldd, _mm512_shuffle_f32x4(v1, v3, 0x88));
@@ -319,7 +331,8 @@ struct Avx512F32 {
   static I iunzip_fix(I v) { return v; }
   template <bool NT>
   static void store_i64(int64_t* p, I i) {
-    const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i)), hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1));
+    const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i)),
+                  hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1));
     if (NT) {
       _mm512_stream_si512(reinterpret_cast<__m512i*>(p), lo);
       _mm512_stream_si512(reinterpret_cast<__m512i*>(p + 8), hi);
@@ -418,8 +431,10 @@ struct Avx512F64 {
   static I iunzip_fix(I v) { return v; }
   template <bool NT>
   static void store_i64(int64_t* p, I i) {
-    if (NT) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), i);
-    else _mm512_storeu_si512(p, i);
+    if (NT)
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(p), i);
+    else
+      _mm512_storeu_si512(p, i);
   }
   // ---- end of the max_pool2d / relu block ----
 };

@@ -100,7 +100,8 @@ void Pool::worker_main(int tid, uint64_t seen) {
       int spins = 0;
       while ((s = state.load(std::memory_order_acquire)) == seen) {
         CNNFAST_PAUSE();
-        if ((++spins & 63) == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::nanoseconds(g_spin_ns.load(std::memory_order_relaxed))) {
+        if ((++spins & 63) == 0 && std::chrono::steady_clock::now() - t0 >
+                                       std::chrono::nanoseconds(g_spin_ns.load(std::memory_order_relaxed))) {
           // Sleep. sleepers is raised before the state is re-checked, and the caller publishes the
           // state before it reads sleepers (both sequentially consistent): either this thread sees
           // the new region, or the caller sees a sleeper and notifies under the mutex.
@@ -207,7 +208,9 @@ void run(int nt, RegionFn fn, void* ctx) {
   p.entry.store((gen & 0xffffffff) << 32, std::memory_order_relaxed);
   p.state.store(gen << 16 | static_cast<uint64_t>(nt), std::memory_order_seq_cst);
   if (p.sleepers.load(std::memory_order_seq_cst) > 0) {
-    { std::lock_guard<std::mutex> lk(p.sleep_mu); }
+    {
+      std::lock_guard<std::mutex> lk(p.sleep_mu);
+    }
     p.wake.notify_all();
   }
   tls_in_region = true;

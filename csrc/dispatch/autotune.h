@@ -129,9 +129,28 @@ std::vector<std::pair<Key, Entry>> snapshot();
 void clear();
 
 inline Key make_key(Pass pass, int64_t elem, Isa isa, int64_t flags, const Conv2dShape& p) {
-  return Key{{static_cast<int64_t>(pass), elem, static_cast<int64_t>(isa), max_threads(),
-              winograd_enabled().load(std::memory_order_relaxed) ? 1 : 0, flags, p.N, p.C, p.H, p.W, p.K, p.R, p.S,
-              p.OH, p.OW, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, p.groups}};
+  return Key{{static_cast<int64_t>(pass),
+              elem,
+              static_cast<int64_t>(isa),
+              max_threads(),
+              winograd_enabled().load(std::memory_order_relaxed) ? 1 : 0,
+              flags,
+              p.N,
+              p.C,
+              p.H,
+              p.W,
+              p.K,
+              p.R,
+              p.S,
+              p.OH,
+              p.OW,
+              p.sh,
+              p.sw,
+              p.ph,
+              p.pw,
+              p.dh,
+              p.dw,
+              p.groups}};
 }
 
 // The screening problem: p's first N / kScreenDivisor images (at least one), whose buffers are
@@ -150,7 +169,7 @@ inline bool screen_shape(const Conv2dShape& p, Conv2dShape* q) {
 // call's options that are not in Conv2dShape (bias present, fused relu); the kernels are called
 // as f(p, rest...).
 template <typename T, typename Fn, typename... Rest>
-void dispatch_conv2d(ImplList<Fn> KernelTable<T>::*member, Pass pass, int64_t flags, const Conv2dShape& p,
+void dispatch_conv2d(ImplList<Fn> KernelTable<T>::* member, Pass pass, int64_t flags, const Conv2dShape& p,
                      Rest... rest) {
   const Isa isa = current_isa();
   if (const void* pin = pinned().load(std::memory_order_relaxed))

@@ -17,12 +17,15 @@ Tables<T> build() {
   // Append each kernel to its slot's list, in kernels.inc order.
   auto add = [](auto& list, auto* fn) {
     for (auto& slot : list)
-      if (!slot) { slot = fn; return; }
+      if (!slot) {
+        slot = fn;
+        return;
+      }
     std::abort();  // more than kMaxImpls implementations for one slot: raise kMaxImpls
   };
 #define CNNFAST_KERNEL(op, dir, dtype, isa) CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, )
-#define CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, variant)                                   \
-  if constexpr (std::is_same_v<T, dtype##_t>)                                                 \
+#define CNNFAST_KERNEL_VARIANT(op, dir, dtype, isa, variant) \
+  if constexpr (std::is_same_v<T, dtype##_t>)                \
     add(tabs.t[static_cast<int>(Isa::isa)].op##_##dir, &op##_##dir##_##dtype##_##isa##variant);
 #include "kernels/kernels.inc"
 #undef CNNFAST_KERNEL_VARIANT

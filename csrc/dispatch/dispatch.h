@@ -46,7 +46,7 @@ std::atomic<Fn*>& last_kernel() {
 // Runs the kernel `member` for the currently selected ISA, falling back to ref if it is missing
 // or declines. Example: dispatch<float>(&KernelTable<float>::relu_fwd, n, x, y);
 template <typename T, typename Fn, typename... Args>
-void dispatch(ImplList<Fn> KernelTable<T>::*member, Args&&... args) {
+void dispatch(ImplList<Fn> KernelTable<T>::* member, Args&&... args) {
   const scratch_registry::KernelScope running;  // empty_cache() frees scratch only between kernels
   const Isa isa = current_isa();
   if (isa != Isa::ref)
@@ -62,7 +62,7 @@ void dispatch(ImplList<Fn> KernelTable<T>::*member, Args&&... args) {
 
 // ISA whose kernels handle `member` first for the selected ISA ("avx2", or "ref"), for show_runtime.
 template <typename T, typename Fn>
-const char* selected_kernel_isa(ImplList<Fn> KernelTable<T>::*member) {
+const char* selected_kernel_isa(ImplList<Fn> KernelTable<T>::* member) {
   const Isa isa = current_isa();
   return (kernel_table<T>(isa).*member)[0] ? isa_name(isa) : isa_name(Isa::ref);
 }

@@ -37,9 +37,10 @@ inline void check_float(const py::array& a, const char* op, const char* what) {
 // An `out=` array must be C-contiguous, writeable, of the right dtype and shape.
 template <typename T>
 carray<T> check_out(const py::array& out, const std::vector<int64_t>& shape, const char* op) {
-  CNNFAST_CHECK(dtype_is<T>(out.dtype()), op, ": out has dtype ", std::string(py::str(out.dtype())), " but the result has dtype ",
-                std::string(py::str(py::dtype::of<T>())));
-  CNNFAST_CHECK(shape_of(out) == shape, op, ": out has size ", shape_str(shape_of(out)), " but the result has size ", shape_str(shape));
+  CNNFAST_CHECK(dtype_is<T>(out.dtype()), op, ": out has dtype ", std::string(py::str(out.dtype())),
+                " but the result has dtype ", std::string(py::str(py::dtype::of<T>())));
+  CNNFAST_CHECK(shape_of(out) == shape, op, ": out has size ", shape_str(shape_of(out)), " but the result has size ",
+                shape_str(shape));
   CNNFAST_CHECK(out.flags() & py::array::c_style, op, ": out must be C-contiguous");
   CNNFAST_CHECK(out.writeable(), op, ": out is read-only");
   return py::reinterpret_borrow<carray<T>>(out);

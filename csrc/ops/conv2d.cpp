@@ -14,7 +14,8 @@ py::array fwd(const py::array& x_, const py::array& w_, const std::optional<py::
     CNNFAST_CHECK(b_->ndim() == 1, "conv2d: Given weight of size ", shape_str(shape_of(w_)),
                   ", expected bias to be 1-dimensional with ", w_.ndim() > 0 ? w_.shape(0) : 0,
                   " elements, but got bias of size ", shape_str(shape_of(*b_)), " instead");
-  const Conv2dShape p = conv2d_shape(shape_of(x_), shape_of(w_), b_ ? b_->shape(0) : -1, stride, padding, dilation, groups);
+  const Conv2dShape p =
+      conv2d_shape(shape_of(x_), shape_of(w_), b_ ? b_->shape(0) : -1, stride, padding, dilation, groups);
   carray<T> x(x_), w(w_);
   std::optional<carray<T>> b;
   if (b_) b = carray<T>(*b_);
@@ -29,7 +30,8 @@ py::array fwd(const py::array& x_, const py::array& w_, const std::optional<py::
     py::gil_scoped_release release;
     // Through the autotuner (dispatch/autotune.h); flags: what else changes the kernels' work.
     if (p.N * p.K * p.OH * p.OW > 0)
-      autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_fwd, autotune::Pass::fwd, (bp ? 1 : 0) | (relu ? 2 : 0), p, xp, wp, bp, yp, relu);
+      autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_fwd, autotune::Pass::fwd, (bp ? 1 : 0) | (relu ? 2 : 0), p,
+                                   xp, wp, bp, yp, relu);
   }
   return std::move(y);
 }

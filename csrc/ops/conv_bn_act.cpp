@@ -55,7 +55,8 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
       scale[o] = s;
       shift[o] = (beta ? beta->data()[o] : T(0)) - mean.data()[o] * s;
     }
-    const int64_t oh = std::max<int64_t>(x_.shape(2) / stride[0], 1), ow = std::max<int64_t>(x_.shape(3) / stride[1], 1);
+    const int64_t oh = std::max<int64_t>(x_.shape(2) / stride[0], 1),
+                  ow = std::max<int64_t>(x_.shape(3) / stride[1], 1);
     fold = w.size() <= x_.shape(0) * O * oh * ow;
     if (fold) {
       const int64_t per = w.size() / std::max<int64_t>(O, 1);
@@ -134,11 +135,17 @@ py::array conv_bn_act_forward(const py::array& x, const py::array& w, const std:
   CNNFAST_CHECK(x.dtype().equal(w.dtype()), "conv_bn_act_forward: input has dtype ", std::string(py::str(x.dtype())),
                 " but weight has dtype ", std::string(py::str(w.dtype())));
   int k = -2;  // -2: none, -1: relu, else a PointwiseKind
-  if (act == "relu") k = -1;
-  else if (act == "clamp") k = kPointwiseClamp;
-  else if (act == "hardswish") k = kPointwiseHardswish;
-  else if (act == "silu") k = kPointwiseSilu;
-  else CNNFAST_CHECK(act == "none", "conv_bn_act_forward: act must be 'none', 'relu', 'clamp', 'hardswish' or 'silu', got '", act, "'");
+  if (act == "relu")
+    k = -1;
+  else if (act == "clamp")
+    k = kPointwiseClamp;
+  else if (act == "hardswish")
+    k = kPointwiseHardswish;
+  else if (act == "silu")
+    k = kPointwiseSilu;
+  else
+    CNNFAST_CHECK(act == "none",
+                  "conv_bn_act_forward: act must be 'none', 'relu', 'clamp', 'hardswish' or 'silu', got '", act, "'");
   return is_f64(w) ? run<double>(x, w, bias, stride, padding, dilation, groups, conv_relu, bn, k, a, b, lo, hi)
                    : run<float>(x, w, bias, stride, padding, dilation, groups, conv_relu, bn, k, a, b, lo, hi);
 }

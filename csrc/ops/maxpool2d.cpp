@@ -11,7 +11,8 @@ namespace cnnfast {
 namespace {
 
 template <typename T>
-py::object fwd(const py::array& x_, Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode, bool return_indices) {
+py::object fwd(const py::array& x_, Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode,
+               bool return_indices) {
   const Pool2dShape p = maxpool2d_shape(shape_of(x_), kernel, stride, padding, dilation, ceil_mode);
   carray<T> x(x_);
   carray<T> y = new_array<T>(maxpool2d_output_size(p));
@@ -30,15 +31,17 @@ py::object fwd(const py::array& x_, Pair kernel, Pair stride, Pair padding, Pair
 }
 
 template <typename T>
-py::array bwd(const py::array& gy_, const std::vector<int64_t>& input_size, const py::array& idx_, Pair kernel, Pair stride,
-              Pair padding, Pair dilation, bool ceil_mode) {
+py::array bwd(const py::array& gy_, const std::vector<int64_t>& input_size, const py::array& idx_, Pair kernel,
+              Pair stride, Pair padding, Pair dilation, bool ceil_mode) {
   const Pool2dShape p = maxpool2d_shape(input_size, kernel, stride, padding, dilation, ceil_mode);
   const auto osz = maxpool2d_output_size(p);
   CNNFAST_CHECK(shape_of(gy_) == osz, "max_pool2d_backward: expected grad_output of size ", shape_str(osz),
-                " (the forward output for input ", shape_str(input_size), "), but got grad_output of size ", shape_str(shape_of(gy_)));
-  CNNFAST_CHECK(shape_of(idx_) == osz, "max_pool2d_backward: expected indices of size ", shape_str(osz), ", but got indices of size ",
-                shape_str(shape_of(idx_)));
-  CNNFAST_CHECK(idx_.dtype().kind() == 'i' || idx_.dtype().kind() == 'u', "max_pool2d_backward: indices must be an integer array, got dtype ",
+                " (the forward output for input ", shape_str(input_size), "), but got grad_output of size ",
+                shape_str(shape_of(gy_)));
+  CNNFAST_CHECK(shape_of(idx_) == osz, "max_pool2d_backward: expected indices of size ", shape_str(osz),
+                ", but got indices of size ", shape_str(shape_of(idx_)));
+  CNNFAST_CHECK(idx_.dtype().kind() == 'i' || idx_.dtype().kind() == 'u',
+                "max_pool2d_backward: indices must be an integer array, got dtype ",
                 std::string(py::str(idx_.dtype())));
   carray<T> gy(gy_);
   carray<int64_t> idx(idx_);
@@ -56,7 +59,9 @@ py::array bwd(const py::array& gy_, const std::vector<int64_t>& input_size, cons
     parallel_for(n, 1, [&](int64_t b, int64_t e) {
       // v is valid iff v >= 0 and v - plane < 0: OR up v | ~(v - plane) and test the sign bit
       // (branch-free; four independent accumulators so the loop is not one dependency chain).
-      auto bad = [plane](int64_t v) { return v | ~static_cast<int64_t>(static_cast<uint64_t>(v) - static_cast<uint64_t>(plane)); };
+      auto bad = [plane](int64_t v) {
+        return v | ~static_cast<int64_t>(static_cast<uint64_t>(v) - static_cast<uint64_t>(plane));
+      };
       int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, i = b;
       for (; i + 4 <= e; i += 4) {
         a0 |= bad(ip[i]);
@@ -71,7 +76,8 @@ py::array bwd(const py::array& gy_, const std::vector<int64_t>& input_size, cons
     ok = all_ok.load();
     if (ok && p.N > 0) dispatch<T>(&KernelTable<T>::maxpool2d_bwd, p, gyp, ip, gxp);
   }
-  CNNFAST_CHECK(ok, "max_pool2d_backward: indices must lie in [0, H*W) = [0, ", plane, ") for input ", shape_str(input_size));
+  CNNFAST_CHECK(ok, "max_pool2d_backward: indices must lie in [0, H*W) = [0, ", plane, ") for input ",
+                shape_str(input_size));
   return std::move(gx);
 }
 

@@ -17,7 +17,8 @@ int kind_of(const std::string& kind) {
 }
 
 template <typename T>
-py::array pw(const py::array& x_, int kind, double a, double b, double lo, double hi, const std::optional<py::array>& out) {
+py::array pw(const py::array& x_, int kind, double a, double b, double lo, double hi,
+             const std::optional<py::array>& out) {
   carray<T> x(x_);
   const auto shape = shape_of(x);
   carray<T> y = out ? check_out<T>(*out, shape, "pointwise_forward") : new_array<T>(shape);
@@ -73,8 +74,8 @@ py::array pointwise_forward(const py::array& x, const std::string& kind, double 
 py::array linear_forward(const py::array& input, const py::array& weight, const std::optional<py::array>& bias,
                          const std::optional<py::array>& out) {
   check_float(input, "linear_forward", "input");
-  CNNFAST_CHECK(input.dtype().equal(weight.dtype()), "linear_forward: input has dtype ", std::string(py::str(input.dtype())),
-                " but weight has dtype ", std::string(py::str(weight.dtype())));
+  CNNFAST_CHECK(input.dtype().equal(weight.dtype()), "linear_forward: input has dtype ",
+                std::string(py::str(input.dtype())), " but weight has dtype ", std::string(py::str(weight.dtype())));
   return is_f64(input) ? lin<double>(input, weight, bias, out) : lin<float>(input, weight, bias, out);
 }
 

@@ -1,5 +1,6 @@
 // Ops layer of the pointwise activations, the small-batch linear product (checks -> output ->
-// dispatch: kernels/pointwise, kernels/linear) and the fused eval step conv -> BatchNorm -> activation. Bound in bindings/bind_pointwise.cpp.
+// dispatch: kernels/pointwise, kernels/linear) and the fused eval step conv -> BatchNorm -> activation. Bound in
+// bindings/bind_pointwise.cpp.
 #pragma once
 #include <pybind11/numpy.h>
 

@@ -11,13 +11,13 @@
 namespace cnnfast {
 
 struct Conv2dShape {
-  int64_t N, C, H, W;      // input
-  int64_t K, R, S;         // output channels, kernel height, kernel width
-  int64_t OH, OW;          // output spatial size
-  int64_t sh, sw;          // stride
-  int64_t ph, pw;          // zero padding (top = bottom = ph, left = right = pw)
-  int64_t dh, dw;          // dilation
-  int64_t groups;          // C % groups == 0 and K % groups == 0
+  int64_t N, C, H, W;                        // input
+  int64_t K, R, S;                           // output channels, kernel height, kernel width
+  int64_t OH, OW;                            // output spatial size
+  int64_t sh, sw;                            // stride
+  int64_t ph, pw;                            // zero padding (top = bottom = ph, left = right = pw)
+  int64_t dh, dw;                            // dilation
+  int64_t groups;                            // C % groups == 0 and K % groups == 0
   int64_t Cg() const { return C / groups; }  // input channels per group
   int64_t Kg() const { return K / groups; }  // output channels per group
 };

@@ -16,7 +16,6 @@ namespace {
 // Depthwise: groups == C, one input channel per group, M = K / C outputs per channel.
 // ------------------------------------------------------------------------------------------
 
-
 template <class V>
 bool dw_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
             typename V::T* y, bool relu) {
@@ -35,7 +34,10 @@ bool dw_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w
   };
   Arena measure;
   {
-    T* r; int64_t* tg; const T** s; const T** wp;
+    T* r;
+    int64_t* tg;
+    const T** s;
+    const T** wp;
     layout(measure, r, tg, s, wp);
   }
   Arena shared;
@@ -114,7 +116,10 @@ bool dw_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename 
   };
   Arena measure;
   {
-    T *r, *tm; int64_t *tg, *rt; const T** s; const T** wp;
+    T *r, *tm;
+    int64_t *tg, *rt;
+    const T** s;
+    const T** wp;
     layout(measure, r, tg, s, wp, tm, rt);
   }
   // Per phase q: its column range and its taps s (in order), with their shifts (s*dw) / sw.
@@ -213,8 +218,6 @@ bool dw_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename 
   return true;
 }
 
-
-
 template <class V>
 bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
                    typename V::T* gb) {
@@ -224,13 +227,13 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
   const int64_t M = p.K / p.C, RS = p.R * p.S, N = V::N;
   const XRows g = XRows::make<V>(p);
   const int64_t nvec = ceil_div(p.OW, N), vlen = nvec * N;
-  const int64_t ntap = RS + 1;            // taps, then the bias "tap" (source row of ones)
-  const int64_t tslots = ntap + 1;        // + one dummy slot for padding taps
+  const int64_t ntap = RS + 1;      // taps, then the bias "tap" (source row of ones)
+  const int64_t tslots = ntap + 1;  // + one dummy slot for padding taps
   const int64_t rows = p.N * p.OH, splits = weight_splits(p.K, rows), units = p.K * splits;
   const int nt = plan_threads(units, rows * p.K * p.OW * RS);
 
-  auto layout = [&](Arena& a, T*& xrows, int64_t*& tags, T*& gyrow, T*& ones, T*& zeros, const T**& src,
-                    int64_t*& slot, T*& acc) {
+  auto layout = [&](Arena& a, T*& xrows, int64_t*& tags, T*& gyrow, T*& ones, T*& zeros, const T**& src, int64_t*& slot,
+                    T*& acc) {
     xrows = a.take<T>(g.L * g.rowlen);
     tags = a.take<int64_t>(g.L);
     gyrow = a.take<T>(vlen);
@@ -242,7 +245,9 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
   };
   Arena measure;
   {
-    T *r, *gr, *on, *ze, *ac; int64_t *tg, *sl; const T** s;
+    T *r, *gr, *on, *ze, *ac;
+    int64_t *tg, *sl;
+    const T** s;
     layout(measure, r, tg, gr, on, ze, s, sl, ac);
   }
   Arena shared;
@@ -271,7 +276,8 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
       fill_zero(acc, tslots * N);
       cache.reset();
       auto fill = [&](T* dst, int64_t key) {  // key = n*H + ih
-        fill_phased<V>(dst, x + ((key / p.H) * p.C + c) * p.H * p.W + (key % p.H) * p.W, p.W, p.pw, p.sw, g.plen, g.need);
+        fill_phased<V>(dst, x + ((key / p.H) * p.C + c) * p.H * p.W + (key % p.H) * p.W, p.W, p.pw, p.sw, g.plen,
+                       g.need);
       };
       for (int64_t row = r0; row < r1; ++row) {
         const int64_t n = row / p.OH, oh = row % p.OH;
@@ -299,7 +305,6 @@ bool dw_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename 
   return true;
 }
 
-
 // ------------------------------------------------------------------------------------------
 // Depthwise on whole (chunks of) planes: the plane engine with one output channel and 8 vector
 // positions that may span rows. The row engine keeps a short row (28 columns of a MobileNet
@@ -322,8 +327,7 @@ void dw_fill(const PlaneGeo& g, const Conv2dShape& p, const typename V::T* xn, i
       typename V::T* d = dst + c * g.chan + i * g.rowlen;
       if (ih < 0 || ih >= p.H) {
         if (!zero_rows_clean) fill_zero(d, g.rowlen);
-      }
-      else if (p.sw == 2)
+      } else if (p.sw == 2)
         deinterleave_row<V>(d, d + g.plen, xn + (c * p.H + ih) * p.W, p.W, p.pw, g.plen);
       else if (n > 0)
         copy_row<V>(d + p.pw, xn + (c * p.H + ih) * p.W, n);
@@ -348,7 +352,8 @@ bool plane_single(const Conv2dShape& q, int64_t nplanes, const Src& src, const W
   };
   Arena measure;
   {
-    T* pl; PlanePos* ps;
+    T* pl;
+    PlanePos* ps;
     layout(measure, pl, ps);
   }
   Arena shared;
@@ -444,7 +449,8 @@ bool dw_plane_bwd_input_phased(const Conv2dShape& p, const typename V::T* gy, co
   int64_t npos = 0, tmp_elems = 0;
   for (int64_t a = 0; a < sh; ++a)
     for (int64_t b = 0; b < sw; ++b) {
-      const int64_t rows = hi(p.ph, p.H, a, sh) - lo(p.ph, a, sh) + 1, cols = hi(p.pw, p.W, b, sw) - lo(p.pw, b, sw) + 1;
+      const int64_t rows = hi(p.ph, p.H, a, sh) - lo(p.ph, a, sh) + 1,
+                    cols = hi(p.pw, p.W, b, sw) - lo(p.pw, b, sw) + 1;
       if (rows > 0 && cols > 0) npos += rows * ceil_div(cols, N), tmp_elems += rows * cols;
     }
   const int64_t ntap = M * RS;
@@ -522,8 +528,8 @@ bool dw_plane_bwd_input_phased(const Conv2dShape& p, const typename V::T* gy, co
           fill_zero(tmp + gq[4], gq[1] * gq[3]);
           continue;
         }
-        plane_positions<V, 1, 8>(tbeg[q + 1] - tbeg[q], toff + tbeg[q], wt + tbeg[q], zero, false, plane,
-                                 pos + pbeg[q], pbeg[q + 1] - pbeg[q], d);
+        plane_positions<V, 1, 8>(tbeg[q + 1] - tbeg[q], toff + tbeg[q], wt + tbeg[q], zero, false, plane, pos + pbeg[q],
+                                 pbeg[q + 1] - pbeg[q], d);
       }
       // Interleave: grad_input row ih = j*sh + a - ph, column iw = i*sw + b - pw.
       T* gxp = gx + u * p.H * p.W;
@@ -590,12 +596,11 @@ bool dw_bwd_input_any(const Conv2dShape& p, const typename V::T* gy, const typen
          dw_bwd_input<V>(p, gy, w, gx);
 }
 
-
 // Depthwise weight gradient on whole planes (short rows): per output channel, TB tap
 // accumulators (all 9 of a 3x3 filter) stay in registers over every vector of the plane.
 template <class V, int TB>
-bool dw_plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy,
-                              typename V::T* gw, typename V::T* gb) {
+bool dw_plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
+                              typename V::T* gb) {
   using T = typename V::T;
   using R = typename V::R;
   Conv2dShape q = p;
@@ -632,8 +637,8 @@ bool dw_plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, cons
     Arena a{ws.thread(tid), 0};
     T *plane, *gyp, *acc;
     layout(a, plane, gyp, acc);
-    fill_zero(plane, g.chan);       // padding columns (dw_fill)
-    fill_zero(gyp, npos * N);       // columns past OW
+    fill_zero(plane, g.chan);  // padding columns (dw_fill)
+    fill_zero(gyp, npos * N);  // columns past OW
     for (int64_t u = b; u < e; ++u) {
       const int64_t k = u / splits, sp = u % splits, c = k / M;
       const int64_t n0 = sp * p.N / splits, n1 = (sp + 1) * p.N / splits;

@@ -221,8 +221,8 @@ inline void engine_block(int64_t nt, const typename V::T* const* src, const type
 // recursively with NV/2. A short row (a 56-wide MobileNet map: 7 vectors) thus still runs as one
 // block of 8 independent accumulator chains instead of latency-bound chains of 4, 2 and 1.
 template <class V, int KB, int NV>
-void engine_cols(int64_t nt, const typename V::T* const* src, const typename V::T* const* wt,
-                 const typename V::T* bias, bool relu, typename V::T* const* dst, int64_t j, int64_t J) {
+void engine_cols(int64_t nt, const typename V::T* const* src, const typename V::T* const* wt, const typename V::T* bias,
+                 bool relu, typename V::T* const* dst, int64_t j, int64_t J) {
   constexpr int N = V::N;
   for (; j + NV * N <= J; j += NV * N) engine_block<V, KB, NV>(nt, src, wt, bias, relu, dst, j, NV * N);
   if (j >= J) return;
@@ -236,8 +236,8 @@ void engine_cols(int64_t nt, const typename V::T* const* src, const typename V::
 // accumulators + inputs + 1 broadcast weight; 8 accumulators for KB == 1 hide the 4-cycle FMA
 // latency on two FMA pipes, 12 for KB = 4 or 6 load each input once per 4-6 FMAs.
 template <class V, int KB>
-void row_engine(int64_t nt, const typename V::T* const* src, const typename V::T* const* wt,
-                const typename V::T* bias, bool relu, typename V::T* const* dst, int64_t J) {
+void row_engine(int64_t nt, const typename V::T* const* src, const typename V::T* const* wt, const typename V::T* bias,
+                bool relu, typename V::T* const* dst, int64_t J) {
   constexpr int NV = KB == 1 ? 8 : 12 / KB;
   engine_cols<V, KB, NV>(nt, src, wt, bias, relu, dst, 0, J);
 }
@@ -246,8 +246,8 @@ void row_engine(int64_t nt, const typename V::T* const* src, const typename V::T
 // per lane. KA "a" rows (grad_output rows) times TB taps; accumulators stay in registers for
 // the whole row.
 template <class V, int KA, int TB>
-inline void dot_block(const typename V::T* const* a, const typename V::T* const* b, const int64_t* slot,
-                      int64_t nvec, typename V::T* acc, int64_t tslots) {
+inline void dot_block(const typename V::T* const* a, const typename V::T* const* b, const int64_t* slot, int64_t nvec,
+                      typename V::T* acc, int64_t tslots) {
   using R = typename V::R;
   constexpr int N = V::N;
   R c[KA][TB];

@@ -19,8 +19,7 @@ namespace {
 // 3x3 1.0-1.4x, 5x5 forward/grad_input 1.0-1.2x, but 5x5 grad_weight on 14 x 14 0.65-0.86x, so
 // grad_weight passes max_ow = 8 for filters of more than 9 taps.
 inline bool dw_lanes_applies(const Conv2dShape& p, int lanes, int64_t max_ow = 16) {
-  return p.groups == p.C && p.K == p.C && 2 * p.C >= lanes && p.OW <= max_ow && p.OH <= 16 && p.H <= 64 &&
-         p.W <= 64;
+  return p.groups == p.C && p.K == p.C && 2 * p.C >= lanes && p.OW <= max_ow && p.OH <= 16 && p.H <= 64 && p.W <= 64;
 }
 
 // Geometry of one channel block: the padded input as [HP][WP][N] (index ((h + top) * WP + w + left) * N).
@@ -82,7 +81,8 @@ void lanes_correlate(const typename V::T* in, int64_t WP, const typename V::T* w
       for (int64_t ow = 0; ow < OW; ++ow) {
         const typename V::T* x = in + (oh * sh * WP + ow * sw) * N;
         R a0 = b, a1 = V::zero();
-        for (int t = 0; t + 1 < KT; t += 2) a0 = V::fma(V::load(x + o[t]), w[t], a0), a1 = V::fma(V::load(x + o[t + 1]), w[t + 1], a1);
+        for (int t = 0; t + 1 < KT; t += 2)
+          a0 = V::fma(V::load(x + o[t]), w[t], a0), a1 = V::fma(V::load(x + o[t + 1]), w[t + 1], a1);
         if (KT % 2) a0 = V::fma(V::load(x + o[KT - 1]), w[KT - 1], a0);
         a0 = V::add(a0, a1);
         V::store(out + (oh * OW + ow) * N, relu ? V::relu(a0) : a0);
@@ -254,7 +254,8 @@ void lanes_tap_sums(const typename V::T* buf, int64_t WP, const typename V::T* g
       for (int64_t ow = 0; ow < OW; ++ow) {
         const R gv = V::load(gyl + (oh * OW + ow) * N);
         const typename V::T* x = buf + (oh * sh * WP + ow * sw) * N;
-        for (int64_t t = 0; t < ntap; ++t) V::store(acc + t * N, V::fma(gv, V::load(x + toff[t]), V::load(acc + t * N)));
+        for (int64_t t = 0; t < ntap; ++t)
+          V::store(acc + t * N, V::fma(gv, V::load(x + toff[t]), V::load(acc + t * N)));
         V::store(acc + ntap * N, V::add(V::load(acc + ntap * N), gv));
       }
   }

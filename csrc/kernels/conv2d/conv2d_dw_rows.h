@@ -24,9 +24,9 @@ namespace {
 // image, so the block has no branches and its accumulators stay in registers); msk[cv * S + s]
 // masks the loads of the edge blocks (Full: every load of the block lies inside its row).
 template <class V, int R, int S, int RB, int CV, bool Full, int SH = 1>
-CNNFAST_FORCE_INLINE void dw_rows_block(const typename V::T* const* rows, int64_t odd, const typename V::R* wv, typename V::R b,
-                                        const typename V::LM* msk, bool relu, typename V::T* yr, int64_t OW,
-                                        int64_t rb, int64_t cols0) {
+CNNFAST_FORCE_INLINE void dw_rows_block(const typename V::T* const* rows, int64_t odd, const typename V::R* wv,
+                                        typename V::R b, const typename V::LM* msk, bool relu, typename V::T* yr,
+                                        int64_t OW, int64_t rb, int64_t cols0) {
   using R_ = typename V::R;
   constexpr int N = V::N;
   R_ acc[RB][CV];
@@ -177,13 +177,13 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
           const T* rj[(RB - 1) * 2 + R];
           for (int i = 0; i < (RB - 1) * 2 + R; ++i) rj[i] = rows[i] + j * N;
           dw_rows_block<V, R, S, RB, CV, true, 2>(rj, plen, wv, b, nullptr, relu, yp + oh * p.OW + j * N, p.OW, rb,
-                                                   p.OW - j * N);
+                                                  p.OW - j * N);
         }
         for (; j < nvec; ++j) {
           const T* rj[(RB - 1) * 2 + R];
           for (int i = 0; i < (RB - 1) * 2 + R; ++i) rj[i] = rows[i] + j * N;
           dw_rows_block<V, R, S, RB, 1, true, 2>(rj, plen, wv, b, nullptr, relu, yp + oh * p.OW + j * N, p.OW, rb,
-                                                  p.OW - j * N);
+                                                 p.OW - j * N);
         }
       }
     }
@@ -208,14 +208,18 @@ bool dw_rows_fwd(const Conv2dShape& p, const typename V::T* x, const typename V:
   constexpr bool wide = sizeof(typename V::R) == 64;
   if (p.sh == 2) {
     switch (p.R) {
-      case 3: return wide ? dw_rows_fwd_s2_impl<V, 3, 3, 4, 2>(p, x, w, bias, y, relu) : dw_rows_fwd_s2_impl<V, 3, 3, 4, 1>(p, x, w, bias, y, relu);
+      case 3:
+        return wide ? dw_rows_fwd_s2_impl<V, 3, 3, 4, 2>(p, x, w, bias, y, relu)
+                    : dw_rows_fwd_s2_impl<V, 3, 3, 4, 1>(p, x, w, bias, y, relu);
       case 5: return dw_rows_fwd_s2_impl<V, 5, 5, 4, 1>(p, x, w, bias, y, relu);
       case 7: return dw_rows_fwd_s2_impl<V, 7, 7, 4, 1>(p, x, w, bias, y, relu);
       default: return false;
     }
   }
   switch (p.R) {
-    case 3: return wide ? dw_rows_fwd_impl<V, 3, 3, 4, 2>(p, x, w, bias, y, relu) : dw_rows_fwd_impl<V, 3, 3, 4, 1>(p, x, w, bias, y, relu);
+    case 3:
+      return wide ? dw_rows_fwd_impl<V, 3, 3, 4, 2>(p, x, w, bias, y, relu)
+                  : dw_rows_fwd_impl<V, 3, 3, 4, 1>(p, x, w, bias, y, relu);
     case 5: return dw_rows_fwd_impl<V, 5, 5, 4, 1>(p, x, w, bias, y, relu);
     case 7: return dw_rows_fwd_impl<V, 7, 7, 4, 1>(p, x, w, bias, y, relu);
     default: return false;

@@ -265,7 +265,9 @@ bool plane_fwd_impl(const Conv2dShape& p, const typename V::T* x, const WAt& wat
   };
   Arena measure;
   {
-    T* pl; PlanePos* ps; T** dd;
+    T* pl;
+    PlanePos* ps;
+    T** dd;
     layout(measure, pl, ps, dd);
   }
   Arena shared;
@@ -340,8 +342,8 @@ bool plane_fwd_any(const Conv2dShape& p, const typename V::T* x, const WAt& wat,
 // zero-padded copy of the image, so no shifted copies are needed. Blocks are transposed through a
 // small buffer into the NCHW output.
 template <class V, int KV, int RB, int CB>
-inline void kvec_block(int64_t ntaps, const int64_t* toff, const typename V::T* w, const typename V::T* bias,
-                       bool relu, const typename V::T* xs, int64_t Wp, typename V::T* out) {
+inline void kvec_block(int64_t ntaps, const int64_t* toff, const typename V::T* w, const typename V::T* bias, bool relu,
+                       const typename V::T* xs, int64_t Wp, typename V::T* out) {
   using R = typename V::R;
   constexpr int N = V::N;
   R acc[RB * CB][KV];
@@ -399,7 +401,7 @@ bool plane_fwd_kvec_impl(const Conv2dShape& p, const typename V::T* x, const typ
   constexpr int64_t N = V::N, NPpad = (RB * CB + N - 1) / N * N;  // block positions, whole vectors
   const int64_t CRS = p.C * p.R * p.S, OHW = p.OH * p.OW;
   const int64_t Hp = p.H + 2 * p.ph, Wp = p.W + 2 * p.pw;
-  const int64_t rowsP = Hp + RB;           // + junk rows read by the last row block
+  const int64_t rowsP = Hp + RB;  // + junk rows read by the last row block
   const int64_t chanP = rowsP * Wp;
   const int64_t elems = p.C * chanP + CB + (p.S - 1) * p.dw + Wp;  // + junk columns past the last row
   if (elems * static_cast<int64_t>(sizeof(T)) > kPlaneMaxBytes) return false;
@@ -409,7 +411,7 @@ bool plane_fwd_kvec_impl(const Conv2dShape& p, const typename V::T* x, const typ
 
   auto layout = [&](Arena& a, T*& plane, T*& out, T*& outt) {
     plane = a.take<T>(elems);
-    out = a.take<T>(NPpad * KN);      // [position][channel]
+    out = a.take<T>(NPpad * KN);       // [position][channel]
     outt = a.take<T>(KN * NPpad + N);  // [channel][position], + N: whole-vector reads of the last row
   };
   Arena measure;
@@ -488,8 +490,8 @@ bool plane_fwd_kvec_impl(const Conv2dShape& p, const typename V::T* x, const typ
 
 // CB: the row in ceil(OW / max CB) equal column blocks; RB: rows filling the accumulators.
 template <class V, int KV>
-bool plane_fwd_kvec_kv(const Conv2dShape& p, const typename V::T* x, const typename V::T* w,
-                       const typename V::T* bias, typename V::T* y, bool relu) {
+bool plane_fwd_kvec_kv(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
+                       typename V::T* y, bool relu) {
   constexpr int M = kKvecMaxCB<V> / KV;
   const int64_t cb = ceil_div(p.OW, ceil_div(p.OW, M));
   switch (cb) {
@@ -509,8 +511,8 @@ bool plane_fwd_kvec_kv(const Conv2dShape& p, const typename V::T* x, const typen
 }
 
 template <class V>
-bool plane_fwd_kvec(const Conv2dShape& p, const typename V::T* x, const typename V::T* w,
-                    const typename V::T* bias, typename V::T* y, bool relu) {
+bool plane_fwd_kvec(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
+                    typename V::T* y, bool relu) {
   return ceil_div(p.K, V::N) == 1 ? plane_fwd_kvec_kv<V, 1>(p, x, w, bias, y, relu)
                                   : plane_fwd_kvec_kv<V, 2>(p, x, w, bias, y, relu);
 }
@@ -572,8 +574,8 @@ inline void col2im_block(int64_t K, const typename V::T* w, const typename V::T*
 }
 
 template <class V, int TB, int NV>
-void col2im_positions(int64_t K, const typename V::T* w, const typename V::T* gyp, int64_t kstride,
-                      const PlanePos* pos, int64_t npos, const int64_t* toff, typename V::T* gxp) {
+void col2im_positions(int64_t K, const typename V::T* w, const typename V::T* gyp, int64_t kstride, const PlanePos* pos,
+                      int64_t npos, const int64_t* toff, typename V::T* gxp) {
   int64_t i = 0;
   for (; i + NV <= npos; i += NV) col2im_block<V, TB, NV>(K, w, gyp, kstride, pos + i, toff, gxp);
   if constexpr (NV > 1)
@@ -605,7 +607,8 @@ bool is_small_plane_bwd_input(const Conv2dShape& p) {
   if (p.groups != 1 || is_depthwise(p) || p.sw != 1 || p.K < kCol2imMinK) return false;
   if (!relax && (p.K > kPlaneMaxK || p.C * p.R * p.S > kPlaneMaxCRS)) return false;
   const Col2imGeo g = Col2imGeo::make<V>(p);
-  return (p.C + 1) * g.chan * static_cast<int64_t>(sizeof(typename V::T)) <= kPlaneMaxBytes * (relax ? kRelaxedPlaneBytesFactor : 1);
+  return (p.C + 1) * g.chan * static_cast<int64_t>(sizeof(typename V::T)) <=
+         kPlaneMaxBytes * (relax ? kRelaxedPlaneBytesFactor : 1);
 }
 
 template <class V>
@@ -676,10 +679,13 @@ bool plane_bwd_input_full(const Conv2dShape& p, const typename V::T* gy, const t
   if (q.ph < 0 || q.pw < 0 || !is_small_plane<V>(q)) return false;
   const int64_t R = p.R, S = p.S, C = p.C;
   // weight of the transposed conv at (c, (k*R + r)*S + s): w[k][c][R-1-r][S-1-s]
-  return plane_fwd_any<V>(q, gy, [&](int64_t c, int64_t t) {
-    const int64_t k = t / (R * S), rs = t % (R * S);
-    return w[(k * C + c) * R * S + (R * S - 1 - rs)];
-  }, nullptr, gx, false);
+  return plane_fwd_any<V>(
+      q, gy,
+      [&](int64_t c, int64_t t) {
+        const int64_t k = t / (R * S), rs = t % (R * S);
+        return w[(k * C + c) * R * S + (R * S - 1 - rs)];
+      },
+      nullptr, gx, false);
 }
 
 // Weight gradient over a small plane: KA output channels x TB taps of vector accumulators stay in
@@ -694,7 +700,7 @@ bool plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const t
   const int64_t CRS = p.C * p.R * p.S, N = V::N, nvec = ceil_div(p.OW, N);
   const int64_t Kpad = round_up(p.K, KA), CRSpad = round_up(CRS, TB);
   const PlaneGeo g = PlaneGeo::make<V>(p, p.OH);
-  const int64_t nposi = p.OH * nvec;   // output vectors per image
+  const int64_t nposi = p.OH * nvec;  // output vectors per image
   // Fixed reduction split over images (the sum order never depends on the thread count). 8
   // parts, not weight_splits' 16: longer batches per part pay more (LeNet c2 grad_weight
   // 0.445 -> 0.37 ms with 8 images of 64 vectors per batch) than the coarser balance costs.
@@ -714,7 +720,8 @@ bool plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const t
   };
   Arena measure;
   {
-    T *pl, *gp, *ac, *ba; PlanePos* ps;
+    T *pl, *gp, *ac, *ba;
+    PlanePos* ps;
     layout(measure, pl, gp, ps, ac, ba);
   }
   Arena shared;

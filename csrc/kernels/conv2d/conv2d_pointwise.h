@@ -39,8 +39,8 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The shapes this kernel takes: plain 1x1, groups 1 (any plane, any batch).
 inline bool applies(const Conv2dShape& p) {
-  return p.R == 1 && p.S == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0 && p.groups == 1 &&
-         p.OH == p.H && p.OW == p.W;
+  return p.R == 1 && p.S == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0 && p.groups == 1 && p.OH == p.H &&
+         p.OW == p.W;
 }
 
 // The shapes left to the general GEMM path (its packed weights, 14 rows x 32 columns on AVX-512,
@@ -54,9 +54,7 @@ inline bool prefers_gemm_avx512(const Conv2dShape& p) {
   const int64_t lo = std::min(p.C, p.K), hi = std::max(p.C, p.K), cols = p.N * p.OH * p.OW;
   return (lo >= 64 && hi >= 256 && cols >= 8192) || (p.C >= 1024 && p.K >= 256);
 }
-inline bool prefers_gemm_avx2(const Conv2dShape& p) {
-  return std::min(p.C, p.K) >= 256 && p.N * p.OH * p.OW >= 392;
-}
+inline bool prefers_gemm_avx2(const Conv2dShape& p) { return std::min(p.C, p.K) >= 256 && p.N * p.OH * p.OW >= 392; }
 
 // Calls f(std::integral_constant<int, m>{}) for a runtime 1 <= m <= MAX.
 template <int MAX, class F>
@@ -76,9 +74,9 @@ CNNFAST_FORCE_INLINE void with_n(int m, F&& f) {
 // strip (pf - xp pixels further), prefetched one line per vector per channel.
 template <class V, int M, int NVv>
 CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, const typename V::T* xn, const typename V::T* w,
-                               const typename V::T* bias, typename V::T* yn, int64_t k0, int64_t p0,
-                               int64_t nvalid, int64_t c0, int64_t c1, bool first, bool last, bool guard,
-                               const typename V::T* pf, bool relu) {
+                               const typename V::T* bias, typename V::T* yn, int64_t k0, int64_t p0, int64_t nvalid,
+                               int64_t c0, int64_t c1, bool first, bool last, bool guard, const typename V::T* pf,
+                               bool relu) {
   using T = typename V::T;
   using R = typename V::R;
   R acc[M][NVv];
@@ -274,7 +272,7 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
   // NV = 3, not 3 + 1, whose last tile would do a full tile's loads and broadcasts for one pixel).
   const int64_t ntile = ceil_div(nvec, NV);
   const int64_t PB = ceil_div(nvec, ntile) * V::N;  // pixels per tile, at most NV vectors
-  const int64_t ntp = ceil_div(Pm, PB);               // tiles per plane
+  const int64_t ntp = ceil_div(Pm, PB);             // tiles per plane
   // Strips: as many tiles as fit kStripBytes per channel block.
   const int64_t tps = std::clamp<int64_t>(kStripBytes / (cb * PB * int64_t(sizeof(T))), 1, ntp);
   const int64_t nstrip = ceil_div(ntp, tps);
@@ -313,8 +311,7 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
               constexpr int M = decltype(mc)::value;
               with_n<NV>(nv, [&](auto vc) {
                 constexpr int NVv = decltype(vc)::value;
-                tile<V, M, NVv>(C, P, xn, w, bias, yn, k0, p0, nvalid, c0, c1, c0 == 0, c1 == C, guard, pf,
-                                relu);
+                tile<V, M, NVv>(C, P, xn, w, bias, yn, k0, p0, nvalid, c0, c1, c0 == 0, c1 == C, guard, pf, relu);
               });
             });
           }

@@ -10,8 +10,8 @@ bool conv2d_fwd_f32_avx2_pointwise(const Conv2dShape& p, const float* x, const f
                                    bool relu) {
   return pointwise::fwd<Avx2F32, 4, 3>(p, x, w, b, y, relu, pointwise::prefers_gemm_avx2);
 }
-bool conv2d_fwd_f64_avx2_pointwise(const Conv2dShape& p, const double* x, const double* w, const double* b,
-                                   double* y, bool relu) {
+bool conv2d_fwd_f64_avx2_pointwise(const Conv2dShape& p, const double* x, const double* w, const double* b, double* y,
+                                   bool relu) {
   return pointwise::fwd<Avx2F64, 6, 2>(p, x, w, b, y, relu, pointwise::prefers_gemm_avx2);
 }
 

@@ -28,8 +28,8 @@ bool conv2d_fwd_f32_avx512_pointwise(const Conv2dShape& p, const float* x, const
                                      bool relu) {
   return pointwise_avx512<Avx512F32>(p, x, w, b, y, relu);
 }
-bool conv2d_fwd_f64_avx512_pointwise(const Conv2dShape& p, const double* x, const double* w, const double* b,
-                                     double* y, bool relu) {
+bool conv2d_fwd_f64_avx512_pointwise(const Conv2dShape& p, const double* x, const double* w, const double* b, double* y,
+                                     bool relu) {
   return pointwise_avx512<Avx512F64>(p, x, w, b, y, relu);
 }
 

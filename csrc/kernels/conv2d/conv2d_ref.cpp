@@ -104,11 +104,29 @@ void bwd_weight(const Conv2dShape& p, const T* x, const T* gy, T* gw, T* gb) {
 
 }  // namespace
 
-bool conv2d_fwd_f32_ref(const Conv2dShape& p, const float* x, const float* w, const float* b, float* y, bool relu) { fwd(p, x, w, b, y, relu); return true; }
-bool conv2d_fwd_f64_ref(const Conv2dShape& p, const double* x, const double* w, const double* b, double* y, bool relu) { fwd(p, x, w, b, y, relu); return true; }
-bool conv2d_bwd_input_f32_ref(const Conv2dShape& p, const float* gy, const float* w, float* gx) { bwd_input(p, gy, w, gx); return true; }
-bool conv2d_bwd_input_f64_ref(const Conv2dShape& p, const double* gy, const double* w, double* gx) { bwd_input(p, gy, w, gx); return true; }
-bool conv2d_bwd_weight_f32_ref(const Conv2dShape& p, const float* x, const float* gy, float* gw, float* gb) { bwd_weight(p, x, gy, gw, gb); return true; }
-bool conv2d_bwd_weight_f64_ref(const Conv2dShape& p, const double* x, const double* gy, double* gw, double* gb) { bwd_weight(p, x, gy, gw, gb); return true; }
+bool conv2d_fwd_f32_ref(const Conv2dShape& p, const float* x, const float* w, const float* b, float* y, bool relu) {
+  fwd(p, x, w, b, y, relu);
+  return true;
+}
+bool conv2d_fwd_f64_ref(const Conv2dShape& p, const double* x, const double* w, const double* b, double* y, bool relu) {
+  fwd(p, x, w, b, y, relu);
+  return true;
+}
+bool conv2d_bwd_input_f32_ref(const Conv2dShape& p, const float* gy, const float* w, float* gx) {
+  bwd_input(p, gy, w, gx);
+  return true;
+}
+bool conv2d_bwd_input_f64_ref(const Conv2dShape& p, const double* gy, const double* w, double* gx) {
+  bwd_input(p, gy, w, gx);
+  return true;
+}
+bool conv2d_bwd_weight_f32_ref(const Conv2dShape& p, const float* x, const float* gy, float* gw, float* gb) {
+  bwd_weight(p, x, gy, gw, gb);
+  return true;
+}
+bool conv2d_bwd_weight_f64_ref(const Conv2dShape& p, const double* x, const double* gy, double* gw, double* gb) {
+  bwd_weight(p, x, gy, gw, gb);
+  return true;
+}
 
 }  // namespace cnnfast

@@ -42,7 +42,9 @@ bool sc_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V:
   };
   Arena measure;
   {
-    T* r; int64_t *tg, *tf; const T **s, **wp;
+    T* r;
+    int64_t *tg, *tf;
+    const T **s, **wp;
     layout(measure, r, tg, s, tf, wp);
   }
   Arena shared;
@@ -112,7 +114,8 @@ template <class V>
 bool sc_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
             typename V::T* y, bool relu) {
   if (!is_small_c(p) || is_depthwise(p)) return false;
-  return small_c_block(p.K) == 6 ? sc_fwd_impl<V, 6>(p, x, w, bias, y, relu) : sc_fwd_impl<V, 4>(p, x, w, bias, y, relu);
+  return small_c_block(p.K) == 6 ? sc_fwd_impl<V, 6>(p, x, w, bias, y, relu)
+                                 : sc_fwd_impl<V, 4>(p, x, w, bias, y, relu);
 }
 
 // Weight gradient, small C: vector accumulators acc[k][tap] per work unit, KA output channels x
@@ -124,8 +127,8 @@ bool sc_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w
 constexpr int64_t kScGroupVecs = 32;
 
 template <class V, int KA, int TB>
-inline void dot_rows(const typename V::T* a, int64_t a_k, int64_t a_row, const typename V::T* const* b,
-                     int64_t b_row, int64_t nrows, int64_t nvec, typename V::T* acc, int64_t tslots) {
+inline void dot_rows(const typename V::T* a, int64_t a_k, int64_t a_row, const typename V::T* const* b, int64_t b_row,
+                     int64_t nrows, int64_t nvec, typename V::T* acc, int64_t tslots) {
   // acc[(ka*tslots + tb)*N + lane] += sum over rows j < nrows and i < nvec*N of
   //   a[ka*a_k + j*a_row + i] * b[j*b_row + tb][i]
   using R = typename V::R;
@@ -179,7 +182,9 @@ bool sc_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const type
   };
   Arena measure;
   {
-    T *r, *gr, *on, *ze, *ac; int64_t* tg; const T** s;
+    T *r, *gr, *on, *ze, *ac;
+    int64_t* tg;
+    const T** s;
     layout(measure, r, tg, gr, on, ze, s, ac);
   }
   Arena shared;

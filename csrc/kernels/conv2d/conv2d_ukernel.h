@@ -21,7 +21,7 @@ namespace convgemm {
 // A given as MR row pointers, unit stride along k.
 template <class V, int MR, int NV>
 CNNFAST_FORCE_INLINE void ukernel_rows(int64_t kc, const typename V::T* const (&a)[MR], const typename V::T* b,
-                                         int64_t ldb, typename V::R (&acc)[MR][NV]) {
+                                       int64_t ldb, typename V::R (&acc)[MR][NV]) {
   using R = typename V::R;
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -44,7 +44,7 @@ CNNFAST_FORCE_INLINE void ukernel_rows(int64_t kc, const typename V::T* const (&
 // rows at constant offsets, so a tall tile (14 rows on AVX-512) needs no register per row.
 template <class V, int MR, int NV, int64_t LDA>
 CNNFAST_FORCE_INLINE void ukernel_rows_lda(int64_t kc, const typename V::T* a, const typename V::T* b, int64_t ldb,
-                                             typename V::R (&acc)[MR][NV]) {
+                                           typename V::R (&acc)[MR][NV]) {
   using R = typename V::R;
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -69,7 +69,7 @@ CNNFAST_FORCE_INLINE void ukernel_rows_lda(int64_t kc, const typename V::T* a, c
 // accumulators + 2 B vectors) needs no register for A at all.
 template <class V, int MR, int NV>
 CNNFAST_FORCE_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int64_t lda, const typename V::T* b,
-                                         int64_t ldb, typename V::R (&acc)[MR][NV]) {
+                                       int64_t ldb, typename V::R (&acc)[MR][NV]) {
   using R = typename V::R;
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)

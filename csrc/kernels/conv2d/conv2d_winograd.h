@@ -51,10 +51,10 @@
 #include "common/portable.h"
 #include "common/scratch.h"
 #include "common/simd.h"
+#include "dispatch/heuristics.h"
 #include "kernels/conv2d/conv2d.h"
 #include "kernels/conv2d/conv2d_ukernel.h"
 #include "kernels/conv2d/winograd_switch.h"
-#include "dispatch/heuristics.h"
 
 namespace cnnfast {
 namespace {
@@ -234,7 +234,7 @@ CNNFAST_FORCE_INLINE void gp6(typename V::R z0, typename V::R z1, typename V::R 
 // With 8 lanes the taps come out of one 8 x 8 register transpose (tap 8 separately).
 template <class V>
 CNNFAST_FORCE_INLINE void gather_taps(const Geometry& g, const typename V::T* w, bool rotate, int64_t og, int64_t o1,
-                                     int64_t i, typename V::T* tmp, typename V::T* tr) {
+                                      int64_t i, typename V::T* tmp, typename V::T* tr) {
   using T = typename V::T;
   constexpr int N = V::N;
   const int64_t Cout = g.Cout, Cin = g.Cin;
@@ -287,7 +287,7 @@ void few_columns(const Geometry& g, const typename V::T* w, bool rotate, int64_t
 // Step 2 for one row a and half H: acc[b][t] = sum_c (C'[c][a] G'^T)[3H + b] * Vr[c][b][t] (cp: C'[0][a]).
 template <class V, int H>
 CNNFAST_FORCE_INLINE void few_row(int64_t Cin, const typename V::T* cp, const typename V::T* vr,
-                                 typename V::R (&acc)[3][kFewMR]) {
+                                  typename V::R (&acc)[3][kFewMR]) {
   using R = typename V::R;
   constexpr int N = V::N;
   for (int b = 0; b < 3; ++b)
@@ -324,8 +324,8 @@ CNNFAST_FORCE_INLINE void few_row(int64_t Cin, const typename V::T* cp, const ty
 // floats (the slack for the N-wide reads of the transpose), dbuf: 6 * N * N.
 template <class V>
 CNNFAST_FORCE_INLINE void input_group(const Geometry& g, const typename V::T* xc, const int64_t* tn, const int64_t* toh,
-                                     const int64_t* tow, int64_t j0, int64_t nvalid, typename V::T* gbuf,
-                                     typename V::T* dbuf, typename V::T* dst, int64_t xs) {
+                                      const int64_t* tow, int64_t j0, int64_t nvalid, typename V::T* gbuf,
+                                      typename V::T* dbuf, typename V::T* dst, int64_t xs) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int N = V::N;
@@ -405,7 +405,7 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
   if (nt > 1 && nblocks >= nt && nblocks < 16 * nt && nblocks % nt) nblocks = std::min(T_, round_up(nblocks, nt));
   const int64_t tb = ceil_div(T_, nblocks);
   nblocks = ceil_div(T_, tb);
-  const bool few = T_ <= NR / 2;  // see "Few tiles" above
+  const bool few = T_ <= NR / 2;     // see "Few tiles" above
   const int64_t kq = few ? NR : MR;  // output channel granularity of the GEMMs
   int64_t ksplit = 1;
   if (nblocks < nt) ksplit = std::min<int64_t>(ceil_div(nt, nblocks), ceil_div(Cout, kq));
@@ -433,7 +433,8 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
   if (!fused && !few) {
     U = thread_scratch_of<T, 1>(size_t(kXi * xs_u));
     if (!U) return false;
-    parallel_for(Cout, 40 * ldu, [&](int64_t b, int64_t e) { transform_weight_rows<V>(g, w, rotate, b, e, U + b * ldu, ldu, xs_u); });
+    parallel_for(Cout, 40 * ldu,
+                 [&](int64_t b, int64_t e) { transform_weight_rows<V>(g, w, rotate, b, e, U + b * ldu, ldu, xs_u); });
   }
 
   // Per worker: the block's V and M; the patch rows of one vector group (8 floats per tile and
@@ -461,8 +462,8 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
     T* obuf = dbuf + d_floats;
     T* Ub = obuf + o_floats;  // fused: the transformed weights of kb output channels
     int64_t* tn = reinterpret_cast<int64_t*>(mem + scratch_floats * sizeof(T));  // tile j: image,
-    int64_t* toh = tn + ldv;                                                      // first output row
-    int64_t* tow = toh + ldv;                                                     // and column
+    int64_t* toh = tn + ldv;                                                     // first output row
+    int64_t* tow = toh + ldv;                                                    // and column
     const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
     for (int64_t it = b; it < e; ++it) {
       const int64_t blk = it / ksplit, ks = it % ksplit;
@@ -480,15 +481,16 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
       const int64_t written = round_up(nvalid, N);
       if (npan * NR > written)
         for (int xi = 0; xi < kXi; ++xi)
-          for (int64_t c = 0; c < Cin; ++c) std::fill(Vb + xi * xs_v + c * ldv + written, Vb + xi * xs_v + c * ldv + npan * NR, T(0));
+          for (int64_t c = 0; c < Cin; ++c)
+            std::fill(Vb + xi * xs_v + c * ldv + written, Vb + xi * xs_v + c * ldv + npan * NR, T(0));
 
       // 2. The 36 GEMMs: Mb[xi * xs_m + (k - k0) * ldv + j] = sum_c U[xi][k][c] * Vb[xi][c][j],
       //    kb output channels at a time (all of them unless fused).
       // 2'+3'. Few tiles: per group of V::N output channels, the weight columns C' and the GEMMs
       //       with the row transform fused in (see "Few tiles"); per panel of NR channels, the
       //       output transform with vectors along output channels.
-      T* Cp = Ub;                        // few tiles: C' of V::N output channels
-      T* Vr = Ub + 18 * Cin * N;         // and the repacked V (columns past nvalid are zero)
+      T* Cp = Ub;                 // few tiles: C' of V::N output channels
+      T* Vr = Ub + 18 * Cin * N;  // and the repacked V (columns past nvalid are zero)
       if (few)
         for (int64_t tg = 0; tg < ntg; ++tg)
           for (int a = 0; a < 6; ++a)
@@ -515,7 +517,8 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
                   else
                     few_row<V, 1>(cc, cp + c0 * 18 * N, vr + c0 * 3 * kFewMR, part);
                   for (int bb = 0; bb < 3; ++bb)
-                    for (int t = 0; t < kFewMR; ++t) acc[bb][t] = c0 == 0 ? part[bb][t] : V::add(acc[bb][t], part[bb][t]);
+                    for (int t = 0; t < kFewMR; ++t)
+                      acc[bb][t] = c0 == 0 ? part[bb][t] : V::add(acc[bb][t], part[bb][t]);
                 }
                 for (int bb = 0; bb < 3; ++bb) {
                   const int b6 = 3 * h + bb;
@@ -665,8 +668,8 @@ constexpr int64_t kLargeLayer = 256 * 256;
 
 inline bool shape_ok(const Conv2dShape& p) {
   return winograd_enabled().load(std::memory_order_relaxed) && p.R == 3 && p.S == 3 && p.sh == 1 && p.sw == 1 &&
-         p.dh == 1 && p.dw == 1 && p.groups == 1 && p.ph >= 0 && p.ph <= 2 && p.pw >= 0 && p.pw <= 2 &&
-         p.OH >= 1 && p.OW >= 1 && p.N >= 1;
+         p.dh == 1 && p.dw == 1 && p.groups == 1 && p.ph >= 0 && p.ph <= 2 && p.pw >= 0 && p.pw <= 2 && p.OH >= 1 &&
+         p.OW >= 1 && p.N >= 1;
 }
 
 template <class V>
@@ -678,8 +681,8 @@ bool pays_off(const Geometry& g) {
   return wino <= direct && (2 * wino <= direct || g.Cin * g.Cout < kLargeLayer);
 }
 
-inline Geometry geometry(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t OH, int64_t OW,
-                         int64_t ph, int64_t pw) {
+inline Geometry geometry(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t OH, int64_t OW, int64_t ph,
+                         int64_t pw) {
   Geometry g{N, Cin, H, W, Cout, OH, OW, ph, pw, ceil_div(OH, 4), ceil_div(OW, 4), 0};
   g.T = N * g.TH * g.TW;
   return g;

@@ -18,7 +18,8 @@ bool conv2d_fwd_f32_avx512_winograd(const Conv2dShape& p, const float* x, const 
 bool conv2d_bwd_input_f32_avx512_winograd(const Conv2dShape& p, const float* gy, const float* w, float* gx) {
   return wino::bwd_input<Avx512F32, kMR>(p, gy, w, gx);
 }
-bool conv2d_bwd_weight_f32_avx512_winograd(const Conv2dShape& p, const float* x, const float* gy, float* gw, float* gb) {
+bool conv2d_bwd_weight_f32_avx512_winograd(const Conv2dShape& p, const float* x, const float* gy, float* gw,
+                                           float* gb) {
   return wino::bwd_weight<Avx512F32, kMR>(p, x, gy, gw, gb);
 }
 

@@ -74,7 +74,7 @@ CNNFAST_FORCE_INLINE void gt3(const typename V::R (&z)[6], typename V::R (&o)[3]
 // slot: 16 * N floats, tr: 16 * N.
 template <class V>
 CNNFAST_FORCE_INLINE void dy_group(const Geometry& g, const typename V::T* gy, int64_t n, int64_t oh0, int64_t ow0,
-                                  int64_t k0, typename V::T* slot, typename V::T* tr, typename V::T* dst, int64_t xs) {
+                                   int64_t k0, typename V::T* slot, typename V::T* tr, typename V::T* dst, int64_t xs) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int N = V::N;
@@ -97,7 +97,7 @@ CNNFAST_FORCE_INLINE void dy_group(const Geometry& g, const typename V::T* gy, i
     }
   }
   for (int h = 0; h < 16 / N; ++h) V::transpose(slot + h * N, 16, tr + h * N * N, N);  // tr[e * N + l]
-  R t[6][4];  // t[a][jj] = (A dy)[a][jj]
+  R t[6][4];                                                                           // t[a][jj] = (A dy)[a][jj]
   for (int jj = 0; jj < 4; ++jj) {
     R z[4], o[6];
     for (int i = 0; i < 4; ++i) z[i] = V::load(tr + (i * 4 + jj) * N);
@@ -115,7 +115,7 @@ CNNFAST_FORCE_INLINE void dy_group(const Geometry& g, const typename V::T* gy, i
 // the vector at src + xi * xs (lanes along output channels). gw is K x C x 3 x 3.
 template <class V>
 CNNFAST_FORCE_INLINE void out_group(const typename V::T* src, int64_t xs, int64_t K, int64_t C, int64_t k0, int64_t c,
-                                   typename V::T* gw) {
+                                    typename V::T* gw) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int N = V::N;
@@ -319,9 +319,9 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
 
   // 4. gw[k][c] = G^T M[.][c][k] G, V::N output channels at a time, per input channel.
   parallel_for(C, ldk * 36 * 2, [&](int64_t b, int64_t e) {
-      for (int64_t c = b; c < e; ++c)
-        for (int64_t k0 = 0; k0 < K; k0 += N) out_group<V>(M + c * ldk + k0, xs_m, K, C, k0, c, gw);
-    });
+    for (int64_t c = b; c < e; ++c)
+      for (int64_t k0 = 0; k0 < K; k0 += N) out_group<V>(M + c * ldk + k0, xs_m, K, C, k0, c, gw);
+  });
 
   return true;
 }

@@ -23,7 +23,8 @@ bool linear_fwd_f32_ref(int64_t m, int64_t n, int64_t k, const float* a, const f
   fwd(m, n, k, a, b, bias, y);
   return true;
 }
-bool linear_fwd_f64_ref(int64_t m, int64_t n, int64_t k, const double* a, const double* b, const double* bias, double* y) {
+bool linear_fwd_f64_ref(int64_t m, int64_t n, int64_t k, const double* a, const double* b, const double* bias,
+                        double* y) {
   fwd(m, n, k, a, b, bias, y);
   return true;
 }

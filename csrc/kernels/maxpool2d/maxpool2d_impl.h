@@ -64,7 +64,9 @@ namespace {
 // "v is better than acc": v > acc, or v is NaN and acc is not (!(v <= acc) is "v > acc, or either
 // is NaN"; masking out a NaN acc leaves exactly "better").
 template <class S>
-inline typename S::M take(typename S::R v, typename S::R acc) { return S::mandnot(S::is_nan(acc), S::nle(v, acc)); }
+inline typename S::M take(typename S::R v, typename S::R acc) {
+  return S::mandnot(S::is_nan(acc), S::nle(v, acc));
+}
 // Better, or "not worse" (v >= acc, or v NaN) with a smaller index: "not worse and not better" is
 // exactly "same", and where v is better the second term does not matter.
 template <class S>
@@ -80,7 +82,9 @@ inline void store_idx(int64_t* p, typename S::I i, typename S::IT sentinel) {
 
 // Scalar "v is better than best" (the reference's test).
 template <typename T>
-inline bool better(T v, T best) { return v > best || (std::isnan(v) && !std::isnan(best)); }
+inline bool better(T v, T best) {
+  return v > best || (std::isnan(v) && !std::isnan(best));
+}
 
 // Output rows between a row's input prefetch and its use (chosen from bench/: 2-4 all hide the
 // DRAM latency for VGG-sized rows; more only evicts useful lines for small planes).
@@ -121,7 +125,8 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
     unsigned char* const base = block.data() + (64 - reinterpret_cast<std::uintptr_t>(block.data()) % 64) % 64;
     T* const rbs[2] = {reinterpret_cast<T*>(base), reinterpret_cast<T*>(base + s_rb)};
     T* const ph = reinterpret_cast<T*>(base + 2 * s_rb);
-    IT* const rbis[2] = {reinterpret_cast<IT*>(base + 2 * s_rb + s_ph), reinterpret_cast<IT*>(base + 2 * s_rb + s_ph + s_rbi)};
+    IT* const rbis[2] = {reinterpret_cast<IT*>(base + 2 * s_rb + s_ph),
+                         reinterpret_cast<IT*>(base + 2 * s_rb + s_ph + s_rbi)};
     IT* const phi = reinterpret_cast<IT*>(base + 2 * s_rb + s_ph + 2 * s_rbi);
     for (int u = 0; u < 2; ++u) {
       std::fill(rbs[u], rbs[u] + L, ninf);
@@ -144,151 +149,159 @@ void fwd_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y, in
     // overlaps one of them (the phase split after padding pw = 1, the horizontal shifts) cannot
     // be forwarded and must wait for it. One row of lag lets those stores drain first.
     for (int64_t t = b; t <= e; ++t) {
-     if (t < e) {
-      T* const rv = rbs[(t - b) & 1] + p.pw;  // rv[w] = column w of the input row
-      IT* const ri = WithIdx ? rbis[(t - b) & 1] + p.pw : nullptr;
-      const int64_t nc = t / OH, oh = t % OH;
-      const T* xp = x + nc * H * W;
-      // 1. vertical pass over the window's valid rows (top-down: first row wins ties)
-      int64_t nr = 0;
-      for (int64_t i = 0; i < p.kh; ++i) {
-        const int64_t ih = oh * p.sh - p.ph + i * p.dh;
-        if (ih >= 0 && ih < H) {
-          rowp[nr] = xp + ih * W;
-          rowoff[nr++] = static_cast<IT>(ih * W);
-        }
-      }
-      // Prefetch the input rows of the output row kPrefetchRows ahead: each output row reads
-      // only a few short row segments, too little for the hardware prefetcher to ramp up.
-      if (t + kPrefetchRows < e) {
-        const int64_t t2 = t + kPrefetchRows, oh2 = t2 % OH;
-        const char* x2 = reinterpret_cast<const char*>(x + t2 / OH * H * W);
+      if (t < e) {
+        T* const rv = rbs[(t - b) & 1] + p.pw;  // rv[w] = column w of the input row
+        IT* const ri = WithIdx ? rbis[(t - b) & 1] + p.pw : nullptr;
+        const int64_t nc = t / OH, oh = t % OH;
+        const T* xp = x + nc * H * W;
+        // 1. vertical pass over the window's valid rows (top-down: first row wins ties)
+        int64_t nr = 0;
         for (int64_t i = 0; i < p.kh; ++i) {
-          const int64_t ih = oh2 * p.sh - p.ph + i * p.dh;
-          if (ih < 0 || ih >= H) continue;
-          // every line the row touches, from the one holding its first byte to the one holding its last
-          const std::uintptr_t r0 = reinterpret_cast<std::uintptr_t>(x2 + ih * W * static_cast<int64_t>(sizeof(T)));
-          const std::uintptr_t r1 = r0 + static_cast<std::uintptr_t>(W) * sizeof(T);
-          for (std::uintptr_t a = r0 & ~std::uintptr_t(63); a < r1; a += 64) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
+          const int64_t ih = oh * p.sh - p.ph + i * p.dh;
+          if (ih >= 0 && ih < H) {
+            rowp[nr] = xp + ih * W;
+            rowoff[nr++] = static_cast<IT>(ih * W);
+          }
+        }
+        // Prefetch the input rows of the output row kPrefetchRows ahead: each output row reads
+        // only a few short row segments, too little for the hardware prefetcher to ramp up.
+        if (t + kPrefetchRows < e) {
+          const int64_t t2 = t + kPrefetchRows, oh2 = t2 % OH;
+          const char* x2 = reinterpret_cast<const char*>(x + t2 / OH * H * W);
+          for (int64_t i = 0; i < p.kh; ++i) {
+            const int64_t ih = oh2 * p.sh - p.ph + i * p.dh;
+            if (ih < 0 || ih >= H) continue;
+            // every line the row touches, from the one holding its first byte to the one holding its last
+            const std::uintptr_t r0 = reinterpret_cast<std::uintptr_t>(x2 + ih * W * static_cast<int64_t>(sizeof(T)));
+            const std::uintptr_t r1 = r0 + static_cast<std::uintptr_t>(W) * sizeof(T);
+            for (std::uintptr_t a = r0 & ~std::uintptr_t(63); a < r1; a += 64)
+              _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
+          }
+        }
+        if (nr == 0) {
+          std::fill(rv, rv + W, ninf);
+          if (WithIdx) std::fill(ri, ri + W, kNoIndex);
+        } else {
+          // The lanes track the winning row's offset; adding the column vector col = w + iota
+          // at the store gives the flat index.
+          int64_t w = 0;
+          auto col = iota;
+          for (; w + N <= W; w += N) {
+            auto acc = S::load(rowp[0] + w);
+            auto ia = S::iset1(rowoff[0]);
+            for (int64_t r = 1; r < nr; ++r) {
+              const auto v = S::load(rowp[r] + w);
+              const auto m = take<S>(v, acc);
+              acc = S::blend(acc, v, m);
+              if (WithIdx) ia = S::iblend(ia, S::iset1(rowoff[r]), m);
+            }
+            S::store(rv + w, acc);
+            if (WithIdx) S::istore(ri + w, S::iadd(ia, col));
+            col = S::iadd(col, S::iset1(N));
+          }
+          if (w < W) {  // the last, partial vector: lanes past the row load -inf and store "no index"
+            const int hi = static_cast<int>(W - w);
+            auto acc = S::load_part(rowp[0] + w, 0, hi, ninf);
+            auto ia = S::iset1(rowoff[0]);
+            for (int64_t r = 1; r < nr; ++r) {
+              const auto v = S::load_part(rowp[r] + w, 0, hi, ninf);
+              const auto m = take<S>(v, acc);
+              acc = S::blend(acc, v, m);
+              if (WithIdx) ia = S::iblend(ia, S::iset1(rowoff[r]), m);
+            }
+            S::store(rv + w, acc);  // the buffer has N - 1 columns of room past pw + W (L below)
+            if (WithIdx)
+              S::istore(ri + w, S::iblend(S::iadd(ia, col), S::iset1(kNoIndex),
+                                          S::ilt(S::iset1(static_cast<IT>(hi - 1)), S::iota())));
+          }
         }
       }
-      if (nr == 0) {
-        std::fill(rv, rv + W, ninf);
-        if (WithIdx) std::fill(ri, ri + W, kNoIndex);
-      } else {
-        // The lanes track the winning row's offset; adding the column vector col = w + iota
-        // at the store gives the flat index.
-        int64_t w = 0;
-        auto col = iota;
-        for (; w + N <= W; w += N) {
-          auto acc = S::load(rowp[0] + w);
-          auto ia = S::iset1(rowoff[0]);
-          for (int64_t r = 1; r < nr; ++r) {
-            const auto v = S::load(rowp[r] + w);
-            const auto m = take<S>(v, acc);
-            acc = S::blend(acc, v, m);
-            if (WithIdx) ia = S::iblend(ia, S::iset1(rowoff[r]), m);
-          }
-          S::store(rv + w, acc);
-          if (WithIdx) S::istore(ri + w, S::iadd(ia, col));
-          col = S::iadd(col, S::iset1(N));
-        }
-        if (w < W) {  // the last, partial vector: lanes past the row load -inf and store "no index"
-          const int hi = static_cast<int>(W - w);
-          auto acc = S::load_part(rowp[0] + w, 0, hi, ninf);
-          auto ia = S::iset1(rowoff[0]);
-          for (int64_t r = 1; r < nr; ++r) {
-            const auto v = S::load_part(rowp[r] + w, 0, hi, ninf);
-            const auto m = take<S>(v, acc);
-            acc = S::blend(acc, v, m);
-            if (WithIdx) ia = S::iblend(ia, S::iset1(rowoff[r]), m);
-          }
-          S::store(rv + w, acc);  // the buffer has N - 1 columns of room past pw + W (L below)
-          if (WithIdx) S::istore(ri + w, S::iblend(S::iadd(ia, col), S::iset1(kNoIndex), S::ilt(S::iset1(static_cast<IT>(hi - 1)), S::iota())));
-        }
-      }
-     }
-     if (t > b) {
-      const int64_t tp = t - 1;
-      const T* const rb = rbs[(tp - b) & 1];
-      const IT* const rbi = WithIdx ? rbis[(tp - b) & 1] : nullptr;
-      T* const yr = y + tp * OW;
-      int64_t* const ir = WithIdx ? idx + tp * OW : nullptr;
-      // Writes output columns [ow, ow + N) of the row (clipped at OW).
-      auto emit = [&](int64_t ow, typename S::R acc, typename S::I ia) {
-        if (ow + N <= OW) {
-          // streaming only where the store is vector-aligned (rows of odd byte length are not)
-          if (stream && reinterpret_cast<std::uintptr_t>(yr + ow) % sizeof(typename S::R) == 0) S::stream(yr + ow, acc);
-          else S::store(yr + ow, acc);
-          if (WithIdx) {
-            if (stream && reinterpret_cast<std::uintptr_t>(ir + ow) % sizeof(typename S::R) == 0) store_idx<S, true>(ir + ow, ia, kNoIndex);
-            else store_idx<S, false>(ir + ow, ia, kNoIndex);
-          }
-        } else {
-          S::store(tv, acc);
-          std::memcpy(yr + ow, tv, static_cast<size_t>(OW - ow) * sizeof(T));
-          if (WithIdx) {
-            store_idx<S, false>(ti, ia, kNoIndex);
-            std::memcpy(ir + ow, ti, static_cast<size_t>(OW - ow) * sizeof(int64_t));
-          }
-        }
-      };
-      // Folds window column v (indices iv) into the running maximum.
-      auto fold = [](typename S::R v, typename S::I iv, typename S::R& acc, typename S::I& ia) {
-        if (WithIdx) {
-          const auto m = take_tie<S>(v, iv, acc, ia);
-          acc = S::blend(acc, v, m);
-          ia = S::iblend(ia, iv, m);
-        } else {
-          acc = S::blend(acc, v, take<S>(v, acc));
-        }
-      };
-      if (sw == 2) {
-        // 2-3. stride 2: window column j of outputs [ow, ow + N) is the even (j*dw even) or odd
-        // lanes of rb[2 * (ow + j*dw/2) ...], deinterleaved in registers. (Going through a phase
-        // buffer stored just before costs a store-forwarding stall on every shifted load.)
-        for (int64_t ow = 0; ow < OW; ow += N) {
-          typename S::R acc{};
-          typename S::I ia{};
-          for (int64_t j = 0; j < p.kw; ++j) {
-            const int64_t jd = j * p.dw, o = 2 * (ow + jd / 2);
-            const auto va = S::load(rb + o), vb = S::load(rb + o + N);
-            const auto v = jd & 1 ? S::odd(va, vb) : S::even(va, vb);
-            typename S::I iv{};
+      if (t > b) {
+        const int64_t tp = t - 1;
+        const T* const rb = rbs[(tp - b) & 1];
+        const IT* const rbi = WithIdx ? rbis[(tp - b) & 1] : nullptr;
+        T* const yr = y + tp * OW;
+        int64_t* const ir = WithIdx ? idx + tp * OW : nullptr;
+        // Writes output columns [ow, ow + N) of the row (clipped at OW).
+        auto emit = [&](int64_t ow, typename S::R acc, typename S::I ia) {
+          if (ow + N <= OW) {
+            // streaming only where the store is vector-aligned (rows of odd byte length are not)
+            if (stream && reinterpret_cast<std::uintptr_t>(yr + ow) % sizeof(typename S::R) == 0)
+              S::stream(yr + ow, acc);
+            else
+              S::store(yr + ow, acc);
             if (WithIdx) {
-              const auto ja = S::iload(rbi + o), jb = S::iload(rbi + o + N);
-              iv = jd & 1 ? S::iodd(ja, jb) : S::ieven(ja, jb);
+              if (stream && reinterpret_cast<std::uintptr_t>(ir + ow) % sizeof(typename S::R) == 0)
+                store_idx<S, true>(ir + ow, ia, kNoIndex);
+              else
+                store_idx<S, false>(ir + ow, ia, kNoIndex);
             }
-            if (j == 0) {
-              acc = v;
-              ia = iv;
-            } else {
-              fold(v, iv, acc, ia);
+          } else {
+            S::store(tv, acc);
+            std::memcpy(yr + ow, tv, static_cast<size_t>(OW - ow) * sizeof(T));
+            if (WithIdx) {
+              store_idx<S, false>(ti, ia, kNoIndex);
+              std::memcpy(ir + ow, ti, static_cast<size_t>(OW - ow) * sizeof(int64_t));
             }
           }
-          emit(ow, S::unzip_fix(acc), WithIdx ? S::iunzip_fix(ia) : ia);
-        }
-      } else {
-        const T* const pv = sw == 1 ? rb : ph;
-        const IT* const pi = WithIdx ? (sw == 1 ? rbi : phi) : nullptr;
-        // 2. phase split (strides above 2: scalar, rare)
-        if (sw > 2) {
-          for (int64_t r = 0; r < sw; ++r)
-            for (int64_t q = 0; q < P && q * sw + r < L; ++q) {
-              ph[r * P + q] = rb[q * sw + r];
-              if (WithIdx) phi[r * P + q] = rbi[q * sw + r];
+        };
+        // Folds window column v (indices iv) into the running maximum.
+        auto fold = [](typename S::R v, typename S::I iv, typename S::R& acc, typename S::I& ia) {
+          if (WithIdx) {
+            const auto m = take_tie<S>(v, iv, acc, ia);
+            acc = S::blend(acc, v, m);
+            ia = S::iblend(ia, iv, m);
+          } else {
+            acc = S::blend(acc, v, take<S>(v, acc));
+          }
+        };
+        if (sw == 2) {
+          // 2-3. stride 2: window column j of outputs [ow, ow + N) is the even (j*dw even) or odd
+          // lanes of rb[2 * (ow + j*dw/2) ...], deinterleaved in registers. (Going through a phase
+          // buffer stored just before costs a store-forwarding stall on every shifted load.)
+          for (int64_t ow = 0; ow < OW; ow += N) {
+            typename S::R acc{};
+            typename S::I ia{};
+            for (int64_t j = 0; j < p.kw; ++j) {
+              const int64_t jd = j * p.dw, o = 2 * (ow + jd / 2);
+              const auto va = S::load(rb + o), vb = S::load(rb + o + N);
+              const auto v = jd & 1 ? S::odd(va, vb) : S::even(va, vb);
+              typename S::I iv{};
+              if (WithIdx) {
+                const auto ja = S::iload(rbi + o), jb = S::iload(rbi + o + N);
+                iv = jd & 1 ? S::iodd(ja, jb) : S::ieven(ja, jb);
+              }
+              if (j == 0) {
+                acc = v;
+                ia = iv;
+              } else {
+                fold(v, iv, acc, ia);
+              }
             }
-        }
-        // 3. horizontal pass
-        for (int64_t ow = 0; ow < OW; ow += N) {
-          auto acc = S::load(pv + ow + coff[0]);
-          typename S::I ia{};
-          if (WithIdx) ia = S::iload(pi + ow + coff[0]);
-          for (int64_t j = 1; j < p.kw; ++j) fold(S::load(pv + ow + coff[j]), WithIdx ? S::iload(pi + ow + coff[j]) : ia, acc, ia);
-          emit(ow, acc, ia);
+            emit(ow, S::unzip_fix(acc), WithIdx ? S::iunzip_fix(ia) : ia);
+          }
+        } else {
+          const T* const pv = sw == 1 ? rb : ph;
+          const IT* const pi = WithIdx ? (sw == 1 ? rbi : phi) : nullptr;
+          // 2. phase split (strides above 2: scalar, rare)
+          if (sw > 2) {
+            for (int64_t r = 0; r < sw; ++r)
+              for (int64_t q = 0; q < P && q * sw + r < L; ++q) {
+                ph[r * P + q] = rb[q * sw + r];
+                if (WithIdx) phi[r * P + q] = rbi[q * sw + r];
+              }
+          }
+          // 3. horizontal pass
+          for (int64_t ow = 0; ow < OW; ow += N) {
+            auto acc = S::load(pv + ow + coff[0]);
+            typename S::I ia{};
+            if (WithIdx) ia = S::iload(pi + ow + coff[0]);
+            for (int64_t j = 1; j < p.kw; ++j)
+              fold(S::load(pv + ow + coff[j]), WithIdx ? S::iload(pi + ow + coff[j]) : ia, acc, ia);
+            emit(ow, acc, ia);
+          }
         }
       }
-     }
     }
     if (stream) _mm_sfence();  // order the streaming stores before the parallel region's join
   });
@@ -326,7 +339,7 @@ inline typename S::M take_s2(typename S::R v, typename S::R acc) {
 // the NaN-aware redo).
 template <class S, bool WithIdx, int KW, bool NanSafe, bool Left, int Edge>
 CNNFAST_FORCE_INLINE void hblock_s2(const typename S::T* row, int64_t c0, int64_t W, typename S::I first,
-                                                     typename S::T* hvs, typename S::IT* his, typename S::M& nanm) {
+                                    typename S::T* hvs, typename S::IT* his, typename S::M& nanm) {
   using T = typename S::T;
   using V = typename S::R;
   using I = typename S::I;
@@ -338,17 +351,22 @@ CNNFAST_FORCE_INLINE void hblock_s2(const typename S::T* row, int64_t c0, int64_
     const int64_t lo = c < 0 ? -c : 0, hi = W - c;  // lanes [lo, hi) lie in the row
     const int l = static_cast<int>(lo < N ? lo : N), h = static_cast<int>(hi < l ? l : hi < N ? hi : N);
     // address arithmetic in integers: c may lie before the row (those lanes are not read)
-    return S::load_part(reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + c * static_cast<int64_t>(sizeof(T))), l, h,
-                        -std::numeric_limits<T>::infinity());
+    return S::load_part(
+        reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + c * static_cast<int64_t>(sizeof(T))), l, h,
+        -std::numeric_limits<T>::infinity());
   };
   const V a = ld(c0), b = ld(c0 + N);
   V v0 = S::even(a, b), v1 = S::odd(a, b);
   // NaN check of columns [c0, c0 + 2N): the blocks together cover the row but for the column
   // after the last block's pair, which hrow_s2 checks
   if (!NanSafe) nanm = S::mor(nanm, S::unord(a, b));
-  const I col = Edge == 1 ? S::iadd(S::ieven(S::iota(), S::iadd(S::iota(), S::iset1(N))), S::iset1(static_cast<typename S::IT>(c0))) : I{};
+  const I col = Edge == 1 ? S::iadd(S::ieven(S::iota(), S::iadd(S::iota(), S::iset1(N))),
+                                    S::iset1(static_cast<typename S::IT>(c0)))
+                          : I{};
   const V ninf = S::set1(-std::numeric_limits<T>::infinity());
-  auto past = [&](int j) { return S::ilt(S::iset1(static_cast<typename S::IT>(W - 1 - j)), col); };  // lanes whose column j is >= W
+  auto past = [&](int j) {
+    return S::ilt(S::iset1(static_cast<typename S::IT>(W - 1 - j)), col);
+  };  // lanes whose column j is >= W
   if (Edge == 1) {
     v0 = S::blend(v0, ninf, past(0));
     v1 = S::blend(v1, ninf, past(1));
@@ -384,8 +402,8 @@ CNNFAST_FORCE_INLINE void hblock_s2(const typename S::T* row, int64_t c0, int64_
 // result may hold NaN: without NanSafe, whether the row must be redone with it; with it, whether
 // the vertical pass must be NaN-aware.
 template <class S, bool WithIdx, int KW, bool NanSafe>
-bool hrow_s2(const typename S::T* row, const typename S::T* x, const typename S::T* x_end, int64_t ihW, int64_t W, int64_t owv,
-             int64_t oe, int64_t pw, typename S::T* hvs, typename S::IT* his) {
+bool hrow_s2(const typename S::T* row, const typename S::T* x, const typename S::T* x_end, int64_t ihW, int64_t W,
+             int64_t owv, int64_t oe, int64_t pw, typename S::T* hvs, typename S::IT* his) {
   using T = typename S::T;
   using IT = typename S::IT;
   using I = typename S::I;
@@ -400,22 +418,30 @@ bool hrow_s2(const typename S::T* row, const typename S::T* x, const typename S:
   // block's may lie outside x)
   auto edge = [&](int64_t c0) {
     const std::uintptr_t lo = reinterpret_cast<std::uintptr_t>(row) + c0 * static_cast<int64_t>(sizeof(T));
-    return lo >= reinterpret_cast<std::uintptr_t>(x) && lo + reach * sizeof(T) <= reinterpret_cast<std::uintptr_t>(x_end) ? 1 : 2;
+    return lo >= reinterpret_cast<std::uintptr_t>(x) &&
+                   lo + reach * sizeof(T) <= reinterpret_cast<std::uintptr_t>(x_end)
+               ? 1
+               : 2;
   };
   int64_t ow = 0;
   if (pw > 0) {  // block 0 holds the left padding (pw = 1); its loads start one before the row
     const int e0 = edge(-pw) == 1 && -pw + reach - 1 <= W ? 0 : edge(-pw);
-    if (e0 == 0) hblock_s2<S, WithIdx, KW, NanSafe, true, 0>(row, -pw, W, first, hvs, his, nanm);
-    else if (e0 == 1) hblock_s2<S, WithIdx, KW, NanSafe, true, 1>(row, -pw, W, first, hvs, his, nanm);
-    else hblock_s2<S, WithIdx, KW, NanSafe, true, 2>(row, -pw, W, first, hvs, his, nanm);
+    if (e0 == 0)
+      hblock_s2<S, WithIdx, KW, NanSafe, true, 0>(row, -pw, W, first, hvs, his, nanm);
+    else if (e0 == 1)
+      hblock_s2<S, WithIdx, KW, NanSafe, true, 1>(row, -pw, W, first, hvs, his, nanm);
+    else
+      hblock_s2<S, WithIdx, KW, NanSafe, true, 2>(row, -pw, W, first, hvs, his, nanm);
     ow = N;
     first = S::iadd(first, step);
   }
   for (; ow < oe; ow += N, first = S::iadd(first, step))
     hblock_s2<S, WithIdx, KW, NanSafe, false, 0>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
   for (; ow < owv; ow += N, first = S::iadd(first, step)) {
-    if (edge(2 * ow - pw) == 1) hblock_s2<S, WithIdx, KW, NanSafe, false, 1>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
-    else hblock_s2<S, WithIdx, KW, NanSafe, false, 2>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
+    if (edge(2 * ow - pw) == 1)
+      hblock_s2<S, WithIdx, KW, NanSafe, false, 1>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
+    else
+      hblock_s2<S, WithIdx, KW, NanSafe, false, 2>(row, 2 * ow - pw, W, first, hvs + ow, his + ow, nanm);
   }
   const int64_t c_last = 2 * owv - pw;  // used by the last block (kw = 3), after its checked pair
   return S::any(nanm) || (!NanSafe && KW == 3 && c_last < W && std::isnan(row[c_last]));
@@ -479,7 +505,8 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
           if (ih < 0 || ih >= H || (ih <= seen && dh == 1)) continue;
           const std::uintptr_t r0 = reinterpret_cast<std::uintptr_t>(x2 + ih * W * static_cast<int64_t>(sizeof(T)));
           const std::uintptr_t r1 = r0 + static_cast<std::uintptr_t>(W) * sizeof(T);
-          for (std::uintptr_t a = r0 & ~std::uintptr_t(63); a < r1; a += 64) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
+          for (std::uintptr_t a = r0 & ~std::uintptr_t(63); a < r1; a += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
         }
       }
       // horizontal pass of the window's valid rows not already in the ring
@@ -547,11 +574,15 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
           acc = S::unzip_fix(acc);
           if (WithIdx) ia = S::iunzip_fix(ia);
           if (ow + N <= OW) {
-            if (ys) S::stream(yr + ow, acc);
-            else S::store(yr + ow, acc);
+            if (ys)
+              S::stream(yr + ow, acc);
+            else
+              S::store(yr + ow, acc);
             if (WithIdx) {
-              if (is) store_idx<S, true, kSentinel>(ir + ow, ia, kNoIndex);
-              else store_idx<S, false, kSentinel>(ir + ow, ia, kNoIndex);
+              if (is)
+                store_idx<S, true, kSentinel>(ir + ow, ia, kNoIndex);
+              else
+                store_idx<S, false, kSentinel>(ir + ow, ia, kNoIndex);
             }
           } else if (spill) {  // the lanes past the row land in the next row, written after this one
             S::store(yr + ow, acc);
@@ -569,10 +600,14 @@ void fwd_s2_impl(const Pool2dShape& p, const typename S::T* x, typename S::T* y,
       using C3 = std::integral_constant<int, 3>;
       using C2 = std::integral_constant<int, 2>;
       using C0 = std::integral_constant<int, 0>;
-      if (nan) vpass(std::true_type{}, C0{});
-      else if (nr == 3) vpass(std::false_type{}, C3{});
-      else if (nr == 2) vpass(std::false_type{}, C2{});
-      else vpass(std::false_type{}, C0{});
+      if (nan)
+        vpass(std::true_type{}, C0{});
+      else if (nr == 3)
+        vpass(std::false_type{}, C3{});
+      else if (nr == 2)
+        vpass(std::false_type{}, C2{});
+      else
+        vpass(std::false_type{}, C0{});
     }
     if (stream) _mm_sfence();  // order the streaming stores before the parallel region's join
   });
@@ -649,22 +684,30 @@ void fwd_k2s2_short(const Pool2dShape& p, const typename S::T* x, typename S::T*
 
 template <class S>
 bool fwd(const Pool2dShape& p, const typename S::T* x, typename S::T* y, int64_t* idx) {
-  if (p.H * p.W >= static_cast<int64_t>(std::numeric_limits<typename S::IT>::max())) return false;  // index lanes too narrow
+  if (p.H * p.W >= static_cast<int64_t>(std::numeric_limits<typename S::IT>::max()))
+    return false;  // index lanes too narrow
   // fwd_s2_impl: stride 2, kw = 2 or 3 (dw = 1), rows of 3 or more vectors (chosen from bench/:
   // below that its per-row work outweighs the vertical-first pass of fwd_impl)
   const bool s2 = p.sw == 2 && p.dw == 1 && (p.kw == 2 || p.kw == 3) && p.OW > 2 * S::N;
   // fwd_k2s2_short: 2x2/s2 without padding or dilation on rows of at most 2 vectors of outputs
   const bool k2s2 = p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0 && p.dh == 1 &&
-                    p.dw == 1 && p.OW <= 2 * S::N && 2 * p.OW <= p.W && 2 * p.OH <= p.H;  // (ceil_mode may add a window)
+                    p.dw == 1 && p.OW <= 2 * S::N && 2 * p.OW <= p.W &&
+                    2 * p.OH <= p.H;  // (ceil_mode may add a window)
   if (k2s2) {
-    if (idx) fwd_k2s2_short<S, true>(p, x, y, idx);
-    else fwd_k2s2_short<S, false>(p, x, y, idx);
+    if (idx)
+      fwd_k2s2_short<S, true>(p, x, y, idx);
+    else
+      fwd_k2s2_short<S, false>(p, x, y, idx);
   } else if (s2 && p.kw == 3) {
-    if (idx) fwd_s2_impl<S, true, 3>(p, x, y, idx);
-    else fwd_s2_impl<S, false, 3>(p, x, y, idx);
+    if (idx)
+      fwd_s2_impl<S, true, 3>(p, x, y, idx);
+    else
+      fwd_s2_impl<S, false, 3>(p, x, y, idx);
   } else if (s2) {
-    if (idx) fwd_s2_impl<S, true, 2>(p, x, y, idx);
-    else fwd_s2_impl<S, false, 2>(p, x, y, idx);
+    if (idx)
+      fwd_s2_impl<S, true, 2>(p, x, y, idx);
+    else
+      fwd_s2_impl<S, false, 2>(p, x, y, idx);
   } else if (idx) {
     fwd_impl<S, true>(p, x, y, idx);
   } else {

@@ -56,9 +56,21 @@ void bwd(const Pool2dShape& p, const T* gy, const int64_t* idx, T* gx) {
 
 }  // namespace
 
-bool maxpool2d_fwd_f32_ref(const Pool2dShape& p, const float* x, float* y, int64_t* idx) { fwd(p, x, y, idx); return true; }
-bool maxpool2d_fwd_f64_ref(const Pool2dShape& p, const double* x, double* y, int64_t* idx) { fwd(p, x, y, idx); return true; }
-bool maxpool2d_bwd_f32_ref(const Pool2dShape& p, const float* gy, const int64_t* idx, float* gx) { bwd(p, gy, idx, gx); return true; }
-bool maxpool2d_bwd_f64_ref(const Pool2dShape& p, const double* gy, const int64_t* idx, double* gx) { bwd(p, gy, idx, gx); return true; }
+bool maxpool2d_fwd_f32_ref(const Pool2dShape& p, const float* x, float* y, int64_t* idx) {
+  fwd(p, x, y, idx);
+  return true;
+}
+bool maxpool2d_fwd_f64_ref(const Pool2dShape& p, const double* x, double* y, int64_t* idx) {
+  fwd(p, x, y, idx);
+  return true;
+}
+bool maxpool2d_bwd_f32_ref(const Pool2dShape& p, const float* gy, const int64_t* idx, float* gx) {
+  bwd(p, gy, idx, gx);
+  return true;
+}
+bool maxpool2d_bwd_f64_ref(const Pool2dShape& p, const double* gy, const int64_t* idx, double* gx) {
+  bwd(p, gy, idx, gx);
+  return true;
+}
 
 }  // namespace cnnfast

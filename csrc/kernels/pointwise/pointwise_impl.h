@@ -46,7 +46,8 @@ inline void run(int64_t s, int64_t e, const typename S::T* x, typename S::T* y, 
   };
   int64_t i = s;
   for (; i + 4 * S::N <= e; i += 4 * S::N) {
-    const R v0 = S::load(x + i), v1 = S::load(x + i + S::N), v2 = S::load(x + i + 2 * S::N), v3 = S::load(x + i + 3 * S::N);
+    const R v0 = S::load(x + i), v1 = S::load(x + i + S::N), v2 = S::load(x + i + 2 * S::N),
+            v3 = S::load(x + i + 3 * S::N);
     S::store(y + i, f(v0));
     S::store(y + i + S::N, f(v1));
     S::store(y + i + 2 * S::N, f(v2));
@@ -67,8 +68,10 @@ bool fwd(int64_t n, const typename S::T* x, typename S::T* y, int kind, typename
   // ~4 operations an element; small arrays (an SE block's 1x1 plane) run inline on the caller
   parallel_for(units, 4 * kAlign, [&](int64_t ub, int64_t ue) {
     const int64_t s = ub * kAlign, e = ue * kAlign < n ? ue * kAlign : n;
-    if (kind == kPointwiseHardswish) run<S, true>(s, e, x, y, a, b, lo, hi);
-    else run<S, false>(s, e, x, y, a, b, lo, hi);
+    if (kind == kPointwiseHardswish)
+      run<S, true>(s, e, x, y, a, b, lo, hi);
+    else
+      run<S, false>(s, e, x, y, a, b, lo, hi);
   });
   return true;
 }

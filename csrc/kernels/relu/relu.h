@@ -1,5 +1,6 @@
 // relu kernels over n contiguous elements. y may alias x (in-place). Gradient is 0 where x <= 0
-// (0 at exactly 0, as torch.relu; NaN x passes the gradient, as torch) and NaN in x gives NaN in y. Same contract as conv2d.h.
+// (0 at exactly 0, as torch.relu; NaN x passes the gradient, as torch) and NaN in x gives NaN in y. Same contract as
+// conv2d.h.
 #pragma once
 #include <cstdint>
 

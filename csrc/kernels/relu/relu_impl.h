@@ -27,12 +27,18 @@ constexpr int64_t kAlign = 64;
 // y = S::relu(x) (common/simd.h: keeps NaN and -0.0). gx = gy where !(x <= 0), which is
 // unordered-true: NaN x keeps the gradient.
 template <class S>
-inline typename S::R grad(typename S::R gy, typename S::R x) { return S::keep(gy, S::nle(x, S::zero())); }
+inline typename S::R grad(typename S::R gy, typename S::R x) {
+  return S::keep(gy, S::nle(x, S::zero()));
+}
 
 template <typename T>
-inline T relu1(T x) { return x < T(0) ? T(0) : x; }
+inline T relu1(T x) {
+  return x < T(0) ? T(0) : x;
+}
 template <typename T>
-inline T grad1(T gy, T x) { return x <= T(0) ? T(0) : gy; }
+inline T grad1(T gy, T x) {
+  return x <= T(0) ? T(0) : gy;
+}
 
 // Applies f (vector op) / f1 (scalar op) to [b, e): scalar head until the output is aligned
 // (streaming stores need it), 4-way unrolled vector body, scalar tail.
@@ -45,13 +51,22 @@ inline void run_range(int64_t b, int64_t e, typename S::T* out, const VF& f, con
   for (; i + 4 * S::N <= e; i += 4 * S::N) {
     const auto v0 = f(i), v1 = f(i + S::N), v2 = f(i + 2 * S::N), v3 = f(i + 3 * S::N);
     if (Stream) {
-      S::stream(out + i, v0); S::stream(out + i + S::N, v1); S::stream(out + i + 2 * S::N, v2); S::stream(out + i + 3 * S::N, v3);
+      S::stream(out + i, v0);
+      S::stream(out + i + S::N, v1);
+      S::stream(out + i + 2 * S::N, v2);
+      S::stream(out + i + 3 * S::N, v3);
     } else {
-      S::store(out + i, v0); S::store(out + i + S::N, v1); S::store(out + i + 2 * S::N, v2); S::store(out + i + 3 * S::N, v3);
+      S::store(out + i, v0);
+      S::store(out + i + S::N, v1);
+      S::store(out + i + 2 * S::N, v2);
+      S::store(out + i + 3 * S::N, v3);
     }
   }
   for (; i + S::N <= e; i += S::N) {
-    if (Stream) S::stream(out + i, f(i)); else S::store(out + i, f(i));
+    if (Stream)
+      S::stream(out + i, f(i));
+    else
+      S::store(out + i, f(i));
   }
   for (; i < e; ++i) out[i] = f1(i);
   if (Stream) _mm_sfence();  // order the streaming stores before the parallel region's join
@@ -71,8 +86,10 @@ bool fwd(int64_t n, const typename S::T* x, typename S::T* y) {
   auto f = [x](int64_t i) { return S::relu(S::load(x + i)); };
   auto f1 = [x](int64_t i) { return relu1(x[i]); };
   parallel_elems(n, [&](int64_t b, int64_t e) {
-    if (stream) run_range<S, true>(b, e, y, f, f1);
-    else run_range<S, false>(b, e, y, f, f1);
+    if (stream)
+      run_range<S, true>(b, e, y, f, f1);
+    else
+      run_range<S, false>(b, e, y, f, f1);
   });
   return true;
 }
@@ -84,8 +101,10 @@ bool bwd(int64_t n, const typename S::T* gy, const typename S::T* x, typename S:
   auto f = [gy, x](int64_t i) { return grad<S>(S::load(gy + i), S::load(x + i)); };
   auto f1 = [gy, x](int64_t i) { return grad1(gy[i], x[i]); };
   parallel_elems(n, [&](int64_t b, int64_t e) {
-    if (stream) run_range<S, true>(b, e, gx, f, f1);
-    else run_range<S, false>(b, e, gx, f, f1);
+    if (stream)
+      run_range<S, true>(b, e, gx, f, f1);
+    else
+      run_range<S, false>(b, e, gx, f, f1);
   });
   return true;
 }

@@ -21,9 +21,21 @@ void bwd(int64_t n, const T* gy, const T* x, T* gx) {
 
 }  // namespace
 
-bool relu_fwd_f32_ref(int64_t n, const float* x, float* y) { fwd(n, x, y); return true; }
-bool relu_fwd_f64_ref(int64_t n, const double* x, double* y) { fwd(n, x, y); return true; }
-bool relu_bwd_f32_ref(int64_t n, const float* gy, const float* x, float* gx) { bwd(n, gy, x, gx); return true; }
-bool relu_bwd_f64_ref(int64_t n, const double* gy, const double* x, double* gx) { bwd(n, gy, x, gx); return true; }
+bool relu_fwd_f32_ref(int64_t n, const float* x, float* y) {
+  fwd(n, x, y);
+  return true;
+}
+bool relu_fwd_f64_ref(int64_t n, const double* x, double* y) {
+  fwd(n, x, y);
+  return true;
+}
+bool relu_bwd_f32_ref(int64_t n, const float* gy, const float* x, float* gx) {
+  bwd(n, gy, x, gx);
+  return true;
+}
+bool relu_bwd_f64_ref(int64_t n, const double* gy, const double* x, double* gx) {
+  bwd(n, gy, x, gx);
+  return true;
+}
 
 }  // namespace cnnfast
