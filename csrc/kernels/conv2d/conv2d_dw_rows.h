@@ -201,27 +201,23 @@ bool dw_rows_domain(const Conv2dShape& p) {
          (p.R == 3 || p.R == 5 || p.R == 7) && p.ph < p.R && p.pw < p.S && p.OW >= V::N && p.OH >= 1;
 }
 
+// One filter size K x K: stride 1 reads the rows in place, stride 2 the phase-split copies.
+template <class V, int K, int RB, int CV>
+bool dw_rows_fwd_k(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
+                   typename V::T* y, bool relu) {
+  return p.sh == 2 ? dw_rows_fwd_s2_impl<V, K, K, RB, CV>(p, x, w, bias, y, relu)
+                   : dw_rows_fwd_impl<V, K, K, RB, CV>(p, x, w, bias, y, relu);
+}
+
 template <class V>
 bool dw_rows_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
                  typename V::T* y, bool relu) {
   if (!dw_rows_domain<V>(p)) return false;
-  constexpr bool wide = sizeof(typename V::R) == 64;
-  if (p.sh == 2) {
-    switch (p.R) {
-      case 3:
-        return wide ? dw_rows_fwd_s2_impl<V, 3, 3, 4, 2>(p, x, w, bias, y, relu)
-                    : dw_rows_fwd_s2_impl<V, 3, 3, 4, 1>(p, x, w, bias, y, relu);
-      case 5: return dw_rows_fwd_s2_impl<V, 5, 5, 4, 1>(p, x, w, bias, y, relu);
-      case 7: return dw_rows_fwd_s2_impl<V, 7, 7, 4, 1>(p, x, w, bias, y, relu);
-      default: return false;
-    }
-  }
+  constexpr int cv3 = sizeof(typename V::R) == 64 ? 2 : 1;  // AVX-512: two column vectors of 3x3
   switch (p.R) {
-    case 3:
-      return wide ? dw_rows_fwd_impl<V, 3, 3, 4, 2>(p, x, w, bias, y, relu)
-                  : dw_rows_fwd_impl<V, 3, 3, 4, 1>(p, x, w, bias, y, relu);
-    case 5: return dw_rows_fwd_impl<V, 5, 5, 4, 1>(p, x, w, bias, y, relu);
-    case 7: return dw_rows_fwd_impl<V, 7, 7, 4, 1>(p, x, w, bias, y, relu);
+    case 3: return dw_rows_fwd_k<V, 3, 4, cv3>(p, x, w, bias, y, relu);
+    case 5: return dw_rows_fwd_k<V, 5, 4, 1>(p, x, w, bias, y, relu);
+    case 7: return dw_rows_fwd_k<V, 7, 4, 1>(p, x, w, bias, y, relu);
     default: return false;
   }
 }
