@@ -378,6 +378,125 @@ struct PhaseTile {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// Stride-1 layers (is_pad_s1): the input rows a tile needs, copied once per channel into a
+// zero-padded block (pitch >= OW + dw*(S-1)), so every im2col row (c, r, s) is one contiguous run
+// per output row with no edge cases: pad[row of oh + r*dh][ow + s*dw ..]. The forward writes
+// these runs straight into the packed B panels (emit_panels; the line buffer and its second pass,
+// scatter_row_to_panels, go away), the weight gradient into its im2col rows (emit).
+// ---------------------------------------------------------------------------------------------
+inline bool is_pad_s1(const Conv2dShape& p) {
+  return p.sh == 1 && p.sw == 1 && !is_plain_1x1(p) && p.OH > 0 && p.OW > 0;
+}
+
+// Layout: image k of the tile has rows (its first output row + i - ph, i < nrows[k]) of the padded
+// input at pitch `pitch` from row rowoff[k]; poff[i] is segment i's first value for (r, s) = 0.
+template <class V>
+struct PadTile {
+  using T = typename V::T;
+  int64_t pitch = 0, nimg = 0, halo = 0;
+  int64_t* img;     // per image of the tile: image offset n*C*H*W
+  int64_t* oh0;     //   first output row
+  int64_t* nrows;   //   padded rows
+  int64_t* rowoff;  //   first row in buf
+  int64_t* poff;    // per segment
+  T* buf;
+
+  static int64_t pitch_of(const Conv2dShape& p) { return round_up(p.OW + p.dw * (p.S - 1), V::N); }
+  // Values (T; + V::N: whole-vector loads at the end of a run) and int64s of scratch for tiles of
+  // at most `cap` columns.
+  static int64_t values(const Conv2dShape& p, int64_t cap) {
+    return (ceil_div(cap, p.OW) + 1) * (1 + p.dh * (p.R - 1)) * pitch_of(p) + V::N;
+  }
+  static int64_t ints(int64_t cap) { return 5 * (cap + 2); }
+  static PadTile in(const Conv2dShape& p, int64_t cap, T* vals, int64_t* mem) {
+    PadTile t;
+    t.pitch = pitch_of(p);
+    t.halo = p.dh * (p.R - 1);
+    const int64_t n = cap + 2;
+    t.img = mem;
+    t.oh0 = mem + n;
+    t.nrows = mem + 2 * n;
+    t.rowoff = mem + 3 * n;
+    t.poff = mem + 4 * n;
+    t.buf = vals;
+    return t;
+  }
+  void setup(const ColSegments& segs) {
+    nimg = 0;
+    int64_t rows = 0;
+    for (int64_t i = 0; i < segs.count; ++i) {
+      if (nimg == 0 || segs.img[i] != img[nimg - 1]) {
+        if (nimg > 0) rows += nrows[nimg - 1];
+        img[nimg] = segs.img[i];
+        oh0[nimg] = segs.oh[i];
+        rowoff[nimg] = rows;
+        ++nimg;
+      }
+      nrows[nimg - 1] = segs.oh[i] - oh0[nimg - 1] + 1 + halo;
+      poff[i] = (rowoff[nimg - 1] + segs.oh[i] - oh0[nimg - 1]) * pitch + segs.ow[i];
+    }
+  }
+  // The padded rows of input channel ci (absolute channel index).
+  void build(const Conv2dShape& p, const T* x, int64_t ci) const {
+    const int64_t H = p.H, W = p.W;
+    const int64_t lo = std::min(p.pw, pitch), hi = std::clamp<int64_t>(p.pw + W, lo, pitch);
+    for (int64_t k = 0; k < nimg; ++k) {
+      const T* xc = x + img[k] + ci * H * W;
+      T* dst = buf + rowoff[k] * pitch;
+      for (int64_t i = 0; i < nrows[k]; ++i, dst += pitch) {
+        const int64_t ih = oh0[k] + i - p.ph;
+        if (ih < 0 || ih >= H) {
+          copy_run<V>(dst, nullptr, pitch);
+          continue;
+        }
+        copy_run<V>(dst, nullptr, lo);
+        copy_run<V>(dst + lo, xc + ih * W + (lo - p.pw), hi - lo);
+        copy_run<V>(dst + hi, nullptr, pitch - hi);
+      }
+    }
+  }
+  // line = im2col row (c, r, s) of the built channel over the tile's columns.
+  void emit(const ColSegments& segs, int64_t dh, int64_t dw, int64_t r, int64_t s, T* line) const {
+    const T* base = buf + r * dh * pitch + s * dw;
+    T* dst = line;
+    for (int64_t i = 0; i < segs.count; ++i) {
+      const int64_t n = segs.len[i];
+      const T* src = base + poff[i];
+      int64_t t = 0;
+      for (; t + V::N <= n; t += V::N) V::store(dst + t, V::load(src + t));
+      if (t < n) V::store_n(dst + t, V::load(src + t), int(n - t));
+      dst += n;
+    }
+  }
+  // The same row written into NR-wide panels `panel_stride` apart (the row of each panel at
+  // dst + j * panel_stride), columns ncur..round_up(ncur, NR) zero.
+  template <int NR>
+  void emit_panels(const ColSegments& segs, int64_t dh, int64_t dw, int64_t r, int64_t s, T* dst,
+                   int64_t panel_stride) const {
+    const T* base = buf + r * dh * pitch + s * dw;
+    int64_t j = 0, o = 0;  // panel and column in it
+    for (int64_t i = 0; i < segs.count; ++i) {
+      int64_t n = segs.len[i];
+      const T* src = base + poff[i];
+      while (n > 0) {
+        const int64_t m = std::min<int64_t>(NR - o, n);
+        T* d = dst + j * panel_stride + o;
+        int64_t t = 0;
+        for (; t + V::N <= m; t += V::N) V::store(d + t, V::load(src + t));
+        if (t < m) V::store_n(d + t, V::load(src + t), int(m - t));
+        src += m;
+        n -= m;
+        if ((o += m) == NR) {
+          o = 0;
+          ++j;
+        }
+      }
+    }
+    if (o > 0) std::fill(dst + j * panel_stride + o, dst + j * panel_stride + NR, T(0));
+  }
+};
+
 // gx[n, ci] += col2im of row (c, r, s) over the columns described by `segs` (not plain 1x1).
 template <class V, typename T = typename V::T>
 void col2im_row_add_segs(const Conv2dShape& p, T* gx, int64_t ci, int64_t r, int64_t s, const ColSegments& segs,
@@ -912,9 +1031,11 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
   parallel_for(items, nc * mchunk * CRS, [&](int64_t b, int64_t e) {
     // Per thread: packed B block (kc x nc), one im2col line, the phases of stride-2 layers (else
     // nothing), the tile's segment table (at most one segment per column plus one), the phases'.
-    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p);
-    const size_t seg_bytes = size_t(4 * (nc + 1) + (phased ? PhaseTile<V>::ints(nc) : 0)) * sizeof(int64_t);
-    const size_t bp_bytes = size_t(kc * nc + nc + NR + (phased ? PhaseTile<V>::values(p, nc) : 0)) * sizeof(T);
+    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p), padded = is_pad_s1(p);
+    const size_t seg_bytes = size_t(4 * (nc + 1) + (phased ? PhaseTile<V>::ints(nc) : 0) +
+                                    (padded ? PadTile<V>::ints(nc) : 0)) * sizeof(int64_t);
+    const size_t bp_bytes = size_t(kc * nc + nc + NR + (phased ? PhaseTile<V>::values(p, nc) : 0) +
+                                   (padded ? PadTile<V>::values(p, nc) : 0)) * sizeof(T);
     char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(bp_bytes), 64) + seg_bytes));
     if (!mem) {
       ok = false;
@@ -926,6 +1047,8 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
     ColSegments segs = ColSegments::in(seg_mem, nc);
     PhaseTile<V> phase;
     if (phased) phase = PhaseTile<V>::in(p, nc, line + nc + NR, seg_mem + 4 * (nc + 1));
+    PadTile<V> pad;
+    if (padded) pad = PadTile<V>::in(p, nc, line + nc + NR, seg_mem + 4 * (nc + 1));
     for (int64_t it = b; it < e; ++it) {
       const int64_t ms = it % msplit, t = (it / msplit) % ntiles, g = it / (msplit * ntiles);
       const int64_t q0 = t * npan_all / ntiles * NR, ncur = std::min((t + 1) * npan_all / ntiles * NR, cols) - q0;
@@ -937,9 +1060,13 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
         {
           if (!plain) segs.build(p, q0, ncur);
           if (phased) phase.setup(segs);
+          if (padded) pad.setup(segs);
           int64_t c = k0 / RS, r = (k0 % RS) / p.S, s = k0 % p.S;
           for (int64_t kk = 0; kk < kcur; ++kk) {
-            if (phased) {
+            if (padded) {
+              if (kk == 0 || (r == 0 && s == 0)) pad.build(p, x, g * Cg + c);
+              pad.template emit_panels<NR>(segs, p.dh, p.dw, r, s, bp + kk * NR, kcur * NR);
+            } else if (phased) {
               if (kk == 0 || (r == 0 && s == 0)) phase.build(p, x, g * Cg + c);
               phase.emit(segs, r, s, line);
             } else if (plain) {
@@ -947,7 +1074,7 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
             } else {
               im2col_row_segs<V>(p, x, g, c, r, s, segs, line);
             }
-            scatter_row_to_panels<V, NR>(line, ncur, bp + kk * NR, kcur * NR);
+            if (!padded) scatter_row_to_panels<V, NR>(line, ncur, bp + kk * NR, kcur * NR);
             if (++s == p.S) {
               s = 0;
               if (++r == p.R) {
@@ -1152,10 +1279,12 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
     // Per thread: gW^T sub-block (mrb x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
     // Then the segment table of the current column block (ColSegments).
     // Stride-2 layers: the phases of one input channel (PhaseTile) and their tables.
-    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p);
+    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p), padded = is_pad_s1(p);
     const int64_t lda = LDA > 0 ? LDA : kc;
-    const size_t buf_bytes = size_t(mrb * ldc + kc * ldc + mc * lda + (phased ? PhaseTile<V>::values(p, kc) : 0)) * sizeof(T);
-    const size_t int_bytes = size_t(4 * (kc + 1) + (phased ? PhaseTile<V>::ints(kc) : 0)) * sizeof(int64_t);
+    const size_t buf_bytes = size_t(mrb * ldc + kc * ldc + mc * lda + (phased ? PhaseTile<V>::values(p, kc) : 0) +
+                                    (padded ? PadTile<V>::values(p, kc) : 0)) * sizeof(T);
+    const size_t int_bytes = size_t(4 * (kc + 1) + (phased ? PhaseTile<V>::ints(kc) : 0) +
+                                    (padded ? PadTile<V>::ints(kc) : 0)) * sizeof(int64_t);
     char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + int_bytes));
     if (!mem) {
       ok = false;
@@ -1168,6 +1297,8 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
     ColSegments segs = ColSegments::in(seg_mem, kc);
     PhaseTile<V> phase;
     if (phased) phase = PhaseTile<V>::in(p, kc, abuf + mc * lda, seg_mem + 4 * (kc + 1));
+    PadTile<V> pad;
+    if (padded) pad = PadTile<V>::in(p, kc, abuf + mc * lda, seg_mem + 4 * (kc + 1));
     // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels:
     // V::N x V::N register transposes, a scalar loop for the ragged edges.
     auto pack_gyt = [&](int64_t g, int64_t q0, int64_t kcur) {
@@ -1200,12 +1331,16 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
           if (!one_block) pack_gyt(g, q0, kcur);
           if (!plain) segs.build(p, q0, kcur);
           if (phased) phase.setup(segs);
+          if (padded) pad.setup(segs);
           const int64_t ars = LDA > 0 ? LDA : kcur;  // im2col row stride
           for (int64_t mb0 = sb0; mb0 < sb1; mb0 += mc) {
             const int64_t mrows_blk = std::min(mc, sb1 - mb0);
             int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
             for (int64_t i = 0; i < mrows_blk; ++i) {
-              if (phased) {
+              if (padded) {
+                if (i == 0 || (r == 0 && s == 0)) pad.build(p, x, g * Cg + c);
+                pad.emit(segs, p.dh, p.dw, r, s, abuf + i * ars);
+              } else if (phased) {
                 if (i == 0 || (r == 0 && s == 0)) phase.build(p, x, g * Cg + c);
                 phase.emit(segs, r, s, abuf + i * ars);
               } else if (plain) {
