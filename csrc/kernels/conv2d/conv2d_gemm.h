@@ -1533,7 +1533,12 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
     }
   }
   // Grouped layers with few input channels per group: the grouped direct forward (no im2col).
-  if (bwd_input_as_fwd(p, B::bwd_input_fwd_min_cg) ||
+  // Below kBwdInputFwdMinCg input channels per group (AVX-512's lower threshold) only while the
+  // layer has at most twice as many output channels per group: the forward conv's im2col is
+  // amortised over Cg rows, col2im over a reduction of Kg. chosen because (Xeon, AVX-512, 1 thread,
+  // CPU time, bench/ab_builds.py, 7 rounds) at Cg = 48 col2im ran 1.02-1.14x faster at Kg = 128
+  // and 192 (5x5, 3x3, 7x7, 27x27 and 28x28 planes) and 0.86-0.95x at Kg = 64 and 96.
+  if ((bwd_input_as_fwd(p, B::bwd_input_fwd_min_cg) && (p.Cg() >= kBwdInputFwdMinCg || p.Kg() <= 2 * p.Cg())) ||
       (bwd_input_as_fwd(p, 1) && is_grouped_direct<V>(bwd_input_fwd_shape(p)))) {
     // Falls through to col2im only if its scratch cannot be allocated.
     if (fwd_impl<V, B>(bwd_input_fwd_shape(p), gy, w, true, nullptr, gx, false)) return true;
