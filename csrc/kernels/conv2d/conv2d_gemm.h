@@ -1508,6 +1508,37 @@ void phase_to_plane(const Conv2dShape& p, const PhasePlane& pp, const T* acc, T*
   }
 }
 
+// Stride-1 bwd_input (is_pad_s1): col2im into a zero-padded copy of each gx plane, acc[oh + r*dh]
+// [ow + s*dw ..] += the col row (c, r, s) over one output row: one vector run with a masked tail
+// and no edge clamps (the clamped adds ended in scalar tails: 11 of 27 values on AVX-512); the
+// interior is copied into gx once at the end. Each gx value receives the same terms in the same
+// order as with the direct scatter-add.
+struct PadPlane {
+  int64_t pitch, rows;
+  PadPlane(const Conv2dShape& p, int64_t n) {
+    rows = std::max(p.OH + p.dh * (p.R - 1), p.H + p.ph);
+    pitch = round_up(std::max(p.OW + p.dw * (p.S - 1), p.W + p.pw), n);
+  }
+  int64_t values() const { return rows * pitch; }  // per channel
+};
+
+template <class V, typename T = typename V::T>
+void pad_col2im_add(const Conv2dShape& p, const PadPlane& pp, const ColSegments& segs, T* acc, int64_t r, int64_t s,
+                    const T* src) {
+  T* base = acc + r * p.dh * pp.pitch + s * p.dw;
+  for (int64_t i = 0; i < segs.count; ++i) {
+    T* d = base + segs.oh[i] * pp.pitch + segs.ow[i];
+    const int64_t n = segs.len[i];
+    int64_t t = 0;
+    for (; t + V::N <= n; t += V::N) V::store(d + t, V::add(V::load(d + t), V::load(src + t)));
+    if (t < n) {
+      const int m = int(n - t);
+      V::store_n(d + t, V::add(V::load_part(d + t, 0, m, T(0)), V::load_part(src + t, 0, m, T(0))), m);
+    }
+    src += n;
+  }
+}
+
 template <class V, class B>
 bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
@@ -1560,9 +1591,11 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
     // Per thread: packed gY tile (Kg x nc), col tile (mc x nc), padded copy of an edge A panel,
     // stride-2 layers the phases of the item's gx planes (PhasePlane). Then the segment table of
     // the current spatial tile (ColSegments).
-    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p);
+    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p), padded = is_pad_s1(p);
     const PhasePlane pp(p, V::N);
-    const size_t buf_bytes = size_t(Kg * nc + mc * nc + kc * MR + (phased ? cchunk * pp.values() + V::N : 0)) * sizeof(T);
+    const PadPlane qq(p, V::N);
+    const size_t buf_bytes = size_t(Kg * nc + mc * nc + kc * MR + (phased ? cchunk * pp.values() + V::N : 0) +
+                                    (padded ? cchunk * qq.values() : 0)) * sizeof(T);
     char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (nc + 1)) * sizeof(int64_t)));
     if (!mem) {
       ok = false;
@@ -1580,6 +1613,8 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
       T* gxn = gx + (n * p.C + g * Cg) * HW;
       if (phased)
         std::fill(acc, acc + (c1 - c0) * pp.values(), T(0));
+      else if (padded)
+        std::fill(acc, acc + (c1 - c0) * qq.values(), T(0));
       else
         std::fill(gxn + c0 * HW, gxn + c1 * HW, T(0));
       for (int64_t p0 = 0; p0 < P; p0 += nc) {
@@ -1622,6 +1657,8 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
           for (int64_t i = 0; i < mrows_blk; ++i) {
             if (phased)
               phase_col2im_add<V>(pp, segs, acc + (c - c0) * pp.values(), r, s, colbuf + i * nc);
+            else if (padded)
+              pad_col2im_add<V>(p, qq, segs, acc + (c - c0) * qq.values(), r, s, colbuf + i * nc);
             else if (plain)
               col2im_row_add(p, gx, n, g * Cg + c, r, s, p0, ncur, colbuf + i * nc);
             else
@@ -1638,6 +1675,10 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
       }
       if (phased)
         for (int64_t c = c0; c < c1; ++c) phase_to_plane<V>(p, pp, acc + (c - c0) * pp.values(), gxn + c * HW);
+      if (padded)
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t ih = 0; ih < p.H; ++ih)
+            copy_run<V>(gxn + c * HW + ih * p.W, acc + (c - c0) * qq.values() + (ih + p.ph) * qq.pitch + p.pw, p.W);
     }
   });
   return ok;
