@@ -12,6 +12,9 @@
 // for L2) in its own scratch buffer (common/scratch.h). Stride-2 layers build it from the input
 // split into its four phases (PhaseTile), and bwd_input scatters into the phases of gx
 // (PhasePlane): contiguous runs instead of every-other-value gathers and scatters (is_phase_s2).
+// Stride-1 layers build it from a zero-padded copy of the tile's input rows (PadTile; the forward
+// writes the runs straight into its packed panels) and bwd_input's col2im adds into zero-padded
+// gx planes (PadPlane): runs with no edge clamps (is_pad_s1).
 // Grouped stride-1 layers with at most kGroupedDirectMaxKg output channels per group (ResNeXt)
 // skip im2col: a direct kernel per (image, group) for the forward (and bwd_input as a forward
 // conv) and the weight gradient (is_grouped_direct).
