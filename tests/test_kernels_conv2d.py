@@ -7,6 +7,7 @@ without bias / fused ReLU, backward-input, backward-weight + bias) in float32 an
 Tolerances: each element against the float64 oracle within the rounding bound of the sum it
 computes, c * eps * sqrt(L) * sum|terms| (tests/reference.py, assert_conv_close).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,7 +21,9 @@ from hypothesis import strategies as st
 import cnnfast
 from cnnfast import _core
 
-_spec = importlib.util.spec_from_file_location("cnnfast_test_reference", pathlib.Path(__file__).with_name("reference.py"))
+_spec = importlib.util.spec_from_file_location(
+    "cnnfast_test_reference", pathlib.Path(__file__).with_name("reference.py")
+)
 reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference)
 
@@ -55,8 +58,25 @@ def _make(rng, dtype, N, C, H, W, K, R, S, stride, padding, dilation, groups, bi
     return x, w, b, gy
 
 
-def _check(isa, rng, dtype, N, C, H, W, K, R, S, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
-           bias=True, relu=False, numpy_oracle=True):  # numpy_oracle: kept for callers; always on
+def _check(
+    isa,
+    rng,
+    dtype,
+    N,
+    C,
+    H,
+    W,
+    K,
+    R,
+    S,
+    stride=(1, 1),
+    padding=(0, 0),
+    dilation=(1, 1),
+    groups=1,
+    bias=True,
+    relu=False,
+    numpy_oracle=True,
+):  # numpy_oracle: kept for callers; always on
     x, w, b, gy = _make(rng, dtype, N, C, H, W, K, R, S, stride, padding, dilation, groups, bias)
     got = _passes(x, w, b, gy, stride, padding, dilation, groups, relu)
     want = _on_isa("ref", _passes, x, w, b, gy, stride, padding, dilation, groups, relu)
@@ -359,6 +379,71 @@ def test_stride2_phases(isa, rng, case, dtype):
         reference.assert_conv_close(got, terms, dtype, err_msg=f"isa={isa}, {key} pinned")
 
 
+# Stride-1 layers on the GEMM kernels (conv2d_gemm.h, is_pad_s1): the tile's input rows copied
+# once per channel into a zero-padded block, im2col rows as contiguous runs written straight into
+# the packed panels (forward) or the im2col block (weight gradient). Odd and even planes, no / even
+# / unequal padding and padding beyond the kernel's reach, dilation, 1x3 / 3x1 / padded 1x1
+# kernels, output rows shorter than a vector and wider than two (27 wide: runs across panel
+# edges), tiles holding many images, a reduction over more than one block with a channel cut
+# between blocks (C = 75: 675 rows), groups, and 48 channels (bwd_input as a forward conv on
+# AVX-512). Each pass pinned to the GEMM kernel.
+PAD_S1_CASES = {
+    "5x5-p2": (2, 5, 12, 12, 40, 5, 5, (1, 1), (2, 2), (1, 1), 1),
+    "3x3-p1-odd": (3, 5, 15, 13, 40, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "3x3-p0": (2, 5, 12, 11, 40, 3, 3, (1, 1), (0, 0), (1, 1), 1),
+    "3x3-p2-p0": (2, 5, 9, 10, 40, 3, 3, (1, 1), (2, 0), (1, 1), 1),
+    "3x3-beyond-reach": (2, 5, 7, 6, 40, 3, 3, (1, 1), (3, 4), (1, 1), 1),
+    "3x3-dilated": (2, 5, 13, 12, 40, 3, 3, (1, 1), (1, 2), (2, 2), 1),
+    "5x5-p2-27-wide": (2, 6, 27, 27, 40, 5, 5, (1, 1), (2, 2), (1, 1), 1),
+    "5x5-p2-wide": (1, 5, 9, 70, 40, 5, 5, (1, 1), (2, 2), (1, 1), 1),
+    "1x3-p0x1": (2, 5, 8, 21, 40, 1, 3, (1, 1), (0, 1), (1, 1), 1),
+    "3x1-p1x0": (2, 5, 21, 8, 40, 3, 1, (1, 1), (1, 0), (1, 1), 1),
+    "1x1-p1": (2, 5, 7, 9, 40, 1, 1, (1, 1), (1, 1), (1, 1), 1),
+    "tiny-planes-n9": (9, 5, 3, 3, 40, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "c75-two-blocks": (2, 75, 15, 13, 40, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    "groups2": (2, 10, 13, 14, 24, 3, 3, (1, 1), (1, 1), (1, 1), 2),
+    "groups2-c48-5x5": (2, 96, 13, 11, 40, 5, 5, (1, 1), (2, 2), (1, 1), 2),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(PAD_S1_CASES), ids=list(PAD_S1_CASES))
+def test_stride1_padded_tiles(isa, rng, case, dtype):
+    _check(isa, rng, dtype, *PAD_S1_CASES[case])
+    if isa == "ref":
+        return
+    N, C, H, W, K, R, S, stride, padding, dilation, groups = PAD_S1_CASES[case]
+    x, w, b, gy = _make(rng, dtype, N, C, H, W, K, R, S, stride, padding, dilation, groups)
+    terms = reference.conv2d_terms(x, w, b, gy, stride, padding, dilation, groups, True)
+    dt = "f32" if dtype == np.float32 else "f64"
+    for key in ("fwd", "bwd_input", "bwd_weight"):
+        cnnfast._core._pin_conv2d_kernel(f"conv2d_{key}_{dt}_{isa}")
+        try:
+            got = _passes(x, w, b, gy, stride, padding, dilation, groups, True)
+            last = cnnfast.runtime_info()["last_kernels"]
+        finally:
+            cnnfast._core._pin_conv2d_kernel(None)
+        assert last[f"conv2d_{key}_{dt}"] == f"conv2d_{key}_{dt}_{isa}", (key, last)
+        reference.assert_conv_close(got, terms, dtype, err_msg=f"isa={isa}, {key} pinned")
+
+
+def test_stride1_padded_tiles_independent_of_thread_count(isa, rng):
+    """The GEMM's stride-1 passes bitwise equal for 1, 2 and 3 threads (5x5 layer, 27-wide rows)."""
+    shape = (3, 48, 27, 27, 40, 5, 5, (1, 1), (2, 2), (1, 1), 1)
+    x, w, b, gy = _make(rng, np.float32, *shape)
+    prev = cnnfast.get_num_threads()
+    runs = []
+    try:
+        for nt in (1, 2, 3):
+            cnnfast.set_num_threads(nt)
+            runs.append(_passes(x, w, b, gy, *shape[7:], True))
+    finally:
+        cnnfast.set_num_threads(prev)
+    for key in runs[0]:
+        np.testing.assert_array_equal(runs[1][key], runs[0][key], err_msg=key)
+        np.testing.assert_array_equal(runs[2][key], runs[0][key], err_msg=key)
+
+
 def test_stride2_phases_independent_of_thread_count(isa, rng):
     """The GEMM's stride-2 passes bitwise equal for 1, 2 and 3 threads (ResNet-like 3x3/s2 layer)."""
     shape = (3, 24, 20, 20, 40, 3, 3, (2, 2), (1, 1), (1, 1), 1)
@@ -450,8 +535,13 @@ def conv_configs(draw):
 # The `isa` fixture only selects the kernel path for the whole test, so sharing it across the
 # generated examples is intended.
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cfg=conv_configs(), dtype=st.sampled_from(DTYPES), bias=st.booleans(), relu=st.booleans(),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    cfg=conv_configs(),
+    dtype=st.sampled_from(DTYPES),
+    bias=st.booleans(),
+    relu=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_random_configs(isa, cfg, dtype, bias, relu, seed):
     _check(isa, np.random.default_rng(seed), dtype, *cfg, bias=bias, relu=relu, numpy_oracle=False)
 

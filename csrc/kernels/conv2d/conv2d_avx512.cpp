@@ -39,8 +39,7 @@ struct Blocking {
 };
 }  // namespace
 
-bool conv2d_fwd_f32_avx512(const Conv2dShape& p, const float* x, const float* w, const float* b, float* y,
-                           bool relu) {
+bool conv2d_fwd_f32_avx512(const Conv2dShape& p, const float* x, const float* w, const float* b, float* y, bool relu) {
   return convgemm::fwd<Avx512F32, Blocking>(p, x, w, b, y, relu);
 }
 bool conv2d_fwd_f64_avx512(const Conv2dShape& p, const double* x, const double* w, const double* b, double* y,

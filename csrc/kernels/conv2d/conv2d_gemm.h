@@ -12,6 +12,9 @@
 // for L2) in its own scratch buffer (common/scratch.h). Stride-2 layers build it from the input
 // split into its four phases (PhaseTile), and bwd_input scatters into the phases of gx
 // (PhasePlane): contiguous runs instead of every-other-value gathers and scatters (is_phase_s2).
+// Stride-1 layers build it from a zero-padded copy of the tile's input rows (PadTile; the forward
+// writes the runs straight into its packed panels) and bwd_input's col2im adds into zero-padded
+// gx planes (PadPlane): runs with no edge clamps (is_pad_s1).
 // Grouped stride-1 layers with at most kGroupedDirectMaxKg output channels per group (ResNeXt)
 // skip im2col: a direct kernel per (image, group) for the forward (and bwd_input as a forward
 // conv) and the weight gradient (is_grouped_direct).
@@ -133,8 +136,8 @@ CNNFAST_FORCE_INLINE void copy_run(typename V::T* dst, const typename V::T* src,
 
 // line[0..len) = im2col row (c, r, s) of group g (c within the group) for columns q0..q0+len.
 template <class V, typename T = typename V::T>
-void im2col_row(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int64_t r, int64_t s, int64_t q0,
-                int64_t len, T* line) {
+void im2col_row(const Conv2dShape& p, const T* x, int64_t g, int64_t c, int64_t r, int64_t s, int64_t q0, int64_t len,
+                T* line) {
   const int64_t HW = p.H * p.W, P = p.OH * p.OW;
   const int64_t plane_off = g * p.Cg() + c;
   if (is_plain_1x1(p)) {  // contiguous runs of whole planes
@@ -378,6 +381,125 @@ struct PhaseTile {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// Stride-1 layers (is_pad_s1): the input rows a tile needs, copied once per channel into a
+// zero-padded block (pitch >= OW + dw*(S-1)), so every im2col row (c, r, s) is one contiguous run
+// per output row with no edge cases: pad[row of oh + r*dh][ow + s*dw ..]. The forward writes
+// these runs straight into the packed B panels (emit_panels; the line buffer and its second pass,
+// scatter_row_to_panels, go away), the weight gradient into its im2col rows (emit).
+// ---------------------------------------------------------------------------------------------
+inline bool is_pad_s1(const Conv2dShape& p) {
+  return p.sh == 1 && p.sw == 1 && !is_plain_1x1(p) && p.OH > 0 && p.OW > 0;
+}
+
+// Layout: image k of the tile has rows (its first output row + i - ph, i < nrows[k]) of the padded
+// input at pitch `pitch` from row rowoff[k]; poff[i] is segment i's first value for (r, s) = 0.
+template <class V>
+struct PadTile {
+  using T = typename V::T;
+  int64_t pitch = 0, nimg = 0, halo = 0;
+  int64_t* img;     // per image of the tile: image offset n*C*H*W
+  int64_t* oh0;     //   first output row
+  int64_t* nrows;   //   padded rows
+  int64_t* rowoff;  //   first row in buf
+  int64_t* poff;    // per segment
+  T* buf;
+
+  static int64_t pitch_of(const Conv2dShape& p) { return round_up(p.OW + p.dw * (p.S - 1), V::N); }
+  // Values (T; + V::N: whole-vector loads at the end of a run) and int64s of scratch for tiles of
+  // at most `cap` columns.
+  static int64_t values(const Conv2dShape& p, int64_t cap) {
+    return (ceil_div(cap, p.OW) + 1) * (1 + p.dh * (p.R - 1)) * pitch_of(p) + V::N;
+  }
+  static int64_t ints(int64_t cap) { return 5 * (cap + 2); }
+  static PadTile in(const Conv2dShape& p, int64_t cap, T* vals, int64_t* mem) {
+    PadTile t;
+    t.pitch = pitch_of(p);
+    t.halo = p.dh * (p.R - 1);
+    const int64_t n = cap + 2;
+    t.img = mem;
+    t.oh0 = mem + n;
+    t.nrows = mem + 2 * n;
+    t.rowoff = mem + 3 * n;
+    t.poff = mem + 4 * n;
+    t.buf = vals;
+    return t;
+  }
+  void setup(const ColSegments& segs) {
+    nimg = 0;
+    int64_t rows = 0;
+    for (int64_t i = 0; i < segs.count; ++i) {
+      if (nimg == 0 || segs.img[i] != img[nimg - 1]) {
+        if (nimg > 0) rows += nrows[nimg - 1];
+        img[nimg] = segs.img[i];
+        oh0[nimg] = segs.oh[i];
+        rowoff[nimg] = rows;
+        ++nimg;
+      }
+      nrows[nimg - 1] = segs.oh[i] - oh0[nimg - 1] + 1 + halo;
+      poff[i] = (rowoff[nimg - 1] + segs.oh[i] - oh0[nimg - 1]) * pitch + segs.ow[i];
+    }
+  }
+  // The padded rows of input channel ci (absolute channel index).
+  void build(const Conv2dShape& p, const T* x, int64_t ci) const {
+    const int64_t H = p.H, W = p.W;
+    const int64_t lo = std::min(p.pw, pitch), hi = std::clamp<int64_t>(p.pw + W, lo, pitch);
+    for (int64_t k = 0; k < nimg; ++k) {
+      const T* xc = x + img[k] + ci * H * W;
+      T* dst = buf + rowoff[k] * pitch;
+      for (int64_t i = 0; i < nrows[k]; ++i, dst += pitch) {
+        const int64_t ih = oh0[k] + i - p.ph;
+        if (ih < 0 || ih >= H) {
+          copy_run<V>(dst, nullptr, pitch);
+          continue;
+        }
+        copy_run<V>(dst, nullptr, lo);
+        copy_run<V>(dst + lo, xc + ih * W + (lo - p.pw), hi - lo);
+        copy_run<V>(dst + hi, nullptr, pitch - hi);
+      }
+    }
+  }
+  // line = im2col row (c, r, s) of the built channel over the tile's columns.
+  void emit(const ColSegments& segs, int64_t dh, int64_t dw, int64_t r, int64_t s, T* line) const {
+    const T* base = buf + r * dh * pitch + s * dw;
+    T* dst = line;
+    for (int64_t i = 0; i < segs.count; ++i) {
+      const int64_t n = segs.len[i];
+      const T* src = base + poff[i];
+      int64_t t = 0;
+      for (; t + V::N <= n; t += V::N) V::store(dst + t, V::load(src + t));
+      if (t < n) V::store_n(dst + t, V::load(src + t), int(n - t));
+      dst += n;
+    }
+  }
+  // The same row written into NR-wide panels `panel_stride` apart (the row of each panel at
+  // dst + j * panel_stride), columns ncur..round_up(ncur, NR) zero.
+  template <int NR>
+  void emit_panels(const ColSegments& segs, int64_t dh, int64_t dw, int64_t r, int64_t s, T* dst,
+                   int64_t panel_stride) const {
+    const T* base = buf + r * dh * pitch + s * dw;
+    int64_t j = 0, o = 0;  // panel and column in it
+    for (int64_t i = 0; i < segs.count; ++i) {
+      int64_t n = segs.len[i];
+      const T* src = base + poff[i];
+      while (n > 0) {
+        const int64_t m = std::min<int64_t>(NR - o, n);
+        T* d = dst + j * panel_stride + o;
+        int64_t t = 0;
+        for (; t + V::N <= m; t += V::N) V::store(d + t, V::load(src + t));
+        if (t < m) V::store_n(d + t, V::load(src + t), int(m - t));
+        src += m;
+        n -= m;
+        if ((o += m) == NR) {
+          o = 0;
+          ++j;
+        }
+      }
+    }
+    if (o > 0) std::fill(dst + j * panel_stride + o, dst + j * panel_stride + NR, T(0));
+  }
+};
+
 // gx[n, ci] += col2im of row (c, r, s) over the columns described by `segs` (not plain 1x1).
 template <class V, typename T = typename V::T>
 void col2im_row_add_segs(const Conv2dShape& p, T* gx, int64_t ci, int64_t r, int64_t s, const ColSegments& segs,
@@ -406,8 +528,8 @@ void col2im_row_add_segs(const Conv2dShape& p, T* gx, int64_t ci, int64_t r, int
 
 // gx[n, ci] += col2im of row (c, r, s) for columns p0..p0+len of image n (ci = g*Cg + c).
 template <typename T>
-void col2im_row_add(const Conv2dShape& p, T* gx, int64_t n, int64_t ci, int64_t r, int64_t s, int64_t p0,
-                    int64_t len, const T* line) {
+void col2im_row_add(const Conv2dShape& p, T* gx, int64_t n, int64_t ci, int64_t r, int64_t s, int64_t p0, int64_t len,
+                    const T* line) {
   T* plane = gx + (n * p.C + ci) * p.H * p.W;
   if (is_plain_1x1(p)) {
     for (int64_t t = 0; t < len; ++t) plane[p0 + t] += line[t];
@@ -445,7 +567,7 @@ void col2im_row_add(const Conv2dShape& p, T* gx, int64_t n, int64_t ci, int64_t 
 // whose panels are `panel_stride` elements apart. Columns len..round_up(len, NR) become zero.
 template <class V, int NR>
 CNNFAST_FORCE_INLINE void scatter_row_to_panels(const typename V::T* line, int64_t len, typename V::T* dst,
-                                                 int64_t panel_stride) {
+                                                int64_t panel_stride) {
   using T = typename V::T;
   const int64_t full = len / NR;
   for (int64_t j = 0; j < full; ++j) {
@@ -549,9 +671,9 @@ inline bool is_grouped_direct(const Conv2dShape& p) {
 }
 
 template <class V, int M, int NV>
-CNNFAST_FORCE_INLINE void grouped_direct_tile(const typename V::T* a, const typename V::T* xb, int64_t Cg,
-                                                int64_t R, int64_t S, int64_t dh, int64_t dw, int64_t plane,
-                                                int64_t Wp, typename V::R (&acc)[M][NV]) {
+CNNFAST_FORCE_INLINE void grouped_direct_tile(const typename V::T* a, const typename V::T* xb, int64_t Cg, int64_t R,
+                                              int64_t S, int64_t dh, int64_t dw, int64_t plane, int64_t Wp,
+                                              typename V::R (&acc)[M][NV]) {
   using R_ = typename V::R;
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i)
@@ -640,8 +762,7 @@ bool grouped_direct(const Conv2dShape& p, const typename V::T* x, const typename
             T* yrow = y + (n * p.K + g * Kg + m0) * P + oh * OW;
             for (int64_t ow0 = 0; ow0 < OW; ow0 += CW) {
               R acc[Mt][NV];
-              grouped_direct_tile<V, Mt, NV>(a, xb + (oh - oh0) * Wp + ow0, Cg, p.R, p.S, p.dh, p.dw, plane, Wp,
-                                             acc);
+              grouped_direct_tile<V, Mt, NV>(a, xb + (oh - oh0) * Wp + ow0, Cg, p.R, p.S, p.dh, p.dw, plane, Wp, acc);
               const int64_t ncols = std::min(CW, OW - ow0);
 #pragma GCC unroll 16
               for (int i = 0; i < Mt; ++i) {
@@ -891,7 +1012,8 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
   if (nt > 1) {
     if (G * ntiles >= nt) {
       // Few tiles: make their count a multiple of the thread count so no core idles at the end.
-      if (G * ntiles < 16 * nt && (G * ntiles) % nt) ntiles = std::min(ceil_div(cols, NR), ceil_div(round_up(G * ntiles, nt), G));
+      if (G * ntiles < 16 * nt && (G * ntiles) % nt)
+        ntiles = std::min(ceil_div(cols, NR), ceil_div(round_up(G * ntiles, nt), G));
     } else {
       // Not enough column tiles (batch 1, small planes): split the output channels instead.
       msplit = std::min<int64_t>(ceil_div(nt, G * ntiles), nmb);
@@ -912,9 +1034,13 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
   parallel_for(items, nc * mchunk * CRS, [&](int64_t b, int64_t e) {
     // Per thread: packed B block (kc x nc), one im2col line, the phases of stride-2 layers (else
     // nothing), the tile's segment table (at most one segment per column plus one), the phases'.
-    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p);
-    const size_t seg_bytes = size_t(4 * (nc + 1) + (phased ? PhaseTile<V>::ints(nc) : 0)) * sizeof(int64_t);
-    const size_t bp_bytes = size_t(kc * nc + nc + NR + (phased ? PhaseTile<V>::values(p, nc) : 0)) * sizeof(T);
+    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p), padded = is_pad_s1(p);
+    const size_t seg_bytes =
+        size_t(4 * (nc + 1) + (phased ? PhaseTile<V>::ints(nc) : 0) + (padded ? PadTile<V>::ints(nc) : 0)) *
+        sizeof(int64_t);
+    const size_t bp_bytes = size_t(kc * nc + nc + NR + (phased ? PhaseTile<V>::values(p, nc) : 0) +
+                                   (padded ? PadTile<V>::values(p, nc) : 0)) *
+                            sizeof(T);
     char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(bp_bytes), 64) + seg_bytes));
     if (!mem) {
       ok = false;
@@ -926,6 +1052,8 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
     ColSegments segs = ColSegments::in(seg_mem, nc);
     PhaseTile<V> phase;
     if (phased) phase = PhaseTile<V>::in(p, nc, line + nc + NR, seg_mem + 4 * (nc + 1));
+    PadTile<V> pad;
+    if (padded) pad = PadTile<V>::in(p, nc, line + nc + NR, seg_mem + 4 * (nc + 1));
     for (int64_t it = b; it < e; ++it) {
       const int64_t ms = it % msplit, t = (it / msplit) % ntiles, g = it / (msplit * ntiles);
       const int64_t q0 = t * npan_all / ntiles * NR, ncur = std::min((t + 1) * npan_all / ntiles * NR, cols) - q0;
@@ -937,9 +1065,13 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
         {
           if (!plain) segs.build(p, q0, ncur);
           if (phased) phase.setup(segs);
+          if (padded) pad.setup(segs);
           int64_t c = k0 / RS, r = (k0 % RS) / p.S, s = k0 % p.S;
           for (int64_t kk = 0; kk < kcur; ++kk) {
-            if (phased) {
+            if (padded) {
+              if (kk == 0 || (r == 0 && s == 0)) pad.build(p, x, g * Cg + c);
+              pad.template emit_panels<NR>(segs, p.dh, p.dw, r, s, bp + kk * NR, kcur * NR);
+            } else if (phased) {
               if (kk == 0 || (r == 0 && s == 0)) phase.build(p, x, g * Cg + c);
               phase.emit(segs, r, s, line);
             } else if (plain) {
@@ -947,7 +1079,7 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
             } else {
               im2col_row_segs<V>(p, x, g, c, r, s, segs, line);
             }
-            scatter_row_to_panels<V, NR>(line, ncur, bp + kk * NR, kcur * NR);
+            if (!padded) scatter_row_to_panels<V, NR>(line, ncur, bp + kk * NR, kcur * NR);
             if (++s == p.S) {
               s = 0;
               if (++r == p.R) {
@@ -1065,7 +1197,7 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
 // c[i*ldc + 0..NV*N) (+)= acc[i] for the first mrows rows (add: accumulate, else overwrite).
 template <class V, int MR, int NV>
 CNNFAST_FORCE_INLINE void acc_to_buffer(typename V::R (&acc)[MR][NV], int mrows, typename V::T* c, int64_t ldc,
-                                         bool add) {
+                                        bool add) {
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
     if (i >= mrows) break;
@@ -1152,10 +1284,14 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
     // Per thread: gW^T sub-block (mrb x ldc), packed gY^T block (kc x ldc), im2col block (mc x kc).
     // Then the segment table of the current column block (ColSegments).
     // Stride-2 layers: the phases of one input channel (PhaseTile) and their tables.
-    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p);
+    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p), padded = is_pad_s1(p);
     const int64_t lda = LDA > 0 ? LDA : kc;
-    const size_t buf_bytes = size_t(mrb * ldc + kc * ldc + mc * lda + (phased ? PhaseTile<V>::values(p, kc) : 0)) * sizeof(T);
-    const size_t int_bytes = size_t(4 * (kc + 1) + (phased ? PhaseTile<V>::ints(kc) : 0)) * sizeof(int64_t);
+    const size_t buf_bytes = size_t(mrb * ldc + kc * ldc + mc * lda + (phased ? PhaseTile<V>::values(p, kc) : 0) +
+                                    (padded ? PadTile<V>::values(p, kc) : 0)) *
+                             sizeof(T);
+    const size_t int_bytes =
+        size_t(4 * (kc + 1) + (phased ? PhaseTile<V>::ints(kc) : 0) + (padded ? PadTile<V>::ints(kc) : 0)) *
+        sizeof(int64_t);
     char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + int_bytes));
     if (!mem) {
       ok = false;
@@ -1168,6 +1304,8 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
     ColSegments segs = ColSegments::in(seg_mem, kc);
     PhaseTile<V> phase;
     if (phased) phase = PhaseTile<V>::in(p, kc, abuf + mc * lda, seg_mem + 4 * (kc + 1));
+    PadTile<V> pad;
+    if (padded) pad = PadTile<V>::in(p, kc, abuf + mc * lda, seg_mem + 4 * (kc + 1));
     // Pack gY^T rows q0..q0+kcur (they may span images) into NR-wide panels of output channels:
     // V::N x V::N register transposes, a scalar loop for the ragged edges.
     auto pack_gyt = [&](int64_t g, int64_t q0, int64_t kcur) {
@@ -1200,12 +1338,16 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
           if (!one_block) pack_gyt(g, q0, kcur);
           if (!plain) segs.build(p, q0, kcur);
           if (phased) phase.setup(segs);
+          if (padded) pad.setup(segs);
           const int64_t ars = LDA > 0 ? LDA : kcur;  // im2col row stride
           for (int64_t mb0 = sb0; mb0 < sb1; mb0 += mc) {
             const int64_t mrows_blk = std::min(mc, sb1 - mb0);
             int64_t c = mb0 / RS, r = (mb0 % RS) / p.S, s = mb0 % p.S;
             for (int64_t i = 0; i < mrows_blk; ++i) {
-              if (phased) {
+              if (padded) {
+                if (i == 0 || (r == 0 && s == 0)) pad.build(p, x, g * Cg + c);
+                pad.emit(segs, p.dh, p.dw, r, s, abuf + i * ars);
+              } else if (phased) {
                 if (i == 0 || (r == 0 && s == 0)) phase.build(p, x, g * Cg + c);
                 phase.emit(segs, r, s, abuf + i * ars);
               } else if (plain) {
@@ -1373,6 +1515,37 @@ void phase_to_plane(const Conv2dShape& p, const PhasePlane& pp, const T* acc, T*
   }
 }
 
+// Stride-1 bwd_input (is_pad_s1): col2im into a zero-padded copy of each gx plane, acc[oh + r*dh]
+// [ow + s*dw ..] += the col row (c, r, s) over one output row: one vector run with a masked tail
+// and no edge clamps (the clamped adds ended in scalar tails: 11 of 27 values on AVX-512); the
+// interior is copied into gx once at the end. Each gx value receives the same terms in the same
+// order as with the direct scatter-add.
+struct PadPlane {
+  int64_t pitch, rows;
+  PadPlane(const Conv2dShape& p, int64_t n) {
+    rows = std::max(p.OH + p.dh * (p.R - 1), p.H + p.ph);
+    pitch = round_up(std::max(p.OW + p.dw * (p.S - 1), p.W + p.pw), n);
+  }
+  int64_t values() const { return rows * pitch; }  // per channel
+};
+
+template <class V, typename T = typename V::T>
+void pad_col2im_add(const Conv2dShape& p, const PadPlane& pp, const ColSegments& segs, T* acc, int64_t r, int64_t s,
+                    const T* src) {
+  T* base = acc + r * p.dh * pp.pitch + s * p.dw;
+  for (int64_t i = 0; i < segs.count; ++i) {
+    T* d = base + segs.oh[i] * pp.pitch + segs.ow[i];
+    const int64_t n = segs.len[i];
+    int64_t t = 0;
+    for (; t + V::N <= n; t += V::N) V::store(d + t, V::add(V::load(d + t), V::load(src + t)));
+    if (t < n) {
+      const int m = int(n - t);
+      V::store_n(d + t, V::add(V::load_part(d + t, 0, m, T(0)), V::load_part(src + t, 0, m, T(0))), m);
+    }
+    src += n;
+  }
+}
+
 template <class V, class B>
 bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
@@ -1398,7 +1571,12 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
     }
   }
   // Grouped layers with few input channels per group: the grouped direct forward (no im2col).
-  if (bwd_input_as_fwd(p, B::bwd_input_fwd_min_cg) ||
+  // Below kBwdInputFwdMinCg input channels per group (AVX-512's lower threshold) only while the
+  // layer has at most twice as many output channels per group: the forward conv's im2col is
+  // amortised over Cg rows, col2im over a reduction of Kg. chosen because (Xeon, AVX-512, 1 thread,
+  // CPU time, bench/ab_builds.py, 7 rounds) at Cg = 48 col2im ran 1.02-1.14x faster at Kg = 128
+  // and 192 (5x5, 3x3, 7x7, 27x27 and 28x28 planes) and 0.86-0.95x at Kg = 64 and 96.
+  if ((bwd_input_as_fwd(p, B::bwd_input_fwd_min_cg) && (p.Cg() >= kBwdInputFwdMinCg || p.Kg() <= 2 * p.Cg())) ||
       (bwd_input_as_fwd(p, 1) && is_grouped_direct<V>(bwd_input_fwd_shape(p)))) {
     // Falls through to col2im only if its scratch cannot be allocated.
     if (fwd_impl<V, B>(bwd_input_fwd_shape(p), gy, w, true, nullptr, gx, false)) return true;
@@ -1420,10 +1598,14 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
     // Per thread: packed gY tile (Kg x nc), col tile (mc x nc), padded copy of an edge A panel,
     // stride-2 layers the phases of the item's gx planes (PhasePlane). Then the segment table of
     // the current spatial tile (ColSegments).
-    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p);
+    const bool plain = is_plain_1x1(p), phased = is_phase_s2(p), padded = is_pad_s1(p);
     const PhasePlane pp(p, V::N);
-    const size_t buf_bytes = size_t(Kg * nc + mc * nc + kc * MR + (phased ? cchunk * pp.values() + V::N : 0)) * sizeof(T);
-    char* mem = static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (nc + 1)) * sizeof(int64_t)));
+    const PadPlane qq(p, V::N);
+    const size_t buf_bytes = size_t(Kg * nc + mc * nc + kc * MR + (phased ? cchunk * pp.values() + V::N : 0) +
+                                    (padded ? cchunk * qq.values() : 0)) *
+                             sizeof(T);
+    char* mem =
+        static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (nc + 1)) * sizeof(int64_t)));
     if (!mem) {
       ok = false;
       return;
@@ -1440,6 +1622,8 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
       T* gxn = gx + (n * p.C + g * Cg) * HW;
       if (phased)
         std::fill(acc, acc + (c1 - c0) * pp.values(), T(0));
+      else if (padded)
+        std::fill(acc, acc + (c1 - c0) * qq.values(), T(0));
       else
         std::fill(gxn + c0 * HW, gxn + c1 * HW, T(0));
       for (int64_t p0 = 0; p0 < P; p0 += nc) {
@@ -1482,6 +1666,8 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
           for (int64_t i = 0; i < mrows_blk; ++i) {
             if (phased)
               phase_col2im_add<V>(pp, segs, acc + (c - c0) * pp.values(), r, s, colbuf + i * nc);
+            else if (padded)
+              pad_col2im_add<V>(p, qq, segs, acc + (c - c0) * qq.values(), r, s, colbuf + i * nc);
             else if (plain)
               col2im_row_add(p, gx, n, g * Cg + c, r, s, p0, ncur, colbuf + i * nc);
             else
@@ -1498,6 +1684,10 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
       }
       if (phased)
         for (int64_t c = c0; c < c1; ++c) phase_to_plane<V>(p, pp, acc + (c - c0) * pp.values(), gxn + c * HW);
+      if (padded)
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t ih = 0; ih < p.H; ++ih)
+            copy_run<V>(gxn + c * HW + ih * p.W, acc + (c - c0) * qq.values() + (ih + p.ph) * qq.pitch + p.pw, p.W);
     }
   });
   return ok;
