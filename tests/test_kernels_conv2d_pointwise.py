@@ -128,6 +128,15 @@ def test_large_problems_keep_the_gemm(isa, rng):
         False,
     )
     assert not cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
+    # an expanding layer (K >= 4C) with more than 16 MB of output: the GEMM on AVX-512 only
+    _fwd(
+        rng.standard_normal((1, 8, 128, 128)).astype(np.float32),
+        rng.standard_normal((288, 8, 1, 1)).astype(np.float32),
+        None,
+        False,
+    )
+    took = cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
+    assert took == (isa == "avx2")
 
 
 @pytest.mark.parametrize(

@@ -1547,15 +1547,14 @@ void pad_col2im_add(const Conv2dShape& p, const PadPlane& pp, const ColSegments&
 }
 
 template <class V, class B>
-bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
+bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx);
+
+// MR: register tile rows (see bwd_input).
+template <class V, class B, int MR>
+bool bwd_input_mr(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int NR = 2 * V::N;
-  // Register tile rows: AVX-512 B::MRP (14 x 32; W^T is read in place, its MR values of a step
-  // contiguous, so the broadcasts fold into the multiply-adds as in the packed forward). chosen
-  // because (Xeon, AVX-512, 1 thread, CPU time, bench/ab_builds.py, 7 rounds) bwd_input ran 1.02-1.09x
-  // faster than with 8-row tiles on the 3x3/s2 layers r18s2, r50s2, rdown, cifar_s2.
-  constexpr int MR = B::MRP > 0 ? B::MRP : B::MR;
   const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS, HW = p.H * p.W;
   const int64_t P = p.OH * p.OW;
   if (P == 0 || Kg == 0) {
@@ -1691,6 +1690,20 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
     }
   });
   return ok;
+}
+
+// Register tile rows: AVX-512 B::MRP (14 x 32; W^T is read in place, its MR values of a step
+// contiguous, so the broadcasts fold into the multiply-adds as in the packed forward) for layers
+// with a kernel larger than 1x1: (Xeon, AVX-512, 1 thread, CPU time, bench/ab_builds.py, 7 rounds)
+// 1.02-1.09x faster than 8-row tiles on the 3x3/s2 layers r18s2, r50s2, rdown, cifar_s2. 1x1
+// layers keep B::MR: their Cg rows (16-64) split badly into 14s (16 -> 14 + 2), and 14-row tiles
+// measured 0.77-0.94x of 8-row ones there (pw16_96_112_n1, pw32_16_112_n8, r50_64to256).
+template <class V, class B>
+bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
+  if constexpr (B::MRP > 0) {
+    if (p.R * p.S > 1) return bwd_input_mr<V, B, B::MRP>(p, gy, w, gx);
+  }
+  return bwd_input_mr<V, B, B::MR>(p, gy, w, gx);
 }
 
 }  // namespace convgemm

@@ -50,9 +50,14 @@ inline bool applies(const Conv2dShape& p) {
 // 1x1 layers at batch 1 and 8) the direct kernel ran 0.80-0.82x of the GEMM on 64->256 and
 // 256->64 56x56 at batch 8 and 0.90-0.94x with C >= 1024 (AVX-512), 0.83-0.96x with min(C, K) >=
 // 256 at batch 8 (AVX2), and 0.94-1.87x on every other layer measured.
+// Expanding layers (K >= 4C) whose output exceeds 16 MB also stay on the GEMM: 16 -> 96 on
+// 112 x 112 at batch 8 (38.5 MB out) ran 0.78x of it, at batch 1 (4.8 MB) 1.17x, 24 -> 144 on
+// 56 x 56 at batch 8 (14.4 MB) 1.12x (same method, bench/ab_builds.py pw16_96_112_n8,
+// pw16_96_112_n1, pw24_144_56_n8).
 inline bool prefers_gemm_avx512(const Conv2dShape& p) {
   const int64_t lo = std::min(p.C, p.K), hi = std::max(p.C, p.K), cols = p.N * p.OH * p.OW;
-  return (lo >= 64 && hi >= 256 && cols >= 8192) || (p.C >= 1024 && p.K >= 256);
+  return (lo >= 64 && hi >= 256 && cols >= 8192) || (p.C >= 1024 && p.K >= 256) ||
+         (p.K >= 4 * p.C && p.K * cols * 4 > (int64_t{16} << 20));
 }
 inline bool prefers_gemm_avx2(const Conv2dShape& p) { return std::min(p.C, p.K) >= 256 && p.N * p.OH * p.OW >= 392; }
 
