@@ -268,44 +268,30 @@ inline bool is_phase_s2(const Conv2dShape& p) {
   return p.sh == 2 && p.sw == 2 && p.dh == 1 && p.dw == 1 && p.R * p.S > 1 && p.OH > 0 && p.OW > 0;
 }
 
-// The phases of one input channel over the output rows of a tile (its ColSegments), at most
-// `cap` columns. Layout: phase (a, b) at buf + (2a + b) * ps; in it, image k of the tile has
-// rows (its first output row + i, i < nrows[k]) at pitch `pitch`, from row offset rowoff[k].
+// The images and rows of a column tile (its ColSegments), shared by PhaseTile and PadTile: image k
+// of the tile has nrows[k] rows from its first output row oh0[k] (plus `halo` rows below), stored
+// from row rowoff[k] at pitch `pitch`; poff[i] is segment i's first value.
 template <class V>
-struct PhaseTile {
+struct TileRows {
   using T = typename V::T;
-  int64_t pitch = 0, ps = 0, nimg = 0, halo = 0;
+  int64_t pitch = 0, nimg = 0, halo = 0;
   int64_t* img;     // per image of the tile: image offset n*C*H*W
   int64_t* oh0;     //   first output row
-  int64_t* nrows;   //   phase rows
-  int64_t* rowoff;  //   row offset in each phase
-  int64_t* poff;    // per segment: offset of its first column in a phase
+  int64_t* nrows;   //   rows
+  int64_t* rowoff;  //   first row
+  int64_t* poff;    // per segment: offset of its first column
   T* buf;
 
-  // Values (T) and int64s of scratch for tiles of at most `cap` columns.
-  static int64_t values(const Conv2dShape& p, int64_t cap) {
-    const int64_t pit = round_up(p.OW + (p.S - 1) / 2, V::N);
-    return 4 * max_rows(p, cap) * pit;
-  }
+  // int64s of scratch for tiles of at most `cap` columns.
   static int64_t ints(int64_t cap) { return 5 * (cap + 2); }
-  static int64_t max_rows(const Conv2dShape& p, int64_t cap) {
-    return (ceil_div(cap, p.OW) + 1) * (1 + (p.R - 1) / 2);  // segments x rows per segment
-  }
-  static PhaseTile in(const Conv2dShape& p, int64_t cap, T* vals, int64_t* mem) {
-    PhaseTile t;
-    t.pitch = round_up(p.OW + (p.S - 1) / 2, V::N);
-    t.halo = (p.R - 1) / 2;
+  void bind(int64_t pitch_, int64_t halo_, int64_t cap, T* vals, int64_t* mem) {
+    pitch = pitch_, halo = halo_;
     const int64_t n = cap + 2;
-    t.img = mem;
-    t.oh0 = mem + n;
-    t.nrows = mem + 2 * n;
-    t.rowoff = mem + 3 * n;
-    t.poff = mem + 4 * n;
-    t.buf = vals;
-    return t;
+    img = mem, oh0 = mem + n, nrows = mem + 2 * n, rowoff = mem + 3 * n, poff = mem + 4 * n;
+    buf = vals;
   }
-  // The images and rows of the tile whose columns `segs` describes.
-  void setup(const ColSegments& segs) {
+  // The images and rows of the tile whose columns `segs` describes; returns the rows in all.
+  int64_t lay_out(const ColSegments& segs) {
     nimg = 0;
     int64_t rows = 0;
     for (int64_t i = 0; i < segs.count; ++i) {
@@ -320,8 +306,35 @@ struct PhaseTile {
       poff[i] = (rowoff[nimg - 1] + segs.oh[i] - oh0[nimg - 1]) * pitch + segs.ow[i];
     }
     if (nimg > 0) rows += nrows[nimg - 1];
-    ps = rows * pitch;
+    return rows;
   }
+};
+
+// The phases of one input channel over the output rows of a tile (its ColSegments), at most
+// `cap` columns. Layout: phase (a, b) at buf + (2a + b) * ps; in it, image k of the tile has
+// rows (its first output row + i, i < nrows[k]) at pitch `pitch`, from row offset rowoff[k].
+template <class V>
+struct PhaseTile : TileRows<V> {
+  using T = typename V::T;
+  using B = TileRows<V>;
+  using B::buf, B::halo, B::img, B::nimg, B::nrows, B::oh0, B::pitch, B::poff, B::rowoff;
+  int64_t ps = 0;  // values per phase
+
+  // Values (T) and int64s of scratch for tiles of at most `cap` columns.
+  static int64_t values(const Conv2dShape& p, int64_t cap) {
+    const int64_t pit = round_up(p.OW + (p.S - 1) / 2, V::N);
+    return 4 * max_rows(p, cap) * pit;
+  }
+  static int64_t max_rows(const Conv2dShape& p, int64_t cap) {
+    return (ceil_div(cap, p.OW) + 1) * (1 + (p.R - 1) / 2);  // segments x rows per segment
+  }
+  static PhaseTile in(const Conv2dShape& p, int64_t cap, T* vals, int64_t* mem) {
+    PhaseTile t;
+    t.bind(round_up(p.OW + (p.S - 1) / 2, V::N), (p.R - 1) / 2, cap, vals, mem);
+    return t;
+  }
+  // The images and rows of the tile whose columns `segs` describes (rows and offsets within a phase).
+  void setup(const ColSegments& segs) { ps = B::lay_out(segs) * pitch; }
   // Phases of input channel ci (absolute channel index). Each input row is read with (masked)
   // vector loads and split in registers: building it in memory first and reloading it stalled on
   // store forwarding (the short zero-fill stores under each whole-vector load). The load masks
@@ -395,51 +408,23 @@ inline bool is_pad_s1(const Conv2dShape& p) {
 // Layout: image k of the tile has rows (its first output row + i - ph, i < nrows[k]) of the padded
 // input at pitch `pitch` from row rowoff[k]; poff[i] is segment i's first value for (r, s) = 0.
 template <class V>
-struct PadTile {
+struct PadTile : TileRows<V> {
   using T = typename V::T;
-  int64_t pitch = 0, nimg = 0, halo = 0;
-  int64_t* img;     // per image of the tile: image offset n*C*H*W
-  int64_t* oh0;     //   first output row
-  int64_t* nrows;   //   padded rows
-  int64_t* rowoff;  //   first row in buf
-  int64_t* poff;    // per segment
-  T* buf;
+  using B = TileRows<V>;
+  using B::buf, B::halo, B::img, B::nimg, B::nrows, B::oh0, B::pitch, B::poff, B::rowoff;
 
   static int64_t pitch_of(const Conv2dShape& p) { return round_up(p.OW + p.dw * (p.S - 1), V::N); }
-  // Values (T; + V::N: whole-vector loads at the end of a run) and int64s of scratch for tiles of
-  // at most `cap` columns.
+  // Values (T; + V::N: whole-vector loads at the end of a run) of scratch for tiles of at most
+  // `cap` columns.
   static int64_t values(const Conv2dShape& p, int64_t cap) {
     return (ceil_div(cap, p.OW) + 1) * (1 + p.dh * (p.R - 1)) * pitch_of(p) + V::N;
   }
-  static int64_t ints(int64_t cap) { return 5 * (cap + 2); }
   static PadTile in(const Conv2dShape& p, int64_t cap, T* vals, int64_t* mem) {
     PadTile t;
-    t.pitch = pitch_of(p);
-    t.halo = p.dh * (p.R - 1);
-    const int64_t n = cap + 2;
-    t.img = mem;
-    t.oh0 = mem + n;
-    t.nrows = mem + 2 * n;
-    t.rowoff = mem + 3 * n;
-    t.poff = mem + 4 * n;
-    t.buf = vals;
+    t.bind(pitch_of(p), p.dh * (p.R - 1), cap, vals, mem);
     return t;
   }
-  void setup(const ColSegments& segs) {
-    nimg = 0;
-    int64_t rows = 0;
-    for (int64_t i = 0; i < segs.count; ++i) {
-      if (nimg == 0 || segs.img[i] != img[nimg - 1]) {
-        if (nimg > 0) rows += nrows[nimg - 1];
-        img[nimg] = segs.img[i];
-        oh0[nimg] = segs.oh[i];
-        rowoff[nimg] = rows;
-        ++nimg;
-      }
-      nrows[nimg - 1] = segs.oh[i] - oh0[nimg - 1] + 1 + halo;
-      poff[i] = (rowoff[nimg - 1] + segs.oh[i] - oh0[nimg - 1]) * pitch + segs.ow[i];
-    }
-  }
+  void setup(const ColSegments& segs) { B::lay_out(segs); }
   // The padded rows of input channel ci (absolute channel index).
   void build(const Conv2dShape& p, const T* x, int64_t ci) const {
     const int64_t H = p.H, W = p.W;
