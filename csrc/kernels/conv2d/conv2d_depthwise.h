@@ -410,10 +410,8 @@ bool dw_plane_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typ
   q.C = M, q.H = p.OH, q.W = p.OW, q.K = 1, q.OH = p.H, q.OW = p.W, q.groups = 1;
   q.ph = p.dh * (p.R - 1) - p.ph, q.pw = p.dw * (p.S - 1) - p.pw;
   if (q.ph < 0 || q.pw < 0 || plane_bytes(q, V::N, sizeof(T), 1) > kPlaneMaxBytes) return false;
-  T* wf = static_cast<T*>(std::malloc(static_cast<size_t>(p.K * RS) * sizeof(T)));  // flipped filters
+  T* wf = flipped_filters(w, p.K, RS);
   if (!wf) return false;
-  for (int64_t k = 0; k < p.K; ++k)
-    for (int64_t t = 0; t < RS; ++t) wf[k * RS + t] = w[k * RS + RS - 1 - t];
   const bool ok = plane_single<V>(
       q, p.N * p.C, [&](int64_t i) { return gy + ((i / p.C) * p.K + (i % p.C) * M) * p.OH * p.OW; },
       [&](int64_t i) { return static_cast<const T*>(wf + (i % p.C) * M * RS); }, [](int64_t) { return T(0); },

@@ -335,6 +335,17 @@ void sum_parts(const T* partial, int64_t parts, int64_t part_stride, int64_t k_s
     }
 }
 
+// The K filters of RS taps each rotated by 180 degrees (tap t -> RS - 1 - t), in a malloc'ed array
+// the caller frees (null if out of memory): depthwise grad_input as a forward correlation.
+template <typename T>
+T* flipped_filters(const T* w, int64_t K, int64_t RS) {
+  T* wf = static_cast<T*>(std::malloc(static_cast<size_t>(K * RS) * sizeof(T)));
+  if (wf)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t t = 0; t < RS; ++t) wf[k * RS + t] = w[k * RS + RS - 1 - t];
+  return wf;
+}
+
 // Row copies shared by the depthwise kernels (conv2d_depthwise.h, conv2d_dw_rows.h).
 // dst[0, n) = src[0, n) in whole vectors, the last one masked (a 14-column row: one masked load
 // and store, where a memcpy call costs more than the row's arithmetic).

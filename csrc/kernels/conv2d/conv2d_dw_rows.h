@@ -9,6 +9,8 @@
 // Entry points: dw_rows_fwd and dw_rows_bwd_input (tried by dw_fwd_any / dw_bwd_input_any after the
 // channels-as-lanes kernels).
 #pragma once
+#include <type_traits>
+
 #include "common/portable.h"
 #include "kernels/conv2d/conv2d_direct_common.h"
 
@@ -97,13 +99,20 @@ CNNFAST_FORCE_INLINE void dw_rows_strip(const Conv2dShape& p, const typename V::
   }
 }
 
+// Output rows [oh0, oh1) of row chunk `chunk` of `rc`: chunk boundaries on multiples of RB rows
+// (nblk = ceil(OH / RB) blocks).
+inline void dw_rows_chunk(int64_t chunk, int64_t rc, int64_t nblk, int64_t RB, int64_t OH, int64_t& oh0, int64_t& oh1) {
+  oh0 = chunk * nblk / rc * RB;
+  oh1 = imin(OH, (chunk + 1) * nblk / rc * RB);
+}
+
 template <class V, int R, int S, int RB, int CV>
 bool dw_rows_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
                       typename V::T* y, bool relu) {
   using T = typename V::T;
   constexpr int N = V::N;
   const int64_t M = p.K / p.C, planes = p.N * p.K, nvec = ceil_div(p.OW, N);
-  const int64_t rc = row_chunks(planes, ceil_div(p.OH, RB)), units = planes * rc;
+  const int64_t nblk = ceil_div(p.OH, RB), rc = row_chunks(planes, nblk), units = planes * rc;
   const int nt = plan_threads(units, planes * p.OH * p.OW * R * S);
   // The zero row: read from column -pw to round_up(OW, N) + S (masked lanes are never read).
   const int64_t zlen = p.pw + round_up(p.OW, N) + S + N;
@@ -114,9 +123,8 @@ bool dw_rows_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typena
     for (int64_t u = ub; u < ue; ++u) {
       const int64_t plane = u / rc, chunk = u % rc;
       const int64_t n = plane / p.K, k = plane % p.K;
-      // chunk boundaries on multiples of RB rows
-      const int64_t nblk = ceil_div(p.OH, RB);
-      const int64_t oh0 = chunk * nblk / rc * RB, oh1 = imin(p.OH, (chunk + 1) * nblk / rc * RB);
+      int64_t oh0, oh1;
+      dw_rows_chunk(chunk, rc, nblk, RB, p.OH, oh0, oh1);
       const T* xp = x + (n * p.C + k / M) * p.H * p.W;
       T* yp = y + plane * p.OH * p.OW;
       typename V::R wv[R * S];
@@ -154,7 +162,8 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
     for (int64_t u = ub; u < ue; ++u) {
       const int64_t plane = u / rc, chunk = u % rc;
       const int64_t n = plane / p.K, k = plane % p.K;
-      const int64_t oh0 = chunk * nblk / rc * RB, oh1 = imin(p.OH, (chunk + 1) * nblk / rc * RB);
+      int64_t oh0, oh1;
+      dw_rows_chunk(chunk, rc, nblk, RB, p.OH, oh0, oh1);
       const int64_t ilo = imax(0, 2 * oh0 - p.ph), ihi = imin(p.H, 2 * (oh1 - 1) - p.ph + R);  // rows read
       const T* xp = x + (n * p.C + k / M) * p.H * p.W;
       if (filled_plane != n * p.C + k / M || rc > 1) {  // depth multiplier M: M planes read one input
@@ -172,19 +181,15 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
           const int64_t ih = 2 * oh - p.ph + i;
           rows[i] = ih >= ilo && ih < ihi ? rowbuf + ih * 2 * plen : zrow;
         }
+        auto cols = [&](int64_t j, auto cv) {  // column vectors [j, j + cv) of this row block
+          const T* rj[(RB - 1) * 2 + R];
+          for (int i = 0; i < (RB - 1) * 2 + R; ++i) rj[i] = rows[i] + j * N;
+          dw_rows_block<V, R, S, RB, decltype(cv)::value, true, 2>(rj, plen, wv, b, nullptr, relu,
+                                                                   yp + oh * p.OW + j * N, p.OW, rb, p.OW - j * N);
+        };
         int64_t j = 0;
-        for (; j + CV <= nvec; j += CV) {
-          const T* rj[(RB - 1) * 2 + R];
-          for (int i = 0; i < (RB - 1) * 2 + R; ++i) rj[i] = rows[i] + j * N;
-          dw_rows_block<V, R, S, RB, CV, true, 2>(rj, plen, wv, b, nullptr, relu, yp + oh * p.OW + j * N, p.OW, rb,
-                                                  p.OW - j * N);
-        }
-        for (; j < nvec; ++j) {
-          const T* rj[(RB - 1) * 2 + R];
-          for (int i = 0; i < (RB - 1) * 2 + R; ++i) rj[i] = rows[i] + j * N;
-          dw_rows_block<V, R, S, RB, 1, true, 2>(rj, plen, wv, b, nullptr, relu, yp + oh * p.OW + j * N, p.OW, rb,
-                                                 p.OW - j * N);
-        }
+        for (; j + CV <= nvec; j += CV) cols(j, std::integral_constant<int, CV>{});
+        for (; j < nvec; ++j) cols(j, std::integral_constant<int, 1>{});
       }
     }
   });
@@ -232,11 +237,8 @@ bool dw_rows_bwd_input(const Conv2dShape& p, const typename V::T* gy, const type
   q.H = p.OH, q.W = p.OW, q.OH = p.H, q.OW = p.W;
   q.ph = p.dh * (p.R - 1) - p.ph, q.pw = p.dw * (p.S - 1) - p.pw;
   if (q.ph < 0 || q.pw < 0 || !dw_rows_domain<V>(q)) return false;
-  const int64_t RS = p.R * p.S;
-  T* wf = static_cast<T*>(std::malloc(static_cast<size_t>(p.K * RS) * sizeof(T)));
+  T* wf = flipped_filters(w, p.K, p.R * p.S);
   if (!wf) return false;
-  for (int64_t k = 0; k < p.K; ++k)
-    for (int64_t t = 0; t < RS; ++t) wf[k * RS + t] = w[k * RS + RS - 1 - t];
   const bool ok = dw_rows_fwd<V>(q, gy, wf, nullptr, gx, false);
   std::free(wf);
   return ok;
