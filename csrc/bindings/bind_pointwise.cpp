@@ -20,4 +20,10 @@ void bind_pointwise(py::module_& m) {
         "Eval inference step: conv2d (relu epilogue if relu) -> BatchNorm with running statistics "
         "(bn = (running_mean, running_var, weight, bias, eps) or None; folded into the weights when they are no "
         "larger than the output) -> act ('none', 'relu', or a pointwise_forward kind with a, b, lo, hi).");
+  m.def("dw_chain_forward", &cnnfast::dw_chain_forward, "input"_a, "expand"_a, "dw"_a, "project"_a, "stride"_a,
+        "padding"_a, "force"_a = false,
+        "Eval inference of a depthwise-separable chain in one pass: [1x1 expand] -> depthwise -> [1x1 project], each "
+        "stage (weight, bias, bn, act, a, b, lo, hi) with its eval BatchNorm (bn as in conv_bn_act_forward, or None) "
+        "folded in and act 'none', 'relu', 'clamp' or 'hardswish'. Returns None where the chain does not apply or "
+        "would not pay (unless force), for the caller to run the layers one by one.");
 }

@@ -440,5 +440,13 @@ struct Avx512F64 {
 };
 #endif
 
+// The epilogue of a register tile that only may apply ReLU (a kernel's `relu` flag), for the
+// microkernels that take any epilogue functor (conv2d_pointwise.h tile, conv2d_dw_rows.h blocks).
+template <class V>
+struct MaybeRelu {
+  bool on;
+  typename V::R operator()(typename V::R v) const { return on ? V::relu(v) : v; }  // max(0, NaN) = NaN
+};
+
 }  // namespace
 }  // namespace cnnfast

@@ -28,6 +28,7 @@ struct KernelTable {
   ImplList<relu_bwd_sig<T>> relu_bwd{};
   ImplList<pointwise_fwd_sig<T>> pointwise_fwd{};
   ImplList<linear_fwd_sig<T>> linear_fwd{};
+  ImplList<dwchain_fwd_sig<T>> dwchain_fwd{};
 };
 
 // The kernels compiled for `isa` (empty lists where that ISA has no kernel of its own).

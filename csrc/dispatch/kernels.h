@@ -2,6 +2,7 @@
 //   bool conv2d_fwd_f32_avx512(const Conv2dShape&, const float*, const float*, const float*, float*, bool);
 #pragma once
 #include "kernels/conv2d/conv2d.h"
+#include "kernels/dwchain/dwchain.h"
 #include "kernels/linear/linear.h"
 #include "kernels/maxpool2d/maxpool2d.h"
 #include "kernels/pointwise/pointwise.h"

@@ -14,6 +14,7 @@
 #include "common/parallel.h"
 #include "dispatch/dispatch.h"
 #include "ops/array_util.h"
+#include "ops/bn_fold.h"
 #include "ops/ops.h"
 #include "ops/pointwise_ops.h"
 
@@ -21,14 +22,6 @@ namespace cnnfast {
 namespace {
 
 constexpr int64_t kMatvecMaxN = 4;  // bench/activation_kernels.py: linear_forward vs the conv GEMM
-
-template <typename T>
-carray<T> channel_vec(const py::handle& h, int64_t c, const char* what) {
-  carray<T> a = py::cast<carray<T>>(h);
-  CNNFAST_CHECK(a.ndim() == 1 && a.shape(0) == c, "conv_bn_act_forward: BatchNorm ", what, " of size ",
-                shape_str(shape_of(a)), " does not match the conv's ", c, " output channels");
-  return a;
-}
 
 template <typename T>
 py::array run(const py::array& x_, const py::array& w_, const std::optional<py::array>& b_, Pair stride, Pair padding,
@@ -42,38 +35,11 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
   std::vector<T> scale, shift;
   bool fold = false;
   if (bn) {
-    CNNFAST_CHECK(bn->size() == 5, "conv_bn_act_forward: bn must be (running_mean, running_var, weight, bias, eps)");
-    carray<T> mean = channel_vec<T>((*bn)[0], O, "running_mean"), var = channel_vec<T>((*bn)[1], O, "running_var");
-    std::optional<carray<T>> gamma, beta;
-    if (!(*bn)[2].is_none()) gamma.emplace(channel_vec<T>((*bn)[2], O, "weight"));
-    if (!(*bn)[3].is_none()) beta.emplace(channel_vec<T>((*bn)[3], O, "bias"));
-    const T eps = T((*bn)[4].cast<double>());
-    scale.resize(O);
-    shift.resize(O);
-    for (int64_t o = 0; o < O; ++o) {  // scale = gamma / sqrt(var + eps), shift = beta - mean * scale
-      const T s = (gamma ? gamma->data()[o] : T(1)) / std::sqrt(var.data()[o] + eps);
-      scale[o] = s;
-      shift[o] = (beta ? beta->data()[o] : T(0)) - mean.data()[o] * s;
-    }
+    bn_scale_shift<T>(*bn, O, "conv_bn_act_forward", scale, shift);
     const int64_t oh = std::max<int64_t>(x_.shape(2) / stride[0], 1),
                   ow = std::max<int64_t>(x_.shape(3) / stride[1], 1);
     fold = w.size() <= x_.shape(0) * O * oh * ow;
-    if (fold) {
-      const int64_t per = w.size() / std::max<int64_t>(O, 1);
-      carray<T> wf = new_array<T>(shape_of(w));
-      carray<T> bf = new_array<T>({O});
-      const T* wp = w.data();
-      T* wfp = wf.mutable_data();
-      T* bfp = bf.mutable_data();
-      std::optional<carray<T>> b0;
-      if (bias) b0.emplace(*bias);
-      for (int64_t o = 0; o < O; ++o) {
-        for (int64_t i = 0; i < per; ++i) wfp[o * per + i] = wp[o * per + i] * scale[o];
-        bfp[o] = b0 ? b0->data()[o] * scale[o] + shift[o] : shift[o];
-      }
-      w = wf;
-      bias = bf;
-    }
+    if (fold) fold_bn<T>(w, bias, scale, shift);
   }
   const bool relu_in_kernel = conv_relu || (act == -1 && (!bn || fold));
   py::array y_;

@@ -23,4 +23,10 @@ py::array conv_bn_act_forward(const py::array& x, const py::array& w, const std:
                               const std::optional<py::tuple>& bn, const std::string& act, double a, double b, double lo,
                               double hi);
 
+// [1x1 expand] -> depthwise -> [1x1 project], each with an eval BatchNorm (folded) and an activation,
+// in one pass (kernels/dwchain); stages are (weight, bias, bn, act, a, b, lo, hi). None where the
+// chain does not apply or would not pay (unless force).
+py::object dw_chain_forward(const py::array& x, const std::optional<py::tuple>& expand, const py::tuple& dw,
+                            const std::optional<py::tuple>& project, Pair stride, Pair padding, bool force);
+
 }  // namespace cnnfast

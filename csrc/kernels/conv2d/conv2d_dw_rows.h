@@ -25,9 +25,9 @@ namespace {
 // Stride 1 (a zero row where that row is outside the
 // image, so the block has no branches and its accumulators stay in registers); msk[cv * S + s]
 // masks the loads of the edge blocks (Full: every load of the block lies inside its row).
-template <class V, int R, int S, int RB, int CV, bool Full, int SH = 1>
+template <class V, int R, int S, int RB, int CV, bool Full, int SH = 1, class Epi>
 CNNFAST_FORCE_INLINE void dw_rows_block(const typename V::T* const* rows, int64_t odd, const typename V::R* wv,
-                                        typename V::R b, const typename V::LM* msk, bool relu, typename V::T* yr,
+                                        typename V::R b, const typename V::LM* msk, const Epi& epi, typename V::T* yr,
                                         int64_t OW, int64_t rb, int64_t cols0) {
   using R_ = typename V::R;
   constexpr int N = V::N;
@@ -58,7 +58,7 @@ CNNFAST_FORCE_INLINE void dw_rows_block(const typename V::T* const* rows, int64_
     for (int cv = 0; cv < CV; ++cv) {
       const int64_t cols = cols0 - cv * N;  // output columns left from this vector on
       if (cols <= 0) break;
-      const R_ a = relu ? V::relu(acc[rr][cv]) : acc[rr][cv];
+      const R_ a = epi(acc[rr][cv]);
       typename V::T* d = yr + rr * OW + cv * N;
       if (cols >= N)
         V::store(d, a);
@@ -67,11 +67,12 @@ CNNFAST_FORCE_INLINE void dw_rows_block(const typename V::T* const* rows, int64_
     }
 }
 
-// Column vectors [j0, j0 + CV) of rows [oh0, oh1) of one plane; zrow: a zero row for the rows
-// outside the image, addressable from column -pw to round_up(OW, N) + S + N.
-template <class V, int R, int S, int RB, int CV>
-CNNFAST_FORCE_INLINE void dw_rows_strip(const Conv2dShape& p, const typename V::T* xp, const typename V::T* zrow,
-                                        const typename V::R* wv, typename V::R b, bool relu, typename V::T* yp,
+// Column vectors [j0, j0 + CV) of rows [oh0, oh1) of one plane; row_at(ih) is input row ih (0 <= ih
+// < H), zrow a zero row for the rows outside the image, addressable from column -pw to
+// round_up(OW, N) + S + N; y0 is output row oh0 (rows OW apart).
+template <class V, int R, int S, int RB, int CV, class RowAt, class Epi>
+CNNFAST_FORCE_INLINE void dw_rows_strip(const Conv2dShape& p, const RowAt& row_at, const typename V::T* zrow,
+                                        const typename V::R* wv, typename V::R b, const Epi& epi, typename V::T* y0,
                                         int64_t oh0, int64_t oh1, int64_t j0) {
   constexpr int N = V::N;
   typename V::LM msk[CV * S];
@@ -89,13 +90,13 @@ CNNFAST_FORCE_INLINE void dw_rows_strip(const Conv2dShape& p, const typename V::
     const int64_t rb = imin(RB, oh1 - oh);
     for (int i = 0; i < RB + R - 1; ++i) {
       const int64_t ih = oh - p.ph + i;
-      rows[i] = (ih >= 0 && ih < p.H ? xp + ih * p.W : zrow) + col0;
+      rows[i] = (ih >= 0 && ih < p.H ? row_at(ih) : zrow) + col0;
     }
-    typename V::T* yr = yp + oh * p.OW + j0 * N;
+    typename V::T* yr = y0 + (oh - oh0) * p.OW + j0 * N;
     if (full)
-      dw_rows_block<V, R, S, RB, CV, true>(rows, 0, wv, b, msk, relu, yr, p.OW, rb, cols0);
+      dw_rows_block<V, R, S, RB, CV, true>(rows, 0, wv, b, msk, epi, yr, p.OW, rb, cols0);
     else
-      dw_rows_block<V, R, S, RB, CV, false>(rows, 0, wv, b, msk, relu, yr, p.OW, rb, cols0);
+      dw_rows_block<V, R, S, RB, CV, false>(rows, 0, wv, b, msk, epi, yr, p.OW, rb, cols0);
   }
 }
 
@@ -130,13 +131,34 @@ bool dw_rows_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typena
       typename V::R wv[R * S];
       for (int t = 0; t < R * S; ++t) wv[t] = V::set1(w[k * R * S + t]);
       const typename V::R b = V::set1(bias ? bias[k] : T(0));
+      const auto row_at = [xp, W = p.W](int64_t ih) { return xp + ih * W; };
+      T* y0 = yp + oh0 * p.OW;
+      const MaybeRelu<V> epi{relu};
       int64_t j = 0;
-      for (; j + CV <= nvec; j += CV) dw_rows_strip<V, R, S, RB, CV>(p, xp, zrow, wv, b, relu, yp, oh0, oh1, j);
-      for (; j < nvec; ++j) dw_rows_strip<V, R, S, RB, 1>(p, xp, zrow, wv, b, relu, yp, oh0, oh1, j);
+      for (; j + CV <= nvec; j += CV) dw_rows_strip<V, R, S, RB, CV>(p, row_at, zrow, wv, b, epi, y0, oh0, oh1, j);
+      for (; j < nvec; ++j) dw_rows_strip<V, R, S, RB, 1>(p, row_at, zrow, wv, b, epi, y0, oh0, oh1, j);
     }
   });
   std::free(zbuf);
   return true;
+}
+
+// Stride 2: output rows [oh, oh + rb) (rb <= RB), every column vector, from the phase-split rows
+// rows[i] = input row 2 * oh - ph + i (even padded columns, the odd ones plen further); y0: row oh.
+template <class V, int R, int S, int RB, int CV, class Epi>
+CNNFAST_FORCE_INLINE void dw_rows_s2_rowblock(const typename V::T* const* rows, int64_t plen, const typename V::R* wv,
+                                              typename V::R b, const Epi& epi, typename V::T* y0, int64_t OW, int64_t rb,
+                                              int64_t nvec) {
+  constexpr int N = V::N;
+  auto cols = [&](int64_t j, auto cv) {  // column vectors [j, j + cv)
+    const typename V::T* rj[(RB - 1) * 2 + R];
+    for (int i = 0; i < (RB - 1) * 2 + R; ++i) rj[i] = rows[i] + j * N;
+    dw_rows_block<V, R, S, RB, decltype(cv)::value, true, 2>(rj, plen, wv, b, nullptr, epi, y0 + j * N, OW, rb,
+                                                             OW - j * N);
+  };
+  int64_t j = 0;
+  for (; j + CV <= nvec; j += CV) cols(j, std::integral_constant<int, CV>{});
+  for (; j < nvec; ++j) cols(j, std::integral_constant<int, 1>{});
 }
 
 // Stride 2 (both axes): each thread deinterleaves the input rows its chunk reads into even / odd
@@ -176,20 +198,11 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
       for (int t = 0; t < R * S; ++t) wv[t] = V::set1(w[k * R * S + t]);
       const typename V::R b = V::set1(bias ? bias[k] : T(0));
       for (int64_t oh = oh0; oh < oh1; oh += RB) {
-        const int64_t rb = imin(RB, oh1 - oh);
         for (int i = 0; i < (RB - 1) * 2 + R; ++i) {
           const int64_t ih = 2 * oh - p.ph + i;
           rows[i] = ih >= ilo && ih < ihi ? rowbuf + ih * 2 * plen : zrow;
         }
-        auto cols = [&](int64_t j, auto cv) {  // column vectors [j, j + cv) of this row block
-          const T* rj[(RB - 1) * 2 + R];
-          for (int i = 0; i < (RB - 1) * 2 + R; ++i) rj[i] = rows[i] + j * N;
-          dw_rows_block<V, R, S, RB, decltype(cv)::value, true, 2>(rj, plen, wv, b, nullptr, relu,
-                                                                   yp + oh * p.OW + j * N, p.OW, rb, p.OW - j * N);
-        };
-        int64_t j = 0;
-        for (; j + CV <= nvec; j += CV) cols(j, std::integral_constant<int, CV>{});
-        for (; j < nvec; ++j) cols(j, std::integral_constant<int, 1>{});
+        dw_rows_s2_rowblock<V, R, S, RB, CV>(rows, plen, wv, b, MaybeRelu<V>{relu}, yp + oh * p.OW, p.OW, imin(RB, oh1 - oh), nvec);
       }
     }
   });

@@ -71,17 +71,18 @@ CNNFAST_FORCE_INLINE void with_n(int m, F&& f) {
 }
 
 // One M x NVv tile: rows k0..k0+M of y[n], pixels p0..p0+nvalid (nvalid <= NVv * V::N), reduced
-// over the input channels c0..c1. `first`: the sums start at zero (else from the partial sums the
-// previous channel block left in y); `last`: bias and ReLU are applied (else the partial sums are
+// over the input channels c0..c1 (channel planes P values apart in x, Py in y). `first`: the sums start at zero (else from the partial sums the
+// previous channel block left in y); `last`: bias and the epilogue epi (a functor on a vector, e.g.
+// MaybeRelu) are applied (else the partial sums are
 // stored). A float32/64 partial sum stored and reloaded is exact, so the result is the same
 // multiply-add chain over c = 0..C-1 for any blocking. `guard`: the last vector must not read past
 // x's buffer on channel C-1 (masked load). `pf`: if not null, the same tile's pixels of the next
 // strip (pf - xp pixels further), prefetched one line per vector per channel.
-template <class V, int M, int NVv>
-CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, const typename V::T* xn, const typename V::T* w,
+template <class V, int M, int NVv, class Epi>
+CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, int64_t Py, const typename V::T* xn, const typename V::T* w,
                                const typename V::T* bias, typename V::T* yn, int64_t k0, int64_t p0, int64_t nvalid,
                                int64_t c0, int64_t c1, bool first, bool last, bool guard, const typename V::T* pf,
-                               bool relu) {
+                               const Epi& epi) {
   using T = typename V::T;
   using R = typename V::R;
   R acc[M][NVv];
@@ -93,7 +94,7 @@ CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, const typename V::T* xn, co
   } else {
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) {
-      const T* yr = yn + (k0 + i) * P + p0;
+      const T* yr = yn + (k0 + i) * Py + p0;
 #pragma GCC unroll 4
       for (int v = 0; v < NVv; ++v) {
         const int64_t left = nvalid - v * V::N;
@@ -150,13 +151,13 @@ CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, const typename V::T* xn, co
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i) {
     const R b = V::set1(last && bias ? bias[k0 + i] : T(0));
-    T* yr = yn + (k0 + i) * P + p0;
+    T* yr = yn + (k0 + i) * Py + p0;
 #pragma GCC unroll 4
     for (int v = 0; v < NVv; ++v) {
       R c = acc[i][v];
       if (last) {
         c = V::add(c, b);
-        if (relu) c = V::max(V::zero(), c);  // max(0, NaN) = NaN, as in ref
+        c = epi(c);
       }
       const int64_t left = nvalid - v * V::N;
       if (left >= V::N)
@@ -316,7 +317,8 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
               constexpr int M = decltype(mc)::value;
               with_n<NV>(nv, [&](auto vc) {
                 constexpr int NVv = decltype(vc)::value;
-                tile<V, M, NVv>(C, P, xn, w, bias, yn, k0, p0, nvalid, c0, c1, c0 == 0, c1 == C, guard, pf, relu);
+                tile<V, M, NVv>(C, P, P, xn, w, bias, yn, k0, p0, nvalid, c0, c1, c0 == 0, c1 == C, guard, pf,
+                                MaybeRelu<V>{relu});
               });
             });
           }

@@ -1,0 +1,138 @@
+// Ops layer of the depthwise-separable chain (kernels/dwchain): [1x1 expand -> BatchNorm -> act]
+// -> depthwise -> BatchNorm -> act -> [1x1 project -> BatchNorm -> act] in one call, for eval
+// inference of MobileNet-style blocks (cnnfast/nn/_eval_fusion.py, cnnfast/onnx/_fuse.py). The
+// BatchNorms are folded into the weights (new arrays; the module's own are never touched). Returns
+// None where the chain would not pay or the SIMD kernels do not apply, so the caller runs the layers
+// one by one; bad shapes raise.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/allocator.h"
+#include "dispatch/dispatch.h"
+#include "ops/array_util.h"
+#include "ops/bn_fold.h"
+#include "ops/ops.h"
+#include "ops/pointwise_ops.h"
+
+namespace cnnfast {
+namespace {
+
+// The intermediate (the depthwise stage's input) of one image must be at least this large for the
+// chain to run: smaller ones stay in L2 between the layer-wise kernels anyway, which are tuned
+// further. Chosen because (Xeon, AVX-512, bench/dw_chain_layers.py) ...
+constexpr int64_t kMinChainBytes = 256 * 1024;
+
+struct Stage {
+  py::array w;
+  std::optional<py::array> b;
+  std::optional<py::tuple> bn;
+  ChainAct act{};
+};
+
+Stage parse_stage(const py::tuple& t, const char* name) {
+  CNNFAST_CHECK(t.size() == 8, "dw_chain_forward: ", name,
+                " must be (weight, bias, bn, act, a, b, lo, hi), got a tuple of ", t.size());
+  Stage s;
+  s.w = py::cast<py::array>(t[0]);
+  if (!t[1].is_none()) s.b = py::cast<py::array>(t[1]);
+  if (!t[2].is_none()) s.bn = py::cast<py::tuple>(t[2]);
+  const std::string act = py::cast<std::string>(t[3]);
+  int k = -1;
+  if (act == "none") k = kChainNone;
+  if (act == "relu") k = kChainRelu;
+  if (act == "clamp") k = kChainClamp;
+  if (act == "hardswish") k = kChainHardswish;
+  CNNFAST_CHECK(k >= 0, "dw_chain_forward: ", name, " act must be 'none', 'relu', 'clamp' or 'hardswish', got '", act,
+                "'");
+  s.act = {k, py::cast<double>(t[4]), py::cast<double>(t[5]), py::cast<double>(t[6]), py::cast<double>(t[7])};
+  return s;
+}
+
+// The stage's weights as T with its BatchNorm folded in (bias: the folded one, or the stage's own).
+template <typename T>
+carray<T> folded(Stage& s, const char* name, int64_t O, int64_t per, std::optional<carray<T>>& bias) {
+  CNNFAST_CHECK(s.w.dtype().equal(py::dtype::of<T>()), "dw_chain_forward: ", name, " weight has dtype ",
+                std::string(py::str(s.w.dtype())), " but the input has dtype ", std::string(py::str(py::dtype::of<T>())));
+  carray<T> w(s.w);
+  CNNFAST_CHECK(w.ndim() == 4 && w.shape(0) == O && w.size() == O * per, "dw_chain_forward: ", name,
+                " weight of size ", shape_str(shape_of(w)), " does not fit the chain");
+  if (s.b) {
+    CNNFAST_CHECK(s.b->ndim() == 1 && s.b->shape(0) == O, "dw_chain_forward: ", name, " bias of size ",
+                  shape_str(shape_of(*s.b)), " does not match its ", O, " output channels");
+  }
+  std::optional<py::array> b = s.b;
+  if (s.bn) {
+    std::vector<T> scale, shift;
+    bn_scale_shift<T>(*s.bn, O, "dw_chain_forward", scale, shift);
+    fold_bn<T>(w, b, scale, shift);
+  }
+  if (b) bias.emplace(*b);
+  return w;
+}
+
+template <typename T>
+py::object run(const py::array& x_, std::optional<Stage>& ex, Stage& dw, std::optional<Stage>& pr, Pair stride,
+               Pair padding, bool force) {
+  CNNFAST_CHECK(x_.ndim() == 4, "dw_chain_forward: input must be 4-D, got size ", shape_str(shape_of(x_)));
+  const int64_t N = x_.shape(0), C = x_.shape(1), H = x_.shape(2), W = x_.shape(3);
+  const int64_t E = ex ? ex->w.shape(0) : C;
+  CNNFAST_CHECK(dw.w.ndim() == 4 && dw.w.shape(0) == E && dw.w.shape(1) == 1 && dw.w.shape(2) == dw.w.shape(3),
+                "dw_chain_forward: depthwise weight of size ", shape_str(shape_of(dw.w)), " is not (", E,
+                ", 1, R, R) for ", E, " channels");
+  CNNFAST_CHECK(stride[0] == stride[1] && padding[0] == padding[1] && stride[0] >= 1 && padding[0] >= 0,
+                "dw_chain_forward: stride (", stride[0], ", ", stride[1], ") and padding (", padding[0], ", ",
+                padding[1], ") must be equal on both axes");
+  const int64_t R = dw.w.shape(2), s = stride[0], pad = padding[0];
+  CNNFAST_CHECK(H + 2 * pad >= R && W + 2 * pad >= R, "dw_chain_forward: the ", R, "x", R,
+                " filter is larger than the padded input ", H, "x", W);
+  const int64_t OH = (H + 2 * pad - R) / s + 1, OW = (W + 2 * pad - R) / s + 1;
+  const int64_t K = pr ? pr->w.shape(0) : E;
+  const bool domain = (R == 3 || R == 5 || R == 7) && s <= 2 && pad < R && OW * int64_t(sizeof(T)) >= 64;
+  if (!force && (!domain || E * H * W * int64_t(sizeof(T)) < kMinChainBytes)) return py::none();
+  std::optional<carray<T>> be, bd, bp;
+  std::optional<carray<T>> we, wp;
+  if (ex) {
+    CNNFAST_CHECK(ex->w.ndim() == 4 && ex->w.shape(1) == C, "dw_chain_forward: expand weight of size ",
+                  shape_str(shape_of(ex->w)), " does not take the input's ", C, " channels");
+    we.emplace(folded<T>(*ex, "expand", E, C, be));
+  }
+  carray<T> wd = folded<T>(dw, "depthwise", E, R * R, bd);
+  if (pr) {
+    CNNFAST_CHECK(pr->w.ndim() == 4 && pr->w.shape(1) == E, "dw_chain_forward: project weight of size ",
+                  shape_str(shape_of(pr->w)), " does not take the depthwise stage's ", E, " channels");
+    wp.emplace(folded<T>(*pr, "project", K, E, bp));
+  }
+  carray<T> x(x_);
+  carray<T> y = new_array<T>({N, K, OH, OW});
+  DwChain p{N, C, H, W, E, K, R, s, pad, OH, OW, bool(ex), bool(pr), ex ? ex->act : ChainAct{},
+            dw.act, pr ? pr->act : ChainAct{}};
+  const T* xp = x.data();
+  const T* wep = we ? we->data() : nullptr;
+  const T* bep = be ? be->data() : nullptr;
+  const T* wdp = wd.data();
+  const T* bdp = bd ? bd->data() : nullptr;
+  const T* wpp = wp ? wp->data() : nullptr;
+  const T* bpp = bp ? bp->data() : nullptr;
+  T* yp = y.mutable_data();
+  {
+    py::gil_scoped_release release;
+    dispatch<T>(&KernelTable<T>::dwchain_fwd, p, xp, wep, bep, wdp, bdp, wpp, bpp, yp);
+  }
+  return std::move(y);
+}
+
+}  // namespace
+
+py::object dw_chain_forward(const py::array& x, const std::optional<py::tuple>& expand, const py::tuple& dw,
+                            const std::optional<py::tuple>& project, Pair stride, Pair padding, bool force) {
+  check_float(x, "dw_chain_forward", "input");
+  std::optional<Stage> ex, pr;
+  if (expand) ex = parse_stage(*expand, "expand");
+  Stage d = parse_stage(dw, "depthwise");
+  if (project) pr = parse_stage(*project, "project");
+  return is_f64(x) ? run<double>(x, ex, d, pr, stride, padding, force)
+                   : run<float>(x, ex, d, pr, stride, padding, force);
+}
+
+}  // namespace cnnfast
