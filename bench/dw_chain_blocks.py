@@ -107,8 +107,15 @@ def main(argv=None):
                 continue
             ref = _layers(x, ex, dw, pr, s, p)
             err = float(np.abs(y - ref).max() / max(1e-30, float(np.abs(ref).max())))
-            fa = lambda: _layers(x, ex, dw, pr, s, p)  # noqa: E731
-            fb = lambda: _core.dw_chain_forward(x, ex, dw, pr, (s, s), (p, p), args.force)  # noqa: E731
+            call = (x, ex, dw, pr, s, p)
+
+            def fa(call=call):
+                return _layers(*call)
+
+            def fb(call=call):
+                x, ex, dw, pr, s, p = call
+                return _core.dw_chain_forward(x, ex, dw, pr, (s, s), (p, p), args.force)
+
             ta, tb = [], []
             for _ in range(args.rounds):
                 for f, t in ((fa, ta), (fb, tb)):

@@ -59,6 +59,16 @@ def conv_bn_act_forward(
     b: float = 0.0, lo: float = ..., hi: float = ...,
 ) -> Array: ...
 
+# a dw_chain_forward stage: (weight, bias, bn, act, a, b, lo, hi)
+_ChainStage = tuple[
+    Array, Array | None, tuple[Array, Array, Array | None, Array | None, float] | None, str, float, float, float, float
+]
+
+def dw_chain_forward(
+    input: Array, expand: _ChainStage | None, dw: _ChainStage, project: _ChainStage | None, stride: Pair,
+    padding: Pair, force: bool = False,
+) -> Array | None: ...
+
 # ---------------------------------------------------------------------------- runtime
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...

@@ -149,6 +149,137 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
     return y, n_used
 
 
+# ------------------------------------------------------------------------------------------------
+# Depthwise-separable chains: [1x1 expand] -> depthwise -> [1x1 project], each Conv2d with an
+# eval BatchNorm2d and an activation, in one C++ pass (_core.dw_chain_forward: the expanded tensor
+# stays in cache instead of going to memory and back). Sequential.forward tries it at a Conv2d or a
+# plain Sequential (Conv2dNormActivation) child given an ndarray.
+
+_CHAIN_ACTS = {"relu", "relu6", "hardswish", "hardsigmoid"}
+
+
+def _leaves(m: Module, out: list[Module]) -> bool:
+    """Append ``m``'s modules as Sequential.forward would run them (plain Sequential children
+    flattened); False if one of them has forward hooks."""
+    from .container import Sequential
+
+    if m._forward_hooks:
+        return False
+    if isinstance(m, Sequential) and type(m).forward is Sequential.forward:
+        return all(_leaves(c, out) for c in m._modules.values() if c is not None)
+    out.append(m)
+    return True
+
+
+def _chain_stage(leaves: list[Module], j: int) -> tuple[tuple[Any, ...], Module, int] | None:
+    """The stage at ``leaves[j]`` (a Conv2d, an eval BatchNorm2d, an activation the kernel applies)
+    as ``(dw_chain_forward stage tuple, conv, leaves used)``, or None."""
+    from .conv import Conv2d
+
+    conv = leaves[j] if j < len(leaves) else None
+    if type(conv) is not Conv2d or conv.dilation != (1, 1) or type(conv.padding) is not tuple:
+        return None
+    if not _ACTS:
+        _ACTS.update(_act_kinds())
+    k, bn, act = j + 1, None, None
+    nxt = leaves[k] if k < len(leaves) else None
+    if (
+        type(nxt) is BatchNorm2d
+        and not nxt.training
+        and nxt.running_mean is not None
+        and nxt.num_features == conv.out_channels
+    ):
+        bn, k = nxt, k + 1
+        nxt = leaves[k] if k < len(leaves) else None
+    if nxt is not None and _ACTS.get(type(nxt)) in _CHAIN_ACTS:
+        act, k = _ACTS[type(nxt)], k + 1
+    kind, params = _FUSED_ACTS[act]
+    bnt = (
+        None
+        if bn is None
+        else (
+            bn.running_mean,
+            bn.running_var,
+            None if bn.weight is None else bn.weight.data,
+            None if bn.bias is None else bn.bias.data,
+            float(bn.eps),
+        )
+    )
+    b = None if conv.bias is None else conv.bias.data
+    return (conv.weight.data, b, bnt, kind, *((1.0, 0.0, 0.0, 0.0) if not params else params)), conv, k - j
+
+
+def _is_pointwise(c: Module) -> bool:
+    return c.kernel_size == (1, 1) and c.stride == (1, 1) and c.padding == (0, 0) and c.groups == 1
+
+
+def _is_depthwise(c: Module) -> bool:
+    k = c.kernel_size
+    return (
+        c.groups == c.in_channels == c.out_channels
+        and k[0] == k[1]
+        and c.stride[0] == c.stride[1]
+        and len(c.padding) == 2
+        and c.padding[0] == c.padding[1]
+    )
+
+
+def dw_chain_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int] | None:
+    """Run ``mods[i:]`` from ``mods[i]`` on as the one-pass chain if they start with [1x1 expand]
+    -> depthwise -> [1x1 project] (at least two of the three stages; each Conv2d [-> eval
+    BatchNorm2d] [-> ReLU / ReLU6 / Hardswish / Hardsigmoid], no hooks, plain Sequential children
+    such as Conv2dNormActivation looked into) covering whole modules of ``mods``; returns ``(output,
+    number of modules consumed)``, or None (the caller runs the modules as usual) where the pattern
+    does not match or the kernel declines (small planes, where the layer-wise kernels are as fast).
+    Same results as the modules one by one, up to float rounding."""
+    if type(x) is not np.ndarray or x.ndim != 4 or x.dtype.type not in (np.float32, np.float64):
+        return None
+    leaves: list[Module] = []
+    ends: list[int] = []  # leaves[:ends[t]] are the leaves of mods[i : i + t + 1]
+    for t in range(i, min(len(mods), i + 9)):
+        if not _leaves(mods[t], leaves):
+            break
+        ends.append(len(leaves))
+        if len(leaves) >= 9:
+            break
+    stages: list[tuple[tuple[Any, ...], Module, int]] = []
+    j = 0
+    while len(stages) < 3:
+        st = _chain_stage(leaves, j)
+        if st is None:
+            break
+        stages.append(st)
+        j += st[2]
+    # [pw] dw [pw]: find the depthwise stage (first or second)
+    d = next((t for t in range(min(2, len(stages))) if _is_depthwise(stages[t][1])), None)
+    if d is None or (d == 1 and not _is_pointwise(stages[0][1])):
+        return None
+    has_pr = d + 1 < len(stages) and _is_pointwise(stages[d + 1][1])
+    used = stages[: d + 2] if has_pr else stages[: d + 1]
+    if len(used) < 2:
+        return None
+    nleaves = sum(st[2] for st in used)
+    if nleaves not in ends:  # the chain must end at a module boundary of mods
+        if has_pr and sum(st[2] for st in used[:-1]) in ends and len(used) > 2:
+            used = used[:-1]
+            has_pr = False
+            nleaves = sum(st[2] for st in used)
+        else:
+            return None
+    convs = [st[1] for st in used]
+    c0 = convs[0]
+    dt = x.dtype
+    if any(st[0][0].dtype != dt for st in used) or x.shape[1] != c0.in_channels:
+        return None
+    dwc = convs[d]
+    y = _core.dw_chain_forward(
+        x, used[0][0] if d == 1 else None, used[d][0], used[d + 1][0] if has_pr else None, dwc.stride, dwc.padding
+    )
+    if y is None:
+        return None
+    return y, ends.index(nleaves) + 1
+
+
 def conv_bn_act(conv: Module, bn: Module | None, act: Module | None, x: Any) -> Any:
     """``act(bn(conv(x)))`` for blocks written as attribute calls (ResNet, GoogLeNet): on an ndarray
     with no forward hooks on the three, one fused call (:func:`conv_block_eval`); otherwise the

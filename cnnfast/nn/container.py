@@ -7,13 +7,15 @@ import numbers
 from collections.abc import Iterable, Iterator
 from typing import Any, overload
 
+from numpy import ndarray as _ndarray
+
 from .. import functional as _F
 from ..autograd.grad_mode import is_grad_enabled as _grad_enabled
 from ..autograd.tensor import Tensor as _Tensor
 from ..functional.pooling import _pool_args
 from .activation import ReLU as _ReLU
 from .conv import Conv2d as _Conv2d
-from ._eval_fusion import conv_block_eval
+from ._eval_fusion import conv_block_eval, dw_chain_eval
 from .module import Module
 from .pooling import MaxPool2d as _MaxPool2d
 
@@ -136,6 +138,12 @@ class Sequential(Module):
         i = 0
         while i < n:
             m = mods[i]
+            if type(input) is _ndarray and (type(m) is _Conv2d or isinstance(m, Sequential)) and not m._forward_hooks:
+                r = dw_chain_eval(mods, i, input)
+                if r is not None:
+                    input, used = r
+                    i += used
+                    continue
             if type(m) is _Conv2d and not m._forward_hooks and not isinstance(input, _Tensor):
                 input, used = conv_block_eval(mods, i, input)
                 i += used

@@ -53,10 +53,11 @@ Stage parse_stage(const py::tuple& t, const char* name) {
 template <typename T>
 carray<T> folded(Stage& s, const char* name, int64_t O, int64_t per, std::optional<carray<T>>& bias) {
   CNNFAST_CHECK(s.w.dtype().equal(py::dtype::of<T>()), "dw_chain_forward: ", name, " weight has dtype ",
-                std::string(py::str(s.w.dtype())), " but the input has dtype ", std::string(py::str(py::dtype::of<T>())));
+                std::string(py::str(s.w.dtype())), " but the input has dtype ",
+                std::string(py::str(py::dtype::of<T>())));
   carray<T> w(s.w);
-  CNNFAST_CHECK(w.ndim() == 4 && w.shape(0) == O && w.size() == O * per, "dw_chain_forward: ", name,
-                " weight of size ", shape_str(shape_of(w)), " does not fit the chain");
+  CNNFAST_CHECK(w.ndim() == 4 && w.shape(0) == O && w.size() == O * per, "dw_chain_forward: ", name, " weight of size ",
+                shape_str(shape_of(w)), " does not fit the chain");
   if (s.b) {
     CNNFAST_CHECK(s.b->ndim() == 1 && s.b->shape(0) == O, "dw_chain_forward: ", name, " bias of size ",
                   shape_str(shape_of(*s.b)), " does not match its ", O, " output channels");
@@ -105,8 +106,14 @@ py::object run(const py::array& x_, std::optional<Stage>& ex, Stage& dw, std::op
   }
   carray<T> x(x_);
   carray<T> y = new_array<T>({N, K, OH, OW});
-  DwChain p{N, C, H, W, E, K, R, s, pad, OH, OW, bool(ex), bool(pr), ex ? ex->act : ChainAct{},
-            dw.act, pr ? pr->act : ChainAct{}};
+  DwChain p{N,        C,
+            H,        W,
+            E,        K,
+            R,        s,
+            pad,      OH,
+            OW,       bool(ex),
+            bool(pr), ex ? ex->act : ChainAct{},
+            dw.act,   pr ? pr->act : ChainAct{}};
   const T* xp = x.data();
   const T* wep = we ? we->data() : nullptr;
   const T* bep = be ? be->data() : nullptr;

@@ -147,8 +147,8 @@ bool dw_rows_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typena
 // rows[i] = input row 2 * oh - ph + i (even padded columns, the odd ones plen further); y0: row oh.
 template <class V, int R, int S, int RB, int CV, class Epi>
 CNNFAST_FORCE_INLINE void dw_rows_s2_rowblock(const typename V::T* const* rows, int64_t plen, const typename V::R* wv,
-                                              typename V::R b, const Epi& epi, typename V::T* y0, int64_t OW, int64_t rb,
-                                              int64_t nvec) {
+                                              typename V::R b, const Epi& epi, typename V::T* y0, int64_t OW,
+                                              int64_t rb, int64_t nvec) {
   constexpr int N = V::N;
   auto cols = [&](int64_t j, auto cv) {  // column vectors [j, j + cv)
     const typename V::T* rj[(RB - 1) * 2 + R];
@@ -202,7 +202,8 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
           const int64_t ih = 2 * oh - p.ph + i;
           rows[i] = ih >= ilo && ih < ihi ? rowbuf + ih * 2 * plen : zrow;
         }
-        dw_rows_s2_rowblock<V, R, S, RB, CV>(rows, plen, wv, b, MaybeRelu<V>{relu}, yp + oh * p.OW, p.OW, imin(RB, oh1 - oh), nvec);
+        dw_rows_s2_rowblock<V, R, S, RB, CV>(rows, plen, wv, b, MaybeRelu<V>{relu}, yp + oh * p.OW, p.OW,
+                                             imin(RB, oh1 - oh), nvec);
       }
     }
   });

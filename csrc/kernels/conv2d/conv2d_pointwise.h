@@ -71,12 +71,11 @@ CNNFAST_FORCE_INLINE void with_n(int m, F&& f) {
 }
 
 // One M x NVv tile: rows k0..k0+M of y[n], pixels p0..p0+nvalid (nvalid <= NVv * V::N), reduced
-// over the input channels c0..c1 (channel planes P values apart in x, Py in y). `first`: the sums start at zero (else from the partial sums the
-// previous channel block left in y); `last`: bias and the epilogue epi (a functor on a vector, e.g.
-// MaybeRelu) are applied (else the partial sums are
-// stored). A float32/64 partial sum stored and reloaded is exact, so the result is the same
-// multiply-add chain over c = 0..C-1 for any blocking. `guard`: the last vector must not read past
-// x's buffer on channel C-1 (masked load). `pf`: if not null, the same tile's pixels of the next
+// over the input channels c0..c1 (channel planes P values apart in x, Py in y). `first`: the sums start at zero (else
+// from the partial sums the previous channel block left in y); `last`: bias and the epilogue epi (a functor on a
+// vector, e.g. MaybeRelu) are applied (else the partial sums are stored). A float32/64 partial sum stored and reloaded
+// is exact, so the result is the same multiply-add chain over c = 0..C-1 for any blocking. `guard`: the last vector
+// must not read past x's buffer on channel C-1 (masked load). `pf`: if not null, the same tile's pixels of the next
 // strip (pf - xp pixels further), prefetched one line per vector per channel.
 template <class V, int M, int NVv, class Epi>
 CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, int64_t Py, const typename V::T* xn, const typename V::T* w,

@@ -59,8 +59,8 @@ struct ChainEpi {
 // and sy in y. guard: x ends at channel C - 1's pixel P (the last vector is masked). Per pixel tile
 // (its C x NV vectors stay in L1), every block of MR output channels.
 template <class V, int MR, int NV>
-void pw_run(int64_t C, int64_t K, const typename V::T* x, int64_t sx, const typename V::T* w,
-            const typename V::T* bias, typename V::T* y, int64_t sy, int64_t P, const ChainEpi<V>& epi, bool guard) {
+void pw_run(int64_t C, int64_t K, const typename V::T* x, int64_t sx, const typename V::T* w, const typename V::T* bias,
+            typename V::T* y, int64_t sy, int64_t P, const ChainEpi<V>& epi, bool guard) {
   constexpr int64_t PB = NV * V::N;
   const int64_t kfull = K / MR * MR;
   for (int64_t p0 = 0; p0 < P; p0 += PB) {
@@ -73,8 +73,8 @@ void pw_run(int64_t C, int64_t K, const typename V::T* x, int64_t sx, const type
         pointwise::tile<V, MR, NVv>(C, sx, sy, x, w, bias, y, k0, p0, nvalid, 0, C, true, true, g, nullptr, epi);
       if (kfull < K)
         pointwise::with_n<MR>(static_cast<int>(K - kfull), [&](auto mc) {
-          pointwise::tile<V, decltype(mc)::value, NVv>(C, sx, sy, x, w, bias, y, kfull, p0, nvalid, 0, C, true, true,
-                                                       g, nullptr, epi);
+          pointwise::tile<V, decltype(mc)::value, NVv>(C, sx, sy, x, w, bias, y, kfull, p0, nvalid, 0, C, true, true, g,
+                                                       nullptr, epi);
         });
     });
   }
@@ -148,10 +148,10 @@ bool chain(const DwChain& p, const typename V::T* x, const typename V::T* we, co
       const T* xn = x + n * C * H * W;
       T* yn = y + n * K * OH * OW;
       if (s == 2) std::memset(ring, 0, static_cast<size_t>(n_ring) * sizeof(T));  // phase margins stay zero
-      const int64_t base = imax(0, oa * s - pad);  // first input row of the unit; ring slot of row ih:
+      const int64_t base = imax(0, oa * s - pad);                   // first input row of the unit; ring slot of row ih:
       auto slot = [&](int64_t ih) { return (ih - base) % slots; };  // groups never wrap (slots % G == 0)
-      int64_t next = base;                                         // next input row to fill
-      auto fill = [&](int64_t g0, int64_t g1) {                    // ring rows [g0, g1), g1 - g0 <= G
+      int64_t next = base;                                          // next input row to fill
+      auto fill = [&](int64_t g0, int64_t g1) {                     // ring rows [g0, g1), g1 - g0 <= G
         const int64_t rows = g1 - g0;
         if (s == 1) {  // expand straight into the ring
           T* dst = ring + slot(g0) * W;
@@ -201,10 +201,10 @@ bool chain(const DwChain& p, const typename V::T* x, const typename V::T* we, co
               for (int c = 0; c < cv; ++c) full = full && full1[j + c];
               if (full)
                 direct::dw_rows_block<V, R, R, RB, cv, true>(rj, 0, wv, b, &msk1[j * R], depi, out + j * N, OW, rb,
-                                                               OW - j * N);
+                                                             OW - j * N);
               else
                 direct::dw_rows_block<V, R, R, RB, cv, false>(rj, 0, wv, b, &msk1[j * R], depi, out + j * N, OW, rb,
-                                                                OW - j * N);
+                                                              OW - j * N);
             };
             int64_t j = 0;
             for (; j + CV <= nvec; j += CV) cols(j, std::integral_constant<int, CV>{});
@@ -254,9 +254,11 @@ bool fwd(const DwChain& p, const typename V::T* x, const typename V::T* we, cons
       return s1 ? run(std::integral_constant<int, 3>{}, rb1, std::integral_constant<int, CV3>{}, S1{})
                 : run(std::integral_constant<int, 3>{}, rb2, std::integral_constant<int, CV3>{}, S2{});
     case 5:
-      return s1 ? run(std::integral_constant<int, 5>{}, rb1, I1{}, S1{}) : run(std::integral_constant<int, 5>{}, rb2, I1{}, S2{});
+      return s1 ? run(std::integral_constant<int, 5>{}, rb1, I1{}, S1{})
+                : run(std::integral_constant<int, 5>{}, rb2, I1{}, S2{});
     default:
-      return s1 ? run(std::integral_constant<int, 7>{}, rb1, I1{}, S1{}) : run(std::integral_constant<int, 7>{}, rb2, I1{}, S2{});
+      return s1 ? run(std::integral_constant<int, 7>{}, rb1, I1{}, S1{})
+                : run(std::integral_constant<int, 7>{}, rb2, I1{}, S2{});
   }
 }
 
