@@ -25,8 +25,8 @@ import numpy as np
 import cnnfast
 from cnnfast import _core
 
-# (name, C, E, K, H, R, stride, expand act, dw act, project act); E == C and no expand when C == E
-# and the name has no 'x' expansion ratio; K == 0: no project stage.
+# (name, C, E, K, H (or (H, W)), R, stride, expand act or None, dw act, project act); K == 0: no
+# project stage.
 R6 = ("clamp", 1.0, 0.0, 0.0, 6.0)
 HS = ("hardswish", 1 / 6, 0.5, 0.0, 1.0)
 NONE = ("none", 1.0, 0.0, 0.0, 0.0)
@@ -44,6 +44,11 @@ BLOCKS = [
     ("lcnet_dw128_s2_pw256_56", 128, 128, 256, 56, 3, 2, None, HS, HS),
     ("lcnet_dw256_5x5_pw256_14", 256, 256, 256, 14, 5, 1, None, HS, HS),
     ("v3_16x4.5_5x5_56", 16, 72, 24, 56, 5, 1, ("relu", 1.0, 0.0, 0.0, 0.0), ("relu", 1.0, 0.0, 0.0, 0.0), NONE),
+    # the rapidocr MobileNetV3 text classifier's blocks (3x48x192 input): expand -> 5x5 depthwise on
+    # 2-3 rows of 96 (an SE block follows, so no project stage)
+    ("cls_32x6.25_5x5_2x96", 32, 200, 0, (2, 96), 5, 1, HS, HS, None),
+    ("cls_16x5.5_5x5_3x96", 16, 88, 0, (3, 96), 5, 1, HS, HS, None),
+    ("cls_16x6.5_5x5_6x96s2", 16, 104, 0, (6, 96), 5, 2, HS, HS, None),
 ]
 
 
@@ -99,8 +104,9 @@ def main(argv=None):
         dw = _stage(rng, E, 1, R, da)
         pr = _stage(rng, K, E, 1, pa) if K else None
         p = R // 2
+        hh, ww = H if isinstance(H, tuple) else (H, H)
         for n in [int(b) for b in args.batch.split(",")]:
-            x = rng.standard_normal((n, C, H, H)).astype(np.float32)
+            x = rng.standard_normal((n, C, hh, ww)).astype(np.float32)
             y = _core.dw_chain_forward(x, ex, dw, pr, (s, s), (p, p), args.force)
             if y is None:
                 print(f"| {name} | {n} | | - | |")

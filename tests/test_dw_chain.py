@@ -220,7 +220,7 @@ def test_sequential_runs_the_chain(monkeypatch, rng):
         conv(96, 24, 1),
     ).eval()
     _randomize_bn(m, rng)
-    x = rng.standard_normal((2, 3, 96, 96)).astype(np.float32)
+    x = rng.standard_normal((2, 3, 128, 128)).astype(np.float32)
     want = _layer_by_layer(monkeypatch, m, x)
     taken = _count_chains(monkeypatch)
     with cnnfast.no_grad():

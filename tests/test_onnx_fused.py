@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import cnnfast
+from cnnfast import _core
 import cnnfast.onnx as connx
 from cnnfast.onnx._graph import _EVAL_PROGRAMS
 
@@ -15,7 +16,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper
 
 
-def _graph(seed=0, dtype=np.float32):
+def _graph(seed=0, dtype=np.float32, hw=(12, 10)):
     """x -> [Conv, BN, act] blocks with every activation the fusion knows (Relu, HardSwish,
     HardSigmoid, Clip, Paddle's Add/Clip/Mul/Div hardswish), a strided SAME_UPPER conv, an
     asymmetric-padded conv, an SE gate (GAP -> Conv+Relu -> Conv -> HardSigmoid -> Mul) and a
@@ -78,7 +79,7 @@ def _graph(seed=0, dtype=np.float32):
     g = helper.make_graph(
         nodes,
         "fused",
-        [helper.make_tensor_value_info("x", tp, [None, 3, 12, 10])],
+        [helper.make_tensor_value_info("x", tp, [None, 3, *hw])],
         [helper.make_tensor_value_info("out", tp, None)],
         inits,
     )
@@ -107,9 +108,31 @@ def test_fused_equals_node_by_node(dtype, n):
     # the eight Conv/BN/activation groups became one step each
     _consts, steps = _EVAL_PROGRAMS[model]
     assert len(steps) < len(model._plan) - 10
-    ops = [[nd.op for nd in s[1]] for s in steps]
-    assert ["Conv", "BatchNormalization", "Add", "Clip", "Mul", "Div"] in ops
-    assert ["Conv", "BatchNormalization", "HardSwish"] in ops and ["Conv", "HardSigmoid"] in ops
+    ops = [" ".join(nd.op for nd in s[1]) for s in steps]
+    assert "Conv BatchNormalization Add Clip Mul Div" in ops and "Conv HardSigmoid" in ops
+    # the depthwise conv and the 1x1 conv after it: one chain step (_core.dw_chain_forward)
+    assert "Conv BatchNormalization HardSwish Conv BatchNormalization Clip" in ops
+
+
+def test_chain_step_runs_and_equals_node_by_node(monkeypatch):
+    """On a plane large enough for the chain kernel, the depthwise -> 1x1 step runs as one
+    dw_chain_forward call (its Clip constants read at run time) with the node-by-node result."""
+    model = connx.load(_graph(hw=(80, 96)))
+    x = np.random.default_rng(5).standard_normal((2, 3, 80, 96)).astype(np.float32)
+    taken = []
+    real = _core.dw_chain_forward
+
+    def spy(*a, **k):
+        y = real(*a, **k)
+        taken.append(y is not None)
+        return y
+
+    monkeypatch.setattr(_core, "dw_chain_forward", spy)
+    got = model(x)
+    assert taken == [True]
+    _close(got, _unfused(model, x))
+    getattr(model, model._names["hi"]).data[...] = 0.5  # a trainable Clip bound, changed in place
+    _close(model(x), _unfused(model, x))
 
 
 def test_weights_changed_in_place_are_used():

@@ -93,6 +93,7 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
 
     used = set()
     steps = []
+    metas = {}  # conv steps: what _chains needs to merge them
     for nd in plan:
         if id(nd) in used:
             continue
@@ -156,7 +157,8 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
         if c is not None and act is not None:
             group.append(c)
         used.update(id(n) for n in group)
-        steps.append(_conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads))
+        steps.append(_conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, metas))
+    steps = _chains(steps, metas, only)
     # values computed by a step that returns fresh memory, never viewed by another node, may be
     # overwritten by their last consumer
     read = {x for s in steps for x in s[3]} | outputs
@@ -217,7 +219,7 @@ def _gap(gm, nd, OPS):
     return fn, [nd], None, [xin]
 
 
-def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
+def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, metas=None):
     conv_node = group[0]
     cname = conv_node.attrs["_module"]
     bname = bn_node.attrs["_module"] if bn_node is not None else None
@@ -225,6 +227,7 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
     geom = (conv0.stride, conv0.padding, conv0.dilation, conv0.groups, conv0.auto_pad, conv0.fused_relu)
     stride, dil, groups = conv0.stride, conv0.dilation, conv0.groups
     pads = conv0.padding
+    extra, sym = None, None
     if conv0.auto_pad is None:
         t, b, l, r = (pads[0], pads[0], pads[1], pads[1]) if len(pads) == 2 else pads
         st, sl = min(t, b), min(l, r)
@@ -249,14 +252,18 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
         if abs(alpha - 1 / 6) < 1e-6 and beta == 0.5:  # a float32 attribute meaning 1/6, as _op_hardsigmoid
             alpha = 1 / 6
         kind, params = "clamp", (alpha, beta, 0.0, 1.0)
+    full_act = (kind, *params, *(1.0, 0.0, -np.inf, np.inf)[len(params) :]) if kind is not None else None
 
     def slow(gm, values):
         _run_nodes(gm, group, values, OPS)
         for o in inner:
             values.pop(o, None)
 
-    def fn(gm, values):
-        x = values[xin]
+    def spec(gm, values, x):
+        """``(x, w, bias, padding, bn, act)`` for the fused call from the current modules and
+        constants (act: ``(kind, a, b, lo, hi)``, or None for a hardswish whose constants the
+        fused call cannot take), or None where the nodes must run one by one. ``x`` None: the
+        input is not known yet (a chain's later stage); its checks are left to the chain kernel."""
         mods = gm._modules
         conv = mods[cname]
         if (
@@ -264,17 +271,14 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
             or conv._forward_hooks
             or (conv.stride, conv.padding, conv.dilation, conv.groups, conv.auto_pad, conv.fused_relu) != geom
         ):
-            return slow(gm, values)
+            return None
         w = conv.weight.data
         bias = conv.bias
         bias = None if bias is None else bias.data
-        if (
-            type(x) is not np.ndarray
-            or x.ndim != 4
-            or x.dtype != w.dtype
-            or (bias is not None and bias.dtype != w.dtype)
-        ):
-            return slow(gm, values)
+        if x is not None and (type(x) is not np.ndarray or x.ndim != 4 or x.dtype != w.dtype):
+            return None
+        if bias is not None and bias.dtype != w.dtype:
+            return None
         bn = None
         if bname is not None:
             m = mods[bname]
@@ -285,7 +289,7 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
                 or m.running_mean is None
                 or m.num_features != w.shape[0]
             ):
-                return slow(gm, values)
+                return None
             bn = (
                 m.running_mean,
                 m.running_var,
@@ -296,40 +300,45 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
         if conv.auto_pad is None:
             p = sym
             if extra is not None:
+                if x is None:
+                    return None
                 x = np.pad(x, extra)
         else:
+            if x is None:
+                return None
             full = auto_pads(conv.auto_pad, x.shape[2:], conv.kernel_size, stride, dil)
             t, b, l, r = (full[0], full[0], full[1], full[1]) if len(full) == 2 else full
             st, sl = min(t, b), min(l, r)
             if (t, b, l, r) != (st, st, sl, sl):
                 x = np.pad(x, ((0, 0), (0, 0), (t - st, b - st), (l - sl, r - sl)))
             p = (st, sl)
-        if kind is not None:  # everything known at compile time
-            values[out] = fused(x, w, bias, stride, p, dil, groups, conv_relu, bn, kind, *params)
-            return None
+        if full_act is not None:  # everything known at compile time
+            return x, w, bias, p, bn, full_act
         if act == "Clip":
             lo = _scalar_or_none(_const(gm, act_args[0])) if act_args[0] else None
             hi = _scalar_or_none(_const(gm, act_args[1])) if act_args[1] else None
-            values[out] = fused(
-                x,
-                w,
-                bias,
-                stride,
-                p,
-                dil,
-                groups,
-                conv_relu,
-                bn,
-                "clamp",
-                1.0,
-                0.0,
-                -np.inf if lo is None else lo,
-                np.inf if hi is None else hi,
-            )
-            return None
+            return x, w, bias, p, bn, ("clamp", 1.0, 0.0, -np.inf if lo is None else lo, np.inf if hi is None else hi)
         # hardswish4: the constants are trainable; read their current values
         add, lo, hi, div = (_const(gm, n) for n in act_args)
         if add.dtype != w.dtype or div.dtype != w.dtype or not div.item() > 0:
+            return x, w, bias, p, bn, None
+        d = div.item()
+        lo, hi = _scalar_or_none(lo), _scalar_or_none(hi)
+        return (
+            x,
+            w,
+            bias,
+            p,
+            bn,
+            ("hardswish", 1 / d, add.item() / d, -np.inf if lo is None else lo / d, np.inf if hi is None else hi / d),
+        )
+
+    def fn(gm, values):
+        sp = spec(gm, values, values[xin])
+        if sp is None:
+            return slow(gm, values)
+        x, w, bias, p, bn, a = sp
+        if a is None:  # hardswish4 with constants of another dtype or a non-positive divisor
             values[conv_node.outputs[0] if bname is None else bn_node.outputs[0]] = fused(
                 x, w, bias, stride, p, dil, groups, conv_relu, bn, "none"
             )
@@ -337,24 +346,117 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads):
             for o in inner:
                 values.pop(o, None)
             return None
-        d = div.item()
-        lo, hi = _scalar_or_none(lo), _scalar_or_none(hi)
-        values[out] = fused(
-            x,
-            w,
-            bias,
-            stride,
-            p,
-            dil,
-            groups,
-            conv_relu,
-            bn,
-            "hardswish",
-            1 / d,
-            add.item() / d,
-            -np.inf if lo is None else lo / d,
-            np.inf if hi is None else hi / d,
-        )
+        values[out] = fused(x, w, bias, stride, p, dil, groups, conv_relu, bn, *a)
         return None
 
+    if metas is not None:
+        metas[id(fn)] = {
+            "spec": spec,
+            "conv": conv0,
+            "xin": xin,
+            "out": out,
+            "inner": inner,
+            "plain": conv0.auto_pad is None and extra is None and dil == (1, 1),
+        }
     return fn, list(group), None, ext_inputs
+
+
+def _is_pw(c):
+    return tuple(c.kernel_size) == (1, 1) and c.stride == (1, 1) and tuple(c.padding) == (0, 0) and c.groups == 1
+
+
+def _is_dw(c):
+    k, s, p = tuple(c.kernel_size), tuple(c.stride), tuple(c.padding)
+    return (
+        c.groups == c.in_channels == c.out_channels and k[0] == k[1] and s[0] == s[1] and len(p) == 2 and p[0] == p[1]
+    )
+
+
+def _chains(steps, metas, only):
+    """Merge conv steps that form [1x1 expand] -> depthwise -> [1x1 project] chains (each stage's
+    output read only by the next stage's conv) into one step at the first one's place."""
+    by_conv = {id(st[1][0]): i for i, st in enumerate(steps) if id(st[0]) in metas}
+    merged, out = set(), []
+    for i, st in enumerate(steps):
+        if i in merged:
+            continue
+        m = metas.get(id(st[0]))
+        run = [i] if m is not None and m["plain"] else []
+        while run and len(run) < 3:
+            nxt = only(metas[id(steps[run[-1]][0])]["out"])
+            j = by_conv.get(id(nxt)) if nxt is not None else None
+            if j is None or j in merged or not metas[id(steps[j][0])]["plain"]:
+                break
+            run.append(j)
+        convs = [metas[id(steps[j][0])]["conv"] for j in run]
+        kinds = "".join("p" if _is_pw(c) else "d" if _is_dw(c) else "x" for c in convs)
+        for pat in ("pdp", "pd", "dp"):
+            if kinds.startswith(pat):
+                run = run[: len(pat)]
+                break
+        else:
+            out.append(st)
+            continue
+        merged.update(run[1:])
+        out.append(_chain_step([steps[j] for j in run], [metas[id(steps[j][0])] for j in run], pat))
+    return out
+
+
+def _chain_stage(sp, conv_relu):
+    """A dw_chain_forward stage tuple from a conv step's spec, or None if the chain cannot take it."""
+    _x, w, bias, _p, bn, a = sp
+    if a is None:
+        return None
+    if conv_relu:  # the conv's own fused ReLU, then the step's activation: only ReLU after ReLU composes
+        if a[0] not in ("none", "relu"):
+            return None
+        a = ("relu", 1.0, 0.0, 0.0, 0.0)
+    return (w, bias, bn, *a)
+
+
+def _chain_step(parts, metas, pat):
+    d = pat.index("d")
+    xin, out = metas[0]["xin"], metas[-1]["out"]
+    mids = [m["out"] for m in metas[:-1]]
+    dwc = metas[d]["conv"]
+    relus = [m["conv"].fused_relu for m in metas]
+    declined = set()  # input shapes and dtypes the chain kernel declined (planes too small to pay)
+
+    def one_by_one(gm, values):
+        for fn, *_ in parts:
+            fn(gm, values)
+        for o in mids:
+            values.pop(o, None)
+
+    def fn(gm, values):
+        x = values[xin]
+        if type(x) is not np.ndarray or (x.shape, x.dtype) in declined:
+            return one_by_one(gm, values)
+        stages = []
+        for t, m in enumerate(metas):
+            sp = m["spec"](gm, values, x if t == 0 else None)
+            st = None if sp is None else _chain_stage(sp, relus[t])
+            if st is None or st[0].dtype != x.dtype:
+                return one_by_one(gm, values)
+            stages.append(st)
+        y = _core.dw_chain_forward(
+            x,
+            stages[0] if d == 1 else None,
+            stages[d],
+            stages[d + 1] if d + 1 < len(stages) else None,
+            tuple(dwc.stride),
+            tuple(dwc.padding),
+        )
+        if y is None:
+            declined.add((x.shape, x.dtype))
+            return one_by_one(gm, values)
+        values[out] = y
+        return None
+
+    nodes = [nd for p in parts for nd in p[1]]
+    ins = (
+        [xin]
+        + [x for p in parts[1:] for x in p[3] if x not in mids and x != xin]
+        + [x for x in parts[0][3] if x != xin]
+    )
+    return fn, nodes, None, ins

@@ -18,10 +18,13 @@
 namespace cnnfast {
 namespace {
 
-// The intermediate (the depthwise stage's input) of one image must be at least this large for the
-// chain to run: smaller ones stay in L2 between the layer-wise kernels anyway, which are tuned
-// further. Chosen because (Xeon, AVX-512, bench/dw_chain_layers.py) ...
-constexpr int64_t kMinChainBytes = 256 * 1024;
+// The intermediate (the depthwise stage's input) of the whole batch must be at least this large for
+// the chain to run. Chosen because (Xeon, AVX-512, 2 threads, bench/dw_chain_blocks.py) the chain
+// ran MobileNetV2's and PP-LCNet's blocks from 0.95x (a 32-channel depthwise on 112x112 at batch 1)
+// to 2.3x the layers one by one, and the text classifier's 5x5 blocks on 2-3 rows of 96 (150-200
+// KB an image) 1.3-1.4x even at batch 1: the layer-wise kernels' separate calls cost more than the
+// chain saves only on tiny inputs.
+constexpr int64_t kMinChainBytes = 64 * 1024;
 
 struct Stage {
   py::array w;
@@ -89,8 +92,11 @@ py::object run(const py::array& x_, std::optional<Stage>& ex, Stage& dw, std::op
                 " filter is larger than the padded input ", H, "x", W);
   const int64_t OH = (H + 2 * pad - R) / s + 1, OW = (W + 2 * pad - R) / s + 1;
   const int64_t K = pr ? pr->w.shape(0) : E;
-  const bool domain = (R == 3 || R == 5 || R == 7) && s <= 2 && pad < R && OW * int64_t(sizeof(T)) >= 64;
-  if (!force && (!domain || E * H * W * int64_t(sizeof(T)) < kMinChainBytes)) return py::none();
+  // Stride 2 on narrow outputs: the chain's blocks of 2 output rows give the project stage too few
+  // pixels a block (PP-LCNet's 128 -> 256 on 28x28 ran 0.83-0.91x); the layer-wise kernels keep those.
+  const bool domain =
+      (R == 3 || R == 5 || R == 7) && s <= 2 && pad < R && OW * int64_t(sizeof(T)) >= 64 && (s == 1 || OW >= 32);
+  if (!force && (!domain || N * E * H * W * int64_t(sizeof(T)) < kMinChainBytes)) return py::none();
   std::optional<carray<T>> be, bd, bp;
   std::optional<carray<T>> we, wp;
   if (ex) {

@@ -107,7 +107,10 @@ bool chain(const DwChain& p, const typename V::T* x, const typename V::T* we, co
   const int64_t per_thread = pad_el + n_ring + n_tmp + n_dw + n_zero;
   const int64_t nblk = ceil_div(OH, RB);
   const int64_t mt = max_threads();
-  const int64_t rc = p.N >= mt ? 1 : imin(nblk, ceil_div(mt, p.N));  // row chunks per image
+  // Row chunks per image: enough units for the threads, but each chunk re-expands the R - stride
+  // rows above its first row, so a chunk keeps at least 4x that many rows of its own.
+  const int64_t min_rows = imax(RB, ceil_div(4 * (R - s), s));
+  const int64_t rc = p.N >= mt ? 1 : imax(1, imin(imin(nblk, ceil_div(mt, p.N)), OH / min_rows));
   const int64_t units = p.N * rc;
   const int64_t work = E * (C * H * W + R * R * OH * OW) + K * E * OH * OW;
   const int nt = plan_threads(units, p.N * work);
