@@ -13,7 +13,7 @@
 namespace cnnfast {
 
 // Up to kMaxImpls implementations per (op, dir, dtype, isa), tried in order; unused slots are null.
-constexpr int kMaxImpls = 5;
+constexpr int kMaxImpls = 8;
 template <typename Sig>
 using ImplList = std::array<Sig*, kMaxImpls>;
 
