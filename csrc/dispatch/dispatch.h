@@ -28,6 +28,8 @@ struct KernelTable {
   ImplList<relu_bwd_sig<T>> relu_bwd{};
   ImplList<pointwise_fwd_sig<T>> pointwise_fwd{};
   ImplList<linear_fwd_sig<T>> linear_fwd{};
+  ImplList<gap_fwd_sig<T>> gap_fwd{};
+  ImplList<chscale_fwd_sig<T>> chscale_fwd{};
 };
 
 // The kernels compiled for `isa` (empty lists where that ISA has no kernel of its own).
