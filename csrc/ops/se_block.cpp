@@ -50,7 +50,7 @@ void check_bias(const py::array& x, const std::optional<py::array>& b, int64_t n
   if (!b) return;
   check_same_dtype(x, *b, what);
   CNNFAST_CHECK(b->ndim() == 1 && b->shape(0) == n, "se_scale_forward: ", what, " of size ", shape_str(shape_of(*b)),
-                " must be (", n, ")");
+                " must be (", n, ",)");
 }
 
 // y (m, n) = a (m, k) @ w (n, k)^T + bias, through linear_fwd, whose SIMD kernels take at most 8 rows.
