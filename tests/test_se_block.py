@@ -263,7 +263,7 @@ def test_exported_se_model_fused_matches_node_by_node_and_onnxruntime(tmp_path, 
 
 def test_onnx_se_on_graph_input_is_not_in_place(rng):
     """The SE block reads the graph input: the caller's array must not be scaled in place."""
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     import cnnfast.onnx as connx
