@@ -261,22 +261,25 @@ def test_exported_se_model_fused_matches_node_by_node_and_onnxruntime(tmp_path, 
     np.testing.assert_allclose(got, net(x), rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
-def test_onnx_se_on_graph_input_is_not_in_place(rng):
-    """The SE block reads the graph input: the caller's array must not be scaled in place."""
-    pytest.importorskip("onnx")
+def _se_graph(rng, conv_first):
+    """[x -> Conv 1x1 -> c ->] SE(input) with Relu and HardSigmoid(0.2, 0.5)."""
     from onnx import TensorProto, helper, numpy_helper
 
     import cnnfast.onnx as connx
 
     w1, b1, w2, b2 = _params(rng, 8, 2, np.float32)
-    inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))]
-    nodes = [
-        helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+    w0 = (rng.standard_normal((8, 8, 1, 1)) / 3).astype(np.float32)
+    consts = ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2")) + (((w0, "w0"),) if conv_first else ())
+    inits = [numpy_helper.from_array(a, n) for a, n in consts]
+    src = "c" if conv_first else "x"
+    first = [helper.make_node("Conv", ["x", "w0"], ["c"], kernel_shape=[1, 1])] if conv_first else []
+    nodes = first + [
+        helper.make_node("GlobalAveragePool", [src], ["p"]),
         helper.make_node("Conv", ["p", "w1", "b1"], ["h"], kernel_shape=[1, 1]),
         helper.make_node("Relu", ["h"], ["r"]),
         helper.make_node("Conv", ["r", "w2", "b2"], ["s"], kernel_shape=[1, 1]),
         helper.make_node("HardSigmoid", ["s"], ["g"], alpha=0.2, beta=0.5),
-        helper.make_node("Mul", ["g", "x"], ["y"]),
+        helper.make_node("Mul", ["g", src], ["y"]),
     ]
     g = helper.make_graph(
         nodes,
@@ -286,12 +289,48 @@ def test_onnx_se_on_graph_input_is_not_in_place(rng):
         inits,
     )
     model = connx.load(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    return model, (w1, b1, w2, b2)
+
+
+def test_onnx_se_on_graph_input_is_not_in_place(rng):
+    """The SE block reads the graph input: the caller's array must not be scaled in place."""
+    pytest.importorskip("onnx")
+    model, (w1, b1, w2, b2) = _se_graph(rng, conv_first=False)
     x = rng.standard_normal((2, 8, 5, 6)).astype(np.float32)
     x0 = x.copy()
     y = model(x)
     assert _se_steps(model) == [["GlobalAveragePool", "Conv", "Conv", "HardSigmoid", "Mul"]]
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_allclose(y, _ref(x, w1, b1, w2, b2, "relu", "hardsigmoid", 0.2, 0.5), rtol=1e-5, atol=1e-6)
+
+
+def test_onnx_se_in_place_only_on_arrays_nobody_holds(rng):
+    """A conv output read only by the SE block is scaled in place; one a forward hook kept is not."""
+    pytest.importorskip("onnx")
+    model, _ = _se_graph(rng, conv_first=True)
+    x = rng.standard_normal((2, 8, 5, 6)).astype(np.float32)
+    ref = model(cnnfast.Tensor(x)).data
+    calls = []
+    real = _core.se_scale_forward
+
+    def spy(*a):
+        calls.append(a[-1] is a[0])
+        return real(*a)
+
+    _core.se_scale_forward = spy
+    try:
+        np.testing.assert_allclose(model(x), ref, rtol=1e-5, atol=1e-6)
+        assert calls == [True]
+        kept = []
+        conv = next(m for m in model.modules() if isinstance(m, cnnfast.nn.Conv2d) and m.weight.shape == (8, 8, 1, 1))
+        conv.register_forward_hook(lambda mod, args, out: kept.append(out))
+        np.testing.assert_allclose(model(x), ref, rtol=1e-5, atol=1e-6)
+        assert calls == [True, False]
+    finally:
+        _core.se_scale_forward = real
+    # the hook's array still holds the conv's output, not the scaled one
+    want = np.einsum("kc,nchw->nkhw", conv.weight.data[:, :, 0, 0], x)
+    np.testing.assert_allclose(kept[0], want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
