@@ -58,6 +58,12 @@ def conv_bn_act_forward(
     relu: bool, bn: tuple[Array, Array, Array | None, Array | None, float] | None, act: str, a: float = 1.0,
     b: float = 0.0, lo: float = ..., hi: float = ...,
 ) -> Array: ...
+def se_scale_forward(
+    input: Array, fc1_weight: Array, fc1_bias: Array | None, fc2_weight: Array, fc2_bias: Array | None,
+    activation: str = "relu", scale_activation: str = "hardsigmoid", alpha: float = ..., beta: float = 0.5,
+    out: Array | None = None,
+) -> Array: ...
+def global_avg_pool_forward(input: Array) -> Array: ...
 
 # a dw_chain_forward stage: (weight, bias, bn, act, a, b, lo, hi)
 _ChainStage = tuple[

@@ -109,7 +109,9 @@ def test_fused_equals_node_by_node(dtype, n):
     _consts, steps = _EVAL_PROGRAMS[model]
     assert len(steps) < len(model._plan) - 10
     ops = [" ".join(nd.op for nd in s[1]) for s in steps]
-    assert "Conv BatchNormalization Add Clip Mul Div" in ops and "Conv HardSigmoid" in ops
+    assert "Conv BatchNormalization Add Clip Mul Div" in ops
+    # the SE gate is one step (its fc2 -> HardSigmoid no longer a conv step of its own)
+    assert "GlobalAveragePool Conv Conv HardSigmoid Mul" in ops and "Conv HardSigmoid" not in ops
     # the depthwise conv and the 1x1 conv after it: one chain step (_core.dw_chain_forward)
     assert "Conv BatchNormalization HardSwish Conv BatchNormalization Clip" in ops
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import nn
+from .. import _core, nn
 from .._random import _get_generator
 from ..autograd.tensor import Tensor
 
@@ -86,7 +86,53 @@ class SqueezeExcitation(nn.Module):
         return self.scale_activation(scale)
 
     def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
+        if type(input) is np.ndarray and not self.training:
+            y = self._fused(input)
+            if y is not None:
+                return y
         return self._scale(input) * input
+
+    def _fused(self, x: np.ndarray) -> np.ndarray | None:
+        """The eval-mode ndarray forward as one ``_core.se_scale_forward`` call, or None where it
+        does not apply (submodules replaced or hooked, other dtypes; then the module calls run)."""
+        fc1, fc2, act, sact, pool = self.fc1, self.fc2, self.activation, self.scale_activation, self.avgpool
+        a1 = _SE_ACTIVATIONS.get(type(act))
+        if (
+            a1 is None
+            or type(sact) not in (nn.Hardsigmoid, nn.Sigmoid)
+            or type(pool) is not nn.AdaptiveAvgPool2d
+            or pool.output_size not in (1, (1, 1))
+            or x.ndim != 4
+            or x.dtype.char not in "fd"
+        ):
+            return None
+        convs = (fc1, fc2)
+        for m in (pool, act, sact) + convs:
+            if m._forward_hooks:
+                return None
+        for c in convs:
+            if (
+                type(c) is not nn.Conv2d
+                or c.kernel_size != (1, 1)
+                or c.stride != (1, 1)
+                or c.groups != 1
+                or not (c.padding in ("valid", "same") or not any(c.padding))
+                or c.weight.data.dtype != x.dtype
+                or (c.bias is not None and c.bias.data.dtype != x.dtype)
+            ):
+                return None
+        return _core.se_scale_forward(
+            x,
+            fc1.weight.data,
+            None if fc1.bias is None else fc1.bias.data,
+            fc2.weight.data,
+            None if fc2.bias is None else fc2.bias.data,
+            a1,
+            "hardsigmoid" if type(sact) is nn.Hardsigmoid else "sigmoid",
+        )
+
+
+_SE_ACTIVATIONS = {nn.ReLU: "relu", nn.SiLU: "silu", nn.Hardswish: "hardswish", nn.Identity: "none"}
 
 
 def stochastic_depth(

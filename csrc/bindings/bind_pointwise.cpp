@@ -26,4 +26,12 @@ void bind_pointwise(py::module_& m) {
         "stage (weight, bias, bn, act, a, b, lo, hi) with its eval BatchNorm (bn as in conv_bn_act_forward, or None) "
         "folded in and act 'none', 'relu', 'clamp' or 'hardswish'. Returns None where the chain does not apply or "
         "would not pay (unless force), for the caller to run the layers one by one.");
+  m.def("se_scale_forward", &cnnfast::se_scale_forward, "input"_a, "fc1_weight"_a, "fc1_bias"_a, "fc2_weight"_a,
+        "fc2_bias"_a, "activation"_a = "relu", "scale_activation"_a = "hardsigmoid", "alpha"_a = 1.0 / 6,
+        "beta"_a = 0.5, "out"_a = py::none(),
+        "Squeeze-and-excitation of a 4-D input: input * scale_activation(fc2(activation(fc1(mean over H, W)))); "
+        "fc1/fc2 weights (S, C, 1, 1) / (C, S, 1, 1) or 2-D; activation 'relu', 'silu', 'hardswish' or 'none'; "
+        "scale_activation 'hardsigmoid' (clip(alpha * v + beta, 0, 1)) or 'sigmoid'. out may be input itself.");
+  m.def("global_avg_pool_forward", &cnnfast::global_avg_pool_forward, "input"_a,
+        "Mean over H, W of a 4-D input (N, C, H, W): (N, C, 1, 1).");
 }

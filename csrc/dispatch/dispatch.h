@@ -29,6 +29,8 @@ struct KernelTable {
   ImplList<pointwise_fwd_sig<T>> pointwise_fwd{};
   ImplList<linear_fwd_sig<T>> linear_fwd{};
   ImplList<dwchain_fwd_sig<T>> dwchain_fwd{};
+  ImplList<gap_fwd_sig<T>> gap_fwd{};
+  ImplList<chscale_fwd_sig<T>> chscale_fwd{};
 };
 
 // The kernels compiled for `isa` (empty lists where that ISA has no kernel of its own).

@@ -7,6 +7,7 @@
 #include "kernels/maxpool2d/maxpool2d.h"
 #include "kernels/pointwise/pointwise.h"
 #include "kernels/relu/relu.h"
+#include "kernels/se/se.h"
 
 namespace cnnfast {
 using f32_t = float;

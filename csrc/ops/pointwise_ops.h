@@ -1,5 +1,6 @@
 // Ops layer of the pointwise activations, the small-batch linear product (checks -> output ->
-// dispatch: kernels/pointwise, kernels/linear) and the fused eval step conv -> BatchNorm -> activation. Bound in
+// dispatch: kernels/pointwise, kernels/linear), the fused eval step conv -> BatchNorm -> activation and
+// the squeeze-and-excitation block / global average pooling (ops/se_block.cpp, kernels/se). Bound in
 // bindings/bind_pointwise.cpp.
 #pragma once
 #include <pybind11/numpy.h>
@@ -22,6 +23,15 @@ py::array conv_bn_act_forward(const py::array& x, const py::array& w, const std:
                               Pair padding, Pair dilation, int64_t groups, bool conv_relu,
                               const std::optional<py::tuple>& bn, const std::string& act, double a, double b, double lo,
                               double hi);
+// Squeeze-and-excitation block of a 4-D input x (N, C, H, W): x * scale_act(fc2(act1(fc1(mean over H, W)))),
+// fc1 / fc2 1x1 convs (S, C, 1, 1) / (C, S, 1, 1) with optional biases; act1 'relu', 'silu', 'hardswish'
+// or 'none'; scale_act 'hardsigmoid' (min(max(alpha * v + beta, 0), 1)) or 'sigmoid'. out may be x.
+py::array se_scale_forward(const py::array& x, const py::array& w1, const std::optional<py::array>& b1,
+                           const py::array& w2, const std::optional<py::array>& b2, const std::string& activation,
+                           const std::string& scale_activation, double alpha, double beta,
+                           const std::optional<py::array>& out);
+// Mean over H, W of a 4-D input: (N, C, 1, 1).
+py::array global_avg_pool_forward(const py::array& x);
 
 // [1x1 expand] -> depthwise -> [1x1 project], each with an eval BatchNorm (folded) and an activation,
 // in one pass (kernels/dwchain); stages are (weight, bias, bn, act, a, b, lo, hi). None where the
