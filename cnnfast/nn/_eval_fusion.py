@@ -158,15 +158,14 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
 _CHAIN_ACTS = {"relu", "relu6", "hardswish", "hardsigmoid"}
 
 
-def _leaves(m: Module, out: list[Module]) -> bool:
-    """Append ``m``'s modules as Sequential.forward would run them (plain Sequential children
-    flattened); False if one of them has forward hooks."""
-    from .container import Sequential
-
+def _leaves(m: Module, out: list[Module], seq: type[Module]) -> bool:
+    """Append ``m``'s modules as Sequential.forward would run them (children of class ``seq``, the
+    Sequential -- passed in, so this module imports no container -- flattened where they keep its
+    forward); False if one of them has forward hooks."""
     if m._forward_hooks:
         return False
-    if isinstance(m, Sequential) and type(m).forward is Sequential.forward:
-        return all(_leaves(c, out) for c in m._modules.values() if c is not None)
+    if isinstance(m, seq) and type(m).forward is seq.forward:
+        return all(_leaves(c, out, seq) for c in m._modules.values() if c is not None)
     out.append(m)
     return True
 
@@ -224,11 +223,12 @@ def _is_depthwise(c: Module) -> bool:
     )
 
 
-def dw_chain_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int] | None:
+def dw_chain_eval(mods: Sequence[Module], i: int, x: Any, seq: type[Module]) -> tuple[Any, int] | None:
     """Run ``mods[i:]`` from ``mods[i]`` on as the one-pass chain if they start with [1x1 expand]
     -> depthwise -> [1x1 project] (at least two of the three stages; each Conv2d [-> eval
     BatchNorm2d] [-> ReLU / ReLU6 / Hardswish / Hardsigmoid], no hooks, plain Sequential children
-    such as Conv2dNormActivation looked into) covering whole modules of ``mods``; returns ``(output,
+    such as Conv2dNormActivation looked into; ``seq``: the Sequential class) covering whole modules of
+    ``mods``; returns ``(output,
     number of modules consumed)``, or None (the caller runs the modules as usual) where the pattern
     does not match or the kernel declines (small planes, where the layer-wise kernels are as fast).
     Same results as the modules one by one, up to float rounding."""
@@ -237,7 +237,7 @@ def dw_chain_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int] | N
     leaves: list[Module] = []
     ends: list[int] = []  # leaves[:ends[t]] are the leaves of mods[i : i + t + 1]
     for t in range(i, min(len(mods), i + 9)):
-        if not _leaves(mods[t], leaves):
+        if not _leaves(mods[t], leaves, seq):
             break
         ends.append(len(leaves))
         if len(leaves) >= 9:
