@@ -38,11 +38,15 @@ BLOCKS = [
     ("mbv2_b5_32x6_28", 32, 192, 32, 28, 3, 1, R6, R6, NONE),
     ("mbv2_b7_32x6_28s2", 32, 192, 64, 28, 3, 2, R6, R6, NONE),
     ("mbv2_b8_64x6_14", 64, 384, 64, 14, 3, 1, R6, R6, NONE),
+    ("mbv2_b14_96x6_14s2", 96, 576, 160, 14, 3, 2, R6, R6, NONE),
+    ("mbv2_b15_160x6_7", 160, 960, 160, 7, 3, 1, R6, R6, NONE),
     ("lcnet_dw32_pw64_112", 32, 32, 64, 112, 3, 1, None, HS, HS),
     ("lcnet_dw64_s2_pw128_112", 64, 64, 128, 112, 3, 2, None, HS, HS),
     ("lcnet_dw128_pw128_56", 128, 128, 128, 56, 3, 1, None, HS, HS),
     ("lcnet_dw128_s2_pw256_56", 128, 128, 256, 56, 3, 2, None, HS, HS),
     ("lcnet_dw256_5x5_pw256_14", 256, 256, 256, 14, 5, 1, None, HS, HS),
+    ("lcnet_dw256_5x5_s2_pw512_14", 256, 256, 512, 14, 5, 2, None, HS, HS),
+    ("lcnet_dw512_5x5_pw512_7", 512, 512, 512, 7, 5, 1, None, HS, HS),
     ("v3_16x4.5_5x5_56", 16, 72, 24, 56, 5, 1, ("relu", 1.0, 0.0, 0.0, 0.0), ("relu", 1.0, 0.0, 0.0, 0.0), NONE),
     # the rapidocr MobileNetV3 text classifier's blocks (3x48x192 input): expand -> 5x5 depthwise on
     # 2-3 rows of 96 (an SE block follows, so no project stage)

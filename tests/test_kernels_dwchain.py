@@ -104,6 +104,10 @@ CASES = [
     (1, 3, 10, 7, 6, 19, 3, 1, 0, "relu", "relu6", "relu"),  # no padding
     (1, 4, 6, 5, 5, 33, 3, 2, 2, "none", "relu", "relu6"),  # padding R - 1
     (1, 4, 9, 5, 17, 64, 5, 1, 4, "relu6", "relu6", "none"),
+    (2, 8, 24, 16, 14, 14, 3, 1, 1, "relu6", "relu6", "none"),  # rows narrower than a vector
+    (2, 8, 24, 16, 7, 7, 5, 1, 2, None, "hardswish", "relu"),
+    (1, 8, 24, 16, 14, 14, 3, 2, 1, "relu6", "relu6", "none"),  # 14x14 -> 7x7
+    (1, 3, 5, 4, 3, 3, 3, 1, 1, "relu", "relu", "none"),
 ]
 
 

@@ -92,10 +92,12 @@ py::object run(const py::array& x_, std::optional<Stage>& ex, Stage& dw, std::op
                 " filter is larger than the padded input ", H, "x", W);
   const int64_t OH = (H + 2 * pad - R) / s + 1, OW = (W + 2 * pad - R) / s + 1;
   const int64_t K = pr ? pr->w.shape(0) : E;
-  // Stride 2 on narrow outputs: the chain's blocks of 2 output rows give the project stage too few
-  // pixels a block (PP-LCNet's 128 -> 256 on 28x28 ran 0.83-0.91x); the layer-wise kernels keep those.
-  const bool domain =
-      (R == 3 || R == 5 || R == 7) && s <= 2 && pad < R && OW * int64_t(sizeof(T)) >= 64 && (s == 1 || OW >= 32);
+  // Where the chain pays (Xeon, AVX-512, bench/dw_chain_blocks.py, process CPU time, batch 1 and 8):
+  // outputs of 14 and more columns (MobileNetV2's 14x14 blocks 1.07-1.23x; its 7x7 ones and
+  // PP-LCNet's 7x7 5x5 blocks ran 0.54-0.91x: 4 rows of 7 columns leave the project stage too few
+  // pixels a block); stride 2 without an expand stage only from 48 output columns (PP-LCNet's
+  // 128 -> 256 on 56 -> 28 ran 0.83-0.86x: the chain saves only the small depthwise output there).
+  const bool domain = (R == 3 || R == 5 || R == 7) && s <= 2 && pad < R && OW >= 12 && (s == 1 || ex || OW >= 48);
   if (!force && (!domain || N * E * H * W * int64_t(sizeof(T)) < kMinChainBytes)) return py::none();
   std::optional<carray<T>> be, bd, bp;
   std::optional<carray<T>> we, wp;

@@ -229,11 +229,11 @@ bool chain(const DwChain& p, const typename V::T* x, const typename V::T* we, co
 }
 
 // The kernels' domain: square 3x3 / 5x5 / 7x7 depthwise filters, stride 1 or 2, padding below the
-// filter size, output rows of at least one vector (the depthwise register blocks' requirement).
+// filter size (rows narrower than a vector too: the masked loads keep to the row, the stores to OW).
 template <class V>
 bool domain(const DwChain& p) {
   return (p.R == 3 || p.R == 5 || p.R == 7) && (p.stride == 1 || p.stride == 2) && p.pad >= 0 && p.pad < p.R &&
-         p.OW >= V::N && p.OH >= 1 && p.C >= 1 && p.E >= 1 && p.K >= 1;
+         p.OW >= 1 && p.OH >= 1 && p.C >= 1 && p.E >= 1 && p.K >= 1;
 }
 
 template <class V, int RB1, int CV3, int RB2, int MR, int NV>
