@@ -12,6 +12,10 @@ in-place destination replaced by None). ``whole - calls`` is the Python step log
     PYTHONPATH=$PWD python bench/eval_overhead.py --nets mobilenet_v2 --profile
     python bench/eval_overhead.py --trees base=/tmp/base,new=$PWD --rounds 9   # A/B of source trees
 
+``--cores label=SO,...``: the network's recorded C++ calls replayed on each compiled extension (loaded
+side by side in this process, as bench/ab_builds.py does), alternating round by round: an A/B of
+the C++ side alone (e.g. the main build's ``_core*.so`` copied aside against this tree's).
+
 ``--trees label=DIR,...``: each DIR a source tree with its built ``cnnfast/_core*.so`` (e.g. ``git
 archive main cnnfast | tar -x -C /tmp/base`` plus a copy of the extension); every round runs one
 fresh process per tree in turn (alternating order), each timing every network's forward in process
@@ -140,6 +144,39 @@ def cpu(f, n):
     return (time.process_time() - c) / n
 
 
+def cores_ab(args):
+    import importlib.machinery
+    import importlib.util
+
+    labels = []
+    for kv in args.cores.split(","):
+        lab, path = kv.split("=", 1)
+        loader = importlib.machinery.ExtensionFileLoader(f"ab_{lab}._core", path)
+        mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(f"ab_{lab}._core", loader))
+        loader.exec_module(mod)
+        mod.set_num_threads(args.threads)
+        labels.append((lab, mod))
+    cnnfast.set_num_threads(args.threads)
+    print(f"batch {args.batch}, {args.threads} thread(s), ISA {_core.get_isa()}: recorded C++ calls replayed, CPU ms")
+    print("| network | " + " | ".join(lab for lab, _m in labels) + " |")
+    print("|---|" + "---|" * len(labels))
+    for name in args.nets:
+        m, chw = build(name)
+        x = np.random.default_rng(0).uniform(-1, 1, (args.batch, *chw)).astype(np.float32)
+        with cnnfast.no_grad():
+            calls = record(m, x)
+        per = {lab: [(getattr(mod, k), a) for k, _f, a in calls] for lab, mod in labels}
+        res = {lab: [] for lab, _m in labels}
+        for r in range(args.rounds):
+            for lab, _m in labels if r % 2 == 0 else labels[::-1]:
+                res[lab].append(cpu(lambda c=per[lab]: [f(*a) for f, a in c], args.calls))
+        base = float(np.median(res[labels[0][0]]))
+        cells = [
+            f"{float(np.median(res[lab])) * 1e3:.3f} ({float(np.median(res[lab])) / base:.3f})" for lab, _m in labels
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
 def worker(args):
     """One tree's round: every network's median forward CPU time in ms, as ``name=ms`` lines."""
     cnnfast.set_num_threads(args.threads)
@@ -207,10 +244,13 @@ def main(argv=None):
     ap.add_argument("--per-call", action="store_true", help="+ each C++ call's CPU time, largest first")
     ap.add_argument("--ort", action="store_true", help="+ ONNX Runtime's node times (its profiler, ONNX nets)")
     ap.add_argument("--trees", help="label=DIR,label=DIR: A/B of source trees, a fresh process per tree and round")
+    ap.add_argument("--cores", help="label=SO,label=SO: A/B of compiled extensions on the recorded calls")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.trees:
         return trees(args)
+    if args.cores:
+        return cores_ab(args)
     if args.worker:
         return worker(args)
     cnnfast.set_num_threads(args.threads)
