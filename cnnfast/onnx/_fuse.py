@@ -203,6 +203,7 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
         used.update(id(n) for n in group)
         steps.append(_conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, metas))
     steps = _chains(steps, metas, only)
+    steps = _post_adds(steps, metas, only, OPS)
     # values computed by a step that returns fresh memory, never viewed by another node, may be
     # overwritten by their last consumer
     read = {x for s in steps for x in s[3]} | outputs
@@ -426,6 +427,76 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
     return fn, list(group), None, ext_inputs
 
 
+def _local_refs():
+    """``sys.getrefcount`` of an object one local variable alone holds, read as :func:`_post_adds`
+    reads it (measured, as :func:`_sole_refs`)."""
+
+    def probe(values):
+        a = values.pop("x")
+        return sys.getrefcount(a)
+
+    return probe({"x": object()})
+
+
+_LOCAL_REFS = _local_refs()
+
+
+def _post_adds(steps, metas, only, OPS):
+    """Merge a conv or chain step with the residual ``Add`` that follows it and alone reads its
+    output: the sum goes into the step's fresh output in place (one step, no new array) when it is
+    an unshared ndarray of the other operand's shape and dtype, else the Add runs as usual."""
+    conv_fns = set(metas)  # ids of the conv steps' functions
+    out = []
+    i = 0
+    while i < len(steps):
+        st = steps[i]
+        nxt = steps[i + 1] if i + 1 < len(steps) else None
+        y = st[1][-1].outputs[0] if st[1][-1].outputs else None
+        add = nxt[1][0] if nxt is not None and len(nxt[1]) == 1 else None
+        if (
+            (id(st[0]) in conv_fns or getattr(st[0], "_dw_chain", False))
+            and add is not None
+            and add.op == "Add"
+            and len(add.inputs) == 2
+            and y in add.inputs
+            and add.inputs[0] != add.inputs[1]
+            and only(y) is add
+        ):
+            out.append(_add_step(st, add, y, OPS))
+            i += 2
+            continue
+        out.append(st)
+        i += 1
+    return out
+
+
+def _add_step(st, add, y, OPS):
+    fn1 = st[0]
+    first = add.inputs[0] == y
+    other = add.inputs[1] if first else add.inputs[0]
+    res = add.outputs[0]
+    op = OPS["Add"]
+
+    def fn(gm, values):
+        fn1(gm, values)
+        a = values.pop(y)
+        b = values[other]
+        if (
+            type(a) is np.ndarray
+            and type(b) is np.ndarray
+            and a.shape == b.shape
+            and a.dtype is b.dtype
+            and sys.getrefcount(a) <= _LOCAL_REFS
+            and a.flags.writeable
+            and (a.base is None or type(a.base).__name__ == "PyCapsule")  # its own or cnnfast's allocation
+        ):
+            values[res] = np.add(a, b, out=a)
+        else:
+            values[res] = op(gm, add, [a, b] if first else [b, a])
+
+    return fn, list(st[1]) + [add], None, list(st[3]) + [other]
+
+
 def _is_pw(c):
     return tuple(c.kernel_size) == (1, 1) and c.stride == (1, 1) and tuple(c.padding) == (0, 0) and c.groups == 1
 
@@ -518,6 +589,7 @@ def _chain_step(parts, metas, pat):
         values[out] = y
         return None
 
+    fn._dw_chain = True  # type: ignore[attr-defined]
     nodes = [nd for p in parts for nd in p[1]]
     ins = (
         [xin]
