@@ -198,8 +198,7 @@ def _sole_refs() -> int:
 
     def caller() -> int:
         result = object()
-        result = probe(result)
-        return result  # type: ignore[return-value]
+        return probe(result)
 
     return caller()
 

@@ -75,7 +75,7 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
         bn, n_used = nxt, 2
         nxt = mods[i + 2] if i + 2 < len(mods) else None
     act = _ACTS.get(type(nxt))
-    if act is not None and not nxt._forward_hooks:
+    if act is not None and nxt is not None and not nxt._forward_hooks:
         n_used += 1
     else:
         act = None

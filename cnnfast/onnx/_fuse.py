@@ -310,6 +310,7 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
         for o in inner:
             values.pop(o, None)
 
+    a_add, a_lo, a_hi, a_div = act_args if act == "hardswish4" else (None,) * 4
     g_stride, g_pad, g_dil, g_groups, g_auto, g_relu = geom
 
     def spec(gm, values, x):
@@ -385,18 +386,25 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
             return x, w, bias, p, bn, ("clamp", 1.0, 0.0, -np.inf if lo is None else lo, np.inf if hi is None else hi)
         # hardswish4: the constants are trainable; read their current values (the value table
         # holds them: compile_eval lists a step's inputs among the constants read each call)
-        add, lo, hi, div = values[act_args[0]], values[act_args[1]], values[act_args[2]], values[act_args[3]]
-        if add.dtype != wdt or div.dtype != wdt or not div.item() > 0:
+        add, lo, hi, div = values[a_add], values[a_lo], values[a_hi], values[a_div]
+        if (add.dtype is not wdt and add.dtype != wdt) or (div.dtype is not wdt and div.dtype != wdt):
             return x, w, bias, p, bn, None
         d = div.item()
-        lo, hi = _scalar_or_none(lo), _scalar_or_none(hi)
+        if not d > 0:
+            return x, w, bias, p, bn, None
         return (
             x,
             w,
             bias,
             p,
             bn,
-            ("hardswish", 1 / d, add.item() / d, -np.inf if lo is None else lo / d, np.inf if hi is None else hi / d),
+            (
+                "hardswish",
+                1 / d,
+                add.item() / d,
+                -np.inf if lo is None else lo.item() / d,
+                np.inf if hi is None else hi.item() / d,
+            ),
         )
 
     def fn(gm, values):
@@ -589,7 +597,7 @@ def _chain_step(parts, metas, pat):
         values[out] = y
         return None
 
-    fn._dw_chain = True  # type: ignore[attr-defined]
+    fn._dw_chain = True
     nodes = [nd for p in parts for nd in p[1]]
     ins = (
         [xin]
