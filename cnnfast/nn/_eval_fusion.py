@@ -160,22 +160,17 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
 # plain Sequential (Conv2dNormActivation) child given an ndarray.
 
 _CHAIN_ACTS = {"relu", "relu6", "hardswish", "hardsigmoid"}
-_SEQUENTIAL: list[Any] = []  # [Sequential, Sequential.forward] once container is imported
 
 
-def _leaves(m: Module, out: list[Module]) -> bool:
-    """Append ``m``'s modules as Sequential.forward would run them (plain Sequential children
-    flattened); False if one of them has forward hooks."""
+def _leaves(m: Module, out: list[Module], seq: type[Module]) -> bool:
+    """Append ``m``'s modules as Sequential.forward would run them (children of class ``seq``, the
+    Sequential -- passed in, so this module imports no container -- flattened where they keep its
+    forward); False if one of them has forward hooks."""
     if m._forward_hooks:
         return False
-    if not _SEQUENTIAL:
-        from .container import Sequential
-
-        _SEQUENTIAL[:] = [Sequential, Sequential.forward]
-    seq, fwd = _SEQUENTIAL
-    if isinstance(m, seq) and type(m).forward is fwd:
+    if isinstance(m, seq) and type(m).forward is seq.forward:
         for c in m._modules.values():
-            if c is not None and not _leaves(c, out):
+            if c is not None and not _leaves(c, out, seq):
                 return False
         return True
     out.append(m)
@@ -238,12 +233,12 @@ def _is_depthwise(c: Module) -> bool:
     )
 
 
-def dw_chain_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int] | None:
+def dw_chain_eval(mods: Sequence[Module], i: int, x: Any, seq: type[Module]) -> tuple[Any, int] | None:
     """Run ``mods[i:]`` from ``mods[i]`` on as the one-pass chain if they start with [1x1 expand]
     -> depthwise -> [1x1 project] (at least two of the three stages; each Conv2d [-> eval
     BatchNorm2d] [-> ReLU / ReLU6 / Hardswish / Hardsigmoid], no hooks, plain Sequential children
-    such as Conv2dNormActivation looked into) covering whole modules of ``mods``; returns ``(output,
-    number of modules consumed)``, or None (the caller runs the modules as usual) where the pattern
+    such as Conv2dNormActivation looked into; ``seq``: the Sequential class) covering whole modules
+    of ``mods``; returns ``(output, number of modules consumed)``, or None (the caller runs the modules as usual) where the pattern
     does not match or the kernel declines (small planes, where the layer-wise kernels are as fast).
     Same results as the modules one by one, up to float rounding."""
     if type(x) is not np.ndarray or x.ndim != 4 or x.dtype.type not in (np.float32, np.float64):
@@ -251,7 +246,7 @@ def dw_chain_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int] | N
     leaves: list[Module] = []
     ends: list[int] = []  # leaves[:ends[t]] are the leaves of mods[i : i + t + 1]
     for t in range(i, min(len(mods), i + 9)):
-        if not _leaves(mods[t], leaves):
+        if not _leaves(mods[t], leaves, seq):
             break
         ends.append(len(leaves))
         if len(leaves) >= 9:

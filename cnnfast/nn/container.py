@@ -139,7 +139,7 @@ class Sequential(Module):
         while i < n:
             m = mods[i]
             if type(input) is _ndarray and (type(m) is _Conv2d or isinstance(m, Sequential)) and not m._forward_hooks:
-                r = dw_chain_eval(mods, i, input)
+                r = dw_chain_eval(mods, i, input, Sequential)
                 if r is not None:
                     input, used = r
                     i += used
