@@ -493,7 +493,7 @@ def _add_step(st, add, y, OPS):
             type(a) is np.ndarray
             and type(b) is np.ndarray
             and a.shape == b.shape
-            and a.dtype is b.dtype
+            and (a.dtype is b.dtype or a.dtype == b.dtype)
             and sys.getrefcount(a) <= _LOCAL_REFS
             and a.flags.writeable
             and (a.base is None or type(a.base).__name__ == "PyCapsule")  # its own or cnnfast's allocation
