@@ -53,6 +53,22 @@ def test_fused_equals_layer_by_layer(act, with_bn, plane, dtype):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: "none" if a is None else a.__name__)
+def test_bn_per_channel_with_activation_over_runs_of_planes(act):
+    # weights larger than the output: BatchNorm applied to the output per channel, the activation
+    # in the same pass over runs of planes (several runs per image, a run spanning two images)
+    rng = np.random.default_rng(1)
+    layers = [nn.Conv2d(192, 192, 1, bias=False), _bn(192, rng)]
+    if act is not None:
+        layers.append(act())
+    seq = nn.Sequential(*layers, nn.Identity()).eval()
+    x = rng.standard_normal((3, 192, 5, 7)).astype(np.float32)
+    assert 192 * 192 > x.size  # not folded
+    got = seq(x)
+    want = _layer_by_layer(seq, x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_weights_changed_in_place_are_used():
     rng = np.random.default_rng(1)
     seq = nn.Sequential(nn.Conv2d(3, 4, 1, bias=False), _bn(4, rng), nn.ReLU6()).eval()

@@ -261,3 +261,54 @@ def test_models_namespace():
         "bias=False)\n  (bn1): BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=True, bias=True, "
         "track_running_stats=True)"
     )
+
+
+def test_residual_add_in_place_only_on_an_unshared_fresh_array():
+    from cnnfast.models._blocks import _residual_add
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 4, 3, 3)).astype(np.float32)
+    r = rng.standard_normal((1, 4, 3, 3)).astype(np.float32)
+    want = r + x
+    result = r.copy()
+    result = _residual_add(result, x)
+    np.testing.assert_array_equal(result, want)
+    # held elsewhere (r), a view, memory of another object, another dtype: never overwritten
+    held = r.copy()
+    keep = held
+    result = _residual_add(held, x)
+    assert result is not keep
+    np.testing.assert_array_equal(keep, r)
+    big = np.concatenate([r, r])
+    view = big[:1]
+    result = _residual_add(view, x)
+    np.testing.assert_array_equal(big, np.concatenate([r, r]))
+    buf = bytearray(r.tobytes())
+    shared = np.frombuffer(buf, np.float32).reshape(r.shape)
+    result = _residual_add(shared, x)
+    np.testing.assert_array_equal(np.frombuffer(buf, np.float32).reshape(r.shape), r)
+    np.testing.assert_array_equal(result, want)
+    result = _residual_add(r.astype(np.float64), x)
+    assert result.dtype == np.float64
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small"])
+def test_residual_blocks_eval_in_place_add_keeps_hooked_outputs(name):
+    cnnfast.manual_seed(0)
+    m = getattr(models, name)()
+    m.eval()
+    x = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    with cnnfast.no_grad():
+        want = m(Tensor(x)).data
+        got = m(x)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        # a forward hook that keeps a residual branch's output: the kept array is not overwritten
+        blocks = [b for b in m.modules() if getattr(b, "use_res_connect", False)]
+        assert blocks
+        branch = getattr(blocks[0], "conv", None) or blocks[0].block
+        kept = []
+        branch.register_forward_hook(lambda mod, inp, out: kept.append((out, out.copy())))
+        got2 = m(x)
+        np.testing.assert_allclose(got2, want, rtol=1e-4, atol=1e-4)
+        assert kept and kept[0][0] is not None
+        np.testing.assert_array_equal(kept[0][0], kept[0][1])

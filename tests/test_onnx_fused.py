@@ -180,3 +180,53 @@ def test_hooks_and_training_children_fall_back():
     got = model(x)
     _close(got, _unfused(model, x))
     assert np.abs(got - ref).max() > 1e-3
+
+
+def test_residual_add_joins_the_conv_step_in_place_unless_its_output_is_held():
+    model = connx.load(_graph())
+    x = np.random.default_rng(6).standard_normal((2, 3, 12, 10)).astype(np.float32)
+    ref = _unfused(model, x)
+    _close(model(x), ref)
+    _consts, steps = _EVAL_PROGRAMS[model]
+    assert "Conv BatchNormalization Add" in [" ".join(nd.op for nd in s[1]) for s in steps]
+    # a forward hook keeps the conv step's output: the kept array is not overwritten by the add
+    nd = next(n for n in model._plan if n.outputs == ["bn7"])
+    kept = []
+    model._modules[nd.attrs["_module"]].register_forward_hook(lambda mod, args, out: kept.append((out, out.copy())))
+    _close(model(x), ref)
+    assert len(kept) == 1
+    np.testing.assert_array_equal(kept[0][0], kept[0][1])
+
+
+def test_residual_add_with_broadcasting_falls_back():
+    rng = np.random.default_rng(7)
+    C = 4
+    inits = [numpy_helper.from_array(rng.standard_normal((C, C, 1, 1)).astype(np.float32), "w")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
+        helper.make_node("Add", ["c", "s"], ["out"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "bcast",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, C, 5, 6]),
+            helper.make_tensor_value_info("s", TensorProto.FLOAT, None),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = connx.load(helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)]))
+    x = rng.standard_normal((2, C, 5, 6)).astype(np.float32)
+    for s in (
+        rng.standard_normal((1, C, 1, 1)).astype(np.float32),  # broadcast: a new array
+        rng.standard_normal((2, C, 5, 6)).astype(np.float32),  # in place
+    ):
+        s0 = s.copy()
+        got = model(x, s)
+        want = model(cnnfast.Tensor(x), cnnfast.Tensor(s)).data
+        assert got.shape == want.shape and got.dtype == want.dtype
+        _close(got, want)
+        np.testing.assert_array_equal(s, s0)
+    _consts, steps = _EVAL_PROGRAMS[model]
+    assert [" ".join(nd.op for nd in s[1]) for s in steps] == ["Conv Add"]

@@ -11,7 +11,14 @@ import math
 from functools import partial
 
 from .. import nn
-from ._blocks import Conv2dNormActivation, SqueezeExcitation, StochasticDepth, _init_classifier_style, _make_divisible
+from ._blocks import (
+    Conv2dNormActivation,
+    SqueezeExcitation,
+    StochasticDepth,
+    _init_classifier_style,
+    _make_divisible,
+    _residual_add,
+)
 
 if TYPE_CHECKING:
     from .._typing import ArrayOrTensor
@@ -83,7 +90,7 @@ class MBConv(nn.Module):
         result = self.block(input)
         if self.use_res_connect:
             result = self.stochastic_depth(result)
-            result = result + input
+            result = _residual_add(result, input)
         return result
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from functools import partial
 
 from .. import nn
-from ._blocks import Conv2dNormActivation, SqueezeExcitation, _init_classifier_style, _make_divisible
+from ._blocks import Conv2dNormActivation, SqueezeExcitation, _init_classifier_style, _make_divisible, _residual_add
 
 if TYPE_CHECKING:
     from .._typing import ArrayOrTensor
@@ -50,9 +50,10 @@ class InvertedResidual(nn.Module):
         self.out_channels = oup
 
     def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
+        result = self.conv(x)
         if self.use_res_connect:
-            return x + self.conv(x)
-        return self.conv(x)
+            result = _residual_add(result, x)
+        return result
 
 
 class MobileNetV2(nn.Module):
@@ -165,7 +166,7 @@ class InvertedResidualV3(nn.Module):
     def forward(self, input: ArrayOrTensor) -> ArrayOrTensor:
         result = self.block(input)
         if self.use_res_connect:
-            result = result + input
+            result = _residual_add(result, input)
         return result
 
 

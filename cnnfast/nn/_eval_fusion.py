@@ -13,7 +13,10 @@ import numpy as np
 
 from .. import _core
 from .._ndarray.pointwise import _hardsigmoid, _hardswish, _relu6, _silu
+from .activation import ReLU
+from .conv import Conv2d
 from .normalization import BatchNorm2d
+from .pointwise import Hardsigmoid, Hardswish, ReLU6, SiLU
 
 if TYPE_CHECKING:
     from .module import Module
@@ -23,14 +26,14 @@ if TYPE_CHECKING:
 # Sequential.forward calls conv_block_eval for a Conv2d child given an ndarray (nothing recorded).
 
 
-def _act_kinds() -> dict[type, str]:
-    from .activation import ReLU
-    from .pointwise import Hardsigmoid, Hardswish, ReLU6, SiLU
-
-    return {ReLU: "relu", ReLU6: "relu6", Hardswish: "hardswish", Hardsigmoid: "hardsigmoid", SiLU: "silu"}
-
-
-_ACTS: dict[type, str] = {}
+# the activation modules conv_bn_act_forward applies, by type (looked up on every block)
+_ACTS: dict[type, str] = {
+    ReLU: "relu",
+    ReLU6: "relu6",
+    Hardswish: "hardswish",
+    Hardsigmoid: "hardsigmoid",
+    SiLU: "silu",
+}
 # each activation as _core.conv_bn_act_forward's (act, (a, b, lo, hi)); SiLU runs in NumPy after it
 # (the C++ kernel's SiLU has no vector exp yet)
 _FUSED_ACTS: dict[str | None, tuple[str, tuple[float, ...]]] = {
@@ -59,8 +62,6 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
     also runs a 1x1 conv on a 1x1 plane as matrix-vector products); other inputs go through
     :func:`cnnfast.functional.conv2d` (its casting and checks) and the steps below.
     """
-    if not _ACTS:
-        _ACTS.update(_act_kinds())
     conv = mods[i]
     n_used, bn, act = 1, None, None
     nxt = mods[i + 1] if i + 1 < len(mods) else None
@@ -73,8 +74,11 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
     ):
         bn, n_used = nxt, 2
         nxt = mods[i + 2] if i + 2 < len(mods) else None
-    if nxt is not None and type(nxt) in _ACTS and not nxt._forward_hooks:
-        act, n_used = _ACTS[type(nxt)], n_used + 1
+    act = _ACTS.get(type(nxt))
+    if act is not None and nxt is not None and not nxt._forward_hooks:
+        n_used += 1
+    else:
+        act = None
     w = conv.weight.data
     b = None if conv.bias is None else conv.bias.data
     pad = conv.padding
@@ -165,21 +169,20 @@ def _leaves(m: Module, out: list[Module], seq: type[Module]) -> bool:
     if m._forward_hooks:
         return False
     if isinstance(m, seq) and type(m).forward is seq.forward:
-        return all(_leaves(c, out, seq) for c in m._modules.values() if c is not None)
+        for c in m._modules.values():
+            if c is not None and not _leaves(c, out, seq):
+                return False
+        return True
     out.append(m)
     return True
 
 
-def _chain_stage(leaves: list[Module], j: int) -> tuple[tuple[Any, ...], Module, int] | None:
+def _chain_match(leaves: list[Module], j: int) -> tuple[Module, Module | None, str | None, int] | None:
     """The stage at ``leaves[j]`` (a Conv2d, an eval BatchNorm2d, an activation the kernel applies)
-    as ``(dw_chain_forward stage tuple, conv, leaves used)``, or None."""
-    from .conv import Conv2d
-
+    as ``(conv, bn or None, act or None, leaves used)``, or None."""
     conv = leaves[j] if j < len(leaves) else None
     if type(conv) is not Conv2d or conv.dilation != (1, 1) or type(conv.padding) is not tuple:
         return None
-    if not _ACTS:
-        _ACTS.update(_act_kinds())
     k, bn, act = j + 1, None, None
     nxt = leaves[k] if k < len(leaves) else None
     if (
@@ -190,8 +193,15 @@ def _chain_stage(leaves: list[Module], j: int) -> tuple[tuple[Any, ...], Module,
     ):
         bn, k = nxt, k + 1
         nxt = leaves[k] if k < len(leaves) else None
-    if nxt is not None and _ACTS.get(type(nxt)) in _CHAIN_ACTS:
-        act, k = _ACTS[type(nxt)], k + 1
+    if nxt is not None:
+        a = _ACTS.get(type(nxt))
+        if a in _CHAIN_ACTS:
+            act, k = a, k + 1
+    return conv, bn, act, k - j
+
+
+def _chain_stage(conv: Module, bn: Module | None, act: str | None) -> tuple[Any, ...]:
+    """The dw_chain_forward stage tuple of a Conv2d [-> eval BatchNorm2d] [-> activation]."""
     kind, params = _FUSED_ACTS[act]
     bnt = (
         None
@@ -205,7 +215,7 @@ def _chain_stage(leaves: list[Module], j: int) -> tuple[tuple[Any, ...], Module,
         )
     )
     b = None if conv.bias is None else conv.bias.data
-    return (conv.weight.data, b, bnt, kind, *((1.0, 0.0, 0.0, 0.0) if not params else params)), conv, k - j
+    return (conv.weight.data, b, bnt, kind, *((1.0, 0.0, 0.0, 0.0) if not params else params))
 
 
 def _is_pointwise(c: Module) -> bool:
@@ -227,9 +237,8 @@ def dw_chain_eval(mods: Sequence[Module], i: int, x: Any, seq: type[Module]) -> 
     """Run ``mods[i:]`` from ``mods[i]`` on as the one-pass chain if they start with [1x1 expand]
     -> depthwise -> [1x1 project] (at least two of the three stages; each Conv2d [-> eval
     BatchNorm2d] [-> ReLU / ReLU6 / Hardswish / Hardsigmoid], no hooks, plain Sequential children
-    such as Conv2dNormActivation looked into; ``seq``: the Sequential class) covering whole modules of
-    ``mods``; returns ``(output,
-    number of modules consumed)``, or None (the caller runs the modules as usual) where the pattern
+    such as Conv2dNormActivation looked into; ``seq``: the Sequential class) covering whole modules
+    of ``mods``; returns ``(output, number of modules consumed)``, or None (the caller runs the modules as usual) where the pattern
     does not match or the kernel declines (small planes, where the layer-wise kernels are as fast).
     Same results as the modules one by one, up to float rounding."""
     if type(x) is not np.ndarray or x.ndim != 4 or x.dtype.type not in (np.float32, np.float64):
@@ -242,38 +251,39 @@ def dw_chain_eval(mods: Sequence[Module], i: int, x: Any, seq: type[Module]) -> 
         ends.append(len(leaves))
         if len(leaves) >= 9:
             break
-    stages: list[tuple[tuple[Any, ...], Module, int]] = []
+    # the stages' modules first (cheap), the kernel's stage tuples only for a chain that matches
+    stages: list[tuple[Module, Module | None, str | None, int]] = []
     j = 0
     while len(stages) < 3:
-        st = _chain_stage(leaves, j)
+        st = _chain_match(leaves, j)
         if st is None:
             break
         stages.append(st)
-        j += st[2]
+        j += st[3]
     # [pw] dw [pw]: find the depthwise stage (first or second)
-    d = next((t for t in range(min(2, len(stages))) if _is_depthwise(stages[t][1])), None)
-    if d is None or (d == 1 and not _is_pointwise(stages[0][1])):
+    d = next((t for t in range(min(2, len(stages))) if _is_depthwise(stages[t][0])), None)
+    if d is None or (d == 1 and not _is_pointwise(stages[0][0])):
         return None
-    has_pr = d + 1 < len(stages) and _is_pointwise(stages[d + 1][1])
+    has_pr = d + 1 < len(stages) and _is_pointwise(stages[d + 1][0])
     used = stages[: d + 2] if has_pr else stages[: d + 1]
     if len(used) < 2:
         return None
-    nleaves = sum(st[2] for st in used)
+    nleaves = sum(st[3] for st in used)
     if nleaves not in ends:  # the chain must end at a module boundary of mods
-        if has_pr and sum(st[2] for st in used[:-1]) in ends and len(used) > 2:
+        if has_pr and sum(st[3] for st in used[:-1]) in ends and len(used) > 2:
             used = used[:-1]
             has_pr = False
-            nleaves = sum(st[2] for st in used)
+            nleaves = sum(st[3] for st in used)
         else:
             return None
-    convs = [st[1] for st in used]
-    c0 = convs[0]
+    c0 = used[0][0]
     dt = x.dtype
-    if any(st[0][0].dtype != dt for st in used) or x.shape[1] != c0.in_channels:
+    if any(st[0].weight.data.dtype != dt for st in used) or x.shape[1] != c0.in_channels:
         return None
-    dwc = convs[d]
+    dwc = used[d][0]
+    tuples = [_chain_stage(c, bn, act) for c, bn, act, _n in used]
     y = _core.dw_chain_forward(
-        x, used[0][0] if d == 1 else None, used[d][0], used[d + 1][0] if has_pr else None, dwc.stride, dwc.padding
+        x, tuples[0] if d == 1 else None, tuples[d], tuples[d + 1] if has_pr else None, dwc.stride, dwc.padding
     )
     if y is None:
         return None

@@ -203,6 +203,7 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
         used.update(id(n) for n in group)
         steps.append(_conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, metas))
     steps = _chains(steps, metas, only)
+    steps = _post_adds(steps, metas, only, OPS)
     # values computed by a step that returns fresh memory, never viewed by another node, may be
     # overwritten by their last consumer
     read = {x for s in steps for x in s[3]} | outputs
@@ -309,6 +310,7 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
         for o in inner:
             values.pop(o, None)
 
+    a_add, a_lo, a_hi, a_div = act_args if act == "hardswish4" else (None,) * 4
     g_stride, g_pad, g_dil, g_groups, g_auto, g_relu = geom
 
     def spec(gm, values, x):
@@ -384,18 +386,25 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
             return x, w, bias, p, bn, ("clamp", 1.0, 0.0, -np.inf if lo is None else lo, np.inf if hi is None else hi)
         # hardswish4: the constants are trainable; read their current values (the value table
         # holds them: compile_eval lists a step's inputs among the constants read each call)
-        add, lo, hi, div = values[act_args[0]], values[act_args[1]], values[act_args[2]], values[act_args[3]]
-        if add.dtype != wdt or div.dtype != wdt or not div.item() > 0:
+        add, lo, hi, div = values[a_add], values[a_lo], values[a_hi], values[a_div]
+        if (add.dtype is not wdt and add.dtype != wdt) or (div.dtype is not wdt and div.dtype != wdt):
             return x, w, bias, p, bn, None
         d = div.item()
-        lo, hi = _scalar_or_none(lo), _scalar_or_none(hi)
+        if not d > 0:
+            return x, w, bias, p, bn, None
         return (
             x,
             w,
             bias,
             p,
             bn,
-            ("hardswish", 1 / d, add.item() / d, -np.inf if lo is None else lo / d, np.inf if hi is None else hi / d),
+            (
+                "hardswish",
+                1 / d,
+                add.item() / d,
+                -np.inf if lo is None else lo.item() / d,
+                np.inf if hi is None else hi.item() / d,
+            ),
         )
 
     def fn(gm, values):
@@ -424,6 +433,76 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
             "plain": conv0.auto_pad is None and extra is None and dil == (1, 1),
         }
     return fn, list(group), None, ext_inputs
+
+
+def _local_refs():
+    """``sys.getrefcount`` of an object one local variable alone holds, read as :func:`_post_adds`
+    reads it (measured, as :func:`_sole_refs`)."""
+
+    def probe(values):
+        a = values.pop("x")
+        return sys.getrefcount(a)
+
+    return probe({"x": object()})
+
+
+_LOCAL_REFS = _local_refs()
+
+
+def _post_adds(steps, metas, only, OPS):
+    """Merge a conv or chain step with the residual ``Add`` that follows it and alone reads its
+    output: the sum goes into the step's fresh output in place (one step, no new array) when it is
+    an unshared ndarray of the other operand's shape and dtype, else the Add runs as usual."""
+    conv_fns = set(metas)  # ids of the conv steps' functions
+    out = []
+    i = 0
+    while i < len(steps):
+        st = steps[i]
+        nxt = steps[i + 1] if i + 1 < len(steps) else None
+        y = st[1][-1].outputs[0] if st[1][-1].outputs else None
+        add = nxt[1][0] if nxt is not None and len(nxt[1]) == 1 else None
+        if (
+            (id(st[0]) in conv_fns or getattr(st[0], "_dw_chain", False))
+            and add is not None
+            and add.op == "Add"
+            and len(add.inputs) == 2
+            and y in add.inputs
+            and add.inputs[0] != add.inputs[1]
+            and only(y) is add
+        ):
+            out.append(_add_step(st, add, y, OPS))
+            i += 2
+            continue
+        out.append(st)
+        i += 1
+    return out
+
+
+def _add_step(st, add, y, OPS):
+    fn1 = st[0]
+    first = add.inputs[0] == y
+    other = add.inputs[1] if first else add.inputs[0]
+    res = add.outputs[0]
+    op = OPS["Add"]
+
+    def fn(gm, values):
+        fn1(gm, values)
+        a = values.pop(y)
+        b = values[other]
+        if (
+            type(a) is np.ndarray
+            and type(b) is np.ndarray
+            and a.shape == b.shape
+            and (a.dtype is b.dtype or a.dtype == b.dtype)
+            and sys.getrefcount(a) <= _LOCAL_REFS
+            and a.flags.writeable
+            and (a.base is None or type(a.base).__name__ == "PyCapsule")  # its own or cnnfast's allocation
+        ):
+            values[res] = np.add(a, b, out=a)
+        else:
+            values[res] = op(gm, add, [a, b] if first else [b, a])
+
+    return fn, list(st[1]) + [add], None, list(st[3]) + [other]
 
 
 def _is_pw(c):
@@ -518,6 +597,7 @@ def _chain_step(parts, metas, pat):
         values[out] = y
         return None
 
+    fn._dw_chain = True
     nodes = [nd for p in parts for nd in p[1]]
     ins = (
         [xin]

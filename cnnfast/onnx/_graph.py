@@ -1118,7 +1118,7 @@ class GraphModule(Module):
         d = self.__dict__
         for n, attr in consts:
             v = d[attr]
-            values[n] = v.data if _is_t(v) else v
+            values[n] = v.data if isinstance(v, Tensor) else v
         step = None
         try:
             for step in steps:

@@ -70,22 +70,35 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
   const int64_t N = y.shape(0), plane = y.shape(2) * y.shape(3), n = y.size();
   {
     py::gil_scoped_release release;
+    // the activation after the conv (and BatchNorm): kind -1 none; relu not run in the kernel is a clamp
+    int post = -1;
+    T pa = T(1), pb = T(0), plo = T(0), phi = std::numeric_limits<T>::infinity();
+    if (act == -1 && !relu_in_kernel)
+      post = int(kPointwiseClamp);
+    else if (act >= 0)
+      post = act, pa = T(a), pb = T(b), plo = T(lo), phi = T(hi);
     if (bn && !fold) {
+      // BatchNorm per channel and the activation in one pass, plane by plane (the plane in L1)
       const T* sp = scale.data();
       const T* tp = shift.data();
-      parallel_for(N * O, 2 * plane, [&](int64_t pb, int64_t pe) {
-        for (int64_t p = pb; p < pe; ++p) {
+      // (the activation over runs of planes of at least kRun elements: one kernel call per run)
+      constexpr int64_t kRun = 4096;
+      parallel_for(N * O, 2 * plane, [&](int64_t pb_, int64_t pe) {
+        int64_t run0 = pb_;
+        for (int64_t p = pb_; p < pe; ++p) {
           const T s = sp[p % O], t = tp[p % O];
           T* q = yp + p * plane;
           for (int64_t i = 0; i < plane; ++i) q[i] = q[i] * s + t;
+          if (post >= 0 && ((p + 1 - run0) * plane >= kRun || p + 1 == pe)) {
+            dispatch<T>(&KernelTable<T>::pointwise_fwd, (p + 1 - run0) * plane, yp + run0 * plane, yp + run0 * plane,
+                        post, pa, pb, plo, phi);
+            run0 = p + 1;
+          }
         }
       });
+    } else if (post >= 0) {
+      dispatch<T>(&KernelTable<T>::pointwise_fwd, n, yp, yp, post, pa, pb, plo, phi);
     }
-    if (act == -1 && !relu_in_kernel)
-      dispatch<T>(&KernelTable<T>::pointwise_fwd, n, yp, yp, int(kPointwiseClamp), T(1), T(0), T(0),
-                  std::numeric_limits<T>::infinity());
-    else if (act >= 0)
-      dispatch<T>(&KernelTable<T>::pointwise_fwd, n, yp, yp, act, T(a), T(b), T(lo), T(hi));
   }
   (void)N;
   return y_;
