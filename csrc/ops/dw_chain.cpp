@@ -4,11 +4,13 @@
 // BatchNorms are folded into the weights (new arrays; the module's own are never touched). Returns
 // None where the chain would not pay or the SIMD kernels do not apply, so the caller runs the layers
 // one by one; bad shapes raise.
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/allocator.h"
+#include "common/parallel.h"
 #include "dispatch/dispatch.h"
 #include "ops/array_util.h"
 #include "ops/bn_fold.h"
@@ -99,6 +101,22 @@ py::object run(const py::array& x_, std::optional<Stage>& ex, Stage& dw, std::op
   // 128 -> 256 on 56 -> 28 ran 0.83-0.86x: the chain saves only the small depthwise output there).
   const bool domain = (R == 3 || R == 5 || R == 7) && s <= 2 && pad < R && OW >= 12 && (s == 1 || ex || OW >= 48);
   if (!force && (!domain || N * E * H * W * int64_t(sizeof(T)) < kMinChainBytes)) return py::none();
+  DwChain p{};
+  p.N = N, p.C = C, p.H = H, p.W = W, p.E = E, p.K = K, p.R = R, p.stride = s, p.pad = pad, p.OH = OH, p.OW = OW;
+  p.expand = bool(ex), p.project = bool(pr);
+  p.ea = ex ? ex->act : ChainAct{}, p.da = dw.act, p.pa = pr ? pr->act : ChainAct{};
+  // Every thread needs a unit: at batch 1 on a short plane the layer-wise kernels, which split
+  // channels among the threads, use them all (PP-LCNet's 14x14 blocks at batch 1: 0.81x on 2 threads
+  // with the chain on one).
+  const int64_t mt = max_threads();
+  // The 1x1 stages' weights are read once per block of output rows (the layer-wise kernels read
+  // them once per plane): PP-LCNet's 256 -> 256 after a 5x5 depthwise on 14x14 (4.6 KB of weights
+  // per block pixel) ran 0.57x the layers at batch 1 on 2 threads; MobileNetV2's 56x56 blocks
+  // (0.4 KB) and PP-LCNet's 128 -> 128 on 56x56 (1.2 KB) gain.
+  const int64_t wbytes = ((ex ? E * C : 0) + (pr ? K * E : 0)) * int64_t(sizeof(T));
+  const int64_t block_px = (s == 1 ? kDwChainRowsS1 : kDwChainRowsS2) * OW;
+  if (!force && wbytes > 2048 * block_px) return py::none();
+  if (!force && N * dwchain_row_chunks(p, mt) < std::min<int64_t>(mt, N * OH)) return py::none();
   std::optional<carray<T>> be, bd, bp;
   std::optional<carray<T>> we, wp;
   if (ex) {
@@ -114,14 +132,6 @@ py::object run(const py::array& x_, std::optional<Stage>& ex, Stage& dw, std::op
   }
   carray<T> x(x_);
   carray<T> y = new_array<T>({N, K, OH, OW});
-  DwChain p{N,        C,
-            H,        W,
-            E,        K,
-            R,        s,
-            pad,      OH,
-            OW,       bool(ex),
-            bool(pr), ex ? ex->act : ChainAct{},
-            dw.act,   pr ? pr->act : ChainAct{}};
   const T* xp = x.data();
   const T* wep = we ? we->data() : nullptr;
   const T* bep = be ? be->data() : nullptr;

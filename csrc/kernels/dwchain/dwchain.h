@@ -28,6 +28,23 @@ struct DwChain {
   ChainAct ea, da, pa;     // expand, depthwise, project activations
 };
 
+// Output rows per depthwise register block at stride 1 / 2 (every ISA's kernels use these).
+constexpr int64_t kDwChainRowsS1 = 4, kDwChainRowsS2 = 2;
+
+// Row chunks each image is cut into (work units = N x chunks): enough for `threads`, but with an
+// expand stage each chunk re-expands the R - stride rows above its first row, so a chunk keeps at
+// least 4x that many rows of its own (without one, nothing is recomputed). The ops layer declines
+// chains that would leave threads idle (batch 1 on a 14x14 plane), which the layer-wise kernels use.
+inline int64_t dwchain_row_chunks(const DwChain& p, int64_t threads) {
+  const int64_t rb = p.stride == 1 ? kDwChainRowsS1 : kDwChainRowsS2, nblk = (p.OH + rb - 1) / rb;
+  if (p.N >= threads) return 1;
+  const int64_t halo = p.R - p.stride, per = p.expand ? (4 * halo + p.stride - 1) / p.stride : 0;
+  const int64_t min_rows = per > rb ? per : rb, want = (threads + p.N - 1) / p.N;
+  int64_t rc = nblk < want ? nblk : want;
+  if (p.OH / min_rows < rc) rc = p.OH / min_rows;
+  return rc < 1 ? 1 : rc;
+}
+
 // y[N, K, OH, OW]. we: E x C (expand), wd: E x R x R, wp: K x E (project); biases of E, E, K or null.
 template <typename T>
 using dwchain_fwd_sig = bool(const DwChain& p, const T* x, const T* we, const T* be, const T* wd, const T* bd,

@@ -9,11 +9,11 @@ namespace cnnfast {
 
 bool dwchain_fwd_f32_avx512(const DwChain& p, const float* x, const float* we, const float* be, const float* wd,
                             const float* bd, const float* wp, const float* bp, float* y) {
-  return dwchain::fwd<Avx512F32, 4, 2, 2, 8, 3>(p, x, we, be, wd, bd, wp, bp, y);
+  return dwchain::fwd<Avx512F32, kDwChainRowsS1, 2, kDwChainRowsS2, 8, 3>(p, x, we, be, wd, bd, wp, bp, y);
 }
 bool dwchain_fwd_f64_avx512(const DwChain& p, const double* x, const double* we, const double* be, const double* wd,
                             const double* bd, const double* wp, const double* bp, double* y) {
-  return dwchain::fwd<Avx512F64, 4, 2, 2, 8, 3>(p, x, we, be, wd, bd, wp, bp, y);
+  return dwchain::fwd<Avx512F64, kDwChainRowsS1, 2, kDwChainRowsS2, 8, 3>(p, x, we, be, wd, bd, wp, bp, y);
 }
 
 }  // namespace cnnfast

@@ -106,11 +106,8 @@ bool chain(const DwChain& p, const typename V::T* x, const typename V::T* we, co
   const int64_t n_zero = round_up(imax(2 * plen, pad + round_up(OW, N) + R + N), N) + pad_el;
   const int64_t per_thread = pad_el + n_ring + n_tmp + n_dw + n_zero;
   const int64_t nblk = ceil_div(OH, RB);
-  const int64_t mt = max_threads();
-  // Row chunks per image: enough units for the threads, but each chunk re-expands the R - stride
-  // rows above its first row, so a chunk keeps at least 4x that many rows of its own.
-  const int64_t min_rows = imax(RB, ceil_div(4 * (R - s), s));
-  const int64_t rc = p.N >= mt ? 1 : imax(1, imin(imin(nblk, ceil_div(mt, p.N)), OH / min_rows));
+  static_assert(RB == (s1k ? kDwChainRowsS1 : kDwChainRowsS2), "dwchain.h's block rows");
+  const int64_t rc = dwchain_row_chunks(p, max_threads());  // row chunks per image
   const int64_t units = p.N * rc;
   const int64_t work = E * (C * H * W + R * R * OH * OW) + K * E * OH * OW;
   const int nt = plan_threads(units, p.N * work);
