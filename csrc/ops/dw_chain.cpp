@@ -106,13 +106,14 @@ py::object run(const py::array& x_, std::optional<Stage>& ex, Stage& dw, std::op
   p.expand = bool(ex), p.project = bool(pr);
   p.ea = ex ? ex->act : ChainAct{}, p.da = dw.act, p.pa = pr ? pr->act : ChainAct{};
   // Every thread needs a unit: at batch 1 on a short plane the layer-wise kernels, which split
-  // channels among the threads, use them all (PP-LCNet's 14x14 blocks at batch 1: 0.81x on 2 threads
-  // with the chain on one).
+  // channels among the threads, use them all (PP-LCNet at batch 1 on 2 threads was slower with its
+  // 14x14 chains on one thread).
   const int64_t mt = max_threads();
   // The 1x1 stages' weights are read once per block of output rows (the layer-wise kernels read
   // them once per plane): PP-LCNet's 256 -> 256 after a 5x5 depthwise on 14x14 (4.6 KB of weights
-  // per block pixel) ran 0.57x the layers at batch 1 on 2 threads; MobileNetV2's 56x56 blocks
-  // (0.4 KB) and PP-LCNet's 128 -> 128 on 56x56 (1.2 KB) gain.
+  // per block pixel) was slower than the layers in its network at batch 1 on 2 threads, while
+  // MobileNetV2's 56x56 blocks (0.4 KB) and PP-LCNet's 128 -> 128 on 56x56 (1.2 KB) gain
+  // (bench/dw_chain_blocks.py).
   const int64_t wbytes = ((ex ? E * C : 0) + (pr ? K * E : 0)) * int64_t(sizeof(T));
   const int64_t block_px = (s == 1 ? kDwChainRowsS1 : kDwChainRowsS2) * OW;
   if (!force && wbytes > 2048 * block_px) return py::none();

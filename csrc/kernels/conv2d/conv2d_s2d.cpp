@@ -8,10 +8,9 @@
 // form 9 + 16/121 = 9% more taps, then Winograd's factor 4).
 //
 // Taken (forward, float32, and the weight gradient) where ceil(R/s) = 3, R >= 9 and 16 <= C*s*s <=
-// 64: chosen because (Xeon, AVX-512, 2 threads, pinned kernels) it ran AlexNet's conv1 (N = 8,
-// 227x227, no padding) 1.55x (forward) and 1.66x (weight gradient) faster than the direct and GEMM
-// kernels, while 5x5/2 on 4-16 channels and 7x7/3 on 3 ran 0.6-0.7x: with fewer taps the direct
-// kernels are ahead of the phase copies plus Winograd's transforms;
+// 64 (`python bench/s2d_choice.py` times it against the direct and GEMM kernels; bench/fair.py's
+// alexnet_c1_n4 row against PyTorch). Smaller filters (5x5/2, 7x7/3) were slower in a first A/B
+// than the direct kernels, which spend fewer taps there, and are left to them;
 // the phase-split copies of x (and the weights) cost one pass over the input. Declines when the
 // Winograd kernel declines the transformed problem (set_winograd(False) included) or memory runs
 // out: the next kernel in conv2d.inc runs the original problem.
