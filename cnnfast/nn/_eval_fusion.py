@@ -46,6 +46,20 @@ _FUSED_ACTS: dict[str | None, tuple[str, tuple[float, ...]]] = {
 }
 
 
+def _bn_tuple(bn: Any) -> tuple[Any, ...] | None:
+    """An eval BatchNorm2d as the C++ fused steps take it: (running_mean, running_var, weight or None,
+    bias or None, eps); None for no BatchNorm."""
+    if bn is None:
+        return None
+    return (
+        bn.running_mean,
+        bn.running_var,
+        None if bn.weight is None else bn.weight.data,
+        None if bn.bias is None else bn.bias.data,
+        float(bn.eps),
+    )
+
+
 def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
     """Run ``mods[i]`` (a Conv2d) on the ndarray ``x`` together with an eval-mode BatchNorm2d and an
     activation (ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU) that directly follow it; returns
@@ -94,17 +108,7 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
     ):
         # the whole block in one C++ call (conv -> BatchNorm folded or per channel -> activation)
         kind, params = _FUSED_ACTS[act]
-        bnt = (
-            None
-            if bn is None
-            else (
-                bn.running_mean,
-                bn.running_var,
-                None if bn.weight is None else bn.weight.data,
-                None if bn.bias is None else bn.bias.data,
-                float(bn.eps),
-            )
-        )
+        bnt = _bn_tuple(bn)
         y = _core.conv_bn_act_forward(x, w, b, conv.stride, pad, conv.dilation, conv.groups, False, bnt, kind, *params)
         if act == "silu":
             _silu(y, out=y)
@@ -203,17 +207,7 @@ def _chain_match(leaves: list[Module], j: int) -> tuple[Module, Module | None, s
 def _chain_stage(conv: Module, bn: Module | None, act: str | None) -> tuple[Any, ...]:
     """The dw_chain_forward stage tuple of a Conv2d [-> eval BatchNorm2d] [-> activation]."""
     kind, params = _FUSED_ACTS[act]
-    bnt = (
-        None
-        if bn is None
-        else (
-            bn.running_mean,
-            bn.running_var,
-            None if bn.weight is None else bn.weight.data,
-            None if bn.bias is None else bn.bias.data,
-            float(bn.eps),
-        )
-    )
+    bnt = _bn_tuple(bn)
     b = None if conv.bias is None else conv.bias.data
     return (conv.weight.data, b, bnt, kind, *((1.0, 0.0, 0.0, 0.0) if not params else params))
 
