@@ -38,6 +38,24 @@ def isa(request):
 
 
 @pytest.fixture
+def chain_calls(monkeypatch):
+    """Records, per ``_core.dw_chain_forward`` call during the test, whether the chain ran (True) or
+    declined (False)."""
+    from cnnfast import _core
+
+    taken = []
+    real = _core.dw_chain_forward
+
+    def spy(*a, **k):
+        y = real(*a, **k)
+        taken.append(y is not None)
+        return y
+
+    monkeypatch.setattr(_core, "dw_chain_forward", spy)
+    return taken
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(12345)
 

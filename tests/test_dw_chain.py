@@ -25,20 +25,7 @@ def _layer_by_layer(monkeypatch, m, x):
         return m(x)
 
 
-def _count_chains(monkeypatch):
-    taken = []
-    real = _core.dw_chain_forward
-
-    def spy(*a, **k):
-        y = real(*a, **k)
-        taken.append(y is not None)
-        return y
-
-    monkeypatch.setattr(_core, "dw_chain_forward", spy)
-    return taken
-
-
-def test_sequential_runs_the_chain(monkeypatch, rng):
+def test_sequential_runs_the_chain(monkeypatch, rng, chain_calls):
     conv = nn.Conv2d
     m = nn.Sequential(
         conv(3, 32, 3, 2, 1),
@@ -56,31 +43,31 @@ def test_sequential_runs_the_chain(monkeypatch, rng):
     _randomize_bn(m, rng)
     x = rng.standard_normal((2, 3, 128, 128)).astype(np.float32)
     want = _layer_by_layer(monkeypatch, m, x)
-    taken = _count_chains(monkeypatch)
+    taken = chain_calls
     with cnnfast.no_grad():
         got = m(x)
     assert taken == [True, True]  # dw 32 -> pw 16, then pw 96 -> dw s2 -> pw 24
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-def test_mobilenet_v2_eval_uses_the_chain(monkeypatch, rng):
+def test_mobilenet_v2_eval_uses_the_chain(monkeypatch, rng, chain_calls):
     m = models.mobilenet_v2(num_classes=10).eval()
     _randomize_bn(m, rng)
     x = rng.standard_normal((1, 3, 160, 160)).astype(np.float32)
     with cnnfast.no_grad():
         want = _layer_by_layer(monkeypatch, m, x)
-        taken = _count_chains(monkeypatch)
+        taken = chain_calls
         got = m(x)
     assert sum(taken) >= 4  # the blocks on 80x80 and 40x40 planes (smaller ones decline)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
-def test_chain_skipped_with_hooks_or_training(monkeypatch, rng):
+def test_chain_skipped_with_hooks_or_training(monkeypatch, rng, chain_calls):
     m = nn.Sequential(nn.Conv2d(16, 64, 1), nn.ReLU6(), nn.Conv2d(64, 64, 3, 1, 1, groups=64), nn.ReLU6()).eval()
     x = rng.standard_normal((1, 16, 64, 64)).astype(np.float32)
     seen = []
     h = m[2].register_forward_hook(lambda mod, i, o: seen.append(o.shape))
-    taken = _count_chains(monkeypatch)
+    taken = chain_calls
     with cnnfast.no_grad():
         m(x)
     assert seen == [(1, 64, 64, 64)] and not any(taken)

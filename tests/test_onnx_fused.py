@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import cnnfast
-from cnnfast import _core
 import cnnfast.onnx as connx
 from cnnfast.onnx._graph import _EVAL_PROGRAMS
 
@@ -116,20 +115,12 @@ def test_fused_equals_node_by_node(dtype, n):
     assert "Conv BatchNormalization HardSwish Conv BatchNormalization Clip" in ops
 
 
-def test_chain_step_runs_and_equals_node_by_node(monkeypatch):
+def test_chain_step_runs_and_equals_node_by_node(chain_calls):
     """On a plane large enough for the chain kernel, the depthwise -> 1x1 step runs as one
     dw_chain_forward call (its Clip constants read at run time) with the node-by-node result."""
     model = connx.load(_graph(hw=(80, 96)))
     x = np.random.default_rng(5).standard_normal((2, 3, 80, 96)).astype(np.float32)
-    taken = []
-    real = _core.dw_chain_forward
-
-    def spy(*a, **k):
-        y = real(*a, **k)
-        taken.append(y is not None)
-        return y
-
-    monkeypatch.setattr(_core, "dw_chain_forward", spy)
+    taken = chain_calls
     got = model(x)
     assert taken == [True]
     _close(got, _unfused(model, x))

@@ -232,19 +232,27 @@ def dw_chain_eval(mods: Sequence[Module], i: int, x: Any, seq: type[Module]) -> 
     -> depthwise -> [1x1 project] (at least two of the three stages; each Conv2d [-> eval
     BatchNorm2d] [-> ReLU / ReLU6 / Hardswish / Hardsigmoid], no hooks, plain Sequential children
     such as Conv2dNormActivation looked into; ``seq``: the Sequential class) covering whole modules
-    of ``mods``; returns ``(output, number of modules consumed)``, or None (the caller runs the modules as usual) where the pattern
-    does not match or the kernel declines (small planes, where the layer-wise kernels are as fast).
+    of ``mods``; returns ``(output, number of modules consumed)``, or None (the caller runs the
+    modules as usual) where the pattern does not match or the kernel declines (small planes, where
+    the layer-wise kernels are as fast).
     Same results as the modules one by one, up to float rounding."""
     if type(x) is not np.ndarray or x.ndim != 4 or x.dtype.type not in (np.float32, np.float64):
         return None
     leaves: list[Module] = []
-    ends: list[int] = []  # leaves[:ends[t]] are the leaves of mods[i : i + t + 1]
-    for t in range(i, min(len(mods), i + 9)):
+    # a chain starts with a 1x1 or a depthwise Conv2d: reject anything else before looking further
+    # (Sequential tries this at every Conv2d of every eval forward)
+    if not _leaves(mods[i], leaves, seq) or not leaves:
+        return None
+    c = leaves[0]
+    if type(c) is not Conv2d or not (_is_pointwise(c) or _is_depthwise(c)):
+        return None
+    ends: list[int] = [len(leaves)]  # leaves[:ends[t]] are the leaves of mods[i : i + t + 1]
+    for t in range(i + 1, min(len(mods), i + 9)):
+        if len(leaves) >= 9:
+            break
         if not _leaves(mods[t], leaves, seq):
             break
         ends.append(len(leaves))
-        if len(leaves) >= 9:
-            break
     # the stages' modules first (cheap), the kernel's stage tuples only for a chain that matches
     stages: list[tuple[Module, Module | None, str | None, int]] = []
     j = 0
