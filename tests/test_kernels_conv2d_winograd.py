@@ -1,4 +1,5 @@
-"""Winograd F(4x4,3x3) conv2d kernels (csrc/kernels/conv2d/conv2d_winograd.h) on every compiled ISA.
+"""Winograd F(4x4,3x3) and F(2x2,5x5) conv2d kernels (csrc/kernels/conv2d/conv2d_winograd.h) on every
+compiled ISA (5x5 filters and grouped layers: the CASES_5X5 tests below).
 
 They take float32 3x3 convolutions with stride 1, dilation 1, groups 1 and padding 0..2, forward
 and grad_input, where they pay (16..512 input channels of the equivalent forward conv, output
@@ -224,9 +225,11 @@ def test_environment_variable():
 DECLINED = {
     "stride2": (3, 17, 13, 9, 41, 3, 3, (2, 2), (1, 1), (1, 1), 1, np.float32),
     "dilation2": (3, 17, 13, 9, 41, 3, 3, (1, 1), (2, 2), (2, 2), 1, np.float32),
-    "groups2": (3, 34, 13, 9, 42, 3, 3, (1, 1), (1, 1), (1, 1), 2, np.float32),
+    "groups2-12-channels": (3, 24, 13, 9, 24, 3, 3, (1, 1), (1, 1), (1, 1), 2, np.float32),
     "float64": (3, 17, 13, 9, 41, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float64),
-    "5x5": (3, 17, 13, 9, 41, 5, 5, (1, 1), (2, 2), (1, 1), 1, np.float32),
+    "7x7": (3, 17, 13, 9, 41, 7, 7, (1, 1), (3, 3), (1, 1), 1, np.float32),
+    "5x5-stride2": (3, 17, 13, 9, 41, 5, 5, (2, 2), (2, 2), (1, 1), 1, np.float32),
+    "5x5-padding5": (3, 17, 13, 9, 41, 5, 5, (1, 1), (5, 5), (1, 1), 1, np.float32),
     "padding3": (3, 17, 13, 9, 41, 3, 3, (1, 1), (3, 3), (1, 1), 1, np.float32),
     "few-channels": (3, 8, 13, 9, 41, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float32),
     "few-tiles": (1, 256, 5, 5, 256, 3, 3, (1, 1), (1, 1), (1, 1), 1, np.float32),
@@ -254,6 +257,92 @@ def test_declined_configurations_still_right(isa, rng, case):
     for key, got in (("y", y), ("gx", gx)):
         c = WINOGRAD_C if _last(f"conv2d_{'fwd' if key == 'y' else 'bwd_input'}_{tag}").endswith("_winograd") else None
         _close(got, x, w, b, gy, pad, key, c=c, stride=stride, dil=dil, groups=groups)
+
+
+# ---------------------------------------------------------------------------------------------
+# F(2x2, 5x5) (5x5 filters, padding 0..4) and grouped layers (conv() once per group, images
+# G * C channels apart), forward and grad_input. (N, C, H, W, K, padding, groups): partial 2x2
+# tiles on both edges (odd sizes), the tiles at the image border (wide padding), several tile
+# blocks, channel counts off the vector width; C and K are the layer's (groups: more than 32
+# output channels per group, below that the GEMM path's grouped direct kernel runs).
+CASES_5X5 = {
+    "5x5-pad2-13x9": (3, 17, 13, 9, 41, (2, 2), 1),
+    "5x5-pad4-7x5": (2, 20, 7, 5, 33, (4, 4), 1),
+    "5x5-pad0x3-10x12": (2, 19, 10, 12, 40, (0, 3), 1),
+    "5x5-several-blocks": (4, 16, 27, 27, 40, (2, 2), 1),  # 784 tiles
+    "5x5-groups2": (2, 40, 11, 9, 80, (2, 2), 2),
+    "5x5-groups3-blocks": (3, 102, 20, 17, 120, (1, 2), 3),
+    "3x3-groups2": (3, 68, 13, 9, 80, (1, 1), 2),
+    "3x3-groups2-few-tiles": (1, 68, 7, 7, 80, (1, 1), 2),
+}
+
+
+def _arrays_rg(rng, N, C, H, W, K, pad, R, groups):
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C // groups, R, R)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    gy = rng.standard_normal((N, K, H + 2 * pad[0] - R + 1, W + 2 * pad[1] - R + 1)).astype(np.float32)
+    return x, w, b, gy
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+@pytest.mark.parametrize("case", list(CASES_5X5), ids=list(CASES_5X5))
+def test_5x5_and_groups_forward_and_grad_input(isa, rng, case, relu):
+    N, C, H, W, K, pad, groups = CASES_5X5[case]
+    R = 3 if case.startswith("3x3") else 5
+    x, w, b, gy = _arrays_rg(rng, N, C, H, W, K, pad, R, groups)
+    kw = dict(groups=groups)
+    y = _fwd(x, w, b, pad, relu=relu, **kw)
+    _expect_winograd(isa, _last("conv2d_fwd_f32"), "conv2d_fwd_f32")
+    gx = _bwd(x, w, gy, pad, **kw)
+    if case not in ("5x5-pad4-7x5", "5x5-groups2"):  # grad_input of these: too few tiles to pay
+        _expect_winograd(isa, _last("conv2d_bwd_input_f32"), "conv2d_bwd_input_f32")
+    if relu:
+        assert (y >= 0).all() and (y == 0).any()
+    _close(y, x, w, b, gy, pad, "y", relu=relu, groups=groups, err_msg=f"forward on {isa}")
+    _close(gx, x, w, b, gy, pad, "gx", groups=groups, err_msg=f"grad_input on {isa}")
+    _close(on_ref(_fwd, x, w, b, pad, relu=relu, **kw), x, w, b, gy, pad, "y", relu=relu, c=None, groups=groups)
+
+
+@pytest.mark.parametrize("case", ["5x5-several-blocks", "5x5-groups3-blocks"])
+def test_5x5_independent_of_thread_count(isa, rng, case):
+    N, C, H, W, K, pad, groups = CASES_5X5[case]
+    x, w, b, gy = _arrays_rg(rng, N, C, H, W, K, pad, 5, groups)
+    prev = cnnfast.get_num_threads()
+    try:
+        out = {}
+        for nt in (1, 2, 3):
+            cnnfast.set_num_threads(nt)
+            out[nt] = (_fwd(x, w, b, pad, groups=groups), _bwd(x, w, gy, pad, groups=groups))
+            _expect_winograd(isa, _last("conv2d_fwd_f32"), "conv2d_fwd_f32")
+    finally:
+        cnnfast.set_num_threads(prev)
+    for nt in (2, 3):
+        np.testing.assert_array_equal(out[nt][0], out[1][0])
+        np.testing.assert_array_equal(out[nt][1], out[1][1])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    N=st.integers(1, 3),
+    C=st.integers(16, 20),
+    K=st.integers(8, 36),
+    H=st.integers(1, 13),
+    W=st.integers(1, 15),
+    ph=st.integers(0, 4),
+    pw=st.integers(0, 4),
+    groups=st.sampled_from([1, 2]),
+    relu=st.booleans(),
+)
+def test_5x5_random_geometries(rng, N, C, K, H, W, ph, pw, groups, relu):
+    """Any geometry F(2x2, 5x5) may take, whichever kernel ends up running, against the oracle."""
+    if H + 2 * ph < 5 or W + 2 * pw < 5:
+        return
+    C, K = C * groups, K * groups
+    pad = (ph, pw)
+    x, w, b, gy = _arrays_rg(rng, N, C, H, W, K, pad, 5, groups)
+    _close(_fwd(x, w, b, pad, relu=relu, groups=groups), x, w, b, gy, pad, "y", relu=relu, groups=groups)
+    _close(_bwd(x, w, gy, pad, groups=groups), x, w, b, gy, pad, "gx", groups=groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,3 +447,42 @@ def test_grad_weight_switch(rng):
     assert not np.array_equal(on[0], off[0])
     _close_w(*on, x, gy, K, pad)
     _close_w(*off, x, gy, K, pad, c=None)
+
+
+# F(2x2, 5x5) weight gradient (dy_group2, out_group5): 5x5, groups 1, at least 128 2x2 tiles.
+# (N, C, H, W, K, padding): partial tiles (odd output sizes), every padding up to 4, several
+# chunks, the fused mode (one chunk of <= 128 tiles is below the accuracy floor, so M always).
+WGRAD5_CASES = {
+    "5x5-pad2-32x32": (4, 48, 32, 32, 64, (2, 2)),
+    "5x5-pad1-17x15": (4, 20, 17, 15, 33, (1, 1)),
+    "5x5-pad4x0-13x21": (3, 17, 13, 21, 40, (4, 0)),
+    "5x5-several-chunks": (8, 24, 27, 27, 40, (2, 2)),
+}
+
+
+def _wgrad5(x, gy, K, pad):
+    return _core.conv2d_backward_weight(x, [K, x.shape[1], 5, 5], gy, (1, 1), pad, (1, 1), 1, True)
+
+
+@pytest.mark.parametrize("case", list(WGRAD5_CASES), ids=list(WGRAD5_CASES))
+def test_grad_weight_5x5(isa, rng, case):
+    N, C, H, W, K, pad = WGRAD5_CASES[case]
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    gy = rng.standard_normal((N, K, H + 2 * pad[0] - 4, W + 2 * pad[1] - 4)).astype(np.float32)
+    gw, gb = _wgrad5(x, gy, K, pad)
+    _expect_winograd(isa, _last("conv2d_bwd_weight_f32"), "conv2d_bwd_weight_f32")
+    t = ref.conv2d_terms(x, np.zeros((K, C, 5, 5), np.float32), np.zeros(K, np.float32), gy, (1, 1), pad)
+    ref.assert_sum_close(gw, *t["gw"], np.float32, c=WINOGRAD_C, err_msg=f"grad_weight 5x5 on {isa}")
+    ref.assert_sum_close(gb, *t["gb"], np.float32, err_msg=f"grad_bias 5x5 on {isa}")
+    gw_ref, _ = on_ref(_wgrad5, x, gy, K, pad)
+    ref.assert_sum_close(gw_ref, *t["gw"], np.float32, err_msg="grad_weight 5x5 on ref")
+    prev = cnnfast.get_num_threads()
+    try:  # bitwise the same for any thread count (chunking depends on the shape only)
+        cnnfast.set_num_threads(1)
+        gw1, _ = _wgrad5(x, gy, K, pad)
+        cnnfast.set_num_threads(3)
+        gw3, _ = _wgrad5(x, gy, K, pad)
+    finally:
+        cnnfast.set_num_threads(prev)
+    np.testing.assert_array_equal(gw1, gw)
+    np.testing.assert_array_equal(gw3, gw)

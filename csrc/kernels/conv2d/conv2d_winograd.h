@@ -1,6 +1,9 @@
-// Winograd F(4x4, 3x3) convolution for 3x3, stride-1, dense float32 layers (forward and, as a
-// forward convolution of grad_output, backward-input), written once for any vector type V of
+// Winograd F(4x4, 3x3) convolution for 3x3, stride-1 float32 layers (forward and, as a forward
+// convolution of grad_output, backward-input), written once for any vector type V of
 // common/simd.h and instantiated per ISA in conv2d_winograd_avx2.cpp / conv2d_winograd_avx512.cpp.
+// The same 6x6 domain (same points, same B^T, same GEMMs) also gives F(2x2, 5x5) for 5x5 layers:
+// only G (5 -> 6), A^T (6 -> 2) and the tile step differ (Geometry::m, r); and grouped layers run
+// group by group (fwd_groups). The notes below describe F(4x4, 3x3).
 // The weight gradient, which reuses this file's transforms and input_group, is in
 // conv2d_winograd_wgrad.h.
 //
@@ -45,6 +48,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "common/parallel.h"
@@ -68,10 +72,15 @@ inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 inline int64_t pad_lines(int64_t n) { return (ceil_div(n, 16) | 1) * 16; }
 
 // A stride-1 3x3 convolution in the terms of the algorithm: Cin input planes of H x W, Cout
-// output planes of OH x OW, zero padding ph/pw (0..2), and TH x TW output tiles per image.
+// output planes of OH x OW, zero padding ph/pw (0..r-1), and TH x TW output tiles per image.
+// m x m output tiles of an r x r filter (m + r - 1 = 6): F(4x4, 3x3) or F(2x2, 5x5). Images are
+// xn (input) and yn (output) elements apart: Cin * H * W and Cout * OH * OW unless the convolution
+// is one group of a grouped one (fwd_groups).
 struct Geometry {
   int64_t N, Cin, H, W, Cout, OH, OW, ph, pw;
   int64_t TH, TW, T;  // tiles per column / row of an image, tiles in all
+  int64_t m = 4, r = 3;
+  int64_t xn = 0, yn = 0;
 };
 
 // Tiles t0 .. t0 + count - 1 (numbered image by image, row-major within an image) as their image
@@ -81,8 +90,8 @@ inline void tile_coords(const Geometry& g, int64_t t0, int64_t count, int64_t* t
   int64_t n = t0 / per_image, th = (t0 % per_image) / g.TW, tw = t0 % g.TW;
   for (int64_t j = 0; j < count; ++j) {
     tn[j] = n;
-    toh[j] = 4 * th;
-    tow[j] = 4 * tw;
+    toh[j] = g.m * th;
+    tow[j] = g.m * tw;
     if (++tw == g.TW) {
       tw = 0;
       if (++th == g.TH) {
@@ -140,6 +149,33 @@ CNNFAST_FORCE_INLINE void at4(const typename V::R (&m)[6], typename V::R (&o)[4]
   o[3] = V::add(V::fma(V::set1(8), d, b), m[5]);
 }
 
+// F(2x2, 5x5), same points and the same B^T (it depends on the points only; Lavin & Gray 2016):
+// o = G5 z (5 -> 6), row a = D[a] (1, p, p^2, p^3, p^4) for the points p = 0, 1, -1, 2, -2 with
+// the scales D of G above, and (0 0 0 0 1) for the point at infinity.
+template <class V>
+CNNFAST_FORCE_INLINE void g6r5(const typename V::R (&z)[5], typename V::R (&o)[6]) {
+  using R = typename V::R;
+  using T = typename V::T;
+  const R e = V::add(V::add(z[0], z[2]), z[4]), od = V::add(z[1], z[3]), m6 = V::set1(T(-1) / T(6));
+  o[0] = V::mul(V::set1(T(0.25)), z[0]);
+  o[1] = V::mul(m6, V::add(e, od));
+  o[2] = V::mul(m6, V::sub(e, od));
+  const R p =
+      V::fma(V::set1(T(2) / T(3)), z[4], V::fma(V::set1(T(1) / T(6)), z[2], V::mul(V::set1(T(1) / T(24)), z[0])));
+  const R q = V::fma(V::set1(T(1) / T(3)), z[3], V::mul(V::set1(T(1) / T(12)), z[1]));
+  o[3] = V::add(p, q);
+  o[4] = V::sub(p, q);
+  o[5] = z[4];
+}
+
+// o = A^T m (6 -> 2) for F(2x2, 5x5). A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 1]
+template <class V>
+CNNFAST_FORCE_INLINE void at2(const typename V::R (&m)[6], typename V::R (&o)[2]) {
+  const typename V::R b = V::sub(m[1], m[2]), d = V::sub(m[3], m[4]);
+  o[0] = V::add(V::add(m[0], V::add(m[1], m[2])), V::add(m[3], m[4]));
+  o[1] = V::add(V::fma(V::set1(2), d, b), m[5]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Weight transform U = G g G^T for every pair (output channel o, input channel i).
 // Forward: g = w[o][i] (w is Cout x Cin x 3 x 3). rotate (backward-input as forward): w is
@@ -147,17 +183,30 @@ CNNFAST_FORCE_INLINE void at4(const typename V::R (&m)[6], typename V::R (&o)[4]
 // channel-swapped weights are never materialised.
 // ---------------------------------------------------------------------------------------------
 
-// U = G g G^T of the N channel pairs in tmp[t * N + lane], stored as dst[xi * xs + lane].
-template <class V>
+// U = G g G^T of the N channel pairs in tmp[t * N + lane] (RR x RR taps), stored as
+// dst[xi * xs + lane].
+template <class V, int RR>
 CNNFAST_FORCE_INLINE void transform_taps(const typename V::T* tmp, typename V::T* dst, int64_t xs) {
   using R = typename V::R;
   constexpr int N = V::N;
-  R col[3][6];  // G applied to each column s of g: col[s][a]
-  for (int s = 0; s < 3; ++s)
-    g6<V>(V::load(tmp + s * N), V::load(tmp + (3 + s) * N), V::load(tmp + (6 + s) * N), col[s]);
+  R col[RR][6];  // G applied to each column s of g: col[s][a]
+  for (int s = 0; s < RR; ++s) {
+    if constexpr (RR == 3) {
+      g6<V>(V::load(tmp + s * N), V::load(tmp + (3 + s) * N), V::load(tmp + (6 + s) * N), col[s]);
+    } else {
+      R z[5];
+      for (int r = 0; r < 5; ++r) z[r] = V::load(tmp + (5 * r + s) * N);
+      g6r5<V>(z, col[s]);
+    }
+  }
   for (int a = 0; a < 6; ++a) {  // row a of G g, times G^T
     R u[6];
-    g6<V>(col[0][a], col[1][a], col[2][a], u);
+    if constexpr (RR == 3) {
+      g6<V>(col[0][a], col[1][a], col[2][a], u);
+    } else {
+      const R z[5] = {col[0][a], col[1][a], col[2][a], col[3][a], col[4][a]};
+      g6r5<V>(z, u);
+    }
     for (int bb = 0; bb < 6; ++bb) V::store(dst + (a * 6 + bb) * xs, u[bb]);
   }
 }
@@ -170,23 +219,27 @@ void transform_weight_rows(const Geometry& g, const typename V::T* w, bool rotat
   using T = typename V::T;
   constexpr int N = V::N;
   const int64_t Cout = g.Cout, Cin = g.Cin;
-  alignas(64) T tmp[9 * N];
+  const int taps = int(g.r * g.r);
+  alignas(64) T tmp[25 * N];
   for (int64_t o = o0; o < o1; ++o) {
     for (int64_t i0 = 0; i0 < ldu; i0 += N) {
-      // Gather the 9 taps of N input channels (zero beyond Cin) into tmp[tap][lane].
+      // Gather the r x r taps of N input channels (zero beyond Cin) into tmp[tap][lane].
       for (int l = 0; l < N; ++l) {
         const int64_t i = i0 + l;
         if (i >= Cin) {
-          for (int t = 0; t < 9; ++t) tmp[t * N + l] = T(0);
+          for (int t = 0; t < taps; ++t) tmp[t * N + l] = T(0);
         } else if (rotate) {
-          const T* src = w + (i * Cout + o) * 9;
-          for (int t = 0; t < 9; ++t) tmp[t * N + l] = src[8 - t];
+          const T* src = w + (i * Cout + o) * taps;
+          for (int t = 0; t < taps; ++t) tmp[t * N + l] = src[taps - 1 - t];
         } else {
-          const T* src = w + (o * Cin + i) * 9;
-          for (int t = 0; t < 9; ++t) tmp[t * N + l] = src[t];
+          const T* src = w + (o * Cin + i) * taps;
+          for (int t = 0; t < taps; ++t) tmp[t * N + l] = src[t];
         }
       }
-      transform_taps<V>(tmp, U + (o - o0) * ldu + i0, xs_u);
+      if (g.r == 3)
+        transform_taps<V, 3>(tmp, U + (o - o0) * ldu + i0, xs_u);
+      else
+        transform_taps<V, 5>(tmp, U + (o - o0) * ldu + i0, xs_u);
     }
   }
 }
@@ -329,7 +382,6 @@ CNNFAST_FORCE_INLINE void input_group(const Geometry& g, const typename V::T* xc
   using T = typename V::T;
   using R = typename V::R;
   constexpr int N = V::N;
-  const int64_t HW = g.H * g.W;
   for (int l = 0; l < N; ++l) {
     const int64_t j = j0 + l;
     T* slot = gbuf + l * 8;
@@ -338,7 +390,7 @@ CNNFAST_FORCE_INLINE void input_group(const Geometry& g, const typename V::T* xc
       continue;
     }
     const int64_t ih0 = toh[j] - g.ph, iw0 = tow[j] - g.pw;
-    const T* src = xc + tn[j] * g.Cin * HW;
+    const T* src = xc + tn[j] * g.xn;
     if (ih0 >= 0 && ih0 + 6 <= g.H && iw0 >= 0 && iw0 + 8 <= g.W) {
       for (int r = 0; r < 6; ++r) std::memcpy(slot + r * N * 8, src + (ih0 + r) * g.W + iw0, 8 * sizeof(T));
     } else {
@@ -349,11 +401,10 @@ CNNFAST_FORCE_INLINE void input_group(const Geometry& g, const typename V::T* xc
           std::fill(d, d + 8, T(0));
           continue;
         }
-        const T* row = src + ih * g.W;
-        for (int s = 0; s < 6; ++s) {
-          const int64_t iw = iw0 + s;
-          d[s] = (iw >= 0 && iw < g.W) ? row[iw] : T(0);
-        }
+        // Columns s0..s1 of the patch are inside the image: one copy, zeros around it.
+        const int64_t s0 = std::clamp<int64_t>(-iw0, 0, 6), s1 = std::clamp<int64_t>(g.W - iw0, s0, 6);
+        std::fill(d, d + 8, T(0));
+        if (s1 > s0) std::memcpy(d + s0, src + ih * g.W + iw0 + s0, size_t(s1 - s0) * sizeof(T));
       }
     }
   }
@@ -386,6 +437,8 @@ constexpr int64_t kMaxBlockTiles = 128;
 // Fused weight transform: U rows of kb output channels at a time, kb chosen so that one U_xi
 // slice (kb x Cin) and one V_xi (Cin x ldv) fit in this many floats (384 KB, within the 1 MB L2).
 constexpr int64_t kFusedFloats = 96 * 1024;
+// M (the GEMM results) of kb output channels at a time: at most this many floats (256 KB).
+constexpr int64_t kMFloats = 64 * 1024;
 
 template <class V, int MR>
 bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, bool rotate, const typename V::T* bias,
@@ -401,12 +454,27 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
 
   // Blocking (may depend on the thread count: it does not change any result, see the top).
   const int64_t tb_max = std::clamp(kBlockFloats / (kXi * Cin) / NR * NR, kMinBlockTiles, kMaxBlockTiles);
-  int64_t nblocks = ceil_div(T_, tb_max);
-  if (nt > 1 && nblocks >= nt && nblocks < 16 * nt && nblocks % nt) nblocks = std::min(T_, round_up(nblocks, nt));
-  const int64_t tb = ceil_div(T_, nblocks);
-  nblocks = ceil_div(T_, tb);
-  const bool few = T_ <= NR / 2;     // see "Few tiles" above
-  const int64_t kq = few ? NR : MR;  // output channel granularity of the GEMMs
+  // Blocks of whole panels (a block of 98 tiles computes 128): among the panel multiples from
+  // kMinBlockTiles to tb_max, the one with the fewest panels on the busiest thread (contiguous
+  // static chunks of blocks as run_parallel cuts them, the last block partial), counting a
+  // quarter panel per block for streaming U; larger on ties.
+  int64_t tb = T_;
+  if (T_ > tb_max) {
+    int64_t best = std::numeric_limits<int64_t>::max();
+    for (int64_t cand = tb_max; cand >= std::min(kMinBlockTiles, tb_max); cand -= NR) {
+      const int64_t nb = ceil_div(T_, cand), chunk = ceil_div(nb, int64_t(nt));
+      int64_t cost = 0;
+      for (int64_t b0 = 0; b0 < nb; b0 += chunk) {  // quarter panels of the thread with blocks b0..
+        const int64_t b1 = std::min(nb, b0 + chunk), tiles = std::min(T_, b1 * cand) - b0 * cand;
+        cost =
+            std::max(cost, 4 * (ceil_div(tiles - (b1 - b0 - 1) * cand, NR) + (b1 - b0 - 1) * (cand / NR)) + (b1 - b0));
+      }
+      if (cost < best) best = cost, tb = cand;
+    }
+  }
+  int64_t nblocks = ceil_div(T_, tb);
+  const bool few = T_ <= NR / 2 && g.r == 3;  // see "Few tiles" above (3x3 only)
+  const int64_t kq = few ? NR : MR;           // output channel granularity of the GEMMs
   int64_t ksplit = 1;
   if (nblocks < nt) ksplit = std::min<int64_t>(ceil_div(nt, nblocks), ceil_div(Cout, kq));
   const int64_t kchunk = round_up(ceil_div(Cout, ksplit), kq);
@@ -418,7 +486,7 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
   // Distance between the 36 matrices of U, V and M: padded to an odd number of cache lines, since
   // the transforms touch all 36 at once and power-of-two distances (e.g. 512 x 512 floats) would
   // map them onto one cache set (measured: the 512x512 weight transform ran 5x slower).
-  const int64_t xs_u = pad_lines(Cout * ldu), xs_v = pad_lines(Cin * ldv), xs_m = pad_lines(kchunk * ldv);
+  const int64_t xs_u = pad_lines(Cout * ldu), xs_v = pad_lines(Cin * ldv);
 
   // Weight transform. With several tile blocks, U is computed once into shared scratch (the
   // calling thread's second slot; slot 0 is each worker's block scratch) and read by every block.
@@ -427,7 +495,12 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
   // measured ~4 ms of 6): then each item transforms its own rows, kb at a time, into L2/L3-sized
   // thread scratch right before using them ("fused").
   const bool fused = nblocks == 1 && !few;
-  const int64_t kb = fused ? std::clamp((kFusedFloats - Cin * ldv) / Cin / MR * MR, int64_t(MR), kchunk) : kchunk;
+  // M of kb output channels at a time (all 36 frequencies): at most kMFloats, so that the output
+  // transform reads it back from L2 (M of all channels, 36 x 192 x 128 tiles, is 3.5 MB).
+  const int64_t kb_m = std::clamp(kMFloats / (kXi * ldv) / MR * MR, int64_t(MR), kchunk);
+  const int64_t kb =
+      fused ? std::min(kb_m, std::clamp((kFusedFloats - Cin * ldv) / Cin / MR * MR, int64_t(MR), kchunk)) : kb_m;
+  const int64_t xs_m = pad_lines(kb * ldv);
   const int64_t xs_ub = pad_lines(kb * ldu);
   T* U = nullptr;
   if (!fused && !few) {
@@ -484,8 +557,8 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
           for (int64_t c = 0; c < Cin; ++c)
             std::fill(Vb + xi * xs_v + c * ldv + written, Vb + xi * xs_v + c * ldv + npan * NR, T(0));
 
-      // 2. The 36 GEMMs: Mb[xi * xs_m + (k - k0) * ldv + j] = sum_c U[xi][k][c] * Vb[xi][c][j],
-      //    kb output channels at a time (all of them unless fused).
+      // 2. The 36 GEMMs: Mb[xi * xs_m + (k - kb0) * ldv + j] = sum_c U[xi][k][c] * Vb[xi][c][j],
+      //    kb output channels at a time, each chunk followed by its output transform (3).
       // 2'+3'. Few tiles: per group of V::N output channels, the weight columns C' and the GEMMs
       //       with the row transform fused in (see "Few tiles"); per panel of NR channels, the
       //       output transform with vectors along output channels.
@@ -553,7 +626,7 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
               }
             }
             for (int64_t l = 0; l < lanes; ++l) {
-              T* yt = y + (tn[j] * Cout + kv + l) * OHW + toh[j] * g.OW + tow[j];
+              T* yt = y + tn[j] * g.yn + (kv + l) * OHW + toh[j] * g.OW + tow[j];
               for (int64_t i = 0; i < rows; ++i)
                 for (int64_t jj = 0; jj < cols; ++jj) yt[i * g.OW + jj] = obuf[(i * 4 + jj) * N + l];
             }
@@ -571,15 +644,18 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
           const T* Ux = Uk + xi * xs;
           const T* Vx = Vb + xi * xs_v;
           T* Mx = Mb + xi * xs_m;
-          for (int64_t k = kb0; k < kb1; k += MR) {
-            const int mr = int(std::min<int64_t>(MR, kb1 - k));
-            const T* a[MR];  // rows past the edge repeat the last one (computed, not stored)
+          // Panel by panel: one panel of V (Cin x NR, 24 KB at Cin = 192) stays in L1 while the
+          // kb rows of U_xi stream past it (rows, then panels, read all of V_xi from L2 per row
+          // block: the loads, not the FMAs, were the hot spot at Cin >= 128).
+          for (int64_t jp = 0; jp < npan; ++jp)
+            for (int64_t k = kb0; k < kb1; k += MR) {
+              const int mr = int(std::min<int64_t>(MR, kb1 - k));
+              const T* a[MR];  // rows past the edge repeat the last one (computed, not stored)
 #pragma GCC unroll 16
-            for (int i = 0; i < MR; ++i) a[i] = Ux + (k - kb0 + std::min(i, mr - 1)) * ldu;
-            for (int64_t jp = 0; jp < npan; ++jp) {
+              for (int i = 0; i < MR; ++i) a[i] = Ux + (k - kb0 + std::min(i, mr - 1)) * ldu;
               R acc[MR][2];
               convgemm::ukernel_rows<V, MR, 2>(Cin, a, Vx + jp * NR, ldv, acc);
-              T* dst = Mx + (k - k0) * ldv + jp * NR;
+              T* dst = Mx + (k - kb0) * ldv + jp * NR;
 #pragma GCC unroll 16
               for (int i = 0; i < MR; ++i) {
                 if (i >= mr) break;
@@ -587,48 +663,85 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
                 V::store(dst + i * ldv + N, acc[i][1]);
               }
             }
-          }
         }
-      }
 
-      // 3. Output transform into y, with bias and ReLU, V::N tiles at a time; the 16 result
-      //    vectors are transposed N rows at a time into tr[l][(i - i0) * 4 + j] (tile l, row i,
-      //    column j), then each tile's rows are copied out (clipped at the image edge).
-      for (int64_t k = k0; k < k1; ++k) {
-        const R bv = V::set1(bias ? bias[k] : T(0));
-        for (int64_t j0 = 0; j0 < nvalid; j0 += N) {
-          const T* src = Mb + (k - k0) * ldv + j0;
-          R t[4][6];  // t[i][j] = (A^T M)[i][j]
-          for (int j = 0; j < 6; ++j) {
-            R m[6], o[4];
-            for (int i = 0; i < 6; ++i) m[i] = V::load(src + (i * 6 + j) * xs_m);
-            at4<V>(m, o);
-            for (int i = 0; i < 4; ++i) t[i][j] = o[i];
-          }
-          for (int i = 0; i < 4; ++i) {  // obuf[(i * 4 + j) * N + l] = output (i, j) of tile l
-            R o[4];
-            at4<V>(t[i], o);
-            for (int j = 0; j < 4; ++j) {
-              R v = V::add(o[j], bv);
-              if (relu) v = V::max(V::zero(), v);  // max(0, NaN) = NaN, as in ref
-              V::store(obuf + (i * 4 + j) * N, v);
+        // 3'. F(2x2, 5x5): output transform into y, V::N tiles at a time, the 4 results of each
+        //     tile stored one by one (clipped at the image edge).
+        for (int64_t k = kb0; k < kb1 && g.m == 2; ++k) {
+          const R bv = V::set1(bias ? bias[k] : T(0));
+          for (int64_t j0 = 0; j0 < nvalid; j0 += N) {
+            const T* src = Mb + (k - kb0) * ldv + j0;
+            R t[2][6];  // t[i][j] = (A^T M)[i][j]
+            for (int j = 0; j < 6; ++j) {
+              R m[6], o[2];
+              for (int i = 0; i < 6; ++i) m[i] = V::load(src + (i * 6 + j) * xs_m);
+              at2<V>(m, o);
+              t[0][j] = o[0];
+              t[1][j] = o[1];
             }
-          }
-          const int64_t tiles = std::min<int64_t>(N, nvalid - j0);
-          T* tr = obuf + 16 * N;
-          for (int i0 = 0; i0 < 4; i0 += N / 4) {
-            V::transpose(obuf + i0 * 4 * N, N, tr, N);
+            for (int i = 0; i < 2; ++i) {  // obuf[(i * 2 + j) * N + l] = output (i, j) of tile l
+              R o[2];
+              at2<V>(t[i], o);
+              for (int j = 0; j < 2; ++j) {
+                R v = V::add(o[j], bv);
+                if (relu) v = V::max(V::zero(), v);  // max(0, NaN) = NaN, as in ref
+                V::store(obuf + (i * 2 + j) * N, v);
+              }
+            }
+            const int64_t tiles = std::min<int64_t>(N, nvalid - j0);
             for (int64_t l = 0; l < tiles; ++l) {
               const int64_t j = j0 + l;
-              const int64_t rows = std::min<int64_t>(4, g.OH - toh[j]), cols = std::min<int64_t>(4, g.OW - tow[j]);
-              T* yt = y + (tn[j] * Cout + k) * OHW + toh[j] * g.OW + tow[j];
-              for (int ii = 0; ii < N / 4 && i0 + ii < rows; ++ii) {
-                const T* v = tr + l * N + ii * 4;
-                T* yrow = yt + (i0 + ii) * g.OW;
-                if (cols == 4)
-                  std::memcpy(yrow, v, 4 * sizeof(T));
-                else
-                  for (int64_t jj = 0; jj < cols; ++jj) yrow[jj] = v[jj];
+              T* yt = y + tn[j] * g.yn + k * OHW + toh[j] * g.OW + tow[j];
+              const bool r2 = toh[j] + 1 < g.OH, c2 = tow[j] + 1 < g.OW;
+              yt[0] = obuf[l];
+              if (c2) yt[1] = obuf[N + l];
+              if (r2) {
+                yt[g.OW] = obuf[2 * N + l];
+                if (c2) yt[g.OW + 1] = obuf[3 * N + l];
+              }
+            }
+          }
+        }
+
+        // 3. Output transform into y, with bias and ReLU, V::N tiles at a time; the 16 result
+        //    vectors are transposed N rows at a time into tr[l][(i - i0) * 4 + j] (tile l, row i,
+        //    column j), then each tile's rows are copied out (clipped at the image edge).
+        for (int64_t k = kb0; k < kb1 && g.m == 4; ++k) {
+          const R bv = V::set1(bias ? bias[k] : T(0));
+          for (int64_t j0 = 0; j0 < nvalid; j0 += N) {
+            const T* src = Mb + (k - kb0) * ldv + j0;
+            R t[4][6];  // t[i][j] = (A^T M)[i][j]
+            for (int j = 0; j < 6; ++j) {
+              R m[6], o[4];
+              for (int i = 0; i < 6; ++i) m[i] = V::load(src + (i * 6 + j) * xs_m);
+              at4<V>(m, o);
+              for (int i = 0; i < 4; ++i) t[i][j] = o[i];
+            }
+            for (int i = 0; i < 4; ++i) {  // obuf[(i * 4 + j) * N + l] = output (i, j) of tile l
+              R o[4];
+              at4<V>(t[i], o);
+              for (int j = 0; j < 4; ++j) {
+                R v = V::add(o[j], bv);
+                if (relu) v = V::max(V::zero(), v);  // max(0, NaN) = NaN, as in ref
+                V::store(obuf + (i * 4 + j) * N, v);
+              }
+            }
+            const int64_t tiles = std::min<int64_t>(N, nvalid - j0);
+            T* tr = obuf + 16 * N;
+            for (int i0 = 0; i0 < 4; i0 += N / 4) {
+              V::transpose(obuf + i0 * 4 * N, N, tr, N);
+              for (int64_t l = 0; l < tiles; ++l) {
+                const int64_t j = j0 + l;
+                const int64_t rows = std::min<int64_t>(4, g.OH - toh[j]), cols = std::min<int64_t>(4, g.OW - tow[j]);
+                T* yt = y + tn[j] * g.yn + k * OHW + toh[j] * g.OW + tow[j];
+                for (int ii = 0; ii < N / 4 && i0 + ii < rows; ++ii) {
+                  const T* v = tr + l * N + ii * 4;
+                  T* yrow = yt + (i0 + ii) * g.OW;
+                  if (cols == 4)
+                    std::memcpy(yrow, v, 4 * sizeof(T));
+                  else
+                    for (int64_t jj = 0; jj < cols; ++jj) yrow[jj] = v[jj];
+                }
               }
             }
           }
@@ -666,43 +779,83 @@ constexpr int64_t kMaxCin = 512;
 constexpr int64_t kMinCout = 8;
 constexpr int64_t kLargeLayer = 256 * 256;
 
+// F(4x4, 3x3), groups 1: what the weight gradient (conv2d_winograd_wgrad.h), the plane kernel's
+// hand-over (conv2d_plane.h) and the forward-type passes below share.
 inline bool shape_ok(const Conv2dShape& p) {
   return winograd_enabled().load(std::memory_order_relaxed) && p.R == 3 && p.S == 3 && p.sh == 1 && p.sw == 1 &&
          p.dh == 1 && p.dw == 1 && p.groups == 1 && p.ph >= 0 && p.ph <= 2 && p.pw >= 0 && p.pw <= 2 && p.OH >= 1 &&
          p.OW >= 1 && p.N >= 1;
 }
 
+// The forward and backward-input passes also take 5x5 filters (F(2x2, 5x5), padding 0..4) and
+// grouped convolutions (one call of conv() per group, see fwd_groups).
+inline bool shape_ok_fwd(const Conv2dShape& p) {
+  return winograd_enabled().load(std::memory_order_relaxed) && (p.R == 3 || p.R == 5) && p.S == p.R && p.sh == 1 &&
+         p.sw == 1 && p.dh == 1 && p.dw == 1 && p.groups >= 1 && p.C % p.groups == 0 && p.K % p.groups == 0 &&
+         p.ph >= 0 && p.ph < p.R && p.pw >= 0 && p.pw < p.R && p.OH >= 1 && p.OW >= 1 && p.N >= 1;
+}
+
+// 5x5: F(2x2, 5x5) does 36 multiplies per 4 outputs and channel pair against 25 x 4 direct (2.8x
+// fewer), but its transforms are per 4 outputs instead of 16; declines above 1/2 of the direct
+// count (tiles cut by the image edge: 7x7 planes give 16 tiles for 49 outputs, 0.47).
 template <class V>
 bool pays_off(const Geometry& g) {
   if (relax_heuristics()) return g.Cin <= kMaxCin;  // autotuning (dispatch/heuristics.h): accuracy limit only
   if (g.Cin < kMinCin || g.Cin > kMaxCin || g.Cout < kMinCout) return false;
-  const int64_t NR = 2 * V::N, lanes = g.T <= NR / 2 ? round_up(g.T, kFewMR) : round_up(g.T, NR);  // see conv()
-  const int64_t wino = 4 * lanes, direct = g.N * g.OH * g.OW;  // multiplies / 9 per channel pair
+  const int64_t NR = 2 * V::N;
+  if (g.r == 5) return 2 * 36 * round_up(g.T, NR) <= 25 * g.N * g.OH * g.OW;
+  const int64_t lanes = g.T <= NR / 2 ? round_up(g.T, kFewMR) : round_up(g.T, NR);  // see conv()
+  const int64_t wino = 4 * lanes, direct = g.N * g.OH * g.OW;                       // multiplies / 9 per channel pair
   return wino <= direct && (2 * wino <= direct || g.Cin * g.Cout < kLargeLayer);
 }
 
 inline Geometry geometry(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t OH, int64_t OW, int64_t ph,
-                         int64_t pw) {
-  Geometry g{N, Cin, H, W, Cout, OH, OW, ph, pw, ceil_div(OH, 4), ceil_div(OW, 4), 0};
+                         int64_t pw, int64_t r = 3) {
+  const int64_t m = 7 - r;  // m + r - 1 = 6
+  Geometry g{N, Cin, H, W, Cout, OH, OW, ph, pw, ceil_div(OH, m), ceil_div(OW, m), 0};
   g.T = N * g.TH * g.TW;
+  g.m = m;
+  g.r = r;
+  g.xn = Cin * H * W;
+  g.yn = Cout * OH * OW;
   return g;
+}
+
+// conv() once per group: groups of Cin input and Cout output channels of images with G * Cin and
+// G * Cout channels; weights w[G][Cout][Cin][r][r] (forward) or w[G][Cin][Cout][r][r] (rotate).
+template <class V, int MR>
+bool fwd_groups(Geometry g, int64_t G, const typename V::T* x, const typename V::T* w, bool rotate,
+                const typename V::T* bias, typename V::T* y, bool relu) {
+  // Groups of at most 32 output channels are the GEMM path's grouped direct kernel's
+  // (conv2d_gemm.h, is_grouped_direct), which does not transform anything.
+  if (!pays_off<V>(g) || (G > 1 && g.Cout <= 32 && !relax_heuristics())) return false;
+  const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
+  g.xn = G * g.Cin * HW;
+  g.yn = G * g.Cout * OHW;
+  for (int64_t gi = 0; gi < G; ++gi)
+    if (!conv<V, MR>(g, x + gi * g.Cin * HW, w + gi * g.Cin * g.Cout * g.r * g.r, rotate,
+                     bias ? bias + gi * g.Cout : nullptr, y + gi * g.Cout * OHW, relu))
+      return false;
+  return true;
 }
 
 template <class V, int MR>
 bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
          typename V::T* y, bool relu) {
-  if (!shape_ok(p)) return false;
-  const Geometry g = geometry(p.N, p.C, p.H, p.W, p.K, p.OH, p.OW, p.ph, p.pw);
-  return pays_off<V>(g) && conv<V, MR>(g, x, w, false, bias, y, relu);
+  if (!shape_ok_fwd(p)) return false;
+  const int64_t G = p.groups;
+  const Geometry g = geometry(p.N, p.C / G, p.H, p.W, p.K / G, p.OH, p.OW, p.ph, p.pw, p.R);
+  return fwd_groups<V, MR>(g, G, x, w, false, bias, y, relu);
 }
 
-// gx = conv(gy, w') with w' the rotated, channel-swapped weights and padding 2 - p (stride 1;
+// gx = conv(gy, w') with w' the rotated, channel-swapped weights and padding r - 1 - p (stride 1;
 // see bwd_input_as_fwd in conv2d_gemm.h): the output planes are H x W, the inputs OH x OW.
 template <class V, int MR>
 bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
-  if (!shape_ok(p)) return false;
-  const Geometry g = geometry(p.N, p.K, p.OH, p.OW, p.C, p.H, p.W, 2 - p.ph, 2 - p.pw);
-  return pays_off<V>(g) && conv<V, MR>(g, gy, w, true, nullptr, gx, false);
+  if (!shape_ok_fwd(p)) return false;
+  const int64_t G = p.groups, r = p.R;
+  const Geometry g = geometry(p.N, p.K / G, p.OH, p.OW, p.C / G, p.H, p.W, r - 1 - p.ph, r - 1 - p.pw, r);
+  return fwd_groups<V, MR>(g, G, gy, w, true, nullptr, gx, false);
 }
 
 }  // namespace wino

@@ -1,4 +1,5 @@
-// Winograd F(4x4, 3x3) weight gradient for 3x3, stride-1, dense float32 layers, written once for
+// Winograd F(4x4, 3x3) weight gradient for 3x3 (and F(2x2, 5x5) for 5x5: dy_group2, out_group5),
+// stride-1, dense float32 layers, written once for
 // any vector type V of common/simd.h next to the forward (conv2d_winograd.h, whose transforms,
 // tiling and microkernel it reuses) and instantiated in conv2d_winograd_avx2.cpp / _avx512.cpp.
 //
@@ -67,6 +68,65 @@ CNNFAST_FORCE_INLINE void gt3(const typename V::R (&z)[6], typename V::R (&o)[3]
   o[2] = V::fma(sixth, V::sub(u, p), z[5]);
 }
 
+// F(2x2, 5x5): o = A z (2 -> 6), A rows [1 0; 1 1; 1 -1; 1 2; 1 -2; 0 1].
+template <class V>
+CNNFAST_FORCE_INLINE void a6m2(typename V::R z0, typename V::R z1, typename V::R (&o)[6]) {
+  o[0] = z0;
+  o[1] = V::add(z0, z1);
+  o[2] = V::sub(z0, z1);
+  o[3] = V::fma(V::set1(2), z1, z0);
+  o[4] = V::fma(V::set1(-2), z1, z0);
+  o[5] = z1;
+}
+
+// F(2x2, 5x5): o = G5^T z (6 -> 5), G5 as g6r5 in conv2d_winograd.h.
+template <class V>
+CNNFAST_FORCE_INLINE void gt5(const typename V::R (&z)[6], typename V::R (&o)[5]) {
+  using R = typename V::R;
+  using T = typename V::T;
+  const R p = V::add(z[1], z[2]), q = V::sub(z[1], z[2]), u = V::add(z[3], z[4]), v = V::sub(z[3], z[4]);
+  const R m6 = V::set1(T(-1) / T(6));
+  o[0] = V::fma(V::set1(T(0.25)), z[0], V::fma(m6, p, V::mul(V::set1(T(1) / T(24)), u)));
+  o[1] = V::fma(m6, q, V::mul(V::set1(T(1) / T(12)), v));
+  o[2] = V::fma(m6, p, V::mul(V::set1(T(1) / T(6)), u));
+  o[3] = V::fma(m6, q, V::mul(V::set1(T(1) / T(3)), v));
+  o[4] = V::add(V::fma(m6, p, V::mul(V::set1(T(2) / T(3)), u)), z[5]);
+}
+
+// F(2x2, 5x5): dy_group for 2x2 tiles; each channel's 4 values gathered into slot[e * N + l].
+template <class V>
+CNNFAST_FORCE_INLINE void dy_group2(const Geometry& g, const typename V::T* gy, int64_t n, int64_t oh0, int64_t ow0,
+                                    int64_t k0, typename V::T* slot, typename V::T* dst, int64_t xs) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int N = V::N;
+  const int64_t OHW = g.OH * g.OW, K = g.Cout;
+  const bool r2 = oh0 + 1 < g.OH, c2 = ow0 + 1 < g.OW;
+  for (int l = 0; l < N; ++l) {
+    const int64_t k = k0 + l;
+    if (k >= K) {
+      for (int e = 0; e < 4; ++e) slot[e * N + l] = T(0);
+      continue;
+    }
+    const T* src = gy + (n * K + k) * OHW + oh0 * g.OW + ow0;
+    slot[l] = src[0];
+    slot[N + l] = c2 ? src[1] : T(0);
+    slot[2 * N + l] = r2 ? src[g.OW] : T(0);
+    slot[3 * N + l] = r2 && c2 ? src[g.OW + 1] : T(0);
+  }
+  R t[6][2];  // t[a][jj] = (A dy)[a][jj]
+  for (int jj = 0; jj < 2; ++jj) {
+    R o[6];
+    a6m2<V>(V::load(slot + jj * N), V::load(slot + (2 + jj) * N), o);
+    for (int a = 0; a < 6; ++a) t[a][jj] = o[a];
+  }
+  for (int a = 0; a < 6; ++a) {
+    R o[6];
+    a6m2<V>(t[a][0], t[a][1], o);
+    for (int b = 0; b < 6; ++b) V::store(dst + (a * 6 + b) * xs, o[b]);
+  }
+}
+
 // grad_output transform of tile j (image n, first output row oh0, column ow0) for the V::N output
 // channels k0.. (zero from K on): the 36 vectors (A dy A^T)[xi] over those channels, stored at
 // dst + xi * xs. Each channel's 4x4 tile goes to a 16-float slot, slot[l * 16 + i * 4 + jj] (zero
@@ -111,14 +171,46 @@ CNNFAST_FORCE_INLINE void dy_group(const Geometry& g, const typename V::T* gy, i
   }
 }
 
-// gw[k][c] = G^T m G for the V::N output channels k0.. (those below K) and input channel c, m[xi]
-// the vector at src + xi * xs (lanes along output channels). gw is K x C x 3 x 3.
+// F(2x2, 5x5): gw[k][c] = G5^T m G5 (K x C x 5 x 5), as out_group below.
 template <class V>
-CNNFAST_FORCE_INLINE void out_group(const typename V::T* src, int64_t xs, int64_t K, int64_t C, int64_t k0, int64_t c,
-                                    typename V::T* gw) {
+CNNFAST_FORCE_INLINE void out_group5(const typename V::T* src, int64_t xs, int64_t K, int64_t C, int64_t k0, int64_t c,
+                                     typename V::T* gw) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int N = V::N;
+  alignas(64) T out[25 * N];
+  R t[6][5];  // t[a][s] = (m G5)[a][s]
+  for (int a = 0; a < 6; ++a) {
+    R z[6], o[5];
+    for (int bb = 0; bb < 6; ++bb) z[bb] = V::load(src + (a * 6 + bb) * xs);
+    gt5<V>(z, o);
+    for (int s = 0; s < 5; ++s) t[a][s] = o[s];
+  }
+  for (int s = 0; s < 5; ++s) {
+    R z[6], o[5];
+    for (int a = 0; a < 6; ++a) z[a] = t[a][s];
+    gt5<V>(z, o);
+    for (int r = 0; r < 5; ++r) V::store(out + (r * 5 + s) * N, o[r]);
+  }
+  const int64_t lanes = std::min<int64_t>(N, K - k0);
+  for (int64_t l = 0; l < lanes; ++l) {
+    T* d = gw + ((k0 + l) * C + c) * 25;
+    for (int rs = 0; rs < 25; ++rs) d[rs] = out[rs * N + l];
+  }
+}
+
+// gw[k][c] = G^T m G for the V::N output channels k0.. (those below K) and input channel c, m[xi]
+// the vector at src + xi * xs (lanes along output channels). gw is K x C x 3 x 3 (r = 5: out_group5).
+template <class V>
+CNNFAST_FORCE_INLINE void out_group(const typename V::T* src, int64_t xs, int64_t K, int64_t C, int64_t k0, int64_t c,
+                                    typename V::T* gw, int64_t r = 3) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int N = V::N;
+  if (r == 5) {
+    out_group5<V>(src, xs, K, C, k0, c, gw);
+    return;
+  }
   alignas(64) T out[9 * N];
   R t[6][3];  // t[a][s] = (m G)[a][s]
   for (int a = 0; a < 6; ++a) {
@@ -241,8 +333,13 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
       }
       T* tr = slot + 16 * N;
       for (int64_t j = b; j < e; ++j)
-        for (int64_t k0 = 0; k0 < ldk; k0 += N)
-          dy_group<V>(g, gy, tn[j], toh[j], tow[j], k0, slot, tr, DY + ((k0 / NR) * chunk + j) * NR + k0 % NR, xs_dy);
+        for (int64_t k0 = 0; k0 < ldk; k0 += N) {
+          T* dst = DY + ((k0 / NR) * chunk + j) * NR + k0 % NR;
+          if (g.m == 2)
+            dy_group2<V>(g, gy, tn[j], toh[j], tow[j], k0, slot, dst, xs_dy);
+          else
+            dy_group<V>(g, gy, tn[j], toh[j], tow[j], k0, slot, tr, dst, xs_dy);
+        }
     });
     if (!ok) return false;  // gw not written yet (gb may be: every fallback overwrites both)
     // 3. The 36 GEMMs, M[xi][c][k] (+)= sum_j X[xi][c][j] DY[xi][j][k], per (xi, block of input
@@ -278,7 +375,7 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
             }
             for (int i = 0; i < mr; ++i)
               for (int v = 0; v < 2 && kp * NR + v * N < K; ++v)
-                out_group<V>(Mt + i * NR + v * N, MR * NR, K, C, kp * NR + v * N, c + i, gw);
+                out_group<V>(Mt + i * NR + v * N, MR * NR, K, C, kp * NR + v * N, c + i, gw, g.r);
           }
         }
       });
@@ -320,7 +417,7 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
   // 4. gw[k][c] = G^T M[.][c][k] G, V::N output channels at a time, per input channel.
   parallel_for(C, ldk * 36 * 2, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c)
-      for (int64_t k0 = 0; k0 < K; k0 += N) out_group<V>(M + c * ldk + k0, xs_m, K, C, k0, c, gw);
+      for (int64_t k0 = 0; k0 < K; k0 += N) out_group<V>(M + c * ldk + k0, xs_m, K, C, k0, c, gw, g.r);
   });
 
   return true;
@@ -349,19 +446,23 @@ constexpr int64_t kWgradMinC = 16;
 constexpr int64_t kWgradMinK = 16;
 constexpr int64_t kWgradMinOutputs = 128;
 
+// F(2x2, 5x5) (r = 5): at least kWgradMinOutputs tiles (4x the outputs: the same accuracy argument
+// per tile), and at most half the direct multiplies (36 per tile against 25 per output, as the
+// forward's pays_off).
 template <class V>
 bool wgrad_pays_off(const Geometry& g) {
-  if (g.N * g.OH * g.OW < kWgradMinOutputs) return false;
+  if (g.N * g.OH * g.OW < kWgradMinOutputs || (g.r == 5 && g.T < kWgradMinOutputs)) return false;
   if (relax_heuristics()) return true;
   constexpr int64_t NR = 2 * V::N;
+  if (g.r == 5 && 2 * 36 * g.T > 25 * g.N * g.OH * g.OW) return false;
   return g.Cin >= kWgradMinC && g.Cout >= kWgradMinK && g.Cin * g.Cout >= NR * NR;
 }
 
 template <class V, int MR>
 bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::T* gy, typename V::T* gw,
                 typename V::T* gb) {
-  if (!shape_ok(p)) return false;
-  const Geometry g = geometry(p.N, p.C, p.H, p.W, p.K, p.OH, p.OW, p.ph, p.pw);
+  if (!shape_ok_fwd(p) || p.groups != 1) return false;  // 3x3 or 5x5, groups 1
+  const Geometry g = geometry(p.N, p.C, p.H, p.W, p.K, p.OH, p.OW, p.ph, p.pw, p.R);
   return wgrad_pays_off<V>(g) && wgrad<V, MR>(g, x, gy, gw, gb);
 }
 
