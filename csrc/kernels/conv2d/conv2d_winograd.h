@@ -401,10 +401,11 @@ CNNFAST_FORCE_INLINE void input_group(const Geometry& g, const typename V::T* xc
           std::fill(d, d + 8, T(0));
           continue;
         }
-        // Columns s0..s1 of the patch are inside the image: one copy, zeros around it.
-        const int64_t s0 = std::clamp<int64_t>(-iw0, 0, 6), s1 = std::clamp<int64_t>(g.W - iw0, s0, 6);
-        std::fill(d, d + 8, T(0));
-        if (s1 > s0) std::memcpy(d + s0, src + ih * g.W + iw0 + s0, size_t(s1 - s0) * sizeof(T));
+        const T* row = src + ih * g.W;
+        for (int s = 0; s < 6; ++s) {
+          const int64_t iw = iw0 + s;
+          d[s] = (iw >= 0 && iw < g.W) ? row[iw] : T(0);
+        }
       }
     }
   }
@@ -832,10 +833,24 @@ bool fwd_groups(Geometry g, int64_t G, const typename V::T* x, const typename V:
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
   g.xn = G * g.Cin * HW;
   g.yn = G * g.Cout * OHW;
+  const auto one = [&](int64_t gi) {
+    return conv<V, MR>(g, x + gi * g.Cin * HW, w + gi * g.Cin * g.Cout * g.r * g.r, rotate,
+                       bias ? bias + gi * g.Cout : nullptr, y + gi * g.Cout * OHW, relu);
+  };
+  // Whole groups per thread when they divide evenly (or are many): each conv() then runs serially
+  // inside the region (nested regions do), with no load imbalance between its tile blocks. The
+  // results do not depend on the thread count either way.
+  const int nt = max_threads();
+  if (G > 1 && nt > 1 && (G % nt == 0 || G >= 4 * nt)) {
+    std::atomic<bool> ok{true};
+    parallel_for(G, g.T * g.Cin * g.Cout * kXi, [&](int64_t b, int64_t e) {
+      for (int64_t gi = b; gi < e; ++gi)
+        if (!one(gi)) ok = false;
+    });
+    return ok;
+  }
   for (int64_t gi = 0; gi < G; ++gi)
-    if (!conv<V, MR>(g, x + gi * g.Cin * HW, w + gi * g.Cin * g.Cout * g.r * g.r, rotate,
-                     bias ? bias + gi * g.Cout : nullptr, y + gi * g.Cout * OHW, relu))
-      return false;
+    if (!one(gi)) return false;
   return true;
 }
 
