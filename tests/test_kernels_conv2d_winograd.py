@@ -266,10 +266,10 @@ def test_declined_configurations_still_right(isa, rng, case):
 # blocks, channel counts off the vector width; C and K are the layer's (groups: more than 32
 # output channels per group, below that the GEMM path's grouped direct kernel runs).
 CASES_5X5 = {
-    "5x5-pad2-13x9": (3, 17, 13, 9, 41, (2, 2), 1),
+    "5x5-pad2-13x9": (3, 17, 13, 9, 33, (2, 2), 1),
     "5x5-pad4-7x5": (2, 20, 7, 5, 33, (4, 4), 1),
-    "5x5-pad0x3-10x12": (2, 19, 10, 12, 40, (0, 3), 1),
-    "5x5-several-blocks": (4, 16, 27, 27, 40, (2, 2), 1),  # 784 tiles
+    "5x5-pad0x3-10x12": (2, 19, 10, 12, 38, (0, 3), 1),
+    "5x5-several-blocks": (4, 20, 27, 27, 40, (2, 2), 1),  # 784 tiles
     "5x5-groups2": (2, 40, 11, 9, 80, (2, 2), 2),
     "5x5-groups3-blocks": (3, 102, 20, 17, 120, (1, 2), 3),
     "3x3-groups2": (3, 68, 13, 9, 80, (1, 1), 2),
@@ -302,6 +302,19 @@ def test_5x5_and_groups_forward_and_grad_input(isa, rng, case, relu):
     _close(y, x, w, b, gy, pad, "y", relu=relu, groups=groups, err_msg=f"forward on {isa}")
     _close(gx, x, w, b, gy, pad, "gx", groups=groups, err_msg=f"grad_input on {isa}")
     _close(on_ref(_fwd, x, w, b, pad, relu=relu, **kw), x, w, b, gy, pad, "y", relu=relu, c=None, groups=groups)
+
+
+def test_5x5_grad_input_of_expanding_layer_declines(isa, rng):
+    """grad_input of a 5x5 layer with K > 2 C (its forward-as-conv reduces over K, outputs C) runs
+    the GEMM path (the input transform would dominate); the forward still takes Winograd."""
+    N, C, H, W, K, pad = 2, 20, 15, 15, 48, (2, 2)
+    x, w, b, gy = _arrays_rg(rng, N, C, H, W, K, pad, 5, 1)
+    y, gx = _fwd(x, w, b, pad), None
+    _expect_winograd(isa, _last("conv2d_fwd_f32"), "conv2d_fwd_f32")
+    gx = _bwd(x, w, gy, pad)
+    assert not _last("conv2d_bwd_input_f32").endswith("_winograd")
+    _close(y, x, w, b, gy, pad, "y")
+    _close(gx, x, w, b, gy, pad, "gx", c=None)
 
 
 @pytest.mark.parametrize("case", ["5x5-several-blocks", "5x5-groups3-blocks"])

@@ -200,14 +200,14 @@ CNNFAST_FORCE_INLINE void out_group5(const typename V::T* src, int64_t xs, int64
 }
 
 // gw[k][c] = G^T m G for the V::N output channels k0.. (those below K) and input channel c, m[xi]
-// the vector at src + xi * xs (lanes along output channels). gw is K x C x 3 x 3 (r = 5: out_group5).
-template <class V>
+// the vector at src + xi * xs (lanes along output channels). gw is K x C x 3 x 3 (RR = 5: out_group5).
+template <class V, int RR = 3>
 CNNFAST_FORCE_INLINE void out_group(const typename V::T* src, int64_t xs, int64_t K, int64_t C, int64_t k0, int64_t c,
-                                    typename V::T* gw, int64_t r = 3) {
+                                    typename V::T* gw) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int N = V::N;
-  if (r == 5) {
+  if constexpr (RR == 5) {
     out_group5<V>(src, xs, K, C, k0, c, gw);
     return;
   }
@@ -250,7 +250,8 @@ constexpr int64_t kWgradFusedMaxTiles = 128;
 constexpr int64_t kWgradCBlock = 64;
 
 // gw (K x C x 3 x 3) and gb (K, may be null) of x (N x C x H x W) and gy (N x K x OH x OW).
-template <class V, int MR>
+// RR: the filter size (3 or 5, = g.r), a template parameter so that each compiles on its own.
+template <class V, int MR, int RR>
 bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, typename V::T* gw, typename V::T* gb) {
   using T = typename V::T;
   using R = typename V::R;
@@ -335,7 +336,7 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
       for (int64_t j = b; j < e; ++j)
         for (int64_t k0 = 0; k0 < ldk; k0 += N) {
           T* dst = DY + ((k0 / NR) * chunk + j) * NR + k0 % NR;
-          if (g.m == 2)
+          if constexpr (RR == 5)
             dy_group2<V>(g, gy, tn[j], toh[j], tow[j], k0, slot, dst, xs_dy);
           else
             dy_group<V>(g, gy, tn[j], toh[j], tow[j], k0, slot, tr, dst, xs_dy);
@@ -375,7 +376,7 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
             }
             for (int i = 0; i < mr; ++i)
               for (int v = 0; v < 2 && kp * NR + v * N < K; ++v)
-                out_group<V>(Mt + i * NR + v * N, MR * NR, K, C, kp * NR + v * N, c + i, gw, g.r);
+                out_group<V, RR>(Mt + i * NR + v * N, MR * NR, K, C, kp * NR + v * N, c + i, gw);
           }
         }
       });
@@ -417,7 +418,7 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
   // 4. gw[k][c] = G^T M[.][c][k] G, V::N output channels at a time, per input channel.
   parallel_for(C, ldk * 36 * 2, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c)
-      for (int64_t k0 = 0; k0 < K; k0 += N) out_group<V>(M + c * ldk + k0, xs_m, K, C, k0, c, gw, g.r);
+      for (int64_t k0 = 0; k0 < K; k0 += N) out_group<V, RR>(M + c * ldk + k0, xs_m, K, C, k0, c, gw);
   });
 
   return true;
@@ -463,7 +464,8 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
                 typename V::T* gb) {
   if (!shape_ok_fwd(p) || p.groups != 1) return false;  // 3x3 or 5x5, groups 1
   const Geometry g = geometry(p.N, p.C, p.H, p.W, p.K, p.OH, p.OW, p.ph, p.pw, p.R);
-  return wgrad_pays_off<V>(g) && wgrad<V, MR>(g, x, gy, gw, gb);
+  if (!wgrad_pays_off<V>(g)) return false;
+  return g.r == 5 ? wgrad<V, MR, 5>(g, x, gy, gw, gb) : wgrad<V, MR, 3>(g, x, gy, gw, gb);
 }
 
 }  // namespace wino
