@@ -438,8 +438,9 @@ constexpr int64_t kMaxBlockTiles = 128;
 // Fused weight transform: U rows of kb output channels at a time, kb chosen so that one U_xi
 // slice (kb x Cin) and one V_xi (Cin x ldv) fit in this many floats (384 KB, within the 1 MB L2).
 constexpr int64_t kFusedFloats = 96 * 1024;
-// M (the GEMM results) of kb output channels at a time: at most this many floats (256 KB).
-constexpr int64_t kMFloats = 64 * 1024;
+// The GEMMs run panel by panel (all row blocks of U_xi against one panel of V_xi, which then stays
+// in L1) when a panel (Cin x NR) takes at most this many bytes, else row block by row block.
+constexpr int64_t kL1PanelBytes = 32 * 1024;
 
 template <class V, int MR>
 bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, bool rotate, const typename V::T* bias,
@@ -496,11 +497,10 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
   // measured ~4 ms of 6): then each item transforms its own rows, kb at a time, into L2/L3-sized
   // thread scratch right before using them ("fused").
   const bool fused = nblocks == 1 && !few;
-  // M of kb output channels at a time (all 36 frequencies): at most kMFloats, so that the output
-  // transform reads it back from L2 (M of all channels, 36 x 192 x 128 tiles, is 3.5 MB).
-  const int64_t kb_m = std::clamp(kMFloats / (kXi * ldv) / MR * MR, int64_t(MR), kchunk);
-  const int64_t kb =
-      fused ? std::min(kb_m, std::clamp((kFusedFloats - Cin * ldv) / Cin / MR * MR, int64_t(MR), kchunk)) : kb_m;
+  // Fused: the output transform of each chunk of kb channels follows its GEMMs. (Chunking M
+  // without the fusion re-streams all of V once per chunk: V of 256 channels x 128 tiles, 4.7 MB,
+  // outgrows L2; measured 1.4-2x slower at 16 x 256 x 14 x 14 in fresh processes.)
+  const int64_t kb = fused ? std::clamp((kFusedFloats - Cin * ldv) / Cin / MR * MR, int64_t(MR), kchunk) : kchunk;
   const int64_t xs_m = pad_lines(kb * ldv);
   const int64_t xs_ub = pad_lines(kb * ldu);
   T* U = nullptr;
@@ -645,11 +645,16 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
           const T* Ux = Uk + xi * xs;
           const T* Vx = Vb + xi * xs_v;
           T* Mx = Mb + xi * xs_m;
-          // Panel by panel: one panel of V (Cin x NR, 24 KB at Cin = 192) stays in L1 while the
-          // kb rows of U_xi stream past it (rows, then panels, read all of V_xi from L2 per row
-          // block: the loads, not the FMAs, were the hot spot at Cin >= 128).
-          for (int64_t jp = 0; jp < npan; ++jp)
-            for (int64_t k = kb0; k < kb1; k += MR) {
+          // Panel by panel where a panel of V (Cin x NR, 24 KB at Cin = 192) stays in L1 while
+          // the kb rows of U_xi stream past it (row blocks, then panels, read all of V_xi from L2
+          // per row block: the loads, not the FMAs, were the hot spot at Cin = 192); else (panels
+          // outgrow L1 anyway) row block by row block, each in L1 while the panels stream.
+          const int64_t nkr = ceil_div(kb1 - kb0, int64_t(MR));
+          const bool panel_major = Cin * NR * int64_t(sizeof(T)) <= kL1PanelBytes;
+          for (int64_t q = 0; q < npan * nkr; ++q) {
+            const int64_t jp = panel_major ? q / nkr : q % npan;
+            const int64_t k = kb0 + (panel_major ? q % nkr : q / npan) * MR;
+            {
               const int mr = int(std::min<int64_t>(MR, kb1 - k));
               const T* a[MR];  // rows past the edge repeat the last one (computed, not stored)
 #pragma GCC unroll 16
@@ -664,6 +669,7 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
                 V::store(dst + i * ldv + N, acc[i][1]);
               }
             }
+          }
         }
 
         // 3'. F(2x2, 5x5): output transform into y, V::N tiles at a time, the 4 results of each
