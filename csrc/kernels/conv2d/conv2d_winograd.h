@@ -438,9 +438,6 @@ constexpr int64_t kMaxBlockTiles = 128;
 // Fused weight transform: U rows of kb output channels at a time, kb chosen so that one U_xi
 // slice (kb x Cin) and one V_xi (Cin x ldv) fit in this many floats (384 KB, within the 1 MB L2).
 constexpr int64_t kFusedFloats = 96 * 1024;
-// The GEMMs run panel by panel (all row blocks of U_xi against one panel of V_xi, which then stays
-// in L1) when a panel (Cin x NR) takes at most this many bytes, else row block by row block.
-constexpr int64_t kL1PanelBytes = 32 * 1024;
 
 template <class V, int MR>
 bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, bool rotate, const typename V::T* bias,
@@ -645,16 +642,8 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
           const T* Ux = Uk + xi * xs;
           const T* Vx = Vb + xi * xs_v;
           T* Mx = Mb + xi * xs_m;
-          // Panel by panel where a panel of V (Cin x NR, 24 KB at Cin = 192) stays in L1 while
-          // the kb rows of U_xi stream past it (row blocks, then panels, read all of V_xi from L2
-          // per row block: the loads, not the FMAs, were the hot spot at Cin = 192); else (panels
-          // outgrow L1 anyway) row block by row block, each in L1 while the panels stream.
-          const int64_t nkr = ceil_div(kb1 - kb0, int64_t(MR));
-          const bool panel_major = Cin * NR * int64_t(sizeof(T)) <= kL1PanelBytes;
-          for (int64_t q = 0; q < npan * nkr; ++q) {
-            const int64_t jp = panel_major ? q / nkr : q % npan;
-            const int64_t k = kb0 + (panel_major ? q % nkr : q / npan) * MR;
-            {
+          for (int64_t k = kb0; k < kb1; k += MR) {
+            for (int64_t jp = 0; jp < npan; ++jp) {
               const int mr = int(std::min<int64_t>(MR, kb1 - k));
               const T* a[MR];  // rows past the edge repeat the last one (computed, not stored)
 #pragma GCC unroll 16
