@@ -58,11 +58,11 @@ def _expect_winograd(isa, name, key):
         assert name == f"{key}_ref"
 
 
-def _arrays(rng, N, C, H, W, K, pad, bias=True, dtype=np.float32):
+def _arrays(rng, N, C, H, W, K, pad, bias=True, dtype=np.float32, R=3, groups=1):
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = rng.standard_normal((K, C, 3, 3)).astype(dtype)
+    w = rng.standard_normal((K, C // groups, R, R)).astype(dtype)
     b = rng.standard_normal(K).astype(dtype) if bias else None
-    OH, OW = H + 2 * pad[0] - 2, W + 2 * pad[1] - 2
+    OH, OW = H + 2 * pad[0] - R + 1, W + 2 * pad[1] - R + 1
     gy = rng.standard_normal((N, K, OH, OW)).astype(dtype)
     return x, w, b, gy
 
@@ -281,20 +281,12 @@ CASES_5X5 = {
 }
 
 
-def _arrays_rg(rng, N, C, H, W, K, pad, R, groups):
-    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
-    w = rng.standard_normal((K, C // groups, R, R)).astype(np.float32)
-    b = rng.standard_normal(K).astype(np.float32)
-    gy = rng.standard_normal((N, K, H + 2 * pad[0] - R + 1, W + 2 * pad[1] - R + 1)).astype(np.float32)
-    return x, w, b, gy
-
-
 @pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
 @pytest.mark.parametrize("case", list(CASES_5X5), ids=list(CASES_5X5))
 def test_5x5_and_groups_forward_and_grad_input(isa, rng, case, relu):
     N, C, H, W, K, pad, groups = CASES_5X5[case]
     R = 3 if case.startswith("3x3") else 5
-    x, w, b, gy = _arrays_rg(rng, N, C, H, W, K, pad, R, groups)
+    x, w, b, gy = _arrays(rng, N, C, H, W, K, pad, R=R, groups=groups)
     kw = dict(groups=groups)
     y = _fwd(x, w, b, pad, relu=relu, **kw)
     _expect_winograd(isa, _last("conv2d_fwd_f32"), "conv2d_fwd_f32")
@@ -313,7 +305,7 @@ def test_5x5_grad_input_of_expanding_layer_declines(isa, rng):
     the GEMM path with 512-bit vectors (the input transform would dominate), Winograd with 256-bit
     ones; the forward takes Winograd on both."""
     N, C, H, W, K, pad = 2, 20, 15, 15, 48, (2, 2)
-    x, w, b, gy = _arrays_rg(rng, N, C, H, W, K, pad, 5, 1)
+    x, w, b, gy = _arrays(rng, N, C, H, W, K, pad, R=5, groups=1)
     y, gx = _fwd(x, w, b, pad), None
     _expect_winograd(isa, _last("conv2d_fwd_f32"), "conv2d_fwd_f32")
     gx = _bwd(x, w, gy, pad)
@@ -328,7 +320,7 @@ def test_5x5_grad_input_of_expanding_layer_declines(isa, rng):
 @pytest.mark.parametrize("case", ["5x5-several-blocks", "5x5-groups3-blocks"])
 def test_5x5_independent_of_thread_count(isa, rng, case):
     N, C, H, W, K, pad, groups = CASES_5X5[case]
-    _assert_thread_count_free(isa, *_arrays_rg(rng, N, C, H, W, K, pad, 5, groups), pad, groups)
+    _assert_thread_count_free(isa, *_arrays(rng, N, C, H, W, K, pad, R=5, groups=groups), pad, groups)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -349,7 +341,7 @@ def test_5x5_random_geometries(rng, N, C, K, H, W, ph, pw, groups, relu):
         return
     C, K = C * groups, K * groups
     pad = (ph, pw)
-    x, w, b, gy = _arrays_rg(rng, N, C, H, W, K, pad, 5, groups)
+    x, w, b, gy = _arrays(rng, N, C, H, W, K, pad, R=5, groups=groups)
     _close(_fwd(x, w, b, pad, relu=relu, groups=groups), x, w, b, gy, pad, "y", relu=relu, groups=groups)
     _close(_bwd(x, w, gy, pad, groups=groups), x, w, b, gy, pad, "gx", groups=groups)
 

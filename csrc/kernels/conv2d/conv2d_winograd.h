@@ -463,10 +463,11 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
     for (int64_t cand = tb_max; cand >= std::min(kMinBlockTiles, tb_max); cand -= NR) {
       const int64_t nb = ceil_div(T_, cand), chunk = ceil_div(nb, int64_t(nt));
       int64_t cost = 0;
-      for (int64_t b0 = 0; b0 < nb; b0 += chunk) {  // quarter panels of the thread with blocks b0..
-        const int64_t b1 = std::min(nb, b0 + chunk), tiles = std::min(T_, b1 * cand) - b0 * cand;
-        cost =
-            std::max(cost, 4 * (ceil_div(tiles - (b1 - b0 - 1) * cand, NR) + (b1 - b0 - 1) * (cand / NR)) + (b1 - b0));
+      for (int64_t b0 = 0; b0 < nb; b0 += chunk) {  // quarter panels of the thread with blocks b0..b1
+        const int64_t b1 = std::min(nb, b0 + chunk);
+        int64_t panels = 0;
+        for (int64_t bl = b0; bl < b1; ++bl) panels += ceil_div(std::min(T_, (bl + 1) * cand) - bl * cand, int64_t(NR));
+        cost = std::max(cost, 4 * panels + (b1 - b0));
       }
       if (cost < best) best = cost, tb = cand;
     }
@@ -643,11 +644,11 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
           const T* Vx = Vb + xi * xs_v;
           T* Mx = Mb + xi * xs_m;
           for (int64_t k = kb0; k < kb1; k += MR) {
-            for (int64_t jp = 0; jp < npan; ++jp) {
-              const int mr = int(std::min<int64_t>(MR, kb1 - k));
-              const T* a[MR];  // rows past the edge repeat the last one (computed, not stored)
+            const int mr = int(std::min<int64_t>(MR, kb1 - k));
+            const T* a[MR];  // rows past the edge repeat the last one (computed, not stored)
 #pragma GCC unroll 16
-              for (int i = 0; i < MR; ++i) a[i] = Ux + (k - kb0 + std::min(i, mr - 1)) * ldu;
+            for (int i = 0; i < MR; ++i) a[i] = Ux + (k - kb0 + std::min(i, mr - 1)) * ldu;
+            for (int64_t jp = 0; jp < npan; ++jp) {
               R acc[MR][2];
               convgemm::ukernel_rows<V, MR, 2>(Cin, a, Vx + jp * NR, ldv, acc);
               T* dst = Mx + (k - kb0) * ldv + jp * NR;
@@ -777,12 +778,6 @@ constexpr int64_t kLargeLayer = 256 * 256;
 
 // F(4x4, 3x3), groups 1: what the weight gradient (conv2d_winograd_wgrad.h), the plane kernel's
 // hand-over (conv2d_plane.h) and the forward-type passes below share.
-inline bool shape_ok(const Conv2dShape& p) {
-  return winograd_enabled().load(std::memory_order_relaxed) && p.R == 3 && p.S == 3 && p.sh == 1 && p.sw == 1 &&
-         p.dh == 1 && p.dw == 1 && p.groups == 1 && p.ph >= 0 && p.ph <= 2 && p.pw >= 0 && p.pw <= 2 && p.OH >= 1 &&
-         p.OW >= 1 && p.N >= 1;
-}
-
 // The forward and backward-input passes also take 5x5 filters (F(2x2, 5x5), padding 0..4) and
 // grouped convolutions (one call of conv() per group, see fwd_groups).
 inline bool shape_ok_fwd(const Conv2dShape& p) {
@@ -790,6 +785,8 @@ inline bool shape_ok_fwd(const Conv2dShape& p) {
          p.sw == 1 && p.dh == 1 && p.dw == 1 && p.groups >= 1 && p.C % p.groups == 0 && p.K % p.groups == 0 &&
          p.ph >= 0 && p.ph < p.R && p.pw >= 0 && p.pw < p.R && p.OH >= 1 && p.OW >= 1 && p.N >= 1;
 }
+
+inline bool shape_ok(const Conv2dShape& p) { return p.R == 3 && p.groups == 1 && shape_ok_fwd(p); }
 
 // 5x5: F(2x2, 5x5) does 36 multiplies per 4 outputs and channel pair against 25 x 4 direct (2.8x
 // fewer), but its transforms are per 4 outputs instead of 16; declines above 1/2 of the direct
