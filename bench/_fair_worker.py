@@ -79,6 +79,7 @@ class Env:
         self.torch = torch
         self.versions["torch"] = torch.__version__
         self.info["torch_threads"] = torch.get_num_threads()
+        self.info["torch_isa"] = torch.backends.cpu.get_cpu_capability()
 
     def _import_onnxruntime(self):
         import onnxruntime

@@ -4,6 +4,7 @@
     python bench/fair.py --quick             # 3 rounds, shorter timing windows (about 5 minutes)
     python bench/fair.py --only 'lenet|infer' --threads 2 --output table.md --json out.json
     python bench/fair.py --isa avx2          # CNNFAST_ISA=avx2 for the cnnfast workers only
+    python bench/fair.py --isa avx2 --peers-isa avx2   # an AVX2-only machine, as near as one can emulate
 
 This driver imports no framework. It writes every case's weights and inputs once to a shared
 .npz (and, for the inference stacks, an ONNX graph built with onnx.helper from the same
@@ -763,12 +764,22 @@ def available_frameworks() -> dict:
     return out
 
 
-def worker_env(framework, threads, isa):
+# --peers-isa avx2: the documented run-time caps of the peers' kernel dispatch. PyTorch's convolutions
+# (oneDNN) and OpenVINO's CPU plugin (its own oneDNN) honour ONEDNN_MAX_CPU_ISA (OpenVINO's
+# primitives then report brgconv_avx2_f32 instead of brgconv_avx512_f32); ATen's own vectorised
+# kernels (pooling, element-wise) honour ATEN_CPU_CAPABILITY. ONNX Runtime's MLAS picks its kernels
+# from CPUID with no run-time switch, so it keeps the machine's widest ISA (the report says so).
+PEER_ISA_ENV = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
+
+
+def worker_env(framework, threads, isa, peers_isa=None):
     env = dict(BASE_ENV)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     if isa and "cnnfast" in framework:
         env["CNNFAST_ISA"] = isa
+    if peers_isa and ("torch" in framework or framework == "openvino"):
+        env.update(PEER_ISA_ENV[peers_isa])
     return env
 
 
@@ -862,7 +873,7 @@ def run_all(cases, args, mode, avail, tmp):
                     "cases": [_case_for_job(c, tmp) for c in job],
                 }
                 res, wall = run_worker(
-                    spec, tmp, f"{rnd}-{ji}-{fw}", worker_env(fw, args.threads, args.isa), args.timeout
+                    spec, tmp, f"{rnd}-{ji}-{fw}", worker_env(fw, args.threads, args.isa, args.peers_isa), args.timeout
                 )
                 done += 1
                 meta["wall_per_worker"].append(wall)
@@ -886,6 +897,7 @@ def run_all(cases, args, mode, avail, tmp):
                     meta["info"].update(res.get("info", {}))
                 elif "torch" in fw and "torch_threads" in res.get("info", {}):
                     meta["info"]["torch_threads"] = res["info"]["torch_threads"]
+                    meta["info"]["torch_isa"] = res["info"].get("torch_isa")
                 for c in job:
                     r = res["cases"].get(c["id"], {"error": "no result"})
                     slot = results[c["id"]].setdefault(fw, {})
@@ -1172,6 +1184,7 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
         + (" --quick" if mode_name == "quick" else "")
         + (" --smoke" if mode_name == "smoke" else "")
         + (f" --isa {args.isa}" if args.isa else "")
+        + (f" --peers-isa {args.peers_isa}" if args.peers_isa else "")
         + "`)",
         "",
     )
@@ -1185,6 +1198,14 @@ def render(cases, results, checks, avail, meta, args, mode_name, mode, wall):
         f"{fw_versions} | NumPy {np.__version__}, Python {platform.python_version()}",
         "",
     )
+    if args.peers_isa:
+        caps = ", ".join(f"{k}={v}" for k, v in PEER_ISA_ENV[args.peers_isa].items())
+        rep.add(
+            f"Peers capped to **{args.peers_isa}** ({caps}): PyTorch (ATen CPU capability reported: "
+            f"{info.get('torch_isa', '?')}) and OpenVINO. ONNX Runtime has no run-time switch and keeps this "
+            "CPU's widest ISA, so its columns are not an AVX2-only machine's.",
+            "",
+        )
     rep.add(
         f"Each framework in fresh processes of its own (one per job, framework and round; frameworks alternate "
         f"within each round), {mode['rounds']} rounds; per process the median of >= {mode['min_iters']} timed calls"
@@ -1540,6 +1561,12 @@ def main(argv=None) -> int:
     ap.add_argument("--output", help="also write the Markdown tables to this file")
     ap.add_argument("--json", help="write every measurement, check and target to this JSON file")
     ap.add_argument("--isa", choices=("ref", "avx2", "avx512"), help="CNNFAST_ISA for the cnnfast workers only")
+    ap.add_argument(
+        "--peers-isa",
+        choices=tuple(PEER_ISA_ENV),
+        help="cap PyTorch's and OpenVINO's kernels to this ISA too (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY; "
+        "ONNX Runtime has no such switch): with --isa avx2, the nearest emulation of an AVX2-only CPU",
+    )
     ap.add_argument("--rounds", type=int, help="override the number of rounds")
     ap.add_argument(
         "--cases-per-process",
@@ -1640,6 +1667,7 @@ def main(argv=None) -> int:
                         "timing": mode,
                         "threads": args.threads,
                         "isa_override": args.isa,
+                        "peers_isa": args.peers_isa,
                         "cpu": _cpu_model(),
                         "versions": meta["versions"],
                         "info": meta["info"],

@@ -128,6 +128,22 @@ def test_cases_are_well_formed():
         assert sid in ids
 
 
+def test_peers_isa_caps_torch_and_openvino_only(monkeypatch):
+    """--peers-isa avx2 sets the peers' documented ISA caps in their workers' environment only; the
+    cnnfast workers get CNNFAST_ISA from --isa, ONNX Runtime (no run-time switch) nothing."""
+    monkeypatch.setattr(fair, "BASE_ENV", {"PATH": os.environ.get("PATH", "")})
+    for fw in ("torch", "openvino"):
+        env = fair.worker_env(fw, 2, "avx2", "avx2")
+        assert env["ONEDNN_MAX_CPU_ISA"] == "AVX2" and env["OMP_NUM_THREADS"] == "2"
+        assert "CNNFAST_ISA" not in env
+    assert fair.worker_env("torch", 2, "avx2", "avx2")["ATEN_CPU_CAPABILITY"] == "avx2"
+    for fw in ("cnnfast", "onnxruntime"):
+        env = fair.worker_env(fw, 2, "avx2", "avx2")
+        assert not {"ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"} & set(env)
+    assert fair.worker_env("cnnfast", 2, "avx2", "avx2")["CNNFAST_ISA"] == "avx2"
+    assert "ONEDNN_MAX_CPU_ISA" not in fair.worker_env("torch", 2, None)
+
+
 def test_missing_frameworks_are_reported_not_fatal(smoke, monkeypatch, capsys):
     """A framework that is not installed gets 'not installed' in its column; the run goes on."""
     if not smoke:
