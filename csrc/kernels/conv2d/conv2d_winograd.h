@@ -482,7 +482,9 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
   const int64_t items = nblocks * ksplit;
 
   const int64_t ldu = round_up(Cin, N);
-  const int64_t ldv = round_up(tb, NR);
+  // Columns of V: whole GEMM panels, or with few tiles (no panels: see "Few tiles") the one vector
+  // group the input transform writes (half the footprint: 1.2 instead of 2.4 MB at 512 channels).
+  const int64_t ldv = few ? round_up(tb, N) : round_up(tb, NR);
   // Distance between the 36 matrices of U, V and M: padded to an odd number of cache lines, since
   // the transforms touch all 36 at once and power-of-two distances (e.g. 512 x 512 floats) would
   // map them onto one cache set (measured: the 512x512 weight transform ran 5x slower).
@@ -550,8 +552,10 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
         for (int64_t j0 = 0; j0 < nvalid; j0 += N)
           input_group<V>(g, x + c * HW, tn, toh, tow, j0, nvalid, gbuf, dbuf, Vb + c * ldv + j0, xs_v);
       // Columns past the last group up to the panel edge: zero, so the GEMMs never see stale data.
+      // (Few tiles: the repacking below reads only the first round_up(nvalid, kFewMR) columns, and
+      // zeroing the rest cost 18% of the single-thread time of 512 x 512 at 7x7, batch 1.)
       const int64_t written = round_up(nvalid, N);
-      if (npan * NR > written)
+      if (!few && npan * NR > written)
         for (int xi = 0; xi < kXi; ++xi)
           for (int64_t c = 0; c < Cin; ++c)
             std::fill(Vb + xi * xs_v + c * ldv + written, Vb + xi * xs_v + c * ldv + npan * NR, T(0));
