@@ -603,21 +603,18 @@ constexpr int64_t kCol2imMinK = 8;
 
 template <class V>
 bool is_small_plane_bwd_input(const Conv2dShape& p) {
-  const bool relax = relax_heuristics();  // autotuning (dispatch/heuristics.h): size limits only
   if (p.groups != 1 || is_depthwise(p) || p.sw != 1 || p.K < kCol2imMinK) return false;
-  if (!relax && (p.K > kPlaneMaxK || p.C * p.R * p.S > kPlaneMaxCRS)) return false;
-  // Not with 512-bit vectors: the next kernels (Winograd where it applies, else the GEMM path's
-  // col2im) were faster on the layers this kernel takes. chosen because (Xeon, AVX-512, 2 threads,
-  // `python bench/grad_input_choice.py`: kernels pinned, alternating in one process, medians; and
-  // LeNet c2 in fresh processes) the GEMM ran LeNet c2 (5x5, 6 <- 16 channels, 12x12 and 14x14, batch
-  // 1-256) 1.2-1.5x faster and 3x3 / 5x5 layers of 3-32 channels on 8x8 to 32x32 planes 1.0-1.5x;
-  // Winograd took three 3x3 layers 1.06-1.5x faster and one 5x5 (12 <- 24 on 20x20) 0.86x. On AVX2
-  // the GEMM also measured 1.0-1.7x faster on this Xeon, but this kernel was chosen on Zen 4's AVX2
-  // (2 x 256-bit FMA, no AVX-512): kept there.
-  if (!relax && sizeof(typename V::R) >= 64) return false;
+  // Only for the autotuner (relaxed): the next kernels (Winograd where it applies, else the GEMM
+  // path's col2im) were faster on every layer this kernel takes that was measured. chosen because
+  // (Xeon, 2 threads, `python bench/grad_input_choice.py [--isa avx2]`: kernels pinned, alternating
+  // in one process, medians; LeNet c2 also in fresh processes) the GEMM ran LeNet c2 (5x5, 6 <- 16
+  // channels, 12x12 and 14x14, batch 1-256) 1.2-1.5x faster on AVX-512 and 1.1-1.6x on AVX2, and
+  // 3x3 / 5x5 layers of 3-32 channels on 8x8 to 32x32 planes 1.0-1.5x (AVX-512) and 1.03-1.6x (AVX2);
+  // Winograd took three 3x3 layers 1.06-1.5x faster and one 5x5 (12 <- 24 on 20x20) 0.86x (AVX-512).
+  // (The kernel had been chosen on Zen 4's AVX2, where it may still win: the autotuner times it.)
+  if (!relax_heuristics()) return false;  // dispatch/heuristics.h
   const Col2imGeo g = Col2imGeo::make<V>(p);
-  return (p.C + 1) * g.chan * static_cast<int64_t>(sizeof(typename V::T)) <=
-         kPlaneMaxBytes * (relax ? kRelaxedPlaneBytesFactor : 1);
+  return (p.C + 1) * g.chan * static_cast<int64_t>(sizeof(typename V::T)) <= kPlaneMaxBytes * kRelaxedPlaneBytesFactor;
 }
 
 template <class V>
