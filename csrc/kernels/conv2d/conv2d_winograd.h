@@ -552,8 +552,9 @@ bool conv(const Geometry& g, const typename V::T* x, const typename V::T* w, boo
         for (int64_t j0 = 0; j0 < nvalid; j0 += N)
           input_group<V>(g, x + c * HW, tn, toh, tow, j0, nvalid, gbuf, dbuf, Vb + c * ldv + j0, xs_v);
       // Columns past the last group up to the panel edge: zero, so the GEMMs never see stale data.
-      // (Few tiles: the repacking below reads only the first round_up(nvalid, kFewMR) columns; not
-      // zeroing the rest made 512 x 512 at 7x7, batch 1, 1.31-1.33x faster: bench/ab_builds.py r512.)
+      // Few tiles run no panel GEMMs: V is only the written group wide there (ldv above) and the
+      // repacking reads the first round_up(nvalid, kFewMR) columns, so there is nothing to zero
+      // (zeroing whole panels made 512 x 512 at 7x7, batch 1, 1.31-1.33x slower: bench/ab_builds.py r512).
       const int64_t written = round_up(nvalid, N);
       if (!few && npan * NR > written)
         for (int xi = 0; xi < kXi; ++xi)
