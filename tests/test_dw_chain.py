@@ -81,3 +81,68 @@ def test_chain_skipped_with_hooks_or_training(monkeypatch, rng, chain_calls):
     with cnnfast.no_grad():
         bn(x)
     assert not any(taken)  # a BatchNorm in training mode is not an eval stage: no chain
+
+
+def test_chain_plan_follows_module_changes(monkeypatch, rng, chain_calls):
+    """Sequential remembers the chain it found at each child (nn/_eval_fusion.py's plan cache);
+    every later change to the modules -- weights replaced or changed in place, a hook, a child
+    replaced or deleted, training mode -- must show in the next output, as without the cache."""
+    conv = nn.Conv2d
+    m = nn.Sequential(
+        conv(16, 64, 1), nn.BatchNorm2d(64), nn.ReLU6(), conv(64, 64, 3, 1, 1, groups=64), nn.ReLU6(), conv(64, 24, 1)
+    ).eval()
+    _randomize_bn(m, rng)
+    x = rng.standard_normal((1, 16, 48, 48)).astype(np.float32)
+
+    def check(expect_chain):
+        want = _layer_by_layer(monkeypatch, m, x)
+        chain_calls.clear()
+        with cnnfast.no_grad():
+            got = m(x)
+        assert chain_calls == ([True] if expect_chain else [])
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+        return got
+
+    first = check(True)
+    check(True)  # the remembered plan
+    m[3].weight.data[:] = rng.standard_normal(m[3].weight.shape).astype(np.float32)  # in place
+    assert not np.allclose(check(True), first)
+    m[5].weight.data = rng.standard_normal((24, 64, 1, 1)).astype(np.float32)  # a new array
+    check(True)
+    seen = []
+    h = m[3].register_forward_hook(lambda mod, i, o: seen.append(o.shape))
+    check(False)
+    assert seen == [(1, 64, 48, 48)] * 2  # the reference run and the checked one
+    h.remove()
+    check(True)
+    m[1].train()
+    check(True)  # a training-mode BatchNorm is no eval stage: only the depthwise -> project chain runs
+    m.eval()
+    m[4] = nn.Hardswish()  # a child replaced: the chain takes it as its depthwise activation
+    check(True)
+    m[4] = nn.Tanh()  # not a chain activation: expand -> depthwise, then Tanh and the 1x1 conv alone
+    check(True)
+    del m[4]
+    assert len(m) == 5
+    check(True)
+
+
+def test_chain_plan_per_input_shape_and_threads(rng, chain_calls):
+    """The kernel's declines (small planes) are remembered per input shape and thread count: a
+    larger input, or another thread count, is offered to the kernel again."""
+    m = nn.Sequential(nn.Conv2d(32, 96, 1), nn.ReLU6(), nn.Conv2d(96, 96, 3, 1, 1, groups=96), nn.ReLU6()).eval()
+    small = rng.standard_normal((1, 32, 4, 4)).astype(np.float32)
+    big = rng.standard_normal((1, 32, 56, 56)).astype(np.float32)
+    with cnnfast.no_grad():
+        m(small)
+        m(small)
+        assert chain_calls == [False]  # declined once, then not asked again for this shape
+        m(big)
+        assert chain_calls == [False, True]
+        old = cnnfast.get_num_threads()
+        try:
+            cnnfast.set_num_threads(old + 1)
+            m(small)
+        finally:
+            cnnfast.set_num_threads(old)
+    assert chain_calls == [False, True, False]

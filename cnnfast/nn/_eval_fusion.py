@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import weakref
+
 import numpy as np
 
 from .. import _core
 from .._ndarray.pointwise import _hardsigmoid, _hardswish, _relu6, _silu
 from .activation import ReLU
 from .conv import Conv2d
+from .module import _structure_epoch
 from .normalization import BatchNorm2d
 from .pointwise import Hardsigmoid, Hardswish, ReLU6, SiLU
 
@@ -227,20 +230,19 @@ def _is_depthwise(c: Module) -> bool:
     )
 
 
-def dw_chain_eval(mods: Sequence[Module], i: int, x: Any, seq: type[Module]) -> tuple[Any, int] | None:
-    """Run ``mods[i:]`` from ``mods[i]`` on as the one-pass chain if they start with [1x1 expand]
-    -> depthwise -> [1x1 project] (at least two of the three stages; each Conv2d [-> eval
-    BatchNorm2d] [-> ReLU / ReLU6 / Hardswish / Hardsigmoid], no hooks, plain Sequential children
-    such as Conv2dNormActivation looked into; ``seq``: the Sequential class) covering whole modules
-    of ``mods``; returns ``(output, number of modules consumed)``, or None (the caller runs the
-    modules as usual) where the pattern does not match or the kernel declines (small planes, where
-    the layer-wise kernels are as fast).
-    Same results as the modules one by one, up to float rounding."""
-    if type(x) is not np.ndarray or x.ndim != 4 or x.dtype.type not in (np.float32, np.float64):
-        return None
+# Per Sequential (weakly held): the structure counter its plans were made under, the structural
+# plan found at each child index (or None: no chain starts there), and the inputs (index, shape,
+# dtype, threads) the kernel declined, with the function that declined. Rebuilt when any module
+# changes (nn/module.py's counter); weights are read on every call.
+_CHAIN_PLANS: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+_NO_PLAN = object()
+
+
+def _chain_plan(mods: Sequence[Module], i: int, seq: type[Module]) -> tuple[Any, ...] | None:
+    """The chain starting at ``mods[i]`` as ``(stages, d, has_pr, modules used)`` (stages: ``(conv,
+    bn or None, act or None)`` each, ``d``: the depthwise stage's index), or None; structure only."""
     leaves: list[Module] = []
     # a chain starts with a 1x1 or a depthwise Conv2d: reject anything else before looking further
-    # (Sequential tries this at every Conv2d of every eval forward)
     if not _leaves(mods[i], leaves, seq) or not leaves:
         return None
     c = leaves[0]
@@ -253,7 +255,6 @@ def dw_chain_eval(mods: Sequence[Module], i: int, x: Any, seq: type[Module]) -> 
         if not _leaves(mods[t], leaves, seq):
             break
         ends.append(len(leaves))
-    # the stages' modules first (cheap), the kernel's stage tuples only for a chain that matches
     stages: list[tuple[Module, Module | None, str | None, int]] = []
     j = 0
     while len(stages) < 3:
@@ -278,18 +279,59 @@ def dw_chain_eval(mods: Sequence[Module], i: int, x: Any, seq: type[Module]) -> 
             nleaves = sum(st[3] for st in used)
         else:
             return None
-    c0 = used[0][0]
+    return tuple((cv, bn, act) for cv, bn, act, _n in used), d, has_pr, ends.index(nleaves) + 1
+
+
+def dw_chain_eval(
+    mods: Sequence[Module], i: int, x: Any, seq: type[Module], owner: Module | None = None
+) -> tuple[Any, int] | None:
+    """Run ``mods[i:]`` from ``mods[i]`` on as the one-pass chain if they start with [1x1 expand]
+    -> depthwise -> [1x1 project] (at least two of the three stages; each Conv2d [-> eval
+    BatchNorm2d] [-> ReLU / ReLU6 / Hardswish / Hardsigmoid], no hooks, plain Sequential children
+    such as Conv2dNormActivation looked into; ``seq``: the Sequential class) covering whole modules
+    of ``mods``; returns ``(output, number of modules consumed)``, or None (the caller runs the
+    modules as usual) where the pattern does not match or the kernel declines (small planes, where
+    the layer-wise kernels are as fast).
+    ``owner``: the Sequential whose children ``mods`` are; given, the pattern found at ``i`` and the
+    inputs the kernel declined are remembered for it until any module changes (attributes,
+    children, hooks, mode: nn/module.py's structure counter), which at batch 1 saved most of the
+    Python time of MobileNetV2's forward. Same results as the modules one by one, up to float
+    rounding."""
+    if type(x) is not np.ndarray or x.ndim != 4 or x.dtype.type not in (np.float32, np.float64):
+        return None
+    if owner is None:
+        plan = _chain_plan(mods, i, seq)
+        declined = None
+    else:
+        ent = _CHAIN_PLANS.get(owner)
+        epoch = _structure_epoch[0]
+        if ent is None or ent[0] != epoch:
+            ent = _CHAIN_PLANS[owner] = [epoch, {}, {}]
+        plans, declined = ent[1], ent[2]
+        plan = plans.get(i, _NO_PLAN)
+        if plan is _NO_PLAN:
+            plan = plans[i] = _chain_plan(mods, i, seq)
+    if plan is None:
+        return None
+    used, d, has_pr, nmods = plan
     dt = x.dtype
-    if any(st[0].weight.data.dtype != dt for st in used) or x.shape[1] != c0.in_channels:
+    chain_fn = _core.dw_chain_forward
+    if declined is not None:
+        dkey = (i, x.shape, dt, _core.get_num_threads())
+        if declined.get(dkey) is chain_fn:  # (the function that declined: it may be replaced, as in tests)
+            return None
+    if x.shape[1] != used[0][0].in_channels or any(st[0].weight.data.dtype != dt for st in used):
         return None
     dwc = used[d][0]
-    tuples = [_chain_stage(c, bn, act) for c, bn, act, _n in used]
-    y = _core.dw_chain_forward(
+    tuples = [_chain_stage(c, bn, act) for c, bn, act in used]
+    y = chain_fn(
         x, tuples[0] if d == 1 else None, tuples[d], tuples[d + 1] if has_pr else None, dwc.stride, dwc.padding
     )
     if y is None:
+        if declined is not None:
+            declined[dkey] = chain_fn
         return None
-    return y, ends.index(nleaves) + 1
+    return y, nmods
 
 
 def conv_bn_act(conv: Module, bn: Module | None, act: Module | None, x: Any) -> Any:

@@ -41,6 +41,17 @@ _IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", 
 
 _M = TypeVar("_M", bound="Module")
 
+# A counter bumped by every change to any module's attributes, children, parameters, buffers,
+# forward hooks or training mode (and by Sequential's item deletion): a plan derived from a
+# module tree's structure (Sequential's eval-mode depthwise chains, nn/_eval_fusion.py) stays valid
+# while it is unchanged. Process-wide and only ever incremented.
+_structure_epoch = [0]
+
+
+def structure_epoch() -> int:
+    """The current value of the module-structure counter (see ``_structure_epoch``)."""
+    return _structure_epoch[0]
+
 
 class _RemovableHandle:
     _ids = itertools.count()
@@ -51,6 +62,7 @@ class _RemovableHandle:
 
     def remove(self) -> None:
         self._hooks.pop(self.id, None)
+        _structure_epoch[0] += 1
 
     def __enter__(self) -> _RemovableHandle:
         return self
@@ -94,6 +106,7 @@ class Module:
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name: str, value: Any) -> None:
+        _structure_epoch[0] += 1
         d = self.__dict__
         if "_parameters" not in d:
             raise AttributeError(
@@ -127,6 +140,7 @@ class Module:
         d[name] = value
 
     def __delattr__(self, name: str) -> None:
+        _structure_epoch[0] += 1
         for reg in (self._parameters, self._modules, self._buffers):
             reg.pop(name, None)
         object.__delattr__(self, name)
@@ -134,12 +148,14 @@ class Module:
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, got {type(param).__name__}")
+        _structure_epoch[0] += 1
         self._parameters[name] = param
         self.__dict__[name] = param
 
     def register_buffer(self, name: str, array: Any, persistent: bool = True) -> None:
         """A non-learnable array saved in ``state_dict`` (unless ``persistent=False``)."""
         arr = None if array is None else np.asarray(array.data if isinstance(array, Tensor) else array)
+        _structure_epoch[0] += 1
         self._buffers[name] = arr
         if not persistent:
             self._non_persistent.add(name)
@@ -148,6 +164,7 @@ class Module:
     def add_module(self, name: str, module: Module | None) -> None:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {name!r} must be a Module or None, got {type(module).__name__}")
+        _structure_epoch[0] += 1
         self._modules[name] = module
         self.__dict__[name] = module
 
@@ -218,6 +235,7 @@ class Module:
         """Training mode (dropout active); returns self."""
         if not isinstance(mode, bool):
             raise ValueError(f"train: mode is expected to be a bool, got {type(mode).__name__}")
+        _structure_epoch[0] += 1
         for m in self.modules():
             m.__dict__["training"] = mode
         return self
@@ -355,6 +373,7 @@ class Module:
         """``hook(module, inputs, output)`` runs after each forward; it may return a new output.
         Returns a handle whose ``remove()`` unregisters it."""
         handle = _RemovableHandle(self._forward_hooks)
+        _structure_epoch[0] += 1
         self._forward_hooks[handle.id] = hook
         return handle
 
