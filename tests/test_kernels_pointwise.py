@@ -292,3 +292,62 @@ def test_conv_bn_act_errors():
         _core.conv_bn_act_forward(
             np.zeros((1, 3, 5, 5), np.float32), w, None, (1, 1), (1, 1), (1, 1), 1, False, None, "relu"
         )
+
+
+# Shapes that reach each forward kernel taking the fused activation (Conv2dShape::act: the 1x1
+# kernel with and without its dot-product tail pixels, the depthwise channels-as-lanes and row
+# kernels at stride 1 and 2) and kernels that leave it to the pass after them (3x3 dense, 1x1 on a
+# plane narrower than a vector, grouped): (x shape, w shape, stride, pad, groups, expected kernel
+# suffix on AVX2 / AVX-512 or None where the choice is not this test's business).
+_EPILOGUE_CASES = {
+    "pw_28": ((2, 24, 28, 28), (40, 24, 1, 1), 1, 0, 1, "_pointwise"),
+    "pw_7_tail": ((1, 96, 7, 7), (64, 96, 1, 1), 1, 0, 1, "_pointwise"),
+    "pw_14_tail": ((1, 256, 14, 14), (24, 256, 1, 1), 1, 0, 1, "_pointwise"),
+    "dw_lanes_5x5": ((1, 40, 14, 14), (40, 1, 5, 5), 1, 2, 40, "_depthwise"),
+    "dw_lanes_s2": ((2, 24, 13, 13), (24, 1, 3, 3), 2, 1, 24, "_depthwise"),
+    "dw_rows_s1": ((1, 8, 40, 40), (8, 1, 3, 3), 1, 1, 8, "_depthwise"),
+    "dw_rows_s2": ((1, 8, 70, 70), (8, 1, 3, 3), 2, 1, 8, "_depthwise"),
+    "dense_3x3": ((2, 8, 12, 12), (16, 8, 3, 3), 1, 1, 1, None),
+    "pw_3x3_plane": ((2, 16, 3, 3), (8, 16, 1, 1), 1, 0, 1, None),
+    "grouped": ((1, 16, 10, 10), (16, 4, 3, 3), 1, 1, 4, None),
+}
+
+
+def _act_reference(v, act):
+    return {"relu6": P._relu6_np, "hardswish": P._hardswish_np, "hardsigmoid": P._hardsigmoid_np}[act](v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", sorted(_EPILOGUE_CASES))
+def test_conv_fused_activation_epilogues(isa, rng, dtype, case):
+    """conv_bn_act_forward's clamp / hardswish run in the conv kernel's store where the kernel takes
+    them: the output must equal the conv followed by the activation -- applied exactly once
+    (hardswish and hardsigmoid are not idempotent), after ReLU when the conv has one -- with the
+    BatchNorm folded or absent, on every ISA, NaN kept."""
+    xs, ws, s, pad, groups, kernel = _EPILOGUE_CASES[case]
+    x = rng.standard_normal(xs).astype(dtype) * 3
+    x.flat[5] = np.nan
+    w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    o = ws[0]
+    bn = (np.zeros(o, dtype), rng.uniform(0.5, 2, o).astype(dtype), None, rng.normal(0, 0.3, o).astype(dtype), 1e-5)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    key = "conv2d_fwd_f32" if dtype == np.float32 else "conv2d_fwd_f64"
+    for bnt in (None, bn):
+        for conv_relu in (False, True) if bnt is None else (False,):  # (the conv's own ReLU comes before a BN)
+            for act in ("relu6", "hardswish", "hardsigmoid"):
+                got = _core.conv_bn_act_forward(
+                    x, w, b, (s, s), (pad, pad), (1, 1), groups, conv_relu, bnt, *_ACT_ARGS[act]
+                )
+                if kernel is not None and isa != "ref":
+                    assert cnnfast.runtime_info()["last_kernels"][key].endswith(kernel), case
+                want = _conv_bn_act_reference(x, w, b, (s, s), (pad, pad), groups, bnt, "none")
+                if conv_relu:
+                    want = np.where(want < 0, 0, want)
+                want = _act_reference(want, act)
+                assert got.dtype == dtype and got.shape == want.shape
+                assert np.array_equal(np.isnan(got), np.isnan(want)), f"{case} {act}: NaN positions differ"
+                ok = ~np.isnan(want)
+                np.testing.assert_allclose(
+                    got[ok], want[ok], rtol=tol, atol=tol * max(1.0, np.abs(want[ok]).max()), err_msg=f"{case} {act}"
+                )

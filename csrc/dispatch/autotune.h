@@ -179,6 +179,7 @@ void dispatch_conv2d(ImplList<Fn> KernelTable<T>::* member, Pass pass, int64_t f
         {
           const scratch_registry::KernelScope running;
           const RelaxHeuristics relax(true);
+          p.act_done = false;  // (set by a kernel that applies p.act: conv2d.h)
           ok = f(p, rest...);
         }
         if (!ok) break;
@@ -200,6 +201,7 @@ void dispatch_conv2d(ImplList<Fn> KernelTable<T>::* member, Pass pass, int64_t f
     {
       const scratch_registry::KernelScope running;
       const RelaxHeuristics relax(e.cand[e.winner].relaxed);
+      p.act_done = false;
       ok = f(p, rest...);
     }
     if (ok) {
@@ -223,6 +225,7 @@ void dispatch_conv2d(ImplList<Fn> KernelTable<T>::* member, Pass pass, int64_t f
   // any output is written (conv2d.h), so a decline is free and leaves the outputs alone.
   auto timed = [&](Fn* f, bool relaxed, const Conv2dShape& s, double* sec) {
     const RelaxHeuristics relax(relaxed);
+    s.act_done = false;  // the last run's kernel says whether p.act was applied (the winner's, finally)
     const auto t0 = clock::now();
     const bool ok = f(s, rest...);
     *sec = since(t0);

@@ -8,14 +8,15 @@ namespace {
 
 template <typename T>
 py::array fwd(const py::array& x_, const py::array& w_, const std::optional<py::array>& b_, Pair stride, Pair padding,
-              Pair dilation, int64_t groups, bool relu) {
+              Pair dilation, int64_t groups, bool relu, const ConvAct& act = ConvAct{kActNone, 1, 0, 0, 0},
+              bool* act_done = nullptr) {
   // Check shapes first, then convert: a bad call never allocates or copies anything.
   if (b_)
     CNNFAST_CHECK(b_->ndim() == 1, "conv2d: Given weight of size ", shape_str(shape_of(w_)),
                   ", expected bias to be 1-dimensional with ", w_.ndim() > 0 ? w_.shape(0) : 0,
                   " elements, but got bias of size ", shape_str(shape_of(*b_)), " instead");
-  const Conv2dShape p =
-      conv2d_shape(shape_of(x_), shape_of(w_), b_ ? b_->shape(0) : -1, stride, padding, dilation, groups);
+  Conv2dShape p = conv2d_shape(shape_of(x_), shape_of(w_), b_ ? b_->shape(0) : -1, stride, padding, dilation, groups);
+  p.act = act;
   carray<T> x(x_), w(w_);
   std::optional<carray<T>> b;
   if (b_) b = carray<T>(*b_);
@@ -30,9 +31,10 @@ py::array fwd(const py::array& x_, const py::array& w_, const std::optional<py::
     py::gil_scoped_release release;
     // Through the autotuner (dispatch/autotune.h); flags: what else changes the kernels' work.
     if (p.N * p.K * p.OH * p.OW > 0)
-      autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_fwd, autotune::Pass::fwd, (bp ? 1 : 0) | (relu ? 2 : 0), p,
-                                   xp, wp, bp, yp, relu);
+      autotune::dispatch_conv2d<T>(&KernelTable<T>::conv2d_fwd, autotune::Pass::fwd,
+                                   (bp ? 1 : 0) | (relu ? 2 : 0) | (int64_t{act.kind} << 2), p, xp, wp, bp, yp, relu);
   }
+  if (act_done) *act_done = act.kind != kActNone && (p.act_done || p.N * p.K * p.OH * p.OW == 0);
   return std::move(y);
 }
 
@@ -82,6 +84,14 @@ py::array conv2d_forward(const py::array& x, const py::array& w, const std::opti
   check_float(x, "conv2d", "input");
   return is_f64(x) ? fwd<double>(x, w, b, stride, padding, dilation, groups, relu)
                    : fwd<float>(x, w, b, stride, padding, dilation, groups, relu);
+}
+
+py::array conv2d_forward_act(const py::array& x, const py::array& w, const std::optional<py::array>& b, Pair stride,
+                             Pair padding, Pair dilation, int64_t groups, bool relu, const ConvAct& act,
+                             bool* act_done) {
+  check_float(x, "conv2d", "input");
+  return is_f64(x) ? fwd<double>(x, w, b, stride, padding, dilation, groups, relu, act, act_done)
+                   : fwd<float>(x, w, b, stride, padding, dilation, groups, relu, act, act_done);
 }
 
 py::array conv2d_backward_input(const std::vector<int64_t>& input_size, const py::array& gy, const py::array& w,

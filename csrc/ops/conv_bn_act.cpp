@@ -3,9 +3,10 @@
 // cnnfast/nn/_eval_fusion.py). It replaces a dozen NumPy calls per layer, whose fixed cost
 // dominated small networks at batch 1. The BatchNorm is folded into the weights when they are no
 // larger than the output (one pass over the weights instead of one over the output), else applied
-// to the output per channel; ReLU runs in the conv kernel's epilogue where it can, the other
-// activations in place on the output (kernels/pointwise). A 1x1 conv on a 1x1 plane with few
-// images runs as matrix-vector products (kernels/linear).
+// to the output per channel; ReLU runs in the conv kernel's epilogue, clamp and hardswish too where
+// the kernel takes them (Conv2dShape::act: the 1x1 and depthwise kernels), else in place on the
+// output (kernels/pointwise). A 1x1 conv on a 1x1 plane with few images runs as matrix-vector
+// products (kernels/linear).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -42,6 +43,7 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
     if (fold) fold_bn<T>(w, bias, scale, shift);
   }
   const bool relu_in_kernel = conv_relu || (act == -1 && (!bn || fold));
+  bool act_fused = false;  // the conv kernel applied the clamp / hardswish
   py::array y_;
   if (x_.shape(2) == 1 && x_.shape(3) == 1 && w.shape(2) == 1 && w.shape(3) == 1 && padding[0] == 0 &&
       padding[1] == 0 && groups == 1 && x_.shape(0) <= kMatvecMaxN && x_.shape(1) == w.shape(1)) {
@@ -63,7 +65,12 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
     }
     y_ = y;
   } else {
-    y_ = conv2d_forward(x_, w, bias, stride, padding, dilation, groups, relu_in_kernel);
+    // clamp and hardswish after a folded (or no) BatchNorm: offered to the kernel's store
+    // (kernels/conv2d/conv2d_epilogue.h); the pass below runs only where the kernel did not apply it
+    ConvAct ca{kActNone, 1, 0, 0, 0};
+    if ((!bn || fold) && (act == kPointwiseClamp || act == kPointwiseHardswish))
+      ca = ConvAct{act == kPointwiseClamp ? kActClamp : kActHardswish, a, b, lo, hi};
+    y_ = conv2d_forward_act(x_, w, bias, stride, padding, dilation, groups, relu_in_kernel, ca, &act_fused);
   }
   carray<T> y = py::reinterpret_borrow<carray<T>>(y_);
   T* yp = y.mutable_data();
@@ -75,7 +82,7 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
     T pa = T(1), pb = T(0), plo = T(0), phi = std::numeric_limits<T>::infinity();
     if (act == -1 && !relu_in_kernel)
       post = int(kPointwiseClamp);
-    else if (act >= 0)
+    else if (act >= 0 && !act_fused)
       post = act, pa = T(a), pb = T(b), plo = T(lo), phi = T(hi);
     if (bn && !fold) {
       // BatchNorm per channel and the activation in one pass, plane by plane (the plane in L1)

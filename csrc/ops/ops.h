@@ -14,6 +14,11 @@ namespace py = pybind11;
 
 py::array conv2d_forward(const py::array& x, const py::array& w, const std::optional<py::array>& b, Pair stride,
                          Pair padding, Pair dilation, int64_t groups, bool relu);
+// conv2d_forward with an activation for the kernel to fuse (Conv2dShape::act); *act_done: whether
+// it did (else the caller applies it).
+py::array conv2d_forward_act(const py::array& x, const py::array& w, const std::optional<py::array>& b, Pair stride,
+                             Pair padding, Pair dilation, int64_t groups, bool relu, const ConvAct& act,
+                             bool* act_done);
 py::array conv2d_backward_input(const std::vector<int64_t>& input_size, const py::array& gy, const py::array& w,
                                 Pair stride, Pair padding, Pair dilation, int64_t groups);
 py::tuple conv2d_backward_weight(const py::array& x, const std::vector<int64_t>& weight_size, const py::array& gy,

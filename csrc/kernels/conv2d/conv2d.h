@@ -10,6 +10,17 @@
 
 namespace cnnfast {
 
+// An activation a forward kernel may apply as it stores each output (after the bias and ReLU),
+// saving the caller a pass over the output: kinds as below; clamp = min(max(a*v + b, lo), hi),
+// hardswish = v * clamp (ReLU6, Hardsigmoid and Hardswish are these with constants). The ops layer
+// (ops/conv_bn_act.cpp) sets Conv2dShape::act; a kernel that applied it sets act_done, and where
+// none did (kernels that take only ReLU), the ops layer runs the activation as a pass of its own.
+enum ConvActKind : int { kActNone = 0, kActRelu = 1, kActClamp = 2, kActHardswish = 3 };
+struct ConvAct {
+  int kind;
+  double a, b, lo, hi;
+};
+
 struct Conv2dShape {
   int64_t N, C, H, W;                        // input
   int64_t K, R, S;                           // output channels, kernel height, kernel width
@@ -18,11 +29,21 @@ struct Conv2dShape {
   int64_t ph, pw;                            // zero padding (top = bottom = ph, left = right = pw)
   int64_t dh, dw;                            // dilation
   int64_t groups;                            // C % groups == 0 and K % groups == 0
+  ConvAct act{kActNone, 1, 0, 0, 0};         // forward: the activation to fuse, if the kernel can
+  mutable bool act_done = false;             // set by a forward kernel that applied `act`
   int64_t Cg() const { return C / groups; }  // input channels per group
   int64_t Kg() const { return K / groups; }  // output channels per group
 };
 
-// y[N,K,OH,OW] = conv(x[N,C,H,W], w[K,C/g,R,S]) + bias[K] (bias may be null); if relu, max(y,0).
+// y[N,K,OH,OW] = conv(x[N,C,H,W], w[K,C/g,R,S]) + bias[K] (bias may be null); if relu, max(y,0);
+// then p.act if the kernel applies it (setting p.act_done). A shape a kernel derives from p and
+// hands to another kernel carries no act (no_act below), so nothing is applied twice.
+inline Conv2dShape no_act(Conv2dShape q) {
+  q.act = ConvAct{kActNone, 1, 0, 0, 0};
+  q.act_done = false;
+  return q;
+}
+
 template <typename T>
 using conv2d_fwd_sig = bool(const Conv2dShape& p, const T* x, const T* w, const T* bias, T* y, bool relu);
 // gx[N,C,H,W] = dL/dx given gy[N,K,OH,OW] (gx is fully overwritten).

@@ -13,6 +13,7 @@
 
 #include "common/portable.h"
 #include "kernels/conv2d/conv2d_direct_common.h"
+#include "kernels/conv2d/conv2d_epilogue.h"
 
 namespace cnnfast {
 namespace direct {
@@ -133,7 +134,7 @@ bool dw_rows_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typena
       const typename V::R b = V::set1(bias ? bias[k] : T(0));
       const auto row_at = [xp, W = p.W](int64_t ih) { return xp + ih * W; };
       T* y0 = yp + oh0 * p.OW;
-      const MaybeRelu<V> epi{relu};
+      const ActEpi<V> epi(relu, p.act);
       int64_t j = 0;
       for (; j + CV <= nvec; j += CV) dw_rows_strip<V, R, S, RB, CV>(p, row_at, zrow, wv, b, epi, y0, oh0, oh1, j);
       for (; j < nvec; ++j) dw_rows_strip<V, R, S, RB, 1>(p, row_at, zrow, wv, b, epi, y0, oh0, oh1, j);
@@ -176,6 +177,7 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
   const int64_t per_thread = (p.H + 1) * 2 * plen;  // phase rows, then the zero row
   T* buf = static_cast<T*>(std::calloc(static_cast<size_t>(per_thread * nt), sizeof(T)));
   if (!buf) return false;
+  const ActEpi<V> epi(relu, p.act);
   run_parallel(nt, units, [&](int64_t ub, int64_t ue, int tid) {
     T* rowbuf = buf + tid * per_thread;
     const T* zrow = rowbuf + p.H * 2 * plen;
@@ -202,8 +204,7 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
           const int64_t ih = 2 * oh - p.ph + i;
           rows[i] = ih >= ilo && ih < ihi ? rowbuf + ih * 2 * plen : zrow;
         }
-        dw_rows_s2_rowblock<V, R, S, RB, CV>(rows, plen, wv, b, MaybeRelu<V>{relu}, yp + oh * p.OW, p.OW,
-                                             imin(RB, oh1 - oh), nvec);
+        dw_rows_s2_rowblock<V, R, S, RB, CV>(rows, plen, wv, b, epi, yp + oh * p.OW, p.OW, imin(RB, oh1 - oh), nvec);
       }
     }
   });
@@ -224,8 +225,10 @@ bool dw_rows_domain(const Conv2dShape& p) {
 template <class V, int K, int RB, int CV>
 bool dw_rows_fwd_k(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
                    typename V::T* y, bool relu) {
-  return p.sh == 2 ? dw_rows_fwd_s2_impl<V, K, K, RB, CV>(p, x, w, bias, y, relu)
-                   : dw_rows_fwd_impl<V, K, K, RB, CV>(p, x, w, bias, y, relu);
+  const bool ok = p.sh == 2 ? dw_rows_fwd_s2_impl<V, K, K, RB, CV>(p, x, w, bias, y, relu)
+                            : dw_rows_fwd_impl<V, K, K, RB, CV>(p, x, w, bias, y, relu);
+  if (ok) p.act_done = true;  // (both apply p.act at the store)
+  return ok;
 }
 
 template <class V>
@@ -247,7 +250,7 @@ template <class V>
 bool dw_rows_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
   if (!is_depthwise(p) || p.K != p.C || p.sh != 1 || p.sw != 1) return false;
-  Conv2dShape q = p;
+  Conv2dShape q = no_act(p);
   q.H = p.OH, q.W = p.OW, q.OH = p.H, q.OW = p.W;
   q.ph = p.dh * (p.R - 1) - p.ph, q.pw = p.dw * (p.S - 1) - p.pw;
   if (q.ph < 0 || q.pw < 0 || !dw_rows_domain<V>(q)) return false;

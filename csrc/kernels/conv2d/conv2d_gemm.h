@@ -923,7 +923,7 @@ inline bool is_strided_1x1(const Conv2dShape& p) {
 }
 
 inline Conv2dShape compact_1x1_shape(const Conv2dShape& p) {
-  Conv2dShape q = p;
+  Conv2dShape q = no_act(p);
   q.H = p.OH;
   q.W = p.OW;
   q.sh = q.sw = q.dh = q.dw = 1;
@@ -1431,7 +1431,7 @@ inline bool bwd_input_as_fwd(const Conv2dShape& p, int64_t min_cg) {
 }
 
 inline Conv2dShape bwd_input_fwd_shape(const Conv2dShape& p) {
-  Conv2dShape q = p;
+  Conv2dShape q = no_act(p);
   q.C = p.K;
   q.H = p.OH;
   q.W = p.OW;

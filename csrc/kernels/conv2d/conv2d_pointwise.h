@@ -7,8 +7,9 @@
 // of channel c are loaded in place, so nothing is packed (the general GEMM path copies x into
 // panels and, on AVX-512, packs the weights on every call, which costs as much as the multiply-
 // adds when K is small -- MobileNetV2's 144->24 56x56: each input value feeds 24 outputs -- or the
-// plane is). Bias and ReLU are applied at the store. Blocking (fwd): strips of pixels that stay in
-// L1 while every row block of a work unit reads them, so the input is read from memory once.
+// plane is). Bias, ReLU and the fused activation (Conv2dShape::act) are applied at the store.
+// Blocking (fwd): strips of pixels that stay in L1 while every row block of a work unit reads them,
+// so the input is read from memory once.
 //
 // Pixel tails (196 = 12 x 16 + 4 floats, ...): lanes never mix, so a tail vector may read past the
 // plane into the next channel's pixels (its extra lanes are computed and dropped); only the very
@@ -30,6 +31,7 @@
 #include "common/simd.h"
 #include "dispatch/heuristics.h"
 #include "kernels/conv2d/conv2d.h"
+#include "kernels/conv2d/conv2d_epilogue.h"
 
 namespace cnnfast {
 namespace {
@@ -176,7 +178,7 @@ CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, int64_t Py, const typename 
 constexpr int64_t kTailMaxValues = 8192;  // gathered tail columns, r x C values (32 KB of floats)
 template <class V>
 void tail_pixels(int64_t C, int64_t P, const typename V::T* xn, const typename V::T* w, const typename V::T* bias,
-                 typename V::T* yn, int64_t k0, int64_t k1, int64_t pt, int nt, bool relu) {
+                 typename V::T* yn, int64_t k0, int64_t k1, int64_t pt, int nt, bool relu, const ConvAct& act) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int KB = 4;  // weight rows per step: KB x (up to 4) accumulators
@@ -224,7 +226,7 @@ void tail_pixels(int64_t C, int64_t P, const typename V::T* xn, const typename V
         T sum = T(0);
         for (int l = 0; l < V::N; ++l) sum += lanes[l];
         sum += bias ? bias[k + i] : T(0);
-        if (relu) sum = sum < T(0) ? T(0) : sum;  // NaN stays NaN, as in ref
+        sum = act_scalar(relu, act, sum);  // NaN stays NaN, as in ref
         yn[(k + i) * P + pt + j] = sum;
       }
   };
@@ -288,6 +290,7 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
   // (960 -> 160 on 7x7: 20 blocks in 8 chunks of 2-3, 10 per thread of 2, not 3+3+3+3 vs 3+3+2).
   const int64_t nkc = N * nstrip >= want ? 1 : std::min(nkb, ceil_div(want, N * nstrip));
   const int64_t units = N * nkc * nstrip;
+  const ActEpi<V> epi(relu, p.act);  // bias, then ReLU and the fused activation, at the store
   parallel_for(units, ceil_div(nkb, nkc) * MR * tps * PB * C, [&](int64_t b, int64_t e) {
     for (int64_t u = b; u < e; ++u) {
       const int64_t s = u % nstrip, kc = (u / nstrip) % nkc, n = u / (nstrip * nkc);
@@ -316,17 +319,17 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
               constexpr int M = decltype(mc)::value;
               with_n<NV>(nv, [&](auto vc) {
                 constexpr int NVv = decltype(vc)::value;
-                tile<V, M, NVv>(C, P, P, xn, w, bias, yn, k0, p0, nvalid, c0, c1, c0 == 0, c1 == C, guard, pf,
-                                MaybeRelu<V>{relu});
+                tile<V, M, NVv>(C, P, P, xn, w, bias, yn, k0, p0, nvalid, c0, c1, c0 == 0, c1 == C, guard, pf, epi);
               });
             });
           }
         }
       }
       if (ntail && s == nstrip - 1)
-        tail_pixels<V>(C, P, xn, w, bias, yn, kb0 * MR, std::min(K, kb1 * MR), Pm, int(ntail), relu);
+        tail_pixels<V>(C, P, xn, w, bias, yn, kb0 * MR, std::min(K, kb1 * MR), Pm, int(ntail), relu, p.act);
     }
   });
+  p.act_done = true;  // (the epilogue and the tail pixels applied p.act)
   return true;
 }
 

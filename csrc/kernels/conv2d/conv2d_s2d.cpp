@@ -35,7 +35,7 @@ bool s2d_applies(const Conv2dShape& p, S2d& t) {
   if (p.R < 9 || (p.R + s - 1) / s != 3 || p.C * s * s < 16 || p.C * s * s > 64 || p.N < 1 || p.OH < 1 || p.OW < 1)
     return false;
   t.s = s;
-  t.q = p;
+  t.q = no_act(p);  // (a derived problem carries no fused activation: conv2d.h)
   t.q.C = p.C * s * s, t.q.H = p.OH + 2, t.q.W = p.OW + 2, t.q.R = 3, t.q.S = 3;
   t.q.sh = t.q.sw = 1, t.q.ph = t.q.pw = 0;
   return true;

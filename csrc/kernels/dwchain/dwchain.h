@@ -8,15 +8,14 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/conv2d/conv2d.h"
+
 namespace cnnfast {
 
 // A stage's activation after its bias: none, relu = max(0, v), clamp = min(max(a*v + b, lo), hi),
-// hardswish = v * min(max(a*v + b, lo), hi) (kernels/pointwise's kinds).
-enum ChainActKind : int { kChainNone = 0, kChainRelu = 1, kChainClamp = 2, kChainHardswish = 3 };
-struct ChainAct {
-  int kind;
-  double a, b, lo, hi;
-};
+// hardswish = v * min(max(a*v + b, lo), hi): the conv kernels' fused activation (conv2d.h).
+using ChainAct = ConvAct;
+constexpr int kChainNone = kActNone, kChainRelu = kActRelu, kChainClamp = kActClamp, kChainHardswish = kActHardswish;
 
 struct DwChain {
   int64_t N, C, H, W;      // input

@@ -24,6 +24,7 @@
 #include "common/scratch.h"
 #include "common/simd.h"
 #include "kernels/conv2d/conv2d_dw_rows.h"
+#include "kernels/conv2d/conv2d_epilogue.h"
 #include "kernels/conv2d/conv2d_pointwise.h"
 #include "kernels/dwchain/dwchain.h"
 #include "kernels/pointwise/pointwise_impl.h"
@@ -37,22 +38,11 @@ using direct::imax;
 using direct::imin;
 using direct::round_up;
 
-// A stage's activation as a register-tile epilogue (the kinds of dwchain.h; a, b, lo, hi broadcast
-// once). NaN propagates as in ref (pointwise_impl.h's min/max operand order).
+// A stage's activation as a register-tile epilogue (conv2d_epilogue.h's functor, no ReLU before
+// it; a, b, lo, hi broadcast once). NaN propagates as in ref.
 template <class V>
-struct ChainEpi {
-  using R = typename V::R;
-  using T = typename V::T;
-  int kind;
-  R a, b, lo, hi;
-  explicit ChainEpi(const ChainAct& c)
-      : kind(c.kind), a(V::set1(T(c.a))), b(V::set1(T(c.b))), lo(V::set1(T(c.lo))), hi(V::set1(T(c.hi))) {}
-  CNNFAST_FORCE_INLINE R operator()(R v) const {
-    if (kind == kChainNone) return v;
-    if (kind == kChainRelu) return V::relu(v);
-    const R t = pointwise_simd::vmin(hi, pointwise_simd::vmax(lo, V::fma(v, a, b)));
-    return kind == kChainHardswish ? V::mul(v, t) : t;
-  }
+struct ChainEpi : ActEpi<V> {
+  explicit ChainEpi(const ChainAct& c) : ActEpi<V>(false, c) {}
 };
 
 // y[k][i] = epi(sum_c w[k][c] * x[c][i] + bias[k]) for k < K, i < P; channel planes sx apart in x

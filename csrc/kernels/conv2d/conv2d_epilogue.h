@@ -1,0 +1,48 @@
+// The store-time activation of the forward kernels (Conv2dShape::act, conv2d.h), as a functor on a
+// vector -- ReLU if asked, then the fused activation -- and on a scalar for the kernels' tails. The
+// vector form computes exactly what kernels/pointwise's pass computes on the stored value (the same
+// fma, min and max, NaN kept), so fusing changes no result.
+#pragma once
+#include "common/portable.h"
+#include "common/simd.h"
+#include "kernels/conv2d/conv2d.h"
+#include "kernels/pointwise/pointwise_impl.h"
+
+namespace cnnfast {
+namespace {
+
+template <class V>
+struct ActEpi {
+  using R = typename V::R;
+  using T = typename V::T;
+  bool relu;
+  int kind;
+  R a, b, lo, hi;
+  ActEpi(bool relu_first, const ConvAct& act)
+      : relu(relu_first),
+        kind(act.kind),
+        a(V::set1(T(act.a))),
+        b(V::set1(T(act.b))),
+        lo(V::set1(T(act.lo))),
+        hi(V::set1(T(act.hi))) {}
+  CNNFAST_FORCE_INLINE R operator()(R v) const {
+    if (relu) v = V::relu(v);  // max(0, NaN) = NaN
+    if (kind == kActNone) return v;
+    if (kind == kActRelu) return V::relu(v);
+    const R t = pointwise_simd::vmin(hi, pointwise_simd::vmax(lo, V::fma(v, a, b)));
+    return kind == kActHardswish ? V::mul(v, t) : t;
+  }
+};
+
+// The same on one value (kernels/pointwise's scalar tail: clamp1 of a*v + b).
+template <typename T>
+inline T act_scalar(bool relu, const ConvAct& act, T v) {
+  if (relu) v = v < T(0) ? T(0) : v;  // NaN stays NaN
+  if (act.kind == kActNone) return v;
+  if (act.kind == kActRelu) return v < T(0) ? T(0) : v;
+  const T t = pointwise_simd::clamp1<T>(v * T(act.a) + T(act.b), T(act.lo), T(act.hi));
+  return act.kind == kActHardswish ? v * t : t;
+}
+
+}  // namespace
+}  // namespace cnnfast
