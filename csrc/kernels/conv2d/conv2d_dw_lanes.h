@@ -69,7 +69,7 @@ void lanes_place(const typename V::T* t, int64_t H, int64_t W, const LanesGeo& g
 // KT > 0: KT taps known at compile time (held in registers); else ntap taps from wv.
 template <class V, int KT>
 void lanes_correlate(const typename V::T* in, int64_t WP, const typename V::T* wv, const int64_t* toff, int64_t ntap,
-                     const typename V::T* bias, const ActEpi<V>& epi, int64_t OH, int64_t OW, int64_t sh, int64_t sw,
+                     const typename V::T* bias, bool relu, int64_t OH, int64_t OW, int64_t sh, int64_t sw,
                      typename V::T* out) {
   using R = typename V::R;
   constexpr int N = V::N;
@@ -86,7 +86,7 @@ void lanes_correlate(const typename V::T* in, int64_t WP, const typename V::T* w
           a0 = V::fma(V::load(x + o[t]), w[t], a0), a1 = V::fma(V::load(x + o[t + 1]), w[t + 1], a1);
         if (KT % 2) a0 = V::fma(V::load(x + o[KT - 1]), w[KT - 1], a0);
         a0 = V::add(a0, a1);
-        V::store(out + (oh * OW + ow) * N, epi(a0));
+        V::store(out + (oh * OW + ow) * N, relu ? V::relu(a0) : a0);
       }
   } else {
     for (int64_t oh = 0; oh < OH; ++oh)
@@ -94,19 +94,19 @@ void lanes_correlate(const typename V::T* in, int64_t WP, const typename V::T* w
         const typename V::T* x = in + (oh * sh * WP + ow * sw) * N;
         R a = b;
         for (int64_t t = 0; t < ntap; ++t) a = V::fma(V::load(x + toff[t]), V::load(wv + t * N), a);
-        V::store(out + (oh * OW + ow) * N, epi(a));
+        V::store(out + (oh * OW + ow) * N, relu ? V::relu(a) : a);
       }
   }
 }
 
 template <class V>
 void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::T* wv, const int64_t* toff,
-                         int64_t ntap, const typename V::T* bias, const ActEpi<V>& epi, int64_t OH, int64_t OW,
-                         int64_t sh, int64_t sw, typename V::T* out) {
+                         int64_t ntap, const typename V::T* bias, bool relu, int64_t OH, int64_t OW, int64_t sh,
+                         int64_t sw, typename V::T* out) {
   switch (ntap) {
-    case 9: return lanes_correlate<V, 9>(in, WP, wv, toff, ntap, bias, epi, OH, OW, sh, sw, out);
-    case 25: return lanes_correlate<V, 25>(in, WP, wv, toff, ntap, bias, epi, OH, OW, sh, sw, out);
-    default: return lanes_correlate<V, 0>(in, WP, wv, toff, ntap, bias, epi, OH, OW, sh, sw, out);
+    case 9: return lanes_correlate<V, 9>(in, WP, wv, toff, ntap, bias, relu, OH, OW, sh, sw, out);
+    case 25: return lanes_correlate<V, 25>(in, WP, wv, toff, ntap, bias, relu, OH, OW, sh, sw, out);
+    default: return lanes_correlate<V, 0>(in, WP, wv, toff, ntap, bias, relu, OH, OW, sh, sw, out);
   }
 }
 
@@ -156,7 +156,7 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
   if (!ws.ok()) return false;
   toff = rebase(ws, toff);
   lanes_tap_offsets(p, g.WP, N, toff);
-  const ActEpi<V> epi(relu, p.act);
+  const ActEpi<V> act(false, p.act);
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
@@ -170,7 +170,8 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
       for (int l = 0; l < N; ++l) bv[l] = bias && l < nc ? bias[c0 + l] : T(0);
       lanes_gather<V>(x + (n * p.C + c0) * HW, HW, nc, stage, ldx, t);
       lanes_place<V>(t, p.H, p.W, g, buf);
-      lanes_correlate_any<V>(buf, g.WP, wv, toff, RS, bv, epi, p.OH, p.OW, p.sh, p.sw, t);
+      lanes_correlate_any<V>(buf, g.WP, wv, toff, RS, bv, relu, p.OH, p.OW, p.sh, p.sw, t);
+      if (p.act.kind != kActNone) act_sweep<V>(t, OHW * N, act);  // the block, in L1
       lanes_scatter<V>(t, OHW, nc, stage, ldy, y + (n * p.C + c0) * OHW);
     }
   });
@@ -213,7 +214,6 @@ bool dw_lanes_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typ
   if (!ws.ok()) return false;
   toff = rebase(ws, toff);
   lanes_tap_offsets(p, g.WP, N, toff);
-  const ActEpi<V> no_epi(false, ConvAct{kActNone, 1, 0, 0, 0});
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
@@ -226,7 +226,7 @@ bool dw_lanes_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typ
       lanes_weights<V>(w, c0, nc, RS, true, wv);
       lanes_gather<V>(gy + (n * p.C + c0) * OHW, OHW, nc, stage, ldy, t);
       lanes_place<V>(t, p.OH, p.OW, g, buf);
-      lanes_correlate_any<V>(buf, g.WP, wv, toff, RS, nullptr, no_epi, p.H, p.W, 1, 1, t);
+      lanes_correlate_any<V>(buf, g.WP, wv, toff, RS, nullptr, false, p.H, p.W, 1, 1, t);
       lanes_scatter<V>(t, HW, nc, stage, ldx, gx + (n * p.C + c0) * HW);
     }
   });

@@ -121,6 +121,7 @@ bool dw_rows_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typena
   T* zbuf = static_cast<T*>(std::calloc(static_cast<size_t>(zlen), sizeof(T)));
   if (!zbuf) return false;
   const T* zrow = zbuf + p.pw;
+  const ActEpi<V> act(false, p.act);
   run_parallel(nt, units, [&](int64_t ub, int64_t ue, int) {
     for (int64_t u = ub; u < ue; ++u) {
       const int64_t plane = u / rc, chunk = u % rc;
@@ -134,10 +135,11 @@ bool dw_rows_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typena
       const typename V::R b = V::set1(bias ? bias[k] : T(0));
       const auto row_at = [xp, W = p.W](int64_t ih) { return xp + ih * W; };
       T* y0 = yp + oh0 * p.OW;
-      const ActEpi<V> epi(relu, p.act);
+      const MaybeRelu<V> epi{relu};
       int64_t j = 0;
       for (; j + CV <= nvec; j += CV) dw_rows_strip<V, R, S, RB, CV>(p, row_at, zrow, wv, b, epi, y0, oh0, oh1, j);
       for (; j < nvec; ++j) dw_rows_strip<V, R, S, RB, 1>(p, row_at, zrow, wv, b, epi, y0, oh0, oh1, j);
+      if (p.act.kind != kActNone) act_sweep<V>(y0, (oh1 - oh0) * p.OW, act);  // the rows just written, in L1
     }
   });
   std::free(zbuf);
@@ -177,7 +179,7 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
   const int64_t per_thread = (p.H + 1) * 2 * plen;  // phase rows, then the zero row
   T* buf = static_cast<T*>(std::calloc(static_cast<size_t>(per_thread * nt), sizeof(T)));
   if (!buf) return false;
-  const ActEpi<V> epi(relu, p.act);
+  const ActEpi<V> act(false, p.act);
   run_parallel(nt, units, [&](int64_t ub, int64_t ue, int tid) {
     T* rowbuf = buf + tid * per_thread;
     const T* zrow = rowbuf + p.H * 2 * plen;
@@ -204,8 +206,10 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
           const int64_t ih = 2 * oh - p.ph + i;
           rows[i] = ih >= ilo && ih < ihi ? rowbuf + ih * 2 * plen : zrow;
         }
-        dw_rows_s2_rowblock<V, R, S, RB, CV>(rows, plen, wv, b, epi, yp + oh * p.OW, p.OW, imin(RB, oh1 - oh), nvec);
+        dw_rows_s2_rowblock<V, R, S, RB, CV>(rows, plen, wv, b, MaybeRelu<V>{relu}, yp + oh * p.OW, p.OW,
+                                             imin(RB, oh1 - oh), nvec);
       }
+      if (p.act.kind != kActNone) act_sweep<V>(yp + oh0 * p.OW, (oh1 - oh0) * p.OW, act);
     }
   });
   std::free(buf);
@@ -227,7 +231,7 @@ bool dw_rows_fwd_k(const Conv2dShape& p, const typename V::T* x, const typename 
                    typename V::T* y, bool relu) {
   const bool ok = p.sh == 2 ? dw_rows_fwd_s2_impl<V, K, K, RB, CV>(p, x, w, bias, y, relu)
                             : dw_rows_fwd_impl<V, K, K, RB, CV>(p, x, w, bias, y, relu);
-  if (ok) p.act_done = true;  // (both apply p.act at the store)
+  if (ok) p.act_done = true;  // (both sweep p.act over each block they write)
   return ok;
 }
 

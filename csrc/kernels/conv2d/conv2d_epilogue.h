@@ -34,6 +34,20 @@ struct ActEpi {
   }
 };
 
+// p.act (no ReLU) over y[0, n) in place: for kernels whose register tiles have no room for the
+// activation's constants (the depthwise ones keep their taps in registers), run on each block of
+// output just written, while it is in L1.
+template <class V>
+inline void act_sweep(typename V::T* y, int64_t n, const ActEpi<V>& act) {
+  constexpr int N = V::N;
+  int64_t i = 0;
+  for (; i + N <= n; i += N) V::store(y + i, act(V::load(y + i)));
+  if (i < n) {
+    const int r = static_cast<int>(n - i);
+    V::store_n(y + i, act(V::load_part(y + i, 0, r, typename V::T(0))), r);
+  }
+}
+
 // The same on one value (kernels/pointwise's scalar tail: clamp1 of a*v + b).
 template <typename T>
 inline T act_scalar(bool relu, const ConvAct& act, T v) {
