@@ -56,7 +56,7 @@ def linear_forward(input: Array, weight: Array, bias: Array | None = None, out: 
 def conv_bn_act_forward(
     input: Array, weight: Array, bias: Array | None, stride: Pair, padding: Pair, dilation: Pair, groups: int,
     relu: bool, bn: tuple[Array, Array, Array | None, Array | None, float] | None, act: str, a: float = 1.0,
-    b: float = 0.0, lo: float = ..., hi: float = ...,
+    b: float = 0.0, lo: float = ..., hi: float = ..., residual: Array | None = None,
 ) -> Array: ...
 def se_scale_forward(
     input: Array, fc1_weight: Array, fc1_bias: Array | None, fc2_weight: Array, fc2_bias: Array | None,

@@ -145,3 +145,51 @@ def test_models_fused_equals_layer_by_layer(name):
     for h in handles:
         h.remove()
     np.testing.assert_allclose(fused, plain, rtol=1e-4, atol=1e-4 * float(np.abs(plain).max()))
+
+
+def test_resnet_block_shortcut_in_the_fused_call():
+    """A ResNet block adds its shortcut inside the last conv's fused call (relu(bn(conv(out)) +
+    identity)); with a hook, a Tensor or a training-mode BatchNorm the modules run one by one, and
+    every path gives relu(bn(conv(out)) + identity) computed module by module."""
+    from cnnfast.models.resnet import BasicBlock, Bottleneck
+
+    rng = np.random.default_rng(5)
+    for block in (
+        BasicBlock(8, 8),
+        BasicBlock(8, 16, 2, nn.Sequential(nn.Conv2d(8, 16, 1, 2, bias=False), _bn(16, rng))),
+        Bottleneck(16, 4),
+    ):
+        for m in block.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean[...] = rng.normal(0, 0.5, m.num_features)
+                m.running_var[...] = rng.uniform(0.3, 2.0, m.num_features)
+                m.weight.data[...] = rng.uniform(0.5, 1.5, m.num_features)
+        block.eval()
+        bottleneck = isinstance(block, Bottleneck)
+        last_conv, last_bn = (block.conv3, block.bn3) if bottleneck else (block.conv2, block.bn2)
+        x = rng.standard_normal((2, block.conv1.in_channels, 10, 10)).astype(np.float32)
+
+        def by_modules():
+            with cnnfast.no_grad():
+                mid = np.maximum(block.bn1(block.conv1(x)), 0)
+                if bottleneck:
+                    mid = np.maximum(block.bn2(block.conv2(mid)), 0)
+                ident = x if block.downsample is None else block.downsample(x)
+                return np.maximum(last_bn(last_conv(mid)) + ident, 0)
+
+        want = by_modules()
+        with cnnfast.no_grad():
+            fused = block(x)
+            h = last_bn.register_forward_hook(lambda *a: None)
+            hooked = block(x)
+            h.remove()
+        tensor = block(cnnfast.Tensor(x)).data
+        for got in (fused, hooked, tensor):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+        last_bn.train()  # batch statistics: no fold; the shortcut must still come after the BatchNorm
+        want_train = by_modules()
+        with cnnfast.no_grad():
+            got_train = block(x)
+        last_bn.eval()
+        assert not np.allclose(want_train, want)
+        np.testing.assert_allclose(got_train, want_train, rtol=1e-5, atol=1e-5 * float(np.abs(want_train).max()))

@@ -351,3 +351,61 @@ def test_conv_fused_activation_epilogues(isa, rng, dtype, case):
                 np.testing.assert_allclose(
                     got[ok], want[ok], rtol=tol, atol=tol * max(1.0, np.abs(want[ok]).max()), err_msg=f"{case} {act}"
                 )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "case",
+    [
+        ((2, 4, 9, 8), (6, 4, 3, 3), (1, 1), (1, 1), 1),  # BN folded
+        ((1, 32, 3, 3), (48, 32, 3, 3), (2, 2), (1, 1), 1),  # BN applied to the output
+        ((3, 6, 7, 7), (6, 1, 3, 3), (1, 1), (1, 1), 6),  # depthwise
+        ((1, 40, 1, 1), (24, 40, 1, 1), (1, 1), (0, 0), 1),  # matrix-vector
+        ((2, 64, 20, 20), (64, 64, 1, 1), (1, 1), (0, 0), 1),  # several runs of the pass
+    ],
+    ids=["fold", "no_fold", "depthwise", "matvec", "pointwise"],
+)
+def test_conv_bn_act_residual(isa, rng, dtype, case):
+    """conv_bn_act_forward(..., residual=r): act(bn(conv(x)) + r) -- the activation after the sum,
+    never in the conv kernel (a ResNet block's shortcut) -- with the conv's own ReLU before the BN."""
+    xs, ws, stride, pad, groups = case
+    x = rng.standard_normal(xs).astype(dtype)
+    w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    o = ws[0]
+    bn = (
+        rng.normal(0, 0.3, o).astype(dtype),
+        rng.uniform(0.5, 2, o).astype(dtype),
+        rng.uniform(0.5, 1.5, o).astype(dtype),
+        rng.normal(0, 0.3, o).astype(dtype),
+        1e-5,
+    )
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    shape = _conv_bn_act_reference(x, w, b, stride, pad, groups, None, "none").shape
+    r = rng.standard_normal(shape).astype(dtype) * 2
+    r_before = r.copy()
+    for bnt in (None, bn):
+        for act, args in _ACT_ARGS.items():
+            got = _core.conv_bn_act_forward(x, w, b, stride, pad, (1, 1), groups, False, bnt, *args, residual=r)
+            y = _conv_bn_act_reference(x, w, b, stride, pad, groups, bnt, "none") + r
+            want = y if act == "none" else np.maximum(y, 0) if act == "relu" else _act_reference(y, act)
+            np.testing.assert_allclose(
+                got, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()), err_msg=f"bn={bnt is not None} {act}"
+            )
+    # the conv's own ReLU (an imported Conv+Relu) comes before the sum
+    got = _core.conv_bn_act_forward(x, w, b, stride, pad, (1, 1), groups, True, None, "relu", residual=r)
+    y = np.maximum(_conv_bn_act_reference(x, w, b, stride, pad, groups, None, "none"), 0) + r
+    np.testing.assert_allclose(got, np.maximum(y, 0), rtol=tol, atol=tol * max(1.0, np.abs(y).max()))
+    np.testing.assert_array_equal(r, r_before)  # the residual is only read
+
+
+def test_conv_bn_act_residual_errors():
+    x = np.zeros((1, 4, 5, 5), np.float32)
+    w = np.zeros((6, 4, 3, 3), np.float32)
+    args = (x, w, None, (1, 1), (1, 1), (1, 1), 1, False, None, "relu")
+    with pytest.raises(
+        ValueError, match=r"residual of size \(1, 6, 5, 4\) does not match the output's size \(1, 6, 5, 5\)"
+    ):
+        _core.conv_bn_act_forward(*args, residual=np.zeros((1, 6, 5, 4), np.float32))
+    with pytest.raises(ValueError, match="residual has dtype float64 but the output has dtype float32"):
+        _core.conv_bn_act_forward(*args, residual=np.zeros((1, 6, 5, 5)))

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
-from .. import functional as F
 from .. import nn
 from ..nn import init
 from ..nn.fusion import conv_bn_act
@@ -35,21 +33,6 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
-def _add_relu(relu: nn.Module, out: Any, identity: Any) -> Any:
-    """``relu(out + identity)``; on ndarrays in place on ``out`` (the block's own fresh conv output)."""
-    if (
-        type(out) is np.ndarray
-        and type(identity) is np.ndarray
-        and not relu._forward_hooks
-        and out.shape == identity.shape
-        and out.dtype == identity.dtype
-        and out.flags.c_contiguous
-    ):
-        out += identity
-        return F.relu_(out)
-    return relu(out + identity)
-
-
 class BasicBlock(nn.Module):
     expansion = 1
     _conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))  # for nn.fold_batchnorm
@@ -67,10 +50,9 @@ class BasicBlock(nn.Module):
     def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
         identity = x
         out = conv_bn_act(self.conv1, self.bn1, self.relu, x)
-        out = conv_bn_act(self.conv2, self.bn2, None, out)
         if self.downsample is not None:
             identity = self.downsample(x)
-        return _add_relu(self.relu, out, identity)
+        return conv_bn_act(self.conv2, self.bn2, self.relu, out, identity)  # relu(bn2(conv2(out)) + identity)
 
 
 class Bottleneck(nn.Module):
@@ -94,10 +76,9 @@ class Bottleneck(nn.Module):
         identity = x
         out = conv_bn_act(self.conv1, self.bn1, self.relu, x)
         out = conv_bn_act(self.conv2, self.bn2, self.relu, out)
-        out = conv_bn_act(self.conv3, self.bn3, None, out)
         if self.downsample is not None:
             identity = self.downsample(x)
-        return _add_relu(self.relu, out, identity)
+        return conv_bn_act(self.conv3, self.bn3, self.relu, out, identity)  # relu(bn3(conv3(out)) + identity)
 
 
 class ResNet(nn.Module):

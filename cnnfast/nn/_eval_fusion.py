@@ -63,7 +63,18 @@ def _bn_tuple(bn: Any) -> tuple[Any, ...] | None:
     )
 
 
-def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
+def _eval_bn(m: Any, conv: Any) -> bool:
+    """``m`` is an eval-mode BatchNorm2d with running statistics, no hooks, for ``conv``'s output."""
+    return (
+        type(m) is BatchNorm2d
+        and not m.training
+        and m.running_mean is not None
+        and not m._forward_hooks
+        and m.num_features == conv.out_channels
+    )
+
+
+def conv_block_eval(mods: Sequence[Module], i: int, x: Any, residual: Any = None) -> tuple[Any, int]:
     """Run ``mods[i]`` (a Conv2d) on the ndarray ``x`` together with an eval-mode BatchNorm2d and an
     activation (ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU) that directly follow it; returns
     ``(output, number of modules consumed)``. Same results as running them one by one, up to
@@ -82,13 +93,7 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
     conv = mods[i]
     n_used, bn, act = 1, None, None
     nxt = mods[i + 1] if i + 1 < len(mods) else None
-    if (
-        type(nxt) is BatchNorm2d
-        and not nxt.training
-        and nxt.running_mean is not None
-        and not nxt._forward_hooks
-        and nxt.num_features == conv.out_channels
-    ):
+    if _eval_bn(nxt, conv):
         bn, n_used = nxt, 2
         nxt = mods[i + 2] if i + 2 < len(mods) else None
     act = _ACTS.get(type(nxt))
@@ -108,11 +113,15 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
         and type(pad) is tuple
         and len(pad) == 2
         and x.shape[1] == w.shape[1] * conv.groups
+        and (residual is None or (type(residual) is np.ndarray and residual.dtype == w.dtype))
     ):
-        # the whole block in one C++ call (conv -> BatchNorm folded or per channel -> activation)
+        # the whole block in one C++ call (conv -> BatchNorm folded or per channel [-> + residual]
+        # -> activation)
         kind, params = _FUSED_ACTS[act]
         bnt = _bn_tuple(bn)
-        y = _core.conv_bn_act_forward(x, w, b, conv.stride, pad, conv.dilation, conv.groups, False, bnt, kind, *params)
+        y = _core.conv_bn_act_forward(
+            x, w, b, conv.stride, pad, conv.dilation, conv.groups, False, bnt, kind, *params, residual=residual
+        )
         if act == "silu":
             _silu(y, out=y)
         return y, n_used
@@ -140,13 +149,15 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any) -> tuple[Any, int]:
         if fold:
             w = w * scale.reshape(-1, 1, 1, 1)
             b = shift if b is None else b.astype(w.dtype, copy=False) * scale + shift
-    relu_in_kernel = act in ("relu", "relu6") and (bn is None or fold)
+    relu_in_kernel = act in ("relu", "relu6") and (bn is None or fold) and residual is None
     fn = F.conv2d_relu if relu_in_kernel else F.conv2d
     y = fn(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
     if bn is not None and not fold:
         shp = (-1, 1, 1) if y.ndim == 3 else (1, -1, 1, 1)
         np.multiply(y, scale.astype(y.dtype, copy=False).reshape(shp), out=y)
         np.add(y, shift.astype(y.dtype, copy=False).reshape(shp), out=y)
+    if residual is not None:
+        y = y + residual
     if act == "relu" and not relu_in_kernel:
         F.relu_(y)
     elif act == "relu6":
@@ -334,18 +345,28 @@ def dw_chain_eval(
     return y, nmods
 
 
-def conv_bn_act(conv: Module, bn: Module | None, act: Module | None, x: Any) -> Any:
-    """``act(bn(conv(x)))`` for blocks written as attribute calls (ResNet, GoogLeNet): on an ndarray
-    with no forward hooks on the three, one fused call (:func:`conv_block_eval`); otherwise the
-    modules one by one (a Tensor is recorded as usual). ``bn`` and ``act`` may be None."""
+def conv_bn_act(conv: Module, bn: Module | None, act: Module | None, x: Any, residual: Any = None) -> Any:
+    """``act(bn(conv(x)) [+ residual])`` for blocks written as attribute calls (ResNet, GoogLeNet): on
+    an ndarray with no forward hooks on the three, one fused call (:func:`conv_block_eval`; a ResNet
+    block's shortcut added in the same C++ pass as the activation); otherwise the modules one by one
+    (a Tensor is recorded as usual). ``bn``, ``act`` and ``residual`` may be None."""
     from ..autograd.tensor import Tensor
 
     mods = [m for m in (conv, bn, act) if m is not None]
-    if isinstance(x, Tensor) or any(m._forward_hooks for m in mods):
-        for m in mods:
+    if (
+        isinstance(x, Tensor)
+        or isinstance(residual, Tensor)
+        or any(m._forward_hooks for m in mods)
+        or (residual is not None and bn is not None and not _eval_bn(bn, conv))  # (the sum must follow bn)
+    ):
+        for m in mods if residual is None or act is None else mods[:-1]:
             x = m(x)
+        if residual is not None:
+            x = x + residual
+            if act is not None:
+                x = act(x)
         return x
-    y, used = conv_block_eval(mods, 0, x)
+    y, used = conv_block_eval(mods, 0, x, residual)
     for m in mods[used:]:
         y = m(y)
     return y

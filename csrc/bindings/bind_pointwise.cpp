@@ -17,9 +17,11 @@ void bind_pointwise(py::module_& m) {
         "input (m, k) @ weight (n, k)^T + bias (n): the small-batch (matrix-vector) product.");
   m.def("conv_bn_act_forward", &cnnfast::conv_bn_act_forward, "input"_a, "weight"_a, "bias"_a, "stride"_a, "padding"_a,
         "dilation"_a, "groups"_a, "relu"_a, "bn"_a, "act"_a, "a"_a = 1.0, "b"_a = 0.0, "lo"_a = -inf, "hi"_a = inf,
+        "residual"_a = py::none(),
         "Eval inference step: conv2d (relu epilogue if relu) -> BatchNorm with running statistics "
         "(bn = (running_mean, running_var, weight, bias, eps) or None; folded into the weights when they are no "
-        "larger than the output) -> act ('none', 'relu', or a pointwise_forward kind with a, b, lo, hi).");
+        "larger than the output) -> + residual (an array of the output's shape and dtype, or None: a ResNet "
+        "block's shortcut) -> act ('none', 'relu', or a pointwise_forward kind with a, b, lo, hi).");
   m.def("dw_chain_forward", &cnnfast::dw_chain_forward, "input"_a, "expand"_a, "dw"_a, "project"_a, "stride"_a,
         "padding"_a, "force"_a = false,
         "Eval inference of a depthwise-separable chain in one pass: [1x1 expand] -> depthwise -> [1x1 project], each "

@@ -27,7 +27,7 @@ constexpr int64_t kMatvecMaxN = 4;  // bench/activation_kernels.py: linear_forwa
 template <typename T>
 py::array run(const py::array& x_, const py::array& w_, const std::optional<py::array>& b_, Pair stride, Pair padding,
               Pair dilation, int64_t groups, bool conv_relu, const std::optional<py::tuple>& bn, int act, double a,
-              double b, double lo, double hi) {
+              double b, double lo, double hi, const std::optional<py::array>& residual) {
   carray<T> w(w_);
   CNNFAST_CHECK(w.ndim() == 4, "conv_bn_act_forward: weight must be 4-D, got size ", shape_str(shape_of(w)));
   CNNFAST_CHECK(x_.ndim() == 4, "conv_bn_act_forward: input must be 4-D, got size ", shape_str(shape_of(x_)));
@@ -42,7 +42,8 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
     fold = w.size() <= x_.shape(0) * O * oh * ow;
     if (fold) fold_bn<T>(w, bias, scale, shift);
   }
-  const bool relu_in_kernel = conv_relu || (act == -1 && (!bn || fold));
+  // (with a residual, the activation comes after the addition: never in the conv kernel)
+  const bool relu_in_kernel = conv_relu || (act == -1 && (!bn || fold) && !residual);
   bool act_fused = false;  // the conv kernel applied the clamp / hardswish
   py::array y_;
   if (x_.shape(2) == 1 && x_.shape(3) == 1 && w.shape(2) == 1 && w.shape(3) == 1 && padding[0] == 0 &&
@@ -68,19 +69,29 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
     // clamp and hardswish after a folded (or no) BatchNorm: offered to the kernel's store
     // (kernels/conv2d/conv2d_epilogue.h); the pass below runs only where the kernel did not apply it
     ConvAct ca{kActNone, 1, 0, 0, 0};
-    if ((!bn || fold) && (act == kPointwiseClamp || act == kPointwiseHardswish))
+    if ((!bn || fold) && !residual && (act == kPointwiseClamp || act == kPointwiseHardswish))
       ca = ConvAct{act == kPointwiseClamp ? kActClamp : kActHardswish, a, b, lo, hi};
     y_ = conv2d_forward_act(x_, w, bias, stride, padding, dilation, groups, relu_in_kernel, ca, &act_fused);
   }
   carray<T> y = py::reinterpret_borrow<carray<T>>(y_);
   T* yp = y.mutable_data();
+  std::optional<carray<T>> res;
+  if (residual) {
+    CNNFAST_CHECK(residual->dtype().equal(y.dtype()), "conv_bn_act_forward: residual has dtype ",
+                  std::string(py::str(residual->dtype())), " but the output has dtype ",
+                  std::string(py::str(y.dtype())));
+    CNNFAST_CHECK(shape_of(*residual) == shape_of(y), "conv_bn_act_forward: residual of size ",
+                  shape_str(shape_of(*residual)), " does not match the output's size ", shape_str(shape_of(y)));
+    res.emplace(*residual);
+  }
+  const T* rp = res ? res->data() : nullptr;
   const int64_t N = y.shape(0), plane = y.shape(2) * y.shape(3), n = y.size();
   {
     py::gil_scoped_release release;
     // the activation after the conv (and BatchNorm): kind -1 none; relu not run in the kernel is a clamp
     int post = -1;
     T pa = T(1), pb = T(0), plo = T(0), phi = std::numeric_limits<T>::infinity();
-    if (act == -1 && !relu_in_kernel)
+    if (act == -1 && (!relu_in_kernel || rp))  // (after a residual, ReLU again even after the conv's own)
       post = int(kPointwiseClamp);
     else if (act >= 0 && !act_fused)
       post = act, pa = T(a), pb = T(b), plo = T(lo), phi = T(hi);
@@ -95,12 +106,27 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
         for (int64_t p = pb_; p < pe; ++p) {
           const T s = sp[p % O], t = tp[p % O];
           T* q = yp + p * plane;
-          for (int64_t i = 0; i < plane; ++i) q[i] = q[i] * s + t;
+          if (rp) {
+            const T* r = rp + p * plane;
+            for (int64_t i = 0; i < plane; ++i) q[i] = q[i] * s + t + r[i];
+          } else {
+            for (int64_t i = 0; i < plane; ++i) q[i] = q[i] * s + t;
+          }
           if (post >= 0 && ((p + 1 - run0) * plane >= kRun || p + 1 == pe)) {
             dispatch<T>(&KernelTable<T>::pointwise_fwd, (p + 1 - run0) * plane, yp + run0 * plane, yp + run0 * plane,
                         post, pa, pb, plo, phi);
             run0 = p + 1;
           }
+        }
+      });
+    } else if (rp) {
+      // the residual and the activation in one pass, in runs of kRun elements (in L1 for the activation)
+      constexpr int64_t kRun = 4096;
+      parallel_for((n + kRun - 1) / kRun, 2 * kRun, [&](int64_t ub, int64_t ue) {
+        for (int64_t u = ub; u < ue; ++u) {
+          const int64_t s = u * kRun, e = std::min(n, s + kRun);
+          for (int64_t i = s; i < e; ++i) yp[i] += rp[i];
+          if (post >= 0) dispatch<T>(&KernelTable<T>::pointwise_fwd, e - s, yp + s, yp + s, post, pa, pb, plo, phi);
         }
       });
     } else if (post >= 0) {
@@ -116,7 +142,7 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
 py::array conv_bn_act_forward(const py::array& x, const py::array& w, const std::optional<py::array>& bias, Pair stride,
                               Pair padding, Pair dilation, int64_t groups, bool conv_relu,
                               const std::optional<py::tuple>& bn, const std::string& act, double a, double b, double lo,
-                              double hi) {
+                              double hi, const std::optional<py::array>& residual) {
   check_float(w, "conv_bn_act_forward", "weight");
   CNNFAST_CHECK(x.dtype().equal(w.dtype()), "conv_bn_act_forward: input has dtype ", std::string(py::str(x.dtype())),
                 " but weight has dtype ", std::string(py::str(w.dtype())));
@@ -132,8 +158,9 @@ py::array conv_bn_act_forward(const py::array& x, const py::array& w, const std:
   else
     CNNFAST_CHECK(act == "none",
                   "conv_bn_act_forward: act must be 'none', 'relu', 'clamp', 'hardswish' or 'silu', got '", act, "'");
-  return is_f64(w) ? run<double>(x, w, bias, stride, padding, dilation, groups, conv_relu, bn, k, a, b, lo, hi)
-                   : run<float>(x, w, bias, stride, padding, dilation, groups, conv_relu, bn, k, a, b, lo, hi);
+  return is_f64(w)
+             ? run<double>(x, w, bias, stride, padding, dilation, groups, conv_relu, bn, k, a, b, lo, hi, residual)
+             : run<float>(x, w, bias, stride, padding, dilation, groups, conv_relu, bn, k, a, b, lo, hi, residual);
 }
 
 }  // namespace cnnfast
