@@ -9,9 +9,12 @@
 // Entry points: dw_rows_fwd and dw_rows_bwd_input (tried by dw_fwd_any / dw_bwd_input_any after the
 // channels-as-lanes kernels).
 #pragma once
+#include <atomic>
+#include <cstring>
 #include <type_traits>
 
 #include "common/portable.h"
+#include "common/scratch.h"
 #include "kernels/conv2d/conv2d_direct_common.h"
 #include "kernels/conv2d/conv2d_epilogue.h"
 
@@ -177,11 +180,16 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
   const int64_t nblk = ceil_div(p.OH, RB), rc = row_chunks(planes, nblk), units = planes * rc;
   const int nt = plan_threads(units, planes * p.OH * p.OW * R * S);
   const int64_t per_thread = (p.H + 1) * 2 * plen;  // phase rows, then the zero row
-  T* buf = static_cast<T*>(std::calloc(static_cast<size_t>(per_thread * nt), sizeof(T)));
-  if (!buf) return false;
   const ActEpi<V> act(false, p.act);
-  run_parallel(nt, units, [&](int64_t ub, int64_t ue, int tid) {
-    T* rowbuf = buf + tid * per_thread;
+  std::atomic<bool> failed{false};
+  run_parallel(nt, units, [&](int64_t ub, int64_t ue, int) {
+    // each thread's own scratch (allocated and zeroed by the thread that uses it)
+    T* rowbuf = thread_scratch_of<T>(static_cast<size_t>(per_thread));
+    if (!rowbuf) {
+      failed.store(true, std::memory_order_relaxed);
+      return;
+    }
+    std::memset(rowbuf, 0, static_cast<size_t>(per_thread) * sizeof(T));
     const T* zrow = rowbuf + p.H * 2 * plen;
     const T* rows[(RB - 1) * 2 + R];
     int64_t filled_plane = -1;
@@ -212,8 +220,7 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
       if (p.act.kind != kActNone) act_sweep<V>(yp + oh0 * p.OW, (oh1 - oh0) * p.OW, act);
     }
   });
-  std::free(buf);
-  return true;
+  return !failed.load(std::memory_order_relaxed);
 }
 
 // Stride 1 or 2 (both axes), no dilation, square 3x3 / 5x5 / 7x7 filters, padding below the kernel
