@@ -1,6 +1,7 @@
-// What differs between compilers and operating systems, in one place: forced inlining, aligned
-// allocation, CPU feature queries. GCC and Clang (Linux, macOS) take the first branch of each,
-// which is exactly what the code used before this header existed; MSVC (Windows) the second.
+// What differs between compilers and operating systems, in one place: forced inlining, no-alias
+// pointers, aligned allocation, CPU feature queries. GCC and Clang (Linux, macOS) take the first
+// branch of each, which is exactly what the code used before this header existed; MSVC (Windows)
+// the second.
 #pragma once
 #include <cstddef>
 #include <cstdlib>
@@ -9,8 +10,10 @@
 #include <intrin.h>
 #include <malloc.h>
 #define CNNFAST_FORCE_INLINE __forceinline
+#define CNNFAST_RESTRICT __restrict
 #else
 #define CNNFAST_FORCE_INLINE inline __attribute__((always_inline))
+#define CNNFAST_RESTRICT __restrict__
 #endif
 
 namespace cnnfast {
