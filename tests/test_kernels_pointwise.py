@@ -232,6 +232,23 @@ _ACT_ARGS = {
 }
 
 
+def _conv_bn_operands(rng, case, dtype, bn_dtype):
+    """Input, weight, bias and a BatchNorm tuple (statistics in ``bn_dtype``) for a test case."""
+    xs, ws = case[0], case[1]
+    x = rng.standard_normal(xs).astype(dtype)
+    w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    o = ws[0]
+    bn = (
+        rng.normal(0, 0.3, o).astype(bn_dtype),
+        rng.uniform(0.5, 2, o).astype(bn_dtype),
+        rng.uniform(0.5, 1.5, o).astype(bn_dtype),
+        rng.normal(0, 0.3, o).astype(bn_dtype),
+        1e-5,
+    )
+    return x, w, b, bn
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "case",
@@ -248,18 +265,8 @@ _ACT_ARGS = {
     ids=["fold", "no_fold", "depthwise", "matvec_n1", "matvec_n4", "gemm_n6"],
 )
 def test_conv_bn_act_matches_modules(rng, dtype, case):
-    xs, ws, stride, pad, groups = case
-    x = rng.standard_normal(xs).astype(dtype)
-    w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dtype)
-    b = rng.standard_normal(ws[0]).astype(dtype)
-    o = ws[0]
-    bn = (
-        rng.normal(0, 0.3, o).astype(np.float32),
-        rng.uniform(0.5, 2, o).astype(np.float32),
-        rng.uniform(0.5, 1.5, o).astype(np.float32),
-        rng.normal(0, 0.3, o).astype(np.float32),
-        1e-5,
-    )
+    _xs, _ws, stride, pad, groups = case
+    x, w, b, bn = _conv_bn_operands(rng, case, dtype, np.float32)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for bias in (None, b):
         for bnt in (None, bn, bn[:2] + (None, None, 1e-3)):
@@ -368,18 +375,8 @@ def test_conv_fused_activation_epilogues(isa, rng, dtype, case):
 def test_conv_bn_act_residual(isa, rng, dtype, case):
     """conv_bn_act_forward(..., residual=r): act(bn(conv(x)) + r) -- the activation after the sum,
     never in the conv kernel (a ResNet block's shortcut) -- with the conv's own ReLU before the BN."""
-    xs, ws, stride, pad, groups = case
-    x = rng.standard_normal(xs).astype(dtype)
-    w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dtype)
-    b = rng.standard_normal(ws[0]).astype(dtype)
-    o = ws[0]
-    bn = (
-        rng.normal(0, 0.3, o).astype(dtype),
-        rng.uniform(0.5, 2, o).astype(dtype),
-        rng.uniform(0.5, 1.5, o).astype(dtype),
-        rng.normal(0, 0.3, o).astype(dtype),
-        1e-5,
-    )
+    _xs, _ws, stride, pad, groups = case
+    x, w, b, bn = _conv_bn_operands(rng, case, dtype, dtype)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     shape = _conv_bn_act_reference(x, w, b, stride, pad, groups, None, "none").shape
     r = rng.standard_normal(shape).astype(dtype) * 2
