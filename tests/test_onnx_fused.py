@@ -221,3 +221,58 @@ def test_residual_add_with_broadcasting_falls_back():
         np.testing.assert_array_equal(s, s0)
     _consts, steps = _EVAL_PROGRAMS[model]
     assert [" ".join(nd.op for nd in s[1]) for s in steps] == ["Conv Add"]
+
+
+@pytest.mark.parametrize("pattern", ["dense", "depthwise", "chain"])
+def test_relu_before_batchnorm_is_not_folded(pattern, chain_calls):
+    """Conv -> Relu -> BatchNormalization (Keras-style): the importer gives the conv its ReLU, and the
+    BatchNorm after it cannot be folded into the weights (relu(conv) * s + t is no conv of scaled
+    weights) -- not in the fused conv step, not in a depthwise chain stage. Against ONNX Runtime."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(7)
+    C, hw = 16, 40
+    inits, nodes = [], []
+
+    def const(name, a):
+        inits.append(numpy_helper.from_array(np.asarray(a, np.float32), name))
+        return name
+
+    def conv_relu_bn(i, x, cin, cout, k, group):
+        w = const(f"w{i}", rng.standard_normal((cout, cin // group, k, k)) * 0.3)
+        nodes.append(helper.make_node("Conv", [x, w], [f"c{i}"], pads=[k // 2] * 4, group=group))
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"]))
+        bn = [
+            const(f"{p}{i}", v)
+            for p, v in (
+                ("g", rng.uniform(0.5, 1.5, cout)),
+                ("b", rng.normal(0, 0.5, cout)),
+                ("m", rng.normal(0, 0.5, cout)),
+                ("v", rng.uniform(0.5, 2, cout)),
+            )
+        ]
+        nodes.append(helper.make_node("BatchNormalization", [f"r{i}", *bn], [f"y{i}"]))
+        return f"y{i}"
+
+    if pattern == "dense":
+        y = conv_relu_bn(0, "x", C, 24, 3, 1)
+    elif pattern == "depthwise":
+        y = conv_relu_bn(0, "x", C, C, 3, C)
+    else:  # 1x1 expand -> depthwise, each Conv -> Relu -> BN: a chain's stages
+        y = conv_relu_bn(1, conv_relu_bn(0, "x", C, 32, 1, 1), 32, 32, 3, 32)
+    shape = [1, C, hw, hw]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    x = rng.standard_normal(shape).astype(np.float32)
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    net = connx.load(model).eval()
+    with cnnfast.no_grad():
+        got = net(x)
+    _close(got, ref, rtol=1e-5)
+    assert not any(chain_calls)  # a chain may not take these stages

@@ -549,7 +549,7 @@ def _chains(steps, metas, only):
 def _chain_stage(sp, conv_relu):
     """A dw_chain_forward stage tuple from a conv step's spec, or None if the chain cannot take it."""
     _x, w, bias, _p, bn, a = sp
-    if a is None:
+    if a is None or (conv_relu and bn is not None):  # relu(conv) then BatchNorm: nothing to fold into the stage
         return None
     if conv_relu:  # the conv's own fused ReLU, then the step's activation: only ReLU after ReLU composes
         if a[0] not in ("none", "relu"):

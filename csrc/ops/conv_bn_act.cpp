@@ -39,7 +39,9 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
     bn_scale_shift<T>(*bn, O, "conv_bn_act_forward", scale, shift);
     const int64_t oh = std::max<int64_t>(x_.shape(2) / stride[0], 1),
                   ow = std::max<int64_t>(x_.shape(3) / stride[1], 1);
-    fold = w.size() <= x_.shape(0) * O * oh * ow;
+    // The conv's own ReLU (an imported Conv -> Relu) comes before the BatchNorm: relu(conv) * s + t
+    // is no conv of folded weights, so that BatchNorm is applied to the output.
+    fold = !conv_relu && w.size() <= x_.shape(0) * O * oh * ow;
     if (fold) fold_bn<T>(w, bias, scale, shift);
   }
   // (with a residual, the activation comes after the addition: never in the conv kernel)
