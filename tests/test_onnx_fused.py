@@ -15,6 +15,20 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper
 
 
+def _bn_inputs(const, rng, i, cout, spread):
+    """A BatchNormalization node's scale, bias, mean and variance initializers (random; bias and mean
+    with standard deviation ``spread``), named ``g{i}``, ``b{i}``, ``m{i}``, ``v{i}``."""
+    return [
+        const(f"{p}{i}", v)
+        for p, v in (
+            ("g", rng.uniform(0.5, 1.5, cout)),
+            ("b", rng.normal(0, spread, cout)),
+            ("m", rng.normal(0, spread, cout)),
+            ("v", rng.uniform(0.5, 2, cout)),
+        )
+    ]
+
+
 def _graph(seed=0, dtype=np.float32, hw=(12, 10)):
     """x -> [Conv, BN, act] blocks with every activation the fusion knows (Relu, HardSwish,
     HardSigmoid, Clip, Paddle's Add/Clip/Mul/Div hardswish), a strided SAME_UPPER conv, an
@@ -40,15 +54,7 @@ def _graph(seed=0, dtype=np.float32, hw=(12, 10)):
         )
         if not bn:
             return out
-        names = [
-            const(f"{p}{i}", v)
-            for p, v in (
-                ("g", rng.uniform(0.5, 1.5, cout)),
-                ("b", rng.normal(0, 0.2, cout)),
-                ("m", rng.normal(0, 0.2, cout)),
-                ("v", rng.uniform(0.5, 2, cout)),
-            )
-        ]
+        names = _bn_inputs(const, rng, i, cout, 0.2)
         nodes.append(helper.make_node("BatchNormalization", [out] + names, [f"bn{i}"], epsilon=1e-5))
         return f"bn{i}"
 
@@ -241,15 +247,7 @@ def test_relu_before_batchnorm_is_not_folded(pattern, chain_calls):
         w = const(f"w{i}", rng.standard_normal((cout, cin // group, k, k)) * 0.3)
         nodes.append(helper.make_node("Conv", [x, w], [f"c{i}"], pads=[k // 2] * 4, group=group))
         nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"]))
-        bn = [
-            const(f"{p}{i}", v)
-            for p, v in (
-                ("g", rng.uniform(0.5, 1.5, cout)),
-                ("b", rng.normal(0, 0.5, cout)),
-                ("m", rng.normal(0, 0.5, cout)),
-                ("v", rng.uniform(0.5, 2, cout)),
-            )
-        ]
+        bn = _bn_inputs(const, rng, i, cout, 0.5)
         nodes.append(helper.make_node("BatchNormalization", [f"r{i}", *bn], [f"y{i}"]))
         return f"y{i}"
 

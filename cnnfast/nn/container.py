@@ -16,8 +16,7 @@ from ..functional.pooling import _pool_args
 from .activation import ReLU as _ReLU
 from .conv import Conv2d as _Conv2d
 from ._eval_fusion import conv_block_eval, dw_chain_eval
-from . import module as _module
-from .module import Module
+from .module import Module, _structure_epoch
 from .pooling import MaxPool2d as _MaxPool2d
 
 __all__ = ["Sequential", "ModuleList"]
@@ -113,7 +112,7 @@ class Sequential(Module):
         n = len(items)
         drop = set(range(n)[idx]) if isinstance(idx, slice) else {_index("Sequential", idx, n)}
         numbered = all(k.isdigit() for k, _ in items)
-        _module._structure_epoch[0] += 1
+        _structure_epoch[0] += 1
         for k, _ in items:
             self._modules.pop(k)
             self.__dict__.pop(k, None)

@@ -48,11 +48,6 @@ _M = TypeVar("_M", bound="Module")
 _structure_epoch = [0]
 
 
-def structure_epoch() -> int:
-    """The current value of the module-structure counter (see ``_structure_epoch``)."""
-    return _structure_epoch[0]
-
-
 class _RemovableHandle:
     _ids = itertools.count()
 

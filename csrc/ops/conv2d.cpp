@@ -8,8 +8,7 @@ namespace {
 
 template <typename T>
 py::array fwd(const py::array& x_, const py::array& w_, const std::optional<py::array>& b_, Pair stride, Pair padding,
-              Pair dilation, int64_t groups, bool relu, const ConvAct& act = ConvAct{kActNone, 1, 0, 0, 0},
-              bool* act_done = nullptr) {
+              Pair dilation, int64_t groups, bool relu, const ConvAct& act, bool* act_done) {
   // Check shapes first, then convert: a bad call never allocates or copies anything.
   if (b_)
     CNNFAST_CHECK(b_->ndim() == 1, "conv2d: Given weight of size ", shape_str(shape_of(w_)),
@@ -79,19 +78,17 @@ py::tuple bwd_weight(const py::array& x_, const std::vector<int64_t>& weight_siz
 
 }  // namespace
 
-py::array conv2d_forward(const py::array& x, const py::array& w, const std::optional<py::array>& b, Pair stride,
-                         Pair padding, Pair dilation, int64_t groups, bool relu) {
-  check_float(x, "conv2d", "input");
-  return is_f64(x) ? fwd<double>(x, w, b, stride, padding, dilation, groups, relu)
-                   : fwd<float>(x, w, b, stride, padding, dilation, groups, relu);
-}
-
 py::array conv2d_forward_act(const py::array& x, const py::array& w, const std::optional<py::array>& b, Pair stride,
                              Pair padding, Pair dilation, int64_t groups, bool relu, const ConvAct& act,
                              bool* act_done) {
   check_float(x, "conv2d", "input");
   return is_f64(x) ? fwd<double>(x, w, b, stride, padding, dilation, groups, relu, act, act_done)
                    : fwd<float>(x, w, b, stride, padding, dilation, groups, relu, act, act_done);
+}
+
+py::array conv2d_forward(const py::array& x, const py::array& w, const std::optional<py::array>& b, Pair stride,
+                         Pair padding, Pair dilation, int64_t groups, bool relu) {
+  return conv2d_forward_act(x, w, b, stride, padding, dilation, groups, relu, ConvAct{}, nullptr);
 }
 
 py::array conv2d_backward_input(const std::vector<int64_t>& input_size, const py::array& gy, const py::array& w,

@@ -70,7 +70,7 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
   } else {
     // clamp and hardswish after a folded (or no) BatchNorm: offered to the kernel's store
     // (kernels/conv2d/conv2d_epilogue.h); the pass below runs only where the kernel did not apply it
-    ConvAct ca{kActNone, 1, 0, 0, 0};
+    ConvAct ca{};
     if ((!bn || fold) && !residual && (act == kPointwiseClamp || act == kPointwiseHardswish))
       ca = ConvAct{act == kPointwiseClamp ? kActClamp : kActHardswish, a, b, lo, hi};
     y_ = conv2d_forward_act(x_, w, bias, stride, padding, dilation, groups, relu_in_kernel, ca, &act_fused);

@@ -17,8 +17,8 @@ namespace cnnfast {
 // none did (kernels that take only ReLU), the ops layer runs the activation as a pass of its own.
 enum ConvActKind : int { kActNone = 0, kActRelu = 1, kActClamp = 2, kActHardswish = 3 };
 struct ConvAct {
-  int kind;
-  double a, b, lo, hi;
+  int kind = kActNone;
+  double a = 1, b = 0, lo = 0, hi = 0;
 };
 
 struct Conv2dShape {
@@ -29,7 +29,7 @@ struct Conv2dShape {
   int64_t ph, pw;                            // zero padding (top = bottom = ph, left = right = pw)
   int64_t dh, dw;                            // dilation
   int64_t groups;                            // C % groups == 0 and K % groups == 0
-  ConvAct act{kActNone, 1, 0, 0, 0};         // forward: the activation to fuse, if the kernel can
+  ConvAct act{};                             // forward: the activation to fuse, if the kernel can
   mutable bool act_done = false;             // set by a forward kernel that applied `act`
   int64_t Cg() const { return C / groups; }  // input channels per group
   int64_t Kg() const { return K / groups; }  // output channels per group
@@ -39,7 +39,7 @@ struct Conv2dShape {
 // then p.act if the kernel applies it (setting p.act_done). A shape a kernel derives from p and
 // hands to another kernel carries no act (no_act below), so nothing is applied twice.
 inline Conv2dShape no_act(Conv2dShape q) {
-  q.act = ConvAct{kActNone, 1, 0, 0, 0};
+  q.act = ConvAct{};
   q.act_done = false;
   return q;
 }

@@ -171,7 +171,7 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
       lanes_gather<V>(x + (n * p.C + c0) * HW, HW, nc, stage, ldx, t);
       lanes_place<V>(t, p.H, p.W, g, buf);
       lanes_correlate_any<V>(buf, g.WP, wv, toff, RS, bv, relu, p.OH, p.OW, p.sh, p.sw, t);
-      if (p.act.kind != kActNone) act_sweep<V>(t, OHW * N, act);  // the block, in L1
+      act_sweep<V>(t, OHW * N, act);  // the block, in L1
       lanes_scatter<V>(t, OHW, nc, stage, ldy, y + (n * p.C + c0) * OHW);
     }
   });

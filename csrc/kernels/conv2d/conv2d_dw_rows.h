@@ -142,7 +142,7 @@ bool dw_rows_fwd_impl(const Conv2dShape& p, const typename V::T* x, const typena
       int64_t j = 0;
       for (; j + CV <= nvec; j += CV) dw_rows_strip<V, R, S, RB, CV>(p, row_at, zrow, wv, b, epi, y0, oh0, oh1, j);
       for (; j < nvec; ++j) dw_rows_strip<V, R, S, RB, 1>(p, row_at, zrow, wv, b, epi, y0, oh0, oh1, j);
-      if (p.act.kind != kActNone) act_sweep<V>(y0, (oh1 - oh0) * p.OW, act);  // the rows just written, in L1
+      act_sweep<V>(y0, (oh1 - oh0) * p.OW, act);  // the rows just written, in L1
     }
   });
   std::free(zbuf);
@@ -217,7 +217,7 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
         dw_rows_s2_rowblock<V, R, S, RB, CV>(rows, plen, wv, b, MaybeRelu<V>{relu}, yp + oh * p.OW, p.OW,
                                              imin(RB, oh1 - oh), nvec);
       }
-      if (p.act.kind != kActNone) act_sweep<V>(yp + oh0 * p.OW, (oh1 - oh0) * p.OW, act);
+      act_sweep<V>(yp + oh0 * p.OW, (oh1 - oh0) * p.OW, act);
     }
   });
   return !failed.load(std::memory_order_relaxed);

@@ -34,11 +34,12 @@ struct ActEpi {
   }
 };
 
-// p.act (no ReLU) over y[0, n) in place: for kernels whose register tiles have no room for the
-// activation's constants (the depthwise ones keep their taps in registers), run on each block of
-// output just written, while it is in L1.
+// The activation (an ActEpi without ReLU; nothing if it has none) over y[0, n) in place: for
+// kernels whose register tiles have no room for the activation's constants (the depthwise ones keep
+// their taps in registers), run on each block of output just written, while it is in L1.
 template <class V>
 inline void act_sweep(typename V::T* y, int64_t n, const ActEpi<V>& act) {
+  if (act.kind == kActNone) return;
   constexpr int N = V::N;
   int64_t i = 0;
   for (; i + N <= n; i += N) V::store(y + i, act(V::load(y + i)));
