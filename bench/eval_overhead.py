@@ -137,11 +137,15 @@ def replay(calls):
         f(*a)
 
 
+_CLOCK = time.process_time
+
+
 def cpu(f, n):
-    c = time.process_time()
+    """Seconds per call of ``f`` on the chosen clock (process CPU time unless ``--wall``)."""
+    c = _CLOCK()
     for _ in range(n):
         f()
-    return (time.process_time() - c) / n
+    return (_CLOCK() - c) / n
 
 
 def cores_ab(args):
@@ -245,8 +249,14 @@ def main(argv=None):
     ap.add_argument("--ort", action="store_true", help="+ ONNX Runtime's node times (its profiler, ONNX nets)")
     ap.add_argument("--trees", help="label=DIR,label=DIR: A/B of source trees, a fresh process per tree and round")
     ap.add_argument("--cores", help="label=SO,label=SO: A/B of compiled extensions on the recorded calls")
+    ap.add_argument(
+        "--wall", action="store_true", help="wall time instead of process CPU time (shows how calls scale with threads)"
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.wall:
+        global _CLOCK
+        _CLOCK = time.perf_counter
     if args.trees:
         return trees(args)
     if args.cores:
@@ -254,7 +264,8 @@ def main(argv=None):
     if args.worker:
         return worker(args)
     cnnfast.set_num_threads(args.threads)
-    print(f"batch {args.batch}, {args.threads} thread(s), ISA {_core.get_isa()}, process CPU ms per forward")
+    clock = "wall" if args.wall else "process CPU"
+    print(f"batch {args.batch}, {args.threads} thread(s), ISA {_core.get_isa()}, {clock} ms per forward")
     print("| network | C++ calls | whole | C++ calls replayed | rest (Python, NumPy) | rest per call (us) |")
     print("|---|---|---|---|---|---|")
     for name in args.nets:

@@ -43,7 +43,7 @@ py::array bwd_input(const std::vector<int64_t>& input_size, const py::array& gy_
   const Conv2dShape p = conv2d_shape(input_size, shape_of(w_), -1, stride, padding, dilation, groups);
   conv2d_check_grad_output(p, shape_of(gy_));
   carray<T> gy(gy_), w(w_);
-  carray<T> gx(input_size);
+  carray<T> gx = new_array<T>(input_size);
   const T* gyp = gy.data();
   const T* wp = w.data();
   T* gxp = gx.mutable_data();
@@ -61,7 +61,7 @@ py::tuple bwd_weight(const py::array& x_, const std::vector<int64_t>& weight_siz
   const Conv2dShape p = conv2d_shape(shape_of(x_), weight_size, -1, stride, padding, dilation, groups);
   conv2d_check_grad_output(p, shape_of(gy_));
   carray<T> x(x_), gy(gy_);
-  carray<T> gw(weight_size);
+  carray<T> gw = new_array<T>(weight_size);
   std::optional<carray<T>> gb;
   if (bias) gb = carray<T>(std::vector<int64_t>{p.K});
   const T* xp = x.data();
