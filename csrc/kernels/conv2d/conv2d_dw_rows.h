@@ -232,12 +232,13 @@ bool dw_rows_domain(const Conv2dShape& p) {
          (p.R == 3 || p.R == 5 || p.R == 7) && p.ph < p.R && p.pw < p.S && p.OW >= V::N && p.OH >= 1;
 }
 
-// One filter size K x K: stride 1 reads the rows in place, stride 2 the phase-split copies.
-template <class V, int K, int RB, int CV>
+// One filter size K x K: stride 1 reads the rows in place (RB1 rows per block), stride 2 the
+// phase-split copies (RB rows).
+template <class V, int K, int RB, int CV, int RB1 = RB>
 bool dw_rows_fwd_k(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
                    typename V::T* y, bool relu) {
   const bool ok = p.sh == 2 ? dw_rows_fwd_s2_impl<V, K, K, RB, CV>(p, x, w, bias, y, relu)
-                            : dw_rows_fwd_impl<V, K, K, RB, CV>(p, x, w, bias, y, relu);
+                            : dw_rows_fwd_impl<V, K, K, RB1, CV>(p, x, w, bias, y, relu);
   if (ok) p.act_done = true;  // (both sweep p.act over each block they write)
   return ok;
 }
@@ -246,9 +247,11 @@ template <class V>
 bool dw_rows_fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, const typename V::T* bias,
                  typename V::T* y, bool relu) {
   if (!dw_rows_domain<V>(p)) return false;
-  constexpr int cv3 = sizeof(typename V::R) == 64 ? 2 : 1;  // AVX-512: two column vectors of 3x3
+  constexpr bool wide = sizeof(typename V::R) == 64;
+  constexpr int cv3 = wide ? 2 : 1;  // AVX-512: two column vectors of 3x3
+  constexpr int rb1 = wide ? 4 : 8;  // AVX2, 3x3 at stride 1: 8 rows of one column vector
   switch (p.R) {
-    case 3: return dw_rows_fwd_k<V, 3, 4, cv3>(p, x, w, bias, y, relu);
+    case 3: return dw_rows_fwd_k<V, 3, 4, cv3, rb1>(p, x, w, bias, y, relu);
     case 5: return dw_rows_fwd_k<V, 5, 4, 1>(p, x, w, bias, y, relu);
     case 7: return dw_rows_fwd_k<V, 7, 4, 1>(p, x, w, bias, y, relu);
     default: return false;
