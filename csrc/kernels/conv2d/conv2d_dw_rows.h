@@ -225,7 +225,12 @@ bool dw_rows_fwd_s2_impl(const Conv2dShape& p, const typename V::T* x, const typ
 
 // Stride 1 or 2 (both axes), no dilation, square 3x3 / 5x5 / 7x7 filters, padding below the kernel
 // size, output rows of at least one vector. Register blocking per ISA: AVX-512 (32 registers)
-// keeps the taps and RB x CV accumulators; AVX2 (16) one column vector of 4 rows.
+// keeps the taps and RB x CV accumulators; AVX2 (16) one column vector of 8 rows at stride 1 for
+// 3x3 and 7x7 (4 rows leave half of the FMA latency exposed), 4 rows for 5x5 and at stride 2.
+// chosen because (AMD EPYC Zen 3, AVX2, 1 thread, process CPU time, bench/ab_builds.py with CPU=1
+// T=1, 8 rows against 4): 3x3 1.00-1.10x (dw144_56_n8, dw144_56_n1, dw32_112_n1, dw192_28_n1;
+// 0.97x on mbv2_dw's 7-row planes), 7x7 1.28x forward (dw7_96_56_n4), 5x5 0.82-0.98x
+// (dw5_256_28_n1, effnet_dw14), stride 2 0.89-1.0x.
 template <class V>
 bool dw_rows_domain(const Conv2dShape& p) {
   return is_depthwise(p) && p.sh == p.sw && p.sh <= 2 && p.dh == 1 && p.dw == 1 && p.R == p.S &&
@@ -249,11 +254,11 @@ bool dw_rows_fwd(const Conv2dShape& p, const typename V::T* x, const typename V:
   if (!dw_rows_domain<V>(p)) return false;
   constexpr bool wide = sizeof(typename V::R) == 64;
   constexpr int cv3 = wide ? 2 : 1;  // AVX-512: two column vectors of 3x3
-  constexpr int rb1 = wide ? 4 : 8;  // AVX2, 3x3 at stride 1: 8 rows of one column vector
+  constexpr int rb1 = wide ? 4 : 8;  // AVX2, 3x3 / 7x7 at stride 1: 8 rows of one column vector
   switch (p.R) {
     case 3: return dw_rows_fwd_k<V, 3, 4, cv3, rb1>(p, x, w, bias, y, relu);
     case 5: return dw_rows_fwd_k<V, 5, 4, 1>(p, x, w, bias, y, relu);
-    case 7: return dw_rows_fwd_k<V, 7, 4, 1>(p, x, w, bias, y, relu);
+    case 7: return dw_rows_fwd_k<V, 7, 4, 1, rb1>(p, x, w, bias, y, relu);
     default: return false;
   }
 }
