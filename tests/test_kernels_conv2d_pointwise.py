@@ -162,3 +162,35 @@ def test_independent_of_thread_count(isa, rng, shape):
         cnnfast.set_num_threads(prev)
     np.testing.assert_array_equal(outs[1], outs[0])
     np.testing.assert_array_equal(outs[2], outs[0])
+
+
+# grad_input of a plain 1x1 conv through the same kernel (the K -> C forward with the transposed
+# weights): planes of 28 x 28 and more (smaller ones stay on the GEMM path), tails of the last
+# vector, a batch, channel counts off the register tile, many output channels (the swapped
+# reduction runs in channel blocks), float32 / float64; against the float64 oracle and `ref`.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    "N, C, H, W, K",
+    [(1, 16, 28, 28, 96), (2, 37, 29, 31, 19), (1, 5, 56, 56, 300), (3, 24, 30, 30, 1), (1, 64, 33, 40, 64)],
+)
+def test_grad_input_through_pointwise(isa, rng, dtype, N, C, H, W, K):
+    _simd(isa)
+    gy = rng.standard_normal((N, K, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C, 1, 1)).astype(dtype)
+    x = np.zeros((N, C, H, W), dtype)
+    gx = _core.conv2d_backward_input([N, C, H, W], gy, w, (1, 1), (0, 0), (1, 1), 1)
+    dt = "f32" if dtype == np.float32 else "f64"
+    assert cnnfast.runtime_info()["last_kernels"][f"conv2d_bwd_input_{dt}"] == f"conv2d_bwd_input_{dt}_{isa}_pointwise"
+    terms = reference.conv2d_terms(x, w, None, gy, 1, 0, 1, 1)
+    reference.assert_conv_close({"gx": gx}, {"gx": terms["gx"]}, dtype, err_msg=f"isa={isa} pointwise grad_input")
+    prev = cnnfast.get_isa()
+    cnnfast.set_isa("ref")
+    try:
+        want = _core.conv2d_backward_input([N, C, H, W], gy, w, (1, 1), (0, 0), (1, 1), 1)
+    finally:
+        cnnfast.set_isa(prev)
+    reference.assert_conv_close({"gx": want}, {"gx": terms["gx"]}, dtype, err_msg="ref grad_input")
+    # a small plane is left to the GEMM path
+    gy7 = rng.standard_normal((N, K, 7, 7)).astype(dtype)
+    _core.conv2d_backward_input([N, C, 7, 7], gy7, w, (1, 1), (0, 0), (1, 1), 1)
+    assert not cnnfast.runtime_info()["last_kernels"][f"conv2d_bwd_input_{dt}"].endswith("_pointwise")

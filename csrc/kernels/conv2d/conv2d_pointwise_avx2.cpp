@@ -15,4 +15,11 @@ bool conv2d_fwd_f64_avx2_pointwise(const Conv2dShape& p, const double* x, const 
   return pointwise::fwd<Avx2F64, 6, 2>(p, x, w, b, y, relu, pointwise::prefers_gemm_avx2);
 }
 
+bool conv2d_bwd_input_f32_avx2_pointwise(const Conv2dShape& p, const float* gy, const float* w, float* gx) {
+  return pointwise::bwd_input<Avx2F32>(p, gy, w, gx, conv2d_fwd_f32_avx2_pointwise);
+}
+bool conv2d_bwd_input_f64_avx2_pointwise(const Conv2dShape& p, const double* gy, const double* w, double* gx) {
+  return pointwise::bwd_input<Avx2F64>(p, gy, w, gx, conv2d_fwd_f64_avx2_pointwise);
+}
+
 }  // namespace cnnfast

@@ -33,4 +33,11 @@ bool conv2d_fwd_f64_avx512_pointwise(const Conv2dShape& p, const double* x, cons
   return pointwise_avx512<Avx512F64>(p, x, w, b, y, relu);
 }
 
+bool conv2d_bwd_input_f32_avx512_pointwise(const Conv2dShape& p, const float* gy, const float* w, float* gx) {
+  return pointwise::bwd_input<Avx512F32>(p, gy, w, gx, pointwise_avx512<Avx512F32>);
+}
+bool conv2d_bwd_input_f64_avx512_pointwise(const Conv2dShape& p, const double* gy, const double* w, double* gx) {
+  return pointwise::bwd_input<Avx512F64>(p, gy, w, gx, pointwise_avx512<Avx512F64>);
+}
+
 }  // namespace cnnfast
