@@ -10,8 +10,9 @@ the CPU time counts spinning workers too).
 
 Shapes: c1 / c2 = LeNet-5 conv layers at batch 64 (c1_256, c2_256 at 256, c1_1 / c2_1 at 1),
 r512 = ResNet 3x3 512x7x7 at batch 1, mbv2_dw / effnet_dw = depthwise 3x3 960x7x7 (batch 32) and
-5x5 s2 672x14x14 (batch 16); pw<C>_<K>_<H>_n<N> = 1x1 convs on small planes; the rest are bench/fair.py suite/sweep layers of the same
-name (resnext = resnext_3x3_g32_256x28_n8, alex2 = alexnet_c2_g2_n2, ...). A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
+5x5 s2 672x14x14 (batch 16); pw<C>_<K>_<H>_n<N> = 1x1 convs; the rest are short names for
+bench/fair.py suite/sweep layers (resnext = resnext_3x3_g32_256x28_n8, alex2 = alexnet_c2_g2_n2,
+...; SHAPES lists every name, with the fair.py case noted where it differs). A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
 figure in brackets is the first variant's time over this one's (> 1: faster than the first).
 """
 
