@@ -33,6 +33,7 @@
 #include "dispatch/heuristics.h"
 #include "kernels/conv2d/conv2d.h"
 #include "kernels/conv2d/conv2d_epilogue.h"
+#include "kernels/conv2d/conv2d_gemm.h"
 
 namespace cnnfast {
 namespace {
@@ -335,15 +336,15 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
 }
 
 // grad_input of a plain 1x1 conv: gx[c][p] = sum_k w[k][c] * gy[k][p] is the forward of the
-// K -> C 1x1 conv of grad_output with the transposed weights (a C x K copy in this thread's
-// scratch), so the same kernel and the same GEMM preference (asked of the swapped shape) apply.
-// `fwd_kernel` is the ISA's forward entry (its register tile choice included). Planes under
-// kBwdInputMinPlane pixels stay on the GEMM path (skipped while relax_heuristics()): chosen because
-// (AMD EPYC Zen 3, AVX2, 1 thread, process CPU time, CPU=1 T=1 bench/ab_builds.py pw..., against
-// the GEMM path) it ran 1.06-1.40x on 28x28 and larger planes (pw16_96_112_n1/_n8, pw32_16_112_n8,
-// pw24_144_56_n8, pw32_192_28_n1; r50_64to256 0.99x) but 0.44-0.79x on 7x7 and 14x14 planes at
-// batch 1 (pw512_7_n1, pw256_n1, pw960_7_n1, ...), where the weight transpose and the short rows
-// cost more than the GEMM's packing.
+// K -> C 1x1 conv of grad_output with the transposed weights (a C x K copy in this thread's scratch,
+// written by the GEMM path's rotate_transpose_weights), so the same kernel and the same GEMM
+// preference (asked of the swapped shape) apply. `fwd_kernel` is the ISA's forward entry (its
+// register tile choice included). Planes under kBwdInputMinPlane pixels stay on the GEMM path
+// (skipped while relax_heuristics()): chosen because (AMD EPYC Zen 3, AVX2, 1 thread, process CPU
+// time, CPU=1 T=1 bench/ab_builds.py pw..., against the GEMM path) it ran 1.06-1.40x on 28x28 and
+// larger planes (pw16_96_112_n1/_n8, pw32_16_112_n8, pw24_144_56_n8, pw32_192_28_n1; r50_64to256
+// 0.99x) but 0.44-0.79x on 7x7 and 14x14 planes at batch 1 (pw512_7_n1, pw256_n1, pw960_7_n1,
+// ...), where the weight transpose and the short rows cost more than the GEMM's packing.
 constexpr int64_t kBwdInputMinPlane = 28 * 28;
 template <class V, class Fwd>
 bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx,
@@ -352,11 +353,9 @@ bool bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::
   if (!applies(p) || (!relax_heuristics() && p.H * p.W < kBwdInputMinPlane)) return false;
   Conv2dShape q = no_act(p);
   q.C = p.K, q.K = p.C;
-  if (q.N == 0 || q.K == 0 || q.OH * q.OW == 0 || q.C == 0) return false;  // empty sums: the general path
   T* wt = thread_scratch_of<T, 1>(static_cast<size_t>(p.K * p.C));
   if (!wt) return false;
-  for (int64_t k = 0; k < p.K; ++k)
-    for (int64_t c = 0; c < p.C; ++c) wt[c * p.K + k] = w[k * p.C + c];
+  convgemm::rotate_transpose_weights(p, w, wt);  // (a 1x1 filter: the rotation is the identity)
   return fwd_kernel(q, gy, wt, static_cast<const T*>(nullptr), gx, false);
 }
 
