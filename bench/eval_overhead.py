@@ -101,7 +101,7 @@ def ort_nodes(path, x, threads, calls):
 
 
 def record(m, x):
-    """The ``_core`` calls one forward of ``m`` on ``x`` makes, as ``[(name, fn, args)]``."""
+    """The ``_core`` calls one forward of ``m`` on ``x`` makes, as ``[(name, fn, args, kwargs)]``."""
     from cnnfast.onnx import _graph
 
     calls = []
@@ -112,9 +112,9 @@ def record(m, x):
             continue
         saved[k] = f
 
-        def spy(*a, _f=f, _k=k):
-            calls.append((_k, _f, a))
-            return _f(*a)
+        def spy(*a, _f=f, _k=k, **kw):
+            calls.append((_k, _f, a, kw))
+            return _f(*a, **kw)
 
         setattr(_core, k, spy)
     try:
@@ -125,16 +125,16 @@ def record(m, x):
             setattr(_core, k, f)
         _graph._EVAL_PROGRAMS.pop(m, None)
     out = []
-    for k, f, a in calls:
+    for k, f, a, kw in calls:
         if k == "se_scale_forward" and a[-1] is not None:  # in place: replay into a new array
             a = (*a[:-1], None)
-        out.append((k, f, a))
+        out.append((k, f, a, kw))
     return out
 
 
 def replay(calls):
-    for _k, f, a in calls:
-        f(*a)
+    for _k, f, a, kw in calls:
+        f(*a, **kw)
 
 
 _CLOCK = time.process_time
@@ -169,11 +169,11 @@ def cores_ab(args):
         x = np.random.default_rng(0).uniform(-1, 1, (args.batch, *chw)).astype(np.float32)
         with cnnfast.no_grad():
             calls = record(m, x)
-        per = {lab: [(getattr(mod, k), a) for k, _f, a in calls] for lab, mod in labels}
+        per = {lab: [(getattr(mod, k), a, kw) for k, _f, a, kw in calls] for lab, mod in labels}
         res = {lab: [] for lab, _m in labels}
         for r in range(args.rounds):
             for lab, _m in labels if r % 2 == 0 else labels[::-1]:
-                res[lab].append(cpu(lambda c=per[lab]: [f(*a) for f, a in c], args.calls))
+                res[lab].append(cpu(lambda c=per[lab]: [f(*a, **kw) for f, a, kw in c], args.calls))
         base = float(np.median(res[labels[0][0]]))
         cells = [
             f"{float(np.median(res[lab])) * 1e3:.3f} ({float(np.median(res[lab])) / base:.3f})" for lab, _m in labels
@@ -288,14 +288,14 @@ def main(argv=None):
                 ort_nodes(_PATHS[name], x, args.threads, args.calls)
             if args.per_call:
                 rows = []
-                for k, f, a in calls:
-                    t = float(np.median([cpu(lambda f=f, a=a: f(*a), args.calls) for _ in range(3)]))
+                for k, f, a, kw in calls:
+                    t = float(np.median([cpu(lambda f=f, a=a, kw=kw: f(*a, **kw), args.calls) for _ in range(3)]))
                     shapes = " ".join("x".join(map(str, v.shape)) for v in a if isinstance(v, np.ndarray))
                     rows.append((t, k, shapes))
                 for t, k, shapes in sorted(rows, reverse=True):
                     print(f"  {t * 1e6:8.1f} us  {k}  {shapes}")
             if args.profile:
-                kinds = collections.Counter(k for k, _f, _a in calls)
+                kinds = collections.Counter(k for k, _f, _a, _kw in calls)
                 print("  calls:", dict(kinds))
                 pr = cProfile.Profile()
                 pr.enable()

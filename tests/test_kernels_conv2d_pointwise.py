@@ -5,8 +5,8 @@ large (prefers_gemm_*); these check it against the float64 oracle and the `ref` 
 counts 1..50 (a masked or over-reading tail vector, tail pixels as dot products, none, one or
 several whole vectors), output channels that are not a multiple of the register tile, batches 1..3
 (the last image's tail is the one masked), large planes (several strips, prefetch), many input
-channels (channel blocks: partial sums in the output), bias / fused ReLU, float32 / float64, and
-results independent of the thread count.
+channels (channel blocks: partial sums in the output), planes whose strips are packed (16x16,
+32x32), bias / fused ReLU, float32 / float64, and results independent of the thread count.
 """
 
 from __future__ import annotations
@@ -86,6 +86,11 @@ SHAPES = {
     "k70-c333-7x7": (1, 333, 7, 7, 70),
     "k9-c1000-9x9-n2": (2, 1000, 9, 9, 9),
     "k130-c211-10x10": (1, 211, 10, 10, 130),
+    # planes whose channel rows collide in a few L1 sets (1 KB and 4 KB apart): the strip is packed
+    # into a contiguous buffer first (enough output channels); with channel blocks; a batch
+    "packed-k70-c96-16x16": (1, 96, 16, 16, 70),
+    "packed-k64-c300-16x16": (1, 300, 16, 16, 64),
+    "packed-k64-c40-32x32-n2": (2, 40, 32, 32, 64),
 }
 
 
@@ -141,8 +146,8 @@ def test_large_problems_keep_the_gemm(isa, rng):
 
 @pytest.mark.parametrize(
     "shape",
-    [(3, 45, 14, 14, 70), (1, 144, 56, 56, 24), (1, 333, 7, 7, 70), (2, 16, 40, 40, 96)],
-    ids=["14x14-n3", "56x56", "7x7-c333", "40x40-n2"],
+    [(3, 45, 14, 14, 70), (1, 144, 56, 56, 24), (1, 333, 7, 7, 70), (2, 16, 40, 40, 96), (2, 48, 32, 32, 64)],
+    ids=["14x14-n3", "56x56", "7x7-c333", "40x40-n2", "32x32-packed"],
 )
 def test_independent_of_thread_count(isa, rng, shape):
     """Bitwise the same output for 1, 2 and 3 threads (the units and chunks change with them)."""

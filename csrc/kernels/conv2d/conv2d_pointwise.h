@@ -4,12 +4,14 @@
 // Per image, y[k][p] = bias[k] + sum_c w[k][c] * x[c][p] (p = pixels, contiguous in NCHW) is a
 // GEMM whose operands are already in a usable layout: the register tile is MR output channels x
 // NV pixel vectors, the weights are broadcast from their natural [k][c] rows and the NV x vectors
-// of channel c are loaded in place, so nothing is packed (the general GEMM path copies x into
+// of channel c are loaded in place, so in general nothing is packed (the general GEMM path copies x into
 // panels and, on AVX-512, packs the weights on every call, which costs as much as the multiply-
 // adds when K is small -- MobileNetV2's 144->24 56x56: each input value feeds 24 outputs -- or the
 // plane is). Bias, ReLU and the fused activation (Conv2dShape::act) are applied at the store.
 // Blocking (fwd): strips of pixels that stay in L1 while every row block of a work unit reads them,
-// so the input is read from memory once.
+// so the input is read from memory once; on planes whose channel rows would collide in a few L1
+// sets (16x16, 32x32, ...) the strip is first copied to a contiguous per-thread buffer (see
+// kPackMinRowBlocks).
 //
 // Pixel tails (196 = 12 x 16 + 4 floats, ...): lanes never mix, so a tail vector may read past the
 // plane into the next channel's pixels (its extra lanes are computed and dropped); only the very
@@ -17,8 +19,8 @@
 // at most V::N / 8 pixels (7x7 = 3 x 16 + 1) goes to dot products instead (tail_pixels).
 //
 // Every output is reduced over c in order by one register tile (tail pixels: one dot product), so
-// results do not depend on the thread count or the blocking. No scratch memory: nothing to decline
-// on allocation failure.
+// results do not depend on the thread count or the blocking (packed or not). The packing buffer is
+// optional: without scratch memory the strip is read in place, nothing is declined.
 //
 // Internal linkage (anonymous namespace): see common/simd.h.
 #pragma once
@@ -75,14 +77,15 @@ CNNFAST_FORCE_INLINE void with_n(int m, F&& f) {
 }
 
 // One M x NVv tile: rows k0..k0+M of y[n], pixels p0..p0+nvalid (nvalid <= NVv * V::N), reduced
-// over the input channels c0..c1 (channel planes P values apart in x, Py in y). `first`: the sums start at zero (else
+// over the input channels c0..c1; xt points at the tile's first pixel of channel c0 (channel planes
+// P values apart in x, Py in y). `first`: the sums start at zero (else
 // from the partial sums the previous channel block left in y); `last`: bias and the epilogue epi (a functor on a
 // vector, e.g. MaybeRelu) are applied (else the partial sums are stored). A float32/64 partial sum stored and reloaded
 // is exact, so the result is the same multiply-add chain over c = 0..C-1 for any blocking. `guard`: the last vector
 // must not read past x's buffer on channel C-1 (masked load). `pf`: if not null, the same tile's pixels of the next
-// strip (pf - xp pixels further), prefetched one line per vector per channel.
+// strip (channel c0; pf - xt pixels further), prefetched one line per vector per channel.
 template <class V, int M, int NVv, class Epi>
-CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, int64_t Py, const typename V::T* xn, const typename V::T* w,
+CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, int64_t Py, const typename V::T* xt, const typename V::T* w,
                                const typename V::T* bias, typename V::T* yn, int64_t k0, int64_t p0, int64_t nvalid,
                                int64_t c0, int64_t c1, bool first, bool last, bool guard, const typename V::T* pf,
                                const Epi& epi) {
@@ -106,16 +109,15 @@ CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, int64_t Py, const typename 
     }
   }
   const T* wk = w + k0 * C;
-  const T* xp = xn + p0;
   const bool guarded = guard && c1 == C;
   const int64_t cend = guarded ? C - 1 : c1;
   if (pf) {
     for (int64_t c = c0; c < cend; ++c) {
       R xv[NVv];
 #pragma GCC unroll 4
-      for (int v = 0; v < NVv; ++v) xv[v] = V::load(xp + c * P + v * V::N);
+      for (int v = 0; v < NVv; ++v) xv[v] = V::load(xt + (c - c0) * P + v * V::N);
 #pragma GCC unroll 4
-      for (int v = 0; v < NVv; ++v) __builtin_prefetch(pf + c * P + v * V::N);
+      for (int v = 0; v < NVv; ++v) __builtin_prefetch(pf + (c - c0) * P + v * V::N);
 #pragma GCC unroll 16
       for (int i = 0; i < M; ++i) {
         const R wv = V::set1(wk[i * C + c]);
@@ -127,7 +129,7 @@ CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, int64_t Py, const typename 
     for (int64_t c = c0; c < cend; ++c) {
       R xv[NVv];
 #pragma GCC unroll 4
-      for (int v = 0; v < NVv; ++v) xv[v] = V::load(xp + c * P + v * V::N);
+      for (int v = 0; v < NVv; ++v) xv[v] = V::load(xt + (c - c0) * P + v * V::N);
 #pragma GCC unroll 16
       for (int i = 0; i < M; ++i) {
         const R wv = V::set1(wk[i * C + c]);
@@ -142,7 +144,8 @@ CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, int64_t Py, const typename 
 #pragma GCC unroll 4
     for (int v = 0; v < NVv; ++v) {
       const int64_t left = nvalid - v * V::N;
-      xv[v] = left >= V::N ? V::load(xp + c * P + v * V::N) : V::load_part(xp + c * P + v * V::N, 0, int(left), T(0));
+      xv[v] = left >= V::N ? V::load(xt + (c - c0) * P + v * V::N)
+                           : V::load_part(xt + (c - c0) * P + v * V::N, 0, int(left), T(0));
     }
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) {
@@ -239,6 +242,54 @@ void tail_pixels(int64_t C, int64_t P, const typename V::T* xn, const typename V
   });
 }
 
+// Packing: a tile's rows of consecutive channels lie a plane apart in x, and on planes whose byte
+// size is a multiple of a large power of two (16x16 floats: 1 KB, 32x32: 4 KB) they fall into a
+// few L1 sets and evict each other before the next row block reads them. Then a unit with at least
+// kPackMinRowBlocks row blocks first copies its strip's input, tile by tile, into a contiguous
+// buffer [tile][channel][PB] (the tail vector zero-filled), which every row block reads instead.
+// chosen because (AMD EPYC Zen 3, AVX2, 1 thread, process CPU time, CPU=1 T=1 bench/ab_builds.py
+// pw64_32_n4,pw256_16_n1,pw96_16_n1,pw256_n1,pw144_24_56_n8,... fwd,bwd_input) packing ran 1.22-1.43x
+// on 32x32 planes, 1.0-1.19x on 16x16, but 0.74x on 144 -> 24 at 56x56 (6 row blocks: the copy is
+// not amortised; hence kPackMinRowBlocks) and 0.9-1.04x (noise level) on 7x7, 12x12, 14x14 and 28x28
+// planes, whose rows spread over the L1 sets (at most kL1Ways lines per set) and are left in place.
+constexpr int64_t kPackMinRowBlocks = 8;
+constexpr int64_t kL1Sets = 64, kL1Ways = 8;  // 64-byte lines; Zen 3/4: 32 KB 8-way (Sapphire Rapids 48 KB 12-way)
+
+// The most distinct 64-byte lines that one L1 set receives from `rows` rows of `row_bytes` bytes,
+// `stride` bytes apart (the first at a line boundary).
+inline int64_t max_lines_per_set(int64_t stride, int64_t row_bytes, int64_t rows) {
+  int64_t cnt[kL1Sets] = {};
+  int64_t most = 0, next = 0;  // next: the first line not yet counted (rows ascend)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t a = r * stride;
+    for (int64_t l = std::max(next, a / 64); l <= (a + row_bytes - 1) / 64; ++l)
+      most = std::max(most, ++cnt[l % kL1Sets]);
+    next = std::max(next, (a + row_bytes - 1) / 64 + 1);
+  }
+  return most;
+}
+
+// Copies tiles t0..t1 (PB pixels each, the last one ending at Pm) of channels c0..c1 of image xn
+// (planes P apart) to xs[(t - t0) * (c1 - c0) * PB + (c - c0) * PB + j], whole vectors, the lanes
+// past the tile's valid pixels zero. Reads nothing outside the tile's valid pixels.
+template <class V>
+void pack_strip(const typename V::T* xn, int64_t P, int64_t Pm, int64_t PB, int64_t c0, int64_t c1, int64_t t0,
+                int64_t t1, typename V::T* xs) {
+  using T = typename V::T;
+  const int64_t cn = c1 - c0;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t p0 = t * PB, nvalid = std::min(PB, Pm - p0);
+    const int64_t nfull = nvalid / V::N, rem = nvalid - nfull * V::N;
+    T* dst = xs + (t - t0) * cn * PB;
+    for (int64_t c = c0; c < c1; ++c) {
+      const T* src = xn + c * P + p0;
+      T* d = dst + (c - c0) * PB;
+      for (int64_t v = 0; v < nfull; ++v) V::store(d + v * V::N, V::load(src + v * V::N));
+      if (rem) V::store(d + nfull * V::N, V::load_part(src + nfull * V::N, 0, int(rem), T(0)));
+    }
+  }
+}
+
 // Bytes of the input a strip (all channels of a channel block x the strip's pixels) may take, so
 // it stays in L1 while every output-channel block of the work unit reads it (Zen 4: 32 KB L1d,
 // Sapphire Rapids: 48 KB; the weights stream past it).
@@ -293,6 +344,7 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
   const int64_t nkc = N * nstrip >= want ? 1 : std::min(nkb, ceil_div(want, N * nstrip));
   const int64_t units = N * nkc * nstrip;
   const ActEpi<V> epi(relu, p.act);  // bias, then ReLU and the fused activation, at the store
+  const bool pack = max_lines_per_set(P * int64_t(sizeof(T)), PB * int64_t(sizeof(T)), cb) > kL1Ways;
   parallel_for(units, ceil_div(nkb, nkc) * MR * tps * PB * C, [&](int64_t b, int64_t e) {
     for (int64_t u = b; u < e; ++u) {
       const int64_t s = u % nstrip, kc = (u / nstrip) % nkc, n = u / (nstrip * nkc);
@@ -302,8 +354,13 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
       auto* yn = y + n * K * P;
       // The next unit's strip (same chunk), if this thread computes it next and it exists.
       const bool pf_next = u + 1 < e && s + 1 < nstrip;
+      // The strip's input, packed tile by tile into this thread's scratch (see kPackMinRowBlocks);
+      // unpacked if the scratch cannot be allocated.
+      T* xs = pack && kb1 - kb0 >= kPackMinRowBlocks ? thread_scratch_of<T>(static_cast<size_t>(cb * (t1 - t0) * PB))
+                                                     : nullptr;
       for (int64_t c0 = 0; c0 < C; c0 += cb) {
-        const int64_t c1 = std::min(C, c0 + cb);
+        const int64_t c1 = std::min(C, c0 + cb), cn = c1 - c0;
+        if (xs) pack_strip<V>(xn, P, Pm, PB, c0, c1, t0, t1, xs);
         for (int64_t kb = kb0; kb < kb1; ++kb) {
           const int64_t k0 = kb * MR;
           const int mrows = int(K - k0 < MR ? K - k0 : MR);
@@ -321,7 +378,8 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
               constexpr int M = decltype(mc)::value;
               with_n<NV>(nv, [&](auto vc) {
                 constexpr int NVv = decltype(vc)::value;
-                tile<V, M, NVv>(C, P, P, xn, w, bias, yn, k0, p0, nvalid, c0, c1, c0 == 0, c1 == C, guard, pf, epi);
+                tile<V, M, NVv>(C, xs ? PB : P, P, xs ? xs + (t - t0) * cn * PB : xn + c0 * P + p0, w, bias, yn, k0, p0,
+                                nvalid, c0, c1, c0 == 0, c1 == C, guard && !xs, pf && !xs ? pf + c0 * P : nullptr, epi);
               });
             });
           }

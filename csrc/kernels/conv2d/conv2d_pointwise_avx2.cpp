@@ -1,5 +1,6 @@
 // Direct pointwise (1x1) conv2d forward (conv2d_pointwise.h) with the avx2 vectors: register tile
-// 6 output channels x 2 pixel vectors (12 ymm accumulators, 2 input vectors, 1 broadcast).
+// 4 output channels x 3 pixel vectors for float32 (6 x 2 for float64): 12 ymm accumulators, the
+// input vectors and 1 broadcast.
 // Registered in conv2d.inc.
 #include "dispatch/kernels.h"
 #include "kernels/conv2d/conv2d_pointwise.h"
