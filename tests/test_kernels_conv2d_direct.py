@@ -266,6 +266,10 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
         ((2, 31, 8, 8), (1, 1), 1, 0, 1),
         ((2, 20, 14, 14), (5, 5), 1, 2, 1),  # 14 x 14 (grad_weight of 5x5 declines)
         ((1, 18, 16, 16), (3, 3), 1, 1, 1),  # the largest plane taken
+        # filters other than 3x3 compute rows in blocks of positions (up to 8, balanced)
+        ((1, 19, 16, 16), (5, 5), 1, 2, 1),  # two blocks of 8
+        ((2, 11, 11, 11), (7, 7), 1, 3, 1),  # blocks of 6 + 5
+        ((1, 24, 31, 31), (5, 5), 2, 2, 1),  # stride 2 onto 16 x 16: two strided blocks of 8
     ],
 )
 @pytest.mark.parametrize("bias", [True, False])
