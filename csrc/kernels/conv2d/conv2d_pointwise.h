@@ -270,8 +270,9 @@ inline int64_t max_lines_per_set(int64_t stride, int64_t row_bytes, int64_t rows
 }
 
 // Copies tiles t0..t1 (PB pixels each, the last one ending at Pm) of channels c0..c1 of image xn
-// (planes P apart) to xs[(t - t0) * (c1 - c0) * PB + (c - c0) * PB + j], whole vectors, the lanes
-// past the tile's valid pixels zero. Reads nothing outside the tile's valid pixels.
+// (planes P apart) to xs[(t - t0) * (c1 - c0) * PB + (c - c0) * PB + j], whole vectors; the last
+// vector's lanes past the tile's valid pixels are zero (vectors wholly past them are never read).
+// Reads nothing outside the tile's valid pixels.
 template <class V>
 void pack_strip(const typename V::T* xn, int64_t P, int64_t Pm, int64_t PB, int64_t c0, int64_t c1, int64_t t0,
                 int64_t t1, typename V::T* xs) {
