@@ -9,6 +9,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "common/static_n.h"
 #include "kernels/conv2d/conv2d_direct_common.h"
 #include "kernels/conv2d/conv2d_epilogue.h"
 
@@ -77,15 +78,6 @@ void lanes_place(const typename V::T* t, int64_t H, int64_t W, const LanesGeo& g
 // measured on AVX-512 (its 32 registers would hold 25 taps; the blocks are used there too).
 constexpr int kLanesBlock = 8;
 
-// Calls f(std::integral_constant<int, m>{}) for a runtime 1 <= m <= MAX.
-template <int MAX, class F>
-CNNFAST_FORCE_INLINE void lanes_with_n(int m, const F& f) {
-  if constexpr (MAX > 1) {
-    if (m < MAX) return lanes_with_n<MAX - 1>(m, f);
-  }
-  f(std::integral_constant<int, MAX>{});
-}
-
 template <class V, int PB, bool S1>
 CNNFAST_FORCE_INLINE void lanes_block(const typename V::T* x, int64_t swn, const typename V::T* wv, const int64_t* toff,
                                       int64_t ntap, typename V::R b, bool relu, typename V::T* out) {
@@ -141,7 +133,7 @@ void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::
         const int m = static_cast<int>(imin(pb, OW - ow));
         const typename V::T* x = in + (oh * sh * WP + ow * sw) * N;
         typename V::T* o = out + (oh * OW + ow) * N;
-        lanes_with_n<kLanesBlock>(
+        with_n<kLanesBlock>(
             m, [&](auto mc) { lanes_block<V, decltype(mc)::value, S1>(x, sw * N, wv, toff, ntap, b, relu, o); });
       }
   };

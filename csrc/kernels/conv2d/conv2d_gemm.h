@@ -739,7 +739,7 @@ bool grouped_direct(const Conv2dShape& p, const typename V::T* x, const typename
         const int64_t m0 = mb * mrb;
         const int mrows = int(std::min(mrb, Kg - m0));
         const T* a = ap + (g * nmb + mb) * mrb * CRS;
-        with_mr<MR>(mrows, [&](auto mc) {
+        with_n<MR>(mrows, [&](auto mc) {
           constexpr int Mt = decltype(mc)::value;
           T bias_row[Mt];
           for (int i = 0; i < Mt; ++i) bias_row[i] = bias ? bias[g * Kg + m0 + i] : T(0);
@@ -844,10 +844,10 @@ bool grouped_direct_bwd_weight(const Conv2dShape& p, const typename V::T* x, con
             copy_run<V>(dst + OW, nullptr, Wg - OW);
           }
         for (int64_t k0 = 0; k0 < Kg; k0 += MK) {
-          with_mr<MK>(int(std::min<int64_t>(MK, Kg - k0)), [&](auto mk) {
+          with_n<MK>(int(std::min<int64_t>(MK, Kg - k0)), [&](auto mk) {
             constexpr int M = decltype(mk)::value;
             for (int64_t t0 = 0; t0 < CRS; t0 += TT) {
-              with_mr<TT>(int(std::min<int64_t>(TT, CRS - t0)), [&](auto tt) {
+              with_n<TT>(int(std::min<int64_t>(TT, CRS - t0)), [&](auto tt) {
                 constexpr int TN = decltype(tt)::value;
                 R acc[M][TN];
                 const int64_t* o = off + t0;
@@ -1126,7 +1126,7 @@ bool fwd_impl(const Conv2dShape& p, const typename V::T* x, const typename V::T*
             for (int64_t m = m0; m < m1; m += mrb) {
               const int mrows = int(std::min<int64_t>(mrb, m1 - m));
               const T* a = ap + ((g * nmb + m / mrb) * mrb * CRS) + k0 * mrows;
-              with_mr<B::MRP>(mrows, [&](auto mc) {
+              with_n<B::MRP>(mrows, [&](auto mc) {
                 constexpr int M = decltype(mc)::value;
                 for (int64_t jp = 0; jp < npan; ++jp) {
                   const T* bpp = bp + jp * kcur * NR;
@@ -1351,7 +1351,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
             if constexpr (LDA > 0) {
               for (int64_t m = 0; m < mrows_blk; m += MR) {
                 T* crow = cblk + (mb0 - sb0 + m) * ldc;
-                with_mr<MR>(int(std::min<int64_t>(MR, mrows_blk - m)), [&](auto mc) {
+                with_n<MR>(int(std::min<int64_t>(MR, mrows_blk - m)), [&](auto mc) {
                   constexpr int M = decltype(mc)::value;
                   for (int64_t jp = 0; jp < npan; ++jp) {
                     R acc[M][2];

@@ -32,6 +32,7 @@
 #include "common/portable.h"
 #include "common/scratch.h"
 #include "common/simd.h"
+#include "common/static_n.h"
 #include "dispatch/heuristics.h"
 #include "kernels/conv2d/conv2d.h"
 #include "kernels/conv2d/conv2d_epilogue.h"
@@ -66,15 +67,6 @@ inline bool prefers_gemm_avx512(const Conv2dShape& p) {
          (p.K >= 4 * p.C && p.K * cols * 4 > (int64_t{16} << 20));
 }
 inline bool prefers_gemm_avx2(const Conv2dShape& p) { return std::min(p.C, p.K) >= 256 && p.N * p.OH * p.OW >= 392; }
-
-// Calls f(std::integral_constant<int, m>{}) for a runtime 1 <= m <= MAX.
-template <int MAX, class F>
-CNNFAST_FORCE_INLINE void with_n(int m, F&& f) {
-  if constexpr (MAX > 1) {
-    if (m < MAX) return with_n<MAX - 1>(m, f);
-  }
-  f(std::integral_constant<int, MAX>{});
-}
 
 // One M x NVv tile: rows k0..k0+M of y[n], pixels p0..p0+nvalid (nvalid <= NVv * V::N), reduced
 // over the input channels c0..c1; xt points at the tile's first pixel of channel c0 (channel planes
@@ -374,13 +366,13 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
             // Prefetch the next strip's tile at the same place (its first row block's input),
             // during this strip's first row block, if that tile lies inside the plane.
             const int64_t pnext = p0 + tps * PB;
-            const T* pf = pf_next && kb == kb0 && pnext + NV * V::N <= Pm ? xn + pnext : nullptr;
+            const T* pf = !xs && pf_next && kb == kb0 && pnext + NV * V::N <= Pm ? xn + c0 * P + pnext : nullptr;
             with_n<MR>(mrows, [&](auto mc) {
               constexpr int M = decltype(mc)::value;
               with_n<NV>(nv, [&](auto vc) {
                 constexpr int NVv = decltype(vc)::value;
                 tile<V, M, NVv>(C, xs ? PB : P, P, xs ? xs + (t - t0) * cn * PB : xn + c0 * P + p0, w, bias, yn, k0, p0,
-                                nvalid, c0, c1, c0 == 0, c1 == C, guard && !xs, pf && !xs ? pf + c0 * P : nullptr, epi);
+                                nvalid, c0, c1, c0 == 0, c1 == C, guard && !xs, pf, epi);
               });
             });
           }

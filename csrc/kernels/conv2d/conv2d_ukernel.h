@@ -13,6 +13,7 @@
 
 #include "common/portable.h"
 #include "common/simd.h"
+#include "common/static_n.h"
 
 namespace cnnfast {
 namespace {
@@ -87,16 +88,6 @@ CNNFAST_FORCE_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int64
     }
     a += lda;
   }
-}
-
-// Calls f(std::integral_constant<int, mr>{}) for a runtime 1 <= mr <= MAX, so the register tile
-// of an edge block is exactly as tall as the block (no multiply-adds for rows that are not stored).
-template <int MAX, class F>
-CNNFAST_FORCE_INLINE void with_mr(int mr, F&& f) {
-  if constexpr (MAX > 1) {
-    if (mr < MAX) return with_mr<MAX - 1>(mr, f);
-  }
-  f(std::integral_constant<int, MAX>{});
 }
 
 }  // namespace convgemm

@@ -57,12 +57,12 @@ void pw_run(int64_t C, int64_t K, const typename V::T* x, int64_t sx, const type
     const int64_t nvalid = imin(PB, P - p0);
     const int nv = static_cast<int>(ceil_div(nvalid, V::N));
     const bool g = guard && p0 + nv * V::N > P;
-    pointwise::with_n<NV>(nv, [&](auto vc) {
+    with_n<NV>(nv, [&](auto vc) {
       constexpr int NVv = decltype(vc)::value;
       for (int64_t k0 = 0; k0 < kfull; k0 += MR)
         pointwise::tile<V, MR, NVv>(C, sx, sy, x + p0, w, bias, y, k0, p0, nvalid, 0, C, true, true, g, nullptr, epi);
       if (kfull < K)
-        pointwise::with_n<MR>(static_cast<int>(K - kfull), [&](auto mc) {
+        with_n<MR>(static_cast<int>(K - kfull), [&](auto mc) {
           pointwise::tile<V, decltype(mc)::value, NVv>(C, sx, sy, x + p0, w, bias, y, kfull, p0, nvalid, 0, C, true,
                                                        true, g, nullptr, epi);
         });
