@@ -12,7 +12,8 @@ Shapes: c1 / c2 = LeNet-5 conv layers at batch 64 (c1_256, c2_256 at 256, c1_1 /
 r512 = ResNet 3x3 512x7x7 at batch 1, mbv2_dw / effnet_dw = depthwise 3x3 960x7x7 (batch 32) and
 5x5 s2 672x14x14 (batch 16); pw<C>_<K>_<H>_n<N> = 1x1 convs; the rest are short names for
 bench/fair.py suite/sweep layers (resnext = resnext_3x3_g32_256x28_n8, alex2 = alexnet_c2_g2_n2,
-...; SHAPES lists every name, with the fair.py case noted where it differs). A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
+...; SHAPES lists every name, with the fair.py case noted where it differs); CHAINS names (lc112, mb112,
+...) take the pass `chain` (the fused depthwise-separable block, no PyTorch variant). A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
 figure in brackets is the first variant's time over this one's (> 1: faster than the first).
 """
 
@@ -31,6 +32,13 @@ CLOCK = time.process_time if os.environ.get("CPU") else time.perf_counter
 # name: (N, C, H, W, K, kernel, stride, padding[, groups])
 SHAPES = {
     "resnext": (8, 256, 28, 28, 256, 3, 1, 1, 32),
+    "c2gi": (64, 16, 10, 10, 6, 5, 1, 4),
+    "c2_12": (64, 6, 12, 12, 16, 5, 1, 0),  # LeNet c2 on 12x12 (the lecture's 28x28 input unpadded)
+    "c2_12_n8": (8, 6, 12, 12, 16, 5, 1, 0),
+    "c2_n8": (8, 6, 14, 14, 16, 5, 1, 0),
+    "c16_16": (64, 16, 16, 16, 16, 3, 1, 1),
+    "c5_16_14": (32, 16, 14, 14, 16, 5, 1, 2),
+    "c5_8_12": (64, 8, 12, 12, 12, 5, 1, 0),  # c2's grad_input written as a forward (flipped filters, padding 4)
     "resnext56": (4, 128, 56, 56, 128, 3, 1, 1, 32),
     "alex2": (2, 96, 27, 27, 256, 5, 1, 2, 2),
     "alex1": (4, 3, 224, 224, 64, 11, 4, 2),
@@ -148,7 +156,45 @@ def data(name):
     return x, w, b, gy, s, p, g
 
 
+# Depthwise-separable chains (pass `chain`, _core.dw_chain_forward with force=True):
+# name: (N, C, H, E, K, stride, kernel); E = 0: no expand stage (dw on the C input channels).
+# lc*: PP-LCNet's first blocks at batch 16; mb*: MobileNetV2's first blocks at batch 1.
+CHAINS = {
+    "lc112": (16, 16, 112, 0, 32, 1, 3),
+    "lc112s2": (16, 32, 112, 0, 64, 2, 3),
+    "lc56": (16, 64, 56, 0, 64, 1, 3),
+    "mb112": (1, 16, 112, 96, 24, 2, 3),
+    "mb56": (1, 24, 56, 144, 24, 1, 3),
+    "mb112e1": (1, 32, 112, 0, 16, 1, 3),
+}
+
+
+def fns_chain(m, name):
+    N, C, H, E, K, s, R = CHAINS[name]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C, H, H)).astype(np.float32)
+
+    def stage(shape, act):
+        return (
+            rng.standard_normal(shape).astype(np.float32) * 0.1,
+            np.zeros(shape[0], np.float32),
+            None,
+            act,
+            0.0,
+            0.0,
+            0.0,
+            6.0,
+        )
+
+    D = E or C
+    ex = stage((E, C, 1, 1), "clamp") if E else None
+    dw, pr = stage((D, 1, R, R), "clamp"), stage((K, D, 1, 1), "none")
+    return {"chain": lambda: m.dw_chain_forward(x, ex, dw, pr, (s, s), (R // 2, R // 2), True)}
+
+
 def fns_core(m, name):
+    if name in CHAINS:
+        return fns_chain(m, name)
     x, w, b, gy, s, p, g = data(name)
     S, P, D = (s, s), (p, p), (1, 1)
     return {

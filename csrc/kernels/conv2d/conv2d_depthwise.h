@@ -374,8 +374,7 @@ bool plane_single(const Conv2dShape& q, int64_t nplanes, const Src& src, const W
       dw_fill<V>(g, q, src(i), oh0 * q.sh, plane, rc == 1);
       int64_t npos = 0;
       for (int64_t oh = oh0; oh < oh1; ++oh)
-        for (int64_t j = 0; j < q.OW; j += N)
-          pos[npos++] = PlanePos{(oh - oh0) * q.sh * g.rowlen + j, oh * q.OW + j, imin(N, q.OW - j)};
+        npos += run_positions(pos + npos, (oh - oh0) * q.sh * g.rowlen, oh * q.OW, q.OW, N);
       const T bk[1] = {bias(i)};
       T* d[1] = {dst(i)};
       plane_positions<V, 1, 8>(CRS, toff, wts(i), bk, relu, plane, pos, npos, d);
@@ -497,8 +496,7 @@ bool dw_plane_bwd_input_phased(const Conv2dShape& p, const typename V::T* gy, co
         gq[0] = jlo, gq[1] = rows, gq[2] = ilo, gq[3] = cols, gq[4] = to;
         if (cols > 0)
           for (int64_t j = 0; j < rows; ++j)
-            for (int64_t i = 0; i < cols; i += N)
-              pos[ip++] = PlanePos{(jlo + j) * rowlen + ilo + i, to + j * cols + i, imin(N, cols - i)};
+            ip += run_positions(pos + ip, (jlo + j) * rowlen + ilo, to + j * cols, cols, N);
         if (cols > 0) to += rows * cols;
       }
     tbeg[nph] = t, pbeg[nph] = ip;

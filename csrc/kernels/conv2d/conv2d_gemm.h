@@ -1470,7 +1470,7 @@ void phase_col2im_add(const PhasePlane& pp, const ColSegments& segs, T* acc, int
     for (; t + V::N <= n; t += V::N) V::store(d + t, V::add(V::load(d + t), V::load(src + t)));
     if (t < n) {
       const int m = int(n - t);
-      V::store_n(d + t, V::add(V::load_part(d + t, 0, m, T(0)), V::load_part(src + t, 0, m, T(0))), m);
+      V::store_n_over(d + t, V::add(V::load(d + t), V::load_part(src + t, 0, m, T(0))), m);  // (private phases)
     }
     src += n;
   }
@@ -1504,7 +1504,11 @@ void phase_to_plane(const Conv2dShape& p, const PhasePlane& pp, const T* acc, T*
 // [ow + s*dw ..] += the col row (c, r, s) over one output row: one vector run with a masked tail
 // and no edge clamps (the clamped adds ended in scalar tails: 11 of 27 values on AVX-512); the
 // interior is copied into gx once at the end. Each gx value receives the same terms in the same
-// order as with the direct scatter-add.
+// order as with the direct scatter-add. The tails (and the phase planes' above) are written with
+// V::store_n_over, full-width: the planes are the thread's own, with V::N values of slack past
+// the last one. chosen because (AMD EPYC Zen 3, AVX2, 1 thread, process CPU time, CPU=1 T=1
+// bench/ab_builds.py c2,c2_256,... bwd_input) AVX2's masked store took LeNet c2's 10-wide rows
+// (one vector and a 2-lane tail per row and tap) at ~0.7x the speed of its 8-wide ones.
 struct PadPlane {
   int64_t pitch, rows;
   PadPlane(const Conv2dShape& p, int64_t n) {
@@ -1525,7 +1529,7 @@ void pad_col2im_add(const Conv2dShape& p, const PadPlane& pp, const ColSegments&
     for (; t + V::N <= n; t += V::N) V::store(d + t, V::add(V::load(d + t), V::load(src + t)));
     if (t < n) {
       const int m = int(n - t);
-      V::store_n(d + t, V::add(V::load_part(d + t, 0, m, T(0)), V::load_part(src + t, 0, m, T(0))), m);
+      V::store_n_over(d + t, V::add(V::load(d + t), V::load_part(src + t, 0, m, T(0))), m);  // (private plane)
     }
     src += n;
   }
@@ -1586,7 +1590,7 @@ bool bwd_input_mr(const Conv2dShape& p, const typename V::T* gy, const typename 
     const PhasePlane pp(p, V::N);
     const PadPlane qq(p, V::N);
     const size_t buf_bytes = size_t(Kg * nc + mc * nc + kc * MR + (phased ? cchunk * pp.values() + V::N : 0) +
-                                    (padded ? cchunk * qq.values() : 0)) *
+                                    (padded ? cchunk * qq.values() + V::N : 0)) *
                              sizeof(T);
     char* mem =
         static_cast<char*>(thread_scratch(round_up(int64_t(buf_bytes), 64) + size_t(4 * (nc + 1)) * sizeof(int64_t)));
