@@ -451,9 +451,10 @@ struct PadTile : TileRows<V> {
     for (int64_t i = 0; i < segs.count; ++i) {
       const int64_t n = segs.len[i];
       const T* src = base + poff[i];
-      int64_t t = 0;
-      for (; t + V::N <= n; t += V::N) V::store(dst + t, V::load(src + t));
-      if (t < n) V::store_n(dst + t, V::load(src + t), int(n - t));
+      if (n >= V::N)  // (a ragged end overlapping: AVX2's masked store is slow on AMD, see run_positions)
+        copy_run<V>(dst, src, n);
+      else
+        V::store_n(dst, V::load(src), int(n));
       dst += n;
     }
   }
@@ -470,9 +471,10 @@ struct PadTile : TileRows<V> {
       while (n > 0) {
         const int64_t m = std::min<int64_t>(NR - o, n);
         T* d = dst + j * panel_stride + o;
-        int64_t t = 0;
-        for (; t + V::N <= m; t += V::N) V::store(d + t, V::load(src + t));
-        if (t < m) V::store_n(d + t, V::load(src + t), int(m - t));
+        if (m >= V::N)
+          copy_run<V>(d, src, m);
+        else
+          V::store_n(d, V::load(src), int(m));
         src += m;
         n -= m;
         if ((o += m) == NR) {
