@@ -33,6 +33,10 @@ CLOCK = time.process_time if os.environ.get("CPU") else time.perf_counter
 SHAPES = {
     "resnext": (8, 256, 28, 28, 256, 3, 1, 1, 32),
     "c2gi": (64, 16, 10, 10, 6, 5, 1, 4),
+    "mbv2stem_n8": (8, 3, 224, 224, 32, 3, 2, 1),  # MobileNetV2 / EfficientNet stem
+    "mbv2stem_n1": (1, 3, 224, 224, 32, 3, 2, 1),
+    "vgg1_n1": (1, 3, 224, 224, 64, 3, 1, 1),  # fair.py vgg_c1_n1
+    "lcc1": (64, 3, 32, 32, 6, 5, 1, 0),  # fair.py lenet_cifar_c1_n64
     "c2_12": (64, 6, 12, 12, 16, 5, 1, 0),  # LeNet c2 on 12x12 (the lecture's 28x28 input unpadded)
     "c2_12_n8": (8, 6, 12, 12, 16, 5, 1, 0),
     "c2_n8": (8, 6, 14, 14, 16, 5, 1, 0),

@@ -10,6 +10,7 @@
 
 #include "common/parallel.h"
 #include "common/simd.h"
+#include "kernels/pointwise/pointwise.h"
 
 namespace cnnfast {
 namespace pointwise_simd {
