@@ -15,6 +15,10 @@ bench/fair.py suite/sweep layers (resnext = resnext_3x3_g32_256x28_n8, alex2 = a
 ...; SHAPES lists every name, with the fair.py case noted where it differs); CHAINS names (lc112, mb112,
 ...) take the pass `chain` (the fused depthwise-separable block, no PyTorch variant). A variant is `label@isa[:ENV=VALUE...]` or `torch`; the
 figure in brackets is the first variant's time over this one's (> 1: faster than the first).
+With `torch` among the variants use CPU=1 T=1: with more threads PyTorch's OpenMP workers spin after
+its calls and take the cores from the cnnfast variants that follow (a 2-thread CIFAR 3x3 layer of
+cnnfast then ran slower than on 1 thread), so such lines are diagnostics; framework comparisons
+are bench/fair.py's (separate fresh processes).
 """
 
 from __future__ import annotations
