@@ -1215,20 +1215,7 @@ bool bwd_weight(const Conv2dShape& p, const typename V::T* x, const typename V::
   constexpr int64_t LDA = B::MRW > 0 ? B::kc_bww + 16 : 0;  // +16: rows not 2^k bytes apart
   const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
   const int64_t P = p.OH * p.OW, cols = p.N * P;
-  if (gb) {
-    parallel_for(p.K, cols, [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; ++k) {
-        T sum = T(0);
-        for (int64_t n = 0; n < p.N; ++n) {
-          const T* src = gy + (n * p.K + k) * P;
-          T part = T(0);
-          for (int64_t i = 0; i < P; ++i) part += src[i];
-          sum += part;
-        }
-        gb[k] = sum;
-      }
-    });
-  }
+  if (gb) bias_grad<V>(gy, p.N, p.K, P, gb);
   if (cols == 0) {
     std::fill(gw, gw + p.K * CRS, T(0));
     return true;

@@ -288,27 +288,7 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
   const int64_t HW = g.H * g.W;
   const int64_t ncb = ceil_div(C, kWgradCBlock);
 
-  // grad_bias: per output channel, the images in order, each plane in V::N partial sums.
-  if (gb) {
-    const int64_t OHW = g.OH * g.OW;
-    parallel_for(K, g.N * OHW, [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; ++k) {
-        R acc = V::zero();
-        T tail = T(0);
-        for (int64_t n = 0; n < g.N; ++n) {
-          const T* p = gy + (n * K + k) * OHW;
-          int64_t i = 0;
-          for (; i + N <= OHW; i += N) acc = V::add(acc, V::load(p + i));
-          for (; i < OHW; ++i) tail += p[i];
-        }
-        alignas(64) T lanes[N];
-        V::store(lanes, acc);
-        T s = tail;
-        for (int l = 0; l < N; ++l) s += lanes[l];
-        gb[k] = s;
-      }
-    });
-  }
+  if (gb) convgemm::bias_grad<V>(gy, g.N, K, g.OH * g.OW, gb);  // grad_bias (conv2d_ukernel.h)
   for (int64_t ch = 0; ch < nchunks; ++ch) {
     const int64_t t0 = ch * chunk, nvalid = std::min(chunk, T_ - t0);
     tile_coords(g, t0, nvalid, tn, toh, tow);
