@@ -1628,11 +1628,17 @@ bool bwd_input_mr(const Conv2dShape& p, const typename V::T* gy, const typename 
                 const T* bpp = bp + jp * Kg * NR + k0 * NR;
                 if (ncur - jp * NR > V::N) {
                   R acc[MR][2];
-                  ukernel_cols<V, MR, 2>(kcur, a, lda, bpp, NR, acc);
+                  if (lda == MR)
+                    ukernel_cols<V, MR, 2>(kcur, a, lda, bpp, NR, acc);
+                  else
+                    ukernel_cols<V, MR, 2, true>(kcur, a, lda, bpp, NR, acc);
                   acc_to_buffer<V, MR, 2>(acc, mr, crow + jp * NR, nc, k0 > 0);
                 } else {
                   R acc[MR][1];
-                  ukernel_cols<V, MR, 1>(kcur, a, lda, bpp, NR, acc);
+                  if (lda == MR)
+                    ukernel_cols<V, MR, 1>(kcur, a, lda, bpp, NR, acc);
+                  else
+                    ukernel_cols<V, MR, 1, true>(kcur, a, lda, bpp, NR, acc);
                   acc_to_buffer<V, MR, 1>(acc, mr, crow + jp * NR, nc, k0 > 0);
                 }
               }

@@ -68,8 +68,12 @@ CNNFAST_FORCE_INLINE void ukernel_rows_lda(int64_t kc, const typename V::T* a, c
 // A column-major: the MR values of step k are contiguous at a + k * lda. With A packed in
 // MR-row panels (lda == MR) every broadcast is a constant offset from one pointer, so the AVX-512
 // build folds it into the multiply-add ({1to16} memory operand) and a 14 x 32 tile (28 zmm
-// accumulators + 2 B vectors) needs no register for A at all.
-template <class V, int MR, int NV>
+// accumulators + 2 B vectors) needs no register for A at all. PF: A is read in place with a long
+// stride (grad_input reads W^T's columns: lda = C*R*S values), beyond what the hardware stride
+// prefetchers follow (2 KB), so every step waited for a line from L2; the lines of step k + kPfA
+// are prefetched.
+constexpr int64_t kPfA = 8;
+template <class V, int MR, int NV, bool PF = false>
 CNNFAST_FORCE_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int64_t lda, const typename V::T* b,
                                        int64_t ldb, typename V::R (&acc)[MR][NV]) {
   using R = typename V::R;
@@ -78,6 +82,10 @@ CNNFAST_FORCE_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int64
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
   for (int64_t k = 0; k < kc; ++k) {
+    if constexpr (PF) {
+      __builtin_prefetch(a + kPfA * lda);
+      __builtin_prefetch(a + kPfA * lda + MR - 1);
+    }
     R bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * ldb + v * V::N);
