@@ -99,7 +99,6 @@ CNNFAST_FORCE_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int64
   }
 }
 
-
 // grad_bias[k] = the sum of gy[n][k][0 .. P) over every image n (NCHW, planes of P values), for the
 // GEMM and Winograd weight-gradient kernels. Per channel, 4 x V::N lane-wise partial sums (four
 // vectors in flight hide the add latency; a scalar chain over 3.2 M values took 1.5 ms, as long as
