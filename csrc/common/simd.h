@@ -29,6 +29,12 @@ struct Avx2F32 {
   static R zero() { return _mm256_setzero_ps(); }
   static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }  // a * b + c
   static R add(R a, R b) { return _mm256_add_ps(a, b); }
+  // Sum of the lanes, a fixed pairwise tree: halves, then pairs of pairs, then the last pair.
+  static T hsum(R v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+  }
   static R max(R a, R b) { return _mm256_max_ps(a, b); }
   // First n lanes, 0 < n < N: 4-, 2- and 1-lane plain stores (n's bits). AVX2's masked store
   // (vmaskmovps) costs ~14 cycles on AMD Zen 3 (Intel: ~1), these ~2: every kernel's row tails.
@@ -170,6 +176,10 @@ struct Avx2F64 {
   static R zero() { return _mm256_setzero_pd(); }
   static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
   static R add(R a, R b) { return _mm256_add_pd(a, b); }
+  static T hsum(R v) {  // fixed pairwise tree (Avx2F32::hsum)
+    const __m128d x = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(x, _mm_unpackhi_pd(x, x)));
+  }
   static R max(R a, R b) { return _mm256_max_pd(a, b); }
   static void store_n(T* p, R v, int n) {  // as Avx2F32: 2- and 1-lane plain stores
     __m128d lo = _mm256_castpd256_pd128(v);
@@ -273,6 +283,12 @@ struct Avx512F32 {
   static R zero() { return _mm512_setzero_ps(); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static T hsum(R v) {  // fixed pairwise tree: 256-bit halves, then Avx2F32::hsum's
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+  }
   static R max(R a, R b) { return _mm512_max_ps(a, b); }
   static void store_n(T* p, R v, int n) { _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v); }
   static void store_n_over(T* p, R v, int n) { store_n(p, v, n); }  // masked stores are cheap here
@@ -383,6 +399,11 @@ struct Avx512F64 {
   static R zero() { return _mm512_setzero_pd(); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
   static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static T hsum(R v) {  // fixed pairwise tree (Avx2F64::hsum after the 256-bit halves)
+    const __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+    const __m128d x = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(x, _mm_unpackhi_pd(x, x)));
+  }
   static R max(R a, R b) { return _mm512_max_pd(a, b); }
   static void store_n(T* p, R v, int n) { _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1u), v); }
   static void store_n_over(T* p, R v, int n) { store_n(p, v, n); }  // masked stores are cheap here

@@ -170,7 +170,7 @@ CNNFAST_FORCE_INLINE void tile(int64_t C, int64_t P, int64_t Py, const typename 
 // AVX-512: 48 + 1) would spend a whole masked vector column on r pixels (49 of 64 lanes used).
 // Instead each tail pixel's outputs are dot products over the channels, vectorised along c: the
 // channel column xcol[c] = x[c][p] (gathered once) against the contiguous weight rows, lane-wise
-// partial sums over c = l (mod V::N) added up at the end in lane order (a different order from
+// partial sums over c = l (mod V::N) added up at the end by V::hsum's tree (a different order from
 // the tiles' chain over c, but fixed by the shape). Rows k0..k1 of pixels pt..pt+nt of image xn.
 constexpr int64_t kTailMaxValues = 8192;  // gathered tail columns, r x C values (32 KB of floats)
 template <class V>
@@ -214,14 +214,11 @@ void tail_pixels(int64_t C, int64_t P, const typename V::T* xn, const typename V
         for (int j = 0; j < NT; ++j) acc[i][j] = V::fma(wv, xv[j], acc[i][j]);
       }
     }
-    alignas(64) T lanes[V::N];
 #pragma GCC unroll 4
     for (int i = 0; i < MB; ++i)
 #pragma GCC unroll 4
       for (int j = 0; j < NT; ++j) {
-        V::store(lanes, acc[i][j]);
-        T sum = T(0);
-        for (int l = 0; l < V::N; ++l) sum += lanes[l];
+        T sum = V::hsum(acc[i][j]);  // a fixed tree over the lanes (a scalar chain was 16 dependent adds)
         sum += bias ? bias[k + i] : T(0);
         sum = act_scalar(relu, act, sum);  // NaN stays NaN, as in ref
         yn[(k + i) * P + pt + j] = sum;
