@@ -14,15 +14,6 @@ namespace cnnfast {
 namespace linear_simd {
 namespace {
 
-template <class S>
-inline typename S::T hsum(typename S::R v) {
-  alignas(64) typename S::T t[S::N];
-  S::store(t, v);
-  typename S::T s = 0;
-  for (int i = 0; i < S::N; ++i) s += t[i];
-  return s;
-}
-
 // y[j0 + r] for r < R rows of b (R = 1..4) against one row x of a.
 template <class S, int R>
 inline void rows(int64_t k, const typename S::T* x, const typename S::T* b, typename S::T* out) {
@@ -43,7 +34,7 @@ inline void rows(int64_t k, const typename S::T* x, const typename S::T* b, type
     for (int r = 0; r < R; ++r) acc0[r] = S::fma(S::load(b + r * k + c), x0, acc0[r]);
   }
   for (int r = 0; r < R; ++r) {
-    T s = hsum<S>(S::add(acc0[r], acc1[r]));
+    T s = S::hsum(S::add(acc0[r], acc1[r]));
     for (int64_t cc = c; cc < k; ++cc) s += x[cc] * b[r * k + cc];
     out[r] = s;
   }
