@@ -499,5 +499,25 @@ struct MaybeRelu {
   typename V::R operator()(typename V::R v) const { return on ? V::relu(v) : v; }  // max(0, NaN) = NaN
 };
 
+// Adds x[0 .. n) into four lane-wise partial sums a[0 .. 4) (four vectors in flight hide the add
+// latency), the ragged end as one masked load into a[1]: the plane sums of grad_bias
+// (conv2d_ukernel.h) and of global average pooling (se_impl.h). Finish with sum_of(a).
+template <class V>
+inline void add_run(const typename V::T* x, int64_t n, typename V::R (&a)[4]) {
+  int64_t i = 0;
+  for (; i + 4 * V::N <= n; i += 4 * V::N) {
+    a[0] = V::add(a[0], V::load(x + i));
+    a[1] = V::add(a[1], V::load(x + i + V::N));
+    a[2] = V::add(a[2], V::load(x + i + 2 * V::N));
+    a[3] = V::add(a[3], V::load(x + i + 3 * V::N));
+  }
+  for (; i + V::N <= n; i += V::N) a[0] = V::add(a[0], V::load(x + i));
+  if (i < n) a[1] = V::add(a[1], V::load_part(x + i, 0, static_cast<int>(n - i), typename V::T(0)));
+}
+template <class V>
+inline typename V::T sum_of(const typename V::R (&a)[4]) {  // a fixed order: pairs, then V::hsum
+  return V::hsum(V::add(V::add(a[0], a[1]), V::add(a[2], a[3])));
+}
+
 }  // namespace
 }  // namespace cnnfast

@@ -100,35 +100,17 @@ CNNFAST_FORCE_INLINE void ukernel_cols(int64_t kc, const typename V::T* a, int64
 }
 
 // grad_bias[k] = the sum of gy[n][k][0 .. P) over every image n (NCHW, planes of P values), for the
-// GEMM and Winograd weight-gradient kernels. Per channel, 4 x V::N lane-wise partial sums (four
-// vectors in flight hide the add latency; a scalar chain over 3.2 M values took 1.5 ms, as long as
-// the MobileNetV2 stem's whole weight gradient), the plane's ragged end as a masked load, summed
-// in lane order at the end: the order depends on the shape only, never on the thread count.
+// GEMM and Winograd weight-gradient kernels. Per channel, every image's plane into the same four
+// vectors of lane-wise partial sums (add_run, simd.h; a scalar chain over 3.2 M values took 1.5 ms,
+// as long as the MobileNetV2 stem's whole weight gradient): the order depends on the shape only,
+// never on the thread count.
 template <class V>
 void bias_grad(const typename V::T* gy, int64_t N, int64_t K, int64_t P, typename V::T* gb) {
-  using T = typename V::T;
-  using R = typename V::R;
-  constexpr int64_t VN = V::N;
   parallel_for(K, N * P, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
-      R a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
-      for (int64_t n = 0; n < N; ++n) {
-        const T* src = gy + (n * K + k) * P;
-        int64_t i = 0;
-        for (; i + 4 * VN <= P; i += 4 * VN) {
-          a0 = V::add(a0, V::load(src + i));
-          a1 = V::add(a1, V::load(src + i + VN));
-          a2 = V::add(a2, V::load(src + i + 2 * VN));
-          a3 = V::add(a3, V::load(src + i + 3 * VN));
-        }
-        for (; i + VN <= P; i += VN) a0 = V::add(a0, V::load(src + i));
-        if (i < P) a1 = V::add(a1, V::load_part(src + i, 0, static_cast<int>(P - i), T(0)));
-      }
-      alignas(64) T lanes[VN];
-      V::store(lanes, V::add(V::add(a0, a1), V::add(a2, a3)));
-      T s = T(0);
-      for (int64_t l = 0; l < VN; ++l) s += lanes[l];
-      gb[k] = s;
+      typename V::R a[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+      for (int64_t n = 0; n < N; ++n) add_run<V>(gy + (n * K + k) * P, P, a);
+      gb[k] = sum_of<V>(a);
     }
   });
 }

@@ -16,23 +16,9 @@ namespace {
 
 template <class S>
 inline typename S::T plane_sum(int64_t hw, const typename S::T* x) {
-  using T = typename S::T;
-  using R = typename S::R;
-  R a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
-  int64_t i = 0;
-  for (; i + 4 * S::N <= hw; i += 4 * S::N) {
-    a0 = S::add(a0, S::load(x + i));
-    a1 = S::add(a1, S::load(x + i + S::N));
-    a2 = S::add(a2, S::load(x + i + 2 * S::N));
-    a3 = S::add(a3, S::load(x + i + 3 * S::N));
-  }
-  for (; i + S::N <= hw; i += S::N) a0 = S::add(a0, S::load(x + i));
-  alignas(64) T t[S::N];
-  S::store(t, S::add(S::add(a0, a1), S::add(a2, a3)));
-  T s = 0;
-  for (int k = 0; k < S::N; ++k) s += t[k];
-  for (; i < hw; ++i) s += x[i];
-  return s;
+  typename S::R a[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  add_run<S>(x, hw, a);
+  return sum_of<S>(a);
 }
 
 template <class S>
