@@ -820,11 +820,11 @@ bool pays_off(const Geometry& g) {
   if (g.Cin < kMinCin || g.Cin > kMaxCin || g.Cout < kMinCout) return false;
   const int64_t NR = 2 * V::N;
   // 5x5 with more than twice as many input as output channels (the grad_input of an expanding
-  // layer, e.g. AlexNet's conv2 at batch 1: 192 -> 64) loses to the GEMM path with 512-bit vectors
-  // (0.70x measured, bench/ab_builds.py alex2_n1): the input transform, per tile and input channel,
-  // is then the larger cost. With 256-bit vectors (half the GEMM rate) the same layers won 1.40-1.45x.
-  if (g.r == 5)
-    return (sizeof(typename V::R) < 64 || g.Cin <= 2 * g.Cout) && 2 * 36 * round_up(g.T, NR) <= 25 * g.N * g.OH * g.OW;
+  // layer, e.g. AlexNet's conv2: 192 -> 64) took 0.70x of the GEMM path's time on AVX-512 while the
+  // weight transform stalled on store forwarding (gather_taps); without the stall it runs 1.00x-1.21x
+  // faster (Xeon, 1 thread, CPU time, bench/ab_builds.py alex2,alex2_n1,alex2_n4,g5x5_32_28_n8,
+  // g5x5_48_14_n8 bwd_input), as it did with 256-bit vectors (1.40-1.45x).
+  if (g.r == 5) return 2 * 36 * round_up(g.T, NR) <= 25 * g.N * g.OH * g.OW;
   const int64_t lanes = g.T <= NR / 2 ? round_up(g.T, kFewMR) : round_up(g.T, NR);  // see conv()
   const int64_t wino = 4 * lanes, direct = g.N * g.OH * g.OW;                       // multiplies / 9 per channel pair
   return wino <= direct && (2 * wino <= direct || g.Cin * g.Cout < kLargeLayer);
