@@ -30,40 +30,91 @@ struct LanesGeo {
   int64_t HP, WP, top, left;
 };
 
-// stage[l * ld + j] = plane (c0 + l)[j] for l < nc (j < HW), zero elsewhere; then dst[j * N + l]
-// for j < ld (round_up(HW, N)) by N x N transposes.
+// The N x N block of nrows planes (lds apart) x cols values from src, transposed into dst
+// ([value][lane], N x N): lanes past nrows and values past cols are zero. Masked loads only, so
+// it never reads past a plane's row (the last plane of a tensor included).
 template <class V>
-void lanes_gather(const typename V::T* src, int64_t HW, int nc, typename V::T* stage, int64_t ld, typename V::T* dst) {
+CNNFAST_FORCE_INLINE void lanes_tile_in(const typename V::T* src, int64_t lds, int nrows, int cols,
+                                        typename V::T* dst) {
   using T = typename V::T;
   constexpr int N = V::N;
-  for (int l = 0; l < N; ++l) {
-    if (l < nc) {
-      std::memcpy(stage + l * ld, src + l * HW, static_cast<size_t>(HW) * sizeof(T));
-      fill_zero(stage + l * ld + HW, ld - HW);
-    } else {
-      fill_zero(stage + l * ld, ld);
+  alignas(64) T tile[N * N];
+  for (int l = 0; l < N; ++l)
+    V::store(tile + l * N, l < nrows ? V::load_part(src + l * lds, 0, cols, T(0)) : V::zero());
+  V::transpose(tile, N, dst, N);
+}
+
+// Planes c0 .. c0 + nc - 1 (HW values each) as [j][lane] (dst: round_up(HW, N) x N).
+template <class V>
+void lanes_from_planes(const typename V::T* src, int64_t HW, int nc, typename V::T* dst) {
+  constexpr int N = V::N;
+  for (int64_t j = 0; j < HW; j += N) {
+    const int cols = static_cast<int>(imin(N, HW - j));
+    if (cols == N && nc == N)
+      V::transpose(src + j, HW, dst + j * N, N);
+    else
+      lanes_tile_in<V>(src + j, HW, nc, cols, dst + j * N);
+  }
+}
+
+// Planes c0 .. c0 + nc - 1 of one image (H x W each, contiguous) into the interior of the padded
+// lanes buffer; the border is never written. Rows of at least N values: row by row, whole N x N
+// blocks transposed straight from the planes (the planes' first read from memory is this pass; a
+// staging copy before it had cost 39% of PP-LCNet's 128-channel 3x3/s2 layer), a row's partial
+// block through lanes_tile_in. Shorter rows (7 x 7, 14 x 14 on AVX-512): the planes transposed as
+// flat runs of N values into tmp (round_up(H * W, N) x N), then placed row by row (per-row
+// partial blocks ran 0.82x on 960 x 7 x 7).
+template <class V>
+void lanes_to_buf(const typename V::T* src, int64_t H, int64_t W, int nc, const LanesGeo& g, typename V::T* buf,
+                  typename V::T* tmp) {
+  using T = typename V::T;
+  constexpr int N = V::N;
+  const int64_t HW = H * W;
+  if (W < N) {
+    lanes_from_planes<V>(src, HW, nc, tmp);
+    for (int64_t h = 0; h < H; ++h) {
+      T* d = buf + ((h + g.top) * g.WP + g.left) * N;
+      const T* t = tmp + h * W * N;
+      for (int64_t w = 0; w < W; ++w) V::store(d + w * N, V::load(t + w * N));
+    }
+    return;
+  }
+  for (int64_t h = 0; h < H; ++h) {
+    T* d = buf + ((h + g.top) * g.WP + g.left) * N;
+    const T* s = src + h * W;
+    for (int64_t w0 = 0; w0 < W; w0 += N) {
+      const int cols = static_cast<int>(imin(N, W - w0));
+      if (cols == N && nc == N) {
+        V::transpose(s + w0, HW, d + w0 * N, N);
+      } else {
+        alignas(64) T blk[N * N];
+        lanes_tile_in<V>(s + w0, HW, nc, cols, blk);
+        for (int j = 0; j < cols; ++j) V::store(d + (w0 + j) * N, V::load(blk + j * N));
+      }
     }
   }
-  for (int64_t j = 0; j < ld; j += N) V::transpose(stage + j, ld, dst + j * N, N);
 }
 
-// Inverse of lanes_gather: src[j * N + l] -> dst plane (c0 + l)[j] for l < nc.
+// Inverse of lanes_from_planes: src[j * N + l] (j < HW; src holds round_up(HW, N) rows) -> plane
+// l < nc of dst (HW apart), whole blocks transposed straight into the planes.
 template <class V>
-void lanes_scatter(const typename V::T* src, int64_t HW, int nc, typename V::T* stage, int64_t ld, typename V::T* dst) {
+void lanes_to_planes(const typename V::T* src, int64_t HW, int nc, typename V::T* dst) {
   using T = typename V::T;
   constexpr int N = V::N;
-  for (int64_t j = 0; j < ld; j += N) V::transpose(src + j * N, N, stage + j, ld);
-  for (int l = 0; l < nc; ++l) std::memcpy(dst + l * HW, stage + l * ld, static_cast<size_t>(HW) * sizeof(T));
-}
-
-// Rows [0, H) x [0, W) of t ([h * W + w][N]) into the padded lanes buffer at (top, left).
-template <class V>
-void lanes_place(const typename V::T* t, int64_t H, int64_t W, const LanesGeo& g, typename V::T* buf) {
-  constexpr int N = V::N;
-  for (int64_t h = 0; h < H; ++h) {
-    typename V::T* d = buf + ((h + g.top) * g.WP + g.left) * N;
-    const typename V::T* s = t + h * W * N;
-    for (int64_t w = 0; w < W; ++w) V::store(d + w * N, V::load(s + w * N));
+  for (int64_t j = 0; j < HW; j += N) {
+    const int cols = static_cast<int>(imin(N, HW - j));
+    if (cols == N && nc == N) {
+      V::transpose(src + j * N, N, dst + j, HW);
+    } else {
+      alignas(64) T tmp[N * N];
+      V::transpose(src + j * N, N, tmp, N);
+      for (int l = 0; l < nc; ++l) {
+        if (cols == N)
+          V::store(dst + l * HW + j, V::load(tmp + l * N));
+        else
+          V::store_n(dst + l * HW + j, V::load(tmp + l * N), cols);  // (n < N only on AVX2)
+      }
+    }
   }
 }
 
@@ -77,6 +128,30 @@ void lanes_place(const typename V::T* t, int64_t H, int64_t W, const LanesGeo& g
 // (forward and grad_input), while on 3x3 the blocks ran 0.81x-0.92x of the register-held taps. Not
 // measured on AVX-512 (its 32 registers would hold 25 taps; the blocks are used there too).
 constexpr int kLanesBlock = 8;
+
+// While a block computes, a slice per output row of the next block's input (into L2) and of this
+// block's output planes (for writing): the planes' first read from memory then overlaps the
+// arithmetic instead of following it, and the transposed stores into the output planes (16 of
+// them, each line written by parts of two stores) find their lines owned.
+struct RangePrefetch {
+  const char* in = nullptr;
+  char* out = nullptr;
+  int64_t in_lines = 0, out_lines = 0, in_per = 0, out_per = 0, in_done = 0, out_done = 0;
+  RangePrefetch() = default;
+  RangePrefetch(const void* next_in, int64_t in_bytes, void* this_out, int64_t out_bytes, int64_t steps)
+      : in(static_cast<const char*>(next_in)),
+        out(static_cast<char*>(this_out)),
+        in_lines(next_in ? (in_bytes + 127) / 64 : 0),
+        out_lines(this_out ? (out_bytes + 127) / 64 : 0),
+        in_per(ceil_div(in_lines, imax(steps, 1))),
+        out_per(ceil_div(out_lines, imax(steps, 1))) {}
+  void step() {
+    for (const int64_t e = imin(in_lines, in_done + in_per); in_done < e; ++in_done)
+      __builtin_prefetch(in + in_done * 64, 0, 2);
+    for (const int64_t e = imin(out_lines, out_done + out_per); out_done < e; ++out_done)
+      __builtin_prefetch(out + out_done * 64, 1, 2);
+  }
+};
 
 template <class V, int PB, bool S1>
 CNNFAST_FORCE_INLINE void lanes_block(const typename V::T* x, int64_t swn, const typename V::T* wv, const int64_t* toff,
@@ -101,13 +176,15 @@ CNNFAST_FORCE_INLINE void lanes_block(const typename V::T* x, int64_t swn, const
 // ran 0.81x-0.92x of this on MobileNet's 3x3 layers, same method as above).
 template <class V>
 void lanes_correlate9(const typename V::T* in, int64_t WP, const typename V::T* wv, const int64_t* toff,
-                      typename V::R b, bool relu, int64_t OH, int64_t OW, int64_t sh, int64_t sw, typename V::T* out) {
+                      typename V::R b, bool relu, int64_t OH, int64_t OW, int64_t sh, int64_t sw, typename V::T* out,
+                      RangePrefetch& pf) {
   using R = typename V::R;
   constexpr int N = V::N, KT = 9;
   R w[KT];
   int64_t o[KT];
   for (int t = 0; t < KT; ++t) w[t] = V::load(wv + t * N), o[t] = toff[t];
-  for (int64_t oh = 0; oh < OH; ++oh)
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    pf.step();
     for (int64_t ow = 0; ow < OW; ++ow) {
       const typename V::T* x = in + (oh * sh * WP + ow * sw) * N;
       R a0 = b, a1 = V::zero();
@@ -117,18 +194,20 @@ void lanes_correlate9(const typename V::T* in, int64_t WP, const typename V::T* 
       a0 = V::add(a0, a1);
       V::store(out + (oh * OW + ow) * N, relu ? V::relu(a0) : a0);
     }
+  }
 }
 
 template <class V>
 void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::T* wv, const int64_t* toff,
                          int64_t ntap, const typename V::T* bias, bool relu, int64_t OH, int64_t OW, int64_t sh,
-                         int64_t sw, typename V::T* out) {
+                         int64_t sw, typename V::T* out, RangePrefetch&& pf = RangePrefetch()) {
   constexpr int N = V::N;
   const typename V::R b = bias ? V::load(bias) : V::zero();
   const int64_t nb = ceil_div(OW, int64_t{kLanesBlock}), pb = ceil_div(OW, nb);  // blocks of pb, the last shorter
   auto row = [&](auto s1c) {
     constexpr bool S1 = decltype(s1c)::value;
-    for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      pf.step();
       for (int64_t ow = 0; ow < OW; ow += pb) {
         const int m = static_cast<int>(imin(pb, OW - ow));
         const typename V::T* x = in + (oh * sh * WP + ow * sw) * N;
@@ -136,9 +215,10 @@ void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::
         with_n<kLanesBlock>(
             m, [&](auto mc) { lanes_block<V, decltype(mc)::value, S1>(x, sw * N, wv, toff, ntap, b, relu, o); });
       }
+    }
   };
   if (ntap == 9)
-    lanes_correlate9<V>(in, WP, wv, toff, b, relu, OH, OW, sh, sw, out);
+    lanes_correlate9<V>(in, WP, wv, toff, b, relu, OH, OW, sh, sw, out, pf);
   else if (sw == 1)
     row(std::true_type{});
   else
@@ -173,17 +253,16 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
   g.WP = imax(p.W + 2 * p.pw, (p.OW - 1) * p.sw + (p.S - 1) * p.dw + 1);
   const int64_t cb = ceil_div(p.C, N), units = p.N * cb;
   const int nt = plan_threads(units, p.N * p.C * OHW * RS);
-  auto layout = [&](Arena& a, T*& stage, T*& t, T*& buf, T*& wv, T*& bv) {
-    stage = a.take<T>(N * imax(ldx, ldy));
-    t = a.take<T>(imax(ldx, ldy) * N);
+  auto layout = [&](Arena& a, T*& t, T*& buf, T*& wv, T*& bv) {
+    t = a.take<T>(imax(ldx, ldy) * N);  // the input's flat transpose (short rows), then the output
     buf = a.take<T>(g.HP * g.WP * N);
     wv = a.take<T>(RS * N);
     bv = a.take<T>(N);
   };
   Arena measure;
   {
-    T *s, *t, *b, *wv, *bv;
-    layout(measure, s, t, b, wv, bv);
+    T *t, *b, *wv, *bv;
+    layout(measure, t, b, wv, bv);
   }
   Arena shared;
   int64_t* toff = shared.take<int64_t>(RS);
@@ -195,19 +274,22 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
-    T *stage, *t, *buf, *wv, *bv;
-    layout(a, stage, t, buf, wv, bv);
+    T *t, *buf, *wv, *bv;
+    layout(a, t, buf, wv, bv);
     fill_zero(buf, g.HP * g.WP * N);  // the border stays zero; the interior is rewritten per block
     for (int64_t u = b; u < e; ++u) {
       const int64_t n = u / cb, c0 = (u % cb) * N;
       const int nc = static_cast<int>(imin(N, p.C - c0));
       lanes_weights<V>(w, c0, nc, RS, false, wv);
       for (int l = 0; l < N; ++l) bv[l] = bias && l < nc ? bias[c0 + l] : T(0);
-      lanes_gather<V>(x + (n * p.C + c0) * HW, HW, nc, stage, ldx, t);
-      lanes_place<V>(t, p.H, p.W, g, buf);
-      lanes_correlate_any<V>(buf, g.WP, wv, toff, RS, bv, relu, p.OH, p.OW, p.sh, p.sw, t);
+      lanes_to_buf<V>(x + (n * p.C + c0) * HW, p.H, p.W, nc, g, buf, t);
+      const int64_t un = (u + 1) / cb, uc0 = ((u + 1) % cb) * N;  // the next unit's planes
+      lanes_correlate_any<V>(
+          buf, g.WP, wv, toff, RS, bv, relu, p.OH, p.OW, p.sh, p.sw, t,
+          RangePrefetch(u + 1 < e ? x + (un * p.C + uc0) * HW : nullptr, imin(N, p.C - uc0) * HW * int64_t(sizeof(T)),
+                        y + (n * p.C + c0) * OHW, nc * OHW * int64_t(sizeof(T)), p.OH));
       act_sweep<V>(t, OHW * N, act);  // the block, in L1
-      lanes_scatter<V>(t, OHW, nc, stage, ldy, y + (n * p.C + c0) * OHW);
+      lanes_to_planes<V>(t, OHW, nc, y + (n * p.C + c0) * OHW);
     }
   });
   p.act_done = true;
@@ -223,7 +305,7 @@ bool dw_lanes_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typ
   constexpr int N = V::N;
   if (!dw_lanes_applies(p, N)) return false;
   const int64_t RS = p.R * p.S, HW = p.H * p.W, OHW = p.OH * p.OW;
-  const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N), ld = imax(ldx, ldy);
+  const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N);
   const int64_t A = (p.R - 1) * p.dh - p.ph, B = (p.S - 1) * p.dw - p.pw;
   if (p.sh != 1 || p.sw != 1 || A < 0 || B < 0) return false;
   LanesGeo g;
@@ -232,16 +314,15 @@ bool dw_lanes_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typ
   g.WP = imax(p.OW + B, p.W + (p.S - 1) * p.dw);
   const int64_t cb = ceil_div(p.C, N), units = p.N * cb;
   const int nt = plan_threads(units, p.N * p.C * OHW * RS);
-  auto layout = [&](Arena& a, T*& stage, T*& t, T*& buf, T*& wv) {
-    stage = a.take<T>(N * ld);
-    t = a.take<T>(ld * N);
+  auto layout = [&](Arena& a, T*& t, T*& buf, T*& wv) {
+    t = a.take<T>(imax(ldx, ldy) * N);
     buf = a.take<T>(g.HP * g.WP * N);
     wv = a.take<T>(RS * N);
   };
   Arena measure;
   {
-    T *s, *t, *b, *wv;
-    layout(measure, s, t, b, wv);
+    T *t, *b, *wv;
+    layout(measure, t, b, wv);
   }
   Arena shared;
   int64_t* toff = shared.take<int64_t>(RS);
@@ -252,17 +333,20 @@ bool dw_lanes_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typ
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
-    T *stage, *t, *buf, *wv;
-    layout(a, stage, t, buf, wv);
+    T *t, *buf, *wv;
+    layout(a, t, buf, wv);
     fill_zero(buf, g.HP * g.WP * N);
     for (int64_t u = b; u < e; ++u) {
       const int64_t n = u / cb, c0 = (u % cb) * N;
       const int nc = static_cast<int>(imin(N, p.C - c0));
       lanes_weights<V>(w, c0, nc, RS, true, wv);
-      lanes_gather<V>(gy + (n * p.C + c0) * OHW, OHW, nc, stage, ldy, t);
-      lanes_place<V>(t, p.OH, p.OW, g, buf);
-      lanes_correlate_any<V>(buf, g.WP, wv, toff, RS, nullptr, false, p.H, p.W, 1, 1, t);
-      lanes_scatter<V>(t, HW, nc, stage, ldx, gx + (n * p.C + c0) * HW);
+      lanes_to_buf<V>(gy + (n * p.C + c0) * OHW, p.OH, p.OW, nc, g, buf, t);
+      const int64_t un = (u + 1) / cb, uc0 = ((u + 1) % cb) * N;  // the next unit's planes
+      lanes_correlate_any<V>(buf, g.WP, wv, toff, RS, nullptr, false, p.H, p.W, 1, 1, t,
+                             RangePrefetch(u + 1 < e ? gy + (un * p.C + uc0) * OHW : nullptr,
+                                           imin(N, p.C - uc0) * OHW * int64_t(sizeof(T)), gx + (n * p.C + c0) * HW,
+                                           nc * HW * int64_t(sizeof(T)), p.H));
+      lanes_to_planes<V>(t, HW, nc, gx + (n * p.C + c0) * HW);
     }
   });
   return true;
@@ -307,23 +391,22 @@ bool dw_lanes_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typ
   constexpr int N = V::N;
   if (!dw_lanes_applies(p, N, p.R * p.S <= 9 ? 16 : 8)) return false;
   const int64_t RS = p.R * p.S, HW = p.H * p.W, OHW = p.OH * p.OW;
-  const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N), ld = imax(ldx, ldy);
+  const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N);
   LanesGeo g;
   g.top = p.ph, g.left = p.pw;
   g.HP = imax(p.H + 2 * p.ph, (p.OH - 1) * p.sh + (p.R - 1) * p.dh + 1);
   g.WP = imax(p.W + 2 * p.pw, (p.OW - 1) * p.sw + (p.S - 1) * p.dw + 1);
   const int64_t cb = ceil_div(p.C, N), splits = weight_splits(cb, p.N), units = cb * splits;
   const int nt = plan_threads(units, p.N * p.C * OHW * RS);
-  auto layout = [&](Arena& a, T*& stage, T*& t, T*& gyl, T*& buf) {
-    stage = a.take<T>(N * ld);
+  auto layout = [&](Arena& a, T*& t, T*& gyl, T*& buf) {
     t = a.take<T>(ldx * N);
     gyl = a.take<T>(ldy * N);
     buf = a.take<T>(g.HP * g.WP * N);
   };
   Arena measure;
   {
-    T *s, *t, *gl, *b;
-    layout(measure, s, t, gl, b);
+    T *t, *gl, *b;
+    layout(measure, t, gl, b);
   }
   Arena shared;
   int64_t* toff = shared.take<int64_t>(RS);
@@ -335,8 +418,8 @@ bool dw_lanes_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typ
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
-    T *stage, *t, *gyl, *buf;
-    layout(a, stage, t, gyl, buf);
+    T *t, *gyl, *buf;
+    layout(a, t, gyl, buf);
     fill_zero(buf, g.HP * g.WP * N);
     for (int64_t u = b; u < e; ++u) {
       const int64_t blk = u / splits, sp = u % splits, c0 = blk * N;
@@ -345,9 +428,8 @@ bool dw_lanes_bwd_weight(const Conv2dShape& p, const typename V::T* x, const typ
       T* acc = partial + u * (RS + 1) * N;
       fill_zero(acc, (RS + 1) * N);
       for (int64_t n = n0; n < n1; ++n) {
-        lanes_gather<V>(x + (n * p.C + c0) * HW, HW, nc, stage, ldx, t);
-        lanes_place<V>(t, p.H, p.W, g, buf);
-        lanes_gather<V>(gy + (n * p.C + c0) * OHW, OHW, nc, stage, ldy, gyl);
+        lanes_to_buf<V>(x + (n * p.C + c0) * HW, p.H, p.W, nc, g, buf, t);
+        lanes_from_planes<V>(gy + (n * p.C + c0) * OHW, OHW, nc, gyl);
         switch (RS) {
           case 9: lanes_tap_sums<V, 9>(buf, g.WP, gyl, toff, RS, p.OH, p.OW, p.sh, p.sw, acc); break;
           case 25: lanes_tap_sums<V, 25>(buf, g.WP, gyl, toff, RS, p.OH, p.OW, p.sh, p.sw, acc); break;
