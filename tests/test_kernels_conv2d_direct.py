@@ -246,7 +246,7 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
     _check(isa, x, w, b, stride, padding, dilation, C)
 
 
-# Small output planes (OW, OH <= 16, M == 1, C >= half a vector): channels as lanes
+# Small output planes (OW, OH <= 16, M == 1, C >= half a vector; <= 32 at stride 2 on AVX2): channels as lanes
 # (conv2d_dw_lanes.h). Channel counts around 8 and 16 give partial last blocks on both ISAs;
 # grad_input only at stride 1 with padding <= the kernel reach (else the plane engine).
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -270,6 +270,9 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
         ((1, 19, 16, 16), (5, 5), 1, 2, 1),  # two blocks of 8
         ((2, 11, 11, 11), (7, 7), 1, 3, 1),  # blocks of 6 + 5
         ((1, 24, 31, 31), (5, 5), 2, 2, 1),  # stride 2 onto 16 x 16: two strided blocks of 8
+        # stride 2 onto planes up to 32 x 32 (lanes on AVX2 float32 only): partial channel blocks
+        ((1, 12, 56, 56), (3, 3), 2, 1, 1),  # MobileNet 56 x 56 -> 28 x 28
+        ((2, 9, 40, 63), (5, 5), 2, 2, 1),  # onto 20 x 32, rows of 63 (a partial block per row)
     ],
 )
 @pytest.mark.parametrize("bias", [True, False])

@@ -34,6 +34,34 @@ void fill_zero(T* p, int64_t n) {
   for (int64_t i = 0; i < n; ++i) p[i] = T(0);
 }
 
+// Software prefetch for kernels that walk a unit of work (a block of planes, a plane's rows) in
+// `steps` steps: at each step a slice of the next unit's input (read, into L2) and of this unit's
+// output (for writing; `lead` slices ahead of the step, for kernels that store as they go). The
+// input's first read from memory then overlaps the arithmetic instead of following it, and the
+// stores find their lines already owned: on the Xeon of the AVX-512 results, where one core
+// streams 20-29 GB/s, the depthwise channel-lanes kernels ran 1.2-1.6x faster with both.
+struct RangePrefetch {
+  const char* in = nullptr;
+  char* out = nullptr;
+  int64_t in_lines = 0, out_lines = 0, in_per = 0, out_per = 0, out_first = 0, in_done = 0, out_done = 0;
+  RangePrefetch() = default;
+  RangePrefetch(const void* next_in, int64_t in_bytes, void* this_out, int64_t out_bytes, int64_t steps,
+                int64_t lead = 0)
+      : in(static_cast<const char*>(next_in)),
+        out(static_cast<char*>(this_out)),
+        in_lines(next_in ? (in_bytes + 127) / 64 : 0),
+        out_lines(this_out ? (out_bytes + 127) / 64 : 0),
+        in_per(ceil_div(in_lines, imax(steps, 1))),
+        out_per(ceil_div(out_lines, imax(steps, 1))),
+        out_first(out_per * (1 + lead)) {}
+  void step() {
+    for (const int64_t e = imin(in_lines, in_done + in_per); in_done < e; ++in_done)
+      __builtin_prefetch(in + in_done * 64, 0, 2);
+    for (const int64_t e = imin(out_lines, out_done ? out_done + out_per : out_first); out_done < e; ++out_done)
+      __builtin_prefetch(out + out_done * 64, 1, 2);
+  }
+};
+
 // Carves 64-byte-aligned arrays out of one block. With base == 0 it only measures, so the same
 // code computes the per-thread workspace size and then hands out the pointers.
 struct Arena {

@@ -21,8 +21,14 @@ namespace {
 // (1 thread, Xeon, loaded), old engines -> lanes: 7 x 7 outputs 1.4-6x faster on both ISAs; 14 x 14
 // 3x3 1.0-1.4x, 5x5 forward/grad_input 1.0-1.2x, but 5x5 grad_weight on 14 x 14 0.65-0.86x, so
 // grad_weight passes max_ow = 8 for filters of more than 9 taps.
-inline bool dw_lanes_applies(const Conv2dShape& p, int lanes, int64_t max_ow = 16) {
-  return p.groups == p.C && p.K == p.C && 2 * p.C >= lanes && p.OW <= max_ow && p.OH <= 16 && p.H <= 64 && p.W <= 64;
+// The forward's stride-2 layers onto 17..32-wide planes (MobileNet's 56 x 56 -> 28 x 28) take it on
+// AVX2 (float32) too: 1.17x-1.32x the row engine's stride-2 kernel (Xeon held to AVX2, 1 thread,
+// CPU=1 T=1 bench/ab_builds.py lc_dw64_56s2,lc_dw64_56s2_n1,dw144_56s2_n1,dw5_240_56s2_n1 fwd),
+// while on AVX-512 that kernel stays ahead (0.85x-0.98x) and at stride 1 lanes lose on 28 x 28
+// (0.86x-0.96x, dw192_28_n1).
+inline bool dw_lanes_applies(const Conv2dShape& p, int lanes, int64_t max_ow = 16, int64_t max_oh = 16) {
+  return p.groups == p.C && p.K == p.C && 2 * p.C >= lanes && p.OW <= max_ow && p.OH <= max_oh && p.H <= 64 &&
+         p.W <= 64;
 }
 
 // Geometry of one channel block: the padded input as [HP][WP][N] (index ((h + top) * WP + w + left) * N).
@@ -129,30 +135,6 @@ void lanes_to_planes(const typename V::T* src, int64_t HW, int nc, typename V::T
 // measured on AVX-512 (its 32 registers would hold 25 taps; the blocks are used there too).
 constexpr int kLanesBlock = 8;
 
-// While a block computes, a slice per output row of the next block's input (into L2) and of this
-// block's output planes (for writing): the planes' first read from memory then overlaps the
-// arithmetic instead of following it, and the transposed stores into the output planes (16 of
-// them, each line written by parts of two stores) find their lines owned.
-struct RangePrefetch {
-  const char* in = nullptr;
-  char* out = nullptr;
-  int64_t in_lines = 0, out_lines = 0, in_per = 0, out_per = 0, in_done = 0, out_done = 0;
-  RangePrefetch() = default;
-  RangePrefetch(const void* next_in, int64_t in_bytes, void* this_out, int64_t out_bytes, int64_t steps)
-      : in(static_cast<const char*>(next_in)),
-        out(static_cast<char*>(this_out)),
-        in_lines(next_in ? (in_bytes + 127) / 64 : 0),
-        out_lines(this_out ? (out_bytes + 127) / 64 : 0),
-        in_per(ceil_div(in_lines, imax(steps, 1))),
-        out_per(ceil_div(out_lines, imax(steps, 1))) {}
-  void step() {
-    for (const int64_t e = imin(in_lines, in_done + in_per); in_done < e; ++in_done)
-      __builtin_prefetch(in + in_done * 64, 0, 2);
-    for (const int64_t e = imin(out_lines, out_done + out_per); out_done < e; ++out_done)
-      __builtin_prefetch(out + out_done * 64, 1, 2);
-  }
-};
-
 template <class V, int PB, bool S1>
 CNNFAST_FORCE_INLINE void lanes_block(const typename V::T* x, int64_t swn, const typename V::T* wv, const int64_t* toff,
                                       int64_t ntap, typename V::R b, bool relu, typename V::T* out) {
@@ -244,7 +226,9 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
                   typename V::T* y, bool relu) {
   using T = typename V::T;
   constexpr int N = V::N;
-  if (!dw_lanes_applies(p, N)) return false;
+  constexpr bool avx2_f32 = sizeof(typename V::R) == 32 && sizeof(T) == 4;
+  const int64_t wide = avx2_f32 && p.sh == 2 && p.sw == 2 ? 32 : 16;
+  if (!dw_lanes_applies(p, N, wide, wide)) return false;
   const int64_t RS = p.R * p.S, HW = p.H * p.W, OHW = p.OH * p.OW;
   const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N);
   LanesGeo g;
