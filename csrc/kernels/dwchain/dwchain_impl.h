@@ -40,6 +40,17 @@ using direct::round_up;
 
 // A stage's activation as a register-tile epilogue (conv2d_epilogue.h's functor, no ReLU before
 // it; a, b, lo, hi broadcast once). NaN propagates as in ref.
+// Calls whose input and output together exceed kChainPrefetchMinBytes (more than the L2 caches of
+// two cores hold: their rows come from L3 or memory) prefetch in software while the depthwise
+// stage runs: the input rows of the next block's fill, and the output rows of this block where a
+// channel's run of them is at most kChainPrefetchMaxRun bytes (longer runs the hardware prefetchers
+// follow: with it the 16 -> 32 chain on 112 x 112, 1.8 KB runs, ran 0.95x on AVX-512 and 0.85x on
+// AVX2). chosen because (Xeon, 1 thread, CPU=1 T=1 bench/ab_builds.py lc112,lc56,lc112s2,lc28,
+// mb112,mb56 chain base@avx512,new@avx512,base@avx2,new@avx2 7) PP-LCNet's chains at batch 16
+// (13-38 MB): 32 -> 64 stride 2 on 112 x 112 1.50x (AVX-512) / 1.42x (AVX2), 64 -> 64 on 56 x 56
+// 1.13x / 1.04x, the 112 x 112 and 28 x 28 ones 0.97x-1.02x; MobileNetV2's at batch 1 (0.2-1.2 MB,
+// in cache) take none of it.
+constexpr int64_t kChainPrefetchMinBytes = int64_t{4} << 20, kChainPrefetchMaxRun = 1024;
 template <class V>
 struct ChainEpi : ActEpi<V> {
   explicit ChainEpi(const ChainAct& c) : ActEpi<V>(false, c) {}
@@ -119,6 +130,7 @@ bool chain(const DwChain& p, const typename V::T* x, const typename V::T* we, co
   }
   std::atomic<bool> failed{false};
   const ChainEpi<V> eepi(p.ea), depi(p.da), pepi(p.pa);
+  const bool prefetch = p.N * (C * H * W + K * OH * OW) * int64_t(sizeof(T)) > kChainPrefetchMinBytes;
   run_parallel(nt, units, [&](int64_t ub, int64_t ue, int) {
     T* buf = thread_scratch_of<T>(static_cast<size_t>(per_thread));
     if (!buf) {
@@ -173,7 +185,21 @@ bool chain(const DwChain& p, const typename V::T* x, const typename V::T* we, co
           const int64_t ih = oh * s - pad + i;
           roff[i] = ih < 0 || ih >= hi ? -1 : (ring_used ? slot(ih) * rowlen : ih * W);
         }
+        // While the depthwise stage runs, channel by channel: the input rows the next block's
+        // fill reads (into L2) and the output rows this block's project stage writes.
+        const int64_t nx0 = next, nx1 = imin(H, next + G);
         for (int64_t e = 0; e < E; ++e) {
+          if (prefetch && ring_used && nx0 < nx1)
+            for (int64_t c = e * C / E; c < (e + 1) * C / E; ++c) {
+              const char* a = reinterpret_cast<const char*>(xn + c * H * W + nx0 * W);
+              for (int64_t off = 0; off < (nx1 - nx0) * W * int64_t(sizeof(T)); off += 64)
+                __builtin_prefetch(a + off, 0, 2);
+            }
+          if (prefetch && p.project && rb * OW * int64_t(sizeof(T)) <= kChainPrefetchMaxRun)
+            for (int64_t k = e * K / E; k < (e + 1) * K / E; ++k) {
+              char* a = reinterpret_cast<char*>(yn + k * OH * OW + oh * OW);
+              for (int64_t off = 0; off < rb * OW * int64_t(sizeof(T)); off += 64) __builtin_prefetch(a + off, 1, 2);
+            }
           RV wv[R * R];
           for (int t = 0; t < R * R; ++t) wv[t] = V::set1(wd[e * R * R + t]);
           const RV b = V::set1(bd ? bd[e] : T(0));
