@@ -246,7 +246,9 @@ def main(argv=None):
     ap.add_argument("--calls", type=int, default=20, help="forwards per round")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--per-call", action="store_true", help="+ each C++ call's CPU time, largest first")
-    ap.add_argument("--ort", action="store_true", help="+ ONNX Runtime's node times (its profiler, ONNX nets)")
+    ap.add_argument(
+        "--ort", action="store_true", help="+ ONNX Runtime's node times (its profiler; models via cnnfast.onnx.export)"
+    )
     ap.add_argument("--trees", help="label=DIR,label=DIR: A/B of source trees, a fresh process per tree and round")
     ap.add_argument("--cores", help="label=SO,label=SO: A/B of compiled extensions on the recorded calls")
     ap.add_argument(
@@ -284,7 +286,14 @@ def main(argv=None):
                 f"| {name} | {len(calls)} | {w * 1e3:.3f} | {r * 1e3:.3f} | {(w - r) * 1e3:.3f} "
                 f"({(w - r) / w:.0%}) | {(w - r) / max(len(calls), 1) * 1e6:.1f} |"
             )
-            if args.ort and name in ("lcnet", "cls"):
+            if args.ort:
+                if name not in _PATHS:  # a cnnfast.models network: its cnnfast.onnx.export file
+                    import tempfile
+
+                    _PATHS[name] = str(Path(tempfile.mkdtemp()) / f"{name}.onnx")
+                    from cnnfast.onnx import export
+
+                    export(m, _PATHS[name], x)
                 ort_nodes(_PATHS[name], x, args.threads, args.calls)
             if args.per_call:
                 rows = []
