@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/allocator.h"
+#include "common/parallel.h"
 #include "common/portable.h"
 #include "ops/array_util.h"
 
@@ -59,10 +60,15 @@ void fold_bn(carray<T>& w, std::optional<py::array>& bias, const std::vector<T>&
   const T* CNNFAST_RESTRICT sh = shift.data();
   std::optional<carray<T>> b0;
   if (bias) b0.emplace(*bias);
-  for (int64_t o = 0; o < O; ++o) {
-    const T s = sc[o];
-    for (int64_t i = 0; i < per; ++i) wfp[o * per + i] = wp[o * per + i] * s;
-  }
+  // (on the pool's threads: the GIL is held but the loop touches no Python object. Run serially
+  // it kept the other workers spinning; perf put it at 8% of the CPU time of MobileNetV2's
+  // 96 -> 576 1x1 layer at batch 1, a layer of 65 us on 2 threads)
+  parallel_for(O, per, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      const T s = sc[o];
+      for (int64_t i = 0; i < per; ++i) wfp[o * per + i] = wp[o * per + i] * s;
+    }
+  });
   const T* b0p = b0 ? b0->data() : nullptr;
   for (int64_t o = 0; o < O; ++o) bfp[o] = b0p ? b0p[o] * sc[o] + sh[o] : sh[o];
   w = wf;
