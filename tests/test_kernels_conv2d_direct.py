@@ -297,6 +297,7 @@ def test_depthwise_channel_lanes(isa, rng, dtype, x_shape, k, stride, padding, d
         ((2, 2, 7, 40), 1, 5, 1, (4, 1)),
         ((1, 2, 10, 24), 1, 7, 1, 3),  # ConvNeXt 7x7
         ((1, 2, 17, 64), 1, 3, 2, 1),  # stride 2: phase rows
+        ((1, 2, 9, 113), 1, 3, 2, 1),  # stride 2, rows of >= 6 vectors: the unmasked phase split
         ((2, 3, 13, 35), 2, 3, 2, (2, 0)),
         ((1, 2, 11, 67), 1, 5, 2, 2),  # EfficientNet 5x5 s2
         ((1, 2, 15, 45), 1, 7, 2, (6, 3)),

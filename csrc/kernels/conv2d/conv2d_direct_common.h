@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "common/parallel.h"
+#include "common/portable.h"
 #include "common/simd.h"
 #include "dispatch/heuristics.h"
 #include "kernels/conv2d/conv2d.h"
@@ -392,12 +393,11 @@ inline void copy_row(typename V::T* dst, const typename V::T* src, int64_t n) {
   }
 }
 
-// even[j] = src[2j - pw], odd[j] = src[2j + 1 - pw] for j < need, 0 outside [0, W): whole
-// vectors from masked loads (fill_phased runs a short row -- 28 columns, 14 per phase -- through
-// its scalar edge loops).
+// One vector pair of deinterleave_row (phase columns j .. j + N) that may reach past either end
+// of the row or of need: masked loads, zeros outside [0, W), partial stores past need.
 template <class V>
-inline void deinterleave_row(typename V::T* even, typename V::T* odd, const typename V::T* src, int64_t W, int64_t pw,
-                             int64_t need) {
+CNNFAST_FORCE_INLINE void deinterleave_edge(typename V::T* even, typename V::T* odd, const typename V::T* src,
+                                            int64_t W, int64_t pw, int64_t need, int64_t j) {
   using T = typename V::T;
   constexpr int N = V::N;
   auto part = [&](int64_t base) {  // src[base, base + N), zero outside [0, W)
@@ -406,17 +406,38 @@ inline void deinterleave_row(typename V::T* even, typename V::T* odd, const type
     if (lo == hi) return V::zero();
     return V::load_part(src + base, static_cast<int>(lo), static_cast<int>(hi), T(0));
   };
-  // Vectors wholly left of or right of the image stay as they are (zero: see dw_fill).
-  for (int64_t j = imax(0, floor_div(pw - 2 * N, 2) + 1) / N * N; j < need && 2 * j - pw < W; j += N) {
-    const int64_t base = 2 * j - pw;
-    const typename V::R a = part(base), b = part(base + N);
-    const typename V::R e = V::unzip_fix(V::even(a, b)), o = V::unzip_fix(V::odd(a, b));
-    if (j + N <= need) {
-      V::store(even + j, e), V::store(odd + j, o);
-    } else {
-      V::store_n(even + j, e, static_cast<int>(need - j)), V::store_n(odd + j, o, static_cast<int>(need - j));
+  const int64_t base = 2 * j - pw;
+  const typename V::R a = part(base), b = part(base + N);
+  const typename V::R e = V::unzip_fix(V::even(a, b)), o = V::unzip_fix(V::odd(a, b));
+  if (j + N <= need) {
+    V::store(even + j, e), V::store(odd + j, o);
+  } else {
+    V::store_n(even + j, e, static_cast<int>(need - j)), V::store_n(odd + j, o, static_cast<int>(need - j));
+  }
+}
+
+// even[j] = src[2j - pw], odd[j] = src[2j + 1 - pw] for j < need, 0 outside [0, W): whole
+// vectors from masked loads (fill_phased runs a short row -- 28 columns, 14 per phase -- through
+// its scalar edge loops). Vectors wholly left of or right of the image stay as they are (zero: see
+// dw_fill). On rows of at least 6 vectors the pairs inside the row (both loads in it, whole
+// stores) skip deinterleave_edge's tests. chosen because (Xeon, 1 thread, CPU=1 T=1
+// bench/ab_builds.py mb112,mb112_n8,lc112s2 chain and dw96_112s2_n1,dw96_112s2_n8 fwd) the 112-wide
+// stride-2 layers and chains ran 1.03x-1.10x (AVX-512) and 1.08x-1.21x (AVX2); taken on shorter
+// rows too it had cost 56-wide ones 0.86x-0.89x on AVX-512 (with this bound they measure as before).
+template <class V>
+inline void deinterleave_row(typename V::T* even, typename V::T* odd, const typename V::T* src, int64_t W, int64_t pw,
+                             int64_t need) {
+  constexpr int N = V::N;
+  int64_t j = imax(0, floor_div(pw - 2 * N, 2) + 1) / N * N;
+  if (W >= 6 * N) {
+    for (; j < need && 2 * j - pw < W && 2 * j - pw < 0; j += N) deinterleave_edge<V>(even, odd, src, W, pw, need, j);
+    for (; j + N <= need && 2 * j - pw + 2 * N <= W; j += N) {
+      const typename V::T* s = src + 2 * j - pw;
+      const typename V::R a = V::load(s), b = V::load(s + N);
+      V::store(even + j, V::unzip_fix(V::even(a, b))), V::store(odd + j, V::unzip_fix(V::odd(a, b)));
     }
   }
+  for (; j < need && 2 * j - pw < W; j += N) deinterleave_edge<V>(even, odd, src, W, pw, need, j);
 }
 
 }  // namespace
