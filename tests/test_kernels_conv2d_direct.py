@@ -273,6 +273,8 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
         # stride 2 onto planes up to 32 x 32 (lanes on AVX2 float32 only): partial channel blocks
         ((1, 12, 56, 56), (3, 3), 2, 1, 1),  # MobileNet 56 x 56 -> 28 x 28
         ((2, 9, 40, 63), (5, 5), 2, 2, 1),  # onto 20 x 32, rows of 63 (a partial block per row)
+        ((1, 18, 13, 11), (5, 5), 1, (4, 2), (2, 1)),  # 5x5 rows dilated (AVX-512: rows held in registers)
+        ((2, 17, 9, 9), (7, 7), 2, 3, 1),  # 7x7 stride 2 (AVX-512: rows held in registers)
     ],
 )
 @pytest.mark.parametrize("bias", [True, False])
