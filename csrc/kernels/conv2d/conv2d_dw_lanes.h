@@ -154,14 +154,14 @@ CNNFAST_FORCE_INLINE void lanes_block(const typename V::T* x, int64_t swn, const
   for (int j = 0; j < PB; ++j) V::store(out + j * N, relu ? V::relu(acc[j]) : acc[j]);
 }
 
-// R x S filters with S = 5 or 7 and unit column dilation, where 32 registers hold a block's row of
-// input vectors ((PB - 1) * SW + S of them, up to 27) next to its PB accumulators: per filter row the
+// R x S filters with S = 5 or 7 and unit column dilation, the registers holding a block's row of
+// input vectors ((PB - 1) * SW + S of them) next to its PB accumulators: per filter row the
 // inputs are loaded once and each feeds up to S multiply-adds (lanes_block loads one input per
 // multiply-add: 8 loads per 7 FMAs, more than two loads a cycle can serve). The taps are summed in
 // the same order as lanes_block's (row-major from the bias): the same results. Xeon, 1 thread,
 // CPU=1 T=1 bench/ab_builds.py lc_dw5_14,lc_dw5_14_n1,lc_dw5_512_7,effnet_dw14 fwd,bwd_input: 1.11x-
-// 1.17x; stride 2 (lc_dw5_256_14s2, effnet_dw, dw5_240_28s2_n8 fwd) 1.01x-1.09x. AVX2's 16 registers
-// would spill it: lanes_block stays there.
+// 1.17x; stride 2 (lc_dw5_256_14s2, effnet_dw, dw5_240_28s2_n8 fwd) 1.01x-1.09x. AVX2 (16 registers)
+// runs it on blocks of 3-5 positions: 1.10x-1.17x at stride 1 (same layers), 1.00x-1.02x at stride 2.
 template <class V, int PB, int S, int SW>
 CNNFAST_FORCE_INLINE void lanes_block_rows(const typename V::T* x, int64_t row_step, const typename V::T* wv, int64_t R,
                                            typename V::R b, bool relu, typename V::T* out) {
@@ -219,17 +219,22 @@ void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::
   constexpr int N = V::N;
   const typename V::R b = bias ? V::load(bias) : V::zero();
   const int64_t nb = ceil_div(OW, int64_t{kLanesBlock}), pb = ceil_div(OW, nb);  // blocks of pb, the last shorter
-  if constexpr (sizeof(typename V::R) == 64) {  // 32 registers: a row's input vectors held (lanes_block_rows)
+  {  // a row's input vectors held in registers (lanes_block_rows)
     if (dw == 1 && R * S == ntap && (S == 5 || S == 7) && (sw == 1 || sw == 2)) {
       auto rows = [&](auto sc, auto swc) {
         constexpr int SS = decltype(sc)::value, SW = decltype(swc)::value;
+        // positions per block: PB accumulators, (PB - 1) * SW + S inputs and a weight in the
+        // registers (32 on AVX-512: up to kLanesBlock; 16 on AVX2: 3 to 5)
+        constexpr int kRegs = sizeof(typename V::R) == 64 ? 32 : 16;
+        constexpr int PBfit = (kRegs - 1 - SS + SW) / (1 + SW), PBmax = PBfit < kLanesBlock ? PBfit : kLanesBlock;
+        const int64_t nbr = ceil_div(OW, int64_t{PBmax}), pbr = ceil_div(OW, nbr);
         for (int64_t oh = 0; oh < OH; ++oh) {
           pf.step();
-          for (int64_t ow = 0; ow < OW; ow += pb) {
-            const int m = static_cast<int>(imin(pb, OW - ow));
+          for (int64_t ow = 0; ow < OW; ow += pbr) {
+            const int m = static_cast<int>(imin(pbr, OW - ow));
             const typename V::T* x = in + (oh * sh * WP + ow * SW) * N;
             typename V::T* o = out + (oh * OW + ow) * N;
-            with_n<kLanesBlock>(m, [&](auto mc) {
+            with_n<PBmax>(m, [&](auto mc) {
               lanes_block_rows<V, decltype(mc)::value, SS, SW>(x, dh * WP * N, wv, R, b, relu, o);
             });
           }
