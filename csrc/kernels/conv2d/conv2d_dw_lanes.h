@@ -218,7 +218,16 @@ void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::
                          RangePrefetch&& pf = RangePrefetch()) {
   constexpr int N = V::N;
   const typename V::R b = bias ? V::load(bias) : V::zero();
-  const int64_t nb = ceil_div(OW, int64_t{kLanesBlock}), pb = ceil_div(OW, nb);  // blocks of pb, the last shorter
+  // blk(m, x, o) on each block of m <= maxb output positions of each row (balanced: OW 14 in
+  // blocks of at most 8 is 7 + 7), x its first input position (column stride swk), o its output
+  auto blocks = [&](int64_t maxb, int64_t swk, const auto& blk) {
+    const int64_t nb = ceil_div(OW, maxb), pb = ceil_div(OW, nb);  // blocks of pb, the last shorter
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      pf.step();
+      for (int64_t ow = 0; ow < OW; ow += pb)
+        blk(static_cast<int>(imin(pb, OW - ow)), in + (oh * sh * WP + ow * swk) * N, out + (oh * OW + ow) * N);
+    }
+  };
   {  // a row's input vectors held in registers (lanes_block_rows)
     if (dw == 1 && R * S == ntap && (S == 5 || S == 7) && (sw == 1 || sw == 2)) {
       auto rows = [&](auto sc, auto swc) {
@@ -227,18 +236,10 @@ void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::
         // registers (32 on AVX-512: up to kLanesBlock; 16 on AVX2: 3 to 5)
         constexpr int kRegs = sizeof(typename V::R) == 64 ? 32 : 16;
         constexpr int PBfit = (kRegs - 1 - SS + SW) / (1 + SW), PBmax = PBfit < kLanesBlock ? PBfit : kLanesBlock;
-        const int64_t nbr = ceil_div(OW, int64_t{PBmax}), pbr = ceil_div(OW, nbr);
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          pf.step();
-          for (int64_t ow = 0; ow < OW; ow += pbr) {
-            const int m = static_cast<int>(imin(pbr, OW - ow));
-            const typename V::T* x = in + (oh * sh * WP + ow * SW) * N;
-            typename V::T* o = out + (oh * OW + ow) * N;
-            with_n<PBmax>(m, [&](auto mc) {
-              lanes_block_rows<V, decltype(mc)::value, SS, SW>(x, dh * WP * N, wv, R, b, relu, o);
-            });
-          }
-        }
+        blocks(PBmax, SW, [&](int m, const typename V::T* x, typename V::T* o) {
+          with_n<PBmax>(
+              m, [&](auto mc) { lanes_block_rows<V, decltype(mc)::value, SS, SW>(x, dh * WP * N, wv, R, b, relu, o); });
+        });
       };
       using I5 = std::integral_constant<int, 5>;
       using I7 = std::integral_constant<int, 7>;
@@ -253,16 +254,10 @@ void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::
   }
   auto row = [&](auto s1c) {
     constexpr bool S1 = decltype(s1c)::value;
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      pf.step();
-      for (int64_t ow = 0; ow < OW; ow += pb) {
-        const int m = static_cast<int>(imin(pb, OW - ow));
-        const typename V::T* x = in + (oh * sh * WP + ow * sw) * N;
-        typename V::T* o = out + (oh * OW + ow) * N;
-        with_n<kLanesBlock>(
-            m, [&](auto mc) { lanes_block<V, decltype(mc)::value, S1>(x, sw * N, wv, toff, ntap, b, relu, o); });
-      }
-    }
+    blocks(kLanesBlock, sw, [&](int m, const typename V::T* x, typename V::T* o) {
+      with_n<kLanesBlock>(
+          m, [&](auto mc) { lanes_block<V, decltype(mc)::value, S1>(x, sw * N, wv, toff, ntap, b, relu, o); });
+    });
   };
   if (ntap == 9)
     lanes_correlate9<V>(in, WP, wv, toff, b, relu, OH, OW, sh, sw, out, pf);
