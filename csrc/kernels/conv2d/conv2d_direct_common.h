@@ -35,6 +35,15 @@ void fill_zero(T* p, int64_t n) {
   for (int64_t i = 0; i < n; ++i) p[i] = T(0);
 }
 
+// Prefetches the 64-byte lines of [p, p + bytes) into L2 or closer: for reading (Rw = 0) or, where the
+// caller is about to store there, for writing (Rw = 1: the lines arrive owned). The one line walk of
+// RangePrefetch and of dw_chain's row prefetch (kernels/dwchain/dwchain_impl.h).
+template <int Rw>
+CNNFAST_FORCE_INLINE void prefetch_bytes(const void* p, int64_t bytes) {
+  const char* a = static_cast<const char*>(p);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(a + off, Rw, 2);
+}
+
 // Software prefetch for kernels that walk a unit of work (a block of planes, a plane's rows) in
 // `steps` steps: at each step a slice of the next unit's input (read, into L2) and of this unit's
 // output (for writing; `lead` slices ahead of the step, for kernels that store as they go). The
@@ -56,10 +65,12 @@ struct RangePrefetch {
         out_per(ceil_div(out_lines, imax(steps, 1))),
         out_first(out_per * (1 + lead)) {}
   void step() {
-    for (const int64_t e = imin(in_lines, in_done + in_per); in_done < e; ++in_done)
-      __builtin_prefetch(in + in_done * 64, 0, 2);
-    for (const int64_t e = imin(out_lines, out_done ? out_done + out_per : out_first); out_done < e; ++out_done)
-      __builtin_prefetch(out + out_done * 64, 1, 2);
+    const int64_t ie = imin(in_lines, in_done + in_per);
+    if (ie > in_done) prefetch_bytes<0>(in + in_done * 64, (ie - in_done) * 64);
+    in_done = imax(in_done, ie);
+    const int64_t oe = imin(out_lines, out_done ? out_done + out_per : out_first);
+    if (oe > out_done) prefetch_bytes<1>(out + out_done * 64, (oe - out_done) * 64);
+    out_done = imax(out_done, oe);
   }
 };
 
@@ -430,7 +441,7 @@ inline void deinterleave_row(typename V::T* even, typename V::T* odd, const type
   constexpr int N = V::N;
   int64_t j = imax(0, floor_div(pw - 2 * N, 2) + 1) / N * N;
   if (W >= 6 * N) {
-    for (; j < need && 2 * j - pw < W && 2 * j - pw < 0; j += N) deinterleave_edge<V>(even, odd, src, W, pw, need, j);
+    for (; j < need && 2 * j < pw; j += N) deinterleave_edge<V>(even, odd, src, W, pw, need, j);
     for (; j + N <= need && 2 * j - pw + 2 * N <= W; j += N) {
       const typename V::T* s = src + 2 * j - pw;
       const typename V::R a = V::load(s), b = V::load(s + N);

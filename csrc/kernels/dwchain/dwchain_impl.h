@@ -190,16 +190,11 @@ bool chain(const DwChain& p, const typename V::T* x, const typename V::T* we, co
         const int64_t nx0 = next, nx1 = imin(H, next + G);
         for (int64_t e = 0; e < E; ++e) {
           if (prefetch && ring_used && nx0 < nx1)
-            for (int64_t c = e * C / E; c < (e + 1) * C / E; ++c) {
-              const char* a = reinterpret_cast<const char*>(xn + c * H * W + nx0 * W);
-              for (int64_t off = 0; off < (nx1 - nx0) * W * int64_t(sizeof(T)); off += 64)
-                __builtin_prefetch(a + off, 0, 2);
-            }
+            for (int64_t c = e * C / E; c < (e + 1) * C / E; ++c)
+              direct::prefetch_bytes<0>(xn + c * H * W + nx0 * W, (nx1 - nx0) * W * int64_t(sizeof(T)));
           if (prefetch && p.project && rb * OW * int64_t(sizeof(T)) <= kChainPrefetchMaxRun)
-            for (int64_t k = e * K / E; k < (e + 1) * K / E; ++k) {
-              char* a = reinterpret_cast<char*>(yn + k * OH * OW + oh * OW);
-              for (int64_t off = 0; off < rb * OW * int64_t(sizeof(T)); off += 64) __builtin_prefetch(a + off, 1, 2);
-            }
+            for (int64_t k = e * K / E; k < (e + 1) * K / E; ++k)
+              direct::prefetch_bytes<1>(yn + k * OH * OW + oh * OW, rb * OW * int64_t(sizeof(T)));
           RV wv[R * R];
           for (int t = 0; t < R * R; ++t) wv[t] = V::set1(wd[e * R * R + t]);
           const RV b = V::set1(bd ? bd[e] : T(0));
