@@ -248,7 +248,8 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
 
 # Small output planes (OW, OH <= 16, M == 1, C >= half a vector; <= 32 at stride 2 on AVX2): channels as lanes
 # (conv2d_dw_lanes.h). Channel counts around 8 and 16 give partial last blocks on both ISAs;
-# grad_input only at stride 1 with padding <= the kernel reach (else the plane engine).
+# grad_input at stride 1 with padding <= the kernel reach, and at strides > 1 (dilation 1) by its
+# phases (residue classes of taps, some empty when the stride exceeds the kernel); else the plane engine.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "x_shape, k, stride, padding, dilation",
@@ -275,6 +276,13 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
         ((2, 9, 40, 63), (5, 5), 2, 2, 1),  # onto 20 x 32, rows of 63 (a partial block per row)
         ((1, 18, 13, 11), (5, 5), 1, (4, 2), (2, 1)),  # 5x5 rows dilated (AVX-512: rows held in registers)
         ((2, 17, 9, 9), (7, 7), 2, 3, 1),  # 7x7 stride 2 (AVX-512: rows held in registers)
+        # grad_input by phases: one tap per phase, empty phases, mixed strides, padding past the kernel
+        ((1, 10, 12, 12), (3, 3), 3, 1, 1),
+        ((2, 16, 9, 9), (1, 1), 2, 0, 1),  # three of four phases without taps: zeros
+        ((1, 20, 16, 16), (3, 3), 4, 1, 1),  # stride above the kernel
+        ((1, 9, 11, 11), (2, 2), 2, 0, 1),  # the last input row and column reached by no output
+        ((1, 20, 13, 17), (5, 3), (2, 3), (2, 1), 1),
+        ((1, 16, 6, 6), (3, 3), 2, 3, 1),
     ],
 )
 @pytest.mark.parametrize("bias", [True, False])

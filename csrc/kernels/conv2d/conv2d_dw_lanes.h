@@ -340,14 +340,147 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
   return true;
 }
 
-// grad_input, stride 1 with padding no wider than the dilated kernel only: a correlation of the
-// zero-bordered grad_output with the flipped taps, as the forward. (A scatter-add form for strides
-// > 1 lost to the plane engine's phase split on AVX2: 5x5 s2 onto 7 x 7, 3.2 -> 7.5 ms.)
+// grad_input with strides > 1 (dilation 1): grad_input's sh x sw phases (rows ih = a + sh*i,
+// columns iw = b + sw*j) are each a stride-1 correlation of the zero-bordered grad_output with the
+// flipped taps of one residue class (r = (a + ph) mod sh + sh*k, likewise s): the phase's outputs
+// are computed into a contiguous block by lanes_correlate_any and copied to their interleaved
+// positions in the lanes image of grad_input, which goes back to NCHW as the stride-1 case's.
+// This is the plane engine's phase split (conv2d_depthwise.h) with channels as lanes: its phases of
+// 7 x 7 values filled 7 of AVX-512's 16 lanes, so AVX-512 ran these layers 0.85x-0.90x of AVX2.
+// Measured (Xeon, 1 thread, CPU=1 T=1 bench/ab_builds.py effnet_dw,dw5_240_28s2_n8,lc_dw5_256_14s2,
+// lc_dw128_28s2,mbv2_dw_s2_28,lc_dw128_28s2_n1 bwd_input, against the plane engine): AVX-512
+// 1.31x-1.93x, AVX2 1.05x-1.55x, and AVX-512 now 1.07x-1.25x of AVX2 on each. (A scatter-add form
+// had lost to the plane engine on AVX2: 5x5 s2 onto 7 x 7, 3.2 -> 7.5 ms.)
+struct LanesPhase {
+  int64_t r0, nr, s0, ns;  // the phase's taps: r0 + sh*k (k < nr), s0 + sw*l (l < ns)
+  int64_t oh, ow;          // its output rows and columns: ceil((H - a) / sh), ceil((W - b) / sw)
+  int64_t off;             // its first tap's offset in the lanes buffer (values)
+  int64_t tap0;            // index of its first tap in the per-phase tap arrays
+};
+
+template <class V>
+bool dw_lanes_bwd_input_strided(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w,
+                                typename V::T* gx) {
+  using T = typename V::T;
+  constexpr int N = V::N;
+  const int64_t sh = p.sh, sw = p.sw;
+  if (p.dh != 1 || p.dw != 1 || sh > 4 || sw > 4) return false;
+  const int64_t RS = p.R * p.S, HW = p.H * p.W, OHW = p.OH * p.OW;
+  const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N);
+  // Phase (a, b): k-th tap row r0 + sh*k reads grad_output row i + qa - k, qa = (a + ph - r0) / sh;
+  // with the taps flipped (k' = nr - 1 - k) that is row i + qa - (nr - 1) + k', so the buffer's top
+  // border is the largest nr - 1 - qa (likewise left), its height the largest qa + oh + top.
+  LanesPhase ph[16];
+  int64_t top = 0, left = 0, nph = 0, taps = 0, max_out = 0;
+  for (int64_t a = 0; a < sh; ++a)
+    for (int64_t b = 0; b < sw; ++b) {
+      LanesPhase& f = ph[nph++];
+      f.r0 = (a + p.ph) % sh, f.s0 = (b + p.pw) % sw;
+      f.nr = f.r0 < p.R ? ceil_div(p.R - f.r0, sh) : 0;
+      f.ns = f.s0 < p.S ? ceil_div(p.S - f.s0, sw) : 0;
+      f.oh = a < p.H ? ceil_div(p.H - a, sh) : 0;
+      f.ow = b < p.W ? ceil_div(p.W - b, sw) : 0;
+      f.tap0 = taps;
+      taps += f.nr * f.ns;
+      max_out = imax(max_out, f.oh * f.ow);
+      top = imax(top, f.nr - 1 - (a + p.ph - f.r0) / sh);
+      left = imax(left, f.ns - 1 - (b + p.pw - f.s0) / sw);
+    }
+  LanesGeo g;
+  g.top = top, g.left = left;
+  g.HP = p.OH + top, g.WP = p.OW + left;
+  for (int64_t i = 0; i < nph; ++i) {
+    const LanesPhase& f = ph[i];
+    const int64_t a = i / sw, b = i % sw;
+    g.HP = imax(g.HP, (a + p.ph - f.r0) / sh + f.oh + top);
+    g.WP = imax(g.WP, (b + p.pw - f.s0) / sw + f.ow + left);
+  }
+  for (int64_t i = 0; i < nph; ++i) {
+    LanesPhase& f = ph[i];
+    const int64_t a = i / sw, b = i % sw;
+    f.off = (((a + p.ph - f.r0) / sh - (f.nr - 1) + top) * g.WP + (b + p.pw - f.s0) / sw - (f.ns - 1) + left) * N;
+  }
+  const int64_t cb = ceil_div(p.C, N), units = p.N * cb;
+  const int nt = plan_threads(units, p.N * p.C * OHW * RS);
+  auto layout = [&](Arena& ar, T*& t, T*& buf, T*& po) {
+    t = ar.take<T>(imax(ldx, ldy) * N);  // grad_output's flat transpose (short rows), then grad_input's lanes
+    buf = ar.take<T>(g.HP * g.WP * N);
+    po = ar.take<T>(imax(max_out, 1) * N);  // one phase's outputs
+  };
+  Arena measure;
+  {
+    T *t, *bf, *po;
+    layout(measure, t, bf, po);
+  }
+  // Shared: the tap offsets, and every channel block's tap vectors (all images use them; gathered
+  // once, not per block: 25 strided scalar loads per lane cost half as much as a block's FMAs).
+  Arena shared;
+  int64_t* toff = shared.take<int64_t>(imax(taps, 1));
+  T* wall = shared.take<T>(cb * imax(taps, 1) * N);
+  Workspace ws(shared.off, measure.off, nt);
+  if (!ws.ok()) return false;
+  toff = rebase(ws, toff);
+  wall = rebase(ws, wall);
+  for (int64_t i = 0; i < nph; ++i)
+    for (int64_t k = 0; k < ph[i].nr; ++k)
+      for (int64_t l = 0; l < ph[i].ns; ++l) toff[ph[i].tap0 + k * ph[i].ns + l] = (k * g.WP + l) * N;
+  // the phases' flipped taps: tap (k', l') of phase f is w[r0 + sh*(nr-1-k')][s0 + sw*(ns-1-l')]
+  parallel_for(cb, taps * N, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t c0 = blk * N;
+      const int nc = static_cast<int>(imin(N, p.C - c0));
+      for (int64_t i = 0; i < nph; ++i) {
+        const LanesPhase& f = ph[i];
+        for (int64_t k = 0; k < f.nr; ++k)
+          for (int64_t l = 0; l < f.ns; ++l) {
+            const int64_t tap = (f.r0 + sh * (f.nr - 1 - k)) * p.S + f.s0 + sw * (f.ns - 1 - l);
+            T* d = wall + (blk * taps + f.tap0 + k * f.ns + l) * N;
+            for (int c = 0; c < N; ++c) d[c] = c < nc ? w[(c0 + c) * RS + tap] : T(0);
+          }
+      }
+    }
+  });
+
+  run_parallel(nt, units, [&](int64_t ub, int64_t ue, int tid) {
+    Arena ar{ws.thread(tid), 0};
+    T *t, *buf, *po;
+    layout(ar, t, buf, po);
+    fill_zero(buf, g.HP * g.WP * N);
+    for (int64_t u = ub; u < ue; ++u) {
+      const int64_t n = u / cb, c0 = (u % cb) * N;
+      const int nc = static_cast<int>(imin(N, p.C - c0));
+      const T* wv = wall + (u % cb) * taps * N;
+      lanes_to_buf<V>(gy + (n * p.C + c0) * OHW, p.OH, p.OW, nc, g, buf, t);
+      for (int64_t i = 0; i < nph; ++i) {
+        const LanesPhase& f = ph[i];
+        const int64_t a = i / sw, b = i % sw;
+        if (f.oh == 0 || f.ow == 0) continue;
+        if (f.nr == 0 || f.ns == 0) {
+          for (int64_t r = 0; r < f.oh; ++r)
+            for (int64_t c = 0; c < f.ow; ++c) V::store(t + ((a + sh * r) * p.W + b + sw * c) * N, V::zero());
+          continue;
+        }
+        lanes_correlate_any<V>(buf + f.off, g.WP, wv + f.tap0 * N, toff + f.tap0, f.nr * f.ns, nullptr, false, f.oh,
+                               f.ow, 1, 1, po, f.nr, f.ns, 1, 1);
+        for (int64_t r = 0; r < f.oh; ++r)
+          for (int64_t c = 0; c < f.ow; ++c)
+            V::store(t + ((a + sh * r) * p.W + b + sw * c) * N, V::load(po + (r * f.ow + c) * N));
+      }
+      lanes_to_planes<V>(t, HW, nc, gx + (n * p.C + c0) * HW);
+    }
+  });
+  return true;
+}
+
+// grad_input, stride 1 with padding no wider than the dilated kernel: a correlation of the
+// zero-bordered grad_output with the flipped taps, as the forward. Strides > 1:
+// dw_lanes_bwd_input_strided.
 template <class V>
 bool dw_lanes_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
   constexpr int N = V::N;
   if (!dw_lanes_applies(p, N)) return false;
+  if (p.sh != 1 || p.sw != 1) return dw_lanes_bwd_input_strided<V>(p, gy, w, gx);
   const int64_t RS = p.R * p.S, HW = p.H * p.W, OHW = p.OH * p.OW;
   const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N);
   const int64_t A = (p.R - 1) * p.dh - p.ph, B = (p.S - 1) * p.dw - p.pw;
