@@ -267,13 +267,42 @@ void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::
     row(std::false_type{});
 }
 
-// Per-lane tap vectors of channels c0 .. c0 + nc - 1 (zero lanes past nc); flip reverses the taps.
+// Per-lane tap vectors of channels c0 .. c0 + N - 1 (zero lanes from C on); flip reverses the taps.
 template <class V>
-void lanes_weights(const typename V::T* w, int64_t c0, int nc, int64_t RS, bool flip, typename V::T* wv) {
+void lanes_weights(const typename V::T* w, int64_t C, int64_t c0, int64_t RS, bool flip, typename V::T* wv) {
   constexpr int N = V::N;
   for (int64_t t = 0; t < RS; ++t)
-    for (int l = 0; l < N; ++l) wv[t * N + l] = l < nc ? w[(c0 + l) * RS + (flip ? RS - 1 - t : t)] : 0;
+    for (int l = 0; l < N; ++l) wv[t * N + l] = c0 + l < C ? w[(c0 + l) * RS + (flip ? RS - 1 - t : t)] : 0;
 }
+
+// Where several images use each channel block's tap vectors (fill(block, dst) writes them), they are
+// gathered once per call into shared memory (`taps` vectors per block), not once per block of each
+// image: per block, the strided scalar loads cost about half a 7 x 7 block's FMAs. With one image
+// each block's taps are used once and gathered as the block starts (no extra parallel region).
+template <class V>
+struct LanesTaps {
+  using T = typename V::T;
+  T* all = nullptr;  // shared, or null: per block
+  int64_t taps = 0;
+  LanesTaps(Arena& shared, const Conv2dShape& p, int64_t ntaps) : taps(ntaps) {
+    if (p.N > 1) all = shared.take<T>(ceil_div(p.C, V::N) * ntaps * V::N);
+  }
+  template <class Fill>
+  void gather(const Workspace& ws, int64_t blocks, const Fill& fill) {
+    if (!all) return;
+    all = rebase(ws, all);
+    parallel_for(blocks, taps * V::N, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) fill(b, all + b * taps * V::N);
+    });
+  }
+  // block b's taps: shared, or filled into this thread's `own` now
+  template <class Fill>
+  const T* of(int64_t b, T* own, const Fill& fill) const {
+    if (all) return all + b * taps * V::N;
+    fill(b, own);
+    return own;
+  }
+};
 
 // toff[r*S + s]: offset of tap (r, s) in a zero-bordered [h][w][lane] buffer WP columns wide.
 inline void lanes_tap_offsets(const Conv2dShape& p, int64_t WP, int64_t lanes, int64_t* toff) {
@@ -310,21 +339,24 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
   }
   Arena shared;
   int64_t* toff = shared.take<int64_t>(RS);
+  LanesTaps<V> taps(shared, p, RS);
   Workspace ws(shared.off, measure.off, nt);
   if (!ws.ok()) return false;
   toff = rebase(ws, toff);
   lanes_tap_offsets(p, g.WP, N, toff);
+  auto fill = [&](int64_t blk, T* dst) { lanes_weights<V>(w, p.C, blk * N, RS, false, dst); };
+  taps.gather(ws, cb, fill);
   const ActEpi<V> act(false, p.act);
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
-    T *t, *buf, *wv, *bv;
-    layout(a, t, buf, wv, bv);
+    T *t, *buf, *own, *bv;
+    layout(a, t, buf, own, bv);
     fill_zero(buf, g.HP * g.WP * N);  // the border stays zero; the interior is rewritten per block
     for (int64_t u = b; u < e; ++u) {
       const int64_t n = u / cb, c0 = (u % cb) * N;
       const int nc = static_cast<int>(imin(N, p.C - c0));
-      lanes_weights<V>(w, c0, nc, RS, false, wv);
+      const T* wv = taps.of(u % cb, own, fill);
       for (int l = 0; l < N; ++l) bv[l] = bias && l < nc ? bias[c0 + l] : T(0);
       lanes_to_buf<V>(x + (n * p.C + c0) * HW, p.H, p.W, nc, g, buf, t);
       const int64_t un = (u + 1) / cb, uc0 = ((u + 1) % cb) * N;  // the next unit's planes
@@ -402,54 +434,50 @@ bool dw_lanes_bwd_input_strided(const Conv2dShape& p, const typename V::T* gy, c
   }
   const int64_t cb = ceil_div(p.C, N), units = p.N * cb;
   const int nt = plan_threads(units, p.N * p.C * OHW * RS);
-  auto layout = [&](Arena& ar, T*& t, T*& buf, T*& po) {
+  auto layout = [&](Arena& ar, T*& t, T*& buf, T*& po, T*& own) {
     t = ar.take<T>(imax(ldx, ldy) * N);  // grad_output's flat transpose (short rows), then grad_input's lanes
     buf = ar.take<T>(g.HP * g.WP * N);
     po = ar.take<T>(imax(max_out, 1) * N);  // one phase's outputs
+    own = ar.take<T>(imax(taps, 1) * N);    // the block's taps (one image)
   };
   Arena measure;
   {
-    T *t, *bf, *po;
-    layout(measure, t, bf, po);
+    T *t, *bf, *po, *own;
+    layout(measure, t, bf, po, own);
   }
-  // Shared: the tap offsets, and every channel block's tap vectors (all images use them; gathered
-  // once, not per block: 25 strided scalar loads per lane cost half as much as a block's FMAs).
   Arena shared;
   int64_t* toff = shared.take<int64_t>(imax(taps, 1));
-  T* wall = shared.take<T>(cb * imax(taps, 1) * N);
+  LanesTaps<V> tapv(shared, p, imax(taps, 1));
   Workspace ws(shared.off, measure.off, nt);
   if (!ws.ok()) return false;
   toff = rebase(ws, toff);
-  wall = rebase(ws, wall);
   for (int64_t i = 0; i < nph; ++i)
     for (int64_t k = 0; k < ph[i].nr; ++k)
       for (int64_t l = 0; l < ph[i].ns; ++l) toff[ph[i].tap0 + k * ph[i].ns + l] = (k * g.WP + l) * N;
   // the phases' flipped taps: tap (k', l') of phase f is w[r0 + sh*(nr-1-k')][s0 + sw*(ns-1-l')]
-  parallel_for(cb, taps * N, [&](int64_t b0, int64_t b1) {
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t c0 = blk * N;
-      const int nc = static_cast<int>(imin(N, p.C - c0));
-      for (int64_t i = 0; i < nph; ++i) {
-        const LanesPhase& f = ph[i];
-        for (int64_t k = 0; k < f.nr; ++k)
-          for (int64_t l = 0; l < f.ns; ++l) {
-            const int64_t tap = (f.r0 + sh * (f.nr - 1 - k)) * p.S + f.s0 + sw * (f.ns - 1 - l);
-            T* d = wall + (blk * taps + f.tap0 + k * f.ns + l) * N;
-            for (int c = 0; c < N; ++c) d[c] = c < nc ? w[(c0 + c) * RS + tap] : T(0);
-          }
-      }
+  auto fill = [&](int64_t blk, T* dst) {
+    const int64_t c0 = blk * N;
+    for (int64_t i = 0; i < nph; ++i) {
+      const LanesPhase& f = ph[i];
+      for (int64_t k = 0; k < f.nr; ++k)
+        for (int64_t l = 0; l < f.ns; ++l) {
+          const int64_t tap = (f.r0 + sh * (f.nr - 1 - k)) * p.S + f.s0 + sw * (f.ns - 1 - l);
+          T* d = dst + (f.tap0 + k * f.ns + l) * N;
+          for (int c = 0; c < N; ++c) d[c] = c0 + c < p.C ? w[(c0 + c) * RS + tap] : T(0);
+        }
     }
-  });
+  };
+  tapv.gather(ws, cb, fill);
 
   run_parallel(nt, units, [&](int64_t ub, int64_t ue, int tid) {
     Arena ar{ws.thread(tid), 0};
-    T *t, *buf, *po;
-    layout(ar, t, buf, po);
+    T *t, *buf, *po, *own;
+    layout(ar, t, buf, po, own);
     fill_zero(buf, g.HP * g.WP * N);
     for (int64_t u = ub; u < ue; ++u) {
       const int64_t n = u / cb, c0 = (u % cb) * N;
       const int nc = static_cast<int>(imin(N, p.C - c0));
-      const T* wv = wall + (u % cb) * taps * N;
+      const T* wv = tapv.of(u % cb, own, fill);
       lanes_to_buf<V>(gy + (n * p.C + c0) * OHW, p.OH, p.OW, nc, g, buf, t);
       for (int64_t i = 0; i < nph; ++i) {
         const LanesPhase& f = ph[i];
@@ -503,20 +531,23 @@ bool dw_lanes_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typ
   }
   Arena shared;
   int64_t* toff = shared.take<int64_t>(RS);
+  LanesTaps<V> taps(shared, p, RS);
   Workspace ws(shared.off, measure.off, nt);
   if (!ws.ok()) return false;
   toff = rebase(ws, toff);
   lanes_tap_offsets(p, g.WP, N, toff);
+  auto fill = [&](int64_t blk, T* dst) { lanes_weights<V>(w, p.C, blk * N, RS, true, dst); };
+  taps.gather(ws, cb, fill);
 
   run_parallel(nt, units, [&](int64_t b, int64_t e, int tid) {
     Arena a{ws.thread(tid), 0};
-    T *t, *buf, *wv;
-    layout(a, t, buf, wv);
+    T *t, *buf, *own;
+    layout(a, t, buf, own);
     fill_zero(buf, g.HP * g.WP * N);
     for (int64_t u = b; u < e; ++u) {
       const int64_t n = u / cb, c0 = (u % cb) * N;
       const int nc = static_cast<int>(imin(N, p.C - c0));
-      lanes_weights<V>(w, c0, nc, RS, true, wv);
+      const T* wv = taps.of(u % cb, own, fill);
       lanes_to_buf<V>(gy + (n * p.C + c0) * OHW, p.OH, p.OW, nc, g, buf, t);
       const int64_t un = (u + 1) / cb, uc0 = ((u + 1) % cb) * N;  // the next unit's planes
       lanes_correlate_any<V>(buf, g.WP, wv, toff, RS, nullptr, false, p.H, p.W, 1, 1, t, p.R, p.S, p.dh, p.dw,
