@@ -137,7 +137,7 @@ constexpr int kLanesBlock = 8;
 
 template <class V, int PB, bool S1>
 CNNFAST_FORCE_INLINE void lanes_block(const typename V::T* x, int64_t swn, const typename V::T* wv, const int64_t* toff,
-                                      int64_t ntap, typename V::R b, bool relu, typename V::T* out) {
+                                      int64_t ntap, typename V::R b, bool relu, typename V::T* out, int64_t son) {
   using R = typename V::R;
   constexpr int N = V::N;
   const int64_t step = S1 ? N : swn;
@@ -151,7 +151,7 @@ CNNFAST_FORCE_INLINE void lanes_block(const typename V::T* x, int64_t swn, const
     for (int j = 0; j < PB; ++j) acc[j] = V::fma(V::load(xt + j * step), wt, acc[j]);
   }
 #pragma GCC unroll 8
-  for (int j = 0; j < PB; ++j) V::store(out + j * N, relu ? V::relu(acc[j]) : acc[j]);
+  for (int j = 0; j < PB; ++j) V::store(out + j * son, relu ? V::relu(acc[j]) : acc[j]);
 }
 
 // R x S filters with S = 5 or 7 and unit column dilation, the registers holding a block's row of
@@ -164,7 +164,7 @@ CNNFAST_FORCE_INLINE void lanes_block(const typename V::T* x, int64_t swn, const
 // runs it on blocks of 3-5 positions: 1.10x-1.17x at stride 1 (same layers), 1.00x-1.02x at stride 2.
 template <class V, int PB, int S, int SW>
 CNNFAST_FORCE_INLINE void lanes_block_rows(const typename V::T* x, int64_t row_step, const typename V::T* wv, int64_t R,
-                                           typename V::R b, bool relu, typename V::T* out) {
+                                           typename V::R b, bool relu, typename V::T* out, int64_t son) {
   using Rg = typename V::R;
   constexpr int N = V::N, NI = (PB - 1) * SW + S;
   Rg acc[PB];
@@ -183,7 +183,7 @@ CNNFAST_FORCE_INLINE void lanes_block_rows(const typename V::T* x, int64_t row_s
     }
   }
 #pragma GCC unroll 8
-  for (int j = 0; j < PB; ++j) V::store(out + j * N, relu ? V::relu(acc[j]) : acc[j]);
+  for (int j = 0; j < PB; ++j) V::store(out + j * son, relu ? V::relu(acc[j]) : acc[j]);
 }
 
 // 3x3: the 9 tap vectors held in registers, one output at a time on two chains (position blocks
@@ -191,7 +191,7 @@ CNNFAST_FORCE_INLINE void lanes_block_rows(const typename V::T* x, int64_t row_s
 template <class V>
 void lanes_correlate9(const typename V::T* in, int64_t WP, const typename V::T* wv, const int64_t* toff,
                       typename V::R b, bool relu, int64_t OH, int64_t OW, int64_t sh, int64_t sw, typename V::T* out,
-                      RangePrefetch& pf) {
+                      int64_t ldo, int64_t so, RangePrefetch& pf) {
   using R = typename V::R;
   constexpr int N = V::N, KT = 9;
   R w[KT];
@@ -206,7 +206,7 @@ void lanes_correlate9(const typename V::T* in, int64_t WP, const typename V::T* 
         a0 = V::fma(V::load(x + o[t]), w[t], a0), a1 = V::fma(V::load(x + o[t + 1]), w[t + 1], a1);
       a0 = V::fma(V::load(x + o[KT - 1]), w[KT - 1], a0);
       a0 = V::add(a0, a1);
-      V::store(out + (oh * OW + ow) * N, relu ? V::relu(a0) : a0);
+      V::store(out + (oh * ldo + ow * so) * N, relu ? V::relu(a0) : a0);
     }
   }
 }
@@ -215,9 +215,10 @@ template <class V>
 void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::T* wv, const int64_t* toff,
                          int64_t ntap, const typename V::T* bias, bool relu, int64_t OH, int64_t OW, int64_t sh,
                          int64_t sw, typename V::T* out, int64_t R, int64_t S, int64_t dh, int64_t dw,
-                         RangePrefetch&& pf = RangePrefetch()) {
+                         RangePrefetch&& pf = RangePrefetch(), int64_t ldo = -1, int64_t so = 1) {
   constexpr int N = V::N;
   const typename V::R b = bias ? V::load(bias) : V::zero();
+  if (ldo < 0) ldo = OW;  // output position (oh, ow) at out + (oh * ldo + ow * so) * N
   // blk(m, x, o) on each block of m <= maxb output positions of each row (balanced: OW 14 in
   // blocks of at most 8 is 7 + 7), x its first input position (column stride swk), o its output
   auto blocks = [&](int64_t maxb, int64_t swk, const auto& blk) {
@@ -225,7 +226,7 @@ void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::
     for (int64_t oh = 0; oh < OH; ++oh) {
       pf.step();
       for (int64_t ow = 0; ow < OW; ow += pb)
-        blk(static_cast<int>(imin(pb, OW - ow)), in + (oh * sh * WP + ow * swk) * N, out + (oh * OW + ow) * N);
+        blk(static_cast<int>(imin(pb, OW - ow)), in + (oh * sh * WP + ow * swk) * N, out + (oh * ldo + ow * so) * N);
     }
   };
   {  // a row's input vectors held in registers (lanes_block_rows)
@@ -237,8 +238,9 @@ void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::
         constexpr int kRegs = sizeof(typename V::R) == 64 ? 32 : 16;
         constexpr int PBfit = (kRegs - 1 - SS + SW) / (1 + SW), PBmax = PBfit < kLanesBlock ? PBfit : kLanesBlock;
         blocks(PBmax, SW, [&](int m, const typename V::T* x, typename V::T* o) {
-          with_n<PBmax>(
-              m, [&](auto mc) { lanes_block_rows<V, decltype(mc)::value, SS, SW>(x, dh * WP * N, wv, R, b, relu, o); });
+          with_n<PBmax>(m, [&](auto mc) {
+            lanes_block_rows<V, decltype(mc)::value, SS, SW>(x, dh * WP * N, wv, R, b, relu, o, so * N);
+          });
         });
       };
       using I5 = std::integral_constant<int, 5>;
@@ -256,11 +258,11 @@ void lanes_correlate_any(const typename V::T* in, int64_t WP, const typename V::
     constexpr bool S1 = decltype(s1c)::value;
     blocks(kLanesBlock, sw, [&](int m, const typename V::T* x, typename V::T* o) {
       with_n<kLanesBlock>(
-          m, [&](auto mc) { lanes_block<V, decltype(mc)::value, S1>(x, sw * N, wv, toff, ntap, b, relu, o); });
+          m, [&](auto mc) { lanes_block<V, decltype(mc)::value, S1>(x, sw * N, wv, toff, ntap, b, relu, o, so * N); });
     });
   };
   if (ntap == 9)
-    lanes_correlate9<V>(in, WP, wv, toff, b, relu, OH, OW, sh, sw, out, pf);
+    lanes_correlate9<V>(in, WP, wv, toff, b, relu, OH, OW, sh, sw, out, ldo, so, pf);
   else if (sw == 1)
     row(std::true_type{});
   else
@@ -374,9 +376,9 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
 
 // grad_input with strides > 1 (dilation 1): grad_input's sh x sw phases (rows ih = a + sh*i,
 // columns iw = b + sw*j) are each a stride-1 correlation of the zero-bordered grad_output with the
-// flipped taps of one residue class (r = (a + ph) mod sh + sh*k, likewise s): the phase's outputs
-// are computed into a contiguous block by lanes_correlate_any and copied to their interleaved
-// positions in the lanes image of grad_input, which goes back to NCHW as the stride-1 case's.
+// flipped taps of one residue class (r = (a + ph) mod sh + sh*k, likewise s): lanes_correlate_any
+// stores the phase's outputs at their interleaved positions of grad_input's lanes image (output
+// strides sh rows, sw columns), which goes back to NCHW as the stride-1 case's.
 // This is the plane engine's phase split (conv2d_depthwise.h) with channels as lanes: its phases of
 // 7 x 7 values filled 7 of AVX-512's 16 lanes, so AVX-512 ran these layers 0.85x-0.90x of AVX2.
 // Measured (Xeon, 1 thread, CPU=1 T=1 bench/ab_builds.py effnet_dw,dw5_240_28s2_n8,lc_dw5_256_14s2,
@@ -403,7 +405,7 @@ bool dw_lanes_bwd_input_strided(const Conv2dShape& p, const typename V::T* gy, c
   // with the taps flipped (k' = nr - 1 - k) that is row i + qa - (nr - 1) + k', so the buffer's top
   // border is the largest nr - 1 - qa (likewise left), its height the largest qa + oh + top.
   LanesPhase ph[16];
-  int64_t top = 0, left = 0, nph = 0, taps = 0, max_out = 0;
+  int64_t top = 0, left = 0, nph = 0, taps = 0;
   for (int64_t a = 0; a < sh; ++a)
     for (int64_t b = 0; b < sw; ++b) {
       LanesPhase& f = ph[nph++];
@@ -414,7 +416,6 @@ bool dw_lanes_bwd_input_strided(const Conv2dShape& p, const typename V::T* gy, c
       f.ow = b < p.W ? ceil_div(p.W - b, sw) : 0;
       f.tap0 = taps;
       taps += f.nr * f.ns;
-      max_out = imax(max_out, f.oh * f.ow);
       top = imax(top, f.nr - 1 - (a + p.ph - f.r0) / sh);
       left = imax(left, f.ns - 1 - (b + p.pw - f.s0) / sw);
     }
@@ -434,16 +435,15 @@ bool dw_lanes_bwd_input_strided(const Conv2dShape& p, const typename V::T* gy, c
   }
   const int64_t cb = ceil_div(p.C, N), units = p.N * cb;
   const int nt = plan_threads(units, p.N * p.C * OHW * RS);
-  auto layout = [&](Arena& ar, T*& t, T*& buf, T*& po, T*& own) {
+  auto layout = [&](Arena& ar, T*& t, T*& buf, T*& own) {
     t = ar.take<T>(imax(ldx, ldy) * N);  // grad_output's flat transpose (short rows), then grad_input's lanes
     buf = ar.take<T>(g.HP * g.WP * N);
-    po = ar.take<T>(imax(max_out, 1) * N);  // one phase's outputs
-    own = ar.take<T>(imax(taps, 1) * N);    // the block's taps (one image)
+    own = ar.take<T>(imax(taps, 1) * N);  // the block's taps (one image)
   };
   Arena measure;
   {
-    T *t, *bf, *po, *own;
-    layout(measure, t, bf, po, own);
+    T *t, *bf, *own;
+    layout(measure, t, bf, own);
   }
   Arena shared;
   int64_t* toff = shared.take<int64_t>(imax(taps, 1));
@@ -471,8 +471,8 @@ bool dw_lanes_bwd_input_strided(const Conv2dShape& p, const typename V::T* gy, c
 
   run_parallel(nt, units, [&](int64_t ub, int64_t ue, int tid) {
     Arena ar{ws.thread(tid), 0};
-    T *t, *buf, *po, *own;
-    layout(ar, t, buf, po, own);
+    T *t, *buf, *own;
+    layout(ar, t, buf, own);
     fill_zero(buf, g.HP * g.WP * N);
     for (int64_t u = ub; u < ue; ++u) {
       const int64_t n = u / cb, c0 = (u % cb) * N;
@@ -489,10 +489,7 @@ bool dw_lanes_bwd_input_strided(const Conv2dShape& p, const typename V::T* gy, c
           continue;
         }
         lanes_correlate_any<V>(buf + f.off, g.WP, wv + f.tap0 * N, toff + f.tap0, f.nr * f.ns, nullptr, false, f.oh,
-                               f.ow, 1, 1, po, f.nr, f.ns, 1, 1);
-        for (int64_t r = 0; r < f.oh; ++r)
-          for (int64_t c = 0; c < f.ow; ++c)
-            V::store(t + ((a + sh * r) * p.W + b + sw * c) * N, V::load(po + (r * f.ow + c) * N));
+                               f.ow, 1, 1, t + (a * p.W + b) * N, f.nr, f.ns, 1, 1, RangePrefetch(), sh * p.W, sw);
       }
       lanes_to_planes<V>(t, HW, nc, gx + (n * p.C + c0) * HW);
     }
