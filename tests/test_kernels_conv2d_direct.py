@@ -248,8 +248,9 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
 
 # Small output planes (OW, OH <= 16, M == 1, C >= half a vector; <= 32 at stride 2 on AVX2): channels as lanes
 # (conv2d_dw_lanes.h). Channel counts around 8 and 16 give partial last blocks on both ISAs;
-# grad_input at stride 1 with padding <= the kernel reach, and at strides > 1 (dilation 1) by its
-# phases (residue classes of taps, some empty when the stride exceeds the kernel); else the plane engine.
+# grad_input at stride 1 with padding <= the kernel reach, and at strides > 1 (dilation 1; outputs up
+# to 64 x 64) by its phases (residue classes of taps, some empty when the stride exceeds the
+# kernel); else the plane engine.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "x_shape, k, stride, padding, dilation",
@@ -283,6 +284,7 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
         ((1, 9, 11, 11), (2, 2), 2, 0, 1),  # the last input row and column reached by no output
         ((1, 20, 13, 17), (5, 3), (2, 3), (2, 1), 1),
         ((1, 16, 6, 6), (3, 3), 2, 3, 1),
+        ((1, 9, 111, 100), (3, 3), 2, 1, 1),  # grad_input onto 111 x 100 (MobileNet's 112 -> 56)
     ],
 )
 @pytest.mark.parametrize("bias", [True, False])

@@ -25,7 +25,8 @@ namespace {
 // AVX2 (float32) too: 1.17x-1.32x the row engine's stride-2 kernel (Xeon held to AVX2, 1 thread,
 // CPU=1 T=1 bench/ab_builds.py lc_dw64_56s2,lc_dw64_56s2_n1,dw144_56s2_n1,dw5_240_56s2_n1 fwd),
 // while on AVX-512 that kernel stays ahead (0.85x-0.98x) and at stride 1 lanes lose on 28 x 28
-// (0.86x-0.96x, dw192_28_n1).
+// (0.86x-0.96x, dw192_28_n1). grad_input at strides > 1 has a wider rule of its own
+// (dw_lanes_bwd_input: outputs up to 64 x 64).
 inline bool dw_lanes_applies(const Conv2dShape& p, int lanes, int64_t max_ow = 16, int64_t max_oh = 16) {
   return p.groups == p.C && p.K == p.C && 2 * p.C >= lanes && p.OW <= max_ow && p.OH <= max_oh && p.H <= 64 &&
          p.W <= 64;
@@ -504,8 +505,14 @@ template <class V>
 bool dw_lanes_bwd_input(const Conv2dShape& p, const typename V::T* gy, const typename V::T* w, typename V::T* gx) {
   using T = typename V::T;
   constexpr int N = V::N;
+  // strides > 1: outputs up to 64 x 64 (inputs up to 128 x 128); chosen because (Xeon, 1 thread,
+  // CPU=1 T=1 bench/ab_builds.py lc_dw64_56s2,lc_dw64_56s2_n1,dw144_56s2_n1,dw5_240_56s2_n1,
+  // dw96_112s2_n8,dw96_112s2_n1 bwd_input, against the row and plane engines) 56 -> 28 ran 1.22x-1.27x
+  // (AVX2) and 1.34x-1.41x (AVX-512), 112 -> 56 1.52x-1.73x and 1.37x-2.10x
+  if (p.sh != 1 || p.sw != 1)
+    return p.groups == p.C && p.K == p.C && 2 * p.C >= N && p.OW <= 64 && p.OH <= 64 && p.H <= 128 && p.W <= 128 &&
+           dw_lanes_bwd_input_strided<V>(p, gy, w, gx);
   if (!dw_lanes_applies(p, N)) return false;
-  if (p.sh != 1 || p.sw != 1) return dw_lanes_bwd_input_strided<V>(p, gy, w, gx);
   const int64_t RS = p.R * p.S, HW = p.H * p.W, OHW = p.OH * p.OW;
   const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N);
   const int64_t A = (p.R - 1) * p.dh - p.ph, B = (p.S - 1) * p.dw - p.pw;
