@@ -381,11 +381,12 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
 // stores the phase's outputs at their interleaved positions of grad_input's lanes image (output
 // strides sh rows, sw columns), which goes back to NCHW as the stride-1 case's.
 // This is the plane engine's phase split (conv2d_depthwise.h) with channels as lanes: its phases of
-// 7 x 7 values filled 7 of AVX-512's 16 lanes, so AVX-512 ran these layers 0.85x-0.90x of AVX2.
+// 7 x 7 values filled 7 of AVX-512's 16 lanes: AVX-512 ran several of these layers at 0.77x-0.96x of AVX2.
 // Measured (Xeon, 1 thread, CPU=1 T=1 bench/ab_builds.py effnet_dw,dw5_240_28s2_n8,lc_dw5_256_14s2,
-// lc_dw128_28s2,mbv2_dw_s2_28,lc_dw128_28s2_n1 bwd_input, against the plane engine): AVX-512
-// 1.31x-1.93x, AVX2 1.05x-1.55x, and AVX-512 now 1.07x-1.25x of AVX2 on each. (A scatter-add form
-// had lost to the plane engine on AVX2: 5x5 s2 onto 7 x 7, 3.2 -> 7.5 ms.)
+// lc_dw128_28s2,mbv2_dw_s2_28,lc_dw128_28s2_n1,lc_dw64_56s2,lc_dw64_56s2_n1,dw144_56s2_n1,
+// dw5_240_56s2_n1,dw96_112s2_n8,dw96_112s2_n1 bwd_input, against the plane and row engines): AVX2
+// 1.16x-1.87x, AVX-512 1.30x-2.28x, and AVX-512 1.03x-1.18x of AVX2 on each but 112 -> 56 at batch 1
+// (0.97x). (A scatter-add form had lost to the plane engine on AVX2: 5x5 s2 onto 7 x 7, 3.2 -> 7.5 ms.)
 struct LanesPhase {
   int64_t r0, nr, s0, ns;  // the phase's taps: r0 + sh*k (k < nr), s0 + sw*l (l < ns)
   int64_t oh, ow;          // its output rows and columns: ceil((H - a) / sh), ceil((W - b) / sw)
