@@ -357,7 +357,7 @@ def test_5x5_random_geometries(rng, N, C, K, H, W, ph, pw, groups, relu):
 # ---------------------------------------------------------------------------------------------
 # Weight gradient (conv2d_winograd_wgrad.h): 36 GEMMs reducing over the tiles of all images, in
 # chunks (M accumulated over them), or, with one chunk of at most 128 tiles, fused into gw.
-# It takes 16 <= C, K with C * K >= NR^2 (256 on avx2, 1024 on avx512) and N * OH * OW >= 128
+# It takes 16 <= C, K with C * K >= NR^2 (256 on avx2 and for K < 32 on avx512, else 1024) and N * OH * OW >= 128
 # (accuracy). (N, C, H, W, K, padding): sizes off multiples of 4, every padding, N = 1.
 WGRAD_CASES = {
     "pad1-13x9": (3, 17, 13, 9, 41, (1, 1)),
@@ -376,7 +376,9 @@ def _wgrad(x, gy, K, pad, bias=True):
 
 
 def _wgrad_takes(isa, N, C, K, OH, OW):
-    nr = 32 if isa == "avx512" else 16
+    # register panels of NR output channels: 32 with 512-bit vectors, 16 with 256-bit ones (AVX2, and
+    # AVX-512 for layers with fewer than 32 output channels)
+    nr = 32 if isa == "avx512" and K >= 32 else 16
     return isa != "ref" and C >= 16 and K >= 16 and C * K >= nr * nr and N * OH * OW >= 128
 
 

@@ -412,7 +412,8 @@ bool wgrad(const Geometry& g, const typename V::T* x, const typename V::T* gy, t
 // * C * K >= NR * NR (one register panel of output channels squared: 256 on AVX2, 1024 on
 //   AVX-512): K below the panel width NR computes padding. At C = K = 16 AVX-512 lost to the
 //   direct kernel on 14..112-pixel planes (0.55-0.85x), AVX2 won (1.0-1.5x); C = 16, K = 64 won
-//   (1.27x / 1.37x) as did C = 64, K = 16 (1.19x / 1.62x).
+//   (1.27x / 1.37x) as did C = 64, K = 16 (1.19x / 1.62x). The AVX-512 build runs layers with
+//   K < 32 on 256-bit vectors (conv2d_winograd_avx512.cpp), so this rule with NR = 16 applies there.
 // Everything else measured won: C = K in 32..512, planes 7..112, batch 1..64 (1.1-2.6x; the few-tile
 // layers through the fused mode, e.g. 512 x 512 on 7 x 7 planes: 2.0x at N=4, and 1.8x at N=1,
 // which declines for accuracy, below).
