@@ -384,16 +384,17 @@ def no_winograd():
 
 
 # The direct weight gradient beyond the small-plane limits (dispatch: K <= 16, planes up to the
-# relaxed bound; 1x1 only with 512-bit vectors) and the small-C one's K bound (< 32 on AVX-512,
-# <= 32 on AVX2): each case must reach the kernel the dispatch promises (an ISA name: direct on
-# that ISA only) and match ref and the float64 oracle. Winograd is off here: its weight gradient,
+# relaxed bound; 1x1 only with 512-bit vectors of float64: float32 1x1 runs the GEMM's 16-channel
+# tiles) and the small-C one's K bound (< 32 on AVX-512, <= 32 on AVX2): each case must reach the
+# kernel the dispatch promises (an ISA name: direct on that ISA only; "isa-dtype": and that dtype
+# only) and match ref and the float64 oracle. Winograd is off here: its weight gradient,
 # listed before _dense, takes the 16 -> 16 case on AVX2 (test_kernels_conv2d_winograd.py).
 @pytest.mark.parametrize(
     "x_shape,w_shape,padding,direct",
     [
         ((4, 16, 32, 32), (16, 16, 3, 3), 1, True),  # 3x3, 16 -> 16, a 34 x 34 padded plane
         ((2, 32, 40, 40), (8, 32, 3, 3), 1, True),  # K = 8 over 32 channels
-        ((2, 32, 48, 48), (16, 32, 1, 1), 0, "avx512"),  # 1x1: direct on AVX-512 only
+        ((2, 32, 48, 48), (16, 32, 1, 1), 0, "avx512-f64"),  # 1x1: direct on AVX-512, float64 only
         ((1, 3, 64, 64), (64, 3, 7, 7), 3, False),  # stem-like: K = 64 goes to GEMM
         ((1, 3, 96, 96), (32, 3, 3, 3), 1, "avx2"),  # small C, K = 32: direct on AVX2 only
         ((2, 3, 32, 32), (24, 3, 5, 5), 2, True),  # small C, K = 24: direct
@@ -407,7 +408,8 @@ def test_weight_gradient_dispatch_on_wider_planes(isa, rng, x_shape, w_shape, pa
     if isa != "ref":
         dt = "f32" if dtype == np.float32 else "f64"
         if isinstance(direct, str):
-            direct = isa == direct
+            want_isa, _, want_dt = direct.partition("-")
+            direct = isa == want_isa and want_dt in ("", dt)
         _all_passes(x, w, b, 1, padding, 1, 1, False)  # _check ran ref last
         got = cnnfast.runtime_info()["last_kernels"][f"conv2d_bwd_weight_{dt}"]
         assert got == f"conv2d_bwd_weight_{dt}_{isa}" + ("_dense" if direct else ""), got

@@ -53,7 +53,11 @@ bool conv2d_bwd_input_f32_avx512(const Conv2dShape& p, const float* gy, const fl
 bool conv2d_bwd_input_f64_avx512(const Conv2dShape& p, const double* gy, const double* w, double* gx) {
   return convgemm::bwd_input<Avx512F64, Blocking>(p, gy, w, gx);
 }
+// 1x1 layers with at most 16 output channels per group: the weight gradient's tiles are MRW rows x
+// 32 output channels here, half of each padding, so the AVX2 build's 16-channel tiles run instead
+// (256-bit vectors, its own blocking).
 bool conv2d_bwd_weight_f32_avx512(const Conv2dShape& p, const float* x, const float* gy, float* gw, float* gb) {
+  if (p.R == 1 && p.S == 1 && p.Kg() <= 16) return conv2d_bwd_weight_f32_avx2(p, x, gy, gw, gb);
   return convgemm::bwd_weight<Avx512F32, Blocking>(p, x, gy, gw, gb);
 }
 bool conv2d_bwd_weight_f64_avx512(const Conv2dShape& p, const double* x, const double* gy, double* gw, double* gb) {

@@ -823,11 +823,15 @@ bool plane_bwd_weight_impl(const Conv2dShape& p, const typename V::T* x, const t
 // Beyond the small-plane limits the weight gradient still beats the GEMM path's with few output
 // channels (K <= 16), the padded image up to the relaxed bound (4 MiB): measured by
 // bench/conv_weight_grad_choice.py, 2 threads, 3x3 layers with 8-32 input channels on 16-56 px planes 1.1-2.3x on AVX2
-// and 2-3.4x on AVX-512; 1x1 layers only on AVX-512 (1.4-2x; on AVX2 GEMM is 2x faster). At K = 32
-// the two are even.
+// and 2-3.4x on AVX-512. At K = 32 the two are even. 1x1 layers stay on the GEMM path: there AVX2's
+// GEMM is 2x faster than this kernel, and on AVX-512, where this kernel beat the 512-bit GEMM by
+// 1.4-2x, the AVX-512 build runs float32 ones on the AVX2 GEMM's 16-channel tiles instead
+// (conv2d_avx512.cpp): MobileNetV2's 32 -> 16 on 112 x 112 at batch 8 1.33x (Xeon, 1 thread,
+// CPU=1 T=1 bench/ab_builds.py pw32_16_112_n8 bwd_weight). float64 1x1 keeps this kernel on AVX-512.
 template <class V>
 bool is_wide_plane_bwd_weight(const Conv2dShape& p) {
-  return p.groups == 1 && p.K <= 16 && (p.R * p.S > 1 || sizeof(typename V::R) == 64) &&
+  constexpr bool wide_f64 = sizeof(typename V::R) == 64 && sizeof(typename V::T) == 8;
+  return p.groups == 1 && p.K <= 16 && (p.R * p.S > 1 || wide_f64) &&
          plane_bytes(p, V::N, sizeof(typename V::T), p.OH) <= kPlaneMaxBytes * kRelaxedPlaneBytesFactor;
 }
 
