@@ -388,7 +388,9 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
 // 1.16x-1.87x, AVX-512 1.30x-2.28x, and AVX-512 1.03x-1.18x of AVX2 on each but 112 -> 56 at batch 1
 // (0.97x). (A scatter-add form had lost to the plane engine on AVX2: 5x5 s2 onto 7 x 7, 3.2 -> 7.5 ms.)
 struct LanesPhase {
-  int64_t r0, nr, s0, ns;  // the phase's taps: r0 + sh*k (k < nr), s0 + sw*l (l < ns)
+  int64_t a, b;            // its first grad_input row and column
+  int64_t r0, nr, s0, ns;  // its taps: r0 + sh*k (k < nr), s0 + sw*l (l < ns)
+  int64_t qa, qb;          // grad_output row i + qa - k, column j + qb - l feed its output (i, j)
   int64_t oh, ow;          // its output rows and columns: ceil((H - a) / sh), ceil((W - b) / sw)
   int64_t off;             // its first tap's offset in the lanes buffer (values)
   int64_t tap0;            // index of its first tap in the per-phase tap arrays
@@ -411,29 +413,26 @@ bool dw_lanes_bwd_input_strided(const Conv2dShape& p, const typename V::T* gy, c
   for (int64_t a = 0; a < sh; ++a)
     for (int64_t b = 0; b < sw; ++b) {
       LanesPhase& f = ph[nph++];
+      f.a = a, f.b = b;
       f.r0 = (a + p.ph) % sh, f.s0 = (b + p.pw) % sw;
+      f.qa = (a + p.ph - f.r0) / sh, f.qb = (b + p.pw - f.s0) / sw;
       f.nr = f.r0 < p.R ? ceil_div(p.R - f.r0, sh) : 0;
       f.ns = f.s0 < p.S ? ceil_div(p.S - f.s0, sw) : 0;
       f.oh = a < p.H ? ceil_div(p.H - a, sh) : 0;
       f.ow = b < p.W ? ceil_div(p.W - b, sw) : 0;
       f.tap0 = taps;
       taps += f.nr * f.ns;
-      top = imax(top, f.nr - 1 - (a + p.ph - f.r0) / sh);
-      left = imax(left, f.ns - 1 - (b + p.pw - f.s0) / sw);
+      top = imax(top, f.nr - 1 - f.qa);
+      left = imax(left, f.ns - 1 - f.qb);
     }
   LanesGeo g;
   g.top = top, g.left = left;
   g.HP = p.OH + top, g.WP = p.OW + left;
-  for (int64_t i = 0; i < nph; ++i) {
-    const LanesPhase& f = ph[i];
-    const int64_t a = i / sw, b = i % sw;
-    g.HP = imax(g.HP, (a + p.ph - f.r0) / sh + f.oh + top);
-    g.WP = imax(g.WP, (b + p.pw - f.s0) / sw + f.ow + left);
-  }
+  for (int64_t i = 0; i < nph; ++i)
+    g.HP = imax(g.HP, ph[i].qa + ph[i].oh + top), g.WP = imax(g.WP, ph[i].qb + ph[i].ow + left);
   for (int64_t i = 0; i < nph; ++i) {
     LanesPhase& f = ph[i];
-    const int64_t a = i / sw, b = i % sw;
-    f.off = (((a + p.ph - f.r0) / sh - (f.nr - 1) + top) * g.WP + (b + p.pw - f.s0) / sw - (f.ns - 1) + left) * N;
+    f.off = ((f.qa - (f.nr - 1) + top) * g.WP + f.qb - (f.ns - 1) + left) * N;
   }
   const int64_t cb = ceil_div(p.C, N), units = p.N * cb;
   const int nt = plan_threads(units, p.N * p.C * OHW * RS);
@@ -483,15 +482,14 @@ bool dw_lanes_bwd_input_strided(const Conv2dShape& p, const typename V::T* gy, c
       lanes_to_buf<V>(gy + (n * p.C + c0) * OHW, p.OH, p.OW, nc, g, buf, t);
       for (int64_t i = 0; i < nph; ++i) {
         const LanesPhase& f = ph[i];
-        const int64_t a = i / sw, b = i % sw;
         if (f.oh == 0 || f.ow == 0) continue;
         if (f.nr == 0 || f.ns == 0) {
           for (int64_t r = 0; r < f.oh; ++r)
-            for (int64_t c = 0; c < f.ow; ++c) V::store(t + ((a + sh * r) * p.W + b + sw * c) * N, V::zero());
+            for (int64_t c = 0; c < f.ow; ++c) V::store(t + ((f.a + sh * r) * p.W + f.b + sw * c) * N, V::zero());
           continue;
         }
         lanes_correlate_any<V>(buf + f.off, g.WP, wv + f.tap0 * N, toff + f.tap0, f.nr * f.ns, nullptr, false, f.oh,
-                               f.ow, 1, 1, t + (a * p.W + b) * N, f.nr, f.ns, 1, 1, RangePrefetch(), sh * p.W, sw);
+                               f.ow, 1, 1, t + (f.a * p.W + f.b) * N, f.nr, f.ns, 1, 1, RangePrefetch(), sh * p.W, sw);
       }
       lanes_to_planes<V>(t, HW, nc, gx + (n * p.C + c0) * HW);
     }
