@@ -274,3 +274,173 @@ def test_relu_before_batchnorm_is_not_folded(pattern, chain_calls):
         got = net(x)
     _close(got, ref, rtol=1e-5)
     assert not any(chain_calls)  # a chain may not take these stages
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast programs (GraphModule._forward_eval): from the third call with the same module structure
+# and input shapes, the steps' bound forms run; anything changed since must still be used.
+
+
+def _warm(model, *xs):
+    """Calls ``model`` until its fast program is bound and used; returns the last output."""
+    from cnnfast.onnx._graph import _FAST_PROGRAMS
+
+    for _ in range(3):
+        out = model(*xs)
+    state = _FAST_PROGRAMS.get(model)
+    assert state is not None and state[2] is not None, "the fast program was not bound"
+    return out
+
+
+def _fast_bound(model):
+    from cnnfast.onnx._graph import _FAST_PROGRAMS
+
+    state = _FAST_PROGRAMS.get(model)
+    return state is not None and state[2] is not None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_program_equals_checked_steps(dtype):
+    model = connx.load(_graph(dtype=dtype))
+    x = np.random.default_rng(11).standard_normal((2, 3, 12, 10)).astype(dtype)
+    first = model(x)
+    got = _warm(model, x)
+    np.testing.assert_array_equal(got, first)  # the same calls, bound once
+    _consts, steps = _EVAL_PROGRAMS[model]
+    from cnnfast.onnx._graph import _FAST_PROGRAMS
+
+    fast_steps = _FAST_PROGRAMS[model][2][1]
+    # every step has a bound form but the two convs whose input is padded on each call (the
+    # SAME_UPPER one with an odd total and the asymmetric one), which rerun their checks
+    assert len(fast_steps) == len(steps)
+    unbound = [i for i, ((f, _free), s) in enumerate(zip(fast_steps, steps)) if f is s[0]]
+    assert unbound == [0, 2]
+
+
+def test_fast_program_uses_parameters_changed_in_place_or_reassigned():
+    model = connx.load(_graph())
+    x = np.random.default_rng(12).standard_normal((2, 3, 12, 10)).astype(np.float32)
+    before = _warm(model, x)
+    convs = [m for m in model.modules() if isinstance(m, cnnfast.nn.Conv2d)]
+    bns = [m for m in model.modules() if isinstance(m, cnnfast.nn.BatchNorm2d)]
+    convs[2].weight.data *= 1.5  # in place
+    convs[4].weight.data = convs[4].weight.data * -1.0  # a new array: no module attribute changes
+    bns[3].running_var[...] *= 3.0
+    bns[1].bias.data = bns[1].bias.data + 0.25
+    getattr(model, model._names["three"]).data[...] = 2.5  # the Paddle hardswish's constant
+    getattr(model, model._names["hi"]).data[...] = 0.5  # the Clip bound
+    after = model(x)
+    assert _fast_bound(model)  # (still the fast program: nothing structural changed)
+    assert np.abs(after - before).max() > 1e-3
+    _close(after, _unfused(model, x))
+
+
+def test_fast_program_restarts_on_parameters_of_another_dtype():
+    model = connx.load(_graph())
+    x = np.random.default_rng(13).standard_normal((2, 3, 12, 10)).astype(np.float32)
+    _warm(model, x)
+    conv = [m for m in model.modules() if isinstance(m, cnnfast.nn.Conv2d)][2]
+    conv.weight.data = conv.weight.data.astype(np.float64) * 0.5
+    got = model(x)
+    assert not _fast_bound(model)  # dropped, rebuilt later from the checked steps
+    want = _unfused(model, x)
+    assert got.dtype == want.dtype
+    _close(got, want)
+    np.testing.assert_array_equal(_warm(model, x), got)
+
+
+def test_fast_program_follows_hooks_modes_and_input_shapes():
+    model = connx.load(_graph())
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((2, 3, 12, 10)).astype(np.float32)
+    ref = _warm(model, x)
+    seen = []
+    conv = next(m for m in model.modules() if isinstance(m, cnnfast.nn.Conv2d))
+    handle = conv.register_forward_hook(lambda mod, args, out: seen.append(out.shape))
+    for _ in range(3):
+        _close(model(x), ref)
+    assert seen == [(2, 8, 6, 5)] * 3
+    handle.remove()
+    bn = next(m for m in model.modules() if isinstance(m, cnnfast.nn.BatchNorm2d))
+    bn.train()  # batch statistics for this one: not folded (and no fast program: each call
+    for _ in range(3):  # updates its running statistics, a structure change)
+        got = model(x)
+    _close(got, _unfused(model, x))
+    assert np.abs(got - ref).max() > 1e-3
+    bn.eval()  # (its running statistics moved while it trained)
+    _close(_warm(model, x), _unfused(model, x))
+    x2 = rng.standard_normal((1, 3, 12, 10)).astype(np.float32)  # another batch: another program
+    got2 = model(x2)
+    _close(got2, _unfused(model, x2))
+    np.testing.assert_array_equal(_warm(model, x2), got2)
+
+
+def _flatten_head_graph(ends=1):
+    """x -> Conv -> MaxPool -> Reshape to Concat(Slice(Shape(.), 0, ends), [-1]) (the flatten
+    PaddlePaddle exports for a free batch size) -> MatMul -> Softmax (opset 11: over the 2-D view)."""
+    rng = np.random.default_rng(15)
+    C = 6
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((C, 3, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array([0], np.int64), "starts"),
+        numpy_helper.from_array(np.array([ends], np.int64), "ends"),
+        numpy_helper.from_array(np.array([0], np.int64), "axes"),
+        numpy_helper.from_array(np.array([-1], np.int64), "minus1"),
+        numpy_helper.from_array(rng.standard_normal((C * 4 * 4, 5)).astype(np.float32), "fc"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Shape", ["p"], ["s"]),
+        helper.make_node("Slice", ["s", "starts", "ends", "axes"], ["n"]),
+        helper.make_node("Concat", ["n", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["p", "target"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "fc"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["prob"], axis=1),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 8, 8])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)])
+
+
+def test_fast_program_records_shape_arithmetic_and_checks_its_constants():
+    model = connx.load(_flatten_head_graph())
+    x = np.random.default_rng(16).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    first = model(x)
+    got = _warm(model, x)
+    np.testing.assert_array_equal(got, first)
+    _close(got, _unfused(model, x), 1e-5)
+    from cnnfast.onnx._graph import _FAST_PROGRAMS
+
+    need, steps, static, checks = _FAST_PROGRAMS[model][2]
+    assert {"s", "n", "target"} <= set(static)  # Shape -> Slice -> Concat: recorded
+    assert len(steps) == len(_EVAL_PROGRAMS[model][1]) - 2  # Slice and Concat no longer run
+    # a constant buffer the recorded values came from, edited in place: checked, not stale
+    getattr(model, model._names["ends"])[...] = 2  # the reshape target becomes (n, C, -1)
+    with pytest.raises(ValueError):  # MatMul of (3, 6, 16) by (96, 5): as the checked steps say
+        _unfused(model, x)
+    with pytest.raises(ValueError):
+        model(x)
+    getattr(model, model._names["ends"])[...] = 1
+    np.testing.assert_array_equal(_warm(model, x), first)
+    x2 = np.random.default_rng(17).standard_normal((5, 3, 8, 8)).astype(np.float32)  # another batch
+    _close(model(x2), _unfused(model, x2), 1e-5)
+    _close(_warm(model, x2), _unfused(model, x2), 1e-5)
+
+
+def test_fast_program_is_not_kept_alive_by_its_module():
+    import gc
+    import weakref
+
+    model = connx.load(_graph())
+    x = np.random.default_rng(18).standard_normal((1, 3, 12, 10)).astype(np.float32)
+    _warm(model, x)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None

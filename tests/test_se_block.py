@@ -354,3 +354,10 @@ def test_wheel_models_se_fused_match_onnxruntime(name, shape, n_se):
     ref = ort_run(m, {"x": x})[0]
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     np.testing.assert_allclose(got, model(cnnfast.Tensor(x)).data, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    # the fast program (bound on the second call, run from the third) gives the same arrays
+    from cnnfast.onnx._graph import _FAST_PROGRAMS
+
+    for _ in range(2):
+        np.testing.assert_array_equal(model(x), got)
+    assert _FAST_PROGRAMS[model][2] is not None
+    np.testing.assert_array_equal(model(x), got)

@@ -25,6 +25,20 @@ running statistics, so weights changed in place (an optimizer step, ``load_state
 used. A step whose modules were replaced, put in training mode, given forward hooks or a
 different dtype than the input falls back to running its nodes one by one, the path a Tensor
 input takes. Results equal the node-by-node path's up to float rounding (the folding).
+
+Fast programs. Each step checks the modules it uses on every call (types, geometry, hooks,
+modes, dtypes), and at batch 1 that Python ran longer than the kernels on small networks: after
+each large kernel the interpreter's and NumPy's code and data are out of the CPU caches, so a
+microsecond of Python there costs several (a 6 us NumPy softmax took 49 us after reading 4 MB).
+So the second call with the same module structure (``nn.module._structure_epoch``, bumped by any
+attribute, child, hook or mode change of any module) and the same input shapes and dtypes also
+binds each step (:class:`Capture`: ``fn.bind``), and later such calls run the bound forms
+(:func:`run_fast`): the modules and geometry fixed, only the parameters' current arrays and the
+activations' constants read per call; shape arithmetic (Shape -> Slice -> Concat of a free batch
+size) recorded. What the epoch cannot see -- a Parameter given data of another dtype, a
+constant buffer edited in place, a chain the kernel declines -- raises :class:`Stale`, and the
+call starts again on the checked steps. The bound forms make the same kernel calls on the same
+arrays, so their results are identical.
 """
 
 from __future__ import annotations
@@ -37,7 +51,7 @@ from .. import _core
 from ..autograd.tensor import Tensor
 from ..nn.normalization import BatchNorm2d
 
-__all__ = ["compile_eval"]
+__all__ = ["Capture", "Stale", "compile_eval", "run_fast"]
 
 # ops whose output may share memory with an input (views): their inputs are never overwritten
 _VIEW_OPS = {
@@ -95,8 +109,20 @@ def _scalar_or_none(a):
     return None if a is None else a.item()
 
 
-class _Fallback(Exception):
-    pass
+class Stale(Exception):
+    """Raised by a step of a fast program (:func:`run_fast`) that finds what it bound changed in a
+    way the module structure epoch does not track (a Parameter given data of another dtype, an
+    activation constant the fused call cannot take, a chain the kernel declines): the forward
+    starts again on the checked steps."""
+
+
+def _const_getter(gm, name):
+    """A function returning the graph constant ``name``'s current array: a Parameter's ``.data``
+    (which may be reassigned without any module attribute changing) or the buffer itself."""
+    v = gm.__dict__[gm._names[name]]
+    if isinstance(v, Tensor):
+        return lambda: v.data
+    return lambda: v
 
 
 def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
@@ -219,6 +245,148 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
     return consts, final
 
 
+# Operators whose outputs depend on their inputs alone (no parameters, nothing random). In a fast
+# program such a node whose inputs are all known once the input shapes are fixed (a Shape's
+# output, constant buffers, outputs of other such nodes) is not run: its outputs are recorded.
+_PURE_OPS = {
+    "Cast",
+    "Slice",
+    "Concat",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Reshape",
+    "Flatten",
+    "Identity",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "ConstantOfShape",
+}
+
+
+class Capture:
+    """Binds a fast program while GraphModule._forward_eval runs its checked steps once:
+    :meth:`before` ahead of each step, :meth:`after` once it ran, :meth:`program` at the end.
+
+    A step's fast form comes from its ``fn.bind`` (None: the step itself, its constants read into
+    the value table on every call). A Shape node becomes a check of its input's shape; one-node
+    steps of ``_PURE_OPS`` whose inputs are all known (see there) are dropped and their outputs
+    recorded, read-only (the constant buffers they read are compared byte for byte on every call:
+    an in-place edit leaves the structure epoch unchanged); a Reshape or Flatten of a known shape
+    keeps only its input's shape check and the final shape."""
+
+    def __init__(self, gm):
+        self.steps, self.need, self.static, self.checks = [], set(), {}, {}
+        self.pending = None
+        self.outputs = set(gm.output_names)
+
+    def _buffer(self, gm, x):
+        """The constant buffer (an ndarray, not a Parameter) named ``x``, or None."""
+        if x not in gm._names or x in gm.input_names:
+            return None
+        v = gm.__dict__[gm._names[x]]
+        return v if type(v) is np.ndarray else None
+
+    def _known(self, gm, names):
+        return all(x in self.static or self._buffer(gm, x) is not None for x in names if x)
+
+    def _check(self, gm, names):
+        for x in names:
+            if x and x not in self.static:
+                v = self._buffer(gm, x)
+                self.checks.setdefault(x, (v, v.tobytes()))
+
+    def before(self, gm, step, values):
+        fn, nodes, free = step
+        nd = getattr(fn, "_node", None)
+        self.pending = None
+        if nd is not None and not self.outputs.intersection(nd.outputs):
+            x = values.get(nd.inputs[0]) if nd.inputs and nd.inputs[0] else None
+            if nd.op == "Shape" and type(x) is np.ndarray:
+                xin, shape = nd.inputs[0], x.shape
+
+                def check(gm, values):
+                    if values[xin].shape != shape:
+                        raise Stale
+
+                self.steps.append((check, free))
+                self.pending = ("static", nd, step)
+                return
+            if nd.op in _PURE_OPS and self._known(gm, nd.inputs):
+                self._check(gm, nd.inputs)
+                self.pending = ("static", nd, step)
+                return
+            if nd.op in ("Reshape", "Flatten") and type(x) is np.ndarray and self._known(gm, nd.inputs[1:]):
+                self._check(gm, nd.inputs[1:])
+                self.pending = ("reshape", nd, x.shape, len(self.steps), free)
+                self.steps.append(None)
+                return
+        bind = getattr(fn, "bind", None)
+        fast = bind(gm, values) if bind is not None else None
+        if fast is None:
+            self.need.update(x for nd in nodes for x in nd.inputs if x in gm._names)
+        self.steps.append((fast or fn, free))
+
+    def after(self, gm, values):
+        p = self.pending
+        if p is None:
+            return
+        nd = p[1]
+        if p[0] == "static":
+            outs = [values[o] for o in nd.outputs if o]
+            if all(type(a) is np.ndarray for a in outs):
+                for o, a in zip([o for o in nd.outputs if o], outs):
+                    rec = np.array(a, copy=True)
+                    rec.flags.writeable = False
+                    self.static[o] = rec
+            elif nd.op != "Shape":  # (not recordable after all: it runs on every call)
+                self.need.update(x for x in nd.inputs if x in gm._names)
+                self.steps.append((p[2][0], p[2][2]))
+            return
+        _, nd, xshape, i, free = p
+        xin, out = nd.inputs[0], nd.outputs[0]
+        y = values[out]
+        if type(y) is not np.ndarray:
+            raise Stale
+        yshape = y.shape
+
+        def reshape(gm, values):
+            x = values[xin]
+            if x.shape != xshape:
+                raise Stale
+            values[out] = x.reshape(yshape)
+
+        self.steps[i] = (reshape, free)
+
+    def program(self, consts):
+        """``(constants, steps, recorded values, buffer checks)`` for :func:`run_fast`."""
+        need = [(n, attr) for n, attr in consts if n in self.need]
+        return need, self.steps, dict(self.static), list(self.checks.values())
+
+
+def run_fast(gm, fast, values, output_names):
+    """One forward on a fast program that :class:`Capture` bound: the constant buffers checked,
+    the recorded values and the constants that steps without a fast form read put into the value
+    table, then each step run; returns the outputs' values. Raises :class:`Stale` (or whatever a
+    step raised) for the caller to start again on the checked steps."""
+    need, steps, static, checks = fast
+    for a, b in checks:
+        if a.tobytes() != b:
+            raise Stale
+    values.update(static)
+    d = gm.__dict__
+    for n, attr in need:
+        v = d[attr]
+        values[n] = v.data if isinstance(v, Tensor) else v
+    for f, free in steps:
+        f(gm, values)
+        for x in free:
+            del values[x]
+    return tuple(values[o] for o in output_names)
+
+
 def _run_nodes(gm, nodes, values, OPS):
     """The node-by-node path for ``nodes`` (intermediates stay in ``values``)."""
     for nd in nodes:
@@ -239,6 +407,11 @@ def _generic(gm, nd, OPS):
 
         def fn(gm, values):
             values[out] = op(gm, nd, [values[x] if x else None for x in ins])
+
+        fn._node = nd  # one node running its operator: Capture may record or reshape it
+        ob = getattr(op, "bind", None)
+        if ob is not None:
+            fn.bind = lambda gm, values: ob(gm, nd, values)
     else:
 
         def fn(gm, values):
@@ -267,6 +440,17 @@ def _gap(gm, nd, OPS):
         values[out] = y.reshape(n, c, 1, 1)
         return None
 
+    def bind(gm, values):
+        x = values[xin]
+        if type(x) is not np.ndarray or x.ndim != 4 or x.size == 0 or x.dtype.char not in "fd":
+            return None
+
+        def fast(gm, values):
+            values[out] = gap(values[xin])
+
+        return fast
+
+    fn.bind = bind
     return fn, [nd], None, [xin]
 
 
@@ -378,34 +562,80 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
             if (t, b, l, r) != (st, st, sl, sl):
                 x = np.pad(x, ((0, 0), (0, 0), (t - st, b - st), (l - sl, r - sl)))
             p = (st, sl)
+        return x, w, bias, p, bn, act_now(values.__getitem__, wdt)
+
+    def act_now(get, wdt):
+        """The activation as (kind, a, b, lo, hi) from the current constants (``get(name)``: a
+        constant's array), or None for a hardswish whose constants the fused call cannot take."""
         if full_act is not None:  # everything known at compile time
-            return x, w, bias, p, bn, full_act
+            return full_act
         if act == "Clip":
-            lo = _scalar_or_none(values[act_args[0]]) if act_args[0] else None
-            hi = _scalar_or_none(values[act_args[1]]) if act_args[1] else None
-            return x, w, bias, p, bn, ("clamp", 1.0, 0.0, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+            lo = _scalar_or_none(get(act_args[0])) if act_args[0] else None
+            hi = _scalar_or_none(get(act_args[1])) if act_args[1] else None
+            return ("clamp", 1.0, 0.0, -np.inf if lo is None else lo, np.inf if hi is None else hi)
         # hardswish4: the constants are trainable; read their current values (the value table
         # holds them: compile_eval lists a step's inputs among the constants read each call)
-        add, lo, hi, div = values[a_add], values[a_lo], values[a_hi], values[a_div]
+        add, lo, hi, div = get(a_add), get(a_lo), get(a_hi), get(a_div)
         if (add.dtype is not wdt and add.dtype != wdt) or (div.dtype is not wdt and div.dtype != wdt):
-            return x, w, bias, p, bn, None
+            return None
         d = div.item()
         if not d > 0:
-            return x, w, bias, p, bn, None
+            return None
         return (
-            x,
-            w,
-            bias,
-            p,
-            bn,
-            (
-                "hardswish",
-                1 / d,
-                add.item() / d,
-                -np.inf if lo is None else lo.item() / d,
-                np.inf if hi is None else hi.item() / d,
-            ),
+            "hardswish",
+            1 / d,
+            add.item() / d,
+            -np.inf if lo is None else lo.item() / d,
+            np.inf if hi is None else hi.item() / d,
         )
+
+    def bind_now(gm, sp):
+        """For :func:`run_fast`: ``now()`` giving ``(w, bias, bn, act)`` as ``spec`` would while the
+        module structure stays as it was when ``spec`` returned ``sp`` (the program's epoch): the
+        modules, their geometry, hooks and modes are then unchanged, so only the parameters'
+        current arrays (and the activation's constants) are read; a Parameter given data of
+        another dtype raises :class:`Stale`. None if ``sp`` says the fused call cannot run."""
+        if sp is None or sp[5] is None:
+            return None
+        mods = gm._modules
+        conv = mods[cname]
+        wt, bt = conv.weight, conv.bias
+        wdt = sp[1].dtype
+        bnm = mods[bname] if bname is not None else None
+        gt = bnm.weight if bnm is not None else None
+        btt = bnm.bias if bnm is not None else None
+        eps = float(bnm.eps) if bnm is not None else 0.0
+        fixed = full_act
+        if fixed is None:
+            getters = {n: _const_getter(gm, n) for n in act_args if n}
+
+            def get(n):
+                return getters[n]()
+
+        def now():
+            w = wt.data
+            if w.dtype is not wdt and w.dtype != wdt:
+                raise Stale
+            b = None
+            if bt is not None:
+                b = bt.data
+                if b.dtype is not wdt and b.dtype != wdt:
+                    raise Stale
+            bn = None
+            if bnm is not None:
+                bn = (
+                    bnm.running_mean,
+                    bnm.running_var,
+                    None if gt is None else gt.data,
+                    None if btt is None else btt.data,
+                    eps,
+                )
+            a = fixed if fixed is not None else act_now(get, wdt)
+            if a is None:
+                raise Stale
+            return w, b, bn, a
+
+        return now
 
     def fn(gm, values):
         sp = spec(gm, values, values[xin])
@@ -423,9 +653,31 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
         values[out] = fused(x, w, bias, stride, p, dil, groups, conv_relu, bn, *a)
         return None
 
+    def bind(gm, values):
+        # (x is not computed yet for a chain's later stage: spec then binds a plain conv only)
+        x = values.get(xin)
+        sp = spec(gm, values, x)
+        if sp is None or sp[0] is not x:  # (an input padded here on every call stays on fn)
+            return None
+        now = bind_now(gm, sp)
+        if now is None:
+            return None
+        p = sp[3]
+
+        def fast(gm, values):
+            w, b, bn, a = now()
+            x = values[xin]
+            if x.dtype is not w.dtype and x.dtype != w.dtype:
+                raise Stale
+            values[out] = fused(x, w, b, stride, p, dil, groups, conv_relu, bn, *a)
+
+        return fast
+
+    fn.bind = bind
     if metas is not None:
         metas[id(fn)] = {
             "spec": spec,
+            "bind_now": bind_now,
             "conv": conv0,
             "xin": xin,
             "out": out,
@@ -502,6 +754,34 @@ def _add_step(st, add, y, OPS):
         else:
             values[res] = op(gm, add, [a, b] if first else [b, a])
 
+    def bind(gm, values):
+        b1 = getattr(fn1, "bind", None)
+        if b1 is None or other in gm._names:  # (a constant operand: read from the value table)
+            return None
+        f1 = b1(gm, values)
+        if f1 is None:
+            return None
+
+        def fast(gm, values):
+            f1(gm, values)
+            a = values.pop(y)
+            b = values[other]
+            if (
+                type(a) is np.ndarray
+                and type(b) is np.ndarray
+                and a.shape == b.shape
+                and (a.dtype is b.dtype or a.dtype == b.dtype)
+                and sys.getrefcount(a) <= _LOCAL_REFS
+                and a.flags.writeable
+                and (a.base is None or type(a.base).__name__ == "PyCapsule")
+            ):
+                values[res] = np.add(a, b, out=a)
+            else:
+                values[res] = op(gm, add, [a, b] if first else [b, a])
+
+        return fast
+
+    fn.bind = bind
     return fn, list(st[1]) + [add], None, list(st[3]) + [other]
 
 
@@ -597,6 +877,63 @@ def _chain_step(parts, metas, pat):
         values[out] = y
         return None
 
+    def bind(gm, values):
+        x = values[xin]
+        if type(x) is not np.ndarray:
+            return None
+        if (x.shape, x.dtype) in declined:  # the parts' fast forms, one by one
+            # (a later part is bound before its input exists: every part's weights must have
+            # the chain input's dtype, as the checked steps would find)
+            for t, m in enumerate(metas):
+                sp = m["spec"](gm, values, x if t == 0 else None)
+                if sp is None or sp[1].dtype != x.dtype:
+                    return None
+            fs = [p[0].bind(gm, values) for p in parts]
+            if any(f is None for f in fs):
+                return None
+
+            def fast_parts(gm, values):
+                for f in fs:
+                    f(gm, values)
+                for o in mids:
+                    values.pop(o, None)
+
+            return fast_parts
+        nows = []
+        for t, m in enumerate(metas):
+            sp = m["spec"](gm, values, x if t == 0 else None)
+            st = None if sp is None else _chain_stage(sp, relus[t])
+            if st is None or st[0].dtype != x.dtype:
+                return None
+            nows.append(m["bind_now"](gm, sp))
+        stride, padding = tuple(dwc.stride), tuple(dwc.padding)
+        key = (x.shape, x.dtype)
+
+        def fast(gm, values):
+            x = values[xin]
+            stages = []
+            for now, relu in zip(nows, relus):
+                w, b, bn, a = now()
+                st = _chain_stage((None, w, b, None, bn, a), relu)
+                if st is None or (w.dtype is not x.dtype and w.dtype != x.dtype):
+                    raise Stale
+                stages.append(st)
+            y = _core.dw_chain_forward(
+                x,
+                stages[0] if d == 1 else None,
+                stages[d],
+                stages[d + 1] if d + 1 < len(stages) else None,
+                stride,
+                padding,
+            )
+            if y is None:
+                declined.add(key)
+                raise Stale
+            values[out] = y
+
+        return fast
+
+    fn.bind = bind
     fn._dw_chain = True
     nodes = [nd for p in parts for nd in p[1]]
     ins = (
@@ -766,4 +1103,44 @@ def _se_step(gm, nodes, n1, act1, n2, scale_act, alpha, beta, xin, out, inplace,
         values[out] = se(x, w1, b1, w2, b2, act1, scale_act, alpha, beta, dest)
         return None
 
+    def bind(gm, values):
+        x = values[xin]
+        mods = gm._modules
+        c1, c2 = mods[n1], mods[n2]
+        if (
+            type(c1) is not OnnxConv2d
+            or type(c2) is not OnnxConv2d
+            or c1._forward_hooks
+            or c2._forward_hooks
+            or _conv1x1_geom(c1) != g1
+            or _conv1x1_geom(c2) != g2
+        ):
+            return None
+        w1t, w2t, b1t, b2t = c1.weight, c2.weight, c1.bias, c2.bias
+        dt = w1t.data.dtype
+        if type(x) is not np.ndarray or x.ndim != 4 or x.dtype != dt or dt.char not in "fd":
+            return None
+
+        def fast(gm, values):
+            x = values[xin]
+            w1, w2 = w1t.data, w2t.data
+            b1 = None if b1t is None else b1t.data
+            b2 = None if b2t is None else b2t.data
+            for a in (x, w1, w2, b1, b2):
+                if a is not None and a.dtype is not dt and a.dtype != dt:
+                    raise Stale
+            dest = None
+            if (
+                inplace
+                and sys.getrefcount(x) <= _SOLE_REFS
+                and x.flags.c_contiguous
+                and x.flags.writeable
+                and not isinstance(x.base, np.ndarray)
+            ):
+                dest = x
+            values[out] = se(x, w1, b1, w2, b2, act1, scale_act, alpha, beta, dest)
+
+        return fast
+
+    fn.bind = bind
     return fn, list(nodes), None, [xin]

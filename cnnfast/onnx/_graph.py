@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import _core
 from .. import functional as F
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..nn.conv import Conv2d
 from ..nn.linear import Linear
-from ..nn.module import Module, Parameter
+from ..nn.module import Module, Parameter, _structure_epoch
 from ..nn.normalization import BatchNorm2d
 
 if TYPE_CHECKING:
@@ -382,6 +383,38 @@ def _op_pool(kind):
             pads = _auto_pads(pads, _d(x).shape[2:], k, s, (1, 1))
         return F.avg_pool2d(x, k, s, pads, ceil, bool(node.attrs.get("count_include_pad", 0)))
 
+    def bind(m, node, values):
+        """The fast form (``_fuse.run_fast``) of a MaxPool of a float NCHW ndarray with symmetric
+        padding: one ``_core.max_pool2d_forward`` call, the geometry worked out here."""
+        xin, out = node.inputs[0], node.outputs[0]
+        x = values[xin]
+        if kind != "max" or (len(node.outputs) > 1 and node.outputs[1]):
+            return None
+        if type(x) is not np.ndarray or x.ndim != 4 or x.dtype.char not in "fd":
+            return None
+        k = _spatial(node, "kernel_shape", [])
+        s = _spatial(node, "strides", [1, 1])
+        d = _spatial(node, "dilations", [1, 1])
+        pads = _pool_pads(node)
+        if isinstance(pads, str):
+            pads = _auto_pads(pads, x.shape[2:], k, s, d)
+        if len(pads) != 2:
+            return None
+        from .._ndarray.pooling import _pool_args
+        from ._fuse import Stale
+
+        args = (*_pool_args("max_pool2d", k, s, pads, d), bool(node.attrs.get("ceil_mode", 0)), False)
+        dt, hw, pool = x.dtype, x.shape[2:], _core.max_pool2d_forward
+
+        def fast(gm, values):
+            x = values[xin]
+            if (x.dtype is not dt and x.dtype != dt) or x.shape[2:] != hw:  # (auto pads depend on the plane)
+                raise Stale
+            values[out] = pool(x, *args)
+
+        return fast
+
+    op.bind = bind
     return op
 
 
@@ -396,6 +429,34 @@ def _op_softmax(log):
             return _reshape(fn(_reshape(x, (n, -1)), 1), shape)
         return fn(x, node.attrs.get("axis", -1))
 
+    def bind(m, node, values):
+        """The fast form of a Softmax of a float ndarray: the axis (and the 2-D view of opset < 13)
+        worked out here, the same NumPy operations as ``F.softmax``."""
+        from ._fuse import Stale
+
+        xin, out = node.inputs[0], node.outputs[0]
+        x = values[xin]
+        if log or type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim == 0:
+            return None
+        shape, dt = x.shape, x.dtype
+        if m._opset < 13:
+            axis = node.attrs.get("axis", 1) % x.ndim
+            view, ax = (int(np.prod(shape[:axis])), -1), 1
+        else:
+            view, ax = None, int(node.attrs.get("axis", -1)) % x.ndim
+
+        def fast(gm, values):
+            x = values[xin]
+            if x.shape != shape or (x.dtype is not dt and x.dtype != dt):
+                raise Stale
+            z = x if view is None else x.reshape(view)
+            e = np.exp(z - z.max(axis=ax, keepdims=True))
+            e /= e.sum(axis=ax, keepdims=True)
+            values[out] = e if view is None else e.reshape(shape)
+
+        return fast
+
+    op.bind = bind
     return op
 
 
@@ -828,6 +889,9 @@ def _sanitize(name):
 
 # GraphModule -> its compiled eval-mode steps (kept outside the module: not pickled or deep-copied)
 _EVAL_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# GraphModule -> (program, (structure epoch, input shapes and dtypes), fast program or None): see
+# GraphModule._forward_eval
+_FAST_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class GraphModule(Module):
@@ -1108,12 +1172,33 @@ class GraphModule(Module):
 
     def _forward_eval(self, values):
         """ndarrays in eval mode: the compiled steps of :mod:`._fuse` (Conv + BatchNorm + activation
-        as one conv call, nothing recorded)."""
+        as one conv call, nothing recorded). The second call with the same module structure
+        (``nn.module._structure_epoch``) and the same input shapes and dtypes also binds each
+        step's fast form; later such calls run those (``_fuse.run_fast``), which skip the checks
+        only a structure change can fail and restart here if anything else changed."""
         prog = _EVAL_PROGRAMS.get(self)
         if prog is None:
             from ._fuse import compile_eval
 
             prog = _EVAL_PROGRAMS[self] = compile_eval(self, OPS, OnnxConv2d, _auto_pads)
+        key = (_structure_epoch[0], tuple((v.shape, v.dtype) for v in values.values()))
+        state = _FAST_PROGRAMS.get(self)
+        capture = None
+        if state is not None and state[0] is prog and state[1] == key:
+            if state[2] is not None:
+                from ._fuse import run_fast
+
+                try:
+                    out = run_fast(self, state[2], dict(values), self.output_names)
+                    return out[0] if len(out) == 1 else out
+                except Exception:  # Stale, or an error the checked steps below report by node
+                    del _FAST_PROGRAMS[self]
+            else:
+                from ._fuse import Capture
+
+                capture = Capture(self)
+        else:
+            _FAST_PROGRAMS[self] = (prog, key, None)
         consts, steps = prog
         d = self.__dict__
         for n, attr in consts:
@@ -1122,7 +1207,11 @@ class GraphModule(Module):
         step = None
         try:
             for step in steps:
+                if capture is not None:
+                    capture.before(self, step, values)
                 step[0](self, values)
+                if capture is not None:
+                    capture.after(self, values)
                 for x in step[2]:
                     del values[x]
         except OnnxImportError:
@@ -1133,6 +1222,8 @@ class GraphModule(Module):
             raise ValueError(
                 f"GraphModule: {nd.op} node {nd.name!r} failed on inputs of shapes {shapes}: " f"{e}"
             ) from None
+        if capture is not None and _structure_epoch[0] == key[0]:
+            _FAST_PROGRAMS[self] = (prog, key, capture.program(consts))
         out = tuple(values[o] for o in self.output_names)
         return out[0] if len(out) == 1 else out
 
