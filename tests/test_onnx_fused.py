@@ -428,6 +428,14 @@ def test_fast_program_records_shape_arithmetic_and_checks_its_constants():
         model(x)
     getattr(model, model._names["ends"])[...] = 1
     np.testing.assert_array_equal(_warm(model, x), first)
+    fc = getattr(model, model._names["fc"])  # the MatMul's constant operand, read on every call
+    fc.data = fc.data * 2.0
+    _close(model(x), _unfused(model, x), 1e-5)
+    fc.data = fc.data.astype(np.float64)  # another dtype: the bound MatMul restarts the call
+    got64 = model(x)
+    assert got64.dtype == np.float64 and not _fast_bound(model)
+    _close(got64, _unfused(model, x), 1e-5)
+    fc.data = fc.data.astype(np.float32)
     x2 = np.random.default_rng(17).standard_normal((5, 3, 8, 8)).astype(np.float32)  # another batch
     _close(model(x2), _unfused(model, x2), 1e-5)
     _close(_warm(model, x2), _unfused(model, x2), 1e-5)

@@ -29,7 +29,8 @@ input takes. Results equal the node-by-node path's up to float rounding (the fol
 Fast programs. Each step checks the modules it uses on every call (types, geometry, hooks,
 modes, dtypes), and at batch 1 that Python ran longer than the kernels on small networks: after
 each large kernel the interpreter's and NumPy's code and data are out of the CPU caches, so a
-microsecond of Python there costs several (a 6 us NumPy softmax took 49 us after reading 4 MB).
+microsecond of Python there costs several (``bench/eval_overhead.py --cold-numpy``: a NumPy softmax
+of a 1x2 array, 4 us warm, 39 us right after a 64 -> 64 3x3 conv on 56x56).
 So the second call with the same module structure (``nn.module._structure_epoch``, bumped by any
 attribute, child, hook or mode change of any module) and the same input shapes and dtypes also
 binds each step (:class:`Capture`: ``fn.bind``), and later such calls run the bound forms

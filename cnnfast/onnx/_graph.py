@@ -662,8 +662,45 @@ def _op_erf(m, node, args):
     return _Erf.apply(x) if _is_t(x) else _erf(x)
 
 
-def _op_matmul(m, node, args):
-    return _binary(args[0], args[1], np.matmul, lambda p, q: p @ q)
+def _float_binary_bind(ufunc):
+    """``bind`` (see ``_fuse.Capture``) of a two-operand op on float ndarrays: one ``ufunc`` call,
+    a constant operand read through its Parameter (or buffer) on every call."""
+
+    def bind(m, node, values):
+        from ._fuse import Stale, _const_getter
+
+        (xa, xb), out = node.inputs[:2], node.outputs[0]
+        a, b = values[xa], values[xb]
+        if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype.kind != "f" or b.dtype.kind != "f":
+            return None
+        const = m._names.keys() - set(m.input_names)
+        ga = _const_getter(m, xa) if xa in const else None
+        gb = _const_getter(m, xb) if xb in const else None
+        da, db = a.dtype, b.dtype
+
+        def fast(gm, values):
+            a = values[xa] if ga is None else ga()
+            b = values[xb] if gb is None else gb()
+            if a.dtype is not da or b.dtype is not db:
+                raise Stale
+            values[out] = ufunc(a, b)
+
+        return fast
+
+    return bind
+
+
+def _op_binary(ufunc, pyop, fn=None):
+    def op(m, node, args):
+        if fn is not None:
+            return fn(args[0], args[1])
+        return _binary(args[0], args[1], ufunc, pyop)
+
+    op.bind = _float_binary_bind(ufunc)
+    return op
+
+
+_op_matmul = _op_binary(np.matmul, lambda p, q: p @ q)
 
 
 def _op_pow(m, node, args):
@@ -707,10 +744,10 @@ OPS = {
     "Sqrt": _op_unary(lambda t: t.sqrt(), _sqrt_np),
     "Abs": _op_unary(lambda t: t.abs(), np.abs),
     "Neg": _op_unary(lambda t: -t, np.negative),
-    "Add": lambda m, n, a: _binary(a[0], a[1], np.add, lambda p, q: p + q),
-    "Sub": lambda m, n, a: _binary(a[0], a[1], np.subtract, lambda p, q: p - q),
-    "Mul": lambda m, n, a: _binary(a[0], a[1], np.multiply, lambda p, q: p * q),
-    "Div": lambda m, n, a: _div(a[0], a[1]),
+    "Add": _op_binary(np.add, lambda p, q: p + q),
+    "Sub": _op_binary(np.subtract, lambda p, q: p - q),
+    "Mul": _op_binary(np.multiply, lambda p, q: p * q),
+    "Div": _op_binary(np.divide, None, _div),  # (floats: np.divide; the bound form takes floats only)
     "Pow": _op_pow,
     "Sum": _op_sum,
     "ReduceMean": _op_reduce("mean"),
