@@ -32,6 +32,7 @@ classifier (rapidocr 3.10.0, 3x48x192), both imported ONNX files fetched as benc
 from __future__ import annotations
 
 import argparse
+import os
 import collections
 import cProfile
 import pstats
@@ -42,6 +43,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+if "--worker" in sys.argv:
+    # a --trees worker imports cnnfast from its tree (PYTHONPATH), not from an editable install,
+    # whose import hook would otherwise answer first for every tree
+    sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("_editable")]
 
 import cnnfast
 from cnnfast import _core
@@ -186,6 +191,9 @@ def cores_ab(args):
 
 def worker(args):
     """One tree's round: every network's median forward CPU time in ms, as ``name=ms`` lines."""
+    tree = os.environ.get("PYTHONPATH", "").split(os.pathsep)[0]
+    if tree and not str(Path(cnnfast.__file__).resolve()).startswith(str(Path(tree).resolve())):
+        raise SystemExit(f"worker: cnnfast came from {cnnfast.__file__}, not from the tree {tree}")
     cnnfast.set_num_threads(args.threads)
     for name in args.nets:
         m, chw = build(name)
@@ -219,6 +227,7 @@ def trees(args):
                     str(args.threads),
                     "--calls",
                     str(args.calls),
+                    *(["--wall"] if args.wall else []),
                 ],
                 env=env,
                 capture_output=True,
@@ -228,7 +237,10 @@ def trees(args):
             for line in out.split():
                 n, ms = line.split("=")
                 res[(lab, n)].append(float(ms))
-    print(f"batch {args.batch}, {args.threads} thread(s), {args.rounds} rounds: median forward CPU ms (over the first)")
+    clock = "wall" if args.wall else "CPU"
+    print(
+        f"batch {args.batch}, {args.threads} thread(s), {args.rounds} rounds: median forward {clock} ms (over the first)"
+    )
     print("| network | " + " | ".join(lab for lab, _d in labels) + " |")
     print("|---|" + "---|" * len(labels))
     for n in args.nets:
