@@ -246,8 +246,8 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
     _check(isa, x, w, b, stride, padding, dilation, C)
 
 
-# Small output planes (OW, OH <= 16, M == 1, C >= half a vector; <= 32 at stride 2 on AVX2): channels as lanes
-# (conv2d_dw_lanes.h). Channel counts around 8 and 16 give partial last blocks on both ISAs;
+# Small output planes (OW, OH <= 16, M == 1, C >= half a vector; <= 32 at stride 2 on AVX2; the forward
+# also on a few rows of up to 128 columns at stride 1): channels as lanes (conv2d_dw_lanes.h). Channel counts around 8 and 16 give partial last blocks on both ISAs;
 # grad_input at stride 1 with padding <= the kernel reach, and at strides > 1 (dilation 1; outputs up
 # to 64 x 64) by its phases (residue classes of taps, some empty when the stride exceeds the
 # kernel); else the plane engine.
@@ -285,6 +285,13 @@ def test_depthwise_short_row_planes(isa, rng, dtype, x_shape, mult, k, stride, p
         ((1, 20, 13, 17), (5, 3), (2, 3), (2, 1), 1),
         ((1, 16, 6, 6), (3, 3), 2, 3, 1),
         ((1, 9, 111, 100), (3, 3), 2, 1, 1),  # grad_input onto 111 x 100 (MobileNet's 112 -> 56)
+        # forward at stride 1 onto a few rows of up to 128 columns (dw_lanes_short_rows; text lines)
+        ((2, 20, 2, 96), (5, 5), 1, 2, 1),  # the rapidocr text classifier's 2 x 96
+        ((1, 17, 3, 97), (5, 5), 1, 2, 1),  # 3 rows, odd width, a partial channel block
+        ((2, 9, 4, 128), (3, 3), 1, 1, 1),  # 4 rows of 128 (3x3: AVX2 float32 only)
+        ((1, 24, 2, 120), (3, 3), 1, 1, 1),  # 3x3 on 2 rows
+        ((1, 16, 5, 100), (5, 5), 1, (0, 2), 1),  # one output row
+        ((1, 10, 2, 64), (7, 7), 1, 3, 1),  # 7x7: padding rows above and below
     ],
 )
 @pytest.mark.parametrize("bias", [True, False])

@@ -32,6 +32,21 @@ inline bool dw_lanes_applies(const Conv2dShape& p, int lanes, int64_t max_ow = 1
          p.W <= 64;
 }
 
+// Forward at stride 1 onto planes of a few rows, up to 128 columns (text-line CNNs: the rapidocr
+// text classifier's 5x5 depthwise layers on 2-3 rows of 96): the row engine pays its per-plane
+// setup for a handful of output vectors there. Rows: up to 4 with more than 9 taps or on AVX2
+// (float32), up to 2 for AVX-512's 3x3. chosen because (Xeon, 1 thread, process CPU time,
+// CPU=1 T=1 bench/ab_builds.py ocr_dw5_200_2x96_n16,ocr_dw5_200_2x96_n1,ocr_dw5_88_3x96_n16,
+// ocr_dw5_88_3x96_n1,dw5_64_4x100_n8,dw3_32_2x128_n4,dw5_88_6x96_n16,dw3_64_8x96_n8,dw3_64_6x64_n8,
+// dw3_64_4x96_n8,dw3_144_3x112_n1 fwd ... 7) 5x5 on 2-4 rows ran 1.11x-1.85x (AVX-512) and
+// 1.39x-2.57x (AVX2) the row engine, 3x3 on 2 rows 1.47x / 3.31x, but 3x3 on 3-4 rows 0.85x-1.0x on
+// AVX-512 (1.61x-2.35x on AVX2), and 3x3 on 8 rows 0.68x / 0.92x.
+inline bool dw_lanes_short_rows(const Conv2dShape& p, int lanes, bool avx2_f32) {
+  const int64_t rows = p.R * p.S > 9 || avx2_f32 ? 4 : 2;
+  return p.groups == p.C && p.K == p.C && 2 * p.C >= lanes && p.sh == 1 && p.sw == 1 && p.OH <= rows && p.OW <= 128 &&
+         p.H <= 8 && p.W <= 128;
+}
+
 // Geometry of one channel block: the padded input as [HP][WP][N] (index ((h + top) * WP + w + left) * N).
 struct LanesGeo {
   int64_t HP, WP, top, left;
@@ -320,7 +335,7 @@ bool dw_lanes_fwd(const Conv2dShape& p, const typename V::T* x, const typename V
   constexpr int N = V::N;
   constexpr bool avx2_f32 = sizeof(typename V::R) == 32 && sizeof(T) == 4;
   const int64_t wide = avx2_f32 && p.sh == 2 && p.sw == 2 ? 32 : 16;
-  if (!dw_lanes_applies(p, N, wide, wide)) return false;
+  if (!dw_lanes_applies(p, N, wide, wide) && !dw_lanes_short_rows(p, N, avx2_f32)) return false;
   const int64_t RS = p.R * p.S, HW = p.H * p.W, OHW = p.OH * p.OW;
   const int64_t ldx = round_up(HW, N), ldy = round_up(OHW, N);
   LanesGeo g;
