@@ -201,13 +201,20 @@ CHAINS = {
     "mb112_n8": (8, 16, 112, 96, 24, 2, 3),
     "mb14": (1, 64, 14, 384, 64, 1, 3),
     "mb7": (1, 160, 7, 960, 160, 1, 3),
+    # the rapidocr text classifier's expand -> 5x5 depthwise blocks on 2-3 rows of 96 (no project
+    # stage: K = 0; an SE block follows); (H, W) planes
+    "cls2x96": (16, 32, (2, 96), 200, 0, 1, 5),
+    "cls2x96_n1": (1, 32, (2, 96), 200, 0, 1, 5),
+    "cls3x96": (16, 16, (3, 96), 88, 0, 1, 5),
+    "cls3x96_n1": (1, 16, (3, 96), 88, 0, 1, 5),
 }
 
 
 def fns_chain(m, name):
     N, C, H, E, K, s, R = CHAINS[name]
+    H, W = H if isinstance(H, tuple) else (H, H)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((N, C, H, H)).astype(np.float32)
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
 
     def stage(shape, act):
         return (
@@ -223,7 +230,7 @@ def fns_chain(m, name):
 
     D = E or C
     ex = stage((E, C, 1, 1), "clamp") if E else None
-    dw, pr = stage((D, 1, R, R), "clamp"), stage((K, D, 1, 1), "none")
+    dw, pr = stage((D, 1, R, R), "clamp"), stage((K, D, 1, 1), "none") if K else None
     return {"chain": lambda: m.dw_chain_forward(x, ex, dw, pr, (s, s), (R // 2, R // 2), True)}
 
 

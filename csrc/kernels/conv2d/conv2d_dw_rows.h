@@ -28,11 +28,13 @@ namespace {
 // `odd` elements further) at column j0*N, tap s in phase s & 1 at +(s >> 1), all loads whole.
 // Stride 1 (a zero row where that row is outside the
 // image, so the block has no branches and its accumulators stay in registers); msk[cv * S + s]
-// masks the loads of the edge blocks (Full: every load of the block lies inside its row).
+// masks the loads of the edge blocks (Full: every load of the block lies inside its row). zrows:
+// bit i set where rows[i] is that zero row, whose taps are skipped (a plane of a few rows is mostly
+// padding rows: the rapidocr text classifier's 5x5 on 2 rows reads 6 rows of 8 as zeros).
 template <class V, int R, int S, int RB, int CV, bool Full, int SH = 1, class Epi>
 CNNFAST_FORCE_INLINE void dw_rows_block(const typename V::T* const* rows, int64_t odd, const typename V::R* wv,
                                         typename V::R b, const typename V::LM* msk, const Epi& epi, typename V::T* yr,
-                                        int64_t OW, int64_t rb, int64_t cols0) {
+                                        int64_t OW, int64_t rb, int64_t cols0, uint32_t zrows = 0) {
   using R_ = typename V::R;
   constexpr int N = V::N;
   R_ acc[RB][CV];
@@ -42,6 +44,7 @@ CNNFAST_FORCE_INLINE void dw_rows_block(const typename V::T* const* rows, int64_
     for (int cv = 0; cv < CV; ++cv) acc[rr][cv] = b;
 #pragma GCC unroll 16
   for (int i = 0; i < (RB - 1) * SH + R; ++i) {
+    if (zrows >> i & 1u) continue;
     const typename V::T* row = rows[i];
 #pragma GCC unroll 8
     for (int s = 0; s < S; ++s) {
