@@ -108,10 +108,11 @@ CASES = [
     (2, 8, 24, 16, 7, 7, 5, 1, 2, None, "hardswish", "relu"),
     (1, 8, 24, 16, 14, 14, 3, 2, 1, "relu6", "relu6", "none"),  # 14x14 -> 7x7
     (1, 3, 5, 4, 3, 3, 3, 1, 1, "relu", "relu", "none"),
-    # planes of at most 4 rows (one block, its zero rows skipped): text-line blocks
+    # planes of at most 4 rows (one block, its zero rows skipped; 1-2 rows: blocks of 2): text-line blocks
     (2, 8, 40, 0, 2, 96, 5, 1, 2, "hardswish", "hardswish", None),  # the rapidocr classifier's 2 x 96
     (1, 6, 22, 9, 3, 50, 5, 1, 2, "relu", "hardswish", "none"),
     (1, 5, 12, 7, 1, 40, 3, 1, 1, "relu6", "relu6", "none"),  # one row
+    (1, 4, 10, 5, 2, 33, 7, 1, 3, "relu", "relu6", "hardswish"),  # 7x7 on 2 rows (blocks of 2 rows)
     (2, 4, 9, 0, 4, 23, 7, 1, 3, "none", "relu", None),  # 7x7 on 4 rows
     (1, 4, 8, 6, 3, 30, 3, 1, 0, None, "relu", "relu"),  # no padding: zero rows below only
 ]

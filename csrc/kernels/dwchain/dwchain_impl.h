@@ -118,7 +118,8 @@ bool chain(const DwChain& p, const typename V::T* x, const typename V::T* we, co
   const int64_t n_zero = round_up(imax(2 * plen, pad + round_up(OW, N) + R + N), N) + pad_el;
   const int64_t per_thread = pad_el + n_ring + n_tmp + n_dw + n_zero;
   const int64_t nblk = ceil_div(OH, RB);
-  static_assert(RB == (s1k ? kDwChainRowsS1 : kDwChainRowsS2), "dwchain.h's block rows");
+  // (dwchain.h's block rows; stride 1 onto at most 2 rows: blocks of 2, the plane's one block)
+  static_assert(RB == (s1k ? kDwChainRowsS1 : kDwChainRowsS2) || (s1k && RB == 2), "dwchain.h's block rows");
   const int64_t rc = dwchain_row_chunks(p, max_threads());  // row chunks per image
   const int64_t units = p.N * rc;
   const int64_t work = E * (C * H * W + R * R * OH * OW) + K * E * OH * OW;
@@ -278,6 +279,14 @@ bool fwd(const DwChain& p, const typename V::T* x, const typename V::T* we, cons
   constexpr std::integral_constant<int, RB1> rb1{};
   constexpr std::integral_constant<int, RB2> rb2{};
   const bool s1 = p.stride == 1;
+  if (s1 && p.OH <= 2) {  // a plane of 1-2 rows: one block of 2 rows (blocks of RB1 compute RB1 rows)
+    constexpr std::integral_constant<int, 2> two{};
+    switch (p.R) {
+      case 3: return run(std::integral_constant<int, 3>{}, two, std::integral_constant<int, CV3>{}, S1{});
+      case 5: return run(std::integral_constant<int, 5>{}, two, I1{}, S1{});
+      default: return run(std::integral_constant<int, 7>{}, two, I1{}, S1{});
+    }
+  }
   switch (p.R) {
     case 3:
       return s1 ? run(std::integral_constant<int, 3>{}, rb1, std::integral_constant<int, CV3>{}, S1{})
