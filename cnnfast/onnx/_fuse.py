@@ -689,8 +689,8 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
 
 
 def _local_refs():
-    """``sys.getrefcount`` of an object one local variable alone holds, read as :func:`_post_adds`
-    reads it (measured, as :func:`_sole_refs`)."""
+    """``sys.getrefcount`` of an object one local variable alone holds, read as :func:`_add_step`'s
+    ``add_into`` reads it (measured, as :func:`_sole_refs`)."""
 
     def probe(values):
         a = values.pop("x")
@@ -738,8 +738,8 @@ def _add_step(st, add, y, OPS):
     res = add.outputs[0]
     op = OPS["Add"]
 
-    def fn(gm, values):
-        fn1(gm, values)
+    def add_into(gm, values):
+        """The Add, once the step before it stored y: in place into y when nothing else holds it."""
         a = values.pop(y)
         b = values[other]
         if (
@@ -755,6 +755,10 @@ def _add_step(st, add, y, OPS):
         else:
             values[res] = op(gm, add, [a, b] if first else [b, a])
 
+    def fn(gm, values):
+        fn1(gm, values)
+        add_into(gm, values)
+
     def bind(gm, values):
         b1 = getattr(fn1, "bind", None)
         if b1 is None or other in gm._names:  # (a constant operand: read from the value table)
@@ -765,20 +769,7 @@ def _add_step(st, add, y, OPS):
 
         def fast(gm, values):
             f1(gm, values)
-            a = values.pop(y)
-            b = values[other]
-            if (
-                type(a) is np.ndarray
-                and type(b) is np.ndarray
-                and a.shape == b.shape
-                and (a.dtype is b.dtype or a.dtype == b.dtype)
-                and sys.getrefcount(a) <= _LOCAL_REFS
-                and a.flags.writeable
-                and (a.base is None or type(a.base).__name__ == "PyCapsule")
-            ):
-                values[res] = np.add(a, b, out=a)
-            else:
-                values[res] = op(gm, add, [a, b] if first else [b, a])
+            add_into(gm, values)
 
         return fast
 
@@ -1066,42 +1057,14 @@ def _se_step(gm, nodes, n1, act1, n2, scale_act, alpha, beta, xin, out, inplace,
             values.pop(o, None)
 
     def fn(gm, values):
-        x = values[xin]
-        mods = gm._modules
-        c1, c2 = mods[n1], mods[n2]
-        if (
-            type(c1) is not OnnxConv2d
-            or type(c2) is not OnnxConv2d
-            or c1._forward_hooks
-            or c2._forward_hooks
-            or _conv1x1_geom(c1) != g1
-            or _conv1x1_geom(c2) != g2
-        ):
+        # the checked path: the step bound to the modules as they are now, else node by node
+        fast = bind(gm, values)
+        if fast is None:
             return slow(gm, values)
-        w1, w2, b1, b2 = c1.weight.data, c2.weight.data, c1.bias, c2.bias
-        dt = w1.dtype
-        if b1 is not None:
-            b1 = b1.data
-            if b1.dtype != dt:
-                return slow(gm, values)
-        if b2 is not None:
-            b2 = b2.data
-            if b2.dtype != dt:
-                return slow(gm, values)
-        if type(x) is not np.ndarray or x.ndim != 4 or x.dtype != dt or w2.dtype != dt or dt.char not in "fd":
-            return slow(gm, values)
-        dest = None
-        # in place only if no one else holds x: the value table and this frame are its only
-        # references (not a hook's saved output, not viewed by anything)
-        if (
-            inplace
-            and sys.getrefcount(x) <= _SOLE_REFS
-            and x.flags.c_contiguous
-            and x.flags.writeable
-            and not isinstance(x.base, np.ndarray)
-        ):
-            dest = x
-        values[out] = se(x, w1, b1, w2, b2, act1, scale_act, alpha, beta, dest)
+        try:
+            fast(gm, values)
+        except Stale:  # (raised before anything is written)
+            slow(gm, values)
         return None
 
     def bind(gm, values):
@@ -1131,6 +1094,8 @@ def _se_step(gm, nodes, n1, act1, n2, scale_act, alpha, beta, xin, out, inplace,
                 if a is not None and a.dtype is not dt and a.dtype != dt:
                     raise Stale
             dest = None
+            # in place only if no one else holds x: the value table and this frame are its only
+            # references (not a hook's saved output, not viewed by anything)
             if (
                 inplace
                 and sys.getrefcount(x) <= _SOLE_REFS
