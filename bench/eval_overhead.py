@@ -351,6 +351,11 @@ def main(argv=None):
                     t = float(np.median([cpu(lambda f=f, a=a, kw=kw: f(*a, **kw), args.calls) for _ in range(3)]))
                     shapes = " ".join("x".join(map(str, v.shape)) for v in a if isinstance(v, np.ndarray))
                     rows.append((t, k, shapes))
+                alone = sum(t for t, _k, _s in rows)
+                print(
+                    f"  each call timed alone: {alone * 1e3:.3f} ms summed; replayed back to back: {r * 1e3:.3f} ms "
+                    f"({r / alone:.2f}x: the calls' inputs, outputs and weights out of cache in sequence)"
+                )
                 for t, k, shapes in sorted(rows, reverse=True):
                     print(f"  {t * 1e6:8.1f} us  {k}  {shapes}")
             if args.profile:
