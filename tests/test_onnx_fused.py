@@ -452,3 +452,20 @@ def test_fast_program_is_not_kept_alive_by_its_module():
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_fast_program_survives_eval_calls_that_change_nothing():
+    """``model.eval()`` before every call (a common loop) leaves the structure as it is: the fast
+    program stays; a real mode change drops it."""
+    model = connx.load(_graph())
+    x = np.random.default_rng(19).standard_normal((1, 3, 12, 10)).astype(np.float32)
+    want = _warm(model, x)
+    for _ in range(3):
+        model.eval()
+        np.testing.assert_array_equal(model(x), want)
+        assert _fast_bound(model)
+    model.train()
+    model(cnnfast.Tensor(x))
+    model.eval()
+    model(x)
+    assert not _fast_bound(model)

@@ -230,9 +230,13 @@ class Module:
         """Training mode (dropout active); returns self."""
         if not isinstance(mode, bool):
             raise ValueError(f"train: mode is expected to be a bool, got {type(mode).__name__}")
-        _structure_epoch[0] += 1
+        changed = False
         for m in self.modules():
-            m.__dict__["training"] = mode
+            if m.__dict__["training"] is not mode:
+                m.__dict__["training"] = mode
+                changed = True
+        if changed:  # (``model.eval()`` before every call changes nothing: plans stay valid)
+            _structure_epoch[0] += 1
         return self
 
     def eval(self: _M) -> _M:
