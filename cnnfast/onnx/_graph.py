@@ -221,11 +221,22 @@ def _erf(x):
     if x.dtype == np.float64:
         return _erf_exact(x).astype(np.float64)
     t = x.dtype.type
+    # the same operations in the same order as the formula, in place on three buffers (a network's
+    # GELU activations are megabytes: a fresh array per operation cost more than the arithmetic)
     a = np.abs(x)
-    k = t(1) / (t(1) + t(_ERF_P) * a)
-    poly = ((((t(_ERF_A[4]) * k + t(_ERF_A[3])) * k + t(_ERF_A[2])) * k + t(_ERF_A[1])) * k + t(_ERF_A[0])) * k
-    y = t(1) - poly * np.exp(-a * a)
-    return np.copysign(y, x).astype(x.dtype, copy=False)
+    k = np.multiply(a, t(_ERF_P))
+    k += t(1)
+    np.divide(t(1), k, out=k)  # k = 1 / (1 + p|x|)
+    poly = np.multiply(k, t(_ERF_A[4]))
+    for c in (_ERF_A[3], _ERF_A[2], _ERF_A[1], _ERF_A[0]):
+        poly += t(c)
+        poly *= k
+    np.negative(a, out=k)
+    k *= a  # -|x| * |x|
+    np.exp(k, out=k)
+    poly *= k
+    np.subtract(t(1), poly, out=poly)
+    return np.copysign(poly, x, out=poly).astype(x.dtype, copy=False)
 
 
 class _Erf(Function):
