@@ -442,7 +442,8 @@ def _op_softmax(log):
 
     def bind(m, node, values):
         """The fast form of a Softmax of a float ndarray: the axis (and the 2-D view of opset < 13)
-        worked out here, the same NumPy operations as ``F.softmax``."""
+        worked out here, then F.softmax's own ndarray function without its argument handling."""
+        from .._ndarray.misc import _softmax
         from ._fuse import Stale
 
         xin, out = node.inputs[0], node.outputs[0]
@@ -460,9 +461,7 @@ def _op_softmax(log):
             x = values[xin]
             if x.shape != shape or (x.dtype is not dt and x.dtype != dt):
                 raise Stale
-            z = x if view is None else x.reshape(view)
-            e = np.exp(z - z.max(axis=ax, keepdims=True))
-            e /= e.sum(axis=ax, keepdims=True)
+            e = _softmax(x if view is None else x.reshape(view), ax)
             values[out] = e if view is None else e.reshape(shape)
 
         return fast
