@@ -5,8 +5,10 @@ matrix-vector thresholds (_gemm._MATVEC_MAX_M, the eval paths' _MATVEC_MAX_N):
 
     python bench/activation_kernels.py                # the CPU's best ISA
     CNNFAST_ISA=avx2 python bench/activation_kernels.py
+    python bench/activation_kernels.py --dtype float64 --no-linear
 
-activations: the C++ kernel into a preallocated output vs the NumPy formula (one temporary, 3-4 passes).
+activations: the C++ kernel into a preallocated output vs the NumPy formula (one temporary, 3-4 passes;
+for gelu and erf the exact erf, math.erf once per element, which is what they ran before the kernel).
 linear: _core.linear_forward vs the conv2d GEMM, for ``a (m, k) @ b (n, k)^T`` (a Linear layer at
 batch m; a 1x1 conv on a 1x1 plane).
 """
@@ -43,23 +45,32 @@ def _ab(fa, fb, rounds, reps):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--no-linear", action="store_true", help="the activations only")
     args = p.parse_args(argv)
+    dt = np.dtype(args.dtype).type
     info = cnnfast.runtime_info()
     print(f"ISA {info.get('selected_isa', _core.get_isa())}, {_core.get_num_threads()} threads")
     rng = np.random.default_rng(0)
-    print("\n| activation | shape | C++ (us) | NumPy formula (us) | speed-up |\n|---|---|---|---|---|")
+    print(f"\n{args.dtype}\n\n| activation | shape | C++ (us) | NumPy formula (us) | speed-up |\n|---|---|---|---|---|")
     for name, kern, ref in (
         ("hardswish", P._hardswish, P._hardswish_np),
         ("hardsigmoid", P._hardsigmoid, P._hardsigmoid_np),
         ("relu6", P._relu6, P._relu6_np),
-        ("silu (C++ ref)", lambda x, out: _core.pointwise_forward(x, "silu", out=out), P._silu_np),
+        ("silu", lambda x, out: _core.pointwise_forward(x, "silu", out=out), P._silu_np),
+        ("gelu", P._gelu, P._gelu_np),
+        ("erf", lambda x, out: _core.pointwise_forward(x, "erf", out=out), P._erf_np),
     ):
         for shape in ACT_SHAPES:
-            x = rng.uniform(-5, 5, shape).astype(np.float32)
+            if name in ("gelu", "erf") and np.prod(shape) > 500_000:
+                continue  # (math.erf per element: ~50 ns each)
+            x = rng.uniform(-5, 5, shape).astype(dt)
             y = np.empty_like(x)  # out of place: repeated in-place passes would drift into subnormals
             reps = max(1, 200000 // x.size)
             a, b = _ab(lambda x=x, y=y, kern=kern: kern(x, out=y), lambda x=x, ref=ref: ref(x), args.rounds, reps)
             print(f"| {name} | {'x'.join(map(str, shape))} | {a * 1e6:.1f} | {b * 1e6:.1f} | {b / a:.2f}x |")
+    if args.no_linear:
+        return
     print("\n| m | n | k | linear_forward (us) | conv2d GEMM (us) | speed-up |\n|---|---|---|---|---|---|")
     one, zero = (1, 1), (0, 0)
     for m, n, k in LINEAR_SHAPES:

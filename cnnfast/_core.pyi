@@ -50,13 +50,14 @@ def relu_backward(grad_output: Array, input: Array, out: Array | None = None) ->
 
 # ---------------------------------------------------------------------------- pointwise / linear / fused eval step
 def pointwise_forward(
-    input: Array, kind: str, a: float = 1.0, b: float = 0.0, lo: float = ..., hi: float = ..., out: Array | None = None,
+    input: Array, kind: str, a: float | None = None, b: float | None = None, lo: float = ..., hi: float = ...,
+    out: Array | None = None,
 ) -> Array: ...
 def linear_forward(input: Array, weight: Array, bias: Array | None = None, out: Array | None = None) -> Array: ...
 def conv_bn_act_forward(
     input: Array, weight: Array, bias: Array | None, stride: Pair, padding: Pair, dilation: Pair, groups: int,
-    relu: bool, bn: tuple[Array, Array, Array | None, Array | None, float] | None, act: str, a: float = 1.0,
-    b: float = 0.0, lo: float = ..., hi: float = ..., residual: Array | None = None,
+    relu: bool, bn: tuple[Array, Array, Array | None, Array | None, float] | None, act: str, a: float | None = None,
+    b: float | None = None, lo: float = ..., hi: float = ..., residual: Array | None = None,
 ) -> Array: ...
 def se_scale_forward(
     input: Array, fc1_weight: Array, fc1_bias: Array | None, fc2_weight: Array, fc2_bias: Array | None,

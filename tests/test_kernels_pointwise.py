@@ -1,8 +1,10 @@
-"""The pointwise activation kernels (kernels/pointwise: clamp, hardswish, silu) and the
+"""The pointwise activation kernels (kernels/pointwise: clamp, hardswish, silu, gelu, erf) and the
 small-batch matrix-vector kernel (kernels/linear) on every compiled ISA, against the NumPy
 formulas and the scalar `_ref` twin; the functional activations and the eval paths that use them."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -85,6 +87,99 @@ def test_nan_inf_and_in_place(isa, dtype):
     np.testing.assert_allclose(z[3::5], 2 * (2 / 6 + 0.5), rtol=4 * np.finfo(dtype).eps)
 
 
+_ERF_EXACT = np.frompyfunc(math.erf, 1, 1)
+# float32 erf of the SIMD kernels: a rational function within 3.4e-7 of the exact erf (pointwise.h);
+# the ref kernel and float64 use <cmath> erf (a few ulps)
+_ERF_ATOL = {np.float32: 4e-7, np.float64: 4 * np.finfo(np.float64).eps}
+
+
+def _erf64(v):
+    return _ERF_EXACT(np.asarray(v, np.float64)).astype(np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+def test_erf_and_gelu_match_exact_erf(isa, rng, dtype, n):
+    """kind 'erf' (erf(a x)) and 'gelu' (x (1 + erf(x / sqrt 2)) / 2) against math.erf in float64,
+    over the vector body, the 2x unroll and the scalar tail; and against the scalar twin."""
+    x = _x(rng, n, dtype)
+    if n >= 16:  # beyond the clamp at +-4 and around 0
+        x[6:16] = [4.5, -4.5, 10, -10, 1e-3, -1e-3, 1e-30, 0.4, -0.8, 2.5]
+    x64 = x.astype(np.float64)
+    atol = _ERF_ATOL[dtype]
+    for a in (1.0, 1 / math.sqrt(2), -0.3):
+        y = _core.pointwise_forward(x, "erf", a)
+        assert y.dtype == dtype and y.shape == x.shape
+        want = _erf64(x.astype(np.float64) * dtype(a))
+        np.testing.assert_allclose(y, want, rtol=0, atol=atol + 4 * np.finfo(dtype).eps * np.abs(want).max(initial=0))
+        r = on_ref(_core.pointwise_forward, x, "erf", a)
+        np.testing.assert_allclose(y, r, rtol=0, atol=2 * atol)
+    y = _core.pointwise_forward(x, "gelu")
+    want = x64 * (1 + _erf64(x64 / math.sqrt(2))) / 2
+    # the erf's error scaled by |x| / 2, plus rounding of the product
+    bound = atol * np.abs(x64) / 2 + 4 * np.finfo(dtype).eps * np.abs(want) + 1e-300
+    assert (np.abs(y.astype(np.float64) - want) <= bound).all()
+    r = on_ref(_core.pointwise_forward, x, "gelu")
+    assert (np.abs(y.astype(np.float64) - r) <= 2 * bound).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transcendental_kinds_specials_match_ref(isa, dtype):
+    """NaN, +-inf and the ends of exp's range give the same results on every ISA as on the scalar
+    twin (NaN where it gives NaN); in place works."""
+    base = [np.nan, np.inf, -np.inf, 0.0, -0.0, 88.5, -88.5, 87.5, -87.5, 100.0, -100.0, 4.0, -4.0]
+    x = np.array(base * 5, dtype)  # 65 elements: vector body and scalar tail
+    for kind in ("silu", "gelu", "erf"):
+        with np.errstate(invalid="ignore", over="ignore"):
+            y = _core.pointwise_forward(x, kind)
+            r = on_ref(_core.pointwise_forward, x, kind)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(r), err_msg=kind)
+        inf = np.isinf(r)
+        np.testing.assert_array_equal(y[inf], r[inf], err_msg=kind)
+        ok = np.isfinite(r)
+        # (the float32 SIMD erf's absolute error, times |x| for gelu)
+        bound = 1e-6 * np.abs(r[ok]) + 1e-30 + _ERF_ATOL[dtype] * np.abs(x[ok]).clip(1, 10)
+        assert (np.abs(y[ok].astype(np.float64) - r[ok]) <= bound).all(), (kind, y, r)
+        assert np.isnan(y[0::13]).all()
+        z = x.copy()
+        assert np.shares_memory(_core.pointwise_forward(z, kind, out=z), z)
+        np.testing.assert_array_equal(np.isnan(z), np.isnan(y))
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.testing.assert_array_equal(_core.pointwise_forward(x, "erf")[1:3], [1, -1])
+        np.testing.assert_array_equal(_core.pointwise_forward(x, "gelu")[1], np.inf)
+        np.testing.assert_array_equal(_core.pointwise_forward(x, "silu")[1], np.inf)
+
+
+def test_gelu_and_erf_functions_use_the_kernels(isa, rng):
+    """F.gelu / its gradient / the ONNX Erf on float32 and float64 agree with the exact-erf
+    formulas (the NumPy reference, math.erf per element); float16 keeps the NumPy formula."""
+    from cnnfast.onnx import _graph
+
+    for dtype in DTYPES:
+        x = rng.uniform(-6, 6, (2, 3, 5, 7)).astype(dtype)
+        atol = _ERF_ATOL[dtype]
+        np.testing.assert_allclose(P._gelu(x), P._gelu_np(x), rtol=4 * np.finfo(dtype).eps, atol=4 * atol)
+        np.testing.assert_allclose(
+            cnnfast.functional.gelu(x), P._gelu_np(x), rtol=4 * np.finfo(dtype).eps, atol=4 * atol
+        )
+        np.testing.assert_allclose(_graph._erf(x), P._erf_np(x), rtol=0, atol=2 * atol)
+        np.testing.assert_allclose(P._erf(x, 0.5), P._erf_np(x * dtype(0.5)), rtol=0, atol=2 * atol)
+        g = rng.standard_normal(x.shape).astype(dtype)
+        t = x.astype(np.float64)
+        want = g * ((1 + _erf64(t / math.sqrt(2))) / 2 + t * np.exp(-t * t / 2) / math.sqrt(2 * math.pi))
+        got = P._gelu_backward(g, x)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=4 * atol)
+        y = np.empty_like(x)
+        assert P._gelu(x, out=y) is y
+        np.testing.assert_array_equal(y, P._gelu(x))
+        # the tanh approximation stays the NumPy formula
+        np.testing.assert_array_equal(P._gelu(x, "tanh"), P._gelu_np(x, "tanh"))
+    x16 = rng.uniform(-4, 4, 40).astype(np.float16)
+    assert P._gelu(x16).dtype == np.float16 and P._erf(x16).dtype == np.float16
+    np.testing.assert_array_equal(P._gelu(x16), P._gelu_np(x16))
+
+
 def test_functional_activations_match_numpy_formulas(isa, rng):
     for dtype in DTYPES:
         x = rng.uniform(-8, 8, (2, 5, 7, 9)).astype(dtype)
@@ -110,8 +205,8 @@ def test_functional_activations_match_numpy_formulas(isa, rng):
 
 def test_pointwise_errors():
     x = np.zeros(5, np.float32)
-    with pytest.raises(ValueError, match="kind must be"):
-        _core.pointwise_forward(x, "gelu")
+    with pytest.raises(ValueError, match="kind must be 'clamp', 'hardswish', 'silu', 'gelu' or 'erf', got 'tanh'"):
+        _core.pointwise_forward(x, "tanh")
     with pytest.raises(ValueError, match="float32 or float64"):
         _core.pointwise_forward(np.zeros(5, np.int32), "clamp")
     with pytest.raises(ValueError, match="out has size"):
@@ -220,6 +315,8 @@ def _conv_bn_act_reference(x, w, b, stride, pad, groups, bn, act):
         "relu6": P._relu6_np,
         "hardswish": P._hardswish_np,
         "hardsigmoid": P._hardsigmoid_np,
+        "silu": P._silu_np,
+        "gelu": P._gelu_np,
     }[act](y)
 
 
@@ -229,6 +326,8 @@ _ACT_ARGS = {
     "relu6": ("clamp", 1.0, 0.0, 0.0, 6.0),
     "hardswish": ("hardswish", 1 / 6, 0.5, 0.0, 1.0),
     "hardsigmoid": ("clamp", 1 / 6, 0.5, 0.0, 1.0),
+    "silu": ("silu",),
+    "gelu": ("gelu",),
 }
 
 
@@ -292,7 +391,7 @@ def test_conv_bn_act_errors():
             x, w, None, (1, 1), (1, 1), (1, 1), 1, False, (ok[0], np.ones(5, np.float32)) + ok[2:], "none"
         )
     with pytest.raises(ValueError, match="act must be"):
-        _core.conv_bn_act_forward(x, w, None, (1, 1), (1, 1), (1, 1), 1, False, ok, "gelu")
+        _core.conv_bn_act_forward(x, w, None, (1, 1), (1, 1), (1, 1), 1, False, ok, "erf")
     with pytest.raises(ValueError, match="input has dtype float64 but weight has dtype float32"):
         _core.conv_bn_act_forward(x.astype(np.float64), w, None, (1, 1), (1, 1), (1, 1), 1, False, None, "none")
     with pytest.raises(ValueError, match="channels"):  # the conv's own shape check
@@ -321,7 +420,13 @@ _EPILOGUE_CASES = {
 
 
 def _act_reference(v, act):
-    return {"relu6": P._relu6_np, "hardswish": P._hardswish_np, "hardsigmoid": P._hardsigmoid_np}[act](v)
+    return {
+        "relu6": P._relu6_np,
+        "hardswish": P._hardswish_np,
+        "hardsigmoid": P._hardsigmoid_np,
+        "silu": P._silu_np,
+        "gelu": P._gelu_np,
+    }[act](v)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

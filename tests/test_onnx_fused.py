@@ -469,3 +469,78 @@ def test_fast_program_survives_eval_calls_that_change_nothing():
     model.eval()
     model(x)
     assert not _fast_bound(model)
+
+
+def _gelu_graph(dtype=np.float32):
+    """x -> Conv -> GELU as PyTorch exports it (Div(sqrt 2) -> Erf -> Add(1) -> Mul(y) -> Mul(0.5))
+    -> Conv (whose output ``c1`` is also a graph output) -> the same GELU with every commutative
+    operand swapped -> ``out``."""
+    rng = np.random.default_rng(21)
+    tp = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    inits = []
+
+    def const(name, a):
+        inits.append(numpy_helper.from_array(np.asarray(a, dtype), name))
+        return name
+
+    w0 = const("w0", rng.standard_normal((6, 3, 3, 3)) / 3)
+    w1 = const("w1", rng.standard_normal((6, 6, 1, 1)) / 2)
+    N = helper.make_node
+    nodes = [
+        N("Conv", ["x", w0], ["c0"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        N("Div", ["c0", const("r2a", np.sqrt(2.0))], ["d0"]),
+        N("Erf", ["d0"], ["e0"]),
+        N("Add", ["e0", const("one_a", 1.0)], ["a0"]),
+        N("Mul", ["c0", "a0"], ["m0"]),
+        N("Mul", ["m0", const("half_a", 0.5)], ["g0"]),
+        N("Conv", ["g0", w1], ["c1"], kernel_shape=[1, 1]),
+        N("Div", ["c1", const("r2b", np.sqrt(2.0))], ["d1"]),
+        N("Erf", ["d1"], ["e1"]),
+        N("Add", [const("one_b", 1.0), "e1"], ["a1"]),
+        N("Mul", ["a1", "c1"], ["m1"]),
+        N("Mul", [const("half_b", 0.5), "m1"], ["out"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "gelu",
+        [helper.make_tensor_value_info("x", tp, [None, 3, 9, 11])],
+        [helper.make_tensor_value_info("out", tp, None), helper.make_tensor_value_info("c1", tp, None)],
+        inits,
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_nodes_are_one_kernel_step(dtype):
+    """The five GELU nodes run as one pointwise_forward call (bound in the fast program) with the
+    node-by-node results; a graph output feeding one (``c1``) is not overwritten by it."""
+    model = connx.load(_gelu_graph(dtype))
+    x = np.random.default_rng(22).standard_normal((2, 3, 9, 11)).astype(dtype)
+    want_out, want_c1 = (t.data for t in model(cnnfast.Tensor(x)))
+    first = model(x)
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    for got in (first, _warm(model, x)):
+        assert got[0].dtype == dtype
+        _close(got[0], want_out, tol)
+        _close(got[1], want_c1, tol)
+    np.testing.assert_array_equal(_warm(model, x)[0], first[0])
+    _consts, steps = _EVAL_PROGRAMS[model]
+    ops = [" ".join(nd.op for nd in s[1]) for s in steps]
+    assert ops.count("Div Erf Add Mul Mul") == 2 and "Erf" not in ops
+    from cnnfast.onnx._graph import _FAST_PROGRAMS
+
+    fast_steps = _FAST_PROGRAMS[model][2][1]
+    assert all(f is not s[0] for (f, _free), s in zip(fast_steps, steps))  # every step bound
+
+
+def test_gelu_step_reads_its_constants_and_falls_back_for_other_values():
+    model = connx.load(_gelu_graph())
+    x = np.random.default_rng(23).standard_normal((2, 3, 9, 11)).astype(np.float32)
+    _warm(model, x)
+    for name, value, fused in (("r2a", 1.4140625, True), ("half_b", 0.25, True), ("one_a", 2.0, False)):
+        getattr(model, model._names[name]).data[...] = value  # in place: the structure is unchanged
+        got = model(x)
+        want = [t.data for t in model(cnnfast.Tensor(x))]
+        _close(got[0], want[0], 2e-6)
+        _close(got[1], want[1], 2e-6)
+        assert _fast_bound(model) == fused  # (an Add constant other than 1: the nodes one by one)

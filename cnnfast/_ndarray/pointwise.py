@@ -91,8 +91,11 @@ def _sigmoid(x):
 
 
 def _silu(x, out=None):
-    # NumPy's formula: the C++ kernel's SiLU (kind "silu") has no vector exp yet and is slower
-    # than NumPy's SIMD exp (bench/activation_kernels.py)
+    # float32: the C++ kernel (vector exp: one pass, no temporary); float64: NumPy's formula (the
+    # kernel's float64 SiLU is scalar <cmath> exp, slower than NumPy's SIMD exp;
+    # bench/activation_kernels.py --dtype float64)
+    if x.dtype == np.float32 and _kernel_ok(x, out):
+        return _core.pointwise_forward(x, "silu", out=out)
     t = _silu_np(x)
     if out is None:
         return t
@@ -114,9 +117,10 @@ def _silu_backward(g, x):
     return g * (s * (1 + x * (1 - s)))
 
 
-# NumPy has no erf; math.erf is exact (it is C's erf) but runs once per element through Python.
-# That is ~50 ns an element: fine for the models here (none uses GELU), a C++ kernel would pay
-# for transformer-style networks.
+# NumPy has no erf. float32 / float64 run the C++ kernels (kind "erf": float32 a rational
+# function within 3.4e-7 of the exact erf, float64 <cmath> erf); other dtypes, and the reference
+# the kernels are tested against, use math.erf (C's erf, exact) once per element through Python
+# (~50 ns an element).
 _erf_ufunc = np.frompyfunc(math.erf, 1, 1)
 
 
@@ -129,8 +133,15 @@ _INV_SQRT_2 = 1 / math.sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
-def _erf(x):
+def _erf_np(x):
     return _erf_ufunc(x).astype(x.dtype)
+
+
+def _erf(x, scale=1.0):
+    """erf(scale * x)."""
+    if x.dtype.type in _F:
+        return _core.pointwise_forward(x, "erf", scale)
+    return _erf_np(x * x.dtype.type(scale) if scale != 1.0 else x)
 
 
 def _check_approximate(op, approximate):
@@ -138,11 +149,21 @@ def _check_approximate(op, approximate):
         raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
-def _gelu(x, approximate="none"):
+def _gelu(x, approximate="none", out=None):
+    if approximate == "none" and _kernel_ok(x, out):
+        return _core.pointwise_forward(x, "gelu", out=out)
+    t = _gelu_np(x, approximate)
+    if out is None:
+        return t
+    out[...] = t
+    return out
+
+
+def _gelu_np(x, approximate="none"):
     if approximate == "tanh":
         inner = x.dtype.type(_SQRT_2_OVER_PI) * (x + x.dtype.type(0.044715) * x * x * x)
         return x * (np.tanh(inner) + 1) / 2
-    return x * (_erf(x * x.dtype.type(_INV_SQRT_2)) + 1) / 2
+    return x * (_erf_np(x * x.dtype.type(_INV_SQRT_2)) + 1) / 2
 
 
 def _gelu_backward(g, x, approximate="none"):
@@ -152,7 +173,9 @@ def _gelu_backward(g, x, approximate="none"):
         th = np.tanh(inner)
         d_inner = t(_SQRT_2_OVER_PI) * (1 + t(3 * 0.044715) * x * x)
         return g * ((th + 1) / 2 + x * (1 - th * th) * d_inner / 2)
-    cdf = (_erf(x * t(_INV_SQRT_2)) + 1) / 2
+    cdf = _erf(x, _INV_SQRT_2)
+    cdf += 1
+    cdf /= 2
     pdf = t(_INV_SQRT_2PI) * np.exp(-x * x / 2)
     return g * (cdf + x * pdf)
 

@@ -14,12 +14,12 @@ import weakref
 import numpy as np
 
 from .. import _core
-from .._ndarray.pointwise import _hardsigmoid, _hardswish, _relu6, _silu
+from .._ndarray.pointwise import _gelu, _hardsigmoid, _hardswish, _relu6, _silu
 from .activation import ReLU
 from .conv import Conv2d
 from .module import _structure_epoch
 from .normalization import BatchNorm2d
-from .pointwise import Hardsigmoid, Hardswish, ReLU6, SiLU
+from .pointwise import GELU, Hardsigmoid, Hardswish, ReLU6, SiLU
 
 if TYPE_CHECKING:
     from .module import Module
@@ -36,17 +36,27 @@ _ACTS: dict[type, str] = {
     Hardswish: "hardswish",
     Hardsigmoid: "hardsigmoid",
     SiLU: "silu",
+    GELU: "gelu",  # approximate='none' only (_act_of)
 }
-# each activation as _core.conv_bn_act_forward's (act, (a, b, lo, hi)); SiLU runs in NumPy after it
-# (the C++ kernel's SiLU has no vector exp yet)
+# each activation as _core.conv_bn_act_forward's (act, (a, b, lo, hi)); float64 SiLU runs in NumPy
+# after it (the C++ kernel's float64 SiLU is scalar, NumPy's exp is not: _ndarray/pointwise._silu)
 _FUSED_ACTS: dict[str | None, tuple[str, tuple[float, ...]]] = {
     None: ("none", ()),
     "relu": ("relu", ()),
     "relu6": ("clamp", (1.0, 0.0, 0.0, 6.0)),
     "hardswish": ("hardswish", (1 / 6, 0.5, 0.0, 1.0)),
     "hardsigmoid": ("clamp", (1 / 6, 0.5, 0.0, 1.0)),
-    "silu": ("none", ()),
+    "silu": ("silu", ()),
+    "gelu": ("gelu", ()),
 }
+
+
+def _act_of(m: Any) -> str | None:
+    """The fused activation name of module ``m`` (None if it is not one, or has hooks)."""
+    act = _ACTS.get(type(m))
+    if act is None or m._forward_hooks or (act == "gelu" and m.approximate != "none"):
+        return None
+    return act
 
 
 def _bn_tuple(bn: Any) -> tuple[Any, ...] | None:
@@ -96,11 +106,9 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any, residual: Any = None
     if _eval_bn(nxt, conv):
         bn, n_used = nxt, 2
         nxt = mods[i + 2] if i + 2 < len(mods) else None
-    act = _ACTS.get(type(nxt))
-    if act is not None and nxt is not None and not nxt._forward_hooks:
+    act = None if nxt is None else _act_of(nxt)
+    if act is not None:
         n_used += 1
-    else:
-        act = None
     w = conv.weight.data
     b = None if conv.bias is None else conv.bias.data
     pad = conv.padding
@@ -118,11 +126,13 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any, residual: Any = None
         # the whole block in one C++ call (conv -> BatchNorm folded or per channel [-> + residual]
         # -> activation)
         kind, params = _FUSED_ACTS[act]
+        if act == "silu" and w.dtype != np.float32:
+            kind = "none"
         bnt = _bn_tuple(bn)
         y = _core.conv_bn_act_forward(
             x, w, b, conv.stride, pad, conv.dilation, conv.groups, False, bnt, kind, *params, residual=residual
         )
-        if act == "silu":
+        if act == "silu" and kind == "none":
             _silu(y, out=y)
         return y, n_used
     from .. import functional as F
@@ -168,6 +178,8 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any, residual: Any = None
         y = _hardsigmoid(y, out=y)
     elif act == "silu":
         y = _silu(y, out=y)
+    elif act == "gelu":
+        y = _gelu(y, out=y)
     return y, n_used
 
 

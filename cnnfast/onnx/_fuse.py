@@ -15,6 +15,9 @@ steps instead of one dispatch per graph node:
   HardSigmoid | Sigmoid -> Mul`` with the block input, is one step (``_core.se_scale_forward``: the
   plane means, the two small matrix products and the channel scaling in one call); another
   GlobalAveragePool is one ``_core.global_avg_pool_forward`` call.
+- The erf GELU as PyTorch and PaddlePaddle export it, ``Div(y, c1) -> Erf -> Add(1) -> Mul(y) ->
+  Mul(c3)`` (c1 = sqrt 2, c3 = 1/2), is one step (``_core.pointwise_forward`` kind ``'gelu'``, in
+  place on ``y`` when nothing else reads it).
 - Conv steps that form ``[1x1 expand] -> depthwise -> [1x1 project]`` chains (each output read
   only by the next conv) are one step: ``_core.dw_chain_forward`` runs the chain in one pass over
   the image, the intermediate tensors staying in cache (the layers one by one where it declines).
@@ -171,6 +174,12 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
                 continue
             steps.append(_gap(gm, nd, OPS))
             continue
+        if nd.op == "Div":
+            ge = _match_gelu(gm, nd, consumers, outputs, only, small_const)
+            if ge is not None:
+                used.update(id(n) for n in ge[0])
+                steps.append(_gelu_step(gm, *ge, OPS=OPS))
+                continue
         if nd.op != "Conv" or type(gm._modules.get(nd.attrs.get("_module"))) is not OnnxConv2d:
             steps.append(_generic(gm, nd, OPS))
             continue
@@ -1110,3 +1119,113 @@ def _se_step(gm, nodes, n1, act1, n2, scale_act, alpha, beta, xin, out, inplace,
 
     fn.bind = bind
     return fn, list(nodes), None, [xin]
+
+
+def _match_gelu(gm, div, consumers, outputs, only, small_const):
+    """``Div(y, c1) -> Erf -> Add(., c2) -> Mul(y, .) -> Mul(., c3)`` (Add and Mul operands in either
+    order, every intermediate read by the next node alone) as ``(nodes, y, out, c1, c2, c3,
+    inplace)``, or None. The constants' values are checked when the step runs (they are trainable)."""
+    if len(div.inputs) != 2 or not small_const(div.inputs[1]):
+        return None
+    y = div.inputs[0]
+    erf = only(div.outputs[0])
+    if erf is None or erf.op != "Erf":
+        return None
+    add = only(erf.outputs[0])
+    if add is None or add.op != "Add" or len(add.inputs) != 2 or erf.outputs[0] not in add.inputs:
+        return None
+    c2 = add.inputs[1] if add.inputs[0] == erf.outputs[0] else add.inputs[0]
+    mul1 = only(add.outputs[0])
+    if (
+        not small_const(c2)
+        or mul1 is None
+        or mul1.op != "Mul"
+        or len(mul1.inputs) != 2
+        or sorted(mul1.inputs) != sorted([y, add.outputs[0]])
+        or y == add.outputs[0]
+    ):
+        return None
+    mul2 = only(mul1.outputs[0])
+    if mul2 is None or mul2.op != "Mul" or len(mul2.inputs) != 2 or mul1.outputs[0] not in mul2.inputs:
+        return None
+    c3 = mul2.inputs[1] if mul2.inputs[0] == mul1.outputs[0] else mul2.inputs[0]
+    if not small_const(c3):
+        return None
+    # y may be overwritten when the Div and the first Mul are its only readers, it is not a graph
+    # input, output or constant, and its producer returns fresh memory
+    prod = next((n for n in gm._plan if y in n.outputs), None)
+    inplace = (
+        len(consumers.get(y, [])) == 2
+        and y not in outputs
+        and y not in gm._names
+        and prod is not None
+        and prod.op in _FRESH_OPS
+    )
+    return [div, erf, add, mul1, mul2], y, mul2.outputs[0], div.inputs[1], c2, c3, inplace
+
+
+def _gelu_step(gm, nodes, y, out, c1, c2, c3, inplace, *, OPS):
+    """One ``_core.pointwise_forward(y, 'gelu', 1 / c1, c3)`` (``c3 y (1 + erf(y / c1))``) for the
+    nodes :func:`_match_gelu` found, while ``y`` is a float32/float64 ndarray, the constants are
+    scalars of its dtype with at most its dimensions (no broadcast beyond them), ``c2`` is 1 and
+    ``c1`` nonzero (sqrt(2) in an exact GELU; the float16-stored backbone of
+    :mod:`cnnfast.pretrained` has 1.4140625); node by node otherwise. In place on ``y`` when
+    ``inplace`` and the value table alone holds it (see :func:`_se_step`)."""
+    inner = [n.outputs[0] for n in nodes[:-1]]
+    pw = _core.pointwise_forward
+
+    def slow(gm, values):
+        _run_nodes(gm, nodes, values, OPS)
+        for o in inner:
+            values.pop(o, None)
+
+    def params(x, d, a, m):
+        """(1 / c1, c3) for the kernel, or None where the nodes must run one by one."""
+        if type(x) is not np.ndarray or x.dtype.char not in "fd":
+            return None
+        for c in (d, a, m):
+            if (
+                type(c) is not np.ndarray
+                or c.size != 1
+                or c.ndim > x.ndim
+                or (c.dtype is not x.dtype and c.dtype != x.dtype)
+            ):
+                return None
+        dv, mv = d.item(), m.item()
+        if a.item() != 1.0 or not (np.isfinite(dv) and dv != 0 and np.isfinite(mv)):
+            return None
+        return 1.0 / dv, mv
+
+    def run(values, x, sole, p):
+        # sole: the value table and the caller's frame are x's only references (_SOLE_REFS)
+        dest = (
+            x
+            if inplace and sole and x.flags.c_contiguous and x.flags.writeable and not isinstance(x.base, np.ndarray)
+            else None
+        )
+        values[out] = pw(x, "gelu", p[0], p[1], out=dest)
+
+    def fn(gm, values):
+        x = values[y]
+        p = params(x, _const(gm, c1), _const(gm, c2), _const(gm, c3))
+        if p is None:
+            return slow(gm, values)
+        run(values, x, sys.getrefcount(x) <= _SOLE_REFS, p)
+        return None
+
+    def bind(gm, values):
+        if params(values[y], _const(gm, c1), _const(gm, c2), _const(gm, c3)) is None:
+            return None
+        g1, g2, g3 = _const_getter(gm, c1), _const_getter(gm, c2), _const_getter(gm, c3)
+
+        def fast(gm, values):
+            x = values[y]
+            p = params(x, g1(), g2(), g3())
+            if p is None:
+                raise Stale
+            run(values, x, sys.getrefcount(x) <= _SOLE_REFS, p)
+
+        return fast
+
+    fn.bind = bind
+    return fn, list(nodes), None, [y, c1, c2, c3]

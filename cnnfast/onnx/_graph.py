@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import _core
 from .. import functional as F
+from .._ndarray.pointwise import _erf as _erf_kernel
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..nn.conv import Conv2d
@@ -210,33 +211,10 @@ def _scalar(x):
     return float(np.asarray(_d(x)).reshape(-1)[0])
 
 
-_ERF_P = 0.3275911
-_ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
-_erf_exact = np.frompyfunc(math.erf, 1, 1)
-
-
 def _erf(x):
-    """erf: Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7) in float32, exact math.erf in float64."""
-    x = np.asarray(x)
-    if x.dtype == np.float64:
-        return _erf_exact(x).astype(np.float64)
-    t = x.dtype.type
-    # the same operations in the same order as the formula, in place on three buffers (a network's
-    # GELU activations are megabytes: a fresh array per operation cost more than the arithmetic)
-    a = np.abs(x)
-    k = np.multiply(a, t(_ERF_P))
-    k += t(1)
-    np.divide(t(1), k, out=k)  # k = 1 / (1 + p|x|)
-    poly = np.multiply(k, t(_ERF_A[4]))
-    for c in (_ERF_A[3], _ERF_A[2], _ERF_A[1], _ERF_A[0]):
-        poly += t(c)
-        poly *= k
-    np.negative(a, out=k)
-    k *= a  # -|x| * |x|
-    np.exp(k, out=k)
-    poly *= k
-    np.subtract(t(1), poly, out=poly)
-    return np.copysign(poly, x, out=poly).astype(x.dtype, copy=False)
+    """erf: the C++ kernel for float32 / float64 (float32 within 3.4e-7 of the exact erf, float64
+    <cmath>), math.erf per element for other dtypes."""
+    return _erf_kernel(np.asarray(x))
 
 
 class _Erf(Function):

@@ -9,15 +9,16 @@ using namespace py::literals;
 
 void bind_pointwise(py::module_& m) {
   const double inf = std::numeric_limits<double>::infinity();
-  m.def("pointwise_forward", &cnnfast::pointwise_forward, "input"_a, "kind"_a, "a"_a = 1.0, "b"_a = 0.0, "lo"_a = -inf,
-        "hi"_a = inf, "out"_a = py::none(),
-        "t = min(max(a*x + b, lo), hi); kind 'clamp': t, 'hardswish': x*t, 'silu': x/(1+exp(-x)). "
-        "out may be input itself (in place).");
+  m.def("pointwise_forward", &cnnfast::pointwise_forward, "input"_a, "kind"_a, "a"_a = py::none(), "b"_a = py::none(),
+        "lo"_a = -inf, "hi"_a = inf, "out"_a = py::none(),
+        "t = min(max(a*x + b, lo), hi); kind 'clamp': t, 'hardswish': x*t, 'silu': x/(1+exp(-x)), "
+        "'gelu': b*x*(1+erf(a*x)), 'erf': erf(a*x). a, b default to 1, 0 (GELU: 1/sqrt(2), 1/2). out may be "
+        "input itself (in place).");
   m.def("linear_forward", &cnnfast::linear_forward, "input"_a, "weight"_a, "bias"_a = py::none(), "out"_a = py::none(),
         "input (m, k) @ weight (n, k)^T + bias (n): the small-batch (matrix-vector) product.");
   m.def("conv_bn_act_forward", &cnnfast::conv_bn_act_forward, "input"_a, "weight"_a, "bias"_a, "stride"_a, "padding"_a,
-        "dilation"_a, "groups"_a, "relu"_a, "bn"_a, "act"_a, "a"_a = 1.0, "b"_a = 0.0, "lo"_a = -inf, "hi"_a = inf,
-        "residual"_a = py::none(),
+        "dilation"_a, "groups"_a, "relu"_a, "bn"_a, "act"_a, "a"_a = py::none(), "b"_a = py::none(), "lo"_a = -inf,
+        "hi"_a = inf, "residual"_a = py::none(),
         "Eval inference step: conv2d (relu epilogue if relu) -> BatchNorm with running statistics "
         "(bn = (running_mean, running_var, weight, bias, eps) or None; folded into the weights when they are no "
         "larger than the output) -> + residual (an array of the output's shape and dtype, or None: a ResNet "

@@ -143,8 +143,9 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
 
 py::array conv_bn_act_forward(const py::array& x, const py::array& w, const std::optional<py::array>& bias, Pair stride,
                               Pair padding, Pair dilation, int64_t groups, bool conv_relu,
-                              const std::optional<py::tuple>& bn, const std::string& act, double a, double b, double lo,
-                              double hi, const std::optional<py::array>& residual) {
+                              const std::optional<py::tuple>& bn, const std::string& act, std::optional<double> a_,
+                              std::optional<double> b_, double lo, double hi,
+                              const std::optional<py::array>& residual) {
   check_float(w, "conv_bn_act_forward", "weight");
   CNNFAST_CHECK(x.dtype().equal(w.dtype()), "conv_bn_act_forward: input has dtype ", std::string(py::str(x.dtype())),
                 " but weight has dtype ", std::string(py::str(w.dtype())));
@@ -157,9 +158,15 @@ py::array conv_bn_act_forward(const py::array& x, const py::array& w, const std:
     k = kPointwiseHardswish;
   else if (act == "silu")
     k = kPointwiseSilu;
+  else if (act == "gelu")
+    k = kPointwiseGelu;
   else
     CNNFAST_CHECK(act == "none",
-                  "conv_bn_act_forward: act must be 'none', 'relu', 'clamp', 'hardswish' or 'silu', got '", act, "'");
+                  "conv_bn_act_forward: act must be 'none', 'relu', 'clamp', 'hardswish', 'silu' or 'gelu', got '", act,
+                  "'");
+  // a, b default per kind as pointwise_forward's
+  const double a = a_ ? *a_ : (k == kPointwiseGelu ? 0.70710678118654752440 : 1.0);
+  const double b = b_ ? *b_ : (k == kPointwiseGelu ? 0.5 : 0.0);
   return is_f64(w)
              ? run<double>(x, w, bias, stride, padding, dilation, groups, conv_relu, bn, k, a, b, lo, hi, residual)
              : run<float>(x, w, bias, stride, padding, dilation, groups, conv_relu, bn, k, a, b, lo, hi, residual);

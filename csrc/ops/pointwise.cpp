@@ -12,7 +12,10 @@ int kind_of(const std::string& kind) {
   if (kind == "clamp") return kPointwiseClamp;
   if (kind == "hardswish") return kPointwiseHardswish;
   if (kind == "silu") return kPointwiseSilu;
-  CNNFAST_CHECK(false, "pointwise_forward: kind must be 'clamp', 'hardswish' or 'silu', got '", kind, "'");
+  if (kind == "gelu") return kPointwiseGelu;
+  if (kind == "erf") return kPointwiseErf;
+  CNNFAST_CHECK(false, "pointwise_forward: kind must be 'clamp', 'hardswish', 'silu', 'gelu' or 'erf', got '", kind,
+                "'");
   return -1;
 }
 
@@ -64,10 +67,13 @@ py::array lin(const py::array& a_, const py::array& w_, const std::optional<py::
 
 }  // namespace
 
-py::array pointwise_forward(const py::array& x, const std::string& kind, double a, double b, double lo, double hi,
-                            const std::optional<py::array>& out) {
+py::array pointwise_forward(const py::array& x, const std::string& kind, std::optional<double> a_,
+                            std::optional<double> b_, double lo, double hi, const std::optional<py::array>& out) {
   check_float(x, "pointwise_forward", "input");
   const int k = kind_of(kind);
+  // a, b default per kind: GELU's 1/sqrt(2), 1/2; otherwise 1, 0
+  const double a = a_ ? *a_ : (k == kPointwiseGelu ? 0.70710678118654752440 : 1.0);
+  const double b = b_ ? *b_ : (k == kPointwiseGelu ? 0.5 : 0.0);
   return is_f64(x) ? pw<double>(x, k, a, b, lo, hi, out) : pw<float>(x, k, a, b, lo, hi, out);
 }
 

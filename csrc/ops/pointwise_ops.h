@@ -13,8 +13,9 @@
 namespace cnnfast {
 namespace py = pybind11;
 
-py::array pointwise_forward(const py::array& x, const std::string& kind, double a, double b, double lo, double hi,
-                            const std::optional<py::array>& out);
+// a, b: None for the kind's defaults (GELU 1/sqrt(2), 1/2; otherwise 1, 0)
+py::array pointwise_forward(const py::array& x, const std::string& kind, std::optional<double> a,
+                            std::optional<double> b, double lo, double hi, const std::optional<py::array>& out);
 py::array linear_forward(const py::array& input, const py::array& weight, const std::optional<py::array>& bias,
                          const std::optional<py::array>& out);
 // conv2d -> eval BatchNorm (bn = (running_mean, running_var, weight or None, bias or None, eps), or
@@ -22,8 +23,8 @@ py::array linear_forward(const py::array& input, const py::array& weight, const 
 // in one call.
 py::array conv_bn_act_forward(const py::array& x, const py::array& w, const std::optional<py::array>& bias, Pair stride,
                               Pair padding, Pair dilation, int64_t groups, bool conv_relu,
-                              const std::optional<py::tuple>& bn, const std::string& act, double a, double b, double lo,
-                              double hi, const std::optional<py::array>& residual);
+                              const std::optional<py::tuple>& bn, const std::string& act, std::optional<double> a,
+                              std::optional<double> b, double lo, double hi, const std::optional<py::array>& residual);
 // Squeeze-and-excitation block of a 4-D input x (N, C, H, W): x * scale_act(fc2(act1(fc1(mean over H, W)))),
 // fc1 / fc2 1x1 convs (S, C, 1, 1) / (C, S, 1, 1) with optional biases; act1 'relu', 'silu', 'hardswish'
 // or 'none'; scale_act 'hardsigmoid' (min(max(alpha * v + beta, 0), 1)) or 'sigmoid'. out may be x.

@@ -2,11 +2,12 @@
 // (pointwise_avx2.cpp, pointwise_avx512.cpp) with a vector type of common/simd.h. Include only from
 // a file compiled with the matching ISA flags. Semantics as pointwise_ref.cpp: max/min in the
 // order of the scalar code, so a NaN x propagates (MAXPS/MINPS return their second operand when
-// either is NaN). SiLU has no vector exp here: the SIMD kernels decline it (ref runs).
+// either is NaN). SiLU, GELU and erf: float32 only (exp and erf of pointwise.h), float64 declines.
 #pragma once
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/parallel.h"
 #include "common/simd.h"
@@ -26,6 +27,92 @@ inline __m512d vmin(__m512d a, __m512d b) { return _mm512_min_pd(a, b); }
 inline __m512 vmax(__m512 a, __m512 b) { return _mm512_max_ps(a, b); }
 inline __m512d vmax(__m512d a, __m512d b) { return _mm512_max_pd(a, b); }
 #endif
+
+// float32 only: round to nearest, 2^n of an integral float n in [-126, 128] (128 -> inf), x / y
+inline __m256 vround(__m256 v) { return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline __m256 vpow2(__m256 n) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+}
+inline __m256 vdiv(__m256 a, __m256 b) { return _mm256_div_ps(a, b); }
+#ifdef __AVX512F__
+inline __m512 vround(__m512 v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline __m512 vpow2(__m512 n) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+}
+inline __m512 vdiv(__m512 a, __m512 b) { return _mm512_div_ps(a, b); }
+#endif
+
+// exp(v), float32 (Cephes expf: v = n ln2 + r, |r| <= ln2 / 2, ln2 in two parts, degree-6
+// polynomial, times 2^n). v is first clamped to [-87.3, 88.3763]: below, exp(-87.3); above,
+// inf (n = 128). NaN stays NaN (MAXPS/MINPS keep their second operand).
+template <class S>
+inline typename S::R vexp(typename S::R v) {
+  using R = typename S::R;
+  v = vmin(S::set1(88.3762626647949f), vmax(S::set1(-87.3f), v));
+  const R n = vround(S::mul(v, S::set1(1.44269504088896341f)));
+  R r = S::fma(n, S::set1(-0.693359375f), v);
+  r = S::fma(n, S::set1(2.12194440e-4f), r);
+  R p = S::set1(1.9875691500e-4f);
+  p = S::fma(p, r, S::set1(1.3981999507e-3f));
+  p = S::fma(p, r, S::set1(8.3334519073e-3f));
+  p = S::fma(p, r, S::set1(4.1665795894e-2f));
+  p = S::fma(p, r, S::set1(1.6666665459e-1f));
+  p = S::fma(p, r, S::set1(5.0000001201e-1f));
+  p = S::fma(p, S::mul(r, r), S::add(r, S::set1(1.0f)));
+  return S::mul(p, vpow2(n));
+}
+
+// erf(v), float32: v clamped to [-4, 4] (erf(4) rounds to 1), then v P(v^2) / Q(v^2) with the
+// coefficients of Eigen's / XLA's float erf; at most 3.4e-7 from the exact erf (tests).
+template <class S>
+inline typename S::R verf(typename S::R v) {
+  using R = typename S::R;
+  v = vmin(S::set1(4.0f), vmax(S::set1(-4.0f), v));
+  const R v2 = S::mul(v, v);
+  R p = S::set1(-2.72614225801306e-10f);
+  p = S::fma(p, v2, S::set1(2.77068142495902e-08f));
+  p = S::fma(p, v2, S::set1(-2.10102402082508e-06f));
+  p = S::fma(p, v2, S::set1(-5.69250639462346e-05f));
+  p = S::fma(p, v2, S::set1(-7.34990630326855e-04f));
+  p = S::fma(p, v2, S::set1(-2.95459980854025e-03f));
+  p = S::fma(p, v2, S::set1(-1.60960333262415e-02f));
+  R q = S::set1(-1.45660718464996e-05f);
+  q = S::fma(q, v2, S::set1(-2.13374055278905e-04f));
+  q = S::fma(q, v2, S::set1(-1.68282697438203e-03f));
+  q = S::fma(q, v2, S::set1(-7.37332916720468e-03f));
+  q = S::fma(q, v2, S::set1(-1.42647390514189e-02f));
+  return vdiv(S::mul(p, v), q);
+}
+
+// scalar tails of the transcendental kinds: the same vector code on one broadcast lane
+template <class S, class F>
+inline typename S::T lane1(F f, typename S::T v) {
+  typename S::T out[S::N];
+  S::store(out, f(S::set1(v)));
+  return out[0];
+}
+
+// kinds 2-4 (float32): SiLU x / (1 + exp(-x)), GELU b x (1 + erf(a x)), erf(a x)
+template <class S>
+inline void run_transcendental(int64_t s, int64_t e, const float* x, float* y, int kind, float a, float b) {
+  using R = typename S::R;
+  const R one = S::set1(1.0f), va = S::set1(a), vb = S::set1(b);
+  auto f = [&](R v) -> R {
+    if (kind == kPointwiseSilu) return vdiv(v, S::add(one, vexp<S>(S::sub(S::zero(), v))));
+    const R er = verf<S>(S::mul(v, va));
+    if (kind == kPointwiseErf) return er;
+    const R h = S::mul(v, vb);
+    return S::fma(h, er, h);
+  };
+  int64_t i = s;
+  for (; i + 2 * S::N <= e; i += 2 * S::N) {
+    const R v0 = S::load(x + i), v1 = S::load(x + i + S::N);
+    S::store(y + i, f(v0));
+    S::store(y + i + S::N, f(v1));
+  }
+  for (; i + S::N <= e; i += S::N) S::store(y + i, f(S::load(x + i)));
+  for (; i < e; ++i) y[i] = lane1<S>(f, x[i]);
+}
 
 constexpr int64_t kAlign = 64;  // elements per parallel unit: chunk boundaries stay cache-line aligned
 
@@ -64,8 +151,21 @@ inline void run(int64_t s, int64_t e, const typename S::T* x, typename S::T* y, 
 template <class S>
 bool fwd(int64_t n, const typename S::T* x, typename S::T* y, int kind, typename S::T a, typename S::T b,
          typename S::T lo, typename S::T hi) {
-  if (kind != kPointwiseClamp && kind != kPointwiseHardswish) return false;
+  const bool transcendental = kind == kPointwiseSilu || kind == kPointwiseGelu || kind == kPointwiseErf;
+  if (!transcendental && kind != kPointwiseClamp && kind != kPointwiseHardswish) return false;
   const int64_t units = (n + kAlign - 1) / kAlign;
+  if (transcendental) {
+    if constexpr (!std::is_same_v<typename S::T, float>) {
+      return false;
+    } else {
+      // ~20-30 operations an element (a division among them)
+      parallel_for(units, 25 * kAlign, [&](int64_t ub, int64_t ue) {
+        const int64_t s = ub * kAlign, e = ue * kAlign < n ? ue * kAlign : n;
+        run_transcendental<S>(s, e, x, y, kind, a, b);
+      });
+      return true;
+    }
+  }
   // ~4 operations an element; small arrays (an SE block's 1x1 plane) run inline on the caller
   parallel_for(units, 4 * kAlign, [&](int64_t ub, int64_t ue) {
     const int64_t s = ub * kAlign, e = ue * kAlign < n ? ue * kAlign : n;
