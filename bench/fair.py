@@ -656,6 +656,12 @@ ONNX_NETS = [
         {"model": "mobilenet_v2"},
         (1, 3, 224, 224),
     ),
+    (
+        "efficientnet_b0_n1",
+        "cnnfast.models.efficientnet_b0 exported by cnnfast.onnx.export, batch 1, 3x224x224",
+        {"model": "efficientnet_b0"},
+        (1, 3, 224, 224),
+    ),
 ]
 
 

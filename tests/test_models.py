@@ -312,3 +312,36 @@ def test_residual_blocks_eval_in_place_add_keeps_hooked_outputs(name):
         np.testing.assert_allclose(got2, want, rtol=1e-4, atol=1e-4)
         assert kept and kept[0][0] is not None
         np.testing.assert_array_equal(kept[0][0], kept[0][1])
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "efficientnet_b0"])
+def test_folded_model_keeps_the_fused_eval_calls(name, monkeypatch):
+    """fold_batchnorm leaves Identity modules where the BatchNorm2d layers were: the eval path passes
+    over them, so the folded model makes the same fused C++ calls as the original (conv + activation
+    in one call, depthwise chains, shortcut adds) -- not a separate activation pass per layer."""
+    from cnnfast import _core
+
+    rng = np.random.default_rng(6)
+    model = getattr(models, name)(num_classes=5).eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var[:] = rng.uniform(0.5, 1.5, m.num_features)
+    x = _input(1, (1, 3, 96, 96))
+    names = ("conv2d_forward", "conv_bn_act_forward", "dw_chain_forward", "pointwise_forward", "se_scale_forward")
+    counts = {}
+    for k in names:
+        real = getattr(_core, k)
+
+        def counted(*a, _real=real, _k=k, **kw):
+            counts[_k] = counts.get(_k, 0) + 1
+            return _real(*a, **kw)
+
+        monkeypatch.setattr(_core, k, counted)
+    with cnnfast.no_grad():
+        want = model(x)
+        before = dict(counts)
+        counts.clear()
+        nn.fold_batchnorm(model)
+        got = model(x)
+    assert counts == before and before.get("conv_bn_act_forward", 0) > 0
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -17,6 +17,7 @@ from .. import _core
 from .._ndarray.pointwise import _gelu, _hardsigmoid, _hardswish, _relu6, _silu
 from .activation import ReLU
 from .conv import Conv2d
+from .linear import Identity
 from .module import _structure_epoch
 from .normalization import BatchNorm2d
 from .pointwise import GELU, Hardsigmoid, Hardswish, ReLU6, SiLU
@@ -84,6 +85,14 @@ def _eval_bn(m: Any, conv: Any) -> bool:
     )
 
 
+def _skip_identity(mods: Sequence[Module], j: int) -> int:
+    """The first index from ``j`` on that is not an Identity without hooks (a no-op: what
+    ``fold_batchnorm`` leaves where a BatchNorm2d was)."""
+    while j < len(mods) and type(mods[j]) is Identity and not mods[j]._forward_hooks:
+        j += 1
+    return j
+
+
 def conv_block_eval(mods: Sequence[Module], i: int, x: Any, residual: Any = None) -> tuple[Any, int]:
     """Run ``mods[i]`` (a Conv2d) on the ndarray ``x`` together with an eval-mode BatchNorm2d and an
     activation (ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU) that directly follow it; returns
@@ -101,14 +110,18 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any, residual: Any = None
     :func:`cnnfast.functional.conv2d` (its casting and checks) and the steps below.
     """
     conv = mods[i]
-    n_used, bn, act = 1, None, None
-    nxt = mods[i + 1] if i + 1 < len(mods) else None
+    bn, act = None, None
+    # (Identity modules without hooks between them are passed over: fold_batchnorm's leftovers)
+    j = _skip_identity(mods, i + 1)
+    nxt = mods[j] if j < len(mods) else None
     if _eval_bn(nxt, conv):
-        bn, n_used = nxt, 2
-        nxt = mods[i + 2] if i + 2 < len(mods) else None
+        bn = nxt
+        j = _skip_identity(mods, j + 1)
+        nxt = mods[j] if j < len(mods) else None
     act = None if nxt is None else _act_of(nxt)
     if act is not None:
-        n_used += 1
+        j += 1
+    n_used = j - i
     w = conv.weight.data
     b = None if conv.bias is None else conv.bias.data
     pad = conv.padding
@@ -198,6 +211,8 @@ def _leaves(m: Module, out: list[Module], seq: type[Module]) -> bool:
     forward); False if one of them has forward hooks."""
     if m._forward_hooks:
         return False
+    if type(m) is Identity:  # a no-op (fold_batchnorm's leftover): not a leaf
+        return True
     if isinstance(m, seq) and type(m).forward is seq.forward:
         for c in m._modules.values():
             if c is not None and not _leaves(c, out, seq):
@@ -364,6 +379,8 @@ def conv_bn_act(conv: Module, bn: Module | None, act: Module | None, x: Any, res
     (a Tensor is recorded as usual). ``bn``, ``act`` and ``residual`` may be None."""
     from ..autograd.tensor import Tensor
 
+    if type(bn) is Identity and not bn._forward_hooks:  # (a BatchNorm2d fold_batchnorm folded)
+        bn = None
     mods = [m for m in (conv, bn, act) if m is not None]
     if (
         isinstance(x, Tensor)
