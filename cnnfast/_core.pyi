@@ -15,71 +15,33 @@ Pair = tuple[int, int]
 
 # ---------------------------------------------------------------------------- conv2d
 def conv2d_forward(
-    input: Array,
-    weight: Array,
-    bias: Array | None,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-    groups: int,
+    input: Array, weight: Array, bias: Array | None, stride: Pair, padding: Pair, dilation: Pair, groups: int,
     relu: bool = False,
 ) -> Array: ...
 def conv2d_backward_input(
-    input_size: Sequence[int],
-    grad_output: Array,
-    weight: Array,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
+    input_size: Sequence[int], grad_output: Array, weight: Array, stride: Pair, padding: Pair, dilation: Pair,
     groups: int,
 ) -> Array: ...
 def conv2d_backward_weight(
-    input: Array,
-    weight_size: Sequence[int],
-    grad_output: Array,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-    groups: int,
-    bias: bool,
+    input: Array, weight_size: Sequence[int], grad_output: Array, stride: Pair, padding: Pair, dilation: Pair,
+    groups: int, bias: bool,
 ) -> tuple[Array, Array | None]: ...
 def conv2d_output_size(
-    input_size: Sequence[int],
-    weight_size: Sequence[int],
-    bias_len: int,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-    groups: int,
+    input_size: Sequence[int], weight_size: Sequence[int], bias_len: int, stride: Pair, padding: Pair,
+    dilation: Pair, groups: int,
 ) -> list[int]: ...
 
 # ---------------------------------------------------------------------------- max_pool2d
 def max_pool2d_forward(
-    input: Array,
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-    ceil_mode: bool,
+    input: Array, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool,
     return_indices: bool,
 ) -> Any: ...  # the output, or (output, int64 indices) with return_indices
 def max_pool2d_backward(
-    grad_output: Array,
-    input_size: Sequence[int],
-    indices: npt.NDArray[np.int64],
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-    ceil_mode: bool,
+    grad_output: Array, input_size: Sequence[int], indices: npt.NDArray[np.int64], kernel_size: Pair, stride: Pair,
+    padding: Pair, dilation: Pair, ceil_mode: bool,
 ) -> Array: ...
 def max_pool2d_output_size(
-    input_size: Sequence[int],
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-    ceil_mode: bool,
+    input_size: Sequence[int], kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool,
 ) -> list[int]: ...
 
 # ---------------------------------------------------------------------------- relu
@@ -88,42 +50,18 @@ def relu_backward(grad_output: Array, input: Array, out: Array | None = None) ->
 
 # ---------------------------------------------------------------------------- pointwise / linear / fused eval step
 def pointwise_forward(
-    input: Array,
-    kind: str,
-    a: float | None = None,
-    b: float | None = None,
-    lo: float = ...,
-    hi: float = ...,
+    input: Array, kind: str, a: float | None = None, b: float | None = None, lo: float = ..., hi: float = ...,
     out: Array | None = None,
 ) -> Array: ...
 def linear_forward(input: Array, weight: Array, bias: Array | None = None, out: Array | None = None) -> Array: ...
 def conv_bn_act_forward(
-    input: Array,
-    weight: Array,
-    bias: Array | None,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-    groups: int,
-    relu: bool,
-    bn: tuple[Array, Array, Array | None, Array | None, float] | None,
-    act: str,
-    a: float | None = None,
-    b: float | None = None,
-    lo: float = ...,
-    hi: float = ...,
-    residual: Array | None = None,
+    input: Array, weight: Array, bias: Array | None, stride: Pair, padding: Pair, dilation: Pair, groups: int,
+    relu: bool, bn: tuple[Array, Array, Array | None, Array | None, float] | None, act: str, a: float | None = None,
+    b: float | None = None, lo: float = ..., hi: float = ..., residual: Array | None = None,
 ) -> Array: ...
 def se_scale_forward(
-    input: Array,
-    fc1_weight: Array,
-    fc1_bias: Array | None,
-    fc2_weight: Array,
-    fc2_bias: Array | None,
-    activation: str = "relu",
-    scale_activation: str = "hardsigmoid",
-    alpha: float = ...,
-    beta: float = 0.5,
+    input: Array, fc1_weight: Array, fc1_bias: Array | None, fc2_weight: Array, fc2_bias: Array | None,
+    activation: str = "relu", scale_activation: str = "hardsigmoid", alpha: float = ..., beta: float = 0.5,
     out: Array | None = None,
 ) -> Array: ...
 def global_avg_pool_forward(input: Array) -> Array: ...
@@ -134,13 +72,8 @@ _ChainStage = tuple[
 ]
 
 def dw_chain_forward(
-    input: Array,
-    expand: _ChainStage | None,
-    dw: _ChainStage,
-    project: _ChainStage | None,
-    stride: Pair,
-    padding: Pair,
-    force: bool = False,
+    input: Array, expand: _ChainStage | None, dw: _ChainStage, project: _ChainStage | None, stride: Pair,
+    padding: Pair, force: bool = False,
 ) -> Array | None: ...
 
 # ---------------------------------------------------------------------------- runtime
