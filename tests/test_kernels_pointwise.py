@@ -432,7 +432,7 @@ def _act_reference(v, act):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", sorted(_EPILOGUE_CASES))
 def test_conv_fused_activation_epilogues(isa, rng, dtype, case):
-    """conv_bn_act_forward's clamp / hardswish run in the conv kernel's store where the kernel takes
+    """conv_bn_act_forward's clamp / hardswish (and float32 SiLU) run in the conv kernel's store where the kernel takes
     them: the output must equal the conv followed by the activation -- applied exactly once
     (hardswish and hardsigmoid are not idempotent), after ReLU when the conv has one -- with the
     BatchNorm folded or absent, on every ISA, NaN kept."""
@@ -447,7 +447,7 @@ def test_conv_fused_activation_epilogues(isa, rng, dtype, case):
     key = "conv2d_fwd_f32" if dtype == np.float32 else "conv2d_fwd_f64"
     for bnt in (None, bn):
         for conv_relu in (False, True) if bnt is None else (False,):  # (the conv's own ReLU comes before a BN)
-            for act in ("relu6", "hardswish", "hardsigmoid"):
+            for act in ("relu6", "hardswish", "hardsigmoid", "silu"):
                 got = _core.conv_bn_act_forward(
                     x, w, b, (s, s), (pad, pad), (1, 1), groups, conv_relu, bnt, *_ACT_ARGS[act]
                 )

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "common/allocator.h"
 #include "common/parallel.h"
@@ -73,6 +74,8 @@ py::array run(const py::array& x_, const py::array& w_, const std::optional<py::
     ConvAct ca{};
     if ((!bn || fold) && !residual && (act == kPointwiseClamp || act == kPointwiseHardswish))
       ca = ConvAct{act == kPointwiseClamp ? kActClamp : kActHardswish, a, b, lo, hi};
+    else if ((!bn || fold) && !residual && act == kPointwiseSilu && std::is_same_v<T, float>)
+      ca = ConvAct{kActSilu, 1, 0, 0, 0};  // (float32 only: conv2d.h kActSilu)
     y_ = conv2d_forward_act(x_, w, bias, stride, padding, dilation, groups, relu_in_kernel, ca, &act_fused);
   }
   carray<T> y = py::reinterpret_borrow<carray<T>>(y_);

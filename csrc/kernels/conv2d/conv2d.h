@@ -15,7 +15,10 @@ namespace cnnfast {
 // hardswish = v * clamp (ReLU6, Hardsigmoid and Hardswish are these with constants). The ops layer
 // (ops/conv_bn_act.cpp) sets Conv2dShape::act; a kernel that applied it sets act_done, and where
 // none did (kernels that take only ReLU), the ops layer runs the activation as a pass of its own.
-enum ConvActKind : int { kActNone = 0, kActRelu = 1, kActClamp = 2, kActHardswish = 3 };
+// kActSilu (v / (1 + exp(-v)), kernels/pointwise's float32 SiLU) is float32 only (the ops layer never
+// asks a float64 kernel for it), and taken by the kernels that sweep the activation over blocks in
+// L1 or that run it as an epilogue type of its own (SiluEpi, conv2d_epilogue.h).
+enum ConvActKind : int { kActNone = 0, kActRelu = 1, kActClamp = 2, kActHardswish = 3, kActSilu = 4 };
 struct ConvAct {
   int kind = kActNone;
   double a = 1, b = 0, lo = 0, hi = 0;

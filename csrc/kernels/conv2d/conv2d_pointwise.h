@@ -337,52 +337,63 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
   // (960 -> 160 on 7x7: 20 blocks in 8 chunks of 2-3, 10 per thread of 2, not 3+3+3+3 vs 3+3+2).
   const int64_t nkc = N * nstrip >= want ? 1 : std::min(nkb, ceil_div(want, N * nstrip));
   const int64_t units = N * nkc * nstrip;
-  const ActEpi<V> epi(relu, p.act);  // bias, then ReLU and the fused activation, at the store
   const bool pack = max_lines_per_set(P * int64_t(sizeof(T)), PB * int64_t(sizeof(T)), cb) > kL1Ways;
-  parallel_for(units, ceil_div(nkb, nkc) * MR * tps * PB * C, [&](int64_t b, int64_t e) {
-    for (int64_t u = b; u < e; ++u) {
-      const int64_t s = u % nstrip, kc = (u / nstrip) % nkc, n = u / (nstrip * nkc);
-      const int64_t t0 = s * tps, t1 = std::min(ntp, t0 + tps);
-      const int64_t kb0 = kc * nkb / nkc, kb1 = (kc + 1) * nkb / nkc;
-      const auto* xn = x + n * C * P;
-      auto* yn = y + n * K * P;
-      // The next unit's strip (same chunk), if this thread computes it next and it exists.
-      const bool pf_next = u + 1 < e && s + 1 < nstrip;
-      // The strip's input, packed tile by tile into this thread's scratch (see kPackMinRowBlocks);
-      // unpacked if the scratch cannot be allocated.
-      T* xs = pack && kb1 - kb0 >= kPackMinRowBlocks ? thread_scratch_of<T>(static_cast<size_t>(cb * (t1 - t0) * PB))
-                                                     : nullptr;
-      for (int64_t c0 = 0; c0 < C; c0 += cb) {
-        const int64_t c1 = std::min(C, c0 + cb), cn = c1 - c0;
-        if (xs) pack_strip<V>(xn, P, Pm, PB, c0, c1, t0, t1, xs);
-        for (int64_t kb = kb0; kb < kb1; ++kb) {
-          const int64_t k0 = kb * MR;
-          const int mrows = int(K - k0 < MR ? K - k0 : MR);
-          for (int64_t t = t0; t < t1; ++t) {
-            const int64_t p0 = t * PB;
-            const int64_t nvalid = Pm - p0 < PB ? Pm - p0 : PB;
-            const int nv = int(ceil_div(nvalid, V::N));
-            // Reading nv whole vectors past the plane's end stays inside x except on the last image.
-            const bool guard = n == N - 1 && p0 + nv * V::N > P;
-            // Prefetch the next strip's tile at the same place (its first row block's input),
-            // during this strip's first row block, if that tile lies inside the plane.
-            const int64_t pnext = p0 + tps * PB;
-            const T* pf = !xs && pf_next && kb == kb0 && pnext + NV * V::N <= Pm ? xn + c0 * P + pnext : nullptr;
-            with_n<MR>(mrows, [&](auto mc) {
-              constexpr int M = decltype(mc)::value;
-              with_n<NV>(nv, [&](auto vc) {
-                constexpr int NVv = decltype(vc)::value;
-                tile<V, M, NVv>(C, xs ? PB : P, P, xs ? xs + (t - t0) * cn * PB : xn + c0 * P + p0, w, bias, yn, k0, p0,
-                                nvalid, c0, c1, c0 == 0, c1 == C, guard && !xs, pf, epi);
+  // bias, then ReLU and the fused activation, at the store: SiLU (float32) as an epilogue type of
+  // its own, so that the other activations' tiles are the same code as without it
+  auto run = [&](const auto& epi) {
+    parallel_for(units, ceil_div(nkb, nkc) * MR * tps * PB * C, [&](int64_t b, int64_t e) {
+      for (int64_t u = b; u < e; ++u) {
+        const int64_t s = u % nstrip, kc = (u / nstrip) % nkc, n = u / (nstrip * nkc);
+        const int64_t t0 = s * tps, t1 = std::min(ntp, t0 + tps);
+        const int64_t kb0 = kc * nkb / nkc, kb1 = (kc + 1) * nkb / nkc;
+        const auto* xn = x + n * C * P;
+        auto* yn = y + n * K * P;
+        // The next unit's strip (same chunk), if this thread computes it next and it exists.
+        const bool pf_next = u + 1 < e && s + 1 < nstrip;
+        // The strip's input, packed tile by tile into this thread's scratch (see kPackMinRowBlocks);
+        // unpacked if the scratch cannot be allocated.
+        T* xs = pack && kb1 - kb0 >= kPackMinRowBlocks ? thread_scratch_of<T>(static_cast<size_t>(cb * (t1 - t0) * PB))
+                                                       : nullptr;
+        for (int64_t c0 = 0; c0 < C; c0 += cb) {
+          const int64_t c1 = std::min(C, c0 + cb), cn = c1 - c0;
+          if (xs) pack_strip<V>(xn, P, Pm, PB, c0, c1, t0, t1, xs);
+          for (int64_t kb = kb0; kb < kb1; ++kb) {
+            const int64_t k0 = kb * MR;
+            const int mrows = int(K - k0 < MR ? K - k0 : MR);
+            for (int64_t t = t0; t < t1; ++t) {
+              const int64_t p0 = t * PB;
+              const int64_t nvalid = Pm - p0 < PB ? Pm - p0 : PB;
+              const int nv = int(ceil_div(nvalid, V::N));
+              // Reading nv whole vectors past the plane's end stays inside x except on the last image.
+              const bool guard = n == N - 1 && p0 + nv * V::N > P;
+              // Prefetch the next strip's tile at the same place (its first row block's input),
+              // during this strip's first row block, if that tile lies inside the plane.
+              const int64_t pnext = p0 + tps * PB;
+              const T* pf = !xs && pf_next && kb == kb0 && pnext + NV * V::N <= Pm ? xn + c0 * P + pnext : nullptr;
+              with_n<MR>(mrows, [&](auto mc) {
+                constexpr int M = decltype(mc)::value;
+                with_n<NV>(nv, [&](auto vc) {
+                  constexpr int NVv = decltype(vc)::value;
+                  tile<V, M, NVv>(C, xs ? PB : P, P, xs ? xs + (t - t0) * cn * PB : xn + c0 * P + p0, w, bias, yn, k0, p0,
+                                  nvalid, c0, c1, c0 == 0, c1 == C, guard && !xs, pf, epi);
+                });
               });
-            });
+            }
           }
         }
+        if (ntail && s == nstrip - 1)
+          tail_pixels<V>(C, P, xn, w, bias, yn, kb0 * MR, std::min(K, kb1 * MR), Pm, int(ntail), relu, p.act);
       }
-      if (ntail && s == nstrip - 1)
-        tail_pixels<V>(C, P, xn, w, bias, yn, kb0 * MR, std::min(K, kb1 * MR), Pm, int(ntail), relu, p.act);
+    });
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (p.act.kind == kActSilu) {
+      run(SiluEpi<V>{relu});
+      p.act_done = true;
+      return true;
     }
-  });
+  }
+  run(ActEpi<V>(relu, p.act));
   p.act_done = true;  // (the epilogue and the tail pixels applied p.act)
   return true;
 }

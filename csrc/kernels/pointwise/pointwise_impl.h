@@ -62,6 +62,12 @@ inline typename S::R vexp(typename S::R v) {
   return S::mul(p, vpow2(n));
 }
 
+// SiLU v / (1 + exp(-v)), float32
+template <class S>
+inline typename S::R vsilu(typename S::R v) {
+  return vdiv(v, S::add(S::set1(1.0f), vexp<S>(S::sub(S::zero(), v))));
+}
+
 // erf(v), float32: v clamped to [-4, 4] (erf(4) rounds to 1), then v P(v^2) / Q(v^2) with the
 // coefficients of Eigen's / XLA's float erf; at most 3.4e-7 from the exact erf (tests).
 template <class S>
@@ -92,13 +98,19 @@ inline typename S::T lane1(F f, typename S::T v) {
   return out[0];
 }
 
+// SiLU of one float32 value, bitwise what the vector code gives each lane (the same operations;
+// AVX2 and AVX-512 round alike): the conv kernels' scalar tails (conv2d_epilogue.h act_scalar)
+inline float silu1(float v) {
+  return lane1<Avx2F32>([](__m256 r) { return vsilu<Avx2F32>(r); }, v);
+}
+
 // kinds 2-4 (float32): SiLU x / (1 + exp(-x)), GELU b x (1 + erf(a x)), erf(a x)
 template <class S>
 inline void run_transcendental(int64_t s, int64_t e, const float* x, float* y, int kind, float a, float b) {
   using R = typename S::R;
-  const R one = S::set1(1.0f), va = S::set1(a), vb = S::set1(b);
+  const R va = S::set1(a), vb = S::set1(b);
   auto f = [&](R v) -> R {
-    if (kind == kPointwiseSilu) return vdiv(v, S::add(one, vexp<S>(S::sub(S::zero(), v))));
+    if (kind == kPointwiseSilu) return vsilu<S>(v);
     const R er = verf<S>(S::mul(v, va));
     if (kind == kPointwiseErf) return er;
     const R h = S::mul(v, vb);
