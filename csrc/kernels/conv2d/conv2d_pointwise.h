@@ -374,8 +374,8 @@ bool fwd(const Conv2dShape& p, const typename V::T* x, const typename V::T* w, c
                 constexpr int M = decltype(mc)::value;
                 with_n<NV>(nv, [&](auto vc) {
                   constexpr int NVv = decltype(vc)::value;
-                  tile<V, M, NVv>(C, xs ? PB : P, P, xs ? xs + (t - t0) * cn * PB : xn + c0 * P + p0, w, bias, yn, k0, p0,
-                                  nvalid, c0, c1, c0 == 0, c1 == C, guard && !xs, pf, epi);
+                  tile<V, M, NVv>(C, xs ? PB : P, P, xs ? xs + (t - t0) * cn * PB : xn + c0 * P + p0, w, bias, yn, k0,
+                                  p0, nvalid, c0, c1, c0 == 0, c1 == C, guard && !xs, pf, epi);
                 });
               });
             }
