@@ -544,3 +544,71 @@ def test_gelu_step_reads_its_constants_and_falls_back_for_other_values():
         _close(got[0], want[0], 2e-6)
         _close(got[1], want[1], 2e-6)
         assert _fast_bound(model) == fused  # (an Add constant other than 1: the nodes one by one)
+
+
+def _silu_graph(dtype=np.float32):
+    """x -> Conv -> BN -> SiLU as PyTorch exports it (Sigmoid, Mul(y, s)) -> depthwise Conv -> BN ->
+    SiLU with Mul's operands swapped -> 1x1 Conv -> Sigmoid -> Mul whose other operand is not the
+    conv's output (a gate, not a SiLU) -> ``out``; and ``c2``, a conv output read by a SiLU and by
+    the graph's second output (not fused)."""
+    rng = np.random.default_rng(31)
+    tp = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    inits = []
+
+    def const(name, a):
+        inits.append(numpy_helper.from_array(np.asarray(a, dtype), name))
+        return name
+
+    C = 8
+    N = helper.make_node
+    nodes = [
+        N("Conv", ["x", const("w0", rng.standard_normal((C, 3, 3, 3)) / 4)], ["c0"], kernel_shape=[3, 3], pads=[1] * 4),
+        N("BatchNormalization", ["c0"] + _bn_inputs(const, rng, 0, C, 0.2), ["n0"], epsilon=1e-5),
+        N("Sigmoid", ["n0"], ["s0"]),
+        N("Mul", ["n0", "s0"], ["a0"]),
+        N(
+            "Conv",
+            ["a0", const("w1", rng.standard_normal((C, 1, 3, 3)) / 3)],
+            ["c1"],
+            kernel_shape=[3, 3],
+            pads=[1] * 4,
+            group=C,
+        ),
+        N("BatchNormalization", ["c1"] + _bn_inputs(const, rng, 1, C, 0.2), ["n1"], epsilon=1e-5),
+        N("Sigmoid", ["n1"], ["s1"]),
+        N("Mul", ["s1", "n1"], ["a1"]),
+        N("Conv", ["a1", const("w2", rng.standard_normal((C, C, 1, 1)) / 3)], ["c2"], kernel_shape=[1, 1]),
+        N("Sigmoid", ["c2"], ["s2"]),
+        N("Mul", ["c2", "s2"], ["a2"]),
+        N("Sigmoid", ["a2"], ["s3"]),
+        N("Mul", ["a1", "s3"], ["out"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "silu",
+        [helper.make_tensor_value_info("x", tp, [None, 3, 10, 12])],
+        [helper.make_tensor_value_info("out", tp, None), helper.make_tensor_value_info("c2", tp, None)],
+        inits,
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_silu_nodes_join_the_conv_step(dtype):
+    """Conv [-> BN] -> Sigmoid -> Mul(y, .) is one conv step (activation 'silu') with the
+    node-by-node results, bound in the fast program; a conv output another node also reads keeps
+    its Sigmoid and Mul as nodes of their own."""
+    model = connx.load(_silu_graph(dtype))
+    x = np.random.default_rng(32).standard_normal((2, 3, 10, 12)).astype(dtype)
+    want = [t.data for t in model(cnnfast.Tensor(x))]
+    first = model(x)
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    for got in (first, _warm(model, x)):
+        assert got[0].dtype == dtype
+        _close(got[0], want[0], tol)
+        _close(got[1], want[1], tol)
+    np.testing.assert_array_equal(_warm(model, x)[0], first[0])
+    _consts, steps = _EVAL_PROGRAMS[model]
+    ops = [" ".join(nd.op for nd in s[1]) for s in steps]
+    assert ops.count("Conv BatchNormalization Sigmoid Mul") == 2, ops
+    assert "Conv" in ops and ops.count("Sigmoid") == 2  # c2's SiLU and the gate stay nodes

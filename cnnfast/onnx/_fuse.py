@@ -3,8 +3,9 @@
 A GraphModule called on ndarrays in eval mode records nothing, so it runs a compiled list of
 steps instead of one dispatch per graph node:
 
-- ``Conv -> BatchNormalization -> activation`` (Relu, HardSwish, HardSigmoid, Clip, or the
-  ``Add(3) -> Clip(0, 6) -> Mul -> Div(6)`` hardswish that PaddlePaddle exports) is one step: the
+- ``Conv -> BatchNormalization -> activation`` (Relu, HardSwish, HardSigmoid, Clip, the
+  ``Add(3) -> Clip(0, 6) -> Mul -> Div(6)`` hardswish that PaddlePaddle exports, or the ``Sigmoid ->
+  Mul`` SiLU that PyTorch exports) is one step: the
   BatchNorm is folded into the conv's weights when they are no larger than the output (else
   applied in place to the conv's output), ReLU runs in the conv kernel's epilogue, the other
   activations in place on the conv's output. A Conv without BatchNorm fuses its activation too.
@@ -208,8 +209,25 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
             and all((not x) or small_const(x) for x in c.inputs[1:3])
         ):
             act, act_args = "Clip", tuple(c.inputs[1:3]) + (None,) * (3 - len(c.inputs))
-        else:  # y -> Add(y, a) -> Clip(., lo, hi) -> Mul(y, .) -> Div(., d): hardswish as PaddlePaddle exports it
+        else:
             cs = consumers.get(y, [])
+            # y -> Sigmoid -> Mul(y, .): SiLU as PyTorch exports it (EfficientNet, YOLO)
+            sig = next((n for n in cs if n.op == "Sigmoid"), None) if len(cs) == 2 and y not in outputs else None
+            mul = next((n for n in cs if n.op == "Mul"), None) if sig is not None else None
+            if (
+                sig is not None
+                and mul is not None
+                and sig.inputs == [y]
+                and only(sig.outputs[0]) is mul
+                and len(mul.inputs) == 2
+                and sorted(mul.inputs) == sorted([y, sig.outputs[0]])
+                and y != sig.outputs[0]
+            ):
+                act = "Silu"
+                group += [sig, mul]
+                c = None
+                cs = []
+            # y -> Add(y, a) -> Clip(., lo, hi) -> Mul(y, .) -> Div(., d): hardswish as PaddlePaddle exports it
             if len(cs) == 2 and y not in outputs and gm._opset >= 11:
                 add = next((n for n in cs if n.op == "Add"), None)
                 mul = next((n for n in cs if n.op == "Mul"), None)
@@ -492,6 +510,8 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
         kind = "relu"
     elif act == "HardSwish":
         kind, params = "hardswish", (1 / 6, 0.5, 0.0, 1.0)
+    elif act == "Silu":
+        kind = "silu"
     elif act == "HardSigmoid":
         alpha, beta = act_args
         if abs(alpha - 1 / 6) < 1e-6 and beta == 0.5:  # a float32 attribute meaning 1/6, as _op_hardsigmoid
@@ -692,7 +712,8 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
             "xin": xin,
             "out": out,
             "inner": inner,
-            "plain": conv0.auto_pad is None and extra is None and dil == (1, 1),
+            # (SiLU: not a dw_chain_forward activation)
+            "plain": conv0.auto_pad is None and extra is None and dil == (1, 1) and act != "Silu",
         }
     return fn, list(group), None, ext_inputs
 
