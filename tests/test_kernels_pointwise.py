@@ -129,7 +129,7 @@ def test_transcendental_kinds_specials_match_ref(isa, dtype):
     twin (NaN where it gives NaN); in place works."""
     base = [np.nan, np.inf, -np.inf, 0.0, -0.0, 88.5, -88.5, 87.5, -87.5, 100.0, -100.0, 4.0, -4.0]
     x = np.array(base * 5, dtype)  # 65 elements: vector body and scalar tail
-    for kind in ("silu", "gelu", "erf"):
+    for kind in ("silu", "gelu", "erf", "sigmoid"):
         with np.errstate(invalid="ignore", over="ignore"):
             y = _core.pointwise_forward(x, kind)
             r = on_ref(_core.pointwise_forward, x, kind)
@@ -148,6 +148,27 @@ def test_transcendental_kinds_specials_match_ref(isa, dtype):
         np.testing.assert_array_equal(_core.pointwise_forward(x, "erf")[1:3], [1, -1])
         np.testing.assert_array_equal(_core.pointwise_forward(x, "gelu")[1], np.inf)
         np.testing.assert_array_equal(_core.pointwise_forward(x, "silu")[1], np.inf)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 17, 33, 1000, 200_003])
+def test_sigmoid_matches_formula(isa, rng, dtype, n):
+    """kind 'sigmoid' against 1 / (1 + exp(-x)) in float64 (a few ulps where the result is above
+    1e-30), vector body and scalar tail; F.sigmoid and its gradient on float32 use it."""
+    x = _x(rng, n, dtype) * 12
+    x64 = x.astype(np.float64)
+    want = 1 / (1 + np.exp(-x64))
+    y = _core.pointwise_forward(x, "sigmoid")
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, want, rtol=8 * np.finfo(dtype).eps, atol=1e-30)
+    np.testing.assert_allclose(y, on_ref(_core.pointwise_forward, x, "sigmoid"), rtol=8 * np.finfo(dtype).eps)
+    np.testing.assert_allclose(cnnfast.functional.sigmoid(x), want, rtol=8 * np.finfo(dtype).eps, atol=1e-30)
+    if n == 1000:
+        t = cnnfast.Tensor(x, requires_grad=True)
+        cnnfast.functional.sigmoid(t).sum().backward()
+        # (float32: 1 - s is 0 where s rounds to 1, as in any float32 sigmoid gradient)
+        tol = (1e-5, 1e-7) if dtype == np.float32 else (1e-12, 1e-30)
+        np.testing.assert_allclose(t.grad, want * (1 - want), rtol=tol[0], atol=tol[1])
 
 
 def test_gelu_and_erf_functions_use_the_kernels(isa, rng):
@@ -205,7 +226,9 @@ def test_functional_activations_match_numpy_formulas(isa, rng):
 
 def test_pointwise_errors():
     x = np.zeros(5, np.float32)
-    with pytest.raises(ValueError, match="kind must be 'clamp', 'hardswish', 'silu', 'gelu' or 'erf', got 'tanh'"):
+    with pytest.raises(
+        ValueError, match="kind must be 'clamp', 'hardswish', 'silu', 'gelu', 'erf' or 'sigmoid', got 'tanh'"
+    ):
         _core.pointwise_forward(x, "tanh")
     with pytest.raises(ValueError, match="float32 or float64"):
         _core.pointwise_forward(np.zeros(5, np.int32), "clamp")

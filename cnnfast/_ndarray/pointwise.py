@@ -80,8 +80,10 @@ def _hardswish_backward(g, x):
 
 
 def _sigmoid(x):
-    """1 / (1 + exp(-x)) in place on one temporary; exp overflows to inf for x < -88 (float32),
-    which gives the right limit 0."""
+    """1 / (1 + exp(-x)): the C++ kernel for float32 / float64 (see _ndarray/misc._sigmoid), else in
+    place on one temporary; exp overflows to inf for x < -88, which gives the right limit 0."""
+    if type(x) is np.ndarray and (x.dtype == np.float32 or x.dtype == np.float64):
+        return _core.pointwise_forward(x, "sigmoid")
     t = np.negative(x)
     with np.errstate(over="ignore"):
         np.exp(t, out=t)

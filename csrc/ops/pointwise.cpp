@@ -14,7 +14,9 @@ int kind_of(const std::string& kind) {
   if (kind == "silu") return kPointwiseSilu;
   if (kind == "gelu") return kPointwiseGelu;
   if (kind == "erf") return kPointwiseErf;
-  CNNFAST_CHECK(false, "pointwise_forward: kind must be 'clamp', 'hardswish', 'silu', 'gelu' or 'erf', got '", kind,
+  if (kind == "sigmoid") return kPointwiseSigmoid;
+  CNNFAST_CHECK(false,
+                "pointwise_forward: kind must be 'clamp', 'hardswish', 'silu', 'gelu', 'erf' or 'sigmoid', got '", kind,
                 "'");
   return -1;
 }

@@ -104,13 +104,14 @@ inline float silu1(float v) {
   return lane1<Avx2F32>([](__m256 r) { return vsilu<Avx2F32>(r); }, v);
 }
 
-// kinds 2-4 (float32): SiLU x / (1 + exp(-x)), GELU b x (1 + erf(a x)), erf(a x)
+// kinds 2-5 (float32): SiLU x / (1 + exp(-x)), GELU b x (1 + erf(a x)), erf(a x), sigmoid 1 / (1 + exp(-x))
 template <class S>
 inline void run_transcendental(int64_t s, int64_t e, const float* x, float* y, int kind, float a, float b) {
   using R = typename S::R;
   const R va = S::set1(a), vb = S::set1(b);
   auto f = [&](R v) -> R {
     if (kind == kPointwiseSilu) return vsilu<S>(v);
+    if (kind == kPointwiseSigmoid) return vdiv(S::set1(1.0f), S::add(S::set1(1.0f), vexp<S>(S::sub(S::zero(), v))));
     const R er = verf<S>(S::mul(v, va));
     if (kind == kPointwiseErf) return er;
     const R h = S::mul(v, vb);
@@ -163,7 +164,8 @@ inline void run(int64_t s, int64_t e, const typename S::T* x, typename S::T* y, 
 template <class S>
 bool fwd(int64_t n, const typename S::T* x, typename S::T* y, int kind, typename S::T a, typename S::T b,
          typename S::T lo, typename S::T hi) {
-  const bool transcendental = kind == kPointwiseSilu || kind == kPointwiseGelu || kind == kPointwiseErf;
+  const bool transcendental =
+      kind == kPointwiseSilu || kind == kPointwiseSigmoid || kind == kPointwiseGelu || kind == kPointwiseErf;
   if (!transcendental && kind != kPointwiseClamp && kind != kPointwiseHardswish) return false;
   const int64_t units = (n + kAlign - 1) / kAlign;
   if (transcendental) {

@@ -13,8 +13,9 @@ inline T clamp1(T t, T lo, T hi) {
   return hi < t ? hi : t;
 }
 
-// float32 SiLU: exp's argument capped where the SIMD kernels cap it (pointwise.h), so x < -88.38
-// gives the same tiny negative number and -inf gives -inf on every ISA (NaN stays NaN); float64
+// float32 SiLU and sigmoid: exp's argument capped where the SIMD kernels cap it (pointwise.h), so
+// x < -88.38 gives the same tiny number and -inf gives -inf (SiLU) / 4e-39 (sigmoid) on every ISA
+// (NaN stays NaN); float64
 // uncapped (exp overflows to inf: x / inf = -0, and NaN at -inf)
 inline float silu_arg(float v) { return v > 88.3762626647949f ? 88.3762626647949f : v; }
 inline double silu_arg(double v) { return v; }
@@ -28,6 +29,8 @@ void fwd(int64_t n, const T* x, T* y, int kind, T a, T b, T lo, T hi) {
       for (int64_t i = s; i < e; ++i) y[i] = x[i] * clamp1(x[i] * a + b, lo, hi);
     else if (kind == kPointwiseSilu)
       for (int64_t i = s; i < e; ++i) y[i] = x[i] / (T(1) + std::exp(silu_arg(-x[i])));
+    else if (kind == kPointwiseSigmoid)
+      for (int64_t i = s; i < e; ++i) y[i] = T(1) / (T(1) + std::exp(silu_arg(-x[i])));
     else if (kind == kPointwiseGelu)
       for (int64_t i = s; i < e; ++i) y[i] = b * x[i] * (T(1) + std::erf(a * x[i]));
     else
