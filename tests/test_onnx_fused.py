@@ -612,3 +612,26 @@ def test_silu_nodes_join_the_conv_step(dtype):
     ops = [" ".join(nd.op for nd in s[1]) for s in steps]
     assert ops.count("Conv BatchNormalization Sigmoid Mul") == 2, ops
     assert "Conv" in ops and ops.count("Sigmoid") == 2  # c2's SiLU and the gate stay nodes
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_exported_gelu_imports_fused(opset, tmp_path):
+    """cnnfast.onnx.export's GELU -- below opset 20 ``Mul(Mul(y, 0.5), Add(Erf(Div(y, sqrt 2)), 1))``,
+    from opset 20 the ``Gelu`` operator (erf and tanh forms) -- imports, runs fused (one GELU step,
+    or the conv step's activation), and matches ONNX Runtime and the node-by-node path."""
+    ort = pytest.importorskip("onnxruntime")
+    from cnnfast.onnx_export import export
+
+    nn = cnnfast.nn
+    cnnfast.manual_seed(3)
+    src = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.GELU(), nn.Conv2d(6, 4, 1), nn.GELU(approximate="tanh"))
+    x = np.random.default_rng(33).standard_normal((2, 3, 9, 10)).astype(np.float32)
+    path = str(tmp_path / "g.onnx")
+    export(src, path, x, opset=opset)
+    model = connx.load(path)
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    for got in (model(x), _warm(model, x), model(cnnfast.Tensor(x)).data):
+        _close(got, want, 2e-6)
+    _consts, steps = _EVAL_PROGRAMS[model]
+    ops = [" ".join(nd.op for nd in s[1]) for s in steps]
+    assert ("Conv Gelu" if opset >= 20 else "Div Erf Add Mul Mul") in ops, ops

@@ -82,6 +82,7 @@ _FRESH_OPS = {
     "HardSwish",
     "HardSigmoid",
     "Sigmoid",
+    "Gelu",
     "Clip",
     "Add",
     "Sub",
@@ -164,6 +165,15 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
     used = set()
     steps = []
     metas = {}  # conv steps: what _chains needs to merge them
+    # the GELU node groups, by the group's first node in the plan (there the step runs: its other
+    # inputs, y and constants, are known by then)
+    pos = {id(n): i for i, n in enumerate(plan)}
+    gelu_at = {}
+    for nd in plan:
+        if nd.op == "Div":
+            ge = _match_gelu(gm, nd, consumers, outputs, only, small_const)
+            if ge is not None:
+                gelu_at[id(min(ge[0], key=lambda n: pos[id(n)]))] = ge
     for nd in plan:
         if id(nd) in used:
             continue
@@ -175,12 +185,11 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
                 continue
             steps.append(_gap(gm, nd, OPS))
             continue
-        if nd.op == "Div":
-            ge = _match_gelu(gm, nd, consumers, outputs, only, small_const)
-            if ge is not None:
-                used.update(id(n) for n in ge[0])
-                steps.append(_gelu_step(gm, *ge, OPS=OPS))
-                continue
+        ge = gelu_at.get(id(nd))
+        if ge is not None and not any(id(n) in used for n in ge[0]):
+            used.update(id(n) for n in ge[0])
+            steps.append(_gelu_step(gm, *ge, OPS=OPS))
+            continue
         if nd.op != "Conv" or type(gm._modules.get(nd.attrs.get("_module"))) is not OnnxConv2d:
             steps.append(_generic(gm, nd, OPS))
             continue
@@ -200,6 +209,8 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
         c = only(y)
         if c is not None and c.op in ("Relu", "HardSwish") and not (c.op == "Relu" and bn_node is None):
             act = c.op
+        elif c is not None and c.op == "Gelu" and c.attrs.get("approximate", "none") == "none":
+            act = "Gelu"
         elif c is not None and c.op == "HardSigmoid":
             act, act_args = "HardSigmoid", (float(c.attrs.get("alpha", 0.2)), float(c.attrs.get("beta", 0.5)))
         elif (
@@ -512,6 +523,8 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
         kind, params = "hardswish", (1 / 6, 0.5, 0.0, 1.0)
     elif act == "Silu":
         kind = "silu"
+    elif act == "Gelu":
+        kind, params = "gelu", (2**-0.5, 0.5)
     elif act == "HardSigmoid":
         alpha, beta = act_args
         if abs(alpha - 1 / 6) < 1e-6 and beta == 0.5:  # a float32 attribute meaning 1/6, as _op_hardsigmoid
@@ -712,8 +725,8 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
             "xin": xin,
             "out": out,
             "inner": inner,
-            # (SiLU: not a dw_chain_forward activation)
-            "plain": conv0.auto_pad is None and extra is None and dil == (1, 1) and act != "Silu",
+            # (SiLU, GELU: not dw_chain_forward activations)
+            "plain": conv0.auto_pad is None and extra is None and dil == (1, 1) and act not in ("Silu", "Gelu"),
         }
     return fn, list(group), None, ext_inputs
 
@@ -1143,9 +1156,11 @@ def _se_step(gm, nodes, n1, act1, n2, scale_act, alpha, beta, xin, out, inplace,
 
 
 def _match_gelu(gm, div, consumers, outputs, only, small_const):
-    """``Div(y, c1) -> Erf -> Add(., c2) -> Mul(y, .) -> Mul(., c3)`` (Add and Mul operands in either
-    order, every intermediate read by the next node alone) as ``(nodes, y, out, c1, c2, c3,
-    inplace)``, or None. The constants' values are checked when the step runs (they are trainable)."""
+    """``Div(y, c1) -> Erf -> Add(., c2) -> Mul(y, .) -> Mul(., c3)`` (PyTorch's and PaddlePaddle's
+    export), or ``Mul(Mul(y, c3), Add(Erf(Div(y, c1)), c2))`` (``cnnfast.onnx.export``'s below
+    opset 20), with the Add and Mul operands in either order and every intermediate read by the
+    next node alone, as ``(nodes, y, out, c1, c2, c3, inplace)``, or None. The constants' values
+    are checked when the step runs (they are trainable)."""
     if len(div.inputs) != 2 or not small_const(div.inputs[1]):
         return None
     y = div.inputs[0]
@@ -1162,14 +1177,23 @@ def _match_gelu(gm, div, consumers, outputs, only, small_const):
         or mul1 is None
         or mul1.op != "Mul"
         or len(mul1.inputs) != 2
-        or sorted(mul1.inputs) != sorted([y, add.outputs[0]])
-        or y == add.outputs[0]
+        or add.outputs[0] not in mul1.inputs
+        or mul1.inputs[0] == mul1.inputs[1]
     ):
         return None
-    mul2 = only(mul1.outputs[0])
-    if mul2 is None or mul2.op != "Mul" or len(mul2.inputs) != 2 or mul1.outputs[0] not in mul2.inputs:
-        return None
-    c3 = mul2.inputs[1] if mul2.inputs[0] == mul1.outputs[0] else mul2.inputs[0]
+    other = mul1.inputs[1] if mul1.inputs[0] == add.outputs[0] else mul1.inputs[0]
+    if other == y:  # Mul(y, .) -> Mul(., c3)
+        mul2 = only(mul1.outputs[0])
+        if mul2 is None or mul2.op != "Mul" or len(mul2.inputs) != 2 or mul1.outputs[0] not in mul2.inputs:
+            return None
+        c3 = mul2.inputs[1] if mul2.inputs[0] == mul1.outputs[0] else mul2.inputs[0]
+        nodes = [div, erf, add, mul1, mul2]
+    else:  # Mul(h, .) with h = Mul(y, c3) read by it alone
+        mulh = next((n for n in consumers.get(y, []) if n.op == "Mul" and other in n.outputs), None)
+        if mulh is None or only(other) is not mul1 or len(mulh.inputs) != 2 or y not in mulh.inputs:
+            return None
+        c3 = mulh.inputs[1] if mulh.inputs[0] == y else mulh.inputs[0]
+        nodes = [div, erf, add, mulh, mul1]  # (in an order they can run in; the output last)
     if not small_const(c3):
         return None
     # y may be overwritten when the Div and the first Mul are its only readers, it is not a graph
@@ -1182,7 +1206,7 @@ def _match_gelu(gm, div, consumers, outputs, only, small_const):
         and prod is not None
         and prod.op in _FRESH_OPS
     )
-    return [div, erf, add, mul1, mul2], y, mul2.outputs[0], div.inputs[1], c2, c3, inplace
+    return nodes, y, nodes[-1].outputs[0], div.inputs[1], c2, c3, inplace
 
 
 def _gelu_step(gm, nodes, y, out, c1, c2, c3, inplace, *, OPS):

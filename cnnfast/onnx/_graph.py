@@ -645,6 +645,14 @@ def _op_leaky(m, node, args):
     return F.leaky_relu(args[0], node.attrs.get("alpha", 0.01))
 
 
+def _op_gelu(m, node, args):
+    """Gelu (opset 20): ``approximate`` 'none' (erf) or 'tanh'."""
+    approximate = node.attrs.get("approximate", "none")
+    if approximate not in ("none", "tanh"):
+        raise OnnxImportError(f"Gelu node {node.name!r}: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return F.gelu(args[0], approximate=approximate)
+
+
 def _op_erf(m, node, args):
     x = args[0]
     return _Erf.apply(x) if _is_t(x) else _erf(x)
@@ -725,6 +733,7 @@ OPS = {
     "HardSwish": lambda m, n, a: F.hardswish(a[0]),
     "Clip": _op_clip,
     "Erf": _op_erf,
+    "Gelu": _op_gelu,
     "Softmax": _op_softmax(False),
     "LogSoftmax": _op_softmax(True),
     "Exp": _op_unary(lambda t: t.exp(), np.exp),
