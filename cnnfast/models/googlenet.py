@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import functional as F
 from .. import nn
+from ..autograd.tensor import Tensor
 from ..functional import cat
+from ..nn.fusion import conv_bn_act
 
 if TYPE_CHECKING:
     from .._typing import ArrayOrTensor
@@ -35,10 +38,6 @@ class BasicConv2d(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
 
     def forward(self, x: ArrayOrTensor) -> ArrayOrTensor:
-        from .. import functional as F
-        from ..autograd.tensor import Tensor
-        from ..nn.fusion import conv_bn_act
-
         if not isinstance(x, Tensor):
             return conv_bn_act(self.conv, self.bn, _RELU, x)
         return F.relu(self.bn(self.conv(x)), inplace=True)

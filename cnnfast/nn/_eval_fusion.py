@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _core
 from .._ndarray.pointwise import _gelu, _hardsigmoid, _hardswish, _relu6, _silu
+from ..autograd.tensor import Tensor
 from .activation import ReLU
 from .conv import Conv2d
 from .linear import Identity
@@ -377,8 +378,6 @@ def conv_bn_act(conv: Module, bn: Module | None, act: Module | None, x: Any, res
     an ndarray with no forward hooks on the three, one fused call (:func:`conv_block_eval`; a ResNet
     block's shortcut added in the same C++ pass as the activation); otherwise the modules one by one
     (a Tensor is recorded as usual). ``bn``, ``act`` and ``residual`` may be None."""
-    from ..autograd.tensor import Tensor
-
     if type(bn) is Identity and not bn._forward_hooks:  # (a BatchNorm2d fold_batchnorm folded)
         bn = None
     mods = [m for m in (conv, bn, act) if m is not None]
