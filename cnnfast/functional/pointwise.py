@@ -1,9 +1,11 @@
 """The activations of modern CNNs: hardswish, hardsigmoid, silu, relu6, gelu, prelu (torch names).
 
 ndarray in -> ndarray out; given a cnnfast Tensor the result is a Tensor recorded for backward.
-Each op is a forward/backward pair of ``_``-prefixed NumPy helpers shared with the autograd
-Functions in ``cnnfast.autograd.ops``. They are elementwise, so NumPy runs them at a few passes
-over memory; a fused conv epilogue (C++) would save those passes (see README, "Transfer learning").
+Each op is a forward/backward pair of ``_``-prefixed helpers (``cnnfast._ndarray.pointwise``)
+shared with the autograd Functions in ``cnnfast.autograd.ops``. The float32/float64 forwards run
+C++ kernels (``_core.pointwise_forward``: one pass, threaded, SIMD; SiLU in float64 stays NumPy's
+formula), the gradients NumPy formulas; in eval inference a conv's activation runs fused into the
+conv call (``nn._eval_fusion``).
 
 Gradients at the kinks follow PyTorch: relu6 and hardsigmoid pass no gradient at their
 breakpoints (-3/3, 0/6), hardswish's gradient is ``x/3 + 1/2`` on ``(-3, 3)``, 0 at -3 and 1 at 3.
