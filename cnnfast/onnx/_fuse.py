@@ -984,6 +984,20 @@ def _conv1x1_geom(conv):
     return (conv.kernel_size, conv.stride, conv.padding, conv.groups, conv.auto_pad, conv.fused_relu)
 
 
+def _overwritable(gm, x, readers, consumers, outputs):
+    """Whether the step that reads ``x`` may overwrite it: ``x`` has exactly ``readers`` consumers
+    (all in the step), is not a graph input, output or constant, and its producer returns fresh
+    memory (_FRESH_OPS)."""
+    prod = next((n for n in gm._plan if x in n.outputs), None)
+    return (
+        len(consumers.get(x, [])) == readers
+        and x not in outputs
+        and x not in gm._names
+        and prod is not None
+        and prod.op in _FRESH_OPS
+    )
+
+
 def _match_se(gm, gap, consumers, outputs, OnnxConv2d):
     """The squeeze-and-excitation block starting at the GlobalAveragePool node ``gap``, as
     ``(nodes, conv1, act1, conv2, scale_act, alpha, beta, xin, out, inplace)`` for :func:`_se_step`,
@@ -1059,16 +1073,8 @@ def _match_se(gm, gap, consumers, outputs, OnnxConv2d):
     if mul is None or mul.op != "Mul" or len(mul.inputs) != 2 or sorted(mul.inputs) != sorted([xin, s]) or xin == s:
         return None
     nodes.append(mul)
-    # x may be overwritten by the scaling when nothing else reads it (GAP and Mul its only
-    # consumers, not a graph input, output or constant) and its producer returns fresh memory
-    prod = next((n for n in gm._plan if xin in n.outputs), None)
-    inplace = (
-        len(consumers.get(xin, [])) == 2
-        and xin not in outputs
-        and xin not in gm._names
-        and prod is not None
-        and prod.op in _FRESH_OPS
-    )
+    # x may be overwritten by the scaling when GAP and Mul are its only readers
+    inplace = _overwritable(gm, xin, 2, consumers, outputs)
     return (
         nodes,
         c1.attrs["_module"],
@@ -1196,16 +1202,8 @@ def _match_gelu(gm, div, consumers, outputs, only, small_const):
         nodes = [div, erf, add, mulh, mul1]  # (in an order they can run in; the output last)
     if not small_const(c3):
         return None
-    # y may be overwritten when the Div and the first Mul are its only readers, it is not a graph
-    # input, output or constant, and its producer returns fresh memory
-    prod = next((n for n in gm._plan if y in n.outputs), None)
-    inplace = (
-        len(consumers.get(y, [])) == 2
-        and y not in outputs
-        and y not in gm._names
-        and prod is not None
-        and prod.op in _FRESH_OPS
-    )
+    # y may be overwritten when the Div and the first Mul are its only readers
+    inplace = _overwritable(gm, y, 2, consumers, outputs)
     return nodes, y, nodes[-1].outputs[0], div.inputs[1], c2, c3, inplace
 
 
