@@ -88,7 +88,7 @@ def test_nan_inf_and_in_place(isa, dtype):
 
 
 _ERF_EXACT = np.frompyfunc(math.erf, 1, 1)
-# float32 erf of the SIMD kernels: a rational function within 3.4e-7 of the exact erf (pointwise.h);
+# float32 erf of the SIMD kernels: a rational function within 4e-7 of the exact erf (pointwise.h);
 # the ref kernel and float64 use <cmath> erf (a few ulps)
 _ERF_ATOL = {np.float32: 4e-7, np.float64: 4 * np.finfo(np.float64).eps}
 

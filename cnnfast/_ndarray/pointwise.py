@@ -120,7 +120,7 @@ def _silu_backward(g, x):
 
 
 # NumPy has no erf. float32 / float64 run the C++ kernels (kind "erf": float32 a rational
-# function within 3.4e-7 of the exact erf, float64 <cmath> erf); other dtypes, and the reference
+# function within 4e-7 of the exact erf, float64 <cmath> erf); other dtypes, and the reference
 # the kernels are tested against, use math.erf (C's erf, exact) once per element through Python
 # (~50 ns an element).
 _erf_ufunc = np.frompyfunc(math.erf, 1, 1)

@@ -212,7 +212,7 @@ def _scalar(x):
 
 
 def _erf(x):
-    """erf: the C++ kernel for float32 / float64 (float32 within 3.4e-7 of the exact erf, float64
+    """erf: the C++ kernel for float32 / float64 (float32 within 4e-7 of the exact erf, float64
     <cmath>), math.erf per element for other dtypes."""
     return _erf_kernel(np.asarray(x))
 

@@ -6,12 +6,12 @@
 //   kind 3 (gelu):      y = b * x * (1 + erf(a * x))      (GELU, erf form: a = 1/sqrt(2), b = 1/2)
 //   kind 4 (erf):       y = erf(a * x)                    (b, lo, hi unused)
 //   kind 5 (sigmoid):   y = 1 / (1 + exp(-x))             (a, b, lo, hi unused)
-// The ref kernel uses <cmath>'s exp and erf. The float32 SIMD kernels evaluate exp (SiLU) by
-// Cephes' range reduction and degree-6 polynomial, flushing exp(-x) to exp(-87.3) = 1.2e-38 below
-// (SiLU of x > 87.3 is x, sigmoid 1) and capping it at 88.38 above (exp 2.4e38: SiLU of x < -88.38
-// is about x / 2.4e38, sigmoid about 4e-39, -inf gives -inf and 0), and erf
-// as a rational function of x clamped to [-4, 4] (the one of Eigen/XLA: at most 3.4e-7 from the
-// exact erf, ~6 ulp near +-1); float64 SIMD kernels decline kinds 2-4 (ref runs).
+// The ref kernel uses <cmath>'s exp and erf. The float32 SIMD kernels evaluate exp(-x) (SiLU,
+// sigmoid) by Cephes' range reduction and degree-6 polynomial, with -x clamped to [-87.3, 88.38]:
+// for x > 87.3 SiLU is x and sigmoid 1; for x < -88.38 exp is 2.4e38, SiLU about x / 2.4e38 and
+// sigmoid about 4e-39 (-inf gives -inf and 4e-39; the float32 ref caps alike). erf is a rational
+// function of x clamped to [-4, 4] (Eigen's / XLA's; within 4e-7 of the exact erf, the tests'
+// bound). float64 SIMD kernels decline kinds 2-5 (ref runs).
 // NaN in x gives NaN in y. Same contract as conv2d.h: raw pointers, no allocation, no throwing;
 // a SIMD kernel may decline (return false) and the ref kernel runs.
 #pragma once

@@ -69,7 +69,7 @@ inline typename S::R vsilu(typename S::R v) {
 }
 
 // erf(v), float32: v clamped to [-4, 4] (erf(4) rounds to 1), then v P(v^2) / Q(v^2) with the
-// coefficients of Eigen's / XLA's float erf; at most 3.4e-7 from the exact erf (tests).
+// coefficients of Eigen's / XLA's float erf; within 4e-7 of the exact erf (the tests' bound).
 template <class S>
 inline typename S::R verf(typename S::R v) {
   using R = typename S::R;
