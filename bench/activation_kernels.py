@@ -60,6 +60,11 @@ def main(argv=None):
         ("relu6", P._relu6, P._relu6_np),
         ("silu", lambda x, out: _core.pointwise_forward(x, "silu", out=out), P._silu_np),
         ("sigmoid", lambda x, out: _core.pointwise_forward(x, "sigmoid", out=out), _misc._sigmoid_np),
+        (
+            "leaky_relu",
+            lambda x, out: _core.pointwise_forward(x, "leaky", 0.1, out=out),
+            lambda x: _misc._leaky_relu_np(x, 0.1),
+        ),
         ("gelu", P._gelu, P._gelu_np),
         ("erf", lambda x, out: _core.pointwise_forward(x, "erf", out=out), P._erf_np),
     ):

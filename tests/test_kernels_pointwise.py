@@ -171,6 +171,42 @@ def test_sigmoid_matches_formula(isa, rng, dtype, n):
         np.testing.assert_allclose(t.grad, want * (1 - want), rtol=tol[0], atol=tol[1])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 17, 33, 1000, 200_003])
+def test_leaky_matches_formula(isa, rng, dtype, n):
+    """kind 'leaky' (x if x > 0 else a x) exactly as NumPy's formula, NaN and signed zeros kept, on
+    every ISA; F.leaky_relu, nn.LeakyReLU after a conv in eval mode, and its gradient use it."""
+    x = _x(rng, n, dtype)
+    if n >= 8:
+        x[6:8] = [np.nan, -np.inf]
+    for a in (0.01, 0.2, -0.5, 1.5):
+        want = np.where(x > 0, x, x * dtype(a))
+        for got in (_core.pointwise_forward(x, "leaky", a), on_ref(_core.pointwise_forward, x, "leaky", a)):
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    np.testing.assert_array_equal(cnnfast.functional.leaky_relu(x, 0.2), np.where(x > 0, x, x * dtype(0.2)))
+    if n == 1000:
+        t = cnnfast.Tensor(np.nan_to_num(x), requires_grad=True)
+        cnnfast.functional.leaky_relu(t, 0.2).sum().backward()
+        np.testing.assert_array_equal(t.grad, np.where(t.data > 0, 1, 0.2).astype(dtype))
+
+
+def test_conv_then_leaky_relu_fuses_in_eval(rng, monkeypatch):
+    """nn.Conv2d -> BatchNorm2d -> LeakyReLU(0.2) in eval mode on an ndarray: one conv_bn_act call
+    (act 'leaky' with the module's slope), the modules' result."""
+    nn = cnnfast.nn
+    seq = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.LeakyReLU(0.2)).eval()
+    seq[1].running_var[:] = rng.uniform(0.5, 2, 8)
+    x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
+    calls = []
+    real = _core.conv_bn_act_forward
+    monkeypatch.setattr(_core, "conv_bn_act_forward", lambda *a, **k: calls.append(a[9:11]) or real(*a, **k))
+    got = seq(x)
+    assert calls == [("leaky", 0.2)]
+    np.testing.assert_allclose(got, seq(cnnfast.Tensor(x)).data, rtol=1e-5, atol=1e-6)
+
+
 def test_gelu_and_erf_functions_use_the_kernels(isa, rng):
     """F.gelu / its gradient / the ONNX Erf on float32 and float64 agree with the exact-erf
     formulas (the NumPy reference, math.erf per element); float16 keeps the NumPy formula."""
@@ -227,7 +263,7 @@ def test_functional_activations_match_numpy_formulas(isa, rng):
 def test_pointwise_errors():
     x = np.zeros(5, np.float32)
     with pytest.raises(
-        ValueError, match="kind must be 'clamp', 'hardswish', 'silu', 'gelu', 'erf' or 'sigmoid', got 'tanh'"
+        ValueError, match="kind must be 'clamp', 'hardswish', 'silu', 'gelu', 'erf', 'sigmoid' or 'leaky', got 'tanh'"
     ):
         _core.pointwise_forward(x, "tanh")
     with pytest.raises(ValueError, match="float32 or float64"):
@@ -340,6 +376,7 @@ def _conv_bn_act_reference(x, w, b, stride, pad, groups, bn, act):
         "hardsigmoid": P._hardsigmoid_np,
         "silu": P._silu_np,
         "gelu": P._gelu_np,
+        "leaky": lambda v: np.where(v > 0, v, 0.1 * v),
     }[act](y)
 
 
@@ -351,6 +388,7 @@ _ACT_ARGS = {
     "hardsigmoid": ("clamp", 1 / 6, 0.5, 0.0, 1.0),
     "silu": ("silu",),
     "gelu": ("gelu",),
+    "leaky": ("leaky", 0.1),
 }
 
 
@@ -449,6 +487,7 @@ def _act_reference(v, act):
         "hardsigmoid": P._hardsigmoid_np,
         "silu": P._silu_np,
         "gelu": P._gelu_np,
+        "leaky": lambda t: np.where(t > 0, t, 0.1 * t),
     }[act](v)
 
 

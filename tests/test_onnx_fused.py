@@ -635,3 +635,41 @@ def test_exported_gelu_imports_fused(opset, tmp_path):
     _consts, steps = _EVAL_PROGRAMS[model]
     ops = [" ".join(nd.op for nd in s[1]) for s in steps]
     assert ("Conv Gelu" if opset >= 20 else "Div Erf Add Mul Mul") in ops, ops
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_leaky_relu_joins_the_conv_step(dtype):
+    """Conv -> BN -> LeakyRelu(alpha) and Conv -> LeakyRelu (default alpha) are conv steps with the
+    'leaky' activation; results equal the node-by-node path's, also from the bound fast program."""
+    rng = np.random.default_rng(41)
+    tp = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    inits = []
+
+    def const(name, a):
+        inits.append(numpy_helper.from_array(np.asarray(a, dtype), name))
+        return name
+
+    N = helper.make_node
+    nodes = [
+        N("Conv", ["x", const("w0", rng.standard_normal((8, 3, 3, 3)) / 4)], ["c0"], kernel_shape=[3, 3], pads=[1] * 4),
+        N("BatchNormalization", ["c0"] + _bn_inputs(const, rng, 0, 8, 0.2), ["n0"], epsilon=1e-5),
+        N("LeakyRelu", ["n0"], ["a0"], alpha=0.2),
+        N("Conv", ["a0", const("w1", rng.standard_normal((4, 8, 1, 1)) / 3)], ["c1"], kernel_shape=[1, 1]),
+        N("LeakyRelu", ["c1"], ["out"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "leaky",
+        [helper.make_tensor_value_info("x", tp, [None, 3, 10, 12])],
+        [helper.make_tensor_value_info("out", tp, None)],
+        inits,
+    )
+    model = connx.load(helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)]))
+    x = rng.standard_normal((2, 3, 10, 12)).astype(dtype)
+    want = model(cnnfast.Tensor(x)).data
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    first = model(x)
+    _close(first, want, tol)
+    np.testing.assert_array_equal(_warm(model, x), first)
+    _consts, steps = _EVAL_PROGRAMS[model]
+    assert [" ".join(nd.op for nd in s[1]) for s in steps] == ["Conv BatchNormalization LeakyRelu", "Conv LeakyRelu"]

@@ -124,6 +124,13 @@ def _avg_pool2d_backward(g, plan):
 
 
 def _leaky_relu(x, negative_slope):
+    # float32 / float64: the C++ kernel (one pass; kind "leaky"), else NumPy's three
+    if type(x) is np.ndarray and (x.dtype == np.float32 or x.dtype == np.float64):
+        return _core.pointwise_forward(x, "leaky", float(negative_slope))
+    return _leaky_relu_np(x, negative_slope)
+
+
+def _leaky_relu_np(x, negative_slope):
     return np.where(x > 0, x, x * np.asarray(negative_slope, dtype=x.dtype))
 
 

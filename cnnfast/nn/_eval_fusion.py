@@ -14,9 +14,10 @@ import weakref
 import numpy as np
 
 from .. import _core
+from .._ndarray.misc import _leaky_relu
 from .._ndarray.pointwise import _gelu, _hardsigmoid, _hardswish, _relu6, _silu
 from ..autograd.tensor import Tensor
-from .activation import ReLU
+from .activation import LeakyReLU, ReLU
 from .conv import Conv2d
 from .linear import Identity
 from .module import _structure_epoch
@@ -39,6 +40,7 @@ _ACTS: dict[type, str] = {
     Hardsigmoid: "hardsigmoid",
     SiLU: "silu",
     GELU: "gelu",  # approximate='none' only (_act_of)
+    LeakyReLU: "leaky",  # its slope: _act_params
 }
 # each activation as _core.conv_bn_act_forward's (act, (a, b, lo, hi)); float64 SiLU runs in NumPy
 # after it (the C++ kernel's float64 SiLU is scalar, NumPy's exp is not: _ndarray/pointwise._silu)
@@ -50,7 +52,15 @@ _FUSED_ACTS: dict[str | None, tuple[str, tuple[float, ...]]] = {
     "hardsigmoid": ("clamp", (1 / 6, 0.5, 0.0, 1.0)),
     "silu": ("silu", ()),
     "gelu": ("gelu", ()),
+    "leaky": ("leaky", (0.01,)),  # (the module's negative_slope replaces it: _act_params)
 }
+
+
+def _act_params(act: str | None, m: Any) -> tuple[str, tuple[float, ...]]:
+    """``_FUSED_ACTS[act]`` with module ``m``'s own constants (LeakyReLU's slope)."""
+    if act == "leaky":
+        return "leaky", (float(m.negative_slope),)
+    return _FUSED_ACTS[act]
 
 
 def _act_of(m: Any) -> str | None:
@@ -139,7 +149,7 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any, residual: Any = None
     ):
         # the whole block in one C++ call (conv -> BatchNorm folded or per channel [-> + residual]
         # -> activation)
-        kind, params = _FUSED_ACTS[act]
+        kind, params = _act_params(act, nxt)
         if act == "silu" and w.dtype != np.float32:
             kind = "none"
         bnt = _bn_tuple(bn)
@@ -194,6 +204,9 @@ def conv_block_eval(mods: Sequence[Module], i: int, x: Any, residual: Any = None
         y = _silu(y, out=y)
     elif act == "gelu":
         y = _gelu(y, out=y)
+    elif act == "leaky":
+        assert nxt is not None  # (act came from it)
+        y = _leaky_relu(y, nxt.negative_slope)
     return y, n_used
 
 

@@ -4,8 +4,8 @@ A GraphModule called on ndarrays in eval mode records nothing, so it runs a comp
 steps instead of one dispatch per graph node:
 
 - ``Conv -> BatchNormalization -> activation`` (Relu, HardSwish, HardSigmoid, Clip, the
-  ``Add(3) -> Clip(0, 6) -> Mul -> Div(6)`` hardswish that PaddlePaddle exports, or the ``Sigmoid ->
-  Mul`` SiLU that PyTorch exports) is one step: the
+  ``Add(3) -> Clip(0, 6) -> Mul -> Div(6)`` hardswish that PaddlePaddle exports, the ``Sigmoid ->
+  Mul`` SiLU that PyTorch exports, Gelu, LeakyRelu) is one step: the
   BatchNorm is folded into the conv's weights when they are no larger than the output (else
   applied in place to the conv's output), ReLU runs in the conv kernel's epilogue, the other
   activations in place on the conv's output. A Conv without BatchNorm fuses its activation too.
@@ -83,6 +83,7 @@ _FRESH_OPS = {
     "HardSigmoid",
     "Sigmoid",
     "Gelu",
+    "LeakyRelu",
     "Clip",
     "Add",
     "Sub",
@@ -211,6 +212,8 @@ def compile_eval(gm, OPS, OnnxConv2d, auto_pads):
             act = c.op
         elif c is not None and c.op == "Gelu" and c.attrs.get("approximate", "none") == "none":
             act = "Gelu"
+        elif c is not None and c.op == "LeakyRelu":
+            act, act_args = "LeakyRelu", (float(c.attrs.get("alpha", 0.01)),)
         elif c is not None and c.op == "HardSigmoid":
             act, act_args = "HardSigmoid", (float(c.attrs.get("alpha", 0.2)), float(c.attrs.get("beta", 0.5)))
         elif (
@@ -525,6 +528,8 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
         kind = "silu"
     elif act == "Gelu":
         kind, params = "gelu", (2**-0.5, 0.5)
+    elif act == "LeakyRelu":
+        kind, params = "leaky", act_args
     elif act == "HardSigmoid":
         alpha, beta = act_args
         if abs(alpha - 1 / 6) < 1e-6 and beta == 0.5:  # a float32 attribute meaning 1/6, as _op_hardsigmoid
@@ -725,8 +730,11 @@ def _conv_step(gm, group, bn_node, act, act_args, OPS, OnnxConv2d, auto_pads, me
             "xin": xin,
             "out": out,
             "inner": inner,
-            # (SiLU, GELU: not dw_chain_forward activations)
-            "plain": conv0.auto_pad is None and extra is None and dil == (1, 1) and act not in ("Silu", "Gelu"),
+            # (SiLU, GELU, LeakyReLU: not dw_chain_forward activations)
+            "plain": conv0.auto_pad is None
+            and extra is None
+            and dil == (1, 1)
+            and act not in ("Silu", "Gelu", "LeakyRelu"),
         }
     return fn, list(group), None, ext_inputs
 

@@ -12,7 +12,8 @@ void bind_pointwise(py::module_& m) {
   m.def("pointwise_forward", &cnnfast::pointwise_forward, "input"_a, "kind"_a, "a"_a = py::none(), "b"_a = py::none(),
         "lo"_a = -inf, "hi"_a = inf, "out"_a = py::none(),
         "t = min(max(a*x + b, lo), hi); kind 'clamp': t, 'hardswish': x*t, 'silu': x/(1+exp(-x)), "
-        "'gelu': b*x*(1+erf(a*x)), 'erf': erf(a*x), 'sigmoid': 1/(1+exp(-x)). a, b default to 1, 0 (GELU: 1/sqrt(2), "
+        "'gelu': b*x*(1+erf(a*x)), 'erf': erf(a*x), 'sigmoid': 1/(1+exp(-x)), 'leaky': x if x > 0 else a*x. a, b "
+        "default to 1, 0 (GELU: 1/sqrt(2), "
         "1/2). out may be "
         "input itself (in place).");
   m.def("linear_forward", &cnnfast::linear_forward, "input"_a, "weight"_a, "bias"_a = py::none(), "out"_a = py::none(),

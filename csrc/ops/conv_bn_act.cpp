@@ -163,10 +163,13 @@ py::array conv_bn_act_forward(const py::array& x, const py::array& w, const std:
     k = kPointwiseSilu;
   else if (act == "gelu")
     k = kPointwiseGelu;
+  else if (act == "leaky")
+    k = kPointwiseLeaky;
   else
-    CNNFAST_CHECK(act == "none",
-                  "conv_bn_act_forward: act must be 'none', 'relu', 'clamp', 'hardswish', 'silu' or 'gelu', got '", act,
-                  "'");
+    CNNFAST_CHECK(
+        act == "none",
+        "conv_bn_act_forward: act must be 'none', 'relu', 'clamp', 'hardswish', 'silu', 'gelu' or 'leaky', got '", act,
+        "'");
   // a, b default per kind as pointwise_forward's
   const double a = a_ ? *a_ : (k == kPointwiseGelu ? 0.70710678118654752440 : 1.0);
   const double b = b_ ? *b_ : (k == kPointwiseGelu ? 0.5 : 0.0);

@@ -15,9 +15,10 @@ int kind_of(const std::string& kind) {
   if (kind == "gelu") return kPointwiseGelu;
   if (kind == "erf") return kPointwiseErf;
   if (kind == "sigmoid") return kPointwiseSigmoid;
-  CNNFAST_CHECK(false,
-                "pointwise_forward: kind must be 'clamp', 'hardswish', 'silu', 'gelu', 'erf' or 'sigmoid', got '", kind,
-                "'");
+  if (kind == "leaky") return kPointwiseLeaky;
+  CNNFAST_CHECK(
+      false, "pointwise_forward: kind must be 'clamp', 'hardswish', 'silu', 'gelu', 'erf', 'sigmoid' or 'leaky', got '",
+      kind, "'");
   return -1;
 }
 

@@ -6,6 +6,7 @@
 //   kind 3 (gelu):      y = b * x * (1 + erf(a * x))      (GELU, erf form: a = 1/sqrt(2), b = 1/2)
 //   kind 4 (erf):       y = erf(a * x)                    (b, lo, hi unused)
 //   kind 5 (sigmoid):   y = 1 / (1 + exp(-x))             (a, b, lo, hi unused)
+//   kind 6 (leaky):     y = x > 0 ? x : a * x             (LeakyReLU; b, lo, hi unused)
 // The ref kernel uses <cmath>'s exp and erf. The float32 SIMD kernels evaluate exp(-x) (SiLU,
 // sigmoid) by Cephes' range reduction and degree-6 polynomial, with -x clamped to [-87.3, 88.38]:
 // for x > 87.3 SiLU is x and sigmoid 1; for x < -88.38 exp is 2.4e38, SiLU about x / 2.4e38 and
@@ -25,7 +26,8 @@ enum PointwiseKind : int {
   kPointwiseSilu = 2,
   kPointwiseGelu = 3,
   kPointwiseErf = 4,
-  kPointwiseSigmoid = 5
+  kPointwiseSigmoid = 5,
+  kPointwiseLeaky = 6
 };
 
 template <typename T>

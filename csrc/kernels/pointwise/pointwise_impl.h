@@ -161,9 +161,33 @@ inline void run(int64_t s, int64_t e, const typename S::T* x, typename S::T* y, 
   }
 }
 
+// LeakyReLU: x where x > 0, else a * x (NaN: a * NaN)
+template <class S>
+inline void run_leaky(int64_t s, int64_t e, const typename S::T* x, typename S::T* y, typename S::T a) {
+  using R = typename S::R;
+  const R va = S::set1(a), zero = S::zero();
+  auto f = [&](R v) { return S::blend(S::mul(v, va), v, S::gt(v, zero)); };
+  int64_t i = s;
+  for (; i + 2 * S::N <= e; i += 2 * S::N) {
+    const R v0 = S::load(x + i), v1 = S::load(x + i + S::N);
+    S::store(y + i, f(v0));
+    S::store(y + i + S::N, f(v1));
+  }
+  for (; i + S::N <= e; i += S::N) S::store(y + i, f(S::load(x + i)));
+  for (; i < e; ++i) y[i] = x[i] > 0 ? x[i] : a * x[i];
+}
+
 template <class S>
 bool fwd(int64_t n, const typename S::T* x, typename S::T* y, int kind, typename S::T a, typename S::T b,
          typename S::T lo, typename S::T hi) {
+  if (kind == kPointwiseLeaky) {
+    // ~2 operations an element
+    parallel_for((n + kAlign - 1) / kAlign, 2 * kAlign, [&](int64_t ub, int64_t ue) {
+      const int64_t s = ub * kAlign, e = ue * kAlign < n ? ue * kAlign : n;
+      run_leaky<S>(s, e, x, y, a);
+    });
+    return true;
+  }
   const bool transcendental =
       kind == kPointwiseSilu || kind == kPointwiseSigmoid || kind == kPointwiseGelu || kind == kPointwiseErf;
   if (!transcendental && kind != kPointwiseClamp && kind != kPointwiseHardswish) return false;

@@ -29,6 +29,8 @@ void fwd(int64_t n, const T* x, T* y, int kind, T a, T b, T lo, T hi) {
       for (int64_t i = s; i < e; ++i) y[i] = x[i] * clamp1(x[i] * a + b, lo, hi);
     else if (kind == kPointwiseSilu)
       for (int64_t i = s; i < e; ++i) y[i] = x[i] / (T(1) + std::exp(silu_arg(-x[i])));
+    else if (kind == kPointwiseLeaky)
+      for (int64_t i = s; i < e; ++i) y[i] = x[i] > T(0) ? x[i] : a * x[i];  // NaN: a * NaN
     else if (kind == kPointwiseSigmoid)
       for (int64_t i = s; i < e; ++i) y[i] = T(1) / (T(1) + std::exp(silu_arg(-x[i])));
     else if (kind == kPointwiseGelu)
