@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .. import _core
+from .misc import _sigmoid  # (the silu gradient's; the C++ kernel for float32 / float64)
 
 
 # The forward activations run in cnnfast's C++ kernels (kernels/pointwise: one pass, no temporary,
@@ -77,19 +78,6 @@ def _hardswish_np(x):
 def _hardswish_backward(g, x):
     mid = g * (x / 3 + np.asarray(0.5, dtype=x.dtype))
     return np.where(x <= -3, np.zeros((), g.dtype), np.where(x < 3, mid, g)).astype(g.dtype, copy=False)
-
-
-def _sigmoid(x):
-    """1 / (1 + exp(-x)): the C++ kernel for float32 / float64 (see _ndarray/misc._sigmoid), else in
-    place on one temporary; exp overflows to inf for x < -88, which gives the right limit 0."""
-    if type(x) is np.ndarray and (x.dtype == np.float32 or x.dtype == np.float64):
-        return _core.pointwise_forward(x, "sigmoid")
-    t = np.negative(x)
-    with np.errstate(over="ignore"):
-        np.exp(t, out=t)
-    t += 1
-    np.reciprocal(t, out=t)
-    return t
 
 
 def _silu(x, out=None):

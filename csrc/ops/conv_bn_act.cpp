@@ -170,9 +170,7 @@ py::array conv_bn_act_forward(const py::array& x, const py::array& w, const std:
         act == "none",
         "conv_bn_act_forward: act must be 'none', 'relu', 'clamp', 'hardswish', 'silu', 'gelu' or 'leaky', got '", act,
         "'");
-  // a, b default per kind as pointwise_forward's
-  const double a = a_ ? *a_ : (k == kPointwiseGelu ? 0.70710678118654752440 : 1.0);
-  const double b = b_ ? *b_ : (k == kPointwiseGelu ? 0.5 : 0.0);
+  const double a = pointwise_default_a(k, a_), b = pointwise_default_b(k, b_);
   return is_f64(w)
              ? run<double>(x, w, bias, stride, padding, dilation, groups, conv_relu, bn, k, a, b, lo, hi, residual)
              : run<float>(x, w, bias, stride, padding, dilation, groups, conv_relu, bn, k, a, b, lo, hi, residual);

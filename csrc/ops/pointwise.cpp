@@ -74,9 +74,7 @@ py::array pointwise_forward(const py::array& x, const std::string& kind, std::op
                             std::optional<double> b_, double lo, double hi, const std::optional<py::array>& out) {
   check_float(x, "pointwise_forward", "input");
   const int k = kind_of(kind);
-  // a, b default per kind: GELU's 1/sqrt(2), 1/2; otherwise 1, 0
-  const double a = a_ ? *a_ : (k == kPointwiseGelu ? 0.70710678118654752440 : 1.0);
-  const double b = b_ ? *b_ : (k == kPointwiseGelu ? 0.5 : 0.0);
+  const double a = pointwise_default_a(k, a_), b = pointwise_default_b(k, b_);
   return is_f64(x) ? pw<double>(x, k, a, b, lo, hi, out) : pw<float>(x, k, a, b, lo, hi, out);
 }
 

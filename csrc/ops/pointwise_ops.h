@@ -8,12 +8,21 @@
 #include <optional>
 #include <string>
 
+#include "kernels/pointwise/pointwise.h"
 #include "ops/conv2d_checks.h"
 
 namespace cnnfast {
 namespace py = pybind11;
 
-// a, b: None for the kind's defaults (GELU 1/sqrt(2), 1/2; otherwise 1, 0)
+// A pointwise kind's a and b where the caller passed None: GELU's 1/sqrt(2) and 1/2, otherwise 1 and 0.
+inline double pointwise_default_a(int kind, std::optional<double> a) {
+  return a ? *a : (kind == kPointwiseGelu ? 0.70710678118654752440 : 1.0);
+}
+inline double pointwise_default_b(int kind, std::optional<double> b) {
+  return b ? *b : (kind == kPointwiseGelu ? 0.5 : 0.0);
+}
+
+// a, b: None for the kind's defaults (pointwise_default_a / _b)
 py::array pointwise_forward(const py::array& x, const std::string& kind, std::optional<double> a,
                             std::optional<double> b, double lo, double hi, const std::optional<py::array>& out);
 py::array linear_forward(const py::array& input, const py::array& weight, const std::optional<py::array>& bias,

@@ -62,10 +62,14 @@ inline typename S::R vexp(typename S::R v) {
   return S::mul(p, vpow2(n));
 }
 
-// SiLU v / (1 + exp(-v)), float32
+// SiLU v / (1 + exp(-v)) and sigmoid 1 / (1 + exp(-v)), float32
 template <class S>
 inline typename S::R vsilu(typename S::R v) {
   return vdiv(v, S::add(S::set1(1.0f), vexp<S>(S::sub(S::zero(), v))));
+}
+template <class S>
+inline typename S::R vsigmoid(typename S::R v) {
+  return vdiv(S::set1(1.0f), S::add(S::set1(1.0f), vexp<S>(S::sub(S::zero(), v))));
 }
 
 // erf(v), float32: v clamped to [-4, 4] (erf(4) rounds to 1), then v P(v^2) / Q(v^2) with the
@@ -104,6 +108,19 @@ inline float silu1(float v) {
   return lane1<Avx2F32>([](__m256 r) { return vsilu<Avx2F32>(r); }, v);
 }
 
+// y[i] = f(x[i]) over [s, e): whole vectors two at a time, then one, then the scalar tail tail(i)
+template <class S, class F, class G>
+inline void sweep(int64_t s, int64_t e, const typename S::T* x, typename S::T* y, F f, G tail) {
+  int64_t i = s;
+  for (; i + 2 * S::N <= e; i += 2 * S::N) {
+    const typename S::R v0 = S::load(x + i), v1 = S::load(x + i + S::N);
+    S::store(y + i, f(v0));
+    S::store(y + i + S::N, f(v1));
+  }
+  for (; i + S::N <= e; i += S::N) S::store(y + i, f(S::load(x + i)));
+  for (; i < e; ++i) y[i] = tail(i);
+}
+
 // kinds 2-5 (float32): SiLU x / (1 + exp(-x)), GELU b x (1 + erf(a x)), erf(a x), sigmoid 1 / (1 + exp(-x))
 template <class S>
 inline void run_transcendental(int64_t s, int64_t e, const float* x, float* y, int kind, float a, float b) {
@@ -111,20 +128,13 @@ inline void run_transcendental(int64_t s, int64_t e, const float* x, float* y, i
   const R va = S::set1(a), vb = S::set1(b);
   auto f = [&](R v) -> R {
     if (kind == kPointwiseSilu) return vsilu<S>(v);
-    if (kind == kPointwiseSigmoid) return vdiv(S::set1(1.0f), S::add(S::set1(1.0f), vexp<S>(S::sub(S::zero(), v))));
+    if (kind == kPointwiseSigmoid) return vsigmoid<S>(v);
     const R er = verf<S>(S::mul(v, va));
     if (kind == kPointwiseErf) return er;
     const R h = S::mul(v, vb);
     return S::fma(h, er, h);
   };
-  int64_t i = s;
-  for (; i + 2 * S::N <= e; i += 2 * S::N) {
-    const R v0 = S::load(x + i), v1 = S::load(x + i + S::N);
-    S::store(y + i, f(v0));
-    S::store(y + i + S::N, f(v1));
-  }
-  for (; i + S::N <= e; i += S::N) S::store(y + i, f(S::load(x + i)));
-  for (; i < e; ++i) y[i] = lane1<S>(f, x[i]);
+  sweep<S>(s, e, x, y, f, [&](int64_t i) { return lane1<S>(f, x[i]); });
 }
 
 constexpr int64_t kAlign = 64;  // elements per parallel unit: chunk boundaries stay cache-line aligned
@@ -167,46 +177,37 @@ inline void run_leaky(int64_t s, int64_t e, const typename S::T* x, typename S::
   using R = typename S::R;
   const R va = S::set1(a), zero = S::zero();
   auto f = [&](R v) { return S::blend(S::mul(v, va), v, S::gt(v, zero)); };
-  int64_t i = s;
-  for (; i + 2 * S::N <= e; i += 2 * S::N) {
-    const R v0 = S::load(x + i), v1 = S::load(x + i + S::N);
-    S::store(y + i, f(v0));
-    S::store(y + i + S::N, f(v1));
-  }
-  for (; i + S::N <= e; i += S::N) S::store(y + i, f(S::load(x + i)));
-  for (; i < e; ++i) y[i] = x[i] > 0 ? x[i] : a * x[i];
+  sweep<S>(s, e, x, y, f, [&](int64_t i) { return x[i] > 0 ? x[i] : a * x[i]; });
+}
+
+// fn(s, e) on aligned chunks of [0, n) in parallel; cost: operations an element
+template <class Fn>
+inline void for_chunks(int64_t n, int64_t cost, const Fn& fn) {
+  parallel_for((n + kAlign - 1) / kAlign, cost * kAlign,
+               [&](int64_t ub, int64_t ue) { fn(ub * kAlign, ue * kAlign < n ? ue * kAlign : n); });
 }
 
 template <class S>
 bool fwd(int64_t n, const typename S::T* x, typename S::T* y, int kind, typename S::T a, typename S::T b,
          typename S::T lo, typename S::T hi) {
   if (kind == kPointwiseLeaky) {
-    // ~2 operations an element
-    parallel_for((n + kAlign - 1) / kAlign, 2 * kAlign, [&](int64_t ub, int64_t ue) {
-      const int64_t s = ub * kAlign, e = ue * kAlign < n ? ue * kAlign : n;
-      run_leaky<S>(s, e, x, y, a);
-    });
+    for_chunks(n, 2, [&](int64_t s, int64_t e) { run_leaky<S>(s, e, x, y, a); });
     return true;
   }
   const bool transcendental =
       kind == kPointwiseSilu || kind == kPointwiseSigmoid || kind == kPointwiseGelu || kind == kPointwiseErf;
   if (!transcendental && kind != kPointwiseClamp && kind != kPointwiseHardswish) return false;
-  const int64_t units = (n + kAlign - 1) / kAlign;
   if (transcendental) {
     if constexpr (!std::is_same_v<typename S::T, float>) {
       return false;
     } else {
       // ~20-30 operations an element (a division among them)
-      parallel_for(units, 25 * kAlign, [&](int64_t ub, int64_t ue) {
-        const int64_t s = ub * kAlign, e = ue * kAlign < n ? ue * kAlign : n;
-        run_transcendental<S>(s, e, x, y, kind, a, b);
-      });
+      for_chunks(n, 25, [&](int64_t s, int64_t e) { run_transcendental<S>(s, e, x, y, kind, a, b); });
       return true;
     }
   }
   // ~4 operations an element; small arrays (an SE block's 1x1 plane) run inline on the caller
-  parallel_for(units, 4 * kAlign, [&](int64_t ub, int64_t ue) {
-    const int64_t s = ub * kAlign, e = ue * kAlign < n ? ue * kAlign : n;
+  for_chunks(n, 4, [&](int64_t s, int64_t e) {
     if (kind == kPointwiseHardswish)
       run<S, true>(s, e, x, y, a, b, lo, hi);
     else
